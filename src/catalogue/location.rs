@@ -1,0 +1,978 @@
+//! Offline reverse geocoding: a latitude/longitude becomes a country, the nearest populated
+//! place, its first-level region and, where one is known, the island it lies on.
+//!
+//! # What this module owns
+//! [`Geocoder`] (load once, share freely: it is immutable, `Send` and `Sync`) and the
+//! [`Location`] it returns. The data it reads lives in `data/geo/` and is compiled into the
+//! binary with `include_bytes!`/`include_str!`.
+//!
+//! # How a point is placed
+//! 1. **Country first**, from the OpenStreetMap boundary polygons of the `country-boundaries`
+//!    crate: a point a few km inside Montana is in the US even when the nearest town is Canadian.
+//!    The same lookup yields the ISO 3166-2 subdivision for the countries the data splits up
+//!    (US states, Canadian provinces, Chinese, Indian, Russian, Spanish, Australian, ... regions).
+//! 2. **Then the nearest place within that country** (and, when the subdivision is known, within
+//!    that subdivision if one of the nearest few places is), from per-country k-d trees of
+//!    GeoNames populated places. Distances are great-circle distances on a spherical Earth.
+//! 3. **At sea** (no country polygon contains the point, and it is not in the coarse Antarctica
+//!    outline): the nearest place on Earth is reported, with `at_sea` set. Its country is then
+//!    the one given in `country_code`.
+//! 4. **Landmass**: each place carries, from the data file, the name of the notable island it
+//!    lies on (or none), and the location reports the island of the place it names. Natural
+//!    Earth's named island polygons (public domain) could not be obtained from any registry
+//!    reachable when this was written, so `data/geo/islands.tsv` is a curated table: a name,
+//!    administrative selectors and a hand-made outline per island, applied to the places by
+//!    `data/geo/build_cities.py`. It covers Long Island, Manhattan, Staten Island, Martha's
+//!    Vineyard, Nantucket and the largest and best-known islands worldwide; a place on an island
+//!    missing from the table simply has no landmass.
+//!
+//! # Data and licences (credit them where the data is shown)
+//! - `data/geo/cities.tsv.gz`: GeoNames populated places (cities1000), **CC BY 4.0**,
+//!   <https://www.geonames.org/>, built by `data/geo/build_cities.py` (its header documents
+//!   input and format). Names are the ASCII names GeoNames publishes, with diacritics restored
+//!   where GeoNames' UTF-8 name matches; region names are GeoNames' (ASCII).
+//! - Country and subdivision polygons: © OpenStreetMap contributors, **ODbL 1.0**, embedded by
+//!   the `country-boundaries` crate.
+//! - `data/geo/countries.tsv`: English short country names from GeoNames (CC BY 4.0), edited.
+//! - `data/geo/islands.tsv` and `data/geo/antarctica.tsv`: hand-made for this project.
+//!
+//! # What it must not do
+//! No network and no file access at run time: everything is embedded at compile time, so
+//! [`Geocoder::load`] cannot fail on a correctly built binary (it still reports a corrupt
+//! embedded table as a [`GeoError`] rather than panicking). Lookups never panic, including at
+//! the poles and on the antimeridian; the caller validates coordinates, and anything out of
+//! range that slips through is clamped/wrapped rather than trusted.
+
+use std::io::Read;
+
+use country_boundaries::{BOUNDARIES_ODBL_360X180, CountryBoundaries, LatLon};
+use serde::Serialize;
+
+/// Populated places, see `data/geo/build_cities.py` for the format.
+static PLACES_GZ: &[u8] =
+    include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/data/geo/cities.tsv.gz"));
+/// `code<TAB>English name` per line.
+static COUNTRY_NAMES_TSV: &str =
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/data/geo/countries.tsv"));
+/// `latitude<TAB>longitude` per line, west to east.
+static ANTARCTICA_TSV: &str =
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/data/geo/antarctica.tsv"));
+
+/// Mean Earth radius (IUGG), the usual choice for spherical great-circle distances.
+const EARTH_RADIUS_KM: f64 = 6371.0088;
+
+/// How many of a country's nearest places to try when looking for one in the point's own
+/// subdivision. Near a state line the nearest place across it is usually only a few places
+/// ahead of the nearest one on the right side; beyond that the subdivision is sparse and the
+/// nearest place in the country is the better answer anyway.
+const SUBDIVISION_CANDIDATES: usize = 16;
+
+/// Antarctica has no boundary polygon; south of this latitude every point is on the ice, so
+/// the outline test (whose polygon closes through the pole) is not even needed.
+const ALWAYS_ANTARCTIC_LATITUDE: f64 = -80.0;
+
+/// ISO 3166-1 code of Antarctica, used for points inside the Antarctica outline.
+const ANTARCTICA: CountryCode = CountryCode(*b"AQ");
+
+#[derive(Debug, thiserror::Error)]
+pub enum GeoError {
+    #[error("embedded country boundaries are unreadable: {0}")]
+    Boundaries(#[from] country_boundaries::ReadError),
+    #[error("embedded places table cannot be decompressed: {0}")]
+    Decompress(#[from] std::io::Error),
+    #[error("embedded places table is not UTF-8: {0}")]
+    NotUtf8(#[from] std::string::FromUtf8Error),
+    #[error("embedded {table} table, line {line}: {reason}")]
+    Malformed {
+        table: &'static str,
+        line: usize,
+        reason: String,
+    },
+}
+
+/// Where a point is, as the daemon reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Location {
+    /// ISO 3166-1 alpha-2 code of the country containing the point; at sea, of the nearest place.
+    pub country_code: String,
+    /// English short name of that country, e.g. "France", "United States".
+    pub country: String,
+    /// Nearest populated place in that country (empty in the few territories without any).
+    pub city: String,
+    /// First-level subdivision of `city`, e.g. "Ile-de-France", "New York" (may be empty).
+    pub region: String,
+    /// ISO 3166-2 code of the subdivision containing the point, where the boundaries know it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region_code: Option<String>,
+    /// Great-circle distance from the point to `city`, rounded to 0.1 km.
+    pub distance_km: f64,
+    /// True when the point is in no country (nor in Antarctica).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub at_sea: bool,
+    /// Island of `city`, when it lies on one of the notable islands known to the data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub landmass: Option<String>,
+}
+
+impl Location {
+    /// One human line, e.g. "Paris, Ile-de-France, France (0.4 km)" or
+    /// "at sea, 81.3 km from Great River, New York, United States (Long Island)".
+    pub fn describe(&self) -> String {
+        let mut place: Vec<&str> = Vec::with_capacity(3);
+        for part in [&self.city, &self.region, &self.country] {
+            // GeoNames often names a city-state's region after it ("Singapore, Singapore").
+            if !part.is_empty() && place.last() != Some(&part.as_str()) {
+                place.push(part);
+            }
+        }
+        let place = place.join(", ");
+        let distance = format!("{:.1} km", self.distance_km);
+        match (self.at_sea, &self.landmass) {
+            (true, Some(landmass)) => format!("at sea, {distance} from {place} ({landmass})"),
+            (true, None) => format!("at sea, {distance} from {place}"),
+            (false, _) if self.city.is_empty() => place,
+            (false, Some(landmass)) => format!("{place} ({landmass}, {distance})"),
+            (false, None) => format!("{place} ({distance})"),
+        }
+    }
+}
+
+/// Two ASCII capital letters, e.g. `FR`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct CountryCode([u8; 2]);
+
+impl CountryCode {
+    fn parse(text: &str) -> Option<CountryCode> {
+        match text.as_bytes() {
+            &[a, b] if a.is_ascii_uppercase() && b.is_ascii_uppercase() => {
+                Some(CountryCode([a, b]))
+            }
+            _ => None,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Both bytes are ASCII capitals (checked in `parse`).
+        std::str::from_utf8(&self.0).unwrap_or("??")
+    }
+
+    /// Position in a 26×26 table, so lookups by code need no hashing.
+    fn slot(self) -> usize {
+        usize::from(self.0[0] - b'A') * 26 + usize::from(self.0[1] - b'A')
+    }
+}
+
+/// One populated place, kept small (20 bytes) because there are about 145 000 of them.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    latitude_e5: i32,
+    longitude_e5: i32,
+    /// Byte range of the name in `Geocoder::names`.
+    name_start: u32,
+    name_len: u16,
+    /// Index into `Geocoder::labels` (regions and landmasses share one interned list).
+    region: u16,
+    /// Index into `Geocoder::labels`; 0 is the empty label, i.e. no landmass.
+    landmass: u16,
+    country: CountryCode,
+}
+
+impl Place {
+    fn latitude(&self) -> f64 {
+        f64::from(self.latitude_e5) / 1e5
+    }
+
+    fn longitude(&self) -> f64 {
+        f64::from(self.longitude_e5) / 1e5
+    }
+}
+
+
+pub struct Geocoder {
+    boundaries: CountryBoundaries,
+    places: Vec<Place>,
+    names: String,
+    labels: Vec<Box<str>>,
+    /// Indexed by `CountryCode::slot`.
+    country_names: Vec<Option<&'static str>>,
+    /// Indexed by `CountryCode::slot`; `None` for countries without places.
+    by_country: Vec<Option<PlaceTree>>,
+    /// All places, for points at sea.
+    everywhere: PlaceTree,
+    /// (latitude, longitude) vertices, see `data/geo/antarctica.tsv`.
+    antarctica: Vec<(f64, f64)>,
+}
+
+impl std::fmt::Debug for Geocoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Geocoder")
+            .field("places", &self.places.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The result of a nearest-place search: place index and great-circle distance.
+#[derive(Debug, Clone, Copy)]
+struct Nearest {
+    place: usize,
+    distance_km: f64,
+}
+
+impl Geocoder {
+    /// Loads the embedded data (no file or network access at run time).
+    pub fn load() -> Result<Geocoder, GeoError> {
+        let boundaries = CountryBoundaries::from_reader(BOUNDARIES_ODBL_360X180)?;
+        let country_names = parse_country_names(COUNTRY_NAMES_TSV)?;
+        let antarctica = parse_antarctica(ANTARCTICA_TSV)?;
+
+        let mut text = String::with_capacity(PLACES_GZ.len() * 4);
+        flate2::read::GzDecoder::new(PLACES_GZ).read_to_string(&mut text)?;
+        let table = parse_places(&text)?;
+        drop(text);
+
+        let points: Vec<PlacePoint> = table
+            .places
+            .iter()
+            .zip(0u32..)
+            .map(|(place, index)| PlacePoint {
+                position: unit_vector(place.latitude(), place.longitude()),
+                place: index,
+            })
+            .collect();
+        let everywhere = PlaceTree::new(points.clone());
+        let mut by_country: Vec<Option<PlaceTree>> = (0..26 * 26).map(|_| None).collect();
+        // The data file is sorted by country, so each country's places are one contiguous run.
+        for run in points.chunk_by(|a, b| {
+            table.places[a.place as usize].country == table.places[b.place as usize].country
+        }) {
+            let country = table.places[run[0].place as usize].country;
+            by_country[country.slot()] = Some(PlaceTree::new(run.to_vec()));
+        }
+
+        Ok(Geocoder {
+            boundaries,
+            places: table.places,
+            names: table.names,
+            labels: table.labels,
+            country_names,
+            by_country,
+            everywhere,
+            antarctica,
+        })
+    }
+
+    /// lat in [-90, 90], long in [-180, 180], finite (validated by the caller).
+    pub fn locate(&self, lat: f64, long: f64) -> Location {
+        // Defensive normalisation: the caller validates, but a lookup must never panic.
+        let lat = if lat.is_finite() { lat.clamp(-90.0, 90.0) } else { 0.0 };
+        let long = if long.is_finite() { wrap_longitude(long) } else { 0.0 };
+
+        let (country, region_code) = self.country_at(lat, long);
+        let Some(country) = country else {
+            return self.at_sea(lat, long);
+        };
+        let nearest = match &region_code {
+            Some(region) => self.nearest_in_subdivision(country, region, lat, long),
+            None => self.nearest_in_country(country, lat, long),
+        };
+        match nearest {
+            Some(nearest) => self.location(nearest, country, region_code, false),
+            // A territory without any populated place (Bouvet Island, Heard Island, ...).
+            None => Location {
+                country_code: country.as_str().to_owned(),
+                country: self.country_name(country),
+                city: String::new(),
+                region: String::new(),
+                region_code,
+                distance_km: 0.0,
+                at_sea: false,
+                landmass: None,
+            },
+        }
+    }
+
+    /// The country containing the point and the ISO 3166-2 code of its subdivision, if known.
+    fn country_at(&self, lat: f64, long: f64) -> (Option<CountryCode>, Option<String>) {
+        let Ok(position) = LatLon::new(lat, long) else {
+            return (None, None);
+        };
+        // Ordered from the smallest region to the largest, e.g. ["US-MT", "US"] or
+        // ["GP", "FR"] (Guadeloupe is its own ISO 3166-1 country) or ["IC", "ES"] (the Canary
+        // Islands' code is not an ISO 3166-1 country: it has no name in our table).
+        let ids = self.boundaries.ids(position);
+        let mut country = ids
+            .iter()
+            .filter_map(|id| CountryCode::parse(id))
+            .find(|&code| self.country_names[code.slot()].is_some());
+
+        // Where the boundaries put a subdivision of one country inside another (Crimea comes
+        // back as ["UA-43", "RU"]) both are candidates, and the one whose nearest place is
+        // nearer wins: that follows what the place data says about the ground.
+        let primary = country;
+        let disputed: Vec<CountryCode> = ids
+            .iter()
+            .filter_map(|id| {
+                let (prefix, _) = id.split_once('-')?;
+                let code = CountryCode::parse(prefix)?;
+                (Some(code) != primary && !ids.contains(&prefix)).then_some(code)
+            })
+            .collect();
+        for rival in disputed {
+            let rival_distance = self.nearest_in_country(rival, lat, long);
+            let current_distance = country.and_then(|code| self.nearest_in_country(code, lat, long));
+            if let Some(rival_nearest) = rival_distance
+                && current_distance.is_none_or(|c| rival_nearest.distance_km < c.distance_km)
+            {
+                country = Some(rival);
+            }
+        }
+
+        let country = country.or_else(|| self.in_antarctica(lat, long).then_some(ANTARCTICA));
+        let region_code = country.and_then(|code| {
+            ids.iter()
+                .find(|id| id.len() > 3 && id.starts_with(code.as_str()) && id.as_bytes()[2] == b'-')
+                .map(|id| (*id).to_owned())
+        });
+        (country, region_code)
+    }
+
+    fn in_antarctica(&self, lat: f64, long: f64) -> bool {
+        lat <= ALWAYS_ANTARCTIC_LATITUDE || (lat < -60.0 && inside_outline(&self.antarctica, lat, long))
+    }
+
+    fn nearest_in_country(&self, country: CountryCode, lat: f64, long: f64) -> Option<Nearest> {
+        let tree = self.by_country[country.slot()].as_ref()?;
+        let found = tree.nearest(&unit_vector(lat, long))?;
+        Some(self.nearest(found, lat, long))
+    }
+
+    /// Nearest place of `country` that the boundaries also put in `region` (e.g. "US-MT"), so
+    /// that a point in Montana is not described by a town across the North Dakota line; when
+    /// none of the nearest few is, simply the nearest place in the country.
+    fn nearest_in_subdivision(
+        &self,
+        country: CountryCode,
+        region: &str,
+        lat: f64,
+        long: f64,
+    ) -> Option<Nearest> {
+        let tree = self.by_country[country.slot()].as_ref()?;
+        let query = unit_vector(lat, long);
+        let in_region = |index: usize| {
+            let place = &self.places[index];
+            LatLon::new(place.latitude(), place.longitude())
+                .is_ok_and(|position| self.boundaries.is_in(position, region))
+        };
+        // Most points are nearest to a place of their own subdivision: try that cheaply first.
+        let nearest = tree.nearest(&query)?;
+        if in_region(nearest) {
+            return Some(self.nearest(nearest, lat, long));
+        }
+        let better = tree
+            .nearest_n(&query, SUBDIVISION_CANDIDATES)
+            .into_iter()
+            .find(|&index| in_region(index));
+        Some(self.nearest(better.unwrap_or(nearest), lat, long))
+    }
+
+    fn at_sea(&self, lat: f64, long: f64) -> Location {
+        // The tree is never empty: `parse_places` rejects an empty table.
+        let found = self.everywhere.nearest(&unit_vector(lat, long)).unwrap_or(0);
+        let nearest = self.nearest(found, lat, long);
+        let country = self.places[nearest.place].country;
+        self.location(nearest, country, None, true)
+    }
+
+    fn nearest(&self, place: usize, lat: f64, long: f64) -> Nearest {
+        let found = &self.places[place];
+        Nearest {
+            place,
+            distance_km: great_circle_km(lat, long, found.latitude(), found.longitude()),
+        }
+    }
+
+    fn location(
+        &self,
+        nearest: Nearest,
+        country: CountryCode,
+        region_code: Option<String>,
+        at_sea: bool,
+    ) -> Location {
+        let place = &self.places[nearest.place];
+        let name_start = place.name_start as usize;
+        let landmass = &self.labels[usize::from(place.landmass)];
+        Location {
+            country_code: country.as_str().to_owned(),
+            country: self.country_name(country),
+            city: self.names[name_start..name_start + usize::from(place.name_len)].to_owned(),
+            region: self.labels[usize::from(place.region)].to_string(),
+            region_code,
+            distance_km: (nearest.distance_km * 10.0).round() / 10.0,
+            at_sea,
+            landmass: (!landmass.is_empty()).then(|| landmass.to_string()),
+        }
+    }
+
+    fn country_name(&self, country: CountryCode) -> String {
+        // Every code in the data has a name (checked by a test); fall back to the code.
+        self.country_names[country.slot()]
+            .unwrap_or_else(|| country.as_str())
+            .to_owned()
+    }
+}
+
+/// A place's position on the unit sphere, and its index in `Geocoder::places`.
+#[derive(Debug, Clone, Copy)]
+struct PlacePoint {
+    position: [f32; 3],
+    place: u32,
+}
+
+/// Static k-d tree over points on the unit sphere, laid out implicitly in one array: the node
+/// of a sub-slice is its middle element, which splits the rest on `axes[middle]`; slices of at
+/// most `LEAF_SIZE` points are scanned. Hand-written rather than taken from a crate because
+/// GeoNames has places sharing exact coordinates, which the `kiddo` 4 immutable tree cannot
+/// build from (it panics), and because this is all the geocoder needs: nearest and k-nearest.
+struct PlaceTree {
+    points: Vec<PlacePoint>,
+    axes: Vec<u8>,
+}
+
+impl PlaceTree {
+    const LEAF_SIZE: usize = 8;
+
+    fn new(mut points: Vec<PlacePoint>) -> PlaceTree {
+        let mut axes = vec![0; points.len()];
+        Self::build(&mut points, &mut axes);
+        PlaceTree { points, axes }
+    }
+
+    fn build(points: &mut [PlacePoint], axes: &mut [u8]) {
+        if points.len() <= Self::LEAF_SIZE {
+            return;
+        }
+        // Split on the axis of widest spread, which keeps cells compact on a sphere.
+        let mut low = [f32::INFINITY; 3];
+        let mut high = [f32::NEG_INFINITY; 3];
+        for point in points.iter() {
+            for axis in 0..3 {
+                low[axis] = low[axis].min(point.position[axis]);
+                high[axis] = high[axis].max(point.position[axis]);
+            }
+        }
+        let axis = (0..3)
+            .max_by(|&a, &b| (high[a] - low[a]).total_cmp(&(high[b] - low[b])))
+            .unwrap_or(0);
+        let middle = points.len() / 2;
+        points.select_nth_unstable_by(middle, |a, b| a.position[axis].total_cmp(&b.position[axis]));
+        axes[middle] = axis as u8;
+        let (left_points, rest) = points.split_at_mut(middle);
+        let (left_axes, rest_axes) = axes.split_at_mut(middle);
+        Self::build(left_points, left_axes);
+        Self::build(&mut rest[1..], &mut rest_axes[1..]);
+    }
+
+    /// Index in `Geocoder::places` of the nearest point, `None` only for an empty tree.
+    fn nearest(&self, query: &[f32; 3]) -> Option<usize> {
+        let mut best = Candidates::new(1);
+        self.search(0, self.points.len(), query, &mut best);
+        best.found.first().map(|&(_, place)| place as usize)
+    }
+
+    /// Indexes in `Geocoder::places` of the `count` nearest points, nearest first.
+    fn nearest_n(&self, query: &[f32; 3], count: usize) -> Vec<usize> {
+        let mut best = Candidates::new(count);
+        self.search(0, self.points.len(), query, &mut best);
+        best.found.iter().map(|&(_, place)| place as usize).collect()
+    }
+
+    fn search(&self, start: usize, end: usize, query: &[f32; 3], best: &mut Candidates) {
+        if end - start <= Self::LEAF_SIZE {
+            for point in &self.points[start..end] {
+                best.offer(squared_distance(&point.position, query), point.place);
+            }
+            return;
+        }
+        let middle = start + (end - start) / 2;
+        let node = &self.points[middle];
+        best.offer(squared_distance(&node.position, query), node.place);
+        let axis = usize::from(self.axes[middle]);
+        let offset = query[axis] - node.position[axis];
+        let (near, far) = if offset < 0.0 {
+            ((start, middle), (middle + 1, end))
+        } else {
+            ((middle + 1, end), (start, middle))
+        };
+        self.search(near.0, near.1, query, best);
+        // The far side can only help if the splitting plane is closer than the worst keeper.
+        if offset * offset < best.worst() {
+            self.search(far.0, far.1, query, best);
+        }
+    }
+}
+
+/// The best `capacity` (squared distance, place) pairs seen so far, sorted nearest first.
+struct Candidates {
+    capacity: usize,
+    found: Vec<(f32, u32)>,
+}
+
+impl Candidates {
+    fn new(capacity: usize) -> Candidates {
+        Candidates {
+            capacity: capacity.max(1),
+            found: Vec::with_capacity(capacity.max(1) + 1),
+        }
+    }
+
+    fn worst(&self) -> f32 {
+        if self.found.len() < self.capacity {
+            f32::INFINITY
+        } else {
+            self.found.last().map_or(f32::INFINITY, |&(distance, _)| distance)
+        }
+    }
+
+    fn offer(&mut self, distance: f32, place: u32) {
+        if distance >= self.worst() {
+            return;
+        }
+        let at = self.found.partition_point(|&(d, _)| d <= distance);
+        self.found.insert(at, (distance, place));
+        self.found.truncate(self.capacity);
+    }
+}
+
+fn squared_distance(a: &[f32; 3], b: &[f32; 3]) -> f32 {
+    (a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)
+}
+
+/// The parsed places table before indexing.
+struct PlaceTable {
+    places: Vec<Place>,
+    names: String,
+    labels: Vec<Box<str>>,
+}
+
+fn malformed(table: &'static str, line: usize, reason: impl Into<String>) -> GeoError {
+    GeoError::Malformed {
+        table,
+        line,
+        reason: reason.into(),
+    }
+}
+
+/// Interned labels; index 0 is the empty label. Keys borrow from the decompressed text, which
+/// outlives the parse, so interning costs one hash lookup per field.
+struct Labels<'text> {
+    list: Vec<Box<str>>,
+    index: std::collections::HashMap<&'text str, u16>,
+}
+
+impl Default for Labels<'_> {
+    fn default() -> Self {
+        Labels {
+            list: vec![Box::from("")],
+            index: std::collections::HashMap::from([("", 0)]),
+        }
+    }
+}
+
+impl<'text> Labels<'text> {
+    fn intern(&mut self, label: &'text str, line: usize) -> Result<u16, GeoError> {
+        if let Some(&index) = self.index.get(label) {
+            return Ok(index);
+        }
+        let index = u16::try_from(self.list.len())
+            .map_err(|_| malformed("places", line, "more than 65535 distinct labels"))?;
+        self.list.push(Box::from(label));
+        self.index.insert(label, index);
+        Ok(index)
+    }
+}
+
+fn parse_places(text: &str) -> Result<PlaceTable, GeoError> {
+    const TABLE: &str = "places";
+    let mut places = Vec::with_capacity(150_000);
+    let mut names = String::with_capacity(text.len() / 3);
+    // Regions and landmasses repeat thousands of times: intern them. Label 0 is "".
+    let mut labels = Labels::default();
+    let mut previous_country = None;
+    for (number, line) in text.lines().enumerate() {
+        let line_number = number + 1;
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split('\t').collect();
+        let &[latitude, longitude, name, region, country, landmass] = fields.as_slice() else {
+            return Err(malformed(TABLE, line_number, "expected 6 tab-separated fields"));
+        };
+        let coordinate = |field: &str, limit: i32| {
+            field
+                .parse::<i32>()
+                .ok()
+                .filter(|value| value.abs() <= limit)
+                .ok_or_else(|| malformed(TABLE, line_number, format!("bad coordinate {field:?}")))
+        };
+        let country = CountryCode::parse(country)
+            .ok_or_else(|| malformed(TABLE, line_number, format!("bad country code {country:?}")))?;
+        // The per-country indexes rely on each country's places being contiguous.
+        if previous_country.is_some_and(|previous| previous > country) {
+            return Err(malformed(TABLE, line_number, "places are not sorted by country"));
+        }
+        previous_country = Some(country);
+        let name_len = u16::try_from(name.len())
+            .map_err(|_| malformed(TABLE, line_number, "name too long"))?;
+        let name_start = u32::try_from(names.len())
+            .map_err(|_| malformed(TABLE, line_number, "names too long"))?;
+        names.push_str(name);
+        places.push(Place {
+            latitude_e5: coordinate(latitude, 90_00000)?,
+            longitude_e5: coordinate(longitude, 180_00000)?,
+            name_start,
+            name_len,
+            region: labels.intern(region, line_number)?,
+            landmass: labels.intern(landmass, line_number)?,
+            country,
+        });
+    }
+    if places.is_empty() {
+        return Err(malformed(TABLE, 0, "no places"));
+    }
+    names.shrink_to_fit();
+    Ok(PlaceTable {
+        places,
+        names,
+        labels: labels.list,
+    })
+}
+
+fn parse_country_names(text: &'static str) -> Result<Vec<Option<&'static str>>, GeoError> {
+    let mut names = vec![None; 26 * 26];
+    for (number, line) in text.lines().enumerate() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let parsed = line
+            .split_once('\t')
+            .and_then(|(code, name)| Some((CountryCode::parse(code)?, name.trim())))
+            .filter(|(_, name)| !name.is_empty());
+        let Some((code, name)) = parsed else {
+            return Err(malformed("country names", number + 1, "expected CODE<TAB>Name"));
+        };
+        names[code.slot()] = Some(name);
+    }
+    Ok(names)
+}
+
+fn parse_antarctica(text: &str) -> Result<Vec<(f64, f64)>, GeoError> {
+    let mut outline = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let vertex = line
+            .split_once('\t')
+            .and_then(|(lat, long)| Some((lat.trim().parse().ok()?, long.trim().parse().ok()?)));
+        let Some(vertex) = vertex else {
+            return Err(malformed("Antarctica outline", number + 1, "expected LAT<TAB>LONG"));
+        };
+        outline.push(vertex);
+    }
+    if outline.len() < 3 {
+        return Err(malformed("Antarctica outline", 0, "fewer than 3 vertices"));
+    }
+    // Close the polygon through the South Pole (see the file's header).
+    outline.push((-90.0, 180.0));
+    outline.push((-90.0, -180.0));
+    Ok(outline)
+}
+
+/// Even-odd point-in-polygon test on the plane of (longitude, latitude).
+fn inside_outline(outline: &[(f64, f64)], lat: f64, long: f64) -> bool {
+    let mut inside = false;
+    let mut previous = outline[outline.len() - 1];
+    for &current in outline {
+        let ((lat_a, long_a), (lat_b, long_b)) = (current, previous);
+        if (lat_a > lat) != (lat_b > lat) {
+            let crossing = long_a + (lat - lat_a) * (long_b - long_a) / (lat_b - lat_a);
+            if long < crossing {
+                inside = !inside;
+            }
+        }
+        previous = current;
+    }
+    inside
+}
+
+fn wrap_longitude(long: f64) -> f64 {
+    if (-180.0..=180.0).contains(&long) {
+        long
+    } else {
+        (long + 180.0).rem_euclid(360.0) - 180.0
+    }
+}
+
+/// Point on the unit sphere: Euclidean (chord) distance between two such points grows with the
+/// great-circle distance, so the nearest point in a 3-d tree is the nearest on the globe, with
+/// no special cases at the poles or the antimeridian. `f32` is precise to about a metre here.
+fn unit_vector(lat: f64, long: f64) -> [f32; 3] {
+    let (lat, long) = (lat.to_radians(), long.to_radians());
+    [
+        (lat.cos() * long.cos()) as f32,
+        (lat.cos() * long.sin()) as f32,
+        lat.sin() as f32,
+    ]
+}
+
+/// Haversine great-circle distance on a sphere of the mean Earth radius.
+fn great_circle_km(lat_a: f64, long_a: f64, lat_b: f64, long_b: f64) -> f64 {
+    let (phi_a, phi_b) = (lat_a.to_radians(), lat_b.to_radians());
+    let half_dphi = (phi_b - phi_a) / 2.0;
+    let half_dlambda = (long_b - long_a).to_radians() / 2.0;
+    let h = half_dphi.sin().powi(2) + phi_a.cos() * phi_b.cos() * half_dlambda.sin().powi(2);
+    2.0 * EARTH_RADIUS_KM * h.sqrt().min(1.0).asin()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::OnceLock;
+
+    fn geocoder() -> &'static Geocoder {
+        static GEOCODER: OnceLock<Geocoder> = OnceLock::new();
+        GEOCODER.get_or_init(|| Geocoder::load().expect("embedded data loads"))
+    }
+
+    fn locate(lat: f64, long: f64) -> Location {
+        let location = geocoder().locate(lat, long);
+        println!("({lat}, {long}) -> {}", location.describe());
+        location
+    }
+
+    #[test]
+    fn paris() {
+        let paris = locate(48.8566, 2.3522);
+        assert_eq!(paris.country_code, "FR");
+        assert_eq!(paris.country, "France");
+        assert_eq!(paris.city, "Paris");
+        assert_eq!(paris.region, "Ile-de-France");
+        assert!(!paris.at_sea);
+        assert!(paris.distance_km < 2.0, "{paris:?}");
+        assert_eq!(paris.landmass, None);
+    }
+
+    #[test]
+    fn atlantic_south_of_long_island() {
+        let sea = locate(40.0, -73.0);
+        assert!(sea.at_sea, "{sea:?}");
+        assert_eq!(sea.country_code, "US");
+        assert_eq!(sea.country, "United States");
+        assert_eq!(sea.region, "New York");
+        assert_eq!(sea.region_code, None);
+        assert_eq!(sea.landmass.as_deref(), Some("Long Island"));
+        assert!((70.0..=100.0).contains(&sea.distance_km), "{sea:?}");
+        assert!(
+            ["Great River", "West Sayville", "Sayville", "Babylon"].contains(&sea.city.as_str()),
+            "{sea:?}"
+        );
+        assert!(sea.describe().starts_with("at sea, "), "{}", sea.describe());
+        assert!(sea.describe().ends_with(", New York, United States (Long Island)"));
+    }
+
+    #[test]
+    fn montana_just_south_of_the_canadian_border() {
+        for (lat, long) in [(48.95, -110.0), (48.98, -104.05)] {
+            let montana = locate(lat, long);
+            assert_eq!(montana.country_code, "US", "{montana:?}");
+            assert_eq!(montana.region_code.as_deref(), Some("US-MT"), "{montana:?}");
+            assert_eq!(montana.region, "Montana", "{montana:?}");
+            assert!(!montana.at_sea);
+        }
+    }
+
+    #[test]
+    fn canada_just_north_of_montana() {
+        let alberta = locate(49.05, -110.0);
+        assert_eq!(alberta.country_code, "CA", "{alberta:?}");
+        assert_eq!(alberta.country, "Canada");
+        assert_eq!(alberta.region_code.as_deref(), Some("CA-AB"));
+    }
+
+    #[test]
+    fn detroit_and_windsor_across_the_river() {
+        let detroit = locate(42.33, -83.05);
+        assert_eq!(detroit.country_code, "US");
+        assert_eq!(detroit.region_code.as_deref(), Some("US-MI"));
+        assert_eq!(detroit.region, "Michigan");
+        let windsor = locate(42.30, -83.02);
+        assert_eq!(windsor.country_code, "CA");
+        assert_eq!(windsor.region, "Ontario");
+        assert_eq!(windsor.city, "Windsor");
+    }
+
+    #[test]
+    fn strasbourg_and_kehl_across_the_rhine() {
+        let strasbourg = locate(48.5734, 7.7521);
+        assert_eq!(strasbourg.country_code, "FR");
+        assert_eq!(strasbourg.city, "Strasbourg");
+        let kehl = locate(48.5729, 7.8152);
+        assert_eq!(kehl.country_code, "DE");
+        assert_eq!(kehl.country, "Germany");
+        assert_eq!(kehl.city, "Kehl");
+    }
+
+    #[test]
+    fn tokyo_and_sydney() {
+        let tokyo = locate(35.6895, 139.6917);
+        assert_eq!(tokyo.country_code, "JP");
+        assert_eq!(tokyo.city, "Tokyo");
+        assert_eq!(tokyo.landmass.as_deref(), Some("Honshu"));
+        let sydney = locate(-33.8688, 151.2093);
+        assert_eq!(sydney.country_code, "AU");
+        assert_eq!(sydney.city, "Sydney");
+        assert_eq!(sydney.region_code.as_deref(), Some("AU-NSW"));
+    }
+
+    #[test]
+    fn middle_of_the_pacific_is_at_sea() {
+        let pacific = locate(0.0, -140.0);
+        assert!(pacific.at_sea, "{pacific:?}");
+        assert!(pacific.distance_km > 500.0, "{pacific:?}");
+        assert!(!pacific.city.is_empty());
+    }
+
+    #[test]
+    fn poles_and_antimeridian_do_not_panic() {
+        for (lat, long) in [
+            (90.0, 0.0),
+            (-90.0, 0.0),
+            (90.0, 180.0),
+            (-90.0, -180.0),
+            (0.0, 180.0),
+            (0.0, -180.0),
+            (65.0, 180.0),
+            (65.0, -180.0),
+            (-16.5, 179.99),
+            (-16.5, -179.99),
+        ] {
+            let location = locate(lat, long);
+            assert!(location.distance_km.is_finite());
+            assert!(!location.country_code.is_empty());
+        }
+        let north_pole = locate(90.0, 0.0);
+        assert!(north_pole.at_sea);
+        let south_pole = locate(-90.0, 0.0);
+        assert_eq!(south_pole.country_code, "AQ");
+        assert_eq!(south_pole.country, "Antarctica");
+        assert!(!south_pole.at_sea);
+        // Chukotka straddles the antimeridian.
+        assert_eq!(locate(65.0, 180.0).country_code, "RU");
+        assert_eq!(locate(65.0, -180.0).country_code, "RU");
+    }
+
+    #[test]
+    fn out_of_range_input_is_clamped_not_trusted() {
+        for (lat, long) in [(f64::NAN, 0.0), (0.0, f64::INFINITY), (95.0, 0.0), (0.0, 540.0)] {
+            let location = geocoder().locate(lat, long);
+            assert!(location.distance_km.is_finite());
+        }
+        assert_eq!(geocoder().locate(48.8566, 2.3522 + 360.0).city, "Paris");
+    }
+
+    #[test]
+    fn crimea_follows_the_place_data() {
+        // The boundaries give ["UA-43", "RU"]; the GeoNames places there are Ukrainian.
+        let simferopol = locate(44.95, 34.1);
+        assert_eq!(simferopol.country_code, "UA");
+        assert_eq!(simferopol.region_code.as_deref(), Some("UA-43"));
+    }
+
+    #[test]
+    fn territories_use_their_own_country_code() {
+        assert_eq!(locate(16.25, -61.55).country_code, "GP");
+        assert_eq!(locate(22.3, 114.17).country_code, "HK");
+        let canaries = locate(28.1, -15.43);
+        assert_eq!(canaries.country_code, "ES");
+        assert_eq!(canaries.city, "Las Palmas de Gran Canaria");
+    }
+
+    #[test]
+    fn islands_are_named() {
+        let manhattan = locate(40.7831, -73.9712);
+        assert_eq!(manhattan.landmass.as_deref(), Some("Manhattan"), "{manhattan:?}");
+        let staten = locate(40.58, -74.15);
+        assert_eq!(staten.landmass.as_deref(), Some("Staten Island"), "{staten:?}");
+        let vineyard = locate(41.39, -70.6);
+        assert_eq!(vineyard.landmass.as_deref(), Some("Martha's Vineyard"));
+        let nantucket = locate(41.28, -70.1);
+        assert_eq!(nantucket.landmass.as_deref(), Some("Nantucket"));
+        let brooklyn = locate(40.65, -73.95);
+        assert_eq!(brooklyn.landmass.as_deref(), Some("Long Island"));
+        let bronx = locate(40.85, -73.88);
+        assert_eq!(bronx.landmass, None, "{bronx:?}");
+        let jersey_city = locate(40.72, -74.07);
+        assert_eq!(jersey_city.landmass, None, "{jersey_city:?}");
+        assert_eq!(locate(51.5074, -0.1278).landmass.as_deref(), Some("Great Britain"));
+        assert_eq!(locate(38.1157, 13.3615).landmass.as_deref(), Some("Sicily"));
+        assert_eq!(locate(38.19, 15.55).landmass, None, "Villa San Giovanni is on the mainland");
+    }
+
+    #[test]
+    fn every_country_code_in_the_data_has_a_name() {
+        let geocoder = geocoder();
+        for place in &geocoder.places {
+            assert!(
+                geocoder.country_names[place.country.slot()].is_some(),
+                "{} has no name",
+                place.country.as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn serialises_snake_case_and_skips_defaults() {
+        let paris = serde_json::to_value(locate(48.8566, 2.3522)).unwrap();
+        assert_eq!(paris["country_code"], "FR");
+        assert!(paris.get("at_sea").is_none());
+        assert!(paris.get("landmass").is_none());
+        assert!(paris.get("region_code").is_none());
+        let sea = serde_json::to_value(locate(40.0, -73.0)).unwrap();
+        assert_eq!(sea["at_sea"], true);
+        assert_eq!(sea["landmass"], "Long Island");
+    }
+
+    #[test]
+    fn describe_reads_naturally() {
+        let paris = locate(48.8566, 2.3522);
+        assert_eq!(
+            paris.describe(),
+            format!("Paris, Ile-de-France, France ({:.1} km)", paris.distance_km)
+        );
+        let bare = Location {
+            country_code: "BV".into(),
+            country: "Bouvet Island".into(),
+            city: String::new(),
+            region: String::new(),
+            region_code: None,
+            distance_km: 0.0,
+            at_sea: false,
+            landmass: None,
+        };
+        assert_eq!(bare.describe(), "Bouvet Island");
+    }
+
+    #[test]
+    fn great_circle_distance_is_sane() {
+        // Paris to London is about 344 km.
+        let d = great_circle_km(48.8566, 2.3522, 51.5074, -0.1278);
+        assert!((340.0..348.0).contains(&d), "{d}");
+        assert!(great_circle_km(0.0, 179.9, 0.0, -179.9) < 23.0);
+    }
+
+    #[test]
+    fn geocoder_is_shareable() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Geocoder>();
+    }
+}

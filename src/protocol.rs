@@ -1,0 +1,979 @@
+//! The wire contract between `memes` (and any other client) and `memesd`.
+//!
+//! Newline-delimited JSON over a Unix socket: one request object per line, one reply line per
+//! request, in request order; a client may pipeline. Every request may carry an `"id"` (any JSON
+//! value) that the reply echoes verbatim.
+//!
+//! This module owns the request and reply shapes, the closed set of error codes, the limits on
+//! every input field, and the validation of those limits. It knows nothing about balances,
+//! memes or sockets. Changes here are additive (`#[serde(default)]`); an incompatible change
+//! bumps [`PROTOCOL_VERSION`].
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+
+/// Bumped on any incompatible change of the wire format; `status` reports it.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Longest request line the daemon accepts, newline excluded. A longer line gets
+/// `line_too_long` and the connection is closed, so the daemon never buffers unbounded input.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+/// User ids are 1 to this many characters (Unicode scalar values), no control characters.
+pub const MAX_USER_CHARS: usize = 128;
+/// Search queries are at most this many characters.
+pub const MAX_QUERY_CHARS: usize = 256;
+/// The largest |amount| a single top-up may move, in tokens.
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
+/// The largest balance an account may hold, in tokens: 2^53 - 1, so that every balance is
+/// exact in any JSON consumer (JavaScript numbers included).
+pub const MAX_BALANCE: u64 = (1 << 53) - 1;
+/// Idempotency keys are 1 to this many characters.
+pub const MAX_KEY_CHARS: usize = 255;
+/// Free-text reasons on top-ups are at most this many characters.
+pub const MAX_REASON_CHARS: usize = 500;
+/// `get --count` accepts 1 to this many memes.
+pub const MAX_COUNT: u32 = 10;
+/// `search --limit` accepts 1 to this many results.
+pub const MAX_SEARCH_LIMIT: u32 = 100;
+/// Signed claims (JWTs) are at most this many bytes.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// The closed set of error codes scripts branch on. `message` is for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, not an object, a missing or mistyped field.
+    BadRequest,
+    /// Well-formed but outside the allowed values (lat 91, empty user id, amount 0, ...).
+    InvalidArgument,
+    /// `op` names no operation.
+    UnknownOp,
+    /// The request line exceeded [`MAX_LINE_BYTES`]; the connection is closed after this reply.
+    LineTooLong,
+    /// The change would take a balance below zero; nothing changed.
+    InsufficientTokens,
+    /// Unknown user (for reads), or no meme matches the query.
+    NotFound,
+    /// The caller may not do this (admin-only operation, premium-only feature, bad token).
+    NotAllowed,
+    /// An idempotency key was reused with different parameters; nothing changed.
+    IdempotencyConflict,
+    /// The per-user rate limit was exceeded; try again later. Nothing was charged.
+    RateLimited,
+    /// The daemon is at its connection limit; try again later.
+    Busy,
+    /// The ledger cannot be written (disk full, I/O error); nothing changed. Reads still work.
+    Unavailable,
+    /// A bug or an unexpected failure inside the daemon.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The snake_case name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::InvalidArgument => "invalid_argument",
+            ErrorCode::UnknownOp => "unknown_op",
+            ErrorCode::LineTooLong => "line_too_long",
+            ErrorCode::InsufficientTokens => "insufficient_tokens",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::NotAllowed => "not_allowed",
+            ErrorCode::IdempotencyConflict => "idempotency_conflict",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Busy => "busy",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error reply: a code from the closed set and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorBody {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidArgument, message)
+    }
+}
+
+/// An account's tier. An expired premium entitlement counts as `free`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    #[default]
+    Free,
+    Premium,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Free => "free",
+            Tier::Premium => "premium",
+        }
+    }
+}
+
+/// Every operation, tagged by `"op"`. The `"id"` that any request may carry is not part of
+/// these structs: the daemon reads it separately so that it can echo it even when the rest of
+/// the request is malformed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Get(GetRequest),
+    Topup(TopupRequest),
+    Balance(BalanceRequest),
+    History(HistoryRequest),
+    Status(StatusRequest),
+    Search(SearchRequest),
+    Entitle(EntitleRequest),
+    Audit(AuditRequest),
+    Reload(ReloadRequest),
+}
+
+/// `get`: deliver a meme (or `count` memes, or a generated image) and charge for it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct GetRequest {
+    pub user: String,
+    /// Latitude in decimal degrees, -90..=90.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lat: Option<f64>,
+    /// Longitude in decimal degrees, -180..=180 (`"lon"` is accepted too).
+    #[serde(default, alias = "lon", skip_serializing_if = "Option::is_none")]
+    pub long: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// Deliver this many distinct memes (1..=10) in `data.memes`, all or nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// Allow memes flagged not safe for work.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub nsfw: bool,
+    /// Render a new meme image (premium users only).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub generate: bool,
+    /// With `generate`: also return the PNG bytes, base64, in `data.generated.png_base64`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub inline: bool,
+    /// A signed claim (JWT) naming the user and possibly a premium tier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// `topup`: add (`amount` > 0) or deduct (`amount` < 0) tokens. Admin only.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TopupRequest {
+    pub user: String,
+    pub amount: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// Free text kept with the ledger entry, e.g. a payment provider's event id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `balance`: an account's balance and tier.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BalanceRequest {
+    pub user: String,
+}
+
+/// `history`: an account's ledger entries, oldest first; with `limit`, the newest `limit`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HistoryRequest {
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
+/// `status`: daemon version, protocol version, uptime, counts.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StatusRequest {}
+
+/// `search`: ranked matches for a query, free of charge.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SearchRequest {
+    pub query: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub nsfw: bool,
+}
+
+/// `entitle`: set an account's tier, optionally until an RFC 3339 instant. Admin only.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EntitleRequest {
+    pub user: String,
+    pub tier: Tier,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}
+
+/// `audit`: replay the whole ledger and check its invariants. Admin only.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AuditRequest {}
+
+/// `reload`: reload the meme catalogue from its file (same as SIGHUP). Admin only.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ReloadRequest {}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl Request {
+    /// The operation's name on the wire.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Request::Get(_) => "get",
+            Request::Topup(_) => "topup",
+            Request::Balance(_) => "balance",
+            Request::History(_) => "history",
+            Request::Status(_) => "status",
+            Request::Search(_) => "search",
+            Request::Entitle(_) => "entitle",
+            Request::Audit(_) => "audit",
+            Request::Reload(_) => "reload",
+        }
+    }
+
+    /// Checks every field against the limits above. The daemon calls this on every request;
+    /// the CLI calls it too, so that bad input fails fast with the same message.
+    pub fn validate(&self) -> Result<(), ErrorBody> {
+        match self {
+            Request::Get(r) => r.validate(),
+            Request::Topup(r) => r.validate(),
+            Request::Balance(r) => validate_user(&r.user),
+            Request::History(r) => validate_user(&r.user),
+            Request::Search(r) => r.validate(),
+            Request::Entitle(r) => r.validate(),
+            Request::Status(_) | Request::Audit(_) | Request::Reload(_) => Ok(()),
+        }
+    }
+}
+
+impl GetRequest {
+    fn validate(&self) -> Result<(), ErrorBody> {
+        validate_user(&self.user)?;
+        match (self.lat, self.long) {
+            (Some(lat), Some(long)) => validate_coordinates(lat, long)?,
+            (None, None) => {}
+            _ => return Err(ErrorBody::invalid("lat and long must be given together")),
+        }
+        if let Some(query) = &self.query {
+            validate_text("query", query, MAX_QUERY_CHARS)?;
+        }
+        if let Some(count) = self.count
+            && !(1..=MAX_COUNT).contains(&count)
+        {
+            return Err(ErrorBody::invalid(format!(
+                "count must be between 1 and {MAX_COUNT}, got {count}"
+            )));
+        }
+        if self.generate && self.count.is_some() {
+            return Err(ErrorBody::invalid(
+                "count cannot be combined with generate (one image per request)",
+            ));
+        }
+        if let Some(token) = &self.token
+            && (token.is_empty() || token.len() > MAX_TOKEN_BYTES)
+        {
+            return Err(ErrorBody::invalid(format!(
+                "token must be 1 to {MAX_TOKEN_BYTES} bytes"
+            )));
+        }
+        validate_key(self.idempotency_key.as_deref())
+    }
+}
+
+impl TopupRequest {
+    fn validate(&self) -> Result<(), ErrorBody> {
+        validate_user(&self.user)?;
+        if self.amount == 0 {
+            return Err(ErrorBody::invalid("amount must not be 0"));
+        }
+        if self.amount.unsigned_abs() > MAX_AMOUNT as u64 {
+            return Err(ErrorBody::invalid(format!(
+                "amount must be between -{MAX_AMOUNT} and {MAX_AMOUNT}, got {}",
+                self.amount
+            )));
+        }
+        if let Some(reason) = &self.reason {
+            validate_text("reason", reason, MAX_REASON_CHARS)?;
+        }
+        validate_key(self.idempotency_key.as_deref())
+    }
+}
+
+impl SearchRequest {
+    fn validate(&self) -> Result<(), ErrorBody> {
+        validate_text("query", &self.query, MAX_QUERY_CHARS)?;
+        if let Some(limit) = self.limit
+            && !(1..=MAX_SEARCH_LIMIT).contains(&limit)
+        {
+            return Err(ErrorBody::invalid(format!(
+                "limit must be between 1 and {MAX_SEARCH_LIMIT}, got {limit}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl EntitleRequest {
+    fn validate(&self) -> Result<(), ErrorBody> {
+        validate_user(&self.user)?;
+        if let Some(until) = &self.until {
+            parse_instant(until)?;
+        }
+        Ok(())
+    }
+
+    /// `until` as milliseconds since the Unix epoch.
+    pub fn until_ms(&self) -> Result<Option<i64>, ErrorBody> {
+        self.until.as_deref().map(parse_instant).transpose()
+    }
+}
+
+/// Parses an RFC 3339 instant (`2027-01-31T00:00:00Z`) into milliseconds since the epoch.
+pub fn parse_instant(text: &str) -> Result<i64, ErrorBody> {
+    let ts: jiff::Timestamp = text.parse().map_err(|e| {
+        ErrorBody::invalid(format!(
+            "until must be an RFC 3339 time like 2027-01-31T00:00:00Z: {e}"
+        ))
+    })?;
+    Ok(ts.as_millisecond())
+}
+
+/// Formats milliseconds since the epoch as RFC 3339 (UTC, millisecond precision when needed).
+pub fn format_instant(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|ts| ts.to_string())
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+/// User ids: 1 to [`MAX_USER_CHARS`] characters, no control characters.
+pub fn validate_user(user: &str) -> Result<(), ErrorBody> {
+    if user.is_empty() {
+        return Err(ErrorBody::invalid("user id must not be empty"));
+    }
+    if user.chars().count() > MAX_USER_CHARS {
+        return Err(ErrorBody::invalid(format!(
+            "user id must be at most {MAX_USER_CHARS} characters"
+        )));
+    }
+    if user.chars().any(char::is_control) {
+        return Err(ErrorBody::invalid(
+            "user id must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Latitude in [-90, 90], longitude in [-180, 180], both finite.
+pub fn validate_coordinates(lat: f64, long: f64) -> Result<(), ErrorBody> {
+    if !lat.is_finite() || !(-90.0..=90.0).contains(&lat) {
+        return Err(ErrorBody::invalid(format!(
+            "lat must be a number between -90 and 90, got {lat}"
+        )));
+    }
+    if !long.is_finite() || !(-180.0..=180.0).contains(&long) {
+        return Err(ErrorBody::invalid(format!(
+            "long must be a number between -180 and 180, got {long}"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_text(field: &str, text: &str, max_chars: usize) -> Result<(), ErrorBody> {
+    if text.chars().count() > max_chars {
+        return Err(ErrorBody::invalid(format!(
+            "{field} must be at most {max_chars} characters"
+        )));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(ErrorBody::invalid(format!(
+            "{field} must not contain control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_key(key: Option<&str>) -> Result<(), ErrorBody> {
+    match key {
+        Some(key) if key.is_empty() || key.chars().count() > MAX_KEY_CHARS => Err(
+            ErrorBody::invalid(format!("idempotency key must be 1 to {MAX_KEY_CHARS} characters")),
+        ),
+        Some(key) if key.chars().any(char::is_control) => Err(ErrorBody::invalid(
+            "idempotency key must not contain control characters",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A request line as the daemon sees it: the echoed id (when the line was a JSON object) and
+/// either a well-formed request or the error to reply with.
+pub struct Incoming<'a> {
+    pub id: Option<&'a RawValue>,
+    pub request: Result<Request, ErrorBody>,
+}
+
+/// Parses one request line (without its newline). Never panics, whatever the bytes.
+///
+/// Two passes over the line keep error codes exact: the first reads only `id` and `op`
+/// (so a malformed request still gets its id echoed, and an unknown op is told apart from a
+/// malformed one), the second reads the operation's own fields. Unknown fields are ignored, so
+/// newer clients can talk to older daemons.
+pub fn parse_line(line: &[u8]) -> Incoming<'_> {
+    #[derive(Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow, default)]
+        id: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        op: Option<Cow<'a, str>>,
+    }
+    let head: Head = match serde_json::from_slice(line) {
+        Ok(head) => head,
+        Err(e) => {
+            return Incoming {
+                id: None,
+                request: Err(ErrorBody::bad_request(format!(
+                    "request is not a JSON object: {e}"
+                ))),
+            };
+        }
+    };
+    let id = head.id.filter(|raw| raw.get() != "null");
+    let Some(op) = head.op else {
+        return Incoming {
+            id,
+            request: Err(ErrorBody::bad_request("missing field `op`")),
+        };
+    };
+    fn body<'de, T: Deserialize<'de>>(
+        line: &'de [u8],
+        wrap: fn(T) -> Request,
+    ) -> Result<Request, ErrorBody> {
+        serde_json::from_slice(line)
+            .map(wrap)
+            .map_err(|e| ErrorBody::bad_request(e.to_string()))
+    }
+    let request = match op.as_ref() {
+        "get" => body(line, Request::Get),
+        "topup" => body(line, Request::Topup),
+        "balance" => body(line, Request::Balance),
+        "history" => body(line, Request::History),
+        "status" => body(line, Request::Status),
+        "search" => body(line, Request::Search),
+        "entitle" => body(line, Request::Entitle),
+        "audit" => body(line, Request::Audit),
+        "reload" => body(line, Request::Reload),
+        other => Err(ErrorBody::new(
+            ErrorCode::UnknownOp,
+            format!(
+                "unknown op {:?}; expected one of get, topup, balance, history, status, search, entitle, audit, reload",
+                truncate_for_message(other)
+            ),
+        )),
+    };
+    Incoming {
+        id,
+        request: request.and_then(|r| r.validate().map(|()| r)),
+    }
+}
+
+fn truncate_for_message(text: &str) -> &str {
+    match text.char_indices().nth(64) {
+        Some((cut, _)) => &text[..cut],
+        None => text,
+    }
+}
+
+/// A request as a client sends it: the operation plus an optional id to match the reply.
+#[derive(Debug, Clone, Serialize)]
+pub struct Envelope<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+    #[serde(flatten)]
+    pub request: &'a Request,
+}
+
+/// A reply as a client reads it. `data` stays raw so each caller decodes the type it expects
+/// (and `--json` can print it untouched).
+#[derive(Debug, Deserialize)]
+pub struct Reply {
+    #[serde(default)]
+    pub id: Option<serde_json::Value>,
+    pub ok: bool,
+    #[serde(default)]
+    pub data: Option<Box<RawValue>>,
+    #[serde(default)]
+    pub error: Option<ErrorBody>,
+}
+
+#[derive(Serialize)]
+struct ReplyOut<'a, T: Serialize> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a RawValue>,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a ErrorBody>,
+}
+
+/// Appends a success reply line (with its newline) to `out`.
+pub fn encode_ok<T: Serialize>(out: &mut Vec<u8>, id: Option<&RawValue>, data: &T) {
+    let reply = ReplyOut {
+        id,
+        ok: true,
+        data: Some(data),
+        error: None,
+    };
+    // Serialising our own types into a Vec cannot fail: no maps with non-string keys, no I/O.
+    serde_json::to_writer(&mut *out, &reply).expect("reply serialises");
+    out.push(b'\n');
+}
+
+/// Appends an error reply line (with its newline) to `out`.
+pub fn encode_error(out: &mut Vec<u8>, id: Option<&RawValue>, error: &ErrorBody) {
+    let reply: ReplyOut<'_, ()> = ReplyOut {
+        id,
+        ok: false,
+        data: None,
+        error: Some(error),
+    };
+    serde_json::to_writer(&mut *out, &reply).expect("reply serialises");
+    out.push(b'\n');
+}
+
+/// A meme as replies show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemeView {
+    pub id: String,
+    pub title: String,
+    /// Where the image lives (https URL).
+    pub image: String,
+    /// A page about the meme (https URL).
+    pub source: String,
+}
+
+/// Where a coordinate is, as `get` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    /// ISO 3166-1 alpha-2 code (of the nearest land place when at sea).
+    pub country_code: String,
+    pub country: String,
+    /// The nearest populated place (within the country the point is in).
+    pub city: String,
+    /// First-level subdivision name, e.g. "New York"; may be empty.
+    pub region: String,
+    /// ISO 3166-2 code of the subdivision, e.g. "US-NY", where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region_code: Option<String>,
+    /// Great-circle distance to `city`, in kilometres.
+    pub distance_km: f64,
+    /// True when the point is in no country (at sea); the place fields then name the nearest land.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub at_sea: bool,
+    /// The island or landmass of the nearest land, where known (e.g. "Long Island").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landmass: Option<String>,
+}
+
+/// A meme image rendered for a premium user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GeneratedImage {
+    /// Absolute path of the PNG on the daemon's host.
+    pub path: String,
+    /// Size of the PNG in bytes.
+    pub bytes: u64,
+    pub width: u32,
+    pub height: u32,
+    /// SHA-256 of the PNG bytes, lower-case hex.
+    pub sha256: String,
+    pub template: String,
+    pub top: String,
+    pub bottom: String,
+    /// The PNG itself, base64, when the request asked for `inline`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub png_base64: Option<String>,
+}
+
+/// `get` reply data. `M` is the meme representation: pre-serialised JSON in the daemon,
+/// [`MemeView`] in clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GetData<M = MemeView> {
+    pub user_id: String,
+    /// The delivered meme (requests without `count`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meme: Option<M>,
+    /// The delivered memes (requests with `count`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memes: Option<Vec<M>>,
+    /// The rendered image (requests with `generate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated: Option<GeneratedImage>,
+    /// Tokens charged by this request.
+    pub charged: u64,
+    /// Balance after the charge, in tokens.
+    pub balance: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+}
+
+/// `topup` reply data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopupData {
+    pub user_id: String,
+    pub amount: i64,
+    pub new_balance: u64,
+}
+
+/// `balance` reply data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalanceData {
+    pub user_id: String,
+    pub balance: u64,
+    /// The effective tier now (an expired entitlement reads `free`).
+    pub tier: Tier,
+    /// When a premium entitlement ends (RFC 3339), if it has an end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier_until: Option<String>,
+}
+
+/// `entitle` reply data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntitleData {
+    pub user_id: String,
+    pub tier: Tier,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}
+
+/// `status` reply data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusData {
+    /// memesd's version.
+    pub version: String,
+    pub protocol: u32,
+    pub uptime_secs: f64,
+    pub accounts: u64,
+    pub memes: u64,
+    /// Ledger entries written so far.
+    pub entries: u64,
+    /// False while the ledger cannot be written (disk full, I/O error).
+    pub writable: bool,
+}
+
+/// The kind of a ledger entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// The one-time grant when an account opens.
+    Welcome,
+    /// Tokens spent on a delivered meme.
+    Charge,
+    /// Tokens added by an admin or a payment.
+    Topup,
+    /// Tokens removed by an admin (a negative top-up).
+    Deduct,
+    /// A tier change; moves no tokens.
+    Entitle,
+}
+
+impl EntryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Welcome => "welcome",
+            EntryKind::Charge => "charge",
+            EntryKind::Topup => "topup",
+            EntryKind::Deduct => "deduct",
+            EntryKind::Entitle => "entitle",
+        }
+    }
+}
+
+/// One ledger entry as `history` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub seq: u64,
+    /// RFC 3339, UTC.
+    pub time: String,
+    pub kind: EntryKind,
+    /// Tokens added (positive) or removed (negative).
+    pub delta: i64,
+    /// Balance after this entry.
+    pub balance: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Memes delivered by a charge.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub memes: Vec<String>,
+    /// The tier set by an `entitle` entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Tier>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}
+
+/// `history` reply data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryData {
+    pub user_id: String,
+    /// Oldest first.
+    pub entries: Vec<HistoryEntry>,
+}
+
+/// `audit` reply data.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AuditReport {
+    /// True when every check held.
+    pub ok: bool,
+    /// Journal lines (transactions) replayed.
+    pub transactions: u64,
+    /// Ledger entries replayed.
+    pub entries: u64,
+    /// Accounts whose balance was checked against the sum of their entries.
+    pub accounts: u64,
+    /// Idempotency keys checked for uniqueness.
+    pub keys: u64,
+    /// Welcome grants checked (at most one per account).
+    pub welcomes: u64,
+    /// The first discrepancy found, when `ok` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discrepancy: Option<String>,
+}
+
+/// One `search` result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit<M = MemeView> {
+    pub score: f32,
+    pub meme: M,
+}
+
+/// `search` reply data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchData<M = MemeView> {
+    pub query: String,
+    pub hits: Vec<SearchHit<M>>,
+}
+
+/// `reload` reply data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadData {
+    pub memes: u64,
+    pub source: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> (Option<String>, Result<Request, ErrorBody>) {
+        let incoming = parse_line(line.as_bytes());
+        (incoming.id.map(|raw| raw.get().to_string()), incoming.request)
+    }
+
+    fn code(line: &str) -> ErrorCode {
+        parse(line).1.expect_err("request should be refused").code
+    }
+
+    #[test]
+    fn get_with_all_fields_parses() {
+        let (id, req) = parse(
+            r#"{"id":7,"op":"get","user":"u1","lat":40.0,"long":-73.0,"query":"cats","count":3,"nsfw":true,"idempotency_key":"k"}"#,
+        );
+        assert_eq!(id.as_deref(), Some("7"));
+        let Request::Get(get) = req.unwrap() else {
+            panic!("not a get")
+        };
+        assert_eq!(get.user, "u1");
+        assert_eq!((get.lat, get.long), (Some(40.0), Some(-73.0)));
+        assert_eq!(get.query.as_deref(), Some("cats"));
+        assert_eq!(get.count, Some(3));
+        assert!(get.nsfw);
+        assert_eq!(get.idempotency_key.as_deref(), Some("k"));
+    }
+
+    #[test]
+    fn lon_is_an_alias_of_long() {
+        let (_, req) = parse(r#"{"op":"get","user":"u1","lat":1,"lon":2}"#);
+        let Request::Get(get) = req.unwrap() else {
+            panic!("not a get")
+        };
+        assert_eq!(get.long, Some(2.0));
+    }
+
+    #[test]
+    fn ids_are_echoed_verbatim_even_for_bad_requests() {
+        assert_eq!(parse(r#"{"id":"abc","op":"nope"}"#).0.as_deref(), Some("\"abc\""));
+        assert_eq!(parse(r#"{"id":{"a":[1]},"op":"get"}"#).0.as_deref(), Some(r#"{"a":[1]}"#));
+        assert_eq!(parse(r#"{"id":null,"op":"status"}"#).0, None);
+        assert_eq!(parse("not json").0, None);
+    }
+
+    #[test]
+    fn error_codes_are_exact() {
+        assert_eq!(code("not json"), ErrorCode::BadRequest);
+        assert_eq!(code("[1,2]"), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"user":"u1"}"#), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"op":"fly"}"#), ErrorCode::UnknownOp);
+        assert_eq!(code(r#"{"op":"get"}"#), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"op":"get","user":5}"#), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"op":"get","user":""}"#), ErrorCode::InvalidArgument);
+        assert_eq!(
+            code(r#"{"op":"get","user":"u","lat":91,"long":0}"#),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            code(r#"{"op":"get","user":"u","lat":0,"long":-180.5}"#),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(code(r#"{"op":"get","user":"u","lat":1}"#), ErrorCode::InvalidArgument);
+        assert_eq!(code(r#"{"op":"get","user":"u","lat":1e999,"long":0}"#), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"op":"get","user":"u","count":0}"#), ErrorCode::InvalidArgument);
+        assert_eq!(code(r#"{"op":"get","user":"u","count":11}"#), ErrorCode::InvalidArgument);
+        assert_eq!(code(r#"{"op":"topup","user":"u","amount":0}"#), ErrorCode::InvalidArgument);
+        // JSON's -0 is read as a float, so it is a mistyped amount.
+        assert_eq!(code(r#"{"op":"topup","user":"u","amount":-0}"#), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"op":"topup","user":"u","amount":1.5}"#), ErrorCode::BadRequest);
+        assert_eq!(
+            code(r#"{"op":"topup","user":"u","amount":1000000000001}"#),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            code(r#"{"op":"topup","user":"u","amount":100000000000000000000}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(code(r#"{"op":"topup","user":"u"}"#), ErrorCode::BadRequest);
+        assert_eq!(
+            code(r#"{"op":"topup","user":"u","amount":1,"idempotency_key":""}"#),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(code(r#"{"op":"balance","user":"a\u0007b"}"#), ErrorCode::InvalidArgument);
+        assert_eq!(
+            code(r#"{"op":"entitle","user":"u","tier":"gold"}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"op":"entitle","user":"u","tier":"premium","until":"tomorrow"}"#),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(code(r#"{"op":"get","user":"u","user":"v"}"#), ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn user_id_limits_count_characters_not_bytes() {
+        let ok = "é".repeat(MAX_USER_CHARS);
+        assert!(validate_user(&ok).is_ok());
+        assert!(validate_user(&format!("{ok}é")).is_err());
+    }
+
+    #[test]
+    fn escaped_strings_parse() {
+        let (_, req) = parse(r#"{"op":"balance","user":"a\"b\\c\u00e9"}"#);
+        assert_eq!(
+            req.unwrap(),
+            Request::Balance(BalanceRequest {
+                user: "a\"b\\cé".into()
+            })
+        );
+    }
+
+    #[test]
+    fn requests_serialise_to_the_documented_lines() {
+        let get = Request::Get(GetRequest {
+            user: "u1".into(),
+            lat: Some(40.0),
+            long: Some(-73.0),
+            query: Some("cats".into()),
+            ..GetRequest::default()
+        });
+        let line = serde_json::to_string(&Envelope {
+            id: None,
+            request: &get,
+        })
+        .unwrap();
+        assert_eq!(
+            line,
+            r#"{"op":"get","user":"u1","lat":40.0,"long":-73.0,"query":"cats"}"#
+        );
+        let topup = Request::Topup(TopupRequest {
+            user: "u1".into(),
+            amount: 50,
+            ..TopupRequest::default()
+        });
+        let line = serde_json::to_string(&Envelope {
+            id: Some(3),
+            request: &topup,
+        })
+        .unwrap();
+        assert_eq!(line, r#"{"id":3,"op":"topup","user":"u1","amount":50}"#);
+        assert_eq!(
+            serde_json::to_string(&Request::Status(StatusRequest {})).unwrap(),
+            r#"{"op":"status"}"#
+        );
+    }
+
+    #[test]
+    fn replies_serialise_to_the_documented_lines() {
+        let mut out = Vec::new();
+        let id = RawValue::from_string("9".into()).unwrap();
+        encode_ok(
+            &mut out,
+            Some(&id),
+            &TopupData {
+                user_id: "u1".into(),
+                amount: 50,
+                new_balance: 199,
+            },
+        );
+        encode_error(
+            &mut out,
+            None,
+            &ErrorBody::new(ErrorCode::InsufficientTokens, "balance 0, need 1"),
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            concat!(
+                r#"{"id":9,"ok":true,"data":{"user_id":"u1","amount":50,"new_balance":199}}"#,
+                "\n",
+                r#"{"ok":false,"error":{"code":"insufficient_tokens","message":"balance 0, need 1"}}"#,
+                "\n"
+            )
+        );
+    }
+
+    #[test]
+    fn instants_round_trip() {
+        let ms = parse_instant("2027-01-31T00:00:00Z").unwrap();
+        assert_eq!(ms, 1_801_353_600_000);
+        assert_eq!(format_instant(ms), "2027-01-31T00:00:00Z");
+    }
+}

@@ -1,0 +1,459 @@
+//! [`FileStore`]: the token store as JSON files in a data directory, durable by group commit.
+//!
+//! Files (all mode 0600, directory 0700):
+//! - `journal.ndjson`: the ledger itself, append-only, never rewritten;
+//! - `snapshot.json`: the latest checkpoint (start-up shortcut, see [`super::snapshot`]);
+//! - `memesd.lock`: held exclusively while a store is open, so two daemons can never write
+//!   the same files.
+//!
+//! Threads: the group-commit writer (see [`super::journal`]) and a checkpointer that writes
+//! a new checkpoint whenever the journal has grown by `checkpoint_bytes` since the last one.
+
+use super::audit;
+use super::history;
+use super::journal::{JournalFile, Queue, Shared, State, WriterConfig, run_writer};
+use super::ledger::{Account, Idempotency, Ledger, Outcome, Undo};
+use super::recovery::{self, JOURNAL_FILE, RecoveryStats, SNAPSHOT_FILE};
+use super::snapshot;
+use super::{ChargeRequest, Commit, OpenError, StoreError, StoreStats, TokenStore, TopupChange};
+use crate::protocol::{AuditReport, HistoryEntry, Tier};
+use serde_json::value::RawValue;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Account rows copied per lock acquisition while checkpointing or auditing: small enough
+/// that requests never wait long for the lock.
+const CHUNK: usize = 4096;
+
+/// Settings of a [`FileStore`].
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Tokens granted when an account opens.
+    pub welcome_tokens: u64,
+    /// Write a checkpoint after the journal grew by this many bytes.
+    pub checkpoint_bytes: u64,
+    /// How often a failing disk is probed for recovery.
+    pub retry_interval: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            welcome_tokens: 150,
+            checkpoint_bytes: 64 << 20,
+            retry_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The JSON-on-disk token store.
+pub struct FileStore {
+    shared: Arc<Shared>,
+    dir: PathBuf,
+    /// A read-only handle for history and audits (positional reads need no lock).
+    reader: File,
+    recovery: RecoveryStats,
+    last_checkpoint: Arc<AtomicU64>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: Mutex<Option<(SyncSender<()>, JoinHandle<()>)>>,
+    /// Held for the store's lifetime; released when dropped.
+    _lock: File,
+}
+
+impl FileStore {
+    /// Opens (or creates) the store in `dir`, recovering it from its files.
+    pub fn open(dir: &Path, config: StoreConfig) -> Result<FileStore, OpenError> {
+        FileStore::open_with(dir, config, |file| Box::new(file))
+    }
+
+    /// [`FileStore::open`] with the journal's file wrapped by `wrap` (tests inject faults).
+    pub fn open_with(
+        dir: &Path,
+        config: StoreConfig,
+        wrap: impl FnOnce(File) -> Box<dyn JournalFile>,
+    ) -> Result<FileStore, OpenError> {
+        let io_error = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| OpenError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(io_error(dir))?;
+        let lock_path = dir.join("memesd.lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(io_error(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(OpenError::Locked(dir.into())),
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(OpenError::Io {
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
+        let recovered = recovery::recover(dir, config.welcome_tokens)?;
+        let journal_path = dir.join(JOURNAL_FILE);
+        restrict(&journal_path).map_err(io_error(&journal_path))?;
+        let reader = File::open(&journal_path).map_err(io_error(&journal_path))?;
+        let end = recovered.ledger.end();
+        let replayed = recovered.stats.replayed_bytes;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                ledger: recovered.ledger,
+                queue: Queue::new(end),
+            }),
+            wake: std::sync::Condvar::new(),
+        });
+        let last_checkpoint = Arc::new(AtomicU64::new(end - replayed));
+
+        let (checkpoint_tx, checkpoint_rx) = sync_channel::<()>(1);
+        let checkpointer = {
+            let (shared, data_dir, last) =
+                (shared.clone(), dir.to_path_buf(), last_checkpoint.clone());
+            std::thread::Builder::new()
+                .name("memes-checkpoint".into())
+                .spawn(move || {
+                    while checkpoint_rx.recv().is_ok() {
+                        match checkpoint(&shared, &data_dir) {
+                            Ok(Some(offset)) => last.store(offset, Ordering::Relaxed),
+                            Ok(None) => {}
+                            Err(e) => {
+                                tracing::warn!("checkpoint of {} failed: {e}", data_dir.display())
+                            }
+                        }
+                    }
+                })
+                .map_err(io_error(dir))?
+        };
+        let writer = {
+            let shared = shared.clone();
+            let file = wrap(recovered.journal);
+            let writer_config = WriterConfig {
+                path: journal_path.display().to_string(),
+                retry_interval: config.retry_interval,
+            };
+            let (last, every, trigger) = (
+                last_checkpoint.clone(),
+                config.checkpoint_bytes,
+                checkpoint_tx.clone(),
+            );
+            std::thread::Builder::new()
+                .name("memes-journal".into())
+                .spawn(move || {
+                    run_writer(&shared, file, writer_config, |durable_end| {
+                        if durable_end - last.load(Ordering::Relaxed) >= every {
+                            request(&trigger);
+                        }
+                    })
+                })
+                .map_err(io_error(dir))?
+        };
+        // A long replay means the checkpoint is far behind: refresh it now, not at the next
+        // threshold, so the next start is fast.
+        if replayed > 0 && replayed >= config.checkpoint_bytes / 4 {
+            request(&checkpoint_tx);
+        }
+        Ok(FileStore {
+            shared,
+            dir: dir.to_path_buf(),
+            reader,
+            recovery: recovered.stats,
+            last_checkpoint,
+            writer: Mutex::new(Some(writer)),
+            checkpointer: Mutex::new(Some((checkpoint_tx, checkpointer))),
+            _lock: lock,
+        })
+    }
+
+    /// What start-up found (checkpoint size, lines replayed, torn bytes trimmed).
+    pub fn recovery_stats(&self) -> RecoveryStats {
+        self.recovery
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Flushes everything applied, stops the threads and writes a final checkpoint.
+    /// Blocking. Changes are refused afterwards.
+    pub fn close(&self) -> io::Result<()> {
+        self.stop_threads();
+        if let Some(offset) = checkpoint(&self.shared, &self.dir)? {
+            self.last_checkpoint.store(offset, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Writes a checkpoint now (blocking); returns the journal offset it covers.
+    pub fn checkpoint_now(&self) -> io::Result<Option<u64>> {
+        let written = checkpoint(&self.shared, &self.dir)?;
+        if let Some(offset) = written {
+            self.last_checkpoint.store(offset, Ordering::Relaxed);
+        }
+        Ok(written)
+    }
+
+    fn stop_threads(&self) {
+        {
+            let mut state = self.shared.lock();
+            state.queue.shutdown = true;
+            state.queue.degraded.get_or_insert_with(|| "the store is closed".into());
+        }
+        self.shared.wake.notify_all();
+        if let Some(writer) = take(&self.writer) {
+            let _ = writer.join();
+        }
+        if let Some((trigger, thread)) = take(&self.checkpointer) {
+            drop(trigger);
+            let _ = thread.join();
+        }
+    }
+
+    /// Applies a change under the lock and registers its commit.
+    fn mutate<T>(
+        &self,
+        apply: impl FnOnce(&mut Ledger, i64, &mut Vec<u8>, &mut Vec<Undo>) -> Result<T, StoreError>,
+    ) -> Result<(T, Commit), StoreError> {
+        let mut state = self.shared.lock();
+        if let Some(reason) = &state.queue.degraded {
+            return Err(StoreError::Unavailable(reason.clone()));
+        }
+        let now = super::now_ms();
+        let State { ledger, queue } = &mut *state;
+        let written = queue.pending.bytes.len();
+        let value = apply(ledger, now, &mut queue.pending.bytes, &mut queue.pending.undo)?;
+        let (commit, wake) = if queue.pending.bytes.len() == written {
+            queue.barrier()
+        } else {
+            queue.commit_change()
+        };
+        drop(state);
+        if wake {
+            self.shared.wake.notify_one();
+        }
+        Ok((value, commit))
+    }
+
+    /// Runs a read under the lock; the commit resolves once everything it saw is durable.
+    fn read<T>(&self, look: impl FnOnce(&Ledger) -> Result<T, StoreError>) -> Result<(T, Commit), StoreError> {
+        let mut state = self.shared.lock();
+        let value = look(&state.ledger)?;
+        let (commit, wake) = state.queue.barrier();
+        drop(state);
+        if wake {
+            self.shared.wake.notify_one();
+        }
+        Ok((value, commit))
+    }
+
+    /// Compares the balances derived from the journal with the live ones.
+    fn compare_with_memory(&self, scan: &audit::JournalScan, upto: u64) -> Option<String> {
+        let mut index = 0;
+        loop {
+            let state = self.shared.lock();
+            let ledger = &state.ledger;
+            let stop = (index + CHUNK).min(ledger.accounts_len());
+            if index >= stop {
+                break;
+            }
+            for i in index..stop {
+                let (user, account) = ledger.account_at(i).expect("index in range");
+                if account.last >= upto {
+                    continue; // changed after the audited prefix
+                }
+                match scan.accounts.get(user) {
+                    Some(derived) if derived.balance == account.balance && derived.last == account.last => {}
+                    Some(derived) => {
+                        return Some(format!(
+                            "user {user:?}: the daemon holds a balance of {} but the ledger sums to {}",
+                            account.balance, derived.balance
+                        ));
+                    }
+                    None => {
+                        return Some(format!(
+                            "user {user:?}: the daemon holds an account that the ledger never opened"
+                        ));
+                    }
+                }
+            }
+            index = stop;
+        }
+        let state = self.shared.lock();
+        scan.accounts
+            .keys()
+            .find(|user| state.ledger.account(user).is_none())
+            .map(|user| format!("user {user:?}: the ledger opened an account the daemon does not hold"))
+    }
+}
+
+impl Drop for FileStore {
+    fn drop(&mut self) {
+        self.stop_threads();
+    }
+}
+
+impl TokenStore for FileStore {
+    fn charge(&self, request: &ChargeRequest) -> Result<(Outcome<u64>, Commit), StoreError> {
+        self.mutate(|ledger, now, out, undo| {
+            ledger.charge(request.user, request.cost, request.memes, request.keyed, now, out, undo)
+        })
+    }
+
+    fn topup(&self, change: &TopupChange) -> Result<(Outcome<u64>, Commit), StoreError> {
+        self.mutate(|ledger, now, out, undo| {
+            ledger.topup(change.user, change.amount, change.reason, change.keyed, now, out, undo)
+        })
+    }
+
+    fn replay(&self, idem: &Idempotency) -> Result<Option<(Box<RawValue>, Commit)>, StoreError> {
+        let (reply, commit) = self.read(|ledger| ledger.replay(idem))?;
+        Ok(reply.map(|reply| (reply, commit)))
+    }
+
+    fn account(&self, user: &str) -> Result<(Account, Commit), StoreError> {
+        self.read(|ledger| {
+            ledger
+                .account(user)
+                .copied()
+                .ok_or_else(|| StoreError::UnknownUser(user.to_string()))
+        })
+    }
+
+    fn entitle(&self, user: &str, tier: Tier, until_ms: Option<i64>) -> Result<(Account, Commit), StoreError> {
+        self.mutate(|ledger, now, out, undo| ledger.entitle(user, tier, until_ms, now, out, undo))
+    }
+
+    fn history(&self, user: &str, limit: Option<u64>) -> Result<Vec<HistoryEntry>, StoreError> {
+        let (account, commit) = self.account(user)?;
+        commit.wait_blocking()?;
+        history::read_history(&self.reader, user, account.last, limit).map_err(StoreError::Internal)
+    }
+
+    fn audit(&self) -> Result<AuditReport, StoreError> {
+        let ((), commit) = self.read(|_| Ok(()))?;
+        commit.wait_blocking()?;
+        let upto = self.shared.lock().queue.durable_end;
+        let path = self.dir.join(JOURNAL_FILE);
+        let scan = audit::scan(&path, upto)
+            .map_err(|e| StoreError::Internal(format!("reading {}: {e}", path.display())))?;
+        let mut report = scan.report.clone();
+        if report.ok
+            && let Some(problem) = self.compare_with_memory(&scan, upto)
+        {
+            report.ok = false;
+            report.discrepancy = Some(problem);
+        }
+        Ok(report)
+    }
+
+    fn stats(&self) -> StoreStats {
+        let state = self.shared.lock();
+        StoreStats {
+            accounts: state.ledger.accounts_len() as u64,
+            entries: state.ledger.entries(),
+            writable: state.queue.degraded.is_none(),
+        }
+    }
+}
+
+fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
+    slot.lock().unwrap_or_else(|p| p.into_inner()).take()
+}
+
+/// Asks the checkpointer for a checkpoint unless one is already requested.
+fn request(trigger: &SyncSender<()>) {
+    match trigger.try_send(()) {
+        Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
+    }
+}
+
+fn restrict(path: &Path) -> io::Result<()> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
+/// Writes a checkpoint of the live ledger without stopping it; returns the journal offset it
+/// covers, or `None` if changes were taken back meanwhile (it is then discarded).
+fn checkpoint(shared: &Shared, dir: &Path) -> io::Result<Option<u64>> {
+    let (journal_offset, next_seq, rollbacks) = {
+        let state = shared.lock();
+        (state.ledger.end(), state.ledger.next_seq(), state.queue.rollbacks)
+    };
+    let tmp_path = recovery::temporary_snapshot_path(dir);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp_path)?;
+    let mut buf = Vec::with_capacity(1 << 20);
+    snapshot::begin(&mut buf, journal_offset, next_seq);
+    let mut index = 0;
+    loop {
+        let state = shared.lock();
+        let stop = (index + CHUNK).min(state.ledger.accounts_len());
+        for i in index..stop {
+            let (user, account) = state.ledger.account_at(i).expect("index in range");
+            snapshot::account_row(&mut buf, i == 0, user, account);
+        }
+        drop(state);
+        file.write_all(&buf)?;
+        buf.clear();
+        if stop <= index {
+            break;
+        }
+        index = stop;
+    }
+    snapshot::begin_keys(&mut buf);
+    let mut index = 0;
+    loop {
+        let state = shared.lock();
+        let stop = (index + CHUNK).min(state.ledger.keys_len());
+        for i in index..stop {
+            let (key, entry) = state.ledger.key_at(i).expect("index in range");
+            snapshot::key_row(&mut buf, i == 0, key, entry);
+        }
+        drop(state);
+        file.write_all(&buf)?;
+        buf.clear();
+        if stop <= index {
+            break;
+        }
+        index = stop;
+    }
+    snapshot::finish(&mut buf);
+    file.write_all(&buf)?;
+    drop(file);
+    // Everything the checkpoint copied must be on disk before it may replace the old one,
+    // and nothing may have been taken back while it was copied.
+    let barrier = {
+        let mut state = shared.lock();
+        let (commit, wake) = state.queue.barrier();
+        drop(state);
+        if wake {
+            shared.wake.notify_one();
+        }
+        commit
+    };
+    let durable = barrier.wait_blocking().is_ok();
+    if !durable || shared.lock().queue.rollbacks != rollbacks {
+        let _ = std::fs::remove_file(&tmp_path);
+        return Ok(None);
+    }
+    snapshot::publish(&tmp_path, &dir.join(SNAPSHOT_FILE))?;
+    tracing::debug!("checkpoint written at journal offset {journal_offset}");
+    Ok(Some(journal_offset))
+}

@@ -1,0 +1,626 @@
+//! The rules of the money, in memory: accounts, balances, tiers and idempotency keys.
+//!
+//! Pure state: no I/O, no clock, no threads, so every rule is unit-testable. Each change is
+//! checked first and, only if it is allowed, (1) encoded as one journal line appended to the
+//! caller's buffer, (2) applied to memory, and (3) described by undo steps, so that the
+//! caller can take it back if that line never reaches the disk. A refused change touches
+//! nothing: not the buffer, not memory.
+//!
+//! Rules enforced here: the welcome grant is credited once, when an account opens, in the
+//! same transaction as the change that opened it; no balance goes below zero or above
+//! [`MAX_BALANCE`]; an idempotency key names one request forever.
+
+use super::StoreError;
+use super::record::{EntryRecord, RecordIn, RecordOut};
+use crate::protocol::{EntryKind, MAX_BALANCE, Tier};
+use indexmap::IndexMap;
+use serde_json::value::RawValue;
+
+/// One account. Accounts are never removed (except when undoing their creation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Account {
+    /// Tokens.
+    pub balance: u64,
+    /// Byte offset in the journal of this account's latest transaction line.
+    pub last: u64,
+    /// The stored tier; see [`Account::tier_at`] for the effective one.
+    pub tier: Tier,
+    /// End of a premium entitlement, milliseconds since the epoch; `None` means no end.
+    pub until: Option<i64>,
+}
+
+impl Account {
+    /// The tier in force at `now_ms`: an expired entitlement counts as free.
+    pub fn tier_at(&self, now_ms: i64) -> Tier {
+        match (self.tier, self.until) {
+            (Tier::Premium, Some(until)) if until <= now_ms => Tier::Free,
+            (tier, _) => tier,
+        }
+    }
+}
+
+/// What an idempotency key remembers: the request's canonical form and the reply it got.
+#[derive(Debug, Clone)]
+pub struct KeyEntry {
+    pub fingerprint: Box<str>,
+    pub reply: Box<RawValue>,
+}
+
+/// A request's idempotency key and canonical form (see the daemon's fingerprinting).
+#[derive(Debug, Clone, Copy)]
+pub struct Idempotency<'a> {
+    pub key: &'a str,
+    pub fingerprint: &'a str,
+}
+
+/// How to build the reply `data` that a keyed request stores for its retries, given the
+/// balance after the change.
+pub type ReplyBuilder<'a> = &'a dyn Fn(u64) -> Box<RawValue>;
+
+/// The result of a change that may carry an idempotency key.
+#[derive(Debug)]
+pub enum Outcome<T> {
+    /// The change was applied; `T` describes it.
+    Applied(T),
+    /// The key was seen before with the same request: here is the reply it got then.
+    Replayed(Box<RawValue>),
+}
+
+/// One step to take back a change that did not reach the disk. Steps are undone newest
+/// first, so creations are always at the tail of their maps.
+#[derive(Debug, Clone)]
+pub enum Undo {
+    /// The last account was created by the change.
+    Opened,
+    /// The account at `index` looked like `before`.
+    Changed { index: usize, before: Account },
+    /// The last idempotency key was added by the change.
+    Keyed,
+}
+
+/// A change to one account, as the public operations describe it.
+struct Change<'a> {
+    user: &'a str,
+    kind: EntryKind,
+    delta: i64,
+    memes: &'a [&'a str],
+    reason: Option<&'a str>,
+    tier: Option<(Tier, Option<i64>)>,
+    keyed: Option<(Idempotency<'a>, ReplyBuilder<'a>)>,
+}
+
+/// Accounts, keys, and the journal position they correspond to.
+#[derive(Debug)]
+pub struct Ledger {
+    accounts: IndexMap<Box<str>, Account>,
+    keys: IndexMap<Box<str>, KeyEntry>,
+    /// Sequence number of the next entry.
+    next_seq: u64,
+    /// Journal length in bytes once every applied change is written.
+    end: u64,
+    /// Tokens granted when an account opens.
+    welcome: u64,
+}
+
+impl Ledger {
+    /// An empty ledger at the start of an empty journal.
+    pub fn new(welcome: u64) -> Ledger {
+        Ledger {
+            accounts: IndexMap::new(),
+            keys: IndexMap::new(),
+            next_seq: 1,
+            end: 0,
+            welcome,
+        }
+    }
+
+    /// A ledger restored from a checkpoint taken at journal offset `end`.
+    pub fn restore(
+        welcome: u64,
+        next_seq: u64,
+        end: u64,
+        accounts: IndexMap<Box<str>, Account>,
+        keys: IndexMap<Box<str>, KeyEntry>,
+    ) -> Ledger {
+        Ledger {
+            accounts,
+            keys,
+            next_seq,
+            end,
+            welcome,
+        }
+    }
+
+    pub fn account(&self, user: &str) -> Option<&Account> {
+        self.accounts.get(user)
+    }
+
+    pub fn accounts_len(&self) -> usize {
+        self.accounts.len()
+    }
+
+    /// The account at `index` in creation order (for checkpoints and audits in chunks).
+    pub fn account_at(&self, index: usize) -> Option<(&str, &Account)> {
+        self.accounts.get_index(index).map(|(k, v)| (&**k, v))
+    }
+
+    pub fn keys_len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn key_at(&self, index: usize) -> Option<(&str, &KeyEntry)> {
+        self.keys.get_index(index).map(|(k, v)| (&**k, v))
+    }
+
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Entries written so far (welcome, charges, top-ups, ...).
+    pub fn entries(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// Journal length once every applied change is written.
+    pub fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// The reply stored for `idem`'s key, if the key was used for the same request; a
+    /// conflict if it was used for another; `None` if it is new.
+    pub fn replay(&self, idem: &Idempotency) -> Result<Option<Box<RawValue>>, StoreError> {
+        match self.keys.get(idem.key) {
+            None => Ok(None),
+            Some(entry) if *entry.fingerprint == *idem.fingerprint => Ok(Some(entry.reply.clone())),
+            Some(_) => Err(StoreError::IdempotencyConflict {
+                key: idem.key.to_string(),
+            }),
+        }
+    }
+
+    /// Charges `cost` tokens for delivering `memes`. Returns the balance after.
+    #[allow(clippy::too_many_arguments)]
+    pub fn charge(
+        &mut self,
+        user: &str,
+        cost: u64,
+        memes: &[&str],
+        keyed: Option<(Idempotency, ReplyBuilder)>,
+        now_ms: i64,
+        out: &mut Vec<u8>,
+        undo: &mut Vec<Undo>,
+    ) -> Result<Outcome<u64>, StoreError> {
+        let delta = i64::try_from(cost).map_err(|_| StoreError::BalanceOverflow)?;
+        let change = Change {
+            user,
+            kind: EntryKind::Charge,
+            delta: -delta,
+            memes,
+            reason: None,
+            tier: None,
+            keyed,
+        };
+        self.transact(change, now_ms, out, undo)
+    }
+
+    /// Adds (`amount` > 0) or deducts (`amount` < 0) tokens. Returns the balance after.
+    #[allow(clippy::too_many_arguments)]
+    pub fn topup(
+        &mut self,
+        user: &str,
+        amount: i64,
+        reason: Option<&str>,
+        keyed: Option<(Idempotency, ReplyBuilder)>,
+        now_ms: i64,
+        out: &mut Vec<u8>,
+        undo: &mut Vec<Undo>,
+    ) -> Result<Outcome<u64>, StoreError> {
+        let kind = if amount >= 0 {
+            EntryKind::Topup
+        } else {
+            EntryKind::Deduct
+        };
+        let change = Change {
+            user,
+            kind,
+            delta: amount,
+            memes: &[],
+            reason,
+            tier: None,
+            keyed,
+        };
+        self.transact(change, now_ms, out, undo)
+    }
+
+    /// Sets a tier (opening the account, with its welcome grant, if it is new).
+    pub fn entitle(
+        &mut self,
+        user: &str,
+        tier: Tier,
+        until: Option<i64>,
+        now_ms: i64,
+        out: &mut Vec<u8>,
+        undo: &mut Vec<Undo>,
+    ) -> Result<Account, StoreError> {
+        let change = Change {
+            user,
+            kind: EntryKind::Entitle,
+            delta: 0,
+            memes: &[],
+            reason: None,
+            tier: Some((tier, until)),
+            keyed: None,
+        };
+        self.transact(change, now_ms, out, undo)?;
+        Ok(self.accounts[user])
+    }
+
+    fn transact(
+        &mut self,
+        change: Change,
+        now_ms: i64,
+        out: &mut Vec<u8>,
+        undo: &mut Vec<Undo>,
+    ) -> Result<Outcome<u64>, StoreError> {
+        if let Some((idem, _)) = &change.keyed
+            && let Some(reply) = self.replay(idem)?
+        {
+            return Ok(Outcome::Replayed(reply));
+        }
+        let existing = self.accounts.get_full(change.user);
+        let mut entries = [EntryRecord {
+            kind: EntryKind::Welcome,
+            delta: self.welcome as i64,
+            balance: self.welcome,
+        }; 2];
+        let (opening, before) = match existing {
+            Some((_, _, account)) => (false, account.balance),
+            None => (true, self.welcome),
+        };
+        let after = before
+            .checked_add_signed(change.delta)
+            .ok_or_else(|| match change.delta < 0 {
+                true => StoreError::InsufficientTokens {
+                    user: change.user.to_string(),
+                    balance: before,
+                    needed: change.delta.unsigned_abs(),
+                },
+                false => StoreError::BalanceOverflow,
+            })?;
+        if after > MAX_BALANCE {
+            return Err(StoreError::BalanceOverflow);
+        }
+        let entry = EntryRecord {
+            kind: change.kind,
+            delta: change.delta,
+            balance: after,
+        };
+        let entries: &[EntryRecord] = if opening {
+            entries[1] = entry;
+            &entries
+        } else {
+            entries[0] = entry;
+            &entries[..1]
+        };
+        let reply = change
+            .keyed
+            .as_ref()
+            .map(|(_, build_reply)| build_reply(after));
+        let offset = self.end;
+        let line_len = RecordOut {
+            seq: self.next_seq,
+            time: now_ms,
+            user: change.user,
+            prev: existing.map(|(_, _, account)| account.last),
+            entries,
+            memes: change.memes,
+            key: change.keyed.as_ref().map(|(idem, _)| idem.key),
+            fp: change.keyed.as_ref().map(|(idem, _)| idem.fingerprint),
+            reply: reply.as_deref(),
+            reason: change.reason,
+            tier: change.tier.map(|(tier, _)| tier),
+            until: change.tier.and_then(|(_, until)| until),
+        }
+        .encode(out);
+
+        let mut account = match existing {
+            Some((index, _, account)) => {
+                undo.push(Undo::Changed {
+                    index,
+                    before: *account,
+                });
+                *account
+            }
+            None => {
+                undo.push(Undo::Opened);
+                Account {
+                    balance: 0,
+                    last: offset,
+                    tier: Tier::Free,
+                    until: None,
+                }
+            }
+        };
+        account.balance = after;
+        account.last = offset;
+        if let Some((tier, until)) = change.tier {
+            account.tier = tier;
+            account.until = until;
+        }
+        self.accounts.insert(change.user.into(), account);
+        if let (Some((idem, _)), Some(reply)) = (change.keyed, reply) {
+            undo.push(Undo::Keyed);
+            self.keys.insert(
+                idem.key.into(),
+                KeyEntry {
+                    fingerprint: idem.fingerprint.into(),
+                    reply,
+                },
+            );
+        }
+        self.end += line_len;
+        self.next_seq += entries.len() as u64;
+        Ok(Outcome::Applied(after))
+    }
+
+    /// Takes back changes that never reached the disk, newest first, and moves the journal
+    /// position back to `end` / `next_seq` (where the disk copy ends).
+    pub fn undo(&mut self, steps: impl Iterator<Item = Undo>, end: u64, next_seq: u64) {
+        for step in steps {
+            match step {
+                Undo::Opened => {
+                    self.accounts.pop();
+                }
+                Undo::Changed { index, before } => self.accounts[index] = before,
+                Undo::Keyed => {
+                    self.keys.pop();
+                }
+            }
+        }
+        self.end = end;
+        self.next_seq = next_seq;
+    }
+
+    /// Re-applies one journal line found at `offset` (`len` bytes, newline included) during
+    /// recovery. Replay sets absolute values, so a line already reflected in the checkpoint
+    /// is harmless.
+    pub fn redo(&mut self, record: &RecordIn, offset: u64, len: u64) -> Result<(), String> {
+        // Lines follow each other without gaps, and the first one replayed after a checkpoint
+        // continues the checkpoint's numbering.
+        if record.seq != self.next_seq {
+            return Err(format!(
+                "sequence gap: expected seq {}, found {}",
+                self.next_seq, record.seq
+            ));
+        }
+        let opens = record.entries[0].kind == EntryKind::Welcome;
+        let account = match self.accounts.get_mut(record.user.as_ref()) {
+            Some(account) => account,
+            None if opens => self
+                .accounts
+                .entry(record.user.as_ref().into())
+                .or_insert(Account {
+                    balance: 0,
+                    last: offset,
+                    tier: Tier::Free,
+                    until: None,
+                }),
+            None => {
+                return Err(format!(
+                    "entry for user {:?} who has no account and no welcome grant",
+                    record.user
+                ));
+            }
+        };
+        account.balance = record.final_balance();
+        account.last = offset;
+        if let Some(tier) = record.tier {
+            account.tier = tier;
+            account.until = record.until;
+        }
+        if let (Some(key), Some(fp), Some(reply)) = (&record.key, &record.fp, record.reply) {
+            self.keys.insert(
+                key.as_ref().into(),
+                KeyEntry {
+                    fingerprint: fp.as_ref().into(),
+                    reply: reply.to_owned(),
+                },
+            );
+        }
+        self.next_seq = record.next_seq();
+        self.end = offset + len;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Harness {
+        ledger: Ledger,
+        journal: Vec<u8>,
+        undo: Vec<Undo>,
+    }
+
+    impl Harness {
+        fn new() -> Self {
+            Harness {
+                ledger: Ledger::new(150),
+                journal: Vec::new(),
+                undo: Vec::new(),
+            }
+        }
+        fn charge(&mut self, user: &str, cost: u64) -> Result<u64, StoreError> {
+            match self.ledger.charge(
+                user,
+                cost,
+                &["m"],
+                None,
+                0,
+                &mut self.journal,
+                &mut self.undo,
+            )? {
+                Outcome::Applied(balance) => Ok(balance),
+                Outcome::Replayed(_) => panic!("unkeyed request replayed"),
+            }
+        }
+        fn topup(&mut self, user: &str, amount: i64) -> Result<u64, StoreError> {
+            match self.ledger.topup(
+                user,
+                amount,
+                None,
+                None,
+                0,
+                &mut self.journal,
+                &mut self.undo,
+            )? {
+                Outcome::Applied(balance) => Ok(balance),
+                Outcome::Replayed(_) => panic!("unkeyed request replayed"),
+            }
+        }
+        fn lines(&self) -> Vec<String> {
+            String::from_utf8(self.journal.clone())
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect()
+        }
+    }
+
+    #[test]
+    fn first_sight_grants_welcome_once_in_the_same_line() {
+        let mut h = Harness::new();
+        assert_eq!(h.charge("u1", 1), Ok(149));
+        assert_eq!(h.topup("u1", -149), Ok(0));
+        assert_eq!(h.charge("u1", 1).unwrap_err().code(), crate::protocol::ErrorCode::InsufficientTokens);
+        let lines = h.lines();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].contains(r#""kind":"welcome""#) && lines[0].contains(r#""kind":"charge""#));
+        assert!(!lines[1].contains("welcome"));
+        assert_eq!(h.ledger.entries(), 3);
+        assert_eq!(h.ledger.end(), h.journal.len() as u64);
+    }
+
+    #[test]
+    fn refusals_change_nothing() {
+        let mut h = Harness::new();
+        h.topup("u1", 10).unwrap();
+        let (journal, entries) = (h.journal.clone(), h.ledger.entries());
+        assert!(h.topup("u1", -161).is_err());
+        assert!(h.charge("u2", 151).is_err(), "a new user cannot overdraw the grant");
+        assert!(h.topup("u1", MAX_BALANCE as i64).is_err(), "overflow refused");
+        assert_eq!(h.journal, journal);
+        assert_eq!(h.ledger.entries(), entries);
+        assert!(h.ledger.account("u2").is_none(), "a refused first request opens nothing");
+        assert_eq!(h.ledger.account("u1").unwrap().balance, 160);
+    }
+
+    #[test]
+    fn prev_links_chain_a_users_lines() {
+        let mut h = Harness::new();
+        h.charge("a", 1).unwrap();
+        let first_b = h.ledger.end();
+        h.charge("b", 1).unwrap();
+        let second_b = h.ledger.end();
+        h.charge("b", 1).unwrap();
+        let lines = h.lines();
+        assert!(!lines[1].contains("prev"));
+        assert!(lines[2].contains(&format!(r#""prev":{first_b}"#)));
+        assert_eq!(h.ledger.account("b").unwrap().last, second_b);
+    }
+
+    #[test]
+    fn keys_replay_the_first_reply_and_refuse_other_requests() {
+        let mut h = Harness::new();
+        let idem = Idempotency {
+            key: "k1",
+            fingerprint: "topup u1 5",
+        };
+        let build = |balance: u64| RawValue::from_string(format!("{{\"b\":{balance}}}")).unwrap();
+        let first = h
+            .ledger
+            .topup("u1", 5, None, Some((idem, &build)), 0, &mut h.journal, &mut h.undo)
+            .unwrap();
+        assert!(matches!(first, Outcome::Applied(155)));
+        let again = h
+            .ledger
+            .topup("u1", 5, None, Some((idem, &build)), 0, &mut h.journal, &mut h.undo)
+            .unwrap();
+        match again {
+            Outcome::Replayed(reply) => assert_eq!(reply.get(), r#"{"b":155}"#),
+            other => panic!("expected a replay, got {other:?}"),
+        }
+        let other = Idempotency {
+            key: "k1",
+            fingerprint: "topup u1 6",
+        };
+        let err = h
+            .ledger
+            .topup("u1", 6, None, Some((other, &build)), 0, &mut h.journal, &mut h.undo)
+            .unwrap_err();
+        assert_eq!(err.code(), crate::protocol::ErrorCode::IdempotencyConflict);
+        assert_eq!(h.ledger.account("u1").unwrap().balance, 155);
+        assert_eq!(h.lines().len(), 1);
+    }
+
+    #[test]
+    fn undo_restores_memory_exactly() {
+        let mut h = Harness::new();
+        h.topup("a", 5).unwrap();
+        h.undo.clear();
+        let (end, next_seq) = (h.ledger.end(), h.ledger.next_seq());
+        let before = *h.ledger.account("a").unwrap();
+        h.charge("a", 3).unwrap();
+        h.charge("new", 1).unwrap();
+        let build = |_: u64| RawValue::from_string("1".into()).unwrap();
+        let idem = Idempotency {
+            key: "k",
+            fingerprint: "f",
+        };
+        h.ledger
+            .topup("a", 1, None, Some((idem, &build)), 0, &mut h.journal, &mut h.undo)
+            .unwrap();
+        let steps: Vec<Undo> = h.undo.drain(..).rev().collect();
+        h.ledger.undo(steps.into_iter(), end, next_seq);
+        assert_eq!(*h.ledger.account("a").unwrap(), before);
+        assert!(h.ledger.account("new").is_none());
+        assert_eq!(h.ledger.keys_len(), 0);
+        assert_eq!((h.ledger.end(), h.ledger.next_seq()), (end, next_seq));
+    }
+
+    #[test]
+    fn redo_rebuilds_the_same_state() {
+        let mut h = Harness::new();
+        h.charge("a", 1).unwrap();
+        h.topup("b", 7).unwrap();
+        h.ledger
+            .entitle("a", Tier::Premium, Some(99), 0, &mut h.journal, &mut h.undo)
+            .unwrap();
+        h.charge("b", 2).unwrap();
+        let mut replayed = Ledger::new(150);
+        let mut offset = 0u64;
+        for line in h.journal.split_inclusive(|b| *b == b'\n') {
+            let record = RecordIn::parse(&line[..line.len() - 1]).unwrap();
+            replayed.redo(&record, offset, line.len() as u64).unwrap();
+            offset += line.len() as u64;
+        }
+        for user in ["a", "b"] {
+            assert_eq!(replayed.account(user), h.ledger.account(user));
+        }
+        assert_eq!(replayed.end(), h.ledger.end());
+        assert_eq!(replayed.next_seq(), h.ledger.next_seq());
+    }
+
+    #[test]
+    fn expired_premium_reads_free() {
+        let account = Account {
+            balance: 0,
+            last: 0,
+            tier: Tier::Premium,
+            until: Some(1_000),
+        };
+        assert_eq!(account.tier_at(999), Tier::Premium);
+        assert_eq!(account.tier_at(1_000), Tier::Free);
+    }
+}

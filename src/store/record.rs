@@ -1,0 +1,189 @@
+//! The journal's line format: one JSON object per transaction, one transaction per line.
+//!
+//! A transaction is everything one request changed for one user, so a line is applied whole
+//! or not at all (a first `get` writes the welcome grant and the charge in one line; a torn
+//! write can never keep one without the other). Each line carries, besides its entries:
+//!
+//! - `seq`: the sequence number of its first entry (entries are numbered consecutively, with
+//!   no gaps, across the whole journal);
+//! - `time`: milliseconds since the Unix epoch;
+//! - `prev`: the byte offset of the same user's previous line, so a user's history is a
+//!   backward chain through the file and needs no index in memory;
+//! - every entry's `balance` after it, so replay sets absolute values (redo is idempotent,
+//!   which is what lets checkpoints be taken without stopping the daemon).
+//!
+//! This module owns the shapes and their encoding; it does not decide what goes in them.
+
+use crate::protocol::{EntryKind, Tier};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+
+/// One balance change inside a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryRecord {
+    pub kind: EntryKind,
+    /// Tokens added (positive) or removed (negative).
+    pub delta: i64,
+    /// The account's balance after this entry.
+    pub balance: u64,
+}
+
+/// A transaction line as written. Borrowed everywhere so encoding allocates nothing.
+#[derive(Debug, Serialize)]
+pub struct RecordOut<'a> {
+    pub seq: u64,
+    pub time: i64,
+    pub user: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prev: Option<u64>,
+    pub entries: &'a [EntryRecord],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub memes: &'a [&'a str],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<&'a str>,
+    /// The canonical form of the keyed request, to tell a retry from a conflicting reuse.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fp: Option<&'a str>,
+    /// The reply `data` sent for the keyed request, replayed verbatim on a retry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Tier>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
+}
+
+/// A transaction line as read back (replay, history, audit). Strings borrow from the line
+/// unless they contain escapes.
+#[derive(Debug, Deserialize)]
+pub struct RecordIn<'a> {
+    pub seq: u64,
+    pub time: i64,
+    #[serde(borrow)]
+    pub user: Cow<'a, str>,
+    #[serde(default)]
+    pub prev: Option<u64>,
+    pub entries: Vec<EntryRecord>,
+    #[serde(borrow, default)]
+    pub memes: Vec<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub key: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub fp: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub reply: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub reason: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub tier: Option<Tier>,
+    #[serde(default)]
+    pub until: Option<i64>,
+}
+
+impl RecordOut<'_> {
+    /// Appends the line, newline included, to `out`; returns its length in bytes.
+    pub fn encode(&self, out: &mut Vec<u8>) -> u64 {
+        let start = out.len();
+        // Serialising borrowed strings and integers into a Vec cannot fail.
+        serde_json::to_writer(&mut *out, self).expect("journal record serialises");
+        out.push(b'\n');
+        (out.len() - start) as u64
+    }
+}
+
+impl<'a> RecordIn<'a> {
+    /// Parses one line (without its newline) and checks the shape rules that serde cannot:
+    /// at least one entry, and `key`, `fp` and `reply` present together or not at all.
+    pub fn parse(line: &'a [u8]) -> Result<RecordIn<'a>, String> {
+        let record: RecordIn = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+        if record.entries.is_empty() {
+            return Err("transaction has no entries".into());
+        }
+        let keyed = [
+            record.key.is_some(),
+            record.fp.is_some(),
+            record.reply.is_some(),
+        ];
+        if keyed.iter().any(|k| *k) && !keyed.iter().all(|k| *k) {
+            return Err("key, fp and reply must appear together".into());
+        }
+        Ok(record)
+    }
+
+    /// The sequence number the next line must start with.
+    pub fn next_seq(&self) -> u64 {
+        self.seq + self.entries.len() as u64
+    }
+
+    /// The balance after the last entry.
+    pub fn final_balance(&self) -> u64 {
+        self.entries.last().map_or(0, |e| e.balance)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_the_documented_line_and_reads_it_back() {
+        let entries = [
+            EntryRecord {
+                kind: EntryKind::Welcome,
+                delta: 150,
+                balance: 150,
+            },
+            EntryRecord {
+                kind: EntryKind::Charge,
+                delta: -1,
+                balance: 149,
+            },
+        ];
+        let mut out = Vec::new();
+        let len = RecordOut {
+            seq: 1,
+            time: 1_764_000_000_123,
+            user: "u\"1",
+            prev: None,
+            entries: &entries,
+            memes: &["grumpy-cat"],
+            key: None,
+            fp: None,
+            reply: None,
+            reason: None,
+            tier: None,
+            until: None,
+        }
+        .encode(&mut out);
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert_eq!(
+            text,
+            concat!(
+                r#"{"seq":1,"time":1764000000123,"user":"u\"1","entries":[{"kind":"welcome","delta":150,"balance":150},{"kind":"charge","delta":-1,"balance":149}],"memes":["grumpy-cat"]}"#,
+                "\n"
+            )
+        );
+        assert_eq!(len as usize, text.len());
+        let back = RecordIn::parse(&out[..out.len() - 1]).unwrap();
+        assert_eq!(back.user, "u\"1");
+        assert_eq!(back.entries, entries);
+        assert_eq!(back.next_seq(), 3);
+        assert_eq!(back.final_balance(), 149);
+        assert_eq!(back.memes, vec![Cow::Borrowed("grumpy-cat")]);
+    }
+
+    #[test]
+    fn rejects_half_keyed_and_empty_transactions() {
+        assert!(RecordIn::parse(br#"{"seq":1,"time":0,"user":"u","entries":[]}"#).is_err());
+        assert!(
+            RecordIn::parse(
+                br#"{"seq":1,"time":0,"user":"u","entries":[{"kind":"topup","delta":1,"balance":1}],"key":"k"}"#
+            )
+            .is_err()
+        );
+        assert!(RecordIn::parse(br#"{"seq":1,"time":0,"user":"u""#).is_err());
+    }
+}

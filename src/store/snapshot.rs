@@ -1,0 +1,239 @@
+//! Checkpoints: the ledger's accounts and idempotency keys as one JSON file, so start-up
+//! reads this file plus the journal written after it instead of the whole journal.
+//!
+//! The file is only a shortcut: the journal stays complete and balances can always be
+//! re-derived from it (`memes audit` does). A checkpoint is taken while the daemon runs, in
+//! small chunks under the ledger lock, so it never stalls requests for long. Such a
+//! "fuzzy" checkpoint may include changes applied after its `journal_offset`; that is safe
+//! because replaying a journal line sets absolute values, and because a checkpoint is only
+//! published once everything it saw is on disk and nothing was taken back meanwhile.
+//!
+//! Format (one line):
+//! `{"format":"memes-snapshot","version":1,"journal_offset":N,"next_seq":S,`
+//! `"accounts":[[user,balance,last_line_offset,tier,until_ms|null],...],`
+//! `"keys":[[key,fingerprint,reply],...]}`
+//!
+//! Publishing is atomic: write a temporary file, fsync it, rename it over the old one,
+//! fsync the directory.
+
+use super::OpenError;
+use super::ledger::{Account, KeyEntry};
+use crate::protocol::Tier;
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde::de::{SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+pub const FORMAT: &str = "memes-snapshot";
+pub const VERSION: u32 = 1;
+
+/// Writes the opening of a checkpoint, up to the start of the account rows.
+pub fn begin(out: &mut Vec<u8>, journal_offset: u64, next_seq: u64) {
+    out.extend_from_slice(
+        format!(
+            r#"{{"format":"{FORMAT}","version":{VERSION},"journal_offset":{journal_offset},"next_seq":{next_seq},"accounts":["#
+        )
+        .as_bytes(),
+    );
+}
+
+/// Appends one account row; `first` omits the separating comma.
+pub fn account_row(out: &mut Vec<u8>, first: bool, user: &str, account: &Account) {
+    if !first {
+        out.push(b',');
+    }
+    let row = (
+        user,
+        account.balance,
+        account.last,
+        account.tier,
+        account.until,
+    );
+    serde_json::to_writer(&mut *out, &row).expect("account row serialises");
+}
+
+/// Ends the account rows and opens the key rows.
+pub fn begin_keys(out: &mut Vec<u8>) {
+    out.extend_from_slice(br#"],"keys":["#);
+}
+
+/// Appends one idempotency key row; `first` omits the separating comma.
+pub fn key_row(out: &mut Vec<u8>, first: bool, key: &str, entry: &KeyEntry) {
+    if !first {
+        out.push(b',');
+    }
+    let row = (key, &*entry.fingerprint, &*entry.reply);
+    serde_json::to_writer(&mut *out, &row).expect("key row serialises");
+}
+
+/// Ends the checkpoint.
+pub fn finish(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"]}\n");
+}
+
+/// Makes a fully written temporary checkpoint the current one, atomically and durably.
+pub fn publish(tmp: &Path, target: &Path) -> io::Result<()> {
+    File::open(tmp)?.sync_all()?;
+    std::fs::rename(tmp, target)?;
+    let dir = target.parent().unwrap_or(Path::new("."));
+    File::open(dir)?.sync_all()
+}
+
+/// A checkpoint as loaded.
+pub struct Loaded {
+    pub journal_offset: u64,
+    pub next_seq: u64,
+    pub accounts: IndexMap<Box<str>, Account>,
+    pub keys: IndexMap<Box<str>, KeyEntry>,
+}
+
+/// Loads the checkpoint at `path`, `None` if there is none. Any other problem is an error:
+/// the caller must not start without the balances it holds.
+pub fn load(path: &Path) -> Result<Option<Loaded>, OpenError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(OpenError::Io {
+                path: path.into(),
+                source,
+            });
+        }
+    };
+    let corrupt = |reason: String| OpenError::Corrupt {
+        path: path.into(),
+        line: 1,
+        reason,
+    };
+    let snapshot: SnapshotIn =
+        serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("not a checkpoint: {e}")))?;
+    if snapshot.format != FORMAT || snapshot.version != VERSION {
+        return Err(corrupt(format!(
+            "unsupported checkpoint format {:?} version {}",
+            snapshot.format, snapshot.version
+        )));
+    }
+    Ok(Some(Loaded {
+        journal_offset: snapshot.journal_offset,
+        next_seq: snapshot.next_seq,
+        accounts: snapshot.accounts.0,
+        keys: snapshot.keys.0,
+    }))
+}
+
+#[derive(Deserialize)]
+struct SnapshotIn {
+    format: String,
+    version: u32,
+    journal_offset: u64,
+    next_seq: u64,
+    accounts: AccountRows,
+    keys: KeyRows,
+}
+
+/// Account rows read straight into the map, without an intermediate Vec of a million rows.
+struct AccountRows(IndexMap<Box<str>, Account>);
+struct KeyRows(IndexMap<Box<str>, KeyEntry>);
+
+impl<'de> Deserialize<'de> for AccountRows {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RowsVisitor;
+        impl<'de> Visitor<'de> for RowsVisitor {
+            type Value = AccountRows;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of [user, balance, last, tier, until] rows")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AccountRows, A::Error> {
+                let mut map = IndexMap::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some((user, balance, last, tier, until)) =
+                    seq.next_element::<(String, u64, u64, Tier, Option<i64>)>()?
+                {
+                    let account = Account {
+                        balance,
+                        last,
+                        tier,
+                        until,
+                    };
+                    if map.insert(user.into_boxed_str(), account).is_some() {
+                        return Err(serde::de::Error::custom("duplicate account"));
+                    }
+                }
+                Ok(AccountRows(map))
+            }
+        }
+        deserializer.deserialize_seq(RowsVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for KeyRows {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RowsVisitor;
+        impl<'de> Visitor<'de> for RowsVisitor {
+            type Value = KeyRows;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of [key, fingerprint, reply] rows")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<KeyRows, A::Error> {
+                let mut map = IndexMap::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some((key, fingerprint, reply)) =
+                    seq.next_element::<(String, String, Box<RawValue>)>()?
+                {
+                    let entry = KeyEntry {
+                        fingerprint: fingerprint.into_boxed_str(),
+                        reply,
+                    };
+                    map.insert(key.into_boxed_str(), entry);
+                }
+                Ok(KeyRows(map))
+            }
+        }
+        deserializer.deserialize_seq(RowsVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_accounts_and_keys() {
+        let mut out = Vec::new();
+        begin(&mut out, 42, 7);
+        let a = Account {
+            balance: 5,
+            last: 40,
+            tier: Tier::Premium,
+            until: Some(99),
+        };
+        let b = Account {
+            balance: 0,
+            last: 0,
+            tier: Tier::Free,
+            until: None,
+        };
+        account_row(&mut out, true, "a\"x", &a);
+        account_row(&mut out, false, "b", &b);
+        begin_keys(&mut out);
+        let entry = KeyEntry {
+            fingerprint: "fp".into(),
+            reply: RawValue::from_string(r#"{"x":1}"#.into()).unwrap(),
+        };
+        key_row(&mut out, true, "k", &entry);
+        finish(&mut out);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapshot.json");
+        std::fs::write(&path, &out).unwrap();
+        let loaded = load(&path).unwrap().unwrap();
+        assert_eq!((loaded.journal_offset, loaded.next_seq), (42, 7));
+        assert_eq!(loaded.accounts.get("a\"x"), Some(&a));
+        assert_eq!(loaded.accounts.get_index(1).map(|(k, _)| &**k), Some("b"));
+        assert_eq!(loaded.keys["k"].reply.get(), r#"{"x":1}"#);
+        assert!(load(&dir.path().join("none.json")).unwrap().is_none());
+        std::fs::write(&path, b"{\"format\":\"memes-snapshot\"").unwrap();
+        assert!(matches!(load(&path), Err(OpenError::Corrupt { .. })));
+    }
+}

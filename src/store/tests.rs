@@ -1,0 +1,436 @@
+//! Tests of the file store as a whole: durability, recovery, fault handling, concurrency,
+//! and a model-based property test against a plain in-memory model of the rules.
+
+use super::journal::JournalFile;
+use super::recovery::{JOURNAL_FILE, SNAPSHOT_FILE};
+use super::*;
+use crate::protocol::EntryKind;
+use proptest::prelude::*;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+fn config() -> StoreConfig {
+    StoreConfig {
+        retry_interval: Duration::from_millis(20),
+        ..StoreConfig::default()
+    }
+}
+
+fn charge(store: &dyn TokenStore, user: &str, cost: u64) -> Result<u64, StoreError> {
+    let (outcome, commit) = store.charge(&ChargeRequest {
+        user,
+        cost,
+        memes: &["grumpy-cat"],
+        keyed: None,
+    })?;
+    commit.wait_blocking()?;
+    match outcome {
+        Outcome::Applied(balance) => Ok(balance),
+        Outcome::Replayed(_) => panic!("unkeyed charge replayed"),
+    }
+}
+
+fn topup(store: &dyn TokenStore, user: &str, amount: i64) -> Result<u64, StoreError> {
+    let (outcome, commit) = store.topup(&TopupChange {
+        user,
+        amount,
+        reason: None,
+        keyed: None,
+    })?;
+    commit.wait_blocking()?;
+    match outcome {
+        Outcome::Applied(balance) => Ok(balance),
+        Outcome::Replayed(_) => panic!("unkeyed topup replayed"),
+    }
+}
+
+fn keyed_topup(store: &dyn TokenStore, user: &str, amount: i64, key: &str) -> Result<String, StoreError> {
+    let fingerprint = format!("topup {user} {amount}");
+    let build = |balance: u64| {
+        serde_json::value::to_raw_value(&serde_json::json!({ "new_balance": balance })).unwrap()
+    };
+    let (outcome, commit) = store.topup(&TopupChange {
+        user,
+        amount,
+        reason: Some("test"),
+        keyed: Some((
+            Idempotency {
+                key,
+                fingerprint: &fingerprint,
+            },
+            &build,
+        )),
+    })?;
+    commit.wait_blocking()?;
+    Ok(match outcome {
+        Outcome::Applied(balance) => build(balance).get().to_string(),
+        Outcome::Replayed(reply) => reply.get().to_string(),
+    })
+}
+
+fn balance(store: &dyn TokenStore, user: &str) -> Option<u64> {
+    store.account(user).ok().map(|(account, commit)| {
+        commit.wait_blocking().unwrap();
+        account.balance
+    })
+}
+
+#[test]
+fn reopening_keeps_balances_history_and_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = FileStore::open(dir.path(), config()).unwrap();
+        assert_eq!(charge(&store, "u1", 1), Ok(149));
+        assert_eq!(topup(&store, "u1", 50), Ok(199));
+        assert_eq!(keyed_topup(&store, "u2", 7, "k1").unwrap(), r#"{"new_balance":157}"#);
+        store
+            .entitle("u1", crate::protocol::Tier::Premium, Some(4_000_000_000_000))
+            .unwrap()
+            .1
+            .wait_blocking()
+            .unwrap();
+        store.close().unwrap();
+    }
+    let store = FileStore::open(dir.path(), config()).unwrap();
+    assert_eq!(store.recovery_stats().replayed_lines, 0, "the close checkpoint covers all");
+    assert_eq!(balance(&store, "u1"), Some(199));
+    assert_eq!(store.account("u1").unwrap().0.tier, crate::protocol::Tier::Premium);
+    assert_eq!(keyed_topup(&store, "u2", 7, "k1").unwrap(), r#"{"new_balance":157}"#);
+    assert_eq!(balance(&store, "u2"), Some(157), "a replay changes nothing");
+    let history = store.history("u1", None).unwrap();
+    let kinds: Vec<_> = history.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [EntryKind::Welcome, EntryKind::Charge, EntryKind::Topup, EntryKind::Entitle]
+    );
+    assert_eq!(history.iter().map(|e| e.balance).collect::<Vec<_>>(), [150, 149, 199, 199]);
+    assert_eq!(history[1].memes, ["grumpy-cat"]);
+    let newest = store.history("u1", Some(2)).unwrap();
+    assert_eq!(newest, history[2..]);
+    assert!(store.audit().unwrap().ok);
+}
+
+#[test]
+fn a_torn_last_line_is_trimmed_at_every_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = FileStore::open(dir.path(), config()).unwrap();
+        charge(&store, "a", 1).unwrap();
+        topup(&store, "b", 5).unwrap();
+        keyed_topup(&store, "a", 3, "key-with-a-reply").unwrap();
+        // Dropped without close: no checkpoint, recovery replays the journal.
+    }
+    let journal = std::fs::read(dir.path().join(JOURNAL_FILE)).unwrap();
+    let last_start = journal[..journal.len() - 1]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .unwrap()
+        + 1;
+    for cut in last_start..journal.len() {
+        let copy = tempfile::tempdir().unwrap();
+        std::fs::write(copy.path().join(JOURNAL_FILE), &journal[..cut]).unwrap();
+        let store = FileStore::open(copy.path(), config())
+            .unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        assert_eq!(balance(&store, "a"), Some(149), "cut at {cut}");
+        assert_eq!(balance(&store, "b"), Some(155), "cut at {cut}");
+        assert_eq!(
+            store.recovery_stats().trimmed_bytes,
+            (cut - last_start) as u64
+        );
+        drop(store);
+        let len = std::fs::metadata(copy.path().join(JOURNAL_FILE)).unwrap().len();
+        assert_eq!(len, last_start as u64, "the torn bytes are cut off the file");
+    }
+}
+
+#[test]
+fn corruption_before_the_last_line_stops_start_up_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = FileStore::open(dir.path(), config()).unwrap();
+        for user in ["a", "b", "c"] {
+            charge(&store, user, 1).unwrap();
+        }
+    }
+    let path = dir.path().join(JOURNAL_FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let broken: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, line)| if i == 1 { line.replace('{', "[") } else { line.to_string() })
+        .collect();
+    std::fs::write(&path, broken.join("\n") + "\n").unwrap();
+    let error = FileStore::open(dir.path(), config()).err().expect("must refuse to start");
+    let message = error.to_string();
+    assert!(message.contains("journal.ndjson") && message.contains("line 2"), "{message}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), broken.join("\n") + "\n", "untouched");
+
+    std::fs::write(dir.path().join(SNAPSHOT_FILE), b"{not json").unwrap();
+    let message = FileStore::open(dir.path(), config()).err().unwrap().to_string();
+    assert!(message.contains("snapshot.json"), "{message}");
+}
+
+#[test]
+fn a_second_store_on_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = FileStore::open(dir.path(), config()).unwrap();
+    assert!(matches!(
+        FileStore::open(dir.path(), config()),
+        Err(OpenError::Locked(_))
+    ));
+}
+
+/// A journal file whose writes fail while `failing` is set, like a full disk.
+struct FaultyFile {
+    file: File,
+    failing: Arc<AtomicBool>,
+}
+
+impl JournalFile for FaultyFile {
+    fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+        if self.failing.load(Ordering::SeqCst) {
+            // Like ENOSPC after a partial write: some bytes land, then the write fails.
+            let half = &buf[..buf.len() / 2];
+            std::os::unix::fs::FileExt::write_all_at(&self.file, half, offset)?;
+            return Err(io::Error::from_raw_os_error(28));
+        }
+        std::os::unix::fs::FileExt::write_all_at(&self.file, buf, offset)
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
+    }
+}
+
+fn faulty_store(dir: &Path) -> (FileStore, Arc<AtomicBool>) {
+    let failing = Arc::new(AtomicBool::new(false));
+    let flag = failing.clone();
+    let store = FileStore::open_with(dir, config(), move |file| {
+        Box::new(FaultyFile {
+            file,
+            failing: flag,
+        })
+    })
+    .unwrap();
+    (store, failing)
+}
+
+#[test]
+fn a_failed_write_acknowledges_nothing_and_recovers_when_the_disk_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, failing) = faulty_store(dir.path());
+    topup(&store, "u", 10).unwrap();
+    failing.store(true, Ordering::SeqCst);
+    // Two changes race to the failing disk: one fails in the writer (and is taken back,
+    // with anything queued behind it), the other fails there too or is refused up front.
+    let store = Arc::new(store);
+    let racers: Vec<_> = ["u", "new"]
+        .into_iter()
+        .map(|user| {
+            let store = store.clone();
+            std::thread::spawn(move || charge(&*store, user, 1))
+        })
+        .collect();
+    for racer in racers {
+        let error = racer.join().unwrap().unwrap_err();
+        assert_eq!(error.code(), crate::protocol::ErrorCode::Unavailable);
+    }
+    assert_eq!(balance(&*store, "u"), Some(160), "memory does not run ahead of the disk");
+    assert!(store.account("new").is_err(), "an account opened by a failed write is gone");
+    let refused = charge(&*store, "u", 1).unwrap_err();
+    assert!(matches!(refused, StoreError::Unavailable(_)), "{refused:?}");
+    assert!(!store.stats().writable);
+    assert!(store.history("u", None).is_ok(), "reads keep working");
+    let store = Arc::into_inner(store).unwrap();
+
+    failing.store(false, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !store.stats().writable {
+        assert!(Instant::now() < deadline, "never recovered");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(charge(&store, "u", 1), Ok(159));
+    assert!(store.audit().unwrap().ok);
+    drop(store);
+    let store = FileStore::open(dir.path(), config()).unwrap();
+    assert_eq!(balance(&store, "u"), Some(159));
+    assert!(store.audit().unwrap().ok, "the partial write was cut off the journal");
+}
+
+#[test]
+fn concurrent_changes_lose_no_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(FileStore::open(dir.path(), config()).unwrap());
+    topup(&*store, "shared", 1).unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for _ in 0..250 {
+                    topup(&*store, "shared", 1).unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(balance(&*store, "shared"), Some(151 + 2000));
+    assert!(store.audit().unwrap().ok);
+}
+
+#[test]
+fn checkpoints_taken_under_load_recover_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(FileStore::open(dir.path(), config()).unwrap());
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..300 {
+                    let user = format!("user-{w}-{}", i % 50);
+                    topup(&*store, &user, 2).unwrap();
+                    charge(&*store, &user, 1).unwrap();
+                }
+            })
+        })
+        .collect();
+    while !workers.iter().all(|w| w.is_finished()) {
+        store.checkpoint_now().unwrap();
+    }
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    store.checkpoint_now().unwrap();
+    topup(&*store, "after-checkpoint", 1).unwrap();
+    drop(store);
+    let store = FileStore::open(dir.path(), config()).unwrap();
+    assert!(store.recovery_stats().checkpoint_accounts >= 200);
+    for w in 0..4 {
+        for u in 0..50 {
+            // 6 rounds of +2 -1 on top of the welcome grant.
+            assert_eq!(balance(&store, &format!("user-{w}-{u}")), Some(156));
+        }
+    }
+    assert_eq!(balance(&store, "after-checkpoint"), Some(151));
+    assert!(store.audit().unwrap().ok);
+}
+
+#[test]
+fn audit_names_a_hand_corrupted_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = FileStore::open(dir.path(), config()).unwrap();
+        charge(&store, "a", 1).unwrap();
+        charge(&store, "a", 1).unwrap();
+    }
+    let path = dir.path().join(JOURNAL_FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace(r#""delta":-1,"balance":148"#, r#""delta":-1,"balance":9148"#))
+        .unwrap();
+    let store = FileStore::open(dir.path(), config()).unwrap();
+    let report = store.audit().unwrap();
+    assert!(!report.ok);
+    assert!(report.discrepancy.unwrap().contains("9148"));
+}
+
+/// One step of the model-based test.
+#[derive(Debug, Clone)]
+enum Op {
+    Charge { user: u8, cost: u64 },
+    Topup { user: u8, amount: i64 },
+    KeyedTopup { user: u8, amount: i64, key: u8 },
+    Reopen { checkpoint: bool },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u8..5, 0u64..120).prop_map(|(user, cost)| Op::Charge { user, cost }),
+        3 => (0u8..5, -200i64..200)
+            .prop_filter("non-zero", |(_, a)| *a != 0)
+            .prop_map(|(user, amount)| Op::Topup { user, amount }),
+        2 => (0u8..5, -50i64..50, 0u8..4)
+            .prop_filter("non-zero", |(_, a, _)| *a != 0)
+            .prop_map(|(user, amount, key)| Op::KeyedTopup { user, amount, key }),
+        1 => any::<bool>().prop_map(|checkpoint| Op::Reopen { checkpoint }),
+    ]
+}
+
+/// The rules of the money, as simply as they can be written.
+#[derive(Default)]
+struct Model {
+    balances: HashMap<String, u64>,
+    keys: HashMap<String, (String, u64)>,
+}
+
+impl Model {
+    fn change(&mut self, user: &str, delta: i64) -> Result<u64, crate::protocol::ErrorCode> {
+        let before = self.balances.get(user).copied().unwrap_or(150) as i64;
+        let after = before + delta;
+        if after < 0 {
+            return Err(crate::protocol::ErrorCode::InsufficientTokens);
+        }
+        self.balances.insert(user.to_string(), after as u64);
+        Ok(after as u64)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #[test]
+    fn the_store_agrees_with_a_simple_model(ops in proptest::collection::vec(op(), 1..60)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = FileStore::open(dir.path(), config()).unwrap();
+        let mut model = Model::default();
+        for op in ops {
+            match op {
+                Op::Charge { user, cost } => {
+                    let user = format!("u{user}");
+                    let got = charge(&store, &user, cost).map_err(|e| e.code());
+                    prop_assert_eq!(got, model.change(&user, -(cost as i64)));
+                }
+                Op::Topup { user, amount } => {
+                    let user = format!("u{user}");
+                    let got = topup(&store, &user, amount).map_err(|e| e.code());
+                    prop_assert_eq!(got, model.change(&user, amount));
+                }
+                Op::KeyedTopup { user, amount, key } => {
+                    let user = format!("u{user}");
+                    let key = format!("k{key}");
+                    let fingerprint = format!("topup {user} {amount}");
+                    let expected = match model.keys.get(&key) {
+                        Some((fp, balance)) if *fp == fingerprint => Ok(*balance),
+                        Some(_) => Err(crate::protocol::ErrorCode::IdempotencyConflict),
+                        None => model.change(&user, amount).inspect(|balance| {
+                            model.keys.insert(key.clone(), (fingerprint.clone(), *balance));
+                        }),
+                    };
+                    let got = keyed_topup(&store, &user, amount, &key)
+                        .map(|reply| serde_json::from_str::<serde_json::Value>(&reply).unwrap()["new_balance"].as_u64().unwrap())
+                        .map_err(|e| e.code());
+                    prop_assert_eq!(got, expected);
+                }
+                Op::Reopen { checkpoint } => {
+                    if checkpoint {
+                        store.close().unwrap();
+                    }
+                    drop(store);
+                    store = FileStore::open(dir.path(), config()).unwrap();
+                }
+            }
+            for (user, expected) in &model.balances {
+                prop_assert_eq!(balance(&store, user), Some(*expected));
+            }
+            prop_assert_eq!(store.stats().accounts, model.balances.len() as u64);
+        }
+        let report = store.audit().unwrap();
+        prop_assert!(report.ok, "{:?}", report.discrepancy);
+    }
+}
