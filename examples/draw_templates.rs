@@ -81,6 +81,10 @@ impl Lcg {
     }
 }
 
+/// An outline: colour and width in pixels.
+#[derive(Clone, Copy)]
+struct Stroke(u32, f32);
+
 /// Drawing surface in template coordinates (pixels of the final image),
 /// backed by a supersampled buffer.
 struct Canvas {
@@ -107,9 +111,10 @@ impl Canvas {
         }
     }
 
-    /// A rectangle with a border of width `sw` drawn inside its edge.
-    fn rect_outlined(&mut self, x: f32, y: f32, w: f32, h: f32, fill: u32, stroke: u32, sw: f32) {
-        self.rect(x, y, w, h, stroke);
+    /// A rectangle with its border drawn inside its edge.
+    fn rect_outlined(&mut self, x: f32, y: f32, w: f32, h: f32, fill: u32, stroke: Stroke) {
+        let Stroke(sc, sw) = stroke;
+        self.rect(x, y, w, h, sc);
         self.rect(x + sw, y + sw, w - 2.0 * sw, h - 2.0 * sw, fill);
     }
 
@@ -130,11 +135,11 @@ impl Canvas {
         }
     }
 
-    fn poly_outlined(&mut self, pts: &[(f32, f32)], fill: u32, stroke: u32, sw: f32) {
+    fn poly_outlined(&mut self, pts: &[(f32, f32)], fill: u32, stroke: Stroke) {
         self.poly(pts, fill);
         let mut ring = pts.to_vec();
         ring.push(pts[0]);
-        self.polyline(&ring, sw, stroke);
+        self.polyline(&ring, stroke.1, stroke.0);
     }
 
     fn ellipse(&mut self, cx: f32, cy: f32, rx: f32, ry: f32, c: u32) {
@@ -149,23 +154,15 @@ impl Canvas {
         self.ellipse(cx, cy, r, r, c);
     }
 
-    /// An ellipse with an outline of width `sw` centred on its edge.
-    fn ellipse_outlined(
-        &mut self,
-        cx: f32,
-        cy: f32,
-        rx: f32,
-        ry: f32,
-        fill: u32,
-        stroke: u32,
-        sw: f32,
-    ) {
-        self.ellipse(cx, cy, rx + sw / 2.0, ry + sw / 2.0, stroke);
+    /// An ellipse with its outline centred on its edge.
+    fn ellipse_outlined(&mut self, cx: f32, cy: f32, rx: f32, ry: f32, fill: u32, stroke: Stroke) {
+        let Stroke(sc, sw) = stroke;
+        self.ellipse(cx, cy, rx + sw / 2.0, ry + sw / 2.0, sc);
         self.ellipse(cx, cy, rx - sw / 2.0, ry - sw / 2.0, fill);
     }
 
-    fn circle_outlined(&mut self, cx: f32, cy: f32, r: f32, fill: u32, stroke: u32, sw: f32) {
-        self.ellipse_outlined(cx, cy, r, r, fill, stroke, sw);
+    fn circle_outlined(&mut self, cx: f32, cy: f32, r: f32, fill: u32, stroke: Stroke) {
+        self.ellipse_outlined(cx, cy, r, r, fill, stroke);
     }
 
     /// A rotated ellipse (leaves, ears), drawn as a polygon.
@@ -202,22 +199,15 @@ impl Canvas {
     }
 
     /// A stroked line with a dark outline (cartoon style).
-    fn polyline_outlined(
-        &mut self,
-        pts: &[(f32, f32)],
-        width: f32,
-        fill: u32,
-        stroke: u32,
-        sw: f32,
-    ) {
-        self.polyline(pts, width + 2.0 * sw, stroke);
+    fn polyline_outlined(&mut self, pts: &[(f32, f32)], width: f32, fill: u32, stroke: Stroke) {
+        self.polyline(pts, width + 2.0 * stroke.1, stroke.0);
         self.polyline(pts, width, fill);
     }
 
-    /// Circular arc from angle `a0` to `a1` (radians, screen coordinates:
-    /// 0 = right, PI/2 = down).
-    fn arc(&mut self, cx: f32, cy: f32, r: f32, a0: f32, a1: f32, width: f32, c: u32) {
-        let pts = arc_points(cx, cy, r, r, a0, a1, 24);
+    /// Circular arc over `angles` (from, to), in radians in screen
+    /// coordinates (0 = right, PI/2 = down).
+    fn arc(&mut self, cx: f32, cy: f32, r: f32, angles: (f32, f32), width: f32, c: u32) {
+        let pts = arc_points(cx, cy, r, r, angles.0, angles.1, 24);
         self.polyline(&pts, width, c);
     }
 
@@ -320,7 +310,8 @@ const INK: u32 = 0x20201e;
 struct Template {
     id: &'static str,
     title: &'static str,
-    tags: &'static [&'static str],
+    /// Space-separated tags: what the template suits.
+    tags: &'static str,
     draw: fn() -> RgbImage,
 }
 
@@ -328,203 +319,61 @@ const TEMPLATES: &[Template] = &[
     Template {
         id: "two-buttons",
         title: "Two Buttons",
-        tags: &[
-            "choice", "decision", "dilemma", "button", "sweat", "choose", "options", "either",
-            "pick", "hard", "nervous", "stress", "two",
-        ],
+        tags: "choice decision dilemma button sweat choose options either pick hard nervous stress",
         draw: two_buttons,
     },
     Template {
         id: "approve-disapprove",
         title: "Approve / Disapprove",
-        tags: &[
-            "approve",
-            "disapprove",
-            "prefer",
-            "preference",
-            "better",
-            "instead",
-            "rather",
-            "yes",
-            "no",
-            "like",
-            "dislike",
-            "reject",
-            "comparison",
-            "versus",
-        ],
+        tags: "approve disapprove prefer preference better instead rather yes no like dislike reject comparison versus",
         draw: approve_disapprove,
     },
     Template {
         id: "expanding-brain",
         title: "Expanding Brain",
-        tags: &[
-            "brain",
-            "smart",
-            "genius",
-            "enlightened",
-            "levels",
-            "escalation",
-            "idea",
-            "intelligence",
-            "thinking",
-            "evolution",
-            "galaxy",
-            "big",
-            "smarter",
-            "iq",
-        ],
+        tags: "brain smart genius enlightened levels escalation idea intelligence thinking evolution galaxy smarter iq",
         draw: expanding_brain,
     },
     Template {
         id: "this-is-fine",
         title: "This Is Fine",
-        tags: &[
-            "fine",
-            "fire",
-            "burning",
-            "flames",
-            "denial",
-            "calm",
-            "chaos",
-            "disaster",
-            "coping",
-            "okay",
-            "ok",
-            "everything",
-            "crisis",
-            "panic",
-            "coffee",
-        ],
+        tags: "fine fire burning flames denial calm chaos disaster coping okay ok everything crisis panic coffee",
         draw: this_is_fine,
     },
     Template {
         id: "sunset-cat",
         title: "Sunset Cat",
-        tags: &[
-            "cat",
-            "sunset",
-            "calm",
-            "peaceful",
-            "wholesome",
-            "evening",
-            "reflection",
-            "thoughtful",
-            "lonely",
-            "chill",
-            "relax",
-            "nature",
-            "pet",
-            "dream",
-        ],
+        tags: "cat sunset calm peaceful wholesome evening reflection thoughtful lonely chill relax nature pet dream",
         draw: sunset_cat,
     },
     Template {
         id: "pointing-at-sign",
         title: "Pointing at Sign",
-        tags: &[
-            "sign",
-            "point",
-            "pointing",
-            "announcement",
-            "obvious",
-            "fact",
-            "explain",
-            "look",
-            "notice",
-            "reminder",
-            "truth",
-            "read",
-            "psa",
-            "rule",
-        ],
+        tags: "sign point pointing announcement obvious fact explain look notice reminder truth read psa rule",
         draw: pointing_at_sign,
     },
     Template {
         id: "galaxy",
         title: "Galaxy",
-        tags: &[
-            "space",
-            "galaxy",
-            "cosmic",
-            "universe",
-            "stars",
-            "mind",
-            "blown",
-            "deep",
-            "epic",
-            "infinite",
-            "existential",
-            "astronomy",
-            "night",
-            "vast",
-        ],
+        tags: "space galaxy cosmic universe stars mind blown deep epic infinite existential astronomy night vast",
         draw: galaxy,
     },
     Template {
         id: "office-desk",
         title: "Office Desk",
-        tags: &[
-            "office",
-            "work",
-            "job",
-            "monday",
-            "boss",
-            "meeting",
-            "computer",
-            "deadline",
-            "coworker",
-            "desk",
-            "email",
-            "coffee",
-            "corporate",
-            "programmer",
-            "code",
-        ],
+        tags: "office work job monday boss meeting computer deadline coworker desk email coffee corporate programmer code",
         draw: office_desk,
     },
     Template {
         id: "stonks",
         title: "Stonks",
-        tags: &[
-            "stonks",
-            "stocks",
-            "money",
-            "profit",
-            "investing",
-            "chart",
-            "growth",
-            "up",
-            "success",
-            "finance",
-            "gains",
-            "market",
-            "rich",
-            "crypto",
-            "win",
-        ],
+        tags: "stonks stocks money profit investing chart growth up success finance gains market rich crypto win",
         draw: stonks,
     },
     Template {
         id: "rain-cloud",
         title: "Personal Rain Cloud",
-        tags: &[
-            "sad",
-            "rain",
-            "unlucky",
-            "gloomy",
-            "bad",
-            "luck",
-            "day",
-            "depressed",
-            "alone",
-            "cloud",
-            "misery",
-            "fail",
-            "disappointed",
-            "only",
-            "me",
-        ],
+        tags: "sad rain unlucky gloomy bad luck depressed alone cloud misery fail disappointed",
         draw: rain_cloud,
     },
 ];
@@ -536,13 +385,13 @@ fn two_buttons() -> RgbImage {
 
     // Control panel, seen slightly from above.
     let top = [(95.0, 110.0), (505.0, 110.0), (565.0, 280.0), (35.0, 280.0)];
-    c.poly_outlined(&top, 0x607d8b, INK, 6.0);
+    c.poly_outlined(&top, 0x607d8b, Stroke(INK, 6.0));
     let front = [(35.0, 280.0), (565.0, 280.0), (565.0, 306.0), (35.0, 306.0)];
-    c.poly_outlined(&front, 0x455a64, INK, 6.0);
+    c.poly_outlined(&front, 0x455a64, Stroke(INK, 6.0));
 
     for cx in [190.0, 410.0] {
         let cy = 200.0;
-        c.ellipse_outlined(cx, cy + 6.0, 84.0, 42.0, 0xb0bec5, INK, 6.0);
+        c.ellipse_outlined(cx, cy + 6.0, 84.0, 42.0, 0xb0bec5, Stroke(INK, 6.0));
         // Button cylinder: dark silhouette first, then side and top faces.
         c.ellipse(cx, cy, 61.0, 31.0, INK);
         c.rect(cx - 61.0, cy - 26.0, 122.0, 26.0, INK);
@@ -554,14 +403,14 @@ fn two_buttons() -> RgbImage {
     }
 
     // Shirt and neck.
-    c.ellipse_outlined(300.0, 660.0, 200.0, 150.0, 0x1e88e5, INK, 6.0);
-    c.rect_outlined(268.0, 470.0, 64.0, 50.0, 0xe0ac69, INK, 0.0);
+    c.ellipse_outlined(300.0, 660.0, 200.0, 150.0, 0x1e88e5, Stroke(INK, 6.0));
+    c.rect(268.0, 470.0, 64.0, 50.0, 0xe0ac69);
     c.line((268.0, 470.0), (268.0, 512.0), 6.0, INK);
     c.line((332.0, 470.0), (332.0, 512.0), 6.0, INK);
 
     // Head.
     let (hx, hy) = (300.0, 410.0);
-    c.circle_outlined(hx, hy, 84.0, 0xf1c27d, INK, 6.0);
+    c.circle_outlined(hx, hy, 84.0, 0xf1c27d, Stroke(INK, 6.0));
     // Hair: a cap over the top of the head with a ragged fringe.
     let mut hair = arc_points(hx, hy, 88.0, 88.0, PI * 1.08, PI * 1.92, 24);
     for (i, x) in [372.0, 350.0, 330.0, 305.0, 285.0, 262.0, 240.0, 226.0]
@@ -574,7 +423,7 @@ fn two_buttons() -> RgbImage {
     c.poly(&hair, 0x4e342e);
     // Worried eyes looking at the buttons, brows raised in the middle.
     for (ex, dir) in [(266.0, -1.0), (334.0, 1.0)] {
-        c.ellipse_outlined(ex, 408.0, 17.0, 20.0, 0xffffff, INK, 4.0);
+        c.ellipse_outlined(ex, 408.0, 17.0, 20.0, 0xffffff, Stroke(INK, 4.0));
         c.circle(ex - 4.0, 400.0, 7.0, INK);
         c.line((ex + dir * 22.0, 380.0), (ex - dir * 14.0, 366.0), 6.0, INK);
     }
@@ -596,7 +445,7 @@ fn two_buttons() -> RgbImage {
         (386.0, 440.0, 0.9),
     ] {
         let drop = teardrop(x, y, 11.0 * s, 34.0 * s, 0.0);
-        c.poly_outlined(&drop, 0x81d4fa, 0x0277bd, 3.0);
+        c.poly_outlined(&drop, 0x81d4fa, Stroke(0x0277bd, 3.0));
         c.ellipse(x - 3.0 * s, y - 8.0 * s, 3.0 * s, 5.0 * s, 0xffffff);
     }
     c.finish()
@@ -610,18 +459,23 @@ fn approve_disapprove() -> RgbImage {
 
     // Top panel: refusing.
     c.vgradient(0.0, 0.0, 600.0, 300.0, &[(0.0, 0xffd6a5), (1.0, 0xffb67a)]);
-    c.ellipse_outlined(150.0, 330.0, 120.0, 95.0, jacket, INK, 6.0);
-    c.circle_outlined(150.0, 190.0, 64.0, skin, INK, 6.0);
+    c.ellipse_outlined(150.0, 330.0, 120.0, 95.0, jacket, Stroke(INK, 6.0));
+    c.circle_outlined(150.0, 190.0, 64.0, skin, Stroke(INK, 6.0));
     c.poly(
         &arc_points(150.0, 190.0, 67.0, 67.0, PI * 1.05, PI * 1.95, 20),
         0x2b1d14,
     );
     // Eyes squeezed shut, frown, face turned away.
-    c.arc(122.0, 190.0, 10.0, PI * 0.1, PI * 0.9, 5.0, INK);
-    c.arc(162.0, 190.0, 10.0, PI * 0.1, PI * 0.9, 5.0, INK);
-    c.arc(140.0, 238.0, 18.0, PI * 1.15, PI * 1.85, 5.0, INK);
+    c.arc(122.0, 190.0, 10.0, (PI * 0.1, PI * 0.9), 5.0, INK);
+    c.arc(162.0, 190.0, 10.0, (PI * 0.1, PI * 0.9), 5.0, INK);
+    c.arc(140.0, 238.0, 18.0, (PI * 1.15, PI * 1.85), 5.0, INK);
     // Raised palm pushing it away.
-    c.polyline_outlined(&[(215.0, 320.0), (245.0, 230.0)], 34.0, jacket, INK, 5.0);
+    c.polyline_outlined(
+        &[(215.0, 320.0), (245.0, 230.0)],
+        34.0,
+        jacket,
+        Stroke(INK, 5.0),
+    );
     palm(&mut c, 250.0, 185.0, skin);
     // Red cross.
     for (a, b) in [
@@ -645,24 +499,34 @@ fn approve_disapprove() -> RgbImage {
         300.0,
         &[(0.0, 0xfff3b0), (1.0, 0xffe07a)],
     );
-    c.ellipse_outlined(150.0, 640.0, 120.0, 95.0, jacket, INK, 6.0);
-    c.circle_outlined(150.0, 400.0, 64.0, skin, INK, 6.0);
+    c.ellipse_outlined(150.0, 640.0, 120.0, 95.0, jacket, Stroke(INK, 6.0));
+    c.circle_outlined(150.0, 400.0, 64.0, skin, Stroke(INK, 6.0));
     c.poly(
         &arc_points(150.0, 400.0, 67.0, 67.0, PI * 1.05, PI * 1.95, 20),
         0x2b1d14,
     );
     // Happy eyes and a wide smile, looking towards the check mark.
-    c.arc(150.0, 398.0, 9.0, PI * 1.1, PI * 1.9, 5.0, INK);
-    c.arc(186.0, 398.0, 9.0, PI * 1.1, PI * 1.9, 5.0, INK);
+    c.arc(150.0, 398.0, 9.0, (PI * 1.1, PI * 1.9), 5.0, INK);
+    c.arc(186.0, 398.0, 9.0, (PI * 1.1, PI * 1.9), 5.0, INK);
     c.poly(&arc_points(172.0, 420.0, 26.0, 22.0, 0.0, PI, 16), INK);
     c.poly(
         &arc_points(172.0, 423.0, 20.0, 14.0, 0.1, PI - 0.1, 16),
         0xffffff,
     );
     // Arm and hand pointing at the right-hand side.
-    c.polyline_outlined(&[(215.0, 560.0), (265.0, 470.0)], 34.0, jacket, INK, 5.0);
-    c.ellipse_outlined(272.0, 455.0, 22.0, 20.0, skin, INK, 5.0);
-    c.polyline_outlined(&[(285.0, 448.0), (322.0, 436.0)], 11.0, skin, INK, 4.0);
+    c.polyline_outlined(
+        &[(215.0, 560.0), (265.0, 470.0)],
+        34.0,
+        jacket,
+        Stroke(INK, 5.0),
+    );
+    c.ellipse_outlined(272.0, 455.0, 22.0, 20.0, skin, Stroke(INK, 5.0));
+    c.polyline_outlined(
+        &[(285.0, 448.0), (322.0, 436.0)],
+        11.0,
+        skin,
+        Stroke(INK, 4.0),
+    );
     // Green check mark.
     let check = [(395.0, 405.0), (440.0, 455.0), (525.0, 355.0)];
     c.polyline(&check, 46.0, INK);
@@ -682,18 +546,16 @@ fn palm(c: &mut Canvas, x: f32, y: f32, skin: u32) {
             &[(x + dx, y), (x + dx * 1.15, y - len)],
             11.0,
             skin,
-            INK,
-            4.0,
+            Stroke(INK, 4.0),
         );
     }
     c.polyline_outlined(
         &[(x - 22.0, y + 18.0), (x - 42.0, y - 2.0)],
         12.0,
         skin,
-        INK,
-        4.0,
+        Stroke(INK, 4.0),
     );
-    c.ellipse_outlined(x, y + 16.0, 26.0, 28.0, skin, INK, 5.0);
+    c.ellipse_outlined(x, y + 16.0, 26.0, 28.0, skin, Stroke(INK, 5.0));
     for dx in [-18.0f32, -6.0, 6.0, 18.0] {
         c.circle(x + dx, y - 2.0, 5.5, skin);
     }
@@ -719,7 +581,11 @@ fn expanding_brain() -> RgbImage {
             c.shade(0.0, y0, 600.0, 150.0, |x, y, cur| {
                 let a = (y - ry).atan2(x - rx) + PI;
                 let sector = (a / (2.0 * PI) * 28.0) as u32;
-                let ray = if sector % 2 == 0 { hexf(0x5b2d91) } else { cur };
+                let ray = if sector.is_multiple_of(2) {
+                    hexf(0x5b2d91)
+                } else {
+                    cur
+                };
                 let d = ((x - rx).powi(2) + (y - ry).powi(2)).sqrt();
                 mix(ray, cur, d / 420.0)
             });
@@ -838,7 +704,7 @@ fn this_is_fine() -> RgbImage {
         c.rect(0.0, y, 600.0, 3.0, 0x6f4420);
     }
     // Picture on the wall.
-    c.rect_outlined(70.0, 110.0, 110.0, 80.0, 0x9fd3e6, 0x5d3a1a, 8.0);
+    c.rect_outlined(70.0, 110.0, 110.0, 80.0, 0x9fd3e6, Stroke(0x5d3a1a, 8.0));
     c.poly(
         &[
             (78.0, 182.0),
@@ -874,36 +740,35 @@ fn this_is_fine() -> RgbImage {
     // Dog at the table.
     let (dx, dy) = (420.0, 175.0);
     let fur = 0xe8b25a;
-    c.ellipse_outlined(dx, dy + 90.0, 48.0, 60.0, fur, INK, 5.0);
+    c.ellipse_outlined(dx, dy + 90.0, 48.0, 60.0, fur, Stroke(INK, 5.0));
     c.ellipse_rot(dx - 40.0, dy + 8.0, 14.0, 34.0, 0.35, INK);
     c.ellipse_rot(dx + 40.0, dy + 8.0, 14.0, 34.0, -0.35, INK);
-    c.circle_outlined(dx, dy, 46.0, fur, INK, 5.0);
+    c.circle_outlined(dx, dy, 46.0, fur, Stroke(INK, 5.0));
     c.ellipse_rot(dx - 40.0, dy + 8.0, 10.0, 30.0, 0.35, 0xa8691f);
     c.ellipse_rot(dx + 40.0, dy + 8.0, 10.0, 30.0, -0.35, 0xa8691f);
-    c.ellipse_outlined(dx + 8.0, dy + 22.0, 24.0, 16.0, 0xf7d9a0, INK, 4.0);
+    c.ellipse_outlined(dx + 8.0, dy + 22.0, 24.0, 16.0, 0xf7d9a0, Stroke(INK, 4.0));
     c.ellipse(dx + 14.0, dy + 12.0, 8.0, 6.0, INK);
-    c.arc(dx + 2.0, dy + 26.0, 12.0, PI * 0.15, PI * 0.85, 3.5, INK);
+    c.arc(dx + 2.0, dy + 26.0, 12.0, (PI * 0.15, PI * 0.85), 3.5, INK);
     for ex in [dx - 16.0, dx + 16.0] {
-        c.circle_outlined(ex, dy - 6.0, 9.0, 0xffffff, INK, 3.0);
+        c.circle_outlined(ex, dy - 6.0, 9.0, 0xffffff, Stroke(INK, 3.0));
         c.circle(ex + 2.0, dy - 5.0, 4.0, INK);
     }
     // Bowler hat.
-    c.ellipse_outlined(dx, dy - 40.0, 56.0, 10.0, 0x5d4037, INK, 4.0);
+    c.ellipse_outlined(dx, dy - 40.0, 56.0, 10.0, 0x5d4037, Stroke(INK, 4.0));
     c.poly_outlined(
         &arc_points(dx, dy - 42.0, 34.0, 34.0, PI, 2.0 * PI, 20),
         0x5d4037,
-        INK,
-        4.0,
+        Stroke(INK, 4.0),
     );
     c.rect(dx - 33.0, dy - 50.0, 66.0, 7.0, 0x3e2723);
 
     // Table with a mug held by a paw.
-    c.rect_outlined(300.0, 262.0, 270.0, 14.0, 0x7b4a1e, INK, 3.0);
-    c.rect_outlined(320.0, 274.0, 14.0, 70.0, 0x6a3f17, INK, 3.0);
-    c.rect_outlined(536.0, 274.0, 14.0, 70.0, 0x6a3f17, INK, 3.0);
-    c.rect_outlined(352.0, 222.0, 30.0, 40.0, 0xffffff, INK, 4.0);
-    c.arc(352.0, 242.0, 11.0, PI * 0.5, PI * 1.5, 5.0, INK);
-    c.circle_outlined(386.0, 240.0, 12.0, fur, INK, 4.0);
+    c.rect_outlined(300.0, 262.0, 270.0, 14.0, 0x7b4a1e, Stroke(INK, 3.0));
+    c.rect_outlined(320.0, 274.0, 14.0, 70.0, 0x6a3f17, Stroke(INK, 3.0));
+    c.rect_outlined(536.0, 274.0, 14.0, 70.0, 0x6a3f17, Stroke(INK, 3.0));
+    c.rect_outlined(352.0, 222.0, 30.0, 40.0, 0xffffff, Stroke(INK, 4.0));
+    c.arc(352.0, 242.0, 11.0, (PI * 0.5, PI * 1.5), 5.0, INK);
+    c.circle_outlined(386.0, 240.0, 12.0, fur, Stroke(INK, 4.0));
     for (i, x) in [360.0, 372.0].iter().enumerate() {
         let steam: Vec<(f32, f32)> = (0..6)
             .map(|j| {
@@ -1073,8 +938,8 @@ fn pointing_at_sign() -> RgbImage {
     c.rect(0.0, 350.0, 600.0, 50.0, 0x689f38);
 
     // Sign.
-    c.rect_outlined(425.0, 200.0, 22.0, 132.0, 0x8d6e63, INK, 4.0);
-    c.rect_outlined(300.0, 112.0, 270.0, 128.0, 0x6d4c41, INK, 4.0);
+    c.rect_outlined(425.0, 200.0, 22.0, 132.0, 0x8d6e63, Stroke(INK, 4.0));
+    c.rect_outlined(300.0, 112.0, 270.0, 128.0, 0x6d4c41, Stroke(INK, 4.0));
     c.rect(312.0, 124.0, 246.0, 104.0, 0xfff8e1);
     for (x, y) in [
         (318.0, 130.0),
@@ -1100,10 +965,10 @@ fn pointing_at_sign() -> RgbImage {
         7.0,
         INK,
     );
-    c.circle_outlined(fx, fy, 26.0, 0xffffff, INK, 6.0);
+    c.circle_outlined(fx, fy, 26.0, 0xffffff, Stroke(INK, 6.0));
     c.circle(fx + 6.0, fy - 6.0, 3.5, INK);
     c.circle(fx + 18.0, fy - 6.0, 3.5, INK);
-    c.arc(fx + 10.0, fy + 4.0, 10.0, PI * 0.15, PI * 0.85, 3.5, INK);
+    c.arc(fx + 10.0, fy + 4.0, 10.0, (PI * 0.15, PI * 0.85), 3.5, INK);
     c.finish()
 }
 
@@ -1199,7 +1064,6 @@ fn office_desk() -> RgbImage {
     c.vgradient(0.0, 0.0, 600.0, 270.0, &[(0.0, 0xe9eef0), (1.0, 0xc9d3d8)]);
     c.rect(0.0, 270.0, 600.0, 130.0, 0x8e7f6f);
     // Window with blinds.
-    c.rect_outlined(36.0, 40.0, 170.0, 160.0, 0xbfe6ff, 0xf5f5f5, 9.0);
     c.rect(36.0, 40.0, 170.0, 160.0, 0x90a4ae);
     c.rect(40.0, 44.0, 162.0, 152.0, 0xf5f5f5);
     c.rect(48.0, 52.0, 146.0, 136.0, 0xbfe6ff);
@@ -1219,7 +1083,7 @@ fn office_desk() -> RgbImage {
     }
     c.line((121.0, 52.0), (121.0, 160.0), 1.5, 0x90a4ae);
     // Cork board with sticky notes.
-    c.rect_outlined(290.0, 50.0, 170.0, 96.0, 0xc9a273, 0x8d6e63, 7.0);
+    c.rect_outlined(290.0, 50.0, 170.0, 96.0, 0xc9a273, Stroke(0x8d6e63, 7.0));
     for (x, y, col, a) in [
         (315.0, 72.0, 0xfff176, -0.08f32),
         (360.0, 92.0, 0xf48fb1, 0.1),
@@ -1235,7 +1099,7 @@ fn office_desk() -> RgbImage {
         c.circle(x, y - 11.0, 2.5, 0xc62828);
     }
     // Wall clock.
-    c.circle_outlined(530.0, 80.0, 34.0, 0xffffff, 0x37474f, 6.0);
+    c.circle_outlined(530.0, 80.0, 34.0, 0xffffff, Stroke(0x37474f, 6.0));
     c.line((530.0, 80.0), (530.0, 58.0), 4.0, INK);
     c.line((530.0, 80.0), (546.0, 88.0), 4.0, INK);
     c.circle(530.0, 80.0, 3.0, 0xc62828);
@@ -1246,9 +1110,9 @@ fn office_desk() -> RgbImage {
         0xb08a66,
     );
     c.rect(0.0, 262.0, 600.0, 4.0, 0xc9a57f);
-    c.rect_outlined(40.0, 290.0, 520.0, 110.0, 0x8d6e55, 0x6d5240, 4.0);
+    c.rect_outlined(40.0, 290.0, 520.0, 110.0, 0x8d6e55, Stroke(0x6d5240, 4.0));
     for x in [60.0, 430.0] {
-        c.rect_outlined(x, 306.0, 110.0, 38.0, 0x9c7a60, 0x6d5240, 3.0);
+        c.rect_outlined(x, 306.0, 110.0, 38.0, 0x9c7a60, Stroke(0x6d5240, 3.0));
         c.rect(x + 40.0, 322.0, 30.0, 6.0, 0x5d4037);
     }
     // Monitor and keyboard.
@@ -1293,8 +1157,8 @@ fn office_desk() -> RgbImage {
     );
     c.line((248.0, 275.0), (352.0, 275.0), 2.0, 0x90a4ae);
     // Coffee mug with steam.
-    c.rect_outlined(456.0, 228.0, 34.0, 40.0, 0xffffff, 0x37474f, 4.0);
-    c.arc(490.0, 247.0, 10.0, -PI * 0.5, PI * 0.5, 5.0, 0x37474f);
+    c.rect_outlined(456.0, 228.0, 34.0, 40.0, 0xffffff, Stroke(0x37474f, 4.0));
+    c.arc(490.0, 247.0, 10.0, (-PI * 0.5, PI * 0.5), 5.0, 0x37474f);
     c.rect(462.0, 240.0, 22.0, 10.0, 0xe53935);
     for x in [466.0, 480.0] {
         let steam: Vec<(f32, f32)> = (0..7)
@@ -1326,8 +1190,7 @@ fn office_desk() -> RgbImage {
     c.poly_outlined(
         &[(88.0, 224.0), (132.0, 224.0), (126.0, 264.0), (94.0, 264.0)],
         0xd07a4a,
-        0x8d4a2a,
-        3.0,
+        Stroke(0x8d4a2a, 3.0),
     );
     // Stack of papers.
     for k in 0..5 {
@@ -1337,8 +1200,7 @@ fn office_desk() -> RgbImage {
             56.0,
             6.0,
             0xfafafa,
-            0xb0bec5,
-            1.0,
+            Stroke(0xb0bec5, 1.0),
         );
     }
     c.finish()
@@ -1386,7 +1248,7 @@ fn stonks() -> RgbImage {
     let base = (tip.0 - dir.0 * 62.0, tip.1 - dir.1 * 62.0);
     let (nx, ny) = (-dir.1 * 34.0, dir.0 * 34.0);
     let head = [tip, (base.0 + nx, base.1 + ny), (base.0 - nx, base.1 - ny)];
-    c.poly_outlined(&head, 0x00e676, 0x0a2a14, 4.0);
+    c.poly_outlined(&head, 0x00e676, Stroke(0x0a2a14, 4.0));
     c.finish()
 }
 
@@ -1453,10 +1315,10 @@ fn rain_cloud() -> RgbImage {
     c.line((fx - 4.0, fy + 72.0), (fx + 16.0, fy + 112.0), 7.0, INK);
     c.line((fx - 1.0, fy + 34.0), (fx - 24.0, fy + 72.0), 7.0, INK);
     c.line((fx - 1.0, fy + 34.0), (fx + 20.0, fy + 72.0), 7.0, INK);
-    c.circle_outlined(fx + 2.0, fy, 22.0, 0xffffff, INK, 6.0);
+    c.circle_outlined(fx + 2.0, fy, 22.0, 0xffffff, Stroke(INK, 6.0));
     c.line((fx - 8.0, fy + 2.0), (fx - 2.0, fy + 2.0), 3.0, INK);
     c.line((fx + 6.0, fy + 2.0), (fx + 12.0, fy + 2.0), 3.0, INK);
-    c.arc(fx + 2.0, fy + 16.0, 7.0, PI * 1.2, PI * 1.8, 3.0, INK);
+    c.arc(fx + 2.0, fy + 16.0, 7.0, (PI * 1.2, PI * 1.8), 3.0, INK);
     c.finish()
 }
 
@@ -1498,7 +1360,7 @@ fn json_string(s: &str) -> String {
 fn manifest(entries: &[(&Template, u32, u32)]) -> String {
     let mut out = String::from("{\n  \"version\": 1,\n  \"templates\": [\n");
     for (i, (t, w, h)) in entries.iter().enumerate() {
-        let tags: Vec<String> = t.tags.iter().map(|s| json_string(s)).collect();
+        let tags: Vec<String> = t.tags.split_whitespace().map(json_string).collect();
         let _ = write!(
             out,
             "    {{\"id\": {}, \"title\": {}, \"file\": {}, \"tags\": [{}], \"width\": {}, \"height\": {}}}",

@@ -6,9 +6,17 @@
 //!
 //! - [`protocol`]: the wire contract (requests, replies, error codes, input limits).
 //! - [`store`]: the token ledger: rules of the money, journal, checkpoints, recovery, audit.
+//! - [`catalogue`]: the memes, ranked search, selection, and where a coordinate is.
+//! - [`premium`]: entitlements, signed claims, and generated meme images.
+//! - [`daemon`]: memesd's socket, connections, and request dispatch.
+//! - [`client`]: a small synchronous client; [`cli`]: the `memes` command line.
 //! - [`paths`]: where the socket and the data live (flag > environment > default).
-//! - [`client`]: a small synchronous client.
 
+pub mod catalogue;
+pub mod cli;
+pub mod client;
+pub mod daemon;
 pub mod paths;
+pub mod premium;
 pub mod protocol;
 pub mod store;

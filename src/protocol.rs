@@ -424,9 +424,11 @@ fn validate_text(field: &str, text: &str, max_chars: usize) -> Result<(), ErrorB
 
 fn validate_key(key: Option<&str>) -> Result<(), ErrorBody> {
     match key {
-        Some(key) if key.is_empty() || key.chars().count() > MAX_KEY_CHARS => Err(
-            ErrorBody::invalid(format!("idempotency key must be 1 to {MAX_KEY_CHARS} characters")),
-        ),
+        Some(key) if key.is_empty() || key.chars().count() > MAX_KEY_CHARS => {
+            Err(ErrorBody::invalid(format!(
+                "idempotency key must be 1 to {MAX_KEY_CHARS} characters"
+            )))
+        }
         Some(key) if key.chars().any(char::is_control) => Err(ErrorBody::invalid(
             "idempotency key must not contain control characters",
         )),
@@ -604,6 +606,36 @@ pub struct Location {
     pub landmass: Option<String>,
 }
 
+impl Location {
+    /// One human line, e.g. "Paris, Ile-de-France, France (0.4 km)" or
+    /// "at sea, 81.3 km from Great River, New York, United States (Long Island)".
+    pub fn describe(&self) -> String {
+        let mut place: Vec<&str> = Vec::with_capacity(3);
+        for part in [&self.city, &self.region, &self.country] {
+            // GeoNames often names a city-state's region after it ("Singapore, Singapore").
+            if !part.is_empty() && place.last() != Some(&part.as_str()) {
+                place.push(part);
+            }
+        }
+        let place = place.join(", ");
+        let distance = format!("{:.1} km", self.distance_km);
+        // Don't say the island twice: "Manhattan, New York, United States (Manhattan, ...)",
+        // "Palermo, Sicily, Italy (Sicily, ...)", "Reykjavík, ..., Iceland (Iceland, ...)".
+        let landmass = self.landmass.as_ref().filter(|landmass| {
+            ![&self.city, &self.region, &self.country]
+                .iter()
+                .any(|part| landmass.eq_ignore_ascii_case(part))
+        });
+        match (self.at_sea, landmass) {
+            (true, Some(landmass)) => format!("at sea, {distance} from {place} ({landmass})"),
+            (true, None) => format!("at sea, {distance} from {place}"),
+            (false, _) if self.city.is_empty() => place,
+            (false, Some(landmass)) => format!("{place} ({landmass}, {distance})"),
+            (false, None) => format!("{place} ({distance})"),
+        }
+    }
+}
+
 /// A meme image rendered for a premium user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GeneratedImage {
@@ -626,6 +658,7 @@ pub struct GeneratedImage {
 /// `get` reply data. `M` is the meme representation: pre-serialised JSON in the daemon,
 /// [`MemeView`] in clients.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound(deserialize = "M: Deserialize<'de>"))]
 pub struct GetData<M = MemeView> {
     pub user_id: String,
     /// The delivered meme (requests without `count`).
@@ -797,7 +830,10 @@ mod tests {
 
     fn parse(line: &str) -> (Option<String>, Result<Request, ErrorBody>) {
         let incoming = parse_line(line.as_bytes());
-        (incoming.id.map(|raw| raw.get().to_string()), incoming.request)
+        (
+            incoming.id.map(|raw| raw.get().to_string()),
+            incoming.request,
+        )
     }
 
     fn code(line: &str) -> ErrorCode {
@@ -832,8 +868,14 @@ mod tests {
 
     #[test]
     fn ids_are_echoed_verbatim_even_for_bad_requests() {
-        assert_eq!(parse(r#"{"id":"abc","op":"nope"}"#).0.as_deref(), Some("\"abc\""));
-        assert_eq!(parse(r#"{"id":{"a":[1]},"op":"get"}"#).0.as_deref(), Some(r#"{"a":[1]}"#));
+        assert_eq!(
+            parse(r#"{"id":"abc","op":"nope"}"#).0.as_deref(),
+            Some("\"abc\"")
+        );
+        assert_eq!(
+            parse(r#"{"id":{"a":[1]},"op":"get"}"#).0.as_deref(),
+            Some(r#"{"a":[1]}"#)
+        );
         assert_eq!(parse(r#"{"id":null,"op":"status"}"#).0, None);
         assert_eq!(parse("not json").0, None);
     }
@@ -846,7 +888,10 @@ mod tests {
         assert_eq!(code(r#"{"op":"fly"}"#), ErrorCode::UnknownOp);
         assert_eq!(code(r#"{"op":"get"}"#), ErrorCode::BadRequest);
         assert_eq!(code(r#"{"op":"get","user":5}"#), ErrorCode::BadRequest);
-        assert_eq!(code(r#"{"op":"get","user":""}"#), ErrorCode::InvalidArgument);
+        assert_eq!(
+            code(r#"{"op":"get","user":""}"#),
+            ErrorCode::InvalidArgument
+        );
         assert_eq!(
             code(r#"{"op":"get","user":"u","lat":91,"long":0}"#),
             ErrorCode::InvalidArgument
@@ -855,14 +900,35 @@ mod tests {
             code(r#"{"op":"get","user":"u","lat":0,"long":-180.5}"#),
             ErrorCode::InvalidArgument
         );
-        assert_eq!(code(r#"{"op":"get","user":"u","lat":1}"#), ErrorCode::InvalidArgument);
-        assert_eq!(code(r#"{"op":"get","user":"u","lat":1e999,"long":0}"#), ErrorCode::BadRequest);
-        assert_eq!(code(r#"{"op":"get","user":"u","count":0}"#), ErrorCode::InvalidArgument);
-        assert_eq!(code(r#"{"op":"get","user":"u","count":11}"#), ErrorCode::InvalidArgument);
-        assert_eq!(code(r#"{"op":"topup","user":"u","amount":0}"#), ErrorCode::InvalidArgument);
+        assert_eq!(
+            code(r#"{"op":"get","user":"u","lat":1}"#),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            code(r#"{"op":"get","user":"u","lat":1e999,"long":0}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"op":"get","user":"u","count":0}"#),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            code(r#"{"op":"get","user":"u","count":11}"#),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            code(r#"{"op":"topup","user":"u","amount":0}"#),
+            ErrorCode::InvalidArgument
+        );
         // JSON's -0 is read as a float, so it is a mistyped amount.
-        assert_eq!(code(r#"{"op":"topup","user":"u","amount":-0}"#), ErrorCode::BadRequest);
-        assert_eq!(code(r#"{"op":"topup","user":"u","amount":1.5}"#), ErrorCode::BadRequest);
+        assert_eq!(
+            code(r#"{"op":"topup","user":"u","amount":-0}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"op":"topup","user":"u","amount":1.5}"#),
+            ErrorCode::BadRequest
+        );
         assert_eq!(
             code(r#"{"op":"topup","user":"u","amount":1000000000001}"#),
             ErrorCode::InvalidArgument
@@ -876,7 +942,10 @@ mod tests {
             code(r#"{"op":"topup","user":"u","amount":1,"idempotency_key":""}"#),
             ErrorCode::InvalidArgument
         );
-        assert_eq!(code(r#"{"op":"balance","user":"a\u0007b"}"#), ErrorCode::InvalidArgument);
+        assert_eq!(
+            code(r#"{"op":"balance","user":"a\u0007b"}"#),
+            ErrorCode::InvalidArgument
+        );
         assert_eq!(
             code(r#"{"op":"entitle","user":"u","tier":"gold"}"#),
             ErrorCode::BadRequest
@@ -885,7 +954,10 @@ mod tests {
             code(r#"{"op":"entitle","user":"u","tier":"premium","until":"tomorrow"}"#),
             ErrorCode::InvalidArgument
         );
-        assert_eq!(code(r#"{"op":"get","user":"u","user":"v"}"#), ErrorCode::BadRequest);
+        assert_eq!(
+            code(r#"{"op":"get","user":"u","user":"v"}"#),
+            ErrorCode::BadRequest
+        );
     }
 
     #[test]

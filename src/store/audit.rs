@@ -47,7 +47,14 @@ pub fn scan(path: &Path, upto: u64) -> io::Result<JournalScan> {
         }
         line_no += 1;
         let at = format!("{}, line {line_no}", path.display());
-        let checked = check_line(&line, offset, &mut next_seq, &mut accounts, &mut keys, &mut report);
+        let checked = check_line(
+            &line,
+            offset,
+            &mut next_seq,
+            &mut accounts,
+            &mut keys,
+            &mut report,
+        );
         if let Err(problem) = checked {
             report.discrepancy = Some(format!("{at}: {problem}"));
             break;
@@ -95,7 +102,9 @@ fn check_line(
                 0
             }
             (EntryKind::Welcome, Some(_)) => {
-                return Err(format!("seq {seq}: a second welcome grant for user {user:?}"));
+                return Err(format!(
+                    "seq {seq}: a second welcome grant for user {user:?}"
+                ));
             }
             (_, None) => {
                 return Err(format!(
@@ -166,7 +175,15 @@ mod tests {
         let (mut out, mut undo) = (Vec::new(), Vec::new());
         for (user, amount) in ops {
             let outcome = if *amount < 0 {
-                ledger.charge(user, amount.unsigned_abs(), &[], None, 0, &mut out, &mut undo)
+                ledger.charge(
+                    user,
+                    amount.unsigned_abs(),
+                    &[],
+                    None,
+                    0,
+                    &mut out,
+                    &mut undo,
+                )
             } else {
                 ledger.topup(user, *amount, None, None, 0, &mut out, &mut undo)
             };
@@ -184,7 +201,12 @@ mod tests {
 
     #[test]
     fn a_consistent_journal_passes_with_counts() {
-        let scan = audit(&journal_with(&[("a", -1), ("b", 5), ("a", -2), ("b", -155)]));
+        let scan = audit(&journal_with(&[
+            ("a", -1),
+            ("b", 5),
+            ("a", -2),
+            ("b", -155),
+        ]));
         assert!(scan.report.ok, "{:?}", scan.report.discrepancy);
         assert_eq!(scan.report.transactions, 4);
         assert_eq!(scan.report.entries, 6);
@@ -201,7 +223,10 @@ mod tests {
         let scan = audit(edited.as_bytes());
         assert!(!scan.report.ok);
         let problem = scan.report.discrepancy.unwrap();
-        assert!(problem.contains("line 2") && problem.contains("1148"), "{problem}");
+        assert!(
+            problem.contains("line 2") && problem.contains("1148"),
+            "{problem}"
+        );
     }
 
     #[test]
@@ -209,7 +234,10 @@ mod tests {
         let text = String::from_utf8(journal_with(&[("a", -1)])).unwrap();
         let doubled = format!("{text}{}", text.replace(r#""seq":1"#, r#""seq":3"#));
         let problem = audit(doubled.as_bytes()).report.discrepancy.unwrap();
-        assert!(problem.contains("previous line") || problem.contains("welcome"), "{problem}");
+        assert!(
+            problem.contains("previous line") || problem.contains("welcome"),
+            "{problem}"
+        );
         let gap = text.replace(r#""seq":1"#, r#""seq":2"#);
         let problem = audit(gap.as_bytes()).report.discrepancy.unwrap();
         assert!(problem.contains("sequence gap"), "{problem}");

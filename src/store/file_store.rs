@@ -211,7 +211,10 @@ impl FileStore {
         {
             let mut state = self.shared.lock();
             state.queue.shutdown = true;
-            state.queue.degraded.get_or_insert_with(|| "the store is closed".into());
+            state
+                .queue
+                .degraded
+                .get_or_insert_with(|| "the store is closed".into());
         }
         self.shared.wake.notify_all();
         if let Some(writer) = take(&self.writer) {
@@ -235,7 +238,12 @@ impl FileStore {
         let now = super::now_ms();
         let State { ledger, queue } = &mut *state;
         let written = queue.pending.bytes.len();
-        let value = apply(ledger, now, &mut queue.pending.bytes, &mut queue.pending.undo)?;
+        let value = apply(
+            ledger,
+            now,
+            &mut queue.pending.bytes,
+            &mut queue.pending.undo,
+        )?;
         let (commit, wake) = if queue.pending.bytes.len() == written {
             queue.barrier()
         } else {
@@ -249,7 +257,10 @@ impl FileStore {
     }
 
     /// Runs a read under the lock; the commit resolves once everything it saw is durable.
-    fn read<T>(&self, look: impl FnOnce(&Ledger) -> Result<T, StoreError>) -> Result<(T, Commit), StoreError> {
+    fn read<T>(
+        &self,
+        look: impl FnOnce(&Ledger) -> Result<T, StoreError>,
+    ) -> Result<(T, Commit), StoreError> {
         let mut state = self.shared.lock();
         let value = look(&state.ledger)?;
         let (commit, wake) = state.queue.barrier();
@@ -276,7 +287,8 @@ impl FileStore {
                     continue; // changed after the audited prefix
                 }
                 match scan.accounts.get(user) {
-                    Some(derived) if derived.balance == account.balance && derived.last == account.last => {}
+                    Some(derived)
+                        if derived.balance == account.balance && derived.last == account.last => {}
                     Some(derived) => {
                         return Some(format!(
                             "user {user:?}: the daemon holds a balance of {} but the ledger sums to {}",
@@ -296,7 +308,9 @@ impl FileStore {
         scan.accounts
             .keys()
             .find(|user| state.ledger.account(user).is_none())
-            .map(|user| format!("user {user:?}: the ledger opened an account the daemon does not hold"))
+            .map(|user| {
+                format!("user {user:?}: the ledger opened an account the daemon does not hold")
+            })
     }
 }
 
@@ -309,13 +323,29 @@ impl Drop for FileStore {
 impl TokenStore for FileStore {
     fn charge(&self, request: &ChargeRequest) -> Result<(Outcome<u64>, Commit), StoreError> {
         self.mutate(|ledger, now, out, undo| {
-            ledger.charge(request.user, request.cost, request.memes, request.keyed, now, out, undo)
+            ledger.charge(
+                request.user,
+                request.cost,
+                request.memes,
+                request.keyed,
+                now,
+                out,
+                undo,
+            )
         })
     }
 
     fn topup(&self, change: &TopupChange) -> Result<(Outcome<u64>, Commit), StoreError> {
         self.mutate(|ledger, now, out, undo| {
-            ledger.topup(change.user, change.amount, change.reason, change.keyed, now, out, undo)
+            ledger.topup(
+                change.user,
+                change.amount,
+                change.reason,
+                change.keyed,
+                now,
+                out,
+                undo,
+            )
         })
     }
 
@@ -333,7 +363,12 @@ impl TokenStore for FileStore {
         })
     }
 
-    fn entitle(&self, user: &str, tier: Tier, until_ms: Option<i64>) -> Result<(Account, Commit), StoreError> {
+    fn entitle(
+        &self,
+        user: &str,
+        tier: Tier,
+        until_ms: Option<i64>,
+    ) -> Result<(Account, Commit), StoreError> {
         self.mutate(|ledger, now, out, undo| ledger.entitle(user, tier, until_ms, now, out, undo))
     }
 
@@ -390,7 +425,11 @@ fn restrict(path: &Path) -> io::Result<()> {
 fn checkpoint(shared: &Shared, dir: &Path) -> io::Result<Option<u64>> {
     let (journal_offset, next_seq, rollbacks) = {
         let state = shared.lock();
-        (state.ledger.end(), state.ledger.next_seq(), state.queue.rollbacks)
+        (
+            state.ledger.end(),
+            state.ledger.next_seq(),
+            state.queue.rollbacks,
+        )
     };
     let tmp_path = recovery::temporary_snapshot_path(dir);
     let mut file = OpenOptions::new()

@@ -45,8 +45,7 @@ pub fn read_history(
             break;
         }
         read_line_at(file, at, &mut buf).map_err(|e| format!("journal offset {at}: {e}"))?;
-        let record =
-            RecordIn::parse(&buf).map_err(|e| format!("journal offset {at}: {e}"))?;
+        let record = RecordIn::parse(&buf).map_err(|e| format!("journal offset {at}: {e}"))?;
         if record.user != user {
             return Err(format!(
                 "journal offset {at}: expected a line of {user:?}, found one of {:?}",
@@ -54,7 +53,9 @@ pub fn read_history(
             ));
         }
         if record.prev.is_some_and(|prev| prev >= at) {
-            return Err(format!("journal offset {at}: prev does not point backwards"));
+            return Err(format!(
+                "journal offset {at}: prev does not point backwards"
+            ));
         }
         let time = format_instant(record.time);
         for (i, entry) in record.entries.iter().enumerate().rev() {

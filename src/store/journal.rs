@@ -127,7 +127,9 @@ impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock is a bug that already took the daemon down; the
         // state itself is never left half-changed by a panic-free path.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -242,7 +244,7 @@ fn recover_disk(
 ) -> bool {
     // The probe is not a newline-terminated line, so if we crash while it is in the file,
     // recovery trims it as a torn tail.
-    const PROBE: [u8; 64 * 1024] = [b' '; 64 * 1024];
+    static PROBE: [u8; 64 * 1024] = [b' '; 64 * 1024];
     loop {
         {
             let state = shared.lock();
@@ -259,14 +261,17 @@ fn recover_disk(
         }
         let probe = file
             .set_len(durable_end)
-            .and_then(|()| file.write_all_at(&PROBE, durable_end))
+            .and_then(|()| file.write_all_at(&PROBE[..], durable_end))
             .and_then(|()| file.sync_data())
             .and_then(|()| file.set_len(durable_end))
             .and_then(|()| file.sync_data());
         match probe {
             Ok(()) => {
                 shared.lock().queue.degraded = None;
-                tracing::warn!("{} is writable again; accepting balance changes", config.path);
+                tracing::warn!(
+                    "{} is writable again; accepting balance changes",
+                    config.path
+                );
                 return true;
             }
             Err(error) => tracing::debug!("journal still not writable: {error}"),

@@ -277,16 +277,17 @@ impl Ledger {
             Some((_, _, account)) => (false, account.balance),
             None => (true, self.welcome),
         };
-        let after = before
-            .checked_add_signed(change.delta)
-            .ok_or_else(|| match change.delta < 0 {
-                true => StoreError::InsufficientTokens {
-                    user: change.user.to_string(),
-                    balance: before,
-                    needed: change.delta.unsigned_abs(),
-                },
-                false => StoreError::BalanceOverflow,
-            })?;
+        let after =
+            before
+                .checked_add_signed(change.delta)
+                .ok_or_else(|| match change.delta < 0 {
+                    true => StoreError::InsufficientTokens {
+                        user: change.user.to_string(),
+                        balance: before,
+                        needed: change.delta.unsigned_abs(),
+                    },
+                    false => StoreError::BalanceOverflow,
+                })?;
         if after > MAX_BALANCE {
             return Err(StoreError::BalanceOverflow);
         }
@@ -493,10 +494,15 @@ mod tests {
         let mut h = Harness::new();
         assert_eq!(h.charge("u1", 1), Ok(149));
         assert_eq!(h.topup("u1", -149), Ok(0));
-        assert_eq!(h.charge("u1", 1).unwrap_err().code(), crate::protocol::ErrorCode::InsufficientTokens);
+        assert_eq!(
+            h.charge("u1", 1).unwrap_err().code(),
+            crate::protocol::ErrorCode::InsufficientTokens
+        );
         let lines = h.lines();
         assert_eq!(lines.len(), 2);
-        assert!(lines[0].contains(r#""kind":"welcome""#) && lines[0].contains(r#""kind":"charge""#));
+        assert!(
+            lines[0].contains(r#""kind":"welcome""#) && lines[0].contains(r#""kind":"charge""#)
+        );
         assert!(!lines[1].contains("welcome"));
         assert_eq!(h.ledger.entries(), 3);
         assert_eq!(h.ledger.end(), h.journal.len() as u64);
@@ -508,11 +514,20 @@ mod tests {
         h.topup("u1", 10).unwrap();
         let (journal, entries) = (h.journal.clone(), h.ledger.entries());
         assert!(h.topup("u1", -161).is_err());
-        assert!(h.charge("u2", 151).is_err(), "a new user cannot overdraw the grant");
-        assert!(h.topup("u1", MAX_BALANCE as i64).is_err(), "overflow refused");
+        assert!(
+            h.charge("u2", 151).is_err(),
+            "a new user cannot overdraw the grant"
+        );
+        assert!(
+            h.topup("u1", MAX_BALANCE as i64).is_err(),
+            "overflow refused"
+        );
         assert_eq!(h.journal, journal);
         assert_eq!(h.ledger.entries(), entries);
-        assert!(h.ledger.account("u2").is_none(), "a refused first request opens nothing");
+        assert!(
+            h.ledger.account("u2").is_none(),
+            "a refused first request opens nothing"
+        );
         assert_eq!(h.ledger.account("u1").unwrap().balance, 160);
     }
 
@@ -540,12 +555,28 @@ mod tests {
         let build = |balance: u64| RawValue::from_string(format!("{{\"b\":{balance}}}")).unwrap();
         let first = h
             .ledger
-            .topup("u1", 5, None, Some((idem, &build)), 0, &mut h.journal, &mut h.undo)
+            .topup(
+                "u1",
+                5,
+                None,
+                Some((idem, &build)),
+                0,
+                &mut h.journal,
+                &mut h.undo,
+            )
             .unwrap();
         assert!(matches!(first, Outcome::Applied(155)));
         let again = h
             .ledger
-            .topup("u1", 5, None, Some((idem, &build)), 0, &mut h.journal, &mut h.undo)
+            .topup(
+                "u1",
+                5,
+                None,
+                Some((idem, &build)),
+                0,
+                &mut h.journal,
+                &mut h.undo,
+            )
             .unwrap();
         match again {
             Outcome::Replayed(reply) => assert_eq!(reply.get(), r#"{"b":155}"#),
@@ -557,7 +588,15 @@ mod tests {
         };
         let err = h
             .ledger
-            .topup("u1", 6, None, Some((other, &build)), 0, &mut h.journal, &mut h.undo)
+            .topup(
+                "u1",
+                6,
+                None,
+                Some((other, &build)),
+                0,
+                &mut h.journal,
+                &mut h.undo,
+            )
             .unwrap_err();
         assert_eq!(err.code(), crate::protocol::ErrorCode::IdempotencyConflict);
         assert_eq!(h.ledger.account("u1").unwrap().balance, 155);
@@ -579,7 +618,15 @@ mod tests {
             fingerprint: "f",
         };
         h.ledger
-            .topup("a", 1, None, Some((idem, &build)), 0, &mut h.journal, &mut h.undo)
+            .topup(
+                "a",
+                1,
+                None,
+                Some((idem, &build)),
+                0,
+                &mut h.journal,
+                &mut h.undo,
+            )
             .unwrap();
         let steps: Vec<Undo> = h.undo.drain(..).rev().collect();
         h.ledger.undo(steps.into_iter(), end, next_seq);

@@ -80,10 +80,7 @@ pub fn recover(dir: &Path, welcome: u64) -> Result<Recovered, OpenError> {
         .truncate(false)
         .open(&journal_path)
         .map_err(io_error(&journal_path))?;
-    let len = journal
-        .metadata()
-        .map_err(io_error(&journal_path))?
-        .len();
+    let len = journal.metadata().map_err(io_error(&journal_path))?.len();
     if len < start {
         return Err(OpenError::Corrupt {
             path: journal_path.clone(),
@@ -117,12 +114,9 @@ pub fn recover(dir: &Path, welcome: u64) -> Result<Recovered, OpenError> {
             path: journal_path.clone(),
             reason,
         };
-        let record = RecordIn::parse(&line[..read - 1]).map_err(|e| {
-            corrupt(format!("not a valid ledger line: {e}"))
-        })?;
-        ledger
-            .redo(&record, offset, read as u64)
-            .map_err(corrupt)?;
+        let record = RecordIn::parse(&line[..read - 1])
+            .map_err(|e| corrupt(format!("not a valid ledger line: {e}")))?;
+        ledger.redo(&record, offset, read as u64).map_err(corrupt)?;
         offset += read as u64;
         stats.replayed_lines += 1;
     }

@@ -49,7 +49,12 @@ fn topup(store: &dyn TokenStore, user: &str, amount: i64) -> Result<u64, StoreEr
     }
 }
 
-fn keyed_topup(store: &dyn TokenStore, user: &str, amount: i64, key: &str) -> Result<String, StoreError> {
+fn keyed_topup(
+    store: &dyn TokenStore,
+    user: &str,
+    amount: i64,
+    key: &str,
+) -> Result<String, StoreError> {
     let fingerprint = format!("topup {user} {amount}");
     let build = |balance: u64| {
         serde_json::value::to_raw_value(&serde_json::json!({ "new_balance": balance })).unwrap()
@@ -87,9 +92,16 @@ fn reopening_keeps_balances_history_and_keys() {
         let store = FileStore::open(dir.path(), config()).unwrap();
         assert_eq!(charge(&store, "u1", 1), Ok(149));
         assert_eq!(topup(&store, "u1", 50), Ok(199));
-        assert_eq!(keyed_topup(&store, "u2", 7, "k1").unwrap(), r#"{"new_balance":157}"#);
+        assert_eq!(
+            keyed_topup(&store, "u2", 7, "k1").unwrap(),
+            r#"{"new_balance":157}"#
+        );
         store
-            .entitle("u1", crate::protocol::Tier::Premium, Some(4_000_000_000_000))
+            .entitle(
+                "u1",
+                crate::protocol::Tier::Premium,
+                Some(4_000_000_000_000),
+            )
             .unwrap()
             .1
             .wait_blocking()
@@ -97,18 +109,36 @@ fn reopening_keeps_balances_history_and_keys() {
         store.close().unwrap();
     }
     let store = FileStore::open(dir.path(), config()).unwrap();
-    assert_eq!(store.recovery_stats().replayed_lines, 0, "the close checkpoint covers all");
+    assert_eq!(
+        store.recovery_stats().replayed_lines,
+        0,
+        "the close checkpoint covers all"
+    );
     assert_eq!(balance(&store, "u1"), Some(199));
-    assert_eq!(store.account("u1").unwrap().0.tier, crate::protocol::Tier::Premium);
-    assert_eq!(keyed_topup(&store, "u2", 7, "k1").unwrap(), r#"{"new_balance":157}"#);
+    assert_eq!(
+        store.account("u1").unwrap().0.tier,
+        crate::protocol::Tier::Premium
+    );
+    assert_eq!(
+        keyed_topup(&store, "u2", 7, "k1").unwrap(),
+        r#"{"new_balance":157}"#
+    );
     assert_eq!(balance(&store, "u2"), Some(157), "a replay changes nothing");
     let history = store.history("u1", None).unwrap();
     let kinds: Vec<_> = history.iter().map(|e| e.kind).collect();
     assert_eq!(
         kinds,
-        [EntryKind::Welcome, EntryKind::Charge, EntryKind::Topup, EntryKind::Entitle]
+        [
+            EntryKind::Welcome,
+            EntryKind::Charge,
+            EntryKind::Topup,
+            EntryKind::Entitle
+        ]
     );
-    assert_eq!(history.iter().map(|e| e.balance).collect::<Vec<_>>(), [150, 149, 199, 199]);
+    assert_eq!(
+        history.iter().map(|e| e.balance).collect::<Vec<_>>(),
+        [150, 149, 199, 199]
+    );
     assert_eq!(history[1].memes, ["grumpy-cat"]);
     let newest = store.history("u1", Some(2)).unwrap();
     assert_eq!(newest, history[2..]);
@@ -134,8 +164,8 @@ fn a_torn_last_line_is_trimmed_at_every_offset() {
     for cut in last_start..journal.len() {
         let copy = tempfile::tempdir().unwrap();
         std::fs::write(copy.path().join(JOURNAL_FILE), &journal[..cut]).unwrap();
-        let store = FileStore::open(copy.path(), config())
-            .unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        let store =
+            FileStore::open(copy.path(), config()).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
         assert_eq!(balance(&store, "a"), Some(149), "cut at {cut}");
         assert_eq!(balance(&store, "b"), Some(155), "cut at {cut}");
         assert_eq!(
@@ -143,8 +173,13 @@ fn a_torn_last_line_is_trimmed_at_every_offset() {
             (cut - last_start) as u64
         );
         drop(store);
-        let len = std::fs::metadata(copy.path().join(JOURNAL_FILE)).unwrap().len();
-        assert_eq!(len, last_start as u64, "the torn bytes are cut off the file");
+        let len = std::fs::metadata(copy.path().join(JOURNAL_FILE))
+            .unwrap()
+            .len();
+        assert_eq!(
+            len, last_start as u64,
+            "the torn bytes are cut off the file"
+        );
     }
 }
 
@@ -162,16 +197,34 @@ fn corruption_before_the_last_line_stops_start_up_naming_file_and_line() {
     let broken: Vec<String> = text
         .lines()
         .enumerate()
-        .map(|(i, line)| if i == 1 { line.replace('{', "[") } else { line.to_string() })
+        .map(|(i, line)| {
+            if i == 1 {
+                line.replace('{', "[")
+            } else {
+                line.to_string()
+            }
+        })
         .collect();
     std::fs::write(&path, broken.join("\n") + "\n").unwrap();
-    let error = FileStore::open(dir.path(), config()).err().expect("must refuse to start");
+    let error = FileStore::open(dir.path(), config())
+        .err()
+        .expect("must refuse to start");
     let message = error.to_string();
-    assert!(message.contains("journal.ndjson") && message.contains("line 2"), "{message}");
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), broken.join("\n") + "\n", "untouched");
+    assert!(
+        message.contains("journal.ndjson") && message.contains("line 2"),
+        "{message}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        broken.join("\n") + "\n",
+        "untouched"
+    );
 
     std::fs::write(dir.path().join(SNAPSHOT_FILE), b"{not json").unwrap();
-    let message = FileStore::open(dir.path(), config()).err().unwrap().to_string();
+    let message = FileStore::open(dir.path(), config())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(message.contains("snapshot.json"), "{message}");
 }
 
@@ -242,8 +295,15 @@ fn a_failed_write_acknowledges_nothing_and_recovers_when_the_disk_does() {
         let error = racer.join().unwrap().unwrap_err();
         assert_eq!(error.code(), crate::protocol::ErrorCode::Unavailable);
     }
-    assert_eq!(balance(&*store, "u"), Some(160), "memory does not run ahead of the disk");
-    assert!(store.account("new").is_err(), "an account opened by a failed write is gone");
+    assert_eq!(
+        balance(&*store, "u"),
+        Some(160),
+        "memory does not run ahead of the disk"
+    );
+    assert!(
+        store.account("new").is_err(),
+        "an account opened by a failed write is gone"
+    );
     let refused = charge(&*store, "u", 1).unwrap_err();
     assert!(matches!(refused, StoreError::Unavailable(_)), "{refused:?}");
     assert!(!store.stats().writable);
@@ -261,7 +321,10 @@ fn a_failed_write_acknowledges_nothing_and_recovers_when_the_disk_does() {
     drop(store);
     let store = FileStore::open(dir.path(), config()).unwrap();
     assert_eq!(balance(&store, "u"), Some(159));
-    assert!(store.audit().unwrap().ok, "the partial write was cut off the journal");
+    assert!(
+        store.audit().unwrap().ok,
+        "the partial write was cut off the journal"
+    );
 }
 
 #[test]
@@ -333,8 +396,14 @@ fn audit_names_a_hand_corrupted_ledger() {
     }
     let path = dir.path().join(JOURNAL_FILE);
     let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, text.replace(r#""delta":-1,"balance":148"#, r#""delta":-1,"balance":9148"#))
-        .unwrap();
+    std::fs::write(
+        &path,
+        text.replace(
+            r#""delta":-1,"balance":148"#,
+            r#""delta":-1,"balance":9148"#,
+        ),
+    )
+    .unwrap();
     let store = FileStore::open(dir.path(), config()).unwrap();
     let report = store.audit().unwrap();
     assert!(!report.ok);

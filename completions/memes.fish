@@ -1,0 +1,164 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_memes_global_optspecs
+    string join \n socket= json color= h/help V/version
+end
+
+function __fish_memes_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_memes_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_memes_using_subcommand
+    set -l cmd (__fish_memes_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c memes -n "__fish_memes_needs_command" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_needs_command" -l color -d 'Colour in human output' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c memes -n "__fish_memes_needs_command" -l json -d 'Print the reply\'s data as one JSON document on stdout (for scripts)'
+complete -c memes -n "__fish_memes_needs_command" -s h -l help -d 'Print help'
+complete -c memes -n "__fish_memes_needs_command" -s V -l version -d 'Print version'
+complete -c memes -n "__fish_memes_needs_command" -f -a "get" -d 'Get a meme (charged only when delivered)'
+complete -c memes -n "__fish_memes_needs_command" -f -a "topup" -d 'Add tokens to a balance, or deduct them with a negative amount (admins)'
+complete -c memes -n "__fish_memes_needs_command" -f -a "balance" -d 'Show a balance and tier'
+complete -c memes -n "__fish_memes_needs_command" -f -a "history" -d 'Show a user\'s ledger entries, oldest first'
+complete -c memes -n "__fish_memes_needs_command" -f -a "search" -d 'Browse ranked matches for a query, free of charge'
+complete -c memes -n "__fish_memes_needs_command" -f -a "entitle" -d 'Set a user\'s tier (admins)'
+complete -c memes -n "__fish_memes_needs_command" -f -a "audit" -d 'Replay the whole ledger and check every invariant (admins); exit 1 on a discrepancy'
+complete -c memes -n "__fish_memes_needs_command" -f -a "reload" -d 'Reload the meme catalogue from its file (admins; same as SIGHUP)'
+complete -c memes -n "__fish_memes_needs_command" -f -a "status" -d 'Show the daemon\'s version, uptime and counts'
+complete -c memes -n "__fish_memes_needs_command" -f -a "bench" -d 'Measure memesd: throughput and latency percentiles under load'
+complete -c memes -n "__fish_memes_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c memes -n "__fish_memes_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c memes -n "__fish_memes_using_subcommand get" -l user -d 'The user to charge' -r
+complete -c memes -n "__fish_memes_using_subcommand get" -l lat -d 'Latitude in decimal degrees (-90 to 90), with --long' -r
+complete -c memes -n "__fish_memes_using_subcommand get" -l long -l lon -d 'Longitude in decimal degrees (-180 to 180), with --lat' -r
+complete -c memes -n "__fish_memes_using_subcommand get" -l query -d 'What the meme should be about (typos forgiven)' -r
+complete -c memes -n "__fish_memes_using_subcommand get" -l count -d 'Deliver this many distinct memes (1-10), charged together, all or nothing' -r
+complete -c memes -n "__fish_memes_using_subcommand get" -l out -d 'With --generate: write the PNG here' -r -F
+complete -c memes -n "__fish_memes_using_subcommand get" -l token -d 'A signed claim (JWT) for this user, e.g. one that makes the request premium' -r
+complete -c memes -n "__fish_memes_using_subcommand get" -l idempotency-key -d 'Makes retries safe: the same key with the same request is answered with the first reply and charged once' -r
+complete -c memes -n "__fish_memes_using_subcommand get" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand get" -l color -d 'Colour in human output' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c memes -n "__fish_memes_using_subcommand get" -l nsfw -d 'Allow memes flagged not safe for work'
+complete -c memes -n "__fish_memes_using_subcommand get" -l generate -d 'Render a new meme image (premium users only)'
+complete -c memes -n "__fish_memes_using_subcommand get" -l json -d 'Print the reply\'s data as one JSON document on stdout (for scripts)'
+complete -c memes -n "__fish_memes_using_subcommand get" -s h -l help -d 'Print help'
+complete -c memes -n "__fish_memes_using_subcommand topup" -l user -r
+complete -c memes -n "__fish_memes_using_subcommand topup" -l amount -d 'Tokens to add; a negative amount deducts (never below zero)' -r
+complete -c memes -n "__fish_memes_using_subcommand topup" -l reason -d 'Free text kept with the ledger entry, e.g. a payment provider\'s event id' -r
+complete -c memes -n "__fish_memes_using_subcommand topup" -l idempotency-key -d 'Makes retries safe: the same key with the same top-up credits once' -r
+complete -c memes -n "__fish_memes_using_subcommand topup" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand topup" -l color -d 'Colour in human output' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c memes -n "__fish_memes_using_subcommand topup" -l json -d 'Print the reply\'s data as one JSON document on stdout (for scripts)'
+complete -c memes -n "__fish_memes_using_subcommand topup" -s h -l help -d 'Print help'
+complete -c memes -n "__fish_memes_using_subcommand balance" -l user -r
+complete -c memes -n "__fish_memes_using_subcommand balance" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand balance" -l color -d 'Colour in human output' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c memes -n "__fish_memes_using_subcommand balance" -l json -d 'Print the reply\'s data as one JSON document on stdout (for scripts)'
+complete -c memes -n "__fish_memes_using_subcommand balance" -s h -l help -d 'Print help'
+complete -c memes -n "__fish_memes_using_subcommand history" -l user -r
+complete -c memes -n "__fish_memes_using_subcommand history" -l limit -d 'Only the newest N entries (still oldest first)' -r
+complete -c memes -n "__fish_memes_using_subcommand history" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand history" -l color -d 'Colour in human output' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c memes -n "__fish_memes_using_subcommand history" -l json -d 'Print the reply\'s data as one JSON document on stdout (for scripts)'
+complete -c memes -n "__fish_memes_using_subcommand history" -s h -l help -d 'Print help'
+complete -c memes -n "__fish_memes_using_subcommand search" -l limit -d 'At most this many results (1-100)' -r
+complete -c memes -n "__fish_memes_using_subcommand search" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand search" -l color -d 'Colour in human output' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c memes -n "__fish_memes_using_subcommand search" -l nsfw -d 'Include memes flagged not safe for work'
+complete -c memes -n "__fish_memes_using_subcommand search" -l json -d 'Print the reply\'s data as one JSON document on stdout (for scripts)'
+complete -c memes -n "__fish_memes_using_subcommand search" -s h -l help -d 'Print help'
+complete -c memes -n "__fish_memes_using_subcommand entitle" -l user -r
+complete -c memes -n "__fish_memes_using_subcommand entitle" -l tier -r -f -a "free\t''
+premium\t''"
+complete -c memes -n "__fish_memes_using_subcommand entitle" -l until -d 'When the entitlement ends, RFC 3339 (e.g. 2027-01-31T00:00:00Z); open-ended if absent' -r
+complete -c memes -n "__fish_memes_using_subcommand entitle" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand entitle" -l color -d 'Colour in human output' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c memes -n "__fish_memes_using_subcommand entitle" -l json -d 'Print the reply\'s data as one JSON document on stdout (for scripts)'
+complete -c memes -n "__fish_memes_using_subcommand entitle" -s h -l help -d 'Print help'
+complete -c memes -n "__fish_memes_using_subcommand audit" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand audit" -l color -d 'Colour in human output' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c memes -n "__fish_memes_using_subcommand audit" -l json -d 'Print the reply\'s data as one JSON document on stdout (for scripts)'
+complete -c memes -n "__fish_memes_using_subcommand audit" -s h -l help -d 'Print help'
+complete -c memes -n "__fish_memes_using_subcommand reload" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand reload" -l color -d 'Colour in human output' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c memes -n "__fish_memes_using_subcommand reload" -l json -d 'Print the reply\'s data as one JSON document on stdout (for scripts)'
+complete -c memes -n "__fish_memes_using_subcommand reload" -s h -l help -d 'Print help'
+complete -c memes -n "__fish_memes_using_subcommand status" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand status" -l color -d 'Colour in human output' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c memes -n "__fish_memes_using_subcommand status" -l json -d 'Print the reply\'s data as one JSON document on stdout (for scripts)'
+complete -c memes -n "__fish_memes_using_subcommand status" -s h -l help -d 'Print help'
+complete -c memes -n "__fish_memes_using_subcommand bench" -s c -l conns -d 'Connections' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -s d -l depth -d 'Requests in flight per connection (closed loop)' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -s n -l requests -d 'Total requests to send' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l duration -d 'Send for this many seconds instead of a number of requests' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l rate -d 'Open loop: this many requests per second in total, latency from the schedule' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l op -d 'What to send' -r -f -a "get\t'Charged `get` (durable)'
+topup\t'`topup` by 1 (durable; admins)'
+balance\t'`balance` (read)'
+mixed\t'70% get, 25% balance, 5% topup'"
+complete -c memes -n "__fish_memes_using_subcommand bench" -l users -d 'Distinct users to spread the requests over' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l user-prefix -d 'Bench user ids are this prefix plus a number' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l query -d 'Query of `get` requests' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l template -d 'Send this line instead (`{id}`, `{user}`, `{n}` are filled in), e.g. for another daemon' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l max-p99 -d 'Exit 1 if the p99 latency is above this many milliseconds' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l max-latency -d 'Exit 1 if the maximum latency is above this many milliseconds' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l min-rps -d 'Exit 1 if throughput is below this many requests per second' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l threads -d 'Client threads (1 keeps the generator\'s own footprint small)' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand bench" -l color -d 'Colour in human output' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c memes -n "__fish_memes_using_subcommand bench" -l prepare -d 'First top up every bench user by a large amount (pipelined), then measure'
+complete -c memes -n "__fish_memes_using_subcommand bench" -l json -d 'Print the reply\'s data as one JSON document on stdout (for scripts)'
+complete -c memes -n "__fish_memes_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c memes -n "__fish_memes_using_subcommand completions" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand completions" -l color -d 'Colour in human output' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c memes -n "__fish_memes_using_subcommand completions" -l json -d 'Print the reply\'s data as one JSON document on stdout (for scripts)'
+complete -c memes -n "__fish_memes_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions help" -f -a "get" -d 'Get a meme (charged only when delivered)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions help" -f -a "topup" -d 'Add tokens to a balance, or deduct them with a negative amount (admins)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions help" -f -a "balance" -d 'Show a balance and tier'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions help" -f -a "history" -d 'Show a user\'s ledger entries, oldest first'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions help" -f -a "search" -d 'Browse ranked matches for a query, free of charge'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions help" -f -a "entitle" -d 'Set a user\'s tier (admins)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions help" -f -a "audit" -d 'Replay the whole ledger and check every invariant (admins); exit 1 on a discrepancy'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions help" -f -a "reload" -d 'Reload the meme catalogue from its file (admins; same as SIGHUP)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions help" -f -a "status" -d 'Show the daemon\'s version, uptime and counts'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions help" -f -a "bench" -d 'Measure memesd: throughput and latency percentiles under load'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -1,0 +1,361 @@
+//! The meme catalogue: loading and validating it, and what is derived from it once at load
+//! (the search index and each meme's reply JSON, serialised once instead of per request).
+//!
+//! A catalogue is immutable once built; reloading builds a new one and swaps it in whole, so
+//! a request always sees one consistent catalogue. Sub-modules: [`search`] ranks memes for a
+//! query, [`select`] picks which ones a user gets, [`location`] says where a coordinate is.
+
+pub mod location;
+pub mod search;
+pub mod select;
+
+use crate::protocol::MemeView;
+use search::{Document, Hit, SearchIndex};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The catalogue shipped with memes, used unless `--catalogue FILE` is given.
+pub const EMBEDDED: &[u8] =
+    include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/data/catalogue.json"));
+
+/// Ranked results kept per distinct query, so repeated queries skip the search.
+const QUERY_CACHE_ENTRIES: usize = 4096;
+/// At most this many ranked results are considered for a delivery.
+const RANKED_LIMIT: usize = 64;
+
+/// Ranked results by (query, nsfw allowed).
+type RankedCache = lru::LruCache<(String, bool), Arc<[Hit]>>;
+
+/// One meme as the catalogue file describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Meme {
+    /// Stable identifier: lower-case letters, digits and dashes.
+    pub id: String,
+    pub title: String,
+    /// Where the image lives (https URL).
+    pub image: String,
+    /// A page about the meme (https URL).
+    pub source: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub categories: Vec<String>,
+    /// Not safe for work: only delivered to requests that say `nsfw`.
+    #[serde(default)]
+    pub nsfw: bool,
+    /// ISO 3166-1 country codes (or ISO 3166-2 subdivision codes) the meme belongs to.
+    #[serde(default)]
+    pub regions: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogueFile {
+    version: u32,
+    memes: Vec<Meme>,
+}
+
+/// Why a catalogue was rejected. The message names the entry.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogueError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin}: not a catalogue: {source}")]
+    Parse {
+        origin: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{origin}: entry {index} ({id:?}): {reason}")]
+    Invalid {
+        origin: String,
+        index: usize,
+        id: String,
+        reason: String,
+    },
+    #[error("{origin}: {reason}")]
+    Unusable { origin: String, reason: String },
+}
+
+/// A validated catalogue and everything derived from it.
+pub struct Catalogue {
+    memes: Vec<Meme>,
+    /// Each meme's reply JSON (`{"id","title","image","source"}`), serialised once.
+    views: Vec<Box<RawValue>>,
+    by_id: HashMap<String, u32>,
+    index: SearchIndex,
+    /// Indices of memes that are safe for work, for requests without a query.
+    safe: Vec<u32>,
+    /// "embedded" or the file it was loaded from.
+    origin: String,
+    ranked_cache: Mutex<RankedCache>,
+}
+
+impl Catalogue {
+    /// The catalogue embedded in the binary.
+    pub fn embedded() -> Result<Catalogue, CatalogueError> {
+        Catalogue::from_json(EMBEDDED, "embedded catalogue")
+    }
+
+    /// Loads and validates a catalogue file.
+    pub fn from_file(path: &Path) -> Result<Catalogue, CatalogueError> {
+        let bytes = std::fs::read(path).map_err(|source| CatalogueError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Catalogue::from_json(&bytes, &path.display().to_string())
+    }
+
+    /// Parses and validates catalogue JSON; `origin` names it in messages.
+    pub fn from_json(bytes: &[u8], origin: &str) -> Result<Catalogue, CatalogueError> {
+        let file: CatalogueFile =
+            serde_json::from_slice(bytes).map_err(|source| CatalogueError::Parse {
+                origin: origin.into(),
+                source,
+            })?;
+        if file.version != 1 {
+            return Err(CatalogueError::Unusable {
+                origin: origin.into(),
+                reason: format!("unsupported catalogue version {}", file.version),
+            });
+        }
+        if file.memes.is_empty() {
+            return Err(CatalogueError::Unusable {
+                origin: origin.into(),
+                reason: "the catalogue has no memes".into(),
+            });
+        }
+        let mut by_id = HashMap::with_capacity(file.memes.len());
+        for (index, meme) in file.memes.iter().enumerate() {
+            let invalid = |reason: String| CatalogueError::Invalid {
+                origin: origin.into(),
+                index,
+                id: meme.id.clone(),
+                reason,
+            };
+            validate_meme(meme).map_err(invalid)?;
+            if by_id.insert(meme.id.clone(), index as u32).is_some() {
+                return Err(invalid("the id is used by an earlier entry too".into()));
+            }
+        }
+        let views = file
+            .memes
+            .iter()
+            .map(|meme| {
+                let view = MemeView {
+                    id: meme.id.clone(),
+                    title: meme.title.clone(),
+                    image: meme.image.clone(),
+                    source: meme.source.clone(),
+                };
+                serde_json::value::to_raw_value(&view).expect("meme view serialises")
+            })
+            .collect();
+        let index = SearchIndex::build(file.memes.iter().map(|meme| Document {
+            title: &meme.title,
+            tags: &meme.tags,
+            categories: &meme.categories,
+        }));
+        let safe = (0..file.memes.len() as u32)
+            .filter(|i| !file.memes[*i as usize].nsfw)
+            .collect();
+        Ok(Catalogue {
+            memes: file.memes,
+            views,
+            by_id,
+            index,
+            safe,
+            origin: origin.into(),
+            ranked_cache: Mutex::new(lru::LruCache::new(
+                QUERY_CACHE_ENTRIES.try_into().expect("non-zero"),
+            )),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.memes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.memes.is_empty()
+    }
+
+    /// "embedded catalogue" or the path it was loaded from.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    pub fn meme(&self, index: u32) -> &Meme {
+        &self.memes[index as usize]
+    }
+
+    /// The meme's reply JSON, serialised at load.
+    pub fn view(&self, index: u32) -> &RawValue {
+        &self.views[index as usize]
+    }
+
+    pub fn find(&self, id: &str) -> Option<u32> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Memes that are safe for work, in catalogue order.
+    pub fn safe(&self) -> &[u32] {
+        &self.safe
+    }
+
+    /// Ranked matches for `query`, best first, nsfw memes left out unless `nsfw`.
+    /// Cached per query: ranking is deterministic for a given catalogue.
+    pub fn ranked(&self, query: &str, nsfw: bool) -> Arc<[Hit]> {
+        let key = (query.to_string(), nsfw);
+        if let Some(hits) = self.cache().get(&key) {
+            return hits.clone();
+        }
+        let hits: Arc<[Hit]> = self
+            .index
+            .search(query, RANKED_LIMIT * 2)
+            .into_iter()
+            .filter(|hit| nsfw || !self.memes[hit.doc as usize].nsfw)
+            .take(RANKED_LIMIT)
+            .collect();
+        self.cache().put(key, hits.clone());
+        hits
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, RankedCache> {
+        self.ranked_cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn validate_meme(meme: &Meme) -> Result<(), String> {
+    let id_ok = !meme.id.is_empty()
+        && meme.id.len() <= 64
+        && meme.id.split('-').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        });
+    if !id_ok {
+        return Err("the id must be 1 to 64 lower-case letters, digits and single dashes".into());
+    }
+    if meme.title.trim().is_empty() {
+        return Err("the title is empty".into());
+    }
+    for (field, url) in [("image", &meme.image), ("source", &meme.source)] {
+        validate_url(url).map_err(|reason| format!("{field} {url:?}: {reason}"))?;
+    }
+    if let Some(tag) = meme
+        .tags
+        .iter()
+        .chain(&meme.categories)
+        .find(|t| t.trim().is_empty())
+    {
+        return Err(format!("empty tag or category {tag:?}"));
+    }
+    for region in &meme.regions {
+        let (country, subdivision) = region.split_once('-').unwrap_or((region, ""));
+        let country_ok = country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase());
+        let subdivision_ok = subdivision.len() <= 3
+            && subdivision
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            && (subdivision.is_empty() || region.contains('-'));
+        if !country_ok || !subdivision_ok || region.ends_with('-') {
+            return Err(format!(
+                "region {region:?} is not an ISO 3166 code like \"BR\" or \"US-NY\""
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_url(url: &str) -> Result<(), &'static str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("must start with https://")?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || !host.contains('.') {
+        return Err("has no host name");
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains spaces or control characters");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalogue(memes: &str) -> Result<Catalogue, CatalogueError> {
+        Catalogue::from_json(
+            format!(r#"{{"version":1,"memes":[{memes}]}}"#).as_bytes(),
+            "test",
+        )
+    }
+
+    const CAT: &str = r#"{"id":"grumpy-cat","title":"Grumpy Cat","image":"https://i.imgflip.com/8p0a.jpg","source":"https://knowyourmeme.com/memes/grumpy-cat","tags":["cat","grumpy"],"categories":["animal","cat"]}"#;
+
+    #[test]
+    fn the_embedded_catalogue_is_valid_and_large() {
+        let catalogue = Catalogue::embedded().unwrap();
+        assert!(catalogue.len() >= 300, "{} memes", catalogue.len());
+        assert!(catalogue.find("distracted-boyfriend").is_some());
+        assert!(
+            catalogue.safe().len() < catalogue.len(),
+            "some memes are flagged nsfw"
+        );
+    }
+
+    #[test]
+    fn bad_entries_are_named() {
+        let error = catalogue(&format!("{CAT},{CAT}"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("entry 1") && error.contains("grumpy-cat"),
+            "{error}"
+        );
+        let error = catalogue(&CAT.replace("https://i.imgflip", "ftp://i.imgflip"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("image"), "{error}");
+        let error = catalogue(&CAT.replace("Grumpy Cat", " "))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("title"), "{error}");
+        let error = catalogue(&CAT.replace("grumpy-cat\",\"title", "Grumpy_Cat\",\"title"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("id"), "{error}");
+        let error = catalogue(&CAT.replace(r#""tags""#, r#""regions":["usa"],"tags""#))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("region"), "{error}");
+        assert!(catalogue("").is_err());
+        assert!(Catalogue::from_json(b"{}", "test").is_err());
+    }
+
+    #[test]
+    fn views_are_serialised_once_with_the_public_fields() {
+        let catalogue = catalogue(CAT).unwrap();
+        assert_eq!(
+            catalogue.view(0).get(),
+            r#"{"id":"grumpy-cat","title":"Grumpy Cat","image":"https://i.imgflip.com/8p0a.jpg","source":"https://knowyourmeme.com/memes/grumpy-cat"}"#
+        );
+    }
+}

@@ -1,0 +1,47 @@
+//! `memes audit`: the daemon replays the whole ledger and checks every invariant. Exit 0 when
+//! all hold, 1 otherwise (naming the first discrepancy).
+
+use super::exit::Exit;
+use super::output;
+use super::{Ctx, Failure};
+use crate::protocol::{AuditReport, AuditRequest, Request};
+
+pub fn run(ctx: &mut Ctx) -> Result<Exit, Failure> {
+    let (report, raw): (AuditReport, _) = ctx.call_as(&Request::Audit(AuditRequest {}))?;
+    if ctx.json {
+        output::print_json(&raw);
+    } else {
+        let mut table = output::table();
+        table.set_header(vec!["Checked", "Count"]);
+        table.add_row(vec![
+            "transactions (journal lines)".to_string(),
+            report.transactions.to_string(),
+        ]);
+        table.add_row(vec![
+            "entries (balances = running sums, never negative)".to_string(),
+            report.entries.to_string(),
+        ]);
+        table.add_row(vec![
+            "accounts (ledger = daemon)".to_string(),
+            report.accounts.to_string(),
+        ]);
+        table.add_row(vec![
+            "welcome grants (at most one per user)".to_string(),
+            report.welcomes.to_string(),
+        ]);
+        table.add_row(vec![
+            "idempotency keys (each used once)".to_string(),
+            report.keys.to_string(),
+        ]);
+        println!("{table}");
+        match &report.discrepancy {
+            None => println!("Audit passed: every balance equals the sum of its entries."),
+            Some(problem) => println!("Audit FAILED: {problem}"),
+        }
+    }
+    Ok(if report.ok {
+        Exit::Success
+    } else {
+        Exit::Failure
+    })
+}

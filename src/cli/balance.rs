@@ -1,0 +1,34 @@
+//! `memes balance`: a user's balance and tier.
+
+use super::exit::Exit;
+use super::output::{self, tokens};
+use super::{Ctx, Failure};
+use crate::protocol::{BalanceData, BalanceRequest, Request};
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct BalanceArgs {
+    #[arg(long)]
+    pub user: String,
+}
+
+pub fn run(args: &BalanceArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
+    let request = Request::Balance(BalanceRequest {
+        user: args.user.clone(),
+    });
+    let (data, raw): (BalanceData, _) = ctx.call_as(&request)?;
+    if ctx.json {
+        output::print_json(&raw);
+        return Ok(Exit::Success);
+    }
+    let tier = match &data.tier_until {
+        Some(until) => format!("{} until {until}", data.tier.as_str()),
+        None => data.tier.as_str().to_string(),
+    };
+    let mut table = output::table();
+    table.add_row(vec!["User", &data.user_id]);
+    table.add_row(vec!["Balance".to_string(), tokens(data.balance)]);
+    table.add_row(vec!["Tier".to_string(), tier]);
+    println!("{table}");
+    Ok(Exit::Success)
+}

@@ -1,0 +1,117 @@
+//! Finding memesd. With an explicit socket (`--socket` or `MEMES_SOCKET`) the CLI only
+//! connects: an absent daemon is exit 3. On the default socket, the first run just works:
+//! if nothing answers, the CLI starts `memesd` in the background with the default paths, says
+//! so on stderr, and waits until it answers (unless `MEMES_NO_AUTOSTART=1`).
+
+use super::Failure;
+use super::exit::Exit;
+use crate::client::{Client, ClientError};
+use crate::paths;
+use std::fs::OpenOptions;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Disables starting a daemon automatically.
+pub const NO_AUTOSTART_ENV: &str = "MEMES_NO_AUTOSTART";
+/// How long a freshly started daemon may take to answer.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Connects to memesd at `explicit`, or at the default socket (starting a daemon if needed).
+pub fn connect(explicit: Option<&Path>) -> Result<Client, Failure> {
+    if let Some(path) = explicit {
+        return Ok(Client::connect(path)?);
+    }
+    let path = paths::default_socket();
+    match Client::connect(&path) {
+        Ok(client) => Ok(client),
+        Err(error @ ClientError::Unreachable { .. }) => {
+            if std::env::var(NO_AUTOSTART_ENV).is_ok_and(|v| v == "1") {
+                return Err(error.into());
+            }
+            start_daemon(&path)
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Starts memesd detached from this terminal and waits until it answers on `socket`.
+fn start_daemon(socket: &Path) -> Result<Client, Failure> {
+    let memesd = memesd_program();
+    let data_dir = paths::default_data_dir();
+    let log_path = data_dir.join("memesd.log");
+    let failed = |message: String| {
+        Failure::new(Exit::Unreachable, message).with_hint(format!(
+            "start it yourself with `memesd` and see its output; log: {}",
+            log_path.display()
+        ))
+    };
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| failed(format!("creating {}: {e}", data_dir.display())))?;
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| failed(format!("opening {}: {e}", log_path.display())))?;
+    let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut child = Command::new(&memesd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        // Its own process group: a Ctrl-C in this terminal must not stop the daemon.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| {
+            failed(format!(
+                "no memesd answers on {} and starting {} failed: {e}",
+                socket.display(),
+                memesd.display()
+            ))
+        })?;
+    eprintln!(
+        "memes: started memesd in the background (socket {}, log {})",
+        socket.display(),
+        log_path.display()
+    );
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        match Client::connect(socket) {
+            Ok(client) => return Ok(client),
+            Err(ClientError::Unreachable { .. }) if Instant::now() < deadline => {}
+            Err(error) => return Err(failed(format!("memesd did not come up: {error}"))),
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            // Another invocation may have started a daemon at the same moment; it wins.
+            if let Ok(client) = Client::connect(socket) {
+                return Ok(client);
+            }
+            let tail = log_tail(&log_path, log_start).unwrap_or_default();
+            return Err(failed(format!(
+                "memesd exited ({status}) before answering: {}",
+                tail.trim()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// memesd next to this executable (how cargo and installs lay them out), else from PATH.
+fn memesd_program() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("memesd")))
+        .filter(|candidate| candidate.is_file())
+        .unwrap_or_else(|| PathBuf::from("memesd"))
+}
+
+/// What the daemon logged since `from` (its last lines, for an error message).
+fn log_tail(path: &Path, from: u64) -> io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(from))?;
+    let mut text = String::new();
+    file.take(64 * 1024).read_to_string(&mut text)?;
+    let lines: Vec<&str> = text.lines().collect();
+    Ok(lines[lines.len().saturating_sub(3)..].join("\n"))
+}

@@ -1,0 +1,57 @@
+//! The CLI's exit codes: part of its interface, documented in `--help` and README, and
+//! distinct per outcome so scripts can branch on them.
+
+use crate::protocol::ErrorCode;
+use std::process::ExitCode;
+
+/// Exit codes of `memes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Success = 0,
+    /// Internal or protocol error; also an audit that found a discrepancy.
+    Failure = 1,
+    /// Invalid input: usage errors, `bad_request`, `invalid_argument`.
+    Invalid = 2,
+    /// memesd cannot be reached.
+    Unreachable = 3,
+    InsufficientTokens = 4,
+    NotFound = 5,
+    NotAllowed = 6,
+    /// An idempotency key reused with different parameters.
+    Conflict = 7,
+    /// Try again later: rate limited, daemon busy, ledger unavailable.
+    TryLater = 8,
+}
+
+/// The exit-code table shown at the end of `memes --help`.
+pub const HELP: &str = "\
+Exit codes:
+  0  success
+  1  internal or protocol error (also: `audit` found a discrepancy)
+  2  invalid input (usage errors; bad_request, invalid_argument)
+  3  memesd is unreachable
+  4  insufficient tokens
+  5  not found (unknown user; no meme matches the query)
+  6  not allowed (admin-only operation, premium-only feature, rejected token)
+  7  conflict (idempotency key reused with different parameters)
+  8  try again later (rate_limited, busy, unavailable)";
+
+impl From<ErrorCode> for Exit {
+    fn from(code: ErrorCode) -> Exit {
+        match code {
+            ErrorCode::BadRequest | ErrorCode::InvalidArgument => Exit::Invalid,
+            ErrorCode::InsufficientTokens => Exit::InsufficientTokens,
+            ErrorCode::NotFound => Exit::NotFound,
+            ErrorCode::NotAllowed => Exit::NotAllowed,
+            ErrorCode::IdempotencyConflict => Exit::Conflict,
+            ErrorCode::RateLimited | ErrorCode::Busy | ErrorCode::Unavailable => Exit::TryLater,
+            ErrorCode::UnknownOp | ErrorCode::LineTooLong | ErrorCode::Internal => Exit::Failure,
+        }
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> ExitCode {
+        ExitCode::from(exit as u8)
+    }
+}

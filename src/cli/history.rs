@@ -1,0 +1,58 @@
+//! `memes history`: a user's ledger entries, oldest first.
+
+use super::exit::Exit;
+use super::output;
+use super::{Ctx, Failure};
+use crate::protocol::{HistoryData, HistoryRequest, Request};
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[arg(long)]
+    pub user: String,
+    /// Only the newest N entries (still oldest first)
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+}
+
+pub fn run(args: &HistoryArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
+    let request = Request::History(HistoryRequest {
+        user: args.user.clone(),
+        limit: args.limit,
+    });
+    let (data, _): (HistoryData, _) = ctx.call_as(&request)?;
+    if ctx.json {
+        // Scripts get the entries themselves: an array, oldest first.
+        println!(
+            "{}",
+            serde_json::to_string(&data.entries).expect("entries serialise")
+        );
+        return Ok(Exit::Success);
+    }
+    let mut table = output::table();
+    table.set_header(vec![
+        "Seq", "Time", "Kind", "Delta", "Balance", "Key", "Details",
+    ]);
+    for entry in &data.entries {
+        let details = match (&entry.reason, entry.memes.is_empty(), entry.tier) {
+            (Some(reason), _, _) => reason.clone(),
+            (None, false, _) => entry.memes.join(", "),
+            (None, true, Some(tier)) => match &entry.until {
+                Some(until) => format!("{} until {until}", tier.as_str()),
+                None => tier.as_str().to_string(),
+            },
+            _ => String::new(),
+        };
+        table.add_row(vec![
+            entry.seq.to_string(),
+            entry.time.clone(),
+            entry.kind.as_str().to_string(),
+            format!("{:+}", entry.delta),
+            entry.balance.to_string(),
+            entry.key.clone().unwrap_or_default(),
+            details,
+        ]);
+    }
+    println!("{table}");
+    Ok(Exit::Success)
+}

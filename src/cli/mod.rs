@@ -1,0 +1,203 @@
+//! The `memes` command line: one file per subcommand (its arguments and `run`), plus the
+//! shared pieces: [`connect`] (finding or starting memesd), [`output`] (tables, JSON,
+//! errors) and [`exit`] (exit codes).
+
+pub mod audit;
+pub mod balance;
+pub mod bench;
+pub mod completions;
+pub mod connect;
+pub mod entitle;
+pub mod exit;
+pub mod get;
+pub mod history;
+pub mod output;
+pub mod reload;
+pub mod search;
+pub mod status;
+pub mod topup;
+
+use crate::client::{Client, ClientError};
+use crate::paths;
+use crate::protocol::{ErrorBody, ErrorCode, Request};
+use clap::{Parser, Subcommand, ValueEnum};
+use exit::Exit;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// memes: memes as a service, from the command line. Talks to memesd over its socket;
+/// when no daemon runs on the default socket, starts one in the background.
+#[derive(Debug, Parser)]
+#[command(name = "memes", version, after_help = exit::HELP)]
+pub struct Cli {
+    /// memesd's socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]
+    #[arg(long, global = true, env = paths::SOCKET_ENV, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// Print the reply's data as one JSON document on stdout (for scripts)
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Colour in human output
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Get a meme (charged only when delivered)
+    Get(get::GetArgs),
+    /// Add tokens to a balance, or deduct them with a negative amount (admins)
+    Topup(topup::TopupArgs),
+    /// Show a balance and tier
+    Balance(balance::BalanceArgs),
+    /// Show a user's ledger entries, oldest first
+    History(history::HistoryArgs),
+    /// Browse ranked matches for a query, free of charge
+    Search(search::SearchArgs),
+    /// Set a user's tier (admins)
+    Entitle(entitle::EntitleArgs),
+    /// Replay the whole ledger and check every invariant (admins); exit 1 on a discrepancy
+    Audit,
+    /// Reload the meme catalogue from its file (admins; same as SIGHUP)
+    Reload,
+    /// Show the daemon's version, uptime and counts
+    Status,
+    /// Measure memesd: throughput and latency percentiles under load
+    Bench(bench::BenchArgs),
+    /// Print a shell completion script
+    Completions(completions::CompletionsArgs),
+}
+
+/// Why a command failed: its exit code, a message, and a hint where one helps.
+#[derive(Debug)]
+pub struct Failure {
+    pub exit: Exit,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Failure {
+    pub fn new(exit: Exit, message: impl Into<String>) -> Failure {
+        Failure {
+            exit,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Failure {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl From<ErrorBody> for Failure {
+    fn from(error: ErrorBody) -> Failure {
+        let hint = match error.code {
+            ErrorCode::InsufficientTokens => {
+                Some("an admin can add tokens with `memes topup --user USER --amount N`")
+            }
+            ErrorCode::IdempotencyConflict => {
+                Some("use a new key for a new request; reuse a key only to retry the same request")
+            }
+            ErrorCode::RateLimited | ErrorCode::Busy | ErrorCode::Unavailable => {
+                Some("nothing was changed; try again later")
+            }
+            _ => None,
+        };
+        Failure {
+            exit: error.code.into(),
+            message: error.message,
+            hint: hint.map(str::to_string),
+        }
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(error: ClientError) -> Failure {
+        match error {
+            ClientError::Unreachable { .. } => Failure::new(Exit::Unreachable, error.to_string())
+                .with_hint(
+                    "is memesd running? start it with `memesd` (or unset MEMES_NO_AUTOSTART)",
+                ),
+            other => Failure::new(Exit::Failure, other.to_string()),
+        }
+    }
+}
+
+/// What every subcommand gets: the global options and a lazily opened connection.
+pub struct Ctx {
+    pub socket: Option<PathBuf>,
+    pub json: bool,
+    pub color: bool,
+    client: Option<Client>,
+}
+
+impl Ctx {
+    /// Sends a request (validated here first, so bad input fails fast with exit 2) and
+    /// returns the reply's raw data.
+    pub fn call(&mut self, request: &Request) -> Result<Box<RawValue>, Failure> {
+        request.validate()?;
+        if self.client.is_none() {
+            self.client = Some(connect::connect(self.socket.as_deref())?);
+        }
+        let client = self.client.as_mut().expect("connected above");
+        Ok(client.call(request)??)
+    }
+
+    /// [`Ctx::call`], decoding the data as `T`.
+    pub fn call_as<T: DeserializeOwned>(
+        &mut self,
+        request: &Request,
+    ) -> Result<(T, Box<RawValue>), Failure> {
+        let raw = self.call(request)?;
+        let data = serde_json::from_str(raw.get()).map_err(|e| {
+            Failure::new(Exit::Failure, format!("unexpected reply from memesd: {e}"))
+        })?;
+        Ok((data, raw))
+    }
+}
+
+/// Entry point of the `memes` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut ctx = Ctx {
+        socket: cli.socket.clone(),
+        json: cli.json,
+        color: output::use_color(cli.color),
+        client: None,
+    };
+    let outcome = match cli.command {
+        Command::Get(args) => get::run(&args, &mut ctx),
+        Command::Topup(args) => topup::run(&args, &mut ctx),
+        Command::Balance(args) => balance::run(&args, &mut ctx),
+        Command::History(args) => history::run(&args, &mut ctx),
+        Command::Search(args) => search::run(&args, &mut ctx),
+        Command::Entitle(args) => entitle::run(&args, &mut ctx),
+        Command::Audit => audit::run(&mut ctx),
+        Command::Reload => reload::run(&mut ctx),
+        Command::Status => status::run(&mut ctx),
+        Command::Bench(args) => bench::run(&args, &mut ctx),
+        Command::Completions(args) => completions::run(&args),
+    };
+    match outcome {
+        Ok(exit) => exit.into(),
+        Err(failure) => {
+            output::print_failure(&failure, ctx.color);
+            failure.exit.into()
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Printing: human output (comfy-table or one clear line) on stdout, `--json` as exactly one
+//! JSON document on stdout, errors and notices on stderr.
+
+use super::{ColorChoice, Failure};
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{ContentArrangement, Table};
+use serde_json::value::RawValue;
+use std::io::IsTerminal;
+
+/// Whether to colour output: `--color`, then `NO_COLOR`, then whether stderr is a terminal.
+pub fn use_color(choice: ColorChoice) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stderr().is_terminal()
+        }
+    }
+}
+
+/// `memes: error: …` on stderr, and the hint on its own line.
+pub fn print_failure(failure: &Failure, color: bool) {
+    let (red, bold, reset) = if color {
+        ("\x1b[31m", "\x1b[1m", "\x1b[0m")
+    } else {
+        ("", "", "")
+    };
+    eprintln!("memes: {bold}{red}error:{reset} {}", failure.message);
+    if let Some(hint) = &failure.hint {
+        eprintln!("memes: hint: {hint}");
+    }
+}
+
+/// A table in the house style.
+pub fn table() -> Table {
+    let mut table = Table::new();
+    table
+        .load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    table
+}
+
+/// Prints a JSON document on its own line.
+pub fn print_json(raw: &RawValue) {
+    println!("{}", raw.get());
+}
+
+/// "1 token", "5 tokens".
+pub fn tokens(n: impl Into<i128>) -> String {
+    let n = n.into();
+    match n.abs() {
+        1 => format!("{n} token"),
+        _ => format!("{n} tokens"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_counts_read_naturally() {
+        assert_eq!(tokens(1u64), "1 token");
+        assert_eq!(tokens(-1i64), "-1 token");
+        assert_eq!(tokens(149u64), "149 tokens");
+    }
+}

@@ -1,0 +1,50 @@
+//! `memes topup`: add tokens to a balance, or deduct them with a negative amount (admins).
+
+use super::exit::Exit;
+use super::output::{self, tokens};
+use super::{Ctx, Failure};
+use crate::protocol::{Request, TopupData, TopupRequest};
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct TopupArgs {
+    #[arg(long)]
+    pub user: String,
+    /// Tokens to add; a negative amount deducts (never below zero)
+    #[arg(long, allow_negative_numbers = true)]
+    pub amount: i64,
+    /// Free text kept with the ledger entry, e.g. a payment provider's event id
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Makes retries safe: the same key with the same top-up credits once
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+}
+
+pub fn run(args: &TopupArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
+    let request = Request::Topup(TopupRequest {
+        user: args.user.clone(),
+        amount: args.amount,
+        idempotency_key: args.idempotency_key.clone(),
+        reason: args.reason.clone(),
+    });
+    let (data, raw): (TopupData, _) = ctx.call_as(&request)?;
+    if ctx.json {
+        output::print_json(&raw);
+    } else if data.amount >= 0 {
+        println!(
+            "Topped up {} by {}; balance {}.",
+            data.user_id,
+            tokens(data.amount),
+            tokens(data.new_balance)
+        );
+    } else {
+        println!(
+            "Deducted {} from {}; balance {}.",
+            tokens(data.amount.unsigned_abs()),
+            data.user_id,
+            tokens(data.new_balance)
+        );
+    }
+    Ok(Exit::Success)
+}

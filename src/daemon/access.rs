@@ -1,0 +1,123 @@
+//! Who may do what. Anyone who can connect may `get`, `search`, read a `balance`, `history`
+//! or `status`; changing balances or tiers, auditing and reloading are for admins: the
+//! daemon's own uid, root, and the uids and groups named with `--admin-uid` /
+//! `--admin-group`.
+//!
+//! Identity comes from the kernel (the socket peer's credentials, `SO_PEERCRED`), never
+//! from anything the client says.
+
+use nix::unistd::{Gid, Group, Uid, User};
+
+/// The kernel's word on who is on the other end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+/// The admin policy.
+#[derive(Debug, Clone, Default)]
+pub struct AdminPolicy {
+    /// The daemon's own uid (always an admin).
+    pub owner: u32,
+    pub uids: Vec<u32>,
+    pub groups: Vec<Gid>,
+}
+
+impl AdminPolicy {
+    /// The policy for a daemon running as the current user.
+    pub fn for_current_user(uids: Vec<u32>, groups: Vec<Gid>) -> AdminPolicy {
+        AdminPolicy {
+            owner: Uid::current().as_raw(),
+            uids,
+            groups,
+        }
+    }
+
+    /// True if `peer` may run admin operations.
+    pub fn is_admin(&self, peer: &Peer) -> bool {
+        let Some(uid) = peer.uid else {
+            return false;
+        };
+        if uid == 0 || uid == self.owner || self.uids.contains(&uid) {
+            return true;
+        }
+        if self.groups.is_empty() {
+            return false;
+        }
+        if peer
+            .gid
+            .is_some_and(|gid| self.groups.iter().any(|g| g.as_raw() == gid))
+        {
+            return true;
+        }
+        // Supplementary groups: membership as the group database records it.
+        let Ok(Some(user)) = User::from_uid(Uid::from_raw(uid)) else {
+            return false;
+        };
+        self.groups.iter().any(|gid| {
+            user.gid == *gid
+                || Group::from_gid(*gid)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|group| group.mem.contains(&user.name))
+        })
+    }
+}
+
+/// Resolves a `--admin-group` value (a name or a numeric gid).
+pub fn resolve_group(name: &str) -> Result<Gid, String> {
+    if let Ok(raw) = name.parse::<u32>() {
+        return Ok(Gid::from_raw(raw));
+    }
+    match Group::from_name(name) {
+        Ok(Some(group)) => Ok(group.gid),
+        Ok(None) => Err(format!("no group named {name:?}")),
+        Err(e) => Err(format!("looking up group {name:?}: {e}")),
+    }
+}
+
+/// Resolves a `--admin-uid` value (a user name or a numeric uid).
+pub fn resolve_user(name: &str) -> Result<u32, String> {
+    if let Ok(raw) = name.parse::<u32>() {
+        return Ok(raw);
+    }
+    match User::from_name(name) {
+        Ok(Some(user)) => Ok(user.uid.as_raw()),
+        Ok(None) => Err(format!("no user named {name:?}")),
+        Err(e) => Err(format!("looking up user {name:?}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(uid: u32, gid: u32) -> Peer {
+        Peer {
+            uid: Some(uid),
+            gid: Some(gid),
+        }
+    }
+
+    #[test]
+    fn owner_root_and_named_ids_are_admins_others_are_not() {
+        let policy = AdminPolicy {
+            owner: 1000,
+            uids: vec![1001],
+            groups: vec![Gid::from_raw(50)],
+        };
+        assert!(policy.is_admin(&peer(1000, 1000)));
+        assert!(policy.is_admin(&peer(0, 0)));
+        assert!(policy.is_admin(&peer(1001, 1001)));
+        assert!(policy.is_admin(&peer(4242, 50)), "primary group named");
+        assert!(!policy.is_admin(&peer(4242, 4242)));
+        assert!(
+            !policy.is_admin(&Peer {
+                uid: None,
+                gid: None
+            }),
+            "unknown peers are not trusted"
+        );
+    }
+}

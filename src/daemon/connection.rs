@@ -1,0 +1,161 @@
+//! One client connection: a reader that takes request lines in order and hands them to the
+//! service, and a writer that sends the replies in the same order, each once its change is
+//! durable. Pipelined requests flow: the reader does not wait for a reply's flush before
+//! reading the next request, which is what lets concurrent changes share one disk flush.
+//!
+//! Everything a client can make the daemon hold is bounded: a request line (64 KiB, then
+//! `line_too_long` and the connection closes), replies not yet sent (`max_in_flight`, after
+//! which the reader stops reading), time to complete a line (`idle_timeout`) and time for the
+//! client to take a reply (`write_timeout`). A slow or stalled client costs only itself.
+
+use super::access::Peer;
+use super::dispatch::{Handled, Outgoing, Service};
+use crate::protocol::{self, ErrorBody, ErrorCode, MAX_LINE_BYTES};
+use futures_util::StreamExt;
+use interprocess::local_socket::tokio::Stream;
+use interprocess::local_socket::traits::StreamCommon;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
+use tokio_util::sync::CancellationToken;
+
+/// Per-connection bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Open connections at once; beyond it a new connection gets `busy` and is closed.
+    pub max_connections: usize,
+    /// A connection that completes no request line for this long is closed.
+    pub idle_timeout: Duration,
+    /// A client that takes no reply bytes for this long is disconnected.
+    pub write_timeout: Duration,
+    /// Replies held for one connection before its reader stops reading.
+    pub max_in_flight: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            idle_timeout: Duration::from_secs(300),
+            write_timeout: Duration::from_secs(30),
+            max_in_flight: 256,
+        }
+    }
+}
+
+/// Serves one connection until the client leaves, misbehaves, or the daemon shuts down
+/// (then requests already read are still answered).
+pub async fn serve(
+    stream: Stream,
+    service: Arc<Service>,
+    limits: Limits,
+    shutdown: CancellationToken,
+) {
+    let peer = match stream.peer_creds() {
+        Ok(creds) => Peer {
+            uid: creds.euid(),
+            gid: creds.egid(),
+        },
+        Err(_) => Peer {
+            uid: None,
+            gid: None,
+        },
+    };
+    // Reader and writer share the stream: `&Stream` reads and writes.
+    let stream = Arc::new(stream);
+    let (replies, pending) = mpsc::channel(limits.max_in_flight);
+    let writer = tokio::spawn(write_replies(stream.clone(), pending, limits.write_timeout));
+    read_requests(&stream, &service, &peer, &limits, &shutdown, &replies).await;
+    drop(replies);
+    let _ = writer.await;
+}
+
+async fn read_requests(
+    stream: &Stream,
+    service: &Arc<Service>,
+    peer: &Peer,
+    limits: &Limits,
+    shutdown: &CancellationToken,
+    replies: &mpsc::Sender<Outgoing>,
+) {
+    let codec = AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), MAX_LINE_BYTES);
+    let mut lines = FramedRead::with_capacity(stream, codec, 16 * 1024);
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            next = timeout(limits.idle_timeout, lines.next()) => next,
+        };
+        let line = match next {
+            Err(_idle) => {
+                tracing::debug!("closing a connection idle for {:?}", limits.idle_timeout);
+                return;
+            }
+            Ok(None) => return,
+            Ok(Some(Ok(line))) => line,
+            Ok(Some(Err(AnyDelimiterCodecError::MaxChunkLengthExceeded))) => {
+                let error = ErrorBody::new(
+                    ErrorCode::LineTooLong,
+                    format!(
+                        "request lines are limited to {MAX_LINE_BYTES} bytes; closing the connection"
+                    ),
+                );
+                let mut bytes = Vec::new();
+                protocol::encode_error(&mut bytes, None, &error);
+                let _ = replies.send(Outgoing::immediate(bytes)).await;
+                return;
+            }
+            Ok(Some(Err(AnyDelimiterCodecError::Io(error)))) => {
+                tracing::debug!("connection read failed: {error}");
+                return;
+            }
+        };
+        let line = line.strip_suffix(b"\r").unwrap_or(&line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue; // blank lines are not requests
+        }
+        let outgoing = match service.handle(line, peer) {
+            Handled::Ready(outgoing) => outgoing,
+            Handled::Later(work) => work.await,
+        };
+        if replies.send(outgoing).await.is_err() {
+            return; // the writer gave up on this client
+        }
+    }
+}
+
+async fn write_replies(
+    stream: Arc<Stream>,
+    mut pending: mpsc::Receiver<Outgoing>,
+    write_timeout: Duration,
+) {
+    let mut out = BufWriter::with_capacity(64 * 1024, &*stream);
+    while let Some(outgoing) = pending.recv().await {
+        let bytes = outgoing.settle().await;
+        if !matches!(
+            timeout(write_timeout, out.write_all(&bytes)).await,
+            Ok(Ok(()))
+        ) {
+            return;
+        }
+        // Flush when nothing else is ready, so pipelined replies share a write.
+        if pending.is_empty() && !matches!(timeout(write_timeout, out.flush()).await, Ok(Ok(()))) {
+            return;
+        }
+    }
+    let _ = timeout(write_timeout, out.flush()).await;
+}
+
+/// Tells a client over the connection limit to come back later, and hangs up.
+pub async fn refuse_busy(stream: Stream, max_connections: usize) {
+    let error = ErrorBody::new(
+        ErrorCode::Busy,
+        format!("memesd is at its limit of {max_connections} connections; try again later"),
+    );
+    let mut bytes = Vec::new();
+    protocol::encode_error(&mut bytes, None, &error);
+    let _ = timeout(Duration::from_secs(1), (&stream).write_all(&bytes)).await;
+}

@@ -1,0 +1,149 @@
+//! Signed claims: a JWT carried with a request, issued by an auth service, naming the user
+//! (`sub`) and possibly `"tier": "premium"`. Verified with the key given to `--claims-key`:
+//! an HS256 shared secret (the file's bytes), or an Ed25519 public key (a PEM file), which
+//! lets the daemon verify tokens without being able to mint them.
+//!
+//! Verification is one signature check, in memory. Every refusal says which check failed.
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use std::path::Path;
+
+/// Seconds of clock difference tolerated between the issuer and this host.
+const LEEWAY_SECS: u64 = 30;
+
+/// The claims memes reads from a token.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Claims {
+    /// The user the token was issued for.
+    pub sub: String,
+    /// `"premium"` makes the request premium.
+    #[serde(default)]
+    pub tier: Option<String>,
+}
+
+impl Claims {
+    pub fn is_premium(&self) -> bool {
+        self.tier.as_deref() == Some("premium")
+    }
+}
+
+/// Checks tokens against one key.
+pub struct ClaimsVerifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl ClaimsVerifier {
+    /// Reads the key file: a PEM Ed25519 public key, or else an HS256 secret (its bytes, a
+    /// trailing newline ignored).
+    pub fn from_file(path: &Path) -> Result<ClaimsVerifier, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        if bytes.starts_with(b"-----BEGIN") {
+            let key = DecodingKey::from_ed_pem(&bytes)
+                .map_err(|e| format!("{}: not an Ed25519 public key: {e}", path.display()))?;
+            return Ok(ClaimsVerifier::new(key, Algorithm::EdDSA));
+        }
+        let secret = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+        let secret = secret.strip_suffix(b"\r").unwrap_or(secret);
+        if secret.len() < 16 {
+            return Err(format!(
+                "{}: an HS256 secret must be at least 16 bytes",
+                path.display()
+            ));
+        }
+        Ok(ClaimsVerifier::new(
+            DecodingKey::from_secret(secret),
+            Algorithm::HS256,
+        ))
+    }
+
+    fn new(key: DecodingKey, algorithm: Algorithm) -> ClaimsVerifier {
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        ClaimsVerifier { key, validation }
+    }
+
+    /// The token's claims if its signature, algorithm, expiry and not-before all check out.
+    pub fn verify(&self, token: &str) -> Result<Claims, String> {
+        jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|error| match error.kind() {
+                ErrorKind::ExpiredSignature => "the token has expired (exp is in the past)".into(),
+                ErrorKind::ImmatureSignature => {
+                    "the token is not valid yet (nbf is in the future)".into()
+                }
+                ErrorKind::InvalidSignature => "the token's signature does not verify".into(),
+                ErrorKind::InvalidAlgorithm => format!(
+                    "the token is not signed with {:?}, the algorithm of this daemon's key",
+                    self.validation.algorithms[0]
+                ),
+                ErrorKind::MissingRequiredClaim(claim) => {
+                    format!("the token has no {claim:?} claim")
+                }
+                ErrorKind::InvalidClaimFormat(claim) => {
+                    format!("the token's {claim:?} claim is malformed")
+                }
+                other => format!("the token is malformed ({other:?})"),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header, encode};
+
+    const SECRET: &[u8] = b"a test secret of enough length";
+
+    fn verifier() -> ClaimsVerifier {
+        ClaimsVerifier::new(DecodingKey::from_secret(SECRET), Algorithm::HS256)
+    }
+
+    fn token(claims: serde_json::Value) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap()
+    }
+
+    fn now() -> i64 {
+        crate::store::now_ms() / 1000
+    }
+
+    #[test]
+    fn a_valid_premium_token_verifies() {
+        let claims = verifier()
+            .verify(&token(
+                serde_json::json!({"sub": "u1", "tier": "premium", "exp": now() + 600}),
+            ))
+            .unwrap();
+        assert_eq!(claims.sub, "u1");
+        assert!(claims.is_premium());
+    }
+
+    #[test]
+    fn each_failed_check_is_named() {
+        let v = verifier();
+        let expired = v.verify(&token(serde_json::json!({"sub": "u", "exp": now() - 3600})));
+        assert!(expired.unwrap_err().contains("expired"));
+        let early = v.verify(&token(
+            serde_json::json!({"sub": "u", "exp": now() + 7200, "nbf": now() + 3600}),
+        ));
+        assert!(early.unwrap_err().contains("not valid yet"));
+        let good = token(serde_json::json!({"sub": "u", "exp": now() + 600}));
+        let mut altered = good.clone().into_bytes();
+        let at = good.rfind('.').unwrap() + 3;
+        altered[at] = if altered[at] == b'A' { b'B' } else { b'A' };
+        let altered = String::from_utf8(altered).unwrap();
+        assert!(v.verify(&altered).unwrap_err().contains("signature"));
+        assert!(v.verify("not a token").unwrap_err().contains("malformed"));
+        let no_exp = v.verify(&token(serde_json::json!({"sub": "u"})));
+        assert!(no_exp.unwrap_err().contains("\"exp\""));
+    }
+}

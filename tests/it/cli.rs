@@ -1,0 +1,152 @@
+//! The `memes` command line: output modes, argument forms, exit codes.
+
+use crate::harness::{Daemon, run_memes, short_tempdir};
+
+#[test]
+fn human_output_is_a_table_and_json_is_one_document() {
+    let daemon = Daemon::start();
+    let human = daemon.memes(&["get", "--user", "u1", "--query", "cat"]);
+    assert_eq!(human.code, 0, "{}", human.stderr);
+    assert!(
+        human.stdout.contains("Balance") && human.stdout.contains("149 tokens"),
+        "{}",
+        human.stdout
+    );
+    assert!(human.stdout.contains("https://"), "{}", human.stdout);
+    let json = daemon.memes(&["--json", "balance", "--user", "u1"]);
+    assert_eq!(
+        json.json(),
+        serde_json::json!({"user_id": "u1", "balance": 149, "tier": "free"})
+    );
+    assert_eq!(json.stdout.lines().count(), 1);
+    let status = daemon.memes(&["status"]);
+    assert!(status.stdout.contains("Accounts"), "{}", status.stdout);
+}
+
+#[test]
+fn negative_numbers_work_spaced_and_with_equals() {
+    let daemon = Daemon::start();
+    for args in [
+        ["get", "--user", "u1", "--lat", "40", "--long", "-73"],
+        [
+            "get",
+            "--user",
+            "u1",
+            "--lat=-33.9",
+            "--long=151.2",
+            "--query",
+            "cat",
+        ],
+    ] {
+        let run = daemon.memes(&args);
+        assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+    }
+    assert_eq!(
+        daemon.memes_json(&["topup", "--user", "u1", "--amount", "-20"])["new_balance"],
+        128
+    );
+    assert_eq!(
+        daemon.memes_json(&["topup", "--user", "u1", "--amount=-8"])["new_balance"],
+        120
+    );
+    assert_eq!(
+        daemon.memes_json(&["topup", "--user", "u1", "--amount", "8"])["new_balance"],
+        128
+    );
+}
+
+#[test]
+fn invalid_input_fails_fast_with_exit_2() {
+    let dir = short_tempdir();
+    let socket = dir.path().join("absent.sock");
+    // Checked before connecting: no daemon is needed to refuse these.
+    for args in [
+        vec!["get", "--user", "u1", "--lat", "91", "--long", "0"],
+        vec!["get", "--user", "u1", "--lat", "10"],
+        vec!["get", "--user", ""],
+        vec!["topup", "--user", "u1", "--amount", "0"],
+        vec!["topup", "--user", "u1", "--amount", "lots"],
+        vec!["get", "--user", "u1", "--count", "11"],
+        vec!["frobnicate"],
+    ] {
+        let run = run_memes(Some(&socket), &args, &[]);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let run = run_memes(None, &["--help"], &[]);
+    assert_eq!(run.code, 0);
+    for code in [
+        "3  memesd is unreachable",
+        "4  insufficient tokens",
+        "7  conflict",
+    ] {
+        assert!(run.stdout.contains(code), "{}", run.stdout);
+    }
+}
+
+#[test]
+fn the_committed_completions_are_current() {
+    for (shell, file) in [
+        (clap_complete::Shell::Bash, "memes.bash"),
+        (clap_complete::Shell::Zsh, "_memes"),
+        (clap_complete::Shell::Fish, "memes.fish"),
+    ] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("completions")
+            .join(file);
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == memes::cli::completions::script(shell),
+            "{} is stale; regenerate with `cargo run --bin memes -- completions {shell} > completions/{file}`",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn the_first_run_starts_a_daemon_on_the_default_socket() {
+    let home = short_tempdir();
+    let share = home.path().join("share");
+    let env = [
+        ("HOME", home.path().to_str().unwrap()),
+        ("XDG_RUNTIME_DIR", home.path().to_str().unwrap()),
+        ("XDG_DATA_HOME", share.to_str().unwrap()),
+        ("MEMES_NO_AUTOSTART", "0"),
+    ];
+    let run = run_memes(
+        None,
+        &["--json", "get", "--user", "first", "--query", "cat"],
+        &env,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("started memesd"), "{}", run.stderr);
+    assert_eq!(run.json()["balance"], 149);
+    let again = run_memes(None, &["--json", "balance", "--user", "first"], &env);
+    assert_eq!(again.json()["balance"], 149);
+    assert!(
+        !again.stderr.contains("started memesd"),
+        "one daemon serves both calls"
+    );
+    let socket = home.path().join("memes/memesd.sock");
+    assert!(socket.exists());
+    // Stop the daemon this test started: find it as the socket's peer.
+    let conn = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    let creds =
+        nix::sys::socket::getsockopt(&conn, nix::sys::socket::sockopt::PeerCredentials).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(creds.pid()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while socket.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the autostarted daemon did not stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,303 @@
+//! The ledger from outside: idempotent retries, history, audit, and crashes under load.
+
+use crate::harness::{Conn, Daemon};
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[test]
+fn a_repeated_top_up_credits_once_and_answers_the_same() {
+    let mut daemon = Daemon::start();
+    let args = [
+        "topup",
+        "--user",
+        "u1",
+        "--amount",
+        "25",
+        "--idempotency-key",
+        "stripe-evt-1",
+        "--reason",
+        "stripe evt_1",
+    ];
+    let first = daemon.memes_json(&args);
+    let again = daemon.memes_json(&args);
+    assert_eq!(first, again);
+    assert_eq!(daemon.balance("u1"), Some(175));
+    let conflict = daemon.memes(&[
+        "topup",
+        "--user",
+        "u1",
+        "--amount",
+        "26",
+        "--idempotency-key",
+        "stripe-evt-1",
+    ]);
+    assert_eq!(conflict.code, 7, "{}", conflict.stderr);
+    let other_user = daemon.memes(&[
+        "topup",
+        "--user",
+        "u2",
+        "--amount",
+        "25",
+        "--idempotency-key",
+        "stripe-evt-1",
+    ]);
+    assert_eq!(other_user.code, 7);
+    assert_eq!(
+        daemon.balance("u2"),
+        None,
+        "a conflicting request changes nothing"
+    );
+    daemon.kill9();
+    daemon.restart();
+    assert_eq!(daemon.memes_json(&args), first, "keys survive a crash");
+    assert_eq!(daemon.balance("u1"), Some(175));
+}
+
+#[test]
+fn a_retried_get_returns_the_same_meme_without_a_second_charge() {
+    let mut daemon = Daemon::start();
+    let args = [
+        "get",
+        "--user",
+        "u1",
+        "--query",
+        "cat",
+        "--lat",
+        "48.8566",
+        "--long",
+        "2.3522",
+        "--idempotency-key",
+        "req-1",
+    ];
+    let first = daemon.memes_json(&args);
+    assert_eq!(first["balance"], 149);
+    let again = daemon.memes_json(&args);
+    assert_eq!(
+        first, again,
+        "the same meme, the same charge, the balance as it was then"
+    );
+    daemon.memes_json(&["get", "--user", "u1", "--query", "cat"]);
+    assert_eq!(
+        daemon.memes_json(&args),
+        first,
+        "still the original reply after other charges"
+    );
+    assert_eq!(daemon.balance("u1"), Some(148));
+    let status = daemon.signal_and_wait(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(0));
+    daemon.restart();
+    assert_eq!(
+        daemon.memes_json(&args),
+        first,
+        "and after a restart (checkpoint)"
+    );
+    let changed = daemon.memes(&[
+        "get",
+        "--user",
+        "u1",
+        "--query",
+        "dog",
+        "--idempotency-key",
+        "req-1",
+    ]);
+    assert_eq!(changed.code, 7);
+    assert_eq!(daemon.balance("u1"), Some(148));
+}
+
+#[test]
+fn history_shows_every_entry_with_its_running_balance() {
+    let daemon = Daemon::start();
+    daemon.memes_json(&["get", "--user", "h", "--query", "cat"]);
+    daemon.memes_json(&[
+        "topup",
+        "--user",
+        "h",
+        "--amount",
+        "10",
+        "--reason",
+        "stripe evt_9",
+        "--idempotency-key",
+        "k9",
+    ]);
+    daemon.memes_json(&["topup", "--user", "h", "--amount", "-5"]);
+    daemon.memes_json(&["get", "--user", "other"]);
+    daemon.memes_json(&["get", "--user", "h", "--count", "2"]);
+    let history = daemon.memes_json(&["history", "--user", "h"]);
+    let entries = history.as_array().expect("an array of entries");
+    let kinds: Vec<&str> = entries
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["welcome", "charge", "topup", "deduct", "charge"]);
+    let balances: Vec<u64> = entries
+        .iter()
+        .map(|e| e["balance"].as_u64().unwrap())
+        .collect();
+    assert_eq!(balances, [150, 149, 159, 154, 152]);
+    let mut running = 0i64;
+    for entry in entries {
+        running += entry["delta"].as_i64().unwrap();
+        assert_eq!(running, entry["balance"].as_i64().unwrap());
+        assert!(entry["seq"].as_u64().is_some() && entry["time"].as_str().unwrap().ends_with('Z'));
+    }
+    assert_eq!(entries[2]["key"], "k9");
+    assert_eq!(entries[2]["reason"], "stripe evt_9");
+    assert!(
+        entries
+            .windows(2)
+            .all(|w| w[0]["seq"].as_u64() < w[1]["seq"].as_u64())
+    );
+    let newest = daemon.memes_json(&["history", "--user", "h", "--limit", "2"]);
+    assert_eq!(newest.as_array().unwrap(), &entries[3..]);
+    let table = daemon.memes(&["history", "--user", "h"]);
+    assert!(
+        table.stdout.contains("stripe evt_9") && table.stdout.contains("deduct"),
+        "{}",
+        table.stdout
+    );
+    assert_eq!(daemon.memes(&["history", "--user", "ghost"]).code, 5);
+}
+
+#[test]
+fn audit_passes_on_a_healthy_ledger_and_names_a_corrupted_one() {
+    let mut daemon = Daemon::start();
+    for user in ["a", "b", "c"] {
+        daemon.memes_json(&["get", "--user", user]);
+        daemon.memes_json(&["topup", "--user", user, "--amount", "3"]);
+    }
+    let report = daemon.memes_json(&["audit"]);
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["accounts"], 3);
+    assert_eq!(report["entries"], 9);
+    assert_eq!(report["welcomes"], 3);
+    assert_eq!(daemon.memes(&["audit"]).code, 0);
+    daemon.kill9();
+    let journal = daemon.data_dir.join("journal.ndjson");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let forged = text.replacen(
+        r#""kind":"topup","delta":3,"balance":152"#,
+        r#""kind":"topup","delta":3,"balance":1152"#,
+        1,
+    );
+    assert_ne!(forged, text);
+    std::fs::write(&journal, forged).unwrap();
+    daemon.restart();
+    let run = daemon.memes(&["audit"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stdout.contains("FAILED") && run.stdout.contains("1152"),
+        "{}",
+        run.stdout
+    );
+}
+
+/// One client of the crash test: top-ups and gets, each with its own idempotency key,
+/// retried with the same key after a crash until acknowledged.
+fn crash_client(
+    socket: std::path::PathBuf,
+    client: usize,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<(String, String)>>>,
+) {
+    let user = format!("crash-{}", client % 6);
+    let mut n = 0;
+    let mut conn: Option<Conn> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let key = format!("c{client}-{n}");
+        let request = if n % 3 == 0 {
+            json!({"op": "get", "user": user, "query": "cat", "idempotency_key": key})
+        } else {
+            json!({"op": "topup", "user": user, "amount": 2, "idempotency_key": key})
+        };
+        // Retry the same request with the same key until it is acknowledged.
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let Some(c) = conn.as_mut() else {
+                conn = Conn::open(&socket).ok();
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            let sent = c.send(format!("{request}\n").as_bytes());
+            match c.read_reply().filter(|_| sent) {
+                Some(reply) if reply["ok"] == true => {
+                    acked.lock().unwrap().push((user.clone(), key.clone()));
+                    break;
+                }
+                Some(reply) => panic!("unexpected refusal {reply}"),
+                None => conn = None, // crashed mid-request: retry with the same key
+            }
+        }
+        n += 1;
+    }
+}
+
+#[test]
+fn repeated_kill_9_under_load_loses_nothing_and_duplicates_nothing() {
+    let mut daemon = Daemon::start();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let clients: Vec<_> = (0..12)
+        .map(|client| {
+            let (socket, stop, acked) = (daemon.socket.clone(), stop.clone(), acked.clone());
+            std::thread::spawn(move || crash_client(socket, client, stop, acked))
+        })
+        .collect();
+    let mut seed = 0x2545_f491_u64;
+    for _ in 0..5 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(150 + seed % 400));
+        daemon.kill9();
+        daemon.restart();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let acked = acked.lock().unwrap();
+    assert!(
+        acked.len() > 100,
+        "the load ran: {} acknowledged",
+        acked.len()
+    );
+    let mut keys_by_user: HashMap<String, Vec<String>> = HashMap::new();
+    for user in (0..6).map(|u| format!("crash-{u}")) {
+        let history = daemon.memes_json(&["history", "--user", &user]);
+        let mut running = 0i64;
+        for entry in history.as_array().unwrap() {
+            running += entry["delta"].as_i64().unwrap();
+            assert_eq!(running, entry["balance"].as_i64().unwrap(), "{entry}");
+            if let Some(key) = entry["key"].as_str() {
+                keys_by_user
+                    .entry(user.clone())
+                    .or_default()
+                    .push(key.to_string());
+            }
+        }
+        assert_eq!(Some(running as u64), daemon.balance(&user));
+    }
+    for (user, keys) in &keys_by_user {
+        let unique: HashSet<&String> = keys.iter().collect();
+        assert_eq!(
+            unique.len(),
+            keys.len(),
+            "{user}: a change was applied twice"
+        );
+    }
+    for (user, key) in acked.iter() {
+        assert!(
+            keys_by_user[user].contains(key),
+            "acknowledged {key} of {user} is missing"
+        );
+    }
+    let report: Value = daemon.memes_json(&["audit"]);
+    assert_eq!(report["ok"], true, "{report}");
+}

@@ -1,0 +1,12 @@
+//! Integration tests: the real memesd on a temporary socket, driven through the real `memes`
+//! binary and through raw NDJSON on the socket. Each test has its own daemon.
+
+mod harness;
+
+mod catalogue;
+mod cli;
+mod ledger;
+mod lifecycle;
+mod money;
+mod premium;
+mod protocol;

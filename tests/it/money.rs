@@ -1,0 +1,125 @@
+//! The rules of the money, checked from outside.
+
+use crate::harness::{Daemon, assert_error};
+use serde_json::json;
+
+#[test]
+fn first_sight_grants_the_welcome_once_ever() {
+    let daemon = Daemon::start();
+    let got = daemon.memes_json(&["get", "--user", "u1"]);
+    assert_eq!(got["charged"], 1);
+    assert_eq!(got["balance"], 149);
+    assert_eq!(
+        daemon.memes_json(&["topup", "--user", "u1", "--amount", "-149"])["new_balance"],
+        0
+    );
+    // Spent down to zero: no second grant.
+    let refused = daemon.memes(&["get", "--user", "u1"]);
+    assert_eq!(refused.code, 4, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("memes: error:"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(daemon.balance("u1"), Some(0));
+    // A top-up opens an account too, with its grant.
+    assert_eq!(
+        daemon.memes_json(&["topup", "--user", "u2", "--amount", "50"])["new_balance"],
+        200
+    );
+}
+
+#[test]
+fn a_charge_happens_only_when_a_meme_is_delivered() {
+    let daemon = Daemon::start();
+    daemon.memes_json(&["get", "--user", "u1"]);
+    let no_match = daemon.memes(&["get", "--user", "u1", "--query", "qqqqxxxzzz"]);
+    assert_eq!(no_match.code, 5, "{}", no_match.stderr);
+    let bad_lat = daemon.memes(&["get", "--user", "u1", "--lat", "91", "--long", "0"]);
+    assert_eq!(bad_lat.code, 2);
+    let mut conn = daemon.connect();
+    assert_error(
+        &conn.request(r#"{"op":"get","user":"u1","lat":0,"long":181}"#),
+        "invalid_argument",
+    );
+    assert_eq!(daemon.balance("u1"), Some(149));
+    // An unknown user that gets nothing has no account.
+    assert_eq!(
+        daemon
+            .memes(&["get", "--user", "nobody", "--query", "qqqqxxxzzz"])
+            .code,
+        5
+    );
+    assert_eq!(daemon.balance("nobody"), None);
+}
+
+#[test]
+fn no_balance_goes_below_zero() {
+    let daemon = Daemon::start_with(&["--meme-cost", "100"]);
+    daemon.memes_json(&["get", "--user", "u1"]);
+    let refused = daemon.memes(&["get", "--user", "u1"]);
+    assert_eq!(refused.code, 4);
+    assert!(
+        refused.stderr.contains("50 tokens, 100 needed"),
+        "{}",
+        refused.stderr
+    );
+    let deduct = daemon.memes(&["topup", "--user", "u1", "--amount", "-51"]);
+    assert_eq!(deduct.code, 4);
+    assert_eq!(daemon.balance("u1"), Some(50));
+    assert_eq!(
+        daemon.memes_json(&["topup", "--user", "u1", "--amount=-50"])["new_balance"],
+        0
+    );
+}
+
+#[test]
+fn concurrent_top_ups_lose_no_update() {
+    let daemon = Daemon::start();
+    let threads: Vec<_> = (0..64)
+        .map(|_| {
+            let mut conn = daemon.connect();
+            std::thread::spawn(move || {
+                for _ in 0..1000 {
+                    let reply = conn.request(r#"{"op":"topup","user":"shared","amount":1}"#);
+                    assert_eq!(reply["ok"], true, "{reply}");
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(daemon.balance("shared"), Some(150 + 64_000));
+}
+
+#[test]
+fn amounts_and_balances_are_bounded() {
+    let daemon = Daemon::start();
+    let mut conn = daemon.connect();
+    let big = json!({"op": "topup", "user": "rich", "amount": 1_000_000_000_000i64}).to_string();
+    // 2^53 - 1 holds 9007 top-ups of 10^12 (plus the grant), not 9008.
+    let mut last = json!(null);
+    for _ in 0..(9008 / 16) {
+        conn.send(format!("{big}\n").repeat(16).as_bytes());
+        for _ in 0..16 {
+            last = conn.read_reply().unwrap();
+        }
+    }
+    assert_error(&last, "invalid_argument");
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("maximum"),
+        "{last}"
+    );
+    assert_error(
+        &conn.request(r#"{"op":"topup","user":"rich","amount":1000000000001}"#),
+        "invalid_argument",
+    );
+    assert_error(
+        &conn.request(r#"{"op":"topup","user":"rich","amount":0}"#),
+        "invalid_argument",
+    );
+}
