@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// The catalogue shipped with memes, used unless `--catalogue FILE` is given.
 pub const EMBEDDED: &[u8] =
@@ -26,8 +26,19 @@ const QUERY_CACHE_ENTRIES: usize = 4096;
 /// At most this many ranked results are considered for a delivery.
 const RANKED_LIMIT: usize = 64;
 
-/// Ranked results by (query, nsfw allowed).
-type RankedCache = lru::LruCache<(String, bool), Arc<[Hit]>>;
+/// Ranked results by query (a bounded, concurrent cache).
+type RankedCache = quick_cache::sync::Cache<String, Arc<Ranked>>;
+
+/// A ranked match is a "good" match if it scores at least this share of the best one.
+const GOOD_SHARE: f32 = 0.5;
+
+/// The ranked matches of one query, best first.
+#[derive(Debug, Default)]
+pub struct Ranked {
+    pub hits: Vec<Hit>,
+    /// The first `good` hits score close enough to the best to count as good matches.
+    pub good: usize,
+}
 
 /// One meme as the catalogue file describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -94,9 +105,12 @@ pub struct Catalogue {
     index: SearchIndex,
     /// Indices of memes that are safe for work, for requests without a query.
     safe: Vec<u32>,
+    /// Per meme, a hash of its id: how deliveries are remembered (it survives reloads).
+    delivery_keys: Vec<u64>,
     /// "embedded" or the file it was loaded from.
     origin: String,
-    ranked_cache: Mutex<RankedCache>,
+    /// Ranked results of recent queries, without and with nsfw memes.
+    ranked_cache: [RankedCache; 2],
 }
 
 impl Catalogue {
@@ -167,16 +181,21 @@ impl Catalogue {
         let safe = (0..file.memes.len() as u32)
             .filter(|i| !file.memes[*i as usize].nsfw)
             .collect();
+        let delivery_keys = file
+            .memes
+            .iter()
+            .map(|meme| delivery_key(&meme.id))
+            .collect();
+        let cache = || RankedCache::new(QUERY_CACHE_ENTRIES);
         Ok(Catalogue {
             memes: file.memes,
             views,
             by_id,
             index,
             safe,
+            delivery_keys,
             origin: origin.into(),
-            ranked_cache: Mutex::new(lru::LruCache::new(
-                QUERY_CACHE_ENTRIES.try_into().expect("non-zero"),
-            )),
+            ranked_cache: [cache(), cache()],
         })
     }
 
@@ -211,27 +230,41 @@ impl Catalogue {
         &self.safe
     }
 
+    /// How deliveries of the meme at `index` are remembered.
+    pub fn delivery_key(&self, index: u32) -> u64 {
+        self.delivery_keys[index as usize]
+    }
+
     /// Ranked matches for `query`, best first, nsfw memes left out unless `nsfw`.
     /// Cached per query: ranking is deterministic for a given catalogue.
-    pub fn ranked(&self, query: &str, nsfw: bool) -> Arc<[Hit]> {
-        let key = (query.to_string(), nsfw);
-        if let Some(hits) = self.cache().get(&key) {
-            return hits.clone();
+    pub fn ranked(&self, query: &str, nsfw: bool) -> Arc<Ranked> {
+        let cache = &self.ranked_cache[usize::from(nsfw)];
+        if let Some(ranked) = cache.get(query) {
+            return ranked;
         }
-        let hits: Arc<[Hit]> = self
+        let hits: Vec<Hit> = self
             .index
             .search(query, RANKED_LIMIT * 2)
             .into_iter()
             .filter(|hit| nsfw || !self.memes[hit.doc as usize].nsfw)
             .take(RANKED_LIMIT)
             .collect();
-        self.cache().put(key, hits.clone());
-        hits
+        let best = hits.first().map_or(0.0, |hit| hit.score);
+        let good = hits
+            .iter()
+            .take_while(|hit| hit.score >= best * GOOD_SHARE)
+            .count();
+        let ranked = Arc::new(Ranked { hits, good });
+        cache.insert(query.to_string(), ranked.clone());
+        ranked
     }
+}
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, RankedCache> {
-        self.ranked_cache.lock().unwrap_or_else(|p| p.into_inner())
-    }
+/// A stable hash of a meme id.
+fn delivery_key(id: &str) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(id, &mut hasher);
+    std::hash::Hasher::finish(&hasher)
 }
 
 fn validate_meme(meme: &Meme) -> Result<(), String> {

@@ -8,17 +8,15 @@
 //! what was charged.
 
 use super::Catalogue;
-use std::collections::VecDeque;
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Mutex;
+use super::search::Hit;
+use quick_cache::sync::{EntryAction, EntryResult};
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Deliveries remembered per user.
 pub const RECENT_PER_USER: usize = 24;
 /// Users whose recent deliveries are remembered.
 pub const RECENT_USERS: usize = 65_536;
-/// A ranked match is a "good" match if it scores at least this share of the best one.
-const GOOD_SHARE: f32 = 0.5;
 
 /// Why nothing can be delivered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,7 +44,8 @@ pub struct Wanted<'a> {
 
 /// Recent deliveries per user, for variety.
 pub struct Deliveries {
-    recent: Mutex<lru::LruCache<Box<str>, VecDeque<u64>>>,
+    /// A bounded, concurrent cache: the least useful entries are evicted beyond its size.
+    recent: quick_cache::sync::Cache<String, Recent>,
     /// Spreads requests without a query over the catalogue.
     rotation: AtomicU64,
 }
@@ -54,11 +53,36 @@ pub struct Deliveries {
 impl Default for Deliveries {
     fn default() -> Self {
         Deliveries {
-            recent: Mutex::new(lru::LruCache::new(
-                RECENT_USERS.try_into().expect("non-zero"),
-            )),
+            recent: quick_cache::sync::Cache::new(RECENT_USERS),
             rotation: AtomicU64::new(0),
         }
+    }
+}
+
+/// A user's recent deliveries (delivery keys), oldest first.
+#[derive(Debug, Clone, Copy)]
+struct Recent {
+    keys: [u64; RECENT_PER_USER],
+    len: usize,
+}
+
+impl Recent {
+    const EMPTY: Recent = Recent {
+        keys: [0; RECENT_PER_USER],
+        len: 0,
+    };
+
+    fn age(&self, key: u64) -> Option<usize> {
+        self.keys[..self.len].iter().position(|k| *k == key)
+    }
+
+    fn push(&mut self, key: u64) {
+        if self.len == RECENT_PER_USER {
+            self.keys.copy_within(1.., 0);
+            self.len -= 1;
+        }
+        self.keys[self.len] = key;
+        self.len += 1;
     }
 }
 
@@ -70,113 +94,118 @@ impl Deliveries {
         user: &str,
         wanted: &Wanted,
     ) -> Result<Vec<u32>, NoMatch> {
-        let regional = |index: &u32| {
-            let meme = catalogue.meme(*index);
-            meme.regions
+        let regional = (!wanted.place.is_empty()).then_some(|doc: &u32| {
+            catalogue
+                .meme(*doc)
+                .regions
                 .iter()
                 .any(|r| wanted.place.contains(&r.as_str()))
+        });
+        let recent = self.recent_of(user);
+        let too_few = |available: usize| NoMatch::TooFew {
+            query: wanted.query.unwrap_or("").to_string(),
+            available,
+            wanted: wanted.count,
         };
-        let mut order: Vec<u32>;
         match wanted.query {
             Some(query) => {
-                let hits = catalogue.ranked(query, wanted.nsfw);
-                let Some(best) = hits.first() else {
+                let ranked = catalogue.ranked(query, wanted.nsfw);
+                if ranked.hits.is_empty() {
                     return Err(NoMatch::Nothing(query.to_string()));
-                };
-                let good = hits
-                    .iter()
-                    .take_while(|h| h.score >= best.score * GOOD_SHARE)
-                    .count();
-                let (good, rest) = hits.split_at(good);
-                order = Vec::with_capacity(hits.len());
-                for tier in [good, rest] {
-                    // Within each tier, memes of the user's place first; ranking otherwise kept.
-                    order.extend(tier.iter().map(|h| h.doc).filter(&regional));
-                    order.extend(tier.iter().map(|h| h.doc).filter(|d| !regional(d)));
                 }
+                if ranked.hits.len() < wanted.count {
+                    return Err(too_few(ranked.hits.len()));
+                }
+                let (good, rest) = ranked.hits.split_at(ranked.good);
+                // Good matches before the rest; within each, memes of the user's place first.
+                let order = preferred(docs(good), regional).chain(preferred(docs(rest), regional));
+                Ok(pick(catalogue, order, wanted.count, &recent))
             }
             None => {
-                let pool: Vec<u32> = match wanted.nsfw {
-                    true => (0..catalogue.len() as u32).collect(),
-                    false => catalogue.safe().to_vec(),
+                let pool: Cow<[u32]> = match wanted.nsfw {
+                    true => Cow::Owned((0..catalogue.len() as u32).collect()),
+                    false => Cow::Borrowed(catalogue.safe()),
                 };
-                let start = (self
-                    .rotation
-                    .fetch_add(1, Ordering::Relaxed)
-                    .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                    >> 32) as usize
-                    % pool.len().max(1);
-                let rotated = pool[start..].iter().chain(&pool[..start]);
-                order = rotated.clone().copied().filter(&regional).collect();
-                order.extend(rotated.copied().filter(|d| !regional(d)));
+                if pool.len() < wanted.count {
+                    return Err(too_few(pool.len()));
+                }
+                let turn = self.rotation.fetch_add(1, Ordering::Relaxed);
+                let start = (turn.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % pool.len();
+                let rotated = pool[start..].iter().chain(&pool[..start]).copied();
+                Ok(pick(
+                    catalogue,
+                    preferred(rotated, regional),
+                    wanted.count,
+                    &recent,
+                ))
             }
-        }
-        if order.len() < wanted.count {
-            return Err(NoMatch::TooFew {
-                query: wanted.query.unwrap_or("").to_string(),
-                available: order.len(),
-                wanted: wanted.count,
-            });
-        }
-        let recent = self.recent_of(user);
-        let keys: Vec<u64> = order
-            .iter()
-            .map(|i| delivery_key(&catalogue.meme(*i).id))
-            .collect();
-        // Fresh memes in preference order, then already-seen ones, longest ago first.
-        let mut picked: Vec<u32> = (0..order.len())
-            .filter(|&i| !recent.contains(&keys[i]))
-            .take(wanted.count)
-            .map(|i| order[i])
-            .collect();
-        if picked.len() < wanted.count {
-            let mut seen: Vec<(usize, u32)> = (0..order.len())
-                .filter_map(|i| {
-                    recent
-                        .iter()
-                        .position(|k| *k == keys[i])
-                        .map(|age| (age, order[i]))
-                })
-                .collect();
-            seen.sort_by_key(|(age, _)| *age);
-            picked.extend(
-                seen.into_iter()
-                    .map(|(_, meme)| meme)
-                    .take(wanted.count - picked.len()),
-            );
-        }
-        Ok(picked)
-    }
-
-    /// Remembers that `user` was given `memes` (ids).
-    pub fn record<'a>(&self, user: &str, memes: impl IntoIterator<Item = &'a str>) {
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        let ring = match recent.get_mut(user) {
-            Some(ring) => ring,
-            None => {
-                recent.get_or_insert_mut(user.into(), || VecDeque::with_capacity(RECENT_PER_USER))
-            }
-        };
-        for id in memes {
-            if ring.len() == RECENT_PER_USER {
-                ring.pop_front();
-            }
-            ring.push_back(delivery_key(id));
         }
     }
 
-    /// The user's recent deliveries, oldest first.
-    fn recent_of(&self, user: &str) -> VecDeque<u64> {
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        recent.get(user).cloned().unwrap_or_default()
+    /// Remembers that `user` was given the memes with these delivery keys.
+    pub fn record(&self, user: &str, keys: &[u64]) {
+        let remember = |ring: &mut Recent| keys.iter().for_each(|key| ring.push(*key));
+        let existing = self.recent.entry(user, None, |_, ring| {
+            remember(ring);
+            EntryAction::Retain(())
+        });
+        if let EntryResult::Vacant(slot) = existing {
+            let mut ring = Recent::EMPTY;
+            remember(&mut ring);
+            let _ = slot.insert(ring);
+        }
+    }
+
+    fn recent_of(&self, user: &str) -> Recent {
+        self.recent.get(user).unwrap_or(Recent::EMPTY)
     }
 }
 
-/// Memes are remembered by a hash of their id, which survives catalogue reloads.
-fn delivery_key(id: &str) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    id.hash(&mut hasher);
-    hasher.finish()
+fn docs(hits: &[Hit]) -> impl Iterator<Item = u32> + Clone + '_ {
+    hits.iter().map(|hit| hit.doc)
+}
+
+/// `docs` with those of the user's place first, ranking otherwise kept.
+fn preferred(
+    docs: impl Iterator<Item = u32> + Clone,
+    regional: Option<impl Fn(&u32) -> bool + Copy>,
+) -> impl Iterator<Item = u32> + Clone {
+    let local = docs.clone().filter(move |d| regional.is_some_and(|r| r(d)));
+    let others = docs.filter(move |d| !regional.is_some_and(|r| r(d)));
+    // Without a place, skip the pass that could only find nothing.
+    let local = regional.map(|_| local).into_iter().flatten();
+    local.chain(others)
+}
+
+/// The first `count` memes of `order` the user has not seen recently; if there are not
+/// enough, the ones seen longest ago.
+fn pick(
+    catalogue: &Catalogue,
+    order: impl Iterator<Item = u32> + Clone,
+    count: usize,
+    recent: &Recent,
+) -> Vec<u32> {
+    let mut picked: Vec<u32> = order
+        .clone()
+        .filter(|doc| recent.age(catalogue.delivery_key(*doc)).is_none())
+        .take(count)
+        .collect();
+    if picked.len() < count {
+        let mut seen: Vec<(usize, u32)> = order
+            .filter_map(|doc| {
+                recent
+                    .age(catalogue.delivery_key(doc))
+                    .map(|age| (age, doc))
+            })
+            .collect();
+        seen.sort_by_key(|(age, _)| *age);
+        picked.extend(
+            seen.into_iter()
+                .map(|(_, doc)| doc)
+                .take(count - picked.len()),
+        );
+    }
+    picked
 }
 
 #[cfg(test)]
@@ -227,7 +256,7 @@ mod tests {
         for _ in 0..3 {
             let picked = deliveries.choose(&catalogue, "u", &wanted("cats")).unwrap();
             let id = ids(&catalogue, &picked).remove(0);
-            deliveries.record("u", [id.as_str()]);
+            deliveries.record("u", &[catalogue.delivery_key(catalogue.find(&id).unwrap())]);
             seen.push(id);
         }
         let delivered_first = seen[0].clone();
@@ -339,7 +368,7 @@ mod tests {
         for _ in 0..4 {
             let picked = deliveries.choose(&catalogue, "u", &any).unwrap();
             let id = ids(&catalogue, &picked).remove(0);
-            deliveries.record("u", [id.as_str()]);
+            deliveries.record("u", &[catalogue.delivery_key(catalogue.find(&id).unwrap())]);
             seen.insert(id);
         }
         assert_eq!(seen.len(), 4, "{seen:?}");
@@ -349,8 +378,7 @@ mod tests {
     #[test]
     fn memory_per_user_is_bounded() {
         let deliveries = Deliveries::default();
-        let ids: Vec<String> = (0..100).map(|i| format!("m{i}")).collect();
-        deliveries.record("u", ids.iter().map(String::as_str));
-        assert_eq!(deliveries.recent_of("u").len(), RECENT_PER_USER);
+        deliveries.record("u", &(0..100).collect::<Vec<u64>>());
+        assert_eq!(deliveries.recent_of("u").len, RECENT_PER_USER);
     }
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout};
 use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
 use tokio_util::sync::CancellationToken;
 
@@ -83,20 +83,31 @@ async fn read_requests(
 ) {
     let codec = AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), MAX_LINE_BYTES);
     let mut lines = FramedRead::with_capacity(stream, codec, 16 * 1024);
+    // One timer per connection, moved only when it fires: per-request timers cost more
+    // than the requests.
+    let idle = tokio::time::sleep(limits.idle_timeout);
+    tokio::pin!(idle);
+    let mut last_line = Instant::now();
     loop {
         let next = tokio::select! {
             biased;
             () = shutdown.cancelled() => return,
-            next = timeout(limits.idle_timeout, lines.next()) => next,
-        };
-        let line = match next {
-            Err(_idle) => {
+            next = lines.next() => next,
+            () = &mut idle => {
+                let quiet_until = last_line + limits.idle_timeout;
+                if Instant::now() < quiet_until {
+                    idle.as_mut().reset(quiet_until);
+                    continue;
+                }
                 tracing::debug!("closing a connection idle for {:?}", limits.idle_timeout);
                 return;
             }
-            Ok(None) => return,
-            Ok(Some(Ok(line))) => line,
-            Ok(Some(Err(AnyDelimiterCodecError::MaxChunkLengthExceeded))) => {
+        };
+        last_line = Instant::now();
+        let line = match next {
+            None => return,
+            Some(Ok(line)) => line,
+            Some(Err(AnyDelimiterCodecError::MaxChunkLengthExceeded)) => {
                 let error = ErrorBody::new(
                     ErrorCode::LineTooLong,
                     format!(
@@ -108,7 +119,7 @@ async fn read_requests(
                 let _ = replies.send(Outgoing::immediate(bytes)).await;
                 return;
             }
-            Ok(Some(Err(AnyDelimiterCodecError::Io(error)))) => {
+            Some(Err(AnyDelimiterCodecError::Io(error))) => {
                 tracing::debug!("connection read failed: {error}");
                 return;
             }
@@ -133,17 +144,31 @@ async fn write_replies(
     write_timeout: Duration,
 ) {
     let mut out = BufWriter::with_capacity(64 * 1024, &*stream);
+    // A client that takes no reply bytes for `write_timeout` is cut off. The timer is re-armed
+    // lazily (when less than half of it is left), not per reply.
+    let stall = tokio::time::sleep(write_timeout);
+    tokio::pin!(stall);
     while let Some(outgoing) = pending.recv().await {
         let bytes = outgoing.settle().await;
-        if !matches!(
-            timeout(write_timeout, out.write_all(&bytes)).await,
-            Ok(Ok(()))
-        ) {
-            return;
+        let now = Instant::now();
+        if stall.deadline() < now + write_timeout / 2 {
+            stall.as_mut().reset(now + write_timeout);
         }
         // Flush when nothing else is ready, so pipelined replies share a write.
-        if pending.is_empty() && !matches!(timeout(write_timeout, out.flush()).await, Ok(Ok(()))) {
-            return;
+        let flush = pending.is_empty();
+        let write = async {
+            out.write_all(&bytes).await?;
+            if flush {
+                out.flush().await?;
+            }
+            std::io::Result::Ok(())
+        };
+        tokio::select! {
+            written = write => if written.is_err() { return },
+            () = &mut stall => {
+                tracing::debug!("disconnecting a client that does not read its replies");
+                return;
+            }
         }
     }
     let _ = timeout(write_timeout, out.flush()).await;

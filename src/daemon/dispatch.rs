@@ -141,10 +141,11 @@ impl Service {
             Request::Status(_) => Handled::Ready(self.status(id)),
             Request::Search(search) => {
                 let catalogue = self.catalogue.load();
-                let hits = catalogue.ranked(search.query.trim(), search.nsfw);
+                let ranked = catalogue.ranked(search.query.trim(), search.nsfw);
                 let data = SearchData {
                     query: search.query.clone(),
-                    hits: hits
+                    hits: ranked
+                        .hits
                         .iter()
                         .take(search.limit.unwrap_or(10) as usize)
                         .map(|hit| SearchHit {
@@ -276,7 +277,8 @@ impl Service {
         };
         match self.store.charge(&charge) {
             Ok((Outcome::Applied(balance), commit)) => {
-                self.deliveries.record(&request.user, ids.iter().copied());
+                let keys: Vec<u64> = picked.iter().map(|i| catalogue.delivery_key(*i)).collect();
+                self.deliveries.record(&request.user, &keys);
                 reply_ok(id, &data(balance), commit)
             }
             Ok((Outcome::Replayed(reply), commit)) => reply_ok(id, &*reply, commit),
@@ -495,7 +497,8 @@ fn raw<T: Serialize>(data: &T) -> Box<RawValue> {
 }
 
 fn reply_ok<T: Serialize + ?Sized>(id: Option<&RawValue>, data: &T, commit: Commit) -> Outgoing {
-    let mut bytes = Vec::with_capacity(256);
+    // A `get` reply with its meme is 300-400 bytes; start big enough for it.
+    let mut bytes = Vec::with_capacity(512);
     protocol::encode_ok(&mut bytes, id, &data);
     let id = match commit.is_done() {
         true => None,

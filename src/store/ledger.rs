@@ -16,6 +16,12 @@ use crate::protocol::{EntryKind, MAX_BALANCE, Tier};
 use indexmap::IndexMap;
 use serde_json::value::RawValue;
 
+/// Accounts by user id, in creation order. foldhash is several times faster than SipHash on
+/// short keys; its per-process random seed keeps user-chosen ids from being aimed at buckets.
+pub type AccountMap = IndexMap<Box<str>, Account, foldhash::fast::RandomState>;
+/// Idempotency keys, in the order they were first used.
+pub type KeyMap = IndexMap<Box<str>, KeyEntry, foldhash::fast::RandomState>;
+
 /// One account. Accounts are never removed (except when undoing their creation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Account {
@@ -92,8 +98,8 @@ struct Change<'a> {
 /// Accounts, keys, and the journal position they correspond to.
 #[derive(Debug)]
 pub struct Ledger {
-    accounts: IndexMap<Box<str>, Account>,
-    keys: IndexMap<Box<str>, KeyEntry>,
+    accounts: AccountMap,
+    keys: KeyMap,
     /// Sequence number of the next entry.
     next_seq: u64,
     /// Journal length in bytes once every applied change is written.
@@ -106,8 +112,8 @@ impl Ledger {
     /// An empty ledger at the start of an empty journal.
     pub fn new(welcome: u64) -> Ledger {
         Ledger {
-            accounts: IndexMap::new(),
-            keys: IndexMap::new(),
+            accounts: AccountMap::default(),
+            keys: KeyMap::default(),
             next_seq: 1,
             end: 0,
             welcome,
@@ -119,8 +125,8 @@ impl Ledger {
         welcome: u64,
         next_seq: u64,
         end: u64,
-        accounts: IndexMap<Box<str>, Account>,
-        keys: IndexMap<Box<str>, KeyEntry>,
+        accounts: AccountMap,
+        keys: KeyMap,
     ) -> Ledger {
         Ledger {
             accounts,

@@ -17,7 +17,7 @@
 //! fsync the directory.
 
 use super::OpenError;
-use super::ledger::{Account, KeyEntry};
+use super::ledger::{Account, AccountMap, KeyEntry, KeyMap};
 use crate::protocol::Tier;
 use indexmap::IndexMap;
 use serde::Deserialize;
@@ -87,8 +87,8 @@ pub fn publish(tmp: &Path, target: &Path) -> io::Result<()> {
 pub struct Loaded {
     pub journal_offset: u64,
     pub next_seq: u64,
-    pub accounts: IndexMap<Box<str>, Account>,
-    pub keys: IndexMap<Box<str>, KeyEntry>,
+    pub accounts: AccountMap,
+    pub keys: KeyMap,
 }
 
 /// Loads the checkpoint at `path`, `None` if there is none. Any other problem is an error:
@@ -136,8 +136,8 @@ struct SnapshotIn {
 }
 
 /// Account rows read straight into the map, without an intermediate Vec of a million rows.
-struct AccountRows(IndexMap<Box<str>, Account>);
-struct KeyRows(IndexMap<Box<str>, KeyEntry>);
+struct AccountRows(AccountMap);
+struct KeyRows(KeyMap);
 
 impl<'de> Deserialize<'de> for AccountRows {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -148,7 +148,10 @@ impl<'de> Deserialize<'de> for AccountRows {
                 f.write_str("a list of [user, balance, last, tier, until] rows")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AccountRows, A::Error> {
-                let mut map = IndexMap::with_capacity(seq.size_hint().unwrap_or(0));
+                let mut map = IndexMap::with_capacity_and_hasher(
+                    seq.size_hint().unwrap_or(0),
+                    Default::default(),
+                );
                 while let Some((user, balance, last, tier, until)) =
                     seq.next_element::<(String, u64, u64, Tier, Option<i64>)>()?
                 {
@@ -178,7 +181,10 @@ impl<'de> Deserialize<'de> for KeyRows {
                 f.write_str("a list of [key, fingerprint, reply] rows")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<KeyRows, A::Error> {
-                let mut map = IndexMap::with_capacity(seq.size_hint().unwrap_or(0));
+                let mut map = IndexMap::with_capacity_and_hasher(
+                    seq.size_hint().unwrap_or(0),
+                    Default::default(),
+                );
                 while let Some((key, fingerprint, reply)) =
                     seq.next_element::<(String, String, Box<RawValue>)>()?
                 {
