@@ -36,6 +36,8 @@ pub const MAX_REASON_CHARS: usize = 500;
 pub const MAX_COUNT: u32 = 10;
 /// `search --limit` accepts 1 to this many results.
 pub const MAX_SEARCH_LIMIT: u32 = 100;
+/// A request id (echoed in the reply) is a number or a string of at most this many bytes.
+pub const MAX_ID_BYTES: usize = 256;
 /// Signed claims (JWTs) are at most this many bytes.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
@@ -457,18 +459,31 @@ pub fn parse_line(line: &[u8]) -> Incoming<'_> {
         #[serde(borrow, default)]
         op: Option<Cow<'a, str>>,
     }
+    let not_an_object = |why: String| Incoming {
+        id: None,
+        request: Err(ErrorBody::bad_request(format!(
+            "request is not a JSON object{why}"
+        ))),
+    };
+    // serde would also read a struct from a JSON array, by position; requests are objects.
+    if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return not_an_object(String::new());
+    }
     let head: Head = match serde_json::from_slice(line) {
         Ok(head) => head,
-        Err(e) => {
+        Err(e) => return not_an_object(format!(": {e}")),
+    };
+    let id = match head.id.filter(|raw| raw.get() != "null") {
+        Some(raw) if !is_plain_id(raw) => {
             return Incoming {
                 id: None,
                 request: Err(ErrorBody::bad_request(format!(
-                    "request is not a JSON object: {e}"
+                    "id must be a number or a string of at most {MAX_ID_BYTES} bytes"
                 ))),
             };
         }
+        id => id,
     };
-    let id = head.id.filter(|raw| raw.get() != "null");
     let Some(op) = head.op else {
         return Incoming {
             id,
@@ -505,6 +520,13 @@ pub fn parse_line(line: &[u8]) -> Incoming<'_> {
         id,
         request: request.and_then(|r| r.validate().map(|()| r)),
     }
+}
+
+/// Ids are echoed verbatim, so they are kept to what clients actually use: a number or a
+/// string, of bounded size (never a deeply nested value a client could not read back).
+fn is_plain_id(raw: &RawValue) -> bool {
+    let text = raw.get();
+    text.len() <= MAX_ID_BYTES && matches!(text.as_bytes()[0], b'"' | b'-' | b'0'..=b'9')
 }
 
 fn truncate_for_message(text: &str) -> &str {
@@ -873,9 +895,15 @@ mod tests {
             Some("\"abc\"")
         );
         assert_eq!(
-            parse(r#"{"id":{"a":[1]},"op":"get"}"#).0.as_deref(),
-            Some(r#"{"a":[1]}"#)
+            parse(r#"{"id":-1.5e3,"op":"get"}"#).0.as_deref(),
+            Some("-1.5e3")
         );
+        assert_eq!(
+            parse(r#"{"id":{"a":[1]},"op":"status"}"#).0,
+            None,
+            "only numbers and strings"
+        );
+        assert_eq!(code(r#"{"id":[1],"op":"status"}"#), ErrorCode::BadRequest);
         assert_eq!(parse(r#"{"id":null,"op":"status"}"#).0, None);
         assert_eq!(parse("not json").0, None);
     }
@@ -884,6 +912,11 @@ mod tests {
     fn error_codes_are_exact() {
         assert_eq!(code("not json"), ErrorCode::BadRequest);
         assert_eq!(code("[1,2]"), ErrorCode::BadRequest);
+        assert_eq!(
+            code(r#"[7,"get","u1"]"#),
+            ErrorCode::BadRequest,
+            "no positional requests"
+        );
         assert_eq!(code(r#"{"user":"u1"}"#), ErrorCode::BadRequest);
         assert_eq!(code(r#"{"op":"fly"}"#), ErrorCode::UnknownOp);
         assert_eq!(code(r#"{"op":"get"}"#), ErrorCode::BadRequest);
@@ -1047,5 +1080,113 @@ mod tests {
         let ms = parse_instant("2027-01-31T00:00:00Z").unwrap();
         assert_eq!(ms, 1_801_353_600_000);
         assert_eq!(format_instant(ms), "2027-01-31T00:00:00Z");
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// The reply a parse leads to, read back as a client would.
+        fn reply_of(line: &[u8]) -> Reply {
+            let incoming = parse_line(line);
+            let mut out = Vec::new();
+            match &incoming.request {
+                Ok(request) => encode_ok(&mut out, incoming.id, request),
+                Err(error) => encode_error(&mut out, incoming.id, error),
+            }
+            assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1, "one line");
+            serde_json::from_slice(&out).expect("every reply is valid JSON")
+        }
+
+        fn json_value() -> impl Strategy<Value = serde_json::Value> {
+            let leaf = prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<bool>().prop_map(serde_json::Value::from),
+                any::<i64>().prop_map(serde_json::Value::from),
+                any::<f64>().prop_map(|f| serde_json::Number::from_f64(f)
+                    .map_or(serde_json::Value::Null, serde_json::Value::Number)),
+                "[a-z0-9 \\u{0}-\\u{1f}\\u{e9}]{0,12}".prop_map(serde_json::Value::from),
+            ];
+            leaf.prop_recursive(3, 16, 4, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4)
+                        .prop_map(serde_json::Value::from),
+                    proptest::collection::btree_map("[a-z]{1,5}", inner, 0..4)
+                        .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        fn request_like() -> impl Strategy<Value = serde_json::Value> {
+            let op = prop_oneof![
+                Just("get"),
+                Just("topup"),
+                Just("balance"),
+                Just("history"),
+                Just("status"),
+                Just("search"),
+                Just("entitle"),
+                Just("audit"),
+                Just("reload"),
+                Just("dance"),
+            ];
+            let field = prop_oneof![
+                Just("id"),
+                Just("user"),
+                Just("lat"),
+                Just("long"),
+                Just("lon"),
+                Just("query"),
+                Just("amount"),
+                Just("count"),
+                Just("nsfw"),
+                Just("limit"),
+                Just("tier"),
+                Just("until"),
+                Just("idempotency_key"),
+                Just("reason"),
+                Just("token"),
+            ];
+            (op, proptest::collection::vec((field, json_value()), 0..6)).prop_map(|(op, fields)| {
+                let mut object = serde_json::Map::new();
+                object.insert("op".into(), op.into());
+                for (key, value) in fields {
+                    object.insert(key.into(), value);
+                }
+                serde_json::Value::Object(object)
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+            #[test]
+            fn any_bytes_give_a_request_or_an_error_reply(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+                let reply = reply_of(&bytes);
+                if !reply.ok {
+                    prop_assert!(reply.error.is_some());
+                }
+            }
+
+            #[test]
+            fn request_shaped_objects_are_valid_requests_or_exact_errors(value in request_like()) {
+                let line = serde_json::to_vec(&value).unwrap();
+                match parse_line(&line).request {
+                    Ok(request) => {
+                        prop_assert!(request.validate().is_ok());
+                        // What was accepted means the same thing when sent again.
+                        let again = serde_json::to_vec(&request).unwrap();
+                        prop_assert_eq!(parse_line(&again).request, Ok(request));
+                    }
+                    Err(error) => {
+                        prop_assert!(matches!(
+                            error.code,
+                            ErrorCode::BadRequest | ErrorCode::InvalidArgument | ErrorCode::UnknownOp
+                        ));
+                        prop_assert!(!reply_of(&line).ok);
+                    }
+                }
+            }
+        }
     }
 }

@@ -72,7 +72,7 @@ pub struct DaemonArgs {
     #[arg(long, default_value_t = 4096, value_name = "N")]
     pub max_connections: usize,
 
-    /// Close connections that complete no request for this many seconds
+    /// Close connections that complete no request, or take no reply, for this many seconds
     #[arg(long, default_value_t = 300.0, value_name = "SECS")]
     pub idle_timeout: f64,
 
@@ -126,6 +126,7 @@ impl DaemonArgs {
         Limits {
             max_connections: self.max_connections.max(1),
             idle_timeout: seconds(self.idle_timeout),
+            write_timeout: seconds(self.idle_timeout),
             ..Limits::default()
         }
     }

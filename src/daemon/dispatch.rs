@@ -181,6 +181,16 @@ impl Service {
         }
     }
 
+    /// The complete reply line for one request line, once it is durable: what a connection
+    /// sends, in one call (for tests and fuzzing; connections pipeline instead).
+    pub async fn respond(self: &Arc<Self>, line: &[u8], peer: &Peer) -> Vec<u8> {
+        let outgoing = match self.handle(line, peer) {
+            Handled::Ready(outgoing) => outgoing,
+            Handled::Later(work) => work.await,
+        };
+        outgoing.settle().await
+    }
+
     /// Admin-only operations and the per-user rate limit.
     fn permit(&self, request: &Request, peer: &Peer) -> Result<(), ErrorBody> {
         let admin_only = matches!(
