@@ -150,3 +150,74 @@ fn the_first_run_starts_a_daemon_on_the_default_socket() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+#[test]
+fn bench_runs_end_to_end_with_zero_errors() {
+    let daemon = Daemon::start();
+    for args in [
+        vec![
+            "bench",
+            "--prepare",
+            "--users",
+            "50",
+            "-n",
+            "2000",
+            "-c",
+            "4",
+            "-d",
+            "8",
+        ],
+        vec![
+            "bench", "--op", "mixed", "--users", "50", "-n", "1000", "-c", "2",
+        ],
+        vec![
+            "bench",
+            "--rate",
+            "500",
+            "--duration",
+            "1",
+            "-c",
+            "3",
+            "--users",
+            "50",
+        ],
+    ] {
+        let mut all = vec!["--json"];
+        all.extend(&args);
+        let run = daemon.memes(&all);
+        assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+        let report = run.json();
+        assert_eq!(report["error_total"], 0, "{report}");
+        assert!(report["requests"].as_u64().unwrap() >= 500, "{report}");
+        for quantile in ["p50", "p90", "p99", "p999", "max"] {
+            assert!(
+                report["latency_ms"][quantile].as_f64().unwrap() > 0.0,
+                "{report}"
+            );
+        }
+    }
+    // A missed threshold is a non-zero exit, for deployment pipelines.
+    let strict = daemon.memes(&[
+        "bench",
+        "-n",
+        "200",
+        "-c",
+        "2",
+        "--users",
+        "50",
+        "--min-rps",
+        "100000000",
+    ]);
+    assert_eq!(strict.code, 1, "{}", strict.stderr);
+    assert!(
+        strict.stderr.contains("threshold missed"),
+        "{}",
+        strict.stderr
+    );
+    let human = daemon.memes(&["bench", "-n", "200", "-c", "2", "--users", "50"]);
+    assert!(
+        human.stdout.contains("p99.9") && human.stdout.contains("requests/s"),
+        "{}",
+        human.stdout
+    );
+}
