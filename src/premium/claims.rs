@@ -146,4 +146,22 @@ mod tests {
         let no_exp = v.verify(&token(serde_json::json!({"sub": "u"})));
         assert!(no_exp.unwrap_err().contains("\"exp\""));
     }
+
+    #[test]
+    fn an_ed25519_public_key_verifies_eddsa_tokens_and_refuses_hs256_ones() {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let verifier = ClaimsVerifier::from_file(&fixtures.join("ed25519-public.pem")).unwrap();
+        let private = std::fs::read(fixtures.join("ed25519-private.pem")).unwrap();
+        let claims = serde_json::json!({"sub": "u1", "tier": "premium", "exp": now() + 600});
+        let signed = encode(
+            &Header::new(Algorithm::EdDSA),
+            &claims,
+            &EncodingKey::from_ed_pem(&private).unwrap(),
+        )
+        .unwrap();
+        assert!(verifier.verify(&signed).unwrap().is_premium());
+        // A token MACed with some secret must not pass as signed by the key.
+        let forged = token(claims);
+        assert!(verifier.verify(&forged).unwrap_err().contains("algorithm"));
+    }
 }

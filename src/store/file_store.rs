@@ -261,28 +261,15 @@ impl FileStore {
         &self,
         look: impl FnOnce(&Ledger) -> Result<T, StoreError>,
     ) -> Result<(T, Commit), StoreError> {
-        let mut state = self.shared.lock();
-        let value = look(&state.ledger)?;
-        let (commit, wake) = state.queue.barrier();
-        drop(state);
-        if wake {
-            self.shared.wake.notify_one();
-        }
-        Ok((value, commit))
+        let value = look(&self.shared.lock().ledger)?;
+        Ok((value, self.shared.barrier()))
     }
 
     /// Compares the balances derived from the journal with the live ones.
     fn compare_with_memory(&self, scan: &audit::JournalScan, upto: u64) -> Option<String> {
-        let mut index = 0;
-        loop {
-            let state = self.shared.lock();
-            let ledger = &state.ledger;
-            let stop = (index + CHUNK).min(ledger.accounts_len());
-            if index >= stop {
-                break;
-            }
-            for i in index..stop {
-                let (user, account) = ledger.account_at(i).expect("index in range");
+        for (state, rows) in self.shared.chunks(CHUNK, Ledger::accounts_len) {
+            for i in rows {
+                let (user, account) = state.ledger.account_at(i).expect("index in range");
                 if account.last >= upto {
                     continue; // changed after the audited prefix
                 }
@@ -302,7 +289,6 @@ impl FileStore {
                     }
                 }
             }
-            index = stop;
         }
         let state = self.shared.lock();
         scan.accounts
@@ -438,55 +424,34 @@ fn checkpoint(shared: &Shared, dir: &Path) -> io::Result<Option<u64>> {
         .truncate(true)
         .mode(0o600)
         .open(&tmp_path)?;
+    // Rows are serialised under the lock, a chunk at a time, and written outside it.
     let mut buf = Vec::with_capacity(1 << 20);
     snapshot::begin(&mut buf, journal_offset, next_seq);
-    let mut index = 0;
-    loop {
-        let state = shared.lock();
-        let stop = (index + CHUNK).min(state.ledger.accounts_len());
-        for i in index..stop {
+    for (state, rows) in shared.chunks(CHUNK, Ledger::accounts_len) {
+        for i in rows {
             let (user, account) = state.ledger.account_at(i).expect("index in range");
             snapshot::account_row(&mut buf, i == 0, user, account);
         }
         drop(state);
         file.write_all(&buf)?;
         buf.clear();
-        if stop <= index {
-            break;
-        }
-        index = stop;
     }
     snapshot::begin_keys(&mut buf);
-    let mut index = 0;
-    loop {
-        let state = shared.lock();
-        let stop = (index + CHUNK).min(state.ledger.keys_len());
-        for i in index..stop {
+    for (state, rows) in shared.chunks(CHUNK, Ledger::keys_len) {
+        for i in rows {
             let (key, entry) = state.ledger.key_at(i).expect("index in range");
             snapshot::key_row(&mut buf, i == 0, key, entry);
         }
         drop(state);
         file.write_all(&buf)?;
         buf.clear();
-        if stop <= index {
-            break;
-        }
-        index = stop;
     }
     snapshot::finish(&mut buf);
     file.write_all(&buf)?;
     drop(file);
     // Everything the checkpoint copied must be on disk before it may replace the old one,
     // and nothing may have been taken back while it was copied.
-    let barrier = {
-        let mut state = shared.lock();
-        let (commit, wake) = state.queue.barrier();
-        drop(state);
-        if wake {
-            shared.wake.notify_one();
-        }
-        commit
-    };
+    let barrier = shared.barrier();
     let durable = barrier.wait_blocking().is_ok();
     if !durable || shared.lock().queue.rollbacks != rollbacks {
         let _ = std::fs::remove_file(&tmp_path);

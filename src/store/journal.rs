@@ -131,6 +131,50 @@ impl Shared {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// A commit that resolves once everything applied so far is durable.
+    pub fn barrier(&self) -> Commit {
+        let (commit, wake) = self.lock().queue.barrier();
+        if wake {
+            self.wake.notify_one();
+        }
+        commit
+    }
+
+    /// The rows of a ledger table (`len` of them) in chunks of `chunk`, each handed out with
+    /// the lock held: long scans take the lock once per chunk and never hold up requests
+    /// for long (drop the guard before doing I/O). Rows appended meanwhile are included.
+    pub fn chunks(&self, chunk: usize, len: fn(&Ledger) -> usize) -> Chunks<'_> {
+        Chunks {
+            shared: self,
+            chunk,
+            len,
+            start: 0,
+        }
+    }
+}
+
+/// See [`Shared::chunks`].
+pub(crate) struct Chunks<'a> {
+    shared: &'a Shared,
+    chunk: usize,
+    len: fn(&Ledger) -> usize,
+    start: usize,
+}
+
+impl<'a> Iterator for Chunks<'a> {
+    type Item = (MutexGuard<'a, State>, std::ops::Range<usize>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let state = self.shared.lock();
+        let stop = (self.start + self.chunk).min((self.len)(&state.ledger));
+        if stop <= self.start {
+            return None;
+        }
+        let rows = self.start..stop;
+        self.start = stop;
+        Some((state, rows))
+    }
 }
 
 /// Settings of the writer.
