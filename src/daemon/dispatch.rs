@@ -14,8 +14,8 @@ use crate::catalogue::{Catalogue, CatalogueError};
 use crate::premium::Premium;
 use crate::protocol::{
     self, BalanceData, EntitleData, EntitleRequest, ErrorBody, ErrorCode, GetData, GetRequest,
-    HistoryData, Location, ReloadData, Request, SearchData, SearchHit, StatusData, Tier, TopupData,
-    TopupRequest,
+    HistoryData, Location, ReloadData, Request, SearchData, SearchHit, SearchRequest, StatusData,
+    Tier, TopupData, TopupRequest,
 };
 use crate::store::{
     ChargeRequest, Commit, Idempotency, Outcome, StoreError, TokenStore, TopupChange, now_ms,
@@ -65,7 +65,7 @@ impl Outgoing {
             Ok(()) => self.bytes,
             Err(error) => {
                 let mut out = Vec::new();
-                protocol::encode_error(&mut out, self.id.as_deref(), &store_error(error));
+                protocol::encode_error(&mut out, self.id.as_deref(), &error.into());
                 out
             }
         }
@@ -139,23 +139,7 @@ impl Service {
             Request::Topup(topup) => Handled::Ready(self.topup(id, &topup)),
             Request::Balance(balance) => Handled::Ready(self.balance(id, &balance.user)),
             Request::Status(_) => Handled::Ready(self.status(id)),
-            Request::Search(search) => {
-                let catalogue = self.catalogue.load();
-                let ranked = catalogue.ranked(search.query.trim(), search.nsfw);
-                let data = SearchData {
-                    query: search.query.clone(),
-                    hits: ranked
-                        .hits
-                        .iter()
-                        .take(search.limit.unwrap_or(10) as usize)
-                        .map(|hit| SearchHit {
-                            score: hit.score,
-                            meme: catalogue.view(hit.doc),
-                        })
-                        .collect(),
-                };
-                Handled::Ready(reply_ok(id, &data, Commit::done()))
-            }
+            Request::Search(search) => Handled::Ready(self.search(id, &search)),
             Request::Entitle(entitle) => Handled::Ready(self.entitle(id, &entitle)),
             Request::History(history) => {
                 let store = self.store.clone();
@@ -235,7 +219,7 @@ impl Service {
             match self.store.replay(idem) {
                 Ok(Some((reply, commit))) => return reply_ok(id, &*reply, commit),
                 Ok(None) => {}
-                Err(error) => return reply_error(id, &store_error(error)),
+                Err(error) => return reply_error(id, &error.into()),
             }
         }
         let catalogue = self.catalogue.load();
@@ -266,7 +250,7 @@ impl Service {
             .iter()
             .map(|i| catalogue.meme(*i).id.as_str())
             .collect();
-        let cost = self.config.meme_cost * count as u64;
+        let cost = self.config.meme_cost.saturating_mul(count as u64);
         let data = |balance: u64| GetData::<&RawValue> {
             user_id: request.user.clone(),
             meme: request.count.is_none().then(|| catalogue.view(picked[0])),
@@ -292,7 +276,7 @@ impl Service {
                 reply_ok(id, &data(balance), commit)
             }
             Ok((Outcome::Replayed(reply), commit)) => reply_ok(id, &*reply, commit),
-            Err(error) => reply_error(id, &store_error(error)),
+            Err(error) => reply_error(id, &error.into()),
         }
     }
 
@@ -328,7 +312,7 @@ impl Service {
         match self.store.topup(&change) {
             Ok((Outcome::Applied(balance), commit)) => reply_ok(id, &data(balance), commit),
             Ok((Outcome::Replayed(reply), commit)) => reply_ok(id, &*reply, commit),
-            Err(error) => reply_error(id, &store_error(error)),
+            Err(error) => reply_error(id, &error.into()),
         }
     }
 
@@ -347,7 +331,7 @@ impl Service {
                 };
                 reply_ok(id, &data, commit)
             }
-            Err(error) => reply_error(id, &store_error(error)),
+            Err(error) => reply_error(id, &error.into()),
         }
     }
 
@@ -365,8 +349,26 @@ impl Service {
                 };
                 reply_ok(id, &data, commit)
             }
-            Err(error) => reply_error(id, &store_error(error)),
+            Err(error) => reply_error(id, &error.into()),
         }
+    }
+
+    fn search(&self, id: Option<&RawValue>, request: &SearchRequest) -> Outgoing {
+        let catalogue = self.catalogue.load();
+        let ranked = catalogue.ranked(request.query.trim(), request.nsfw);
+        let data = SearchData {
+            query: request.query.clone(),
+            hits: ranked
+                .hits
+                .iter()
+                .take(request.limit.unwrap_or(10) as usize)
+                .map(|hit| SearchHit {
+                    score: hit.score,
+                    meme: catalogue.view(hit.doc),
+                })
+                .collect(),
+        };
+        reply_ok(id, &data, Commit::done())
     }
 
     fn status(&self, id: Option<&RawValue>) -> Outgoing {
@@ -458,16 +460,6 @@ impl Service {
             Err(error) => reply_error(id.as_deref(), &error),
         }
     }
-}
-
-impl From<StoreError> for ErrorBody {
-    fn from(error: StoreError) -> ErrorBody {
-        store_error(error)
-    }
-}
-
-fn store_error(error: StoreError) -> ErrorBody {
-    ErrorBody::new(error.code(), error.to_string())
 }
 
 fn load_geocoder() -> Option<Geocoder> {

@@ -99,14 +99,14 @@ impl Premium {
             .as_deref()
             .map(|key| Idempotency { key, fingerprint });
         if let Some(idem) = &idem
-            && let Some((reply, commit)) = store.replay(idem).map_err(store_error)?
+            && let Some((reply, commit)) = store.replay(idem).map_err(ErrorBody::from)?
         {
             return Ok((self.with_inline(reply, request.inline)?, commit));
         }
         let account = match store.account(&request.user) {
             Ok((account, _)) => Some(account),
             Err(StoreError::UnknownUser(_)) => None,
-            Err(error) => return Err(store_error(error)),
+            Err(error) => return Err(error.into()),
         };
         let entitled = account.is_some_and(|a| a.tier_at(now_ms()) == Tier::Premium);
         if !token_premium && !entitled {
@@ -122,7 +122,7 @@ impl Premium {
             && account.balance < self.cost
         {
             // Refuse before spending a render on a request that cannot be paid for.
-            return Err(store_error(StoreError::InsufficientTokens {
+            return Err(ErrorBody::from(StoreError::InsufficientTokens {
                 user: request.user.clone(),
                 balance: account.balance,
                 needed: self.cost,
@@ -192,7 +192,7 @@ impl Premium {
             memes: &[&memo],
             keyed: idem.map(|idem| (idem, &reply as &dyn Fn(u64) -> Box<RawValue>)),
         };
-        let (outcome, commit) = store.charge(&charge).map_err(store_error)?;
+        let (outcome, commit) = store.charge(&charge).map_err(ErrorBody::from)?;
         let reply = match outcome {
             Outcome::Applied(balance) => reply(balance),
             Outcome::Replayed(reply) => reply,
@@ -216,8 +216,4 @@ impl Premium {
         }
         Ok(serde_json::value::to_raw_value(&data).expect("reply serialises"))
     }
-}
-
-fn store_error(error: StoreError) -> ErrorBody {
-    ErrorBody::new(error.code(), error.to_string())
 }

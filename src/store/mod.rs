@@ -24,7 +24,7 @@ pub mod snapshot;
 pub use file_store::{FileStore, StoreConfig};
 pub use ledger::{Account, Idempotency, Outcome, ReplyBuilder};
 
-use crate::protocol::{AuditReport, ErrorCode, HistoryEntry, MAX_BALANCE, Tier};
+use crate::protocol::{AuditReport, ErrorBody, ErrorCode, HistoryEntry, MAX_BALANCE, Tier};
 use serde_json::value::RawValue;
 use std::path::PathBuf;
 use tokio::sync::oneshot;
@@ -60,6 +60,12 @@ impl StoreError {
             StoreError::Unavailable(_) => ErrorCode::Unavailable,
             StoreError::Internal(_) => ErrorCode::Internal,
         }
+    }
+}
+
+impl From<StoreError> for ErrorBody {
+    fn from(error: StoreError) -> ErrorBody {
+        ErrorBody::new(error.code(), error.to_string())
     }
 }
 
