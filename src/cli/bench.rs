@@ -26,7 +26,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::sync::mpsc;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -372,59 +371,38 @@ async fn measure(
     workload: Arc<Workload>,
     args: &BenchArgs,
 ) -> Result<Report, String> {
-    let mut streams = Vec::with_capacity(args.conns);
-    for _ in 0..args.conns {
-        streams.push(open(socket).await?);
-    }
     let op = match &args.template {
         Some(_) => "template".to_string(),
         None => format!("{:?}", args.op).to_lowercase(),
     };
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    match args.rate {
-        None => {
-            let total = args.requests.unwrap_or(100_000);
-            for (conn, stream) in streams.into_iter().enumerate() {
-                let quota = match args.duration {
-                    Some(secs) => Quota::Until(started + Duration::from_secs_f64(secs)),
-                    None => Quota::Requests(
-                        total / args.conns as u64
-                            + u64::from((conn as u64) < total % args.conns as u64),
-                    ),
-                };
-                tasks.push(tokio::spawn(closed_loop(
-                    stream,
-                    workload.clone(),
-                    conn,
-                    args.conns,
-                    args.depth,
-                    quota,
-                )));
-            }
-        }
-        Some(rate) => {
-            let total = match (args.requests, args.duration) {
-                (Some(n), _) => n,
-                (None, Some(secs)) => (rate * secs) as u64,
-                (None, None) => (rate * 10.0) as u64,
-            };
-            let mut schedules = Vec::new();
-            for (conn, stream) in streams.into_iter().enumerate() {
-                let (tx, rx) = mpsc::unbounded_channel();
-                schedules.push(tx);
-                tasks.push(tokio::spawn(open_loop(
-                    stream,
-                    workload.clone(),
-                    conn,
-                    args.conns,
-                    rx,
-                )));
-            }
-            std::thread::spawn(move || tick(started, rate, total, schedules));
-        }
+    if let Some(rate) = args.rate {
+        let total = match (args.requests, args.duration) {
+            (Some(n), _) => n,
+            (None, Some(secs)) => (rate * secs) as u64,
+            (None, None) => (rate * 10.0) as u64,
+        };
+        return open_loop(socket, workload, args.conns, rate, total, &op).await;
     }
-    collect(tasks, &op, args.depth, args.rate, started).await
+    let mut streams = Vec::with_capacity(args.conns);
+    for _ in 0..args.conns {
+        streams.push(open(socket).await?);
+    }
+    let started = Instant::now();
+    let total = args.requests.unwrap_or(100_000);
+    let mut tasks = Vec::new();
+    for (conn, stream) in streams.into_iter().enumerate() {
+        let quota = match args.duration {
+            Some(secs) => Quota::Until(started + Duration::from_secs_f64(secs)),
+            None => Quota::Requests(
+                total / args.conns as u64 + u64::from((conn as u64) < total % args.conns as u64),
+            ),
+        };
+        let workload = workload.clone();
+        tasks.push(tokio::spawn(closed_loop(
+            stream, workload, conn, args.conns, args.depth, quota,
+        )));
+    }
+    collect(tasks, &op, args.depth, None, started).await
 }
 
 async fn collect(
@@ -434,11 +412,25 @@ async fn collect(
     rate: Option<f64>,
     started: Instant,
 ) -> Result<Report, String> {
-    let conns = tasks.len();
+    let mut tallies = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        tallies.push(task.await.map_err(|e| e.to_string())??);
+    }
+    summarise(tallies, op, depth, rate, started)
+}
+
+/// One report from every connection's tally.
+fn summarise(
+    tallies: Vec<(Tally, u64)>,
+    op: &str,
+    depth: usize,
+    rate: Option<f64>,
+    started: Instant,
+) -> Result<Report, String> {
+    let conns = tallies.len();
     let mut total = Tally::new();
     let mut requests = 0;
-    for task in tasks {
-        let (tally, sent) = task.await.map_err(|e| e.to_string())??;
+    for (tally, sent) in tallies {
         total
             .latencies
             .add(&tally.latencies)
@@ -512,70 +504,154 @@ async fn closed_loop(
     }
 }
 
-/// Sends a request at each scheduled time it is given; latency runs from that time.
+/// The open loop: one clock thread writes each request at its scheduled time, straight to
+/// its connection (no hand-off to another thread on the way), while one task per
+/// connection reads the replies and measures each from its *scheduled* time.
 async fn open_loop(
-    stream: Stream,
+    socket: &Path,
     workload: Arc<Workload>,
-    conn: usize,
     conns: usize,
-    mut schedule: mpsc::UnboundedReceiver<Instant>,
-) -> Result<(Tally, u64), String> {
-    let stream = Arc::new(stream);
-    let recv = stream.clone();
-    let scheduled: Arc<Mutex<VecDeque<Instant>>> = Arc::default();
-    let expected = scheduled.clone();
-    let (done_tx, mut done_rx) = tokio::sync::watch::channel(None::<u64>);
-    let reader = tokio::spawn(async move {
-        let mut reader = BufReader::with_capacity(64 * 1024, &*recv);
-        let (mut tally, mut received, mut reply) = (Tally::new(), 0u64, Vec::with_capacity(512));
-        loop {
-            if done_rx.borrow().is_some_and(|sent| received >= sent) {
-                return Ok(tally);
-            }
-            tokio::select! {
-                // `read_until` keeps partial input in `reply` if the other branch wins.
-                read = reader.read_until(b'\n', &mut reply) => {
-                    if read.map_err(|e| e.to_string())? == 0 {
-                        return Err::<Tally, String>("the daemon closed the connection".into());
-                    }
-                    let started = expected.lock().expect("not poisoned").pop_front().ok_or("unexpected reply")?;
-                    tally.record(started, &reply)?;
-                    reply.clear();
-                    received += 1;
-                }
-                changed = done_rx.changed() => { let _ = changed; }
-            }
-        }
-    });
-    let mut line = Vec::with_capacity(256);
-    let mut sent = 0u64;
-    while let Some(at) = schedule.recv().await {
-        line.clear();
-        workload.line(conn, sent, conns, &mut line);
-        scheduled.lock().expect("not poisoned").push_back(at);
-        (&*stream)
-            .write_all(&line)
-            .await
-            .map_err(|e| e.to_string())?;
-        sent += 1;
+    rate: f64,
+    total: u64,
+    op: &str,
+) -> Result<Report, String> {
+    let mut writers = Vec::with_capacity(conns);
+    let mut readers = Vec::with_capacity(conns);
+    for conn in 0..conns {
+        let stream = std::os::unix::net::UnixStream::connect(socket)
+            .map_err(|e| format!("connecting to {}: {e}", socket.display()))?;
+        let writer = stream.try_clone().map_err(|e| e.to_string())?;
+        stream.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let reader = tokio::net::UnixStream::from_std(stream).map_err(|e| e.to_string())?;
+        let scheduled: Arc<Mutex<VecDeque<Instant>>> = Arc::default();
+        // Request n goes to connection n % conns, so each knows how many replies to expect.
+        let expected = total / conns as u64 + u64::from((conn as u64) < total % conns as u64);
+        readers.push(tokio::spawn(read_scheduled(
+            reader,
+            scheduled.clone(),
+            expected,
+        )));
+        writers.push((writer, scheduled));
     }
-    let _ = done_tx.send(Some(sent));
-    let tally = reader.await.map_err(|e| e.to_string())??;
-    Ok((tally, sent))
+    let started = Instant::now();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(send_on_schedule(
+            started,
+            rate,
+            total,
+            &mut writers,
+            &workload,
+        ));
+    });
+    let sending = async {
+        match done_rx.await {
+            Ok(Ok(())) => std::future::pending().await,
+            Ok(Err(error)) => Err::<Report, String>(error),
+            Err(_) => Err("the sending thread died".to_string()),
+        }
+    };
+    let receiving = async {
+        let tallies = readers
+            .into_iter()
+            .map(|r| async { r.await.map_err(|e| e.to_string())? });
+        let mut finished = Vec::with_capacity(conns);
+        for tally in tallies {
+            finished.push(tally.await?);
+        }
+        Ok::<_, String>(finished)
+    };
+    let tallies = tokio::select! {
+        failed = sending => return failed,
+        tallies = receiving => tallies?,
+    };
+    summarise(tallies, op, 1, Some(rate), started)
 }
 
-/// The open-loop clock: hands out `total` send times at `rate` per second, round robin over
-/// the connections, on a thread of its own (finer sleeps than the async timer's millisecond).
-fn tick(start: Instant, rate: f64, total: u64, schedules: Vec<mpsc::UnboundedSender<Instant>>) {
+/// The open loop's clock: writes `total` requests at `rate` per second in total, round robin
+/// over the connections. A write that would block is retried: the daemon is then not keeping
+/// up, and the wait shows as latency because the schedule does not move.
+fn send_on_schedule(
+    start: Instant,
+    rate: f64,
+    total: u64,
+    conns: &mut [(
+        std::os::unix::net::UnixStream,
+        Arc<Mutex<VecDeque<Instant>>>,
+    )],
+    workload: &Workload,
+) -> Result<(), String> {
     let interval = Duration::from_secs_f64(1.0 / rate);
+    let mut line = Vec::with_capacity(256);
+    let count = conns.len();
+    precise_clock(rate);
     for n in 0..total {
         let at = start + interval.mul_f64(n as f64);
         let now = Instant::now();
         if at > now {
             std::thread::sleep(at - now);
         }
-        if schedules[n as usize % schedules.len()].send(at).is_err() {
-            return;
+        let conn = n as usize % count;
+        line.clear();
+        workload.line(conn, n / count as u64, count, &mut line);
+        let (stream, scheduled) = &mut conns[conn];
+        scheduled.lock().expect("not poisoned").push_back(at);
+        let mut rest = &line[..];
+        while !rest.is_empty() {
+            match std::io::Write::write(stream, rest) {
+                Ok(0) => return Err("the daemon closed a connection".into()),
+                Ok(written) => rest = &rest[written..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("sending: {e}")),
+            }
         }
     }
+    Ok(())
+}
+
+/// Makes this (sleeping) clock thread wake on time: late wake-ups would show up as latency
+/// that is the generator's, not the daemon's. Timer slack goes to 1 ns (the default 50 µs
+/// is added to every sleep), and where the system allows it (root, or RLIMIT_RTPRIO) the
+/// thread gets the lowest real-time priority, so a busy CPU does not delay its wake-ups by
+/// milliseconds. Not at rates so high that the thread would barely sleep: it must never
+/// crowd out the daemon.
+fn precise_clock(rate: f64) {
+    use thread_priority::{
+        RealtimeThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    let _ = nix::sys::prctl::set_timerslack(1);
+    if rate <= 100_000.0 {
+        let realtime = ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo);
+        let _ = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, realtime);
+    }
+}
+
+/// Reads `expected` replies, measuring each from the time it was scheduled.
+async fn read_scheduled(
+    stream: tokio::net::UnixStream,
+    scheduled: Arc<Mutex<VecDeque<Instant>>>,
+    expected: u64,
+) -> Result<(Tally, u64), String> {
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    let (mut tally, mut reply) = (Tally::new(), Vec::with_capacity(512));
+    for _ in 0..expected {
+        reply.clear();
+        if reader
+            .read_until(b'\n', &mut reply)
+            .await
+            .map_err(|e| e.to_string())?
+            == 0
+        {
+            return Err("the daemon closed the connection".into());
+        }
+        let started = scheduled
+            .lock()
+            .expect("not poisoned")
+            .pop_front()
+            .ok_or("a reply to a request never sent")?;
+        tally.record(started, &reply)?;
+    }
+    Ok((tally, expected))
 }
