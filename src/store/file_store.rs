@@ -116,6 +116,7 @@ impl FileStore {
                 queue: Queue::new(end),
             }),
             wake: std::sync::Condvar::new(),
+            checkpointing: Mutex::new(()),
         });
         let last_checkpoint = Arc::new(AtomicU64::new(end - replayed));
 
@@ -409,6 +410,10 @@ fn restrict(path: &Path) -> io::Result<()> {
 /// Writes a checkpoint of the live ledger without stopping it; returns the journal offset it
 /// covers, or `None` if changes were taken back meanwhile (it is then discarded).
 fn checkpoint(shared: &Shared, dir: &Path) -> io::Result<Option<u64>> {
+    let _one_at_a_time = shared
+        .checkpointing
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     let (journal_offset, next_seq, rollbacks) = {
         let state = shared.lock();
         (

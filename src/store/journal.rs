@@ -116,6 +116,8 @@ impl Queue {
 pub(crate) struct Shared {
     pub state: Mutex<State>,
     pub wake: Condvar,
+    /// Held while a checkpoint is written: one at a time (they share a temporary file).
+    pub checkpointing: Mutex<()>,
 }
 
 pub(crate) struct State {
