@@ -36,6 +36,8 @@ pub const MAX_REASON_CHARS: usize = 500;
 pub const MAX_COUNT: u32 = 10;
 /// `search --limit` accepts 1 to this many results.
 pub const MAX_SEARCH_LIMIT: u32 = 100;
+/// A `history` reply holds at most this many entries (then follow its `next`).
+pub const MAX_HISTORY_PAGE: u64 = 10_000;
 /// A request id (echoed in the reply) is a number or a string of at most this many bytes.
 pub const MAX_ID_BYTES: usize = 256;
 /// Signed claims (JWTs) are at most this many bytes.
@@ -204,12 +206,18 @@ pub struct BalanceRequest {
     pub user: String,
 }
 
-/// `history`: an account's ledger entries, oldest first; with `limit`, the newest `limit`.
+/// `history`: a page of an account's ledger entries: the newest `limit` (at most
+/// [`MAX_HISTORY_PAGE`], the default) older than `before`, oldest first. A reply with `next`
+/// has older entries: ask again with `before` set to it. Following `next` to the end gives
+/// the complete history; `memes history` does.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct HistoryRequest {
     pub user: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
+    /// A cursor from a previous reply's `next`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
 }
 
 /// `status`: daemon version, protocol version, uptime, counts.
@@ -270,7 +278,7 @@ impl Request {
             Request::Get(r) => r.validate(),
             Request::Topup(r) => r.validate(),
             Request::Balance(r) => validate_user(&r.user),
-            Request::History(r) => validate_user(&r.user),
+            Request::History(r) => r.validate(),
             Request::Search(r) => r.validate(),
             Request::Entitle(r) => r.validate(),
             Request::Status(_) | Request::Audit(_) | Request::Reload(_) => Ok(()),
@@ -328,6 +336,23 @@ impl TopupRequest {
             validate_text("reason", reason, MAX_REASON_CHARS)?;
         }
         validate_key(self.idempotency_key.as_deref())
+    }
+}
+
+impl HistoryRequest {
+    fn validate(&self) -> Result<(), ErrorBody> {
+        validate_user(&self.user)?;
+        if let Some(limit) = self.limit
+            && !(1..=MAX_HISTORY_PAGE).contains(&limit)
+        {
+            return Err(ErrorBody::invalid(format!(
+                "limit must be between 1 and {MAX_HISTORY_PAGE}, got {limit}"
+            )));
+        }
+        if let Some(cursor) = &self.before {
+            HistoryCursor::parse(cursor)?;
+        }
+        Ok(())
     }
 }
 
@@ -524,9 +549,13 @@ pub fn parse_line(line: &[u8]) -> Incoming<'_> {
 
 /// Ids are echoed verbatim, so they are kept to what clients actually use: a number or a
 /// string, of bounded size (never a deeply nested value a client could not read back).
+/// The id must also read back as JSON any client can hold: a finite number (`1e999` is
+/// not), a string without lone surrogates (`"\ud800"` is not).
 fn is_plain_id(raw: &RawValue) -> bool {
     let text = raw.get();
-    text.len() <= MAX_ID_BYTES && matches!(text.as_bytes()[0], b'"' | b'-' | b'0'..=b'9')
+    text.len() <= MAX_ID_BYTES
+        && matches!(text.as_bytes()[0], b'"' | b'-' | b'0'..=b'9')
+        && serde_json::from_str::<serde_json::Value>(text).is_ok()
 }
 
 fn truncate_for_message(text: &str) -> &str {
@@ -803,6 +832,38 @@ pub struct HistoryData {
     pub user_id: String,
     /// Oldest first.
     pub entries: Vec<HistoryEntry>,
+    /// Present when older entries exist: pass it as `before` to get them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// Where a history page continues: the journal line to read next and the sequence number
+/// the page stops before. On the wire it is the opaque string `"<offset>:<seq>"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryCursor {
+    pub offset: u64,
+    pub before_seq: u64,
+}
+
+impl HistoryCursor {
+    pub fn parse(text: &str) -> Result<HistoryCursor, ErrorBody> {
+        let invalid = || {
+            ErrorBody::invalid(format!(
+                "{text:?} is not a history cursor from a reply's `next`"
+            ))
+        };
+        let (offset, seq) = text.split_once(':').ok_or_else(invalid)?;
+        Ok(HistoryCursor {
+            offset: offset.parse().map_err(|_| invalid())?,
+            before_seq: seq.parse().map_err(|_| invalid())?,
+        })
+    }
+}
+
+impl fmt::Display for HistoryCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.offset, self.before_seq)
+    }
 }
 
 /// `audit` reply data.
@@ -904,6 +965,11 @@ mod tests {
             "only numbers and strings"
         );
         assert_eq!(code(r#"{"id":[1],"op":"status"}"#), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"id":1e999,"op":"status"}"#), ErrorCode::BadRequest);
+        assert_eq!(
+            code(r#"{"id":"\ud800","op":"status"}"#),
+            ErrorCode::BadRequest
+        );
         assert_eq!(parse(r#"{"id":null,"op":"status"}"#).0, None);
         assert_eq!(parse("not json").0, None);
     }

@@ -3,7 +3,7 @@
 use super::exit::Exit;
 use super::output;
 use super::{Ctx, Failure};
-use crate::protocol::{HistoryData, HistoryRequest, Request};
+use crate::protocol::{HistoryData, HistoryEntry, HistoryRequest, MAX_HISTORY_PAGE, Request};
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -16,16 +16,12 @@ pub struct HistoryArgs {
 }
 
 pub fn run(args: &HistoryArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
-    let request = Request::History(HistoryRequest {
-        user: args.user.clone(),
-        limit: args.limit,
-    });
-    let (data, _): (HistoryData, _) = ctx.call_as(&request)?;
+    let entries = fetch(args, ctx)?;
     if ctx.json {
         // Scripts get the entries themselves: an array, oldest first.
         println!(
             "{}",
-            serde_json::to_string(&data.entries).expect("entries serialise")
+            serde_json::to_string(&entries).expect("entries serialise")
         );
         return Ok(Exit::Success);
     }
@@ -33,7 +29,7 @@ pub fn run(args: &HistoryArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
     table.set_header(vec![
         "Seq", "Time", "Kind", "Delta", "Balance", "Key", "Details",
     ]);
-    for entry in &data.entries {
+    for entry in &entries {
         let details = match (&entry.reason, entry.memes.is_empty(), entry.tier) {
             (Some(reason), _, _) => reason.clone(),
             (None, false, _) => entry.memes.join(", "),
@@ -55,4 +51,28 @@ pub fn run(args: &HistoryArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
     }
     println!("{table}");
     Ok(Exit::Success)
+}
+
+/// The whole history (or the newest `--limit` entries), oldest first, page by page: the
+/// daemon answers at most [`MAX_HISTORY_PAGE`] entries per request.
+fn fetch(args: &HistoryArgs, ctx: &mut Ctx) -> Result<Vec<HistoryEntry>, Failure> {
+    let mut pages: Vec<Vec<HistoryEntry>> = Vec::new();
+    let mut wanted = args.limit.unwrap_or(u64::MAX);
+    let mut before = None;
+    loop {
+        let request = Request::History(HistoryRequest {
+            user: args.user.clone(),
+            limit: Some(wanted.min(MAX_HISTORY_PAGE)),
+            before: before.take(),
+        });
+        let (page, _): (HistoryData, _) = ctx.call_as(&request)?;
+        wanted -= page.entries.len() as u64;
+        pages.push(page.entries);
+        match page.next {
+            Some(next) if wanted > 0 => before = Some(next),
+            _ => break,
+        }
+    }
+    // Pages come newest first; each is oldest first within.
+    Ok(pages.into_iter().rev().flatten().collect())
 }

@@ -130,7 +130,12 @@ async fn read_requests(
         }
         let outgoing = match service.handle(line, peer) {
             Handled::Ready(outgoing) => outgoing,
-            Handled::Later(work) => work.await,
+            Handled::Later(work) => {
+                let outgoing = work.await;
+                // Time spent on our side is not the client's idleness.
+                last_line = Instant::now();
+                outgoing
+            }
         };
         if replies.send(outgoing).await.is_err() {
             return; // the writer gave up on this client

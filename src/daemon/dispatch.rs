@@ -14,12 +14,10 @@ use crate::catalogue::{Catalogue, CatalogueError};
 use crate::premium::Premium;
 use crate::protocol::{
     self, BalanceData, EntitleData, EntitleRequest, ErrorBody, ErrorCode, GetData, GetRequest,
-    HistoryData, Location, ReloadData, Request, SearchData, SearchHit, SearchRequest, StatusData,
-    Tier, TopupData, TopupRequest,
+    HistoryCursor, HistoryData, Location, ReloadData, Request, SearchData, SearchHit,
+    SearchRequest, StatusData, Tier, TopupData, TopupRequest,
 };
-use crate::store::{
-    ChargeRequest, Commit, Idempotency, Outcome, StoreError, TokenStore, TopupChange, now_ms,
-};
+use crate::store::{ChargeRequest, Commit, Idempotency, Outcome, TokenStore, TopupChange, now_ms};
 use arc_swap::ArcSwap;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
@@ -144,10 +142,18 @@ impl Service {
             Request::History(history) => {
                 let store = self.store.clone();
                 self.blocking(id, move || {
-                    let entries = store.history(&history.user, history.limit)?;
-                    Ok::<_, StoreError>(HistoryData {
+                    let limit = history.limit.unwrap_or(protocol::MAX_HISTORY_PAGE) as usize;
+                    // Validated with the request, so the cursor parses.
+                    let before = history
+                        .before
+                        .as_deref()
+                        .map(HistoryCursor::parse)
+                        .transpose()?;
+                    let page = store.history(&history.user, limit, before)?;
+                    Ok::<_, ErrorBody>(HistoryData {
                         user_id: history.user,
-                        entries,
+                        entries: page.entries,
+                        next: page.next.map(|cursor| cursor.to_string()),
                     })
                 })
             }

@@ -15,8 +15,10 @@ use super::journal::{JournalFile, Queue, Shared, State, WriterConfig, run_writer
 use super::ledger::{Account, Idempotency, Ledger, Outcome, Undo};
 use super::recovery::{self, JOURNAL_FILE, RecoveryStats, SNAPSHOT_FILE};
 use super::snapshot;
-use super::{ChargeRequest, Commit, OpenError, StoreError, StoreStats, TokenStore, TopupChange};
-use crate::protocol::{AuditReport, HistoryEntry, Tier};
+use super::{
+    ChargeRequest, Commit, HistoryPage, OpenError, StoreError, StoreStats, TokenStore, TopupChange,
+};
+use crate::protocol::{AuditReport, HistoryCursor, Tier};
 use serde_json::value::RawValue;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -359,10 +361,28 @@ impl TokenStore for FileStore {
         self.mutate(|ledger, now, out, undo| ledger.entitle(user, tier, until_ms, now, out, undo))
     }
 
-    fn history(&self, user: &str, limit: Option<u64>) -> Result<Vec<HistoryEntry>, StoreError> {
+    fn history(
+        &self,
+        user: &str,
+        limit: usize,
+        before: Option<HistoryCursor>,
+    ) -> Result<HistoryPage, StoreError> {
         let (account, commit) = self.account(user)?;
         commit.wait_blocking()?;
-        history::read_history(&self.reader, user, account.last, limit).map_err(StoreError::Internal)
+        let bad_cursor = || StoreError::BadCursor(user.to_string());
+        let from = match before {
+            Some(cursor) if cursor.offset > account.last => return Err(bad_cursor()),
+            Some(cursor) => cursor.offset,
+            None => account.last,
+        };
+        let before_seq = before.map(|cursor| cursor.before_seq);
+        history::read_history(&self.reader, user, from, before_seq, limit).map_err(|e| match e {
+            history::HistoryError::NotTheUsersLine(_) if before.is_some() => bad_cursor(),
+            history::HistoryError::NotTheUsersLine(at) => {
+                StoreError::Internal(format!("journal offset {at}: not a line of user {user:?}"))
+            }
+            history::HistoryError::Corrupt(what) => StoreError::Internal(what),
+        })
     }
 
     fn audit(&self) -> Result<AuditReport, StoreError> {

@@ -3,7 +3,7 @@
 //! offset, and reads only that user's lines however long the journal is.
 
 use super::record::RecordIn;
-use crate::protocol::{HistoryEntry, format_instant};
+use crate::protocol::{HistoryCursor, HistoryEntry, format_instant};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -28,45 +28,70 @@ pub fn read_line_at(file: &File, offset: u64, buf: &mut Vec<u8>) -> io::Result<(
     }
 }
 
-/// The entries of `user`, whose newest line starts at `last`, oldest first; with `limit`,
-/// only the newest `limit` entries.
+/// A page of history: entries oldest first, and where older ones continue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryPage {
+    pub entries: Vec<HistoryEntry>,
+    pub next: Option<HistoryCursor>,
+}
+
+/// Why a history could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryError {
+    /// The line to start from is not one of the user's (a forged or stale cursor).
+    NotTheUsersLine(u64),
+    /// The chain is broken further back: the journal is damaged.
+    Corrupt(String),
+}
+
+/// The newest `limit` entries of `user` from the line at `from` backwards (only those
+/// before `before_seq`, if given), oldest first.
 pub fn read_history(
     file: &File,
     user: &str,
-    last: u64,
-    limit: Option<u64>,
-) -> Result<Vec<HistoryEntry>, String> {
-    let limit = limit.unwrap_or(u64::MAX) as usize;
+    from: u64,
+    before_seq: Option<u64>,
+    limit: usize,
+) -> Result<HistoryPage, HistoryError> {
     let mut newest_first = Vec::new();
     let mut buf = Vec::with_capacity(1024);
-    let mut offset = Some(last);
+    let mut offset = Some(from);
+    let mut next = None;
     while let Some(at) = offset {
-        if newest_first.len() >= limit {
-            break;
-        }
-        read_line_at(file, at, &mut buf).map_err(|e| format!("journal offset {at}: {e}"))?;
-        let record = RecordIn::parse(&buf).map_err(|e| format!("journal offset {at}: {e}"))?;
+        let corrupt = |what: String| match at == from {
+            true => HistoryError::NotTheUsersLine(at),
+            false => HistoryError::Corrupt(format!("journal offset {at}: {what}")),
+        };
+        read_line_at(file, at, &mut buf).map_err(|e| corrupt(e.to_string()))?;
+        let record = RecordIn::parse(&buf).map_err(corrupt)?;
         if record.user != user {
-            return Err(format!(
-                "journal offset {at}: expected a line of {user:?}, found one of {:?}",
+            return Err(corrupt(format!(
+                "expected a line of {user:?}, found one of {:?}",
                 record.user
-            ));
+            )));
         }
         if record.prev.is_some_and(|prev| prev >= at) {
-            return Err(format!(
-                "journal offset {at}: prev does not point backwards"
-            ));
+            return Err(corrupt("prev does not point backwards".into()));
         }
         let time = format_instant(record.time);
         for (i, entry) in record.entries.iter().enumerate().rev() {
-            if newest_first.len() >= limit {
+            let seq = record.seq + i as u64;
+            if before_seq.is_some_and(|before| seq >= before) {
+                continue;
+            }
+            if newest_first.len() == limit {
+                // Full, and this entry is older: the next page starts here.
+                next = Some(HistoryCursor {
+                    offset: at,
+                    before_seq: seq + 1,
+                });
                 break;
             }
             // Keys, reasons and memes belong to the request's own entry (the last one),
             // not to a welcome grant written in the same line.
             let own = i + 1 == record.entries.len();
             newest_first.push(HistoryEntry {
-                seq: record.seq + i as u64,
+                seq,
                 time: time.clone(),
                 kind: entry.kind,
                 delta: entry.delta,
@@ -81,8 +106,24 @@ pub fn read_history(
                 until: record.until.filter(|_| own).map(format_instant),
             });
         }
+        if next.is_some() {
+            break;
+        }
         offset = record.prev;
+        if newest_first.len() == limit
+            && let (Some(prev), Some(oldest)) = (offset, newest_first.last())
+        {
+            // Full exactly at a line boundary: older lines remain.
+            next = Some(HistoryCursor {
+                offset: prev,
+                before_seq: oldest.seq,
+            });
+            break;
+        }
     }
     newest_first.reverse();
-    Ok(newest_first)
+    Ok(HistoryPage {
+        entries: newest_first,
+        next,
+    })
 }

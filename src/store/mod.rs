@@ -22,9 +22,10 @@ pub mod recovery;
 pub mod snapshot;
 
 pub use file_store::{FileStore, StoreConfig};
+pub use history::HistoryPage;
 pub use ledger::{Account, Idempotency, Outcome, ReplyBuilder};
 
-use crate::protocol::{AuditReport, ErrorBody, ErrorCode, HistoryEntry, MAX_BALANCE, Tier};
+use crate::protocol::{AuditReport, ErrorBody, ErrorCode, HistoryCursor, MAX_BALANCE, Tier};
 use serde_json::value::RawValue;
 use std::path::PathBuf;
 use tokio::sync::oneshot;
@@ -44,6 +45,8 @@ pub enum StoreError {
     IdempotencyConflict { key: String },
     #[error("the balance would exceed the maximum of {MAX_BALANCE} tokens")]
     BalanceOverflow,
+    #[error("the history cursor is not one of user {0:?}'s; pass a `next` from their history")]
+    BadCursor(String),
     #[error("the ledger cannot be written ({0}); nothing was changed, try again later")]
     Unavailable(String),
     #[error("ledger: {0}")]
@@ -56,7 +59,7 @@ impl StoreError {
             StoreError::InsufficientTokens { .. } => ErrorCode::InsufficientTokens,
             StoreError::UnknownUser(_) => ErrorCode::NotFound,
             StoreError::IdempotencyConflict { .. } => ErrorCode::IdempotencyConflict,
-            StoreError::BalanceOverflow => ErrorCode::InvalidArgument,
+            StoreError::BalanceOverflow | StoreError::BadCursor(_) => ErrorCode::InvalidArgument,
             StoreError::Unavailable(_) => ErrorCode::Unavailable,
             StoreError::Internal(_) => ErrorCode::Internal,
         }
@@ -183,9 +186,14 @@ pub trait TokenStore: Send + Sync + 'static {
         tier: Tier,
         until_ms: Option<i64>,
     ) -> Result<(Account, Commit), StoreError>;
-    /// A user's durable ledger entries, oldest first (the newest `limit` when given).
-    /// Blocking: reads the journal.
-    fn history(&self, user: &str, limit: Option<u64>) -> Result<Vec<HistoryEntry>, StoreError>;
+    /// A page of a user's durable ledger entries: the newest `limit` older than the cursor
+    /// (or than now), oldest first. Blocking: reads the journal.
+    fn history(
+        &self,
+        user: &str,
+        limit: usize,
+        before: Option<HistoryCursor>,
+    ) -> Result<HistoryPage, StoreError>;
     /// Replays the whole ledger and checks its invariants. Blocking: reads the journal.
     fn audit(&self) -> Result<AuditReport, StoreError>;
     fn stats(&self) -> StoreStats;

@@ -124,7 +124,7 @@ fn reopening_keeps_balances_history_and_keys() {
         r#"{"new_balance":157}"#
     );
     assert_eq!(balance(&store, "u2"), Some(157), "a replay changes nothing");
-    let history = store.history("u1", None).unwrap();
+    let history = store.history("u1", 100, None).unwrap().entries;
     let kinds: Vec<_> = history.iter().map(|e| e.kind).collect();
     assert_eq!(
         kinds,
@@ -140,8 +140,28 @@ fn reopening_keeps_balances_history_and_keys() {
         [150, 149, 199, 199]
     );
     assert_eq!(history[1].memes, ["grumpy-cat"]);
-    let newest = store.history("u1", Some(2)).unwrap();
-    assert_eq!(newest, history[2..]);
+    let newest = store.history("u1", 2, None).unwrap();
+    assert_eq!(newest.entries, history[2..]);
+    // Page by page, older and older, the pages add up to the whole history.
+    let mut pages = vec![newest.entries];
+    let mut next = newest.next;
+    while let Some(cursor) = next {
+        let page = store.history("u1", 1, Some(cursor)).unwrap();
+        pages.push(page.entries);
+        next = page.next;
+    }
+    assert_eq!(
+        pages.into_iter().rev().flatten().collect::<Vec<_>>(),
+        history
+    );
+    let forged = crate::protocol::HistoryCursor {
+        offset: 1,
+        before_seq: 3,
+    };
+    assert_eq!(
+        store.history("u1", 5, Some(forged)).unwrap_err().code(),
+        crate::protocol::ErrorCode::InvalidArgument
+    );
     assert!(store.audit().unwrap().ok);
 }
 
@@ -307,7 +327,7 @@ fn a_failed_write_acknowledges_nothing_and_recovers_when_the_disk_does() {
     let refused = charge(&*store, "u", 1).unwrap_err();
     assert!(matches!(refused, StoreError::Unavailable(_)), "{refused:?}");
     assert!(!store.stats().writable);
-    assert!(store.history("u", None).is_ok(), "reads keep working");
+    assert!(store.history("u", 10, None).is_ok(), "reads keep working");
     let store = Arc::into_inner(store).unwrap();
 
     failing.store(false, Ordering::SeqCst);

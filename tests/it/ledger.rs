@@ -1,6 +1,6 @@
 //! The ledger from outside: idempotent retries, history, audit, and crashes under load.
 
-use crate::harness::{Conn, Daemon};
+use crate::harness::{Conn, Daemon, assert_error};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -160,6 +160,81 @@ fn history_shows_every_entry_with_its_running_balance() {
         table.stdout
     );
     assert_eq!(daemon.memes(&["history", "--user", "ghost"]).code, 5);
+}
+
+#[test]
+fn a_history_longer_than_one_reply_is_paged_and_complete() {
+    let daemon = Daemon::start();
+    // More entries than one reply holds (10,000): top-ups pipelined in batches (small
+    // enough that neither side's socket buffer fills while the other is not reading).
+    let topups = 10_050u64;
+    let mut conn = daemon.connect();
+    for batch in (0..topups).collect::<Vec<_>>().chunks(1_005) {
+        let lines: String = batch
+            .iter()
+            .map(|i| format!("{{\"id\":{i},\"op\":\"topup\",\"user\":\"long\",\"amount\":1}}\n"))
+            .collect();
+        assert!(conn.send(lines.as_bytes()));
+        for &i in batch {
+            let reply = conn.read_reply().expect("a reply");
+            assert_eq!(reply["ok"], true, "{reply}");
+            assert_eq!(reply["id"], i);
+        }
+    }
+
+    let all = daemon.memes_json(&["history", "--user", "long"]);
+    let all = all.as_array().unwrap();
+    assert_eq!(
+        all.len() as u64,
+        topups + 1,
+        "the welcome grant and every top-up"
+    );
+    assert_eq!(all[0]["kind"], "welcome");
+    assert!(
+        all.windows(2)
+            .all(|w| w[0]["seq"].as_u64() < w[1]["seq"].as_u64())
+    );
+    assert_eq!(all.last().unwrap()["balance"], 150 + topups);
+    let newest = daemon.memes_json(&["history", "--user", "long", "--limit", "10020"]);
+    assert_eq!(newest.as_array().unwrap()[..], all[all.len() - 10_020..]);
+
+    // On the wire: a page says where the older entries continue.
+    let page = conn.request(r#"{"op":"history","user":"long","limit":3}"#);
+    let entries = page["data"]["entries"].as_array().unwrap();
+    assert_eq!(entries[..], all[all.len() - 3..]);
+    let next = page["data"]["next"]
+        .as_str()
+        .expect("a cursor to older entries");
+    let older = conn.request(&format!(
+        r#"{{"op":"history","user":"long","limit":2,"before":"{next}"}}"#
+    ));
+    assert_eq!(
+        older["data"]["entries"].as_array().unwrap()[..],
+        all[all.len() - 5..all.len() - 3]
+    );
+    let whole = conn.request(r#"{"op":"history","user":"long"}"#);
+    assert_eq!(whole["data"]["entries"].as_array().unwrap().len(), 10_000);
+    let oldest = conn.request(&format!(
+        r#"{{"op":"history","user":"long","before":"{}"}}"#,
+        whole["data"]["next"].as_str().unwrap()
+    ));
+    assert_eq!(oldest["data"]["entries"].as_array().unwrap()[..], all[..51]);
+    assert!(oldest["data"].get("next").is_none(), "{oldest}");
+
+    // A cursor is checked: another user's, or a made-up one, is refused.
+    daemon.memes_json(&["get", "--user", "other"]);
+    let theirs = conn.request(&format!(
+        r#"{{"op":"history","user":"other","before":"{next}"}}"#
+    ));
+    assert_error(&theirs, "invalid_argument");
+    for forged in ["1:2", "x", "999999999999:1", "-1:2"] {
+        let reply = conn.request(&format!(
+            r#"{{"op":"history","user":"long","before":"{forged}"}}"#
+        ));
+        assert_error(&reply, "invalid_argument");
+    }
+    let too_many = conn.request(r#"{"op":"history","user":"long","limit":10001}"#);
+    assert_error(&too_many, "invalid_argument");
 }
 
 #[test]
