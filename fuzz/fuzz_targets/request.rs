@@ -10,10 +10,12 @@
 //! `error.code` from the closed set otherwise; a balance never exceeds the protocol's
 //! maximum; an audit never finds the ledger inconsistent.
 //!
-//! One service (store in a temporary directory, journal without fsync) serves the whole
-//! process; `MEMES_FUZZ_RECYCLE=N` replaces it with a fresh one every N inputs (0: never),
-//! which bounds the ledger's legitimate growth (accounts and idempotency keys are kept
-//! forever by design) on very long runs.
+//! One service (store in a temporary directory, journal without fsync) serves many inputs;
+//! `MEMES_FUZZ_RECYCLE=N` replaces it with a fresh one every N inputs (default 20000; 0:
+//! never), which bounds the ledger's legitimate growth (accounts and idempotency keys are
+//! kept forever by design) and with it the cost of `audit`, which re-reads the journal.
+//! `MEMES_FUZZ_SLOW_SHARE` caps the time spent in requests that are slow by design (see
+//! [`is_slow`]); set it to 100 when reproducing an artifact.
 
 #![no_main]
 
@@ -24,7 +26,7 @@ use memes::daemon::dispatch::{Service, ServiceConfig};
 use memes::premium::Premium;
 use memes::premium::generate::{Backend, Generator};
 use memes::premium::render::Renderer;
-use memes::protocol::{MAX_BALANCE, MAX_LINE_BYTES};
+use memes::protocol::{self, GetRequest, MAX_BALANCE, MAX_LINE_BYTES, Request};
 use memes::store::journal::JournalFile;
 use memes::store::{FileStore, StoreConfig};
 use serde::Deserialize;
@@ -32,7 +34,10 @@ use serde_json::value::RawValue;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, Once};
+use std::time::Instant;
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
 
@@ -57,7 +62,7 @@ struct Instance {
     /// Inputs served by this instance.
     served: u64,
     /// Dropped after the service (field order), so the store closes before its files go.
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl Instance {
@@ -66,6 +71,9 @@ impl Instance {
             .prefix("memes-fuzz-")
             .tempdir()
             .expect("temporary directory");
+        remove_at_exit(dir.path());
+        INSTANCES.fetch_add(1, Ordering::Relaxed);
+        LazyLock::force(&STARTED);
         let store = FileStore::open_with(dir.path(), StoreConfig::default(), |file| {
             Box::new(NoSync(file))
         })
@@ -86,9 +94,48 @@ impl Instance {
         Instance {
             service,
             served: 0,
-            _dir: dir,
+            dir,
         }
     }
+}
+
+/// The data directory in use: libFuzzer ends the process with `exit`, which runs no
+/// destructors of statics, so an `atexit` hook removes it.
+static CURRENT_DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+fn remove_at_exit(dir: &Path) {
+    static HOOK: Once = Once::new();
+    extern "C" fn remove_current_dir() {
+        eprintln!(
+            "memes-fuzz: {} services, {} lines served ({} slow), {} slow lines skipped, {:.1} s in slow lines",
+            INSTANCES.load(Ordering::Relaxed),
+            SERVED.load(Ordering::Relaxed),
+            SLOW_SERVED.load(Ordering::Relaxed),
+            SLOW_SKIPPED.load(Ordering::Relaxed),
+            SLOW_NANOS.load(Ordering::Relaxed) as f64 / 1e9,
+        );
+        if let Ok(slot) = INSTANCE.try_lock()
+            && let Some(instance) = slot.as_ref()
+        {
+            let stats = instance.service.store().stats();
+            let journal = std::fs::metadata(instance.dir.path().join("journal.ndjson"))
+                .map_or(0, |m| m.len());
+            eprintln!(
+                "memes-fuzz: the last service served {} inputs: {} accounts, {} ledger entries, {} journal bytes",
+                instance.served, stats.accounts, stats.entries, journal
+            );
+        }
+        if let Ok(current) = CURRENT_DIR.try_lock()
+            && let Some(dir) = current.as_ref()
+        {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    *CURRENT_DIR.lock().unwrap_or_else(|e| e.into_inner()) = Some(dir.to_path_buf());
+    // SAFETY: registers a plain function without arguments, as atexit expects.
+    HOOK.call_once(|| unsafe {
+        libc::atexit(remove_current_dir);
+    });
 }
 
 static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
@@ -105,7 +152,7 @@ static RECYCLE: LazyLock<u64> = LazyLock::new(|| {
     std::env::var("MEMES_FUZZ_RECYCLE")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(20_000)
 });
 
 /// The daemon's own user: an admin.
@@ -247,16 +294,67 @@ fn check(line: &[u8], reply: &[u8]) {
     }
 }
 
+/// Requests that are slow by design: `get` with `generate` renders and stores a PNG (~10 ms,
+/// ~80 ms with coverage instrumentation), `reload` re-parses and re-indexes the catalogue
+/// (~15 ms), `audit` re-reads the whole journal and `history` an account's whole chain of
+/// journal lines (both grow with the ledger; a busy account's full history is megabytes).
+/// Left alone, the fuzzer soon spends most of its time in them.
+fn is_slow(line: &[u8]) -> bool {
+    matches!(
+        protocol::parse_line(line).request,
+        Ok(Request::Reload(_)
+            | Request::Audit(_)
+            | Request::History(_)
+            | Request::Get(GetRequest { generate: true, .. }))
+    )
+}
+
+/// Percent of the run's time that slow requests may take (`MEMES_FUZZ_SLOW_SHARE`, default
+/// 10; 100 lets every one through, which is what to use to reproduce an artifact). A slow
+/// request over budget is skipped (not sent to the service) and counted.
+static SLOW_SHARE: LazyLock<u64> = LazyLock::new(|| {
+    std::env::var("MEMES_FUZZ_SLOW_SHARE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10)
+});
+static STARTED: LazyLock<Instant> = LazyLock::new(Instant::now);
+static SLOW_NANOS: AtomicU64 = AtomicU64::new(0);
+static SERVED: AtomicU64 = AtomicU64::new(0);
+static SLOW_SERVED: AtomicU64 = AtomicU64::new(0);
+static SLOW_SKIPPED: AtomicU64 = AtomicU64::new(0);
+static INSTANCES: AtomicU64 = AtomicU64::new(0);
+
+fn slow_allowed() -> bool {
+    let share = *SLOW_SHARE;
+    if share >= 100 {
+        return true;
+    }
+    let elapsed = STARTED.elapsed().as_nanos() as u64;
+    SLOW_NANOS.load(Ordering::Relaxed).saturating_mul(100) <= elapsed.saturating_mul(share)
+}
+
 fn serve(service: &Arc<Service>, line: &[u8]) {
     if line.len() > MAX_LINE_BYTES {
         // The connection layer answers `line_too_long` before `respond` ever sees it.
+        return;
+    }
+    let slow = is_slow(line);
+    if slow && !slow_allowed() {
+        SLOW_SKIPPED.fetch_add(1, Ordering::Relaxed);
         return;
     }
     let peer = match line.first() {
         Some(byte) if byte % 2 == 0 => &STRANGER,
         _ => &*ADMIN,
     };
+    let started = Instant::now();
     let reply = RUNTIME.block_on(service.respond(line, peer));
+    if slow {
+        SLOW_NANOS.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        SLOW_SERVED.fetch_add(1, Ordering::Relaxed);
+    }
+    SERVED.fetch_add(1, Ordering::Relaxed);
     check(line, &reply);
 }
 
