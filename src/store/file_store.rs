@@ -21,7 +21,7 @@ use super::{
 use crate::protocol::{AuditReport, HistoryCursor, Tier};
 use serde_json::value::RawValue;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -443,12 +443,15 @@ fn checkpoint(shared: &Shared, dir: &Path) -> io::Result<Option<u64>> {
         )
     };
     let tmp_path = recovery::temporary_snapshot_path(dir);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp_path)?;
+    // Paced so that the journal's flushes never queue behind a whole checkpoint's.
+    let mut file = snapshot::PacedWriter::new(
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp_path)?,
+    );
     // Rows are serialised under the lock, a chunk at a time, and written outside it.
     let mut buf = Vec::with_capacity(1 << 20);
     snapshot::begin(&mut buf, journal_offset, next_seq);
