@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side measurements for BENCHMARKS.md: memesd against the yardstick's limitd (the
 # least work a durable token daemon can do), driven by the same load generator in the same
-# run, plus memory, start-up and CLI cost. Takes about six minutes; needs hyperfine for the
+# run, plus memory, start-up and CLI cost. Takes about ten minutes; needs hyperfine for the
 # CLI figure (apt-get install hyperfine).
 #
 #   benches/compare.sh [YARDSTICK_DIR]      (default: ../shared/yardstick)
@@ -23,14 +23,16 @@ start_memesd() { # socket data-dir [memesd args...]
   pids+=($!)
   until "$M/memes" --socket "$socket" status >/dev/null 2>&1; do sleep 0.02; done
 }
-serving_after() { # socket data-dir: seconds from exec until `status` answers
+serving_after() { # label socket data-dir: prints the seconds from exec until `status` answers
   local t0 t1
   t0=$(date +%s.%N)
-  MEMES_LOG=warn "$M/memesd" --socket "$1" --data-dir "$2" 2>>"$work/memesd.log" &
-  pids+=($!)
-  until "$M/memes" --socket "$1" status >/dev/null 2>&1; do sleep 0.01; done
+  # Not in a command substitution: the daemon would hold its pipe open and hang the script.
+  MEMES_LOG=warn "$M/memesd" --socket "$2" --data-dir "$3" 2>>"$work/memesd.log" &
+  big=$!
+  pids+=("$big")
+  until "$M/memes" --socket "$2" status >/dev/null 2>&1; do sleep 0.01; done
   t1=$(date +%s.%N)
-  echo "$t1 - $t0" | bc
+  echo "$1 $(echo "$t1 - $t0" | bc) s"
 }
 rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 limitd_line='{"id":{id},"op":"debit","user":"{user}","amount":1}'
@@ -64,10 +66,25 @@ echo "## the same, measured by the yardstick's own generator (ncload)"
   --template '{"id":{id},"op":"get","user":"{user}","query":"cat"}'
 echo
 
-echo "## open loop, 15000 requests/s for 60 s"
-"$M/memes" --socket "$work/l.sock" bench --rate 15000 --duration 60 -c 64 --template "$limitd_line"
-"$M/memes" --socket "$work/m.sock" bench --rate 15000 --duration 60 -c 64 --users 10000 \
-  --max-p99 2 --max-latency 50 || true
+for round in 1 2; do
+  echo "## open loop, 15000 requests/s for 60 s (round $round)"
+  "$M/memes" --socket "$work/l.sock" bench --rate 15000 --duration 60 -c 64 --template "$limitd_line"
+  "$M/memes" --socket "$work/m.sock" bench --rate 15000 --duration 60 -c 64 --users 10000 \
+    --max-p99 2 --max-latency 50 || true
+  echo
+done
+
+echo "## the disk alone: append 1.4 KB + fdatasync, back to back, 10 s"
+python3 - "$work/fsync-probe" <<'EOF'
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+lat, end = [], time.time() + 10
+while time.time() < end:
+    os.write(fd, b"x" * 1400 + b"\n")
+    t = time.perf_counter(); os.fdatasync(fd); lat.append(time.perf_counter() - t)
+lat.sort(); q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000
+print(f"{len(lat) / 10:.0f} flushes/s  p50 {q(.5):.3f}  p99 {q(.99):.3f}  p99.9 {q(.999):.3f}  max {lat[-1] * 1000:.3f} ms")
+EOF
 echo
 
 echo "## premium costs nothing on a plain get (64 x 1, same run)"
@@ -102,17 +119,17 @@ big=${pids[-1]}
 "$M/memes" --socket "$work/big.sock" status | grep -E "Accounts|entries"
 echo "RSS with 1M accounts: $(rss_mb "$big") MB"
 ls -la "$work/big" | awk '/journal|snapshot/ {printf "%s %.0f MB\n", $9, $5/1048576}'
+t0=$(date +%s.%N)
 kill -TERM "$big"; wait "$big" 2>/dev/null || true
-echo "start after a clean stop (checkpoint only):      $(serving_after "$work/big.sock" "$work/big") s"
-big=${pids[-1]}
+echo "clean stop (writes a final checkpoint): $(echo "$(date +%s.%N) - $t0" | bc) s"
+serving_after "start after a clean stop (checkpoint only):     " "$work/big.sock" "$work/big"
 echo "RSS after start-up: $(rss_mb "$big") MB"
 "$M/memes" --socket "$work/big.sock" bench --users 1000000 -c 16 -d 32 -n 300000 >/dev/null
 kill -9 "$big"; wait "$big" 2>/dev/null || true
-echo "start after kill -9 (checkpoint + journal tail): $(serving_after "$work/big.sock" "$work/big") s"
-big=${pids[-1]}
+serving_after "start after kill -9 (checkpoint + journal tail):" "$work/big.sock" "$work/big"
 kill -9 "$big"; wait "$big" 2>/dev/null || true
 rm "$work/big/snapshot.json"
-echo "start with no checkpoint (replays every line):   $(serving_after "$work/big.sock" "$work/big") s"
+serving_after "start with no checkpoint (replays every line):  " "$work/big.sock" "$work/big"
 echo
 
 echo "## the CLI in a shell loop"
