@@ -66,7 +66,7 @@ fn fetch(args: &HistoryArgs, ctx: &mut Ctx) -> Result<Vec<HistoryEntry>, Failure
             before: before.take(),
         });
         let (page, _): (HistoryData, _) = ctx.call_as(&request)?;
-        wanted -= page.entries.len() as u64;
+        wanted = wanted.saturating_sub(page.entries.len() as u64);
         pages.push(page.entries);
         match page.next {
             Some(next) if wanted > 0 => before = Some(next),
