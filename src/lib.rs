@@ -16,6 +16,7 @@ pub mod catalogue;
 pub mod cli;
 pub mod client;
 pub mod daemon;
+pub mod lockfile;
 pub mod paths;
 pub mod premium;
 pub mod protocol;

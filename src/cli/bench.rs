@@ -491,16 +491,21 @@ async fn closed_loop(
         let Some(started) = in_flight.pop_front() else {
             return Ok((tally, sent));
         };
-        reply.clear();
-        if reader
-            .read_until(b'\n', &mut reply)
-            .await
-            .map_err(|e| e.to_string())?
-            == 0
-        {
-            return Err("the daemon closed the connection".into());
-        }
+        read_reply(&mut reader, &mut reply).await?;
         tally.record(started, &reply)?;
+    }
+}
+
+/// Reads the next reply line into `reply` (replacing what it held).
+async fn read_reply(
+    reader: &mut (impl AsyncBufReadExt + Unpin),
+    reply: &mut Vec<u8>,
+) -> Result<(), String> {
+    reply.clear();
+    match reader.read_until(b'\n', reply).await {
+        Ok(0) => Err("the daemon closed the connection".into()),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -637,15 +642,7 @@ async fn read_scheduled(
     let mut reader = BufReader::with_capacity(64 * 1024, stream);
     let (mut tally, mut reply) = (Tally::new(), Vec::with_capacity(512));
     for _ in 0..expected {
-        reply.clear();
-        if reader
-            .read_until(b'\n', &mut reply)
-            .await
-            .map_err(|e| e.to_string())?
-            == 0
-        {
-            return Err("the daemon closed the connection".into());
-        }
+        read_reply(&mut reader, &mut reply).await?;
         let started = scheduled
             .lock()
             .expect("not poisoned")

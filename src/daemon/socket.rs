@@ -5,13 +5,14 @@
 //! holds it owns the name; with it held, an existing socket file is stale and may be removed.
 //! A live daemon is never displaced (interprocess's `try_overwrite` would unlink it).
 
+use crate::lockfile;
 use interprocess::local_socket::tokio::Listener;
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
 use interprocess::os::unix::local_socket::ListenerOptionsExt;
 use nix::unistd::Gid;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Longest socket path Linux accepts (`sun_path` is 108 bytes including the final NUL).
@@ -105,18 +106,9 @@ pub fn bind(path: &Path, access: SocketAccess) -> Result<BoundSocket, BindError>
         }
     }
     let lock_path = lock_path(path);
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&lock_path)
-        .map_err(io_error("opening", &lock_path))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => return Err(BindError::InUse(path.into())),
-        Err(std::fs::TryLockError::Error(e)) => return Err(io_error("locking", &lock_path)(e)),
-    }
+    let lock = lockfile::try_acquire(&lock_path)
+        .map_err(io_error("locking", &lock_path))?
+        .ok_or_else(|| BindError::InUse(path.into()))?;
     if path.exists() {
         // We hold the name's lock, so no daemon that follows these rules is using it. Still,
         // refuse to remove a socket that answers: that is a daemon we must not displace.

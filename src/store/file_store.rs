@@ -18,6 +18,7 @@ use super::snapshot;
 use super::{
     ChargeRequest, Commit, HistoryPage, OpenError, StoreError, StoreStats, TokenStore, TopupChange,
 };
+use crate::lockfile;
 use crate::protocol::{AuditReport, HistoryCursor, Tier};
 use serde_json::value::RawValue;
 use std::fs::{File, OpenOptions};
@@ -89,23 +90,9 @@ impl FileStore {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(io_error(dir))?;
         let lock_path = dir.join("memesd.lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(io_error(&lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(OpenError::Locked(dir.into())),
-            Err(std::fs::TryLockError::Error(source)) => {
-                return Err(OpenError::Io {
-                    path: lock_path,
-                    source,
-                });
-            }
-        }
+        let lock = lockfile::try_acquire(&lock_path)
+            .map_err(io_error(&lock_path))?
+            .ok_or_else(|| OpenError::Locked(dir.into()))?;
         let recovered = recovery::recover(dir, config.welcome_tokens)?;
         let journal_path = dir.join(JOURNAL_FILE);
         restrict(&journal_path).map_err(io_error(&journal_path))?;
