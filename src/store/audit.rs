@@ -7,7 +7,7 @@
 //! the first entry of an account and appears at most once per user; every idempotency key
 //! occurs once. The caller then compares the derived balances with the live ones.
 
-use super::record::RecordIn;
+use super::record::{BatchEnd, JournalLine, RecordIn};
 use crate::protocol::{AuditReport, EntryKind};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -32,10 +32,13 @@ pub struct JournalScan {
 /// Stops at the first discrepancy, which the report names.
 pub fn scan(path: &Path, upto: u64) -> io::Result<JournalScan> {
     let mut reader = BufReader::with_capacity(1 << 20, File::open(path)?.take(upto));
-    let mut report = AuditReport::default();
-    let mut accounts: HashMap<Box<str>, Derived> = HashMap::new();
-    let mut keys: HashSet<Box<str>> = HashSet::new();
-    let mut next_seq = 1u64;
+    let mut replay = Replay {
+        report: AuditReport::default(),
+        accounts: HashMap::new(),
+        keys: HashSet::new(),
+        next_seq: 1,
+        batch_floor: 0,
+    };
     let mut offset = 0u64;
     let mut line = Vec::with_capacity(1024);
     let mut line_no = 0u64;
@@ -46,123 +49,147 @@ pub fn scan(path: &Path, upto: u64) -> io::Result<JournalScan> {
             break;
         }
         line_no += 1;
-        let at = format!("{}, line {line_no}", path.display());
-        let checked = check_line(
-            &line,
-            offset,
-            &mut next_seq,
-            &mut accounts,
-            &mut keys,
-            &mut report,
-        );
-        if let Err(problem) = checked {
-            report.discrepancy = Some(format!("{at}: {problem}"));
+        if let Err(problem) = replay.check_line(&line, offset) {
+            replay.report.discrepancy =
+                Some(format!("{}, line {line_no}: {problem}", path.display()));
             break;
         }
         offset += read as u64;
     }
+    let Replay {
+        mut report,
+        accounts,
+        ..
+    } = replay;
     report.accounts = accounts.len() as u64;
     report.ok = report.discrepancy.is_none();
     Ok(JournalScan { report, accounts })
 }
 
-fn check_line(
-    line: &[u8],
-    offset: u64,
-    next_seq: &mut u64,
-    accounts: &mut HashMap<Box<str>, Derived>,
-    keys: &mut HashSet<Box<str>>,
-    report: &mut AuditReport,
-) -> Result<(), String> {
-    let Some(body) = line.strip_suffix(b"\n") else {
-        return Err("the last line is incomplete".into());
-    };
-    let record = RecordIn::parse(body).map_err(|e| format!("not a valid ledger line: {e}"))?;
-    if record.seq != *next_seq {
-        return Err(format!(
-            "sequence gap: expected seq {next_seq}, found {}",
-            record.seq
-        ));
-    }
-    let user = record.user.as_ref();
-    let known = accounts.get(user).copied();
-    let expected_prev = known.map(|d| d.last);
-    if record.prev != expected_prev {
-        return Err(format!(
-            "seq {}: user {user:?}'s previous line is at {expected_prev:?} but this line says {:?}",
-            record.seq, record.prev
-        ));
-    }
-    let mut balance = known.map(|d| d.balance);
-    for (i, entry) in record.entries.iter().enumerate() {
-        let seq = record.seq + i as u64;
-        let before = match (entry.kind, balance) {
-            (EntryKind::Welcome, None) => {
-                report.welcomes += 1;
-                0
-            }
-            (EntryKind::Welcome, Some(_)) => {
-                return Err(format!(
-                    "seq {seq}: a second welcome grant for user {user:?}"
-                ));
-            }
-            (_, None) => {
-                return Err(format!(
-                    "seq {seq}: user {user:?}'s first entry is not the welcome grant"
-                ));
-            }
-            (_, Some(before)) => before,
+/// What the lines read so far add up to.
+struct Replay {
+    report: AuditReport,
+    accounts: HashMap<Box<str>, Derived>,
+    keys: HashSet<Box<str>>,
+    next_seq: u64,
+    /// The end of the last batch end line: where the current batch began at the earliest.
+    batch_floor: u64,
+}
+
+impl Replay {
+    fn check_line(&mut self, line: &[u8], offset: u64) -> Result<(), String> {
+        let Some(body) = line.strip_suffix(b"\n") else {
+            return Err("the last line is incomplete".into());
         };
-        let sign_fits = match entry.kind {
-            EntryKind::Welcome | EntryKind::Topup => entry.delta >= 0,
-            EntryKind::Charge => entry.delta <= 0,
-            EntryKind::Deduct => entry.delta < 0,
-            EntryKind::Entitle => entry.delta == 0,
-        };
-        if !sign_fits {
-            return Err(format!(
-                "seq {seq}: a {} entry with delta {}",
-                entry.kind.as_str(),
-                entry.delta
-            ));
+        match JournalLine::parse(body).map_err(|e| format!("not a valid ledger line: {e}"))? {
+            JournalLine::Transaction(record) => self.check_transaction(&record, offset),
+            JournalLine::BatchEnd(BatchEnd { batch_start }) => {
+                if !(self.batch_floor..=offset).contains(&batch_start) {
+                    return Err(format!(
+                        "a batch end says its batch began at {batch_start}, outside {}..{offset}",
+                        self.batch_floor
+                    ));
+                }
+                self.batch_floor = offset + line.len() as u64;
+                Ok(())
+            }
         }
-        let after = before.checked_add_signed(entry.delta).ok_or_else(|| {
-            format!(
-                "seq {seq}: user {user:?}'s balance went below zero ({before} {:+})",
-                entry.delta
-            )
-        })?;
-        if after != entry.balance {
-            return Err(format!(
-                "seq {seq}: user {user:?}'s balance is recorded as {} but {before} {:+} = {after}",
-                entry.balance, entry.delta
-            ));
-        }
-        balance = Some(after);
-        report.entries += 1;
     }
-    if let Some(key) = &record.key {
-        if !keys.insert(key.as_ref().into()) {
+
+    fn check_transaction(&mut self, record: &RecordIn, offset: u64) -> Result<(), String> {
+        let Replay {
+            report,
+            accounts,
+            keys,
+            next_seq,
+            ..
+        } = self;
+        if record.seq != *next_seq {
             return Err(format!(
-                "seq {}: idempotency key {key:?} occurs more than once",
+                "sequence gap: expected seq {next_seq}, found {}",
                 record.seq
             ));
         }
-        report.keys += 1;
-    }
-    let derived = Derived {
-        balance: balance.unwrap_or(0),
-        last: offset,
-    };
-    match accounts.get_mut(user) {
-        Some(slot) => *slot = derived,
-        None => {
-            accounts.insert(user.into(), derived);
+        let user = record.user.as_ref();
+        let known = accounts.get(user).copied();
+        let expected_prev = known.map(|d| d.last);
+        if record.prev != expected_prev {
+            return Err(format!(
+                "seq {}: user {user:?}'s previous line is at {expected_prev:?} but this line says {:?}",
+                record.seq, record.prev
+            ));
         }
+        let mut balance = known.map(|d| d.balance);
+        for (i, entry) in record.entries.iter().enumerate() {
+            let seq = record.seq + i as u64;
+            let before = match (entry.kind, balance) {
+                (EntryKind::Welcome, None) => {
+                    report.welcomes += 1;
+                    0
+                }
+                (EntryKind::Welcome, Some(_)) => {
+                    return Err(format!(
+                        "seq {seq}: a second welcome grant for user {user:?}"
+                    ));
+                }
+                (_, None) => {
+                    return Err(format!(
+                        "seq {seq}: user {user:?}'s first entry is not the welcome grant"
+                    ));
+                }
+                (_, Some(before)) => before,
+            };
+            let sign_fits = match entry.kind {
+                EntryKind::Welcome | EntryKind::Topup => entry.delta >= 0,
+                EntryKind::Charge => entry.delta <= 0,
+                EntryKind::Deduct => entry.delta < 0,
+                EntryKind::Entitle => entry.delta == 0,
+            };
+            if !sign_fits {
+                return Err(format!(
+                    "seq {seq}: a {} entry with delta {}",
+                    entry.kind.as_str(),
+                    entry.delta
+                ));
+            }
+            let after = before.checked_add_signed(entry.delta).ok_or_else(|| {
+                format!(
+                    "seq {seq}: user {user:?}'s balance went below zero ({before} {:+})",
+                    entry.delta
+                )
+            })?;
+            if after != entry.balance {
+                return Err(format!(
+                    "seq {seq}: user {user:?}'s balance is recorded as {} but {before} {:+} = {after}",
+                    entry.balance, entry.delta
+                ));
+            }
+            balance = Some(after);
+            report.entries += 1;
+        }
+        if let Some(key) = &record.key {
+            if !keys.insert(key.as_ref().into()) {
+                return Err(format!(
+                    "seq {}: idempotency key {key:?} occurs more than once",
+                    record.seq
+                ));
+            }
+            report.keys += 1;
+        }
+        let derived = Derived {
+            balance: balance.unwrap_or(0),
+            last: offset,
+        };
+        match accounts.get_mut(user) {
+            Some(slot) => *slot = derived,
+            None => {
+                accounts.insert(user.into(), derived);
+            }
+        }
+        *next_seq = record.next_seq();
+        report.transactions += 1;
+        Ok(())
     }
-    *next_seq = record.next_seq();
-    report.transactions += 1;
-    Ok(())
 }
 
 #[cfg(test)]

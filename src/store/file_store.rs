@@ -1,7 +1,8 @@
 //! [`FileStore`]: the token store as JSON files in a data directory, durable by group commit.
 //!
 //! Files (all mode 0600, directory 0700):
-//! - `journal.ndjson`: the ledger itself, append-only, never rewritten;
+//! - `journal.ndjson`: the ledger itself, append-only, never rewritten (while the daemon runs
+//!   it ends with zeroed space set aside for the next writes);
 //! - `snapshot.json`: the latest checkpoint (start-up shortcut, see [`super::snapshot`]);
 //! - `memesd.lock`: held exclusively while a store is open, so two daemons can never write
 //!   the same files.
@@ -130,10 +131,16 @@ impl FileStore {
         };
         let writer = {
             let shared = shared.clone();
+            let file_len = recovered
+                .journal
+                .metadata()
+                .map_err(io_error(&journal_path))?
+                .len();
             let file = wrap(recovered.journal);
             let writer_config = WriterConfig {
                 path: journal_path.display().to_string(),
                 retry_interval: config.retry_interval,
+                file_len,
             };
             let (last, every, trigger) = (
                 last_checkpoint.clone(),

@@ -388,6 +388,11 @@ impl Ledger {
         self.next_seq = next_seq;
     }
 
+    /// Counts `len` journal bytes that change no account (a batch end line).
+    pub fn skip(&mut self, len: u64) {
+        self.end += len;
+    }
+
     /// Re-applies one journal line found at `offset` (`len` bytes, newline included) during
     /// recovery. Replay sets absolute values, so a line already reflected in the checkpoint
     /// is harmless.

@@ -12,6 +12,11 @@
 //! - every entry's `balance` after it, so replay sets absolute values (redo is idempotent,
 //!   which is what lets checkpoints be taken without stopping the daemon).
 //!
+//! After each batch of lines it writes with one flush, the journal writer adds a *batch end*
+//! line, `{"batch_start":OFFSET}`, naming the byte offset where that batch began. Recovery
+//! needs it to tell an interrupted write from damage (see [`super::recovery`]); it changes no
+//! balance, and history (which follows `prev` offsets) never reads it.
+//!
 //! This module owns the shapes and their encoding; it does not decide what goes in them.
 
 use crate::protocol::{EntryKind, Tier};
@@ -94,6 +99,57 @@ impl RecordOut<'_> {
     }
 }
 
+/// The line that closes a batch: where the batch began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchEnd {
+    pub batch_start: u64,
+}
+
+impl BatchEnd {
+    /// How every batch end begins, and no transaction line does (those begin with `seq`).
+    const PREFIX: &'static [u8] = br#"{"batch_start":"#;
+
+    /// Appends the line, newline included, to `out`; returns its length in bytes.
+    pub fn encode(self, out: &mut Vec<u8>) -> u64 {
+        let start = out.len();
+        serde_json::to_writer(&mut *out, &self).expect("batch end serialises");
+        out.push(b'\n');
+        (out.len() - start) as u64
+    }
+
+    /// Reads a line (without its newline) that is exactly a batch end.
+    pub fn parse(line: &[u8]) -> Option<BatchEnd> {
+        if !line.starts_with(Self::PREFIX) {
+            return None;
+        }
+        serde_json::from_slice(line).ok()
+    }
+}
+
+/// Any line of the journal.
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a short-lived value on the stack, one line at a time; boxing would allocate per line"
+)]
+pub enum JournalLine<'a> {
+    Transaction(RecordIn<'a>),
+    BatchEnd(BatchEnd),
+}
+
+impl<'a> JournalLine<'a> {
+    /// Parses one line (without its newline).
+    pub fn parse(line: &'a [u8]) -> Result<JournalLine<'a>, String> {
+        if line.starts_with(BatchEnd::PREFIX) {
+            return BatchEnd::parse(line)
+                .map(JournalLine::BatchEnd)
+                .ok_or_else(|| "not a valid batch end".to_string());
+        }
+        RecordIn::parse(line).map(JournalLine::Transaction)
+    }
+}
+
 impl<'a> RecordIn<'a> {
     /// Parses one line (without its newline) and checks the shape rules that serde cannot:
     /// at least one entry, and `key`, `fp` and `reply` present together or not at all.
@@ -173,6 +229,35 @@ mod tests {
         assert_eq!(back.next_seq(), 3);
         assert_eq!(back.final_balance(), 149);
         assert_eq!(back.memes, vec![Cow::Borrowed("grumpy-cat")]);
+    }
+
+    #[test]
+    fn batch_ends_read_back_and_are_told_apart_from_transactions() {
+        let mut out = Vec::new();
+        let len = BatchEnd { batch_start: 4096 }.encode(&mut out);
+        assert_eq!(out, b"{\"batch_start\":4096}\n");
+        assert_eq!(len as usize, out.len());
+        let line = &out[..out.len() - 1];
+        assert_eq!(BatchEnd::parse(line), Some(BatchEnd { batch_start: 4096 }));
+        assert!(matches!(
+            JournalLine::parse(line),
+            Ok(JournalLine::BatchEnd(BatchEnd { batch_start: 4096 }))
+        ));
+        for not_one in [
+            &br#"{"batch_start":-1}"#[..],
+            br#"{"batch_start":1,"seq":2}"#,
+            br#"{"batch_start":1"#,
+            br#"x{"batch_start":1}"#,
+        ] {
+            assert_eq!(BatchEnd::parse(not_one), None);
+        }
+        assert!(JournalLine::parse(br#"{"batch_start":"1"}"#).is_err());
+        let transaction =
+            br#"{"seq":1,"time":0,"user":"u","entries":[{"kind":"topup","delta":1,"balance":1}]}"#;
+        assert!(matches!(
+            JournalLine::parse(transaction),
+            Ok(JournalLine::Transaction(_))
+        ));
     }
 
     #[test]

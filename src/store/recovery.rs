@@ -1,14 +1,24 @@
 //! Start-up: rebuild the ledger from the last checkpoint plus the journal written after it.
 //!
-//! A crash in the middle of an append leaves a last line without its newline (or a run of
-//! zero bytes the file system extended the file with); no reply was ever sent for it, so it is
-//! trimmed with a warning. Anything else that does not read back (a malformed line with
-//! lines after it, a gap in sequence numbers, a missing journal) stops start-up with a
-//! message naming the file and line: starting with wrong balances is worse than not starting.
+//! Reading stops at the first bytes that are not a whole, valid line. What follows decides
+//! what they are:
+//! - only zeros: the space the writer sets aside ahead of its writes; nothing is lost;
+//! - no batch that began after that point: a write interrupted by a crash. The writer writes
+//!   one batch at a time and flushes it before it acknowledges anything in it or starts the
+//!   next, so only the last batch can be incomplete, and no reply was sent for it. It can be
+//!   short, or have holes of zeros where pages never reached the disk; its lines before the
+//!   first hole are kept (a prefix of the order in which changes were applied) and the rest
+//!   is cut off with a warning;
+//! - a batch end line naming a batch that began after that point: a batch was written after
+//!   the damaged one, so the damage is not an interrupted write.
+//!
+//! That last case, and anything else that does not read back (a gap in sequence numbers, a
+//! batch end out of place, a missing journal), stops start-up with a message naming the
+//! file and line: starting with wrong balances is worse than not starting.
 
 use super::OpenError;
 use super::ledger::Ledger;
-use super::record::RecordIn;
+use super::record::{BatchEnd, JournalLine};
 use super::snapshot;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
@@ -27,7 +37,7 @@ pub struct RecoveryStats {
     /// Journal lines replayed after the checkpoint.
     pub replayed_lines: u64,
     pub replayed_bytes: u64,
-    /// Bytes of a torn last line that were cut off.
+    /// Bytes of an interrupted write that were cut off (up to its last non-zero byte).
     pub trimmed_bytes: u64,
 }
 
@@ -96,42 +106,70 @@ pub fn recover(dir: &Path, welcome: u64) -> Result<Recovered, OpenError> {
     let mut reader = BufReader::with_capacity(1 << 20, &mut journal);
     let mut line = Vec::with_capacity(1024);
     let mut offset = start;
-    loop {
+    // Where the current batch began at the earliest: the end of the previous batch end line.
+    // (Unknown after a checkpoint, which may fall inside a batch.)
+    let mut batch_floor = 0;
+    let stop = loop {
         line.clear();
         let read = reader
             .read_until(b'\n', &mut line)
             .map_err(io_error(&journal_path))?;
         if read == 0 {
-            break;
-        }
-        if line.last() != Some(&b'\n') {
-            // The tail was being appended when the process died: never acknowledged.
-            stats.trimmed_bytes = read as u64;
-            break;
+            break None;
         }
         let corrupt = |reason: String| OpenError::Corrupt {
             line: line_number_at(&journal_path, offset),
             path: journal_path.clone(),
             reason,
         };
-        let record = RecordIn::parse(&line[..read - 1])
-            .map_err(|e| corrupt(format!("not a valid ledger line: {e}")))?;
-        ledger.redo(&record, offset, read as u64).map_err(corrupt)?;
+        let parsed = match line.strip_suffix(b"\n") {
+            Some(body) => JournalLine::parse(body),
+            None => Err("the line has no end".to_string()),
+        };
+        match parsed {
+            Ok(JournalLine::Transaction(record)) => {
+                ledger.redo(&record, offset, read as u64).map_err(corrupt)?;
+                stats.replayed_lines += 1;
+            }
+            Ok(JournalLine::BatchEnd(BatchEnd { batch_start })) => {
+                if !(batch_floor..=offset).contains(&batch_start) {
+                    return Err(corrupt(format!(
+                        "a batch end says its batch began at {batch_start}, outside {batch_floor}..{offset}"
+                    )));
+                }
+                ledger.skip(read as u64);
+                batch_floor = offset + read as u64;
+            }
+            Err(reason) => break Some(reason),
+        }
         offset += read as u64;
-        stats.replayed_lines += 1;
-    }
+    };
     drop(reader);
     stats.replayed_bytes = offset - start;
-    if stats.trimmed_bytes > 0 {
-        tracing::warn!(
-            "{}: cut off a torn last line of {} bytes at offset {offset} (a write interrupted by a crash; it was never acknowledged)",
-            journal_path.display(),
-            stats.trimmed_bytes
-        );
-        journal
-            .set_len(offset)
-            .and_then(|()| journal.sync_all())
-            .map_err(io_error(&journal_path))?;
+    if let Some(reason) = stop {
+        match examine_tail(&mut journal, offset).map_err(io_error(&journal_path))? {
+            Tail::Zeros => {}
+            Tail::Torn { len } => {
+                stats.trimmed_bytes = len;
+                tracing::warn!(
+                    "{}: cut off {len} bytes of an interrupted write at offset {offset} (never acknowledged)",
+                    journal_path.display(),
+                );
+                journal
+                    .set_len(offset)
+                    .and_then(|()| journal.sync_all())
+                    .map_err(io_error(&journal_path))?;
+            }
+            Tail::LaterBatch { at } => {
+                return Err(OpenError::Corrupt {
+                    line: line_number_at(&journal_path, offset),
+                    path: journal_path,
+                    reason: format!(
+                        "not a valid ledger line ({reason}), and not an interrupted write: a later batch ends at offset {at}"
+                    ),
+                });
+            }
+        }
     }
     let _ = std::fs::remove_file(temporary_snapshot_path(dir));
     Ok(Recovered {
@@ -144,6 +182,78 @@ pub fn recover(dir: &Path, welcome: u64) -> Result<Recovered, OpenError> {
 /// Where a checkpoint is written before it is published.
 pub fn temporary_snapshot_path(dir: &Path) -> PathBuf {
     dir.join(format!("{SNAPSHOT_FILE}.tmp"))
+}
+
+/// What follows the point where the journal stops reading as lines.
+#[derive(Debug, PartialEq, Eq)]
+enum Tail {
+    /// Nothing but zeros.
+    Zeros,
+    /// An interrupted write, `len` bytes long up to its last non-zero byte.
+    Torn { len: u64 },
+    /// A batch that began after the damage ends at offset `at`.
+    LaterBatch { at: u64 },
+}
+
+/// Reads the file from `from` to its end, looking for batch end lines that name a start past
+/// `from`. Such a line may follow a hole of zeros without a newline in between, so a zero
+/// byte also ends a line here.
+fn examine_tail(file: &mut File, from: u64) -> io::Result<Tail> {
+    // Longer than any batch end line.
+    const LONGEST: usize = 64;
+    file.seek(SeekFrom::Start(from))?;
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut line = Vec::with_capacity(LONGEST);
+    let mut line_start = from;
+    let mut too_long = false;
+    let mut offset = from;
+    let mut last_nonzero = None;
+    loop {
+        let block = reader.fill_buf()?;
+        if block.is_empty() {
+            break;
+        }
+        for (i, &byte) in block.iter().enumerate() {
+            let at = offset + i as u64;
+            match byte {
+                // No line holds a zero byte: a run of them is a hole or the space set aside,
+                // and whatever follows it starts afresh.
+                0 => {
+                    line.clear();
+                    too_long = false;
+                }
+                b'\n' => {
+                    last_nonzero = Some(at);
+                    let later = BatchEnd::parse(&line).is_some_and(|end| end.batch_start > from);
+                    if later && !too_long {
+                        return Ok(Tail::LaterBatch { at: line_start });
+                    }
+                    line.clear();
+                    too_long = false;
+                }
+                _ => {
+                    last_nonzero = Some(at);
+                    if line.is_empty() && !too_long {
+                        line_start = at;
+                    }
+                    if line.len() < LONGEST {
+                        line.push(byte);
+                    } else {
+                        too_long = true;
+                    }
+                }
+            }
+        }
+        let consumed = block.len();
+        offset += consumed as u64;
+        reader.consume(consumed);
+    }
+    Ok(match last_nonzero {
+        None => Tail::Zeros,
+        Some(last) => Tail::Torn {
+            len: last + 1 - from,
+        },
+    })
 }
 
 /// The 1-based line number of the line starting at byte `offset` (for error messages only).

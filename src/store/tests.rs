@@ -166,7 +166,7 @@ fn reopening_keeps_balances_history_and_keys() {
 }
 
 #[test]
-fn a_torn_last_line_is_trimmed_at_every_offset() {
+fn a_torn_last_batch_is_trimmed_at_every_offset() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = FileStore::open(dir.path(), config()).unwrap();
@@ -176,31 +176,178 @@ fn a_torn_last_line_is_trimmed_at_every_offset() {
         // Dropped without close: no checkpoint, recovery replays the journal.
     }
     let journal = std::fs::read(dir.path().join(JOURNAL_FILE)).unwrap();
-    let last_start = journal[..journal.len() - 1]
-        .iter()
-        .rposition(|b| *b == b'\n')
-        .unwrap()
-        + 1;
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(
+            journal
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i + 1),
+        )
+        .collect();
+    // The last batch: the keyed top-up's line, then its batch end.
+    let [.., last_start, end_line_start, file_end] = line_starts[..] else {
+        panic!("too few lines")
+    };
+    assert_eq!(file_end, journal.len());
+    assert!(journal[end_line_start..].starts_with(b"{\"batch_start\":"));
     for cut in last_start..journal.len() {
         let copy = tempfile::tempdir().unwrap();
         std::fs::write(copy.path().join(JOURNAL_FILE), &journal[..cut]).unwrap();
         let store =
             FileStore::open(copy.path(), config()).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
-        assert_eq!(balance(&store, "a"), Some(149), "cut at {cut}");
+        // A whole transaction line is kept even if its batch end never made it.
+        let (a, kept) = if cut < end_line_start {
+            (149, last_start)
+        } else {
+            (152, end_line_start)
+        };
+        assert_eq!(balance(&store, "a"), Some(a), "cut at {cut}");
         assert_eq!(balance(&store, "b"), Some(155), "cut at {cut}");
-        assert_eq!(
-            store.recovery_stats().trimmed_bytes,
-            (cut - last_start) as u64
-        );
+        assert_eq!(store.recovery_stats().trimmed_bytes, (cut - kept) as u64);
         drop(store);
         let len = std::fs::metadata(copy.path().join(JOURNAL_FILE))
             .unwrap()
             .len();
-        assert_eq!(
-            len, last_start as u64,
-            "the torn bytes are cut off the file"
-        );
+        assert_eq!(len, kept as u64, "the torn bytes are cut off the file");
     }
+}
+
+/// A journal as the writer writes it: each batch's top-ups, then its batch end. Returns the
+/// bytes and the offset where each line starts.
+fn journal_of_batches(batches: &[&[(&str, i64)]]) -> (Vec<u8>, Vec<usize>) {
+    let mut ledger = ledger::Ledger::new(150);
+    let (mut out, mut undo, mut starts) = (Vec::new(), Vec::new(), Vec::new());
+    for batch in batches {
+        let batch_start = out.len() as u64;
+        for (user, amount) in *batch {
+            starts.push(out.len());
+            ledger
+                .topup(user, *amount, None, None, 0, &mut out, &mut undo)
+                .unwrap();
+        }
+        starts.push(out.len());
+        ledger.skip(record::BatchEnd { batch_start }.encode(&mut out));
+    }
+    assert_eq!(ledger.end(), out.len() as u64);
+    (out, starts)
+}
+
+/// Opens a store on a copy of `journal`.
+fn open_journal(journal: &[u8]) -> (tempfile::TempDir, Result<FileStore, OpenError>) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(JOURNAL_FILE), journal).unwrap();
+    let store = FileStore::open(dir.path(), config());
+    (dir, store)
+}
+
+#[test]
+fn the_zeroed_space_ahead_of_the_journal_is_reused_quietly_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), config()).unwrap();
+    topup(&store, "u", 5).unwrap();
+    charge(&store, "u", 1).unwrap();
+    let path = dir.path().join(JOURNAL_FILE);
+    // What a crash would leave: the lines, then the space set aside.
+    let crashed = std::fs::read(&path).unwrap();
+    let end = crashed.iter().rposition(|b| *b == b'\n').unwrap() + 1;
+    assert!(crashed.len() >= end + (256 << 10), "space is set aside");
+    assert!(crashed[end..].iter().all(|b| *b == 0));
+    drop(store);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        end as u64,
+        "a clean stop leaves only the lines"
+    );
+
+    let (copy, reopened) = open_journal(&crashed);
+    let store = reopened.unwrap();
+    assert_eq!(store.recovery_stats().trimmed_bytes, 0);
+    assert_eq!(balance(&store, "u"), Some(154));
+    topup(&store, "u", 1).unwrap();
+    drop(store);
+    let store = FileStore::open(copy.path(), config()).unwrap();
+    assert_eq!(balance(&store, "u"), Some(155), "written over the zeros");
+    assert!(store.audit().unwrap().ok);
+}
+
+#[test]
+fn an_interrupted_batch_with_holes_keeps_the_lines_before_the_first_hole() {
+    let (mut journal, starts) = journal_of_batches(&[
+        &[("a", 1), ("b", 1)],
+        &[("a", 10), ("b", 10), ("a", 100), ("b", 100)],
+    ]);
+    // Pages of the second batch missing here and there, as a crash before its flush can
+    // leave them in space set aside beforehand: a hole from the middle of its second line
+    // into its third, another inside its fourth; its first line and its batch end landed.
+    let second = &starts[3..];
+    journal[second[1] + 5..second[2] + 7].fill(0);
+    journal[second[3] + 3..second[3] + 9].fill(0);
+    journal.resize(journal.len() + 4096, 0);
+    let (dir, reopened) = open_journal(&journal);
+    let store = reopened.unwrap();
+    assert_eq!(
+        balance(&store, "a"),
+        Some(161),
+        "the first line of the batch is kept"
+    );
+    assert_eq!(balance(&store, "b"), Some(151), "nothing after the hole");
+    let damaged_end = starts.last().unwrap() + {
+        let end_line = &journal[*starts.last().unwrap()..];
+        end_line.iter().position(|b| *b == b'\n').unwrap() + 1
+    };
+    assert_eq!(
+        store.recovery_stats().trimmed_bytes,
+        (damaged_end - second[1]) as u64
+    );
+    topup(&store, "b", 2).unwrap();
+    assert!(store.audit().unwrap().ok);
+    drop(store);
+    let store = FileStore::open(dir.path(), config()).unwrap();
+    assert_eq!(balance(&store, "b"), Some(153));
+    assert!(store.audit().unwrap().ok);
+}
+
+#[test]
+fn a_whole_batch_whose_batch_end_was_lost_is_kept() {
+    let (mut journal, starts) = journal_of_batches(&[&[("a", 1)], &[("a", 10), ("b", 10)]]);
+    let end_line = *starts.last().unwrap();
+    journal[end_line..].fill(0);
+    let (_dir, reopened) = open_journal(&journal);
+    let store = reopened.unwrap();
+    assert_eq!(store.recovery_stats().trimmed_bytes, 0);
+    assert_eq!(balance(&store, "a"), Some(161));
+    assert_eq!(balance(&store, "b"), Some(160));
+    topup(&store, "c", 1).unwrap();
+    assert!(store.audit().unwrap().ok, "a later batch may follow");
+}
+
+#[test]
+fn a_hole_followed_by_a_later_batch_is_damage_and_stops_start_up() {
+    let (mut journal, starts) =
+        journal_of_batches(&[&[("a", 1)], &[("a", 10), ("b", 10)], &[("c", 1)]]);
+    // A hole in the second batch, which a third batch followed: the second was flushed
+    // before the third was written, so this is not an interrupted write.
+    journal[starts[2] + 4..starts[3] + 2].fill(0);
+    let (dir, reopened) = open_journal(&journal);
+    let message = reopened.err().expect("must refuse to start").to_string();
+    assert!(
+        message.contains("journal.ndjson")
+            && message.contains("line 3")
+            && message.contains("later batch"),
+        "{message}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join(JOURNAL_FILE)).unwrap(),
+        journal,
+        "untouched"
+    );
+    // Even when the later batch's end line follows a hole directly.
+    let third_end = starts[6];
+    journal[starts[5]..third_end].fill(0);
+    let (_dir, reopened) = open_journal(&journal);
+    let message = reopened.err().expect("must refuse to start").to_string();
+    assert!(message.contains("later batch"), "{message}");
 }
 
 #[test]
@@ -218,7 +365,8 @@ fn corruption_before_the_last_line_stops_start_up_naming_file_and_line() {
         .lines()
         .enumerate()
         .map(|(i, line)| {
-            if i == 1 {
+            // The second transaction (each is followed by its batch end).
+            if i == 2 {
                 line.replace('{', "[")
             } else {
                 line.to_string()
@@ -231,7 +379,7 @@ fn corruption_before_the_last_line_stops_start_up_naming_file_and_line() {
         .expect("must refuse to start");
     let message = error.to_string();
     assert!(
-        message.contains("journal.ndjson") && message.contains("line 2"),
+        message.contains("journal.ndjson") && message.contains("line 3"),
         "{message}"
     );
     assert_eq!(
@@ -258,15 +406,17 @@ fn a_second_store_on_the_same_directory_is_refused() {
     ));
 }
 
-/// A journal file whose writes fail while `failing` is set, like a full disk.
+/// A journal file that fails while `failing` is set: its writes like a full disk, or only
+/// its flushes, like an I/O error.
 struct FaultyFile {
     file: File,
     failing: Arc<AtomicBool>,
+    flushes_only: bool,
 }
 
 impl JournalFile for FaultyFile {
     fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
-        if self.failing.load(Ordering::SeqCst) {
+        if self.failing.load(Ordering::SeqCst) && !self.flushes_only {
             // Like ENOSPC after a partial write: some bytes land, then the write fails.
             let half = &buf[..buf.len() / 2];
             std::os::unix::fs::FileExt::write_all_at(&self.file, half, offset)?;
@@ -275,6 +425,9 @@ impl JournalFile for FaultyFile {
         std::os::unix::fs::FileExt::write_all_at(&self.file, buf, offset)
     }
     fn sync_data(&mut self) -> io::Result<()> {
+        if self.failing.load(Ordering::SeqCst) && self.flushes_only {
+            return Err(io::Error::from_raw_os_error(5));
+        }
         self.file.sync_data()
     }
     fn set_len(&mut self, len: u64) -> io::Result<()> {
@@ -282,13 +435,14 @@ impl JournalFile for FaultyFile {
     }
 }
 
-fn faulty_store(dir: &Path) -> (FileStore, Arc<AtomicBool>) {
+fn faulty_store(dir: &Path, flushes_only: bool) -> (FileStore, Arc<AtomicBool>) {
     let failing = Arc::new(AtomicBool::new(false));
     let flag = failing.clone();
     let store = FileStore::open_with(dir, config(), move |file| {
         Box::new(FaultyFile {
             file,
             failing: flag,
+            flushes_only,
         })
     })
     .unwrap();
@@ -296,9 +450,28 @@ fn faulty_store(dir: &Path) -> (FileStore, Arc<AtomicBool>) {
 }
 
 #[test]
+fn a_refused_change_is_off_the_journal_before_it_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, failing) = faulty_store(dir.path(), true);
+    topup(&store, "u", 10).unwrap();
+    failing.store(true, Ordering::SeqCst);
+    // The line is written whole, but its flush fails.
+    let refused = topup(&store, "u", 5).unwrap_err();
+    assert_eq!(refused.code(), crate::protocol::ErrorCode::Unavailable);
+    // A crash right now: start from the files as they are.
+    let crashed = std::fs::read(dir.path().join(JOURNAL_FILE)).unwrap();
+    let (_copy, reopened) = open_journal(&crashed);
+    assert_eq!(
+        balance(&reopened.unwrap(), "u"),
+        Some(160),
+        "a change its client was told did not happen stays undone"
+    );
+}
+
+#[test]
 fn a_failed_write_acknowledges_nothing_and_recovers_when_the_disk_does() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, failing) = faulty_store(dir.path());
+    let (store, failing) = faulty_store(dir.path(), false);
     topup(&store, "u", 10).unwrap();
     failing.store(true, Ordering::SeqCst);
     // Two changes race to the failing disk: one fails in the writer (and is taken back,
