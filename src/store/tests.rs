@@ -696,3 +696,79 @@ proptest! {
         prop_assert!(report.ok, "{:?}", report.discrepancy);
     }
 }
+
+/// Batches of top-ups, (user, amount), for the recovery property below.
+fn batches() -> impl Strategy<Value = Vec<Vec<(u8, i64)>>> {
+    let batch = proptest::collection::vec((0u8..4, 1i64..100), 1..6);
+    proptest::collection::vec(batch, 1..6)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    /// Whatever holes a crash leaves in the last batch, start-up keeps exactly the whole lines
+    /// before the first one; a hole in any earlier batch stops it.
+    #[test]
+    fn recovery_keeps_what_precedes_a_hole_only_in_the_last_batch(
+        batches in batches(),
+        holes in proptest::collection::vec((any::<prop::sample::Index>(), 1usize..300), 1..4),
+        earlier in any::<Option<prop::sample::Index>>(),
+        zeros_after in 0usize..5000,
+    ) {
+        let users: Vec<Vec<(String, i64)>> = batches
+            .iter()
+            .map(|b| b.iter().map(|(u, a)| (format!("u{u}"), *a)).collect())
+            .collect();
+        let borrowed: Vec<Vec<(&str, i64)>> = users
+            .iter()
+            .map(|b| b.iter().map(|(u, a)| (u.as_str(), *a)).collect())
+            .collect();
+        let slices: Vec<&[(&str, i64)]> = borrowed.iter().map(|b| &b[..]).collect();
+        let (mut journal, starts) = journal_of_batches(&slices);
+        // Each batch's byte range, and each transaction's (start, end, user, amount).
+        let mut ranges = Vec::new();
+        let mut transactions = Vec::new();
+        let mut line = 0;
+        for batch in &borrowed {
+            let first = line;
+            for (user, amount) in batch {
+                transactions.push((starts[line], starts[line + 1], *user, *amount));
+                line += 1;
+            }
+            line += 1; // the batch end
+            ranges.push(starts[first]..starts.get(line).copied().unwrap_or(journal.len()));
+        }
+        let mut punch = |range: &std::ops::Range<usize>, (at, len): (prop::sample::Index, usize)| {
+            let from = range.start + at.index(range.len());
+            let to = (from + len).min(range.end);
+            journal[from..to].fill(0);
+            from
+        };
+        let damaged_earlier = earlier.filter(|_| ranges.len() > 1);
+        let first_hole = match &damaged_earlier {
+            Some(which) => punch(&ranges[which.index(ranges.len() - 1)], holes[0]),
+            None => {
+                let last = ranges.last().unwrap().clone();
+                holes.iter().map(|hole| punch(&last, *hole)).min().unwrap()
+            }
+        };
+        journal.resize(journal.len() + zeros_after, 0);
+        let (_dir, reopened) = open_journal(&journal);
+        if damaged_earlier.is_some() {
+            prop_assert!(reopened.is_err(), "a hole before a later batch must stop start-up");
+            return Ok(());
+        }
+        let store = reopened.unwrap();
+        let mut expected: HashMap<&str, u64> = HashMap::new();
+        for (_, end, user, amount) in &transactions {
+            if *end <= first_hole {
+                *expected.entry(user).or_insert(150) += *amount as u64;
+            }
+        }
+        for user in ["u0", "u1", "u2", "u3"] {
+            prop_assert_eq!(balance(&store, user), expected.get(user).copied(), "{}", user);
+        }
+        topup(&store, "after", 1).unwrap();
+        let report = store.audit().unwrap();
+        prop_assert!(report.ok, "{:?}", report.discrepancy);
+    }
+}
