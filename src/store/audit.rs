@@ -5,9 +5,10 @@
 //! `prev` offsets is intact; every entry's balance equals the previous balance plus its
 //! delta and is never below zero; the sign of each delta fits its kind; the welcome grant is
 //! the first entry of an account and appears at most once per user; every idempotency key
-//! occurs once. The caller then compares the derived balances with the live ones.
+//! occurs once; every batch end names a start inside its own batch. The caller then compares
+//! the derived balances with the live ones.
 
-use super::record::{BatchEnd, JournalLine, RecordIn};
+use super::record::{JournalLine, RecordIn};
 use crate::protocol::{AuditReport, EntryKind};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -83,13 +84,8 @@ impl Replay {
         };
         match JournalLine::parse(body).map_err(|e| format!("not a valid ledger line: {e}"))? {
             JournalLine::Transaction(record) => self.check_transaction(&record, offset),
-            JournalLine::BatchEnd(BatchEnd { batch_start }) => {
-                if !(self.batch_floor..=offset).contains(&batch_start) {
-                    return Err(format!(
-                        "a batch end says its batch began at {batch_start}, outside {}..{offset}",
-                        self.batch_floor
-                    ));
-                }
+            JournalLine::BatchEnd(end) => {
+                end.check_place(self.batch_floor, offset)?;
                 self.batch_floor = offset + line.len() as u64;
                 Ok(())
             }
@@ -271,5 +267,35 @@ mod tests {
         let negative = text.replace(r#""delta":-1,"balance":149"#, r#""delta":-151,"balance":0"#);
         let problem = audit(negative.as_bytes()).report.discrepancy.unwrap();
         assert!(problem.contains("below zero"), "{problem}");
+    }
+
+    #[test]
+    fn batch_ends_are_checked_and_counted_in_offsets() {
+        let first = journal_with(&[("a", -1)]);
+        let mut journal = first.clone();
+        crate::store::record::BatchEnd { batch_start: 0 }.encode(&mut journal);
+        // The next line's `prev` counts the batch end's bytes.
+        let mut ledger = Ledger::new(150);
+        let (mut out, mut undo) = (Vec::new(), Vec::new());
+        ledger
+            .charge("a", 1, &[], None, 0, &mut out, &mut undo)
+            .unwrap();
+        ledger.skip((journal.len() - out.len()) as u64);
+        out.clear();
+        ledger
+            .charge("a", 1, &[], None, 0, &mut out, &mut undo)
+            .unwrap();
+        journal.extend_from_slice(&out);
+        let scan = audit(&journal);
+        assert!(scan.report.ok, "{:?}", scan.report.discrepancy);
+        assert_eq!(scan.accounts["a"].balance, 148);
+
+        let mut misplaced = first;
+        crate::store::record::BatchEnd { batch_start: 5000 }.encode(&mut misplaced);
+        let problem = audit(&misplaced).report.discrepancy.unwrap();
+        assert!(
+            problem.contains("line 2") && problem.contains("batch began at 5000"),
+            "{problem}"
+        );
     }
 }

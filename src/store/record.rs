@@ -118,6 +118,18 @@ impl BatchEnd {
         (out.len() - start) as u64
     }
 
+    /// Checks that the batch began where it can have: not before the end of the previous
+    /// batch end line (`floor`) and not after this line, found at `at`.
+    pub fn check_place(self, floor: u64, at: u64) -> Result<(), String> {
+        match (floor..=at).contains(&self.batch_start) {
+            true => Ok(()),
+            false => Err(format!(
+                "a batch end says its batch began at {}, outside {floor}..{at}",
+                self.batch_start
+            )),
+        }
+    }
+
     /// Reads a line (without its newline) that is exactly a batch end.
     pub fn parse(line: &[u8]) -> Option<BatchEnd> {
         if !line.starts_with(Self::PREFIX) {

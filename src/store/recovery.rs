@@ -131,12 +131,8 @@ pub fn recover(dir: &Path, welcome: u64) -> Result<Recovered, OpenError> {
                 ledger.redo(&record, offset, read as u64).map_err(corrupt)?;
                 stats.replayed_lines += 1;
             }
-            Ok(JournalLine::BatchEnd(BatchEnd { batch_start })) => {
-                if !(batch_floor..=offset).contains(&batch_start) {
-                    return Err(corrupt(format!(
-                        "a batch end says its batch began at {batch_start}, outside {batch_floor}..{offset}"
-                    )));
-                }
+            Ok(JournalLine::BatchEnd(end)) => {
+                end.check_place(batch_floor, offset).map_err(corrupt)?;
                 ledger.skip(read as u64);
                 batch_floor = offset + read as u64;
             }
