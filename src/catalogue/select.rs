@@ -178,33 +178,37 @@ fn preferred(
 }
 
 /// The first `count` memes of `order` the user has not seen recently; if there are not
-/// enough, the ones seen longest ago.
+/// enough, the ones seen longest ago. One pass, and no allocation beyond the result while
+/// unseen memes suffice (this runs for every `get`).
 fn pick(
     catalogue: &Catalogue,
-    order: impl Iterator<Item = u32> + Clone,
+    order: impl Iterator<Item = u32>,
     count: usize,
     recent: &Recent,
 ) -> Vec<u32> {
-    let mut picked: Vec<u32> = order
-        .clone()
-        .filter(|doc| recent.age(catalogue.delivery_key(*doc)).is_none())
-        .take(count)
-        .collect();
-    if picked.len() < count {
-        let mut seen: Vec<(usize, u32)> = order
-            .filter_map(|doc| {
-                recent
-                    .age(catalogue.delivery_key(doc))
-                    .map(|age| (age, doc))
-            })
-            .collect();
-        seen.sort_by_key(|(age, _)| *age);
-        picked.extend(
-            seen.into_iter()
-                .map(|(_, doc)| doc)
-                .take(count - picked.len()),
-        );
+    let mut picked = Vec::with_capacity(count);
+    // The `count` seen memes with the oldest deliveries so far, oldest first; equal ages
+    // keep the order of `order`.
+    let mut oldest: Vec<(usize, u32)> = Vec::new();
+    for doc in order {
+        match recent.age(catalogue.delivery_key(doc)) {
+            None => {
+                picked.push(doc);
+                if picked.len() == count {
+                    return picked;
+                }
+            }
+            Some(age) => {
+                let at = oldest.partition_point(|(older, _)| *older <= age);
+                if at < count {
+                    oldest.insert(at, (age, doc));
+                    oldest.truncate(count);
+                }
+            }
+        }
     }
+    let missing = count - picked.len();
+    picked.extend(oldest.into_iter().map(|(_, doc)| doc).take(missing));
     picked
 }
 
@@ -245,6 +249,34 @@ mod tests {
             count: 1,
             nsfw: false,
             place: &[],
+        }
+    }
+
+    proptest::proptest! {
+        /// `pick` in one pass chooses what its definition says: the first `count` unseen in
+        /// order, then the seen ones longest ago first (ties in order).
+        #[test]
+        fn pick_matches_its_definition(
+            order in proptest::collection::vec(0u32..5, 0..12),
+            delivered in proptest::collection::vec(0u32..5, 0..30),
+            count in 1usize..6,
+        ) {
+            let catalogue = catalogue();
+            let mut recent = Recent::EMPTY;
+            for doc in &delivered {
+                recent.push(catalogue.delivery_key(*doc));
+            }
+            let age = |doc: &u32| recent.age(catalogue.delivery_key(*doc));
+            let mut expected: Vec<u32> =
+                order.iter().copied().filter(|d| age(d).is_none()).take(count).collect();
+            let mut seen: Vec<u32> = order.iter().copied().filter(|d| age(d).is_some()).collect();
+            seen.sort_by_key(|d| age(d));
+            let missing = count - expected.len();
+            expected.extend(seen.into_iter().take(missing));
+            proptest::prop_assert_eq!(
+                pick(&catalogue, order.iter().copied(), count, &recent),
+                expected
+            );
         }
     }
 
