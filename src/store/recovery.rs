@@ -1,7 +1,9 @@
 //! Start-up: rebuild the ledger from the last checkpoint plus the journal written after it.
 //!
-//! Reading stops at the first bytes that are not a whole, valid line. What follows decides
-//! what they are:
+//! A whole line (ending in a newline) that does not read back stops start-up, wherever it is.
+//! Otherwise reading stops at the first line cut short or holding zero bytes, which is what an
+//! interrupted write leaves behind (space not yet written reads as zeros, and no line holds a
+//! zero byte). What follows decides what it is:
 //! - only zeros: the space the writer sets aside ahead of its writes; nothing is lost;
 //! - no batch that began after that point: a write interrupted by a crash. The writer writes
 //!   one batch at a time and flushes it before it acknowledges anything in it or starts the
@@ -136,7 +138,11 @@ pub fn recover(dir: &Path, welcome: u64) -> Result<Recovered, OpenError> {
                 ledger.skip(read as u64);
                 batch_floor = offset + read as u64;
             }
-            Err(reason) => break Some(reason),
+            // What an interrupted write leaves: a line cut short, or zeros where pages did not
+            // land (new space reads as zeros, and no line holds a zero byte). A whole line
+            // of anything else is damage, wherever it is.
+            Err(reason) if line.last() != Some(&b'\n') || line.contains(&0) => break Some(reason),
+            Err(reason) => return Err(corrupt(format!("not a valid ledger line: {reason}"))),
         }
         offset += read as u64;
     };

@@ -397,6 +397,33 @@ fn corruption_before_the_last_line_stops_start_up_naming_file_and_line() {
 }
 
 #[test]
+fn a_garbled_last_line_stops_start_up_too() {
+    // Whole lines are never what a crash leaves: only cut-short lines and zeros are.
+    let (journal, starts) = journal_of_batches(&[&[("a", 1)], &[("b", 1), ("a", 2)]]);
+    let last = starts[starts.len() - 2];
+    let mut garbled = journal.clone();
+    garbled[last + 2] = b'#';
+    let (dir, reopened) = open_journal(&garbled);
+    let message = reopened.err().expect("must refuse to start").to_string();
+    assert!(
+        message.contains("line 4") && message.contains("not a valid ledger line"),
+        "{message}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join(JOURNAL_FILE)).unwrap(),
+        garbled,
+        "untouched"
+    );
+    // The same line with a hole in it is an interrupted write.
+    let mut holed = journal;
+    holed[last + 2] = 0;
+    let (_dir, reopened) = open_journal(&holed);
+    let store = reopened.unwrap();
+    assert_eq!(balance(&store, "a"), Some(151));
+    assert_eq!(balance(&store, "b"), Some(151));
+}
+
+#[test]
 fn a_second_store_on_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let _first = FileStore::open(dir.path(), config()).unwrap();
