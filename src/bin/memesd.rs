@@ -78,7 +78,7 @@ fn serve(args: DaemonArgs) -> Result<()> {
     );
     let recovery = store.recovery_stats();
     tracing::info!(
-        "ledger in {}: {} accounts from the checkpoint, {} journal lines replayed, {} entries",
+        "ledger in {}: {} accounts from the checkpoint, {} journal transactions replayed, {} entries",
         data_dir.display(),
         recovery.checkpoint_accounts,
         recovery.replayed_lines,

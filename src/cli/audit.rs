@@ -14,7 +14,7 @@ pub fn run(ctx: &mut Ctx) -> Result<Exit, Failure> {
         let mut table = output::table();
         table.set_header(vec!["Checked", "Count"]);
         table.add_row(vec![
-            "transactions (journal lines)".to_string(),
+            "transactions (journal lines, batch ends aside)".to_string(),
             report.transactions.to_string(),
         ]);
         table.add_row(vec![

@@ -36,7 +36,7 @@ pub const SNAPSHOT_FILE: &str = "snapshot.json";
 pub struct RecoveryStats {
     /// Accounts restored from the checkpoint.
     pub checkpoint_accounts: usize,
-    /// Journal lines replayed after the checkpoint.
+    /// Transaction lines replayed after the checkpoint (batch ends are not counted).
     pub replayed_lines: u64,
     pub replayed_bytes: u64,
     /// Bytes of an interrupted write that were cut off (up to its last non-zero byte).
