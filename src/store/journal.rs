@@ -198,7 +198,7 @@ pub(crate) struct WriterConfig {
 /// Zeroed space kept ahead of the journal's end.
 ///
 /// Appending to a file makes each `fdatasync` commit the new file size and blocks too: a file
-/// system journal commit, which on this kind of disk is where the 10-40 ms flush stalls come
+/// system journal commit, which on this kind of disk is where the 8-40 ms flush stalls come
 /// from. Overwriting bytes the file already has, and that were flushed, needs only the data
 /// written. So the writer fills a slice of zeros past the end (and flushes it) whenever less
 /// than a quarter slice is left, between batches.
