@@ -27,7 +27,7 @@ use memes::premium::Premium;
 use memes::premium::generate::{Backend, Generator};
 use memes::premium::render::Renderer;
 use memes::protocol::{self, GetRequest, MAX_BALANCE, MAX_LINE_BYTES, Request};
-use memes::store::journal::JournalFile;
+use memes::store::file::journal::JournalFile;
 use memes::store::{FileStore, StoreConfig};
 use serde::Deserialize;
 use serde_json::value::RawValue;

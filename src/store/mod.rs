@@ -7,23 +7,13 @@
 //! one disk flush. [`FileStore`] implements it with JSON files on local disk; another backend
 //! (PostgreSQL, say) implements the same trait.
 //!
-//! Module map: [`ledger`] holds the rules of the money in memory; [`record`] is the journal
-//! line format; [`journal`] is the file I/O boundary and the group-commit writer;
-//! [`snapshot`] writes and reads checkpoints; [`recovery`] rebuilds the ledger at start-up;
-//! [`history`] and [`audit`] read the journal back.
+//! [`file`] is the file store: journal, checkpoints, recovery, history and audit.
 
-pub mod audit;
-mod file_store;
-pub mod history;
-pub mod journal;
-pub mod ledger;
-pub mod record;
-pub mod recovery;
-pub mod snapshot;
+pub mod file;
 
-pub use file_store::{FileStore, StoreConfig};
-pub use history::HistoryPage;
-pub use ledger::{Account, Idempotency, Outcome, ReplyBuilder};
+pub use file::history::HistoryPage;
+pub use file::ledger::{Account, Idempotency, Outcome, ReplyBuilder};
+pub use file::{FileStore, StoreConfig};
 
 use crate::protocol::{AuditReport, ErrorBody, ErrorCode, HistoryCursor, MAX_BALANCE, Tier};
 use serde_json::value::RawValue;
@@ -169,7 +159,7 @@ pub struct StoreStats {
 
 /// What the daemon needs from a token store. Implementations apply each change atomically
 /// and in memory before returning, and hand back a [`Commit`] for its durability; they
-/// enforce the rules of the money (see [`ledger`]).
+/// enforce the rules of the money (see [`file::ledger`]).
 pub trait TokenStore: Send + Sync + 'static {
     /// Charges for delivered memes; the balance after, or the reply stored under the key.
     fn charge(&self, request: &ChargeRequest) -> Result<(Outcome<u64>, Commit), StoreError>;
@@ -205,6 +195,3 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
-
-#[cfg(test)]
-mod tests;

@@ -18,10 +18,10 @@
 //! batch end out of place, a missing journal), stops start-up with a message naming the
 //! file and line: starting with wrong balances is worse than not starting.
 
-use super::OpenError;
 use super::ledger::Ledger;
 use super::record::{BatchEnd, JournalLine};
 use super::snapshot;
+use crate::store::OpenError;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};

@@ -5,6 +5,7 @@ use super::journal::JournalFile;
 use super::recovery::{JOURNAL_FILE, SNAPSHOT_FILE};
 use super::*;
 use crate::protocol::EntryKind;
+use crate::store::*;
 use proptest::prelude::*;
 use std::collections::HashMap;
 use std::fs::File;

@@ -10,9 +10,9 @@
 //! same transaction as the change that opened it; no balance goes below zero or above
 //! [`MAX_BALANCE`]; an idempotency key names one request forever.
 
-use super::StoreError;
 use super::record::{EntryRecord, RecordIn, RecordOut};
 use crate::protocol::{EntryKind, MAX_BALANCE, Tier};
+use crate::store::StoreError;
 use indexmap::IndexMap;
 use serde_json::value::RawValue;
 

@@ -3,24 +3,32 @@
 //! Files (all mode 0600, directory 0700):
 //! - `journal.ndjson`: the ledger itself, append-only, never rewritten (while the daemon runs
 //!   it ends with zeroed space set aside for the next writes);
-//! - `snapshot.json`: the latest checkpoint (start-up shortcut, see [`super::snapshot`]);
+//! - `snapshot.json`: the latest checkpoint (start-up shortcut, see [`snapshot`]);
 //! - `memesd.lock`: held exclusively while a store is open, so two daemons can never write
 //!   the same files.
 //!
-//! Threads: the group-commit writer (see [`super::journal`]) and a checkpointer that writes
+//! Threads: the group-commit writer (see [`journal`]) and a checkpointer that writes
 //! a new checkpoint whenever the journal has grown by `checkpoint_bytes` since the last one.
 
-use super::audit;
-use super::history;
-use super::journal::{JournalFile, Queue, Shared, State, WriterConfig, run_writer};
-use super::ledger::{Account, Idempotency, Ledger, Outcome, Undo};
-use super::recovery::{self, JOURNAL_FILE, RecoveryStats, SNAPSHOT_FILE};
-use super::snapshot;
-use super::{
-    ChargeRequest, Commit, HistoryPage, OpenError, StoreError, StoreStats, TokenStore, TopupChange,
-};
+pub mod audit;
+pub mod history;
+pub mod journal;
+pub mod ledger;
+pub mod record;
+pub mod recovery;
+pub mod snapshot;
+#[cfg(test)]
+mod tests;
+
+use journal::{JournalFile, Queue, Shared, State, WriterConfig, run_writer};
+use ledger::{Account, Idempotency, Ledger, Outcome, Undo};
+use recovery::{JOURNAL_FILE, RecoveryStats, SNAPSHOT_FILE};
+
 use crate::lockfile;
 use crate::protocol::{AuditReport, HistoryCursor, Tier};
+use crate::store::{
+    ChargeRequest, Commit, HistoryPage, OpenError, StoreError, StoreStats, TokenStore, TopupChange,
+};
 use serde_json::value::RawValue;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -232,7 +240,7 @@ impl FileStore {
         if let Some(reason) = &state.queue.degraded {
             return Err(StoreError::Unavailable(reason.clone()));
         }
-        let now = super::now_ms();
+        let now = crate::store::now_ms();
         let State { ledger, queue } = &mut *state;
         let written = queue.pending.bytes.len();
         let value = apply(

@@ -191,7 +191,7 @@ impl Replay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ledger::{Ledger, Outcome};
+    use crate::store::file::ledger::{Ledger, Outcome};
 
     fn journal_with(ops: &[(&str, i64)]) -> Vec<u8> {
         let mut ledger = Ledger::new(150);
@@ -273,7 +273,7 @@ mod tests {
     fn batch_ends_are_checked_and_counted_in_offsets() {
         let first = journal_with(&[("a", -1)]);
         let mut journal = first.clone();
-        crate::store::record::BatchEnd { batch_start: 0 }.encode(&mut journal);
+        crate::store::file::record::BatchEnd { batch_start: 0 }.encode(&mut journal);
         // The next line's `prev` counts the batch end's bytes.
         let mut ledger = Ledger::new(150);
         let (mut out, mut undo) = (Vec::new(), Vec::new());
@@ -291,7 +291,7 @@ mod tests {
         assert_eq!(scan.accounts["a"].balance, 148);
 
         let mut misplaced = first;
-        crate::store::record::BatchEnd { batch_start: 5000 }.encode(&mut misplaced);
+        crate::store::file::record::BatchEnd { batch_start: 5000 }.encode(&mut misplaced);
         let problem = audit(&misplaced).report.discrepancy.unwrap();
         assert!(
             problem.contains("line 2") && problem.contains("batch began at 5000"),

@@ -16,9 +16,9 @@
 //! Publishing is atomic: write a temporary file, fsync it, rename it over the old one,
 //! fsync the directory.
 
-use super::OpenError;
 use super::ledger::{Account, AccountMap, KeyEntry, KeyMap};
 use crate::protocol::Tier;
+use crate::store::OpenError;
 use indexmap::IndexMap;
 use serde::Deserialize;
 use serde::de::{SeqAccess, Visitor};

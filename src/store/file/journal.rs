@@ -19,9 +19,9 @@
 //!
 //! All file access goes through [`JournalFile`], which is where tests inject faults.
 
-use super::Commit;
 use super::ledger::{Ledger, Undo};
 use super::record::BatchEnd;
+use crate::store::Commit;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
