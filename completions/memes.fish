@@ -120,30 +120,11 @@ always\t''
 never\t''"
 complete -c memes -n "__fish_memes_using_subcommand status" -l json -d 'Print the reply\'s data as one JSON document on stdout (for scripts)'
 complete -c memes -n "__fish_memes_using_subcommand status" -s h -l help -d 'Print help'
-complete -c memes -n "__fish_memes_using_subcommand bench" -s c -l conns -d 'Connections' -r
-complete -c memes -n "__fish_memes_using_subcommand bench" -s d -l depth -d 'Requests in flight per connection (closed loop)' -r
-complete -c memes -n "__fish_memes_using_subcommand bench" -s n -l requests -d 'Total requests to send' -r
-complete -c memes -n "__fish_memes_using_subcommand bench" -l duration -d 'Send for this many seconds instead of a number of requests' -r
-complete -c memes -n "__fish_memes_using_subcommand bench" -l rate -d 'Open loop: this many requests per second in total, latency from the schedule' -r
-complete -c memes -n "__fish_memes_using_subcommand bench" -l op -d 'What to send' -r -f -a "get\t'Charged `get` (durable)'
-topup\t'`topup` by 1 (durable; admins)'
-balance\t'`balance` (read)'
-mixed\t'70% get, 25% balance, 5% topup'"
-complete -c memes -n "__fish_memes_using_subcommand bench" -l users -d 'Distinct users to spread the requests over' -r
-complete -c memes -n "__fish_memes_using_subcommand bench" -l user-prefix -d 'Bench user ids are this prefix plus a number' -r
-complete -c memes -n "__fish_memes_using_subcommand bench" -l query -d 'Query of `get` requests' -r
-complete -c memes -n "__fish_memes_using_subcommand bench" -l template -d 'Send this line instead (`{id}`, `{user}`, `{n}` are filled in), e.g. for another daemon' -r
-complete -c memes -n "__fish_memes_using_subcommand bench" -l max-p99 -d 'Exit 1 if the p99 latency is above this many milliseconds' -r
-complete -c memes -n "__fish_memes_using_subcommand bench" -l max-latency -d 'Exit 1 if the maximum latency is above this many milliseconds' -r
-complete -c memes -n "__fish_memes_using_subcommand bench" -l min-rps -d 'Exit 1 if throughput is below this many requests per second' -r
-complete -c memes -n "__fish_memes_using_subcommand bench" -l threads -d 'Client threads (1 keeps the generator\'s own footprint small)' -r
 complete -c memes -n "__fish_memes_using_subcommand bench" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
 complete -c memes -n "__fish_memes_using_subcommand bench" -l color -d 'Colour in human output' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c memes -n "__fish_memes_using_subcommand bench" -l prepare -d 'First top up every bench user by a large amount (pipelined), then measure'
 complete -c memes -n "__fish_memes_using_subcommand bench" -l json -d 'Print the reply\'s data as one JSON document on stdout (for scripts)'
-complete -c memes -n "__fish_memes_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c memes -n "__fish_memes_using_subcommand completions" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
 complete -c memes -n "__fish_memes_using_subcommand completions" -l color -d 'Colour in human output' -r -f -a "auto\t''
 always\t''

@@ -39,7 +39,7 @@ pub fn connect(explicit: Option<&Path>) -> Result<Client, Failure> {
 
 /// Starts memesd detached from this terminal and waits until it answers on `socket`.
 fn start_daemon(socket: &Path) -> Result<Client, Failure> {
-    let memesd = memesd_program();
+    let memesd = sibling_program("memesd");
     let data_dir = paths::default_data_dir();
     let log_path = data_dir.join("memesd.log");
     let failed = |message: String| {
@@ -97,13 +97,14 @@ fn start_daemon(socket: &Path) -> Result<Client, Failure> {
     }
 }
 
-/// memesd next to this executable (how cargo and installs lay them out), else from PATH.
-fn memesd_program() -> PathBuf {
+/// A program installed next to this executable (how cargo and installs lay them out), else
+/// the one on `PATH`: memesd, memes-bench.
+pub fn sibling_program(name: &str) -> PathBuf {
     std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join("memesd")))
+        .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
         .filter(|candidate| candidate.is_file())
-        .unwrap_or_else(|| PathBuf::from("memesd"))
+        .unwrap_or_else(|| PathBuf::from(name))
 }
 
 /// What the daemon logged since `from` (its last lines, for an error message).

@@ -190,7 +190,7 @@ pub fn main() -> ExitCode {
         Command::Audit => audit::run(&mut ctx),
         Command::Reload => reload::run(&mut ctx),
         Command::Status => status::run(&mut ctx),
-        Command::Bench(args) => bench::run(&args, &mut ctx),
+        Command::Bench(args) => bench::run(&args, &ctx),
         Command::Completions(args) => completions::run(&args),
     };
     match outcome {

@@ -1,0 +1,675 @@
+//! `memes-bench` (run as `memes bench`): a load generator for operators checking their own
+//! service level. A binary of its own so that the library, the CLI and the daemon do not
+//! carry it.
+//!
+//! Closed loop: C connections, each keeping D requests in flight; latency runs from the
+//! moment a request is written. Open loop (`--rate R`): requests are scheduled at R per
+//! second in total, whatever the daemon does, and latency runs from each request's
+//! *scheduled* send time, so a daemon stall shows up as latency instead of silently
+//! slowing the load (coordinated omission). `--prepare` first gives every bench user a large
+//! balance with pipelined top-ups, so a long run never hits `insufficient_tokens` and a
+//! million accounts take seconds.
+//!
+//! `--template` sends any NDJSON line (`{id}`, `{user}`, `{n}` filled in), which lets the same
+//! generator measure a reference daemon in the same run.
+
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use interprocess::local_socket::tokio::Stream;
+use interprocess::local_socket::traits::tokio::Stream as _;
+use interprocess::local_socket::{GenericFilePath, ToFsName};
+use memes::cli::exit::Exit;
+use memes::cli::{Failure, connect, output};
+use memes::paths;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
+
+/// Measure memesd: throughput and latency percentiles under load
+#[derive(Debug, Parser)]
+#[command(name = "memes bench", bin_name = "memes bench", version)]
+pub struct BenchArgs {
+    /// memesd's socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]
+    #[arg(long, env = paths::SOCKET_ENV, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Print the report as one JSON document on stdout
+    #[arg(long)]
+    pub json: bool,
+    /// Connections
+    #[arg(long, short = 'c', default_value_t = 64, value_name = "C")]
+    pub conns: usize,
+    /// Requests in flight per connection (closed loop)
+    #[arg(long, short = 'd', default_value_t = 1, value_name = "D")]
+    pub depth: usize,
+    /// Total requests to send
+    #[arg(long, short = 'n', conflicts_with = "duration", value_name = "N")]
+    pub requests: Option<u64>,
+    /// Send for this many seconds instead of a number of requests
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Open loop: this many requests per second in total, latency from the schedule
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// What to send
+    #[arg(long, value_enum, default_value_t = BenchOp::Get)]
+    pub op: BenchOp,
+    /// Distinct users to spread the requests over
+    #[arg(long, default_value_t = 10_000, value_name = "U")]
+    pub users: usize,
+    /// Bench user ids are this prefix plus a number
+    #[arg(long, default_value = "bench-", value_name = "PREFIX")]
+    pub user_prefix: String,
+    /// Query of `get` requests
+    #[arg(long, default_value = "cat")]
+    pub query: String,
+    /// Send this line instead (`{id}`, `{user}`, `{n}` are filled in), e.g. for another daemon
+    #[arg(long, value_name = "JSON")]
+    pub template: Option<String>,
+    /// First top up every bench user by a large amount (pipelined), then measure
+    #[arg(long)]
+    pub prepare: bool,
+    /// Exit 1 if the p99 latency is above this many milliseconds
+    #[arg(long, value_name = "MS")]
+    pub max_p99: Option<f64>,
+    /// Exit 1 if the maximum latency is above this many milliseconds
+    #[arg(long, value_name = "MS")]
+    pub max_latency: Option<f64>,
+    /// Exit 1 if throughput is below this many requests per second
+    #[arg(long, value_name = "N")]
+    pub min_rps: Option<f64>,
+    /// Client threads (1 keeps the generator's own footprint small)
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BenchOp {
+    /// Charged `get` (durable)
+    Get,
+    /// `topup` by 1 (durable; admins)
+    Topup,
+    /// `balance` (read)
+    Balance,
+    /// 70% get, 25% balance, 5% topup
+    Mixed,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub op: String,
+    pub mode: &'static str,
+    pub conns: usize,
+    pub depth: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    pub requests: u64,
+    pub secs: f64,
+    pub rps: f64,
+    pub latency_ms: Latency,
+    /// Error replies by code.
+    pub errors: BTreeMap<String, u64>,
+    pub error_total: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+/// How requests are produced.
+struct Workload {
+    op: BenchOp,
+    users: Vec<String>,
+    query: String,
+    template: Option<String>,
+}
+
+impl Workload {
+    fn line(&self, conn: usize, n: u64, conns: usize, out: &mut Vec<u8>) {
+        let user = &self.users[(conn + n as usize * conns) % self.users.len()];
+        let id = ((conn as u64) << 40) | n;
+        if let Some(template) = &self.template {
+            let line = template
+                .replace("{id}", &id.to_string())
+                .replace("{user}", user)
+                .replace("{n}", &n.to_string());
+            out.extend_from_slice(line.as_bytes());
+            out.push(b'\n');
+            return;
+        }
+        let op = match self.op {
+            BenchOp::Mixed => match n % 20 {
+                0 => BenchOp::Topup,
+                1..=5 => BenchOp::Balance,
+                _ => BenchOp::Get,
+            },
+            op => op,
+        };
+        let request = match op {
+            BenchOp::Topup => {
+                serde_json::json!({"id": id, "op": "topup", "user": user, "amount": 1})
+            }
+            BenchOp::Balance => serde_json::json!({"id": id, "op": "balance", "user": user}),
+            _ => serde_json::json!({"id": id, "op": "get", "user": user, "query": self.query}),
+        };
+        serde_json::to_writer(&mut *out, &request).expect("request serialises");
+        out.push(b'\n');
+    }
+}
+
+/// When a connection stops sending.
+#[derive(Clone, Copy)]
+enum Quota {
+    Requests(u64),
+    Until(Instant),
+}
+
+impl Quota {
+    fn allows(self, sent: u64) -> bool {
+        match self {
+            Quota::Requests(n) => sent < n,
+            Quota::Until(end) => Instant::now() < end,
+        }
+    }
+}
+
+/// One connection's tally.
+struct Tally {
+    latencies: Histogram<u64>,
+    errors: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            latencies: Histogram::new_with_bounds(1, 600_000_000_000, 3).expect("valid bounds"),
+            errors: BTreeMap::new(),
+        }
+    }
+
+    fn record(&mut self, started: Instant, reply: &[u8]) -> Result<(), String> {
+        #[derive(Deserialize)]
+        struct Code {
+            code: String,
+        }
+        #[derive(Deserialize)]
+        struct Outcome {
+            ok: bool,
+            #[serde(default)]
+            error: Option<Code>,
+        }
+        let nanos = started.elapsed().as_nanos().clamp(1, 600_000_000_000) as u64;
+        self.latencies.record(nanos).map_err(|e| e.to_string())?;
+        let outcome: Outcome = serde_json::from_slice(reply).map_err(|e| {
+            format!(
+                "reply is not JSON ({e}): {}",
+                String::from_utf8_lossy(reply).trim()
+            )
+        })?;
+        if !outcome.ok {
+            let code = outcome
+                .error
+                .map_or_else(|| "unknown".to_string(), |e| e.code);
+            *self.errors.entry(code).or_default() += 1;
+        }
+        Ok(())
+    }
+}
+
+fn main() -> ExitCode {
+    let args = BenchArgs::parse();
+    match run(&args) {
+        Ok(exit) => exit.into(),
+        Err(failure) => {
+            output::print_failure(&failure, output::use_color(memes::cli::ColorChoice::Auto));
+            failure.exit.into()
+        }
+    }
+}
+
+fn run(args: &BenchArgs) -> Result<Exit, Failure> {
+    let invalid = |message: &str| Failure::new(Exit::Invalid, message);
+    if args.conns == 0 || args.depth == 0 || args.users == 0 {
+        return Err(invalid("--conns, --depth and --users must be at least 1"));
+    }
+    if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        return Err(invalid(
+            "--rate must be a positive number of requests per second",
+        ));
+    }
+    // Make sure a daemon answers (starting one on the default socket if needed).
+    drop(connect::connect(args.socket.as_deref())?);
+    let socket = args.socket.clone().unwrap_or_else(paths::default_socket);
+    let workload = Arc::new(Workload {
+        op: args.op,
+        users: (0..args.users)
+            .map(|i| format!("{}{i}", args.user_prefix))
+            .collect(),
+        query: args.query.clone(),
+        template: args.template.clone(),
+    });
+    let runtime = match args.threads {
+        0 | 1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    }
+    .map_err(|e| Failure::new(Exit::Failure, format!("starting the runtime: {e}")))?;
+    let failed = |e: String| Failure::new(Exit::Failure, format!("bench: {e}"));
+    if args.prepare {
+        let started = Instant::now();
+        let prepared = runtime
+            .block_on(prepare(&socket, &workload, args.conns.min(16)))
+            .map_err(failed)?;
+        eprintln!(
+            "memes bench: prepared {} users in {:.2} s ({:.0} top-ups/s{})",
+            args.users,
+            started.elapsed().as_secs_f64(),
+            args.users as f64 / started.elapsed().as_secs_f64(),
+            match prepared.error_total {
+                0 => String::new(),
+                n => format!(", {n} errors: {:?}", prepared.errors),
+            }
+        );
+    }
+    let report = runtime
+        .block_on(measure(&socket, workload, args))
+        .map_err(failed)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("report serialises")
+        );
+    } else {
+        print_report(&report);
+    }
+    let missed = missed_thresholds(&report, args);
+    for miss in &missed {
+        eprintln!("memes bench: threshold missed: {miss}");
+    }
+    Ok(if missed.is_empty() {
+        Exit::Success
+    } else {
+        Exit::Failure
+    })
+}
+
+fn missed_thresholds(report: &Report, args: &BenchArgs) -> Vec<String> {
+    let mut missed = Vec::new();
+    if let Some(max) = args.max_p99
+        && report.latency_ms.p99 > max
+    {
+        missed.push(format!("p99 {:.3} ms > {max} ms", report.latency_ms.p99));
+    }
+    if let Some(max) = args.max_latency
+        && report.latency_ms.max > max
+    {
+        missed.push(format!(
+            "max latency {:.3} ms > {max} ms",
+            report.latency_ms.max
+        ));
+    }
+    if let Some(min) = args.min_rps
+        && report.rps < min
+    {
+        missed.push(format!("{:.0} requests/s < {min}", report.rps));
+    }
+    missed
+}
+
+fn print_report(report: &Report) {
+    let l = &report.latency_ms;
+    let mode = match report.rate {
+        Some(rate) => format!("open loop at {rate:.0}/s"),
+        None => format!("closed loop, {} in flight per connection", report.depth),
+    };
+    println!(
+        "memes bench: op={} conns={} ({mode})",
+        report.op, report.conns
+    );
+    println!("  requests   {} in {:.2} s", report.requests, report.secs);
+    println!("  throughput {:.0} requests/s", report.rps);
+    println!(
+        "  latency    mean {:.3} ms  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3} ms",
+        l.mean, l.p50, l.p90, l.p99, l.p999, l.max
+    );
+    match report.error_total {
+        0 => println!("  errors     0"),
+        n => println!("  errors     {n}: {:?}", report.errors),
+    }
+}
+
+async fn open(socket: &Path) -> Result<Stream, String> {
+    let name = socket
+        .to_fs_name::<GenericFilePath>()
+        .map_err(|e| format!("{}: {e}", socket.display()))?;
+    Stream::connect(name)
+        .await
+        .map_err(|e| format!("connecting to {}: {e}", socket.display()))
+}
+
+/// Tops every user up by a large amount, pipelined deeply.
+async fn prepare(socket: &Path, workload: &Workload, conns: usize) -> Result<Report, String> {
+    let prepare = Arc::new(Workload {
+        op: BenchOp::Topup,
+        users: workload.users.clone(),
+        query: String::new(),
+        template: Some(r#"{"id":{id},"op":"topup","user":"{user}","amount":1000000000}"#.into()),
+    });
+    let per_conn = workload.users.len().div_ceil(conns) as u64;
+    let mut tasks = Vec::new();
+    for conn in 0..conns {
+        let stream = open(socket).await?;
+        let prepare = prepare.clone();
+        tasks.push(tokio::spawn(closed_loop(
+            stream,
+            prepare,
+            conn,
+            conns,
+            64,
+            Quota::Requests(per_conn),
+        )));
+    }
+    collect(tasks, "prepare", 64, None, Instant::now()).await
+}
+
+async fn measure(
+    socket: &Path,
+    workload: Arc<Workload>,
+    args: &BenchArgs,
+) -> Result<Report, String> {
+    let op = match &args.template {
+        Some(_) => "template".to_string(),
+        None => format!("{:?}", args.op).to_lowercase(),
+    };
+    if let Some(rate) = args.rate {
+        let total = match (args.requests, args.duration) {
+            (Some(n), _) => n,
+            (None, Some(secs)) => (rate * secs) as u64,
+            (None, None) => (rate * 10.0) as u64,
+        };
+        return open_loop(socket, workload, args.conns, rate, total, &op).await;
+    }
+    let mut streams = Vec::with_capacity(args.conns);
+    for _ in 0..args.conns {
+        streams.push(open(socket).await?);
+    }
+    let started = Instant::now();
+    let total = args.requests.unwrap_or(100_000);
+    let mut tasks = Vec::new();
+    for (conn, stream) in streams.into_iter().enumerate() {
+        let quota = match args.duration {
+            Some(secs) => Quota::Until(started + Duration::from_secs_f64(secs)),
+            None => Quota::Requests(
+                total / args.conns as u64 + u64::from((conn as u64) < total % args.conns as u64),
+            ),
+        };
+        let workload = workload.clone();
+        tasks.push(tokio::spawn(closed_loop(
+            stream, workload, conn, args.conns, args.depth, quota,
+        )));
+    }
+    collect(tasks, &op, args.depth, None, started).await
+}
+
+async fn collect(
+    tasks: Vec<tokio::task::JoinHandle<Result<(Tally, u64), String>>>,
+    op: &str,
+    depth: usize,
+    rate: Option<f64>,
+    started: Instant,
+) -> Result<Report, String> {
+    let mut tallies = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        tallies.push(task.await.map_err(|e| e.to_string())??);
+    }
+    summarise(tallies, op, depth, rate, started)
+}
+
+/// One report from every connection's tally.
+fn summarise(
+    tallies: Vec<(Tally, u64)>,
+    op: &str,
+    depth: usize,
+    rate: Option<f64>,
+    started: Instant,
+) -> Result<Report, String> {
+    let conns = tallies.len();
+    let mut total = Tally::new();
+    let mut requests = 0;
+    for (tally, sent) in tallies {
+        total
+            .latencies
+            .add(&tally.latencies)
+            .map_err(|e| e.to_string())?;
+        for (code, n) in tally.errors {
+            *total.errors.entry(code).or_default() += n;
+        }
+        requests += sent;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let h = &total.latencies;
+    let ms = |nanos: u64| nanos as f64 / 1e6;
+    Ok(Report {
+        op: op.to_string(),
+        mode: if rate.is_some() { "open" } else { "closed" },
+        conns,
+        depth,
+        rate,
+        requests,
+        secs,
+        rps: requests as f64 / secs,
+        latency_ms: Latency {
+            mean: h.mean() / 1e6,
+            p50: ms(h.value_at_quantile(0.5)),
+            p90: ms(h.value_at_quantile(0.9)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+        },
+        error_total: total.errors.values().sum(),
+        errors: total.errors,
+    })
+}
+
+/// Keeps `depth` requests in flight until the quota is used up.
+async fn closed_loop(
+    stream: Stream,
+    workload: Arc<Workload>,
+    conn: usize,
+    conns: usize,
+    depth: usize,
+    quota: Quota,
+) -> Result<(Tally, u64), String> {
+    let mut reader = BufReader::with_capacity(64 * 1024, &stream);
+    let mut writer = BufWriter::with_capacity(64 * 1024, &stream);
+    let mut tally = Tally::new();
+    let mut in_flight = VecDeque::with_capacity(depth);
+    let (mut sent, mut line, mut reply) = (0u64, Vec::with_capacity(256), Vec::with_capacity(512));
+    loop {
+        while in_flight.len() < depth && quota.allows(sent) {
+            line.clear();
+            workload.line(conn, sent, conns, &mut line);
+            writer.write_all(&line).await.map_err(|e| e.to_string())?;
+            in_flight.push_back(Instant::now());
+            sent += 1;
+        }
+        writer.flush().await.map_err(|e| e.to_string())?;
+        let Some(started) = in_flight.pop_front() else {
+            return Ok((tally, sent));
+        };
+        read_reply(&mut reader, &mut reply).await?;
+        tally.record(started, &reply)?;
+    }
+}
+
+/// Reads the next reply line into `reply` (replacing what it held).
+async fn read_reply(
+    reader: &mut (impl AsyncBufReadExt + Unpin),
+    reply: &mut Vec<u8>,
+) -> Result<(), String> {
+    reply.clear();
+    match reader.read_until(b'\n', reply).await {
+        Ok(0) => Err("the daemon closed the connection".into()),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The open loop: one clock thread writes each request at its scheduled time, straight to
+/// its connection (no hand-off to another thread on the way), while one task per
+/// connection reads the replies and measures each from its *scheduled* time.
+async fn open_loop(
+    socket: &Path,
+    workload: Arc<Workload>,
+    conns: usize,
+    rate: f64,
+    total: u64,
+    op: &str,
+) -> Result<Report, String> {
+    let mut writers = Vec::with_capacity(conns);
+    let mut readers = Vec::with_capacity(conns);
+    for conn in 0..conns {
+        let stream = std::os::unix::net::UnixStream::connect(socket)
+            .map_err(|e| format!("connecting to {}: {e}", socket.display()))?;
+        let writer = stream.try_clone().map_err(|e| e.to_string())?;
+        stream.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let reader = tokio::net::UnixStream::from_std(stream).map_err(|e| e.to_string())?;
+        let scheduled: Arc<Mutex<VecDeque<Instant>>> = Arc::default();
+        // Request n goes to connection n % conns, so each knows how many replies to expect.
+        let expected = total / conns as u64 + u64::from((conn as u64) < total % conns as u64);
+        readers.push(tokio::spawn(read_scheduled(
+            reader,
+            scheduled.clone(),
+            expected,
+        )));
+        writers.push((writer, scheduled));
+    }
+    let started = Instant::now();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(send_on_schedule(
+            started,
+            rate,
+            total,
+            &mut writers,
+            &workload,
+        ));
+    });
+    let sending = async {
+        match done_rx.await {
+            Ok(Ok(())) => std::future::pending().await,
+            Ok(Err(error)) => Err::<Report, String>(error),
+            Err(_) => Err("the sending thread died".to_string()),
+        }
+    };
+    let receiving = async {
+        let tallies = readers
+            .into_iter()
+            .map(|r| async { r.await.map_err(|e| e.to_string())? });
+        let mut finished = Vec::with_capacity(conns);
+        for tally in tallies {
+            finished.push(tally.await?);
+        }
+        Ok::<_, String>(finished)
+    };
+    let tallies = tokio::select! {
+        failed = sending => return failed,
+        tallies = receiving => tallies?,
+    };
+    summarise(tallies, op, 1, Some(rate), started)
+}
+
+/// The open loop's clock: writes `total` requests at `rate` per second in total, round robin
+/// over the connections. A write that would block is retried: the daemon is then not keeping
+/// up, and the wait shows as latency because the schedule does not move.
+fn send_on_schedule(
+    start: Instant,
+    rate: f64,
+    total: u64,
+    conns: &mut [(
+        std::os::unix::net::UnixStream,
+        Arc<Mutex<VecDeque<Instant>>>,
+    )],
+    workload: &Workload,
+) -> Result<(), String> {
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let mut line = Vec::with_capacity(256);
+    let count = conns.len();
+    precise_clock(rate);
+    for n in 0..total {
+        let at = start + interval.mul_f64(n as f64);
+        let now = Instant::now();
+        if at > now {
+            std::thread::sleep(at - now);
+        }
+        let conn = n as usize % count;
+        line.clear();
+        workload.line(conn, n / count as u64, count, &mut line);
+        let (stream, scheduled) = &mut conns[conn];
+        scheduled.lock().expect("not poisoned").push_back(at);
+        let mut rest = &line[..];
+        while !rest.is_empty() {
+            match std::io::Write::write(stream, rest) {
+                Ok(0) => return Err("the daemon closed a connection".into()),
+                Ok(written) => rest = &rest[written..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("sending: {e}")),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes this (sleeping) clock thread wake on time: late wake-ups would show up as latency
+/// that is the generator's, not the daemon's. Timer slack goes to 1 ns (the default 50 µs
+/// is added to every sleep), and where the system allows it (root, or RLIMIT_RTPRIO) the
+/// thread gets the lowest real-time priority, so a busy CPU does not delay its wake-ups by
+/// milliseconds. Not at rates so high that the thread would barely sleep: it must never
+/// crowd out the daemon.
+fn precise_clock(rate: f64) {
+    use thread_priority::{
+        RealtimeThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    let _ = nix::sys::prctl::set_timerslack(1);
+    if rate <= 100_000.0 {
+        let realtime = ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo);
+        let _ = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, realtime);
+    }
+}
+
+/// Reads `expected` replies, measuring each from the time it was scheduled.
+async fn read_scheduled(
+    stream: tokio::net::UnixStream,
+    scheduled: Arc<Mutex<VecDeque<Instant>>>,
+    expected: u64,
+) -> Result<(Tally, u64), String> {
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    let (mut tally, mut reply) = (Tally::new(), Vec::with_capacity(512));
+    for _ in 0..expected {
+        read_reply(&mut reader, &mut reply).await?;
+        let started = scheduled
+            .lock()
+            .expect("not poisoned")
+            .pop_front()
+            .ok_or("a reply to a request never sent")?;
+        tally.record(started, &reply)?;
+    }
+    Ok((tally, expected))
+}
