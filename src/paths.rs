@@ -36,7 +36,7 @@ pub fn default_data_dir() -> PathBuf {
 pub fn default_socket() -> PathBuf {
     project()
         .and_then(|dirs| dirs.runtime_dir().map(|dir| dir.join(SOCKET_NAME)))
-        .filter(|path| path.as_os_str().len() <= crate::daemon::socket::MAX_SOCKET_PATH)
+        .filter(|path| path.as_os_str().len() <= crate::fronts::unix::socket::MAX_SOCKET_PATH)
         .unwrap_or_else(|| private_tmp().join(SOCKET_NAME))
 }
 
@@ -50,6 +50,6 @@ mod tests {
         let socket = default_socket();
         assert!(socket.is_absolute());
         assert!(socket.ends_with(SOCKET_NAME));
-        assert!(socket.as_os_str().len() <= crate::daemon::socket::MAX_SOCKET_PATH);
+        assert!(socket.as_os_str().len() <= crate::fronts::unix::socket::MAX_SOCKET_PATH);
     }
 }

@@ -21,8 +21,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use memes::catalogue::Catalogue;
-use memes::daemon::access::{AdminPolicy, Peer};
-use memes::daemon::dispatch::{Service, ServiceConfig};
+use memes::service::access::{AdminPolicy, Peer};
+use memes::service::{Service, ServiceConfig};
 use memes::premium::Premium;
 use memes::premium::generate::{Backend, Generator};
 use memes::premium::render::Renderer;

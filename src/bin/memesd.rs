@@ -5,12 +5,12 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use memes::catalogue::Catalogue;
 use memes::daemon::config::DaemonArgs;
-use memes::daemon::dispatch::{Service, ServiceConfig};
-use memes::daemon::{self, socket};
+use memes::fronts::unix::{self, socket};
 use memes::premium::Premium;
 use memes::premium::claims::ClaimsVerifier;
 use memes::premium::generate::{Backend, Generator};
 use memes::premium::render::Renderer;
+use memes::service::{Service, ServiceConfig};
 use memes::store::{FileStore, StoreConfig, TokenStore};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -113,7 +113,7 @@ fn serve(args: DaemonArgs) -> Result<()> {
             service.catalogue().len(),
             started.elapsed()
         );
-        daemon::run(
+        unix::run(
             service.clone(),
             &bound.listener,
             args.limits(),

@@ -1,9 +1,9 @@
 //! memesd's command line, and its translation into the settings of each part.
 
-use super::access::{self, AdminPolicy};
-use super::connection::Limits;
-use super::socket::SocketAccess;
+use crate::fronts::unix::connection::Limits;
+use crate::fronts::unix::socket::SocketAccess;
 use crate::paths;
+use crate::service::access::{self, AdminPolicy};
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -15,7 +15,8 @@ pub use file::history::HistoryPage;
 pub use file::ledger::{Account, Idempotency, Outcome, ReplyBuilder};
 pub use file::{FileStore, StoreConfig};
 
-use crate::protocol::{AuditReport, ErrorBody, ErrorCode, HistoryCursor, MAX_BALANCE, Tier};
+use crate::domain::{AuditReport, ErrorCode, MAX_BALANCE, Tier};
+use crate::protocol::{ErrorBody, HistoryCursor};
 use serde_json::value::RawValue;
 use std::path::PathBuf;
 use tokio::sync::oneshot;

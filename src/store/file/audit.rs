@@ -9,7 +9,7 @@
 //! the derived balances with the live ones.
 
 use super::record::{JournalLine, RecordIn};
-use crate::protocol::{AuditReport, EntryKind};
+use crate::domain::{AuditReport, EntryKind};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};

@@ -3,7 +3,8 @@
 //! offset, and reads only that user's lines however long the journal is.
 
 use super::record::RecordIn;
-use crate::protocol::{HistoryCursor, HistoryEntry, format_instant};
+use crate::domain::{HistoryEntry, format_instant};
+use crate::protocol::HistoryCursor;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;

@@ -11,7 +11,7 @@
 //! [`MAX_BALANCE`]; an idempotency key names one request forever.
 
 use super::record::{EntryRecord, RecordIn, RecordOut};
-use crate::protocol::{EntryKind, MAX_BALANCE, Tier};
+use crate::domain::{EntryKind, MAX_BALANCE, Tier};
 use crate::store::StoreError;
 use indexmap::IndexMap;
 use serde_json::value::RawValue;
@@ -507,7 +507,7 @@ mod tests {
         assert_eq!(h.topup("u1", -149), Ok(0));
         assert_eq!(
             h.charge("u1", 1).unwrap_err().code(),
-            crate::protocol::ErrorCode::InsufficientTokens
+            crate::domain::ErrorCode::InsufficientTokens
         );
         let lines = h.lines();
         assert_eq!(lines.len(), 2);
@@ -609,7 +609,7 @@ mod tests {
                 &mut h.undo,
             )
             .unwrap_err();
-        assert_eq!(err.code(), crate::protocol::ErrorCode::IdempotencyConflict);
+        assert_eq!(err.code(), crate::domain::ErrorCode::IdempotencyConflict);
         assert_eq!(h.ledger.account("u1").unwrap().balance, 155);
         assert_eq!(h.lines().len(), 1);
     }

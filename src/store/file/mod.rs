@@ -24,8 +24,9 @@ use journal::{JournalFile, Queue, Shared, State, WriterConfig, run_writer};
 use ledger::{Account, Idempotency, Ledger, Outcome, Undo};
 use recovery::{JOURNAL_FILE, RecoveryStats, SNAPSHOT_FILE};
 
+use crate::domain::{AuditReport, Tier};
 use crate::lockfile;
-use crate::protocol::{AuditReport, HistoryCursor, Tier};
+use crate::protocol::HistoryCursor;
 use crate::store::{
     ChargeRequest, Commit, HistoryPage, OpenError, StoreError, StoreStats, TokenStore, TopupChange,
 };

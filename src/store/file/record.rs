@@ -19,7 +19,7 @@
 //!
 //! This module owns the shapes and their encoding; it does not decide what goes in them.
 
-use crate::protocol::{EntryKind, Tier};
+use crate::domain::{EntryKind, Tier};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;

@@ -17,7 +17,7 @@
 //! fsync the directory.
 
 use super::ledger::{Account, AccountMap, KeyEntry, KeyMap};
-use crate::protocol::Tier;
+use crate::domain::Tier;
 use crate::store::OpenError;
 use indexmap::IndexMap;
 use serde::Deserialize;

@@ -4,7 +4,7 @@
 use super::journal::JournalFile;
 use super::recovery::{JOURNAL_FILE, SNAPSHOT_FILE};
 use super::*;
-use crate::protocol::EntryKind;
+use crate::domain::EntryKind;
 use crate::store::*;
 use proptest::prelude::*;
 use std::collections::HashMap;
@@ -98,11 +98,7 @@ fn reopening_keeps_balances_history_and_keys() {
             r#"{"new_balance":157}"#
         );
         store
-            .entitle(
-                "u1",
-                crate::protocol::Tier::Premium,
-                Some(4_000_000_000_000),
-            )
+            .entitle("u1", crate::domain::Tier::Premium, Some(4_000_000_000_000))
             .unwrap()
             .1
             .wait_blocking()
@@ -118,7 +114,7 @@ fn reopening_keeps_balances_history_and_keys() {
     assert_eq!(balance(&store, "u1"), Some(199));
     assert_eq!(
         store.account("u1").unwrap().0.tier,
-        crate::protocol::Tier::Premium
+        crate::domain::Tier::Premium
     );
     assert_eq!(
         keyed_topup(&store, "u2", 7, "k1").unwrap(),
@@ -161,7 +157,7 @@ fn reopening_keeps_balances_history_and_keys() {
     };
     assert_eq!(
         store.history("u1", 5, Some(forged)).unwrap_err().code(),
-        crate::protocol::ErrorCode::InvalidArgument
+        crate::domain::ErrorCode::InvalidArgument
     );
     assert!(store.audit().unwrap().ok);
 }
@@ -485,7 +481,7 @@ fn a_refused_change_is_off_the_journal_before_it_is_refused() {
     failing.store(true, Ordering::SeqCst);
     // The line is written whole, but its flush fails.
     let refused = topup(&store, "u", 5).unwrap_err();
-    assert_eq!(refused.code(), crate::protocol::ErrorCode::Unavailable);
+    assert_eq!(refused.code(), crate::domain::ErrorCode::Unavailable);
     // A crash right now: start from the files as they are.
     let crashed = std::fs::read(dir.path().join(JOURNAL_FILE)).unwrap();
     let (_copy, reopened) = open_journal(&crashed);
@@ -514,7 +510,7 @@ fn a_failed_write_acknowledges_nothing_and_recovers_when_the_disk_does() {
         .collect();
     for racer in racers {
         let error = racer.join().unwrap().unwrap_err();
-        assert_eq!(error.code(), crate::protocol::ErrorCode::Unavailable);
+        assert_eq!(error.code(), crate::domain::ErrorCode::Unavailable);
     }
     assert_eq!(
         balance(&*store, "u"),
@@ -661,11 +657,11 @@ struct Model {
 }
 
 impl Model {
-    fn change(&mut self, user: &str, delta: i64) -> Result<u64, crate::protocol::ErrorCode> {
+    fn change(&mut self, user: &str, delta: i64) -> Result<u64, crate::domain::ErrorCode> {
         let before = self.balances.get(user).copied().unwrap_or(150) as i64;
         let after = before + delta;
         if after < 0 {
-            return Err(crate::protocol::ErrorCode::InsufficientTokens);
+            return Err(crate::domain::ErrorCode::InsufficientTokens);
         }
         self.balances.insert(user.to_string(), after as u64);
         Ok(after as u64)
@@ -697,7 +693,7 @@ proptest! {
                     let fingerprint = format!("topup {user} {amount}");
                     let expected = match model.keys.get(&key) {
                         Some((fp, balance)) if *fp == fingerprint => Ok(*balance),
-                        Some(_) => Err(crate::protocol::ErrorCode::IdempotencyConflict),
+                        Some(_) => Err(crate::domain::ErrorCode::IdempotencyConflict),
                         None => model.change(&user, amount).inspect(|balance| {
                             model.keys.insert(key.clone(), (fingerprint.clone(), *balance));
                         }),

@@ -6,8 +6,9 @@
 //! commit is durable and meanwhile goes on with the next request. Operations that read files
 //! or render images run on the blocking pool and are awaited in request order.
 
-use super::access::{AdminPolicy, Peer};
-use super::ratelimit::RateLimit;
+pub mod access;
+pub mod ratelimit;
+
 use crate::catalogue::location::Geocoder;
 use crate::catalogue::select::{Deliveries, Wanted};
 use crate::catalogue::{Catalogue, CatalogueError};
@@ -18,8 +19,10 @@ use crate::protocol::{
     SearchRequest, StatusData, Tier, TopupData, TopupRequest,
 };
 use crate::store::{ChargeRequest, Commit, Idempotency, Outcome, TokenStore, TopupChange, now_ms};
+use access::{AdminPolicy, Peer};
 use arc_swap::ArcSwap;
 use futures_util::future::BoxFuture;
+use ratelimit::RateLimit;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::path::PathBuf;

@@ -8,9 +8,9 @@
 //! which the reader stops reading), time to complete a line (`idle_timeout`) and time for the
 //! client to take a reply (`write_timeout`). A slow or stalled client costs only itself.
 
-use super::access::Peer;
-use super::dispatch::{Handled, Outgoing, Service};
 use crate::protocol::{self, ErrorBody, ErrorCode, MAX_LINE_BYTES};
+use crate::service::access::Peer;
+use crate::service::{Handled, Outgoing, Service};
 use futures_util::StreamExt;
 use interprocess::local_socket::tokio::Stream;
 use interprocess::local_socket::traits::StreamCommon;

@@ -1,0 +1,166 @@
+//! The vocabulary every part of memes shares: tiers, ledger entry kinds, the closed set of
+//! outcome codes, the limits of the money, and the views of accounts, histories and audits.
+//!
+//! It depends on nothing else in the crate. The wire protocol, the service and every store
+//! speak these words; none of them owns them.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The largest balance an account may hold, in tokens: 2^53 - 1, so that every balance is
+/// exact in any JSON consumer (JavaScript numbers included).
+pub const MAX_BALANCE: u64 = (1 << 53) - 1;
+
+/// The closed set of error codes scripts branch on. `message` is for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, not an object, a missing or mistyped field.
+    BadRequest,
+    /// Well-formed but outside the allowed values (lat 91, empty user id, amount 0, ...).
+    InvalidArgument,
+    /// `op` names no operation.
+    UnknownOp,
+    /// The request exceeded the front's size limit; a socket connection is closed after this reply.
+    LineTooLong,
+    /// The change would take a balance below zero; nothing changed.
+    InsufficientTokens,
+    /// Unknown user (for reads), or no meme matches the query.
+    NotFound,
+    /// The caller may not do this (admin-only operation, premium-only feature, bad token).
+    NotAllowed,
+    /// An idempotency key was reused with different parameters; nothing changed.
+    IdempotencyConflict,
+    /// The per-user rate limit was exceeded; try again later. Nothing was charged.
+    RateLimited,
+    /// The daemon is at its connection limit; try again later.
+    Busy,
+    /// The ledger cannot be written (disk full, I/O error); nothing changed. Reads still work.
+    Unavailable,
+    /// A bug or an unexpected failure inside the daemon.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The snake_case name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::InvalidArgument => "invalid_argument",
+            ErrorCode::UnknownOp => "unknown_op",
+            ErrorCode::LineTooLong => "line_too_long",
+            ErrorCode::InsufficientTokens => "insufficient_tokens",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::NotAllowed => "not_allowed",
+            ErrorCode::IdempotencyConflict => "idempotency_conflict",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Busy => "busy",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An account's tier. An expired premium entitlement counts as `free`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    #[default]
+    Free,
+    Premium,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Free => "free",
+            Tier::Premium => "premium",
+        }
+    }
+}
+
+/// Formats milliseconds since the epoch as RFC 3339 (UTC, millisecond precision when needed).
+pub fn format_instant(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|ts| ts.to_string())
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+/// The kind of a ledger entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// The one-time grant when an account opens.
+    Welcome,
+    /// Tokens spent on a delivered meme.
+    Charge,
+    /// Tokens added by an admin or a payment.
+    Topup,
+    /// Tokens removed by an admin (a negative top-up).
+    Deduct,
+    /// A tier change; moves no tokens.
+    Entitle,
+}
+
+impl EntryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Welcome => "welcome",
+            EntryKind::Charge => "charge",
+            EntryKind::Topup => "topup",
+            EntryKind::Deduct => "deduct",
+            EntryKind::Entitle => "entitle",
+        }
+    }
+}
+
+/// One ledger entry as `history` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub seq: u64,
+    /// RFC 3339, UTC.
+    pub time: String,
+    pub kind: EntryKind,
+    /// Tokens added (positive) or removed (negative).
+    pub delta: i64,
+    /// Balance after this entry.
+    pub balance: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Memes delivered by a charge.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub memes: Vec<String>,
+    /// The tier set by an `entitle` entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Tier>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}
+
+/// `audit` reply data.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AuditReport {
+    /// True when every check held.
+    pub ok: bool,
+    /// Journal lines (transactions) replayed.
+    pub transactions: u64,
+    /// Ledger entries replayed.
+    pub entries: u64,
+    /// Accounts whose balance was checked against the sum of their entries.
+    pub accounts: u64,
+    /// Idempotency keys checked for uniqueness.
+    pub keys: u64,
+    /// Welcome grants checked (at most one per account).
+    pub welcomes: u64,
+    /// The first discrepancy found, when `ok` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discrepancy: Option<String>,
+}
