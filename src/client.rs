@@ -3,7 +3,8 @@
 //! Synchronous on purpose: the CLI is a short-lived process called in shell loops, and a
 //! blocking socket costs less per call than starting an async runtime.
 
-use crate::protocol::{Envelope, ErrorBody, Reply, Request};
+use crate::fronts::unix::framing::{Envelope, ReplyLine};
+use crate::protocol::{ErrorBody, Request};
 use interprocess::local_socket::prelude::*;
 use interprocess::local_socket::{GenericFilePath, Stream};
 use serde::de::DeserializeOwned;
@@ -69,7 +70,7 @@ impl Client {
                 "memesd closed the connection without replying",
             )));
         }
-        let reply: Reply = serde_json::from_str(&self.line)
+        let reply: ReplyLine = serde_json::from_str(&self.line)
             .map_err(|e| ClientError::Protocol(format!("{e}: {}", self.line.trim_end())))?;
         if reply.id != Some(serde_json::Value::from(id)) {
             return Err(ClientError::Protocol(format!(

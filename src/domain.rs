@@ -85,6 +85,65 @@ impl Tier {
     }
 }
 
+/// An account as the service sees it, in every store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountView {
+    /// Tokens.
+    pub balance: u64,
+    /// The stored tier; see [`AccountView::tier_at`] for the effective one.
+    pub tier: Tier,
+    /// End of a premium entitlement, milliseconds since the epoch; `None` means no end.
+    pub until: Option<i64>,
+}
+
+impl AccountView {
+    /// The tier in force at `now_ms`: an expired entitlement counts as free.
+    pub fn tier_at(&self, now_ms: i64) -> Tier {
+        match (self.tier, self.until) {
+            (Tier::Premium, Some(until)) if until <= now_ms => Tier::Free,
+            (tier, _) => tier,
+        }
+    }
+}
+
+/// One balance change as the ledger records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub kind: EntryKind,
+    /// Tokens added (positive) or removed (negative).
+    pub delta: i64,
+    /// The account's balance after this entry.
+    pub balance: u64,
+}
+
+/// Where a history page continues. Opaque: each store makes and reads its own; callers only
+/// pass back what a page's `next` gave them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HistoryCursor(String);
+
+impl HistoryCursor {
+    /// A cursor a store made.
+    pub fn new(text: String) -> HistoryCursor {
+        HistoryCursor(text)
+    }
+
+    /// A cursor as a client sent it back (not yet checked: the store does that).
+    pub fn from_client(text: &str) -> HistoryCursor {
+        HistoryCursor(text.to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A page of a user's history: entries oldest first, and where older ones continue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryPage {
+    pub entries: Vec<HistoryEntry>,
+    pub next: Option<HistoryCursor>,
+}
+
 /// Formats milliseconds since the epoch as RFC 3339 (UTC, millisecond precision when needed).
 pub fn format_instant(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)

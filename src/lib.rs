@@ -1,16 +1,22 @@
 //! memes: memes as a service.
 //!
-//! `memesd` owns per-user token balances (an auditable ledger on disk) and a meme
-//! catalogue, and answers newline-delimited JSON requests on a Unix socket; `memes` is the
-//! command-line client. This library holds everything both binaries share.
+//! `memesd` owns per-user token balances (an auditable ledger) and a meme catalogue, and
+//! serves them through its fronts; `memes` is the command-line client. This library holds
+//! everything both binaries share. A request flows: front → [`service`] → [`store`].
 //!
-//! - [`protocol`]: the wire contract (requests, replies, error codes, input limits).
-//! - [`store`]: the token ledger: rules of the money, journal, checkpoints, recovery, audit.
+//! - [`domain`]: the shared vocabulary (tiers, entry kinds, outcome codes, account and
+//!   history views, the audit report). Depends on nothing else here.
+//! - [`protocol`]: the typed requests and replies every front speaks, and their limits.
+//! - [`fronts`]: the ways in; [`fronts::unix`] is the Unix socket with its NDJSON framing.
+//! - [`service`]: one call per request: access, rate limits, catalogue choice, premium,
+//!   and charge-on-delivery.
+//! - [`store`]: the token ledger behind an async trait. The rules of the money are in
+//!   [`store::rules`], and nowhere else; [`store::file`] is the embedded journal store.
 //! - [`catalogue`]: the memes, ranked search, selection, and where a coordinate is.
-//! - [`premium`]: entitlements, signed claims, and generated meme images.
-//! - [`daemon`]: memesd's socket, connections, and request dispatch.
-//! - [`client`]: a small synchronous client; [`cli`]: the `memes` command line.
-//! - [`paths`]: where the socket and the data live (flag > environment > default).
+//! - [`premium`]: signed claims, and generated meme images.
+//! - [`daemon`]: memesd's command line and wiring; [`client`] and [`cli`]: the `memes`
+//!   command line; [`paths`]: where the socket and the data live; [`lockfile`]: one daemon
+//!   per data directory and socket.
 
 pub mod catalogue;
 pub mod cli;

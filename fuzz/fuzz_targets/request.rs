@@ -1,4 +1,5 @@
-//! Fuzzes memesd's request path: `Service::respond`, from one request line to its reply line.
+//! Fuzzes memesd's request path: `connection::respond`, from one request line through the
+//! service to its reply line.
 //!
 //! Each input is fed as ONE request line (whatever its bytes, newlines included), and, when it
 //! contains newlines, again line by line, so that sequences of requests (top up, then spend;
@@ -21,12 +22,12 @@
 
 use libfuzzer_sys::fuzz_target;
 use memes::catalogue::Catalogue;
-use memes::service::access::{AdminPolicy, Peer};
-use memes::service::{Service, ServiceConfig};
+use memes::fronts::unix::{connection, framing};
 use memes::premium::Premium;
 use memes::premium::generate::{Backend, Generator};
 use memes::premium::render::Renderer;
-use memes::protocol::{self, GetRequest, MAX_BALANCE, MAX_LINE_BYTES, Request};
+use memes::protocol::{GetRequest, MAX_BALANCE, MAX_LINE_BYTES, Request};
+use memes::service::{AdminPolicy, Caller, Peer, Service, ServiceConfig};
 use memes::store::file::journal::JournalFile;
 use memes::store::{FileStore, StoreConfig};
 use serde::Deserialize;
@@ -117,7 +118,9 @@ fn remove_at_exit(dir: &Path) {
         if let Ok(slot) = INSTANCE.try_lock()
             && let Some(instance) = slot.as_ref()
         {
-            let stats = instance.service.store().stats();
+            let stats = RUNTIME
+                .block_on(instance.service.store().stats())
+                .expect("stats");
             let journal = std::fs::metadata(instance.dir.path().join("journal.ndjson"))
                 .map_or(0, |m| m.len());
             eprintln!(
@@ -156,19 +159,19 @@ static RECYCLE: LazyLock<u64> = LazyLock::new(|| {
 });
 
 /// The daemon's own user: an admin.
-static ADMIN: LazyLock<Peer> = LazyLock::new(|| {
+static ADMIN: LazyLock<Caller> = LazyLock::new(|| {
     let owner = AdminPolicy::for_current_user(vec![], vec![]).owner;
-    Peer {
+    Caller::Local(Peer {
         uid: Some(owner),
         gid: Some(owner),
-    }
+    })
 });
 
 /// Anyone else: not an admin.
-const STRANGER: Peer = Peer {
+const STRANGER: Caller = Caller::Local(Peer {
     uid: Some(4242),
     gid: Some(4242),
-};
+});
 
 const ERROR_CODES: &[&str] = &[
     "bad_request",
@@ -301,7 +304,7 @@ fn check(line: &[u8], reply: &[u8]) {
 /// Left alone, the fuzzer soon spends most of its time in them.
 fn is_slow(line: &[u8]) -> bool {
     matches!(
-        protocol::parse_line(line).request,
+        framing::parse_line(line).request,
         Ok(Request::Reload(_)
             | Request::Audit(_)
             | Request::History(_)
@@ -349,7 +352,7 @@ fn serve(service: &Arc<Service>, line: &[u8]) {
         _ => &*ADMIN,
     };
     let started = Instant::now();
-    let reply = RUNTIME.block_on(service.respond(line, peer));
+    let reply = RUNTIME.block_on(connection::respond(service, peer, line));
     if slow {
         SLOW_NANOS.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         SLOW_SERVED.fetch_add(1, Ordering::Relaxed);

@@ -113,6 +113,15 @@ pub struct Catalogue {
     ranked_cache: [RankedCache; 2],
 }
 
+impl std::fmt::Debug for Catalogue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalogue")
+            .field("origin", &self.origin)
+            .field("memes", &self.memes.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Catalogue {
     /// The catalogue embedded in the binary.
     pub fn embedded() -> Result<Catalogue, CatalogueError> {

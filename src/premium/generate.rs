@@ -8,7 +8,9 @@
 
 use super::render::{Renderer, TemplateInfo};
 use crate::catalogue::search::{Document, SearchIndex};
-use crate::protocol::{ErrorBody, ErrorCode, Location};
+use crate::domain::ErrorCode;
+use crate::protocol::Location;
+use crate::service::ServiceError;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::{Cursor, Write};
@@ -80,6 +82,10 @@ impl Generator {
         self.renderer.templates()
     }
 
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
     /// The template and caption for a query and a place.
     pub fn plan(&self, query: Option<&str>, location: Option<&Location>) -> Plan {
         let query = query.map(str::trim).filter(|q| !q.is_empty());
@@ -111,7 +117,11 @@ impl Generator {
 
     /// Produces the PNG for `plan`. Blocking for the built-in renderer (call it off the async
     /// threads); `request` is what an external generator receives on stdin.
-    pub async fn produce(&self, plan: &Plan, request: &impl Serialize) -> Result<Png, ErrorBody> {
+    pub async fn produce(
+        &self,
+        plan: &Plan,
+        request: &impl Serialize,
+    ) -> Result<Png, ServiceError> {
         match &self.backend {
             Backend::Builtin => {
                 let rendered = tokio::task::block_in_place(|| {
@@ -119,7 +129,7 @@ impl Generator {
                         .render(&plan.template, &plan.top, &plan.bottom)
                 })
                 .map_err(|e| {
-                    ErrorBody::new(ErrorCode::Internal, format!("rendering failed: {e}"))
+                    ServiceError::new(ErrorCode::Internal, format!("rendering failed: {e}"))
                 })?;
                 Ok(Png {
                     bytes: rendered.png,
@@ -140,9 +150,9 @@ async fn run_external(
     command: &str,
     timeout: Duration,
     request: &impl Serialize,
-) -> Result<Png, ErrorBody> {
+) -> Result<Png, ServiceError> {
     let failed = |message: String| {
-        ErrorBody::new(
+        ServiceError::new(
             ErrorCode::Internal,
             format!("the image generator {message}"),
         )
@@ -182,7 +192,7 @@ async fn run_external(
     let (status, out, err) = match tokio::time::timeout(timeout, work).await {
         Ok(finished) => finished,
         Err(_) => {
-            return Err(ErrorBody::new(
+            return Err(ServiceError::new(
                 ErrorCode::Unavailable,
                 format!(
                     "the image generator did not finish within {timeout:?}; nothing was charged"

@@ -5,22 +5,24 @@
 //! `entitle`). Both checks are in memory, and a plain `get` pays for neither unless it
 //! carries a token.
 //!
-//! A generated meme is charged `generate_cost` tokens, and only after its PNG is completely
-//! written; a refusal or a failure charges nothing. Sub-modules: [`render`] draws captions on
-//! the built-in templates; [`generate`] chooses template and caption, runs the backend and
-//! stores the file.
+//! This module makes and keeps the images; it charges nothing. The service charges
+//! `generate_cost` tokens only once an image is completely written (see
+//! [`crate::service::deliver`]). Sub-modules: [`render`] draws captions on the built-in
+//! templates; [`generate`] chooses template and caption, runs the backend and stores the
+//! file, named by its SHA-256.
 
 pub mod claims;
 pub mod generate;
 pub mod render;
 
-use crate::protocol::{ErrorBody, ErrorCode, GeneratedImage, GetData, GetRequest, Location, Tier};
-use crate::store::{ChargeRequest, Commit, Idempotency, Outcome, StoreError, TokenStore, now_ms};
+use crate::domain::ErrorCode;
+use crate::protocol::{GeneratedImage, Location};
+use crate::service::ServiceError;
 use base64::Engine;
-use claims::ClaimsVerifier;
-use generate::Generator;
+use claims::{Claims, ClaimsVerifier};
+use generate::{Backend, Generator, Plan};
 use serde::Serialize;
-use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use tokio::sync::Semaphore;
 
@@ -47,6 +49,12 @@ struct GeneratorInput<'a> {
     location: Option<&'a Location>,
 }
 
+/// A generated image, stored: what a reply describes, and its bytes.
+pub struct Made {
+    pub image: GeneratedImage,
+    pub png: Vec<u8>,
+}
+
 impl Premium {
     pub fn new(
         claims: Option<ClaimsVerifier>,
@@ -64,156 +72,149 @@ impl Premium {
         }
     }
 
-    /// Checks a request's token, if it has one: `Ok(true)` if it makes the request premium.
-    pub fn verify_token(&self, request: &GetRequest) -> Result<bool, ErrorBody> {
-        let Some(token) = &request.token else {
-            return Ok(false);
-        };
-        let not_allowed = |message: String| ErrorBody::new(ErrorCode::NotAllowed, message);
+    /// Tokens per generated meme.
+    pub fn cost(&self) -> u64 {
+        self.cost
+    }
+
+    /// Verifies a signed claim (JWT): its claims, or why it was refused.
+    pub fn verify(&self, token: &str) -> Result<Claims, ServiceError> {
         let verifier = self.claims.as_ref().ok_or_else(|| {
-            not_allowed(
-                "this memesd accepts no tokens (it was started without --claims-key)".into(),
+            ServiceError::not_allowed(
+                "this memesd accepts no tokens (it was started without --claims-key)",
             )
         })?;
-        let claims = verifier.verify(token).map_err(not_allowed)?;
-        if claims.sub != request.user {
-            return Err(not_allowed(format!(
-                "the token was issued for user {:?}, not {:?}",
-                claims.sub, request.user
+        verifier.verify(token).map_err(ServiceError::not_allowed)
+    }
+
+    /// Checks the token a request carries for `user`, if it has one: `Ok(true)` if it makes
+    /// the request premium.
+    pub fn verify_token(&self, user: &str, token: Option<&str>) -> Result<bool, ServiceError> {
+        let Some(token) = token else {
+            return Ok(false);
+        };
+        let claims = self.verify(token)?;
+        if claims.sub != user {
+            return Err(ServiceError::not_allowed(format!(
+                "the token was issued for user {:?}, not {user:?}",
+                claims.sub
             )));
         }
         Ok(claims.is_premium())
     }
 
-    /// Serves a `get` with `generate`: the reply data and its commit.
-    pub async fn generate(
-        &self,
-        store: &dyn TokenStore,
-        request: &GetRequest,
-        location: Option<Location>,
-        fingerprint: &str,
-    ) -> Result<(Box<RawValue>, Commit), ErrorBody> {
-        let token_premium = self.verify_token(request)?;
-        let idem = request
-            .idempotency_key
-            .as_deref()
-            .map(|key| Idempotency { key, fingerprint });
-        if let Some(idem) = &idem
-            && let Some((reply, commit)) = store.replay(idem).map_err(ErrorBody::from)?
-        {
-            return Ok((self.with_inline(reply, request.inline)?, commit));
-        }
-        let account = match store.account(&request.user) {
-            Ok((account, _)) => Some(account),
-            Err(StoreError::UnknownUser(_)) => None,
-            Err(error) => return Err(error.into()),
-        };
-        let entitled = account.is_some_and(|a| a.tier_at(now_ms()) == Tier::Premium);
-        if !token_premium && !entitled {
-            return Err(ErrorBody::new(
-                ErrorCode::NotAllowed,
-                format!(
-                    "generated memes are for premium users; {:?} is on the free tier (nothing was charged)",
-                    request.user
-                ),
-            ));
-        }
-        if let Some(account) = account
-            && account.balance < self.cost
-        {
-            // Refuse before spending a render on a request that cannot be paid for.
-            return Err(ErrorBody::from(StoreError::InsufficientTokens {
-                user: request.user.clone(),
-                balance: account.balance,
-                needed: self.cost,
-            }));
-        }
+    /// The template and caption for a query and a place.
+    pub fn plan(&self, query: Option<&str>, location: Option<&Location>) -> Plan {
+        self.generator.plan(query, location)
+    }
 
-        let plan = self
-            .generator
-            .plan(request.query.as_deref(), location.as_ref());
+    /// Produces the image for `plan` and stores it, content-addressed. Nothing is charged
+    /// here: the caller charges once this has succeeded.
+    pub async fn make(
+        &self,
+        user: &str,
+        query: Option<&str>,
+        plan: &Plan,
+        location: Option<&Location>,
+    ) -> Result<Made, ServiceError> {
         let input = GeneratorInput {
-            user: &request.user,
-            query: request.query.as_deref(),
+            user,
+            query,
             template: &plan.template,
             top: &plan.top,
             bottom: &plan.bottom,
-            location: location.as_ref(),
+            location,
         };
         let png = {
             let _slot = self.render_slots.acquire().await.expect("never closed");
-            self.generator.produce(&plan, &input).await?
+            self.generator.produce(plan, &input).await?
         };
         let (out_dir, bytes) = (self.out_dir.clone(), png.bytes);
-        let stored = tokio::task::spawn_blocking(move || {
-            generate::store_png(&out_dir, &bytes).map(|s| (s, bytes.len()))
+        let (stored, bytes) = tokio::task::spawn_blocking(move || {
+            generate::store_png(&out_dir, &bytes).map(|stored| (stored, bytes))
         })
         .await
-        .map_err(|e| {
-            ErrorBody::new(
-                ErrorCode::Internal,
-                format!("storing the image failed: {e}"),
-            )
-        })?
-        .map_err(|e| {
-            ErrorBody::new(
-                ErrorCode::Internal,
-                format!("storing the image failed: {e}"),
-            )
-        })?;
-        let (stored, size) = stored;
-
-        let data = |balance: u64| GetData::<()> {
-            user_id: request.user.clone(),
-            meme: None,
-            memes: None,
-            generated: Some(GeneratedImage {
+        .map_err(|e| ServiceError::internal(format!("storing the image failed: {e}")))?
+        .map_err(|e| ServiceError::internal(format!("storing the image failed: {e}")))?;
+        Ok(Made {
+            image: GeneratedImage {
                 path: stored.path.display().to_string(),
-                bytes: size as u64,
+                bytes: bytes.len() as u64,
                 width: png.width,
                 height: png.height,
-                sha256: stored.sha256.clone(),
+                sha256: stored.sha256,
                 template: plan.template.clone(),
                 top: plan.top.clone(),
                 bottom: plan.bottom.clone(),
                 png_base64: None,
-            }),
-            charged: self.cost,
-            balance,
-            location: location.clone(),
-        };
-        let reply = |balance: u64| {
-            serde_json::value::to_raw_value(&data(balance)).expect("reply serialises")
-        };
-        let memo = format!("generated:{}", &stored.sha256[..16]);
-        let charge = ChargeRequest {
-            user: &request.user,
-            cost: self.cost,
-            memes: &[&memo],
-            keyed: idem.map(|idem| (idem, &reply as &dyn Fn(u64) -> Box<RawValue>)),
-        };
-        let (outcome, commit) = store.charge(&charge).map_err(ErrorBody::from)?;
-        let reply = match outcome {
-            Outcome::Applied(balance) => reply(balance),
-            Outcome::Replayed(reply) => reply,
-        };
-        Ok((self.with_inline(reply, request.inline)?, commit))
+            },
+            png: bytes,
+        })
     }
 
-    /// Adds the PNG itself (base64) to a reply when the request asked for it inline. Stored
-    /// replies never carry it, so the ledger holds paths, not images.
-    fn with_inline(&self, reply: Box<RawValue>, inline: bool) -> Result<Box<RawValue>, ErrorBody> {
-        if !inline {
-            return Ok(reply);
-        }
-        let internal = |message: String| ErrorBody::new(ErrorCode::Internal, message);
-        let mut data: GetData<serde_json::Value> = serde_json::from_str(reply.get())
-            .map_err(|e| internal(format!("stored reply: {e}")))?;
-        if let Some(generated) = &mut data.generated {
-            let bytes = std::fs::read(&generated.path)
-                .map_err(|e| internal(format!("reading {}: {e}", generated.path)))?;
-            generated.png_base64 = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
-        }
-        Ok(serde_json::value::to_raw_value(&data).expect("reply serialises"))
+    /// Where an image with this SHA-256 is (or would be) stored on this host.
+    pub fn image_path(&self, sha256: &str) -> PathBuf {
+        self.out_dir.join(format!("{sha256}.png"))
     }
+
+    /// Makes sure an image a stored reply describes is on this host, and points the reply
+    /// at it: it may have been made by another host, or removed. The built-in renderer is
+    /// deterministic, so the image is made again from its template and caption and checked
+    /// against its SHA-256; an external generator's image cannot be made again, and is then
+    /// reported missing. Returns the PNG's bytes.
+    pub async fn restore(&self, image: &mut GeneratedImage) -> Result<Vec<u8>, ServiceError> {
+        let path = self.image_path(&image.sha256);
+        let missing = || {
+            ServiceError::new(
+                ErrorCode::NotFound,
+                format!(
+                    "the generated image {} is not stored on this memesd and cannot be made again here",
+                    image.sha256
+                ),
+            )
+        };
+        let read = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || std::fs::read(path))
+                .await
+                .map_err(|e| ServiceError::internal(format!("reading the image: {e}")))?
+        };
+        let bytes = match read {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                if !matches!(self.generator.backend(), Backend::Builtin) {
+                    return Err(missing());
+                }
+                let plan = Plan {
+                    template: image.template.clone(),
+                    top: image.top.clone(),
+                    bottom: image.bottom.clone(),
+                };
+                let made = self.make("", None, &plan, None).await?;
+                if made.image.sha256 != image.sha256 {
+                    return Err(missing());
+                }
+                made.png
+            }
+            Err(error) => {
+                return Err(ServiceError::internal(format!(
+                    "reading {}: {error}",
+                    path.display()
+                )));
+            }
+        };
+        if format!("{:x}", Sha256::digest(&bytes)) != image.sha256 {
+            return Err(ServiceError::internal(format!(
+                "{} does not hold the image it is named after",
+                path.display()
+            )));
+        }
+        image.path = path.display().to_string();
+        Ok(bytes)
+    }
+}
+
+/// The PNG as base64, for replies that ask for the image inline.
+pub fn inline(png: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(png)
 }

@@ -1,12 +1,43 @@
-//! Who may do what. Anyone who can connect may `get`, `search`, read a `balance`, `history`
-//! or `status`; changing balances or tiers, auditing and reloading are for admins: the
-//! daemon's own uid, root, and the uids and groups named with `--admin-uid` /
-//! `--admin-group`.
+//! Who is calling ([`Caller`]), and what they may do.
 //!
-//! Identity comes from the kernel (the socket peer's credentials, `SO_PEERCRED`), never
-//! from anything the client says.
+//! On the Unix socket, anyone who can connect may `get`, `search`, read a `balance`,
+//! `history` or `status`; changing balances or tiers, auditing and reloading are for admins:
+//! the daemon's own uid, root, and the uids and groups named with `--admin-uid` /
+//! `--admin-group`. Identity comes from the kernel (the socket peer's credentials,
+//! `SO_PEERCRED`), never from anything the client says.
 
+use super::ServiceError;
+use crate::protocol::Request;
 use nix::unistd::{Gid, Group, Uid, User};
+
+/// Who a request comes from, as the front that received it established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A local process on the Unix socket, as the kernel identifies it.
+    Local(Peer),
+}
+
+/// Refuses a request its caller may not make.
+pub fn authorize(
+    policy: &AdminPolicy,
+    caller: &Caller,
+    request: &Request,
+) -> Result<(), ServiceError> {
+    let admin_only = matches!(
+        request,
+        Request::Topup(_) | Request::Entitle(_) | Request::Audit(_) | Request::Reload(_)
+    );
+    let admin = match caller {
+        Caller::Local(peer) => policy.is_admin(peer),
+    };
+    if admin_only && !admin {
+        return Err(ServiceError::not_allowed(format!(
+            "{} is an admin operation (allowed: memesd's own user, root, --admin-uid, --admin-group)",
+            request.op()
+        )));
+    }
+    Ok(())
+}
 
 /// The kernel's word on who is on the other end of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

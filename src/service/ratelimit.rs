@@ -5,7 +5,9 @@
 //! Buckets are keyed by a hash of the user id (no allocation per request) and forgotten once
 //! full again, so memory follows the number of recently active users, not of all users.
 
-use crate::protocol::{ErrorBody, ErrorCode};
+use super::ServiceError;
+use crate::domain::ErrorCode;
+use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::num::NonZeroU32;
@@ -32,20 +34,21 @@ impl RateLimit {
     }
 
     /// Takes one request from `user`'s bucket, or refuses it.
-    pub fn check(&self, user: &str) -> Result<(), ErrorBody> {
+    pub fn check(&self, user: &str) -> Result<(), ServiceError> {
         if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.limiter.retain_recent();
         }
         let mut hasher = DefaultHasher::new();
         user.hash(&mut hasher);
-        self.limiter.check_key(&hasher.finish()).map_err(|_| {
-            ErrorBody::new(
+        self.limiter.check_key(&hasher.finish()).map_err(|not_until| {
+            ServiceError::new(
                 ErrorCode::RateLimited,
                 format!(
                     "user {user:?} is over the limit of {} requests per second; try again later (nothing was charged)",
                     self.per_second
                 ),
             )
+            .retry_after(not_until.wait_time_from(DefaultClock::default().now()))
         })
     }
 }

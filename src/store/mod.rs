@@ -1,27 +1,35 @@
 //! The token store: per-user balances and tiers, kept as an auditable ledger.
 //!
-//! The daemon talks to a store through [`TokenStore`], a small synchronous trait: each
-//! change is decided and applied in memory at once and hands back a [`Commit`] that resolves
-//! when the change is durable. Replies that report a change wait for their commit; the
-//! caller can meanwhile go on with the next request, which is what lets many changes share
-//! one disk flush. [`FileStore`] implements it with JSON files on local disk; another backend
-//! (PostgreSQL, say) implements the same trait.
+//! The service talks to a store through [`TokenStore`], an async trait: a call may await
+//! its database. A change is decided by the pure rules in [`rules`] and applied atomically;
+//! the call hands back a [`Commit`] that resolves once the change is durable. Replies that
+//! report a change wait for their commit, while the caller goes on with the next request:
+//! that is what lets the file store share one disk flush among many changes (group commit)
+//! and pipeline a connection's requests. A store that commits before it returns (PostgreSQL)
+//! hands back a commit that is already done.
 //!
-//! [`file`] is the file store: journal, checkpoints, recovery, history and audit.
+//! Nothing a store keeps for itself crosses the trait: accounts are [`AccountView`]s, history
+//! cursors are opaque [`HistoryCursor`]s.
+//!
+//! - [`rules`]: the rules of the money, written once, used by every store.
+//! - [`file`]: the embedded default store: journal, checkpoints, recovery, history, audit.
+//! - `contract` (tests): the suite every store must pass.
 
+#[cfg(test)]
+mod contract;
 pub mod file;
+pub mod rules;
 
-pub use file::history::HistoryPage;
-pub use file::ledger::{Account, Idempotency, Outcome, ReplyBuilder};
 pub use file::{FileStore, StoreConfig};
 
-use crate::domain::{AuditReport, ErrorCode, MAX_BALANCE, Tier};
-use crate::protocol::{ErrorBody, HistoryCursor};
+use crate::domain::{
+    AccountView, AuditReport, ErrorCode, HistoryCursor, HistoryPage, MAX_BALANCE, Tier,
+};
 use serde_json::value::RawValue;
 use std::path::PathBuf;
 use tokio::sync::oneshot;
 
-/// Why a store operation was refused or failed. Each maps to one protocol [`ErrorCode`].
+/// Why a store operation was refused or failed. Each maps to one [`ErrorCode`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     #[error("user {user:?} has {balance} tokens, {needed} needed")]
@@ -36,7 +44,8 @@ pub enum StoreError {
     IdempotencyConflict { key: String },
     #[error("the balance would exceed the maximum of {MAX_BALANCE} tokens")]
     BalanceOverflow,
-    #[error("the history cursor is not one of user {0:?}'s; pass a `next` from their history")]
+    /// A history cursor that this store did not make for this user.
+    #[error("{0}")]
     BadCursor(String),
     #[error("the ledger cannot be written ({0}); nothing was changed, try again later")]
     Unavailable(String),
@@ -56,13 +65,6 @@ impl StoreError {
         }
     }
 }
-
-impl From<StoreError> for ErrorBody {
-    fn from(error: StoreError) -> ErrorBody {
-        ErrorBody::new(error.code(), error.to_string())
-    }
-}
-
 /// Why a store could not be opened. The daemon refuses to start on any of these: starting
 /// empty because a file was unreadable would silently destroy balances.
 #[derive(Debug, thiserror::Error)]
@@ -130,14 +132,41 @@ fn flatten(
     }
 }
 
+/// A request's idempotency key and canonical form: what must match for a retry to be a
+/// retry.
+#[derive(Debug, Clone, Copy)]
+pub struct Idempotency<'a> {
+    pub key: &'a str,
+    pub fingerprint: &'a str,
+}
+
+/// Builds the reply `data` that a keyed change stores for its retries, given the balance
+/// after the change. Called once, inside the change's transaction.
+pub type ReplyBuilder = Box<dyn FnOnce(u64) -> Box<RawValue> + Send>;
+
+/// A keyed change: its key and the reply to store with it.
+pub struct Keyed<'a> {
+    pub idem: Idempotency<'a>,
+    pub reply: ReplyBuilder,
+}
+
+/// The result of a change that may carry an idempotency key.
+#[derive(Debug)]
+pub enum Outcome<T> {
+    /// The change was applied; `T` describes it.
+    Applied(T),
+    /// The key was seen before with the same request: here is the reply it got then.
+    Replayed(Box<RawValue>),
+}
+
 /// A charge for delivered memes.
 pub struct ChargeRequest<'a> {
     pub user: &'a str,
     /// Tokens.
     pub cost: u64,
-    /// Ids of the memes delivered, kept with the ledger entry.
+    /// Ids of what was delivered, kept with the ledger entry.
     pub memes: &'a [&'a str],
-    pub keyed: Option<(Idempotency<'a>, ReplyBuilder<'a>)>,
+    pub keyed: Option<Keyed<'a>>,
 }
 
 /// A top-up (positive `amount`) or deduction (negative).
@@ -146,7 +175,7 @@ pub struct TopupChange<'a> {
     /// Tokens.
     pub amount: i64,
     pub reason: Option<&'a str>,
-    pub keyed: Option<(Idempotency<'a>, ReplyBuilder<'a>)>,
+    pub keyed: Option<Keyed<'a>>,
 }
 
 /// Counters for `status`.
@@ -154,40 +183,47 @@ pub struct TopupChange<'a> {
 pub struct StoreStats {
     pub accounts: u64,
     pub entries: u64,
-    /// False while writes fail (disk full, I/O error) and changes are refused.
+    /// False while writes fail (disk full, I/O error, database unreachable) and changes are
+    /// refused.
     pub writable: bool,
 }
 
-/// What the daemon needs from a token store. Implementations apply each change atomically
-/// and in memory before returning, and hand back a [`Commit`] for its durability; they
-/// enforce the rules of the money (see [`file::ledger`]).
+/// What the service needs from a token store. Every implementation decides changes with
+/// [`rules`], applies each atomically, and passes the contract suite.
+#[async_trait::async_trait]
 pub trait TokenStore: Send + Sync + 'static {
     /// Charges for delivered memes; the balance after, or the reply stored under the key.
-    fn charge(&self, request: &ChargeRequest) -> Result<(Outcome<u64>, Commit), StoreError>;
+    async fn charge(
+        &self,
+        request: ChargeRequest<'_>,
+    ) -> Result<(Outcome<u64>, Commit), StoreError>;
     /// Adds or deducts tokens; the balance after, or the reply stored under the key.
-    fn topup(&self, change: &TopupChange) -> Result<(Outcome<u64>, Commit), StoreError>;
+    async fn topup(&self, change: TopupChange<'_>) -> Result<(Outcome<u64>, Commit), StoreError>;
     /// The reply stored under a key, if it names the same request (a conflict otherwise).
-    fn replay(&self, idem: &Idempotency) -> Result<Option<(Box<RawValue>, Commit)>, StoreError>;
+    async fn replay(
+        &self,
+        idem: Idempotency<'_>,
+    ) -> Result<Option<(Box<RawValue>, Commit)>, StoreError>;
     /// An account's current state; `UnknownUser` if it has none.
-    fn account(&self, user: &str) -> Result<(Account, Commit), StoreError>;
+    async fn account(&self, user: &str) -> Result<(AccountView, Commit), StoreError>;
     /// Sets an account's tier (opening it if needed).
-    fn entitle(
+    async fn entitle(
         &self,
         user: &str,
         tier: Tier,
         until_ms: Option<i64>,
-    ) -> Result<(Account, Commit), StoreError>;
+    ) -> Result<(AccountView, Commit), StoreError>;
     /// A page of a user's durable ledger entries: the newest `limit` older than the cursor
-    /// (or than now), oldest first. Blocking: reads the journal.
-    fn history(
+    /// (or than now), oldest first.
+    async fn history(
         &self,
         user: &str,
         limit: usize,
-        before: Option<HistoryCursor>,
+        before: Option<&HistoryCursor>,
     ) -> Result<HistoryPage, StoreError>;
-    /// Replays the whole ledger and checks its invariants. Blocking: reads the journal.
-    fn audit(&self) -> Result<AuditReport, StoreError>;
-    fn stats(&self) -> StoreStats;
+    /// Checks the whole ledger's invariants against its stored balances.
+    async fn audit(&self) -> Result<AuditReport, StoreError>;
+    async fn stats(&self) -> Result<StoreStats, StoreError>;
 }
 
 /// Milliseconds since the Unix epoch, the ledger's clock.

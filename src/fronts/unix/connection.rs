@@ -8,12 +8,13 @@
 //! which the reader stops reading), time to complete a line (`idle_timeout`) and time for the
 //! client to take a reply (`write_timeout`). A slow or stalled client costs only itself.
 
-use crate::protocol::{self, ErrorBody, ErrorCode, MAX_LINE_BYTES};
-use crate::service::access::Peer;
-use crate::service::{Handled, Outgoing, Service};
+use super::framing;
+use crate::protocol::{ErrorBody, ErrorCode, MAX_LINE_BYTES};
+use crate::service::{Answer, Caller, Peer, Service};
 use futures_util::StreamExt;
 use interprocess::local_socket::tokio::Stream;
 use interprocess::local_socket::traits::StreamCommon;
+use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufWriter};
@@ -54,7 +55,7 @@ pub async fn serve(
     limits: Limits,
     shutdown: CancellationToken,
 ) {
-    let peer = match stream.peer_creds() {
+    let caller = Caller::Local(match stream.peer_creds() {
         Ok(creds) => Peer {
             uid: creds.euid(),
             gid: creds.egid(),
@@ -63,20 +64,78 @@ pub async fn serve(
             uid: None,
             gid: None,
         },
-    };
+    });
     // Reader and writer share the stream: `&Stream` reads and writes.
     let stream = Arc::new(stream);
     let (replies, pending) = mpsc::channel(limits.max_in_flight);
     let writer = tokio::spawn(write_replies(stream.clone(), pending, limits.write_timeout));
-    read_requests(&stream, &service, &peer, &limits, &shutdown, &replies).await;
+    read_requests(&stream, &service, &caller, &limits, &shutdown, &replies).await;
     drop(replies);
     let _ = writer.await;
+}
+
+/// A reply on its way out, in request order: encoded already, or an answer to encode once
+/// it settles (when the change it reports is durable).
+#[expect(
+    clippy::large_enum_variant,
+    reason = "moved once, into the connection's reply queue; boxing would allocate per request"
+)]
+pub enum Outgoing {
+    Ready(Vec<u8>),
+    Answer {
+        id: Option<Box<RawValue>>,
+        answer: Answer,
+    },
+}
+
+impl Outgoing {
+    /// The reply line, once final.
+    pub async fn settle(self) -> Vec<u8> {
+        match self {
+            Outgoing::Ready(bytes) => bytes,
+            Outgoing::Answer { id, answer } => {
+                let outcome = answer.settle().await;
+                // A `get` reply with its meme is 300-400 bytes; start big enough for it.
+                let mut bytes = Vec::with_capacity(512);
+                match outcome {
+                    Ok(reply) => framing::encode_ok(&mut bytes, id.as_deref(), &reply),
+                    Err(error) => {
+                        framing::encode_error(&mut bytes, id.as_deref(), &(&error).into())
+                    }
+                }
+                bytes
+            }
+        }
+    }
+}
+
+/// Parses one request line and submits it: the reply to send, in order.
+pub async fn handle(service: &Service, caller: &Caller, line: &[u8]) -> Outgoing {
+    let incoming = framing::parse_line(line);
+    match incoming.request {
+        Ok(request) => {
+            let id = incoming.id.map(ToOwned::to_owned);
+            let answer = service.submit(caller, request).await;
+            Outgoing::Answer { id, answer }
+        }
+        Err(error) => {
+            let mut bytes = Vec::with_capacity(128);
+            framing::encode_error(&mut bytes, incoming.id, &error);
+            Outgoing::Ready(bytes)
+        }
+    }
+}
+
+/// The complete reply line for one request line, once it is durable: what a connection
+/// sends, in one call (for tests and fuzzing; connections pipeline instead).
+pub async fn respond(service: &Service, caller: &Caller, line: &[u8]) -> Vec<u8> {
+    handle(service, caller, line).await.settle().await
 }
 
 async fn read_requests(
     stream: &Stream,
     service: &Arc<Service>,
-    peer: &Peer,
+    caller: &Caller,
     limits: &Limits,
     shutdown: &CancellationToken,
     replies: &mpsc::Sender<Outgoing>,
@@ -115,8 +174,8 @@ async fn read_requests(
                     ),
                 );
                 let mut bytes = Vec::new();
-                protocol::encode_error(&mut bytes, None, &error);
-                let _ = replies.send(Outgoing::immediate(bytes)).await;
+                framing::encode_error(&mut bytes, None, &error);
+                let _ = replies.send(Outgoing::Ready(bytes)).await;
                 return;
             }
             Some(Err(AnyDelimiterCodecError::Io(error))) => {
@@ -128,15 +187,9 @@ async fn read_requests(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue; // blank lines are not requests
         }
-        let outgoing = match service.handle(line, peer) {
-            Handled::Ready(outgoing) => outgoing,
-            Handled::Later(work) => {
-                let outgoing = work.await;
-                // Time spent on our side is not the client's idleness.
-                last_line = Instant::now();
-                outgoing
-            }
-        };
+        let outgoing = handle(service, caller, line).await;
+        // Time spent on our side (rendering, reading history) is not the client's idleness.
+        last_line = Instant::now();
         if replies.send(outgoing).await.is_err() {
             return; // the writer gave up on this client
         }
@@ -186,6 +239,6 @@ pub async fn refuse_busy(stream: Stream, max_connections: usize) {
         format!("memesd is at its limit of {max_connections} connections; try again later"),
     );
     let mut bytes = Vec::new();
-    protocol::encode_error(&mut bytes, None, &error);
+    framing::encode_error(&mut bytes, None, &error);
     let _ = timeout(Duration::from_secs(1), (&stream).write_all(&bytes)).await;
 }

@@ -191,24 +191,17 @@ impl Replay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::file::ledger::{Ledger, Outcome};
+    use crate::store::Outcome;
+    use crate::store::file::ledger::Ledger;
 
     fn journal_with(ops: &[(&str, i64)]) -> Vec<u8> {
         let mut ledger = Ledger::new(150);
         let (mut out, mut undo) = (Vec::new(), Vec::new());
         for (user, amount) in ops {
             let outcome = if *amount < 0 {
-                ledger.charge(
-                    user,
-                    amount.unsigned_abs(),
-                    &[],
-                    None,
-                    0,
-                    &mut out,
-                    &mut undo,
-                )
+                ledger.test_charge(user, amount.unsigned_abs(), &mut out, &mut undo)
             } else {
-                ledger.topup(user, *amount, None, None, 0, &mut out, &mut undo)
+                ledger.test_topup(user, *amount, &mut out, &mut undo)
             };
             assert!(matches!(outcome, Ok(Outcome::Applied(_))));
         }
@@ -277,14 +270,10 @@ mod tests {
         // The next line's `prev` counts the batch end's bytes.
         let mut ledger = Ledger::new(150);
         let (mut out, mut undo) = (Vec::new(), Vec::new());
-        ledger
-            .charge("a", 1, &[], None, 0, &mut out, &mut undo)
-            .unwrap();
+        ledger.test_charge("a", 1, &mut out, &mut undo).unwrap();
         ledger.skip((journal.len() - out.len()) as u64);
         out.clear();
-        ledger
-            .charge("a", 1, &[], None, 0, &mut out, &mut undo)
-            .unwrap();
+        ledger.test_charge("a", 1, &mut out, &mut undo).unwrap();
         journal.extend_from_slice(&out);
         let scan = audit(&journal);
         assert!(scan.report.ok, "{:?}", scan.report.discrepancy);

@@ -3,8 +3,7 @@
 //! offset, and reads only that user's lines however long the journal is.
 
 use super::record::RecordIn;
-use crate::domain::{HistoryEntry, format_instant};
-use crate::protocol::HistoryCursor;
+use crate::domain::{HistoryCursor, HistoryEntry, HistoryPage, format_instant};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -29,11 +28,27 @@ pub fn read_line_at(file: &File, offset: u64, buf: &mut Vec<u8>) -> io::Result<(
     }
 }
 
-/// A page of history: entries oldest first, and where older ones continue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryPage {
-    pub entries: Vec<HistoryEntry>,
-    pub next: Option<HistoryCursor>,
+/// Where a history page continues: the journal line to read next and the sequence number
+/// the page stops before. Clients see it as the opaque cursor `"<offset>:<seq>"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub offset: u64,
+    pub before_seq: u64,
+}
+
+impl Position {
+    /// Reads a cursor back; `None` if it is not one this store made.
+    pub fn parse(cursor: &HistoryCursor) -> Option<Position> {
+        let (offset, seq) = cursor.as_str().split_once(':')?;
+        Some(Position {
+            offset: offset.parse().ok()?,
+            before_seq: seq.parse().ok()?,
+        })
+    }
+
+    pub fn cursor(self) -> HistoryCursor {
+        HistoryCursor::new(format!("{}:{}", self.offset, self.before_seq))
+    }
 }
 
 /// Why a history could not be read.
@@ -82,7 +97,7 @@ pub fn read_history(
             }
             if newest_first.len() == limit {
                 // Full, and this entry is older: the next page starts here.
-                next = Some(HistoryCursor {
+                next = Some(Position {
                     offset: at,
                     before_seq: seq + 1,
                 });
@@ -115,7 +130,7 @@ pub fn read_history(
             && let (Some(prev), Some(oldest)) = (offset, newest_first.last())
         {
             // Full exactly at a line boundary: older lines remain.
-            next = Some(HistoryCursor {
+            next = Some(Position {
                 offset: prev,
                 before_seq: oldest.seq,
             });
@@ -125,6 +140,6 @@ pub fn read_history(
     newest_first.reverse();
     Ok(HistoryPage {
         entries: newest_first,
-        next,
+        next: next.map(Position::cursor),
     })
 }

@@ -1,18 +1,16 @@
-//! The rules of the money, in memory: accounts, balances, tiers and idempotency keys.
+//! The file store's state in memory: accounts, tiers and idempotency keys, and the journal
+//! position they correspond to.
 //!
-//! Pure state: no I/O, no clock, no threads, so every rule is unit-testable. Each change is
-//! checked first and, only if it is allowed, (1) encoded as one journal line appended to the
-//! caller's buffer, (2) applied to memory, and (3) described by undo steps, so that the
-//! caller can take it back if that line never reaches the disk. A refused change touches
-//! nothing: not the buffer, not memory.
-//!
-//! Rules enforced here: the welcome grant is credited once, when an account opens, in the
-//! same transaction as the change that opened it; no balance goes below zero or above
-//! [`MAX_BALANCE`]; an idempotency key names one request forever.
+//! Pure state: no I/O, no clock, no threads. Each change is decided by the money rules
+//! ([`crate::store::rules`]) and, only if they allow it, (1) encoded as one journal line
+//! appended to the caller's buffer, (2) applied to memory, and (3) described by undo steps,
+//! so that the caller can take it back if that line never reaches the disk. A refused
+//! change touches nothing: not the buffer, not memory.
 
-use super::record::{EntryRecord, RecordIn, RecordOut};
-use crate::domain::{EntryKind, MAX_BALANCE, Tier};
-use crate::store::StoreError;
+use super::record::{RecordIn, RecordOut};
+use crate::domain::{AccountView, EntryKind, Tier};
+use crate::store::rules::{self, Change, KeyUse};
+use crate::store::{ChargeRequest, Idempotency, Keyed, Outcome, StoreError, TopupChange};
 use indexmap::IndexMap;
 use serde_json::value::RawValue;
 
@@ -22,25 +20,27 @@ pub type AccountMap = IndexMap<Box<str>, Account, foldhash::fast::RandomState>;
 /// Idempotency keys, in the order they were first used.
 pub type KeyMap = IndexMap<Box<str>, KeyEntry, foldhash::fast::RandomState>;
 
-/// One account. Accounts are never removed (except when undoing their creation).
+/// One account as the file store keeps it: the view every store shares, plus where its
+/// latest journal line is. Accounts are never removed (except when undoing their creation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Account {
     /// Tokens.
     pub balance: u64,
     /// Byte offset in the journal of this account's latest transaction line.
     pub last: u64,
-    /// The stored tier; see [`Account::tier_at`] for the effective one.
+    /// The stored tier; see [`AccountView::tier_at`] for the effective one.
     pub tier: Tier,
     /// End of a premium entitlement, milliseconds since the epoch; `None` means no end.
     pub until: Option<i64>,
 }
 
 impl Account {
-    /// The tier in force at `now_ms`: an expired entitlement counts as free.
-    pub fn tier_at(&self, now_ms: i64) -> Tier {
-        match (self.tier, self.until) {
-            (Tier::Premium, Some(until)) if until <= now_ms => Tier::Free,
-            (tier, _) => tier,
+    /// What the rest of memes sees of it.
+    pub fn view(&self) -> AccountView {
+        AccountView {
+            balance: self.balance,
+            tier: self.tier,
+            until: self.until,
         }
     }
 }
@@ -50,26 +50,6 @@ impl Account {
 pub struct KeyEntry {
     pub fingerprint: Box<str>,
     pub reply: Box<RawValue>,
-}
-
-/// A request's idempotency key and canonical form (see the daemon's fingerprinting).
-#[derive(Debug, Clone, Copy)]
-pub struct Idempotency<'a> {
-    pub key: &'a str,
-    pub fingerprint: &'a str,
-}
-
-/// How to build the reply `data` that a keyed request stores for its retries, given the
-/// balance after the change.
-pub type ReplyBuilder<'a> = &'a dyn Fn(u64) -> Box<RawValue>;
-
-/// The result of a change that may carry an idempotency key.
-#[derive(Debug)]
-pub enum Outcome<T> {
-    /// The change was applied; `T` describes it.
-    Applied(T),
-    /// The key was seen before with the same request: here is the reply it got then.
-    Replayed(Box<RawValue>),
 }
 
 /// One step to take back a change that did not reach the disk. Steps are undone newest
@@ -85,14 +65,12 @@ pub enum Undo {
 }
 
 /// A change to one account, as the public operations describe it.
-struct Change<'a> {
+struct Transaction<'a> {
     user: &'a str,
-    kind: EntryKind,
-    delta: i64,
+    change: Change,
     memes: &'a [&'a str],
     reason: Option<&'a str>,
-    tier: Option<(Tier, Option<i64>)>,
-    keyed: Option<(Idempotency<'a>, ReplyBuilder<'a>)>,
+    keyed: Option<Keyed<'a>>,
 }
 
 /// Accounts, keys, and the journal position they correspond to.
@@ -175,67 +153,53 @@ impl Ledger {
     /// The reply stored for `idem`'s key, if the key was used for the same request; a
     /// conflict if it was used for another; `None` if it is new.
     pub fn replay(&self, idem: &Idempotency) -> Result<Option<Box<RawValue>>, StoreError> {
-        match self.keys.get(idem.key) {
-            None => Ok(None),
-            Some(entry) if *entry.fingerprint == *idem.fingerprint => Ok(Some(entry.reply.clone())),
-            Some(_) => Err(StoreError::IdempotencyConflict {
-                key: idem.key.to_string(),
-            }),
+        let stored = self.keys.get(idem.key);
+        match rules::check_key(
+            idem.key,
+            stored.map(|entry| &*entry.fingerprint),
+            idem.fingerprint,
+        )? {
+            KeyUse::New => Ok(None),
+            KeyUse::Replay => Ok(stored.map(|entry| entry.reply.clone())),
         }
     }
 
-    /// Charges `cost` tokens for delivering `memes`. Returns the balance after.
-    #[allow(clippy::too_many_arguments)]
+    /// Charges for delivered memes. Returns the balance after.
     pub fn charge(
         &mut self,
-        user: &str,
-        cost: u64,
-        memes: &[&str],
-        keyed: Option<(Idempotency, ReplyBuilder)>,
+        request: ChargeRequest,
         now_ms: i64,
         out: &mut Vec<u8>,
         undo: &mut Vec<Undo>,
     ) -> Result<Outcome<u64>, StoreError> {
-        let delta = i64::try_from(cost).map_err(|_| StoreError::BalanceOverflow)?;
-        let change = Change {
-            user,
-            kind: EntryKind::Charge,
-            delta: -delta,
-            memes,
+        let transaction = Transaction {
+            user: request.user,
+            change: Change::Charge { cost: request.cost },
+            memes: request.memes,
             reason: None,
-            tier: None,
-            keyed,
+            keyed: request.keyed,
         };
-        self.transact(change, now_ms, out, undo)
+        self.transact(transaction, now_ms, out, undo)
     }
 
     /// Adds (`amount` > 0) or deducts (`amount` < 0) tokens. Returns the balance after.
-    #[allow(clippy::too_many_arguments)]
     pub fn topup(
         &mut self,
-        user: &str,
-        amount: i64,
-        reason: Option<&str>,
-        keyed: Option<(Idempotency, ReplyBuilder)>,
+        change: TopupChange,
         now_ms: i64,
         out: &mut Vec<u8>,
         undo: &mut Vec<Undo>,
     ) -> Result<Outcome<u64>, StoreError> {
-        let kind = if amount >= 0 {
-            EntryKind::Topup
-        } else {
-            EntryKind::Deduct
-        };
-        let change = Change {
-            user,
-            kind,
-            delta: amount,
+        let transaction = Transaction {
+            user: change.user,
+            change: Change::Topup {
+                amount: change.amount,
+            },
             memes: &[],
-            reason,
-            tier: None,
-            keyed,
+            reason: change.reason,
+            keyed: change.keyed,
         };
-        self.transact(change, now_ms, out, undo)
+        self.transact(transaction, now_ms, out, undo)
     }
 
     /// Sets a tier (opening the account, with its welcome grant, if it is new).
@@ -248,114 +212,83 @@ impl Ledger {
         out: &mut Vec<u8>,
         undo: &mut Vec<Undo>,
     ) -> Result<Account, StoreError> {
-        let change = Change {
+        let transaction = Transaction {
             user,
-            kind: EntryKind::Entitle,
-            delta: 0,
+            change: Change::Entitle { tier, until },
             memes: &[],
             reason: None,
-            tier: Some((tier, until)),
             keyed: None,
         };
-        self.transact(change, now_ms, out, undo)?;
+        self.transact(transaction, now_ms, out, undo)?;
         Ok(self.accounts[user])
     }
 
+    /// Decides a change by the rules and, if allowed, encodes its journal line into `out`,
+    /// applies it to memory and records how to undo it. A refusal touches nothing.
     fn transact(
         &mut self,
-        change: Change,
+        transaction: Transaction,
         now_ms: i64,
         out: &mut Vec<u8>,
         undo: &mut Vec<Undo>,
     ) -> Result<Outcome<u64>, StoreError> {
-        if let Some((idem, _)) = &change.keyed
-            && let Some(reply) = self.replay(idem)?
+        if let Some(keyed) = &transaction.keyed
+            && let Some(reply) = self.replay(&keyed.idem)?
         {
             return Ok(Outcome::Replayed(reply));
         }
-        let existing = self.accounts.get_full(change.user);
-        let mut entries = [EntryRecord {
-            kind: EntryKind::Welcome,
-            delta: self.welcome as i64,
-            balance: self.welcome,
-        }; 2];
-        let (opening, before) = match existing {
-            Some((_, _, account)) => (false, account.balance),
-            None => (true, self.welcome),
-        };
-        let after =
-            before
-                .checked_add_signed(change.delta)
-                .ok_or_else(|| match change.delta < 0 {
-                    true => StoreError::InsufficientTokens {
-                        user: change.user.to_string(),
-                        balance: before,
-                        needed: change.delta.unsigned_abs(),
-                    },
-                    false => StoreError::BalanceOverflow,
-                })?;
-        if after > MAX_BALANCE {
-            return Err(StoreError::BalanceOverflow);
-        }
-        let entry = EntryRecord {
-            kind: change.kind,
-            delta: change.delta,
-            balance: after,
-        };
-        let entries: &[EntryRecord] = if opening {
-            entries[1] = entry;
-            &entries
-        } else {
-            entries[0] = entry;
-            &entries[..1]
-        };
-        let reply = change
+        let existing = self.accounts.get_full(transaction.user);
+        let decision = rules::decide(
+            transaction.user,
+            existing.map(|(_, _, account)| account.view()).as_ref(),
+            transaction.change,
+            self.welcome,
+        )?;
+        let after = decision.after;
+        let keyed = transaction
             .keyed
-            .as_ref()
-            .map(|(_, build_reply)| build_reply(after));
+            .map(|keyed| (keyed.idem, (keyed.reply)(after.balance)));
         let offset = self.end;
+        let tier = match transaction.change {
+            Change::Entitle { tier, until } => Some((tier, until)),
+            _ => None,
+        };
         let line_len = RecordOut {
             seq: self.next_seq,
             time: now_ms,
-            user: change.user,
+            user: transaction.user,
             prev: existing.map(|(_, _, account)| account.last),
-            entries,
-            memes: change.memes,
-            key: change.keyed.as_ref().map(|(idem, _)| idem.key),
-            fp: change.keyed.as_ref().map(|(idem, _)| idem.fingerprint),
-            reply: reply.as_deref(),
-            reason: change.reason,
-            tier: change.tier.map(|(tier, _)| tier),
-            until: change.tier.and_then(|(_, until)| until),
+            entries: decision.entries(),
+            memes: transaction.memes,
+            key: keyed.as_ref().map(|(idem, _)| idem.key),
+            fp: keyed.as_ref().map(|(idem, _)| idem.fingerprint),
+            reply: keyed.as_ref().map(|(_, reply)| &**reply),
+            reason: transaction.reason,
+            tier: tier.map(|(tier, _)| tier),
+            until: tier.and_then(|(_, until)| until),
         }
         .encode(out);
 
-        let mut account = match existing {
-            Some((index, _, account)) => {
+        let account = Account {
+            balance: after.balance,
+            last: offset,
+            tier: after.tier,
+            until: after.until,
+        };
+        match existing {
+            Some((index, _, before)) => {
                 undo.push(Undo::Changed {
                     index,
-                    before: *account,
+                    before: *before,
                 });
-                *account
+                self.accounts[index] = account;
             }
             None => {
                 undo.push(Undo::Opened);
-                Account {
-                    balance: 0,
-                    last: offset,
-                    tier: Tier::Free,
-                    until: None,
-                }
+                self.accounts.insert(transaction.user.into(), account);
             }
-        };
-        account.balance = after;
-        account.last = offset;
-        if let Some((tier, until)) = change.tier {
-            account.tier = tier;
-            account.until = until;
         }
-        self.accounts.insert(change.user.into(), account);
-        if let (Some((idem, _)), Some(reply)) = (change.keyed, reply) {
+        if let Some((idem, reply)) = keyed {
             undo.push(Undo::Keyed);
             self.keys.insert(
                 idem.key.into(),
@@ -366,8 +299,8 @@ impl Ledger {
             );
         }
         self.end += line_len;
-        self.next_seq += entries.len() as u64;
-        Ok(Outcome::Applied(after))
+        self.next_seq += decision.entries().len() as u64;
+        Ok(Outcome::Applied(after.balance))
     }
 
     /// Takes back changes that never reached the disk, newest first, and moves the journal
@@ -446,8 +379,46 @@ impl Ledger {
 }
 
 #[cfg(test)]
+impl Ledger {
+    /// An unkeyed charge for one meme `m`, at time 0.
+    pub fn test_charge(
+        &mut self,
+        user: &str,
+        cost: u64,
+        out: &mut Vec<u8>,
+        undo: &mut Vec<Undo>,
+    ) -> Result<Outcome<u64>, StoreError> {
+        let request = ChargeRequest {
+            user,
+            cost,
+            memes: &["m"],
+            keyed: None,
+        };
+        self.charge(request, 0, out, undo)
+    }
+
+    /// An unkeyed top-up without a reason, at time 0.
+    pub fn test_topup(
+        &mut self,
+        user: &str,
+        amount: i64,
+        out: &mut Vec<u8>,
+        undo: &mut Vec<Undo>,
+    ) -> Result<Outcome<u64>, StoreError> {
+        let change = TopupChange {
+            user,
+            amount,
+            reason: None,
+            keyed: None,
+        };
+        self.topup(change, 0, out, undo)
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::MAX_BALANCE;
 
     struct Harness {
         ledger: Ledger,
@@ -464,29 +435,19 @@ mod tests {
             }
         }
         fn charge(&mut self, user: &str, cost: u64) -> Result<u64, StoreError> {
-            match self.ledger.charge(
-                user,
-                cost,
-                &["m"],
-                None,
-                0,
-                &mut self.journal,
-                &mut self.undo,
-            )? {
+            match self
+                .ledger
+                .test_charge(user, cost, &mut self.journal, &mut self.undo)?
+            {
                 Outcome::Applied(balance) => Ok(balance),
                 Outcome::Replayed(_) => panic!("unkeyed request replayed"),
             }
         }
         fn topup(&mut self, user: &str, amount: i64) -> Result<u64, StoreError> {
-            match self.ledger.topup(
-                user,
-                amount,
-                None,
-                None,
-                0,
-                &mut self.journal,
-                &mut self.undo,
-            )? {
+            match self
+                .ledger
+                .test_topup(user, amount, &mut self.journal, &mut self.undo)?
+            {
                 Outcome::Applied(balance) => Ok(balance),
                 Outcome::Replayed(_) => panic!("unkeyed request replayed"),
             }
@@ -557,58 +518,35 @@ mod tests {
     }
 
     #[test]
-    fn keys_replay_the_first_reply_and_refuse_other_requests() {
+    fn replays_and_conflicts_write_no_line() {
         let mut h = Harness::new();
-        let idem = Idempotency {
-            key: "k1",
-            fingerprint: "topup u1 5",
+        let keyed = |fingerprint: &'static str| Keyed {
+            idem: Idempotency {
+                key: "k1",
+                fingerprint,
+            },
+            reply: Box::new(|balance: u64| {
+                RawValue::from_string(format!("{{\"b\":{balance}}}")).unwrap()
+            }),
         };
-        let build = |balance: u64| RawValue::from_string(format!("{{\"b\":{balance}}}")).unwrap();
-        let first = h
-            .ledger
-            .topup(
-                "u1",
-                5,
-                None,
-                Some((idem, &build)),
-                0,
-                &mut h.journal,
-                &mut h.undo,
-            )
-            .unwrap();
-        assert!(matches!(first, Outcome::Applied(155)));
-        let again = h
-            .ledger
-            .topup(
-                "u1",
-                5,
-                None,
-                Some((idem, &build)),
-                0,
-                &mut h.journal,
-                &mut h.undo,
-            )
-            .unwrap();
-        match again {
+        let topup = |h: &mut Harness, amount: i64, fingerprint: &'static str| {
+            let change = TopupChange {
+                user: "u1",
+                amount,
+                reason: None,
+                keyed: Some(keyed(fingerprint)),
+            };
+            h.ledger.topup(change, 0, &mut h.journal, &mut h.undo)
+        };
+        assert!(matches!(
+            topup(&mut h, 5, "topup u1 5"),
+            Ok(Outcome::Applied(155))
+        ));
+        match topup(&mut h, 5, "topup u1 5").unwrap() {
             Outcome::Replayed(reply) => assert_eq!(reply.get(), r#"{"b":155}"#),
             other => panic!("expected a replay, got {other:?}"),
         }
-        let other = Idempotency {
-            key: "k1",
-            fingerprint: "topup u1 6",
-        };
-        let err = h
-            .ledger
-            .topup(
-                "u1",
-                6,
-                None,
-                Some((other, &build)),
-                0,
-                &mut h.journal,
-                &mut h.undo,
-            )
-            .unwrap_err();
+        let err = topup(&mut h, 6, "topup u1 6").unwrap_err();
         assert_eq!(err.code(), crate::domain::ErrorCode::IdempotencyConflict);
         assert_eq!(h.ledger.account("u1").unwrap().balance, 155);
         assert_eq!(h.lines().len(), 1);
@@ -623,21 +561,20 @@ mod tests {
         let before = *h.ledger.account("a").unwrap();
         h.charge("a", 3).unwrap();
         h.charge("new", 1).unwrap();
-        let build = |_: u64| RawValue::from_string("1".into()).unwrap();
-        let idem = Idempotency {
-            key: "k",
-            fingerprint: "f",
+        let change = TopupChange {
+            user: "a",
+            amount: 1,
+            reason: None,
+            keyed: Some(Keyed {
+                idem: Idempotency {
+                    key: "k",
+                    fingerprint: "f",
+                },
+                reply: Box::new(|_| RawValue::from_string("1".into()).unwrap()),
+            }),
         };
         h.ledger
-            .topup(
-                "a",
-                1,
-                None,
-                Some((idem, &build)),
-                0,
-                &mut h.journal,
-                &mut h.undo,
-            )
+            .topup(change, 0, &mut h.journal, &mut h.undo)
             .unwrap();
         let steps: Vec<Undo> = h.undo.drain(..).rev().collect();
         h.ledger.undo(steps.into_iter(), end, next_seq);
@@ -668,17 +605,5 @@ mod tests {
         }
         assert_eq!(replayed.end(), h.ledger.end());
         assert_eq!(replayed.next_seq(), h.ledger.next_seq());
-    }
-
-    #[test]
-    fn expired_premium_reads_free() {
-        let account = Account {
-            balance: 0,
-            last: 0,
-            tier: Tier::Premium,
-            until: Some(1_000),
-        };
-        assert_eq!(account.tier_at(999), Tier::Premium);
-        assert_eq!(account.tier_at(1_000), Tier::Free);
     }
 }

@@ -21,14 +21,14 @@ pub mod snapshot;
 mod tests;
 
 use journal::{JournalFile, Queue, Shared, State, WriterConfig, run_writer};
-use ledger::{Account, Idempotency, Ledger, Outcome, Undo};
+use ledger::{Account, Ledger, Undo};
 use recovery::{JOURNAL_FILE, RecoveryStats, SNAPSHOT_FILE};
 
-use crate::domain::{AuditReport, Tier};
+use crate::domain::{AccountView, AuditReport, HistoryCursor, HistoryPage, Tier};
 use crate::lockfile;
-use crate::protocol::HistoryCursor;
 use crate::store::{
-    ChargeRequest, Commit, HistoryPage, OpenError, StoreError, StoreStats, TokenStore, TopupChange,
+    ChargeRequest, Commit, Idempotency, OpenError, Outcome, StoreError, StoreStats, TokenStore,
+    TopupChange,
 };
 use serde_json::value::RawValue;
 use std::fs::{File, OpenOptions};
@@ -70,8 +70,8 @@ impl Default for StoreConfig {
 pub struct FileStore {
     shared: Arc<Shared>,
     dir: PathBuf,
-    /// A read-only handle for history and audits (positional reads need no lock).
-    reader: File,
+    /// A read-only handle for history (positional reads need no lock).
+    reader: Arc<File>,
     recovery: RecoveryStats,
     last_checkpoint: Arc<AtomicU64>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -175,7 +175,7 @@ impl FileStore {
         Ok(FileStore {
             shared,
             dir: dir.to_path_buf(),
-            reader,
+            reader: Arc::new(reader),
             recovery: recovered.stats,
             last_checkpoint,
             writer: Mutex::new(Some(writer)),
@@ -192,6 +192,16 @@ impl FileStore {
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Counters for `status`, read in memory.
+    pub fn stats_now(&self) -> StoreStats {
+        let state = self.shared.lock();
+        StoreStats {
+            accounts: state.ledger.accounts_len() as u64,
+            entries: state.ledger.entries(),
+            writable: state.queue.degraded.is_none(),
+        }
     }
 
     /// Flushes everything applied, stops the threads and writes a final checkpoint.
@@ -271,38 +281,14 @@ impl FileStore {
         Ok((value, self.shared.barrier()))
     }
 
-    /// Compares the balances derived from the journal with the live ones.
-    fn compare_with_memory(&self, scan: &audit::JournalScan, upto: u64) -> Option<String> {
-        for (state, rows) in self.shared.chunks(CHUNK, Ledger::accounts_len) {
-            for i in rows {
-                let (user, account) = state.ledger.account_at(i).expect("index in range");
-                if account.last >= upto {
-                    continue; // changed after the audited prefix
-                }
-                match scan.accounts.get(user) {
-                    Some(derived)
-                        if derived.balance == account.balance && derived.last == account.last => {}
-                    Some(derived) => {
-                        return Some(format!(
-                            "user {user:?}: the daemon holds a balance of {} but the ledger sums to {}",
-                            account.balance, derived.balance
-                        ));
-                    }
-                    None => {
-                        return Some(format!(
-                            "user {user:?}: the daemon holds an account that the ledger never opened"
-                        ));
-                    }
-                }
-            }
-        }
-        let state = self.shared.lock();
-        scan.accounts
-            .keys()
-            .find(|user| state.ledger.account(user).is_none())
-            .map(|user| {
-                format!("user {user:?}: the ledger opened an account the daemon does not hold")
-            })
+    /// An account as this store keeps it (with its journal position).
+    fn kept_account(&self, user: &str) -> Result<(Account, Commit), StoreError> {
+        self.read(|ledger| {
+            ledger
+                .account(user)
+                .copied()
+                .ok_or_else(|| StoreError::UnknownUser(user.to_string()))
+        })
     }
 }
 
@@ -312,74 +298,79 @@ impl Drop for FileStore {
     }
 }
 
+#[async_trait::async_trait]
 impl TokenStore for FileStore {
-    fn charge(&self, request: &ChargeRequest) -> Result<(Outcome<u64>, Commit), StoreError> {
-        self.mutate(|ledger, now, out, undo| {
-            ledger.charge(
-                request.user,
-                request.cost,
-                request.memes,
-                request.keyed,
-                now,
-                out,
-                undo,
-            )
-        })
+    async fn charge(
+        &self,
+        request: ChargeRequest<'_>,
+    ) -> Result<(Outcome<u64>, Commit), StoreError> {
+        self.mutate(|ledger, now, out, undo| ledger.charge(request, now, out, undo))
     }
 
-    fn topup(&self, change: &TopupChange) -> Result<(Outcome<u64>, Commit), StoreError> {
-        self.mutate(|ledger, now, out, undo| {
-            ledger.topup(
-                change.user,
-                change.amount,
-                change.reason,
-                change.keyed,
-                now,
-                out,
-                undo,
-            )
-        })
+    async fn topup(&self, change: TopupChange<'_>) -> Result<(Outcome<u64>, Commit), StoreError> {
+        self.mutate(|ledger, now, out, undo| ledger.topup(change, now, out, undo))
     }
 
-    fn replay(&self, idem: &Idempotency) -> Result<Option<(Box<RawValue>, Commit)>, StoreError> {
-        let (reply, commit) = self.read(|ledger| ledger.replay(idem))?;
+    async fn replay(
+        &self,
+        idem: Idempotency<'_>,
+    ) -> Result<Option<(Box<RawValue>, Commit)>, StoreError> {
+        let (reply, commit) = self.read(|ledger| ledger.replay(&idem))?;
         Ok(reply.map(|reply| (reply, commit)))
     }
 
-    fn account(&self, user: &str) -> Result<(Account, Commit), StoreError> {
-        self.read(|ledger| {
-            ledger
-                .account(user)
-                .copied()
-                .ok_or_else(|| StoreError::UnknownUser(user.to_string()))
-        })
+    async fn account(&self, user: &str) -> Result<(AccountView, Commit), StoreError> {
+        let (account, commit) = self.kept_account(user)?;
+        Ok((account.view(), commit))
     }
 
-    fn entitle(
+    async fn entitle(
         &self,
         user: &str,
         tier: Tier,
         until_ms: Option<i64>,
-    ) -> Result<(Account, Commit), StoreError> {
-        self.mutate(|ledger, now, out, undo| ledger.entitle(user, tier, until_ms, now, out, undo))
+    ) -> Result<(AccountView, Commit), StoreError> {
+        let (account, commit) = self.mutate(|ledger, now, out, undo| {
+            ledger.entitle(user, tier, until_ms, now, out, undo)
+        })?;
+        Ok((account.view(), commit))
     }
 
-    fn history(
+    async fn history(
         &self,
         user: &str,
         limit: usize,
-        before: Option<HistoryCursor>,
+        before: Option<&HistoryCursor>,
     ) -> Result<HistoryPage, StoreError> {
-        let (account, commit) = self.account(user)?;
-        commit.wait_blocking()?;
-        let bad_cursor = || StoreError::BadCursor(user.to_string());
+        let before = match before {
+            Some(cursor) => Some(history::Position::parse(cursor).ok_or_else(|| {
+                StoreError::BadCursor(format!(
+                    "{:?} is not a history cursor from a reply's `next`",
+                    cursor.as_str()
+                ))
+            })?),
+            None => None,
+        };
+        let (account, commit) = self.kept_account(user)?;
+        commit.wait().await?;
+        let bad_cursor = || {
+            StoreError::BadCursor(format!(
+                "the history cursor is not one of user {user:?}'s; pass a `next` from their history"
+            ))
+        };
         let from = match before {
-            Some(cursor) if cursor.offset > account.last => return Err(bad_cursor()),
-            Some(cursor) => cursor.offset,
+            Some(position) if position.offset > account.last => return Err(bad_cursor()),
+            Some(position) => position.offset,
             None => account.last,
         };
-        let before_seq = before.map(|cursor| cursor.before_seq);
-        history::read_history(&self.reader, user, from, before_seq, limit).map_err(|e| match e {
+        let before_seq = before.map(|position| position.before_seq);
+        let (reader, owner) = (self.reader.clone(), user.to_string());
+        let read = tokio::task::spawn_blocking(move || {
+            history::read_history(&reader, &owner, from, before_seq, limit)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("reading history: {e}")))?;
+        read.map_err(|e| match e {
             history::HistoryError::NotTheUsersLine(_) if before.is_some() => bad_cursor(),
             history::HistoryError::NotTheUsersLine(at) => {
                 StoreError::Internal(format!("journal offset {at}: not a line of user {user:?}"))
@@ -388,31 +379,65 @@ impl TokenStore for FileStore {
         })
     }
 
-    fn audit(&self) -> Result<AuditReport, StoreError> {
-        let ((), commit) = self.read(|_| Ok(()))?;
-        commit.wait_blocking()?;
-        let upto = self.shared.lock().queue.durable_end;
-        let path = self.dir.join(JOURNAL_FILE);
-        let scan = audit::scan(&path, upto)
-            .map_err(|e| StoreError::Internal(format!("reading {}: {e}", path.display())))?;
-        let mut report = scan.report.clone();
-        if report.ok
-            && let Some(problem) = self.compare_with_memory(&scan, upto)
-        {
-            report.ok = false;
-            report.discrepancy = Some(problem);
-        }
-        Ok(report)
+    async fn audit(&self) -> Result<AuditReport, StoreError> {
+        self.shared.barrier().wait().await?;
+        let (shared, path) = (self.shared.clone(), self.dir.join(JOURNAL_FILE));
+        tokio::task::spawn_blocking(move || audit_journal(&shared, &path))
+            .await
+            .map_err(|e| StoreError::Internal(format!("auditing: {e}")))?
     }
 
-    fn stats(&self) -> StoreStats {
-        let state = self.shared.lock();
-        StoreStats {
-            accounts: state.ledger.accounts_len() as u64,
-            entries: state.ledger.entries(),
-            writable: state.queue.degraded.is_none(),
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        Ok(self.stats_now())
+    }
+}
+
+/// Replays the durable journal and checks it, then compares what it derives with the live
+/// balances. Blocking.
+fn audit_journal(shared: &Shared, path: &Path) -> Result<AuditReport, StoreError> {
+    let upto = shared.lock().queue.durable_end;
+    let scan = audit::scan(path, upto)
+        .map_err(|e| StoreError::Internal(format!("reading {}: {e}", path.display())))?;
+    let mut report = scan.report.clone();
+    if report.ok
+        && let Some(problem) = compare_with_memory(shared, &scan, upto)
+    {
+        report.ok = false;
+        report.discrepancy = Some(problem);
+    }
+    Ok(report)
+}
+
+/// Compares the balances derived from the journal with the live ones.
+fn compare_with_memory(shared: &Shared, scan: &audit::JournalScan, upto: u64) -> Option<String> {
+    for (state, rows) in shared.chunks(CHUNK, Ledger::accounts_len) {
+        for i in rows {
+            let (user, account) = state.ledger.account_at(i).expect("index in range");
+            if account.last >= upto {
+                continue; // changed after the audited prefix
+            }
+            match scan.accounts.get(user) {
+                Some(derived)
+                    if derived.balance == account.balance && derived.last == account.last => {}
+                Some(derived) => {
+                    return Some(format!(
+                        "user {user:?}: the daemon holds a balance of {} but the ledger sums to {}",
+                        account.balance, derived.balance
+                    ));
+                }
+                None => {
+                    return Some(format!(
+                        "user {user:?}: the daemon holds an account that the ledger never opened"
+                    ));
+                }
+            }
         }
     }
+    let state = shared.lock();
+    scan.accounts
+        .keys()
+        .find(|user| state.ledger.account(user).is_none())
+        .map(|user| format!("user {user:?}: the ledger opened an account the daemon does not hold"))
 }
 
 fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {

@@ -19,20 +19,11 @@
 //!
 //! This module owns the shapes and their encoding; it does not decide what goes in them.
 
-use crate::domain::{EntryKind, Tier};
+pub use crate::domain::Entry;
+use crate::domain::Tier;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-
-/// One balance change inside a transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EntryRecord {
-    pub kind: EntryKind,
-    /// Tokens added (positive) or removed (negative).
-    pub delta: i64,
-    /// The account's balance after this entry.
-    pub balance: u64,
-}
 
 /// A transaction line as written. Borrowed everywhere so encoding allocates nothing.
 #[derive(Debug, Serialize)]
@@ -42,7 +33,7 @@ pub struct RecordOut<'a> {
     pub user: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prev: Option<u64>,
-    pub entries: &'a [EntryRecord],
+    pub entries: &'a [Entry],
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub memes: &'a [&'a str],
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -71,7 +62,7 @@ pub struct RecordIn<'a> {
     pub user: Cow<'a, str>,
     #[serde(default)]
     pub prev: Option<u64>,
-    pub entries: Vec<EntryRecord>,
+    pub entries: Vec<Entry>,
     #[serde(borrow, default)]
     pub memes: Vec<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -195,16 +186,17 @@ impl<'a> RecordIn<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::EntryKind;
 
     #[test]
     fn encodes_the_documented_line_and_reads_it_back() {
         let entries = [
-            EntryRecord {
+            Entry {
                 kind: EntryKind::Welcome,
                 delta: 150,
                 balance: 150,
             },
-            EntryRecord {
+            Entry {
                 kind: EntryKind::Charge,
                 delta: -1,
                 balance: 149,

@@ -1,0 +1,274 @@
+//! Charge-on-delivery, written once for plain and generated memes.
+//!
+//! A `get` is answered in this order: a keyed request that was seen before replays its
+//! stored reply (nothing else is done); otherwise the goods are made ready — memes chosen
+//! from the catalogue, or an image rendered and stored (premium only, and only for a user
+//! who can pay for it) — and only then charged. The store decides the charge by the rules
+//! of the money; a refused charge delivers nothing, and a failure before the charge charges
+//! nothing. The memes a user was given are remembered (for variety) once the charge is
+//! durable.
+
+use super::reply::{Delivery, GetReply};
+use super::{Answer, Caller, Remembered, Reply, Service, ServiceError, raw};
+use crate::catalogue::select::Wanted;
+use crate::domain::{ErrorCode, Tier};
+use crate::premium::{self, Made};
+use crate::protocol::{GetData, GetRequest, Location, Request};
+use crate::store::{ChargeRequest, Idempotency, Keyed, Outcome, StoreError, now_ms, rules};
+use serde_json::value::RawValue;
+
+/// What a `get` delivers, made ready before it is charged. The balance in it is filled in
+/// once the charge is decided.
+enum Goods {
+    Memes(Delivery),
+    Image(GetData<()>, Vec<u8>),
+}
+
+impl Goods {
+    /// The reply to send for these goods, with the balance after the charge.
+    fn reply(&self, balance: u64) -> GetReply {
+        match self {
+            Goods::Memes(delivery) => GetReply::Memes(Delivery {
+                balance,
+                ..delivery.clone()
+            }),
+            Goods::Image(data, _) => GetReply::Generated(Box::new(GetData {
+                balance,
+                ..data.clone()
+            })),
+        }
+    }
+}
+
+impl Service {
+    pub(super) async fn get(&self, caller: &Caller, request: GetRequest) -> Answer {
+        match self.deliver(caller, request).await {
+            Ok(answer) => answer,
+            Err(error) => Answer::ready(Err(error)),
+        }
+    }
+
+    async fn deliver(&self, _caller: &Caller, request: GetRequest) -> Result<Answer, ServiceError> {
+        let claimed_premium = self
+            .premium
+            .verify_token(&request.user, request.token.as_deref())?;
+        let fingerprint = request
+            .idempotency_key
+            .as_ref()
+            .map(|_| fingerprint(&request));
+        let idem = request
+            .idempotency_key
+            .as_deref()
+            .zip(fingerprint.as_deref())
+            .map(|(key, fingerprint)| Idempotency { key, fingerprint });
+        if let Some(idem) = idem
+            && let Some((stored, commit)) = self.store.replay(idem).await?
+        {
+            let reply = self.replayed(stored, &request).await?;
+            return Ok(Answer::pending(Reply::Get(reply), commit));
+        }
+
+        let location = self.locate(request.lat, request.long);
+        let goods = match request.generate {
+            true => self.render(&request, claimed_premium, location).await?,
+            false => Goods::Memes(self.choose(&request, location)?),
+        };
+        let image_memo;
+        let (cost, memo): (u64, Vec<&str>) = match &goods {
+            Goods::Memes(delivery) => (
+                delivery.charged,
+                delivery
+                    .picked
+                    .iter()
+                    .map(|i| delivery.catalogue.meme(*i).id.as_str())
+                    .collect(),
+            ),
+            Goods::Image(data, _) => {
+                let sha256 = &data.generated.as_ref().expect("an image").sha256;
+                image_memo = format!("generated:{}", &sha256[..16]);
+                (data.charged, vec![image_memo.as_str()])
+            }
+        };
+        let keyed = idem.map(|idem| {
+            let stored = goods.reply(0);
+            Keyed {
+                idem,
+                reply: Box::new(move |balance| raw(&with_balance(stored, balance))),
+            }
+        });
+        let charge = ChargeRequest {
+            user: &request.user,
+            cost,
+            memes: &memo,
+            keyed,
+        };
+        let (outcome, commit) = self.store.charge(charge).await?;
+        match outcome {
+            Outcome::Applied(balance) => {
+                let remember = match &goods {
+                    Goods::Memes(delivery) => Some(Remembered {
+                        deliveries: self.deliveries.clone(),
+                        user: request.user.clone(),
+                        keys: delivery
+                            .picked
+                            .iter()
+                            .map(|i| delivery.catalogue.delivery_key(*i))
+                            .collect(),
+                    }),
+                    Goods::Image(..) => None,
+                };
+                let mut reply = goods.reply(balance);
+                if let (GetReply::Generated(data), Goods::Image(_, png)) = (&mut reply, &goods)
+                    && request.inline
+                    && let Some(image) = &mut data.generated
+                {
+                    image.png_base64 = Some(premium::inline(png));
+                }
+                Ok(Answer {
+                    outcome: Ok(Reply::Get(reply)),
+                    commit,
+                    remember,
+                })
+            }
+            // Another request with the same key was applied first.
+            Outcome::Replayed(stored) => {
+                let reply = self.replayed(stored, &request).await?;
+                Ok(Answer::pending(Reply::Get(reply), commit))
+            }
+        }
+    }
+
+    /// Memes from the catalogue for the request: its query, its place, variety.
+    fn choose(
+        &self,
+        request: &GetRequest,
+        location: Option<Location>,
+    ) -> Result<Delivery, ServiceError> {
+        let catalogue = self.catalogue.load_full();
+        let place = place_codes(location.as_ref());
+        let place: Vec<&str> = place.iter().map(String::as_str).collect();
+        let count = request.count.unwrap_or(1) as usize;
+        let wanted = Wanted {
+            query: request
+                .query
+                .as_deref()
+                .map(str::trim)
+                .filter(|q| !q.is_empty()),
+            count,
+            nsfw: request.nsfw,
+            place: &place,
+        };
+        let picked = self
+            .deliveries
+            .choose(&catalogue, &request.user, &wanted)
+            .map_err(|no_match| ServiceError::new(ErrorCode::NotFound, no_match.to_string()))?;
+        Ok(Delivery {
+            catalogue,
+            picked,
+            listed: request.count.is_some(),
+            user_id: request.user.clone(),
+            charged: self.config.meme_cost.saturating_mul(count as u64),
+            balance: 0,
+            location,
+        })
+    }
+
+    /// A generated image for a premium user who can pay for it.
+    async fn render(
+        &self,
+        request: &GetRequest,
+        claimed_premium: bool,
+        location: Option<Location>,
+    ) -> Result<Goods, ServiceError> {
+        let account = match self.store.account(&request.user).await {
+            Ok((account, _)) => Some(account),
+            Err(StoreError::UnknownUser(_)) => None,
+            Err(error) => return Err(error.into()),
+        };
+        let entitled = account.is_some_and(|a| a.tier_at(now_ms()) == Tier::Premium);
+        if !claimed_premium && !entitled {
+            return Err(ServiceError::not_allowed(format!(
+                "generated memes are for premium users; {:?} is on the free tier (nothing was charged)",
+                request.user
+            )));
+        }
+        let cost = self.premium.cost();
+        if let Some(account) = &account {
+            // Refuse before spending a render on a request that cannot be paid for.
+            rules::affordable(&request.user, account, cost)?;
+        }
+        let query = request.query.as_deref();
+        let plan = self.premium.plan(query, location.as_ref());
+        let Made { image, png } = self
+            .premium
+            .make(&request.user, query, &plan, location.as_ref())
+            .await?;
+        let data = GetData {
+            user_id: request.user.clone(),
+            meme: None,
+            memes: None,
+            generated: Some(image),
+            charged: cost,
+            balance: 0,
+            location,
+        };
+        Ok(Goods::Image(data, png))
+    }
+
+    /// A stored reply, replayed for `request`. A generated image is made sure to be on this
+    /// host (and the reply to point at it), and included if the request asks for it inline.
+    async fn replayed(
+        &self,
+        stored: Box<RawValue>,
+        request: &GetRequest,
+    ) -> Result<GetReply, ServiceError> {
+        if !request.generate {
+            return Ok(GetReply::Replayed(stored));
+        }
+        let mut data: GetData<serde_json::Value> =
+            serde_json::from_str(stored.get()).map_err(|e| {
+                ServiceError::internal(format!("a stored reply does not read back: {e}"))
+            })?;
+        if let Some(image) = &mut data.generated {
+            let png = self.premium.restore(image).await?;
+            if request.inline {
+                image.png_base64 = Some(premium::inline(&png));
+            }
+        }
+        Ok(GetReply::Replayed(raw(&data)))
+    }
+}
+
+/// The reply with the balance after the charge, for storing with its key.
+fn with_balance(reply: GetReply, balance: u64) -> GetReply {
+    match reply {
+        GetReply::Memes(delivery) => GetReply::Memes(Delivery {
+            balance,
+            ..delivery
+        }),
+        GetReply::Generated(data) => GetReply::Generated(Box::new(GetData { balance, ..*data })),
+        replayed => replayed,
+    }
+}
+
+/// ISO codes of a place, for preferring memes of that country or subdivision.
+fn place_codes(location: Option<&Location>) -> Vec<String> {
+    match location {
+        Some(place) if !place.at_sea => std::iter::once(place.country_code.clone())
+            .chain(place.region_code.clone())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The canonical form of a keyed request: what must match for a retry to be a retry.
+/// The key itself, the credentials and the reply's presentation are not part of it.
+pub fn fingerprint(request: &GetRequest) -> String {
+    let canonical = GetRequest {
+        idempotency_key: None,
+        token: None,
+        inline: false,
+        ..request.clone()
+    };
+    serde_json::to_string(&Request::Get(canonical)).expect("request serialises")
+}

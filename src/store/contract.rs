@@ -1,0 +1,649 @@
+//! The store contract: what every [`TokenStore`] must do, as tests written against the trait
+//! alone. Each store runs the whole suite; adding a store is one line at the bottom of this
+//! file (`contract_suite!(name, subject)`) plus a [`Subject`] that opens it.
+//!
+//! The suite checks the rules of the money through the store (welcome once, never below
+//! zero or above the maximum, refusals change nothing, keys replay or conflict), durability
+//! across a clean close and a reopen, history paging with opaque cursors, concurrent changes
+//! (no lost update; racers on a small balance get exactly what serial execution gives), the
+//! audit, and a model-based property test: random operations and reopenings, compared after
+//! every step with a plain model of the rules.
+
+use super::{ChargeRequest, Idempotency, Keyed, Outcome, StoreError, TokenStore, TopupChange};
+use crate::domain::{EntryKind, ErrorCode, HistoryCursor, MAX_BALANCE, Tier};
+use proptest::prelude::*;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+/// Tokens every store in the suite grants a new account.
+pub const WELCOME: u64 = 150;
+
+/// A kind of store under test: where its ledgers live and how to open one.
+#[async_trait::async_trait]
+pub trait Subject: Send + Sync + 'static {
+    /// Where one ledger lives (a directory, a database). Dropping it removes the ledger.
+    type Place: Send + Sync;
+    type Store: TokenStore;
+    /// A new, empty place.
+    async fn place(&self) -> Self::Place;
+    /// Opens the ledger at `place`, granting [`WELCOME`] tokens to new accounts.
+    async fn open(&self, place: &Self::Place) -> Arc<Self::Store>;
+    /// Closes a store the way the daemon does at shutdown (the last reference to it).
+    async fn close(&self, store: Arc<Self::Store>);
+}
+
+/// Runs one contract test on a fresh runtime.
+pub fn run<S: Subject, F: Future<Output = ()>>(subject: S, test: impl FnOnce(Arc<S>) -> F) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(test(Arc::new(subject)));
+}
+
+async fn charge(store: &dyn TokenStore, user: &str, cost: u64) -> Result<u64, StoreError> {
+    let request = ChargeRequest {
+        user,
+        cost,
+        memes: &["grumpy-cat"],
+        keyed: None,
+    };
+    let (outcome, commit) = store.charge(request).await?;
+    commit.wait().await?;
+    match outcome {
+        Outcome::Applied(balance) => Ok(balance),
+        Outcome::Replayed(_) => panic!("an unkeyed charge was replayed"),
+    }
+}
+
+async fn topup(store: &dyn TokenStore, user: &str, amount: i64) -> Result<u64, StoreError> {
+    let change = TopupChange {
+        user,
+        amount,
+        reason: Some("contract"),
+        keyed: None,
+    };
+    let (outcome, commit) = store.topup(change).await?;
+    commit.wait().await?;
+    match outcome {
+        Outcome::Applied(balance) => Ok(balance),
+        Outcome::Replayed(_) => panic!("an unkeyed top-up was replayed"),
+    }
+}
+
+/// A keyed top-up whose stored reply is `{"new_balance":N}`; the reply it got.
+async fn keyed_topup(
+    store: &dyn TokenStore,
+    user: &str,
+    amount: i64,
+    key: &str,
+) -> Result<(String, bool), StoreError> {
+    let fingerprint = format!("topup {user} {amount}");
+    let build = |balance: u64| {
+        serde_json::value::to_raw_value(&serde_json::json!({ "new_balance": balance }))
+            .expect("json")
+    };
+    let change = TopupChange {
+        user,
+        amount,
+        reason: None,
+        keyed: Some(Keyed {
+            idem: Idempotency {
+                key,
+                fingerprint: &fingerprint,
+            },
+            reply: Box::new(build),
+        }),
+    };
+    let (outcome, commit) = store.topup(change).await?;
+    commit.wait().await?;
+    Ok(match outcome {
+        Outcome::Applied(balance) => (build(balance).get().to_string(), false),
+        Outcome::Replayed(reply) => (reply.get().to_string(), true),
+    })
+}
+
+async fn balance(store: &dyn TokenStore, user: &str) -> Option<u64> {
+    match store.account(user).await {
+        Ok((account, commit)) => {
+            commit.wait().await.expect("durable");
+            Some(account.balance)
+        }
+        Err(StoreError::UnknownUser(_)) => None,
+        Err(error) => panic!("reading {user:?}: {error}"),
+    }
+}
+
+async fn entries(store: &dyn TokenStore) -> u64 {
+    store.stats().await.expect("stats").entries
+}
+
+/// A user's whole history, following the cursors page by page (`page` entries at a time).
+async fn whole_history(
+    store: &dyn TokenStore,
+    user: &str,
+    page: usize,
+) -> Vec<crate::domain::HistoryEntry> {
+    let mut pages = Vec::new();
+    let mut before: Option<HistoryCursor> = None;
+    loop {
+        let got = store
+            .history(user, page, before.as_ref())
+            .await
+            .expect("history");
+        assert!(got.entries.len() <= page);
+        pages.push(got.entries);
+        match got.next {
+            Some(next) => before = Some(next),
+            None => break,
+        }
+    }
+    pages.into_iter().rev().flatten().collect()
+}
+
+pub async fn welcome_is_granted_once_with_the_first_change<S: Subject>(subject: Arc<S>) {
+    let place = subject.place().await;
+    let store = subject.open(&place).await;
+    assert_eq!(balance(&*store, "u1").await, None);
+    assert_eq!(charge(&*store, "u1", 1).await, Ok(WELCOME - 1));
+    assert_eq!(charge(&*store, "u1", 1).await, Ok(WELCOME - 2));
+    assert_eq!(topup(&*store, "u2", 5).await, Ok(WELCOME + 5));
+    let history = whole_history(&*store, "u1", 100).await;
+    let kinds: Vec<_> = history
+        .iter()
+        .map(|e| (e.kind, e.delta, e.balance))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (EntryKind::Welcome, WELCOME as i64, WELCOME),
+            (EntryKind::Charge, -1, WELCOME - 1),
+            (EntryKind::Charge, -1, WELCOME - 2),
+        ]
+    );
+    assert_eq!(
+        history[0].time, history[1].time,
+        "the grant is recorded with the change that opened the account"
+    );
+    assert_eq!(history[1].memes, ["grumpy-cat"]);
+    assert!(history.windows(2).all(|w| w[0].seq < w[1].seq));
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.accounts, stats.entries), (2, 5));
+    assert!(stats.writable);
+}
+
+pub async fn refusals_change_nothing<S: Subject>(subject: Arc<S>) {
+    let place = subject.place().await;
+    let store = subject.open(&place).await;
+    topup(&*store, "u", 10).await.unwrap();
+    let before = entries(&*store).await;
+    assert_eq!(
+        charge(&*store, "u", WELCOME + 11).await,
+        Err(StoreError::InsufficientTokens {
+            user: "u".into(),
+            balance: WELCOME + 10,
+            needed: WELCOME + 11
+        })
+    );
+    assert_eq!(
+        topup(&*store, "u", -(WELCOME as i64) - 11)
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::InsufficientTokens
+    );
+    assert_eq!(
+        charge(&*store, "new", WELCOME + 1)
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::InsufficientTokens,
+        "a new user cannot overdraw the grant"
+    );
+    assert_eq!(
+        balance(&*store, "new").await,
+        None,
+        "a refused first change opens nothing"
+    );
+    assert_eq!(
+        topup(&*store, "u", MAX_BALANCE as i64).await,
+        Err(StoreError::BalanceOverflow)
+    );
+    assert_eq!(balance(&*store, "u").await, Some(WELCOME + 10));
+    assert_eq!(entries(&*store).await, before);
+    assert_eq!(whole_history(&*store, "u", 10).await.len(), 2);
+    assert_eq!(
+        charge(&*store, "u", WELCOME + 10).await,
+        Ok(0),
+        "down to exactly zero"
+    );
+    assert_eq!(
+        charge(&*store, "u", 1).await.unwrap_err().code(),
+        ErrorCode::InsufficientTokens
+    );
+}
+
+pub async fn keys_replay_their_request_and_refuse_others<S: Subject>(subject: Arc<S>) {
+    let place = subject.place().await;
+    let store = subject.open(&place).await;
+    let first = keyed_topup(&*store, "u", 7, "evt_1").await.unwrap();
+    assert_eq!(
+        first,
+        (format!(r#"{{"new_balance":{}}}"#, WELCOME + 7), false)
+    );
+    topup(&*store, "u", 1).await.unwrap();
+    let again = keyed_topup(&*store, "u", 7, "evt_1").await.unwrap();
+    assert_eq!(again, (first.0.clone(), true), "the reply as it was then");
+    assert_eq!(
+        balance(&*store, "u").await,
+        Some(WELCOME + 8),
+        "a replay changes nothing"
+    );
+    let fingerprint = "topup u 7";
+    let (stored, commit) = store
+        .replay(Idempotency {
+            key: "evt_1",
+            fingerprint,
+        })
+        .await
+        .unwrap()
+        .expect("stored");
+    commit.wait().await.unwrap();
+    assert_eq!(stored.get(), first.0);
+    assert!(
+        store
+            .replay(Idempotency {
+                key: "evt_2",
+                fingerprint
+            })
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        keyed_topup(&*store, "u", 8, "evt_1").await.unwrap_err(),
+        StoreError::IdempotencyConflict {
+            key: "evt_1".into()
+        }
+    );
+    assert_eq!(
+        keyed_topup(&*store, "other", 7, "evt_1")
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::IdempotencyConflict
+    );
+    assert_eq!(balance(&*store, "other").await, None);
+    // Only an applied change consumes its key: a refused one can be retried later.
+    assert_eq!(
+        keyed_topup(&*store, "u", -1000, "evt_3")
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::InsufficientTokens
+    );
+    topup(&*store, "u", 1000).await.unwrap();
+    let (_, replayed) = keyed_topup(&*store, "u", -1000, "evt_3").await.unwrap();
+    assert!(!replayed, "applied now");
+}
+
+pub async fn entitlements_set_the_tier<S: Subject>(subject: Arc<S>) {
+    let place = subject.place().await;
+    let store = subject.open(&place).await;
+    let (account, commit) = store
+        .entitle("p", Tier::Premium, Some(4_000_000_000_000))
+        .await
+        .unwrap();
+    commit.wait().await.unwrap();
+    assert_eq!(
+        (account.balance, account.tier, account.until),
+        (WELCOME, Tier::Premium, Some(4_000_000_000_000)),
+        "opens the account with its grant"
+    );
+    let (account, _) = store.account("p").await.unwrap();
+    assert_eq!(account.tier, Tier::Premium);
+    let (account, commit) = store.entitle("p", Tier::Free, None).await.unwrap();
+    commit.wait().await.unwrap();
+    assert_eq!((account.tier, account.until), (Tier::Free, None));
+    let history = whole_history(&*store, "p", 10).await;
+    let entitle = history.last().unwrap();
+    assert_eq!((entitle.kind, entitle.delta), (EntryKind::Entitle, 0));
+    assert_eq!(history[1].tier, Some(Tier::Premium));
+}
+
+pub async fn history_pages_add_up_and_cursors_are_checked<S: Subject>(subject: Arc<S>) {
+    let place = subject.place().await;
+    let store = subject.open(&place).await;
+    for i in 0..23 {
+        topup(&*store, "h", 1 + i).await.unwrap();
+        topup(&*store, "other", 1).await.unwrap();
+    }
+    let all = whole_history(&*store, "h", 1000).await;
+    assert_eq!(all.len(), 24);
+    for page in [1, 2, 5, 23, 24, 25] {
+        assert_eq!(
+            whole_history(&*store, "h", page).await,
+            all,
+            "pages of {page}"
+        );
+    }
+    let newest = store.history("h", 3, None).await.unwrap();
+    assert_eq!(newest.entries, all[21..]);
+    let next = newest.next.expect("older entries remain");
+    assert_eq!(
+        store
+            .history("other", 3, Some(&next))
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::InvalidArgument,
+        "a cursor of another user's history"
+    );
+    for forged in ["", "garbage", "1:2:3", "99999999:1", "-1:5"] {
+        assert_eq!(
+            store
+                .history("h", 3, Some(&HistoryCursor::from_client(forged)))
+                .await
+                .unwrap_err()
+                .code(),
+            ErrorCode::InvalidArgument,
+            "{forged:?}"
+        );
+    }
+    assert_eq!(
+        store.history("nobody", 3, None).await.unwrap_err().code(),
+        ErrorCode::NotFound
+    );
+}
+
+pub async fn a_reopened_store_keeps_everything<S: Subject>(subject: Arc<S>) {
+    let place = subject.place().await;
+    let store = subject.open(&place).await;
+    charge(&*store, "u1", 1).await.unwrap();
+    topup(&*store, "u1", 50).await.unwrap();
+    let keyed = keyed_topup(&*store, "u2", 7, "k1").await.unwrap();
+    store
+        .entitle("u1", Tier::Premium, Some(4_000_000_000_000))
+        .await
+        .unwrap()
+        .1
+        .wait()
+        .await
+        .unwrap();
+    let history = whole_history(&*store, "u1", 100).await;
+    subject.close(store).await;
+
+    let store = subject.open(&place).await;
+    assert_eq!(balance(&*store, "u1").await, Some(WELCOME + 49));
+    assert_eq!(store.account("u1").await.unwrap().0.tier, Tier::Premium);
+    assert_eq!(whole_history(&*store, "u1", 2).await, history);
+    assert_eq!(
+        keyed_topup(&*store, "u2", 7, "k1").await.unwrap(),
+        (keyed.0, true),
+        "keys survive a restart"
+    );
+    assert_eq!(balance(&*store, "u2").await, Some(WELCOME + 7));
+    assert_eq!(
+        charge(&*store, "u2", 1).await,
+        Ok(WELCOME + 6),
+        "no second welcome"
+    );
+    let report = store.audit().await.unwrap();
+    assert!(report.ok, "{:?}", report.discrepancy);
+    assert_eq!((report.accounts, report.keys, report.welcomes), (2, 1, 2));
+}
+
+pub async fn concurrent_changes_lose_no_update<S: Subject>(subject: Arc<S>) {
+    let place = subject.place().await;
+    let store = subject.open(&place).await;
+    topup(&*store, "shared", 1).await.unwrap();
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for _ in 0..100 {
+                    topup(&*store, "shared", 1).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    assert_eq!(balance(&*store, "shared").await, Some(WELCOME + 801));
+    assert!(store.audit().await.unwrap().ok);
+}
+
+pub async fn racers_on_a_small_balance_get_exactly_what_it_pays_for<S: Subject>(subject: Arc<S>) {
+    let place = subject.place().await;
+    let store = subject.open(&place).await;
+    charge(&*store, "racy", WELCOME - 10).await.unwrap();
+    let racers: Vec<_> = (0..64)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { charge(&*store, "racy", 1).await })
+        })
+        .collect();
+    let mut delivered = 0;
+    for racer in racers {
+        match racer.await.unwrap() {
+            Ok(_) => delivered += 1,
+            Err(error) => assert_eq!(error.code(), ErrorCode::InsufficientTokens),
+        }
+    }
+    assert_eq!(delivered, 10);
+    assert_eq!(balance(&*store, "racy").await, Some(0));
+}
+
+/// One step of the model-based test.
+#[derive(Debug, Clone)]
+enum Op {
+    Charge { user: u8, cost: u64 },
+    Topup { user: u8, amount: i64 },
+    KeyedTopup { user: u8, amount: i64, key: u8 },
+    Reopen { clean: bool },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u8..5, 0u64..120).prop_map(|(user, cost)| Op::Charge { user, cost }),
+        3 => (0u8..5, -200i64..200)
+            .prop_filter("non-zero", |(_, a)| *a != 0)
+            .prop_map(|(user, amount)| Op::Topup { user, amount }),
+        2 => (0u8..5, -50i64..50, 0u8..4)
+            .prop_filter("non-zero", |(_, a, _)| *a != 0)
+            .prop_map(|(user, amount, key)| Op::KeyedTopup { user, amount, key }),
+        1 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
+    ]
+}
+
+/// The rules of the money, as simply as they can be written.
+#[derive(Default)]
+struct Model {
+    balances: HashMap<String, u64>,
+    keys: HashMap<String, (String, u64)>,
+}
+
+impl Model {
+    fn change(&mut self, user: &str, delta: i64) -> Result<u64, ErrorCode> {
+        let before = self.balances.get(user).copied().unwrap_or(WELCOME) as i64;
+        let after = before + delta;
+        if after < 0 {
+            return Err(ErrorCode::InsufficientTokens);
+        }
+        self.balances.insert(user.to_string(), after as u64);
+        Ok(after as u64)
+    }
+}
+
+/// Random operations and reopenings agree, step by step, with [`Model`].
+pub fn agrees_with_a_simple_model<S: Subject>(subject: S, cases: u32) {
+    let subject = Arc::new(subject);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let config = ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(ops in proptest::collection::vec(op(), 1..60))| {
+        runtime.block_on(model_case(&subject, ops))?;
+    });
+}
+
+async fn model_case<S: Subject>(subject: &Arc<S>, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let place = subject.place().await;
+    let mut store = subject.open(&place).await;
+    let mut model = Model::default();
+    for op in ops {
+        match op {
+            Op::Charge { user, cost } => {
+                let user = format!("u{user}");
+                let got = charge(&*store, &user, cost).await.map_err(|e| e.code());
+                prop_assert_eq!(got, model.change(&user, -(cost as i64)));
+            }
+            Op::Topup { user, amount } => {
+                let user = format!("u{user}");
+                let got = topup(&*store, &user, amount).await.map_err(|e| e.code());
+                prop_assert_eq!(got, model.change(&user, amount));
+            }
+            Op::KeyedTopup { user, amount, key } => {
+                let user = format!("u{user}");
+                let key = format!("k{key}");
+                let fingerprint = format!("topup {user} {amount}");
+                let expected = match model.keys.get(&key) {
+                    Some((fp, balance)) if *fp == fingerprint => Ok(*balance),
+                    Some(_) => Err(ErrorCode::IdempotencyConflict),
+                    None => model.change(&user, amount).inspect(|balance| {
+                        model
+                            .keys
+                            .insert(key.clone(), (fingerprint.clone(), *balance));
+                    }),
+                };
+                let got = keyed_topup(&*store, &user, amount, &key)
+                    .await
+                    .map(|(reply, _)| {
+                        serde_json::from_str::<serde_json::Value>(&reply).unwrap()["new_balance"]
+                            .as_u64()
+                            .unwrap()
+                    })
+                    .map_err(|e| e.code());
+                prop_assert_eq!(got, expected);
+            }
+            Op::Reopen { clean } => {
+                if clean {
+                    subject.close(store).await;
+                } else {
+                    drop(store);
+                }
+                store = subject.open(&place).await;
+            }
+        }
+        for (user, expected) in &model.balances {
+            prop_assert_eq!(balance(&*store, user).await, Some(*expected));
+        }
+        prop_assert_eq!(
+            store.stats().await.unwrap().accounts,
+            model.balances.len() as u64
+        );
+    }
+    let report = store.audit().await.unwrap();
+    prop_assert!(report.ok, "{:?}", report.discrepancy);
+    Ok(())
+}
+
+/// Runs every contract test against one kind of store, as a module of tests named `$name`.
+macro_rules! contract_suite {
+    ($name:ident, $subject:expr) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn welcome_is_granted_once_with_the_first_change() {
+                run(
+                    $subject,
+                    super::welcome_is_granted_once_with_the_first_change,
+                );
+            }
+            #[test]
+            fn refusals_change_nothing() {
+                run($subject, super::refusals_change_nothing);
+            }
+            #[test]
+            fn keys_replay_their_request_and_refuse_others() {
+                run($subject, super::keys_replay_their_request_and_refuse_others);
+            }
+            #[test]
+            fn entitlements_set_the_tier() {
+                run($subject, super::entitlements_set_the_tier);
+            }
+            #[test]
+            fn history_pages_add_up_and_cursors_are_checked() {
+                run(
+                    $subject,
+                    super::history_pages_add_up_and_cursors_are_checked,
+                );
+            }
+            #[test]
+            fn a_reopened_store_keeps_everything() {
+                run($subject, super::a_reopened_store_keeps_everything);
+            }
+            #[test]
+            fn concurrent_changes_lose_no_update() {
+                run($subject, super::concurrent_changes_lose_no_update);
+            }
+            #[test]
+            fn racers_on_a_small_balance_get_exactly_what_it_pays_for() {
+                run(
+                    $subject,
+                    super::racers_on_a_small_balance_get_exactly_what_it_pays_for,
+                );
+            }
+            #[test]
+            fn agrees_with_a_simple_model() {
+                super::agrees_with_a_simple_model($subject, 32);
+            }
+        }
+    };
+}
+
+/// The file store, in a temporary directory.
+pub struct FileSubject;
+
+#[async_trait::async_trait]
+impl Subject for FileSubject {
+    type Place = tempfile::TempDir;
+    type Store = super::FileStore;
+
+    async fn place(&self) -> tempfile::TempDir {
+        tempfile::tempdir().expect("temp dir")
+    }
+
+    async fn open(&self, place: &tempfile::TempDir) -> Arc<super::FileStore> {
+        let config = super::StoreConfig {
+            welcome_tokens: WELCOME,
+            retry_interval: std::time::Duration::from_millis(20),
+            ..super::StoreConfig::default()
+        };
+        let dir = place.path().to_path_buf();
+        let store = tokio::task::spawn_blocking(move || super::FileStore::open(&dir, config))
+            .await
+            .expect("open")
+            .expect("the store opens");
+        Arc::new(store)
+    }
+
+    async fn close(&self, store: Arc<super::FileStore>) {
+        let store = Arc::into_inner(store).expect("the last reference");
+        tokio::task::spawn_blocking(move || store.close().expect("a clean close"))
+            .await
+            .expect("close");
+    }
+}
+
+contract_suite!(file_store, FileSubject);

@@ -1,0 +1,283 @@
+//! The rules of the money, as pure functions: an account as it is, plus a requested change,
+//! gives a decision (the entries to record and the account after) or a refusal.
+//!
+//! Every store calls these and nothing else decides: the file store before it encodes a
+//! journal line, the PostgreSQL store before it writes rows (its constraints then check the
+//! same rules a second time). No I/O, no clock, no state: each rule is tested here on its own.
+//!
+//! The rules:
+//! - an account opens with the welcome grant, once ever, recorded in the same transaction as
+//!   the change that opened it (a first `get`, a top-up, an entitlement);
+//! - a balance never goes below zero nor above [`MAX_BALANCE`]: such a change is refused and
+//!   nothing changes;
+//! - a meme is charged only when delivered (the caller charges after it has the meme; the
+//!   charge names what was delivered);
+//! - an idempotency key names one request forever: the same request again replays the stored
+//!   reply, another request with that key is a conflict.
+
+use super::StoreError;
+use crate::domain::{AccountView, Entry, EntryKind, MAX_BALANCE, Tier};
+
+/// A change a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Tokens spent on delivered memes.
+    Charge { cost: u64 },
+    /// Tokens added (`amount` > 0) or deducted (`amount` < 0).
+    Topup { amount: i64 },
+    /// A tier, optionally until an instant (milliseconds since the epoch).
+    Entitle { tier: Tier, until: Option<i64> },
+}
+
+/// What a change does when it is allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    entries: [Entry; 2],
+    /// True when the change opens the account (its first entry is then the welcome grant).
+    pub opens: bool,
+    /// The account once the change is applied.
+    pub after: AccountView,
+}
+
+impl Decision {
+    /// The entries to record, in order: the welcome grant first when the account opens.
+    pub fn entries(&self) -> &[Entry] {
+        match self.opens {
+            true => &self.entries,
+            false => &self.entries[..1],
+        }
+    }
+}
+
+/// Decides `change` for an account (`None`: the user has none yet). `welcome` is the grant
+/// a new account opens with.
+pub fn decide(
+    user: &str,
+    before: Option<&AccountView>,
+    change: Change,
+    welcome: u64,
+) -> Result<Decision, StoreError> {
+    let welcome_entry = Entry {
+        kind: EntryKind::Welcome,
+        delta: welcome as i64,
+        balance: welcome,
+    };
+    let start = match before {
+        Some(account) => *account,
+        None => AccountView {
+            balance: welcome,
+            tier: Tier::Free,
+            until: None,
+        },
+    };
+    let (kind, delta) = match change {
+        Change::Charge { cost } => (EntryKind::Charge, -(cost as i128)),
+        Change::Topup { amount } if amount < 0 => (EntryKind::Deduct, amount as i128),
+        Change::Topup { amount } => (EntryKind::Topup, amount as i128),
+        Change::Entitle { .. } => (EntryKind::Entitle, 0),
+    };
+    let balance = apply_delta(user, start.balance, delta)?;
+    let mut after = AccountView { balance, ..start };
+    if let Change::Entitle { tier, until } = change {
+        after.tier = tier;
+        after.until = until;
+    }
+    let own = Entry {
+        kind,
+        delta: delta as i64,
+        balance,
+    };
+    let opens = before.is_none();
+    Ok(Decision {
+        entries: match opens {
+            true => [welcome_entry, own],
+            false => [own, own],
+        },
+        opens,
+        after,
+    })
+}
+
+/// The balance after adding `delta` tokens to `balance`: refused below zero (insufficient
+/// tokens) and above [`MAX_BALANCE`].
+pub fn apply_delta(user: &str, balance: u64, delta: i128) -> Result<u64, StoreError> {
+    let after = balance as i128 + delta;
+    if after < 0 {
+        return Err(StoreError::InsufficientTokens {
+            user: user.to_string(),
+            balance,
+            needed: delta.unsigned_abs().min(u64::MAX as u128) as u64,
+        });
+    }
+    if after > MAX_BALANCE as i128 {
+        return Err(StoreError::BalanceOverflow);
+    }
+    Ok(after as u64)
+}
+
+/// Whether an account can pay `cost` now (before producing something expensive to deliver);
+/// the charge itself is decided again by [`decide`] when it is made.
+pub fn affordable(user: &str, account: &AccountView, cost: u64) -> Result<(), StoreError> {
+    apply_delta(user, account.balance, -(cost as i128)).map(|_| ())
+}
+
+/// What a request with an idempotency key meets: the key is new, or it names this very
+/// request (replay its stored reply), or another one (a conflict).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyUse {
+    New,
+    Replay,
+}
+
+/// Checks a key against the fingerprint stored with it, if it was used before.
+pub fn check_key(key: &str, stored: Option<&str>, fingerprint: &str) -> Result<KeyUse, StoreError> {
+    match stored {
+        None => Ok(KeyUse::New),
+        Some(stored) if stored == fingerprint => Ok(KeyUse::Replay),
+        Some(_) => Err(StoreError::IdempotencyConflict {
+            key: key.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ErrorCode;
+
+    fn account(balance: u64) -> AccountView {
+        AccountView {
+            balance,
+            tier: Tier::Free,
+            until: None,
+        }
+    }
+
+    #[test]
+    fn a_new_account_opens_with_the_welcome_grant_first() {
+        let decision = decide("u", None, Change::Charge { cost: 1 }, 150).unwrap();
+        assert!(decision.opens);
+        let kinds: Vec<_> = decision
+            .entries()
+            .iter()
+            .map(|e| (e.kind, e.delta, e.balance))
+            .collect();
+        assert_eq!(
+            kinds,
+            [(EntryKind::Welcome, 150, 150), (EntryKind::Charge, -1, 149)]
+        );
+        assert_eq!(decision.after.balance, 149);
+    }
+
+    #[test]
+    fn an_existing_account_gets_no_second_grant() {
+        let decision = decide("u", Some(&account(10)), Change::Topup { amount: 5 }, 150).unwrap();
+        assert!(!decision.opens);
+        assert_eq!(decision.entries().len(), 1);
+        assert_eq!(decision.entries()[0].kind, EntryKind::Topup);
+        assert_eq!(decision.after.balance, 15);
+    }
+
+    #[test]
+    fn a_balance_never_goes_below_zero() {
+        let refused = decide("u", Some(&account(3)), Change::Charge { cost: 4 }, 150).unwrap_err();
+        assert_eq!(
+            refused,
+            StoreError::InsufficientTokens {
+                user: "u".into(),
+                balance: 3,
+                needed: 4
+            }
+        );
+        assert_eq!(
+            decide("u", None, Change::Charge { cost: 151 }, 150)
+                .unwrap_err()
+                .code(),
+            ErrorCode::InsufficientTokens,
+            "a new user cannot overdraw the grant"
+        );
+        let exact = decide("u", Some(&account(3)), Change::Topup { amount: -3 }, 150).unwrap();
+        assert_eq!(exact.after.balance, 0);
+        assert_eq!(exact.entries()[0].kind, EntryKind::Deduct);
+        assert!(affordable("u", &account(3), 3).is_ok());
+        assert!(affordable("u", &account(3), 4).is_err());
+    }
+
+    #[test]
+    fn a_balance_never_exceeds_the_maximum() {
+        let at_max = decide(
+            "u",
+            Some(&account(MAX_BALANCE - 1)),
+            Change::Topup { amount: 1 },
+            150,
+        )
+        .unwrap();
+        assert_eq!(at_max.after.balance, MAX_BALANCE);
+        assert_eq!(
+            decide(
+                "u",
+                Some(&account(MAX_BALANCE)),
+                Change::Topup { amount: 1 },
+                150
+            ),
+            Err(StoreError::BalanceOverflow)
+        );
+        assert_eq!(
+            decide(
+                "u",
+                Some(&account(0)),
+                Change::Charge { cost: u64::MAX },
+                150
+            )
+            .unwrap_err()
+            .code(),
+            ErrorCode::InsufficientTokens,
+            "no wrap-around"
+        );
+    }
+
+    #[test]
+    fn entitlements_move_no_tokens() {
+        let decision = decide(
+            "u",
+            Some(&account(7)),
+            Change::Entitle {
+                tier: Tier::Premium,
+                until: Some(99),
+            },
+            150,
+        )
+        .unwrap();
+        assert_eq!(decision.entries()[0].delta, 0);
+        assert_eq!(decision.entries()[0].kind, EntryKind::Entitle);
+        assert_eq!(
+            decision.after,
+            AccountView {
+                balance: 7,
+                tier: Tier::Premium,
+                until: Some(99)
+            }
+        );
+    }
+
+    #[test]
+    fn a_key_replays_its_request_and_refuses_another() {
+        assert_eq!(check_key("k", None, "a"), Ok(KeyUse::New));
+        assert_eq!(check_key("k", Some("a"), "a"), Ok(KeyUse::Replay));
+        assert_eq!(
+            check_key("k", Some("a"), "b"),
+            Err(StoreError::IdempotencyConflict { key: "k".into() })
+        );
+    }
+
+    #[test]
+    fn expired_premium_reads_free() {
+        let premium = AccountView {
+            balance: 0,
+            tier: Tier::Premium,
+            until: Some(1_000),
+        };
+        assert_eq!(premium.tier_at(999), Tier::Premium);
+        assert_eq!(premium.tier_at(1_000), Tier::Free);
+    }
+}
