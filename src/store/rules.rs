@@ -7,7 +7,8 @@
 //!
 //! The rules:
 //! - an account opens with the welcome grant, once ever, recorded in the same transaction as
-//!   the change that opened it (a first `get`, a top-up, an entitlement);
+//!   the change that opened it (a first `get`, a top-up, an entitlement); a deduction is
+//!   never what opens an account (a refund or chargeback for an unknown user is an error);
 //! - a balance never goes below zero nor above [`MAX_BALANCE`]: such a change is refused and
 //!   nothing changes;
 //! - a meme is charged only when delivered (the caller charges after it has the meme; the
@@ -64,6 +65,9 @@ pub fn decide(
     };
     let start = match before {
         Some(account) => *account,
+        None if matches!(change, Change::Topup { amount } if amount < 0) => {
+            return Err(StoreError::UnknownUser(user.to_string()));
+        }
         None => AccountView {
             balance: welcome,
             tier: Tier::Free,
@@ -167,6 +171,19 @@ mod tests {
             [(EntryKind::Welcome, 150, 150), (EntryKind::Charge, -1, 149)]
         );
         assert_eq!(decision.after.balance, 149);
+    }
+
+    #[test]
+    fn a_deduction_never_opens_an_account() {
+        assert_eq!(
+            decide("ghost", None, Change::Topup { amount: -5 }, 150),
+            Err(StoreError::UnknownUser("ghost".into()))
+        );
+        assert!(
+            decide("ghost", None, Change::Topup { amount: 5 }, 150)
+                .unwrap()
+                .opens
+        );
     }
 
     #[test]

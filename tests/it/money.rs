@@ -123,3 +123,21 @@ fn amounts_and_balances_are_bounded() {
         "invalid_argument",
     );
 }
+
+#[test]
+fn a_deduction_for_a_user_never_seen_is_not_found_and_opens_nothing() {
+    let daemon = Daemon::start();
+    let refused = daemon.memes(&["topup", "--user", "ghost", "--amount", "-5"]);
+    assert_eq!(refused.code, 5, "{}", refused.stderr);
+    assert!(refused.stderr.contains("ghost"), "{}", refused.stderr);
+    assert_eq!(
+        daemon.balance("ghost"),
+        None,
+        "no account, no welcome grant"
+    );
+    let status = daemon.memes_json(&["status"]);
+    assert_eq!(
+        (status["accounts"].as_u64(), status["entries"].as_u64()),
+        (Some(0), Some(0))
+    );
+}
