@@ -140,12 +140,12 @@ grep -q '^memes:' "$root/etc/passwd" || fail "memes.conf made no user memes"
 grep -q '^memes:' "$root/etc/group" || fail "memes.conf made no group memes"
 
 check "the users and groups the units name are the ones memes.conf makes"
-for entry in $(grep -hE '^(User|SocketUser)=' "$deploy"/systemd/*.service "$deploy"/systemd/*.socket); do
+while read -r entry; do
   grep -q "^${entry#*=}:" "$root/etc/passwd" || fail "$entry: not made by memes.conf"
-done
-for entry in $(grep -hE '^(Group|SocketGroup)=' "$deploy"/systemd/*.service "$deploy"/systemd/*.socket); do
+done < <(grep -hE '^(User|SocketUser)=' "$deploy"/systemd/*.service "$deploy"/systemd/*.socket)
+while read -r entry; do
   grep -q "^${entry#*=}:" "$root/etc/group" || fail "$entry: not made by memes.conf"
-done
+done < <(grep -hE '^(Group|SocketGroup)=' "$deploy"/systemd/*.service "$deploy"/systemd/*.socket)
 
 check "systemd-analyze verify memesd.service memesd.socket memesd-http.socket (memesd: $memesd)"
 [ -x "$memesd" ] || fail "$memesd is not an executable"
@@ -157,14 +157,14 @@ host_units=/usr/lib/systemd/system
 [ -d "$host_units" ] || host_units=/lib/systemd/system
 cp -r "$host_units" "$root/usr/lib/systemd/"
 # The first word of each Exec*= line, less the prefixes (-@:+!) systemd allows.
-for program in $(sed -nE 's/^Exec[A-Za-z]*=[-@:+!]*([^ ]+).*/\1/p' "$deploy/systemd/memesd.service"); do
+while read -r program; do
   if [ "$program" = /usr/local/bin/memesd ]; then
     install -D -m 0755 "$memesd" "$root$program"
   else
     [ -x "$program" ] || fail "memesd.service runs $program, which this system does not have"
     install -D -m 0755 "$program" "$root$program"
   fi
-done
+done < <(sed -nE 's/^Exec[A-Za-z]*=[-@:+!]*([^ ]+).*/\1/p' "$deploy/systemd/memesd.service")
 [ -x "$root/usr/local/bin/memesd" ] || fail "memesd.service does not run /usr/local/bin/memesd"
 if ! out=$(systemd-analyze verify --man=no --generators=no --root="$root" "${units[@]}" 2>&1) \
   || [ -n "$out" ]; then
@@ -176,9 +176,9 @@ fi
 if [ "$memesd" != /bin/true ]; then
   check "$memesd accepts the flags ExecStart passes"
   help=$("$memesd" --help)
-  for flag in $(sed -nE 's/^ExecStart=//p' "$deploy/systemd/memesd.service" | grep -oE -- '--[a-z0-9-]+'); do
+  while read -r flag; do
     grep -qE -- "(^|[ ,])$flag([ =,]|$)" <<<"$help" || fail "$memesd --help does not list $flag"
-  done
+  done < <(sed -nE 's/^ExecStart=//p' "$deploy/systemd/memesd.service" | grep -oE -- '--[a-z0-9-]+')
 fi
 
 # The sandbox, as systemd scores it (0 = fully confined, 10 = not at all). The threshold
