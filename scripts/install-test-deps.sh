@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs and this machine lacks, from Debian's packages:
+# PostgreSQL's server binaries (the PostgreSQL store's tests start a throwaway cluster).
+# Already installed: nothing to do, no network needed.
+set -euo pipefail
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+missing=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-test-deps: installing ${missing[*]}" >&2
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
