@@ -482,6 +482,10 @@ pub struct GetData<M = MemeView> {
     pub balance: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,
+    /// True when this is the stored reply of an earlier request with the same idempotency
+    /// key, sent again: nothing was charged this time.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub replayed: bool,
 }
 
 /// `topup` reply data.
@@ -490,6 +494,10 @@ pub struct TopupData {
     pub user_id: String,
     pub amount: i64,
     pub new_balance: u64,
+    /// True when this is the stored reply of an earlier request with the same idempotency
+    /// key, sent again: nothing was changed this time.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub replayed: bool,
 }
 
 /// `balance` reply data.

@@ -8,7 +8,7 @@
 //! nothing. The memes a user was given are remembered (for variety) once the charge is
 //! durable.
 
-use super::reply::{Delivery, GetReply};
+use super::reply::{self, Delivery, GetReply};
 use super::{Answer, Caller, Remembered, Reply, Service, ServiceError, raw};
 use crate::catalogue::select::Wanted;
 use crate::domain::{ErrorCode, Tier};
@@ -211,6 +211,7 @@ impl Service {
             charged: cost,
             balance: 0,
             location,
+            replayed: false,
         };
         Ok(Goods::Image(data, png))
     }
@@ -223,7 +224,7 @@ impl Service {
         request: &GetRequest,
     ) -> Result<GetReply, ServiceError> {
         if !request.generate {
-            return Ok(GetReply::Replayed(stored));
+            return Ok(GetReply::Replayed(reply::replayed(&stored)));
         }
         let mut data: GetData<serde_json::Value> =
             serde_json::from_str(stored.get()).map_err(|e| {
@@ -235,6 +236,7 @@ impl Service {
                 image.png_base64 = Some(premium::inline(&png));
             }
         }
+        data.replayed = true;
         Ok(GetReply::Replayed(raw(&data)))
     }
 }

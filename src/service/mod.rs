@@ -212,6 +212,7 @@ impl Service {
                 user_id: user.clone(),
                 amount,
                 new_balance: balance,
+                replayed: false,
             }
         };
         let keyed = request
@@ -235,7 +236,8 @@ impl Service {
             Ok((Outcome::Applied(balance), commit)) => {
                 Answer::pending(Reply::Topup(Stored::Fresh(data(balance))), commit)
             }
-            Ok((Outcome::Replayed(reply), commit)) => {
+            Ok((Outcome::Replayed(stored), commit)) => {
+                let reply = reply::replayed(&stored);
                 Answer::pending(Reply::Topup(Stored::Replayed(reply)), commit)
             }
             Err(error) => Answer::ready(Err(error.into())),

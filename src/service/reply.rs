@@ -46,8 +46,20 @@ impl Serialize for Reply {
     }
 }
 
+/// A stored reply, sent again: the same data, marked `"replayed": true` (stored replies are
+/// JSON objects, stored before they were ever replayed).
+pub fn replayed(stored: &RawValue) -> Box<RawValue> {
+    let text = stored.get().trim_end();
+    match text.strip_suffix('}') {
+        Some(body) if body.trim_end() != "{" => {
+            RawValue::from_string(format!("{body},\"replayed\":true}}")).expect("valid JSON")
+        }
+        _ => stored.to_owned(),
+    }
+}
+
 /// A reply that an idempotency key may have stored: made now, or the one stored with the
-/// key, replayed exactly as it was first sent.
+/// key, replayed as it was first sent (marked as a replay).
 #[derive(Debug)]
 pub enum Stored<T> {
     Fresh(T),
@@ -122,6 +134,7 @@ impl Serialize for Delivery {
             charged: self.charged,
             balance: self.balance,
             location: self.location.clone(),
+            replayed: false,
         }
         .serialize(serializer)
     }
@@ -150,5 +163,23 @@ impl Serialize for Found {
                 .collect(),
         }
         .serialize(serializer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replay_is_the_stored_reply_marked_as_one() {
+        let stored =
+            RawValue::from_string(r#"{"user_id":"u","amount":5,"new_balance":5}"#.into()).unwrap();
+        assert_eq!(
+            replayed(&stored).get(),
+            r#"{"user_id":"u","amount":5,"new_balance":5,"replayed":true}"#
+        );
+        let data: TopupData = serde_json::from_str(replayed(&stored).get())
+            .unwrap_or_else(|_| panic!("a replay reads back as the reply type"));
+        assert!(data.replayed);
     }
 }

@@ -467,6 +467,17 @@ struct Model {
 }
 
 impl Model {
+    fn charge(&mut self, user: &str, cost: u64) -> Result<u64, ErrorCode> {
+        self.change(user, -(cost as i64))
+    }
+
+    fn topup(&mut self, user: &str, amount: i64) -> Result<u64, ErrorCode> {
+        if amount < 0 && !self.balances.contains_key(user) {
+            return Err(ErrorCode::NotFound);
+        }
+        self.change(user, amount)
+    }
+
     fn change(&mut self, user: &str, delta: i64) -> Result<u64, ErrorCode> {
         let before = self.balances.get(user).copied().unwrap_or(WELCOME) as i64;
         let after = before + delta;
@@ -505,12 +516,12 @@ async fn model_case<S: Subject>(subject: &Arc<S>, ops: Vec<Op>) -> Result<(), Te
             Op::Charge { user, cost } => {
                 let user = format!("u{user}");
                 let got = charge(&*store, &user, cost).await.map_err(|e| e.code());
-                prop_assert_eq!(got, model.change(&user, -(cost as i64)));
+                prop_assert_eq!(got, model.charge(&user, cost));
             }
             Op::Topup { user, amount } => {
                 let user = format!("u{user}");
                 let got = topup(&*store, &user, amount).await.map_err(|e| e.code());
-                prop_assert_eq!(got, model.change(&user, amount));
+                prop_assert_eq!(got, model.topup(&user, amount));
             }
             Op::KeyedTopup { user, amount, key } => {
                 let user = format!("u{user}");
@@ -519,7 +530,7 @@ async fn model_case<S: Subject>(subject: &Arc<S>, ops: Vec<Op>) -> Result<(), Te
                 let expected = match model.keys.get(&key) {
                     Some((fp, balance)) if *fp == fingerprint => Ok(*balance),
                     Some(_) => Err(ErrorCode::IdempotencyConflict),
-                    None => model.change(&user, amount).inspect(|balance| {
+                    None => model.topup(&user, amount).inspect(|balance| {
                         model
                             .keys
                             .insert(key.clone(), (fingerprint.clone(), *balance));

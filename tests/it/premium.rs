@@ -217,3 +217,36 @@ fn an_external_generator_is_used_and_its_failures_charge_nothing() {
         (Some(2), Some(2))
     );
 }
+
+#[test]
+fn a_replayed_generated_meme_is_the_same_image_even_where_the_file_is_gone() {
+    let daemon = Daemon::start();
+    daemon.memes_json(&["entitle", "--user", "p", "--tier", "premium"]);
+    let mut conn = daemon.connect();
+    let request = json!({"op": "get", "user": "p", "generate": true, "query": "deploy on friday",
+        "idempotency_key": "gen-1", "inline": true})
+    .to_string();
+    let first = conn.request(&request);
+    assert_eq!(first["ok"], true, "{first}");
+    let image = first["data"]["generated"].clone();
+    let path = image["path"].as_str().unwrap().to_string();
+    let png = image["png_base64"].as_str().unwrap().to_string();
+    // As on another host sharing the ledger, or after the file was cleaned up.
+    std::fs::remove_file(&path).unwrap();
+    let again = conn.request(&request);
+    assert_eq!(again["ok"], true, "{again}");
+    assert_eq!(again["data"]["replayed"], true);
+    assert_eq!(again["data"]["balance"], first["data"]["balance"]);
+    assert_eq!(again["data"]["generated"]["sha256"], image["sha256"]);
+    assert_eq!(
+        again["data"]["generated"]["png_base64"],
+        png.as_str(),
+        "the same bytes"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap().len() as u64,
+        image["bytes"].as_u64().unwrap(),
+        "made again, where the reply says"
+    );
+    assert_eq!(daemon.balance("p"), Some(145), "charged once");
+}

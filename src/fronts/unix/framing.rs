@@ -377,6 +377,7 @@ mod tests {
                 user_id: "u1".into(),
                 amount: 50,
                 new_balance: 199,
+                replayed: false,
             },
         );
         encode_error(
