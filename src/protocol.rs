@@ -317,7 +317,13 @@ pub fn parse_instant(text: &str) -> Result<i64, ErrorBody> {
     Ok(ts.as_millisecond())
 }
 
-/// User ids: 1 to [`MAX_USER_CHARS`] characters, no control characters.
+/// User ids: 1 to [`MAX_USER_CHARS`] characters, case-sensitive and compared exactly, so
+/// that what looks the same is the same id:
+/// - no control characters, and no invisible ones (Unicode format characters such as the
+///   zero-width space, joiners and bidirectional controls; Hangul fillers);
+/// - no white space at the start or the end;
+/// - in Unicode normalization form C (NFC). An id in another form is refused, not rewritten:
+///   it names the account of whoever issued it, and rewriting could merge two of them.
 pub fn validate_user(user: &str) -> Result<(), ErrorBody> {
     if user.is_empty() {
         return Err(ErrorBody::invalid("user id must not be empty"));
@@ -332,7 +338,35 @@ pub fn validate_user(user: &str) -> Result<(), ErrorBody> {
             "user id must not contain control characters",
         ));
     }
+    if let Some(invisible) = user.chars().find(|c| is_invisible(*c)) {
+        return Err(ErrorBody::invalid(format!(
+            "user id must not contain invisible characters (it has U+{:04X})",
+            invisible as u32
+        )));
+    }
+    if user.starts_with(char::is_whitespace) || user.ends_with(char::is_whitespace) {
+        return Err(ErrorBody::invalid(
+            "user id must not begin or end with white space",
+        ));
+    }
+    if !unicode_normalization::is_nfc(user) {
+        let nfc: String = unicode_normalization::UnicodeNormalization::nfc(user).collect();
+        return Err(ErrorBody::invalid(format!(
+            "user id must be in Unicode normalization form C (NFC), e.g. {nfc:?}"
+        )));
+    }
     Ok(())
+}
+
+/// Characters that show as nothing: format characters (zero-width space and joiners,
+/// bidirectional controls, the byte order mark, soft hyphen) and the Hangul fillers.
+fn is_invisible(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    c.general_category() == GeneralCategory::Format
+        || matches!(
+            c,
+            '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' | '\u{034F}'
+        )
 }
 
 /// Latitude in [-90, 90], longitude in [-180, 180], both finite.
@@ -571,6 +605,38 @@ pub struct ReloadData {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_ids_that_look_alike_are_refused_not_merged() {
+        for (id, why) in [
+            (" u1", "white space"),
+            ("u1 ", "white space"),
+            ("u1\u{00A0}", "white space"),
+            ("\u{200B}u1", "invisible"),
+            ("u\u{200D}1", "invisible"),
+            ("u1\u{202E}", "invisible"),
+            ("\u{FEFF}u1", "invisible"),
+            ("\u{3164}", "invisible"),
+            ("Zoe\u{0308}", "NFC"),
+        ] {
+            let error = validate_user(id).expect_err(id);
+            assert_eq!(error.code, ErrorCode::InvalidArgument);
+            assert!(error.message.contains(why), "{id:?}: {}", error.message);
+        }
+        assert!(validate_user("Zo\u{00EB}").is_ok(), "NFC Zoë");
+        assert!(
+            validate_user("ann smith").is_ok(),
+            "white space inside is fine"
+        );
+        assert!(
+            validate_user("U1").is_ok() && validate_user("u1").is_ok(),
+            "two ids"
+        );
+        assert!(
+            validate_user("\u{2764}\u{FE0F}").is_ok(),
+            "an emoji with its variation selector"
+        );
+    }
 
     #[test]
     fn user_id_limits_count_characters_not_bytes() {

@@ -275,6 +275,13 @@ impl Service {
 
     async fn entitle(&self, request: EntitleRequest) -> Result<(Reply, Commit), ServiceError> {
         let until = request.until_ms()?;
+        if let (Some(until), Some(text)) = (until, &request.until)
+            && until <= now_ms()
+        {
+            return Err(ServiceError::invalid(format!(
+                "until {text} is in the past: an entitlement must end in the future (nothing was changed)"
+            )));
+        }
         let (account, commit) = self
             .store
             .entitle(&request.user, request.tier, until)

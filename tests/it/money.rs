@@ -141,3 +141,47 @@ fn a_deduction_for_a_user_never_seen_is_not_found_and_opens_nothing() {
         (Some(0), Some(0))
     );
 }
+
+#[test]
+fn an_entitlement_that_already_ended_is_refused() {
+    let daemon = Daemon::start();
+    let refused = daemon.memes(&[
+        "entitle",
+        "--user",
+        "u",
+        "--tier",
+        "premium",
+        "--until",
+        "2020-01-01T00:00:00Z",
+    ]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("in the past"), "{}", refused.stderr);
+    assert_eq!(daemon.balance("u"), None, "nothing was opened");
+    let future = daemon.memes_json(&[
+        "entitle",
+        "--user",
+        "u",
+        "--tier",
+        "premium",
+        "--until",
+        "2099-01-01T00:00:00Z",
+    ]);
+    assert_eq!(future["until"], "2099-01-01T00:00:00Z");
+}
+
+#[test]
+fn user_ids_that_only_look_alike_are_refused_and_open_nothing() {
+    let daemon = Daemon::start();
+    daemon.memes_json(&["get", "--user", "u1"]);
+    let mut conn = daemon.connect();
+    for id in [" u1", "u1 ", "\u{200B}u1", "u1\u{202E}", "Zoe\u{0308}"] {
+        let reply = conn.request(&json!({"op": "get", "user": id}).to_string());
+        assert_error(&reply, "invalid_argument");
+    }
+    let nfd = daemon.memes(&["get", "--user", "Zoe\u{0308}"]);
+    assert_eq!(nfd.code, 2, "{}", nfd.stderr);
+    assert!(nfd.stderr.contains("NFC"), "{}", nfd.stderr);
+    let status = daemon.memes_json(&["status"]);
+    assert_eq!(status["accounts"], 1, "only u1 has an account");
+    assert_eq!(daemon.balance("u1"), Some(149));
+}
