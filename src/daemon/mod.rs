@@ -16,12 +16,24 @@ use anyhow::{Context, Result};
 use config::DaemonArgs;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// Runs memesd until SIGTERM or SIGINT: opens the store and the catalogue, serves the
 /// socket, then flushes the store and removes the socket.
 pub fn run(args: DaemonArgs) -> Result<()> {
     let started = Instant::now();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("memesd")
+        .build()
+        .context("starting the async runtime")?;
+    // Before anything slow: the default action of SIGHUP, SIGTERM and SIGINT ends the
+    // process, and recovering a large ledger takes seconds. A signal that arrives during
+    // start-up waits in its stream and is acted on once memesd serves.
+    let signals = {
+        let _runtime = runtime.enter();
+        Signals::install().context("listening for signals")?
+    };
     raise_open_file_limit();
     let data_dir = args.data_dir();
     let socket_path = args.socket();
@@ -83,14 +95,14 @@ pub fn run(args: DaemonArgs) -> Result<()> {
     };
     let service = Arc::new(Service::new(store.clone(), catalogue, premium, config));
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("memesd")
-        .build()
-        .context("starting the async runtime")?;
+    let Signals {
+        terminate,
+        interrupt,
+        hangup,
+    } = signals;
     let served = runtime.block_on(async {
         let bound = socket::bind(&socket_path, access)?;
-        let reloader = tokio::spawn(reload_on_sighup(service.clone()));
+        let reloader = tokio::spawn(reload_on_sighup(service.clone(), hangup));
         tracing::info!(
             "memesd {} listening on {} ({} memes, ready in {:.0?})",
             env!("CARGO_PKG_VERSION"),
@@ -102,7 +114,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
             service.clone(),
             &bound.listener,
             args.limits(),
-            shutdown_signal(),
+            shutdown_signal(terminate, interrupt),
         )
         .await;
         reloader.abort();
@@ -119,26 +131,36 @@ pub fn run(args: DaemonArgs) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let (Ok(mut term), Ok(mut interrupt)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot listen for SIGTERM/SIGINT");
-        return std::future::pending().await;
-    };
+/// The signals memesd acts on, listened for from the start.
+struct Signals {
+    terminate: Signal,
+    interrupt: Signal,
+    hangup: Signal,
+}
+
+impl Signals {
+    /// Installs the handlers (inside the runtime's context).
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
+async fn shutdown_signal(mut terminate: Signal, mut interrupt: Signal) {
     tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
         _ = interrupt.recv() => tracing::info!("SIGINT received"),
     }
 }
 
-async fn reload_on_sighup(service: Arc<Service>) {
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP; catalogue reload only via `memes reload`");
-        return;
-    };
+/// Reloads the catalogue on every SIGHUP, including one that arrived during start-up (the
+/// file may have changed since it was read).
+async fn reload_on_sighup(service: Arc<Service>, mut hangups: Signal) {
     while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP received: reloading the catalogue");
         let service = service.clone();
         // A rejected catalogue is logged by the reload itself; the old one stays in service.
         let _ = tokio::task::spawn_blocking(move || service.reload_catalogue()).await;
