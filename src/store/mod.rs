@@ -49,6 +49,9 @@ pub enum StoreError {
     BadCursor(String),
     #[error("the ledger cannot be written ({0}); nothing was changed, try again later")]
     Unavailable(String),
+    /// Too much is waiting already; nothing was done.
+    #[error("memesd is busy ({0}); try again later")]
+    Busy(String),
     #[error("ledger: {0}")]
     Internal(String),
 }
@@ -61,6 +64,7 @@ impl StoreError {
             StoreError::IdempotencyConflict { .. } => ErrorCode::IdempotencyConflict,
             StoreError::BalanceOverflow | StoreError::BadCursor(_) => ErrorCode::InvalidArgument,
             StoreError::Unavailable(_) => ErrorCode::Unavailable,
+            StoreError::Busy(_) => ErrorCode::Busy,
             StoreError::Internal(_) => ErrorCode::Internal,
         }
     }

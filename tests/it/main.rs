@@ -5,6 +5,7 @@ mod harness;
 
 mod catalogue;
 mod cli;
+mod flood;
 mod hostile;
 mod ledger;
 mod lifecycle;

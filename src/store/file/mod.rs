@@ -14,6 +14,7 @@ pub mod audit;
 pub mod history;
 pub mod journal;
 pub mod ledger;
+pub mod reader;
 pub mod record;
 pub mod recovery;
 pub mod snapshot;
@@ -72,6 +73,8 @@ pub struct FileStore {
     dir: PathBuf,
     /// A read-only handle for history (positional reads need no lock).
     reader: Arc<File>,
+    /// Where history pages and audits are read, one at a time.
+    reads: reader::JournalReader,
     recovery: RecoveryStats,
     last_checkpoint: Arc<AtomicU64>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -176,6 +179,7 @@ impl FileStore {
             shared,
             dir: dir.to_path_buf(),
             reader: Arc::new(reader),
+            reads: reader::JournalReader::start().map_err(io_error(dir))?.0,
             recovery: recovered.stats,
             last_checkpoint,
             writer: Mutex::new(Some(writer)),
@@ -365,11 +369,14 @@ impl TokenStore for FileStore {
         };
         let before_seq = before.map(|position| position.before_seq);
         let (reader, owner) = (self.reader.clone(), user.to_string());
-        let read = tokio::task::spawn_blocking(move || {
-            history::read_history(&reader, &owner, from, before_seq, limit)
-        })
-        .await
-        .map_err(|e| StoreError::Internal(format!("reading history: {e}")))?;
+        let read = self
+            .reads
+            .run(move || {
+                Ok(history::read_history(
+                    &reader, &owner, from, before_seq, limit,
+                ))
+            })
+            .await?;
         read.map_err(|e| match e {
             history::HistoryError::NotTheUsersLine(_) if before.is_some() => bad_cursor(),
             history::HistoryError::NotTheUsersLine(at) => {
@@ -382,9 +389,7 @@ impl TokenStore for FileStore {
     async fn audit(&self) -> Result<AuditReport, StoreError> {
         self.shared.barrier().wait().await?;
         let (shared, path) = (self.shared.clone(), self.dir.join(JOURNAL_FILE));
-        tokio::task::spawn_blocking(move || audit_journal(&shared, &path))
-            .await
-            .map_err(|e| StoreError::Internal(format!("auditing: {e}")))?
+        self.reads.run(move || audit_journal(&shared, &path)).await
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
