@@ -39,6 +39,11 @@ pub enum ErrorCode {
     Unavailable,
     /// A bug or an unexpected failure inside the daemon.
     Internal,
+    /// No credential, or one that is not valid (HTTP only: the socket knows its peers).
+    Unauthorized,
+    /// The request is larger than the front accepts (HTTP only; the socket says
+    /// `line_too_long`).
+    PayloadTooLarge,
 }
 
 impl ErrorCode {
@@ -57,6 +62,8 @@ impl ErrorCode {
             ErrorCode::Busy => "busy",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
         }
     }
 }
@@ -68,7 +75,9 @@ impl fmt::Display for ErrorCode {
 }
 
 /// An account's tier. An expired premium entitlement counts as `free`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {
     #[default]
@@ -152,7 +161,7 @@ pub fn format_instant(ms: i64) -> String {
 }
 
 /// The kind of a ledger entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
     /// The one-time grant when an account opens.
@@ -180,7 +189,7 @@ impl EntryKind {
 }
 
 /// One ledger entry as `history` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
     pub seq: u64,
     /// RFC 3339, UTC.
@@ -205,7 +214,7 @@ pub struct HistoryEntry {
 }
 
 /// `audit` reply data.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditReport {
     /// True when every check held.
     pub ok: bool,

@@ -413,7 +413,7 @@ fn validate_key(key: Option<&str>) -> Result<(), ErrorBody> {
 }
 
 /// A meme as replies show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemeView {
     pub id: String,
     pub title: String,
@@ -424,7 +424,7 @@ pub struct MemeView {
 }
 
 /// Where a coordinate is, as `get` reports it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Location {
     /// ISO 3166-1 alpha-2 code (of the nearest land place when at sea).
     pub country_code: String,
@@ -477,7 +477,7 @@ impl Location {
 }
 
 /// A meme image rendered for a premium user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GeneratedImage {
     /// Absolute path of the PNG on the daemon's host.
     pub path: String,
@@ -497,7 +497,7 @@ pub struct GeneratedImage {
 
 /// `get` reply data. `M` is the meme representation: pre-serialised JSON in the daemon,
 /// [`MemeView`] in clients.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(bound(deserialize = "M: Deserialize<'de>"))]
 pub struct GetData<M = MemeView> {
     pub user_id: String,
@@ -523,7 +523,7 @@ pub struct GetData<M = MemeView> {
 }
 
 /// `topup` reply data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TopupData {
     pub user_id: String,
     pub amount: i64,
@@ -535,7 +535,7 @@ pub struct TopupData {
 }
 
 /// `balance` reply data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BalanceData {
     pub user_id: String,
     pub balance: u64,
@@ -547,7 +547,7 @@ pub struct BalanceData {
 }
 
 /// `entitle` reply data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EntitleData {
     pub user_id: String,
     pub tier: Tier,
@@ -556,7 +556,7 @@ pub struct EntitleData {
 }
 
 /// `status` reply data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatusData {
     /// memesd's version.
     pub version: String,
@@ -571,7 +571,7 @@ pub struct StatusData {
 }
 
 /// `history` reply data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryData {
     pub user_id: String,
     /// Oldest first.
@@ -582,21 +582,21 @@ pub struct HistoryData {
 }
 
 /// One `search` result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SearchHit<M = MemeView> {
     pub score: f32,
     pub meme: M,
 }
 
 /// `search` reply data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SearchData<M = MemeView> {
     pub query: String,
     pub hits: Vec<SearchHit<M>>,
 }
 
 /// `reload` reply data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReloadData {
     pub memes: u64,
     pub source: String,

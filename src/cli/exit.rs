@@ -39,10 +39,12 @@ Exit codes:
 impl From<ErrorCode> for Exit {
     fn from(code: ErrorCode) -> Exit {
         match code {
-            ErrorCode::BadRequest | ErrorCode::InvalidArgument => Exit::Invalid,
+            ErrorCode::BadRequest | ErrorCode::InvalidArgument | ErrorCode::PayloadTooLarge => {
+                Exit::Invalid
+            }
             ErrorCode::InsufficientTokens => Exit::InsufficientTokens,
             ErrorCode::NotFound => Exit::NotFound,
-            ErrorCode::NotAllowed => Exit::NotAllowed,
+            ErrorCode::NotAllowed | ErrorCode::Unauthorized => Exit::NotAllowed,
             ErrorCode::IdempotencyConflict => Exit::Conflict,
             ErrorCode::RateLimited | ErrorCode::Busy | ErrorCode::Unavailable => Exit::TryLater,
             ErrorCode::UnknownOp | ErrorCode::LineTooLong | ErrorCode::Internal => Exit::Failure,

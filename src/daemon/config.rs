@@ -1,5 +1,6 @@
 //! memesd's command line, and its translation into the settings of each part.
 
+use crate::fronts::http::HttpLimits;
 use crate::fronts::unix::connection::Limits;
 use crate::fronts::unix::socket::SocketAccess;
 use crate::paths;
@@ -83,6 +84,24 @@ pub struct DaemonArgs {
     /// Write a checkpoint whenever the journal grew by this many MiB
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     pub checkpoint_mib: u64,
+
+    /// Also serve the HTTP API on this address, e.g. 127.0.0.1:8080 (TLS belongs to a
+    /// reverse proxy)
+    #[arg(long, env = "MEMES_HTTP", value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
+
+    /// Admin keys for the HTTP API: a file of `name sha256hex` lines (`memes admin-key new`)
+    #[arg(long, value_name = "FILE")]
+    pub admin_keys: Option<PathBuf>,
+
+    /// Shared secret of payment webhooks (enables POST /v1/webhooks/topup)
+    #[arg(long, value_name = "FILE")]
+    pub webhook_secret: Option<PathBuf>,
+
+    /// Without --claims-key, HTTP bearers are plain user ids (development mode); allow that
+    /// on an address other than loopback anyway
+    #[arg(long)]
+    pub http_insecure_user_bearer: bool,
 }
 
 impl DaemonArgs {
@@ -128,6 +147,32 @@ impl DaemonArgs {
             idle_timeout: seconds(self.idle_timeout),
             write_timeout: seconds(self.idle_timeout),
             ..Limits::default()
+        }
+    }
+
+    /// Bounds of the HTTP front.
+    pub fn http_limits(&self) -> HttpLimits {
+        HttpLimits {
+            max_connections: self.max_connections.max(1),
+            ..HttpLimits::default()
+        }
+    }
+
+    /// Refuses development-mode bearers (user ids as credentials) where others can reach them.
+    pub fn check_http_exposure(&self) -> Result<(), String> {
+        match self.http {
+            Some(addr)
+                if self.claims_key.is_none()
+                    && !addr.ip().is_loopback()
+                    && !self.http_insecure_user_bearer =>
+            {
+                Err(format!(
+                    "--http {addr} without --claims-key would let anyone who can reach it act as any user \
+                     (the bearer would be a plain user id); give --claims-key, listen on a loopback \
+                     address, or pass --http-insecure-user-bearer if that is what you want"
+                ))
+            }
+            _ => Ok(()),
         }
     }
 

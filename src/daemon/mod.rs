@@ -5,6 +5,8 @@
 pub mod config;
 
 use crate::catalogue::Catalogue;
+use crate::fronts::http::auth::{Credentials, WebhookSecret};
+use crate::fronts::http::{self, Http, HttpState};
 use crate::fronts::unix::{self, socket};
 use crate::premium::Premium;
 use crate::premium::claims::ClaimsVerifier;
@@ -17,6 +19,7 @@ use config::DaemonArgs;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio_util::sync::CancellationToken;
 
 /// Runs memesd until SIGTERM or SIGINT: opens the store and the catalogue, serves the
 /// socket, then flushes the store and removes the socket.
@@ -38,6 +41,19 @@ pub fn run(args: DaemonArgs) -> Result<()> {
     let data_dir = args.data_dir();
     let socket_path = args.socket();
     let admin = args.admin_policy().map_err(anyhow::Error::msg)?;
+    args.check_http_exposure().map_err(anyhow::Error::msg)?;
+    let mut credentials = Credentials::new();
+    if let Some(path) = &args.admin_keys {
+        credentials = credentials
+            .with_admin_keys(path)
+            .map_err(anyhow::Error::msg)?;
+    }
+    let webhook = args
+        .webhook_secret
+        .as_deref()
+        .map(WebhookSecret::from_file)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let access = args.socket_access().map_err(anyhow::Error::msg)?;
     let catalogue = match &args.catalogue {
         Some(path) => Catalogue::from_file(path),
@@ -102,21 +118,62 @@ pub fn run(args: DaemonArgs) -> Result<()> {
     } = signals;
     let served = runtime.block_on(async {
         let bound = socket::bind(&socket_path, access)?;
+        let http = match args.http {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("listening on http://{addr}"))?;
+                let state = HttpState {
+                    service: service.clone(),
+                    credentials,
+                    webhook,
+                };
+                let address = listener.local_addr().unwrap_or(addr);
+                Some((
+                    listener,
+                    http::router(Http::new(state), &args.http_limits()),
+                    address,
+                ))
+            }
+            None => None,
+        };
         let reloader = tokio::spawn(reload_on_sighup(service.clone(), hangup));
+        let stopping = CancellationToken::new();
+        tokio::spawn({
+            let stopping = stopping.clone();
+            async move {
+                shutdown_signal(terminate, interrupt).await;
+                stopping.cancel();
+            }
+        });
         tracing::info!(
-            "memesd {} listening on {} ({} memes, ready in {:.0?})",
+            "memesd {} listening on {}{} ({} memes, ready in {:.0?})",
             env!("CARGO_PKG_VERSION"),
             socket_path.display(),
+            http.as_ref()
+                .map(|(_, _, address)| format!(" and http://{address}"))
+                .unwrap_or_default(),
             service.catalogue().len(),
             started.elapsed()
         );
-        unix::run(
+        let socket_front = unix::run(
             service.clone(),
             &bound.listener,
             args.limits(),
-            shutdown_signal(terminate, interrupt),
-        )
-        .await;
+            stopping.clone().cancelled_owned(),
+        );
+        let http_front = async {
+            if let Some((listener, router, _)) = http {
+                http::serve(
+                    router,
+                    listener,
+                    args.http_limits(),
+                    stopping.clone().cancelled_owned(),
+                )
+                .await;
+            }
+        };
+        tokio::join!(socket_front, http_front);
         reloader.abort();
         anyhow::Ok(bound)
     });

@@ -21,6 +21,8 @@ pub struct Claims {
     /// `"premium"` makes the request premium.
     #[serde(default)]
     pub tier: Option<String>,
+    /// Expiry, seconds since the Unix epoch (required).
+    pub exp: u64,
 }
 
 impl Claims {

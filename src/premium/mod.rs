@@ -77,6 +77,11 @@ impl Premium {
         self.cost
     }
 
+    /// True when tokens can be verified (a claims key was given).
+    pub fn verifies_tokens(&self) -> bool {
+        self.claims.is_some()
+    }
+
     /// Verifies a signed claim (JWT): its claims, or why it was refused.
     pub fn verify(&self, token: &str) -> Result<Claims, ServiceError> {
         let verifier = self.claims.as_ref().ok_or_else(|| {

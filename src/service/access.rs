@@ -5,6 +5,11 @@
 //! the daemon's own uid, root, and the uids and groups named with `--admin-uid` /
 //! `--admin-group`. Identity comes from the kernel (the socket peer's credentials,
 //! `SO_PEERCRED`), never from anything the client says.
+//!
+//! Over the network a caller is who its credential says (see [`Principal`]): a user gets
+//! memes for themselves and reads only their own balance and history; an admin key may do
+//! everything; a payment provider's signed webhook may only top up. Anyone may search and
+//! read the status.
 
 use super::ServiceError;
 use crate::protocol::Request;
@@ -15,6 +20,39 @@ use nix::unistd::{Gid, Group, Uid, User};
 pub enum Caller {
     /// A local process on the Unix socket, as the kernel identifies it.
     Local(Peer),
+    /// A client over the network, as its credential identifies it.
+    Remote(Principal),
+}
+
+/// A network caller, by the credential it presented (verified by the front).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// Nobody in particular: no credential was needed for what it asks.
+    Anonymous,
+    /// A user: a verified token's subject (premium if its claims say so), or, in
+    /// development mode, the user id given as the bearer itself.
+    User { id: String, premium: bool },
+    /// An admin key, by the name it was given.
+    Admin { name: String },
+    /// A payment provider's webhook, by its verified signature.
+    Webhook,
+}
+
+impl Caller {
+    /// A name for the ledger's records of who changed a balance, when it is not the
+    /// daemon's own admin on the socket.
+    pub fn actor(&self) -> Option<String> {
+        match self {
+            Caller::Remote(Principal::Admin { name }) => Some(format!("admin key {name}")),
+            Caller::Remote(Principal::Webhook) => Some("payment webhook".to_string()),
+            _ => None,
+        }
+    }
+
+    /// True when the caller's own credential makes its requests premium.
+    pub fn premium_by_credential(&self) -> bool {
+        matches!(self, Caller::Remote(Principal::User { premium: true, .. }))
+    }
 }
 
 /// Refuses a request its caller may not make.
@@ -27,16 +65,50 @@ pub fn authorize(
         request,
         Request::Topup(_) | Request::Entitle(_) | Request::Audit(_) | Request::Reload(_)
     );
-    let admin = match caller {
-        Caller::Local(peer) => policy.is_admin(peer),
-    };
-    if admin_only && !admin {
-        return Err(ServiceError::not_allowed(format!(
-            "{} is an admin operation (allowed: memesd's own user, root, --admin-uid, --admin-group)",
-            request.op()
-        )));
+    match caller {
+        Caller::Local(peer) => {
+            if admin_only && !policy.is_admin(peer) {
+                return Err(ServiceError::not_allowed(format!(
+                    "{} is an admin operation (allowed: memesd's own user, root, --admin-uid, --admin-group)",
+                    request.op()
+                )));
+            }
+            Ok(())
+        }
+        Caller::Remote(Principal::Admin { .. }) => Ok(()),
+        Caller::Remote(Principal::Webhook) => match request {
+            Request::Topup(_) => Ok(()),
+            other => Err(ServiceError::not_allowed(format!(
+                "a payment webhook may only top up, not {}",
+                other.op()
+            ))),
+        },
+        Caller::Remote(principal) => {
+            if admin_only {
+                return Err(ServiceError::not_allowed(format!(
+                    "{} needs an admin key",
+                    request.op()
+                )));
+            }
+            let subject = match request {
+                Request::Get(r) => Some(&r.user),
+                Request::Balance(r) => Some(&r.user),
+                Request::History(r) => Some(&r.user),
+                _ => None,
+            };
+            match (principal, subject) {
+                (_, None) => Ok(()),
+                (Principal::User { id, .. }, Some(user)) if id == user => Ok(()),
+                (Principal::User { id, .. }, Some(user)) => Err(ServiceError::not_allowed(
+                    format!("{id:?} may only ask for their own account, not {user:?}"),
+                )),
+                (_, Some(_)) => Err(ServiceError::new(
+                    crate::domain::ErrorCode::Unauthorized,
+                    "this needs a credential: a bearer token for the user",
+                )),
+            }
+        }
     }
-    Ok(())
 }
 
 /// The kernel's word on who is on the other end of a connection.

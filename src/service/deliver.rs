@@ -48,10 +48,11 @@ impl Service {
         }
     }
 
-    async fn deliver(&self, _caller: &Caller, request: GetRequest) -> Result<Answer, ServiceError> {
-        let claimed_premium = self
+    async fn deliver(&self, caller: &Caller, request: GetRequest) -> Result<Answer, ServiceError> {
+        let token_premium = self
             .premium
             .verify_token(&request.user, request.token.as_deref())?;
+        let claimed_premium = token_premium || caller.premium_by_credential();
         let fingerprint = request
             .idempotency_key
             .as_ref()

@@ -17,7 +17,7 @@ pub mod error;
 pub mod ratelimit;
 pub mod reply;
 
-pub use access::{AdminPolicy, Caller, Peer};
+pub use access::{AdminPolicy, Caller, Peer, Principal};
 pub use error::ServiceError;
 pub use reply::{Delivery, Found, GetReply, Reply, Stored};
 
@@ -26,6 +26,7 @@ use crate::catalogue::select::Deliveries;
 use crate::catalogue::{Catalogue, CatalogueError};
 use crate::domain::{HistoryCursor, Tier};
 use crate::premium::Premium;
+use crate::premium::claims::Claims;
 use crate::protocol::{
     self, BalanceData, EntitleData, EntitleRequest, HistoryData, HistoryRequest, Location,
     ReloadData, Request, SearchRequest, StatusData, TopupData, TopupRequest,
@@ -153,6 +154,34 @@ impl Service {
         &self.store
     }
 
+    /// Verifies a signed claim (JWT) with this daemon's claims key.
+    pub fn verify_token(&self, token: &str) -> Result<Claims, ServiceError> {
+        self.premium.verify(token)
+    }
+
+    /// True when this daemon verifies signed claims (it was given a claims key).
+    pub fn verifies_tokens(&self) -> bool {
+        self.premium.verifies_tokens()
+    }
+
+    /// Where a generated image with this SHA-256 is stored on this host.
+    pub fn image_path(&self, sha256: &str) -> PathBuf {
+        self.premium.image_path(sha256)
+    }
+
+    /// Whether memesd can serve every request now: the store accepts changes and a
+    /// catalogue is loaded. The reason when it cannot.
+    pub async fn readiness(&self) -> Result<(), String> {
+        let stats = self.store.stats().await.map_err(|e| e.to_string())?;
+        if !stats.writable {
+            return Err("the ledger does not accept changes".into());
+        }
+        if self.catalogue.load().is_empty() {
+            return Err("no meme catalogue is loaded".into());
+        }
+        Ok(())
+    }
+
     /// Handles one request for `caller`: the reply, once any change it reports is durable.
     pub async fn call(&self, caller: &Caller, request: Request) -> Result<Reply, ServiceError> {
         self.submit(caller, request).await.settle().await
@@ -167,7 +196,7 @@ impl Service {
         }
         match request {
             Request::Get(get) => self.get(caller, get).await,
-            Request::Topup(topup) => self.topup(topup).await,
+            Request::Topup(topup) => self.topup(caller, topup).await,
             Request::Balance(balance) => self.balance(balance.user).await.into(),
             Request::Entitle(entitle) => self.entitle(entitle).await.into(),
             Request::History(history) => Answer::ready(self.history(history).await),
@@ -198,7 +227,7 @@ impl Service {
         }
     }
 
-    async fn topup(&self, request: TopupRequest) -> Answer {
+    async fn topup(&self, caller: &Caller, request: TopupRequest) -> Answer {
         let fingerprint = request.idempotency_key.as_ref().map(|_| {
             let canonical = TopupRequest {
                 idempotency_key: None,
@@ -226,10 +255,17 @@ impl Service {
                     reply: Box::new(move |balance| raw(&data(balance))),
                 }
             });
+        // The ledger records who made the change when the caller says more than the
+        // reason does (an admin key's name, a webhook).
+        let reason = match (request.reason.as_deref(), caller.actor()) {
+            (reason, None) => reason.map(str::to_string),
+            (Some(reason), Some(actor)) => Some(format!("{reason} (by {actor})")),
+            (None, Some(actor)) => Some(format!("by {actor}")),
+        };
         let change = TopupChange {
             user: &request.user,
             amount: request.amount,
-            reason: request.reason.as_deref(),
+            reason: reason.as_deref(),
             keyed,
         };
         match self.store.topup(change).await {

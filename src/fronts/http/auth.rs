@@ -1,0 +1,346 @@
+//! Who an HTTP request comes from: the `Authorization: Bearer …` credential, made into a
+//! [`Principal`] for the service.
+//!
+//! - An admin key (`--admin-keys FILE`: one `name sha256hex` line per key; the file holds
+//!   hashes, never keys). The presented key's SHA-256 is compared with every stored one in
+//!   constant time.
+//! - A user's signed token (JWT), when memesd has a claims key: its `sub` is the user, its
+//!   `tier` claim may make the request premium. Verified claims are cached, keyed by the
+//!   token's SHA-256 and never past the token's `exp`, so a client that repeats its token
+//!   pays a lookup, not a signature check.
+//! - Without a claims key (development mode): the bearer is the user id itself, as in the
+//!   original write-up. memesd refuses to do that on a non-loopback address unless told to.
+//!
+//! Payment webhooks sign instead ([`WebhookSecret`]): `Memes-Signature: t=<unix seconds>,
+//! v1=<hex HMAC-SHA256 of "t.body">`, as Stripe does, within five minutes of now.
+
+use crate::domain::ErrorCode;
+use crate::protocol::validate_user;
+use crate::service::{Principal, Service, ServiceError};
+use axum::http::{HeaderMap, header};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use subtle::ConstantTimeEq;
+
+/// Verified tokens remembered at once.
+const CLAIMS_CACHE: usize = 65_536;
+/// How far a webhook's timestamp may be from now.
+pub const WEBHOOK_TOLERANCE: Duration = Duration::from_secs(300);
+/// Admin keys start with this, so a leaked one is recognisable (and secret scanners can
+/// find it).
+pub const ADMIN_KEY_PREFIX: &str = "memes_admin_";
+
+/// One admin key, as the keys file holds it.
+struct AdminKey {
+    name: String,
+    sha256: [u8; 32],
+}
+
+/// What a cached token said, and until when.
+#[derive(Clone)]
+struct Verified {
+    user: String,
+    premium: bool,
+    /// Seconds since the epoch.
+    exp: u64,
+}
+
+/// Tells callers apart by their bearer credential.
+pub struct Credentials {
+    admin_keys: Vec<AdminKey>,
+    claims: quick_cache::sync::Cache<[u8; 32], Verified>,
+}
+
+/// Whether a token was found in the claims cache (for the metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    Hit,
+    Miss,
+}
+
+impl Credentials {
+    /// No admin keys.
+    pub fn new() -> Credentials {
+        Credentials {
+            admin_keys: Vec::new(),
+            claims: quick_cache::sync::Cache::new(CLAIMS_CACHE),
+        }
+    }
+
+    /// Reads an admin keys file: `name sha256hex` per line; blank lines and `#` comments
+    /// are skipped.
+    pub fn with_admin_keys(mut self, path: &Path) -> Result<Credentials, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        for (number, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad = |why: &str| format!("{}, line {}: {why}", path.display(), number + 1);
+            let (name, hash) = line
+                .split_once(char::is_whitespace)
+                .ok_or_else(|| bad("expected `name sha256hex`"))?;
+            let mut sha256 = [0u8; 32];
+            hex::decode_to_slice(hash.trim(), &mut sha256)
+                .map_err(|_| bad("the hash is not 64 hexadecimal digits"))?;
+            self.admin_keys.push(AdminKey {
+                name: name.to_string(),
+                sha256,
+            });
+        }
+        Ok(self)
+    }
+
+    /// The caller a request's headers name: `Anonymous` without a bearer, or an error for
+    /// a credential that does not verify.
+    pub fn principal(
+        &self,
+        service: &Service,
+        headers: &HeaderMap,
+    ) -> Result<(Principal, Option<CacheOutcome>), ServiceError> {
+        let Some(bearer) = bearer(headers)? else {
+            return Ok((Principal::Anonymous, None));
+        };
+        let digest: [u8; 32] = Sha256::digest(bearer.as_bytes()).into();
+        if let Some(key) = self.admin_key(&digest) {
+            return Ok((
+                Principal::Admin {
+                    name: key.name.clone(),
+                },
+                None,
+            ));
+        }
+        if !service.verifies_tokens() {
+            // Development mode: the bearer is the user id.
+            validate_user(bearer).map_err(|e| unauthorized(e.message))?;
+            return Ok((
+                Principal::User {
+                    id: bearer.to_string(),
+                    premium: false,
+                },
+                None,
+            ));
+        }
+        let now = unix_now();
+        if let Some(verified) = self.claims.get(&digest)
+            && verified.exp > now
+        {
+            return Ok((
+                Principal::User {
+                    id: verified.user,
+                    premium: verified.premium,
+                },
+                Some(CacheOutcome::Hit),
+            ));
+        }
+        let claims = service
+            .verify_token(bearer)
+            .map_err(|e| unauthorized(format!("the bearer token was refused: {}", e.message)))?;
+        validate_user(&claims.sub)
+            .map_err(|e| unauthorized(format!("the token's sub: {}", e.message)))?;
+        let premium = claims.is_premium();
+        let verified = Verified {
+            user: claims.sub.clone(),
+            premium,
+            exp: claims.exp,
+        };
+        self.claims.insert(digest, verified);
+        Ok((
+            Principal::User {
+                id: claims.sub,
+                premium,
+            },
+            Some(CacheOutcome::Miss),
+        ))
+    }
+
+    fn admin_key(&self, digest: &[u8; 32]) -> Option<&AdminKey> {
+        // Every stored key is compared, each in constant time, so the time taken tells
+        // nothing about which key or how much of one matched.
+        let mut found = None;
+        for key in &self.admin_keys {
+            if bool::from(key.sha256.ct_eq(digest)) {
+                found = Some(key);
+            }
+        }
+        found
+    }
+}
+
+impl Default for Credentials {
+    fn default() -> Self {
+        Credentials::new()
+    }
+}
+
+/// The bearer credential of a request, if it has an `Authorization` header.
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ServiceError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| unauthorized("the Authorization header is not text"))?;
+    let (scheme, credential) = value
+        .split_once(' ')
+        .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <credential>`"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(unauthorized(format!(
+            "only Bearer credentials are accepted, not {scheme:?}"
+        )));
+    }
+    let credential = credential.trim();
+    if credential.is_empty() {
+        return Err(unauthorized("the bearer credential is empty"));
+    }
+    Ok(Some(credential))
+}
+
+fn unauthorized(message: impl Into<String>) -> ServiceError {
+    ServiceError::new(ErrorCode::Unauthorized, message)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A fresh admin key and the keys-file line for it.
+pub fn new_admin_key(name: &str) -> (String, String) {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the kernel's random source works");
+    let key = format!("{ADMIN_KEY_PREFIX}{}", hex::encode(bytes));
+    let line = format!("{name} {}", hex::encode(Sha256::digest(key.as_bytes())));
+    (key, line)
+}
+
+/// The shared secret of payment webhooks.
+pub struct WebhookSecret(Vec<u8>);
+
+impl WebhookSecret {
+    /// Reads the secret from a file (its bytes, a trailing newline ignored).
+    pub fn from_file(path: &Path) -> Result<WebhookSecret, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let secret = bytes.strip_suffix(b"\n").unwrap_or(&bytes).to_vec();
+        if secret.len() < 16 {
+            return Err(format!(
+                "{}: a webhook secret must be at least 16 bytes",
+                path.display()
+            ));
+        }
+        Ok(WebhookSecret(secret))
+    }
+
+    /// Checks a `Memes-Signature` header against the body, at `now` (seconds since the
+    /// epoch).
+    pub fn verify(&self, header: Option<&str>, body: &[u8], now: u64) -> Result<(), ServiceError> {
+        let header = header.ok_or_else(|| unauthorized("the Memes-Signature header is missing"))?;
+        let mut timestamp = None;
+        let mut signatures = Vec::new();
+        for part in header.split(',') {
+            match part.trim().split_once('=') {
+                Some(("t", value)) => timestamp = value.parse::<u64>().ok(),
+                Some(("v1", value)) => signatures.push(value),
+                _ => {}
+            }
+        }
+        let timestamp = timestamp
+            .ok_or_else(|| unauthorized("the Memes-Signature header has no t=<unix seconds>"))?;
+        if now.abs_diff(timestamp) > WEBHOOK_TOLERANCE.as_secs() {
+            return Err(unauthorized(format!(
+                "the webhook's timestamp is more than {} seconds from now",
+                WEBHOOK_TOLERANCE.as_secs()
+            )));
+        }
+        let expected = self.sign(timestamp, body);
+        let good = signatures.iter().any(|given| {
+            hex::decode(given).is_ok_and(|given| bool::from(given.ct_eq(&expected[..])))
+        });
+        if !good {
+            return Err(unauthorized("the webhook's signature does not verify"));
+        }
+        Ok(())
+    }
+
+    /// HMAC-SHA256 of `"<timestamp>.<body>"`.
+    pub fn sign(&self, timestamp: u64, body: &[u8]) -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(timestamp.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        mac.finalize().into_bytes().into()
+    }
+}
+
+/// Seconds since the epoch now, for webhook checks.
+pub fn now_secs() -> u64 {
+    unix_now()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_admin_key_matches_its_line() {
+        let (key, line) = new_admin_key("ops");
+        assert!(key.starts_with(ADMIN_KEY_PREFIX));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        std::fs::write(&path, format!("# admins\n\n{line}\n")).unwrap();
+        let credentials = Credentials::new().with_admin_keys(&path).unwrap();
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        assert_eq!(credentials.admin_key(&digest).unwrap().name, "ops");
+        let other: [u8; 32] = Sha256::digest(b"memes_admin_guess").into();
+        assert!(credentials.admin_key(&other).is_none());
+        std::fs::write(&path, "ops nothex\n").unwrap();
+        let error = Credentials::new().with_admin_keys(&path).err().unwrap();
+        assert!(error.contains("line 1"), "{error}");
+    }
+
+    #[test]
+    fn bearers_are_read_strictly() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(bearer(&headers).unwrap(), None);
+        headers.insert(header::AUTHORIZATION, "Bearer abc".parse().unwrap());
+        assert_eq!(bearer(&headers).unwrap(), Some("abc"));
+        headers.insert(header::AUTHORIZATION, "bearer  abc ".parse().unwrap());
+        assert_eq!(bearer(&headers).unwrap(), Some("abc"));
+        for bad in ["Basic dTpw", "Bearer", "Bearer  ", "abc"] {
+            headers.insert(header::AUTHORIZATION, bad.parse().unwrap());
+            assert_eq!(
+                bearer(&headers).unwrap_err().code,
+                ErrorCode::Unauthorized,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn webhook_signatures_are_checked_with_a_tolerance() {
+        let secret = WebhookSecret(b"whsec_0123456789abcdef".to_vec());
+        let body = br#"{"id":"evt_1","user_id":"u","amount":5}"#;
+        let now = 1_800_000_000;
+        let signed =
+            |t: u64, body: &[u8]| format!("t={t},v1={}", hex::encode(secret.sign(t, body)));
+        assert!(secret.verify(Some(&signed(now, body)), body, now).is_ok());
+        assert!(
+            secret
+                .verify(Some(&signed(now - 299, body)), body, now)
+                .is_ok()
+        );
+        let stale = secret.verify(Some(&signed(now - 301, body)), body, now);
+        assert!(stale.unwrap_err().message.contains("timestamp"));
+        let tampered = secret.verify(Some(&signed(now, body)), b"{}", now);
+        assert!(tampered.unwrap_err().message.contains("does not verify"));
+        assert!(secret.verify(None, body, now).is_err());
+        assert!(secret.verify(Some("v1=00"), body, now).is_err());
+        // Several signatures (a secret being rolled over): one good one is enough.
+        let rolled = format!("t={now},v1=00ff,v1={}", hex::encode(secret.sign(now, body)));
+        assert!(secret.verify(Some(&rolled), body, now).is_ok());
+    }
+}

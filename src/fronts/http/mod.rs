@@ -1,0 +1,205 @@
+//! The HTTP front: the original web routes and the versioned API, over HTTP/1.1 (TLS is a
+//! reverse proxy's or load balancer's job).
+//!
+//! Handlers are thin ([`routes`]): parse, identify the caller ([`auth`]), call the service,
+//! map the result ([`problem`] for errors). Everything a client can make the daemon hold is
+//! bounded: headers (16 KiB, and 10 s to send them: slow clients are cut off), bodies
+//! (64 KiB), a whole request (30 s), connections at once (beyond the cap a connection gets a
+//! `503` and is closed). On shutdown the listener closes, requests in flight finish, idle
+//! keep-alive connections are closed, and [`serve`] returns.
+
+pub mod auth;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+
+use crate::domain::ErrorCode;
+use crate::service::Service;
+use auth::{Credentials, WebhookSecret};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower_http::timeout::TimeoutLayer;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest request head (request line and headers) accepted.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// Settings of the HTTP front.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Open connections at once; beyond it a new connection gets `503` and is closed.
+    pub max_connections: usize,
+    /// Time a client has to send a request's head.
+    pub header_timeout: Duration,
+    /// Time a whole request may take, body included, before it is answered `408`.
+    pub request_timeout: Duration,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_connections: 4096,
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct Http(Arc<HttpState>);
+
+pub struct HttpState {
+    pub service: Arc<Service>,
+    pub credentials: Credentials,
+    pub webhook: Option<WebhookSecret>,
+}
+
+impl Deref for Http {
+    type Target = HttpState;
+    fn deref(&self) -> &HttpState {
+        &self.0
+    }
+}
+
+impl Http {
+    pub fn new(state: HttpState) -> Http {
+        Http(Arc::new(state))
+    }
+}
+
+/// Every route.
+pub fn router(http: Http, limits: &HttpLimits) -> Router {
+    Router::new()
+        .route("/memes", get(routes::original_memes))
+        .route("/update-token-balance", post(routes::original_topup))
+        .route("/v1/memes", get(routes::get_memes).post(routes::post_memes))
+        .route("/v1/search", get(routes::search))
+        .route("/v1/users/{user}/balance", get(routes::balance))
+        .route("/v1/users/{user}/history", get(routes::history))
+        .route("/v1/users/{user}/topups", post(routes::topup))
+        .route("/v1/users/{user}/entitlement", put(routes::entitle))
+        .route("/v1/audit", post(routes::audit))
+        .route("/v1/reload", post(routes::reload))
+        .route("/v1/status", get(routes::status))
+        .route("/v1/images/{file}", get(routes::image))
+        .route("/v1/webhooks/topup", post(routes::webhook))
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .route("/openapi.json", get(openapi::document))
+        .fallback(routes::no_route)
+        .with_state(http)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+}
+
+/// Serves `listener` until `shutdown` resolves, then lets requests in flight finish.
+pub async fn serve(
+    router: Router,
+    listener: TcpListener,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut connection = hyper::server::conn::http1::Builder::new();
+    connection
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Usually out of file descriptors: back off instead of spinning.
+                tracing::warn!("accepting an HTTP connection failed: {error}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tokio::spawn(refuse_busy(stream, limits.max_connections));
+            continue;
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let served = graceful.watch(connection.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(error) = served.await {
+                tracing::debug!("HTTP connection ended: {error}");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tracing::info!("HTTP: no new connections; finishing requests in flight");
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "some HTTP connections were still busy after {:?}; closing them",
+            limits.shutdown_grace
+        );
+    }
+}
+
+/// Tells a client over the connection cap to come back later, and hangs up.
+async fn refuse_busy(mut stream: tokio::net::TcpStream, max_connections: usize) {
+    let problem = problem::ProblemDetails {
+        kind: "about:blank",
+        title: "Service Unavailable".into(),
+        status: 503,
+        detail: format!("memesd is at its limit of {max_connections} connections; try again later"),
+        code: ErrorCode::Busy,
+        retry_after: Some(1),
+    };
+    let body = serde_json::to_string(&problem).expect("problem serialises");
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: {}\r\nretry-after: 1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        problem::PROBLEM_JSON,
+        body.len()
+    );
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        stream.write_all(response.as_bytes()),
+    )
+    .await;
+}
+
+/// The counters the HTTP front feeds (the claims cache's hits and misses).
+pub mod metrics {
+    use super::auth::CacheOutcome;
+
+    pub fn claims_cache(outcome: CacheOutcome) {
+        let result = match outcome {
+            CacheOutcome::Hit => "hit",
+            CacheOutcome::Miss => "miss",
+        };
+        ::metrics::counter!("memes_claims_cache_total", "result" => result).increment(1);
+    }
+}

@@ -1,0 +1,84 @@
+//! The OpenAPI 3.1 document of the HTTP API, generated from the handlers' annotations and
+//! the protocol's own types, so it cannot drift from what is served (`GET /openapi.json`).
+
+use super::problem::ProblemDetails;
+use super::routes;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use std::sync::LazyLock;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "memes",
+        description = "Memes as a service: a meme per request, charged in tokens from a durable ledger. \
+            Errors are RFC 9457 problem details carrying the protocol's `code`."
+    ),
+    paths(
+        routes::original_memes,
+        routes::original_topup,
+        routes::get_memes,
+        routes::post_memes,
+        routes::search,
+        routes::balance,
+        routes::history,
+        routes::topup,
+        routes::entitle,
+        routes::audit,
+        routes::reload,
+        routes::status,
+        routes::webhook,
+        routes::image,
+        routes::healthz,
+        routes::readyz,
+    ),
+    components(schemas(ProblemDetails)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "original", description = "The routes of the first write-up"),
+        (name = "memes", description = "Getting memes"),
+        (name = "users", description = "A user's balance and history (their own; admin keys: anyone's)"),
+        (name = "admin", description = "Changes for admin keys and payment webhooks"),
+        (name = "service", description = "Health and status"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Declares the bearer scheme the routes' `security` refers to.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A user's JWT (or, in development mode, the user id), or an admin key",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document, serialised once.
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc.to_pretty_json().expect("the document serialises")
+});
+
+/// `GET /openapi.json`.
+pub async fn document() -> Response {
+    let mut response = DOCUMENT.as_str().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

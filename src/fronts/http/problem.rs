@@ -1,0 +1,150 @@
+//! Errors over HTTP: RFC 9457 problem details (`application/problem+json`) carrying the
+//! protocol's `code`, with the status from one table ([`status_of`]). A 401 says how to
+//! authenticate (`WWW-Authenticate: Bearer`); a 429 or 503 says when to come back
+//! (`Retry-After`).
+
+use crate::domain::ErrorCode;
+use crate::service::ServiceError;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use std::time::Duration;
+
+/// The media type of problem details.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// How long a client is told to wait when the service names no time.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The HTTP status of each outcome code.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::BadRequest | ErrorCode::InvalidArgument | ErrorCode::UnknownOp => {
+            StatusCode::BAD_REQUEST
+        }
+        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorCode::InsufficientTokens => StatusCode::PAYMENT_REQUIRED,
+        ErrorCode::NotAllowed => StatusCode::FORBIDDEN,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::IdempotencyConflict => StatusCode::CONFLICT,
+        ErrorCode::LineTooLong | ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Busy | ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// A problem details document.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProblemDetails {
+    /// A URI naming the kind of problem (`about:blank`: the status says it).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The status's reason phrase.
+    pub title: String,
+    pub status: u16,
+    /// What went wrong, for people.
+    pub detail: String,
+    /// The protocol's error code, for programs.
+    #[schema(value_type = String, example = "insufficient_tokens")]
+    pub code: ErrorCode,
+    /// Seconds to wait before trying again, when known (also in `Retry-After`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+}
+
+/// A refused or failed request, as an HTTP response.
+#[derive(Debug)]
+pub struct Problem(pub ServiceError);
+
+impl From<ServiceError> for Problem {
+    fn from(error: ServiceError) -> Problem {
+        Problem(error)
+    }
+}
+
+impl Problem {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Problem {
+        Problem(ServiceError::new(code, message))
+    }
+
+    /// When to try again, for the statuses that say it.
+    fn retry_after(&self) -> Option<u64> {
+        let status = status_of(self.0.code);
+        let waits =
+            status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE;
+        waits.then(|| {
+            let after = self.0.retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
+            after.as_secs() + u64::from(after.subsec_nanos() > 0)
+        })
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = status_of(self.0.code);
+        let retry_after = self.retry_after();
+        let body = ProblemDetails {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            status: status.as_u16(),
+            detail: self.0.message,
+            code: self.0.code,
+            retry_after,
+        };
+        let json = serde_json::to_vec(&body).expect("problem serialises");
+        let mut response = (status, json).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer realm="memes""#),
+            );
+        }
+        if let Some(seconds) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_its_status() {
+        let table = [
+            (ErrorCode::BadRequest, 400),
+            (ErrorCode::InvalidArgument, 400),
+            (ErrorCode::Unauthorized, 401),
+            (ErrorCode::InsufficientTokens, 402),
+            (ErrorCode::NotAllowed, 403),
+            (ErrorCode::NotFound, 404),
+            (ErrorCode::IdempotencyConflict, 409),
+            (ErrorCode::PayloadTooLarge, 413),
+            (ErrorCode::RateLimited, 429),
+            (ErrorCode::Internal, 500),
+            (ErrorCode::Busy, 503),
+            (ErrorCode::Unavailable, 503),
+        ];
+        for (code, status) in table {
+            assert_eq!(status_of(code).as_u16(), status, "{code}");
+        }
+    }
+
+    #[test]
+    fn waits_are_rounded_up_to_whole_seconds() {
+        let limited = Problem(
+            ServiceError::new(ErrorCode::RateLimited, "slow down")
+                .retry_after(Duration::from_millis(1200)),
+        );
+        assert_eq!(limited.retry_after(), Some(2));
+        assert_eq!(
+            Problem::new(ErrorCode::Unavailable, "disk").retry_after(),
+            Some(1)
+        );
+        assert_eq!(Problem::new(ErrorCode::NotFound, "no").retry_after(), None);
+    }
+}

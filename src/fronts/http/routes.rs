@@ -1,0 +1,746 @@
+//! The HTTP routes. Each handler parses its request, builds the caller from the credential,
+//! calls the service, and maps the result to a status and a body: no rule of the money is
+//! decided here. Success bodies are the protocol's `data` objects, serialised once by the
+//! service's [`Reply`]; errors are problem details ([`super::problem`]).
+//!
+//! The original web routes keep the shapes the first write-up gave them: `GET /memes`
+//! answers the meme's own fields plus `charged`, `balance` and `location`, and
+//! `POST /update-token-balance` answers `{"success", "message", "user_id", "new_balance"}`.
+
+use super::Http;
+use super::auth;
+use super::problem::{Problem, ProblemDetails};
+#[allow(unused_imports, reason = "named in the OpenAPI annotations")]
+use crate::domain::AuditReport;
+use crate::domain::{ErrorCode, Tier};
+use crate::protocol::{
+    AuditRequest, BalanceRequest, EntitleRequest, GetData, GetRequest, HistoryRequest, Location,
+    MemeView, ReloadRequest, Request, SearchRequest, StatusRequest, TopupData, TopupRequest,
+};
+#[allow(unused_imports, reason = "named in the OpenAPI annotations")]
+use crate::protocol::{BalanceData, EntitleData, HistoryData, ReloadData, SearchData, StatusData};
+use crate::service::{Caller, GetReply, Principal, Reply, ServiceError};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The idempotency key of a request that changes money.
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+/// Set on a reply replayed for an idempotency key (Stripe's header).
+const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+/// A payment webhook's signature.
+const SIGNATURE: HeaderName = HeaderName::from_static("memes-signature");
+
+/// `GET /memes`'s query, as the first write-up gives it.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MemesQuery {
+    /// Latitude, decimal degrees.
+    lat: Option<f64>,
+    /// Longitude, decimal degrees (`lon` is accepted too).
+    #[serde(alias = "lon")]
+    long: Option<f64>,
+    /// What the meme should be about.
+    query: Option<String>,
+    /// Deliver this many distinct memes, 1 to 10 (`/v1/memes` only).
+    count: Option<u32>,
+    /// Allow memes flagged not safe for work (`/v1/memes` only).
+    nsfw: Option<bool>,
+    /// The user to charge (admin keys only; a user's own token names the user).
+    user: Option<String>,
+}
+
+/// `POST /v1/memes`'s body: everything a `get` takes.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemesBody {
+    /// The user to charge (admin keys only; a user's own token names the user).
+    user: Option<String>,
+    lat: Option<f64>,
+    #[serde(alias = "lon")]
+    long: Option<f64>,
+    query: Option<String>,
+    count: Option<u32>,
+    #[serde(default)]
+    nsfw: bool,
+    /// Render a new meme image (premium users only).
+    #[serde(default)]
+    generate: bool,
+    /// With `generate`: also return the PNG, base64.
+    #[serde(default)]
+    inline: bool,
+    /// Makes a retry safe (the `Idempotency-Key` header does the same).
+    idempotency_key: Option<String>,
+}
+
+/// The meme as `GET /memes` answers it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OriginalMeme {
+    pub id: String,
+    pub title: String,
+    /// Where the image lives (https URL).
+    pub image: String,
+    /// A page about the meme.
+    pub source: String,
+    /// Tokens charged.
+    pub charged: u64,
+    /// Balance after the charge.
+    pub balance: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
+}
+
+/// `POST /update-token-balance`'s body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct BalanceUpdate {
+    pub user_id: String,
+    /// Tokens to add; negative deducts (never below zero).
+    pub amount: i64,
+}
+
+/// `POST /update-token-balance`'s answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BalanceUpdated {
+    pub success: bool,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_balance: Option<u64>,
+}
+
+/// `POST /v1/users/{user}/topups`'s body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TopupBody {
+    /// Tokens to add; negative deducts (never below zero).
+    pub amount: i64,
+    /// Kept with the ledger entry (the admin key's name is added to it).
+    pub reason: Option<String>,
+}
+
+/// `PUT /v1/users/{user}/entitlement`'s body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EntitlementBody {
+    pub tier: Tier,
+    /// When it ends (RFC 3339), if it does.
+    pub until: Option<String>,
+}
+
+/// `GET /v1/users/{user}/history`'s query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Entries per page, 1 to 10,000.
+    limit: Option<u64>,
+    /// A page's `next`, for the page before it.
+    before: Option<String>,
+}
+
+/// `GET /v1/search`'s query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// The query (typos forgiven).
+    q: String,
+    /// Results, 1 to 100.
+    limit: Option<u32>,
+    nsfw: Option<bool>,
+}
+
+/// A payment provider's top-up event.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct WebhookEvent {
+    /// The event's id: its retries carry the same one, so it tops up once.
+    pub id: String,
+    pub user_id: String,
+    pub amount: i64,
+    pub reason: Option<String>,
+}
+
+/// `GET /readyz`'s answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    pub ready: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Http {
+    /// The caller of a request, from its credential.
+    fn caller(&self, headers: &HeaderMap) -> Result<Caller, Problem> {
+        let (principal, cached) = self.credentials.principal(&self.service, headers)?;
+        if let Some(outcome) = cached {
+            super::metrics::claims_cache(outcome);
+        }
+        Ok(Caller::Remote(principal))
+    }
+
+    /// Calls the service and answers with the reply's data.
+    async fn answer(&self, caller: &Caller, request: Request) -> Result<Response, Problem> {
+        let reply = self.service.call(caller, request).await?;
+        Ok(data_response(&reply))
+    }
+}
+
+/// The user a request is for: a user's own id (or, if the request names one, that one,
+/// which the service then checks); an admin key must name one.
+fn subject(caller: &Caller, named: Option<String>) -> Result<String, Problem> {
+    match (caller, named) {
+        (_, Some(user)) => Ok(user),
+        (Caller::Remote(Principal::User { id, .. }), None) => Ok(id.clone()),
+        (Caller::Remote(Principal::Anonymous), None) => Err(Problem::new(
+            ErrorCode::Unauthorized,
+            "this needs a bearer credential: a token for the user (or, in development mode, the user id)",
+        )),
+        (_, None) => Err(Problem::new(
+            ErrorCode::InvalidArgument,
+            "say which user: an admin key has no user of its own",
+        )),
+    }
+}
+
+/// The `Idempotency-Key` header, if any; it must agree with a key in the body.
+fn idempotency_key(
+    headers: &HeaderMap,
+    in_body: Option<String>,
+) -> Result<Option<String>, Problem> {
+    let header = match headers.get(IDEMPOTENCY_KEY) {
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| {
+                    Problem::new(
+                        ErrorCode::InvalidArgument,
+                        "the Idempotency-Key header is not text",
+                    )
+                })?
+                .to_string(),
+        ),
+        None => None,
+    };
+    match (header, in_body) {
+        (Some(header), Some(body)) if header != body => Err(Problem::new(
+            ErrorCode::InvalidArgument,
+            "the Idempotency-Key header and the body's idempotency_key differ",
+        )),
+        (header, body) => Ok(header.or(body)),
+    }
+}
+
+/// A request body as JSON of type `T`.
+fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, Problem> {
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "request bodies are limited to {} bytes",
+                    super::MAX_BODY_BYTES
+                ),
+            )
+        } else {
+            Problem::new(
+                ErrorCode::BadRequest,
+                format!("reading the body: {rejection}"),
+            )
+        }
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Problem::new(
+            ErrorCode::BadRequest,
+            format!("the body is not the JSON expected: {e}"),
+        )
+    })
+}
+
+fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, Problem> {
+    query.map(|Query(query)| query).map_err(|e| {
+        Problem::new(
+            ErrorCode::BadRequest,
+            format!("the query string: {}", e.body_text()),
+        )
+    })
+}
+
+/// A JSON response with the reply's data.
+fn data_response(reply: &Reply) -> Response {
+    let body = serde_json::to_vec(reply).expect("reply data serialises");
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if is_replayed(reply) {
+        headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    response
+}
+
+fn is_replayed(reply: &Reply) -> bool {
+    matches!(
+        reply,
+        Reply::Get(GetReply::Replayed(_)) | Reply::Topup(crate::service::Stored::Replayed(_))
+    )
+}
+
+/// Charges are never cached.
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    let mut response = (status, serde_json::to_vec(body).expect("serialises")).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// `GET /memes`: a meme for the bearer's user, charged (the original route).
+#[utoipa::path(get, path = "/memes", tag = "original",
+    params(MemesQuery, ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
+    responses((status = 200, description = "The meme, charged", body = OriginalMeme), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn original_memes(
+    State(http): State<Http>,
+    headers: HeaderMap,
+    params: Result<Query<MemesQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    let params = query(params)?;
+    let caller = http.caller(&headers)?;
+    let request = GetRequest {
+        user: subject(&caller, params.user)?,
+        lat: params.lat,
+        long: params.long,
+        query: params.query,
+        idempotency_key: idempotency_key(&headers, None)?,
+        ..GetRequest::default()
+    };
+    let reply = http.service.call(&caller, Request::Get(request)).await?;
+    let Reply::Get(get) = &reply else {
+        return Err(Problem::new(
+            ErrorCode::Internal,
+            "a get answered something else",
+        ));
+    };
+    let data: GetData<MemeView> = get
+        .to_data()
+        .map_err(|e| Problem::new(ErrorCode::Internal, format!("reading the reply: {e}")))?;
+    let meme = data
+        .meme
+        .ok_or_else(|| Problem::new(ErrorCode::Internal, "a get delivered no meme"))?;
+    let body = OriginalMeme {
+        id: meme.id,
+        title: meme.title,
+        image: meme.image,
+        source: meme.source,
+        charged: data.charged,
+        balance: data.balance,
+        location: data.location,
+        replayed: data.replayed,
+    };
+    let mut response = json_response(StatusCode::OK, &body);
+    if data.replayed {
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(no_store(response))
+}
+
+/// `POST /update-token-balance`: an admin's top-up or deduction (the original route).
+#[utoipa::path(post, path = "/update-token-balance", tag = "original",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
+    request_body = BalanceUpdate,
+    responses((status = 200, description = "Updated", body = BalanceUpdated),
+        (status = "4XX", description = "Refused", body = BalanceUpdated),
+        (status = "5XX", description = "Failed", body = BalanceUpdated)),
+    security(("bearer" = [])))]
+pub async fn original_topup(
+    State(http): State<Http>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let refused = |problem: Problem| {
+        let status = super::problem::status_of(problem.0.code);
+        let body = BalanceUpdated {
+            success: false,
+            message: problem.0.message,
+            user_id: None,
+            new_balance: None,
+        };
+        let mut response = json_response(status, &body);
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer realm="memes""#),
+            );
+        }
+        response
+    };
+    let outcome = async {
+        let update: BalanceUpdate = json_body(body)?;
+        let caller = http.caller(&headers)?;
+        let request = TopupRequest {
+            user: update.user_id,
+            amount: update.amount,
+            idempotency_key: idempotency_key(&headers, None)?,
+            reason: None,
+        };
+        let reply = http.service.call(&caller, Request::Topup(request)).await?;
+        let data: TopupData =
+            serde_json::from_value(serde_json::to_value(&reply).expect("reply serialises"))
+                .map_err(|e| {
+                    Problem::new(ErrorCode::Internal, format!("reading the reply: {e}"))
+                })?;
+        Ok::<_, Problem>(data)
+    };
+    match outcome.await {
+        Ok(data) => json_response(
+            StatusCode::OK,
+            &BalanceUpdated {
+                success: true,
+                message: "Token balance updated successfully".into(),
+                user_id: Some(data.user_id),
+                new_balance: Some(data.new_balance),
+            },
+        ),
+        Err(problem) => refused(problem),
+    }
+}
+
+/// `GET /v1/memes`.
+#[utoipa::path(get, path = "/v1/memes", tag = "memes",
+    params(MemesQuery, ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
+    responses((status = 200, description = "Delivered and charged", body = GetData<MemeView>), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn get_memes(
+    State(http): State<Http>,
+    headers: HeaderMap,
+    params: Result<Query<MemesQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    let params = query(params)?;
+    let caller = http.caller(&headers)?;
+    let request = GetRequest {
+        user: subject(&caller, params.user)?,
+        lat: params.lat,
+        long: params.long,
+        query: params.query,
+        count: params.count,
+        nsfw: params.nsfw.unwrap_or(false),
+        idempotency_key: idempotency_key(&headers, None)?,
+        ..GetRequest::default()
+    };
+    Ok(no_store(http.answer(&caller, Request::Get(request)).await?))
+}
+
+/// `POST /v1/memes`.
+#[utoipa::path(post, path = "/v1/memes", tag = "memes",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
+    request_body = MemesBody,
+    responses((status = 200, description = "Delivered and charged", body = GetData<MemeView>), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn post_memes(
+    State(http): State<Http>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let body: MemesBody = json_body(body)?;
+    let caller = http.caller(&headers)?;
+    let request = GetRequest {
+        user: subject(&caller, body.user)?,
+        lat: body.lat,
+        long: body.long,
+        query: body.query,
+        count: body.count,
+        nsfw: body.nsfw,
+        generate: body.generate,
+        inline: body.inline,
+        token: None,
+        idempotency_key: idempotency_key(&headers, body.idempotency_key)?,
+    };
+    Ok(no_store(http.answer(&caller, Request::Get(request)).await?))
+}
+
+/// `GET /v1/search`.
+#[utoipa::path(get, path = "/v1/search", tag = "memes", params(SearchQuery),
+    responses((status = 200, description = "Ranked matches, free", body = SearchData<MemeView>), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")))]
+pub async fn search(
+    State(http): State<Http>,
+    headers: HeaderMap,
+    params: Result<Query<SearchQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    let params = query(params)?;
+    let caller = http.caller(&headers)?;
+    let request = SearchRequest {
+        query: params.q,
+        limit: params.limit,
+        nsfw: params.nsfw.unwrap_or(false),
+    };
+    http.answer(&caller, Request::Search(request)).await
+}
+
+/// `GET /v1/users/{user}/balance`.
+#[utoipa::path(get, path = "/v1/users/{user}/balance", tag = "users",
+    params(("user" = String, Path, description = "The user id")),
+    responses((status = 200, description = "Balance and tier", body = BalanceData), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn balance(
+    State(http): State<Http>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+) -> Result<Response, Problem> {
+    let caller = http.caller(&headers)?;
+    let request = BalanceRequest {
+        user: subject(&caller, Some(user))?,
+    };
+    http.answer(&caller, Request::Balance(request)).await
+}
+
+/// `GET /v1/users/{user}/history`.
+#[utoipa::path(get, path = "/v1/users/{user}/history", tag = "users",
+    params(("user" = String, Path, description = "The user id"), HistoryQuery),
+    responses((status = 200, description = "A page of ledger entries, oldest first", body = HistoryData), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn history(
+    State(http): State<Http>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+    params: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    let params = query(params)?;
+    let caller = http.caller(&headers)?;
+    let request = HistoryRequest {
+        user: subject(&caller, Some(user))?,
+        limit: params.limit,
+        before: params.before,
+    };
+    http.answer(&caller, Request::History(request)).await
+}
+
+/// `POST /v1/users/{user}/topups` (admin keys).
+#[utoipa::path(post, path = "/v1/users/{user}/topups", tag = "admin",
+    params(("user" = String, Path, description = "The user id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
+    request_body = TopupBody,
+    responses((status = 200, description = "Topped up or deducted", body = TopupData), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn topup(
+    State(http): State<Http>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let body: TopupBody = json_body(body)?;
+    let caller = http.caller(&headers)?;
+    let request = TopupRequest {
+        user,
+        amount: body.amount,
+        idempotency_key: idempotency_key(&headers, None)?,
+        reason: body.reason,
+    };
+    http.answer(&caller, Request::Topup(request)).await
+}
+
+/// `PUT /v1/users/{user}/entitlement` (admin keys).
+#[utoipa::path(put, path = "/v1/users/{user}/entitlement", tag = "admin",
+    params(("user" = String, Path, description = "The user id")),
+    request_body = EntitlementBody,
+    responses((status = 200, description = "The tier set", body = EntitleData), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn entitle(
+    State(http): State<Http>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let body: EntitlementBody = json_body(body)?;
+    let caller = http.caller(&headers)?;
+    let request = EntitleRequest {
+        user,
+        tier: body.tier,
+        until: body.until,
+    };
+    http.answer(&caller, Request::Entitle(request)).await
+}
+
+/// `POST /v1/audit` (admin keys).
+#[utoipa::path(post, path = "/v1/audit", tag = "admin",
+    responses((status = 200, description = "The ledger checked", body = AuditReport), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn audit(State(http): State<Http>, headers: HeaderMap) -> Result<Response, Problem> {
+    let caller = http.caller(&headers)?;
+    http.answer(&caller, Request::Audit(AuditRequest {})).await
+}
+
+/// `POST /v1/reload` (admin keys).
+#[utoipa::path(post, path = "/v1/reload", tag = "admin",
+    responses((status = 200, description = "The catalogue reloaded", body = ReloadData), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn reload(State(http): State<Http>, headers: HeaderMap) -> Result<Response, Problem> {
+    let caller = http.caller(&headers)?;
+    http.answer(&caller, Request::Reload(ReloadRequest {}))
+        .await
+}
+
+/// `GET /v1/status`.
+#[utoipa::path(get, path = "/v1/status", tag = "service",
+    responses((status = 200, description = "Version, uptime, counts", body = StatusData), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")))]
+pub async fn status(State(http): State<Http>, headers: HeaderMap) -> Result<Response, Problem> {
+    let caller = http.caller(&headers)?;
+    http.answer(&caller, Request::Status(StatusRequest {}))
+        .await
+}
+
+/// `POST /v1/webhooks/topup`: a payment provider's signed top-up; its event id is the
+/// idempotency key, so its retries top up once.
+#[utoipa::path(post, path = "/v1/webhooks/topup", tag = "admin",
+    params(("Memes-Signature" = String, Header, description = "t=<unix seconds>,v1=<hex HMAC-SHA256 of \"t.body\">")),
+    request_body = WebhookEvent,
+    responses((status = 200, description = "Topped up (once per event id)", body = TopupData), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")))]
+pub async fn webhook(
+    State(http): State<Http>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let Some(secret) = &http.webhook else {
+        return Err(Problem::new(
+            ErrorCode::NotFound,
+            "payment webhooks are off (memesd was started without --webhook-secret)",
+        ));
+    };
+    let bytes =
+        body.map_err(|e| Problem::new(ErrorCode::BadRequest, format!("reading the body: {e}")))?;
+    let signature = headers.get(SIGNATURE).and_then(|v| v.to_str().ok());
+    secret.verify(signature, &bytes, auth::now_secs())?;
+    let event: WebhookEvent = json_body(Ok(bytes))?;
+    let request = TopupRequest {
+        user: event.user_id,
+        amount: event.amount,
+        reason: Some(
+            event
+                .reason
+                .unwrap_or_else(|| format!("webhook {}", event.id)),
+        ),
+        idempotency_key: Some(event.id),
+    };
+    http.answer(&Caller::Remote(Principal::Webhook), Request::Topup(request))
+        .await
+}
+
+/// `GET /v1/images/{sha256}.png`: a generated image, named by its content, so it never
+/// changes: cached for a year, revalidated by its ETag.
+#[utoipa::path(get, path = "/v1/images/{file}", tag = "memes",
+    params(("file" = String, Path, description = "`<sha256>.png`"),
+        ("If-None-Match" = Option<String>, Header, description = "The ETag you have")),
+    responses((status = 200, description = "The PNG", content_type = "image/png", body = Vec<u8>),
+        (status = 304, description = "Not modified"), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")))]
+pub async fn image(
+    State(http): State<Http>,
+    headers: HeaderMap,
+    Path(file): Path<String>,
+) -> Result<Response, Problem> {
+    let not_found = || Problem::new(ErrorCode::NotFound, format!("no image {file:?}"));
+    let sha256 = file
+        .strip_suffix(".png")
+        .filter(|sha| {
+            sha.len() == 64
+                && sha
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        })
+        .ok_or_else(not_found)?;
+    let etag = format!("\"{sha256}\"");
+    let cached = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| {
+            tags.split(',')
+                .any(|tag| tag.trim() == etag || tag.trim() == "*")
+        });
+    let path = http.service.image_path(sha256);
+    let immutable = HeaderValue::from_static("public, max-age=31536000, immutable");
+    if cached && tokio::fs::try_exists(&path).await.unwrap_or(false) {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex"));
+        headers.insert(header::CACHE_CONTROL, immutable);
+        return Ok(response);
+    }
+    let png = match tokio::fs::read(&path).await {
+        Ok(png) => png,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
+        Err(error) => {
+            return Err(Problem(ServiceError::internal(format!(
+                "reading the image: {error}"
+            ))));
+        }
+    };
+    let mut response = (StatusCode::OK, png).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
+    headers.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex"));
+    headers.insert(header::CACHE_CONTROL, immutable);
+    Ok(response)
+}
+
+/// `GET /healthz`: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "service",
+    responses((status = 200, description = "The process answers", body = Object)))]
+pub async fn healthz() -> Response {
+    json_response(StatusCode::OK, &serde_json::json!({"alive": true}))
+}
+
+/// `GET /readyz`: the store accepts changes and a catalogue is loaded.
+#[utoipa::path(get, path = "/readyz", tag = "service",
+    responses((status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready", body = Readiness)))]
+pub async fn readyz(State(http): State<Http>) -> Response {
+    match http.service.readiness().await {
+        Ok(()) => json_response(
+            StatusCode::OK,
+            &Readiness {
+                ready: true,
+                reason: None,
+            },
+        ),
+        Err(reason) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &Readiness {
+                ready: false,
+                reason: Some(reason),
+            },
+        ),
+    }
+}
+
+/// Anything else.
+pub async fn no_route() -> Problem {
+    Problem::new(ErrorCode::NotFound, "no such route; see /openapi.json")
+}
