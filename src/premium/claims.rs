@@ -21,7 +21,9 @@ pub struct Claims {
     /// `"premium"` makes the request premium.
     #[serde(default)]
     pub tier: Option<String>,
-    /// Expiry, seconds since the Unix epoch (required).
+    /// Expiry, seconds since the Unix epoch. Required: verification refuses a token
+    /// without it (and says so) before this default could matter.
+    #[serde(default)]
     pub exp: u64,
 }
 
