@@ -11,3 +11,4 @@ mod lifecycle;
 mod money;
 mod premium;
 mod protocol;
+mod release;
