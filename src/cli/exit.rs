@@ -21,6 +21,9 @@ pub enum Exit {
     Conflict = 7,
     /// Try again later: rate limited, daemon busy, ledger unavailable.
     TryLater = 8,
+    /// Degraded: memesd answers but cannot serve changes (`status` found the ledger not
+    /// writable, e.g. a full disk). Reads still work.
+    Degraded = 9,
 }
 
 /// The exit-code table shown at the end of `memes --help`.
@@ -34,7 +37,8 @@ Exit codes:
   5  not found (unknown user; no meme matches the query)
   6  not allowed (admin-only operation, premium-only feature, rejected token)
   7  conflict (idempotency key reused with different parameters)
-  8  try again later (rate_limited, busy, unavailable)";
+  8  try again later (rate_limited, busy, unavailable)
+  9  degraded: memesd answers but cannot serve changes (`status`: ledger not writable)";
 
 impl From<ErrorCode> for Exit {
     fn from(code: ErrorCode) -> Exit {

@@ -32,6 +32,16 @@ pub fn print_failure(failure: &Failure, color: bool) {
     }
 }
 
+/// `memes: warning: …` on stderr.
+pub fn warn(message: &str, color: bool) {
+    let (yellow, bold, reset) = if color {
+        ("\x1b[33m", "\x1b[1m", "\x1b[0m")
+    } else {
+        ("", "", "")
+    };
+    eprintln!("memes: {bold}{yellow}warning:{reset} {message}");
+}
+
 /// A table in the house style.
 pub fn table() -> Table {
     let mut table = Table::new();

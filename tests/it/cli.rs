@@ -221,3 +221,21 @@ fn bench_runs_end_to_end_with_zero_errors() {
         human.stdout
     );
 }
+
+#[test]
+fn status_exits_9_while_the_ledger_is_not_writable() {
+    let Some((daemon, _mount)) = crate::mounts::daemon_on_a_full_disk(&[]) else {
+        return;
+    };
+    let human = daemon.memes(&["status"]);
+    assert_eq!(human.code, 9, "{}\n{}", human.stdout, human.stderr);
+    assert!(human.stdout.contains("NOT writable"), "{}", human.stdout);
+    assert!(human.stderr.contains("not writable"), "{}", human.stderr);
+    let json = daemon.memes(&["--json", "status"]);
+    assert_eq!(json.code, 9, "{}", json.stderr);
+    let data = json.json();
+    assert_eq!(data["writable"], false, "{data}");
+    assert_eq!(data["accounts"], 1, "{data}");
+    let help = run_memes(None, &["--help"], &[]);
+    assert!(help.stdout.contains("9  degraded"), "{}", help.stdout);
+}

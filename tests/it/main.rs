@@ -9,6 +9,7 @@ mod hostile;
 mod ledger;
 mod lifecycle;
 mod money;
+mod mounts;
 mod premium;
 mod protocol;
 mod release;
