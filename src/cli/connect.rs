@@ -1,7 +1,8 @@
 //! Finding memesd. With an explicit socket (`--socket` or `MEMES_SOCKET`) the CLI only
 //! connects: an absent daemon is exit 3. On the default socket, the first run just works:
 //! if nothing answers, the CLI starts `memesd` in the background with the default paths, says
-//! so on stderr, and waits until it answers (unless `MEMES_NO_AUTOSTART=1`).
+//! so on stderr, and waits until it answers (unless `MEMES_NO_AUTOSTART` says yes: 1, true,
+//! yes or on; 0, false, no, off or empty leave it on; anything else is refused).
 
 use super::Failure;
 use super::exit::Exit;
@@ -21,6 +22,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Connects to memesd at `explicit`, or at the default socket (starting a daemon if needed).
 pub fn connect(explicit: Option<&Path>) -> Result<Client, Failure> {
+    // Checked on every connection, so that a typo is noticed before it matters.
+    let no_autostart = autostart_disabled()?;
     if let Some(path) = explicit {
         return Ok(Client::connect(path)?);
     }
@@ -28,12 +31,40 @@ pub fn connect(explicit: Option<&Path>) -> Result<Client, Failure> {
     match Client::connect(&path) {
         Ok(client) => Ok(client),
         Err(error @ ClientError::Unreachable { .. }) => {
-            if std::env::var(NO_AUTOSTART_ENV).is_ok_and(|v| v == "1") {
+            if no_autostart {
                 return Err(error.into());
             }
             start_daemon(&path)
         }
         Err(error) => Err(error.into()),
+    }
+}
+
+/// Whether `MEMES_NO_AUTOSTART` turns the autostart off. Unset or empty: no.
+fn autostart_disabled() -> Result<bool, Failure> {
+    let value = match std::env::var(NO_AUTOSTART_ENV) {
+        Err(std::env::VarError::NotPresent) => return Ok(false),
+        Err(std::env::VarError::NotUnicode(value)) => value.to_string_lossy().into_owned(),
+        Ok(value) if value.is_empty() => return Ok(false),
+        Ok(value) => value,
+    };
+    parse_switch(&value).ok_or_else(|| {
+        Failure::new(
+            Exit::Invalid,
+            format!("{NO_AUTOSTART_ENV}={value:?} is neither yes nor no"),
+        )
+        .with_hint(format!(
+            "set {NO_AUTOSTART_ENV} to 1, true, yes or on to turn the autostart off; 0, false, no or off to leave it on"
+        ))
+    })
+}
+
+/// A yes/no word as environment variables spell them, in any case.
+fn parse_switch(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
     }
 }
 
@@ -115,4 +146,22 @@ fn log_tail(path: &Path, from: u64) -> io::Result<String> {
     file.take(64 * 1024).read_to_string(&mut text)?;
     let lines: Vec<&str> = text.lines().collect();
     Ok(lines[lines.len().saturating_sub(3)..].join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switches_read_the_usual_words_in_any_case() {
+        for yes in ["1", "true", "YES", "On"] {
+            assert_eq!(parse_switch(yes), Some(true), "{yes}");
+        }
+        for no in ["0", "False", "no", "OFF"] {
+            assert_eq!(parse_switch(no), Some(false), "{no}");
+        }
+        for neither in ["2", "y", "maybe", " 1"] {
+            assert_eq!(parse_switch(neither), None, "{neither}");
+        }
+    }
 }

@@ -239,3 +239,40 @@ fn status_exits_9_while_the_ledger_is_not_writable() {
     let help = run_memes(None, &["--help"], &[]);
     assert!(help.stdout.contains("9  degraded"), "{}", help.stdout);
 }
+
+#[test]
+fn memes_no_autostart_reads_yes_no_words_and_refuses_others() {
+    let home = short_tempdir();
+    let share = home.path().join("share");
+    let env = |value: &'static str| {
+        [
+            ("HOME", home.path().to_str().unwrap().to_string()),
+            ("XDG_RUNTIME_DIR", home.path().to_str().unwrap().to_string()),
+            ("XDG_DATA_HOME", share.to_str().unwrap().to_string()),
+            ("MEMES_NO_AUTOSTART", value.to_string()),
+        ]
+    };
+    for value in ["1", "yes", "YES", "true", "On"] {
+        let env = env(value);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let run = run_memes(None, &["status"], &env);
+        assert_eq!(run.code, 3, "{value}: {}", run.stderr);
+        assert!(
+            !run.stderr.contains("started memesd"),
+            "{value}: {}",
+            run.stderr
+        );
+        assert!(!home.path().join("memes/memesd.sock").exists(), "{value}");
+    }
+    for value in ["maybe", "2", "nein"] {
+        let env = env(value);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let run = run_memes(None, &["status"], &env);
+        assert_eq!(run.code, 2, "{value}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("MEMES_NO_AUTOSTART") && run.stderr.contains(value),
+            "{value}: {}",
+            run.stderr
+        );
+    }
+}
