@@ -4,8 +4,8 @@
 //! so on stderr, and waits until it answers (unless `MEMES_NO_AUTOSTART` says yes: 1, true,
 //! yes or on; 0, false, no, off or empty leave it on; anything else is refused).
 
-use super::Failure;
 use super::exit::Exit;
+use super::{Failure, output};
 use crate::client::{Client, ClientError};
 use crate::paths;
 use std::fs::OpenOptions;
@@ -25,18 +25,36 @@ pub fn connect(explicit: Option<&Path>) -> Result<Client, Failure> {
     // Checked on every connection, so that a typo is noticed before it matters.
     let no_autostart = autostart_disabled()?;
     if let Some(path) = explicit {
-        return Ok(Client::connect(path)?);
+        // Never an autostart here: a daemon started with the defaults would listen elsewhere.
+        return Client::connect(path).map_err(|error| {
+            let serve = output::shell_command(["memesd", "--socket", &path.to_string_lossy()]);
+            unreachable(
+                error,
+                format!("is memesd running? start one on this socket with `{serve}`"),
+            )
+        });
     }
     let path = paths::default_socket();
     match Client::connect(&path) {
         Ok(client) => Ok(client),
-        Err(error @ ClientError::Unreachable { .. }) => {
-            if no_autostart {
-                return Err(error.into());
-            }
-            start_daemon(&path)
-        }
+        Err(error @ ClientError::Unreachable { .. }) if no_autostart => Err(unreachable(
+            error,
+            format!(
+                "is memesd running? start it with `memesd`, or unset {NO_AUTOSTART_ENV} to let memes start it"
+            ),
+        )),
+        Err(ClientError::Unreachable { .. }) => start_daemon(&path),
         Err(error) => Err(error.into()),
+    }
+}
+
+/// A connection that failed, with a hint that fits how the socket was chosen.
+fn unreachable(error: ClientError, hint: String) -> Failure {
+    match error {
+        error @ ClientError::Unreachable { .. } => {
+            Failure::new(Exit::Unreachable, error.to_string()).with_hint(hint)
+        }
+        other => other.into(),
     }
 }
 

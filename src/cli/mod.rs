@@ -129,10 +129,9 @@ impl From<ErrorBody> for Failure {
 impl From<ClientError> for Failure {
     fn from(error: ClientError) -> Failure {
         match error {
-            ClientError::Unreachable { .. } => Failure::new(Exit::Unreachable, error.to_string())
-                .with_hint(
-                    "is memesd running? start it with `memesd` (or unset MEMES_NO_AUTOSTART)",
-                ),
+            ClientError::Unreachable { .. } => {
+                Failure::new(Exit::Unreachable, error.to_string()).with_hint("is memesd running?")
+            }
             other => Failure::new(Exit::Failure, other.to_string()),
         }
     }

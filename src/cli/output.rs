@@ -56,6 +56,19 @@ pub fn print_json(raw: &RawValue) {
     println!("{}", raw.get());
 }
 
+/// A command line a user can paste into a POSIX shell: each word quoted where it needs to be.
+pub fn shell_command<'a>(words: impl IntoIterator<Item = &'a str>) -> String {
+    words
+        .into_iter()
+        .map(|word| match shlex::try_quote(word) {
+            Ok(quoted) => quoted.into_owned(),
+            // Only a NUL byte cannot be quoted, and no argument or path can hold one.
+            Err(_) => format!("{word:?}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// "1 token", "5 tokens".
 pub fn tokens(n: impl Into<i128>) -> String {
     let n = n.into();
@@ -68,6 +81,18 @@ pub fn tokens(n: impl Into<i128>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shell_commands_quote_only_what_needs_it() {
+        assert_eq!(
+            shell_command(["memesd", "--socket", "/tmp/a b/x.sock"]),
+            "memesd --socket '/tmp/a b/x.sock'"
+        );
+        assert_eq!(
+            shell_command(["memes", "--query", "it's"]),
+            r#"memes --query "it's""#
+        );
+    }
 
     #[test]
     fn token_counts_read_naturally() {

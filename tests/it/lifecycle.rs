@@ -134,6 +134,30 @@ fn without_a_daemon_the_cli_exits_3() {
 }
 
 #[test]
+fn the_unreachable_hint_names_the_command_that_serves_that_socket() {
+    let dir = short_tempdir();
+    let socket = dir.path().join("no pe/x.sock");
+    let run = run_memes(Some(&socket), &["status"], &[]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let serve = format!("`memesd --socket '{}'`", socket.display());
+    assert!(run.stderr.contains(&serve), "{}", run.stderr);
+    // The autostart never applies to an explicit socket, so its switch is not the cause.
+    assert!(!run.stderr.contains("MEMES_NO_AUTOSTART"), "{}", run.stderr);
+    // On the default socket with the autostart off, the switch is what stopped it.
+    let env = [
+        ("XDG_RUNTIME_DIR", dir.path().to_str().unwrap()),
+        ("MEMES_NO_AUTOSTART", "1"),
+    ];
+    let run = run_memes(None, &["status"], &env);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("`memesd`") && run.stderr.contains("unset MEMES_NO_AUTOSTART"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn kill_9_under_load_keeps_every_acknowledged_change() {
     let mut daemon = Daemon::start();
     let acknowledged: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
