@@ -89,7 +89,9 @@ fn parse_switch(value: &str) -> Option<bool> {
 /// Starts memesd detached from this terminal and waits until it answers on `socket`.
 fn start_daemon(socket: &Path) -> Result<Client, Failure> {
     let memesd = sibling_program("memesd");
-    let data_dir = paths::default_data_dir();
+    // Where the daemon will keep its ledger (it inherits MEMES_DATA_DIR), so its log sits
+    // beside it.
+    let data_dir = paths::data_dir(None);
     let log_path = data_dir.join("memesd.log");
     let failed = |message: String| {
         Failure::new(Exit::Unreachable, message).with_hint(format!(

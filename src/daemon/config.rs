@@ -87,9 +87,7 @@ pub struct DaemonArgs {
 
 impl DaemonArgs {
     pub fn data_dir(&self) -> PathBuf {
-        self.data_dir
-            .clone()
-            .unwrap_or_else(paths::default_data_dir)
+        paths::data_dir(self.data_dir.as_deref())
     }
 
     pub fn socket(&self) -> PathBuf {

@@ -132,8 +132,33 @@ fn the_first_run_starts_a_daemon_on_the_default_socket() {
     );
     let socket = home.path().join("memes/memesd.sock");
     assert!(socket.exists());
-    // Stop the daemon this test started: find it as the socket's peer.
-    let conn = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    stop_autostarted(&socket);
+}
+
+/// Stops the daemon that `memes` autostarted on this socket, if any, even when a test fails.
+struct StopOnDrop(std::path::PathBuf);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        // Never panics (a panic while unwinding aborts the test binary).
+        let Ok(conn) = std::os::unix::net::UnixStream::connect(&self.0) else {
+            return;
+        };
+        let sockopt = nix::sys::socket::sockopt::PeerCredentials;
+        if let Ok(creds) = nix::sys::socket::getsockopt(&conn, sockopt) {
+            let pid = nix::unistd::Pid::from_raw(creds.pid());
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while self.0.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// Stops a daemon that `memes` started: found as the socket's peer, sent SIGTERM, waited for.
+fn stop_autostarted(socket: &std::path::Path) {
+    let conn = std::os::unix::net::UnixStream::connect(socket).unwrap();
     let creds =
         nix::sys::socket::getsockopt(&conn, nix::sys::socket::sockopt::PeerCredentials).unwrap();
     nix::sys::signal::kill(
@@ -275,4 +300,36 @@ fn memes_no_autostart_reads_yes_no_words_and_refuses_others() {
             run.stderr
         );
     }
+}
+
+#[test]
+fn the_autostart_logs_into_the_data_directory_memesd_uses() {
+    let home = short_tempdir();
+    let share = home.path().join("share");
+    let data = home.path().join("elsewhere");
+    let env = [
+        ("HOME", home.path().to_str().unwrap()),
+        ("XDG_RUNTIME_DIR", home.path().to_str().unwrap()),
+        ("XDG_DATA_HOME", share.to_str().unwrap()),
+        ("MEMES_DATA_DIR", data.to_str().unwrap()),
+        ("MEMES_NO_AUTOSTART", "0"),
+    ];
+    let socket = home.path().join("memes/memesd.sock");
+    let stopper = StopOnDrop(socket.clone());
+    let run = run_memes(None, &["--json", "balance", "--user", "nobody"], &env);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    let log = data.join("memesd.log");
+    assert!(
+        run.stderr.contains(&format!("log {})", log.display())),
+        "{}",
+        run.stderr
+    );
+    drop(stopper);
+    assert!(data.join("journal.ndjson").exists(), "the ledger is there");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("memesd stopped cleanly"), "{logged}");
+    assert!(
+        !share.join("memes").exists(),
+        "nothing in the default data directory"
+    );
 }
