@@ -76,6 +76,7 @@ fn serve(args: DaemonArgs) -> Result<()> {
         )
         .context("opening the ledger")?,
     );
+    memes::lockfile::record_owner(&data_dir, &socket_path);
     let recovery = store.recovery_stats();
     tracing::info!(
         "ledger in {}: {} accounts from the checkpoint, {} journal transactions replayed, {} entries",

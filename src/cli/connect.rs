@@ -7,7 +7,7 @@
 use super::exit::Exit;
 use super::{Failure, output};
 use crate::client::{Client, ClientError};
-use crate::paths;
+use crate::{lockfile, paths};
 use std::fs::OpenOptions;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
@@ -138,6 +138,22 @@ fn start_daemon(socket: &Path) -> Result<Client, Failure> {
             if let Ok(client) = Client::connect(socket) {
                 return Ok(client);
             }
+            if let Some(live) = daemon_elsewhere(&data_dir, socket) {
+                let live = live.display().to_string();
+                return Err(Failure::new(
+                    Exit::Unreachable,
+                    format!(
+                        "no memesd answers on {}, and none can start there: a memesd is already using the data directory {} and serves socket {live}",
+                        socket.display(),
+                        data_dir.display()
+                    ),
+                )
+                .with_hint(format!(
+                    "use --socket {} (or MEMES_SOCKET={})",
+                    output::shell_command([live.as_str()]),
+                    output::shell_command([live.as_str()])
+                )));
+            }
             let tail = log_tail(&log_path, log_start).unwrap_or_default();
             return Err(failed(format!(
                 "memesd exited ({status}) before answering: {}",
@@ -146,6 +162,13 @@ fn start_daemon(socket: &Path) -> Result<Client, Failure> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The socket of another daemon that holds `data_dir` (as it recorded in the lock file),
+/// if it answers there.
+fn daemon_elsewhere(data_dir: &Path, socket: &Path) -> Option<PathBuf> {
+    let owner = lockfile::read_owner(data_dir)?;
+    (owner.socket != socket && Client::connect(&owner.socket).is_ok()).then_some(owner.socket)
 }
 
 /// A program installed next to this executable (how cargo and installs lay them out), else

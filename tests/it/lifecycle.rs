@@ -207,3 +207,36 @@ fn kill_9_under_load_keeps_every_acknowledged_change() {
         );
     }
 }
+
+#[test]
+fn an_autostart_refused_by_the_data_directory_lock_names_the_socket_that_is_live() {
+    let daemon = Daemon::start();
+    // Another runtime directory: another default socket, but the same data directory.
+    let elsewhere = short_tempdir();
+    let env = [
+        ("HOME", elsewhere.path().to_str().unwrap()),
+        ("XDG_RUNTIME_DIR", elsewhere.path().to_str().unwrap()),
+        ("MEMES_DATA_DIR", daemon.data_dir.to_str().unwrap()),
+        ("MEMES_NO_AUTOSTART", "0"),
+    ];
+    let run = run_memes(None, &["status"], &env);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let live = daemon.socket.display().to_string();
+    assert!(
+        run.stderr.contains(&format!(
+            "already using the data directory {}",
+            daemon.data_dir.display()
+        )) && run.stderr.contains(&format!("serves socket {live}")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!("--socket {live}"))
+            && run.stderr.contains(&format!("MEMES_SOCKET={live}")),
+        "{}",
+        run.stderr
+    );
+    // The advice works.
+    let run = run_memes(None, &["status"], &[("MEMES_SOCKET", &live)]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
