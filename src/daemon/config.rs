@@ -5,6 +5,7 @@ use crate::fronts::unix::socket::SocketAccess;
 use crate::paths;
 use crate::service::access::{self, AdminPolicy};
 use clap::Parser;
+use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -134,6 +135,12 @@ impl DaemonArgs {
     }
 }
 
+/// Whether memesd's log (on stderr) is coloured: only on a terminal, and never when
+/// `NO_COLOR` is set to anything but the empty string (<https://no-color.org>).
+pub fn colour_logs(stderr_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(OsStr::is_empty)
+}
+
 fn seconds(secs: f64) -> Duration {
     Duration::try_from_secs_f64(secs.max(0.001)).unwrap_or(Duration::MAX)
 }
@@ -170,6 +177,14 @@ mod tests {
         assert_eq!(parse_rate("20/s"), Ok(20));
         assert_eq!(parse_rate("5"), Ok(5));
         assert!(parse_rate("0/s").is_err());
+    }
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        assert!(colour_logs(true, None));
+        assert!(colour_logs(true, Some(OsStr::new(""))));
+        assert!(!colour_logs(true, Some(OsStr::new("1"))));
+        assert!(!colour_logs(false, None));
     }
 
     #[test]

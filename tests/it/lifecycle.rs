@@ -240,3 +240,17 @@ fn an_autostart_refused_by_the_data_directory_lock_names_the_socket_that_is_live
     let run = run_memes(None, &["status"], &[("MEMES_SOCKET", &live)]);
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
+
+#[test]
+fn a_log_that_is_not_a_terminal_has_no_colour_codes() {
+    let mut daemon = Daemon::start();
+    daemon.memes_json(&["get", "--user", "u"]);
+    let status = daemon.signal_and_wait(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(0));
+    let log = daemon.log();
+    assert!(log.contains("memesd stopped cleanly"), "{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "escape codes in the log file: {log:?}"
+    );
+}
