@@ -90,10 +90,10 @@ const ANTARCTICA: CountryCode = CountryCode(*b"AQ");
 
 #[derive(Debug, thiserror::Error)]
 pub enum GeoError {
-    #[error("embedded country boundaries are unreadable: {0}")]
+    #[error("embedded country boundaries are unreadable")]
     Boundaries(#[from] country_boundaries::ReadError),
     /// Also covers a table that is not UTF-8 (`read_to_string` reports it as an I/O error).
-    #[error("embedded places table cannot be decompressed: {0}")]
+    #[error("embedded places table cannot be decompressed")]
     Decompress(#[from] std::io::Error),
     #[error("embedded {table} table, line {line}: {reason}")]
     Malformed {

@@ -52,7 +52,7 @@ pub fn connect(explicit: Option<&Path>) -> Result<Client, Failure> {
 fn unreachable(error: ClientError, hint: String) -> Failure {
     match error {
         error @ ClientError::Unreachable { .. } => {
-            Failure::new(Exit::Unreachable, error.to_string()).with_hint(hint)
+            Failure::new(Exit::Unreachable, output::with_causes(&error)).with_hint(hint)
         }
         other => other.into(),
     }
@@ -131,7 +131,10 @@ fn start_daemon(socket: &Path) -> Result<Client, Failure> {
         match Client::connect(socket) {
             Ok(client) => return Ok(client),
             Err(ClientError::Unreachable { .. }) if Instant::now() < deadline => {}
-            Err(error) => return Err(failed(format!("memesd did not come up: {error}"))),
+            Err(error) => {
+                let error = output::with_causes(&error);
+                return Err(failed(format!("memesd did not come up: {error}")));
+            }
         }
         if let Ok(Some(status)) = child.try_wait() {
             // Another invocation may have started a daemon at the same moment; it wins.

@@ -130,9 +130,10 @@ impl From<ClientError> for Failure {
     fn from(error: ClientError) -> Failure {
         match error {
             ClientError::Unreachable { .. } => {
-                Failure::new(Exit::Unreachable, error.to_string()).with_hint("is memesd running?")
+                Failure::new(Exit::Unreachable, output::with_causes(&error))
+                    .with_hint("is memesd running?")
             }
-            other => Failure::new(Exit::Failure, other.to_string()),
+            other => Failure::new(Exit::Failure, output::with_causes(&other)),
         }
     }
 }

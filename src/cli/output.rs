@@ -19,6 +19,19 @@ pub fn use_color(choice: ColorChoice) -> bool {
     }
 }
 
+/// An error's message followed by each of its causes: `reading x: No such file or directory`.
+/// Error types never repeat their cause in their own message, so this names each once.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        cause = error.source();
+    }
+    text
+}
+
 /// `memes: error: …` on stderr, and the hint on its own line.
 pub fn print_failure(failure: &Failure, color: bool) {
     let (red, bold, reset) = if color {
@@ -91,6 +104,18 @@ mod tests {
         assert_eq!(
             shell_command(["memes", "--query", "it's"]),
             r#"memes --query "it's""#
+        );
+    }
+
+    #[test]
+    fn causes_follow_the_message_once_each() {
+        let error = crate::client::ClientError::Unreachable {
+            path: "/tmp/x.sock".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        assert_eq!(
+            with_causes(&error),
+            "cannot connect to memesd at /tmp/x.sock: entity not found"
         );
     }
 

@@ -69,7 +69,7 @@ impl From<StoreError> for ErrorBody {
 pub enum OpenError {
     #[error("another memesd is already using the data directory {0}")]
     Locked(PathBuf),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]

@@ -254,3 +254,34 @@ fn a_log_that_is_not_a_terminal_has_no_colour_codes() {
         "escape codes in the log file: {log:?}"
     );
 }
+
+#[test]
+fn a_read_only_data_directory_is_refused_naming_the_cause_once() {
+    let dir = short_tempdir();
+    let mount = match crate::mounts::tmpfs(&dir.path().join("ro"), "ro,size=1m") {
+        Ok(mount) => mount,
+        Err(why) => {
+            eprintln!("skipped: mounting a read-only tmpfs is not permitted here ({why})");
+            return;
+        }
+    };
+    for data_dir in [mount.path().to_path_buf(), mount.path().join("data")] {
+        let output = std::process::Command::new(crate::harness::MEMESD)
+            .arg("--socket")
+            .arg(dir.path().join("s.sock"))
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .env_remove("MEMES_SOCKET")
+            .env_remove("MEMES_DATA_DIR")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert_eq!(
+            stderr.matches("Read-only file system").count(),
+            1,
+            "the cause once: {stderr}"
+        );
+        assert!(stderr.contains(&data_dir.display().to_string()), "{stderr}");
+    }
+}
