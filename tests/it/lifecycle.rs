@@ -285,3 +285,38 @@ fn a_read_only_data_directory_is_refused_naming_the_cause_once() {
         assert!(stderr.contains(&data_dir.display().to_string()), "{stderr}");
     }
 }
+
+#[test]
+fn memesd_refuses_a_flag_out_of_range_by_name_before_starting() {
+    let dir = short_tempdir();
+    for (flag, value) in [
+        ("--welcome-tokens", "99999999999999999"),
+        ("--idle-timeout", "nan"),
+        ("--max-connections", "0"),
+    ] {
+        let mut child = std::process::Command::new(crate::harness::MEMESD)
+            .arg("--socket")
+            .arg(dir.path().join("s.sock"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args([flag, value])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A daemon that accepted the value would serve forever: give it a moment, then stop it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag), "{stderr}");
+        assert!(!dir.path().join("data").exists(), "nothing was started");
+    }
+    // Plain seconds and units both still work.
+    let daemon = Daemon::start_with(&["--idle-timeout", "300", "--generator-timeout", "30s"]);
+    assert_eq!(daemon.connect().request(r#"{"op":"status"}"#)["ok"], true);
+}
