@@ -104,25 +104,43 @@ impl Failure {
     }
 }
 
-impl From<ErrorBody> for Failure {
-    fn from(error: ErrorBody) -> Failure {
-        let hint = match error.code {
-            ErrorCode::InsufficientTokens => {
-                Some("an admin can add tokens with `memes topup --user USER --amount N`")
-            }
-            ErrorCode::IdempotencyConflict => {
-                Some("use a new key for a new request; reuse a key only to retry the same request")
-            }
-            ErrorCode::RateLimited | ErrorCode::Busy | ErrorCode::Unavailable => {
-                Some("nothing was changed; try again later")
-            }
-            _ => None,
-        };
+impl Failure {
+    /// The daemon's refusal of `request` (or the same check made here before sending it),
+    /// with the hint that fits that request.
+    pub fn refused(error: ErrorBody, request: &Request) -> Failure {
         Failure {
             exit: error.code.into(),
             message: error.message,
-            hint: hint.map(str::to_string),
+            hint: hint(error.code, request),
         }
+    }
+}
+
+/// The hint table: what to do about a refusal, given what was asked.
+fn hint(code: ErrorCode, request: &Request) -> Option<String> {
+    let command = |words: &[&str]| output::shell_command(words.iter().copied());
+    match (code, request) {
+        // A deduction is refused when it exceeds the balance: more tokens are not the answer.
+        (ErrorCode::InsufficientTokens, Request::Topup(topup)) if topup.amount < 0 => {
+            Some(format!(
+                "a deduction never takes a balance below zero; deduct at most the balance (see `{}`)",
+                command(&["memes", "balance", "--user", &topup.user])
+            ))
+        }
+        (ErrorCode::InsufficientTokens, Request::Get(get)) => Some(format!(
+            "an admin can add tokens with `{} --amount N`",
+            command(&["memes", "topup", "--user", &get.user])
+        )),
+        (ErrorCode::InsufficientTokens, _) => {
+            Some("an admin can add tokens with `memes topup --user USER --amount N`".into())
+        }
+        (ErrorCode::IdempotencyConflict, _) => Some(
+            "use a new key for a new request; reuse a key only to retry the same request".into(),
+        ),
+        (ErrorCode::RateLimited | ErrorCode::Busy | ErrorCode::Unavailable, _) => {
+            Some("nothing was changed; try again later".into())
+        }
+        _ => None,
     }
 }
 
@@ -150,12 +168,13 @@ impl Ctx {
     /// Sends a request (validated here first, so bad input fails fast with exit 2) and
     /// returns the reply's raw data.
     pub fn call(&mut self, request: &Request) -> Result<Box<RawValue>, Failure> {
-        request.validate()?;
+        let refused = |error| Failure::refused(error, request);
+        request.validate().map_err(refused)?;
         if self.client.is_none() {
             self.client = Some(connect::connect(self.socket.as_deref())?);
         }
         let client = self.client.as_mut().expect("connected above");
-        Ok(client.call(request)??)
+        client.call(request)?.map_err(refused)
     }
 
     /// [`Ctx::call`], decoding the data as `T`.

@@ -333,3 +333,26 @@ fn the_autostart_logs_into_the_data_directory_memesd_uses() {
         "nothing in the default data directory"
     );
 }
+
+#[test]
+fn a_refused_deduction_gets_a_hint_about_deductions() {
+    let daemon = Daemon::start();
+    daemon.memes_json(&["get", "--user", "u1", "--query", "cat"]);
+    let run = daemon.memes(&["topup", "--user", "u1", "--amount", "-1000"]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("deduct at most") && run.stderr.contains("memes balance --user u1"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("add tokens"), "{}", run.stderr);
+    // A get that cannot be paid for still points at top-ups.
+    daemon.memes_json(&["topup", "--user", "u1", "--amount", "-149"]);
+    let run = daemon.memes(&["get", "--user", "u1"]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("memes topup --user u1 --amount N"),
+        "{}",
+        run.stderr
+    );
+}
