@@ -40,6 +40,25 @@ Exit codes:
   8  try again later (rate_limited, busy, unavailable)
   9  degraded: memesd answers but cannot serve changes (`status`: ledger not writable)";
 
+impl Exit {
+    /// The `error.code` that `--json` prints for a failure found by the CLI itself (for a
+    /// refusal by memesd, its own code is printed). The CLI's own codes: `invalid_argument`
+    /// (usage errors, invalid input), `unreachable` (no memesd answers), `write_failed` (an
+    /// output file could not be written; set where that happens) and `internal`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Exit::Invalid => ErrorCode::InvalidArgument.as_str(),
+            Exit::Unreachable => "unreachable",
+            Exit::InsufficientTokens => ErrorCode::InsufficientTokens.as_str(),
+            Exit::NotFound => ErrorCode::NotFound.as_str(),
+            Exit::NotAllowed => ErrorCode::NotAllowed.as_str(),
+            Exit::Conflict => ErrorCode::IdempotencyConflict.as_str(),
+            Exit::TryLater | Exit::Degraded => ErrorCode::Unavailable.as_str(),
+            Exit::Success | Exit::Failure => ErrorCode::Internal.as_str(),
+        }
+    }
+}
+
 impl From<ErrorCode> for Exit {
     fn from(code: ErrorCode) -> Exit {
         match code {

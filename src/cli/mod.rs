@@ -81,10 +81,13 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
 }
 
-/// Why a command failed: its exit code, a message, and a hint where one helps.
+/// Why a command failed: its exit code, the error code `--json` prints, a message, and a
+/// hint where one helps.
 #[derive(Debug)]
 pub struct Failure {
     pub exit: Exit,
+    /// memesd's error code for a refusal, else the CLI's own (see [`Exit::code`]).
+    pub code: &'static str,
     pub message: String,
     pub hint: Option<String>,
 }
@@ -93,9 +96,15 @@ impl Failure {
     pub fn new(exit: Exit, message: impl Into<String>) -> Failure {
         Failure {
             exit,
+            code: exit.code(),
             message: message.into(),
             hint: None,
         }
+    }
+
+    pub fn with_code(mut self, code: &'static str) -> Failure {
+        self.code = code;
+        self
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Failure {
@@ -110,6 +119,7 @@ impl Failure {
     pub fn refused(error: ErrorBody, request: &Request) -> Failure {
         Failure {
             exit: error.code.into(),
+            code: error.code.as_str(),
             message: error.message,
             hint: hint(error.code, request),
         }
@@ -192,7 +202,10 @@ impl Ctx {
 
 /// Entry point of the `memes` binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return output::usage_error(&error, output::json_requested()),
+    };
     let mut ctx = Ctx {
         socket: cli.socket.clone(),
         json: cli.json,
@@ -215,7 +228,7 @@ pub fn main() -> ExitCode {
     match outcome {
         Ok(exit) => exit.into(),
         Err(failure) => {
-            output::print_failure(&failure, ctx.color);
+            output::print_failure(&failure, ctx.color, ctx.json);
             failure.exit.into()
         }
     }

@@ -1,11 +1,13 @@
 //! Printing: human output (comfy-table or one clear line) on stdout, `--json` as exactly one
 //! JSON document on stdout, errors and notices on stderr.
 
+use super::exit::Exit;
 use super::{ColorChoice, Failure};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
 use serde_json::value::RawValue;
 use std::io::IsTerminal;
+use std::process::ExitCode;
 
 /// Whether to colour output: `--color`, then `NO_COLOR`, then whether stderr is a terminal.
 pub fn use_color(choice: ColorChoice) -> bool {
@@ -32,8 +34,17 @@ pub fn with_causes(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// `memes: error: …` on stderr, and the hint on its own line.
-pub fn print_failure(failure: &Failure, color: bool) {
+/// `memes: error: …` on stderr, and the hint on its own line; with `--json` also
+/// `{"error":{"code":…,"message":…,"hint":…}}` on stdout, so that a script reading stdout
+/// gets one document whatever happened.
+pub fn print_failure(failure: &Failure, color: bool, json: bool) {
+    if json {
+        let mut error = serde_json::json!({"code": failure.code, "message": failure.message});
+        if let Some(hint) = &failure.hint {
+            error["hint"] = hint.as_str().into();
+        }
+        println!("{}", serde_json::json!({ "error": error }));
+    }
     let (red, bold, reset) = if color {
         ("\x1b[31m", "\x1b[1m", "\x1b[0m")
     } else {
@@ -53,6 +64,36 @@ pub fn warn(message: &str, color: bool) {
         ("", "", "")
     };
     eprintln!("memes: {bold}{yellow}warning:{reset} {message}");
+}
+
+/// Whether the command line asks for `--json` (before any `--`): for failures found while
+/// parsing it, when the parsed value is not there to ask.
+pub fn json_requested() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|arg| arg != "--")
+        .any(|arg| arg == "--json")
+}
+
+/// Reports a command line clap refused (or prints the help or version it asked for), the
+/// way every other failure is reported, and returns the exit code.
+pub fn usage_error(error: &clap::Error, json: bool) -> ExitCode {
+    let _ = error.print();
+    if !error.use_stderr() {
+        // --help, --version: not a failure.
+        return ExitCode::SUCCESS;
+    }
+    if json {
+        let rendered = error.render().to_string();
+        let first = rendered.lines().next().unwrap_or_default();
+        let message = first.strip_prefix("error: ").unwrap_or(first);
+        let failure = Failure::new(Exit::Invalid, message);
+        println!(
+            "{}",
+            serde_json::json!({"error": {"code": failure.code, "message": failure.message}})
+        );
+    }
+    Exit::Invalid.into()
 }
 
 /// A table in the house style.

@@ -356,3 +356,43 @@ fn a_refused_deduction_gets_a_hint_about_deductions() {
         run.stderr
     );
 }
+
+#[test]
+fn json_failures_print_one_error_object_on_stdout() {
+    let daemon = Daemon::start();
+    let dir = short_tempdir();
+    let absent = dir.path().join("absent.sock");
+    let live = Some(daemon.socket.as_path());
+    for (socket, args, code, exit) in [
+        (live, vec!["balance", "--user", "nobody"], "not_found", 5),
+        (live, vec!["get", "--user", ""], "invalid_argument", 2),
+        (
+            live,
+            vec!["get", "--user", "u1", "--count", "lots"],
+            "invalid_argument",
+            2,
+        ),
+        (live, vec!["frobnicate"], "invalid_argument", 2),
+        (Some(absent.as_path()), vec!["status"], "unreachable", 3),
+    ] {
+        let mut all = vec!["--json"];
+        all.extend(&args);
+        let run = run_memes(socket, &all, &[]);
+        assert_eq!(run.code, exit, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains("error"), "{args:?}: {}", run.stderr);
+        assert_eq!(run.stdout.lines().count(), 1, "{args:?}: {:?}", run.stdout);
+        let json = run.json();
+        assert_eq!(json["error"]["code"], code, "{args:?}: {json}");
+        let message = json["error"]["message"].as_str().unwrap();
+        assert!(
+            !message.is_empty() && !message.starts_with("error:"),
+            "{json}"
+        );
+        // Without --json, stdout stays empty.
+        let run = run_memes(socket, &args, &[]);
+        assert_eq!(run.stdout, "", "{args:?}");
+    }
+    // `--json` after the subcommand counts too.
+    let run = daemon.memes(&["balance", "--user", "nobody", "--json"]);
+    assert_eq!(run.json()["error"]["code"], "not_found");
+}

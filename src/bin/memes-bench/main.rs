@@ -228,11 +228,15 @@ impl Tally {
 }
 
 fn main() -> ExitCode {
-    let args = BenchArgs::parse();
+    let args = match BenchArgs::try_parse() {
+        Ok(args) => args,
+        Err(error) => return output::usage_error(&error, output::json_requested()),
+    };
     match run(&args) {
         Ok(exit) => exit.into(),
         Err(failure) => {
-            output::print_failure(&failure, output::use_color(memes::cli::ColorChoice::Auto));
+            let color = output::use_color(memes::cli::ColorChoice::Auto);
+            output::print_failure(&failure, color, args.json);
             failure.exit.into()
         }
     }
