@@ -396,3 +396,119 @@ fn json_failures_print_one_error_object_on_stdout() {
     let run = daemon.memes(&["balance", "--user", "nobody", "--json"]);
     assert_eq!(run.json()["error"]["code"], "not_found");
 }
+
+/// A premium user `u1` on a fresh daemon, and their balance.
+fn premium_daemon() -> (Daemon, u64) {
+    let daemon = Daemon::start();
+    daemon.memes_json(&["entitle", "--user", "u1", "--tier", "premium"]);
+    daemon.memes_json(&["get", "--user", "u1"]);
+    let balance = daemon.balance("u1").unwrap();
+    (daemon, balance)
+}
+
+#[test]
+fn generate_out_refuses_an_unwritable_path_before_charging() {
+    let (daemon, balance) = premium_daemon();
+    for (out, why) in [
+        (
+            "/nonexistent/dir/x.png".to_string(),
+            "No such file or directory",
+        ),
+        (daemon.dir.path().display().to_string(), "is a directory"),
+    ] {
+        let args = [
+            "get",
+            "--user",
+            "u1",
+            "--generate",
+            "--query",
+            "cats",
+            "--out",
+            &out,
+        ];
+        let run = daemon.memes(&args);
+        assert_eq!(run.code, 2, "{out}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&out) && run.stderr.contains(why),
+            "{out}: {}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("nothing was charged"), "{}", run.stderr);
+        assert_eq!(
+            daemon.balance("u1"),
+            Some(balance),
+            "{out}: nothing charged"
+        );
+    }
+}
+
+#[test]
+fn generate_out_that_fails_to_write_says_how_to_get_the_image_again_for_free() {
+    let (daemon, balance) = premium_daemon();
+    // Room for a new file, not for the image (about 40 kB).
+    let full = match crate::mounts::tmpfs(&daemon.dir.path().join("full"), "size=4k") {
+        Ok(mount) => mount,
+        Err(why) => {
+            eprintln!("skipped: mounting a small tmpfs is not permitted here ({why})");
+            return;
+        }
+    };
+    let out = full.path().join("meme.png");
+    let args = [
+        "get",
+        "--user",
+        "u1",
+        "--generate",
+        "--query",
+        "cats",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let run = daemon.memes(&args);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("No space left"), "{}", run.stderr);
+    let charged = daemon.balance("u1").unwrap();
+    assert_eq!(charged, balance - 5, "the image was charged");
+    assert!(!out.exists(), "no partial file");
+    // The hint is a command to paste: the same request, its key, another file.
+    let hint = run
+        .stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("memes: hint: "))
+        .unwrap_or_else(|| panic!("no hint: {}", run.stderr));
+    let command = hint.split('`').nth(1).unwrap_or_else(|| panic!("{hint}"));
+    let words = shlex::split(command).unwrap();
+    assert_eq!(words[0], "memes", "{command}");
+    assert!(
+        words.contains(&"--idempotency-key".to_string()),
+        "{command}"
+    );
+    let other = daemon.dir.path().join("other.png");
+    let words: Vec<String> = words[1..]
+        .iter()
+        .map(|word| match word.as_str() {
+            "OTHER.png" => other.display().to_string(),
+            _ => word.clone(),
+        })
+        .collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let replay = run_memes(None, &words, &[]);
+    assert_eq!(replay.code, 0, "{command}: {}", replay.stderr);
+    assert_eq!(daemon.balance("u1"), Some(charged), "the replay is free");
+    let png = std::fs::read(&other).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    // With --json the key is in the hint too, for scripts.
+    let mut json_args = vec!["--json"];
+    json_args.extend(args);
+    let run = daemon.memes(&json_args);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let error = run.json()["error"].clone();
+    assert_eq!(error["code"], "write_failed", "{error}");
+    assert!(
+        error["hint"]
+            .as_str()
+            .unwrap()
+            .contains("--idempotency-key"),
+        "{error}"
+    );
+}
