@@ -512,3 +512,44 @@ fn generate_out_that_fails_to_write_says_how_to_get_the_image_again_for_free() {
         "{error}"
     );
 }
+
+#[test]
+fn bench_errors_fail_the_run_unless_allowed_and_throughput_counts_successes() {
+    let daemon = Daemon::start();
+    // One user with 150 welcome tokens: 150 gets succeed, the other 250 are refused.
+    let base = [
+        "--json",
+        "bench",
+        "--user-prefix",
+        "e-",
+        "--users",
+        "1",
+        "-c",
+        "1",
+    ];
+    let mut args = base.to_vec();
+    args.extend(["-n", "400"]);
+    let run = daemon.memes(&args);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("250 errors"), "{}", run.stderr);
+    let report = run.json();
+    assert_eq!(report["requests"], 400, "{report}");
+    assert_eq!(report["succeeded"], 150, "{report}");
+    assert_eq!(report["error_total"], 250, "{report}");
+    assert_eq!(report["errors"]["insufficient_tokens"], 250, "{report}");
+    let rps = report["rps"].as_f64().unwrap();
+    let secs = report["secs"].as_f64().unwrap();
+    assert!(
+        (rps * secs - 150.0).abs() < 1.0,
+        "rps counts successes: {report}"
+    );
+    // Allowed errors: exit 0.
+    let mut args = base.to_vec();
+    args.extend(["-n", "50", "--max-errors", "50"]);
+    let run = daemon.memes(&args);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["error_total"], 50);
+    let mut args = base.to_vec();
+    args.extend(["-n", "50", "--max-errors", "49"]);
+    assert_eq!(daemon.memes(&args).code, 1);
+}

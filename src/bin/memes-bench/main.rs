@@ -10,6 +10,10 @@
 //! balance with pipelined top-ups, so a long run never hits `insufficient_tokens` and a
 //! million accounts take seconds.
 //!
+//! Error replies are counted by code and are not throughput: `rps` counts successful requests
+//! only, and a run with more errors than `--max-errors` (none by default) exits 1, like a run
+//! that misses any other threshold. A `--prepare` with any failed top-up stops the run.
+//!
 //! `--template` sends any NDJSON line (`{id}`, `{user}`, `{n}` filled in), which lets the same
 //! generator measure a reference daemon in the same run.
 
@@ -78,9 +82,12 @@ pub struct BenchArgs {
     /// Exit 1 if the maximum latency is above this many milliseconds
     #[arg(long, value_name = "MS")]
     pub max_latency: Option<f64>,
-    /// Exit 1 if throughput is below this many requests per second
+    /// Exit 1 if throughput (successful requests per second) is below this
     #[arg(long, value_name = "N")]
     pub min_rps: Option<f64>,
+    /// Exit 1 if more than this many requests get an error reply (none are allowed by default)
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_errors: u64,
     /// Client threads (1 keeps the generator's own footprint small)
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
@@ -108,8 +115,12 @@ pub struct Report {
     pub depth: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate: Option<f64>,
+    /// Requests sent (and answered).
     pub requests: u64,
+    /// Requests answered with `"ok": true`.
+    pub succeeded: u64,
     pub secs: f64,
+    /// Successful requests per second: errors are not throughput.
     pub rps: f64,
     pub latency_ms: Latency,
     /// Error replies by code.
@@ -279,15 +290,17 @@ fn run(args: &BenchArgs) -> Result<Exit, Failure> {
         let prepared = runtime
             .block_on(prepare(&socket, &workload, args.conns.min(16)))
             .map_err(failed)?;
+        if prepared.error_total > 0 {
+            return Err(failed(format!(
+                "preparing: {} of {} top-ups failed: {:?}",
+                prepared.error_total, prepared.requests, prepared.errors
+            )));
+        }
         eprintln!(
-            "memes bench: prepared {} users in {:.2} s ({:.0} top-ups/s{})",
+            "memes bench: prepared {} users in {:.2} s ({:.0} top-ups/s)",
             args.users,
             started.elapsed().as_secs_f64(),
             args.users as f64 / started.elapsed().as_secs_f64(),
-            match prepared.error_total {
-                0 => String::new(),
-                n => format!(", {n} errors: {:?}", prepared.errors),
-            }
         );
     }
     let report = runtime
@@ -314,6 +327,12 @@ fn run(args: &BenchArgs) -> Result<Exit, Failure> {
 
 fn missed_thresholds(report: &Report, args: &BenchArgs) -> Vec<String> {
     let mut missed = Vec::new();
+    if report.error_total > args.max_errors {
+        missed.push(format!(
+            "{} errors > --max-errors {}: {:?}",
+            report.error_total, args.max_errors, report.errors
+        ));
+    }
     if let Some(max) = args.max_p99
         && report.latency_ms.p99 > max
     {
@@ -345,8 +364,11 @@ fn print_report(report: &Report) {
         "memes bench: op={} conns={} ({mode})",
         report.op, report.conns
     );
-    println!("  requests   {} in {:.2} s", report.requests, report.secs);
-    println!("  throughput {:.0} requests/s", report.rps);
+    println!(
+        "  requests   {} in {:.2} s ({} succeeded)",
+        report.requests, report.secs, report.succeeded
+    );
+    println!("  throughput {:.0} successful requests/s", report.rps);
     println!(
         "  latency    mean {:.3} ms  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3} ms",
         l.mean, l.p50, l.p90, l.p99, l.p999, l.max
@@ -466,6 +488,8 @@ fn summarise(
         requests += sent;
     }
     let secs = started.elapsed().as_secs_f64();
+    let error_total: u64 = total.errors.values().sum();
+    let succeeded = requests.saturating_sub(error_total);
     let h = &total.latencies;
     let ms = |nanos: u64| nanos as f64 / 1e6;
     Ok(Report {
@@ -475,8 +499,9 @@ fn summarise(
         depth,
         rate,
         requests,
+        succeeded,
         secs,
-        rps: requests as f64 / secs,
+        rps: succeeded as f64 / secs,
         latency_ms: Latency {
             mean: h.mean() / 1e6,
             p50: ms(h.value_at_quantile(0.5)),
@@ -485,7 +510,7 @@ fn summarise(
             p999: ms(h.value_at_quantile(0.999)),
             max: ms(h.max()),
         },
-        error_total: total.errors.values().sum(),
+        error_total,
         errors: total.errors,
     })
 }
