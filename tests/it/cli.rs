@@ -553,3 +553,32 @@ fn bench_errors_fail_the_run_unless_allowed_and_throughput_counts_successes() {
     args.extend(["-n", "50", "--max-errors", "49"]);
     assert_eq!(daemon.memes(&args).code, 1);
 }
+#[test]
+fn bench_prepare_refuses_a_ledger_with_accounts_unless_forced() {
+    let daemon = Daemon::start();
+    let prepare = ["bench", "--prepare", "--users", "5", "-n", "10", "-c", "1"];
+    // An empty ledger: prepared, with a word that the accounts stay.
+    let run = daemon.memes(&prepare);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("permanent"), "{}", run.stderr);
+    assert_eq!(daemon.memes_json(&["status"])["accounts"], 5);
+    // Now it holds accounts: refused, nothing added.
+    daemon.memes_json(&["get", "--user", "u1"]);
+    let run = daemon.memes(&prepare);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("6 accounts") && run.stderr.contains("--force"),
+        "{}",
+        run.stderr
+    );
+    let mut others = prepare.to_vec();
+    others.extend(["--user-prefix", "other-"]);
+    assert_eq!(daemon.memes(&others).code, 2);
+    assert_eq!(daemon.memes_json(&["status"])["accounts"], 6);
+    // Forced: prepared, and told again that these accounts stay.
+    others.push("--force");
+    let run = daemon.memes(&others);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("permanent"), "{}", run.stderr);
+    assert_eq!(daemon.memes_json(&["status"])["accounts"], 11);
+}

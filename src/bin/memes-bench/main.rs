@@ -24,7 +24,9 @@ use interprocess::local_socket::traits::tokio::Stream as _;
 use interprocess::local_socket::{GenericFilePath, ToFsName};
 use memes::cli::exit::Exit;
 use memes::cli::{Failure, connect, output};
+use memes::client::Client;
 use memes::paths;
+use memes::protocol::{Request, StatusData, StatusRequest};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -73,9 +75,13 @@ pub struct BenchArgs {
     /// Send this line instead (`{id}`, `{user}`, `{n}` are filled in), e.g. for another daemon
     #[arg(long, value_name = "JSON")]
     pub template: Option<String>,
-    /// First top up every bench user by a large amount (pipelined), then measure
+    /// First top up every bench user by a large amount (pipelined), then measure. Opens
+    /// permanent accounts: refused on a ledger that already holds any, unless --force
     #[arg(long)]
     pub prepare: bool,
+    /// With --prepare: prepare even on a ledger that already holds accounts
+    #[arg(long, requires = "prepare")]
+    pub force: bool,
     /// Exit 1 if the p99 latency is above this many milliseconds
     #[arg(long, value_name = "MS")]
     pub max_p99: Option<f64>,
@@ -264,7 +270,11 @@ fn run(args: &BenchArgs) -> Result<Exit, Failure> {
         ));
     }
     // Make sure a daemon answers (starting one on the default socket if needed).
-    drop(connect::connect(args.socket.as_deref())?);
+    let mut client = connect::connect(args.socket.as_deref())?;
+    if args.prepare {
+        check_prepare(&mut client, args)?;
+    }
+    drop(client);
     let socket = args.socket.clone().unwrap_or_else(paths::default_socket);
     let workload = Arc::new(Workload {
         op: args.op,
@@ -323,6 +333,36 @@ fn run(args: &BenchArgs) -> Result<Exit, Failure> {
     } else {
         Exit::Failure
     })
+}
+
+/// The balance `--prepare` gives every bench user.
+const PREPARE_TOKENS: u64 = 1_000_000_000;
+
+/// `--prepare` opens accounts that can never be removed: only on an empty ledger, unless
+/// forced, and never without saying so.
+fn check_prepare(client: &mut Client, args: &BenchArgs) -> Result<(), Failure> {
+    let status: StatusData = client
+        .call_as(&Request::Status(StatusRequest {}))?
+        .map_err(|e| Failure::new(Exit::Failure, format!("asking memesd for its status: {e}")))?;
+    let last = format!("{}{}", args.user_prefix, args.users - 1);
+    if status.accounts > 0 && !args.force {
+        return Err(Failure::new(
+            Exit::Invalid,
+            format!(
+                "--prepare would add {} permanent accounts ({}0 to {last}) to a ledger that holds {} accounts",
+                args.users, args.user_prefix, status.accounts
+            ),
+        )
+        .with_hint(
+            "prepare against a daemon kept for benchmarks (its own --data-dir), or add --force to prepare here anyway",
+        ));
+    }
+    eprintln!(
+        "memes bench: --prepare opens accounts {}0 to {last} with {PREPARE_TOKENS} tokens each; \
+         they are permanent (a ledger never deletes accounts)",
+        args.user_prefix
+    );
+    Ok(())
 }
 
 fn missed_thresholds(report: &Report, args: &BenchArgs) -> Vec<String> {
@@ -394,7 +434,9 @@ async fn prepare(socket: &Path, workload: &Workload, conns: usize) -> Result<Rep
         op: BenchOp::Topup,
         users: workload.users.clone(),
         query: String::new(),
-        template: Some(r#"{"id":{id},"op":"topup","user":"{user}","amount":1000000000}"#.into()),
+        template: Some(format!(
+            r#"{{"id":{{id}},"op":"topup","user":"{{user}}","amount":{PREPARE_TOKENS}}}"#
+        )),
     });
     let per_conn = workload.users.len().div_ceil(conns) as u64;
     let mut tasks = Vec::new();
