@@ -9,9 +9,9 @@
 use super::exit::Exit;
 use super::output::{self, tokens};
 use super::{Ctx, Failure};
-use crate::protocol::{GetData, GetRequest, MemeView, Request};
+use crate::protocol::{GetData, GetRequest, MAX_COUNT, MemeView, Request};
 use base64::Engine;
-use clap::Args;
+use clap::{Args, value_parser};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -37,7 +37,8 @@ pub struct GetArgs {
     #[arg(long)]
     pub query: Option<String>,
     /// Deliver this many distinct memes (1-10), charged together, all or nothing
-    #[arg(long)]
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = value_parser!(u32).range(1..=i64::from(MAX_COUNT)))]
     pub count: Option<u32>,
     /// Allow memes flagged not safe for work
     #[arg(long)]

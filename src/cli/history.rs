@@ -4,14 +4,16 @@ use super::exit::Exit;
 use super::output;
 use super::{Ctx, Failure};
 use crate::protocol::{HistoryData, HistoryEntry, HistoryRequest, MAX_HISTORY_PAGE, Request};
-use clap::Args;
+use clap::{Args, value_parser};
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
+    /// The user whose ledger entries to show
     #[arg(long)]
     pub user: String,
-    /// Only the newest N entries (still oldest first)
-    #[arg(long, value_name = "N")]
+    /// Only the newest N entries (still oldest first; 1 or more)
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
 }
 

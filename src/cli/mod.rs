@@ -33,20 +33,26 @@ use std::process::ExitCode;
 #[command(name = "memes", version, after_help = exit::HELP)]
 pub struct Cli {
     /// memesd's socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]
-    #[arg(long, global = true, env = paths::SOCKET_ENV, value_name = "PATH")]
+    #[arg(long, global = true, env = paths::SOCKET_ENV, value_name = "PATH",
+          help_heading = GLOBAL_OPTIONS)]
     pub socket: Option<PathBuf>,
 
-    /// Print the reply's data as one JSON document on stdout (for scripts)
-    #[arg(long, global = true)]
+    /// Print the reply's data (or the error) as one JSON document on stdout, for scripts
+    #[arg(long, global = true, help_heading = GLOBAL_OPTIONS)]
     pub json: bool,
 
-    /// Colour in human output
-    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    /// When to colour the error and warning labels on stderr (auto: when stderr is a terminal
+    /// and NO_COLOR is not set)
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto,
+          value_name = "WHEN", help_heading = GLOBAL_OPTIONS)]
     pub color: ColorChoice,
 
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The heading of the options every command takes.
+const GLOBAL_OPTIONS: &str = "Global options";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ColorChoice {

@@ -582,3 +582,56 @@ fn bench_prepare_refuses_a_ledger_with_accounts_unless_forced() {
     assert!(run.stderr.contains("permanent"), "{}", run.stderr);
     assert_eq!(daemon.memes_json(&["status"])["accounts"], 11);
 }
+
+#[test]
+fn help_texts_read_right() {
+    let help = |args: &[&str]| {
+        let run = run_memes(None, args, &[]);
+        assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+        run.stdout
+    };
+    // `{seq}` is a placeholder, not clap's line break.
+    let bench = help(&["bench", "--help"]);
+    assert!(bench.contains("`{seq}`"), "{bench}");
+    assert!(
+        !bench.contains("`\n"),
+        "a placeholder became a line break: {bench}"
+    );
+    // Every option says what it is for.
+    for command in ["get", "topup", "balance", "history", "entitle"] {
+        let text = help(&[command, "--help"]);
+        let user = text.lines().find(|l| l.contains("--user <USER>")).unwrap();
+        assert!(user.trim() != "--user <USER>", "{command}: {text}");
+    }
+    let entitle = help(&["entitle", "--help"]);
+    let tier = entitle
+        .lines()
+        .find(|l| l.contains("--tier <TIER>"))
+        .unwrap();
+    assert!(tier.trim() != "--tier <TIER>", "{entitle}");
+    // Global options under their own heading, after the command's own.
+    let balance = help(&["balance", "--help"]);
+    let own = balance.find("--user").unwrap();
+    let heading = balance
+        .find("Global options:")
+        .unwrap_or_else(|| panic!("{balance}"));
+    assert!(
+        own < heading && heading < balance.find("--socket").unwrap(),
+        "{balance}"
+    );
+    // --color says what it colours.
+    assert!(balance.contains("error and warning labels"), "{balance}");
+    // completions takes no global option, and its help lists none.
+    let completions = help(&["completions", "--help"]);
+    for global in ["--socket", "--json", "--color"] {
+        assert!(!completions.contains(global), "{completions}");
+    }
+    // A negative count is read as a number and refused with its range.
+    let run = run_memes(None, &["get", "--user", "u", "--count", "-1"], &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("1..=10") && !run.stderr.contains("unexpected argument"),
+        "{}",
+        run.stderr
+    );
+}

@@ -14,8 +14,9 @@
 //! only, and a run with more errors than `--max-errors` (none by default) exits 1, like a run
 //! that misses any other threshold. A `--prepare` with any failed top-up stops the run.
 //!
-//! `--template` sends any NDJSON line (`{id}`, `{user}`, `{n}` filled in), which lets the same
-//! generator measure a reference daemon in the same run.
+//! `--template` sends any NDJSON line (`{id}`, `{user}`, `{seq}` filled in; `{n}` is an older
+//! name of `{seq}`, kept out of the help because clap prints `{n}` as a line break), which lets
+//! the same generator measure a reference daemon in the same run.
 
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
@@ -72,7 +73,8 @@ pub struct BenchArgs {
     /// Query of `get` requests
     #[arg(long, default_value = "cat")]
     pub query: String,
-    /// Send this line instead (`{id}`, `{user}`, `{n}` are filled in), e.g. for another daemon
+    /// Send this line instead (`{id}`, `{user}` and `{seq}`, the request's number on its
+    /// connection, are filled in), e.g. for another daemon
     #[arg(long, value_name = "JSON")]
     pub template: Option<String>,
     /// First top up every bench user by a large amount (pipelined), then measure. Opens
@@ -160,6 +162,7 @@ impl Workload {
             let line = template
                 .replace("{id}", &id.to_string())
                 .replace("{user}", user)
+                .replace("{seq}", &n.to_string())
                 .replace("{n}", &n.to_string());
             out.extend_from_slice(line.as_bytes());
             out.push(b'\n');
