@@ -43,7 +43,7 @@ pub fn run(args: &HistoryArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
         };
         table.add_row(vec![
             entry.seq.to_string(),
-            entry.time.clone(),
+            display_time(&entry.time),
             entry.kind.as_str().to_string(),
             format!("{:+}", entry.delta),
             entry.balance.to_string(),
@@ -53,6 +53,16 @@ pub fn run(args: &HistoryArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
     }
     println!("{table}");
     Ok(Exit::Success)
+}
+
+/// A ledger time as the table shows it: always three digits of milliseconds, so that a
+/// column of times lines up (the wire format drops trailing zeros: `39.54Z`). Anything that
+/// does not read as RFC 3339 is shown as it came.
+fn display_time(time: &str) -> String {
+    match time.parse::<jiff::Timestamp>() {
+        Ok(instant) => format!("{instant:.3}"),
+        Err(_) => time.to_string(),
+    }
 }
 
 /// The whole history (or the newest `--limit` entries), oldest first, page by page: the
@@ -77,4 +87,22 @@ fn fetch(args: &HistoryArgs, ctx: &mut Ctx) -> Result<Vec<HistoryEntry>, Failure
     }
     // Pages come newest first; each is oldest first within.
     Ok(pages.into_iter().rev().flatten().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_show_exactly_three_digits_of_milliseconds() {
+        for (wire, shown) in [
+            ("2026-11-24T02:16:39.54Z", "2026-11-24T02:16:39.540Z"),
+            ("2026-11-24T02:16:39.535Z", "2026-11-24T02:16:39.535Z"),
+            ("2026-11-24T02:16:39.5Z", "2026-11-24T02:16:39.500Z"),
+            ("2026-11-24T02:16:39Z", "2026-11-24T02:16:39.000Z"),
+        ] {
+            assert_eq!(display_time(wire), shown, "{wire}");
+        }
+        assert_eq!(display_time("yesterday"), "yesterday", "shown as sent");
+    }
 }
