@@ -95,7 +95,6 @@ const ANTARCTICA: CountryCode = CountryCode(*b"AQ");
 pub enum GeoError {
     #[error("embedded country boundaries are unreadable")]
     Boundaries(#[from] country_boundaries::ReadError),
-    /// Also covers a table that is not UTF-8 (`read_to_string` reports it as an I/O error).
     #[error("embedded places table cannot be decompressed")]
     Decompress(#[from] std::io::Error),
     #[error("embedded {table} table, line {line}: {reason}")]
@@ -198,10 +197,7 @@ impl Geocoder {
         let country_names = parse_country_names(COUNTRY_NAMES_TSV)?;
         let antarctica = parse_antarctica(ANTARCTICA_TSV)?;
 
-        let mut text = String::with_capacity(PLACES_GZ.len() * 4);
-        flate2::read::GzDecoder::new(PLACES_GZ).read_to_string(&mut text)?;
-        let table = parse_places(&text)?;
-        drop(text);
+        let table = parse_places(flate2::read::GzDecoder::new(PLACES_GZ))?;
 
         let points: Vec<PlacePoint> = table
             .places
@@ -493,49 +489,57 @@ fn malformed(table: &'static str, line: usize, reason: impl Into<String>) -> Geo
     }
 }
 
-/// Interned labels; index 0 is the empty label. Keys borrow from the decompressed text, which
-/// outlives the parse, so interning costs one hash lookup per field.
-struct Labels<'text> {
+/// Interned labels; index 0 is the empty label. A few thousand distinct ones (regions and
+/// islands), each repeated many times.
+struct Labels {
     list: Vec<Box<str>>,
-    index: std::collections::HashMap<&'text str, u16>,
+    index: std::collections::HashMap<Box<str>, u16>,
 }
 
-impl Default for Labels<'_> {
+impl Default for Labels {
     fn default() -> Self {
         Labels {
             list: vec![Box::from("")],
-            index: std::collections::HashMap::from([("", 0)]),
+            index: std::collections::HashMap::from([(Box::from(""), 0)]),
         }
     }
 }
 
-impl<'text> Labels<'text> {
-    fn intern(&mut self, label: &'text str, line: usize) -> Result<u16, GeoError> {
+impl Labels {
+    fn intern(&mut self, label: &str, line: usize) -> Result<u16, GeoError> {
         if let Some(&index) = self.index.get(label) {
             return Ok(index);
         }
         let index = u16::try_from(self.list.len())
             .map_err(|_| malformed("places", line, "more than 65535 distinct labels"))?;
         self.list.push(Box::from(label));
-        self.index.insert(label, index);
+        self.index.insert(Box::from(label), index);
         Ok(index)
     }
 }
 
-fn parse_places(text: &str) -> Result<PlaceTable, GeoError> {
+/// Reads the places table: tab-separated, no quoting (names may hold a `"`), `#` comments.
+fn parse_places(source: impl Read) -> Result<PlaceTable, GeoError> {
     const TABLE: &str = "places";
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(b'\t')
+        .has_headers(false)
+        .quoting(false)
+        .comment(Some(b'#'))
+        // Field counts are checked below, with the line number.
+        .flexible(true)
+        .from_reader(source);
+    let mut record = csv::StringRecord::new();
     let mut places = Vec::with_capacity(150_000);
-    let mut names = String::with_capacity(text.len() / 3);
+    let mut names = String::with_capacity(2 << 20);
     // Regions and landmasses repeat thousands of times: intern them. Label 0 is "".
     let mut labels = Labels::default();
     let mut previous_country = None;
-    for (number, line) in text.lines().enumerate() {
-        let line_number = number + 1;
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let fields: Vec<&str> = line.split('\t').collect();
-        let &[latitude, longitude, name, region, country, landmass] = fields.as_slice() else {
+    while read_place(&mut reader, &mut record)? {
+        let line_number = record.position().map_or(0, |at| at.line() as usize);
+        let Some([latitude, longitude, name, region, country, landmass]) =
+            (record.len() == 6).then(|| std::array::from_fn(|i| &record[i]))
+        else {
             return Err(malformed(
                 TABLE,
                 line_number,
@@ -580,10 +584,26 @@ fn parse_places(text: &str) -> Result<PlaceTable, GeoError> {
         return Err(malformed(TABLE, 0, "no places"));
     }
     names.shrink_to_fit();
+    places.shrink_to_fit();
     Ok(PlaceTable {
         places,
         names,
         labels: labels.list,
+    })
+}
+
+/// The next record of the places table; `false` at its end.
+fn read_place(
+    reader: &mut csv::Reader<impl Read>,
+    record: &mut csv::StringRecord,
+) -> Result<bool, GeoError> {
+    reader.read_record(record).map_err(|error| {
+        let line = error.position().map_or(0, |at| at.line() as usize);
+        match error.into_kind() {
+            csv::ErrorKind::Io(error) => GeoError::Decompress(error),
+            csv::ErrorKind::Utf8 { .. } => malformed("places", line, "not UTF-8"),
+            other => malformed("places", line, format!("{other:?}")),
+        }
     })
 }
 
@@ -963,6 +983,26 @@ mod tests {
             "{}",
             brooklyn.describe()
         );
+    }
+
+    #[test]
+    fn the_places_table_reads_comments_quotes_and_reports_lines() {
+        let table = "# header\n\
+                     4250779\t152109\tAndorra la Vella\tAndorra la Vella\tAD\t\n\
+                     2314355\t5378810\tMuzayri\"\tAbu Dhabi\tAE\tSome Island\n";
+        let parsed = parse_places(table.as_bytes()).unwrap();
+        assert_eq!(parsed.places.len(), 2);
+        assert_eq!(parsed.names, "Andorra la VellaMuzayri\"");
+        let labels: Vec<&str> = parsed.labels.iter().map(|l| &**l).collect();
+        assert_eq!(labels, ["", "Andorra la Vella", "Abu Dhabi", "Some Island"]);
+        let short = "# header\n1\t2\tX\tY\tAD\t\n1\t2\tX\tAD\n";
+        match parse_places(short.as_bytes()) {
+            Err(GeoError::Malformed { line: 3, .. }) => {}
+            other => panic!("{:?}", other.err()),
+        }
+        let unsorted = "1\t2\tX\tY\tFR\t\n1\t2\tX\tY\tAD\t\n";
+        assert!(parse_places(unsorted.as_bytes()).is_err());
+        assert!(parse_places(&b"\xff\t1\n"[..]).is_err());
     }
 
     #[test]
