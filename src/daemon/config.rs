@@ -159,8 +159,8 @@ const MAX_CHECKPOINT_MIB: u64 = 1 << 20;
 const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// A timeout: plain seconds (`300`, `0.5`) or a duration with units (`5m`, `30s`,
-/// `1h 30m`, `250ms`), more than zero and at most a year.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+/// `1h 30m`, `250ms`), more than zero and at most a year. Also `memes bench --duration`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let plain_seconds = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
     let parsed = match plain_seconds {
         true => humantime::parse_duration(&format!("{text}s")),

@@ -635,3 +635,38 @@ fn help_texts_read_right() {
         run.stderr
     );
 }
+
+#[test]
+fn bench_numbers_are_checked_as_they_are_parsed() {
+    let daemon = Daemon::start();
+    for (flag, value) in [
+        ("--duration", "nan"),
+        ("--duration", "-1"),
+        ("--duration", "0"),
+        ("--rate", "0"),
+        ("--rate", "inf"),
+        ("--max-p99", "nan"),
+        ("--min-rps", "-5"),
+        ("--conns", "0"),
+        ("--users", "0"),
+    ] {
+        let run = daemon.memes(&["bench", flag, value, "--users", "5"]);
+        assert_eq!(run.code, 2, "{flag} {value}: {}", run.stderr);
+        assert!(run.stderr.contains(flag), "{flag} {value}: {}", run.stderr);
+    }
+    // Durations: plain seconds, or with a unit.
+    for duration in ["0.2", "200ms"] {
+        let run = daemon.memes(&[
+            "--json",
+            "bench",
+            "--duration",
+            duration,
+            "-c",
+            "1",
+            "--users",
+            "5",
+        ]);
+        assert_eq!(run.code, 0, "{duration}: {}", run.stderr);
+        assert!(run.json()["secs"].as_f64().unwrap() < 5.0);
+    }
+}

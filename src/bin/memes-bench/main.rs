@@ -18,6 +18,7 @@
 //! name of `{seq}`, kept out of the help because clap prints `{n}` as a line break), which lets
 //! the same generator measure a reference daemon in the same run.
 
+use clap::builder::RangedU64ValueParser;
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use interprocess::local_socket::tokio::Stream;
@@ -26,6 +27,7 @@ use interprocess::local_socket::{GenericFilePath, ToFsName};
 use memes::cli::exit::Exit;
 use memes::cli::{Failure, connect, output};
 use memes::client::Client;
+use memes::daemon::config::parse_duration;
 use memes::paths;
 use memes::protocol::{Request, StatusData, StatusRequest};
 use serde::{Deserialize, Serialize};
@@ -47,25 +49,30 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// Connections
-    #[arg(long, short = 'c', default_value_t = 64, value_name = "C")]
+    #[arg(long, short = 'c', default_value_t = 64, value_name = "C",
+          allow_negative_numbers = true, value_parser = at_least_one())]
     pub conns: usize,
     /// Requests in flight per connection (closed loop)
-    #[arg(long, short = 'd', default_value_t = 1, value_name = "D")]
+    #[arg(long, short = 'd', default_value_t = 1, value_name = "D",
+          allow_negative_numbers = true, value_parser = at_least_one())]
     pub depth: usize,
     /// Total requests to send
     #[arg(long, short = 'n', conflicts_with = "duration", value_name = "N")]
     pub requests: Option<u64>,
-    /// Send for this many seconds instead of a number of requests
-    #[arg(long, value_name = "SECS")]
-    pub duration: Option<f64>,
+    /// Send for this long instead of a number of requests: seconds (`10`) or with a unit
+    /// (`500ms`, `1m`)
+    #[arg(long, value_name = "DURATION", allow_negative_numbers = true,
+          value_parser = parse_duration)]
+    pub duration: Option<Duration>,
     /// Open loop: this many requests per second in total, latency from the schedule
-    #[arg(long, value_name = "R")]
+    #[arg(long, value_name = "R", allow_negative_numbers = true, value_parser = parse_rate)]
     pub rate: Option<f64>,
     /// What to send
     #[arg(long, value_enum, default_value_t = BenchOp::Get)]
     pub op: BenchOp,
     /// Distinct users to spread the requests over
-    #[arg(long, default_value_t = 10_000, value_name = "U")]
+    #[arg(long, default_value_t = 10_000, value_name = "U",
+          allow_negative_numbers = true, value_parser = at_least_one())]
     pub users: usize,
     /// Bench user ids are this prefix plus a number
     #[arg(long, default_value = "bench-", value_name = "PREFIX")]
@@ -85,13 +92,13 @@ pub struct BenchArgs {
     #[arg(long, requires = "prepare")]
     pub force: bool,
     /// Exit 1 if the p99 latency is above this many milliseconds
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", allow_negative_numbers = true, value_parser = parse_threshold)]
     pub max_p99: Option<f64>,
     /// Exit 1 if the maximum latency is above this many milliseconds
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", allow_negative_numbers = true, value_parser = parse_threshold)]
     pub max_latency: Option<f64>,
     /// Exit 1 if throughput (successful requests per second) is below this
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_threshold)]
     pub min_rps: Option<f64>,
     /// Exit 1 if more than this many requests get an error reply (none are allowed by default)
     #[arg(long, default_value_t = 0, value_name = "N")]
@@ -262,16 +269,33 @@ fn main() -> ExitCode {
     }
 }
 
+/// A count of 1 or more.
+fn at_least_one() -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::<usize>::new().range(1..)
+}
+
+/// The most requests per second `--rate` schedules: far beyond any daemon here, and a send
+/// interval still a whole number of nanoseconds.
+const MAX_RATE: f64 = 100_000_000.0;
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate > 0.0 && rate <= MAX_RATE => Ok(rate),
+        _ => Err(format!(
+            "not a number of requests per second above 0 and at most {MAX_RATE}"
+        )),
+    }
+}
+
+/// A latency or throughput threshold: a finite number, 0 or more.
+fn parse_threshold(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
+        _ => Err("not a finite number, 0 or more".to_string()),
+    }
+}
+
 fn run(args: &BenchArgs) -> Result<Exit, Failure> {
-    let invalid = |message: &str| Failure::new(Exit::Invalid, message);
-    if args.conns == 0 || args.depth == 0 || args.users == 0 {
-        return Err(invalid("--conns, --depth and --users must be at least 1"));
-    }
-    if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
-        return Err(invalid(
-            "--rate must be a positive number of requests per second",
-        ));
-    }
     // Make sure a daemon answers (starting one on the default socket if needed).
     let mut client = connect::connect(args.socket.as_deref())?;
     if args.prepare {
@@ -470,7 +494,7 @@ async fn measure(
     if let Some(rate) = args.rate {
         let total = match (args.requests, args.duration) {
             (Some(n), _) => n,
-            (None, Some(secs)) => (rate * secs) as u64,
+            (None, Some(duration)) => (rate * duration.as_secs_f64()) as u64,
             (None, None) => (rate * 10.0) as u64,
         };
         return open_loop(socket, workload, args.conns, rate, total, &op).await;
@@ -484,7 +508,7 @@ async fn measure(
     let mut tasks = Vec::new();
     for (conn, stream) in streams.into_iter().enumerate() {
         let quota = match args.duration {
-            Some(secs) => Quota::Until(started + Duration::from_secs_f64(secs)),
+            Some(duration) => Quota::Until(started + duration),
             None => Quota::Requests(
                 total / args.conns as u64 + u64::from((conn as u64) < total % args.conns as u64),
             ),
