@@ -1,8 +1,10 @@
-//! memesd as a whole: its command line ([`config`]), and the wiring that opens the store,
-//! builds the service, runs the fronts until a signal says stop, and shuts down in the order
-//! that keeps every acknowledged change (flush the store, then remove the socket).
+//! memesd as a whole: its command line ([`config`]), the data directory's permissions
+//! ([`datadir`]), and the wiring that opens the store, builds the service, runs the fronts
+//! until a signal says stop, and shuts down in the order that keeps every acknowledged
+//! change (flush the store, then remove the socket).
 
 pub mod config;
+pub mod datadir;
 
 use crate::catalogue::Catalogue;
 use crate::fronts::http::auth::{Credentials, WebhookSecret};
@@ -78,6 +80,8 @@ pub fn run(args: DaemonArgs) -> Result<()> {
         backend,
     );
 
+    datadir::secure_existing(&data_dir)
+        .with_context(|| format!("checking the permissions of {}", data_dir.display()))?;
     let store = Arc::new(
         FileStore::open(
             &data_dir,
@@ -89,6 +93,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
         )
         .context("opening the ledger")?,
     );
+    crate::lockfile::record_owner(&data_dir, &socket_path);
     let recovery = store.recovery_stats();
     tracing::info!(
         "ledger in {}: {} accounts from the checkpoint, {} journal transactions replayed, {} entries",

@@ -75,7 +75,7 @@ impl StoreError {
 pub enum OpenError {
     #[error("another memesd is already using the data directory {0}")]
     Locked(PathBuf),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]

@@ -10,6 +10,8 @@ mod hostile;
 mod ledger;
 mod lifecycle;
 mod money;
+mod mounts;
 mod premium;
 mod protocol;
+mod release;
 mod startup;
