@@ -21,18 +21,7 @@ pub fn use_color(choice: ColorChoice) -> bool {
     }
 }
 
-/// An error's message followed by each of its causes: `reading x: No such file or directory`.
-/// Error types never repeat their cause in their own message, so this names each once.
-pub fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(error) = cause {
-        text.push_str(": ");
-        text.push_str(&error.to_string());
-        cause = error.source();
-    }
-    text
-}
+pub use crate::service::error::with_causes;
 
 /// `memes: error: …` on stderr, and the hint on its own line; with `--json` also
 /// `{"error":{"code":…,"message":…,"hint":…}}` on stdout, so that a script reading stdout

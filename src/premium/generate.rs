@@ -129,7 +129,10 @@ impl Generator {
                         .render(&plan.template, &plan.top, &plan.bottom)
                 })
                 .map_err(|e| {
-                    ServiceError::new(ErrorCode::Internal, format!("rendering failed: {e}"))
+                    ServiceError::internal(format!(
+                        "rendering failed: {}",
+                        crate::service::error::with_causes(&e)
+                    ))
                 })?;
                 Ok(Png {
                     bytes: rendered.png,

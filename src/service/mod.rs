@@ -366,7 +366,7 @@ impl Service {
             .map_err(|e| ServiceError::internal(format!("reloading the catalogue: {e}")))?;
         self.swap_catalogue(loaded)
             .map(Reply::Reload)
-            .map_err(|e| ServiceError::invalid(e.to_string()))
+            .map_err(|e| ServiceError::invalid(error::with_causes(&e)))
     }
 
     /// Where the request's coordinates are, if it has any (and the place data loaded; the
@@ -409,7 +409,10 @@ impl Service {
                 Ok(data)
             }
             Err(error) => {
-                tracing::error!("catalogue reload rejected, keeping the current one: {error}");
+                tracing::error!(
+                    "catalogue reload rejected, keeping the current one: {}",
+                    error::with_causes(&error)
+                );
                 Err(error)
             }
         }
@@ -427,7 +430,10 @@ fn load_geocoder() -> Option<Geocoder> {
     match Geocoder::load() {
         Ok(geocoder) => Some(geocoder),
         Err(error) => {
-            tracing::error!("place data failed to load; replies will carry no location: {error}");
+            tracing::error!(
+                "place data failed to load; replies will carry no location: {}",
+                error::with_causes(&error)
+            );
             None
         }
     }
