@@ -30,3 +30,4 @@ pub mod premium;
 pub mod protocol;
 pub mod service;
 pub mod store;
+pub mod telemetry;
