@@ -11,7 +11,9 @@
 //! - [`daemon`]: memesd's socket, connections, and request dispatch.
 //! - [`client`]: a small synchronous client; [`cli`]: the `memes` command line.
 //! - [`paths`]: where the socket and the data live (flag > environment > default).
+//! - [`atomic_file`]: replacing a file atomically and durably (checkpoints, images).
 
+pub mod atomic_file;
 pub mod catalogue;
 pub mod cli;
 pub mod client;

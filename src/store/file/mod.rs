@@ -488,7 +488,7 @@ fn checkpoint(shared: &Shared, dir: &Path) -> io::Result<Option<u64>> {
         let _ = std::fs::remove_file(&tmp_path);
         return Ok(None);
     }
-    snapshot::publish(&tmp_path, &dir.join(SNAPSHOT_FILE))?;
+    crate::atomic_file::publish(&tmp_path, &dir.join(SNAPSHOT_FILE))?;
     tracing::debug!("checkpoint written at journal offset {journal_offset}");
     Ok(Some(journal_offset))
 }

@@ -14,7 +14,7 @@
 //! `"keys":[[key,fingerprint,reply],...]}`
 //!
 //! Publishing is atomic: write a temporary file, fsync it, rename it over the old one,
-//! fsync the directory.
+//! fsync the directory (see [`crate::atomic_file`]).
 
 use super::ledger::{Account, AccountMap, KeyEntry, KeyMap};
 use crate::domain::Tier;
@@ -104,14 +104,6 @@ impl PacedWriter {
         }
         Ok(())
     }
-}
-
-/// Makes a fully written temporary checkpoint the current one, atomically and durably.
-pub fn publish(tmp: &Path, target: &Path) -> io::Result<()> {
-    File::open(tmp)?.sync_all()?;
-    std::fs::rename(tmp, target)?;
-    let dir = target.parent().unwrap_or(Path::new("."));
-    File::open(dir)?.sync_all()
 }
 
 /// A checkpoint as loaded.
