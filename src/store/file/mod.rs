@@ -22,7 +22,8 @@ pub mod snapshot;
 #[cfg(test)]
 mod tests;
 
-use checkpointer::{CheckpointStats, Trigger};
+use checkpointer::Trigger;
+pub use checkpointer::{CheckpointStats, Retry};
 use journal::{JournalFile, Queue, Shared, State, WriterConfig, run_writer};
 use ledger::{Account, Idempotency, Ledger, Outcome, Undo};
 use recovery::{JOURNAL_FILE, RecoveryStats};
@@ -56,6 +57,8 @@ pub struct StoreConfig {
     pub checkpoint_bytes: u64,
     /// How often a failing disk is probed for recovery.
     pub retry_interval: Duration,
+    /// When to try again after a checkpoint failed (see [`checkpointer`]).
+    pub checkpoint_retry: Retry,
 }
 
 impl Default for StoreConfig {
@@ -64,6 +67,10 @@ impl Default for StoreConfig {
             welcome_tokens: 150,
             checkpoint_bytes: 64 << 20,
             retry_interval: Duration::from_millis(500),
+            checkpoint_retry: Retry {
+                first: Duration::from_secs(1),
+                max: Duration::from_secs(64),
+            },
         }
     }
 }
@@ -128,6 +135,7 @@ impl FileStore {
             dir.to_path_buf(),
             last_checkpoint.clone(),
             checkpoint_stats.clone(),
+            config.checkpoint_retry,
         )
         .map_err(io_error(dir))?;
         let writer = {

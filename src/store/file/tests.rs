@@ -2,7 +2,7 @@
 //! and a model-based property test against a plain in-memory model of the rules.
 
 use super::journal::JournalFile;
-use super::recovery::{JOURNAL_FILE, SNAPSHOT_FILE};
+use super::recovery::{self, JOURNAL_FILE, SNAPSHOT_FILE};
 use super::*;
 use crate::domain::EntryKind;
 use crate::store::*;
@@ -795,4 +795,95 @@ proptest! {
         let report = store.audit().unwrap();
         prop_assert!(report.ok, "{:?}", report.discrepancy);
     }
+}
+
+/// Puts a non-empty directory where the checkpoint goes: it cannot be replaced, even by root.
+fn block_checkpoints(dir: &Path) -> std::path::PathBuf {
+    let target = dir.join(SNAPSHOT_FILE);
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("in-the-way"), b"").unwrap();
+    target
+}
+
+#[test]
+fn a_failing_checkpoint_removes_its_temporary_file_and_backs_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(
+        dir.path(),
+        StoreConfig {
+            // Every flush asks for a checkpoint.
+            checkpoint_bytes: 1,
+            checkpoint_retry: Retry {
+                first: Duration::from_millis(100),
+                max: Duration::from_millis(400),
+            },
+            ..config()
+        },
+    )
+    .unwrap();
+    let target = block_checkpoints(dir.path());
+    let tmp = recovery::temporary_snapshot_path(dir.path());
+    let started = Instant::now();
+    let mut flushes = 0u64;
+    while started.elapsed() < Duration::from_millis(1500) {
+        topup(&store, "u", 1).unwrap();
+        flushes += 1;
+    }
+    let stats = store.checkpoint_stats();
+    assert!(flushes > 100, "only {flushes} flushes");
+    // Retried after 0.1, 0.2, 0.4, 0.4... s: at most 6 attempts in 1.5 s, not one per flush.
+    assert!(
+        stats.failed >= 2 && stats.failed <= 6,
+        "{stats:?} after {flushes} flushes"
+    );
+    assert_eq!(stats.written, 0);
+    // The attempt in progress, if any, ends soon; none leaves its temporary file behind.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tmp.exists() {
+        assert!(Instant::now() < deadline, "{} left behind", tmp.display());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A final checkpoint names the file it could not replace.
+    let message = store.checkpoint_now().unwrap_err().to_string();
+    assert!(
+        message.contains(&*target.to_string_lossy()) && message.contains(".tmp"),
+        "{message}"
+    );
+    assert!(!tmp.exists());
+
+    // The obstacle goes: the next attempt succeeds by itself.
+    std::fs::remove_dir_all(&target).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store.checkpoint_stats().written == 0 {
+        assert!(Instant::now() < deadline, "{:?}", store.checkpoint_stats());
+        topup(&store, "u", 1).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(target.is_file());
+    let balance_before = balance(&store, "u");
+    drop(store);
+    let store = FileStore::open(dir.path(), config()).unwrap();
+    assert_eq!(balance(&store, "u"), balance_before);
+}
+
+#[test]
+fn a_checkpoint_that_cannot_be_written_leaves_no_temporary_file_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), config()).unwrap();
+    topup(&store, "u", 1).unwrap();
+    // Writes into the temporary file fail as on a full disk.
+    let tmp = recovery::temporary_snapshot_path(dir.path());
+    std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+    let message = store.checkpoint_now().unwrap_err().to_string();
+    assert!(
+        message.contains(&*tmp.to_string_lossy()) && message.contains("No space left"),
+        "{message}"
+    );
+    assert!(
+        tmp.symlink_metadata().is_err(),
+        "{} left behind",
+        tmp.display()
+    );
+    assert!(!dir.path().join(SNAPSHOT_FILE).exists());
+    assert!(store.checkpoint_now().unwrap().is_some());
 }
