@@ -1,27 +1,20 @@
 //! The audit: replay the whole journal from its first byte and check the ledger's
 //! invariants, independently of the checkpoint and of the daemon's memory.
 //!
-//! Checked per line: it parses; sequence numbers run without gaps; each user's chain of
-//! `prev` offsets is intact; every entry's balance equals the previous balance plus its
-//! delta and is never below zero; the sign of each delta fits its kind; the welcome grant is
-//! the first entry of an account and appears at most once per user; every idempotency key
-//! occurs once; every batch end names a start inside its own batch. The caller then compares
-//! the derived balances with the live ones.
+//! Checked per line: it parses; it passes [`super::verify`] against its account as the lines
+//! before it left it (sequence numbers without gaps, each user's chain of `prev` offsets,
+//! every balance the running sum of its entries and never below zero, the sign of each
+//! delta, the welcome grant first and once); every idempotency key occurs once; every batch
+//! end names a start inside its own batch. The caller then compares the derived balances
+//! with the live ones.
 
 use super::record::{JournalLine, RecordIn};
-use crate::domain::{AuditReport, EntryKind};
+use super::verify::{self, Derived};
+use crate::domain::AuditReport;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
-
-/// An account as the journal alone says it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Derived {
-    pub balance: u64,
-    /// Offset of the account's latest line.
-    pub last: u64,
-}
 
 /// The result of replaying the journal.
 pub struct JournalScan {
@@ -100,69 +93,12 @@ impl Replay {
             next_seq,
             ..
         } = self;
-        if record.seq != *next_seq {
-            return Err(format!(
-                "sequence gap: expected seq {next_seq}, found {}",
-                record.seq
-            ));
-        }
+        verify::sequence(record, *next_seq)?;
         let user = record.user.as_ref();
-        let known = accounts.get(user).copied();
-        let expected_prev = known.map(|d| d.last);
-        if record.prev != expected_prev {
-            return Err(format!(
-                "seq {}: user {user:?}'s previous line is at {expected_prev:?} but this line says {:?}",
-                record.seq, record.prev
-            ));
-        }
-        let mut balance = known.map(|d| d.balance);
-        for (i, entry) in record.entries.iter().enumerate() {
-            let seq = record.seq + i as u64;
-            let before = match (entry.kind, balance) {
-                (EntryKind::Welcome, None) => {
-                    report.welcomes += 1;
-                    0
-                }
-                (EntryKind::Welcome, Some(_)) => {
-                    return Err(format!(
-                        "seq {seq}: a second welcome grant for user {user:?}"
-                    ));
-                }
-                (_, None) => {
-                    return Err(format!(
-                        "seq {seq}: user {user:?}'s first entry is not the welcome grant"
-                    ));
-                }
-                (_, Some(before)) => before,
-            };
-            let sign_fits = match entry.kind {
-                EntryKind::Welcome | EntryKind::Topup => entry.delta >= 0,
-                EntryKind::Charge => entry.delta <= 0,
-                EntryKind::Deduct => entry.delta < 0,
-                EntryKind::Entitle => entry.delta == 0,
-            };
-            if !sign_fits {
-                return Err(format!(
-                    "seq {seq}: a {} entry with delta {}",
-                    entry.kind.as_str(),
-                    entry.delta
-                ));
-            }
-            let after = before.checked_add_signed(entry.delta).ok_or_else(|| {
-                format!(
-                    "seq {seq}: user {user:?}'s balance went below zero ({before} {:+})",
-                    entry.delta
-                )
-            })?;
-            if after != entry.balance {
-                return Err(format!(
-                    "seq {seq}: user {user:?}'s balance is recorded as {} but {before} {:+} = {after}",
-                    entry.balance, entry.delta
-                ));
-            }
-            balance = Some(after);
-            report.entries += 1;
-        }
+        let before = accounts.get(user).copied();
+        let derived = verify::transaction(record, offset, before)?;
+        report.welcomes += u64::from(before.is_none());
+        report.entries += record.entries.len() as u64;
         if let Some(key) = &record.key {
             if !keys.insert(key.as_ref().into()) {
                 return Err(format!(
@@ -172,10 +108,6 @@ impl Replay {
             }
             report.keys += 1;
         }
-        let derived = Derived {
-            balance: balance.unwrap_or(0),
-            last: offset,
-        };
         match accounts.get_mut(user) {
             Some(slot) => *slot = derived,
             None => {

@@ -21,6 +21,7 @@ pub mod recovery;
 pub mod snapshot;
 #[cfg(test)]
 mod tests;
+pub mod verify;
 
 use checkpointer::Trigger;
 pub use checkpointer::{CheckpointStats, Retry};
