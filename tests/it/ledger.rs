@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[test]
 fn a_repeated_top_up_credits_once_and_answers_the_same() {
@@ -250,7 +250,10 @@ fn audit_passes_on_a_healthy_ledger_and_names_a_corrupted_one() {
     assert_eq!(report["entries"], 9);
     assert_eq!(report["welcomes"], 3);
     assert_eq!(daemon.memes(&["audit"]).code, 0);
-    daemon.kill9();
+    // Stopped cleanly, so the checkpoint covers the line forged below and start-up does not
+    // read it again (see the next test for a line it does read).
+    let status = daemon.signal_and_wait(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(0));
     let journal = daemon.data_dir.join("journal.ndjson");
     let text = std::fs::read_to_string(&journal).unwrap();
     let forged = text.replacen(
@@ -268,6 +271,56 @@ fn audit_passes_on_a_healthy_ledger_and_names_a_corrupted_one() {
         run.stdout.contains("FAILED") && run.stdout.contains("952"),
         "{}",
         run.stdout
+    );
+}
+
+#[test]
+fn a_forged_line_after_the_checkpoint_stops_memesd_from_starting() {
+    let mut daemon = Daemon::start();
+    daemon.memes_json(&["topup", "--user", "a", "--amount", "29"]);
+    let status = daemon.signal_and_wait(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(0), "stopped with a checkpoint");
+    daemon.restart();
+    daemon.memes_json(&["get", "--user", "a"]);
+    daemon.memes_json(&["get", "--user", "b"]);
+    daemon.kill9();
+    let journal = daemon.data_dir.join("journal.ndjson");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let line = text
+        .lines()
+        .find(|line| line.contains(r#""kind":"charge","delta":-1,"balance":178"#))
+        .expect("the charge after the checkpoint");
+    let line_number = text.lines().position(|l| l == line).unwrap() + 1;
+    // Same length: only the balance is forged, no line moves.
+    let forged = line.replace(r#""balance":178"#, r#""balance":978"#);
+    std::fs::write(&journal, text.replacen(line, &forged, 1)).unwrap();
+    let log = daemon.dir.path().join("refused.log");
+    let mut child = daemon
+        .command()
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "memesd started on a forged journal:\n{}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}, line {line_number}:", journal.display()))
+            && stderr.contains("recorded as 978 but 179 -1 = 178"),
+        "{stderr}"
     );
 }
 

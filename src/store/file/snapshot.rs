@@ -5,8 +5,10 @@
 //! re-derived from it (`memes audit` does). A checkpoint is taken while the daemon runs, in
 //! small chunks under the ledger lock, so it never stalls requests for long. Such a
 //! "fuzzy" checkpoint may include changes applied after its `journal_offset`; that is safe
-//! because replaying a journal line sets absolute values, and because a checkpoint is only
-//! published once everything it saw is on disk and nothing was taken back meanwhile.
+//! because replaying a journal line sets absolute values, because start-up checks those
+//! lines against each other and against the row that includes them (see
+//! [`super::recovery`]), and because a checkpoint is only published once everything it saw
+//! is on disk and nothing was taken back meanwhile.
 //!
 //! Format (one line):
 //! `{"format":"memes-snapshot","version":1,"journal_offset":N,"next_seq":S,`
