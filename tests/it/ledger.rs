@@ -274,6 +274,31 @@ fn audit_passes_on_a_healthy_ledger_and_names_a_corrupted_one() {
     );
 }
 
+/// Starts memesd on `daemon`'s files expecting it to refuse: its exit status and log.
+fn start_refused(daemon: &Daemon) -> (std::process::ExitStatus, String) {
+    let log = daemon.dir.path().join("refused.log");
+    let mut child = daemon
+        .command()
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, std::fs::read_to_string(&log).unwrap());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "memesd started:\n{}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn a_forged_line_after_the_checkpoint_stops_memesd_from_starting() {
     let mut daemon = Daemon::start();
@@ -294,34 +319,65 @@ fn a_forged_line_after_the_checkpoint_stops_memesd_from_starting() {
     // Same length: only the balance is forged, no line moves.
     let forged = line.replace(r#""balance":178"#, r#""balance":978"#);
     std::fs::write(&journal, text.replacen(line, &forged, 1)).unwrap();
-    let log = daemon.dir.path().join("refused.log");
-    let mut child = daemon
-        .command()
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "memesd started on a forged journal:\n{}",
-                std::fs::read_to_string(&log).unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stderr = std::fs::read_to_string(&log).unwrap();
+    let (status, stderr) = start_refused(&daemon);
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains(&format!("{}, line {line_number}:", journal.display()))
             && stderr.contains("recorded as 978 but 179 -1 = 178"),
         "{stderr}"
     );
+}
+
+#[test]
+fn an_edited_checkpoint_stops_memesd_and_one_without_a_digest_fails_the_audit() {
+    let mut daemon = Daemon::start();
+    let args = [
+        "topup",
+        "--user",
+        "u1",
+        "--amount",
+        "25",
+        "--idempotency-key",
+        "stripe-evt-1",
+    ];
+    let first = daemon.memes_json(&args);
+    daemon.memes_json(&["topup", "--user", "u2", "--amount", "5"]);
+    let status = daemon.signal_and_wait(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(0), "stopped with a checkpoint");
+    // The key row dropped: a retry of the payment would credit u1 again.
+    let path = daemon.data_dir.join("snapshot.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let rows = text.find(r#""keys":["#).unwrap() + r#""keys":["#.len();
+    let end = text.rfind(r#"],"digest":"#).expect("a digest");
+    assert!(text[rows..end].contains("stripe-evt-1"), "{text}");
+    let edited = format!("{}{}", &text[..rows], &text[end..]);
+    std::fs::write(&path, &edited).unwrap();
+    let (status, stderr) = start_refused(&daemon);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}, line 1:", path.display()))
+            && stderr.contains("does not match its digest"),
+        "{stderr}"
+    );
+    // As an older memesd wrote it, without a digest: it starts, and the audit names the key.
+    let digest = edited.rfind(r#","digest":"#).unwrap();
+    std::fs::write(&path, format!("{}}}\n", &edited[..digest])).unwrap();
+    daemon.restart();
+    let run = daemon.memes(&["audit"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stdout.contains("FAILED") && run.stdout.contains("stripe-evt-1"),
+        "{}",
+        run.stdout
+    );
+    // Put back as written, the same checkpoint passes, and the retry is a replay.
+    let status = daemon.signal_and_wait(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(0));
+    std::fs::write(&path, &text).unwrap();
+    daemon.restart();
+    assert_eq!(daemon.memes_json(&["audit"])["ok"], true);
+    assert_eq!(daemon.memes_json(&args), first);
+    assert_eq!(daemon.balance("u1"), Some(175));
 }
 
 /// One client of the crash test: top-ups and gets, each with its own idempotency key,

@@ -325,9 +325,9 @@ fn copy(shared: &Shared, tmp: &Path) -> io::Result<Option<u64>> {
         file.write_all(&buf).map_err(written)?;
         buf.clear();
     }
-    snapshot::finish(&mut buf);
+    snapshot::end_keys(&mut buf);
     file.write_all(&buf).map_err(written)?;
-    drop(file);
+    file.seal().map_err(written)?;
     // Everything the checkpoint copied must be on disk before it may replace the old one,
     // and nothing may have been taken back while it was copied.
     let barrier = shared.barrier();

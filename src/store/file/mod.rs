@@ -281,38 +281,9 @@ impl FileStore {
         Ok((value, self.shared.barrier()))
     }
 
-    /// Compares the balances derived from the journal with the live ones.
+    /// Compares what the journal derives with the live accounts and keys.
     fn compare_with_memory(&self, scan: &audit::JournalScan, upto: u64) -> Option<String> {
-        for (state, rows) in self.shared.chunks(CHUNK, Ledger::accounts_len) {
-            for i in rows {
-                let (user, account) = state.ledger.account_at(i).expect("index in range");
-                if account.last >= upto {
-                    continue; // changed after the audited prefix
-                }
-                match scan.accounts.get(user) {
-                    Some(derived)
-                        if derived.balance == account.balance && derived.last == account.last => {}
-                    Some(derived) => {
-                        return Some(format!(
-                            "user {user:?}: the daemon holds a balance of {} but the ledger sums to {}",
-                            account.balance, derived.balance
-                        ));
-                    }
-                    None => {
-                        return Some(format!(
-                            "user {user:?}: the daemon holds an account that the ledger never opened"
-                        ));
-                    }
-                }
-            }
-        }
-        let state = self.shared.lock();
-        scan.accounts
-            .keys()
-            .find(|user| state.ledger.account(user).is_none())
-            .map(|user| {
-                format!("user {user:?}: the ledger opened an account the daemon does not hold")
-            })
+        audit::compare_with_memory(&self.shared, scan, upto)
     }
 }
 

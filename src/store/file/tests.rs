@@ -1024,6 +1024,24 @@ fn fuzzy_checkpoint(store: &FileStore, journal_offset: u64, next_seq: u64) {
     let to = format!(r#""journal_offset":{journal_offset},"next_seq":{next_seq}"#);
     assert!(text.contains(&from), "{text}");
     std::fs::write(&path, text.replacen(&from, &to, 1)).unwrap();
+    reseal(&path);
+}
+
+/// The bytes of the checkpoint at `path` up to its digest field.
+fn checkpoint_body(path: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(path).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    let at = text.rfind(r#","digest":"#).expect("a digest");
+    bytes.truncate(at);
+    bytes
+}
+
+/// Recomputes the digest of the checkpoint at `path`, as memesd writes it.
+fn reseal(path: &Path) {
+    let mut bytes = checkpoint_body(path);
+    let digest = <sha2::Sha256 as sha2::Digest>::new_with_prefix(&bytes);
+    snapshot::seal(&mut bytes, digest);
+    std::fs::write(path, bytes).unwrap();
 }
 
 /// A ledger whose checkpoint already includes the five lines after its journal offset:
@@ -1178,5 +1196,146 @@ fn every_checkpoint_taken_under_load_recovers_exactly_with_the_journal_after_it(
         fuzzy > 0,
         "none of {} checkpoints included a change after its offset",
         checkpoints.len()
+    );
+}
+
+/// A ledger whose checkpoint covers all of it: keys "k1" (u1 +7) and "k2" (u2 +7), and
+/// "quiet" at 160, which no later line touches.
+fn ledger_with_keys_in_the_checkpoint() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), config()).unwrap();
+    keyed_topup(&store, "u1", 7, "k1").unwrap();
+    keyed_topup(&store, "u2", 7, "k2").unwrap();
+    assert_eq!(topup(&store, "quiet", 10), Ok(160));
+    store.close().unwrap();
+    dir
+}
+
+/// Ways to edit a checkpoint that leave it valid JSON, and what the audit then says.
+const CHECKPOINT_EDITS: [(&str, &str, &str, &str); 4] = [
+    (
+        "drop a key row",
+        r#",["k2","topup u2 7",{"new_balance":157}]"#,
+        "",
+        r#"idempotency key "k2": the ledger recorded it but the daemon does not hold it"#,
+    ),
+    (
+        "rename a key",
+        r#"["k2","topup u2 7""#,
+        r#"["k9","topup u2 7""#,
+        r#"idempotency key "k2": the ledger recorded it but the daemon does not hold it"#,
+    ),
+    (
+        "change a stored reply",
+        r#"["k2","topup u2 7",{"new_balance":157}]"#,
+        r#"["k2","topup u2 7",{"new_balance":999}]"#,
+        r#"idempotency key "k2": the daemon holds another request or reply"#,
+    ),
+    (
+        "change a balance",
+        r#"["quiet",160,"#,
+        r#"["quiet",960,"#,
+        r#"user "quiet": the daemon holds a balance of 960 but the ledger sums to 160"#,
+    ),
+];
+
+fn edit_checkpoint(dir: &Path, from: &str, to: &str) {
+    let path = dir.join(SNAPSHOT_FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.matches(from).count(), 1, "{from} in {text}");
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+}
+
+#[test]
+fn an_edited_checkpoint_stops_start_up_naming_it() {
+    for (edit, from, to, _) in CHECKPOINT_EDITS {
+        let dir = ledger_with_keys_in_the_checkpoint();
+        edit_checkpoint(dir.path(), from, to);
+        let message = match FileStore::open(dir.path(), config()) {
+            Ok(_) => panic!("{edit}: started"),
+            Err(error) => error.to_string(),
+        };
+        assert!(
+            message.contains(&*dir.path().join(SNAPSHOT_FILE).to_string_lossy())
+                && message.contains("does not match its digest"),
+            "{edit}: {message}"
+        );
+    }
+}
+
+#[test]
+fn the_audit_compares_the_checkpoints_keys_and_rows_with_the_journal() {
+    for (edit, from, to, discrepancy) in CHECKPOINT_EDITS {
+        // An older memesd wrote no digest; an editor can recompute one. Either way the
+        // audit, which derives everything from the journal, finds the edit.
+        for resealed in [false, true] {
+            let dir = ledger_with_keys_in_the_checkpoint();
+            edit_checkpoint(dir.path(), from, to);
+            let path = dir.path().join(SNAPSHOT_FILE);
+            if resealed {
+                reseal(&path);
+            } else {
+                let mut legacy = checkpoint_body(&path);
+                legacy.extend_from_slice(b"}\n");
+                std::fs::write(&path, legacy).unwrap();
+            }
+            let store = FileStore::open(dir.path(), config())
+                .unwrap_or_else(|e| panic!("{edit}, resealed {resealed}: {e}"));
+            let report = store.audit().unwrap();
+            assert!(!report.ok, "{edit}, resealed {resealed}: the audit passed");
+            let found = report.discrepancy.unwrap();
+            assert!(
+                found.contains(discrepancy),
+                "{edit}, resealed {resealed}: {found}"
+            );
+        }
+    }
+    // Unedited, with or without a digest, the same checkpoint passes both.
+    let dir = ledger_with_keys_in_the_checkpoint();
+    assert!(
+        FileStore::open(dir.path(), config())
+            .unwrap()
+            .audit()
+            .unwrap()
+            .ok
+    );
+    let path = dir.path().join(SNAPSHOT_FILE);
+    let mut legacy = checkpoint_body(&path);
+    legacy.extend_from_slice(b"}\n");
+    std::fs::write(&path, legacy).unwrap();
+    let store = FileStore::open(dir.path(), config()).unwrap();
+    assert_eq!(
+        keyed_topup(&store, "u2", 7, "k2").unwrap(),
+        r#"{"new_balance":157}"#
+    );
+    assert!(store.audit().unwrap().ok);
+}
+
+#[test]
+fn the_audit_compares_tiers_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), config()).unwrap();
+    store
+        .entitle("p", crate::domain::Tier::Premium, Some(4_000_000_000_000))
+        .unwrap()
+        .1
+        .wait_blocking()
+        .unwrap();
+    topup(&store, "f", 1).unwrap();
+    store.close().unwrap();
+    drop(store);
+    edit_checkpoint(
+        dir.path(),
+        r#"151,199,"free",null]"#,
+        r#"151,199,"premium",null]"#,
+    );
+    reseal(&dir.path().join(SNAPSHOT_FILE));
+    let store = FileStore::open(dir.path(), config()).unwrap();
+    let found = store.audit().unwrap().discrepancy.unwrap();
+    assert!(
+        found.contains(
+            r#"user "f": the daemon holds tier premium until None but the ledger says free"#
+        ),
+        "{found}"
     );
 }
