@@ -91,7 +91,7 @@ pub(crate) fn spawn(
         retry,
         delay: None,
         not_before: None,
-        trouble: None,
+        warned: Vec::new(),
     };
     let flag = requested.clone();
     let thread = std::thread::Builder::new()
@@ -111,8 +111,8 @@ struct Checkpointer {
     delay: Option<Duration>,
     /// No attempt before this, while failing.
     not_before: Option<Instant>,
-    /// The problem last logged as a warning, until an attempt succeeds.
-    trouble: Option<Trouble>,
+    /// The problems logged as warnings since the last checkpoint written.
+    warned: Vec<Trouble>,
 }
 
 /// Why checkpoints are not being written.
@@ -181,7 +181,8 @@ impl Checkpointer {
                 self.count(|stats| stats.written += 1);
                 self.delay = None;
                 self.not_before = None;
-                if self.trouble.take().is_some() {
+                if !self.warned.is_empty() {
+                    self.warned.clear();
                     tracing::info!(
                         "checkpoint {} written again (journal offset {offset})",
                         target.display()
@@ -208,14 +209,14 @@ impl Checkpointer {
         };
         self.delay = Some(delay);
         self.not_before = Some(Instant::now() + delay);
-        if self.trouble == Some(trouble) {
+        if self.warned.contains(&trouble) {
             tracing::debug!("{problem}; next attempt in {delay:.0?}");
         } else {
             tracing::warn!(
                 "{problem}; next attempt in {delay:.0?}, then at growing intervals up to {:.0?} (logged again once one succeeds)",
                 self.retry.max
             );
-            self.trouble = Some(trouble);
+            self.warned.push(trouble);
         }
     }
 
