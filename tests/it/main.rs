@@ -4,6 +4,7 @@
 mod harness;
 
 mod catalogue;
+mod checkpoints;
 mod cli;
 mod flood;
 mod hostile;
