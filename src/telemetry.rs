@@ -301,6 +301,18 @@ pub fn catalogue_loaded(memes: usize) {
     metrics::gauge!("memes_catalogue_reload_timestamp_seconds").set(now);
 }
 
+static CLAIMS: [OnceLock<Counter>; 2] = [const { OnceLock::new() }; 2];
+
+/// A bearer token looked up in the claims cache: found (no signature check) or not.
+pub fn claims_cache(hit: bool) {
+    CLAIMS[usize::from(hit)]
+        .get_or_init(|| {
+            let result = if hit { "hit" } else { "miss" };
+            metrics::counter!("memes_claims_cache_total", "result" => result)
+        })
+        .increment(1);
+}
+
 /// How tokens moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tokens {

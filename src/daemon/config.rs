@@ -113,6 +113,11 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "FILE")]
     pub webhook_secret: Option<PathBuf>,
 
+    /// Serve Prometheus metrics at /metrics on this address (with --http they are also on
+    /// the HTTP listener)
+    #[arg(long, env = "MEMES_METRICS", value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+
     /// Without --claims-key, HTTP bearers are plain user ids (development mode); allow that
     /// on an address other than loopback anyway
     #[arg(long)]

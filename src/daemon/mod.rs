@@ -16,6 +16,7 @@ use crate::premium::generate::{Backend, Generator};
 use crate::premium::render::Renderer;
 use crate::service::{Service, ServiceConfig};
 use crate::store::{FileStore, StoreConfig};
+use crate::telemetry;
 use anyhow::{Context, Result};
 use config::DaemonArgs;
 use std::sync::Arc;
@@ -40,6 +41,11 @@ pub fn run(args: DaemonArgs) -> Result<()> {
         Signals::install().context("listening for signals")?
     };
     raise_open_file_limit();
+    // Before anything records a metric, so that every handle goes to the exporter.
+    let exporter = match args.http.is_some() || args.metrics.is_some() {
+        true => Some(telemetry::install().map_err(anyhow::Error::msg)?),
+        false => None,
+    };
     let data_dir = args.data_dir();
     let socket_path = args.socket();
     let admin = args.admin_policy().map_err(anyhow::Error::msg)?;
@@ -132,6 +138,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
                     service: service.clone(),
                     credentials,
                     webhook,
+                    metrics: exporter.clone(),
                 };
                 let address = listener.local_addr().unwrap_or(addr);
                 Some((
@@ -142,6 +149,34 @@ pub fn run(args: DaemonArgs) -> Result<()> {
             }
             None => None,
         };
+        let metrics_only = match (args.metrics, &exporter) {
+            (Some(addr), Some(exporter)) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("listening for metrics on http://{addr}"))?;
+                tracing::info!(
+                    "metrics on http://{}/metrics",
+                    listener.local_addr().unwrap_or(addr)
+                );
+                let state = HttpState {
+                    service: service.clone(),
+                    credentials: Credentials::new(),
+                    webhook: None,
+                    metrics: Some(exporter.clone()),
+                };
+                Some((listener, http::metrics_router(Http::new(state))))
+            }
+            _ => None,
+        };
+        if let Some(exporter) = exporter.clone() {
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+                loop {
+                    every.tick().await;
+                    exporter.upkeep();
+                }
+            });
+        }
         let reloader = tokio::spawn(reload_on_sighup(service.clone(), hangup));
         let stopping = CancellationToken::new();
         tokio::spawn({
@@ -178,7 +213,13 @@ pub fn run(args: DaemonArgs) -> Result<()> {
                 .await;
             }
         };
-        tokio::join!(socket_front, http_front);
+        let metrics_front = async {
+            if let Some((listener, router)) = metrics_only {
+                let limits = args.http_limits();
+                http::serve(router, listener, limits, stopping.clone().cancelled_owned()).await;
+            }
+        };
+        tokio::join!(socket_front, http_front, metrics_front);
         reloader.abort();
         anyhow::Ok(bound)
     });

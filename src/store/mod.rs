@@ -228,6 +228,8 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Checks the whole ledger's invariants against its stored balances.
     async fn audit(&self) -> Result<AuditReport, StoreError>;
     async fn stats(&self) -> Result<StoreStats, StoreError>;
+    /// Which kind of store this is, for the metrics.
+    fn kind(&self) -> crate::telemetry::Store;
 }
 
 /// Milliseconds since the Unix epoch, the ledger's clock.

@@ -10,6 +10,7 @@ mod flood;
 mod hostile;
 mod ledger;
 mod lifecycle;
+mod metrics;
 mod money;
 mod mounts;
 mod premium;

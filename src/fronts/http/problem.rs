@@ -105,6 +105,8 @@ impl IntoResponse for Problem {
         if let Some(seconds) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        // For the request metrics: the outcome's code, not only its status.
+        response.extensions_mut().insert(self.0.code);
         response
     }
 }

@@ -20,6 +20,7 @@ use crate::protocol::{
 #[allow(unused_imports, reason = "named in the OpenAPI annotations")]
 use crate::protocol::{BalanceData, EntitleData, HistoryData, ReloadData, SearchData, StatusData};
 use crate::service::{Caller, GetReply, Principal, Reply, ServiceError};
+use crate::telemetry;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -178,7 +179,7 @@ impl Http {
     fn caller(&self, headers: &HeaderMap) -> Result<Caller, Problem> {
         let (principal, cached) = self.credentials.principal(&self.service, headers)?;
         if let Some(outcome) = cached {
-            super::metrics::claims_cache(outcome);
+            telemetry::claims_cache(outcome == auth::CacheOutcome::Hit);
         }
         Ok(Caller::Remote(principal))
     }
@@ -379,11 +380,12 @@ pub async fn original_topup(
         let status = super::problem::status_of(problem.0.code);
         let body = BalanceUpdated {
             success: false,
-            message: problem.0.message,
+            message: problem.0.message.clone(),
             user_id: None,
             new_balance: None,
         };
         let mut response = json_response(status, &body);
+        response.extensions_mut().insert(problem.0.code);
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -738,6 +740,20 @@ pub async fn readyz(State(http): State<Http>) -> Response {
             },
         ),
     }
+}
+
+/// `GET /metrics`: the Prometheus exposition of memesd's own metrics.
+pub async fn metrics(State(http): State<Http>) -> Result<Response, Problem> {
+    let Some(exporter) = &http.metrics else {
+        return Err(Problem::new(ErrorCode::NotFound, "metrics are off"));
+    };
+    http.service.refresh_gauges().await;
+    let mut response = exporter.render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(response)
 }
 
 /// Anything else.

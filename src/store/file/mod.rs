@@ -405,6 +405,10 @@ impl TokenStore for FileStore {
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         Ok(self.stats_now())
     }
+
+    fn kind(&self) -> crate::telemetry::Store {
+        crate::telemetry::Store::File
+    }
 }
 
 /// Replays the durable journal and checks it, then compares what it derives with the live
