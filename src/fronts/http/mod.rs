@@ -12,6 +12,7 @@ pub mod auth;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
+pub mod whoami;
 
 use crate::domain::ErrorCode;
 use crate::service::Service;
@@ -102,6 +103,7 @@ pub fn router(http: Http, limits: &HttpLimits) -> Router {
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/openapi.json", get(openapi::document))
+        .route("/v1/whoami", get(whoami::whoami))
         .fallback(routes::no_route)
         .with_state(http)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
