@@ -127,6 +127,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
                     service: service.clone(),
                     credentials,
                     webhook,
+                    console: !args.no_console,
                 };
                 let address = listener.local_addr().unwrap_or(addr);
                 Some((

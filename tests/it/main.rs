@@ -5,6 +5,7 @@ mod harness;
 
 mod catalogue;
 mod cli;
+mod console;
 mod flood;
 mod hostile;
 mod ledger;

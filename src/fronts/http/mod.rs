@@ -9,6 +9,7 @@
 //! keep-alive connections are closed, and [`serve`] returns.
 
 pub mod auth;
+pub mod console;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
@@ -69,6 +70,8 @@ pub struct HttpState {
     pub service: Arc<Service>,
     pub credentials: Credentials,
     pub webhook: Option<WebhookSecret>,
+    /// Serve the web console at `/` ([`console`]).
+    pub console: bool,
 }
 
 impl Deref for Http {
@@ -104,6 +107,7 @@ pub fn router(http: Http, limits: &HttpLimits) -> Router {
         .route("/readyz", get(routes::readyz))
         .route("/openapi.json", get(openapi::document))
         .route("/v1/whoami", get(whoami::whoami))
+        .merge(console::routes(&http))
         .fallback(routes::no_route)
         .with_state(http)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
