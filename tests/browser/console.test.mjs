@@ -291,6 +291,18 @@ test("a user gets memes until the tokens run out, and sees why", async () => {
   // The history: welcome, two memes.
   const kinds = await page.$$eval("#history-rows tr", (rows) => rows.map((r) => r.dataset.kind));
   assert.deepEqual(kinds, ["charge", "charge", "welcome"]);
+
+  // A reload keeps the tab signed in; signing out forgets the credential.
+  await page.reload();
+  await waitText(page, "#who-name", /^u1$/);
+  await waitText(page, "#balance", /^0 tokens$/);
+  await page.click("#sign-out");
+  await waitText(page, "#sign-in-message", /Signed out/);
+  assert.equal(await page.locator("#user-view").isVisible(), false);
+  assert.equal(await page.evaluate(() => document.activeElement.id), "bearer");
+  await page.reload();
+  await page.locator("#sign-in").waitFor({ state: "visible" });
+  assert.equal(await page.locator("#who").isVisible(), false);
   await close(page);
 });
 
@@ -414,48 +426,44 @@ test("the history pages back and forth, and the chart follows the balance", asyn
   await close(page);
 });
 
-/** Two scrapes of /metrics as memesd would give them: 200 requests in between (188 ok, 10
- * refused, 2 failed) whose latencies put p50 at 2.5 ms and p99 at 42 ms. */
-const SCRAPES = [
-  `# HELP memes_requests_total Requests answered.
+/**
+ * Scrape `n` of /metrics as memesd would give it: between any two scrapes, 200 requests (188
+ * ok, 10 refused, 2 failed) whose latencies put p50 at 2.5 ms and p99 at 42 ms, so every
+ * pair of scrapes the panel compares reads the same.
+ */
+function scrape(n) {
+  const grow = (start, step) => start + n * step;
+  return `# HELP memes_requests_total Requests answered.
 # TYPE memes_requests_total counter
-memes_requests_total{front="unix",op="get",code="ok"} 900
-memes_requests_total{front="http",op="get",code="ok"} 100
-memes_requests_total{front="unix",op="get",code="insufficient_tokens"} 50
-memes_requests_total{front="http",op="topup",code="internal"} 5
+memes_requests_total{front="unix",op="get",code="ok"} ${grow(900, 100)}
+memes_requests_total{front="http",op="get",code="ok"} ${grow(100, 88)}
+memes_requests_total{front="unix",op="get",code="insufficient_tokens"} ${grow(50, 10)}
+memes_requests_total{front="http",op="topup",code="internal"} ${grow(5, 2)}
 # TYPE memes_request_duration_seconds histogram
-memes_request_duration_seconds_bucket{front="unix",op="get",le="0.001"} 400
-memes_request_duration_seconds_bucket{front="unix",op="get",le="0.0025"} 800
-memes_request_duration_seconds_bucket{front="unix",op="get",le="0.005"} 950
-memes_request_duration_seconds_bucket{front="unix",op="get",le="0.01"} 1000
-memes_request_duration_seconds_bucket{front="unix",op="get",le="0.05"} 1050
-memes_request_duration_seconds_bucket{front="unix",op="get",le="+Inf"} 1055
-memes_request_duration_seconds_sum{front="unix",op="get"} 3.2
-memes_request_duration_seconds_count{front="unix",op="get"} 1055
+memes_request_duration_seconds_bucket{front="unix",op="get",le="0.001"} ${grow(400, 30)}
+memes_request_duration_seconds_bucket{front="http",op="get",le="0.001"} ${grow(40, 20)}
+memes_request_duration_seconds_bucket{front="unix",op="get",le="0.0025"} ${grow(800, 60)}
+memes_request_duration_seconds_bucket{front="http",op="get",le="0.0025"} ${grow(80, 40)}
+memes_request_duration_seconds_bucket{front="unix",op="get",le="0.005"} ${grow(950, 110)}
+memes_request_duration_seconds_bucket{front="http",op="get",le="0.005"} ${grow(95, 70)}
+memes_request_duration_seconds_bucket{front="unix",op="get",le="0.01"} ${grow(1000, 115)}
+memes_request_duration_seconds_bucket{front="http",op="get",le="0.01"} ${grow(100, 75)}
+memes_request_duration_seconds_bucket{front="unix",op="get",le="0.05"} ${grow(1050, 120)}
+memes_request_duration_seconds_bucket{front="http",op="get",le="0.05"} ${grow(105, 80)}
+memes_request_duration_seconds_bucket{front="unix",op="get",le="+Inf"} ${grow(1055, 120)}
+memes_request_duration_seconds_bucket{front="http",op="get",le="+Inf"} ${grow(105, 80)}
+memes_request_duration_seconds_sum{front="unix",op="get"} ${grow(3, 0.5)}
+memes_request_duration_seconds_count{front="unix",op="get"} ${grow(1055, 120)}
 # TYPE memes_store_writable gauge
 memes_store_writable{store="file"} 1
-`,
-  `memes_requests_total{front="unix",op="get",code="ok"} 1000
-memes_requests_total{front="http",op="get",code="ok"} 188
-memes_requests_total{front="unix",op="get",code="insufficient_tokens"} 60
-memes_requests_total{front="http",op="topup",code="internal"} 7
-memes_request_duration_seconds_bucket{front="unix",op="get",le="0.001"} 450
-memes_request_duration_seconds_bucket{front="unix",op="get",le="0.0025"} 900
-memes_request_duration_seconds_bucket{front="unix",op="get",le="0.005"} 1130
-memes_request_duration_seconds_bucket{front="unix",op="get",le="0.01"} 1190
-memes_request_duration_seconds_bucket{front="unix",op="get",le="0.05"} 1250
-memes_request_duration_seconds_bucket{front="unix",op="get",le="+Inf"} 1255
-memes_request_duration_seconds_sum{front="unix",op="get"} 4.1
-memes_request_duration_seconds_count{front="unix",op="get"} 1255
-memes_store_writable{store="file"} 1
-`,
-];
+`;
+}
 
 test("the service panel reads rates and quantiles off two scrapes", async () => {
   const page = await open();
   let scrapes = 0;
   await page.route(`${daemon.base}/metrics`, (route) => {
-    const body = SCRAPES[Math.min(scrapes, 1)];
+    const body = scrape(scrapes);
     scrapes += 1;
     route.fulfill({ status: 200, contentType: "text/plain; version=0.0.4", body });
   });
