@@ -339,3 +339,40 @@ fn whoami_names_the_caller_of_each_kind_of_bearer() {
         "/v1/whoami in /openapi.json"
     );
 }
+
+#[test]
+fn whoami_reads_a_signed_token_and_its_premium_claim() {
+    let secret = "console-test-secret-0123456789";
+    let dir = crate::harness::short_tempdir();
+    let key = dir.path().join("claims.key");
+    std::fs::write(&key, format!("{secret}\n")).unwrap();
+    let daemon = Daemon::start_with(&[
+        "--http",
+        "127.0.0.1:0",
+        "--claims-key",
+        key.to_str().unwrap(),
+    ]);
+    let address = http_address(&daemon);
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": "u7", "tier": "premium", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    let bearer = format!("Bearer {token}");
+    let who = get(&address, "/v1/whoami", &[("Authorization", &bearer)]);
+    assert_eq!(who.status, 200);
+    assert_eq!(
+        who.json(),
+        serde_json::json!({"kind": "user", "user": "u7", "premium": true})
+    );
+    // With a claims key, a plain user id is no credential.
+    let refused = get(&address, "/v1/whoami", &[("Authorization", "Bearer u7")]);
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.json()["code"], "unauthorized");
+}
