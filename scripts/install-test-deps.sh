@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs and this machine lacks, from Debian's packages:
-# PostgreSQL's server binaries (the PostgreSQL store's tests start a throwaway cluster).
+# PostgreSQL's server binaries (the PostgreSQL store's tests start a throwaway cluster);
+# Chromium, and Node.js with npm when there is none, for the web console's browser tests
+# (tests/browser; scripts/test-browser.sh says plainly if the Node.js found is too old).
 # Already installed: nothing to do, no network needed.
 set -euo pipefail
 
@@ -10,6 +12,9 @@ as_root() {
 
 missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-test-deps: installing ${missing[*]}" >&2

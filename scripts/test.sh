@@ -8,3 +8,6 @@ cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
 
 cargo test --locked
+# The web console in a real browser, against the memesd just built.
+cargo build --locked --bins
+scripts/test-browser.sh
