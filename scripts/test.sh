@@ -11,3 +11,6 @@ cargo test --locked
 # The web console in a real browser, against the memesd just built.
 cargo build --locked --bins
 scripts/test-browser.sh
+# The load gate: a short open-loop load on a release build must stay within its service
+# level (p99, worst request, no errors).
+scripts/load-gate.sh
