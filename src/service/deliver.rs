@@ -22,7 +22,8 @@ use serde_json::value::RawValue;
 /// once the charge is decided.
 enum Goods {
     Memes(Delivery),
-    Image(GetData<()>, Vec<u8>),
+    /// Boxed: rare, and large.
+    Image(Box<GetData<()>>, Vec<u8>),
 }
 
 impl Goods {
@@ -35,7 +36,7 @@ impl Goods {
             }),
             Goods::Image(data, _) => GetReply::Generated(Box::new(GetData {
                 balance,
-                ..data.clone()
+                ..(**data).clone()
             })),
         }
     }
@@ -66,13 +67,15 @@ impl Service {
         if let Some(idem) = idem
             && let Some((stored, commit)) = self.store.replay(idem).await?
         {
-            let reply = self.replayed(stored, &request).await?;
+            // Boxed, like the render below: rare paths whose futures are large must not make
+            // every plain get's future (moved on each call) large too.
+            let reply = Box::pin(self.replayed(stored, &request)).await?;
             return Ok(Answer::pending(Reply::Get(reply), commit));
         }
 
         let location = self.locate(request.lat, request.long);
         let goods = match request.generate {
-            true => self.render(&request, claimed_premium, location).await?,
+            true => Box::pin(self.render(&request, claimed_premium, location)).await?,
             false => Goods::Memes(self.choose(&request, location)?),
         };
         let image_memo;
@@ -135,7 +138,7 @@ impl Service {
             }
             // Another request with the same key was applied first.
             Outcome::Replayed(stored) => {
-                let reply = self.replayed(stored, &request).await?;
+                let reply = Box::pin(self.replayed(stored, &request)).await?;
                 Ok(Answer::pending(Reply::Get(reply), commit))
             }
         }
@@ -216,7 +219,7 @@ impl Service {
             location,
             replayed: false,
         };
-        Ok(Goods::Image(data, png))
+        Ok(Goods::Image(Box::new(data), png))
     }
 
     /// A stored reply, replayed for `request`. A generated image is made sure to be on this
