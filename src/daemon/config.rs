@@ -3,6 +3,7 @@
 //! before it starts, with a message naming the flag, instead of a daemon that starts and
 //! then refuses its work.
 
+pub use super::logging::{LogFormat, colour_logs};
 use crate::domain::MAX_BALANCE;
 use crate::fronts::http::HttpLimits;
 use crate::fronts::unix::connection::Limits;
@@ -11,7 +12,6 @@ use crate::paths;
 use crate::service::access::{self, AdminPolicy};
 use clap::builder::RangedU64ValueParser;
 use clap::{Parser, value_parser};
-use std::ffi::OsStr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -122,6 +122,21 @@ pub struct DaemonArgs {
     /// on an address other than loopback anyway
     #[arg(long)]
     pub http_insecure_user_bearer: bool,
+
+    /// Read settings from this TOML file: keys are the long flags without dashes
+    /// (`welcome-tokens = 150`, `admin-uid = ["alice"]`). A flag wins over the environment
+    /// (MEMES_WELCOME_TOKENS, ...), which wins over the file, which wins over the default
+    #[arg(long, env = super::config_file::CONFIG_ENV, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective settings and where each came from (flag, env, file, default), then
+    /// exit
+    #[arg(long)]
+    pub print_config: bool,
+
+    /// Log lines as text for people, or as JSON objects for log collectors (level: MEMES_LOG)
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub log_format: LogFormat,
 }
 
 impl DaemonArgs {
@@ -226,12 +241,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// Whether memesd's log (on stderr) is coloured: only on a terminal, and never when
-/// `NO_COLOR` is set to anything but the empty string (<https://no-color.org>).
-pub fn colour_logs(stderr_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
-    stderr_is_terminal && no_color.is_none_or(OsStr::is_empty)
-}
-
 fn parse_mode(text: &str) -> Result<u32, String> {
     let mode = u32::from_str_radix(text.trim_start_matches("0o"), 8)
         .map_err(|_| format!("{text:?} is not an octal mode like 600 or 660"))?;
@@ -255,6 +264,7 @@ fn parse_rate(text: &str) -> Result<u32, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsStr;
 
     #[test]
     fn modes_and_rates_parse() {

@@ -4,7 +4,9 @@
 //! change (flush the store, then remove the socket).
 
 pub mod config;
+pub mod config_file;
 pub mod datadir;
+pub mod logging;
 
 use crate::catalogue::Catalogue;
 use crate::fronts::http::auth::{Credentials, WebhookSecret};

@@ -13,6 +13,7 @@ mod lifecycle;
 mod metrics;
 mod money;
 mod mounts;
+mod operations;
 mod premium;
 mod protocol;
 mod release;
