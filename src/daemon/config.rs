@@ -12,6 +12,7 @@ use crate::paths;
 use crate::service::access::{self, AdminPolicy};
 use clap::builder::RangedU64ValueParser;
 use clap::{Parser, value_parser};
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -193,7 +194,13 @@ impl DaemonArgs {
 
     /// Refuses development-mode bearers (user ids as credentials) where others can reach them.
     pub fn check_http_exposure(&self) -> Result<(), String> {
-        match self.http {
+        self.check_http_exposure_at(self.http)
+    }
+
+    /// [`DaemonArgs::check_http_exposure`] for the address actually served (systemd may pass
+    /// a listener instead of `--http`).
+    pub fn check_http_exposure_at(&self, http: Option<SocketAddr>) -> Result<(), String> {
+        match http {
             Some(addr)
                 if self.claims_key.is_none()
                     && !addr.ip().is_loopback()

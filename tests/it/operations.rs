@@ -2,8 +2,15 @@
 //! readiness notifications and socket activation, JSON logs with request ids, and commands
 //! that stay quiet on a pipe.
 
-use crate::harness::{Daemon, MEMESD, short_tempdir};
-use std::process::{Command, Stdio};
+use crate::harness::{Conn, Daemon, MEMESD, short_tempdir};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// `memesd ARGS` with no MEMES_* variables from the test's own environment.
 fn memesd(args: &[&str]) -> Command {
@@ -15,6 +22,56 @@ fn memesd(args: &[&str]) -> Command {
         }
     }
     command
+}
+
+/// Waits for `child` to exit (at most 30 s).
+fn wait(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "memesd did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    wait(child)
+}
+
+/// Polls `status` on `socket` until it answers.
+fn wait_for_socket(socket: &Path, child: &mut Child, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(mut conn) = Conn::open(socket)
+            && conn.request(r#"{"op":"status"}"#)["ok"] == true
+        {
+            return;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "memesd exited with {status}:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "memesd never answered");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A request over HTTP/1.1 on a fresh connection: the whole response (head and body).
+fn http(port: u16, head: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "{head}host: localhost\r\nconnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
 }
 
 #[test]
@@ -80,4 +137,158 @@ fn a_configuration_file_sets_what_flags_and_the_environment_do_not() {
     assert!(stderr.contains("unknown key `welcome-token`"), "{stderr}");
     assert!(stderr.contains("did you mean `welcome-tokens`"), "{stderr}");
     assert!(stderr.contains(&bad.display().to_string()), "{stderr}");
+}
+
+#[test]
+fn memesd_tells_systemd_when_it_is_ready_reloading_and_stopping() {
+    let dir = short_tempdir();
+    let notify = dir.path().join("notify");
+    let manager = UnixDatagram::bind(&notify).unwrap();
+    manager
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let socket = dir.path().join("s.sock");
+    let log = dir.path().join("memesd.log");
+    let mut child = memesd(&[
+        "--socket",
+        socket.to_str().unwrap(),
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+    ])
+    .env("NOTIFY_SOCKET", &notify)
+    .stderr(std::fs::File::create(&log).unwrap())
+    .spawn()
+    .unwrap();
+    let receive = || {
+        let mut buffer = [0u8; 4096];
+        let n = manager.recv(&mut buffer).expect("a notification");
+        String::from_utf8_lossy(&buffer[..n]).into_owned()
+    };
+    let ready = receive();
+    assert!(ready.lines().any(|line| line == "READY=1"), "{ready}");
+    assert!(ready.contains("STATUS=listening on"), "{ready}");
+    // Ready means serving: the socket answers right away.
+    assert_eq!(
+        Conn::open(&socket).unwrap().request(r#"{"op":"status"}"#)["ok"],
+        true
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let reloading = receive();
+    assert!(
+        reloading.lines().any(|line| line == "RELOADING=1"),
+        "{reloading}"
+    );
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    assert!(receive().lines().any(|line| line == "READY=1"));
+    let status = terminate(&mut child);
+    assert!(status.success(), "{status}");
+    let stopping = receive();
+    assert!(
+        stopping.lines().any(|line| line == "STOPPING=1"),
+        "{stopping}"
+    );
+}
+
+/// Makes `fd` descriptor `target` in the child (without close-on-exec), as systemd passes
+/// sockets. Only async-signal-safe calls: this runs between fork and exec.
+fn pass_as(fd: RawFd, target: RawFd) -> std::io::Result<()> {
+    use nix::libc::{F_GETFD, F_SETFD, FD_CLOEXEC, dup2, fcntl};
+    // SAFETY: dup2 and fcntl on descriptors the parent owns, in the forked child.
+    let failed = unsafe {
+        if fd == target {
+            let flags = fcntl(fd, F_GETFD);
+            flags < 0 || fcntl(fd, F_SETFD, flags & !FD_CLOEXEC) < 0
+        } else {
+            dup2(fd, target) < 0
+        }
+    };
+    match failed {
+        true => Err(std::io::Error::last_os_error()),
+        false => Ok(()),
+    }
+}
+
+#[test]
+fn memesd_serves_the_sockets_systemd_passes_and_leaves_them_to_systemd() {
+    let dir = short_tempdir();
+    let socket = dir.path().join("systemd.sock");
+    let unix = UnixListener::bind(&socket).unwrap();
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    // Well above 4, so that dup2 onto 3 and 4 never clobbers the other one.
+    let above = |fd: &dyn AsRawFd, at: RawFd| {
+        let raw = nix::fcntl::fcntl(
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(fd.as_raw_fd()) },
+            nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(at),
+        )
+        .unwrap();
+        // SAFETY: a descriptor just made, owned by nothing else.
+        unsafe { OwnedFd::from_raw_fd(raw) }
+    };
+    let (unix_fd, tcp_fd) = (above(&unix, 20), above(&tcp, 21));
+    let (unix_raw, tcp_raw) = (unix_fd.as_raw_fd(), tcp_fd.as_raw_fd());
+    let log = dir.path().join("memesd.log");
+    // LISTEN_PID must be memesd's own pid, known only in the child: `sh` sets it to its own
+    // ($$) and execs memesd, which keeps the pid (as systemd-socket-activate does). Setting
+    // it from pre_exec instead would not be sound: the environment is not async-signal-safe.
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(r#"LISTEN_PID=$$ exec "$0" "$@""#)
+        .arg(MEMESD)
+        .args([
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+            "--socket",
+            dir.path().join("unused.sock").to_str().unwrap(),
+        ])
+        .env("LISTEN_FDS", "2")
+        .env("LISTEN_FDNAMES", "unix:http")
+        .env("MEMES_LOG", "info")
+        .env_remove("MEMES_SOCKET")
+        .env_remove("MEMES_HTTP")
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    // SAFETY: pass_as makes only async-signal-safe calls.
+    unsafe {
+        command.pre_exec(move || {
+            pass_as(unix_raw, 3)?;
+            pass_as(tcp_raw, 4)
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    drop((unix, tcp, unix_fd, tcp_fd));
+    wait_for_socket(&socket, &mut child, &log);
+
+    let mut conn = Conn::open(&socket).unwrap();
+    let reply = conn.request(r#"{"op":"get","user":"u1","query":"cats"}"#);
+    assert_eq!(reply["data"]["balance"], 149, "{reply}");
+    let response = http(
+        port,
+        "GET /v1/users/u1/balance HTTP/1.1\r\nauthorization: Bearer u1\r\n",
+    );
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"balance\":149"), "{response}");
+    assert!(
+        !dir.path().join("unused.sock").exists(),
+        "--socket is not bound"
+    );
+    assert!(
+        !dir.path().join("systemd.sock.lock").exists(),
+        "no name lock on systemd's socket"
+    );
+    drop(conn);
+
+    let status = terminate(&mut child);
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{status}\n{log}");
+    assert!(
+        socket.exists(),
+        "the socket file is systemd's to remove\n{log}"
+    );
+    assert!(log.contains("passed by systemd"), "{log}");
 }
