@@ -3,6 +3,7 @@
 //! that stay quiet on a pipe.
 
 use crate::harness::{Conn, Daemon, MEMESD, short_tempdir};
+use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -72,6 +73,14 @@ fn http(port: u16, head: &str) -> String {
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     response
+}
+
+fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
+    let head = response.split("\r\n\r\n").next()?;
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
 }
 
 #[test]
@@ -291,4 +300,88 @@ fn memesd_serves_the_sockets_systemd_passes_and_leaves_them_to_systemd() {
         "the socket file is systemd's to remove\n{log}"
     );
     assert!(log.contains("passed by systemd"), "{log}");
+}
+
+#[test]
+fn json_logs_name_each_request_on_both_fronts() {
+    let dir = short_tempdir();
+    let socket = dir.path().join("s.sock");
+    let log = dir.path().join("memesd.log");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = memesd(&[
+        "--socket",
+        socket.to_str().unwrap(),
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+        "--http",
+        &format!("127.0.0.1:{port}"),
+        "--log-format",
+        "json",
+    ])
+    .env("MEMES_LOG", "debug")
+    .stderr(std::fs::File::create(&log).unwrap())
+    .spawn()
+    .unwrap();
+    wait_for_socket(&socket, &mut child, &log);
+
+    let response = http(
+        port,
+        "GET /v1/status HTTP/1.1\r\nx-request-id: probe-http-1\r\n",
+    );
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert_eq!(header(&response, "x-request-id"), Some("probe-http-1"));
+    // Without one (or with one not fit for a log line), memesd makes one up and says which.
+    let response = http(
+        port,
+        "GET /v1/status HTTP/1.1\r\nx-request-id: two words\r\n",
+    );
+    let made_up = header(&response, "x-request-id").unwrap().to_string();
+    assert!(!made_up.is_empty() && made_up != "two words", "{response}");
+    let reply = Conn::open(&socket)
+        .unwrap()
+        .request(r#"{"id":"probe-socket-1","op":"balance","user":"nobody"}"#);
+    assert_eq!(reply["error"]["code"], "not_found");
+    let status = terminate(&mut child);
+    assert!(status.success());
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    let naming = |id: &str| -> Vec<&Value> {
+        lines
+            .iter()
+            .filter(|line| {
+                line["fields"]["request_id"] == id
+                    || line["span"]["request_id"] == id
+                    || line["spans"]
+                        .as_array()
+                        .is_some_and(|spans| spans.iter().any(|span| span["request_id"] == id))
+            })
+            .collect()
+    };
+    let http_lines = naming("probe-http-1");
+    assert!(
+        http_lines
+            .iter()
+            .any(|line| line["fields"]["status"] == 200),
+        "no access line for the HTTP request:\n{text}"
+    );
+    assert!(
+        !naming(&made_up).is_empty(),
+        "{made_up} not logged:\n{text}"
+    );
+    let socket_lines = naming("probe-socket-1");
+    let access = socket_lines
+        .iter()
+        .find(|line| line["fields"]["message"] == "request")
+        .unwrap_or_else(|| panic!("no access line for the socket request:\n{text}"));
+    assert_eq!(access["fields"]["op"], "balance");
+    assert_eq!(access["fields"]["code"], "not_found");
+    assert!(access["span"]["conn"].is_u64(), "{access}");
 }
