@@ -385,3 +385,31 @@ fn json_logs_name_each_request_on_both_fronts() {
     assert_eq!(access["fields"]["code"], "not_found");
     assert!(access["span"]["conn"].is_u64(), "{access}");
 }
+
+#[test]
+fn long_commands_print_no_progress_on_a_pipe() {
+    let daemon = Daemon::start();
+    daemon.memes_json(&["get", "--user", "u1", "--query", "cats"]);
+    for args in [
+        &["audit"][..],
+        &["bench", "--requests", "300", "--conns", "2", "--users", "5"],
+        &[
+            "bench",
+            "--duration",
+            "300ms",
+            "--conns",
+            "1",
+            "--users",
+            "5000",
+        ],
+    ] {
+        let run = daemon.memes(args);
+        assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+        // No bar, spinner, carriage return or terminal escape: nothing at all, here.
+        assert_eq!(run.stderr, "", "{args:?}");
+        assert!(
+            !run.stdout.contains('\r') && !run.stdout.contains('\x1b'),
+            "{args:?}"
+        );
+    }
+}
