@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs and this machine lacks, from Debian's packages:
-# PostgreSQL's server binaries (the PostgreSQL store's tests start a throwaway cluster).
+# PostgreSQL's server binaries (the PostgreSQL store's tests start a throwaway cluster), and
+# what deploy/check.sh runs: promtool (prometheus), systemd-analyze and systemd-sysusers
+# (systemd), /bin/kill (procps) and python3.
 # Already installed: nothing to do, no network needed.
 set -euo pipefail
 
@@ -10,6 +12,10 @@ as_root() {
 
 missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v promtool >/dev/null || missing+=(prometheus)
+{ command -v systemd-analyze && command -v systemd-sysusers; } >/dev/null || missing+=(systemd)
+[ -x /bin/kill ] || missing+=(procps)
+command -v python3 >/dev/null || missing+=(python3)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-test-deps: installing ${missing[*]}" >&2

@@ -5,6 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian packages the tests and deploy/check.sh need, when missing.
 scripts/install-test-deps.sh
 
+# Every Rust test: unit, property, integration (real daemons), the PostgreSQL store's.
 cargo test --locked
+
+# The operations files in deploy/ (alert rules, dashboard, systemd units), the units
+# checked against the memesd just built by the tests (it must accept every ExecStart flag).
+deploy/check.sh "${CARGO_TARGET_DIR:-target}/debug/memesd"
