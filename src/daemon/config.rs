@@ -124,6 +124,10 @@ pub struct DaemonArgs {
     #[arg(long)]
     pub http_insecure_user_bearer: bool,
 
+    /// Don't serve the web console at / on the HTTP front (the API is served either way)
+    #[arg(long)]
+    pub no_console: bool,
+
     /// Read settings from this TOML file: keys are the long flags without dashes
     /// (`welcome-tokens = 150`, `admin-uid = ["alice"]`). A flag wins over the environment
     /// (MEMES_WELCOME_TOKENS, ...), which wins over the file, which wins over the default

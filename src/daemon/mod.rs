@@ -167,6 +167,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
                     credentials,
                     webhook,
                     metrics: exporter.clone(),
+                    console: !args.no_console,
                 };
                 let address = listener.local_addr().unwrap_or(addr);
                 Some((
@@ -191,6 +192,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
                     credentials: Credentials::new(),
                     webhook: None,
                     metrics: Some(exporter.clone()),
+                    console: false,
                 };
                 Some((listener, http::metrics_router(Http::new(state))))
             }

@@ -9,10 +9,12 @@
 //! keep-alive connections are closed, and [`serve`] returns.
 
 pub mod auth;
+pub mod console;
 pub mod openapi;
 pub mod problem;
 pub mod request_id;
 pub mod routes;
+pub mod whoami;
 
 use crate::domain::ErrorCode;
 use crate::service::Service;
@@ -77,6 +79,8 @@ pub struct HttpState {
     pub webhook: Option<WebhookSecret>,
     /// Renders `GET /metrics`, when metrics are on.
     pub metrics: Option<Exporter>,
+    /// Serve the web console at `/` ([`console`]).
+    pub console: bool,
 }
 
 impl Deref for Http {
@@ -112,6 +116,8 @@ pub fn router(http: Http, limits: &HttpLimits) -> Router {
         .route("/readyz", get(routes::readyz))
         .route("/openapi.json", get(openapi::document))
         .route("/metrics", get(routes::metrics))
+        .route("/v1/whoami", get(whoami::whoami))
+        .merge(console::routes(&http))
         .fallback(routes::no_route)
         .with_state(http)
         .layer(axum::middleware::from_fn(measure))

@@ -33,6 +33,7 @@ use utoipa::{Modify, OpenApi};
         routes::image,
         routes::healthz,
         routes::readyz,
+        super::whoami::whoami,
     ),
     components(schemas(ProblemDetails)),
     modifiers(&BearerAuth),

@@ -175,13 +175,18 @@ pub struct Readiness {
 }
 
 impl Http {
-    /// The caller of a request, from its credential.
-    fn caller(&self, headers: &HeaderMap) -> Result<Caller, Problem> {
+    /// Who a request comes from, by its credential (counting claims-cache hits).
+    pub(super) fn principal(&self, headers: &HeaderMap) -> Result<Principal, Problem> {
         let (principal, cached) = self.credentials.principal(&self.service, headers)?;
         if let Some(outcome) = cached {
             telemetry::claims_cache(outcome == auth::CacheOutcome::Hit);
         }
-        Ok(Caller::Remote(principal))
+        Ok(principal)
+    }
+
+    /// The caller of a request, from its credential.
+    fn caller(&self, headers: &HeaderMap) -> Result<Caller, Problem> {
+        Ok(Caller::Remote(self.principal(headers)?))
     }
 
     /// Calls the service and answers with the reply's data.
