@@ -141,17 +141,35 @@ pub fn run(args: DaemonArgs) -> Result<()> {
     let served = runtime.block_on(async {
         let bound = match inherited.unix.take() {
             Some(fd) => {
-                tracing::info!("serving the Unix socket passed by systemd");
-                socket::inherit(fd)?
+                let bound = socket::inherit(fd)?;
+                tracing::info!(
+                    "serving the Unix socket passed by systemd, {} (its owner and mode are \
+                     systemd's: --socket-mode and --socket-group do not apply)",
+                    bound.path().display()
+                );
+                if let Some(flag) = args.socket.as_ref().filter(|flag| *flag != bound.path()) {
+                    tracing::warn!(
+                        "not binding --socket {}: systemd passed {}",
+                        flag.display(),
+                        bound.path().display()
+                    );
+                }
+                bound
             }
             None => socket::bind(&socket_path, access)?,
         };
         let http = match (inherited_http, args.http) {
-            (Some((listener, addr)), _) => Some((
-                tokio::net::TcpListener::from_std(listener)
-                    .context("serving the HTTP socket passed by systemd")?,
-                addr,
-            )),
+            (Some((listener, addr)), flag) => {
+                tracing::info!("serving HTTP on the socket passed by systemd, {addr}");
+                if let Some(flag) = flag.filter(|flag| *flag != addr) {
+                    tracing::warn!("not binding --http {flag}: systemd passed {addr}");
+                }
+                Some((
+                    tokio::net::TcpListener::from_std(listener)
+                        .context("serving the HTTP socket passed by systemd")?,
+                    addr,
+                ))
+            }
             (None, Some(addr)) => Some((
                 tokio::net::TcpListener::bind(addr)
                     .await
@@ -305,7 +323,7 @@ async fn reload_on_sighup(service: Arc<Service>, mut hangups: Signal) {
         let service = service.clone();
         // A rejected catalogue is logged by the reload itself; the old one stays in service.
         let _ = tokio::task::spawn_blocking(move || service.reload_catalogue()).await;
-        systemd::notify_ready("catalogue reloaded");
+        systemd::notify_ready("serving; catalogue reloaded");
     }
 }
 

@@ -299,7 +299,11 @@ fn memesd_serves_the_sockets_systemd_passes_and_leaves_them_to_systemd() {
         socket.exists(),
         "the socket file is systemd's to remove\n{log}"
     );
-    assert!(log.contains("passed by systemd"), "{log}");
+    assert!(
+        log.contains("serving the Unix socket passed by systemd"),
+        "{log}"
+    );
+    assert!(log.contains("not binding --socket"), "{log}");
 }
 
 #[test]
