@@ -4,7 +4,7 @@
 #   deploy/check.sh [MEMESD]        (or MEMESD=PATH deploy/check.sh)
 #
 # MEMESD is the memesd binary the systemd unit is checked against: it must accept every
-# flag ExecStart passes. Default: target/release/memesd if it is built, else /bin/true,
+# flag ExecStart passes, and the example configuration memesd.toml. Default: target/release/memesd if it is built, else /bin/true,
 # which checks the units alone.
 #
 # Needs the Debian packages prometheus (promtool), systemd (systemd-analyze,
@@ -179,6 +179,9 @@ if [ "$memesd" != /bin/true ]; then
   while read -r flag; do
     grep -qE -- "(^|[ ,])$flag([ =,]|$)" <<<"$help" || fail "$memesd --help does not list $flag"
   done < <(sed -nE 's/^ExecStart=//p' "$deploy/systemd/memesd.service" | grep -oE -- '--[a-z0-9-]+')
+
+  check "$memesd accepts the example configuration memesd.toml"
+  "$memesd" --config "$deploy/memesd.toml" --print-config >/dev/null
 fi
 
 # The sandbox, as systemd scores it (0 = fully confined, 10 = not at all). The threshold

@@ -5,12 +5,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian packages the tests and deploy/check.sh need, when missing.
 scripts/install-test-deps.sh
 
+# Every Rust test: unit, property, integration (real daemons), the PostgreSQL store's.
 cargo test --locked
+
 # The web console in a real browser, against the memesd just built.
 cargo build --locked --bins
 scripts/test-browser.sh
+
 # The load gate: a short open-loop load on a release build must stay within its service
 # level (p99, worst request, no errors).
 scripts/load-gate.sh
+
+# The operations files in deploy/ (alert rules, dashboard, systemd units), the units
+# checked against the memesd just built by the tests (it must accept every ExecStart flag).
+deploy/check.sh "${CARGO_TARGET_DIR:-target}/debug/memesd"

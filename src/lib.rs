@@ -18,7 +18,8 @@
 //!   command line; [`paths`]: where the socket and the data live; [`lockfile`]: one daemon
 //!   per data directory and socket.
 //! - [`atomic_file`]: replacing a file atomically and durably (checkpoints, images);
-//!   [`telemetry`]: what memesd measures about itself, for Prometheus.
+//!   [`telemetry`]: what memesd measures about itself, for Prometheus; [`progress`]: bars
+//!   and spinners for long commands, on a terminal only; [`man_pages`]: the manual pages.
 
 pub mod atomic_file;
 pub mod catalogue;
@@ -28,8 +29,10 @@ pub mod daemon;
 pub mod domain;
 pub mod fronts;
 pub mod lockfile;
+pub mod man_pages;
 pub mod paths;
 pub mod premium;
+pub mod progress;
 pub mod protocol;
 pub mod service;
 pub mod store;

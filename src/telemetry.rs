@@ -131,7 +131,8 @@ impl Op {
         Op::Other,
     ];
 
-    fn label(self) -> &'static str {
+    /// The operation as metrics and logs name it.
+    pub fn label(self) -> &'static str {
         match self {
             Op::Get => "get",
             Op::Topup => "topup",

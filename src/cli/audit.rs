@@ -4,10 +4,14 @@
 use super::exit::Exit;
 use super::output;
 use super::{Ctx, Failure};
+use crate::progress::Progress;
 use crate::protocol::{AuditReport, AuditRequest, Request};
 
 pub fn run(ctx: &mut Ctx) -> Result<Exit, Failure> {
+    // On a large ledger the replay takes a while: a spinner meanwhile, on a terminal only.
+    let waiting = Progress::spinner(ctx.json, "auditing the ledger");
     let (report, raw): (AuditReport, _) = ctx.call_as(&Request::Audit(AuditRequest {}))?;
+    drop(waiting);
     if ctx.json {
         output::print_json(&raw);
     } else {

@@ -3,6 +3,7 @@
 //! before it starts, with a message naming the flag, instead of a daemon that starts and
 //! then refuses its work.
 
+pub use super::logging::{LogFormat, colour_logs};
 use crate::domain::MAX_BALANCE;
 use crate::fronts::http::HttpLimits;
 use crate::fronts::unix::connection::Limits;
@@ -11,7 +12,7 @@ use crate::paths;
 use crate::service::access::{self, AdminPolicy};
 use clap::builder::RangedU64ValueParser;
 use clap::{Parser, value_parser};
-use std::ffi::OsStr;
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -126,6 +127,21 @@ pub struct DaemonArgs {
     /// Don't serve the web console at / on the HTTP front (the API is served either way)
     #[arg(long)]
     pub no_console: bool,
+
+    /// Read settings from this TOML file: keys are the long flags without dashes
+    /// (`welcome-tokens = 150`, `admin-uid = ["alice"]`). A flag wins over the environment
+    /// (MEMES_WELCOME_TOKENS, ...), which wins over the file, which wins over the default
+    #[arg(long, env = super::config_file::CONFIG_ENV, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective settings and where each came from (flag, env, file, default), then
+    /// exit
+    #[arg(long)]
+    pub print_config: bool,
+
+    /// Log lines as text for people, or as JSON objects for log collectors (level: MEMES_LOG)
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub log_format: LogFormat,
 }
 
 impl DaemonArgs {
@@ -182,7 +198,13 @@ impl DaemonArgs {
 
     /// Refuses development-mode bearers (user ids as credentials) where others can reach them.
     pub fn check_http_exposure(&self) -> Result<(), String> {
-        match self.http {
+        self.check_http_exposure_at(self.http)
+    }
+
+    /// [`DaemonArgs::check_http_exposure`] for the address actually served (systemd may pass
+    /// a listener instead of `--http`).
+    pub fn check_http_exposure_at(&self, http: Option<SocketAddr>) -> Result<(), String> {
+        match http {
             Some(addr)
                 if self.claims_key.is_none()
                     && !addr.ip().is_loopback()
@@ -230,12 +252,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// Whether memesd's log (on stderr) is coloured: only on a terminal, and never when
-/// `NO_COLOR` is set to anything but the empty string (<https://no-color.org>).
-pub fn colour_logs(stderr_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
-    stderr_is_terminal && no_color.is_none_or(OsStr::is_empty)
-}
-
 fn parse_mode(text: &str) -> Result<u32, String> {
     let mode = u32::from_str_radix(text.trim_start_matches("0o"), 8)
         .map_err(|_| format!("{text:?} is not an octal mode like 600 or 660"))?;
@@ -259,6 +275,7 @@ fn parse_rate(text: &str) -> Result<u32, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsStr;
 
     #[test]
     fn modes_and_rates_parse() {

@@ -4,7 +4,10 @@
 //! change (flush the store, then remove the socket).
 
 pub mod config;
+pub mod config_file;
 pub mod datadir;
+pub mod logging;
+pub mod systemd;
 
 use crate::catalogue::Catalogue;
 use crate::fronts::http::auth::{Credentials, WebhookSecret};
@@ -28,6 +31,8 @@ use tokio_util::sync::CancellationToken;
 /// socket, then flushes the store and removes the socket.
 pub fn run(args: DaemonArgs) -> Result<()> {
     let started = Instant::now();
+    // First, while memesd is one thread: reading systemd's sockets edits the environment.
+    let mut inherited = systemd::Inherited::take()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("memesd")
@@ -42,14 +47,20 @@ pub fn run(args: DaemonArgs) -> Result<()> {
     };
     raise_open_file_limit();
     // Before anything records a metric, so that every handle goes to the exporter.
-    let exporter = match args.http.is_some() || args.metrics.is_some() {
+    let inherited_http = inherited.take_http()?;
+    let http_address = inherited_http
+        .as_ref()
+        .map(|(_, address)| *address)
+        .or(args.http);
+    let exporter = match http_address.is_some() || args.metrics.is_some() {
         true => Some(telemetry::install().map_err(anyhow::Error::msg)?),
         false => None,
     };
     let data_dir = args.data_dir();
-    let socket_path = args.socket();
+    let socket_path = inherited.unix_path().unwrap_or_else(|| args.socket());
     let admin = args.admin_policy().map_err(anyhow::Error::msg)?;
-    args.check_http_exposure().map_err(anyhow::Error::msg)?;
+    args.check_http_exposure_at(http_address)
+        .map_err(anyhow::Error::msg)?;
     let mut credentials = Credentials::new();
     if let Some(path) = &args.admin_keys {
         credentials = credentials
@@ -128,12 +139,47 @@ pub fn run(args: DaemonArgs) -> Result<()> {
         hangup,
     } = signals;
     let served = runtime.block_on(async {
-        let bound = socket::bind(&socket_path, access)?;
-        let http = match args.http {
-            Some(addr) => {
-                let listener = tokio::net::TcpListener::bind(addr)
+        let bound = match inherited.unix.take() {
+            Some(fd) => {
+                let bound = socket::inherit(fd)?;
+                tracing::info!(
+                    "serving the Unix socket passed by systemd, {} (its owner and mode are \
+                     systemd's: --socket-mode and --socket-group do not apply)",
+                    bound.path().display()
+                );
+                if let Some(flag) = args.socket.as_ref().filter(|flag| *flag != bound.path()) {
+                    tracing::warn!(
+                        "not binding --socket {}: systemd passed {}",
+                        flag.display(),
+                        bound.path().display()
+                    );
+                }
+                bound
+            }
+            None => socket::bind(&socket_path, access)?,
+        };
+        let http = match (inherited_http, args.http) {
+            (Some((listener, addr)), flag) => {
+                tracing::info!("serving HTTP on the socket passed by systemd, {addr}");
+                if let Some(flag) = flag.filter(|flag| *flag != addr) {
+                    tracing::warn!("not binding --http {flag}: systemd passed {addr}");
+                }
+                Some((
+                    tokio::net::TcpListener::from_std(listener)
+                        .context("serving the HTTP socket passed by systemd")?,
+                    addr,
+                ))
+            }
+            (None, Some(addr)) => Some((
+                tokio::net::TcpListener::bind(addr)
                     .await
-                    .with_context(|| format!("listening on http://{addr}"))?;
+                    .with_context(|| format!("listening on http://{addr}"))?,
+                addr,
+            )),
+            (None, None) => None,
+        };
+        let http = match http {
+            Some((listener, addr)) => {
                 let state = HttpState {
                     service: service.clone(),
                     credentials,
@@ -179,25 +225,32 @@ pub fn run(args: DaemonArgs) -> Result<()> {
                 }
             });
         }
+        let listening = format!(
+            "listening on {}{} ({} memes)",
+            bound.path().display(),
+            http.as_ref()
+                .map(|(_, _, address)| format!(" and http://{address}"))
+                .unwrap_or_default(),
+            service.catalogue().len(),
+        );
+        tracing::info!(
+            "memesd {} {listening}, ready in {:.0?}",
+            env!("CARGO_PKG_VERSION"),
+            started.elapsed()
+        );
+        systemd::notify_ready(&listening);
+        // Signals that came during start-up are acted on from here, after READY=1, so
+        // systemd sees them in order.
         let reloader = tokio::spawn(reload_on_sighup(service.clone(), hangup));
         let stopping = CancellationToken::new();
         tokio::spawn({
             let stopping = stopping.clone();
             async move {
                 shutdown_signal(terminate, interrupt).await;
+                systemd::notify_stopping();
                 stopping.cancel();
             }
         });
-        tracing::info!(
-            "memesd {} listening on {}{} ({} memes, ready in {:.0?})",
-            env!("CARGO_PKG_VERSION"),
-            socket_path.display(),
-            http.as_ref()
-                .map(|(_, _, address)| format!(" and http://{address}"))
-                .unwrap_or_default(),
-            service.catalogue().len(),
-            started.elapsed()
-        );
         let socket_front = unix::run(
             service.clone(),
             &bound.listener,
@@ -266,9 +319,11 @@ async fn shutdown_signal(mut terminate: Signal, mut interrupt: Signal) {
 async fn reload_on_sighup(service: Arc<Service>, mut hangups: Signal) {
     while hangups.recv().await.is_some() {
         tracing::info!("SIGHUP received: reloading the catalogue");
+        systemd::notify_reloading();
         let service = service.clone();
         // A rejected catalogue is logged by the reload itself; the old one stays in service.
         let _ = tokio::task::spawn_blocking(move || service.reload_catalogue()).await;
+        systemd::notify_ready("serving; catalogue reloaded");
     }
 }
 

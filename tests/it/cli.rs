@@ -670,3 +670,27 @@ fn bench_numbers_are_checked_as_they_are_parsed() {
         assert!(run.json()["secs"].as_f64().unwrap() < 5.0);
     }
 }
+
+#[test]
+fn the_committed_man_pages_are_current() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
+    let pages = memes::man_pages::pages();
+    for (name, roff) in &pages {
+        let committed = std::fs::read(dir.join(name)).unwrap_or_default();
+        assert!(
+            &committed == roff,
+            "man/{name} is stale; regenerate with `cargo run --example man-pages`"
+        );
+    }
+    let mut names: Vec<String> = pages.into_iter().map(|(name, _)| name).collect();
+    names.sort();
+    let mut committed: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    committed.sort();
+    assert_eq!(
+        committed, names,
+        "man/ holds pages no command has; remove them"
+    );
+}

@@ -14,6 +14,7 @@ mod lifecycle;
 mod metrics;
 mod money;
 mod mounts;
+mod operations;
 mod premium;
 mod protocol;
 mod release;

@@ -29,11 +29,13 @@ use memes::cli::{Failure, connect, output};
 use memes::client::Client;
 use memes::daemon::config::parse_duration;
 use memes::paths;
+use memes::progress::Progress;
 use memes::protocol::{Request, StatusData, StatusRequest};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
@@ -211,6 +213,37 @@ impl Quota {
     }
 }
 
+/// Replies received so far, all connections together: what the progress bar shows (read by
+/// its own thread, so the request loops only bump a counter).
+static ANSWERED: AtomicU64 = AtomicU64::new(0);
+
+/// Progress of a run on a terminal (nothing with --json or off a terminal): a bar of replies
+/// for a number of requests, of seconds for a duration.
+fn progress(args: &BenchArgs) -> Progress {
+    ANSWERED.store(0, Ordering::Relaxed);
+    let requests = match (args.rate, args.requests, args.duration) {
+        (_, Some(n), _) => Some(n),
+        (Some(rate), None, Some(duration)) => Some((rate * duration.as_secs_f64()) as u64),
+        (Some(rate), None, None) => Some((rate * 10.0) as u64),
+        (None, None, Some(_)) => None,
+        (None, None, None) => Some(100_000),
+    };
+    match (requests, args.duration) {
+        (Some(n), _) => {
+            let bar = Progress::bar(args.json, n, "replies");
+            bar.track(|| ANSWERED.load(Ordering::Relaxed));
+            bar
+        }
+        (None, duration) => {
+            let duration = duration.unwrap_or_default();
+            let bar = Progress::bar(args.json, duration.as_secs().max(1), "s");
+            let started = Instant::now();
+            bar.track(move || started.elapsed().as_secs().min(duration.as_secs()));
+            bar
+        }
+    }
+}
+
 /// One connection's tally.
 struct Tally {
     latencies: Histogram<u64>,
@@ -236,6 +269,7 @@ impl Tally {
             #[serde(default)]
             error: Option<Code>,
         }
+        ANSWERED.fetch_add(1, Ordering::Relaxed);
         let nanos = started.elapsed().as_nanos().clamp(1, 600_000_000_000) as u64;
         self.latencies.record(nanos).map_err(|e| e.to_string())?;
         let outcome: Outcome = serde_json::from_slice(reply).map_err(|e| {
@@ -324,9 +358,13 @@ fn run(args: &BenchArgs) -> Result<Exit, Failure> {
     let failed = |e: String| Failure::new(Exit::Failure, format!("bench: {e}"));
     if args.prepare {
         let started = Instant::now();
+        ANSWERED.store(0, Ordering::Relaxed);
+        let shown = Progress::bar(args.json, args.users as u64, "accounts prepared");
+        shown.track(|| ANSWERED.load(Ordering::Relaxed));
         let prepared = runtime
             .block_on(prepare(&socket, &workload, args.conns.min(16)))
             .map_err(failed)?;
+        drop(shown);
         if prepared.error_total > 0 {
             return Err(failed(format!(
                 "preparing: {} of {} top-ups failed: {:?}",
@@ -340,9 +378,11 @@ fn run(args: &BenchArgs) -> Result<Exit, Failure> {
             args.users as f64 / started.elapsed().as_secs_f64(),
         );
     }
+    let shown = progress(args);
     let report = runtime
         .block_on(measure(&socket, workload, args))
         .map_err(failed)?;
+    drop(shown);
     if args.json {
         println!(
             "{}",

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod console;
 pub mod openapi;
 pub mod problem;
+pub mod request_id;
 pub mod routes;
 pub mod whoami;
 
@@ -35,7 +36,9 @@ use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -123,6 +126,27 @@ pub fn router(http: Http, limits: &HttpLimits) -> Router {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ))
+        // Outermost, so that every response carries the request's id (a timeout's too): see
+        // [`request_id`]. The access line is at debug level; failures are not logged here
+        // (the service logs what went wrong, once).
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::middleware::map_request(request_id::drop_insane))
+                .layer(SetRequestIdLayer::new(
+                    request_id::HEADER,
+                    request_id::Sequential,
+                ))
+                .layer(PropagateRequestIdLayer::new(request_id::HEADER))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_id::span)
+                        .on_request(())
+                        .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG))
+                        .on_body_chunk(())
+                        .on_eos(())
+                        .on_failure(()),
+                ),
+        )
 }
 
 /// Only `GET /metrics`, for `--metrics ADDR` beside a daemon that serves no HTTP API.

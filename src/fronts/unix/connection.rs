@@ -7,6 +7,11 @@
 //! `line_too_long` and the connection closes), replies not yet sent (`max_in_flight`, after
 //! which the reader stops reading), time to complete a line (`idle_timeout`) and time for the
 //! client to take a reply (`write_timeout`). A slow or stalled client costs only itself.
+//!
+//! Logs: a connection runs in a `connection` span (its number and the peer's uid), each
+//! request in a `request` span named by its `id`, or by its number on the connection when it
+//! has none, and each reply gets an access line. All at debug level: at the default level no
+//! span is created and nothing is formatted (see [`crate::daemon::logging`]).
 
 use super::framing;
 use crate::protocol::{ErrorBody, ErrorCode, MAX_LINE_BYTES, Request};
@@ -17,12 +22,14 @@ use interprocess::local_socket::tokio::Stream;
 use interprocess::local_socket::traits::StreamCommon;
 use serde_json::value::RawValue;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Per-connection bounds.
 #[derive(Debug, Clone, Copy)]
@@ -67,13 +74,45 @@ pub async fn serve(
         },
     });
     let _open = telemetry::connection_opened(Front::Unix);
+    let span = tracing::debug_span!(
+        "connection",
+        conn = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
+        uid = caller_uid(&caller),
+    );
     // Reader and writer share the stream: `&Stream` reads and writes.
     let stream = Arc::new(stream);
     let (replies, pending) = mpsc::channel(limits.max_in_flight);
-    let writer = tokio::spawn(write_replies(stream.clone(), pending, limits.write_timeout));
-    read_requests(&stream, &service, &caller, &limits, &shutdown, &replies).await;
+    let writer = tokio::spawn(
+        write_replies(stream.clone(), pending, limits.write_timeout).instrument(span.clone()),
+    );
+    read_requests(&stream, &service, &caller, &limits, &shutdown, &replies)
+        .instrument(span)
+        .await;
     drop(replies);
     let _ = writer.await;
+}
+
+/// Numbers connections for the logs.
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+
+fn caller_uid(caller: &Caller) -> Option<u32> {
+    match caller {
+        Caller::Local(peer) => peer.uid,
+        _ => None,
+    }
+}
+
+/// How a request is named in the logs: the client's `id` (its JSON text), or its number on
+/// the connection.
+struct RequestLabel<'a>(Option<&'a RawValue>, u64);
+
+impl std::fmt::Display for RequestLabel<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(id) => f.write_str(id.get().trim_matches('"')),
+            None => write!(f, "{}", self.1),
+        }
+    }
 }
 
 /// A reply on its way out, in request order: encoded already, or an answer to encode once
@@ -88,8 +127,10 @@ pub enum Outgoing {
         id: Option<Box<RawValue>>,
         answer: Answer,
         op: Op,
-        /// When the request line was read, if the metrics want its latency.
+        /// When the request line was read, if its latency is wanted (metrics, debug logs).
         received: Option<Instant>,
+        /// The request's number on its connection, for the logs.
+        seq: u64,
     },
 }
 
@@ -103,11 +144,20 @@ impl Outgoing {
                 answer,
                 op,
                 received,
+                seq,
             } => {
                 let outcome = answer.settle().await;
                 if let Some(received) = received {
                     let code = outcome.as_ref().err().map(|error| error.code);
-                    telemetry::request(Front::Unix, op, code, received.elapsed());
+                    let elapsed = received.elapsed();
+                    telemetry::request(Front::Unix, op, code, elapsed);
+                    tracing::debug!(
+                        request_id = %RequestLabel(id.as_deref(), seq),
+                        op = op.label(),
+                        code = code.map_or("ok", |code| code.as_str()),
+                        micros = elapsed.as_micros() as u64,
+                        "request"
+                    );
                 }
                 match outcome {
                     Ok(reply) => framing::encode_ok(out, id.as_deref(), &reply),
@@ -118,15 +168,19 @@ impl Outgoing {
     }
 }
 
-/// Parses one request line read at `received` and submits it: the reply to send, in
-/// order, and whether the request may have taken long (rendering, reading the journal).
+/// Parses the `seq`th request line of a connection, read at `received`, and submits it:
+/// the reply to send, in order, and whether the request may have taken long (rendering,
+/// reading the journal).
 pub async fn handle(
     service: &Service,
     caller: &Caller,
     line: &[u8],
     received: Instant,
+    seq: u64,
 ) -> (Outgoing, bool) {
-    let received = telemetry::enabled().then_some(received);
+    // Timing costs a clock read per request: only when metrics or debug logs want it.
+    let timed = telemetry::enabled() || tracing::enabled!(tracing::Level::DEBUG);
+    let received = timed.then_some(received);
     let incoming = framing::parse_line(line);
     match incoming.request {
         Ok(request) => {
@@ -134,16 +188,33 @@ pub async fn handle(
             let op = Op::of(&request);
             let slow = matches!(&request, Request::Get(get) if get.generate)
                 || matches!(op, Op::History | Op::Audit | Op::Reload);
-            let answer = service.submit(caller, request).await;
+            let answer = match tracing::enabled!(tracing::Level::DEBUG) {
+                // Whatever the service logs about this request names it.
+                true => {
+                    let span = tracing::debug_span!(
+                        "request",
+                        request_id = %RequestLabel(id.as_deref(), seq)
+                    );
+                    service.submit(caller, request).instrument(span).await
+                }
+                false => service.submit(caller, request).await,
+            };
             let outgoing = Outgoing::Answer {
                 id,
                 answer,
                 op,
                 received,
+                seq,
             };
             (outgoing, slow)
         }
         Err(error) => {
+            tracing::debug!(
+                request_id = %RequestLabel(incoming.id, seq),
+                code = error.code.as_str(),
+                "request refused: {}",
+                error.message
+            );
             if let Some(received) = received {
                 telemetry::request(Front::Unix, Op::Other, Some(error.code), received.elapsed());
             }
@@ -157,7 +228,7 @@ pub async fn handle(
 /// The complete reply line for one request line, once it is durable: what a connection
 /// sends, in one call (for tests and fuzzing; connections pipeline instead).
 pub async fn respond(service: &Service, caller: &Caller, line: &[u8]) -> Vec<u8> {
-    let (outgoing, _) = handle(service, caller, line, Instant::now()).await;
+    let (outgoing, _) = handle(service, caller, line, Instant::now(), 0).await;
     let mut reply = Vec::new();
     outgoing.settle_into(&mut reply).await;
     reply
@@ -178,6 +249,7 @@ async fn read_requests(
     let idle = tokio::time::sleep(limits.idle_timeout);
     tokio::pin!(idle);
     let mut last_line = Instant::now();
+    let mut seq = 0u64;
     loop {
         let next = tokio::select! {
             biased;
@@ -218,7 +290,8 @@ async fn read_requests(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue; // blank lines are not requests
         }
-        let (outgoing, slow) = handle(service, caller, line, last_line).await;
+        seq += 1;
+        let (outgoing, slow) = handle(service, caller, line, last_line, seq).await;
         if slow {
             // Time spent on our side (rendering, reading history) is not the client's
             // idleness.

@@ -4,14 +4,25 @@
 //! A lock file next to the socket (`<socket>.lock`) is held for the daemon's life. Whoever
 //! holds it owns the name; with it held, an existing socket file is stale and may be removed.
 //! A live daemon is never displaced (interprocess's `try_overwrite` would unlink it).
+//!
+//! Or the socket is inherited ([`inherit`]: systemd's socket activation). Then systemd owns
+//! the name: it created the file, keeps listening on it while memesd restarts, and may hand it
+//! to the next memesd, so memesd neither takes `<socket>.lock` nor removes the file. Nothing
+//! is lost by skipping the lock: its job is to keep two daemons from binding, and later
+//! unlinking, the same name, and an inherited socket is never bound or unlinked by memesd.
+//! A memesd started by hand on the same path still refuses, because the path answers
+//! (systemd's listener queues the connection), and the data directory's own lock keeps two
+//! daemons off one ledger whatever their sockets.
 
 use crate::lockfile;
 use interprocess::local_socket::tokio::Listener;
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
 use interprocess::os::unix::local_socket::ListenerOptionsExt;
+use nix::sys::socket::{UnixAddr, getsockname};
 use nix::unistd::Gid;
 use std::fs::File;
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -52,11 +63,12 @@ pub enum BindError {
     },
 }
 
-/// A bound socket and the lock that makes it ours.
+/// A bound socket and the lock that makes it ours, or a socket inherited from systemd (no
+/// lock: systemd owns the name).
 pub struct BoundSocket {
     pub listener: Listener,
     path: PathBuf,
-    _lock: File,
+    _lock: Option<File>,
 }
 
 impl BoundSocket {
@@ -64,14 +76,24 @@ impl BoundSocket {
         &self.path
     }
 
-    /// Stops listening and removes the socket file (clean shutdown).
+    /// Whether the socket came from systemd rather than being bound here.
+    pub fn is_inherited(&self) -> bool {
+        self._lock.is_none()
+    }
+
+    /// Stops listening and removes the socket file (clean shutdown); an inherited socket's
+    /// file stays, for systemd.
     pub fn remove(self) {
+        let inherited = self.is_inherited();
         let BoundSocket {
             listener,
             path,
             _lock,
         } = self;
         drop(listener);
+        if inherited {
+            return;
+        }
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -141,7 +163,28 @@ pub fn bind(path: &Path, access: SocketAccess) -> Result<BoundSocket, BindError>
     Ok(BoundSocket {
         listener,
         path: path.into(),
-        _lock: lock,
+        _lock: Some(lock),
+    })
+}
+
+/// Serves a listening Unix stream socket passed by systemd (socket activation). Its path,
+/// owner and mode are systemd's (`ListenStream=`, `SocketMode=`, `SocketGroup=`).
+pub fn inherit(fd: OwnedFd) -> Result<BoundSocket, BindError> {
+    let path = match getsockname::<UnixAddr>(fd.as_raw_fd()) {
+        Ok(address) => address.path().map(Path::to_path_buf),
+        Err(_) => None,
+    }
+    .unwrap_or_else(|| PathBuf::from("(inherited socket)"));
+    let listener = interprocess::os::unix::uds_local_socket::tokio::Listener::try_from(fd)
+        .map_err(|source| BindError::Io {
+            what: "serving the inherited socket",
+            path: path.clone(),
+            source,
+        })?;
+    Ok(BoundSocket {
+        listener: Listener::from(listener),
+        path,
+        _lock: None,
     })
 }
 
