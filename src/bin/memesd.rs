@@ -10,7 +10,21 @@ fn main() -> ExitCode {
         print!("{}", settings.report());
         return ExitCode::SUCCESS;
     }
-    logging::init(settings.args.log_format);
+    let _log = match logging::init(settings.args.log_format, settings.args.log_file.as_deref()) {
+        Ok(guard) => guard,
+        Err(error) => {
+            let file = settings
+                .args
+                .log_file
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""));
+            eprintln!(
+                "memesd: cannot open the log file {}: {error}",
+                file.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
     match daemon::run(settings.args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -108,6 +108,10 @@ fn start_daemon(socket: &Path) -> Result<Client, Failure> {
         .map_err(|e| failed(format!("opening {}: {e}", log_path.display())))?;
     let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
     let mut child = Command::new(&memesd)
+        // Its log goes to the file by itself, reopened on SIGHUP for rotation; stderr too
+        // goes there, for anything said before logging starts.
+        .arg("--log-file")
+        .arg(&log_path)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)

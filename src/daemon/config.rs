@@ -142,6 +142,11 @@ pub struct DaemonArgs {
     /// Log lines as text for people, or as JSON objects for log collectors (level: MEMES_LOG)
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
     pub log_format: LogFormat,
+
+    /// Write the log to this file (appending) instead of stderr; SIGHUP reopens it, so that
+    /// a rotated log (renamed, then SIGHUP) continues in a new file
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
 }
 
 impl DaemonArgs {

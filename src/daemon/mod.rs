@@ -318,6 +318,8 @@ async fn shutdown_signal(mut terminate: Signal, mut interrupt: Signal) {
 /// file may have changed since it was read).
 async fn reload_on_sighup(service: Arc<Service>, mut hangups: Signal) {
     while hangups.recv().await.is_some() {
+        // A rotated log continues in a new file.
+        logging::reopen();
         tracing::info!("SIGHUP received: reloading the catalogue");
         systemd::notify_reloading();
         let service = service.clone();

@@ -326,7 +326,14 @@ fn the_autostart_logs_into_the_data_directory_memesd_uses() {
     );
     drop(stopper);
     assert!(data.join("journal.ndjson").exists(), "the ledger is there");
-    let logged = std::fs::read_to_string(&log).unwrap();
+    // The last line is written after the socket is gone (the log is written off the
+    // daemon's threads): wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut logged = std::fs::read_to_string(&log).unwrap();
+    while !logged.contains("memesd stopped cleanly") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        logged = std::fs::read_to_string(&log).unwrap();
+    }
     assert!(logged.contains("memesd stopped cleanly"), "{logged}");
     assert!(
         !share.join("memes").exists(),

@@ -320,3 +320,37 @@ fn memesd_refuses_a_flag_out_of_range_by_name_before_starting() {
     let daemon = Daemon::start_with(&["--idle-timeout", "300", "--generator-timeout", "30s"]);
     assert_eq!(daemon.connect().request(r#"{"op":"status"}"#)["ok"], true);
 }
+
+#[test]
+fn a_log_file_is_reopened_on_sighup_for_rotation() {
+    let dir = crate::harness::short_tempdir();
+    let log = dir.path().join("memesd.log");
+    let log_arg = log.to_str().unwrap().to_string();
+    let daemon = Daemon::start_with(&["--log-file", &log_arg]);
+    let read = |path: &std::path::Path| std::fs::read_to_string(path).unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !read(&log).contains("listening on") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing logged to the file"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // What logrotate does: rename, then SIGHUP.
+    let rotated = dir.path().join("memesd.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    daemon.signal(nix::sys::signal::Signal::SIGHUP);
+    while !read(&log).contains("catalogue reloaded") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log did not move to a new file"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        read(&rotated).contains("listening on"),
+        "the old lines stay where they were"
+    );
+    assert!(!read(&rotated).contains("catalogue reloaded"));
+    assert!(!read(&log).contains('\u{1b}'), "no colour codes in a file");
+}
