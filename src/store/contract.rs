@@ -476,6 +476,14 @@ impl Model {
         self.balances.insert(user.to_string(), after as u64);
         Ok(after as u64)
     }
+
+    /// A top-up (`amount` > 0) or deduction: a deduction never opens an account.
+    fn topup(&mut self, user: &str, amount: i64) -> Result<u64, ErrorCode> {
+        if amount < 0 && !self.balances.contains_key(user) {
+            return Err(ErrorCode::NotFound);
+        }
+        self.change(user, amount)
+    }
 }
 
 /// Random operations and reopenings agree, step by step, with [`Model`].
@@ -510,7 +518,7 @@ async fn model_case<S: Subject>(subject: &Arc<S>, ops: Vec<Op>) -> Result<(), Te
             Op::Topup { user, amount } => {
                 let user = format!("u{user}");
                 let got = topup(&*store, &user, amount).await.map_err(|e| e.code());
-                prop_assert_eq!(got, model.change(&user, amount));
+                prop_assert_eq!(got, model.topup(&user, amount));
             }
             Op::KeyedTopup { user, amount, key } => {
                 let user = format!("u{user}");
@@ -519,7 +527,7 @@ async fn model_case<S: Subject>(subject: &Arc<S>, ops: Vec<Op>) -> Result<(), Te
                 let expected = match model.keys.get(&key) {
                     Some((fp, balance)) if *fp == fingerprint => Ok(*balance),
                     Some(_) => Err(ErrorCode::IdempotencyConflict),
-                    None => model.change(&user, amount).inspect(|balance| {
+                    None => model.topup(&user, amount).inspect(|balance| {
                         model
                             .keys
                             .insert(key.clone(), (fingerprint.clone(), *balance));
