@@ -93,7 +93,7 @@ impl Service {
             let stored = goods.reply(0);
             Keyed {
                 idem,
-                reply: Box::new(move |balance| raw(&with_balance(stored, balance))),
+                reply: Box::new(move |balance| raw(&with_balance(stored.clone(), balance))),
             }
         });
         let charge = ChargeRequest {
