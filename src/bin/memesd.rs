@@ -1,4 +1,5 @@
-//! memesd: parse the command line, set up logging, run the daemon (see [`memes::daemon`]).
+//! memesd: parse the command line, set up logging, run the daemon (see [`memes::daemon`]),
+//! or one of its subcommands (`export`, `import`: [`memes::daemon::transfer`]).
 
 use clap::Parser;
 use memes::daemon::{self, config::DaemonArgs};
@@ -13,7 +14,11 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    match daemon::run(args) {
+    let outcome = match &args.command {
+        Some(command) => daemon::transfer::run(command, &args),
+        None => daemon::run(args),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");

@@ -3,6 +3,8 @@
 //! that keeps every acknowledged change (flush the store, then remove the socket).
 
 pub mod config;
+pub mod store;
+pub mod transfer;
 
 use crate::catalogue::Catalogue;
 use crate::fronts::unix::{self, socket};
@@ -11,11 +13,13 @@ use crate::premium::claims::ClaimsVerifier;
 use crate::premium::generate::{Backend, Generator};
 use crate::premium::render::Renderer;
 use crate::service::{Service, ServiceConfig};
-use crate::store::{FileStore, StoreConfig};
+use crate::store::pg::{PgConfig, PgStore};
+use crate::store::{FileStore, StoreConfig, TokenStore};
 use anyhow::{Context, Result};
 use config::DaemonArgs;
 use std::sync::Arc;
 use std::time::Instant;
+use store::StoreChoice;
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Runs memesd until SIGTERM or SIGINT: opens the store and the catalogue, serves the
@@ -50,25 +54,58 @@ pub fn run(args: DaemonArgs) -> Result<()> {
         backend,
     );
 
-    let store = Arc::new(
-        FileStore::open(
-            &data_dir,
-            StoreConfig {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("memesd")
+        .build()
+        .context("starting the async runtime")?;
+    let choice = store::choose(
+        args.store.as_deref(),
+        args.store_password_file.as_deref(),
+        &data_dir,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let opened = match choice {
+        StoreChoice::File(dir) => {
+            let store = FileStore::open(
+                &dir,
+                StoreConfig {
+                    welcome_tokens: args.welcome_tokens,
+                    checkpoint_bytes: args.checkpoint_mib.max(1) << 20,
+                    ..StoreConfig::default()
+                },
+            )
+            .context("opening the ledger")?;
+            let recovery = store.recovery_stats();
+            tracing::info!(
+                "ledger in {}: {} accounts from the checkpoint, {} journal transactions replayed, {} entries",
+                dir.display(),
+                recovery.checkpoint_accounts,
+                recovery.replayed_lines,
+                store.stats_now().entries
+            );
+            Opened::File(Arc::new(store))
+        }
+        StoreChoice::Postgres(config) => {
+            let config = PgConfig {
                 welcome_tokens: args.welcome_tokens,
-                checkpoint_bytes: args.checkpoint_mib.max(1) << 20,
-                ..StoreConfig::default()
-            },
-        )
-        .context("opening the ledger")?,
-    );
-    let recovery = store.recovery_stats();
-    tracing::info!(
-        "ledger in {}: {} accounts from the checkpoint, {} journal transactions replayed, {} entries",
-        data_dir.display(),
-        recovery.checkpoint_accounts,
-        recovery.replayed_lines,
-        store.stats_now().entries
-    );
+                pool_size: args.store_pool,
+                ..*config
+            };
+            let url = crate::store::pg::redact(&config.url);
+            let store = runtime
+                .block_on(PgStore::open(config))
+                .with_context(|| format!("opening the ledger in PostgreSQL at {url}"))?;
+            // Generated images stay on each host, in its data directory.
+            private_dir(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+            tracing::info!("ledger in PostgreSQL at {url}, shared with any other memesd there");
+            Opened::Postgres(Arc::new(store))
+        }
+    };
+    let store: Arc<dyn TokenStore> = match &opened {
+        Opened::File(store) => store.clone(),
+        Opened::Postgres(store) => store.clone(),
+    };
     let premium = Premium::new(
         claims,
         generator,
@@ -81,13 +118,8 @@ pub fn run(args: DaemonArgs) -> Result<()> {
         admin,
         rate_limit: args.rate_limit,
     };
-    let service = Arc::new(Service::new(store.clone(), catalogue, premium, config));
+    let service = Arc::new(Service::new(store, catalogue, premium, config));
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("memesd")
-        .build()
-        .context("starting the async runtime")?;
     let served = runtime.block_on(async {
         let bound = socket::bind(&socket_path, access)?;
         let reloader = tokio::spawn(reload_on_sighup(service.clone()));
@@ -108,8 +140,19 @@ pub fn run(args: DaemonArgs) -> Result<()> {
         reloader.abort();
         anyhow::Ok(bound)
     });
-    drop(runtime);
-    let closed = store.close().context("flushing the ledger");
+    drop(service);
+    let closed = match opened {
+        Opened::Postgres(store) => {
+            // Every change already handed to the batch writer is committed and answered.
+            runtime.block_on(store.close());
+            drop(runtime);
+            Ok(())
+        }
+        Opened::File(store) => {
+            drop(runtime);
+            store.close().context("flushing the ledger")
+        }
+    };
     // Remove the socket only once everything is flushed, so a client that finds no socket
     // can start a new daemon that sees every change.
     let bound = served?;
@@ -117,6 +160,12 @@ pub fn run(args: DaemonArgs) -> Result<()> {
     closed?;
     tracing::info!("memesd stopped cleanly");
     Ok(())
+}
+
+/// The store memesd opened, for its own way of closing.
+enum Opened {
+    File(Arc<FileStore>),
+    Postgres(Arc<PgStore>),
 }
 
 async fn shutdown_signal() {
@@ -143,6 +192,13 @@ async fn reload_on_sighup(service: Arc<Service>) {
         // A rejected catalogue is logged by the reload itself; the old one stays in service.
         let _ = tokio::task::spawn_blocking(move || service.reload_catalogue()).await;
     }
+}
+
+/// Creates a directory only its owner may enter (0700), if it is not there.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 /// Many clients at once need many descriptors; the soft limit is often far below the hard one.
