@@ -8,3 +8,7 @@ cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
 
 cargo test --locked
+# The integration tests once more, every daemon on PostgreSQL (a fresh database each, in a
+# throwaway cluster of the test process's own); tests about the file store's own files keep
+# using it.
+MEMES_TEST_STORE=postgres cargo test --locked --test it

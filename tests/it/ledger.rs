@@ -239,7 +239,8 @@ fn a_history_longer_than_one_reply_is_paged_and_complete() {
 
 #[test]
 fn audit_passes_on_a_healthy_ledger_and_names_a_corrupted_one() {
-    let mut daemon = Daemon::start();
+    // Forges the file store's journal.
+    let mut daemon = Daemon::start_file();
     for user in ["a", "b", "c"] {
         daemon.memes_json(&["get", "--user", user]);
         daemon.memes_json(&["topup", "--user", user, "--amount", "3"]);

@@ -9,5 +9,6 @@ mod hostile;
 mod ledger;
 mod lifecycle;
 mod money;
+mod multihost;
 mod premium;
 mod protocol;
