@@ -12,3 +12,4 @@ mod money;
 mod multihost;
 mod premium;
 mod protocol;
+mod transfer;
