@@ -90,6 +90,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
             let config = PgConfig {
                 welcome_tokens: args.welcome_tokens,
                 pool_size: args.store_pool,
+                writers: (args.store_pool / 8).max(1),
                 ..*config
             };
             let url = crate::store::pg::redact(&config.url);

@@ -127,6 +127,7 @@ fn run_import(import: &ImportArgs, args: &DaemonArgs) -> Result<()> {
         Ok(StoreChoice::Postgres(config)) => PgConfig {
             welcome_tokens: args.welcome_tokens,
             pool_size: 2,
+            writers: 1,
             ..*config
         },
         Ok(StoreChoice::File(_)) => {

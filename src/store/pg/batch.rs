@@ -1,8 +1,8 @@
-//! Group commit at the application: one task per host owns a pooled connection and turns
-//! every change waiting in its queue into one transaction; while a batch commits, the next
-//! one queues.
+//! Group commit at the application: a writer task owns a pooled connection and turns every
+//! change waiting in the host's queue into one transaction; while a batch commits, the next
+//! one queues (or, with several writers, is already being written by the next writer).
 //!
-//! A batch, in three round trips whatever its size:
+//! A batch, in two round trips whatever its size:
 //! 1. `BEGIN`; lock the batch's accounts with `SELECT … FOR UPDATE ORDER BY user_id` (one
 //!    fixed order, so hosts never deadlock each other over accounts); read the batch's
 //!    idempotency keys. Sent together (pipelined).
@@ -10,9 +10,9 @@
 //!    serial execution would: a user's later change sees the earlier one's result, a refused
 //!    change (insufficient tokens, a key conflict) is refused alone and the others go on, a
 //!    key already used (in the table or earlier in the batch) replays its reply. Then write
-//!    everything with one statement per table (`INSERT … SELECT FROM unnest(…)`,
-//!    `UPDATE … FROM unnest(…)`), pipelined.
-//! 3. `COMMIT`, and only then answer every waiter.
+//!    everything in one statement (`INSERT … SELECT FROM unnest(…)`, `UPDATE … FROM
+//!    unnest(…)` as data-modifying CTEs) and `COMMIT`, pipelined; only once the COMMIT
+//!    succeeded is any waiter answered.
 //!
 //! Entries take their `seq` from the sequence in row order, so a user's entries are numbered
 //! in the order they were applied (their account row is locked from before the first number
@@ -97,17 +97,27 @@ impl From<&PgConfig> for WriterConfig {
     }
 }
 
-/// The writer task: batches until the queue closes (the store is closed or dropped) and
-/// everything in it is answered.
-pub async fn run(
-    pool: Pool,
-    mut queue: mpsc::UnboundedReceiver<Pending>,
-    config: WriterConfig,
-    writable: Arc<AtomicBool>,
-) {
+/// The shared end of the queue: each writer takes what is waiting when it is free.
+pub type Queue = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>>;
+
+/// One writer task: batches until the queue closes (the store is closed or dropped) and
+/// everything in it is answered. Several writers may share a queue: while one waits for its
+/// COMMIT to be flushed, another locks, decides and writes the next batch (PostgreSQL then
+/// flushes their commits together). A connection has at most one change in flight (it waits
+/// for the answer), so a client's changes are still applied in the order it sent them;
+/// accounts are locked in one order by every writer of every host.
+pub async fn run(pool: Pool, queue: Queue, config: WriterConfig, writable: Arc<AtomicBool>) {
     let mut connection: Option<Object> = None;
     let mut batch = Vec::with_capacity(config.max_batch);
-    while queue.recv_many(&mut batch, config.max_batch).await > 0 {
+    loop {
+        let received = queue
+            .lock()
+            .await
+            .recv_many(&mut batch, config.max_batch)
+            .await;
+        if received == 0 {
+            return;
+        }
         let results = commit(&pool, &mut connection, &batch, config, &writable).await;
         for (pending, result) in batch.drain(..).zip(results) {
             let _ = pending.done.send(result);
@@ -277,24 +287,29 @@ impl Columns4 {
 const LOCK: &str = "SELECT user_id, balance, tier, until_ms FROM accounts
                     WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE";
 const KEYS: &str = "SELECT key, fingerprint, reply FROM idempotency_keys WHERE key = ANY($1)";
-const OPEN: &str = "INSERT INTO accounts (user_id, balance, tier, until_ms)
-                    SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[])
-                    ON CONFLICT (user_id) DO NOTHING";
-const UPDATE: &str =
-    "UPDATE accounts AS a SET balance = u.balance, tier = u.tier, until_ms = u.until_ms
-                      FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[])
-                           AS u (user_id, balance, tier, until_ms)
-                      WHERE a.user_id = u.user_id";
-const ENTRIES: &str = "INSERT INTO entries (time_ms, user_id, kind, delta, balance, key, reason, memes, tier, until_ms)
-                       SELECT t, u, k, d, b, key, r,
-                              CASE WHEN m IS NULL THEN '{}'::text[]
-                                   ELSE ARRAY(SELECT jsonb_array_elements_text(m::jsonb)) END,
-                              tier, until
-                       FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
-                                   $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[])
-                            AS x (t, u, k, d, b, key, r, m, tier, until)";
-const NEW_KEYS: &str = "INSERT INTO idempotency_keys (key, fingerprint, reply)
-                        SELECT * FROM unnest($1::text[], $2::text[], $3::text[])";
+/// Every row a batch writes, in one statement: new accounts, changed accounts, new keys
+/// (data-modifying CTEs) and the entries (the main statement, so their numbers are drawn in
+/// row order). A new account that another host opened meanwhile is a unique violation: the
+/// batch is decided again.
+const WRITE: &str = "WITH opened AS (
+        INSERT INTO accounts (user_id, balance, tier, until_ms)
+        SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[])
+    ), updated AS (
+        UPDATE accounts AS a SET balance = u.balance, tier = u.tier, until_ms = u.until_ms
+        FROM unnest($5::text[], $6::bigint[], $7::text[], $8::bigint[])
+             AS u (user_id, balance, tier, until_ms)
+        WHERE a.user_id = u.user_id
+    ), keyed AS (
+        INSERT INTO idempotency_keys (key, fingerprint, reply)
+        SELECT * FROM unnest($9::text[], $10::text[], $11::text[])
+    )
+    INSERT INTO entries (time_ms, user_id, kind, delta, balance, key, reason, memes, tier, until_ms)
+    SELECT t, u, k, d, b, key, r,
+           CASE WHEN m IS NULL THEN '{}'::text[] ELSE ARRAY(SELECT jsonb_array_elements_text(m::jsonb)) END,
+           tier, until
+    FROM unnest($12::bigint[], $13::text[], $14::text[], $15::bigint[], $16::bigint[],
+                $17::text[], $18::text[], $19::text[], $20::text[], $21::bigint[])
+         AS x (t, u, k, d, b, key, r, m, tier, until)";
 
 /// One attempt: lock, decide, write, commit.
 async fn attempt_batch(
@@ -310,13 +325,10 @@ async fn attempt_batch(
     }
     let client = connection.as_ref().expect("a connection");
     let fail = |e: tokio_postgres::Error| classify(&e, client.is_closed(), false);
-    let (lock, keys_query, open, update, entries, new_keys) = tokio::try_join!(
+    let (lock, keys_query, write) = tokio::try_join!(
         client.prepare_cached(LOCK),
         client.prepare_cached(KEYS),
-        client.prepare_cached(OPEN),
-        client.prepare_cached(UPDATE),
-        client.prepare_cached(ENTRIES),
-        client.prepare_cached(NEW_KEYS),
+        client.prepare_cached(WRITE),
     )
     .map_err(fail)?;
 
@@ -400,75 +412,52 @@ async fn attempt_batch(
         }
     }
 
-    // Round trip 2: write everything, pipelined, in an order the foreign keys accept.
-    let expected_new = rows.new.user.len() as u64;
-    let (opened, updated, inserted, keyed) = tokio::join!(
-        async {
-            match expected_new {
-                0 => Ok(0),
-                _ => {
-                    let c = &rows.new;
-                    client
-                        .execute(&open, &[&c.user, &c.balance, &c.tier, &c.until])
-                        .await
-                }
-            }
-        },
-        async {
-            match rows.changed.user.is_empty() {
-                true => Ok(0),
-                false => {
-                    let c = &rows.changed;
-                    client
-                        .execute(&update, &[&c.user, &c.balance, &c.tier, &c.until])
-                        .await
-                }
-            }
-        },
-        async {
-            match rows.user.is_empty() {
-                true => Ok(0),
-                false => {
-                    let r = &rows;
-                    client
-                        .execute(
-                            &entries,
-                            &[
-                                &r.time, &r.user, &r.kind, &r.delta, &r.balance, &r.key, &r.reason,
-                                &r.memes, &r.tier, &r.until,
-                            ],
-                        )
-                        .await
-                }
-            }
-        },
-        async {
-            match rows.keys.is_empty() {
-                true => Ok(0),
-                false => {
-                    client
-                        .execute(&new_keys, &[&rows.keys, &rows.fingerprints, &rows.replies])
-                        .await
-                }
-            }
-        },
-    );
-    let written = opened.and_then(|opened| updated.and(inserted).and(keyed).map(|_| opened));
-    match written {
-        Ok(opened) if opened == expected_new => {}
-        Ok(_) => {
-            let failure = Failure::Retry("another host opened one of these accounts first".into());
-            return Err(rollback(client, failure).await);
-        }
-        Err(error) => return Err(rollback(client, fail(error)).await),
+    // Round trip 2: write everything and commit, pipelined. If the write fails, the
+    // transaction is aborted and the COMMIT behind it only ends it (as a rollback).
+    if rows.user.is_empty() {
+        // Only refusals and replays: nothing to write, the locks go with the transaction.
+        client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| classify(&e, client.is_closed(), true))?;
+        return Ok(results);
     }
-
-    // Round trip 3: commit; only now may anyone be told.
-    client
-        .batch_execute("COMMIT")
-        .await
-        .map_err(|e| classify(&e, client.is_closed(), true))?;
-    Ok(results)
+    let (n, c, r) = (&rows.new, &rows.changed, &rows);
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 21] = [
+        &n.user,
+        &n.balance,
+        &n.tier,
+        &n.until,
+        &c.user,
+        &c.balance,
+        &c.tier,
+        &c.until,
+        &r.keys,
+        &r.fingerprints,
+        &r.replies,
+        &r.time,
+        &r.user,
+        &r.kind,
+        &r.delta,
+        &r.balance,
+        &r.key,
+        &r.reason,
+        &r.memes,
+        &r.tier,
+        &r.until,
+    ];
+    let (written, committed) = tokio::join!(
+        client.execute(&write, &params),
+        client.batch_execute("COMMIT"),
+    );
+    match (written, committed) {
+        (Ok(_), Ok(())) => Ok(results),
+        // The server refused the write: nothing was committed.
+        (Err(error), _) if error.as_db_error().is_some() => {
+            Err(classify(&error, client.is_closed(), false))
+        }
+        (Err(error), _) | (Ok(_), Err(error)) => Err(classify(&error, client.is_closed(), true)),
+    }
 }
 
 /// Rolls back after a failed statement (if the connection still works) and passes the

@@ -51,8 +51,10 @@ pub struct PgConfig {
     pub password: Option<String>,
     /// Tokens granted when an account opens.
     pub welcome_tokens: u64,
-    /// Connections in the pool (the batch writer takes one of them).
+    /// Connections in the pool (each batch writer holds one of them).
     pub pool_size: usize,
+    /// Batch writers: transactions in flight at once from this host.
+    pub writers: usize,
     /// Giving up on connecting to the server.
     pub connect_timeout: Duration,
     /// The server cancels a statement running longer (set per session); audits and
@@ -77,6 +79,7 @@ impl PgConfig {
             password: None,
             welcome_tokens: 150,
             pool_size: 16,
+            writers: 2,
             connect_timeout: Duration::from_secs(3),
             statement_timeout: Duration::from_secs(5),
             change_deadline: Duration::from_secs(5),
@@ -159,7 +162,7 @@ pub enum PgOpenError {
 pub struct PgStore {
     pool: Pool,
     queue: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
-    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    writers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// False while the database is unreachable (or read-only) and changes fail.
     writable: Arc<AtomicBool>,
     /// The last counts read, reported while the database is unreachable.
@@ -184,16 +187,21 @@ impl PgStore {
         drop(client);
         let writable = Arc::new(AtomicBool::new(true));
         let (tx, rx) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(batch::run(
-            pool.clone(),
-            rx,
-            batch::WriterConfig::from(&config),
-            writable.clone(),
-        ));
+        let queue: batch::Queue = Arc::new(tokio::sync::Mutex::new(rx));
+        let writers = (0..config.writers.max(1))
+            .map(|_| {
+                tokio::spawn(batch::run(
+                    pool.clone(),
+                    queue.clone(),
+                    batch::WriterConfig::from(&config),
+                    writable.clone(),
+                ))
+            })
+            .collect();
         Ok(PgStore {
             pool,
             queue: Mutex::new(Some(tx)),
-            writer: Mutex::new(Some(writer)),
+            writers: Mutex::new(writers),
             writable,
             last_counts: Mutex::new((0, 0)),
             config,
@@ -204,8 +212,8 @@ impl PgStore {
     /// for afterwards are refused.
     pub async fn close(&self) {
         drop(lock(&self.queue).take());
-        let writer = lock(&self.writer).take();
-        if let Some(writer) = writer {
+        let writers = std::mem::take(&mut *lock(&self.writers));
+        for writer in writers {
             let _ = writer.await;
         }
         self.pool.close();
@@ -324,7 +332,8 @@ fn pool(config: &PgConfig) -> Result<Pool, PgOpenError> {
         },
     );
     Pool::builder(manager)
-        .max_size(config.pool_size.max(2))
+        // Each writer holds a connection for good: leave some for reads.
+        .max_size(config.pool_size.max(config.writers.max(1) + 2))
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(config.read_deadline))
         .create_timeout(Some(config.connect_timeout))

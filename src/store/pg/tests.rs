@@ -100,11 +100,20 @@ fn the_database_refuses_wrong_states_even_if_the_code_were_wrong() {
             Ok(()) => panic!("accepted: {statement}"),
         }
     }
+    let keyed = "INSERT INTO entries (time_ms, user_id, kind, delta, balance, key) VALUES (0, 'u', 'topup', 0, 155, 'k')";
+    sql(&db, keyed).expect("a first use of a key");
+    let again = sql(&db, keyed).expect_err("a key names one entry");
+    assert!(again.contains("entries_one_key"), "{again}");
     sql(
         &db,
         "INSERT INTO idempotency_keys (key, fingerprint, reply) VALUES ('k', 'f', '1')",
     )
-    .expect_err("a stored reply needs its entry");
+    .unwrap();
+    sql(
+        &db,
+        "INSERT INTO idempotency_keys (key, fingerprint, reply) VALUES ('k', 'g', '2')",
+    )
+    .expect_err("a key is stored once");
 }
 
 #[test]

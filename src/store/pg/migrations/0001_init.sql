@@ -37,7 +37,7 @@ CREATE TABLE entries (
     kind     text   NOT NULL CHECK (kind IN ('welcome', 'charge', 'topup', 'deduct', 'entitle')),
     delta    bigint NOT NULL,
     balance  bigint NOT NULL CHECK (balance >= 0) CHECK (balance <= 9007199254740991),
-    key      text   UNIQUE,
+    key      text,
     reason   text,
     memes    text[] NOT NULL DEFAULT '{}',
     tier     text   CHECK (tier IN ('free', 'premium')),
@@ -55,13 +55,16 @@ ALTER SEQUENCE entries_seq OWNED BY entries.seq;
 
 -- The welcome grant, once per user ever.
 CREATE UNIQUE INDEX entries_one_welcome ON entries (user_id) WHERE kind = 'welcome';
+-- An idempotency key names one request, so one entry, ever (most entries have none).
+CREATE UNIQUE INDEX entries_one_key ON entries (key) WHERE key IS NOT NULL;
 -- A user's history, newest first, in pages.
 CREATE INDEX entries_user_seq ON entries (user_id, seq);
 
 -- What an idempotency key remembers: the request's canonical form and the reply it got
--- (stored as text, replayed byte for byte). The key also sits on its entry (unique there).
+-- (stored as text, replayed byte for byte). The key also sits on its entry (unique there;
+-- `memes audit` checks that each key has both).
 CREATE TABLE idempotency_keys (
-    key         text PRIMARY KEY REFERENCES entries (key) DEFERRABLE INITIALLY IMMEDIATE,
+    key         text PRIMARY KEY,
     fingerprint text NOT NULL,
     reply       text NOT NULL
 );
