@@ -51,7 +51,7 @@ start_memesd() { # name
   until "$M/memes" --socket "$work/$1.sock" status >/dev/null 2>&1; do sleep 0.02; done
 }
 start_memesd h1
-"$M/memes" --socket "$work/h1.sock" bench --prepare --users $USERS -n 1 -c 1 >/dev/null
+"$M/memes" --socket "$work/h1.sock" bench --prepare --users $USERS -n 1 -c 16 >/dev/null
 
 # The straightforward transaction, one per request, prepared statements.
 cat >"$work/charge.sql" <<'SQL'
@@ -68,9 +68,10 @@ summary() { # reads memes bench --json reports on stdin (one per line): total rp
 import json, sys
 reports = [json.loads(line) for line in sys.stdin if line.strip()]
 rps = sum(r["rps"] for r in reports)
-lat = lambda k: max(r["latency_ms"][k] for r in reports)
+worst = {k: max(r["latency_ms"][k] for r in reports) for k in ("p50", "p99", "max")}
 errors = sum(r["error_total"] for r in reports)
-print(f"{rps:,.0f} req/s  p50 {lat(\"p50\"):.2f} ms  p99 {lat(\"p99\"):.2f} ms  max {lat(\"max\"):.1f} ms  errors {errors}")'
+print("%s req/s  p50 %.2f ms  p99 %.2f ms  max %.1f ms  errors %d"
+      % (format(round(rps), ","), worst["p50"], worst["p99"], worst["max"], errors))'
 }
 
 pgbench_run() { # label, pgbench args...
