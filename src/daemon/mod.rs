@@ -96,7 +96,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
             let url = crate::store::pg::redact(&config.url);
             let store = runtime
                 .block_on(PgStore::open(config))
-                .with_context(|| format!("opening the ledger in PostgreSQL at {url}"))?;
+                .context("opening the ledger in PostgreSQL")?;
             // Generated images stay on each host, in its data directory.
             private_dir(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
             tracing::info!("ledger in PostgreSQL at {url}, shared with any other memesd there");

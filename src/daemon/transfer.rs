@@ -151,7 +151,7 @@ fn run_import(import: &ImportArgs, args: &DaemonArgs) -> Result<()> {
     let imported = runtime.block_on(async {
         let store = PgStore::open(config)
             .await
-            .with_context(|| format!("opening the ledger in PostgreSQL at {target}"))?;
+            .context("opening the ledger in PostgreSQL")?;
         let imported = export::import(&store, &mut input, import.replace).await;
         store.close().await;
         imported.map_err(anyhow::Error::msg)
