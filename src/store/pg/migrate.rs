@@ -37,6 +37,9 @@ pub enum MigrateError {
 /// Applies every migration the database lacks, under the advisory lock; returns the
 /// versions applied (empty if it was up to date).
 pub async fn migrate(client: &Client) -> Result<Vec<i32>, MigrateError> {
+    // Waiting for another host's migration, or migrating a large table, may take longer
+    // than a request may: no statement timeout until this session goes back to the pool.
+    client.batch_execute("SET statement_timeout = 0").await?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
         .await?;
@@ -45,6 +48,8 @@ pub async fn migrate(client: &Client) -> Result<Vec<i32>, MigrateError> {
     let _ = client
         .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
         .await;
+    // Back to the timeout the connection was opened with.
+    client.batch_execute("RESET statement_timeout").await?;
     result
 }
 
