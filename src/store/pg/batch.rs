@@ -305,7 +305,7 @@ const WRITE: &str = "WITH opened AS (
     )
     INSERT INTO entries (time_ms, user_id, kind, delta, balance, key, reason, memes, tier, until_ms)
     SELECT t, u, k, d, b, key, r,
-           CASE WHEN m IS NULL THEN '{}'::text[] ELSE ARRAY(SELECT jsonb_array_elements_text(m::jsonb)) END,
+           coalesce(m::text[], '{}'),
            tier, until
     FROM unnest($12::bigint[], $13::text[], $14::text[], $15::bigint[], $16::bigint[],
                 $17::text[], $18::text[], $19::text[], $20::text[], $21::bigint[])
@@ -496,7 +496,7 @@ fn decide<'b>(
     let entries = decision.entries();
     let memes = match pending.memes.is_empty() {
         true => None,
-        false => Some(serde_json::to_string(&pending.memes).expect("strings serialise")),
+        false => Some(super::array_literal(&pending.memes)),
     };
     let (tier, until) = match pending.change {
         Change::Entitle { tier, until } => (Some(tier), until),

@@ -153,7 +153,7 @@ const CHUNK: usize = 10_000;
 
 const ENTRIES: &str = "INSERT INTO entries (seq, time_ms, user_id, kind, delta, balance, key, reason, memes, tier, until_ms)
     SELECT s, t, u, k, d, b, key, r,
-           CASE WHEN m IS NULL THEN '{}'::text[] ELSE ARRAY(SELECT jsonb_array_elements_text(m::jsonb)) END,
+           coalesce(m::text[], '{}'),
            tier, until
     FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
                 $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[])
@@ -186,7 +186,7 @@ impl Buffer {
     fn add(&mut self, record: &RecordIn) {
         let memes = match record.memes.is_empty() {
             true => None,
-            false => Some(serde_json::to_string(&record.memes).expect("strings serialise")),
+            false => Some(super::array_literal(&record.memes)),
         };
         let last = record.entries.len() - 1;
         for (i, entry) in record.entries.iter().enumerate() {

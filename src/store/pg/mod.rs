@@ -376,6 +376,28 @@ pub fn kind_from(text: &str) -> Result<EntryKind, String> {
     })
 }
 
+/// A `text[]` literal, every element quoted (`{"a","b\\"c"}`), so that rows with several
+/// memes can travel in one array parameter per column (`unnest` would flatten an array of
+/// arrays) and be read back with a plain cast.
+pub fn array_literal<S: AsRef<str>>(items: &[S]) -> String {
+    let mut out = String::from("{");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        for c in item.as_ref().chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
+    }
+    out.push('}');
+    out
+}
+
 fn balance_from(value: i64) -> u64 {
     // The CHECK constraints keep it within 0..=MAX_BALANCE.
     value.max(0) as u64

@@ -266,3 +266,26 @@ fn connection_strings_take_a_unix_socket_host_and_a_password_from_outside() {
     );
     assert!(PgConfig::new("nonsense://").pg_config().is_err());
 }
+
+#[test]
+fn memes_with_any_characters_read_back_from_history() {
+    let db = TestDatabase::create();
+    runtime().block_on(async {
+        let store = open(&db).await;
+        let odd = ["a\"b", "c\\d", "NULL", "{x,y}", "é ü", ""];
+        let request = ChargeRequest {
+            user: "odd",
+            cost: 1,
+            memes: &odd,
+            keyed: None,
+        };
+        store.charge(request).await.unwrap();
+        let page = store.history("odd", 10, None).await.unwrap();
+        assert_eq!(page.entries[1].memes, odd);
+        assert!(
+            page.entries[0].memes.is_empty(),
+            "the welcome grant names none"
+        );
+        store.close().await;
+    });
+}
