@@ -279,7 +279,8 @@ fn memes_with_any_characters_read_back_from_history() {
             memes: &odd,
             keyed: None,
         };
-        store.charge(request).await.unwrap();
+        let (_, commit) = store.charge(request).await.unwrap();
+        commit.wait().await.unwrap();
         let page = store.history("odd", 10, None).await.unwrap();
         assert_eq!(page.entries[1].memes, odd);
         assert!(
