@@ -156,8 +156,11 @@ async fn commit(
     let mut pause = Duration::from_millis(20);
     let failure = loop {
         attempt += 1;
-        let tried =
-            tokio::time::timeout_at(deadline, attempt_batch(pool, connection, batch, config));
+        let mut committing = false;
+        let tried = tokio::time::timeout_at(
+            deadline,
+            attempt_batch(pool, connection, batch, config, &mut committing),
+        );
         let failure = match tried.await {
             Ok(Ok(results)) => {
                 writable.store(true, Ordering::Relaxed);
@@ -168,10 +171,11 @@ async fn commit(
                 // The connection may be stuck mid-statement: never hand it out again.
                 discard(connection);
                 writable.store(false, Ordering::Relaxed);
-                break StoreError::Unconfirmed(format!(
-                    "PostgreSQL did not answer within {:?}",
-                    config.deadline
-                ));
+                let why = format!("PostgreSQL did not answer within {:?}", config.deadline);
+                break match committing {
+                    true => StoreError::Unconfirmed(why),
+                    false => StoreError::Unavailable(why),
+                };
             }
         };
         match failure {
@@ -222,7 +226,9 @@ fn classify(error: &tokio_postgres::Error, client_closed: bool, sent_commit: boo
         Some(code)
             if *code == SqlState::T_R_DEADLOCK_DETECTED
                 || *code == SqlState::T_R_SERIALIZATION_FAILURE
-                || *code == SqlState::UNIQUE_VIOLATION =>
+                || *code == SqlState::UNIQUE_VIOLATION
+                // statement_timeout, say while another host held a row lock too long
+                || *code == SqlState::QUERY_CANCELED =>
         {
             Failure::Retry(why)
         }
@@ -317,6 +323,7 @@ async fn attempt_batch(
     connection: &mut Option<Object>,
     batch: &[Pending],
     config: WriterConfig,
+    committing: &mut bool,
 ) -> Result<Vec<Result<Applied, StoreError>>, Failure> {
     if connection.as_ref().is_none_or(|c| c.is_closed()) {
         discard(connection);
@@ -414,6 +421,7 @@ async fn attempt_batch(
 
     // Round trip 2: write everything and commit, pipelined. If the write fails, the
     // transaction is aborted and the COMMIT behind it only ends it (as a rollback).
+    *committing = true;
     if rows.user.is_empty() {
         // Only refusals and replays: nothing to write, the locks go with the transaction.
         client
