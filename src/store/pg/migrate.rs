@@ -54,15 +54,23 @@ pub async fn migrate(client: &Client) -> Result<Vec<i32>, MigrateError> {
 }
 
 async fn apply_pending(client: &Client) -> Result<Vec<i32>, MigrateError> {
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS memes_schema (
-                 version    integer PRIMARY KEY,
-                 name       text NOT NULL,
-                 applied_at timestamptz NOT NULL DEFAULT now()
-             )",
-        )
-        .await?;
+    // Looked up first: a role without CREATE on the schema (memes_app) may run memesd on a
+    // database that is up to date, and CREATE … IF NOT EXISTS would need that privilege.
+    let exists: bool = client
+        .query_one("SELECT to_regclass('memes_schema') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS memes_schema (
+                     version    integer PRIMARY KEY,
+                     name       text NOT NULL,
+                     applied_at timestamptz NOT NULL DEFAULT now()
+                 )",
+            )
+            .await?;
+    }
     let found = current_version(client).await?;
     let known = known_version();
     if found > known {

@@ -290,3 +290,45 @@ fn memes_with_any_characters_read_back_from_history() {
         store.close().await;
     });
 }
+
+#[test]
+fn a_role_granted_by_the_migration_can_add_to_the_ledger_but_never_change_it() {
+    let db = TestDatabase::create();
+    // Roles are the cluster's: create it once for every test that wants it.
+    let _ = sql(
+        &db,
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'memes_app') THEN
+             CREATE ROLE memes_app LOGIN; END IF; END $$",
+    );
+    runtime().block_on(async {
+        // The owner migrates; the migration grants memes_app what memesd needs.
+        open(&db).await.close().await;
+        let app = PgConfig {
+            welcome_tokens: WELCOME,
+            pool_size: 4,
+            ..PgConfig::new(db.url.replacen("postgres@", "memes_app@", 1))
+        };
+        let store = PgStore::open(app).await.expect("memes_app runs memesd");
+        assert_eq!(topup(&store, "u", 5).await, Ok(WELCOME + 5));
+        assert_eq!(charge(&store, "u", 1).await, Ok(WELCOME + 4));
+        assert!(store.audit().await.unwrap().ok);
+        store.close().await;
+    });
+    let as_app = |statement: &str| {
+        let wrapped = format!("SET ROLE memes_app; {statement}");
+        sql(&db, &wrapped).expect_err(statement)
+    };
+    for statement in [
+        "UPDATE entries SET delta = 0",
+        "DELETE FROM entries",
+        "TRUNCATE entries",
+        "DELETE FROM idempotency_keys",
+        "DROP TABLE entries",
+    ] {
+        let refused = as_app(statement);
+        assert!(
+            refused.contains("permission denied") || refused.contains("must be owner"),
+            "{statement}: {refused}"
+        );
+    }
+}
