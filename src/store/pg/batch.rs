@@ -118,7 +118,13 @@ pub async fn run(pool: Pool, queue: Queue, config: WriterConfig, writable: Arc<A
         if received == 0 {
             return;
         }
+        let began = Instant::now();
         let results = commit(&pool, &mut connection, &batch, config, &writable).await;
+        tracing::trace!(
+            "batch of {} committed or refused in {} µs",
+            batch.len(),
+            began.elapsed().as_micros()
+        );
         for (pending, result) in batch.drain(..).zip(results) {
             let _ = pending.done.send(result);
         }
