@@ -11,6 +11,11 @@ scripts/install-test-deps.sh
 # Every Rust test: unit, property, integration (real daemons), the PostgreSQL store's.
 cargo test --locked
 
+# The integration tests once more, every daemon on PostgreSQL (a fresh database each, in a
+# throwaway cluster of the test process's own); tests about the file store's own files keep
+# using it.
+MEMES_TEST_STORE=postgres cargo test --locked --test it
+
 # The web console in a real browser, against the memesd just built.
 cargo build --locked --bins
 scripts/test-browser.sh

@@ -11,7 +11,8 @@
 //! - [`service`]: one call per request: access, rate limits, catalogue choice, premium,
 //!   and charge-on-delivery.
 //! - [`store`]: the token ledger behind an async trait. The rules of the money are in
-//!   [`store::rules`], and nowhere else; [`store::file`] is the embedded journal store.
+//!   [`store::rules`], and nowhere else; [`store::file`] is the embedded journal store,
+//!   [`store::pg`] the PostgreSQL store that several memesd hosts can share.
 //! - [`catalogue`]: the memes, ranked search, selection, and where a coordinate is.
 //! - [`premium`]: signed claims, and generated meme images.
 //! - [`daemon`]: memesd's command line and wiring; [`client`] and [`cli`]: the `memes`

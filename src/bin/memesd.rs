@@ -1,5 +1,6 @@
 //! memesd: read the settings (flags, environment, `--config` file), set up logging, run the
-//! daemon (see [`memes::daemon`]).
+//! daemon (see [`memes::daemon`]) or one of its subcommands (`export`, `import`:
+//! [`memes::daemon::transfer`]).
 
 use memes::daemon::{self, config_file, logging};
 use std::process::ExitCode;
@@ -25,7 +26,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match daemon::run(settings.args) {
+    let outcome = match &settings.args.command {
+        Some(command) => daemon::transfer::run(command, &settings.args),
+        None => daemon::run(settings.args),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");

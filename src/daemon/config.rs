@@ -147,6 +147,23 @@ pub struct DaemonArgs {
     /// a rotated log (renamed, then SIGHUP) continues in a new file
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+
+    /// Where the ledger lives: a PostgreSQL connection string (postgres://user@host/db, or
+    /// postgres:///db?host=/run/postgresql) that several memesd hosts may share, or `file`
+    /// (the journal in the data directory, the default) or `file:DIR`
+    #[arg(long, env = "MEMES_STORE", value_name = "URL")]
+    pub store: Option<String>,
+
+    /// File holding the PostgreSQL password (else the one in the URL, else PGPASSWORD)
+    #[arg(long, value_name = "FILE")]
+    pub store_password_file: Option<PathBuf>,
+
+    /// Connections to PostgreSQL this host keeps (one in eight commits batches of changes)
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub store_pool: usize,
+
+    #[command(subcommand)]
+    pub command: Option<super::transfer::Command>,
 }
 
 impl DaemonArgs {

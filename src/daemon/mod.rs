@@ -7,7 +7,9 @@ pub mod config;
 pub mod config_file;
 pub mod datadir;
 pub mod logging;
+pub mod store;
 pub mod systemd;
+pub mod transfer;
 
 use crate::catalogue::Catalogue;
 use crate::fronts::http::auth::{Credentials, WebhookSecret};
@@ -18,12 +20,14 @@ use crate::premium::claims::ClaimsVerifier;
 use crate::premium::generate::{Backend, Generator};
 use crate::premium::render::Renderer;
 use crate::service::{Service, ServiceConfig};
-use crate::store::{FileStore, StoreConfig};
+use crate::store::pg::{PgConfig, PgStore};
+use crate::store::{FileStore, StoreConfig, TokenStore};
 use crate::telemetry;
 use anyhow::{Context, Result};
 use config::DaemonArgs;
 use std::sync::Arc;
 use std::time::Instant;
+use store::StoreChoice;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
@@ -99,26 +103,57 @@ pub fn run(args: DaemonArgs) -> Result<()> {
 
     datadir::secure_existing(&data_dir)
         .with_context(|| format!("checking the permissions of {}", data_dir.display()))?;
-    let store = Arc::new(
-        FileStore::open(
-            &data_dir,
-            StoreConfig {
+    let choice = store::choose(
+        args.store.as_deref(),
+        args.store_password_file.as_deref(),
+        &data_dir,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let opened = match choice {
+        StoreChoice::File(dir) => {
+            let store = FileStore::open(
+                &dir,
+                StoreConfig {
+                    welcome_tokens: args.welcome_tokens,
+                    checkpoint_bytes: args.checkpoint_mib.max(1) << 20,
+                    ..StoreConfig::default()
+                },
+            )
+            .context("opening the ledger")?;
+            let recovery = store.recovery_stats();
+            tracing::info!(
+                "ledger in {}: {} accounts from the checkpoint, {} journal transactions replayed, {} entries",
+                dir.display(),
+                recovery.checkpoint_accounts,
+                recovery.replayed_lines,
+                store.stats_now().entries
+            );
+            Opened::File(Arc::new(store))
+        }
+        StoreChoice::Postgres(config) => {
+            let config = PgConfig {
                 welcome_tokens: args.welcome_tokens,
-                checkpoint_bytes: args.checkpoint_mib.max(1) << 20,
-                ..StoreConfig::default()
-            },
-        )
-        .context("opening the ledger")?,
-    );
+                pool_size: args.store_pool,
+                writers: (args.store_pool / 8).max(1),
+                ..*config
+            };
+            let url = crate::store::pg::redact(&config.url);
+            let store = runtime
+                .block_on(PgStore::open(config))
+                .context("opening the ledger in PostgreSQL")?;
+            // Generated images stay on each host, in its data directory.
+            private_dir(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+            tracing::info!("ledger in PostgreSQL at {url}, shared with any other memesd there");
+            Opened::Postgres(Arc::new(store))
+        }
+    };
+    // The data directory is this daemon's (locked by the file store; holding the generated
+    // images with PostgreSQL): say which socket serves it.
     crate::lockfile::record_owner(&data_dir, &socket_path);
-    let recovery = store.recovery_stats();
-    tracing::info!(
-        "ledger in {}: {} accounts from the checkpoint, {} journal transactions replayed, {} entries",
-        data_dir.display(),
-        recovery.checkpoint_accounts,
-        recovery.replayed_lines,
-        store.stats_now().entries
-    );
+    let store: Arc<dyn TokenStore> = match &opened {
+        Opened::File(store) => store.clone(),
+        Opened::Postgres(store) => store.clone(),
+    };
     let premium = Premium::new(
         claims,
         generator,
@@ -131,7 +166,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
         admin,
         rate_limit: args.rate_limit,
     };
-    let service = Arc::new(Service::new(store.clone(), catalogue, premium, config));
+    let service = Arc::new(Service::new(store, catalogue, premium, config));
 
     let Signals {
         terminate,
@@ -278,8 +313,19 @@ pub fn run(args: DaemonArgs) -> Result<()> {
         reloader.abort();
         anyhow::Ok(bound)
     });
-    drop(runtime);
-    let closed = store.close().context("flushing the ledger");
+    drop(service);
+    let closed = match opened {
+        Opened::Postgres(store) => {
+            // Every change already handed to the batch writer is committed and answered.
+            runtime.block_on(store.close());
+            drop(runtime);
+            Ok(())
+        }
+        Opened::File(store) => {
+            drop(runtime);
+            store.close().context("flushing the ledger")
+        }
+    };
     // Remove the socket only once everything is flushed, so a client that finds no socket
     // can start a new daemon that sees every change.
     let bound = served?;
@@ -287,6 +333,19 @@ pub fn run(args: DaemonArgs) -> Result<()> {
     closed?;
     tracing::info!("memesd stopped cleanly");
     Ok(())
+}
+
+/// The store memesd opened, for its own way of closing.
+enum Opened {
+    File(Arc<FileStore>),
+    Postgres(Arc<PgStore>),
+}
+
+/// Creates a directory only its owner may enter (0700), if it is not there.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 /// The signals memesd acts on, listened for from the start.

@@ -115,7 +115,7 @@ impl Service {
             let stored = goods.stored_reply();
             Keyed {
                 idem,
-                reply: Box::new(move |balance| raw(&with_balance(stored, balance))),
+                reply: Box::new(move |balance| raw(&with_balance(stored.clone(), balance))),
             }
         });
         let charge = ChargeRequest {

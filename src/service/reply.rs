@@ -76,7 +76,7 @@ impl<T: Serialize> Serialize for Stored<T> {
 }
 
 /// A `get` reply: memes from the catalogue, a generated image, or a replay.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 #[expect(
     clippy::large_enum_variant,
     reason = "the common reply; moved once, into the connection's reply queue: boxing it would allocate per request"

@@ -437,6 +437,28 @@ pub async fn racers_on_a_small_balance_get_exactly_what_it_pays_for<S: Subject>(
     assert_eq!(balance(&*store, "racy").await, Some(0));
 }
 
+pub async fn concurrent_retries_of_one_key_apply_it_once<S: Subject>(subject: Arc<S>) {
+    let place = subject.place().await;
+    let store = subject.open(&place).await;
+    topup(&*store, "k", 1).await.unwrap();
+    // A client that lost its reply retries on every connection at once (a store that
+    // batches sees them in one transaction; one applies, every other replays its reply).
+    let retries: Vec<_> = (0..32)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { keyed_topup(&*store, "k", 7, "retry").await })
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for retry in retries {
+        replies.push(retry.await.unwrap().expect("applied or replayed"));
+    }
+    assert_eq!(replies.iter().filter(|(_, replayed)| !replayed).count(), 1);
+    assert!(replies.iter().all(|(reply, _)| *reply == replies[0].0));
+    assert_eq!(balance(&*store, "k").await, Some(WELCOME + 8));
+    assert!(store.audit().await.unwrap().ok);
+}
+
 /// One step of the model-based test.
 #[derive(Debug, Clone)]
 enum Op {
@@ -471,6 +493,7 @@ impl Model {
         self.change(user, -(cost as i64))
     }
 
+    /// A top-up (`amount` > 0) or deduction: a deduction never opens an account.
     fn topup(&mut self, user: &str, amount: i64) -> Result<u64, ErrorCode> {
         if amount < 0 && !self.balances.contains_key(user) {
             return Err(ErrorCode::NotFound);
@@ -616,6 +639,10 @@ macro_rules! contract_suite {
                 );
             }
             #[test]
+            fn concurrent_retries_of_one_key_apply_it_once() {
+                run($subject, super::concurrent_retries_of_one_key_apply_it_once);
+            }
+            #[test]
             fn agrees_with_a_simple_model() {
                 super::agrees_with_a_simple_model($subject, 32);
             }
@@ -658,3 +685,37 @@ impl Subject for FileSubject {
 }
 
 contract_suite!(file_store, FileSubject);
+
+/// The PostgreSQL store, in a fresh database of the test process's throwaway cluster.
+pub struct PgSubject;
+
+#[async_trait::async_trait]
+impl Subject for PgSubject {
+    type Place = super::pg::testing::TestDatabase;
+    type Store = super::pg::PgStore;
+
+    async fn place(&self) -> super::pg::testing::TestDatabase {
+        tokio::task::spawn_blocking(super::pg::testing::TestDatabase::create)
+            .await
+            .expect("a test database")
+    }
+
+    async fn open(&self, place: &super::pg::testing::TestDatabase) -> Arc<super::pg::PgStore> {
+        let config = super::pg::PgConfig {
+            welcome_tokens: WELCOME,
+            pool_size: 4,
+            ..super::pg::PgConfig::new(place.url.clone())
+        };
+        Arc::new(
+            super::pg::PgStore::open(config)
+                .await
+                .expect("the store opens"),
+        )
+    }
+
+    async fn close(&self, store: Arc<super::pg::PgStore>) {
+        store.close().await;
+    }
+}
+
+contract_suite!(postgres, PgSubject);

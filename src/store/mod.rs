@@ -13,11 +13,14 @@
 //!
 //! - [`rules`]: the rules of the money, written once, used by every store.
 //! - [`file`]: the embedded default store: journal, checkpoints, recovery, history, audit.
+//! - [`pg`]: PostgreSQL, which several memesd hosts can share: group commit, constraints as a
+//!   second line, migrations, export and import.
 //! - `contract` (tests): the suite every store must pass.
 
 #[cfg(test)]
 mod contract;
 pub mod file;
+pub mod pg;
 pub mod rules;
 
 pub use file::{FileStore, StoreConfig};
@@ -52,6 +55,15 @@ pub enum StoreError {
     /// Too much is waiting already; nothing was done.
     #[error("memesd is busy ({0}); try again later")]
     Busy(String),
+    /// The ledger's database cannot be reached for a read.
+    #[error("the ledger cannot be read ({0}); try again later")]
+    Unreachable(String),
+    /// The connection failed while a change was being committed: it may or may not have
+    /// been applied. A retry with the same idempotency key is safe either way.
+    #[error(
+        "the ledger did not confirm the change ({0}); it may or may not have been applied: retry with the same idempotency key"
+    )]
+    Unconfirmed(String),
     #[error("ledger: {0}")]
     Internal(String),
 }
@@ -63,7 +75,9 @@ impl StoreError {
             StoreError::UnknownUser(_) => ErrorCode::NotFound,
             StoreError::IdempotencyConflict { .. } => ErrorCode::IdempotencyConflict,
             StoreError::BalanceOverflow | StoreError::BadCursor(_) => ErrorCode::InvalidArgument,
-            StoreError::Unavailable(_) => ErrorCode::Unavailable,
+            StoreError::Unavailable(_)
+            | StoreError::Unreachable(_)
+            | StoreError::Unconfirmed(_) => ErrorCode::Unavailable,
             StoreError::Busy(_) => ErrorCode::Busy,
             StoreError::Internal(_) => ErrorCode::Internal,
         }
@@ -145,8 +159,10 @@ pub struct Idempotency<'a> {
 }
 
 /// Builds the reply `data` that a keyed change stores for its retries, given the balance
-/// after the change. Called once, inside the change's transaction.
-pub type ReplyBuilder = Box<dyn FnOnce(u64) -> Box<RawValue> + Send>;
+/// after the change. Called inside the change's transaction: once, or again if a store
+/// retries that transaction (a deadlock, a serialization failure), with the balance the
+/// retry decided.
+pub type ReplyBuilder = Box<dyn Fn(u64) -> Box<RawValue> + Send + Sync>;
 
 /// A keyed change: its key and the reply to store with it.
 pub struct Keyed<'a> {

@@ -61,7 +61,7 @@ fn a_checkpoint_that_does_not_fit_never_starves_the_journal_and_all_resumes_by_i
         return;
     }
     let _unmount = Unmount(mount.clone());
-    let mut daemon = Daemon::start_with(&["--checkpoint-mib", "1"]);
+    let mut daemon = Daemon::start_file_with(&["--checkpoint-mib", "1"]);
     let status = daemon.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(status.code(), Some(0));
     daemon.data_dir = mount.join("data");

@@ -1,6 +1,11 @@
 //! Test harness: a real memesd on a socket in a fresh temporary directory, the real `memes`
 //! binary pointed at it, and raw NDJSON connections. Readiness is polled (never slept for);
 //! on failure the daemon's log is printed.
+//!
+//! The store comes from `MEMES_TEST_STORE`: `file` (the default: a ledger in the daemon's
+//! data directory) or `postgres` (a fresh database in the test process's throwaway
+//! PostgreSQL cluster, see `memes::store::pg::testing`). Tests about the file store's own
+//! files start it explicitly ([`Daemon::start_file_with`]) and run in both passes.
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
@@ -8,6 +13,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+pub use memes::store::pg::testing::TestDatabase;
 
 pub const MEMESD: &str = env!("CARGO_BIN_EXE_memesd");
 pub const MEMES: &str = env!("CARGO_BIN_EXE_memes");
@@ -28,6 +35,24 @@ pub struct Daemon {
     pub extra_args: Vec<String>,
     child: Option<Child>,
     log: PathBuf,
+    /// The database of a PostgreSQL-backed daemon (dropped after the daemon is stopped).
+    pub database: Option<TestDatabase>,
+}
+
+/// Which store `Daemon::start` gives a daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestStore {
+    File,
+    Postgres,
+}
+
+/// The store chosen by `MEMES_TEST_STORE` (`file` by default).
+pub fn test_store() -> TestStore {
+    match std::env::var("MEMES_TEST_STORE").as_deref() {
+        Ok("postgres") => TestStore::Postgres,
+        Ok("file") | Ok("") | Err(_) => TestStore::File,
+        Ok(other) => panic!("MEMES_TEST_STORE={other:?}: expected file or postgres"),
+    }
 }
 
 impl Daemon {
@@ -36,21 +61,52 @@ impl Daemon {
         Daemon::start_with(&[])
     }
 
+    /// Starts memesd with these flags, on the store `MEMES_TEST_STORE` names.
     pub fn start_with(args: &[&str]) -> Daemon {
+        match test_store() {
+            TestStore::File => Daemon::start_file_with(args),
+            TestStore::Postgres => Daemon::start_on(TestDatabase::create(), args),
+        }
+    }
+
+    /// Starts memesd on a PostgreSQL database (another host on it, say).
+    pub fn start_on(database: TestDatabase, args: &[&str]) -> Daemon {
+        let mut all = vec!["--store", &database.url];
+        all.extend_from_slice(args);
+        let mut daemon = Daemon::prepare(&all);
+        daemon.database = Some(database);
+        daemon.restart();
+        daemon
+    }
+
+    /// Starts memesd on the file store, whatever `MEMES_TEST_STORE` says: for tests about
+    /// the file store's own files (journal, checkpoint, data directory lock, a full disk).
+    pub fn start_file_with(args: &[&str]) -> Daemon {
+        let mut daemon = Daemon::prepare(args);
+        daemon.restart();
+        daemon
+    }
+
+    /// Starts memesd on the file store with no extra flags.
+    pub fn start_file() -> Daemon {
+        Daemon::start_file_with(&[])
+    }
+
+    /// A daemon's directories and flags, not started yet.
+    fn prepare(args: &[&str]) -> Daemon {
         let dir = short_tempdir();
         let socket = dir.path().join("s.sock");
         let data_dir = dir.path().join("data");
         let log = dir.path().join("memesd.log");
-        let mut daemon = Daemon {
+        Daemon {
             dir,
             socket,
             data_dir,
             extra_args: args.iter().map(|s| s.to_string()).collect(),
             child: None,
             log,
-        };
-        daemon.restart();
-        daemon
+            database: None,
+        }
     }
 
     /// The command that starts this daemon (without spawning it).
@@ -69,6 +125,7 @@ impl Daemon {
             .args(&self.extra_args)
             .env_remove("MEMES_SOCKET")
             .env_remove("MEMES_DATA_DIR")
+            .env_remove("MEMES_STORE")
             .env("MEMES_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null());

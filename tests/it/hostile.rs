@@ -449,7 +449,8 @@ fn a_full_disk_acknowledges_nothing_and_recovers_by_itself() {
         return;
     }
     let _unmount = Unmount(mount.clone());
-    let mut daemon = Daemon::start();
+    // The file store's journal on a full disk.
+    let mut daemon = Daemon::start_file();
     let status = daemon.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(status.code(), Some(0));
     daemon.data_dir = mount.join("data");

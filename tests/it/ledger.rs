@@ -255,7 +255,8 @@ fn a_history_longer_than_one_reply_is_paged_and_complete() {
 
 #[test]
 fn audit_passes_on_a_healthy_ledger_and_names_a_corrupted_one() {
-    let mut daemon = Daemon::start();
+    // Forges the file store's journal.
+    let mut daemon = Daemon::start_file();
     for user in ["a", "b", "c"] {
         daemon.memes_json(&["get", "--user", user]);
         daemon.memes_json(&["topup", "--user", user, "--amount", "3"]);
@@ -317,7 +318,7 @@ fn start_refused(daemon: &Daemon) -> (std::process::ExitStatus, String) {
 
 #[test]
 fn a_forged_line_after_the_checkpoint_stops_memesd_from_starting() {
-    let mut daemon = Daemon::start();
+    let mut daemon = Daemon::start_file();
     daemon.memes_json(&["topup", "--user", "a", "--amount", "29"]);
     let status = daemon.signal_and_wait(Signal::SIGTERM);
     assert_eq!(status.code(), Some(0), "stopped with a checkpoint");
@@ -346,7 +347,7 @@ fn a_forged_line_after_the_checkpoint_stops_memesd_from_starting() {
 
 #[test]
 fn an_edited_checkpoint_stops_memesd_and_one_without_a_digest_fails_the_audit() {
-    let mut daemon = Daemon::start();
+    let mut daemon = Daemon::start_file();
     let args = [
         "topup",
         "--user",

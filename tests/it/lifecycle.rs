@@ -54,7 +54,8 @@ fn requests_in_flight_at_sigterm_are_answered() {
 
 #[test]
 fn socket_and_data_directory_are_private() {
-    let daemon = Daemon::start();
+    // The file store's own files.
+    let daemon = Daemon::start_file();
     let mode =
         |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&daemon.socket), 0o600);
@@ -62,7 +63,7 @@ fn socket_and_data_directory_are_private() {
     daemon.memes_json(&["get", "--user", "u"]);
     assert_eq!(mode(&daemon.data_dir.join("journal.ndjson")), 0o600);
     // A socket in a directory memesd creates gets a 0700 parent.
-    let mut nested = Daemon::start();
+    let mut nested = Daemon::start_file();
     let status = nested.signal_and_wait(Signal::SIGTERM);
     assert_eq!(status.code(), Some(0));
     nested.socket = nested.dir.path().join("run/deeper/s.sock");
@@ -72,7 +73,8 @@ fn socket_and_data_directory_are_private() {
 
 #[test]
 fn a_second_daemon_is_refused_and_the_first_keeps_serving() {
-    let daemon = Daemon::start();
+    // The file store's data directory lock (PostgreSQL-backed hosts share on purpose).
+    let daemon = Daemon::start_file();
     // Same data directory, another socket.
     let other_socket = daemon.dir.path().join("other.sock");
     let output = daemon
@@ -210,7 +212,8 @@ fn kill_9_under_load_keeps_every_acknowledged_change() {
 
 #[test]
 fn an_autostart_refused_by_the_data_directory_lock_names_the_socket_that_is_live() {
-    let daemon = Daemon::start();
+    // The data directory's lock is the file store's.
+    let daemon = Daemon::start_file();
     // Another runtime directory: another default socket, but the same data directory.
     let elsewhere = short_tempdir();
     let env = [

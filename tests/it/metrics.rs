@@ -66,7 +66,14 @@ fn a_socket_only_daemon_serves_its_metrics_on_the_metrics_address() {
     assert_eq!(has(r#"memes_tokens_total{kind="charged"}"#), 1.0);
     assert_eq!(has(r#"memes_tokens_total{kind="topped_up"}"#), 7.0);
     assert_eq!(has(r#"memes_tokens_total{kind="deducted"}"#), 3.0);
-    assert_eq!(has(r#"memes_store_writable{store="file"}"#), 1.0);
+    let store = match crate::harness::test_store() {
+        crate::harness::TestStore::File => "file",
+        crate::harness::TestStore::Postgres => "postgres",
+    };
+    assert_eq!(
+        has(&format!(r#"memes_store_writable{{store="{store}"}}"#)),
+        1.0
+    );
     assert_eq!(has("memes_accounts"), 1.0);
     assert_eq!(has("memes_catalogue_memes"), 357.0);
     assert!(has("memes_catalogue_reload_timestamp_seconds") > 1.7e9);
@@ -80,8 +87,16 @@ fn a_socket_only_daemon_serves_its_metrics_on_the_metrics_address() {
             r#"memes_request_duration_seconds_bucket{{front="unix",op="get",le="{le}"}}"#
         ));
     }
-    assert!(has(r#"memes_store_commit_duration_seconds_count{store="file"}"#) >= 3.0);
-    assert!(has(r#"memes_store_commit_batch_size_bucket{store="file",le="1"}"#) >= 1.0);
+    assert!(
+        has(&format!(
+            r#"memes_store_commit_duration_seconds_count{{store="{store}"}}"#
+        )) >= 3.0
+    );
+    assert!(
+        has(&format!(
+            r#"memes_store_commit_batch_size_bucket{{store="{store}",le="1"}}"#
+        )) >= 1.0
+    );
     // Only the metrics are served there.
     assert!(get(port, "/v1/status").0.contains("404"));
 }

@@ -50,7 +50,8 @@ pub fn fill(dir: &Path) {
 /// refuses a write: `status` reports it not writable (`u` has an account). None, and a note
 /// on stderr, where mounting is not permitted.
 pub fn daemon_on_a_full_disk(args: &[&str]) -> Option<(Daemon, Mount)> {
-    let mut daemon = Daemon::start_with(args);
+    // A full disk is the file store's.
+    let mut daemon = Daemon::start_file_with(args);
     let mount = match tmpfs(&daemon.dir.path().join("tiny"), "size=4m,mode=0700") {
         Ok(mount) => mount,
         Err(why) => {

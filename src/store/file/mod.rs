@@ -208,6 +208,12 @@ impl FileStore {
         &self.dir
     }
 
+    /// The journal's length once every applied change is written: where its last complete
+    /// line ends (what an export reads up to).
+    pub fn journal_end(&self) -> u64 {
+        self.shared.lock().ledger.end()
+    }
+
     /// Counters for `status`, read in memory.
     pub fn stats_now(&self) -> StoreStats {
         let state = self.shared.lock();

@@ -1,0 +1,172 @@
+//! `memesd export` and `memesd import`: moving a ledger from the file store into PostgreSQL
+//! (the stream and the checks are in [`crate::store::pg::export`]). Both run once and exit;
+//! `memesd` without a subcommand runs the daemon.
+
+use super::config::DaemonArgs;
+use super::store::{self, StoreChoice};
+use crate::store::pg::{self, PgConfig, PgStore, export};
+use crate::store::{FileStore, StoreConfig, TokenStore};
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Write the file store's whole ledger (balances, entries with their history,
+    /// idempotency keys with their stored replies, entitlements) as NDJSON, after auditing
+    /// it. memesd must not be running on the data directory.
+    Export(ExportArgs),
+    /// Load an export into PostgreSQL (--store postgres://…), in one transaction, audited
+    /// before it commits. Refuses a database that already holds a ledger unless --replace.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// The data directory whose ledger to export [default: memesd's --data-dir]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Write to this file (created 0600) instead of stdout
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The PostgreSQL database to load into [default: memesd's --store, MEMES_STORE]
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// File holding the PostgreSQL password (else the URL's, else PGPASSWORD)
+    #[arg(long, value_name = "FILE")]
+    pub store_password_file: Option<PathBuf>,
+    /// Read the export from this file instead of stdin
+    #[arg(long = "in", value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Discard whatever ledger the database already holds (in the same transaction)
+    #[arg(long)]
+    pub replace: bool,
+}
+
+/// Runs a subcommand; what it did goes to stderr.
+pub fn run(command: &Command, args: &DaemonArgs) -> Result<()> {
+    match command {
+        Command::Export(export) => run_export(export, args),
+        Command::Import(import) => run_import(import, args),
+    }
+}
+
+fn run_export(export: &ExportArgs, args: &DaemonArgs) -> Result<()> {
+    let dir = match &export.data_dir {
+        Some(dir) => dir.clone(),
+        None => match store::choose(args.store.as_deref(), None, &args.data_dir()) {
+            Ok(StoreChoice::File(dir)) => dir,
+            _ => args.data_dir(),
+        },
+    };
+    if !dir
+        .join(crate::store::file::recovery::JOURNAL_FILE)
+        .exists()
+    {
+        bail!("{} holds no ledger (no journal.ndjson)", dir.display());
+    }
+    let config = StoreConfig {
+        welcome_tokens: args.welcome_tokens,
+        ..StoreConfig::default()
+    };
+    let store = FileStore::open(&dir, config)
+        .with_context(|| format!("opening the ledger in {}", dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime
+        .block_on(store.audit())
+        .context("auditing the ledger")?;
+    let mut out: Box<dyn Write> = match &export.out {
+        Some(path) => Box::new(BufWriter::with_capacity(
+            1 << 20,
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock())),
+    };
+    let counts =
+        export::export_file_store(&store, &report, &mut out).map_err(anyhow::Error::msg)?;
+    drop(out);
+    if let Some(path) = &export.out {
+        std::fs::File::open(path)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("flushing {}", path.display()))?;
+    }
+    store.close().context("closing the ledger")?;
+    eprintln!(
+        "memesd: exported {} transactions ({} entries, {} accounts, {} idempotency keys) from {}",
+        counts.transactions,
+        counts.entries,
+        counts.accounts,
+        counts.keys,
+        dir.display()
+    );
+    Ok(())
+}
+
+fn run_import(import: &ImportArgs, args: &DaemonArgs) -> Result<()> {
+    let url = import.store.as_deref().or(args.store.as_deref());
+    let password_file = import
+        .store_password_file
+        .as_deref()
+        .or(args.store_password_file.as_deref());
+    let config = match store::choose(url, password_file, &args.data_dir()) {
+        Ok(StoreChoice::Postgres(config)) => PgConfig {
+            welcome_tokens: args.welcome_tokens,
+            pool_size: 2,
+            writers: 1,
+            ..*config
+        },
+        Ok(StoreChoice::File(_)) => {
+            bail!("memesd import loads into PostgreSQL: pass --store postgres://…")
+        }
+        Err(why) => bail!(why),
+    };
+    let target = pg::redact(&config.url);
+    let mut input: Box<dyn BufRead> = match &import.input {
+        Some(path) => Box::new(BufReader::with_capacity(
+            1 << 20,
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
+        )),
+        None => Box::new(BufReader::with_capacity(1 << 20, std::io::stdin().lock())),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let imported = runtime.block_on(async {
+        let store = PgStore::open(config)
+            .await
+            .context("opening the ledger in PostgreSQL")?;
+        let imported = export::import(&store, &mut input, import.replace).await;
+        store.close().await;
+        imported.map_err(anyhow::Error::msg)
+    })?;
+    let audit = &imported.audit;
+    eprintln!(
+        "memesd: imported {} transactions ({} entries, {} accounts, {} idempotency keys) into {target}; audit passed ({} entries, {} accounts, {} keys, {} welcomes)",
+        imported.counts.transactions,
+        imported.counts.entries,
+        imported.counts.accounts,
+        imported.counts.keys,
+        audit.entries,
+        audit.accounts,
+        audit.keys,
+        audit.welcomes
+    );
+    Ok(())
+}

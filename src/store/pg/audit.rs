@@ -1,0 +1,157 @@
+//! The audit, over the database: the same invariants the file store's audit checks in its
+//! journal, as SQL over one consistent snapshot (a REPEATABLE READ, READ ONLY transaction),
+//! so hosts keep writing while it runs.
+//!
+//! Checked: every entry's balance equals the user's running sum of deltas (window functions,
+//! in `seq` order) and the previous entry's balance plus its delta, and never went below
+//! zero; the sign of each delta fits its kind; each user's first entry, and only that one,
+//! is the welcome grant; every account's balance equals the sum of its entries (and every
+//! user with entries has an account); every idempotency key occurs on exactly one entry and
+//! has its stored reply. Stops at the first discrepancy, which the report names.
+
+use crate::domain::AuditReport;
+use tokio_postgres::Client;
+
+/// The first entry that breaks a per-entry rule, oldest first.
+const ENTRIES: &str = "
+WITH e AS (
+    SELECT seq, user_id, kind, delta, balance,
+           sum(delta) OVER w AS running,
+           lag(balance) OVER w AS previous,
+           row_number() OVER w AS n
+    FROM entries
+    WINDOW w AS (PARTITION BY user_id ORDER BY seq)
+)
+SELECT seq, user_id, kind, delta, balance, running::text, previous, n FROM e
+WHERE running < 0
+   OR balance <> running
+   OR balance <> coalesce(previous, 0) + delta
+   OR (kind = 'welcome') <> (n = 1)
+   OR NOT CASE kind WHEN 'welcome' THEN delta >= 0 WHEN 'topup' THEN delta >= 0
+                    WHEN 'charge' THEN delta <= 0 WHEN 'deduct' THEN delta < 0
+                    WHEN 'entitle' THEN delta = 0 ELSE false END
+ORDER BY seq
+LIMIT 1";
+
+/// The first account whose balance is not what its entries add up to.
+const BALANCES: &str = "
+SELECT coalesce(a.user_id, s.user_id), a.balance, s.total::text
+FROM accounts a
+FULL JOIN (SELECT user_id, sum(delta) AS total FROM entries GROUP BY user_id) s
+       ON s.user_id = a.user_id
+WHERE a.balance IS DISTINCT FROM s.total
+LIMIT 1";
+
+/// A key used twice, or without its stored reply, or a stored reply without its entry.
+const KEYS: &str = "
+(SELECT key, 'occurs on more than one entry' FROM entries
+  WHERE key IS NOT NULL GROUP BY key HAVING count(*) > 1 LIMIT 1)
+UNION ALL
+(SELECT e.key, 'has no stored reply' FROM entries e
+  LEFT JOIN idempotency_keys k ON k.key = e.key
+  WHERE e.key IS NOT NULL AND k.key IS NULL LIMIT 1)
+UNION ALL
+(SELECT k.key, 'has a stored reply but no entry' FROM idempotency_keys k
+  LEFT JOIN entries e ON e.key = k.key
+  WHERE e.key IS NULL LIMIT 1)
+LIMIT 1";
+
+const COUNTS: &str = "
+SELECT count(*) FILTER (WHERE kind <> 'welcome'),
+       count(*),
+       (SELECT count(*) FROM accounts),
+       count(key),
+       count(*) FILTER (WHERE kind = 'welcome')
+FROM entries";
+
+/// Audits the whole ledger in one snapshot.
+pub async fn audit(client: &mut Client) -> Result<AuditReport, tokio_postgres::Error> {
+    let transaction = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let report = check(&transaction).await?;
+    transaction.commit().await?;
+    Ok(report)
+}
+
+/// The audit's checks, inside a transaction the caller owns (an import audits what it
+/// wrote before it commits).
+pub async fn check(
+    transaction: &tokio_postgres::Transaction<'_>,
+) -> Result<AuditReport, tokio_postgres::Error> {
+    // A large ledger takes longer than a request may.
+    transaction
+        .batch_execute("SET LOCAL statement_timeout = 0")
+        .await?;
+    let counts = transaction.query_one(COUNTS, &[]).await?;
+    let mut report = AuditReport {
+        ok: true,
+        transactions: counts.get::<_, i64>(0) as u64,
+        entries: counts.get::<_, i64>(1) as u64,
+        accounts: counts.get::<_, i64>(2) as u64,
+        keys: counts.get::<_, i64>(3) as u64,
+        welcomes: counts.get::<_, i64>(4) as u64,
+        discrepancy: None,
+    };
+    let discrepancy = match transaction.query_opt(ENTRIES, &[]).await? {
+        Some(row) => Some(entry_problem(&row)),
+        None => match transaction.query_opt(BALANCES, &[]).await? {
+            Some(row) => {
+                let user: String = row.get(0);
+                let held: Option<i64> = row.get(1);
+                let total: Option<String> = row.get(2);
+                Some(match (held, total) {
+                    (Some(held), Some(total)) => format!(
+                        "user {user:?}: the account holds a balance of {held} but the ledger sums to {total}"
+                    ),
+                    (Some(_), None) => {
+                        format!("user {user:?}: an account that the ledger never opened")
+                    }
+                    (None, _) => format!("user {user:?}: ledger entries but no account"),
+                })
+            }
+            None => transaction.query_opt(KEYS, &[]).await?.map(|row| {
+                let key: String = row.get(0);
+                let what: &str = row.get(1);
+                format!("idempotency key {key:?} {what}")
+            }),
+        },
+    };
+    if discrepancy.is_some() {
+        report.ok = false;
+        report.discrepancy = discrepancy;
+    }
+    Ok(report)
+}
+
+/// Names what is wrong with the entry the audit query found.
+fn entry_problem(row: &tokio_postgres::Row) -> String {
+    let seq: i64 = row.get(0);
+    let user: String = row.get(1);
+    let kind: String = row.get(2);
+    let delta: i64 = row.get(3);
+    let balance: i64 = row.get(4);
+    let running: String = row.get(5);
+    let previous: Option<i64> = row.get(6);
+    let n: i64 = row.get(7);
+    let before = previous.unwrap_or(0);
+    if running.starts_with('-') {
+        return format!("seq {seq}: user {user:?}'s balance went below zero ({before} {delta:+})");
+    }
+    if kind == "welcome" && n != 1 {
+        return format!("seq {seq}: a second welcome grant for user {user:?}");
+    }
+    if kind != "welcome" && n == 1 {
+        return format!("seq {seq}: user {user:?}'s first entry is not the welcome grant");
+    }
+    if balance.to_string() != running || previous.is_some_and(|p| p + delta != balance) {
+        return format!(
+            "seq {seq}: user {user:?}'s balance is recorded as {balance} but {before} {delta:+} = {}",
+            before + delta
+        );
+    }
+    format!("seq {seq}: a {kind} entry with delta {delta}")
+}

@@ -1,0 +1,648 @@
+//! [`PgStore`]: the token store in PostgreSQL, which any number of memesd hosts can share.
+//!
+//! Tables (see `migrations/`): `accounts` (balance and tier per user), `entries` (the
+//! ledger, append-only, numbered by a global sequence), `idempotency_keys` (fingerprint and
+//! stored reply per key). Every change is decided by [`crate::store::rules`] on rows locked
+//! in the database; CHECK and UNIQUE constraints refuse a wrong state a second time.
+//!
+//! Changes go through [`batch`]: one task per host gathers concurrent requests into one
+//! transaction (group commit at the application) and answers each only after COMMIT, so
+//! every [`Commit`] this store hands back is already done. Reads (`account`, `replay`,
+//! `history`, `audit`, `stats`) go straight to the connection pool.
+//!
+//! - [`migrate`]: the versioned schema, applied under an advisory lock.
+//! - [`batch`]: group commit: lock in user order, decide, write with few round trips.
+//! - [`audit`]: the ledger's invariants, checked by SQL over the whole database.
+//! - [`export`]: moving a file-store ledger into PostgreSQL (`memesd export` / `import`).
+//! - [`testing`]: a throwaway cluster for tests (not used by memesd).
+
+pub mod audit;
+pub mod batch;
+pub mod export;
+pub mod migrate;
+pub mod testing;
+
+use crate::domain::{
+    AccountView, AuditReport, EntryKind, HistoryCursor, HistoryEntry, HistoryPage, Tier,
+    format_instant,
+};
+use crate::store::rules::{self, Change, KeyUse};
+use crate::store::{
+    ChargeRequest, Commit, Idempotency, Outcome, StoreError, StoreStats, TokenStore, TopupChange,
+};
+use batch::{Applied, Pending};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use serde_json::value::RawValue;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::NoTls;
+
+/// Settings of a [`PgStore`].
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    /// A connection string: `postgres://user[:password]@host[:port]/db?…`, including a Unix
+    /// socket directory as `host` (`postgres:///memes?host=/run/postgresql`), or libpq's
+    /// `key=value` form.
+    pub url: String,
+    /// The password, when it is not in the URL (`--store-password-file`, else `PGPASSWORD`).
+    pub password: Option<String>,
+    /// Tokens granted when an account opens.
+    pub welcome_tokens: u64,
+    /// Connections in the pool (each batch writer holds one of them).
+    pub pool_size: usize,
+    /// Batch writers: transactions in flight at once from this host.
+    pub writers: usize,
+    /// Giving up on connecting to the server.
+    pub connect_timeout: Duration,
+    /// The server cancels a statement running longer (set per session); audits and
+    /// imports lift it for their own transaction.
+    pub statement_timeout: Duration,
+    /// A change not committed this long after it was asked for gets `unavailable`. Within
+    /// it, a batch that failed before COMMIT (connection lost, deadlock) is retried.
+    pub change_deadline: Duration,
+    /// Reads give up after this long.
+    pub read_deadline: Duration,
+    /// Most requests in one transaction.
+    pub max_batch: usize,
+    /// Most attempts at one batch (deadlocks, serialization failures, lost connections).
+    pub attempts: u32,
+}
+
+impl PgConfig {
+    /// Defaults for `url`.
+    pub fn new(url: impl Into<String>) -> PgConfig {
+        PgConfig {
+            url: url.into(),
+            password: None,
+            welcome_tokens: 150,
+            pool_size: 16,
+            writers: 2,
+            connect_timeout: Duration::from_secs(3),
+            statement_timeout: Duration::from_secs(5),
+            change_deadline: Duration::from_secs(5),
+            read_deadline: Duration::from_secs(5),
+            max_batch: 1024,
+            attempts: 8,
+        }
+    }
+
+    /// The driver's configuration: the URL, plus the password, a user if none is named (the
+    /// OS user, as libpq does), timeouts and the session settings memesd relies on.
+    pub fn pg_config(&self) -> Result<tokio_postgres::Config, String> {
+        let mut config: tokio_postgres::Config = self.url.parse().map_err(|e| {
+            format!(
+                "{}: not a PostgreSQL connection string: {e}",
+                redact(&self.url)
+            )
+        })?;
+        if config.get_password().is_none()
+            && let Some(password) = &self.password
+        {
+            config.password(password.as_bytes());
+        }
+        if config.get_user().is_none() {
+            let me = nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+                .ok_or("the connection string names no user, and the OS user has no name")?;
+            config.user(&me);
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(self.connect_timeout);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("memesd");
+        }
+        config.keepalives_idle(Duration::from_secs(10));
+        config.tcp_user_timeout(self.change_deadline);
+        let session = format!(
+            "-c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+            self.statement_timeout.as_millis().max(1),
+            (self.change_deadline * 4).as_millis().max(1)
+        );
+        let options = match config.get_options() {
+            Some(given) => format!("{given} {session}"),
+            None => session,
+        };
+        config.options(&options);
+        Ok(config)
+    }
+}
+
+/// The connection string without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((credentials, host)) if credentials.contains(':') => {
+                let user = credentials.split(':').next().unwrap_or("");
+                format!("{scheme}://{user}:***@{host}")
+            }
+            _ => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// Why a [`PgStore`] could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum PgOpenError {
+    #[error("{0}")]
+    Config(String),
+    #[error("connecting to PostgreSQL at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error(transparent)]
+    Migrate(#[from] migrate::MigrateError),
+}
+
+/// The PostgreSQL token store.
+pub struct PgStore {
+    pool: Pool,
+    queue: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
+    writers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// False while the database is unreachable (or read-only) and changes fail.
+    writable: Arc<AtomicBool>,
+    /// The last counts read, reported while the database is unreachable.
+    last_counts: Mutex<(u64, u64)>,
+    config: PgConfig,
+}
+
+impl PgStore {
+    /// Connects, brings the schema up to date, and starts the batch writer. Must be called
+    /// inside a tokio runtime, which then runs the writer.
+    pub async fn open(config: PgConfig) -> Result<PgStore, PgOpenError> {
+        let pool = pool(&config)?;
+        let url = redact(&config.url);
+        let client = pool.get().await.map_err(|e| PgOpenError::Connect {
+            url: url.clone(),
+            reason: pool_error(&e),
+        })?;
+        let applied = migrate::migrate(&client).await?;
+        if applied.is_empty() {
+            tracing::debug!("ledger schema at version {}", migrate::known_version());
+        }
+        drop(client);
+        let writable = Arc::new(AtomicBool::new(true));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queue: batch::Queue = Arc::new(tokio::sync::Mutex::new(rx));
+        let writers = (0..config.writers.max(1))
+            .map(|_| {
+                tokio::spawn(batch::run(
+                    pool.clone(),
+                    queue.clone(),
+                    batch::WriterConfig::from(&config),
+                    writable.clone(),
+                ))
+            })
+            .collect();
+        Ok(PgStore {
+            pool,
+            queue: Mutex::new(Some(tx)),
+            writers: Mutex::new(writers),
+            writable,
+            last_counts: Mutex::new((0, 0)),
+            config,
+        })
+    }
+
+    /// Lets the writer finish every change already asked for, then stops it. Changes asked
+    /// for afterwards are refused.
+    pub async fn close(&self) {
+        drop(lock(&self.queue).take());
+        let writers = std::mem::take(&mut *lock(&self.writers));
+        for writer in writers {
+            let _ = writer.await;
+        }
+        self.pool.close();
+    }
+
+    /// The pool, for export and import.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Hands a change to the batch writer and waits until it is committed (or refused).
+    async fn change(
+        &self,
+        user: &str,
+        change: Change,
+        memes: &[&str],
+        reason: Option<&str>,
+        keyed: Option<crate::store::Keyed<'_>>,
+    ) -> Result<Applied, StoreError> {
+        let (done, answer) = oneshot::channel();
+        let pending = Pending {
+            user: user.to_string(),
+            change,
+            memes: memes.iter().map(|m| m.to_string()).collect(),
+            reason: reason.map(str::to_string),
+            keyed: keyed.map(|k| batch::OwnedKey {
+                key: k.idem.key.to_string(),
+                fingerprint: k.idem.fingerprint.to_string(),
+                reply: k.reply,
+            }),
+            time_ms: crate::store::now_ms(),
+            asked: Instant::now(),
+            done,
+        };
+        let sent = match &*lock(&self.queue) {
+            Some(queue) => queue.send(pending).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(StoreError::Unavailable("the store is closed".into()));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the batch writer stopped".into())))
+    }
+
+    /// Runs a read on a pooled connection, within the read deadline.
+    async fn read<T, F, Fut>(&self, what: &str, read: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(deadpool_postgres::Object) -> Fut,
+        Fut: Future<Output = Result<T, ReadError>>,
+    {
+        let work = async {
+            let client = self
+                .pool
+                .get()
+                .await
+                .map_err(|e| ReadError::Db(pool_error(&e)))?;
+            read(client).await
+        };
+        match tokio::time::timeout(self.config.read_deadline, work).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(ReadError::Store(error))) => Err(error),
+            Ok(Err(ReadError::Db(reason))) => Err(StoreError::Unreachable(format!(
+                "{what}: PostgreSQL: {reason}"
+            ))),
+            Err(_) => Err(StoreError::Unreachable(format!(
+                "{what}: PostgreSQL did not answer within {:?}",
+                self.config.read_deadline
+            ))),
+        }
+    }
+}
+
+/// A read's failure: the database's, or a refusal by the rules.
+pub enum ReadError {
+    Db(String),
+    Store(StoreError),
+}
+
+impl From<tokio_postgres::Error> for ReadError {
+    fn from(error: tokio_postgres::Error) -> ReadError {
+        ReadError::Db(db_error(&error))
+    }
+}
+
+impl From<StoreError> for ReadError {
+    fn from(error: StoreError) -> ReadError {
+        ReadError::Store(error)
+    }
+}
+
+/// An error's message, with the server's own words when it has them.
+pub fn db_error(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => {
+            // "error connecting to server" says little without its cause.
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(error);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            text
+        }
+    }
+}
+
+fn pool_error(error: &deadpool_postgres::PoolError) -> String {
+    match error {
+        deadpool_postgres::PoolError::Backend(e) => db_error(e),
+        other => other.to_string(),
+    }
+}
+
+fn pool(config: &PgConfig) -> Result<Pool, PgOpenError> {
+    let pg = config.pg_config().map_err(PgOpenError::Config)?;
+    let manager = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            // A connection that died (server restarted) is noticed when it is handed out.
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        // Each writer holds a connection for good: leave some for reads.
+        .max_size(config.pool_size.max(config.writers.max(1) + 2))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(config.read_deadline))
+        .create_timeout(Some(config.connect_timeout))
+        .recycle_timeout(Some(config.connect_timeout))
+        .build()
+        .map_err(|e| PgOpenError::Config(e.to_string()))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Reads a tier as stored.
+pub fn tier_from(text: &str) -> Tier {
+    match text {
+        "premium" => Tier::Premium,
+        _ => Tier::Free,
+    }
+}
+
+/// Reads an entry kind as stored.
+pub fn kind_from(text: &str) -> Result<EntryKind, String> {
+    Ok(match text {
+        "welcome" => EntryKind::Welcome,
+        "charge" => EntryKind::Charge,
+        "topup" => EntryKind::Topup,
+        "deduct" => EntryKind::Deduct,
+        "entitle" => EntryKind::Entitle,
+        other => return Err(format!("unknown entry kind {other:?}")),
+    })
+}
+
+/// A `text[]` literal, every element quoted (`{"a","b\\"c"}`), so that rows with several
+/// memes can travel in one array parameter per column (`unnest` would flatten an array of
+/// arrays) and be read back with a plain cast.
+pub fn array_literal<S: AsRef<str>>(items: &[S]) -> String {
+    let mut out = String::from("{");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        for c in item.as_ref().chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
+    }
+    out.push('}');
+    out
+}
+
+fn balance_from(value: i64) -> u64 {
+    // The CHECK constraints keep it within 0..=MAX_BALANCE.
+    value.max(0) as u64
+}
+
+/// The cursor format: the sequence number of the oldest entry a page holds; the next page
+/// holds that user's entries before it.
+fn parse_cursor(cursor: &HistoryCursor) -> Option<i64> {
+    let text = cursor.as_str();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse::<i64>().ok().filter(|seq| *seq > 0)
+}
+
+#[async_trait::async_trait]
+impl TokenStore for PgStore {
+    async fn charge(
+        &self,
+        request: ChargeRequest<'_>,
+    ) -> Result<(Outcome<u64>, Commit), StoreError> {
+        let change = Change::Charge { cost: request.cost };
+        let applied = self
+            .change(request.user, change, request.memes, None, request.keyed)
+            .await?;
+        Ok((applied.into_outcome(), Commit::done()))
+    }
+
+    async fn topup(&self, change: TopupChange<'_>) -> Result<(Outcome<u64>, Commit), StoreError> {
+        let applied = self
+            .change(
+                change.user,
+                Change::Topup {
+                    amount: change.amount,
+                },
+                &[],
+                change.reason,
+                change.keyed,
+            )
+            .await?;
+        Ok((applied.into_outcome(), Commit::done()))
+    }
+
+    async fn replay(
+        &self,
+        idem: Idempotency<'_>,
+    ) -> Result<Option<(Box<RawValue>, Commit)>, StoreError> {
+        let stored = self
+            .read("reading an idempotency key", |client| async move {
+                let statement = client
+                    .prepare_cached(
+                        "SELECT fingerprint, reply FROM idempotency_keys WHERE key = $1",
+                    )
+                    .await?;
+                let row = client.query_opt(&statement, &[&idem.key]).await?;
+                Ok(row.map(|row| (row.get::<_, String>(0), row.get::<_, String>(1))))
+            })
+            .await?;
+        let fingerprint = stored.as_ref().map(|(fp, _)| fp.as_str());
+        match rules::check_key(idem.key, fingerprint, idem.fingerprint)? {
+            KeyUse::New => Ok(None),
+            KeyUse::Replay => {
+                let (_, reply) = stored.expect("a replay has a stored reply");
+                let reply = RawValue::from_string(reply).map_err(|e| {
+                    StoreError::Internal(format!("the reply stored under a key is not JSON: {e}"))
+                })?;
+                Ok(Some((reply, Commit::done())))
+            }
+        }
+    }
+
+    async fn account(&self, user: &str) -> Result<(AccountView, Commit), StoreError> {
+        let row = self
+            .read("reading an account", |client| async move {
+                let statement = client
+                    .prepare_cached(
+                        "SELECT balance, tier, until_ms FROM accounts WHERE user_id = $1",
+                    )
+                    .await?;
+                Ok(client.query_opt(&statement, &[&user]).await?)
+            })
+            .await?;
+        let row = row.ok_or_else(|| StoreError::UnknownUser(user.to_string()))?;
+        let account = AccountView {
+            balance: balance_from(row.get(0)),
+            tier: tier_from(row.get(1)),
+            until: row.get(2),
+        };
+        Ok((account, Commit::done()))
+    }
+
+    async fn entitle(
+        &self,
+        user: &str,
+        tier: Tier,
+        until_ms: Option<i64>,
+    ) -> Result<(AccountView, Commit), StoreError> {
+        let change = Change::Entitle {
+            tier,
+            until: until_ms,
+        };
+        match self.change(user, change, &[], None, None).await? {
+            Applied::Account(account) => Ok((account, Commit::done())),
+            Applied::Replayed(_) => Err(StoreError::Internal(
+                "an entitlement was replayed without a key".into(),
+            )),
+        }
+    }
+
+    async fn history(
+        &self,
+        user: &str,
+        limit: usize,
+        before: Option<&HistoryCursor>,
+    ) -> Result<HistoryPage, StoreError> {
+        let before = match before {
+            Some(cursor) => Some(parse_cursor(cursor).ok_or_else(|| {
+                StoreError::BadCursor(format!(
+                    "{:?} is not a history cursor from a reply's `next`",
+                    cursor.as_str()
+                ))
+            })?),
+            None => None,
+        };
+        let fetch = (limit as i64).saturating_add(1);
+        let (known, cursor_ok, rows) = self
+            .read("reading a history", |client| async move {
+                let check = client
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM accounts WHERE user_id = $1),
+                                EXISTS (SELECT 1 FROM entries WHERE user_id = $1 AND seq = $2)",
+                    )
+                    .await?;
+                let page = client
+                    .prepare_cached(
+                        "SELECT seq, time_ms, kind, delta, balance, key, reason, memes, tier, until_ms
+                         FROM entries WHERE user_id = $1 AND seq < $2
+                         ORDER BY seq DESC LIMIT $3",
+                    )
+                    .await?;
+                let upto = before.unwrap_or(i64::MAX);
+                // One round trip: both queries are in flight together.
+                let check_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+                    [&user, &upto];
+                let page_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                    [&user, &upto, &fetch];
+                let (checked, rows) = tokio::try_join!(
+                    client.query_one(&check, &check_params),
+                    client.query(&page, &page_params),
+                )?;
+                Ok((checked.get::<_, bool>(0), checked.get::<_, bool>(1), rows))
+            })
+            .await?;
+        if !known {
+            return Err(StoreError::UnknownUser(user.to_string()));
+        }
+        if before.is_some() && !cursor_ok {
+            return Err(StoreError::BadCursor(format!(
+                "the history cursor is not one of user {user:?}'s; pass a `next` from their history"
+            )));
+        }
+        let mut newest_first = Vec::with_capacity(rows.len().min(limit));
+        let mut next = None;
+        for row in rows {
+            if newest_first.len() == limit {
+                let oldest: &HistoryEntry = newest_first.last().expect("limit is at least 1");
+                next = Some(HistoryCursor::new(oldest.seq.to_string()));
+                break;
+            }
+            let kind: &str = row.get(2);
+            newest_first.push(HistoryEntry {
+                seq: row.get::<_, i64>(0) as u64,
+                time: format_instant(row.get(1)),
+                kind: kind_from(kind).map_err(StoreError::Internal)?,
+                delta: row.get(3),
+                balance: balance_from(row.get(4)),
+                key: row.get(5),
+                reason: row.get(6),
+                memes: row.get(7),
+                tier: row.get::<_, Option<&str>>(8).map(tier_from),
+                until: row.get::<_, Option<i64>>(9).map(format_instant),
+            });
+        }
+        newest_first.reverse();
+        Ok(HistoryPage {
+            entries: newest_first,
+            next,
+        })
+    }
+
+    async fn audit(&self) -> Result<AuditReport, StoreError> {
+        let pool = self.pool.clone();
+        let mut client = pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unreachable(format!("auditing: {}", pool_error(&e))))?;
+        audit::audit(&mut client)
+            .await
+            .map_err(|e| StoreError::Unreachable(format!("auditing: {}", db_error(&e))))
+    }
+
+    fn kind(&self) -> crate::telemetry::Store {
+        crate::telemetry::Store::Postgres
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let counted = self
+            .read("counting", |client| async move {
+                let statement = client
+                    .prepare_cached(
+                        "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM entries),
+                                pg_is_in_recovery()",
+                    )
+                    .await?;
+                let row = client.query_one(&statement, &[]).await?;
+                Ok((
+                    row.get::<_, i64>(0) as u64,
+                    row.get::<_, i64>(1) as u64,
+                    row.get::<_, bool>(2),
+                ))
+            })
+            .await;
+        match counted {
+            Ok((accounts, entries, standby)) => {
+                *lock(&self.last_counts) = (accounts, entries);
+                // A standby is read-only: changes would fail there.
+                self.writable.store(!standby, Ordering::Relaxed);
+                Ok(StoreStats {
+                    accounts,
+                    entries,
+                    writable: !standby,
+                })
+            }
+            Err(_) => {
+                self.writable.store(false, Ordering::Relaxed);
+                let (accounts, entries) = *lock(&self.last_counts);
+                Ok(StoreStats {
+                    accounts,
+                    entries,
+                    writable: false,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,334 @@
+//! The PostgreSQL store's own tests (the contract suite in `store::contract` runs the shared
+//! ones): the constraints as a second line, migrations, several stores on one database, and
+//! keys repeated within one batch.
+
+use super::testing::TestDatabase;
+use super::*;
+use crate::domain::ErrorCode;
+use crate::store::{Keyed, TopupChange};
+
+const WELCOME: u64 = 150;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+async fn open(db: &TestDatabase) -> Arc<PgStore> {
+    let config = PgConfig {
+        welcome_tokens: WELCOME,
+        pool_size: 4,
+        ..PgConfig::new(db.url.clone())
+    };
+    Arc::new(PgStore::open(config).await.expect("opens"))
+}
+
+async fn topup(store: &PgStore, user: &str, amount: i64) -> Result<u64, StoreError> {
+    let change = TopupChange {
+        user,
+        amount,
+        reason: None,
+        keyed: None,
+    };
+    match store.topup(change).await?.0 {
+        Outcome::Applied(balance) => Ok(balance),
+        Outcome::Replayed(_) => panic!("replayed"),
+    }
+}
+
+async fn charge(store: &PgStore, user: &str, cost: u64) -> Result<u64, StoreError> {
+    let request = ChargeRequest {
+        user,
+        cost,
+        memes: &["m"],
+        keyed: None,
+    };
+    match store.charge(request).await?.0 {
+        Outcome::Applied(balance) => Ok(balance),
+        Outcome::Replayed(_) => panic!("replayed"),
+    }
+}
+
+/// Runs SQL as the owner and returns the server's message if it is refused.
+fn sql(db: &TestDatabase, statement: &str) -> Result<(), String> {
+    testing::cluster().execute(&db.name, statement)
+}
+
+#[test]
+fn the_database_refuses_wrong_states_even_if_the_code_were_wrong() {
+    let db = TestDatabase::create();
+    runtime().block_on(async {
+        let store = open(&db).await;
+        topup(&store, "u", 5).await.unwrap();
+        store.close().await;
+    });
+    let refused = [
+        (
+            "UPDATE accounts SET balance = -1 WHERE user_id = 'u'",
+            "accounts_balance_check",
+        ),
+        (
+            "UPDATE accounts SET balance = 9007199254740992 WHERE user_id = 'u'",
+            "accounts_balance_check1",
+        ),
+        (
+            "INSERT INTO entries (time_ms, user_id, kind, delta, balance) VALUES (0, 'u', 'welcome', 150, 150)",
+            "entries_one_welcome",
+        ),
+        (
+            "UPDATE entries SET delta = 1000 WHERE user_id = 'u'",
+            "append-only",
+        ),
+        ("DELETE FROM entries", "append-only"),
+        ("DELETE FROM idempotency_keys", ""),
+        (
+            "INSERT INTO entries (time_ms, user_id, kind, delta, balance) VALUES (0, 'u', 'charge', 5, 160)",
+            "entries_check",
+        ),
+        (
+            "INSERT INTO entries (time_ms, user_id, kind, delta, balance) VALUES (0, 'nobody', 'topup', 5, 5)",
+            "foreign key",
+        ),
+    ];
+    for (statement, why) in refused {
+        match sql(&db, statement) {
+            Err(message) => assert!(message.contains(why), "{statement}: {message}"),
+            Ok(()) if statement.starts_with("DELETE FROM idempotency_keys") => {}
+            Ok(()) => panic!("accepted: {statement}"),
+        }
+    }
+    let keyed = "INSERT INTO entries (time_ms, user_id, kind, delta, balance, key) VALUES (0, 'u', 'topup', 0, 155, 'k')";
+    sql(&db, keyed).expect("a first use of a key");
+    let again = sql(&db, keyed).expect_err("a key names one entry");
+    assert!(again.contains("entries_one_key"), "{again}");
+    sql(
+        &db,
+        "INSERT INTO idempotency_keys (key, fingerprint, reply) VALUES ('k', 'f', '1')",
+    )
+    .unwrap();
+    sql(
+        &db,
+        "INSERT INTO idempotency_keys (key, fingerprint, reply) VALUES ('k', 'g', '2')",
+    )
+    .expect_err("a key is stored once");
+}
+
+#[test]
+fn migrations_apply_once_and_a_newer_schema_is_refused() {
+    let db = TestDatabase::create();
+    runtime().block_on(async {
+        // Hosts starting together: one migrates, the others wait and find nothing to do.
+        let opened = futures_util::future::join_all((0..3).map(|_| open(&db))).await;
+        for store in opened {
+            store.close().await;
+        }
+    });
+    sql(
+        &db,
+        "INSERT INTO memes_schema (version, name) VALUES (999, '0999_future')",
+    )
+    .unwrap();
+    runtime().block_on(async {
+        let refused = PgStore::open(PgConfig::new(db.url.clone())).await;
+        let message = refused.err().expect("refused").to_string();
+        assert!(
+            message.contains("version 999") && message.contains("upgrade memesd"),
+            "{message}"
+        );
+    });
+}
+
+#[test]
+fn racers_across_three_stores_on_one_database_get_exactly_what_it_pays_for() {
+    let db = TestDatabase::create();
+    runtime().block_on(async {
+        let hosts = [open(&db).await, open(&db).await, open(&db).await];
+        charge(&hosts[0], "racy", WELCOME - 10).await.unwrap();
+        let racers: Vec<_> = (0..128)
+            .map(|i| {
+                let host = hosts[i % 3].clone();
+                tokio::spawn(async move { charge(&host, "racy", 1).await })
+            })
+            .collect();
+        let mut delivered = 0;
+        for racer in racers {
+            match racer.await.unwrap() {
+                Ok(_) => delivered += 1,
+                Err(e) => assert_eq!(e.code(), ErrorCode::InsufficientTokens),
+            }
+        }
+        assert_eq!(delivered, 10);
+        // A new user hitting every host at once is welcomed once.
+        let first: Vec<_> = (0..30)
+            .map(|i| {
+                let host = hosts[i % 3].clone();
+                tokio::spawn(async move { topup(&host, "newcomer", 1).await })
+            })
+            .collect();
+        for one in first {
+            one.await.unwrap().unwrap();
+        }
+        let (account, _) = hosts[1].account("newcomer").await.unwrap();
+        assert_eq!(account.balance, WELCOME + 30);
+        let report = hosts[2].audit().await.unwrap();
+        assert!(report.ok, "{:?}", report.discrepancy);
+        assert_eq!(report.welcomes, 2);
+        for host in hosts {
+            host.close().await;
+        }
+    });
+}
+
+#[test]
+fn a_key_repeated_within_one_batch_behaves_as_serial_execution() {
+    let db = TestDatabase::create();
+    runtime().block_on(async {
+        let store = open(&db).await;
+        topup(&store, "k", 1).await.unwrap();
+        let keyed = |amount: i64| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let fingerprint = format!("topup k {amount}");
+                let change = TopupChange {
+                    user: "k",
+                    amount,
+                    reason: None,
+                    keyed: Some(Keyed {
+                        idem: crate::store::Idempotency {
+                            key: "same",
+                            fingerprint: &fingerprint,
+                        },
+                        reply: Box::new(|balance| {
+                            RawValue::from_string(format!("{{\"b\":{balance}}}")).unwrap()
+                        }),
+                    }),
+                };
+                store
+                    .topup(change)
+                    .await
+                    .map(|(outcome, _)| match outcome {
+                        Outcome::Applied(b) => format!("applied {b}"),
+                        Outcome::Replayed(r) => format!("replayed {}", r.get()),
+                    })
+                    .map_err(|e| e.code())
+            })
+        };
+        let tasks: Vec<_> = (0..20)
+            .map(|i| keyed(if i % 2 == 0 { 5 } else { 6 }))
+            .collect();
+        let mut applied = 0;
+        let mut fives = Vec::new();
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(text) if text.starts_with("applied") => {
+                    applied += 1;
+                    fives.push(text);
+                }
+                Ok(text) => fives.push(text),
+                Err(code) => assert_eq!(code, ErrorCode::IdempotencyConflict),
+            }
+        }
+        assert_eq!(applied, 1, "one request applies the key: {fives:?}");
+        let (account, _) = store.account("k").await.unwrap();
+        assert!([WELCOME + 6, WELCOME + 7].contains(&account.balance));
+        assert!(store.audit().await.unwrap().ok);
+        store.close().await;
+    });
+}
+
+#[test]
+fn connection_strings_take_a_unix_socket_host_and_a_password_from_outside() {
+    let config = PgConfig {
+        password: Some("from-file".into()),
+        ..PgConfig::new("postgres:///memes?host=/run/postgresql")
+    };
+    let pg = config.pg_config().unwrap();
+    assert_eq!(pg.get_dbname(), Some("memes"));
+    assert_eq!(pg.get_password(), Some(&b"from-file"[..]));
+    assert!(matches!(
+        pg.get_hosts(),
+        [tokio_postgres::config::Host::Unix(path)] if path == std::path::Path::new("/run/postgresql")
+    ));
+    let inline = PgConfig {
+        password: Some("ignored".into()),
+        ..PgConfig::new("postgres://app:secret@db.example:5433/memes")
+    };
+    assert_eq!(
+        inline.pg_config().unwrap().get_password(),
+        Some(&b"secret"[..])
+    );
+    assert_eq!(
+        redact("postgres://app:secret@db.example:5433/memes"),
+        "postgres://app:***@db.example:5433/memes"
+    );
+    assert!(PgConfig::new("nonsense://").pg_config().is_err());
+}
+
+#[test]
+fn memes_with_any_characters_read_back_from_history() {
+    let db = TestDatabase::create();
+    runtime().block_on(async {
+        let store = open(&db).await;
+        let odd = ["a\"b", "c\\d", "NULL", "{x,y}", "é ü", ""];
+        let request = ChargeRequest {
+            user: "odd",
+            cost: 1,
+            memes: &odd,
+            keyed: None,
+        };
+        let (_, commit) = store.charge(request).await.unwrap();
+        commit.wait().await.unwrap();
+        let page = store.history("odd", 10, None).await.unwrap();
+        assert_eq!(page.entries[1].memes, odd);
+        assert!(
+            page.entries[0].memes.is_empty(),
+            "the welcome grant names none"
+        );
+        store.close().await;
+    });
+}
+
+#[test]
+fn a_role_granted_by_the_migration_can_add_to_the_ledger_but_never_change_it() {
+    let db = TestDatabase::create();
+    // Roles are the cluster's: create it once for every test that wants it.
+    let _ = sql(
+        &db,
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'memes_app') THEN
+             CREATE ROLE memes_app LOGIN; END IF; END $$",
+    );
+    runtime().block_on(async {
+        // The owner migrates; the migration grants memes_app what memesd needs.
+        open(&db).await.close().await;
+        let app = PgConfig {
+            welcome_tokens: WELCOME,
+            pool_size: 4,
+            ..PgConfig::new(db.url.replacen("postgres@", "memes_app@", 1))
+        };
+        let store = PgStore::open(app).await.expect("memes_app runs memesd");
+        assert_eq!(topup(&store, "u", 5).await, Ok(WELCOME + 5));
+        assert_eq!(charge(&store, "u", 1).await, Ok(WELCOME + 4));
+        assert!(store.audit().await.unwrap().ok);
+        store.close().await;
+    });
+    let as_app = |statement: &str| {
+        let wrapped = format!("SET ROLE memes_app; {statement}");
+        sql(&db, &wrapped).expect_err(statement)
+    };
+    for statement in [
+        "UPDATE entries SET delta = 0",
+        "DELETE FROM entries",
+        "TRUNCATE entries",
+        "DELETE FROM idempotency_keys",
+        "DROP TABLE entries",
+    ] {
+        let refused = as_app(statement);
+        assert!(
+            refused.contains("permission denied") || refused.contains("must be owner"),
+            "{statement}: {refused}"
+        );
+    }
+}

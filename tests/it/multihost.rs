@@ -1,0 +1,317 @@
+//! Several memesd hosts on one PostgreSQL database, with clients spread over them: to every
+//! client they must behave exactly like one memesd. These always run on PostgreSQL (a fresh
+//! database in the test process's throwaway cluster; the restart test has a cluster of its
+//! own, since it stops the server), whatever `MEMES_TEST_STORE` says.
+
+use crate::harness::{Conn, Daemon, TestDatabase};
+use memes::store::pg::testing::Cluster;
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+/// Hosts sharing one database. Fields drop in order: the hosts stop before the database goes.
+struct Hosts {
+    hosts: Vec<Daemon>,
+    _database: Option<TestDatabase>,
+}
+
+impl Hosts {
+    /// `n` hosts on a fresh database of the process's cluster.
+    fn start(n: usize, args: &[&str]) -> Hosts {
+        let database = TestDatabase::create();
+        let hosts = Hosts::on(&database.url, n, args);
+        Hosts {
+            hosts,
+            _database: Some(database),
+        }
+    }
+
+    /// `n` hosts on the database at `url`.
+    fn on(url: &str, n: usize, args: &[&str]) -> Vec<Daemon> {
+        let mut all = vec!["--store", url, "--store-pool", "8"];
+        all.extend_from_slice(args);
+        (0..n).map(|_| Daemon::start_file_with(&all)).collect()
+    }
+}
+
+/// One request on a connection; `None` if the daemon is gone.
+fn ask(conn: &mut Conn, request: &Value) -> Option<Value> {
+    if !conn.send(format!("{request}\n").as_bytes()) {
+        return None;
+    }
+    conn.read_reply()
+}
+
+fn topup(user: &str, amount: i64) -> Value {
+    json!({"op": "topup", "user": user, "amount": amount})
+}
+
+fn audit_passes(host: &Daemon) {
+    let report = host.memes_json(&["audit"]);
+    assert_eq!(report["ok"], true, "{report}");
+}
+
+#[test]
+fn sixty_four_clients_top_up_one_user_through_three_hosts_and_lose_nothing() {
+    // 64 × 100 in debug builds (the issue's 64 × 1,000 takes minutes unoptimised): still
+    // 6,400 changes to one hot account, from three hosts at once.
+    const CLIENTS: usize = 64;
+    const EACH: u64 = 100;
+    let cluster = Hosts::start(3, &[]);
+    let hosts = &cluster.hosts;
+    let start = Arc::new(Barrier::new(CLIENTS));
+    std::thread::scope(|scope| {
+        for client in 0..CLIENTS {
+            let host = &hosts[client % hosts.len()];
+            let start = start.clone();
+            scope.spawn(move || {
+                let mut conn = host.connect();
+                start.wait();
+                for _ in 0..EACH {
+                    let reply = ask(&mut conn, &topup("hot", 1)).expect("a reply");
+                    assert_eq!(reply["ok"], true, "{reply}");
+                }
+            });
+        }
+    });
+    for host in hosts {
+        assert_eq!(host.balance("hot"), Some(150 + CLIENTS as u64 * EACH));
+    }
+    audit_passes(&hosts[1]);
+}
+
+#[test]
+fn a_hundred_and_twenty_eight_racers_on_ten_tokens_get_exactly_ten_memes() {
+    let cluster = Hosts::start(3, &[]);
+    let hosts = &cluster.hosts;
+    hosts[0].memes_json(&["topup", "--user", "racy", "--amount", "1"]);
+    hosts[1].memes_json(&["topup", "--user", "racy", "--amount", "-141"]);
+    assert_eq!(hosts[2].balance("racy"), Some(10));
+    let start = Arc::new(Barrier::new(128));
+    let delivered = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for racer in 0..128 {
+            let host = &hosts[racer % hosts.len()];
+            let (start, delivered) = (start.clone(), &delivered);
+            scope.spawn(move || {
+                let mut conn = host.connect();
+                start.wait();
+                let reply = ask(&mut conn, &json!({"op": "get", "user": "racy"})).unwrap();
+                match reply["ok"].as_bool() {
+                    Some(true) => {
+                        delivered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => assert_eq!(reply["error"]["code"], "insufficient_tokens", "{reply}"),
+                }
+            });
+        }
+    });
+    assert_eq!(delivered.load(Ordering::Relaxed), 10);
+    assert_eq!(hosts[0].balance("racy"), Some(0));
+    audit_passes(&hosts[2]);
+}
+
+#[test]
+fn a_new_user_hitting_three_hosts_at_once_is_welcomed_once() {
+    let cluster = Hosts::start(3, &[]);
+    let hosts = &cluster.hosts;
+    let start = Arc::new(Barrier::new(30));
+    std::thread::scope(|scope| {
+        for client in 0..30 {
+            let host = &hosts[client % hosts.len()];
+            let start = start.clone();
+            scope.spawn(move || {
+                let mut conn = host.connect();
+                start.wait();
+                let request = match client % 2 {
+                    0 => json!({"op": "get", "user": "newcomer"}),
+                    _ => topup("newcomer", 1),
+                };
+                let reply = ask(&mut conn, &request).unwrap();
+                assert_eq!(reply["ok"], true, "{reply}");
+            });
+        }
+    });
+    assert_eq!(hosts[0].balance("newcomer"), Some(150 - 15 + 15));
+    let history = hosts[1].memes_json(&["history", "--user", "newcomer"]);
+    let welcomes = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "welcome")
+        .count();
+    assert_eq!(welcomes, 1, "{history}");
+    assert_eq!(history[0]["kind"], "welcome", "the grant comes first");
+    audit_passes(&hosts[2]);
+}
+
+#[test]
+fn kill_9_of_one_host_under_load_keeps_every_acknowledged_change() {
+    let mut cluster = Hosts::start(3, &[]);
+    let stop = AtomicBool::new(false);
+    let victim_pid = cluster.hosts[0].pid();
+    let results: Vec<(String, u64, bool)> = std::thread::scope(|scope| {
+        let hosts = &cluster.hosts;
+        let workers: Vec<_> = (0..12)
+            .map(|client| {
+                let host = &hosts[client % 3];
+                let stop = &stop;
+                scope.spawn(move || {
+                    let user = format!("k9-{client}");
+                    let mut conn = host.connect();
+                    let mut acknowledged = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        match ask(&mut conn, &topup(&user, 1)) {
+                            Some(reply) if reply["ok"] == true => acknowledged += 1,
+                            Some(reply) => panic!("{reply}"),
+                            None => return (user, acknowledged, true),
+                        }
+                    }
+                    (user, acknowledged, false)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(700));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(victim_pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    cluster.hosts[0].kill9();
+    let survivor = &cluster.hosts[1];
+    for (user, acknowledged, cut_off) in results {
+        let balance = survivor.balance(&user).unwrap_or(150) - 150;
+        match cut_off {
+            // One change may have been in flight when its host died: committed or not.
+            true => assert!(
+                (acknowledged..=acknowledged + 1).contains(&balance),
+                "{user}: {acknowledged} acknowledged, balance +{balance}"
+            ),
+            false => assert_eq!(balance, acknowledged, "{user}"),
+        }
+        assert!(acknowledged > 0, "{user} made progress");
+    }
+    audit_passes(survivor);
+    cluster.hosts[0].restart();
+    audit_passes(&cluster.hosts[0]);
+}
+
+#[test]
+fn restarting_postgres_under_load_loses_nothing_and_every_host_serves_again_by_itself() {
+    let cluster = Cluster::private();
+    let url = cluster.create_database("memes");
+    let hosts = Hosts::on(&url, 3, &[]);
+    let stop = AtomicBool::new(false);
+    let results: Vec<(String, u64, u64)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..9)
+            .map(|client| {
+                let host = &hosts[client % 3];
+                let stop = &stop;
+                scope.spawn(move || {
+                    let user = format!("r-{client}");
+                    let mut conn = host.connect();
+                    let (mut acknowledged, mut unconfirmed) = (0, 0);
+                    while !stop.load(Ordering::Relaxed) {
+                        let reply = ask(&mut conn, &topup(&user, 1)).expect("the host stays up");
+                        if reply["ok"] == true {
+                            acknowledged += 1;
+                            continue;
+                        }
+                        assert_eq!(reply["error"]["code"], "unavailable", "{reply}");
+                        let message = reply["error"]["message"].as_str().unwrap();
+                        if message.contains("may or may not") {
+                            unconfirmed += 1;
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    (user, acknowledged, unconfirmed)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(700));
+        cluster.stop();
+        // While the database is down, hosts say so and refuse changes within the deadline.
+        std::thread::sleep(Duration::from_millis(300));
+        let status = hosts[2].connect().request(r#"{"op":"status"}"#);
+        assert_eq!(status["data"]["writable"], false, "{status}");
+        let asked = Instant::now();
+        let refused = hosts[1]
+            .connect()
+            .request(&topup("while-down", 1).to_string());
+        assert_eq!(refused["error"]["code"], "unavailable", "{refused}");
+        assert!(
+            asked.elapsed() < Duration::from_secs(8),
+            "{:?}",
+            asked.elapsed()
+        );
+        let balance = hosts[0]
+            .connect()
+            .request(r#"{"op":"balance","user":"r-0"}"#);
+        assert_eq!(balance["error"]["code"], "unavailable", "{balance}");
+        cluster.start_again();
+        let back = Instant::now();
+        // Every host serves again by itself, within 10 s.
+        for host in &hosts {
+            let mut conn = host.connect();
+            loop {
+                let reply = conn.request(&topup("after", 1).to_string());
+                if reply["ok"] == true {
+                    break;
+                }
+                assert!(back.elapsed() < Duration::from_secs(10), "{reply}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    for (user, acknowledged, unconfirmed) in results {
+        let balance = hosts[0].balance(&user).unwrap() - 150;
+        assert!(
+            (acknowledged..=acknowledged + unconfirmed).contains(&balance),
+            "{user}: {acknowledged} acknowledged, {unconfirmed} unconfirmed, balance +{balance}"
+        );
+    }
+    assert_eq!(hosts[2].balance("after"), Some(153));
+    let status = hosts[2].connect().request(r#"{"op":"status"}"#);
+    assert_eq!(status["data"]["writable"], true, "{status}");
+    audit_passes(&hosts[0]);
+    drop(hosts);
+}
+
+#[test]
+fn an_idempotent_generated_meme_replayed_by_another_host_is_the_same_image() {
+    let cluster = Hosts::start(2, &[]);
+    let (a, b) = (&cluster.hosts[0], &cluster.hosts[1]);
+    assert_ne!(a.data_dir, b.data_dir);
+    a.memes_json(&["entitle", "--user", "prem", "--tier", "premium"]);
+    let args = [
+        "get",
+        "--user",
+        "prem",
+        "--generate",
+        "--query",
+        "monday meeting",
+        "--idempotency-key",
+        "gen-1",
+    ];
+    let first = a.memes_json(&args);
+    let again = b.memes_json(&args);
+    let (first, again) = (&first["generated"], &again["generated"]);
+    assert_eq!(first["sha256"], again["sha256"]);
+    let read = |v: &Value| std::fs::read(v["path"].as_str().unwrap()).unwrap();
+    assert!(
+        again["path"]
+            .as_str()
+            .unwrap()
+            .starts_with(b.data_dir.to_str().unwrap())
+    );
+    assert_eq!(read(first), read(again), "byte-identical on both hosts");
+    assert_eq!(b.balance("prem"), Some(145), "charged once");
+}

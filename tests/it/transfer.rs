@@ -1,0 +1,156 @@
+//! Moving a file-store ledger into PostgreSQL with `memesd export` and `memesd import`:
+//! afterwards every balance, history entry and stored idempotent reply reads the same, and
+//! the audit passes. Always file store → PostgreSQL, whatever `MEMES_TEST_STORE` says.
+
+use crate::harness::{Daemon, MEMESD, TestDatabase};
+use serde_json::{Value, json};
+use std::process::{Command, Output};
+
+const USERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
+
+fn memesd(args: &[&str]) -> Output {
+    Command::new(MEMESD)
+        .args(args)
+        .env_remove("MEMES_STORE")
+        .env_remove("MEMES_DATA_DIR")
+        .output()
+        .expect("run memesd")
+}
+
+/// Everything a client can read back about the ledger.
+fn snapshot(daemon: &Daemon, keyed: &[Value]) -> Vec<Value> {
+    let mut seen = Vec::new();
+    for user in USERS {
+        seen.push(daemon.memes_json(&["balance", "--user", user]));
+        seen.push(daemon.memes_json(&["history", "--user", user]));
+    }
+    let mut conn = daemon.connect();
+    for request in keyed {
+        let reply = conn.request(&request.to_string());
+        assert_eq!(reply["ok"], true, "{reply}");
+        seen.push(reply["data"].clone());
+    }
+    seen
+}
+
+#[test]
+fn an_exported_file_ledger_imports_into_postgres_and_reads_the_same() {
+    let mut daemon = Daemon::start_file();
+    let mut keyed = Vec::new();
+    let mut conn = daemon.connect();
+    for (i, user) in USERS.iter().enumerate() {
+        for request in [
+            json!({"op": "get", "user": user, "query": "cats", "count": 2}),
+            json!({"op": "topup", "user": user, "amount": 40 + i, "reason": format!("stripe evt_{i}")}),
+            json!({"op": "topup", "user": user, "amount": -3, "reason": "refund"}),
+            json!({"op": "get", "user": user, "query": "grumpy", "idempotency_key": format!("get-{i}")}),
+            json!({"op": "topup", "user": user, "amount": 7, "idempotency_key": format!("pay-{i}")}),
+        ] {
+            let reply = conn.request(&request.to_string());
+            assert_eq!(reply["ok"], true, "{request}: {reply}");
+            if request.get("idempotency_key").is_some() {
+                keyed.push(request);
+            }
+        }
+    }
+    daemon.memes_json(&[
+        "entitle",
+        "--user",
+        "bob",
+        "--tier",
+        "premium",
+        "--until",
+        "2031-01-31T00:00:00Z",
+    ]);
+    daemon.memes_json(&["entitle", "--user", "carol", "--tier", "premium"]);
+    let before = snapshot(&daemon, &keyed);
+
+    // A running daemon holds the data directory: export refuses.
+    let data_dir = daemon.data_dir.to_str().unwrap().to_string();
+    let busy = memesd(&["export", "--data-dir", &data_dir]);
+    assert!(!busy.status.success());
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("already using"));
+
+    let status = daemon.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(status.code(), Some(0));
+    let export = daemon.dir.path().join("ledger.ndjson");
+    let export_path = export.to_str().unwrap();
+    let exported = memesd(&["export", "--data-dir", &data_dir, "--out", export_path]);
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    let stream = std::fs::read_to_string(&export).unwrap();
+    assert!(stream.starts_with(r#"{"format":"memes-ledger","version":1}"#));
+    assert!(
+        stream
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with(r#"{"end":"#)
+    );
+
+    let database = TestDatabase::create();
+    let imported = memesd(&["import", "--store", &database.url, "--in", export_path]);
+    let said = String::from_utf8_lossy(&imported.stderr);
+    assert!(imported.status.success(), "{said}");
+    assert!(said.contains("audit passed"), "{said}");
+    // Not into a database that holds a ledger, unless told.
+    let again = memesd(&["import", "--store", &database.url, "--in", export_path]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--replace"));
+    let replaced = memesd(&[
+        "import",
+        "--store",
+        &database.url,
+        "--in",
+        export_path,
+        "--replace",
+    ]);
+    assert!(
+        replaced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replaced.stderr)
+    );
+    // A stream cut short is refused, and changes nothing.
+    let cut = daemon.dir.path().join("cut.ndjson");
+    let keep = stream.lines().count() - 1;
+    std::fs::write(
+        &cut,
+        stream.lines().take(keep).collect::<Vec<_>>().join("\n"),
+    )
+    .unwrap();
+    let refused = memesd(&[
+        "import",
+        "--store",
+        &database.url,
+        "--in",
+        cut.to_str().unwrap(),
+        "--replace",
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("cut short"));
+
+    let on_postgres = Daemon::start_on(database, &[]);
+    assert_eq!(
+        snapshot(&on_postgres, &keyed),
+        before,
+        "the same ledger, read back"
+    );
+    let report = on_postgres.memes_json(&["audit"]);
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["accounts"], 4);
+    assert_eq!(report["keys"], 8);
+    // New entries continue after the imported ones.
+    on_postgres.memes_json(&["topup", "--user", "alice", "--amount", "1"]);
+    let history = on_postgres.memes_json(&["history", "--user", "alice"]);
+    let seqs: Vec<u64> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+}
