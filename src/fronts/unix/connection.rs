@@ -303,6 +303,9 @@ async fn read_requests(
     }
 }
 
+/// What a connection's reply buffer starts with: room for a few pipelined replies.
+const REPLY_BUFFER: usize = 4096;
+
 async fn write_replies(
     stream: Arc<Stream>,
     mut pending: mpsc::Receiver<Outgoing>,
@@ -314,8 +317,13 @@ async fn write_replies(
     let stall = tokio::time::sleep(write_timeout);
     tokio::pin!(stall);
     // One buffer for every reply of the connection: encoding allocates nothing.
-    let mut bytes = Vec::with_capacity(4096);
+    let mut bytes = Vec::with_capacity(REPLY_BUFFER);
     while let Some(outgoing) = pending.recv().await {
+        if bytes.capacity() > 16 * REPLY_BUFFER {
+            // A large reply (a history page is megabytes) must not stay allocated for the
+            // connection's life: thousands of idle connections would hold it each.
+            bytes = Vec::with_capacity(REPLY_BUFFER);
+        }
         bytes.clear();
         outgoing.settle_into(&mut bytes).await;
         let now = Instant::now();

@@ -1,21 +1,26 @@
 //! Reads of the journal that a request asks for (history pages, audits) run here: one at a
-//! time, on one thread of their own at a lowered priority, behind a short queue.
+//! time, on one thread of their own at a lowered priority, in the order they were asked.
 //!
 //! Such a read costs milliseconds of CPU (a page of 10,000 entries follows 10,000 lines),
 //! while a charge costs microseconds. Run side by side on the blocking pool, a flood of
 //! history requests took both cores and hundreds of megabytes, and charges and top-ups waited
 //! seconds behind it. Here the reads take turns on one thread that yields the CPU to request
-//! handling and the journal writer (SCHED_BATCH, nice 10), hold at most one page in memory,
-//! and a read that finds the queue full is refused at once with `busy` (try again later)
-//! instead of piling up.
+//! handling and the journal writer (SCHED_BATCH, nice 10), and at most one page is in memory.
+//!
+//! A waiting read holds only its request, and each client has at most one read waiting
+//! (a connection waits for its read before it reads its next request), so the queue is as
+//! long as the connection cap allows. Refusing reads as soon as a few wait would make each
+//! flooding client retry at once, in a loop that costs more than the reads; waiting their
+//! turn slows exactly the clients that flood. Beyond [`QUEUE`] a read is refused `busy`.
 
 use crate::store::StoreError;
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
-/// Reads waiting for their turn, at most; more are refused with `busy`.
-pub const QUEUE: usize = 32;
+/// Reads waiting for their turn, at most (the default connection cap); more are refused
+/// with `busy`.
+pub const QUEUE: usize = 4096;
 
 type Job = Box<dyn FnOnce() + Send>;
 
