@@ -98,6 +98,15 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "FILE")]
     pub webhook_secret: Option<PathBuf>,
 
+    /// Seconds an HTTP client has to send a request's head; an idle keep-alive connection
+    /// is closed after as long
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    pub http_header_timeout: f64,
+
+    /// Seconds an HTTP client has to send a request's body once its head arrived
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub http_body_timeout: f64,
+
     /// Without --claims-key, HTTP bearers are plain user ids (development mode); allow that
     /// on an address other than loopback anyway
     #[arg(long)]
@@ -154,6 +163,8 @@ impl DaemonArgs {
     pub fn http_limits(&self) -> HttpLimits {
         HttpLimits {
             max_connections: self.max_connections.max(1),
+            header_timeout: seconds(self.http_header_timeout),
+            body_timeout: seconds(self.http_body_timeout),
             ..HttpLimits::default()
         }
     }

@@ -127,13 +127,10 @@ pub fn run(args: DaemonArgs) -> Result<()> {
                     service: service.clone(),
                     credentials,
                     webhook,
+                    limits: args.http_limits(),
                 };
                 let address = listener.local_addr().unwrap_or(addr);
-                Some((
-                    listener,
-                    http::router(Http::new(state), &args.http_limits()),
-                    address,
-                ))
+                Some((listener, http::router(Http::new(state)), address))
             }
             None => None,
         };

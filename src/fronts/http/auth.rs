@@ -113,6 +113,13 @@ impl Credentials {
                 None,
             ));
         }
+        if bearer.starts_with(ADMIN_KEY_PREFIX) {
+            // A revoked or mistyped admin key: never a user id (in development mode it
+            // would otherwise open an account named after the key).
+            return Err(unauthorized(
+                "this admin key is not in memesd's --admin-keys file",
+            ));
+        }
         if !service.verifies_tokens() {
             // Development mode: the bearer is the user id.
             validate_user(bearer).map_err(|e| unauthorized(e.message))?;
@@ -181,9 +188,9 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ServiceError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let value = value
-        .to_str()
-        .map_err(|_| unauthorized("the Authorization header is not text"))?;
+    // UTF-8, not just ASCII: a user id or a token's subject may be any text.
+    let value = std::str::from_utf8(value.as_bytes())
+        .map_err(|_| unauthorized("the Authorization header is not UTF-8 text"))?;
     let (scheme, credential) = value
         .split_once(' ')
         .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <credential>`"))?;

@@ -3,10 +3,12 @@
 //!
 //! Handlers are thin ([`routes`]): parse, identify the caller ([`auth`]), call the service,
 //! map the result ([`problem`] for errors). Everything a client can make the daemon hold is
-//! bounded: headers (16 KiB, and 10 s to send them: slow clients are cut off), bodies
-//! (64 KiB), a whole request (30 s), connections at once (beyond the cap a connection gets a
-//! `503` and is closed). On shutdown the listener closes, requests in flight finish, idle
-//! keep-alive connections are closed, and [`serve`] returns.
+//! bounded: request heads (16 KiB, and 10 s to send one: slow clients are cut off, and an
+//! idle keep-alive connection is closed after as long), bodies (64 KiB, within 30 s),
+//! connections at once (beyond the cap a connection gets a `503` and is closed). Once a
+//! request has arrived whole, it runs to its end: no deadline cuts a charge off halfway.
+//! On shutdown the listener closes, requests in flight finish, idle keep-alive connections
+//! are closed, and [`serve`] returns.
 
 pub mod auth;
 pub mod openapi;
@@ -17,7 +19,6 @@ use crate::domain::ErrorCode;
 use crate::service::Service;
 use auth::{Credentials, WebhookSecret};
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -29,7 +30,6 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tower_http::timeout::TimeoutLayer;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -41,10 +41,12 @@ pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 pub struct HttpLimits {
     /// Open connections at once; beyond it a new connection gets `503` and is closed.
     pub max_connections: usize,
-    /// Time a client has to send a request's head.
+    /// Time a client has to send a request's head; also how long an idle keep-alive
+    /// connection is kept.
     pub header_timeout: Duration,
-    /// Time a whole request may take, body included, before it is answered `408`.
-    pub request_timeout: Duration,
+    /// Time a client has to send a request's body once its head arrived; a slower one is
+    /// answered `408` and the connection closed.
+    pub body_timeout: Duration,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
 }
@@ -54,7 +56,7 @@ impl Default for HttpLimits {
         HttpLimits {
             max_connections: 4096,
             header_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -68,6 +70,7 @@ pub struct HttpState {
     pub service: Arc<Service>,
     pub credentials: Credentials,
     pub webhook: Option<WebhookSecret>,
+    pub limits: HttpLimits,
 }
 
 impl Deref for Http {
@@ -84,7 +87,7 @@ impl Http {
 }
 
 /// Every route.
-pub fn router(http: Http, limits: &HttpLimits) -> Router {
+pub fn router(http: Http) -> Router {
     Router::new()
         .route("/memes", get(routes::original_memes))
         .route("/update-token-balance", post(routes::original_topup))
@@ -103,12 +106,8 @@ pub fn router(http: Http, limits: &HttpLimits) -> Router {
         .route("/readyz", get(routes::readyz))
         .route("/openapi.json", get(openapi::document))
         .fallback(routes::no_route)
+        .method_not_allowed_fallback(routes::wrong_method)
         .with_state(http)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            limits.request_timeout,
-        ))
 }
 
 /// Serves `listener` until `shutdown` resolves, then lets requests in flight finish.

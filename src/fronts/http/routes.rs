@@ -19,12 +19,14 @@ use crate::protocol::{
 };
 #[allow(unused_imports, reason = "named in the OpenAPI annotations")]
 use crate::protocol::{BalanceData, EntitleData, HistoryData, ReloadData, SearchData, StatusData};
-use crate::service::{Caller, GetReply, Principal, Reply, ServiceError};
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use crate::service::{Caller, GetReply, Principal, Reply, ServiceError, Stored};
+use axum::body::HttpBody as _;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -183,6 +185,40 @@ impl Http {
         Ok(Caller::Remote(principal))
     }
 
+    /// Reads a request body whole: at most [`super::MAX_BODY_BYTES`], and within the body
+    /// deadline (a client that trickles its body is cut off).
+    async fn read_body(&self, body: Body) -> Result<Bytes, Problem> {
+        let limit = self.limits.body_timeout;
+        let too_large = || {
+            Problem::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "request bodies are limited to {} bytes",
+                    super::MAX_BODY_BYTES
+                ),
+            )
+        };
+        // A body announced as too large is refused before any of it is read.
+        if body.size_hint().lower() > super::MAX_BODY_BYTES as u64 {
+            return Err(too_large());
+        }
+        let limited = Limited::new(body, super::MAX_BODY_BYTES);
+        match tokio::time::timeout(limit, limited.collect()).await {
+            Err(_) => Err(Problem::Timeout(limit)),
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(error)) if error.is::<LengthLimitError>() => Err(too_large()),
+            Ok(Err(error)) => Err(Problem::new(
+                ErrorCode::BadRequest,
+                format!("reading the body: {error}"),
+            )),
+        }
+    }
+
+    /// Reads a request body as JSON of type `T`.
+    async fn json_body<T: DeserializeOwned>(&self, body: Body) -> Result<T, Problem> {
+        parse_json(&self.read_body(body).await?)
+    }
+
     /// Calls the service and answers with the reply's data.
     async fn answer(&self, caller: &Caller, request: Request) -> Result<Response, Problem> {
         let reply = self.service.call(caller, request).await?;
@@ -235,28 +271,22 @@ fn idempotency_key(
     }
 }
 
-/// A request body as JSON of type `T`.
-fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, Problem> {
-    let bytes = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Problem::new(
-                ErrorCode::PayloadTooLarge,
-                format!(
-                    "request bodies are limited to {} bytes",
-                    super::MAX_BODY_BYTES
-                ),
-            )
-        } else {
-            Problem::new(
-                ErrorCode::BadRequest,
-                format!("reading the body: {rejection}"),
-            )
-        }
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
+/// A body as JSON of type `T`.
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    serde_json::from_slice(bytes).map_err(|e| {
         Problem::new(
             ErrorCode::BadRequest,
             format!("the body is not the JSON expected: {e}"),
+        )
+    })
+}
+
+/// A path segment (a user id), decoded.
+fn path(segment: Result<Path<String>, PathRejection>) -> Result<String, Problem> {
+    segment.map(|Path(segment)| segment).map_err(|e| {
+        Problem::new(
+            ErrorCode::BadRequest,
+            format!("the path: {}", e.body_text()),
         )
     })
 }
@@ -288,7 +318,7 @@ fn data_response(reply: &Reply) -> Response {
 fn is_replayed(reply: &Reply) -> bool {
     matches!(
         reply,
-        Reply::Get(GetReply::Replayed(_)) | Reply::Topup(crate::service::Stored::Replayed(_))
+        Reply::Get(GetReply::Replayed(_)) | Reply::Topup(Stored::Replayed(_))
     )
 }
 
@@ -370,55 +400,61 @@ pub async fn original_memes(
         (status = "4XX", description = "Refused", body = BalanceUpdated),
         (status = "5XX", description = "Failed", body = BalanceUpdated)),
     security(("bearer" = [])))]
-pub async fn original_topup(
-    State(http): State<Http>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+pub async fn original_topup(State(http): State<Http>, headers: HeaderMap, body: Body) -> Response {
     let refused = |problem: Problem| {
-        let status = super::problem::status_of(problem.0.code);
         let body = BalanceUpdated {
             success: false,
-            message: problem.0.message,
+            message: problem.message(),
             user_id: None,
             new_balance: None,
         };
-        let mut response = json_response(status, &body);
-        if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(r#"Bearer realm="memes""#),
-            );
-        }
+        let mut response = json_response(problem.status(), &body);
+        problem.add_headers(response.headers_mut());
         response
     };
     let outcome = async {
-        let update: BalanceUpdate = json_body(body)?;
         let caller = http.caller(&headers)?;
+        let update: BalanceUpdate = http.json_body(body).await?;
         let request = TopupRequest {
             user: update.user_id,
             amount: update.amount,
             idempotency_key: idempotency_key(&headers, None)?,
             reason: None,
         };
-        let reply = http.service.call(&caller, Request::Topup(request)).await?;
-        let data: TopupData =
-            serde_json::from_value(serde_json::to_value(&reply).expect("reply serialises"))
+        match http.service.call(&caller, Request::Topup(request)).await? {
+            Reply::Topup(Stored::Fresh(data)) => Ok((data, false)),
+            Reply::Topup(Stored::Replayed(raw)) => serde_json::from_str::<TopupData>(raw.get())
+                .map(|data| (data, true))
                 .map_err(|e| {
-                    Problem::new(ErrorCode::Internal, format!("reading the reply: {e}"))
-                })?;
-        Ok::<_, Problem>(data)
+                    Problem::new(
+                        ErrorCode::Internal,
+                        format!("reading the stored reply: {e}"),
+                    )
+                }),
+            _ => Err(Problem::new(
+                ErrorCode::Internal,
+                "a topup answered something else",
+            )),
+        }
     };
     match outcome.await {
-        Ok(data) => json_response(
-            StatusCode::OK,
-            &BalanceUpdated {
-                success: true,
-                message: "Token balance updated successfully".into(),
-                user_id: Some(data.user_id),
-                new_balance: Some(data.new_balance),
-            },
-        ),
+        Ok((data, replayed)) => {
+            let mut response = json_response(
+                StatusCode::OK,
+                &BalanceUpdated {
+                    success: true,
+                    message: "Token balance updated successfully".into(),
+                    user_id: Some(data.user_id),
+                    new_balance: Some(data.new_balance),
+                },
+            );
+            if replayed {
+                response
+                    .headers_mut()
+                    .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+            }
+            response
+        }
         Err(problem) => refused(problem),
     }
 }
@@ -459,10 +495,10 @@ pub async fn get_memes(
 pub async fn post_memes(
     State(http): State<Http>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, Problem> {
-    let body: MemesBody = json_body(body)?;
     let caller = http.caller(&headers)?;
+    let body: MemesBody = http.json_body(body).await?;
     let request = GetRequest {
         user: subject(&caller, body.user)?,
         lat: body.lat,
@@ -506,11 +542,11 @@ pub async fn search(
 pub async fn balance(
     State(http): State<Http>,
     headers: HeaderMap,
-    Path(user): Path<String>,
+    user: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
     let caller = http.caller(&headers)?;
     let request = BalanceRequest {
-        user: subject(&caller, Some(user))?,
+        user: subject(&caller, Some(path(user)?))?,
     };
     http.answer(&caller, Request::Balance(request)).await
 }
@@ -524,13 +560,13 @@ pub async fn balance(
 pub async fn history(
     State(http): State<Http>,
     headers: HeaderMap,
-    Path(user): Path<String>,
+    user: Result<Path<String>, PathRejection>,
     params: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let params = query(params)?;
     let caller = http.caller(&headers)?;
     let request = HistoryRequest {
-        user: subject(&caller, Some(user))?,
+        user: subject(&caller, Some(path(user)?))?,
         limit: params.limit,
         before: params.before,
     };
@@ -548,11 +584,12 @@ pub async fn history(
 pub async fn topup(
     State(http): State<Http>,
     headers: HeaderMap,
-    Path(user): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    user: Result<Path<String>, PathRejection>,
+    body: Body,
 ) -> Result<Response, Problem> {
-    let body: TopupBody = json_body(body)?;
+    let user = path(user)?;
     let caller = http.caller(&headers)?;
+    let body: TopupBody = http.json_body(body).await?;
     let request = TopupRequest {
         user,
         amount: body.amount,
@@ -572,11 +609,12 @@ pub async fn topup(
 pub async fn entitle(
     State(http): State<Http>,
     headers: HeaderMap,
-    Path(user): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    user: Result<Path<String>, PathRejection>,
+    body: Body,
 ) -> Result<Response, Problem> {
-    let body: EntitlementBody = json_body(body)?;
+    let user = path(user)?;
     let caller = http.caller(&headers)?;
+    let body: EntitlementBody = http.json_body(body).await?;
     let request = EntitleRequest {
         user,
         tier: body.tier,
@@ -626,7 +664,7 @@ pub async fn status(State(http): State<Http>, headers: HeaderMap) -> Result<Resp
 pub async fn webhook(
     State(http): State<Http>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, Problem> {
     let Some(secret) = &http.webhook else {
         return Err(Problem::new(
@@ -634,11 +672,10 @@ pub async fn webhook(
             "payment webhooks are off (memesd was started without --webhook-secret)",
         ));
     };
-    let bytes =
-        body.map_err(|e| Problem::new(ErrorCode::BadRequest, format!("reading the body: {e}")))?;
+    let bytes = http.read_body(body).await?;
     let signature = headers.get(SIGNATURE).and_then(|v| v.to_str().ok());
     secret.verify(signature, &bytes, auth::now_secs())?;
-    let event: WebhookEvent = json_body(Ok(bytes))?;
+    let event: WebhookEvent = parse_json(&bytes)?;
     let request = TopupRequest {
         user: event.user_id,
         amount: event.amount,
@@ -655,8 +692,8 @@ pub async fn webhook(
 
 /// `GET /v1/images/{sha256}.png`: a generated image, named by its content, so it never
 /// changes: cached for a year, revalidated by its ETag.
-#[utoipa::path(get, path = "/v1/images/{file}", tag = "memes",
-    params(("file" = String, Path, description = "`<sha256>.png`"),
+#[utoipa::path(get, path = "/v1/images/{sha256}.png", tag = "memes",
+    params(("sha256" = String, Path, description = "The image's SHA-256, 64 lower-case hexadecimal digits"),
         ("If-None-Match" = Option<String>, Header, description = "The ETag you have")),
     responses((status = 200, description = "The PNG", content_type = "image/png", body = Vec<u8>),
         (status = 304, description = "Not modified"), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
@@ -664,8 +701,9 @@ pub async fn webhook(
 pub async fn image(
     State(http): State<Http>,
     headers: HeaderMap,
-    Path(file): Path<String>,
+    file: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
+    let file = path(file)?;
     let not_found = || Problem::new(ErrorCode::NotFound, format!("no image {file:?}"));
     let sha256 = file
         .strip_suffix(".png")
@@ -681,8 +719,11 @@ pub async fn image(
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|tags| {
-            tags.split(',')
-                .any(|tag| tag.trim() == etag || tag.trim() == "*")
+            // If-None-Match compares weakly: W/"x" matches "x".
+            tags.split(',').any(|tag| {
+                let tag = tag.trim();
+                tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag
+            })
         });
     let path = http.service.image_path(sha256);
     let immutable = HeaderValue::from_static("public, max-age=31536000, immutable");
@@ -697,7 +738,7 @@ pub async fn image(
         Ok(png) => png,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
         Err(error) => {
-            return Err(Problem(ServiceError::internal(format!(
+            return Err(Problem::Service(ServiceError::internal(format!(
                 "reading the image: {error}"
             ))));
         }
@@ -743,4 +784,9 @@ pub async fn readyz(State(http): State<Http>) -> Response {
 /// Anything else.
 pub async fn no_route() -> Problem {
     Problem::new(ErrorCode::NotFound, "no such route; see /openapi.json")
+}
+
+/// A route that exists, with a method it does not have.
+pub async fn wrong_method(method: axum::http::Method) -> Problem {
+    Problem::WrongMethod(method)
 }
