@@ -7,6 +7,7 @@ mod catalogue;
 mod cli;
 mod flood;
 mod hostile;
+mod http;
 mod ledger;
 mod lifecycle;
 mod money;
