@@ -47,10 +47,30 @@ struct Verified {
     exp: u64,
 }
 
+/// Verified tokens by the SHA-256 of the token: bounded, and never served at or past the
+/// token's `exp` (an entry that old is verified again, which refuses it once it expired).
+struct ClaimsCache(quick_cache::sync::Cache<[u8; 32], Verified>);
+
+impl ClaimsCache {
+    fn new(capacity: usize) -> ClaimsCache {
+        ClaimsCache(quick_cache::sync::Cache::new(capacity))
+    }
+
+    /// What the token with this digest was verified to say, if it is still valid at `now`
+    /// (seconds since the epoch).
+    fn get(&self, digest: &[u8; 32], now: u64) -> Option<Verified> {
+        self.0.get(digest).filter(|verified| verified.exp > now)
+    }
+
+    fn insert(&self, digest: [u8; 32], verified: Verified) {
+        self.0.insert(digest, verified);
+    }
+}
+
 /// Tells callers apart by their bearer credential.
 pub struct Credentials {
     admin_keys: Vec<AdminKey>,
-    claims: quick_cache::sync::Cache<[u8; 32], Verified>,
+    claims: ClaimsCache,
 }
 
 /// Whether a token was found in the claims cache (for the metrics).
@@ -65,7 +85,7 @@ impl Credentials {
     pub fn new() -> Credentials {
         Credentials {
             admin_keys: Vec::new(),
-            claims: quick_cache::sync::Cache::new(CLAIMS_CACHE),
+            claims: ClaimsCache::new(CLAIMS_CACHE),
         }
     }
 
@@ -101,6 +121,16 @@ impl Credentials {
         service: &Service,
         headers: &HeaderMap,
     ) -> Result<(Principal, Option<CacheOutcome>), ServiceError> {
+        self.principal_at(service, headers, unix_now())
+    }
+
+    /// [`Credentials::principal`] at `now` (seconds since the epoch), for the claims cache.
+    pub(super) fn principal_at(
+        &self,
+        service: &Service,
+        headers: &HeaderMap,
+        now: u64,
+    ) -> Result<(Principal, Option<CacheOutcome>), ServiceError> {
         let Some(bearer) = bearer(headers)? else {
             return Ok((Principal::Anonymous, None));
         };
@@ -131,10 +161,7 @@ impl Credentials {
                 None,
             ));
         }
-        let now = unix_now();
-        if let Some(verified) = self.claims.get(&digest)
-            && verified.exp > now
-        {
+        if let Some(verified) = self.claims.get(&digest, now) {
             return Ok((
                 Principal::User {
                     id: verified.user,

@@ -14,6 +14,8 @@ pub mod auth;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
+#[cfg(test)]
+mod tests;
 
 use crate::domain::ErrorCode;
 use crate::service::Service;
