@@ -14,6 +14,7 @@ pub mod auth;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
+pub mod schema;
 #[cfg(test)]
 mod tests;
 

@@ -10,6 +10,7 @@
 use super::Http;
 use super::auth;
 use super::problem::{Problem, ProblemDetails};
+use super::schema::{Amount, IdempotencyKey, UserId};
 #[allow(unused_imports, reason = "named in the OpenAPI annotations")]
 use crate::domain::AuditReport;
 use crate::domain::{ErrorCode, Tier};
@@ -40,33 +41,69 @@ const SIGNATURE: HeaderName = HeaderName::from_static("memes-signature");
 /// `GET /memes`'s query, as the first write-up gives it.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct MemesQuery {
-    /// Latitude, decimal degrees.
+pub struct OriginalQuery {
+    /// Latitude, decimal degrees (with `long`).
+    #[param(minimum = -90, maximum = 90)]
     lat: Option<f64>,
-    /// Longitude, decimal degrees (`lon` is accepted too).
+    /// Longitude, decimal degrees (with `lat`; `lon` is accepted too).
     #[serde(alias = "lon")]
+    #[param(minimum = -180, maximum = 180)]
     long: Option<f64>,
     /// What the meme should be about.
+    #[param(max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     query: Option<String>,
-    /// Deliver this many distinct memes, 1 to 10 (`/v1/memes` only).
-    count: Option<u32>,
-    /// Allow memes flagged not safe for work (`/v1/memes` only).
-    nsfw: Option<bool>,
-    /// The user to charge (admin keys only; a user's own token names the user).
+    /// The user to charge (admin keys only; a user's own credential names the user).
+    #[param(value_type = Option<UserId>)]
     user: Option<String>,
 }
 
-/// `POST /v1/memes`'s body: everything a `get` takes.
+/// `GET /v1/memes`'s query: everything a `get` takes but a generated image.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MemesQuery {
+    /// Latitude, decimal degrees (with `long`).
+    #[param(minimum = -90, maximum = 90)]
+    lat: Option<f64>,
+    /// Longitude, decimal degrees (with `lat`; `lon` is accepted too).
+    #[serde(alias = "lon")]
+    #[param(minimum = -180, maximum = 180)]
+    long: Option<f64>,
+    /// What the meme should be about.
+    #[param(max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
+    query: Option<String>,
+    /// Deliver this many distinct memes, all or nothing.
+    #[param(minimum = 1, maximum = 10)]
+    count: Option<u32>,
+    /// Allow memes flagged not safe for work.
+    nsfw: Option<bool>,
+    /// The user to charge (admin keys only; a user's own credential names the user).
+    #[param(value_type = Option<UserId>)]
+    user: Option<String>,
+}
+
+/// `POST /v1/memes`'s body: everything a `get` takes. (The idempotency key goes in the
+/// `Idempotency-Key` header.)
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemesBody {
-    /// The user to charge (admin keys only; a user's own token names the user).
+    /// The user to charge (admin keys only; a user's own credential names the user).
+    #[schema(value_type = Option<UserId>)]
     user: Option<String>,
+    /// Latitude, decimal degrees (with `long`).
+    #[schema(minimum = -90, maximum = 90, nullable = false)]
     lat: Option<f64>,
+    /// Longitude, decimal degrees (with `lat`; `lon` is accepted too).
     #[serde(alias = "lon")]
+    #[schema(minimum = -180, maximum = 180, nullable = false)]
     long: Option<f64>,
+    /// What the meme should be about.
+    #[schema(max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     query: Option<String>,
+    /// Deliver this many distinct memes, all or nothing (not with `generate`).
+    #[schema(minimum = 1, maximum = 10, nullable = false)]
+    #[serde(default, deserialize_with = "integral_count")]
     count: Option<u32>,
+    /// Allow memes flagged not safe for work.
     #[serde(default)]
     nsfw: bool,
     /// Render a new meme image (premium users only).
@@ -75,8 +112,6 @@ pub struct MemesBody {
     /// With `generate`: also return the PNG, base64.
     #[serde(default)]
     inline: bool,
-    /// Makes a retry safe (the `Idempotency-Key` header does the same).
-    idempotency_key: Option<String>,
 }
 
 /// The meme as `GET /memes` answers it.
@@ -101,8 +136,11 @@ pub struct OriginalMeme {
 /// `POST /update-token-balance`'s body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct BalanceUpdate {
+    #[schema(value_type = UserId)]
     pub user_id: String,
     /// Tokens to add; negative deducts (never below zero).
+    #[schema(value_type = Amount)]
+    #[serde(deserialize_with = "integral")]
     pub amount: i64,
 }
 
@@ -122,8 +160,11 @@ pub struct BalanceUpdated {
 #[serde(deny_unknown_fields)]
 pub struct TopupBody {
     /// Tokens to add; negative deducts (never below zero).
+    #[schema(value_type = Amount)]
+    #[serde(deserialize_with = "integral")]
     pub amount: i64,
     /// Kept with the ledger entry (the admin key's name is added to it).
+    #[schema(max_length = 500, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub reason: Option<String>,
 }
 
@@ -132,7 +173,8 @@ pub struct TopupBody {
 #[serde(deny_unknown_fields)]
 pub struct EntitlementBody {
     pub tier: Tier,
-    /// When it ends (RFC 3339), if it does.
+    /// When it ends (RFC 3339, in the future), if it does.
+    #[schema(format = DateTime)]
     pub until: Option<String>,
 }
 
@@ -140,9 +182,11 @@ pub struct EntitlementBody {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
-    /// Entries per page, 1 to 10,000.
+    /// Entries per page, 1 to 10,000 (the default).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u64>,
-    /// A page's `next`, for the page before it.
+    /// A page's `next` (opaque), for the page before it.
+    #[param(max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     before: Option<String>,
 }
 
@@ -151,8 +195,10 @@ pub struct HistoryQuery {
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// The query (typos forgiven).
+    #[param(max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     q: String,
-    /// Results, 1 to 100.
+    /// Results, 1 to 100 (10 by default).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     nsfw: Option<bool>,
 }
@@ -161,9 +207,15 @@ pub struct SearchQuery {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct WebhookEvent {
     /// The event's id: its retries carry the same one, so it tops up once.
+    #[schema(value_type = IdempotencyKey)]
     pub id: String,
+    #[schema(value_type = UserId)]
     pub user_id: String,
+    #[schema(value_type = Amount)]
+    #[serde(deserialize_with = "integral")]
     pub amount: i64,
+    /// Kept with the ledger entry (default: `webhook <id>`).
+    #[schema(max_length = 500, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub reason: Option<String>,
 }
 
@@ -173,6 +225,61 @@ pub struct Readiness {
     pub ready: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// An integer from JSON: a number with no fractional part (`5.0` is 5, as JSON Schema counts
+/// integers), within `i64`.
+fn integral<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    Integral::deserialize(deserializer).map(|Integral(n)| n)
+}
+
+/// An optional count (as [`integral`]), within `u32`.
+fn integral_count<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u32>, D::Error> {
+    Option::<Integral>::deserialize(deserializer)?
+        .map(|Integral(n)| {
+            u32::try_from(n).map_err(|_| {
+                serde::de::Error::invalid_value(
+                    serde::de::Unexpected::Signed(n),
+                    &"a count from 1 to 10",
+                )
+            })
+        })
+        .transpose()
+}
+
+struct Integral(i64);
+
+impl<'de> Deserialize<'de> for Integral {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Integral, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Integral;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an integer")
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Integral, E> {
+                Ok(Integral(n))
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Integral, E> {
+                i64::try_from(n)
+                    .map(Integral)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(n), &self))
+            }
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Integral, E> {
+                // 2^63 is exact as a float; every integral float below it fits.
+                if n.fract() == 0.0
+                    && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&n)
+                {
+                    Ok(Integral(n as i64))
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Float(n), &self))
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl Http {
@@ -237,38 +344,27 @@ fn subject(caller: &Caller, named: Option<String>) -> Result<String, Problem> {
             "this needs a bearer credential: a token for the user (or, in development mode, the user id)",
         )),
         (_, None) => Err(Problem::new(
-            ErrorCode::InvalidArgument,
-            "say which user: an admin key has no user of its own",
+            ErrorCode::NotAllowed,
+            "an admin key has no account of its own: name the user to charge (`user`)",
         )),
     }
 }
 
-/// The `Idempotency-Key` header, if any; it must agree with a key in the body.
-fn idempotency_key(
-    headers: &HeaderMap,
-    in_body: Option<String>,
-) -> Result<Option<String>, Problem> {
-    let header = match headers.get(IDEMPOTENCY_KEY) {
-        Some(value) => Some(
-            value
-                .to_str()
+/// The `Idempotency-Key` header, if any (UTF-8, as the bearer).
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    headers
+        .get(IDEMPOTENCY_KEY)
+        .map(|value| {
+            std::str::from_utf8(value.as_bytes())
+                .map(str::to_string)
                 .map_err(|_| {
                     Problem::new(
                         ErrorCode::InvalidArgument,
-                        "the Idempotency-Key header is not text",
+                        "the Idempotency-Key header is not UTF-8 text",
                     )
-                })?
-                .to_string(),
-        ),
-        None => None,
-    };
-    match (header, in_body) {
-        (Some(header), Some(body)) if header != body => Err(Problem::new(
-            ErrorCode::InvalidArgument,
-            "the Idempotency-Key header and the body's idempotency_key differ",
-        )),
-        (header, body) => Ok(header.or(body)),
-    }
+                })
+        })
+        .transpose()
 }
 
 /// A body as JSON of type `T`.
@@ -341,14 +437,14 @@ fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
 
 /// `GET /memes`: a meme for the bearer's user, charged (the original route).
 #[utoipa::path(get, path = "/memes", tag = "original",
-    params(MemesQuery, ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
+    params(OriginalQuery, ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Makes a retry safe")),
     responses((status = 200, description = "The meme, charged", body = OriginalMeme), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
         (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn original_memes(
     State(http): State<Http>,
     headers: HeaderMap,
-    params: Result<Query<MemesQuery>, QueryRejection>,
+    params: Result<Query<OriginalQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let params = query(params)?;
     let caller = http.caller(&headers)?;
@@ -357,7 +453,7 @@ pub async fn original_memes(
         lat: params.lat,
         long: params.long,
         query: params.query,
-        idempotency_key: idempotency_key(&headers, None)?,
+        idempotency_key: idempotency_key(&headers)?,
         ..GetRequest::default()
     };
     let reply = http.service.call(&caller, Request::Get(request)).await?;
@@ -394,7 +490,7 @@ pub async fn original_memes(
 
 /// `POST /update-token-balance`: an admin's top-up or deduction (the original route).
 #[utoipa::path(post, path = "/update-token-balance", tag = "original",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
+    params(("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Makes a retry safe")),
     request_body = BalanceUpdate,
     responses((status = 200, description = "Updated", body = BalanceUpdated),
         (status = "4XX", description = "Refused", body = BalanceUpdated),
@@ -418,7 +514,7 @@ pub async fn original_topup(State(http): State<Http>, headers: HeaderMap, body: 
         let request = TopupRequest {
             user: update.user_id,
             amount: update.amount,
-            idempotency_key: idempotency_key(&headers, None)?,
+            idempotency_key: idempotency_key(&headers)?,
             reason: None,
         };
         match http.service.call(&caller, Request::Topup(request)).await? {
@@ -461,7 +557,7 @@ pub async fn original_topup(State(http): State<Http>, headers: HeaderMap, body: 
 
 /// `GET /v1/memes`.
 #[utoipa::path(get, path = "/v1/memes", tag = "memes",
-    params(MemesQuery, ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
+    params(MemesQuery, ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Makes a retry safe")),
     responses((status = 200, description = "Delivered and charged", body = GetData<MemeView>), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
         (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
     security(("bearer" = [])))]
@@ -479,7 +575,7 @@ pub async fn get_memes(
         query: params.query,
         count: params.count,
         nsfw: params.nsfw.unwrap_or(false),
-        idempotency_key: idempotency_key(&headers, None)?,
+        idempotency_key: idempotency_key(&headers)?,
         ..GetRequest::default()
     };
     Ok(no_store(http.answer(&caller, Request::Get(request)).await?))
@@ -487,7 +583,7 @@ pub async fn get_memes(
 
 /// `POST /v1/memes`.
 #[utoipa::path(post, path = "/v1/memes", tag = "memes",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
+    params(("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Makes a retry safe")),
     request_body = MemesBody,
     responses((status = 200, description = "Delivered and charged", body = GetData<MemeView>), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
         (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
@@ -509,7 +605,7 @@ pub async fn post_memes(
         generate: body.generate,
         inline: body.inline,
         token: None,
-        idempotency_key: idempotency_key(&headers, body.idempotency_key)?,
+        idempotency_key: idempotency_key(&headers)?,
     };
     Ok(no_store(http.answer(&caller, Request::Get(request)).await?))
 }
@@ -535,7 +631,7 @@ pub async fn search(
 
 /// `GET /v1/users/{user}/balance`.
 #[utoipa::path(get, path = "/v1/users/{user}/balance", tag = "users",
-    params(("user" = String, Path, description = "The user id")),
+    params(("user" = UserId, Path, description = "The user id")),
     responses((status = 200, description = "Balance and tier", body = BalanceData), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
         (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
     security(("bearer" = [])))]
@@ -553,7 +649,7 @@ pub async fn balance(
 
 /// `GET /v1/users/{user}/history`.
 #[utoipa::path(get, path = "/v1/users/{user}/history", tag = "users",
-    params(("user" = String, Path, description = "The user id"), HistoryQuery),
+    params(("user" = UserId, Path, description = "The user id"), HistoryQuery),
     responses((status = 200, description = "A page of ledger entries, oldest first", body = HistoryData), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
         (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
     security(("bearer" = [])))]
@@ -575,8 +671,8 @@ pub async fn history(
 
 /// `POST /v1/users/{user}/topups` (admin keys).
 #[utoipa::path(post, path = "/v1/users/{user}/topups", tag = "admin",
-    params(("user" = String, Path, description = "The user id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
+    params(("user" = UserId, Path, description = "The user id"),
+        ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Makes a retry safe")),
     request_body = TopupBody,
     responses((status = 200, description = "Topped up or deducted", body = TopupData), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
         (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
@@ -593,7 +689,7 @@ pub async fn topup(
     let request = TopupRequest {
         user,
         amount: body.amount,
-        idempotency_key: idempotency_key(&headers, None)?,
+        idempotency_key: idempotency_key(&headers)?,
         reason: body.reason,
     };
     http.answer(&caller, Request::Topup(request)).await
@@ -601,7 +697,7 @@ pub async fn topup(
 
 /// `PUT /v1/users/{user}/entitlement` (admin keys).
 #[utoipa::path(put, path = "/v1/users/{user}/entitlement", tag = "admin",
-    params(("user" = String, Path, description = "The user id")),
+    params(("user" = UserId, Path, description = "The user id")),
     request_body = EntitlementBody,
     responses((status = 200, description = "The tier set", body = EntitleData), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
         (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),

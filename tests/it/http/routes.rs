@@ -275,15 +275,9 @@ fn idempotency_keys_replay_or_conflict_as_on_the_socket() {
     assert_eq!(socket["data"]["meme"]["id"], original["id"]);
     assert_eq!(daemon.balance("u1"), Some(148), "two charges in all");
 
-    // Header and body keys must agree; keys are checked like the socket's.
-    api.send(
-        "POST",
-        "/v1/memes",
-        Some("u1"),
-        &[("idempotency-key", "a")],
-        Some(r#"{"idempotency_key":"b"}"#),
-    )
-    .problem(400, "invalid_argument");
+    // Over HTTP the key is a header; keys are checked like the socket's.
+    api.post("/v1/memes", Some("u1"), r#"{"idempotency_key":"b"}"#)
+        .problem(400, "bad_request");
     let long = "k".repeat(256);
     api.send(
         "POST",
@@ -445,6 +439,27 @@ fn admin_routes_top_up_entitle_audit_and_reload() {
         .problem(404, "not_found");
     api.post("/v1/users/u1/topups", key, r#"{"amount":0}"#)
         .problem(400, "invalid_argument");
+    // JSON Schema's integers: 2.0 is 2; 2.5 is not an amount.
+    assert_eq!(
+        api.post("/v1/users/u1/topups", key, r#"{"amount":2.0}"#)
+            .ok()["new_balance"],
+        192
+    );
+    api.post("/v1/users/u1/topups", key, r#"{"amount":-2.0}"#)
+        .ok();
+    api.post("/v1/users/u1/topups", key, r#"{"amount":2.5}"#)
+        .problem(400, "bad_request");
+    api.post("/v1/users/u1/topups", key, r#"{"amount":1e300}"#)
+        .problem(400, "bad_request");
+    // An admin key has no account of its own: it names the user to charge.
+    api.get("/memes", key).problem(403, "not_allowed");
+    api.post("/v1/memes", key, "{}").problem(403, "not_allowed");
+    assert_eq!(api.get("/memes?user=u9", key).ok()["balance"], 149);
+    assert_eq!(
+        api.post("/v1/memes", key, r#"{"user":"u9","count":2.0}"#)
+            .ok()["balance"],
+        147
+    );
     api.post("/v1/users/u1/topups", key, r#"{"amount":1,"extra":1}"#)
         .problem(400, "bad_request");
     api.post("/v1/users/u1/topups", Some("u1"), r#"{"amount":1000}"#)
@@ -465,6 +480,8 @@ fn admin_routes_top_up_entitle_audit_and_reload() {
             &Value::Null,
             &Value::Null,
             &json!("gift (by admin key billing)"),
+            &json!("by admin key billing"),
+            &json!("by admin key billing"),
             &json!("by admin key billing")
         ],
         "the key's name is in the ledger: {history}"
