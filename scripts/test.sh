@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The whole test run, as README tells a newcomer and as CI runs it: installs what the tests
-# need (Debian packages, as root or through sudo), then runs every test. Nothing is skipped:
-# a test whose server or browser is missing fails and says so.
+# need (Debian packages, as root or through sudo; schemathesis from PyPI), then runs every
+# test, and schemathesis against the HTTP API's served OpenAPI document. Nothing is skipped:
+# a test whose server or tool is missing fails and says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-test-deps.sh
 
 cargo test --locked
+scripts/schemathesis.sh target/debug/memesd
