@@ -25,10 +25,10 @@ function __fish_memes_using_subcommand
 end
 
 complete -c memes -n "__fish_memes_needs_command" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
-complete -c memes -n "__fish_memes_needs_command" -l color -d 'Colour in human output' -r -f -a "auto\t''
+complete -c memes -n "__fish_memes_needs_command" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c memes -n "__fish_memes_needs_command" -l json -d 'Print the reply\'s data as one JSON document on stdout (for scripts)'
+complete -c memes -n "__fish_memes_needs_command" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
 complete -c memes -n "__fish_memes_needs_command" -s h -l help -d 'Print help'
 complete -c memes -n "__fish_memes_needs_command" -s V -l version -d 'Print version'
 complete -c memes -n "__fish_memes_needs_command" -f -a "get" -d 'Get a meme (charged only when delivered)'
@@ -52,84 +52,84 @@ complete -c memes -n "__fish_memes_using_subcommand get" -l out -d 'With --gener
 complete -c memes -n "__fish_memes_using_subcommand get" -l token -d 'A signed claim (JWT) for this user, e.g. one that makes the request premium' -r
 complete -c memes -n "__fish_memes_using_subcommand get" -l idempotency-key -d 'Makes retries safe: the same key with the same request is answered with the first reply and charged once' -r
 complete -c memes -n "__fish_memes_using_subcommand get" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
-complete -c memes -n "__fish_memes_using_subcommand get" -l color -d 'Colour in human output' -r -f -a "auto\t''
+complete -c memes -n "__fish_memes_using_subcommand get" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c memes -n "__fish_memes_using_subcommand get" -l nsfw -d 'Allow memes flagged not safe for work'
 complete -c memes -n "__fish_memes_using_subcommand get" -l generate -d 'Render a new meme image (premium users only)'
-complete -c memes -n "__fish_memes_using_subcommand get" -l json -d 'Print the reply\'s data as one JSON document on stdout (for scripts)'
+complete -c memes -n "__fish_memes_using_subcommand get" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
 complete -c memes -n "__fish_memes_using_subcommand get" -s h -l help -d 'Print help'
-complete -c memes -n "__fish_memes_using_subcommand topup" -l user -r
+complete -c memes -n "__fish_memes_using_subcommand topup" -l user -d 'The user whose balance changes' -r
 complete -c memes -n "__fish_memes_using_subcommand topup" -l amount -d 'Tokens to add; a negative amount deducts (never below zero)' -r
 complete -c memes -n "__fish_memes_using_subcommand topup" -l reason -d 'Free text kept with the ledger entry, e.g. a payment provider\'s event id' -r
 complete -c memes -n "__fish_memes_using_subcommand topup" -l idempotency-key -d 'Makes retries safe: the same key with the same top-up credits once' -r
 complete -c memes -n "__fish_memes_using_subcommand topup" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
-complete -c memes -n "__fish_memes_using_subcommand topup" -l color -d 'Colour in human output' -r -f -a "auto\t''
+complete -c memes -n "__fish_memes_using_subcommand topup" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c memes -n "__fish_memes_using_subcommand topup" -l json -d 'Print the reply\'s data as one JSON document on stdout (for scripts)'
+complete -c memes -n "__fish_memes_using_subcommand topup" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
 complete -c memes -n "__fish_memes_using_subcommand topup" -s h -l help -d 'Print help'
-complete -c memes -n "__fish_memes_using_subcommand balance" -l user -r
+complete -c memes -n "__fish_memes_using_subcommand balance" -l user -d 'The user whose balance and tier to show' -r
 complete -c memes -n "__fish_memes_using_subcommand balance" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
-complete -c memes -n "__fish_memes_using_subcommand balance" -l color -d 'Colour in human output' -r -f -a "auto\t''
+complete -c memes -n "__fish_memes_using_subcommand balance" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c memes -n "__fish_memes_using_subcommand balance" -l json -d 'Print the reply\'s data as one JSON document on stdout (for scripts)'
+complete -c memes -n "__fish_memes_using_subcommand balance" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
 complete -c memes -n "__fish_memes_using_subcommand balance" -s h -l help -d 'Print help'
-complete -c memes -n "__fish_memes_using_subcommand history" -l user -r
-complete -c memes -n "__fish_memes_using_subcommand history" -l limit -d 'Only the newest N entries (still oldest first)' -r
+complete -c memes -n "__fish_memes_using_subcommand history" -l user -d 'The user whose ledger entries to show' -r
+complete -c memes -n "__fish_memes_using_subcommand history" -l limit -d 'Only the newest N entries (still oldest first; 1 or more)' -r
 complete -c memes -n "__fish_memes_using_subcommand history" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
-complete -c memes -n "__fish_memes_using_subcommand history" -l color -d 'Colour in human output' -r -f -a "auto\t''
+complete -c memes -n "__fish_memes_using_subcommand history" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c memes -n "__fish_memes_using_subcommand history" -l json -d 'Print the reply\'s data as one JSON document on stdout (for scripts)'
+complete -c memes -n "__fish_memes_using_subcommand history" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
 complete -c memes -n "__fish_memes_using_subcommand history" -s h -l help -d 'Print help'
 complete -c memes -n "__fish_memes_using_subcommand search" -l limit -d 'At most this many results (1-100)' -r
 complete -c memes -n "__fish_memes_using_subcommand search" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
-complete -c memes -n "__fish_memes_using_subcommand search" -l color -d 'Colour in human output' -r -f -a "auto\t''
+complete -c memes -n "__fish_memes_using_subcommand search" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c memes -n "__fish_memes_using_subcommand search" -l nsfw -d 'Include memes flagged not safe for work'
-complete -c memes -n "__fish_memes_using_subcommand search" -l json -d 'Print the reply\'s data as one JSON document on stdout (for scripts)'
+complete -c memes -n "__fish_memes_using_subcommand search" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
 complete -c memes -n "__fish_memes_using_subcommand search" -s h -l help -d 'Print help'
-complete -c memes -n "__fish_memes_using_subcommand entitle" -l user -r
-complete -c memes -n "__fish_memes_using_subcommand entitle" -l tier -r -f -a "free\t''
-premium\t''"
+complete -c memes -n "__fish_memes_using_subcommand entitle" -l user -d 'The user whose tier to set' -r
+complete -c memes -n "__fish_memes_using_subcommand entitle" -l tier -d 'The tier from now on' -r -f -a "free\t'Memes from the catalogue'
+premium\t'Also generated meme images (`memes get --generate`)'"
 complete -c memes -n "__fish_memes_using_subcommand entitle" -l until -d 'When the entitlement ends, RFC 3339 (e.g. 2027-01-31T00:00:00Z); open-ended if absent' -r
 complete -c memes -n "__fish_memes_using_subcommand entitle" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
-complete -c memes -n "__fish_memes_using_subcommand entitle" -l color -d 'Colour in human output' -r -f -a "auto\t''
+complete -c memes -n "__fish_memes_using_subcommand entitle" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c memes -n "__fish_memes_using_subcommand entitle" -l json -d 'Print the reply\'s data as one JSON document on stdout (for scripts)'
-complete -c memes -n "__fish_memes_using_subcommand entitle" -s h -l help -d 'Print help'
+complete -c memes -n "__fish_memes_using_subcommand entitle" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
+complete -c memes -n "__fish_memes_using_subcommand entitle" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c memes -n "__fish_memes_using_subcommand audit" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
-complete -c memes -n "__fish_memes_using_subcommand audit" -l color -d 'Colour in human output' -r -f -a "auto\t''
+complete -c memes -n "__fish_memes_using_subcommand audit" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c memes -n "__fish_memes_using_subcommand audit" -l json -d 'Print the reply\'s data as one JSON document on stdout (for scripts)'
+complete -c memes -n "__fish_memes_using_subcommand audit" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
 complete -c memes -n "__fish_memes_using_subcommand audit" -s h -l help -d 'Print help'
 complete -c memes -n "__fish_memes_using_subcommand reload" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
-complete -c memes -n "__fish_memes_using_subcommand reload" -l color -d 'Colour in human output' -r -f -a "auto\t''
+complete -c memes -n "__fish_memes_using_subcommand reload" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c memes -n "__fish_memes_using_subcommand reload" -l json -d 'Print the reply\'s data as one JSON document on stdout (for scripts)'
+complete -c memes -n "__fish_memes_using_subcommand reload" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
 complete -c memes -n "__fish_memes_using_subcommand reload" -s h -l help -d 'Print help'
 complete -c memes -n "__fish_memes_using_subcommand status" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
-complete -c memes -n "__fish_memes_using_subcommand status" -l color -d 'Colour in human output' -r -f -a "auto\t''
+complete -c memes -n "__fish_memes_using_subcommand status" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c memes -n "__fish_memes_using_subcommand status" -l json -d 'Print the reply\'s data as one JSON document on stdout (for scripts)'
+complete -c memes -n "__fish_memes_using_subcommand status" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
 complete -c memes -n "__fish_memes_using_subcommand status" -s h -l help -d 'Print help'
 complete -c memes -n "__fish_memes_using_subcommand bench" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
-complete -c memes -n "__fish_memes_using_subcommand bench" -l color -d 'Colour in human output' -r -f -a "auto\t''
+complete -c memes -n "__fish_memes_using_subcommand bench" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c memes -n "__fish_memes_using_subcommand bench" -l json -d 'Print the reply\'s data as one JSON document on stdout (for scripts)'
-complete -c memes -n "__fish_memes_using_subcommand completions" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
-complete -c memes -n "__fish_memes_using_subcommand completions" -l color -d 'Colour in human output' -r -f -a "auto\t''
+complete -c memes -n "__fish_memes_using_subcommand bench" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
+complete -c memes -n "__fish_memes_using_subcommand completions" -l socket -r -F
+complete -c memes -n "__fish_memes_using_subcommand completions" -l color -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c memes -n "__fish_memes_using_subcommand completions" -l json -d 'Print the reply\'s data as one JSON document on stdout (for scripts)'
+complete -c memes -n "__fish_memes_using_subcommand completions" -l json
 complete -c memes -n "__fish_memes_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions help" -f -a "get" -d 'Get a meme (charged only when delivered)'
 complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions help" -f -a "topup" -d 'Add tokens to a balance, or deduct them with a negative amount (admins)'

@@ -12,16 +12,18 @@ use serde_json::value::RawValue;
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-/// Why a call did not produce a reply.
+/// Why a call did not produce a reply. Like every error type in the crate, a message never
+/// repeats its cause: the cause is `source()`, and whoever prints an error prints its chain
+/// (anyhow's `{:#}`, or `cli::output::with_causes`).
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot connect to memesd at {path}: {source}")]
+    #[error("cannot connect to memesd at {path}")]
     Unreachable {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("lost the connection to memesd: {0}")]
+    #[error("lost the connection to memesd")]
     Io(#[from] io::Error),
     #[error("memesd sent an unexpected reply: {0}")]
     Protocol(String),

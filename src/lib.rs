@@ -17,7 +17,10 @@
 //! - [`daemon`]: memesd's command line and wiring; [`client`] and [`cli`]: the `memes`
 //!   command line; [`paths`]: where the socket and the data live; [`lockfile`]: one daemon
 //!   per data directory and socket.
+//! - [`atomic_file`]: replacing a file atomically and durably (checkpoints, images);
+//!   [`telemetry`]: what memesd measures about itself, for Prometheus.
 
+pub mod atomic_file;
 pub mod catalogue;
 pub mod cli;
 pub mod client;
@@ -30,3 +33,4 @@ pub mod premium;
 pub mod protocol;
 pub mod service;
 pub mod store;
+pub mod telemetry;

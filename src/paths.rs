@@ -7,7 +7,7 @@
 //! the fallback is a private directory `/tmp/memes-$UID` that memesd creates with mode 0700.
 
 use directories::ProjectDirs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Environment variable naming the socket.
 pub const SOCKET_ENV: &str = "MEMES_SOCKET";
@@ -23,6 +23,19 @@ fn project() -> Option<ProjectDirs> {
 /// A private per-user directory under /tmp, for when the platform has no better place.
 fn private_tmp() -> PathBuf {
     PathBuf::from(format!("/tmp/memes-{}", nix::unistd::Uid::current()))
+}
+
+/// The data directory memesd uses: `flag` (its `--data-dir`), else `MEMES_DATA_DIR` (unless
+/// empty), else the default. The CLI resolves it the same way (with no flag) to find the log
+/// of a daemon it starts.
+pub fn data_dir(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| {
+            std::env::var_os(DATA_DIR_ENV)
+                .filter(|dir| !dir.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(default_data_dir)
 }
 
 /// The default data directory.
@@ -51,5 +64,11 @@ mod tests {
         assert!(socket.is_absolute());
         assert!(socket.ends_with(SOCKET_NAME));
         assert!(socket.as_os_str().len() <= crate::fronts::unix::socket::MAX_SOCKET_PATH);
+    }
+
+    #[test]
+    fn a_data_dir_flag_wins() {
+        let flag = Path::new("/srv/memes");
+        assert_eq!(data_dir(Some(flag)), flag);
     }
 }

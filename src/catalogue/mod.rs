@@ -73,13 +73,13 @@ struct CatalogueFile {
 /// Why a catalogue was rejected. The message names the entry.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogueError {
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{origin}: not a catalogue: {source}")]
+    #[error("{origin}: not a catalogue")]
     Parse {
         origin: String,
         #[source]

@@ -8,6 +8,7 @@ use clap::Args;
 
 #[derive(Debug, Args)]
 pub struct BalanceArgs {
+    /// The user whose balance and tier to show
     #[arg(long)]
     pub user: String,
 }

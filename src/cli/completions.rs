@@ -3,14 +3,24 @@
 //! checked by a test.
 
 use super::exit::Exit;
-use super::{Cli, Failure};
+use super::{Cli, ColorChoice, Failure};
 use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
+    /// The shell to complete for
     #[arg(value_enum)]
     pub shell: Shell,
+    // The global options mean nothing here. Hidden arguments of the same names and types keep
+    // clap from adding them to this command (so its help and completions do not offer them),
+    // while a script that passes them anyway still works.
+    #[arg(long, hide = true)]
+    socket: Option<std::path::PathBuf>,
+    #[arg(long, hide = true)]
+    json: bool,
+    #[arg(long, hide = true, value_enum)]
+    color: Option<ColorChoice>,
 }
 
 pub fn run(args: &CompletionsArgs) -> Result<Exit, Failure> {

@@ -1,12 +1,13 @@
 //! Finding memesd. With an explicit socket (`--socket` or `MEMES_SOCKET`) the CLI only
 //! connects: an absent daemon is exit 3. On the default socket, the first run just works:
 //! if nothing answers, the CLI starts `memesd` in the background with the default paths, says
-//! so on stderr, and waits until it answers (unless `MEMES_NO_AUTOSTART=1`).
+//! so on stderr, and waits until it answers (unless `MEMES_NO_AUTOSTART` says yes: 1, true,
+//! yes or on; 0, false, no, off or empty leave it on; anything else is refused).
 
-use super::Failure;
 use super::exit::Exit;
+use super::{Failure, output};
 use crate::client::{Client, ClientError};
-use crate::paths;
+use crate::{lockfile, paths};
 use std::fs::OpenOptions;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
@@ -21,26 +22,76 @@ const START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Connects to memesd at `explicit`, or at the default socket (starting a daemon if needed).
 pub fn connect(explicit: Option<&Path>) -> Result<Client, Failure> {
+    // Checked on every connection, so that a typo is noticed before it matters.
+    let no_autostart = autostart_disabled()?;
     if let Some(path) = explicit {
-        return Ok(Client::connect(path)?);
+        // Never an autostart here: a daemon started with the defaults would listen elsewhere.
+        return Client::connect(path).map_err(|error| {
+            let serve = output::shell_command(["memesd", "--socket", &path.to_string_lossy()]);
+            unreachable(
+                error,
+                format!("is memesd running? start one on this socket with `{serve}`"),
+            )
+        });
     }
     let path = paths::default_socket();
     match Client::connect(&path) {
         Ok(client) => Ok(client),
-        Err(error @ ClientError::Unreachable { .. }) => {
-            if std::env::var(NO_AUTOSTART_ENV).is_ok_and(|v| v == "1") {
-                return Err(error.into());
-            }
-            start_daemon(&path)
-        }
+        Err(error @ ClientError::Unreachable { .. }) if no_autostart => Err(unreachable(
+            error,
+            format!(
+                "is memesd running? start it with `memesd`, or unset {NO_AUTOSTART_ENV} to let memes start it"
+            ),
+        )),
+        Err(ClientError::Unreachable { .. }) => start_daemon(&path),
         Err(error) => Err(error.into()),
+    }
+}
+
+/// A connection that failed, with a hint that fits how the socket was chosen.
+fn unreachable(error: ClientError, hint: String) -> Failure {
+    match error {
+        error @ ClientError::Unreachable { .. } => {
+            Failure::new(Exit::Unreachable, output::with_causes(&error)).with_hint(hint)
+        }
+        other => other.into(),
+    }
+}
+
+/// Whether `MEMES_NO_AUTOSTART` turns the autostart off. Unset or empty: no.
+fn autostart_disabled() -> Result<bool, Failure> {
+    let value = match std::env::var(NO_AUTOSTART_ENV) {
+        Err(std::env::VarError::NotPresent) => return Ok(false),
+        Err(std::env::VarError::NotUnicode(value)) => value.to_string_lossy().into_owned(),
+        Ok(value) if value.is_empty() => return Ok(false),
+        Ok(value) => value,
+    };
+    parse_switch(&value).ok_or_else(|| {
+        Failure::new(
+            Exit::Invalid,
+            format!("{NO_AUTOSTART_ENV}={value:?} is neither yes nor no"),
+        )
+        .with_hint(format!(
+            "set {NO_AUTOSTART_ENV} to 1, true, yes or on to turn the autostart off; 0, false, no or off to leave it on"
+        ))
+    })
+}
+
+/// A yes/no word as environment variables spell them, in any case.
+fn parse_switch(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
     }
 }
 
 /// Starts memesd detached from this terminal and waits until it answers on `socket`.
 fn start_daemon(socket: &Path) -> Result<Client, Failure> {
     let memesd = sibling_program("memesd");
-    let data_dir = paths::default_data_dir();
+    // Where the daemon will keep its ledger (it inherits MEMES_DATA_DIR), so its log sits
+    // beside it.
+    let data_dir = paths::data_dir(None);
     let log_path = data_dir.join("memesd.log");
     let failed = |message: String| {
         Failure::new(Exit::Unreachable, message).with_hint(format!(
@@ -80,12 +131,31 @@ fn start_daemon(socket: &Path) -> Result<Client, Failure> {
         match Client::connect(socket) {
             Ok(client) => return Ok(client),
             Err(ClientError::Unreachable { .. }) if Instant::now() < deadline => {}
-            Err(error) => return Err(failed(format!("memesd did not come up: {error}"))),
+            Err(error) => {
+                let error = output::with_causes(&error);
+                return Err(failed(format!("memesd did not come up: {error}")));
+            }
         }
         if let Ok(Some(status)) = child.try_wait() {
             // Another invocation may have started a daemon at the same moment; it wins.
             if let Ok(client) = Client::connect(socket) {
                 return Ok(client);
+            }
+            if let Some(live) = daemon_elsewhere(&data_dir, socket) {
+                let live = live.display().to_string();
+                return Err(Failure::new(
+                    Exit::Unreachable,
+                    format!(
+                        "no memesd answers on {}, and none can start there: a memesd is already using the data directory {} and serves socket {live}",
+                        socket.display(),
+                        data_dir.display()
+                    ),
+                )
+                .with_hint(format!(
+                    "use --socket {} (or MEMES_SOCKET={})",
+                    output::shell_command([live.as_str()]),
+                    output::shell_command([live.as_str()])
+                )));
             }
             let tail = log_tail(&log_path, log_start).unwrap_or_default();
             return Err(failed(format!(
@@ -95,6 +165,13 @@ fn start_daemon(socket: &Path) -> Result<Client, Failure> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The socket of another daemon that holds `data_dir` (as it recorded in the lock file),
+/// if it answers there.
+fn daemon_elsewhere(data_dir: &Path, socket: &Path) -> Option<PathBuf> {
+    let owner = lockfile::read_owner(data_dir)?;
+    (owner.socket != socket && Client::connect(&owner.socket).is_ok()).then_some(owner.socket)
 }
 
 /// A program installed next to this executable (how cargo and installs lay them out), else
@@ -115,4 +192,22 @@ fn log_tail(path: &Path, from: u64) -> io::Result<String> {
     file.take(64 * 1024).read_to_string(&mut text)?;
     let lines: Vec<&str> = text.lines().collect();
     Ok(lines[lines.len().saturating_sub(3)..].join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switches_read_the_usual_words_in_any_case() {
+        for yes in ["1", "true", "YES", "On"] {
+            assert_eq!(parse_switch(yes), Some(true), "{yes}");
+        }
+        for no in ["0", "False", "no", "OFF"] {
+            assert_eq!(parse_switch(no), Some(false), "{no}");
+        }
+        for neither in ["2", "y", "maybe", " 1"] {
+            assert_eq!(parse_switch(neither), None, "{neither}");
+        }
+    }
 }

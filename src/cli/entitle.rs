@@ -8,8 +8,10 @@ use clap::{Args, ValueEnum};
 
 #[derive(Debug, Args)]
 pub struct EntitleArgs {
+    /// The user whose tier to set
     #[arg(long)]
     pub user: String,
+    /// The tier from now on
     #[arg(long, value_enum)]
     pub tier: TierArg,
     /// When the entitlement ends, RFC 3339 (e.g. 2027-01-31T00:00:00Z); open-ended if absent
@@ -19,7 +21,9 @@ pub struct EntitleArgs {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum TierArg {
+    /// Memes from the catalogue
     Free,
+    /// Also generated meme images (`memes get --generate`)
     Premium,
 }
 

@@ -21,6 +21,9 @@ pub enum Exit {
     Conflict = 7,
     /// Try again later: rate limited, daemon busy, ledger unavailable.
     TryLater = 8,
+    /// Degraded: memesd answers but cannot serve changes (`status` found the ledger not
+    /// writable, e.g. a full disk). Reads still work.
+    Degraded = 9,
 }
 
 /// The exit-code table shown at the end of `memes --help`.
@@ -34,7 +37,27 @@ Exit codes:
   5  not found (unknown user; no meme matches the query)
   6  not allowed (admin-only operation, premium-only feature, rejected token)
   7  conflict (idempotency key reused with different parameters)
-  8  try again later (rate_limited, busy, unavailable)";
+  8  try again later (rate_limited, busy, unavailable)
+  9  degraded: memesd answers but cannot serve changes (`status`: ledger not writable)";
+
+impl Exit {
+    /// The `error.code` that `--json` prints for a failure found by the CLI itself (for a
+    /// refusal by memesd, its own code is printed). The CLI's own codes: `invalid_argument`
+    /// (usage errors, invalid input), `unreachable` (no memesd answers), `write_failed` (an
+    /// output file could not be written; set where that happens) and `internal`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Exit::Invalid => ErrorCode::InvalidArgument.as_str(),
+            Exit::Unreachable => "unreachable",
+            Exit::InsufficientTokens => ErrorCode::InsufficientTokens.as_str(),
+            Exit::NotFound => ErrorCode::NotFound.as_str(),
+            Exit::NotAllowed => ErrorCode::NotAllowed.as_str(),
+            Exit::Conflict => ErrorCode::IdempotencyConflict.as_str(),
+            Exit::TryLater | Exit::Degraded => ErrorCode::Unavailable.as_str(),
+            Exit::Success | Exit::Failure => ErrorCode::Internal.as_str(),
+        }
+    }
+}
 
 impl From<ErrorCode> for Exit {
     fn from(code: ErrorCode) -> Exit {

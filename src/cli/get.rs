@@ -1,12 +1,21 @@
 //! `memes get`: a meme (or several, or a generated image), charged only when delivered.
+//!
+//! `--generate --out FILE` is paid for before the file is written, so the CLI makes the write
+//! as safe as it can: it creates a temporary file beside FILE first (a path it cannot write
+//! is refused before anything is charged), renames it into place once complete, and always
+//! sends an idempotency key (the user's, or one it makes up), so that if the write still
+//! fails it can print the exact command that fetches the same image again without paying.
 
 use super::exit::Exit;
 use super::output::{self, tokens};
 use super::{Ctx, Failure};
-use crate::protocol::{GetData, GetRequest, MemeView, Request};
+use crate::protocol::{GetData, GetRequest, MAX_COUNT, MemeView, Request};
 use base64::Engine;
-use clap::Args;
-use std::path::PathBuf;
+use clap::{Args, value_parser};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
 pub struct GetArgs {
@@ -28,7 +37,8 @@ pub struct GetArgs {
     #[arg(long)]
     pub query: Option<String>,
     /// Deliver this many distinct memes (1-10), charged together, all or nothing
-    #[arg(long)]
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = value_parser!(u32).range(1..=i64::from(MAX_COUNT)))]
     pub count: Option<u32>,
     /// Allow memes flagged not safe for work
     #[arg(long)]
@@ -49,6 +59,13 @@ pub struct GetArgs {
 }
 
 pub fn run(args: &GetArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
+    // Before anything is charged: can the image be written where it should go?
+    let pending = args.out.as_deref().map(PendingFile::create).transpose()?;
+    let idempotency_key = match (&args.idempotency_key, &pending) {
+        (Some(key), _) => Some(key.clone()),
+        (None, Some(_)) => Some(format!("memes-out-{}", uuid::Uuid::new_v4())),
+        (None, None) => None,
+    };
     let request = Request::Get(GetRequest {
         user: args.user.clone(),
         lat: args.lat,
@@ -59,21 +76,30 @@ pub fn run(args: &GetArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
         generate: args.generate,
         inline: args.out.is_some(),
         token: args.token.clone(),
-        idempotency_key: args.idempotency_key.clone(),
+        idempotency_key: idempotency_key.clone(),
     });
     let (mut data, raw): (GetData, _) = ctx.call_as(&request)?;
-    if let (Some(out), Some(image)) = (&args.out, &mut data.generated) {
+    if let (Some(pending), Some(image)) = (pending, &mut data.generated) {
         let png = image.png_base64.take().unwrap_or_default();
-        let bytes = base64::engine::general_purpose::STANDARD
+        let written = base64::engine::general_purpose::STANDARD
             .decode(png)
-            .map_err(|e| {
-                Failure::new(
-                    Exit::Failure,
-                    format!("memesd sent an undecodable image: {e}"),
-                )
-            })?;
-        std::fs::write(out, bytes)
-            .map_err(|e| Failure::new(Exit::Failure, format!("writing {}: {e}", out.display())))?;
+            .map_err(|e| format!("memesd sent an undecodable image: {e}"))
+            .and_then(|bytes| pending.publish(&bytes));
+        if let Err(message) = written {
+            let key = idempotency_key.as_deref().unwrap_or_default();
+            return Err(Failure::new(
+                Exit::Failure,
+                format!(
+                    "{message}; the image was charged ({})",
+                    tokens(data.charged)
+                ),
+            )
+            .with_code("write_failed")
+            .with_hint(format!(
+                "get the same image again without paying: `{}`",
+                replay_command(args, key, ctx)
+            )));
+        }
     }
     if ctx.json {
         match args.out {
@@ -85,6 +111,92 @@ pub fn run(args: &GetArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
     }
     print_human(&data, args);
     Ok(Exit::Success)
+}
+
+/// A temporary file beside the output file, renamed into place once the image is in it;
+/// removed if it never is. Created here rather than by `tempfile::Builder`, whose errors
+/// append the temporary name (which the user never chose) to the system's message.
+struct PendingFile {
+    file: File,
+    part: tempfile::TempPath,
+    out: PathBuf,
+}
+
+impl PendingFile {
+    /// Refuses (exit 2, nothing charged yet) an output path this process cannot create.
+    fn create(out: &Path) -> Result<PendingFile, Failure> {
+        let refuse = |why: String| {
+            Failure::new(
+                Exit::Invalid,
+                format!("cannot write {}: {why}; nothing was charged", out.display()),
+            )
+        };
+        if out.is_dir() {
+            return Err(refuse("it is a directory".into()));
+        }
+        let dir = match out.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let name = format!(".memes-{}.png.part", uuid::Uuid::new_v4().simple());
+        // Removes the file when dropped; a unique name, so never someone else's.
+        let part = tempfile::TempPath::try_from_path(dir.join(name))
+            .map_err(|e| refuse(format!("{}: {e}", dir.display())))?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            // What `File::create` gives (before the umask).
+            .mode(0o666)
+            .open(&part)
+            .map_err(|e| refuse(format!("{}: {e}", dir.display())))?;
+        Ok(PendingFile {
+            file,
+            part,
+            out: out.to_path_buf(),
+        })
+    }
+
+    /// Writes `bytes` and renames the file into place.
+    fn publish(mut self, bytes: &[u8]) -> Result<(), String> {
+        let writing = |e| format!("writing {}: {e}", self.out.display());
+        self.file.write_all(bytes).map_err(writing)?;
+        self.file.sync_all().map_err(writing)?;
+        self.part
+            .persist(&self.out)
+            .map_err(|e| format!("writing {}: {}", self.out.display(), e.error))
+    }
+}
+
+/// The command that asks for the same generated image again with `key`, into another file:
+/// memesd answers a repeated key with its first reply, charging nothing.
+fn replay_command(args: &GetArgs, key: &str, ctx: &Ctx) -> String {
+    let mut words: Vec<String> = vec!["memes".into()];
+    if let Some(socket) = &ctx.socket {
+        words.extend(["--socket".into(), socket.display().to_string()]);
+    }
+    words.extend(["get".into(), "--user".into(), args.user.clone()]);
+    if let (Some(lat), Some(long)) = (args.lat, args.long) {
+        words.extend([
+            "--lat".into(),
+            lat.to_string(),
+            "--long".into(),
+            long.to_string(),
+        ]);
+    }
+    if let Some(query) = &args.query {
+        words.extend(["--query".into(), query.clone()]);
+    }
+    if args.nsfw {
+        words.push("--nsfw".into());
+    }
+    words.extend([
+        "--generate".into(),
+        "--idempotency-key".into(),
+        key.into(),
+        "--out".into(),
+        "OTHER.png".into(),
+    ]);
+    output::shell_command(words.iter().map(String::as_str))
 }
 
 fn print_human(data: &GetData, args: &GetArgs) {

@@ -4,14 +4,16 @@ use super::exit::Exit;
 use super::output;
 use super::{Ctx, Failure};
 use crate::protocol::{HistoryData, HistoryEntry, HistoryRequest, MAX_HISTORY_PAGE, Request};
-use clap::Args;
+use clap::{Args, value_parser};
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
+    /// The user whose ledger entries to show
     #[arg(long)]
     pub user: String,
-    /// Only the newest N entries (still oldest first)
-    #[arg(long, value_name = "N")]
+    /// Only the newest N entries (still oldest first; 1 or more)
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
 }
 
@@ -41,7 +43,7 @@ pub fn run(args: &HistoryArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
         };
         table.add_row(vec![
             entry.seq.to_string(),
-            entry.time.clone(),
+            display_time(&entry.time),
             entry.kind.as_str().to_string(),
             format!("{:+}", entry.delta),
             entry.balance.to_string(),
@@ -51,6 +53,16 @@ pub fn run(args: &HistoryArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
     }
     println!("{table}");
     Ok(Exit::Success)
+}
+
+/// A ledger time as the table shows it: always three digits of milliseconds, so that a
+/// column of times lines up (the wire format drops trailing zeros: `39.54Z`). Anything that
+/// does not read as RFC 3339 is shown as it came.
+fn display_time(time: &str) -> String {
+    match time.parse::<jiff::Timestamp>() {
+        Ok(instant) => format!("{instant:.3}"),
+        Err(_) => time.to_string(),
+    }
 }
 
 /// The whole history (or the newest `--limit` entries), oldest first, page by page: the
@@ -75,4 +87,22 @@ fn fetch(args: &HistoryArgs, ctx: &mut Ctx) -> Result<Vec<HistoryEntry>, Failure
     }
     // Pages come newest first; each is oldest first within.
     Ok(pages.into_iter().rev().flatten().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_show_exactly_three_digits_of_milliseconds() {
+        for (wire, shown) in [
+            ("2026-11-24T02:16:39.54Z", "2026-11-24T02:16:39.540Z"),
+            ("2026-11-24T02:16:39.535Z", "2026-11-24T02:16:39.535Z"),
+            ("2026-11-24T02:16:39.5Z", "2026-11-24T02:16:39.500Z"),
+            ("2026-11-24T02:16:39Z", "2026-11-24T02:16:39.000Z"),
+        ] {
+            assert_eq!(display_time(wire), shown, "{wire}");
+        }
+        assert_eq!(display_time("yesterday"), "yesterday", "shown as sent");
+    }
 }

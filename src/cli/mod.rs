@@ -33,20 +33,26 @@ use std::process::ExitCode;
 #[command(name = "memes", version, after_help = exit::HELP)]
 pub struct Cli {
     /// memesd's socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]
-    #[arg(long, global = true, env = paths::SOCKET_ENV, value_name = "PATH")]
+    #[arg(long, global = true, env = paths::SOCKET_ENV, value_name = "PATH",
+          help_heading = GLOBAL_OPTIONS)]
     pub socket: Option<PathBuf>,
 
-    /// Print the reply's data as one JSON document on stdout (for scripts)
-    #[arg(long, global = true)]
+    /// Print the reply's data (or the error) as one JSON document on stdout, for scripts
+    #[arg(long, global = true, help_heading = GLOBAL_OPTIONS)]
     pub json: bool,
 
-    /// Colour in human output
-    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    /// When to colour the error and warning labels on stderr (auto: when stderr is a terminal
+    /// and NO_COLOR is not set)
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto,
+          value_name = "WHEN", help_heading = GLOBAL_OPTIONS)]
     pub color: ColorChoice,
 
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The heading of the options every command takes.
+const GLOBAL_OPTIONS: &str = "Global options";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ColorChoice {
@@ -81,10 +87,13 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
 }
 
-/// Why a command failed: its exit code, a message, and a hint where one helps.
+/// Why a command failed: its exit code, the error code `--json` prints, a message, and a
+/// hint where one helps.
 #[derive(Debug)]
 pub struct Failure {
     pub exit: Exit,
+    /// memesd's error code for a refusal, else the CLI's own (see [`Exit::code`]).
+    pub code: &'static str,
     pub message: String,
     pub hint: Option<String>,
 }
@@ -93,9 +102,15 @@ impl Failure {
     pub fn new(exit: Exit, message: impl Into<String>) -> Failure {
         Failure {
             exit,
+            code: exit.code(),
             message: message.into(),
             hint: None,
         }
+    }
+
+    pub fn with_code(mut self, code: &'static str) -> Failure {
+        self.code = code;
+        self
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Failure {
@@ -104,36 +119,55 @@ impl Failure {
     }
 }
 
-impl From<ErrorBody> for Failure {
-    fn from(error: ErrorBody) -> Failure {
-        let hint = match error.code {
-            ErrorCode::InsufficientTokens => {
-                Some("an admin can add tokens with `memes topup --user USER --amount N`")
-            }
-            ErrorCode::IdempotencyConflict => {
-                Some("use a new key for a new request; reuse a key only to retry the same request")
-            }
-            ErrorCode::RateLimited | ErrorCode::Busy | ErrorCode::Unavailable => {
-                Some("nothing was changed; try again later")
-            }
-            _ => None,
-        };
+impl Failure {
+    /// The daemon's refusal of `request` (or the same check made here before sending it),
+    /// with the hint that fits that request.
+    pub fn refused(error: ErrorBody, request: &Request) -> Failure {
         Failure {
             exit: error.code.into(),
+            code: error.code.as_str(),
             message: error.message,
-            hint: hint.map(str::to_string),
+            hint: hint(error.code, request),
         }
+    }
+}
+
+/// The hint table: what to do about a refusal, given what was asked.
+fn hint(code: ErrorCode, request: &Request) -> Option<String> {
+    let command = |words: &[&str]| output::shell_command(words.iter().copied());
+    match (code, request) {
+        // A deduction is refused when it exceeds the balance: more tokens are not the answer.
+        (ErrorCode::InsufficientTokens, Request::Topup(topup)) if topup.amount < 0 => {
+            Some(format!(
+                "a deduction never takes a balance below zero; deduct at most the balance (see `{}`)",
+                command(&["memes", "balance", "--user", &topup.user])
+            ))
+        }
+        (ErrorCode::InsufficientTokens, Request::Get(get)) => Some(format!(
+            "an admin can add tokens with `{} --amount N`",
+            command(&["memes", "topup", "--user", &get.user])
+        )),
+        (ErrorCode::InsufficientTokens, _) => {
+            Some("an admin can add tokens with `memes topup --user USER --amount N`".into())
+        }
+        (ErrorCode::IdempotencyConflict, _) => Some(
+            "use a new key for a new request; reuse a key only to retry the same request".into(),
+        ),
+        (ErrorCode::RateLimited | ErrorCode::Busy | ErrorCode::Unavailable, _) => {
+            Some("nothing was changed; try again later".into())
+        }
+        _ => None,
     }
 }
 
 impl From<ClientError> for Failure {
     fn from(error: ClientError) -> Failure {
         match error {
-            ClientError::Unreachable { .. } => Failure::new(Exit::Unreachable, error.to_string())
-                .with_hint(
-                    "is memesd running? start it with `memesd` (or unset MEMES_NO_AUTOSTART)",
-                ),
-            other => Failure::new(Exit::Failure, other.to_string()),
+            ClientError::Unreachable { .. } => {
+                Failure::new(Exit::Unreachable, output::with_causes(&error))
+                    .with_hint("is memesd running?")
+            }
+            other => Failure::new(Exit::Failure, output::with_causes(&other)),
         }
     }
 }
@@ -150,12 +184,13 @@ impl Ctx {
     /// Sends a request (validated here first, so bad input fails fast with exit 2) and
     /// returns the reply's raw data.
     pub fn call(&mut self, request: &Request) -> Result<Box<RawValue>, Failure> {
-        request.validate()?;
+        let refused = |error| Failure::refused(error, request);
+        request.validate().map_err(refused)?;
         if self.client.is_none() {
             self.client = Some(connect::connect(self.socket.as_deref())?);
         }
         let client = self.client.as_mut().expect("connected above");
-        Ok(client.call(request)??)
+        client.call(request)?.map_err(refused)
     }
 
     /// [`Ctx::call`], decoding the data as `T`.
@@ -173,7 +208,10 @@ impl Ctx {
 
 /// Entry point of the `memes` binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return output::usage_error(&error, output::json_requested()),
+    };
     let mut ctx = Ctx {
         socket: cli.socket.clone(),
         json: cli.json,
@@ -196,7 +234,7 @@ pub fn main() -> ExitCode {
     match outcome {
         Ok(exit) => exit.into(),
         Err(failure) => {
-            output::print_failure(&failure, ctx.color);
+            output::print_failure(&failure, ctx.color, ctx.json);
             failure.exit.into()
         }
     }

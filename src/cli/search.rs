@@ -3,15 +3,16 @@
 use super::exit::Exit;
 use super::output;
 use super::{Ctx, Failure};
-use crate::protocol::{Request, SearchData, SearchRequest};
-use clap::Args;
+use crate::protocol::{MAX_SEARCH_LIMIT, Request, SearchData, SearchRequest};
+use clap::{Args, value_parser};
 
 #[derive(Debug, Args)]
 pub struct SearchArgs {
     /// What to look for (typos forgiven)
     pub query: String,
     /// At most this many results (1-100)
-    #[arg(long, default_value_t = 10, value_name = "N")]
+    #[arg(long, default_value_t = 10, value_name = "N", allow_negative_numbers = true,
+          value_parser = value_parser!(u32).range(1..=i64::from(MAX_SEARCH_LIMIT)))]
     pub limit: u32,
     /// Include memes flagged not safe for work
     #[arg(long)]

@@ -1,4 +1,5 @@
-//! `memes status`: the daemon's version, uptime and counts.
+//! `memes status`: the daemon's version, uptime and counts. Exit 9 (degraded) while the
+//! daemon cannot write its ledger, so that a health check notices without parsing output.
 
 use super::exit::Exit;
 use super::output;
@@ -8,14 +9,26 @@ use crate::protocol::{PROTOCOL_VERSION, Request, StatusData, StatusRequest};
 pub fn run(ctx: &mut Ctx) -> Result<Exit, Failure> {
     let (data, raw): (StatusData, _) = ctx.call_as(&Request::Status(StatusRequest {}))?;
     if data.protocol != PROTOCOL_VERSION {
-        eprintln!(
-            "memes: warning: memesd speaks protocol {}, this memes speaks {PROTOCOL_VERSION}",
-            data.protocol
+        output::warn(
+            &format!(
+                "memesd speaks protocol {}, this memes speaks {PROTOCOL_VERSION}",
+                data.protocol
+            ),
+            ctx.color,
         );
     }
+    let exit = if data.writable {
+        Exit::Success
+    } else {
+        output::warn(
+            "the ledger is not writable (disk full or failing): memesd refuses changes until it is",
+            ctx.color,
+        );
+        Exit::Degraded
+    };
     if ctx.json {
         output::print_json(&raw);
-        return Ok(Exit::Success);
+        return Ok(exit);
     }
     let mut table = output::table();
     table.add_row(vec!["memesd", &data.version]);
@@ -34,5 +47,5 @@ pub fn run(ctx: &mut Ctx) -> Result<Exit, Failure> {
     };
     table.add_row(vec!["Ledger", ledger]);
     println!("{table}");
-    Ok(Exit::Success)
+    Ok(exit)
 }

@@ -8,6 +8,7 @@ use clap::Args;
 
 #[derive(Debug, Args)]
 pub struct TopupArgs {
+    /// The user whose balance changes
     #[arg(long)]
     pub user: String,
     /// Tokens to add; a negative amount deducts (never below zero)

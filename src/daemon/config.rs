@@ -1,11 +1,18 @@
-//! memesd's command line, and its translation into the settings of each part.
+//! memesd's command line, and its translation into the settings of each part. Every value
+//! is checked as it is parsed (clap value parsers), so a flag out of range stops memesd
+//! before it starts, with a message naming the flag, instead of a daemon that starts and
+//! then refuses its work.
 
+use crate::domain::MAX_BALANCE;
 use crate::fronts::http::HttpLimits;
 use crate::fronts::unix::connection::Limits;
 use crate::fronts::unix::socket::SocketAccess;
 use crate::paths;
 use crate::service::access::{self, AdminPolicy};
-use clap::Parser;
+use clap::builder::RangedU64ValueParser;
+use clap::{Parser, value_parser};
+use std::ffi::OsStr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -29,16 +36,19 @@ pub struct DaemonArgs {
     #[arg(long, env = "MEMES_CATALOGUE", value_name = "FILE")]
     pub catalogue: Option<PathBuf>,
 
-    /// Tokens granted once, when an account opens
-    #[arg(long, default_value_t = 150, value_name = "N")]
+    /// Tokens granted once, when an account opens (at most the largest balance, 2^53 - 1)
+    #[arg(long, default_value_t = 150, value_name = "N", allow_negative_numbers = true,
+          value_parser = value_parser!(u64).range(0..=MAX_BALANCE))]
     pub welcome_tokens: u64,
 
-    /// Tokens charged per delivered meme
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    /// Tokens charged per delivered meme (1 to 2^53 - 1)
+    #[arg(long, default_value_t = 1, value_name = "N", allow_negative_numbers = true,
+          value_parser = value_parser!(u64).range(1..=MAX_BALANCE))]
     pub meme_cost: u64,
 
-    /// Tokens charged per generated meme image (premium)
-    #[arg(long, default_value_t = 5, value_name = "N")]
+    /// Tokens charged per generated meme image, premium (1 to 2^53 - 1)
+    #[arg(long, default_value_t = 5, value_name = "N", allow_negative_numbers = true,
+          value_parser = value_parser!(u64).range(1..=MAX_BALANCE))]
     pub generate_cost: u64,
 
     /// Key for signed claims (JWT): an HS256 secret file, or an Ed25519 public key (PEM)
@@ -49,9 +59,10 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "CMD")]
     pub generator_cmd: Option<String>,
 
-    /// Seconds the external generator may take
-    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
-    pub generator_timeout: f64,
+    /// How long the external generator may take: seconds (`30`) or with a unit (`1m`, `500ms`)
+    #[arg(long, default_value = "30", value_parser = parse_duration, value_name = "DURATION",
+          allow_negative_numbers = true)]
+    pub generator_timeout: Duration,
 
     /// Also allow this user (name or uid) to run admin operations (topup, entitle, audit, reload)
     #[arg(long, value_name = "USER")]
@@ -69,20 +80,24 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "GROUP")]
     pub socket_group: Option<String>,
 
-    /// Most connections open at once; more get a `busy` reply and are closed
-    #[arg(long, default_value_t = 4096, value_name = "N")]
+    /// Most connections open at once (1 to 1,000,000); more get a `busy` reply and are closed
+    #[arg(long, default_value_t = 4096, value_name = "N", allow_negative_numbers = true,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_CONNECTIONS))]
     pub max_connections: usize,
 
-    /// Close connections that complete no request, or take no reply, for this many seconds
-    #[arg(long, default_value_t = 300.0, value_name = "SECS")]
-    pub idle_timeout: f64,
+    /// Close connections that complete no request, or take no reply, for this long: seconds
+    /// (`300`) or with a unit (`5m`, `30s`)
+    #[arg(long, default_value = "300", value_parser = parse_duration, value_name = "DURATION",
+          allow_negative_numbers = true)]
+    pub idle_timeout: Duration,
 
     /// Per-user request limit, like `20/s` or `20` (off by default)
     #[arg(long, value_parser = parse_rate, value_name = "N/s")]
     pub rate_limit: Option<u32>,
 
-    /// Write a checkpoint whenever the journal grew by this many MiB
-    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    /// Write a checkpoint whenever the journal grew by this many MiB (1 to 1,048,576)
+    #[arg(long, default_value_t = 64, value_name = "MIB", allow_negative_numbers = true,
+          value_parser = value_parser!(u64).range(1..=MAX_CHECKPOINT_MIB))]
     pub checkpoint_mib: u64,
 
     /// Also serve the HTTP API on this address, e.g. 127.0.0.1:8080 (TLS belongs to a
@@ -98,14 +113,21 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "FILE")]
     pub webhook_secret: Option<PathBuf>,
 
-    /// Seconds an HTTP client has to send a request's head; an idle keep-alive connection
-    /// is closed after as long
-    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
-    pub http_header_timeout: f64,
+    /// How long an HTTP client has to send a request's head (seconds, or like 10s); an idle
+    /// keep-alive connection is closed after as long
+    #[arg(long, default_value = "10", value_parser = parse_duration, value_name = "DURATION",
+          allow_negative_numbers = true)]
+    pub http_header_timeout: Duration,
 
-    /// Seconds an HTTP client has to send a request's body once its head arrived
-    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
-    pub http_body_timeout: f64,
+    /// How long an HTTP client has to send a request's body once its head arrived
+    #[arg(long, default_value = "30", value_parser = parse_duration, value_name = "DURATION",
+          allow_negative_numbers = true)]
+    pub http_body_timeout: Duration,
+
+    /// Serve Prometheus metrics at /metrics on this address (with --http they are also on
+    /// the HTTP listener)
+    #[arg(long, env = "MEMES_METRICS", value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
 
     /// Without --claims-key, HTTP bearers are plain user ids (development mode); allow that
     /// on an address other than loopback anyway
@@ -115,9 +137,7 @@ pub struct DaemonArgs {
 
 impl DaemonArgs {
     pub fn data_dir(&self) -> PathBuf {
-        self.data_dir
-            .clone()
-            .unwrap_or_else(paths::default_data_dir)
+        paths::data_dir(self.data_dir.as_deref())
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -152,9 +172,9 @@ impl DaemonArgs {
 
     pub fn limits(&self) -> Limits {
         Limits {
-            max_connections: self.max_connections.max(1),
-            idle_timeout: seconds(self.idle_timeout),
-            write_timeout: seconds(self.idle_timeout),
+            max_connections: self.max_connections,
+            idle_timeout: self.idle_timeout,
+            write_timeout: self.idle_timeout,
             ..Limits::default()
         }
     }
@@ -163,8 +183,8 @@ impl DaemonArgs {
     pub fn http_limits(&self) -> HttpLimits {
         HttpLimits {
             max_connections: self.max_connections.max(1),
-            header_timeout: seconds(self.http_header_timeout),
-            body_timeout: seconds(self.http_body_timeout),
+            header_timeout: self.http_header_timeout,
+            body_timeout: self.http_body_timeout,
             ..HttpLimits::default()
         }
     }
@@ -188,12 +208,41 @@ impl DaemonArgs {
     }
 
     pub fn generator_timeout(&self) -> Duration {
-        seconds(self.generator_timeout)
+        self.generator_timeout
     }
 }
 
-fn seconds(secs: f64) -> Duration {
-    Duration::try_from_secs_f64(secs.max(0.001)).unwrap_or(Duration::MAX)
+/// The most `--max-connections` accepts: far beyond any descriptor limit, well within what a
+/// semaphore can count.
+const MAX_CONNECTIONS: u64 = 1_000_000;
+/// The most `--checkpoint-mib` accepts (1 TiB of journal between checkpoints).
+const MAX_CHECKPOINT_MIB: u64 = 1 << 20;
+/// The longest timeout accepted: beyond a year a timeout is a typo, and times this far
+/// ahead stay clear of `Instant` overflow.
+const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// A timeout: plain seconds (`300`, `0.5`) or a duration with units (`5m`, `30s`,
+/// `1h 30m`, `250ms`), more than zero and at most a year. Also `memes bench --duration`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let plain_seconds = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let parsed = match plain_seconds {
+        true => humantime::parse_duration(&format!("{text}s")),
+        false => humantime::parse_duration(text),
+    };
+    match parsed {
+        Ok(duration) if duration.is_zero() => Err("must be more than zero".to_string()),
+        Ok(duration) if duration > MAX_DURATION => Err("must be at most a year".to_string()),
+        Ok(duration) => Ok(duration),
+        Err(error) => Err(format!(
+            "{error}; give seconds (300) or a duration with a unit (5m, 30s, 250ms)"
+        )),
+    }
+}
+
+/// Whether memesd's log (on stderr) is coloured: only on a terminal, and never when
+/// `NO_COLOR` is set to anything but the empty string (<https://no-color.org>).
+pub fn colour_logs(stderr_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(OsStr::is_empty)
 }
 
 fn parse_mode(text: &str) -> Result<u32, String> {
@@ -207,12 +256,13 @@ fn parse_mode(text: &str) -> Result<u32, String> {
     Ok(mode)
 }
 
+/// Requests per second per user: `20/s` or `20`, 1 or more.
 fn parse_rate(text: &str) -> Result<u32, String> {
     let number = text.strip_suffix("/s").unwrap_or(text);
-    match number.parse::<u32>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("{text:?} is not a rate like 20/s")),
-    }
+    number
+        .parse::<NonZeroU32>()
+        .map(NonZeroU32::get)
+        .map_err(|_| format!("{text:?} is not a rate like 20/s (1 or more per second)"))
 }
 
 #[cfg(test)]
@@ -231,6 +281,14 @@ mod tests {
     }
 
     #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        assert!(colour_logs(true, None));
+        assert!(colour_logs(true, Some(OsStr::new(""))));
+        assert!(!colour_logs(true, Some(OsStr::new("1"))));
+        assert!(!colour_logs(false, None));
+    }
+
+    #[test]
     fn defaults_match_the_documentation() {
         let args = DaemonArgs::parse_from(["memesd"]);
         assert_eq!(
@@ -238,5 +296,74 @@ mod tests {
             (150, 1, 5)
         );
         assert_eq!(args.socket_mode, 0o600);
+        assert_eq!(args.idle_timeout, Duration::from_secs(300));
+        assert_eq!(args.generator_timeout, Duration::from_secs(30));
+        assert_eq!((args.max_connections, args.checkpoint_mib), (4096, 64));
+    }
+
+    #[test]
+    fn durations_are_plain_seconds_or_humantime() {
+        for (text, expected) in [
+            ("300", Duration::from_secs(300)),
+            ("0.5", Duration::from_millis(500)),
+            ("5m", Duration::from_secs(300)),
+            ("30s", Duration::from_secs(30)),
+            ("1h 30m", Duration::from_secs(5400)),
+            ("250ms", Duration::from_millis(250)),
+        ] {
+            assert_eq!(parse_duration(text), Ok(expected), "{text}");
+        }
+        for text in [
+            "nan",
+            "NaN",
+            "inf",
+            "-5",
+            "0",
+            "0s",
+            "",
+            "5 parsecs",
+            "400d",
+            "1e3",
+        ] {
+            assert!(parse_duration(text).is_err(), "{text} accepted");
+        }
+    }
+
+    /// The error memesd would print for these arguments.
+    fn refusal(args: &[&str]) -> String {
+        let mut all = vec!["memesd"];
+        all.extend_from_slice(args);
+        DaemonArgs::try_parse_from(all)
+            .expect_err("refused")
+            .to_string()
+    }
+
+    #[test]
+    fn out_of_range_flags_are_refused_by_name() {
+        for (args, flag) in [
+            (
+                &["--welcome-tokens", "99999999999999999"][..],
+                "--welcome-tokens",
+            ),
+            (&["--welcome-tokens", "-1"], "--welcome-tokens"),
+            (&["--meme-cost", "0"], "--meme-cost"),
+            (&["--generate-cost", "9007199254740992"], "--generate-cost"),
+            (&["--idle-timeout", "nan"], "--idle-timeout"),
+            (&["--idle-timeout", "-5"], "--idle-timeout"),
+            (&["--max-connections", "-1"], "--max-connections"),
+            (&["--idle-timeout", "0"], "--idle-timeout"),
+            (&["--generator-timeout", "inf"], "--generator-timeout"),
+            (&["--max-connections", "0"], "--max-connections"),
+            (&["--checkpoint-mib", "0"], "--checkpoint-mib"),
+            (&["--rate-limit", "0/s"], "--rate-limit"),
+        ] {
+            let error = refusal(args);
+            assert!(error.contains(flag), "{args:?}: {error}");
+        }
+        let largest = (1u64 << 53) - 1;
+        let args = DaemonArgs::parse_from(["memesd", "--welcome-tokens", &largest.to_string()]);
+        assert_eq!(args.welcome_tokens, largest);
+        let args = DaemonArgs::parse_from(["memesd", "--idle-timeout", "5m"]);
+        assert_eq!(args.limits().idle_timeout, Duration::from_secs(300));
     }
 }

@@ -1,8 +1,10 @@
-//! memesd as a whole: its command line ([`config`]), and the wiring that opens the store,
-//! builds the service, runs the fronts until a signal says stop, and shuts down in the order
-//! that keeps every acknowledged change (flush the store, then remove the socket).
+//! memesd as a whole: its command line ([`config`]), the data directory's permissions
+//! ([`datadir`]), and the wiring that opens the store, builds the service, runs the fronts
+//! until a signal says stop, and shuts down in the order that keeps every acknowledged
+//! change (flush the store, then remove the socket).
 
 pub mod config;
+pub mod datadir;
 
 use crate::catalogue::Catalogue;
 use crate::fronts::http::auth::{Credentials, WebhookSecret};
@@ -14,6 +16,7 @@ use crate::premium::generate::{Backend, Generator};
 use crate::premium::render::Renderer;
 use crate::service::{Service, ServiceConfig};
 use crate::store::{FileStore, StoreConfig};
+use crate::telemetry;
 use anyhow::{Context, Result};
 use config::DaemonArgs;
 use std::sync::Arc;
@@ -38,6 +41,11 @@ pub fn run(args: DaemonArgs) -> Result<()> {
         Signals::install().context("listening for signals")?
     };
     raise_open_file_limit();
+    // Before anything records a metric, so that every handle goes to the exporter.
+    let exporter = match args.http.is_some() || args.metrics.is_some() {
+        true => Some(telemetry::install().map_err(anyhow::Error::msg)?),
+        false => None,
+    };
     let data_dir = args.data_dir();
     let socket_path = args.socket();
     let admin = args.admin_policy().map_err(anyhow::Error::msg)?;
@@ -78,6 +86,8 @@ pub fn run(args: DaemonArgs) -> Result<()> {
         backend,
     );
 
+    datadir::secure_existing(&data_dir)
+        .with_context(|| format!("checking the permissions of {}", data_dir.display()))?;
     let store = Arc::new(
         FileStore::open(
             &data_dir,
@@ -89,6 +99,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
         )
         .context("opening the ledger")?,
     );
+    crate::lockfile::record_owner(&data_dir, &socket_path);
     let recovery = store.recovery_stats();
     tracing::info!(
         "ledger in {}: {} accounts from the checkpoint, {} journal transactions replayed, {} entries",
@@ -128,12 +139,42 @@ pub fn run(args: DaemonArgs) -> Result<()> {
                     credentials,
                     webhook,
                     limits: args.http_limits(),
+                    metrics: exporter.clone(),
                 };
                 let address = listener.local_addr().unwrap_or(addr);
                 Some((listener, http::router(Http::new(state)), address))
             }
             None => None,
         };
+        let metrics_only = match (args.metrics, &exporter) {
+            (Some(addr), Some(exporter)) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("listening for metrics on http://{addr}"))?;
+                tracing::info!(
+                    "metrics on http://{}/metrics",
+                    listener.local_addr().unwrap_or(addr)
+                );
+                let state = HttpState {
+                    service: service.clone(),
+                    credentials: Credentials::new(),
+                    webhook: None,
+                    limits: args.http_limits(),
+                    metrics: Some(exporter.clone()),
+                };
+                Some((listener, http::metrics_router(Http::new(state))))
+            }
+            _ => None,
+        };
+        if let Some(exporter) = exporter.clone() {
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+                loop {
+                    every.tick().await;
+                    exporter.upkeep();
+                }
+            });
+        }
         let reloader = tokio::spawn(reload_on_sighup(service.clone(), hangup));
         let stopping = CancellationToken::new();
         tokio::spawn({
@@ -170,7 +211,13 @@ pub fn run(args: DaemonArgs) -> Result<()> {
                 .await;
             }
         };
-        tokio::join!(socket_front, http_front);
+        let metrics_front = async {
+            if let Some((listener, router)) = metrics_only {
+                let limits = args.http_limits();
+                http::serve(router, listener, limits, stopping.clone().cancelled_owned()).await;
+            }
+        };
+        tokio::join!(socket_front, http_front, metrics_front);
         reloader.abort();
         anyhow::Ok(bound)
     });

@@ -13,8 +13,8 @@ use crate::protocol::Location;
 use crate::service::ServiceError;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::io::{Cursor, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io::Cursor;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -129,7 +129,10 @@ impl Generator {
                         .render(&plan.template, &plan.top, &plan.bottom)
                 })
                 .map_err(|e| {
-                    ServiceError::new(ErrorCode::Internal, format!("rendering failed: {e}"))
+                    ServiceError::internal(format!(
+                        "rendering failed: {}",
+                        crate::service::error::with_causes(&e)
+                    ))
                 })?;
                 Ok(Png {
                     bytes: rendered.png,
@@ -245,17 +248,7 @@ pub fn store_png(dir: &Path, bytes: &[u8]) -> std::io::Result<Stored> {
         return Ok(Stored { path, sha256 });
     }
     let tmp = dir.join(format!(".{sha256}.png.tmp"));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(dir)?.sync_all()?;
+    crate::atomic_file::write(&tmp, &path, bytes)?;
     Ok(Stored { path, sha256 })
 }
 

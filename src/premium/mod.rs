@@ -140,7 +140,11 @@ impl Premium {
         })
         .await
         .map_err(|e| ServiceError::internal(format!("storing the image failed: {e}")))?
-        .map_err(|e| ServiceError::internal(format!("storing the image failed: {e}")))?;
+        .map_err(|e| {
+            // The details name this host's paths: for the log, not for the client.
+            tracing::error!("storing a generated image failed: {e}");
+            ServiceError::internal("storing the image failed; nothing was charged")
+        })?;
         Ok(Made {
             image: GeneratedImage {
                 path: stored.path.display().to_string(),

@@ -131,7 +131,7 @@ pub enum RenderError {
     #[error("unknown template {0}")]
     UnknownTemplate(String),
     /// `templates.json` could not be parsed.
-    #[error("invalid template manifest: {0}")]
+    #[error("invalid template manifest")]
     Manifest(#[from] serde_json::Error),
     /// A template entry is inconsistent (missing file, duplicate id, size
     /// mismatch, unsupported manifest version).
@@ -143,7 +143,7 @@ pub enum RenderError {
         reason: String,
     },
     /// A template PNG could not be decoded.
-    #[error("template {id} could not be decoded: {source}")]
+    #[error("template {id} could not be decoded")]
     Decode {
         /// The template id.
         id: String,
@@ -152,10 +152,10 @@ pub enum RenderError {
         source: image::ImageError,
     },
     /// The embedded font could not be parsed.
-    #[error("embedded font could not be parsed: {0}")]
+    #[error("embedded font could not be parsed")]
     Font(#[from] ab_glyph::InvalidFont),
     /// The PNG encoder failed.
-    #[error("PNG encoding failed: {0}")]
+    #[error("PNG encoding failed")]
     Encode(#[source] image::ImageError),
 }
 

@@ -15,6 +15,7 @@ use crate::domain::{ErrorCode, Tier};
 use crate::premium::{self, Made};
 use crate::protocol::{GetData, GetRequest, Location, Request};
 use crate::store::{ChargeRequest, Idempotency, Keyed, Outcome, StoreError, now_ms, rules};
+use crate::telemetry::Tokens;
 use serde_json::value::RawValue;
 
 /// What a `get` delivers, made ready before it is charged. The balance in it is filled in
@@ -129,6 +130,7 @@ impl Service {
                     outcome: Ok(Reply::Get(reply)),
                     commit,
                     remember,
+                    moved: Some((Tokens::Charged, cost)),
                 })
             }
             // Another request with the same key was applied first.

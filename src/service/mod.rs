@@ -32,6 +32,7 @@ use crate::protocol::{
     ReloadData, Request, SearchRequest, StatusData, TopupData, TopupRequest,
 };
 use crate::store::{Commit, Idempotency, Keyed, Outcome, TokenStore, TopupChange, now_ms};
+use crate::telemetry::{self, Tokens};
 use arc_swap::ArcSwap;
 use ratelimit::RateLimit;
 use std::path::PathBuf;
@@ -73,6 +74,8 @@ pub struct Answer {
     commit: Commit,
     /// What to remember once the change is durable (memes a user was given, for variety).
     remember: Option<Remembered>,
+    /// Tokens the change moved, counted once it is durable.
+    moved: Option<(Tokens, u64)>,
 }
 
 struct Remembered {
@@ -87,6 +90,7 @@ impl Answer {
             outcome,
             commit: Commit::done(),
             remember: None,
+            moved: None,
         }
     }
 
@@ -95,18 +99,23 @@ impl Answer {
             outcome: Ok(reply),
             commit,
             remember: None,
+            moved: None,
         }
     }
 
-    /// True if nothing is left to wait for.
-    pub fn is_settled(&self) -> bool {
-        self.commit.is_done() && self.remember.is_none()
+    /// Counts the tokens the change moved once it is durable.
+    fn moving(mut self, kind: Tokens, amount: u64) -> Answer {
+        self.moved = Some((kind, amount));
+        self
     }
 
     /// The final outcome: the reply once its change is durable, or `unavailable` if the
     /// change could not be made durable (it was then taken back).
     pub async fn settle(self) -> Result<Reply, ServiceError> {
         self.commit.wait().await?;
+        if let Some((kind, amount)) = self.moved {
+            telemetry::tokens(kind, amount);
+        }
         if let Some(remembered) = self.remember {
             remembered
                 .deliveries
@@ -138,6 +147,7 @@ impl Service {
         std::thread::spawn(move || {
             loading.get_or_init(load_geocoder);
         });
+        telemetry::catalogue_loaded(catalogue.len());
         Service {
             store,
             catalogue: ArcSwap::from_pointee(catalogue),
@@ -167,6 +177,19 @@ impl Service {
     /// Where a generated image with this SHA-256 is stored on this host.
     pub fn image_path(&self, sha256: &str) -> PathBuf {
         self.premium.image_path(sha256)
+    }
+
+    /// Sets the gauges that are read rather than counted: whether the store accepts
+    /// changes, and how many accounts it holds. Called before metrics are rendered.
+    pub async fn refresh_gauges(&self) {
+        let kind = self.store.kind();
+        match self.store.stats().await {
+            Ok(stats) => {
+                telemetry::store_writable(kind, stats.writable);
+                telemetry::accounts(stats.accounts);
+            }
+            Err(_) => telemetry::store_writable(kind, false),
+        }
     }
 
     /// Whether memesd can serve every request now: the store accepts changes and a
@@ -270,7 +293,12 @@ impl Service {
         };
         match self.store.topup(change).await {
             Ok((Outcome::Applied(balance), commit)) => {
+                let moved = match request.amount < 0 {
+                    true => Tokens::Deducted,
+                    false => Tokens::ToppedUp,
+                };
                 Answer::pending(Reply::Topup(Stored::Fresh(data(balance))), commit)
+                    .moving(moved, request.amount.unsigned_abs())
             }
             Ok((Outcome::Replayed(stored), commit)) => {
                 let reply = reply::replayed(&stored);
@@ -366,7 +394,7 @@ impl Service {
             .map_err(|e| ServiceError::internal(format!("reloading the catalogue: {e}")))?;
         self.swap_catalogue(loaded)
             .map(Reply::Reload)
-            .map_err(|e| ServiceError::invalid(e.to_string()))
+            .map_err(|e| ServiceError::invalid(error::with_causes(&e)))
     }
 
     /// Where the request's coordinates are, if it has any (and the place data loaded; the
@@ -405,11 +433,15 @@ impl Service {
                     data.memes,
                     data.source
                 );
+                telemetry::catalogue_loaded(catalogue.len());
                 self.catalogue.store(Arc::new(catalogue));
                 Ok(data)
             }
             Err(error) => {
-                tracing::error!("catalogue reload rejected, keeping the current one: {error}");
+                tracing::error!(
+                    "catalogue reload rejected, keeping the current one: {}",
+                    error::with_causes(&error)
+                );
                 Err(error)
             }
         }
@@ -427,7 +459,10 @@ fn load_geocoder() -> Option<Geocoder> {
     match Geocoder::load() {
         Ok(geocoder) => Some(geocoder),
         Err(error) => {
-            tracing::error!("place data failed to load; replies will carry no location: {error}");
+            tracing::error!(
+                "place data failed to load; replies will carry no location: {}",
+                error::with_causes(&error)
+            );
             None
         }
     }

@@ -75,7 +75,7 @@ impl StoreError {
 pub enum OpenError {
     #[error("another memesd is already using the data directory {0}")]
     Locked(PathBuf),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -228,6 +228,8 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Checks the whole ledger's invariants against its stored balances.
     async fn audit(&self) -> Result<AuditReport, StoreError>;
     async fn stats(&self) -> Result<StoreStats, StoreError>;
+    /// Which kind of store this is, for the metrics.
+    fn kind(&self) -> crate::telemetry::Store;
 }
 
 /// Milliseconds since the Unix epoch, the ledger's clock.

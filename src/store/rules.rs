@@ -125,6 +125,52 @@ pub fn affordable(user: &str, account: &AccountView, cost: u64) -> Result<(), St
     apply_delta(user, account.balance, -(cost as i128)).map(|_| ())
 }
 
+/// Checks an entry as the ledger recorded it against the rules it must have been made by,
+/// given its account's balance before it (`None`: the account had no entry yet). The
+/// balance after it, or what is wrong. Readers of a ledger (the audit, start-up) call this
+/// so that a forged or damaged record is judged by the same rules that made the real ones.
+pub fn check_entry(before: Option<u64>, entry: &Entry) -> Result<u64, String> {
+    let before = match (entry.kind, before) {
+        (EntryKind::Welcome, None) => 0,
+        (EntryKind::Welcome, Some(_)) => return Err("a second welcome grant".into()),
+        (_, None) => return Err("the account's first entry is not the welcome grant".into()),
+        (_, Some(before)) => before,
+    };
+    let sign_fits = match entry.kind {
+        EntryKind::Welcome | EntryKind::Topup => entry.delta >= 0,
+        EntryKind::Charge => entry.delta <= 0,
+        EntryKind::Deduct => entry.delta < 0,
+        EntryKind::Entitle => entry.delta == 0,
+    };
+    if !sign_fits {
+        return Err(format!(
+            "a {} entry with delta {}",
+            entry.kind.as_str(),
+            entry.delta
+        ));
+    }
+    let after = before as i128 + entry.delta as i128;
+    if after < 0 {
+        return Err(format!(
+            "the balance went below zero ({before} {:+})",
+            entry.delta
+        ));
+    }
+    if after > MAX_BALANCE as i128 {
+        return Err(format!(
+            "the balance went above the maximum ({before} {:+})",
+            entry.delta
+        ));
+    }
+    if after as u64 != entry.balance {
+        return Err(format!(
+            "the balance is recorded as {} but {before} {:+} = {after}",
+            entry.balance, entry.delta
+        ));
+    }
+    Ok(after as u64)
+}
+
 /// What a request with an idempotency key meets: the key is new, or it names this very
 /// request (replay its stored reply), or another one (a conflict).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,6 +321,46 @@ mod tests {
                 until: Some(99)
             }
         );
+    }
+
+    #[test]
+    fn recorded_entries_are_judged_by_the_same_rules() {
+        let entry = |kind, delta: i64, balance| Entry {
+            kind,
+            delta,
+            balance,
+        };
+        assert_eq!(
+            check_entry(None, &entry(EntryKind::Welcome, 150, 150)),
+            Ok(150)
+        );
+        assert_eq!(
+            check_entry(Some(150), &entry(EntryKind::Charge, -1, 149)),
+            Ok(149)
+        );
+        for (before, bad, why) in [
+            (
+                Some(5),
+                entry(EntryKind::Welcome, 150, 155),
+                "second welcome",
+            ),
+            (None, entry(EntryKind::Topup, 5, 5), "first entry"),
+            (
+                Some(5),
+                entry(EntryKind::Charge, 1, 6),
+                "a charge entry with delta 1",
+            ),
+            (Some(5), entry(EntryKind::Deduct, -6, 0), "below zero"),
+            (Some(5), entry(EntryKind::Topup, 1, 60), "recorded as 60"),
+            (
+                Some(MAX_BALANCE),
+                entry(EntryKind::Topup, 1, 0),
+                "above the maximum",
+            ),
+        ] {
+            let error = check_entry(before, &bad).unwrap_err();
+            assert!(error.contains(why), "{error}");
+        }
     }
 
     #[test]

@@ -134,6 +134,30 @@ fn without_a_daemon_the_cli_exits_3() {
 }
 
 #[test]
+fn the_unreachable_hint_names_the_command_that_serves_that_socket() {
+    let dir = short_tempdir();
+    let socket = dir.path().join("no pe/x.sock");
+    let run = run_memes(Some(&socket), &["status"], &[]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let serve = format!("`memesd --socket '{}'`", socket.display());
+    assert!(run.stderr.contains(&serve), "{}", run.stderr);
+    // The autostart never applies to an explicit socket, so its switch is not the cause.
+    assert!(!run.stderr.contains("MEMES_NO_AUTOSTART"), "{}", run.stderr);
+    // On the default socket with the autostart off, the switch is what stopped it.
+    let env = [
+        ("XDG_RUNTIME_DIR", dir.path().to_str().unwrap()),
+        ("MEMES_NO_AUTOSTART", "1"),
+    ];
+    let run = run_memes(None, &["status"], &env);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("`memesd`") && run.stderr.contains("unset MEMES_NO_AUTOSTART"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn kill_9_under_load_keeps_every_acknowledged_change() {
     let mut daemon = Daemon::start();
     let acknowledged: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
@@ -182,4 +206,117 @@ fn kill_9_under_load_keeps_every_acknowledged_change() {
             "{user}: acknowledged {balance}, found {now}"
         );
     }
+}
+
+#[test]
+fn an_autostart_refused_by_the_data_directory_lock_names_the_socket_that_is_live() {
+    let daemon = Daemon::start();
+    // Another runtime directory: another default socket, but the same data directory.
+    let elsewhere = short_tempdir();
+    let env = [
+        ("HOME", elsewhere.path().to_str().unwrap()),
+        ("XDG_RUNTIME_DIR", elsewhere.path().to_str().unwrap()),
+        ("MEMES_DATA_DIR", daemon.data_dir.to_str().unwrap()),
+        ("MEMES_NO_AUTOSTART", "0"),
+    ];
+    let run = run_memes(None, &["status"], &env);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let live = daemon.socket.display().to_string();
+    assert!(
+        run.stderr.contains(&format!(
+            "already using the data directory {}",
+            daemon.data_dir.display()
+        )) && run.stderr.contains(&format!("serves socket {live}")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!("--socket {live}"))
+            && run.stderr.contains(&format!("MEMES_SOCKET={live}")),
+        "{}",
+        run.stderr
+    );
+    // The advice works.
+    let run = run_memes(None, &["status"], &[("MEMES_SOCKET", &live)]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[test]
+fn a_log_that_is_not_a_terminal_has_no_colour_codes() {
+    let mut daemon = Daemon::start();
+    daemon.memes_json(&["get", "--user", "u"]);
+    let status = daemon.signal_and_wait(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(0));
+    let log = daemon.log();
+    assert!(log.contains("memesd stopped cleanly"), "{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "escape codes in the log file: {log:?}"
+    );
+}
+
+#[test]
+fn a_read_only_data_directory_is_refused_naming_the_cause_once() {
+    let dir = short_tempdir();
+    let mount = match crate::mounts::tmpfs(&dir.path().join("ro"), "ro,size=1m") {
+        Ok(mount) => mount,
+        Err(why) => {
+            eprintln!("skipped: mounting a read-only tmpfs is not permitted here ({why})");
+            return;
+        }
+    };
+    for data_dir in [mount.path().to_path_buf(), mount.path().join("data")] {
+        let output = std::process::Command::new(crate::harness::MEMESD)
+            .arg("--socket")
+            .arg(dir.path().join("s.sock"))
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .env_remove("MEMES_SOCKET")
+            .env_remove("MEMES_DATA_DIR")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert_eq!(
+            stderr.matches("Read-only file system").count(),
+            1,
+            "the cause once: {stderr}"
+        );
+        assert!(stderr.contains(&data_dir.display().to_string()), "{stderr}");
+    }
+}
+
+#[test]
+fn memesd_refuses_a_flag_out_of_range_by_name_before_starting() {
+    let dir = short_tempdir();
+    for (flag, value) in [
+        ("--welcome-tokens", "99999999999999999"),
+        ("--idle-timeout", "nan"),
+        ("--max-connections", "0"),
+    ] {
+        let mut child = std::process::Command::new(crate::harness::MEMESD)
+            .arg("--socket")
+            .arg(dir.path().join("s.sock"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args([flag, value])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A daemon that accepted the value would serve forever: give it a moment, then stop it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag), "{stderr}");
+        assert!(!dir.path().join("data").exists(), "nothing was started");
+    }
+    // Plain seconds and units both still work.
+    let daemon = Daemon::start_with(&["--idle-timeout", "300", "--generator-timeout", "30s"]);
+    assert_eq!(daemon.connect().request(r#"{"op":"status"}"#)["ok"], true);
 }

@@ -4,13 +4,17 @@
 mod harness;
 
 mod catalogue;
+mod checkpoints;
 mod cli;
 mod flood;
 mod hostile;
 mod http;
 mod ledger;
 mod lifecycle;
+mod metrics;
 mod money;
+mod mounts;
 mod premium;
 mod protocol;
+mod release;
 mod startup;

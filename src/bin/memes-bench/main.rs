@@ -10,9 +10,15 @@
 //! balance with pipelined top-ups, so a long run never hits `insufficient_tokens` and a
 //! million accounts take seconds.
 //!
-//! `--template` sends any NDJSON line (`{id}`, `{user}`, `{n}` filled in), which lets the same
-//! generator measure a reference daemon in the same run.
+//! Error replies are counted by code and are not throughput: `rps` counts successful requests
+//! only, and a run with more errors than `--max-errors` (none by default) exits 1, like a run
+//! that misses any other threshold. A `--prepare` with any failed top-up stops the run.
+//!
+//! `--template` sends any NDJSON line (`{id}`, `{user}`, `{seq}` filled in; `{n}` is an older
+//! name of `{seq}`, kept out of the help because clap prints `{n}` as a line break), which lets
+//! the same generator measure a reference daemon in the same run.
 
+use clap::builder::RangedU64ValueParser;
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use interprocess::local_socket::tokio::Stream;
@@ -20,7 +26,10 @@ use interprocess::local_socket::traits::tokio::Stream as _;
 use interprocess::local_socket::{GenericFilePath, ToFsName};
 use memes::cli::exit::Exit;
 use memes::cli::{Failure, connect, output};
+use memes::client::Client;
+use memes::daemon::config::parse_duration;
 use memes::paths;
+use memes::protocol::{Request, StatusData, StatusRequest};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -40,25 +49,30 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// Connections
-    #[arg(long, short = 'c', default_value_t = 64, value_name = "C")]
+    #[arg(long, short = 'c', default_value_t = 64, value_name = "C",
+          allow_negative_numbers = true, value_parser = at_least_one())]
     pub conns: usize,
     /// Requests in flight per connection (closed loop)
-    #[arg(long, short = 'd', default_value_t = 1, value_name = "D")]
+    #[arg(long, short = 'd', default_value_t = 1, value_name = "D",
+          allow_negative_numbers = true, value_parser = at_least_one())]
     pub depth: usize,
     /// Total requests to send
     #[arg(long, short = 'n', conflicts_with = "duration", value_name = "N")]
     pub requests: Option<u64>,
-    /// Send for this many seconds instead of a number of requests
-    #[arg(long, value_name = "SECS")]
-    pub duration: Option<f64>,
+    /// Send for this long instead of a number of requests: seconds (`10`) or with a unit
+    /// (`500ms`, `1m`)
+    #[arg(long, value_name = "DURATION", allow_negative_numbers = true,
+          value_parser = parse_duration)]
+    pub duration: Option<Duration>,
     /// Open loop: this many requests per second in total, latency from the schedule
-    #[arg(long, value_name = "R")]
+    #[arg(long, value_name = "R", allow_negative_numbers = true, value_parser = parse_rate)]
     pub rate: Option<f64>,
     /// What to send
     #[arg(long, value_enum, default_value_t = BenchOp::Get)]
     pub op: BenchOp,
     /// Distinct users to spread the requests over
-    #[arg(long, default_value_t = 10_000, value_name = "U")]
+    #[arg(long, default_value_t = 10_000, value_name = "U",
+          allow_negative_numbers = true, value_parser = at_least_one())]
     pub users: usize,
     /// Bench user ids are this prefix plus a number
     #[arg(long, default_value = "bench-", value_name = "PREFIX")]
@@ -66,21 +80,29 @@ pub struct BenchArgs {
     /// Query of `get` requests
     #[arg(long, default_value = "cat")]
     pub query: String,
-    /// Send this line instead (`{id}`, `{user}`, `{n}` are filled in), e.g. for another daemon
+    /// Send this line instead (`{id}`, `{user}` and `{seq}`, the request's number on its
+    /// connection, are filled in), e.g. for another daemon
     #[arg(long, value_name = "JSON")]
     pub template: Option<String>,
-    /// First top up every bench user by a large amount (pipelined), then measure
+    /// First top up every bench user by a large amount (pipelined), then measure. Opens
+    /// permanent accounts: refused on a ledger that already holds any, unless --force
     #[arg(long)]
     pub prepare: bool,
+    /// With --prepare: prepare even on a ledger that already holds accounts
+    #[arg(long, requires = "prepare")]
+    pub force: bool,
     /// Exit 1 if the p99 latency is above this many milliseconds
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", allow_negative_numbers = true, value_parser = parse_threshold)]
     pub max_p99: Option<f64>,
     /// Exit 1 if the maximum latency is above this many milliseconds
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", allow_negative_numbers = true, value_parser = parse_threshold)]
     pub max_latency: Option<f64>,
-    /// Exit 1 if throughput is below this many requests per second
-    #[arg(long, value_name = "N")]
+    /// Exit 1 if throughput (successful requests per second) is below this
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_threshold)]
     pub min_rps: Option<f64>,
+    /// Exit 1 if more than this many requests get an error reply (none are allowed by default)
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_errors: u64,
     /// Client threads (1 keeps the generator's own footprint small)
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
@@ -108,8 +130,12 @@ pub struct Report {
     pub depth: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate: Option<f64>,
+    /// Requests sent (and answered).
     pub requests: u64,
+    /// Requests answered with `"ok": true`.
+    pub succeeded: u64,
     pub secs: f64,
+    /// Successful requests per second: errors are not throughput.
     pub rps: f64,
     pub latency_ms: Latency,
     /// Error replies by code.
@@ -143,6 +169,7 @@ impl Workload {
             let line = template
                 .replace("{id}", &id.to_string())
                 .replace("{user}", user)
+                .replace("{seq}", &n.to_string())
                 .replace("{n}", &n.to_string());
             out.extend_from_slice(line.as_bytes());
             out.push(b'\n');
@@ -228,28 +255,53 @@ impl Tally {
 }
 
 fn main() -> ExitCode {
-    let args = BenchArgs::parse();
+    let args = match BenchArgs::try_parse() {
+        Ok(args) => args,
+        Err(error) => return output::usage_error(&error, output::json_requested()),
+    };
     match run(&args) {
         Ok(exit) => exit.into(),
         Err(failure) => {
-            output::print_failure(&failure, output::use_color(memes::cli::ColorChoice::Auto));
+            let color = output::use_color(memes::cli::ColorChoice::Auto);
+            output::print_failure(&failure, color, args.json);
             failure.exit.into()
         }
     }
 }
 
+/// A count of 1 or more.
+fn at_least_one() -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::<usize>::new().range(1..)
+}
+
+/// The most requests per second `--rate` schedules: far beyond any daemon here, and a send
+/// interval still a whole number of nanoseconds.
+const MAX_RATE: f64 = 100_000_000.0;
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate > 0.0 && rate <= MAX_RATE => Ok(rate),
+        _ => Err(format!(
+            "not a number of requests per second above 0 and at most {MAX_RATE}"
+        )),
+    }
+}
+
+/// A latency or throughput threshold: a finite number, 0 or more.
+fn parse_threshold(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
+        _ => Err("not a finite number, 0 or more".to_string()),
+    }
+}
+
 fn run(args: &BenchArgs) -> Result<Exit, Failure> {
-    let invalid = |message: &str| Failure::new(Exit::Invalid, message);
-    if args.conns == 0 || args.depth == 0 || args.users == 0 {
-        return Err(invalid("--conns, --depth and --users must be at least 1"));
-    }
-    if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
-        return Err(invalid(
-            "--rate must be a positive number of requests per second",
-        ));
-    }
     // Make sure a daemon answers (starting one on the default socket if needed).
-    drop(connect::connect(args.socket.as_deref())?);
+    let mut client = connect::connect(args.socket.as_deref())?;
+    if args.prepare {
+        check_prepare(&mut client, args)?;
+    }
+    drop(client);
     let socket = args.socket.clone().unwrap_or_else(paths::default_socket);
     let workload = Arc::new(Workload {
         op: args.op,
@@ -275,15 +327,17 @@ fn run(args: &BenchArgs) -> Result<Exit, Failure> {
         let prepared = runtime
             .block_on(prepare(&socket, &workload, args.conns.min(16)))
             .map_err(failed)?;
+        if prepared.error_total > 0 {
+            return Err(failed(format!(
+                "preparing: {} of {} top-ups failed: {:?}",
+                prepared.error_total, prepared.requests, prepared.errors
+            )));
+        }
         eprintln!(
-            "memes bench: prepared {} users in {:.2} s ({:.0} top-ups/s{})",
+            "memes bench: prepared {} users in {:.2} s ({:.0} top-ups/s)",
             args.users,
             started.elapsed().as_secs_f64(),
             args.users as f64 / started.elapsed().as_secs_f64(),
-            match prepared.error_total {
-                0 => String::new(),
-                n => format!(", {n} errors: {:?}", prepared.errors),
-            }
         );
     }
     let report = runtime
@@ -308,8 +362,44 @@ fn run(args: &BenchArgs) -> Result<Exit, Failure> {
     })
 }
 
+/// The balance `--prepare` gives every bench user.
+const PREPARE_TOKENS: u64 = 1_000_000_000;
+
+/// `--prepare` opens accounts that can never be removed: only on an empty ledger, unless
+/// forced, and never without saying so.
+fn check_prepare(client: &mut Client, args: &BenchArgs) -> Result<(), Failure> {
+    let status: StatusData = client
+        .call_as(&Request::Status(StatusRequest {}))?
+        .map_err(|e| Failure::new(Exit::Failure, format!("asking memesd for its status: {e}")))?;
+    let last = format!("{}{}", args.user_prefix, args.users - 1);
+    if status.accounts > 0 && !args.force {
+        return Err(Failure::new(
+            Exit::Invalid,
+            format!(
+                "--prepare would add {} permanent accounts ({}0 to {last}) to a ledger that holds {} accounts",
+                args.users, args.user_prefix, status.accounts
+            ),
+        )
+        .with_hint(
+            "prepare against a daemon kept for benchmarks (its own --data-dir), or add --force to prepare here anyway",
+        ));
+    }
+    eprintln!(
+        "memes bench: --prepare opens accounts {}0 to {last} with {PREPARE_TOKENS} tokens each; \
+         they are permanent (a ledger never deletes accounts)",
+        args.user_prefix
+    );
+    Ok(())
+}
+
 fn missed_thresholds(report: &Report, args: &BenchArgs) -> Vec<String> {
     let mut missed = Vec::new();
+    if report.error_total > args.max_errors {
+        missed.push(format!(
+            "{} errors > --max-errors {}: {:?}",
+            report.error_total, args.max_errors, report.errors
+        ));
+    }
     if let Some(max) = args.max_p99
         && report.latency_ms.p99 > max
     {
@@ -341,8 +431,11 @@ fn print_report(report: &Report) {
         "memes bench: op={} conns={} ({mode})",
         report.op, report.conns
     );
-    println!("  requests   {} in {:.2} s", report.requests, report.secs);
-    println!("  throughput {:.0} requests/s", report.rps);
+    println!(
+        "  requests   {} in {:.2} s ({} succeeded)",
+        report.requests, report.secs, report.succeeded
+    );
+    println!("  throughput {:.0} successful requests/s", report.rps);
     println!(
         "  latency    mean {:.3} ms  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3} ms",
         l.mean, l.p50, l.p90, l.p99, l.p999, l.max
@@ -368,7 +461,9 @@ async fn prepare(socket: &Path, workload: &Workload, conns: usize) -> Result<Rep
         op: BenchOp::Topup,
         users: workload.users.clone(),
         query: String::new(),
-        template: Some(r#"{"id":{id},"op":"topup","user":"{user}","amount":1000000000}"#.into()),
+        template: Some(format!(
+            r#"{{"id":{{id}},"op":"topup","user":"{{user}}","amount":{PREPARE_TOKENS}}}"#
+        )),
     });
     let per_conn = workload.users.len().div_ceil(conns) as u64;
     let mut tasks = Vec::new();
@@ -399,7 +494,7 @@ async fn measure(
     if let Some(rate) = args.rate {
         let total = match (args.requests, args.duration) {
             (Some(n), _) => n,
-            (None, Some(secs)) => (rate * secs) as u64,
+            (None, Some(duration)) => (rate * duration.as_secs_f64()) as u64,
             (None, None) => (rate * 10.0) as u64,
         };
         return open_loop(socket, workload, args.conns, rate, total, &op).await;
@@ -413,7 +508,7 @@ async fn measure(
     let mut tasks = Vec::new();
     for (conn, stream) in streams.into_iter().enumerate() {
         let quota = match args.duration {
-            Some(secs) => Quota::Until(started + Duration::from_secs_f64(secs)),
+            Some(duration) => Quota::Until(started + duration),
             None => Quota::Requests(
                 total / args.conns as u64 + u64::from((conn as u64) < total % args.conns as u64),
             ),
@@ -462,6 +557,8 @@ fn summarise(
         requests += sent;
     }
     let secs = started.elapsed().as_secs_f64();
+    let error_total: u64 = total.errors.values().sum();
+    let succeeded = requests.saturating_sub(error_total);
     let h = &total.latencies;
     let ms = |nanos: u64| nanos as f64 / 1e6;
     Ok(Report {
@@ -471,8 +568,9 @@ fn summarise(
         depth,
         rate,
         requests,
+        succeeded,
         secs,
-        rps: requests as f64 / secs,
+        rps: succeeded as f64 / secs,
         latency_ms: Latency {
             mean: h.mean() / 1e6,
             p50: ms(h.value_at_quantile(0.5)),
@@ -481,7 +579,7 @@ fn summarise(
             p999: ms(h.value_at_quantile(0.999)),
             max: ms(h.max()),
         },
-        error_total: total.errors.values().sum(),
+        error_total,
         errors: total.errors,
     })
 }

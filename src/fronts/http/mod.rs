@@ -20,8 +20,11 @@ mod tests;
 
 use crate::domain::ErrorCode;
 use crate::service::Service;
+use crate::telemetry::{self, Exporter, Front, Op};
 use auth::{Credentials, WebhookSecret};
 use axum::Router;
+use axum::extract::MatchedPath;
+use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -30,6 +33,7 @@ use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -74,6 +78,8 @@ pub struct HttpState {
     pub credentials: Credentials,
     pub webhook: Option<WebhookSecret>,
     pub limits: HttpLimits,
+    /// Renders `GET /metrics`, when metrics are on.
+    pub metrics: Option<Exporter>,
 }
 
 impl Deref for Http {
@@ -108,9 +114,68 @@ pub fn router(http: Http) -> Router {
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/openapi.json", get(openapi::document))
+        .route("/metrics", get(routes::metrics))
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::wrong_method)
         .with_state(http)
+        .layer(axum::middleware::from_fn(measure))
+}
+
+/// Only `GET /metrics`, for `--metrics ADDR` beside a daemon that serves no HTTP API.
+pub fn metrics_router(http: Http) -> Router {
+    Router::new()
+        .route("/metrics", get(routes::metrics))
+        .fallback(routes::no_route)
+        .with_state(http)
+}
+
+/// Counts and times every request by operation (from its route) and outcome code.
+async fn measure(
+    matched: Option<MatchedPath>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = Instant::now();
+    let op = op_of(matched.as_ref().map(MatchedPath::as_str));
+    let response = next.run(request).await;
+    let code = match response.extensions().get::<ErrorCode>() {
+        Some(code) => Some(*code),
+        None => code_of_status(response.status()),
+    };
+    telemetry::request(Front::Http, op, code, started.elapsed());
+    response
+}
+
+/// The operation a route performs, for the metrics.
+fn op_of(route: Option<&str>) -> Op {
+    match route {
+        Some("/memes" | "/v1/memes") => Op::Get,
+        Some("/update-token-balance" | "/v1/users/{user}/topups") => Op::Topup,
+        Some("/v1/webhooks/topup") => Op::Webhook,
+        Some("/v1/users/{user}/balance") => Op::Balance,
+        Some("/v1/users/{user}/history") => Op::History,
+        Some("/v1/users/{user}/entitlement") => Op::Entitle,
+        Some("/v1/search") => Op::Search,
+        Some("/v1/status") => Op::Status,
+        Some("/v1/audit") => Op::Audit,
+        Some("/v1/reload") => Op::Reload,
+        Some("/v1/images/{file}") => Op::Image,
+        _ => Op::Other,
+    }
+}
+
+/// The outcome code of a response that carries none (made outside the handlers).
+fn code_of_status(status: StatusCode) -> Option<ErrorCode> {
+    match status.as_u16() {
+        100..=399 => None,
+        401 => Some(ErrorCode::Unauthorized),
+        404 => Some(ErrorCode::NotFound),
+        413 => Some(ErrorCode::PayloadTooLarge),
+        429 => Some(ErrorCode::RateLimited),
+        503 => Some(ErrorCode::Unavailable),
+        400..=499 => Some(ErrorCode::BadRequest),
+        _ => Some(ErrorCode::Internal),
+    }
 }
 
 /// Serves `listener` until `shutdown` resolves, then lets requests in flight finish.
@@ -145,16 +210,18 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let Ok(slot) = slots.clone().try_acquire_owned() else {
+            telemetry::connection_refused(Front::Http);
             tokio::spawn(refuse_busy(stream, limits.max_connections));
             continue;
         };
+        let open = telemetry::connection_opened(Front::Http);
         let service = TowerToHyperService::new(router.clone());
         let served = graceful.watch(connection.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(error) = served.await {
                 tracing::debug!("HTTP connection ended: {error}");
             }
-            drop(slot);
+            drop((slot, open));
         });
     }
     drop(listener);
@@ -191,17 +258,4 @@ async fn refuse_busy(mut stream: tokio::net::TcpStream, max_connections: usize) 
         stream.write_all(response.as_bytes()),
     )
     .await;
-}
-
-/// The counters the HTTP front feeds (the claims cache's hits and misses).
-pub mod metrics {
-    use super::auth::CacheOutcome;
-
-    pub fn claims_cache(outcome: CacheOutcome) {
-        let result = match outcome {
-            CacheOutcome::Hit => "hit",
-            CacheOutcome::Miss => "miss",
-        };
-        ::metrics::counter!("memes_claims_cache_total", "result" => result).increment(1);
-    }
 }

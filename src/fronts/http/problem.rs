@@ -157,7 +157,11 @@ impl IntoResponse for Problem {
             code: self.code(),
             retry_after: self.retry_after(),
         };
-        problem_response(status, headers, &body)
+        let code = self.code();
+        let mut response = problem_response(status, headers, &body);
+        // For the request metrics: the outcome's code, not only its status.
+        response.extensions_mut().insert(code);
+        response
     }
 }
 

@@ -21,6 +21,7 @@ use crate::protocol::{
 #[allow(unused_imports, reason = "named in the OpenAPI annotations")]
 use crate::protocol::{BalanceData, EntitleData, HistoryData, ReloadData, SearchData, StatusData};
 use crate::service::{Caller, GetReply, Principal, Reply, ServiceError, Stored};
+use crate::telemetry;
 use axum::body::HttpBody as _;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -287,7 +288,7 @@ impl Http {
     fn caller(&self, headers: &HeaderMap) -> Result<Caller, Problem> {
         let (principal, cached) = self.credentials.principal(&self.service, headers)?;
         if let Some(outcome) = cached {
-            super::metrics::claims_cache(outcome);
+            telemetry::claims_cache(outcome == auth::CacheOutcome::Hit);
         }
         Ok(Caller::Remote(principal))
     }
@@ -506,6 +507,7 @@ pub async fn original_topup(State(http): State<Http>, headers: HeaderMap, body: 
         };
         let mut response = json_response(problem.status(), &body);
         problem.add_headers(response.headers_mut());
+        response.extensions_mut().insert(problem.code());
         response
     };
     let outcome = async {
@@ -875,6 +877,20 @@ pub async fn readyz(State(http): State<Http>) -> Response {
             },
         ),
     }
+}
+
+/// `GET /metrics`: the Prometheus exposition of memesd's own metrics.
+pub async fn metrics(State(http): State<Http>) -> Result<Response, Problem> {
+    let Some(exporter) = &http.metrics else {
+        return Err(Problem::new(ErrorCode::NotFound, "metrics are off"));
+    };
+    http.service.refresh_gauges().await;
+    let mut response = exporter.render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(response)
 }
 
 /// Anything else.

@@ -64,6 +64,7 @@ fn fixture(verify_tokens: bool) -> Fixture {
         credentials: Credentials::new().with_admin_keys(&keys).unwrap(),
         webhook: None,
         limits: HttpLimits::default(),
+        metrics: None,
     });
     Fixture {
         _dir: dir,

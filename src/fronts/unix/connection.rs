@@ -11,6 +11,7 @@
 use super::framing;
 use crate::protocol::{ErrorBody, ErrorCode, MAX_LINE_BYTES};
 use crate::service::{Answer, Caller, Peer, Service};
+use crate::telemetry::{self, Front, Op};
 use futures_util::StreamExt;
 use interprocess::local_socket::tokio::Stream;
 use interprocess::local_socket::traits::StreamCommon;
@@ -65,6 +66,7 @@ pub async fn serve(
             gid: None,
         },
     });
+    let _open = telemetry::connection_opened(Front::Unix);
     // Reader and writer share the stream: `&Stream` reads and writes.
     let stream = Arc::new(stream);
     let (replies, pending) = mpsc::channel(limits.max_in_flight);
@@ -85,6 +87,9 @@ pub enum Outgoing {
     Answer {
         id: Option<Box<RawValue>>,
         answer: Answer,
+        op: Op,
+        /// When the request line was read.
+        started: Instant,
     },
 }
 
@@ -93,8 +98,15 @@ impl Outgoing {
     pub async fn settle(self) -> Vec<u8> {
         match self {
             Outgoing::Ready(bytes) => bytes,
-            Outgoing::Answer { id, answer } => {
+            Outgoing::Answer {
+                id,
+                answer,
+                op,
+                started,
+            } => {
                 let outcome = answer.settle().await;
+                let code = outcome.as_ref().err().map(|error| error.code);
+                telemetry::request(Front::Unix, op, code, started.elapsed());
                 // A `get` reply with its meme is 300-400 bytes; start big enough for it.
                 let mut bytes = Vec::with_capacity(512);
                 match outcome {
@@ -111,14 +123,22 @@ impl Outgoing {
 
 /// Parses one request line and submits it: the reply to send, in order.
 pub async fn handle(service: &Service, caller: &Caller, line: &[u8]) -> Outgoing {
+    let started = Instant::now();
     let incoming = framing::parse_line(line);
     match incoming.request {
         Ok(request) => {
             let id = incoming.id.map(ToOwned::to_owned);
+            let op = Op::of(&request);
             let answer = service.submit(caller, request).await;
-            Outgoing::Answer { id, answer }
+            Outgoing::Answer {
+                id,
+                answer,
+                op,
+                started,
+            }
         }
         Err(error) => {
+            telemetry::request(Front::Unix, Op::Other, Some(error.code), started.elapsed());
             let mut bytes = Vec::with_capacity(128);
             framing::encode_error(&mut bytes, incoming.id, &error);
             Outgoing::Ready(bytes)
@@ -234,6 +254,7 @@ async fn write_replies(
 
 /// Tells a client over the connection limit to come back later, and hangs up.
 pub async fn refuse_busy(stream: Stream, max_connections: usize) {
+    telemetry::connection_refused(Front::Unix);
     let error = ErrorBody::new(
         ErrorCode::Busy,
         format!("memesd is at its limit of {max_connections} connections; try again later"),

@@ -43,7 +43,7 @@ pub enum BindError {
     InUse(PathBuf),
     #[error("socket path {0} is longer than {MAX_SOCKET_PATH} bytes; choose a shorter --socket")]
     TooLong(PathBuf),
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}")]
     Io {
         what: &'static str,
         path: PathBuf,

@@ -1,32 +1,53 @@
 //! The audit: replay the whole journal from its first byte and check the ledger's
 //! invariants, independently of the checkpoint and of the daemon's memory.
 //!
-//! Checked per line: it parses; sequence numbers run without gaps; each user's chain of
-//! `prev` offsets is intact; every entry's balance equals the previous balance plus its
-//! delta and is never below zero; the sign of each delta fits its kind; the welcome grant is
-//! the first entry of an account and appears at most once per user; every idempotency key
-//! occurs once; every batch end names a start inside its own batch. The caller then compares
-//! the derived balances with the live ones.
+//! Checked per line: it parses; it passes [`super::verify`] against its account as the lines
+//! before it left it (sequence numbers without gaps, each user's chain of `prev` offsets,
+//! every balance the running sum of its entries and never below zero, the sign of each
+//! delta, the welcome grant first and once); every idempotency key occurs once; every batch
+//! end names a start inside its own batch. Then [`compare_with_memory`] compares what the
+//! journal derives with what the daemon holds: every account's balance, latest line and
+//! tier, and every idempotency key with its fingerprint and stored reply (missing, extra or
+//! altered). The daemon's state comes from a checkpoint plus the journal after it, so this
+//! is where an edited checkpoint is caught in full (start-up checks only its digest, see
+//! [`super::snapshot`]).
 
+use super::CHUNK;
+use super::journal::Shared;
+use super::ledger::Ledger;
 use super::record::{JournalLine, RecordIn};
-use crate::domain::{AuditReport, EntryKind};
-use std::collections::{HashMap, HashSet};
+use super::verify::{self, Derived};
+use crate::domain::{AuditReport, Tier};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 
-/// An account as the journal alone says it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Derived {
-    pub balance: u64,
-    /// Offset of the account's latest line.
-    pub last: u64,
+/// Key rows compared per lock acquisition: each costs a SHA-256.
+const KEY_CHUNK: usize = 512;
+
+/// What an idempotency key remembers (its fingerprint and stored reply), digested.
+pub type KeyPrint = [u8; 32];
+
+/// The print of a key's fingerprint and reply.
+pub fn key_print(fingerprint: &str, reply: &str) -> KeyPrint {
+    let mut digest = Sha256::new();
+    digest.update((fingerprint.len() as u64).to_le_bytes());
+    digest.update(fingerprint);
+    digest.update(reply);
+    digest.finalize().into()
 }
 
 /// The result of replaying the journal.
 pub struct JournalScan {
     pub report: AuditReport,
     pub accounts: HashMap<Box<str>, Derived>,
+    /// The tier and its end of every account ever entitled (the others are free).
+    pub tiers: HashMap<Box<str>, (Tier, Option<i64>)>,
+    /// Every idempotency key, with the print of what it remembers.
+    pub keys: HashMap<Box<str>, KeyPrint>,
 }
 
 /// Replays the journal at `path` up to byte `upto` (a line boundary known to be durable).
@@ -36,7 +57,8 @@ pub fn scan(path: &Path, upto: u64) -> io::Result<JournalScan> {
     let mut replay = Replay {
         report: AuditReport::default(),
         accounts: HashMap::new(),
-        keys: HashSet::new(),
+        tiers: HashMap::new(),
+        keys: HashMap::new(),
         next_seq: 1,
         batch_floor: 0,
     };
@@ -60,18 +82,26 @@ pub fn scan(path: &Path, upto: u64) -> io::Result<JournalScan> {
     let Replay {
         mut report,
         accounts,
+        tiers,
+        keys,
         ..
     } = replay;
     report.accounts = accounts.len() as u64;
     report.ok = report.discrepancy.is_none();
-    Ok(JournalScan { report, accounts })
+    Ok(JournalScan {
+        report,
+        accounts,
+        tiers,
+        keys,
+    })
 }
 
 /// What the lines read so far add up to.
 struct Replay {
     report: AuditReport,
     accounts: HashMap<Box<str>, Derived>,
-    keys: HashSet<Box<str>>,
+    tiers: HashMap<Box<str>, (Tier, Option<i64>)>,
+    keys: HashMap<Box<str>, KeyPrint>,
     next_seq: u64,
     /// The end of the last batch end line: where the current batch began at the earliest.
     batch_floor: u64,
@@ -96,86 +126,34 @@ impl Replay {
         let Replay {
             report,
             accounts,
+            tiers,
             keys,
             next_seq,
             ..
         } = self;
-        if record.seq != *next_seq {
-            return Err(format!(
-                "sequence gap: expected seq {next_seq}, found {}",
-                record.seq
-            ));
-        }
+        verify::sequence(record, *next_seq)?;
         let user = record.user.as_ref();
-        let known = accounts.get(user).copied();
-        let expected_prev = known.map(|d| d.last);
-        if record.prev != expected_prev {
-            return Err(format!(
-                "seq {}: user {user:?}'s previous line is at {expected_prev:?} but this line says {:?}",
-                record.seq, record.prev
-            ));
-        }
-        let mut balance = known.map(|d| d.balance);
-        for (i, entry) in record.entries.iter().enumerate() {
-            let seq = record.seq + i as u64;
-            let before = match (entry.kind, balance) {
-                (EntryKind::Welcome, None) => {
-                    report.welcomes += 1;
-                    0
-                }
-                (EntryKind::Welcome, Some(_)) => {
+        let before = accounts.get(user).copied();
+        let derived = verify::transaction(record, offset, before)?;
+        report.welcomes += u64::from(before.is_none());
+        report.entries += record.entries.len() as u64;
+        if let (Some(key), Some(fp), Some(reply)) = (&record.key, &record.fp, record.reply) {
+            match keys.entry(key.as_ref().into()) {
+                Entry::Occupied(_) => {
                     return Err(format!(
-                        "seq {seq}: a second welcome grant for user {user:?}"
+                        "seq {}: idempotency key {key:?} occurs more than once",
+                        record.seq
                     ));
                 }
-                (_, None) => {
-                    return Err(format!(
-                        "seq {seq}: user {user:?}'s first entry is not the welcome grant"
-                    ));
+                Entry::Vacant(slot) => {
+                    slot.insert(key_print(fp, reply.get()));
                 }
-                (_, Some(before)) => before,
-            };
-            let sign_fits = match entry.kind {
-                EntryKind::Welcome | EntryKind::Topup => entry.delta >= 0,
-                EntryKind::Charge => entry.delta <= 0,
-                EntryKind::Deduct => entry.delta < 0,
-                EntryKind::Entitle => entry.delta == 0,
-            };
-            if !sign_fits {
-                return Err(format!(
-                    "seq {seq}: a {} entry with delta {}",
-                    entry.kind.as_str(),
-                    entry.delta
-                ));
-            }
-            let after = before.checked_add_signed(entry.delta).ok_or_else(|| {
-                format!(
-                    "seq {seq}: user {user:?}'s balance went below zero ({before} {:+})",
-                    entry.delta
-                )
-            })?;
-            if after != entry.balance {
-                return Err(format!(
-                    "seq {seq}: user {user:?}'s balance is recorded as {} but {before} {:+} = {after}",
-                    entry.balance, entry.delta
-                ));
-            }
-            balance = Some(after);
-            report.entries += 1;
-        }
-        if let Some(key) = &record.key {
-            if !keys.insert(key.as_ref().into()) {
-                return Err(format!(
-                    "seq {}: idempotency key {key:?} occurs more than once",
-                    record.seq
-                ));
             }
             report.keys += 1;
         }
-        let derived = Derived {
-            balance: balance.unwrap_or(0),
-            last: offset,
-        };
+        if let Some(tier) = record.tier {
+            tiers.insert(user.into(), (tier, record.until));
+        }
         match accounts.get_mut(user) {
             Some(slot) => *slot = derived,
             None => {
@@ -186,6 +164,102 @@ impl Replay {
         report.transactions += 1;
         Ok(())
     }
+}
+
+/// Compares what the journal derives, up to byte `upto`, with what the daemon holds; the
+/// first difference found, if any.
+pub(crate) fn compare_with_memory(
+    shared: &Shared,
+    scan: &JournalScan,
+    upto: u64,
+) -> Option<String> {
+    compare_accounts(shared, scan, upto).or_else(|| compare_keys(shared, scan))
+}
+
+fn compare_accounts(shared: &Shared, scan: &JournalScan, upto: u64) -> Option<String> {
+    for (state, rows) in shared.chunks(CHUNK, Ledger::accounts_len) {
+        for i in rows {
+            let (user, account) = state.ledger.account_at(i).expect("index in range");
+            if account.last >= upto {
+                continue; // changed after the audited prefix
+            }
+            let Some(derived) = scan.accounts.get(user) else {
+                return Some(format!(
+                    "user {user:?}: the daemon holds an account that the ledger never opened"
+                ));
+            };
+            if derived.balance != account.balance || derived.last != account.last {
+                return Some(format!(
+                    "user {user:?}: the daemon holds a balance of {} but the ledger sums to {}",
+                    account.balance, derived.balance
+                ));
+            }
+            let (tier, until) = scan.tiers.get(user).copied().unwrap_or((Tier::Free, None));
+            if (account.tier, account.until) != (tier, until) {
+                return Some(format!(
+                    "user {user:?}: the daemon holds tier {} until {:?} but the ledger says {} until {until:?}",
+                    account.tier.as_str(),
+                    account.until,
+                    tier.as_str()
+                ));
+            }
+        }
+    }
+    let state = shared.lock();
+    scan.accounts
+        .keys()
+        .find(|user| state.ledger.account(user).is_none())
+        .map(|user| format!("user {user:?}: the ledger opened an account the daemon does not hold"))
+}
+
+/// Keys are held in the order they were first used, which is the journal's order, so the
+/// first `n` the daemon holds must be exactly the `n` the journal recorded up to the audited
+/// point; any after them were used since.
+fn compare_keys(shared: &Shared, scan: &JournalScan) -> Option<String> {
+    let recorded = scan.keys.len();
+    let mut matched = 0;
+    let mut extra = None;
+    'rows: for (state, rows) in shared.chunks(KEY_CHUNK, Ledger::keys_len) {
+        for i in rows {
+            if i >= recorded {
+                break 'rows;
+            }
+            let (key, entry) = state.ledger.key_at(i).expect("index in range");
+            match scan.keys.get(key) {
+                Some(print) if *print == key_print(&entry.fingerprint, entry.reply.get()) => {
+                    matched += 1;
+                }
+                Some(_) => {
+                    return Some(format!(
+                        "idempotency key {key:?}: the daemon holds another request or reply for it than the ledger recorded"
+                    ));
+                }
+                None => {
+                    extra.get_or_insert_with(|| key.to_string());
+                }
+            }
+        }
+    }
+    if matched == recorded {
+        return None;
+    }
+    let recorded_keys: Vec<&str> = scan.keys.keys().map(|key| &**key).collect();
+    for chunk in recorded_keys.chunks(CHUNK) {
+        let state = shared.lock();
+        if let Some(missing) = chunk.iter().find(|key| state.ledger.key(key).is_none()) {
+            return Some(format!(
+                "idempotency key {missing:?}: the ledger recorded it but the daemon does not hold it (a retry would be applied again)"
+            ));
+        }
+    }
+    Some(match extra {
+        Some(key) => {
+            format!("idempotency key {key:?}: the daemon holds it but the ledger never recorded it")
+        }
+        None => {
+            "the daemon holds the idempotency keys the ledger recorded in another order".to_string()
+        }
+    })
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@
 use super::ledger::{Ledger, Undo};
 use super::record::BatchEnd;
 use crate::store::Commit;
+use crate::telemetry;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -289,6 +290,7 @@ pub(crate) fn run_writer(
             state.ledger.next_seq()
         };
         if !batch.bytes.is_empty() {
+            let flush_started = std::time::Instant::now();
             let written = file
                 .write_all_at(&batch.bytes, durable_end)
                 .and_then(|()| file.sync_data());
@@ -312,6 +314,11 @@ pub(crate) fn run_writer(
                 }
                 continue;
             }
+            telemetry::store_commit(
+                telemetry::Store::File,
+                flush_started.elapsed(),
+                batch.waiters.len(),
+            );
             durable_end += batch.bytes.len() as u64;
             durable_next_seq = batch_next_seq;
             shared.lock().queue.durable_end = durable_end;

@@ -7,10 +7,12 @@
 //! - `memesd.lock`: held exclusively while a store is open, so two daemons can never write
 //!   the same files.
 //!
-//! Threads: the group-commit writer (see [`journal`]) and a checkpointer that writes
-//! a new checkpoint whenever the journal has grown by `checkpoint_bytes` since the last one.
+//! Threads: the group-commit writer (see [`journal`]) and a checkpointer (see
+//! [`checkpointer`]) that writes a new checkpoint whenever the journal has grown by
+//! `checkpoint_bytes` since the last one.
 
 pub mod audit;
+pub mod checkpointer;
 pub mod history;
 pub mod journal;
 pub mod ledger;
@@ -20,10 +22,13 @@ pub mod recovery;
 pub mod snapshot;
 #[cfg(test)]
 mod tests;
+pub mod verify;
 
+use checkpointer::Trigger;
+pub use checkpointer::{CheckpointStats, Retry};
 use journal::{JournalFile, Queue, Shared, State, WriterConfig, run_writer};
 use ledger::{Account, Ledger, Undo};
-use recovery::{JOURNAL_FILE, RecoveryStats, SNAPSHOT_FILE};
+use recovery::{JOURNAL_FILE, RecoveryStats};
 
 use crate::domain::{AccountView, AuditReport, HistoryCursor, HistoryPage, Tier};
 use crate::lockfile;
@@ -32,12 +37,11 @@ use crate::store::{
     TopupChange,
 };
 use serde_json::value::RawValue;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -55,6 +59,8 @@ pub struct StoreConfig {
     pub checkpoint_bytes: u64,
     /// How often a failing disk is probed for recovery.
     pub retry_interval: Duration,
+    /// When to try again after a checkpoint failed (see [`checkpointer`]).
+    pub checkpoint_retry: Retry,
 }
 
 impl Default for StoreConfig {
@@ -63,6 +69,10 @@ impl Default for StoreConfig {
             welcome_tokens: 150,
             checkpoint_bytes: 64 << 20,
             retry_interval: Duration::from_millis(500),
+            checkpoint_retry: Retry {
+                first: Duration::from_secs(1),
+                max: Duration::from_secs(64),
+            },
         }
     }
 }
@@ -78,7 +88,8 @@ pub struct FileStore {
     recovery: RecoveryStats,
     last_checkpoint: Arc<AtomicU64>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    checkpointer: Mutex<Option<(SyncSender<()>, JoinHandle<()>)>>,
+    checkpointer: Mutex<Option<(Trigger, JoinHandle<()>)>>,
+    checkpoint_stats: Arc<Mutex<CheckpointStats>>,
     /// Held for the store's lifetime; released when dropped.
     _lock: File,
 }
@@ -122,25 +133,15 @@ impl FileStore {
         });
         let last_checkpoint = Arc::new(AtomicU64::new(end - replayed));
 
-        let (checkpoint_tx, checkpoint_rx) = sync_channel::<()>(1);
-        let checkpointer = {
-            let (shared, data_dir, last) =
-                (shared.clone(), dir.to_path_buf(), last_checkpoint.clone());
-            std::thread::Builder::new()
-                .name("memes-checkpoint".into())
-                .spawn(move || {
-                    while checkpoint_rx.recv().is_ok() {
-                        match checkpoint(&shared, &data_dir) {
-                            Ok(Some(offset)) => last.store(offset, Ordering::Relaxed),
-                            Ok(None) => {}
-                            Err(e) => {
-                                tracing::warn!("checkpoint of {} failed: {e}", data_dir.display())
-                            }
-                        }
-                    }
-                })
-                .map_err(io_error(dir))?
-        };
+        let checkpoint_stats = Arc::new(Mutex::new(CheckpointStats::default()));
+        let (trigger, checkpointer) = checkpointer::spawn(
+            shared.clone(),
+            dir.to_path_buf(),
+            last_checkpoint.clone(),
+            checkpoint_stats.clone(),
+            config.checkpoint_retry,
+        )
+        .map_err(io_error(dir))?;
         let writer = {
             let shared = shared.clone();
             let file_len = recovered
@@ -157,14 +158,14 @@ impl FileStore {
             let (last, every, trigger) = (
                 last_checkpoint.clone(),
                 config.checkpoint_bytes,
-                checkpoint_tx.clone(),
+                trigger.clone(),
             );
             std::thread::Builder::new()
                 .name("memes-journal".into())
                 .spawn(move || {
                     run_writer(&shared, file, writer_config, |durable_end| {
                         if durable_end - last.load(Ordering::Relaxed) >= every {
-                            request(&trigger);
+                            trigger.request();
                         }
                     })
                 })
@@ -173,7 +174,7 @@ impl FileStore {
         // A long replay means the checkpoint is far behind: refresh it now, not at the next
         // threshold, so the next start is fast.
         if replayed > 0 && replayed >= config.checkpoint_bytes / 4 {
-            request(&checkpoint_tx);
+            trigger.request();
         }
         Ok(FileStore {
             shared,
@@ -183,7 +184,8 @@ impl FileStore {
             recovery: recovered.stats,
             last_checkpoint,
             writer: Mutex::new(Some(writer)),
-            checkpointer: Mutex::new(Some((checkpoint_tx, checkpointer))),
+            checkpointer: Mutex::new(Some((trigger, checkpointer))),
+            checkpoint_stats,
             _lock: lock,
         })
     }
@@ -191,6 +193,14 @@ impl FileStore {
     /// What start-up found (checkpoint size, lines replayed, torn bytes trimmed).
     pub fn recovery_stats(&self) -> RecoveryStats {
         self.recovery
+    }
+
+    /// What the background checkpointer did so far.
+    pub fn checkpoint_stats(&self) -> CheckpointStats {
+        *self
+            .checkpoint_stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// The data directory.
@@ -212,7 +222,7 @@ impl FileStore {
     /// Blocking. Changes are refused afterwards.
     pub fn close(&self) -> io::Result<()> {
         self.stop_threads();
-        if let Some(offset) = checkpoint(&self.shared, &self.dir)? {
+        if let Some(offset) = checkpointer::write(&self.shared, &self.dir)? {
             self.last_checkpoint.store(offset, Ordering::Relaxed);
         }
         Ok(())
@@ -220,7 +230,7 @@ impl FileStore {
 
     /// Writes a checkpoint now (blocking); returns the journal offset it covers.
     pub fn checkpoint_now(&self) -> io::Result<Option<u64>> {
-        let written = checkpoint(&self.shared, &self.dir)?;
+        let written = checkpointer::write(&self.shared, &self.dir)?;
         if let Some(offset) = written {
             self.last_checkpoint.store(offset, Ordering::Relaxed);
         }
@@ -395,6 +405,10 @@ impl TokenStore for FileStore {
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         Ok(self.stats_now())
     }
+
+    fn kind(&self) -> crate::telemetry::Store {
+        crate::telemetry::Store::File
+    }
 }
 
 /// Replays the durable journal and checks it, then compares what it derives with the live
@@ -405,7 +419,7 @@ fn audit_journal(shared: &Shared, path: &Path) -> Result<AuditReport, StoreError
         .map_err(|e| StoreError::Internal(format!("reading {}: {e}", path.display())))?;
     let mut report = scan.report.clone();
     if report.ok
-        && let Some(problem) = compare_with_memory(shared, &scan, upto)
+        && let Some(problem) = audit::compare_with_memory(shared, &scan, upto)
     {
         report.ok = false;
         report.discrepancy = Some(problem);
@@ -413,112 +427,10 @@ fn audit_journal(shared: &Shared, path: &Path) -> Result<AuditReport, StoreError
     Ok(report)
 }
 
-/// Compares the balances derived from the journal with the live ones.
-fn compare_with_memory(shared: &Shared, scan: &audit::JournalScan, upto: u64) -> Option<String> {
-    for (state, rows) in shared.chunks(CHUNK, Ledger::accounts_len) {
-        for i in rows {
-            let (user, account) = state.ledger.account_at(i).expect("index in range");
-            if account.last >= upto {
-                continue; // changed after the audited prefix
-            }
-            match scan.accounts.get(user) {
-                Some(derived)
-                    if derived.balance == account.balance && derived.last == account.last => {}
-                Some(derived) => {
-                    return Some(format!(
-                        "user {user:?}: the daemon holds a balance of {} but the ledger sums to {}",
-                        account.balance, derived.balance
-                    ));
-                }
-                None => {
-                    return Some(format!(
-                        "user {user:?}: the daemon holds an account that the ledger never opened"
-                    ));
-                }
-            }
-        }
-    }
-    let state = shared.lock();
-    scan.accounts
-        .keys()
-        .find(|user| state.ledger.account(user).is_none())
-        .map(|user| format!("user {user:?}: the ledger opened an account the daemon does not hold"))
-}
-
 fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
     slot.lock().unwrap_or_else(|p| p.into_inner()).take()
 }
 
-/// Asks the checkpointer for a checkpoint unless one is already requested.
-fn request(trigger: &SyncSender<()>) {
-    match trigger.try_send(()) {
-        Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
-    }
-}
-
 fn restrict(path: &Path) -> io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-}
-
-/// Writes a checkpoint of the live ledger without stopping it; returns the journal offset it
-/// covers, or `None` if changes were taken back meanwhile (it is then discarded).
-fn checkpoint(shared: &Shared, dir: &Path) -> io::Result<Option<u64>> {
-    let _one_at_a_time = shared
-        .checkpointing
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    let (journal_offset, next_seq, rollbacks) = {
-        let state = shared.lock();
-        (
-            state.ledger.end(),
-            state.ledger.next_seq(),
-            state.queue.rollbacks,
-        )
-    };
-    let tmp_path = recovery::temporary_snapshot_path(dir);
-    // Paced so that the journal's flushes never queue behind a whole checkpoint's.
-    let mut file = snapshot::PacedWriter::new(
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp_path)?,
-    );
-    // Rows are serialised under the lock, a chunk at a time, and written outside it.
-    let mut buf = Vec::with_capacity(1 << 20);
-    snapshot::begin(&mut buf, journal_offset, next_seq);
-    for (state, rows) in shared.chunks(CHUNK, Ledger::accounts_len) {
-        for i in rows {
-            let (user, account) = state.ledger.account_at(i).expect("index in range");
-            snapshot::account_row(&mut buf, i == 0, user, account);
-        }
-        drop(state);
-        file.write_all(&buf)?;
-        buf.clear();
-    }
-    snapshot::begin_keys(&mut buf);
-    for (state, rows) in shared.chunks(CHUNK, Ledger::keys_len) {
-        for i in rows {
-            let (key, entry) = state.ledger.key_at(i).expect("index in range");
-            snapshot::key_row(&mut buf, i == 0, key, entry);
-        }
-        drop(state);
-        file.write_all(&buf)?;
-        buf.clear();
-    }
-    snapshot::finish(&mut buf);
-    file.write_all(&buf)?;
-    drop(file);
-    // Everything the checkpoint copied must be on disk before it may replace the old one,
-    // and nothing may have been taken back while it was copied.
-    let barrier = shared.barrier();
-    let durable = barrier.wait_blocking().is_ok();
-    if !durable || shared.lock().queue.rollbacks != rollbacks {
-        let _ = std::fs::remove_file(&tmp_path);
-        return Ok(None);
-    }
-    snapshot::publish(&tmp_path, &dir.join(SNAPSHOT_FILE))?;
-    tracing::debug!("checkpoint written at journal offset {journal_offset}");
-    Ok(Some(journal_offset))
 }

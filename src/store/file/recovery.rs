@@ -17,11 +17,28 @@
 //! That last case, and anything else that does not read back (a gap in sequence numbers, a
 //! batch end out of place, a missing journal), stops start-up with a message naming the
 //! file and line: starting with wrong balances is worse than not starting.
+//!
+//! Each line replayed is checked against the account it replays onto, by the same rules as
+//! the audit ([`super::verify`]): its `prev` is the account's latest line, its balances are
+//! the running sum of its deltas and never negative, its deltas' signs fit their kinds, a
+//! welcome grant opens an account and nothing else does; and an idempotency key it carries
+//! is new, or already in the checkpoint with the same request and reply. A line that fails
+//! stops start-up, naming the file and line.
+//!
+//! A checkpoint taken while the daemon ran may already include lines written after its
+//! `journal_offset` (see [`super::snapshot`]): an account whose row says its latest line is
+//! at or after that offset is *ahead* of it. Its lines up to that one are not new, so
+//! they are checked against each other instead, starting from the line their `prev` names
+//! (read directly, it is before the checkpoint), and the last of them must leave exactly
+//! the balance the row holds. Only then do the account's later lines chain onto the row.
 
+use super::history::read_line_at;
 use super::ledger::Ledger;
-use super::record::{BatchEnd, JournalLine};
+use super::record::{BatchEnd, JournalLine, RecordIn};
 use super::snapshot;
+use super::verify::{self, Derived};
 use crate::store::OpenError;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -105,7 +122,8 @@ pub fn recover(dir: &Path, welcome: u64) -> Result<Recovered, OpenError> {
     journal
         .seek(SeekFrom::Start(start))
         .map_err(io_error(&journal_path))?;
-    let mut reader = BufReader::with_capacity(1 << 20, &mut journal);
+    let mut checks = Checks::new(&ledger);
+    let mut reader = BufReader::with_capacity(1 << 20, &journal);
     let mut line = Vec::with_capacity(1024);
     let mut offset = start;
     // Where the current batch began at the earliest: the end of the previous batch end line.
@@ -130,7 +148,10 @@ pub fn recover(dir: &Path, welcome: u64) -> Result<Recovered, OpenError> {
         };
         match parsed {
             Ok(JournalLine::Transaction(record)) => {
-                ledger.redo(&record, offset, read as u64).map_err(corrupt)?;
+                checks
+                    .line(&ledger, &journal, &record, offset)
+                    .map_err(corrupt)?;
+                ledger.redo(&record, offset, read as u64);
                 stats.replayed_lines += 1;
             }
             Ok(JournalLine::BatchEnd(end)) => {
@@ -147,6 +168,11 @@ pub fn recover(dir: &Path, welcome: u64) -> Result<Recovered, OpenError> {
         offset += read as u64;
     };
     drop(reader);
+    checks.finish().map_err(|reason| OpenError::Corrupt {
+        path: snapshot_path.clone(),
+        line: 1,
+        reason,
+    })?;
     stats.replayed_bytes = offset - start;
     if let Some(reason) = stop {
         match examine_tail(&mut journal, offset).map_err(io_error(&journal_path))? {
@@ -179,6 +205,147 @@ pub fn recover(dir: &Path, welcome: u64) -> Result<Recovered, OpenError> {
         journal,
         stats,
     })
+}
+
+/// What start-up checks beyond each line's own rules: accounts ahead of the checkpoint's
+/// offset (see the module docs), and keys.
+struct Checks {
+    /// Where replay starts (the checkpoint's journal offset).
+    start: u64,
+    /// Accounts whose checkpoint row already includes lines from `start` on: the offset of
+    /// the latest line it includes, and the balance it holds. Removed once that line is
+    /// replayed.
+    ahead: HashMap<Box<str>, (u64, u64)>,
+    /// For accounts ahead: what their lines replayed so far add up to.
+    catching_up: HashMap<Box<str>, Derived>,
+    /// Keys of the lines replayed so far.
+    keys: HashSet<Box<str>>,
+    /// The line at a `prev` offset read directly.
+    buf: Vec<u8>,
+}
+
+impl Checks {
+    fn new(ledger: &Ledger) -> Checks {
+        let start = ledger.end();
+        let ahead = (0..ledger.accounts_len())
+            .filter_map(|i| ledger.account_at(i))
+            .filter(|(_, account)| account.last >= start)
+            .map(|(user, account)| (user.into(), (account.last, account.balance)))
+            .collect();
+        Checks {
+            start,
+            ahead,
+            catching_up: HashMap::new(),
+            keys: HashSet::new(),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Checks the transaction `record`, found at `offset`, before it is replayed onto `ledger`.
+    fn line(
+        &mut self,
+        ledger: &Ledger,
+        journal: &File,
+        record: &RecordIn,
+        offset: u64,
+    ) -> Result<(), String> {
+        verify::sequence(record, ledger.next_seq())?;
+        let user = record.user.as_ref();
+        match self.ahead.get(user).copied() {
+            None => {
+                let before = ledger.account(user).map(|account| Derived {
+                    balance: account.balance,
+                    last: account.last,
+                });
+                verify::transaction(record, offset, before)?;
+            }
+            Some((included, _)) if offset > included => {
+                return Err(format!(
+                    "user {user:?}'s checkpoint row says its latest line is at offset {included}, but no line of theirs starts there"
+                ));
+            }
+            Some((included, balance)) => {
+                let before = match self.catching_up.get(user) {
+                    Some(derived) => Some(*derived),
+                    None => self.line_before(journal, record)?,
+                };
+                let after = verify::transaction(record, offset, before)?;
+                if offset < included {
+                    self.catching_up.insert(user.into(), after);
+                } else {
+                    if after.balance != balance {
+                        return Err(format!(
+                            "seq {}: user {user:?}'s balance is {} after this line, but the checkpoint, which includes it, says {balance}",
+                            record.seq, after.balance
+                        ));
+                    }
+                    self.catching_up.remove(user);
+                    self.ahead.remove(user);
+                }
+            }
+        }
+        if let (Some(key), Some(fp), Some(reply)) = (&record.key, &record.fp, record.reply) {
+            if !self.keys.insert(key.as_ref().into()) {
+                return Err(format!(
+                    "seq {}: idempotency key {key:?} occurs more than once",
+                    record.seq
+                ));
+            }
+            // Only a checkpoint that includes this very line can know its key already.
+            if let Some(known) = ledger.key(key)
+                && (*known.fingerprint != **fp || known.reply.get() != reply.get())
+            {
+                return Err(format!(
+                    "seq {}: idempotency key {key:?} is in the checkpoint for another request or reply",
+                    record.seq
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The account as it was before the first line replayed of an account ahead: what the
+    /// line its `prev` names says (that line is before the checkpoint, so it is read directly).
+    fn line_before(
+        &mut self,
+        journal: &File,
+        record: &RecordIn,
+    ) -> Result<Option<Derived>, String> {
+        let Some(prev) = record.prev else {
+            return Ok(None);
+        };
+        let user = record.user.as_ref();
+        let broken = |why: String| {
+            format!(
+                "seq {}: user {user:?}'s previous line at {prev}: {why}",
+                record.seq
+            )
+        };
+        if prev >= self.start {
+            return Err(broken("none of their lines was replayed there".into()));
+        }
+        read_line_at(journal, prev, &mut self.buf).map_err(|e| broken(e.to_string()))?;
+        let previous = RecordIn::parse(&self.buf).map_err(&broken)?;
+        if previous.user != user {
+            return Err(broken(format!("a line of user {:?}", previous.user)));
+        }
+        Ok(Some(Derived {
+            balance: previous.final_balance(),
+            last: prev,
+        }))
+    }
+
+    /// Checks, once every line is replayed, that each account ahead met the line its
+    /// checkpoint row includes last.
+    fn finish(self) -> Result<(), String> {
+        match self.ahead.into_iter().next() {
+            None => Ok(()),
+            Some((user, (included, _))) => Err(format!(
+                "user {user:?}'s row says its latest line is at journal offset {included}, after the {} bytes the checkpoint covers, but the journal has no line of theirs there",
+                self.start
+            )),
+        }
+    }
 }
 
 /// Where a checkpoint is written before it is published.

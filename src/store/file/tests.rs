@@ -4,7 +4,7 @@
 //! store too.
 
 use super::journal::JournalFile;
-use super::recovery::{JOURNAL_FILE, SNAPSHOT_FILE};
+use super::recovery::{self, JOURNAL_FILE, SNAPSHOT_FILE};
 use super::*;
 use crate::store::*;
 use proptest::prelude::*;
@@ -582,21 +582,20 @@ fn audit_names_a_hand_corrupted_ledger() {
         let store = FileStore::open(dir.path(), config()).unwrap();
         charge(&store, "a", 1).unwrap();
         charge(&store, "a", 1).unwrap();
+        // The checkpoint covers the line edited below: start-up does not read it again.
+        store.close().unwrap();
     }
     let path = dir.path().join(JOURNAL_FILE);
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(
         &path,
-        text.replace(
-            r#""delta":-1,"balance":148"#,
-            r#""delta":-1,"balance":9148"#,
-        ),
+        text.replace(r#""delta":-1,"balance":148"#, r#""delta":-1,"balance":948"#),
     )
     .unwrap();
     let store = FileStore::open(dir.path(), config()).unwrap();
     let report = audit(&store);
     assert!(!report.ok);
-    assert!(report.discrepancy.unwrap().contains("9148"));
+    assert!(report.discrepancy.unwrap().contains("948"));
 }
 
 /// Batches of top-ups, (user, amount), for the recovery property below.
@@ -673,4 +672,540 @@ proptest! {
         let report = audit(&store);
         prop_assert!(report.ok, "{:?}", report.discrepancy);
     }
+}
+
+/// Puts a non-empty directory where the checkpoint goes: it cannot be replaced, even by root.
+fn block_checkpoints(dir: &Path) -> std::path::PathBuf {
+    let target = dir.join(SNAPSHOT_FILE);
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("in-the-way"), b"").unwrap();
+    target
+}
+
+#[test]
+fn a_failing_checkpoint_removes_its_temporary_file_and_backs_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(
+        dir.path(),
+        StoreConfig {
+            // Every flush asks for a checkpoint.
+            checkpoint_bytes: 1,
+            checkpoint_retry: Retry {
+                first: Duration::from_millis(100),
+                max: Duration::from_millis(400),
+            },
+            ..config()
+        },
+    )
+    .unwrap();
+    let target = block_checkpoints(dir.path());
+    let tmp = recovery::temporary_snapshot_path(dir.path());
+    let started = Instant::now();
+    let mut flushes = 0u64;
+    while started.elapsed() < Duration::from_millis(1500) {
+        topup(&store, "u", 1).unwrap();
+        flushes += 1;
+    }
+    let stats = store.checkpoint_stats();
+    assert!(flushes > 100, "only {flushes} flushes");
+    // Retried after 0.1, 0.2, 0.4, 0.4... s: at most 6 attempts in 1.5 s, not one per flush.
+    assert!(
+        stats.failed >= 2 && stats.failed <= 6,
+        "{stats:?} after {flushes} flushes"
+    );
+    assert_eq!(stats.written, 0);
+    // The attempt in progress, if any, ends soon; none leaves its temporary file behind.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tmp.exists() {
+        assert!(Instant::now() < deadline, "{} left behind", tmp.display());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A final checkpoint names the file it could not replace.
+    let message = store.checkpoint_now().unwrap_err().to_string();
+    assert!(
+        message.contains(&*target.to_string_lossy()) && message.contains(".tmp"),
+        "{message}"
+    );
+    assert!(!tmp.exists());
+
+    // The obstacle goes: the next attempt succeeds by itself.
+    std::fs::remove_dir_all(&target).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store.checkpoint_stats().written == 0 {
+        assert!(Instant::now() < deadline, "{:?}", store.checkpoint_stats());
+        topup(&store, "u", 1).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(target.is_file());
+    let balance_before = balance(&store, "u");
+    drop(store);
+    let store = FileStore::open(dir.path(), config()).unwrap();
+    assert_eq!(balance(&store, "u"), balance_before);
+}
+
+#[test]
+fn a_checkpoint_that_cannot_be_written_leaves_no_temporary_file_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), config()).unwrap();
+    topup(&store, "u", 1).unwrap();
+    // Writes into the temporary file fail as on a full disk.
+    let tmp = recovery::temporary_snapshot_path(dir.path());
+    std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+    let message = store.checkpoint_now().unwrap_err().to_string();
+    assert!(
+        message.contains(&*tmp.to_string_lossy()) && message.contains("No space left"),
+        "{message}"
+    );
+    assert!(
+        tmp.symlink_metadata().is_err(),
+        "{} left behind",
+        tmp.display()
+    );
+    assert!(!dir.path().join(SNAPSHOT_FILE).exists());
+    assert!(store.checkpoint_now().unwrap().is_some());
+}
+
+/// A ledger with a checkpoint and lines after it: "a" and "b" opened before it; after it "a"
+/// topped up by 50 (179 -> 229), "b" charged 1 (155 -> 154), "c" opened, "b" topped up by 5
+/// (154 -> 159). Left as a crash leaves it, without a final checkpoint.
+fn lines_after_a_checkpoint() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), config()).unwrap();
+    assert_eq!(topup(&store, "a", 29), Ok(179));
+    assert_eq!(topup(&store, "b", 5), Ok(155));
+    store.checkpoint_now().unwrap().unwrap();
+    assert_eq!(topup(&store, "a", 50), Ok(229));
+    assert_eq!(charge(&store, "b", 1), Ok(154));
+    assert_eq!(topup(&store, "c", 1), Ok(151));
+    assert_eq!(topup(&store, "b", 5), Ok(159));
+    drop(store);
+    dir
+}
+
+/// Replaces `from` by `to` in the one journal line that contains `anchor`; returns the
+/// line's number.
+fn edit_journal_line(dir: &Path, anchor: &str, from: &str, to: &str) -> usize {
+    let path = dir.join(JOURNAL_FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let matching: Vec<usize> = (0..lines.len())
+        .filter(|i| lines[*i].contains(anchor))
+        .collect();
+    let [index] = matching[..] else {
+        panic!("{anchor:?} is on lines {matching:?} of\n{text}")
+    };
+    assert!(lines[index].contains(from), "{}", lines[index]);
+    lines[index] = lines[index].replacen(from, to, 1);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    index + 1
+}
+
+#[track_caller]
+fn assert_refused(dir: &Path, line: usize, reason: &str) {
+    let journal = std::fs::read(dir.join(JOURNAL_FILE)).unwrap();
+    let message = match FileStore::open(dir, config()) {
+        Ok(_) => panic!("started on a forged journal; expected line {line}: {reason}"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        message.contains(&*dir.join(JOURNAL_FILE).to_string_lossy())
+            && message.contains(&format!("line {line}:"))
+            && message.contains(reason),
+        "{message}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join(JOURNAL_FILE)).unwrap(),
+        journal,
+        "untouched"
+    );
+}
+
+#[test]
+fn the_lines_after_a_checkpoint_replay_onto_it_and_pass_the_audit() {
+    let dir = lines_after_a_checkpoint();
+    let store = FileStore::open(dir.path(), config()).unwrap();
+    assert_eq!(store.recovery_stats().replayed_lines, 4);
+    for (user, expected) in [("a", 229), ("b", 159), ("c", 151)] {
+        assert_eq!(balance(&store, user), Some(expected), "{user}");
+    }
+    assert!(audit(&store).ok);
+}
+
+#[test]
+fn a_forged_balance_after_the_checkpoint_stops_start_up() {
+    let dir = lines_after_a_checkpoint();
+    let line = edit_journal_line(
+        dir.path(),
+        r#""delta":50,"balance":229"#,
+        r#""balance":229"#,
+        r#""balance":929"#,
+    );
+    assert_refused(dir.path(), line, "recorded as 929 but 179 +50 = 229");
+}
+
+#[test]
+fn a_forged_delta_after_the_checkpoint_stops_start_up() {
+    let dir = lines_after_a_checkpoint();
+    let line = edit_journal_line(
+        dir.path(),
+        r#""delta":50,"balance":229"#,
+        r#""delta":50"#,
+        r#""delta":90"#,
+    );
+    assert_refused(dir.path(), line, "recorded as 229 but 179 +90 = 269");
+}
+
+#[test]
+fn a_broken_prev_chain_after_the_checkpoint_stops_start_up() {
+    let dir = lines_after_a_checkpoint();
+    let anchor = r#""kind":"charge","delta":-1,"balance":154"#;
+    let text = std::fs::read_to_string(dir.path().join(JOURNAL_FILE)).unwrap();
+    let line = text.lines().find(|line| line.contains(anchor)).unwrap();
+    let prev: u64 = serde_json::from_str::<serde_json::Value>(line).unwrap()["prev"]
+        .as_u64()
+        .unwrap();
+    // Another offset of the same length, so that no later line moves.
+    let other = if prev % 10 == 9 { prev - 1 } else { prev + 1 };
+    let line = edit_journal_line(
+        dir.path(),
+        anchor,
+        &format!(r#""prev":{prev}"#),
+        &format!(r#""prev":{other}"#),
+    );
+    assert_refused(dir.path(), line, "\"b\"'s previous line is at");
+}
+
+#[test]
+fn a_second_welcome_after_the_checkpoint_stops_start_up() {
+    let dir = lines_after_a_checkpoint();
+    let line = edit_journal_line(
+        dir.path(),
+        r#""kind":"topup","delta":5,"balance":159"#,
+        r#""kind":"topup""#,
+        r#""kind":"welcome""#,
+    );
+    assert_refused(dir.path(), line, "user \"b\": a second welcome grant");
+}
+
+/// Writes a checkpoint now, then moves its header back to `(journal_offset, next_seq)`: a
+/// checkpoint whose rows already include every change after that point, as one taken while
+/// requests kept coming can.
+fn fuzzy_checkpoint(store: &FileStore, journal_offset: u64, next_seq: u64) {
+    let covered = store.checkpoint_now().unwrap().unwrap();
+    let path = store.dir().join(SNAPSHOT_FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let header: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let from = format!(
+        r#""journal_offset":{covered},"next_seq":{}"#,
+        header["next_seq"]
+    );
+    let to = format!(r#""journal_offset":{journal_offset},"next_seq":{next_seq}"#);
+    assert!(text.contains(&from), "{text}");
+    std::fs::write(&path, text.replacen(&from, &to, 1)).unwrap();
+    reseal(&path);
+}
+
+/// The bytes of the checkpoint at `path` up to its digest field.
+fn checkpoint_body(path: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(path).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    let at = text.rfind(r#","digest":"#).expect("a digest");
+    bytes.truncate(at);
+    bytes
+}
+
+/// Recomputes the digest of the checkpoint at `path`, as memesd writes it.
+fn reseal(path: &Path) {
+    let mut bytes = checkpoint_body(path);
+    let digest = <sha2::Sha256 as sha2::Digest>::new_with_prefix(&bytes);
+    snapshot::seal(&mut bytes, digest);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A ledger whose checkpoint already includes the five lines after its journal offset:
+/// "a" topped up by 50 (179 -> 229), "b" by 7 with key "k1" (155 -> 162), "d" opened, "c"
+/// made premium, "a" charged 1 (229 -> 228); then three lines after the checkpoint.
+fn lines_under_a_fuzzy_checkpoint() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), config()).unwrap();
+    assert_eq!(topup(&store, "a", 29), Ok(179));
+    assert_eq!(topup(&store, "b", 5), Ok(155));
+    assert_eq!(charge(&store, "c", 1), Ok(149));
+    let (offset, seq) = {
+        let state = store.shared.lock();
+        (state.ledger.end(), state.ledger.next_seq())
+    };
+    assert_eq!(topup(&store, "a", 50), Ok(229));
+    keyed_topup(&store, "b", 7, "k1").unwrap();
+    assert_eq!(topup(&store, "d", 1), Ok(151));
+    block(store.entitle("c", crate::domain::Tier::Premium, None))
+        .unwrap()
+        .1
+        .wait_blocking()
+        .unwrap();
+    assert_eq!(charge(&store, "a", 1), Ok(228));
+    fuzzy_checkpoint(&store, offset, seq);
+    assert_eq!(topup(&store, "a", 2), Ok(230));
+    assert_eq!(topup(&store, "d", 1), Ok(152));
+    keyed_topup(&store, "b", 1, "k2").unwrap();
+    drop(store);
+    dir
+}
+
+#[test]
+fn a_checkpoint_that_includes_lines_after_its_offset_is_replayed_onto_exactly() {
+    let dir = lines_under_a_fuzzy_checkpoint();
+    let store = FileStore::open(dir.path(), config()).unwrap();
+    assert_eq!(store.recovery_stats().replayed_lines, 8);
+    for (user, expected) in [("a", 230), ("b", 163), ("c", 149), ("d", 152)] {
+        assert_eq!(balance(&store, user), Some(expected), "{user}");
+    }
+    assert_eq!(
+        block(store.account("c")).unwrap().0.tier,
+        crate::domain::Tier::Premium
+    );
+    assert_eq!(
+        keyed_topup(&store, "b", 7, "k1").unwrap(),
+        r#"{"new_balance":162}"#
+    );
+    assert_eq!(balance(&store, "b"), Some(163));
+    assert!(audit(&store).ok);
+}
+
+#[test]
+fn a_forged_line_that_the_checkpoint_already_includes_stops_start_up() {
+    let dir = lines_under_a_fuzzy_checkpoint();
+    let line = edit_journal_line(
+        dir.path(),
+        r#""delta":50,"balance":229"#,
+        r#""balance":229"#,
+        r#""balance":929"#,
+    );
+    assert_refused(dir.path(), line, "recorded as 929 but 179 +50 = 229");
+}
+
+#[test]
+fn every_checkpoint_taken_under_load_recovers_exactly_with_the_journal_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(FileStore::open(dir.path(), config()).unwrap());
+    // Enough accounts that a checkpoint copies them in several chunks, between which the
+    // workers change rows it has not copied yet.
+    let users = 3 * CHUNK + 100;
+    let names: Vec<String> = (0..users).map(|i| format!("user-{i}")).collect();
+    let commits: Vec<_> = names
+        .iter()
+        .map(|user| {
+            let change = TopupChange {
+                user,
+                amount: 1,
+                reason: None,
+                keyed: None,
+            };
+            block(store.topup(change)).unwrap().1
+        })
+        .collect();
+    for commit in commits {
+        commit.wait_blocking().unwrap();
+    }
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..300 {
+                    let user = format!("user-{}", (w * 2503 + i * 379) % users);
+                    topup(&*store, &user, 2).unwrap();
+                    charge(&*store, &user, 1).unwrap();
+                    if i % 7 == 0 {
+                        keyed_topup(&*store, &user, 1, &format!("k-{w}-{i}")).unwrap();
+                    }
+                    if i % 10 == 0 {
+                        topup(&*store, &format!("new-{w}-{i}"), 1).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    // Each one is kept, to start from it with the whole journal later.
+    let mut checkpoints = Vec::new();
+    while !workers.iter().all(|w| w.is_finished()) {
+        store.checkpoint_now().unwrap();
+        checkpoints.push(std::fs::read(dir.path().join(SNAPSHOT_FILE)).unwrap());
+    }
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let final_balances: Vec<(String, u64)> = {
+        let state = store.shared.lock();
+        (0..state.ledger.accounts_len())
+            .map(|i| state.ledger.account_at(i).unwrap())
+            .map(|(user, account)| (user.to_string(), account.balance))
+            .collect()
+    };
+    drop(store);
+    let journal = std::fs::read(dir.path().join(JOURNAL_FILE)).unwrap();
+    let mut fuzzy = 0;
+    // About 30 of them are enough.
+    for checkpoint in checkpoints.iter().step_by(checkpoints.len().div_ceil(30)) {
+        let copy = tempfile::tempdir().unwrap();
+        std::fs::write(copy.path().join(JOURNAL_FILE), &journal).unwrap();
+        std::fs::write(copy.path().join(SNAPSHOT_FILE), checkpoint).unwrap();
+        let loaded = snapshot::load(&copy.path().join(SNAPSHOT_FILE))
+            .unwrap()
+            .unwrap();
+        fuzzy += usize::from(
+            loaded
+                .accounts
+                .values()
+                .any(|account| account.last >= loaded.journal_offset),
+        );
+        let store = FileStore::open(copy.path(), config()).unwrap();
+        let state = store.shared.lock();
+        assert_eq!(state.ledger.accounts_len(), final_balances.len());
+        for (user, expected) in &final_balances {
+            assert_eq!(
+                state.ledger.account(user).unwrap().balance,
+                *expected,
+                "{user}"
+            );
+        }
+    }
+    assert!(
+        fuzzy > 0,
+        "none of {} checkpoints included a change after its offset",
+        checkpoints.len()
+    );
+}
+
+/// A ledger whose checkpoint covers all of it: keys "k1" (u1 +7) and "k2" (u2 +7), and
+/// "quiet" at 160, which no later line touches.
+fn ledger_with_keys_in_the_checkpoint() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), config()).unwrap();
+    keyed_topup(&store, "u1", 7, "k1").unwrap();
+    keyed_topup(&store, "u2", 7, "k2").unwrap();
+    assert_eq!(topup(&store, "quiet", 10), Ok(160));
+    store.close().unwrap();
+    dir
+}
+
+/// Ways to edit a checkpoint that leave it valid JSON, and what the audit then says.
+const CHECKPOINT_EDITS: [(&str, &str, &str, &str); 4] = [
+    (
+        "drop a key row",
+        r#",["k2","topup u2 7",{"new_balance":157}]"#,
+        "",
+        r#"idempotency key "k2": the ledger recorded it but the daemon does not hold it"#,
+    ),
+    (
+        "rename a key",
+        r#"["k2","topup u2 7""#,
+        r#"["k9","topup u2 7""#,
+        r#"idempotency key "k2": the ledger recorded it but the daemon does not hold it"#,
+    ),
+    (
+        "change a stored reply",
+        r#"["k2","topup u2 7",{"new_balance":157}]"#,
+        r#"["k2","topup u2 7",{"new_balance":999}]"#,
+        r#"idempotency key "k2": the daemon holds another request or reply"#,
+    ),
+    (
+        "change a balance",
+        r#"["quiet",160,"#,
+        r#"["quiet",960,"#,
+        r#"user "quiet": the daemon holds a balance of 960 but the ledger sums to 160"#,
+    ),
+];
+
+fn edit_checkpoint(dir: &Path, from: &str, to: &str) {
+    let path = dir.join(SNAPSHOT_FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.matches(from).count(), 1, "{from} in {text}");
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+}
+
+#[test]
+fn an_edited_checkpoint_stops_start_up_naming_it() {
+    for (edit, from, to, _) in CHECKPOINT_EDITS {
+        let dir = ledger_with_keys_in_the_checkpoint();
+        edit_checkpoint(dir.path(), from, to);
+        let message = match FileStore::open(dir.path(), config()) {
+            Ok(_) => panic!("{edit}: started"),
+            Err(error) => error.to_string(),
+        };
+        assert!(
+            message.contains(&*dir.path().join(SNAPSHOT_FILE).to_string_lossy())
+                && message.contains("does not match its digest"),
+            "{edit}: {message}"
+        );
+    }
+}
+
+#[test]
+fn the_audit_compares_the_checkpoints_keys_and_rows_with_the_journal() {
+    for (edit, from, to, discrepancy) in CHECKPOINT_EDITS {
+        // An older memesd wrote no digest; an editor can recompute one. Either way the
+        // audit, which derives everything from the journal, finds the edit.
+        for resealed in [false, true] {
+            let dir = ledger_with_keys_in_the_checkpoint();
+            edit_checkpoint(dir.path(), from, to);
+            let path = dir.path().join(SNAPSHOT_FILE);
+            if resealed {
+                reseal(&path);
+            } else {
+                let mut legacy = checkpoint_body(&path);
+                legacy.extend_from_slice(b"}\n");
+                std::fs::write(&path, legacy).unwrap();
+            }
+            let store = FileStore::open(dir.path(), config())
+                .unwrap_or_else(|e| panic!("{edit}, resealed {resealed}: {e}"));
+            let report = audit(&store);
+            assert!(!report.ok, "{edit}, resealed {resealed}: the audit passed");
+            let found = report.discrepancy.unwrap();
+            assert!(
+                found.contains(discrepancy),
+                "{edit}, resealed {resealed}: {found}"
+            );
+        }
+    }
+    // Unedited, with or without a digest, the same checkpoint passes both.
+    let dir = ledger_with_keys_in_the_checkpoint();
+    assert!(audit(&FileStore::open(dir.path(), config()).unwrap()).ok);
+    let path = dir.path().join(SNAPSHOT_FILE);
+    let mut legacy = checkpoint_body(&path);
+    legacy.extend_from_slice(b"}\n");
+    std::fs::write(&path, legacy).unwrap();
+    let store = FileStore::open(dir.path(), config()).unwrap();
+    assert_eq!(
+        keyed_topup(&store, "u2", 7, "k2").unwrap(),
+        r#"{"new_balance":157}"#
+    );
+    assert!(audit(&store).ok);
+}
+
+#[test]
+fn the_audit_compares_tiers_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), config()).unwrap();
+    block(store.entitle("p", crate::domain::Tier::Premium, Some(4_000_000_000_000)))
+        .unwrap()
+        .1
+        .wait_blocking()
+        .unwrap();
+    topup(&store, "f", 1).unwrap();
+    store.close().unwrap();
+    drop(store);
+    edit_checkpoint(
+        dir.path(),
+        r#"151,199,"free",null]"#,
+        r#"151,199,"premium",null]"#,
+    );
+    reseal(&dir.path().join(SNAPSHOT_FILE));
+    let store = FileStore::open(dir.path(), config()).unwrap();
+    let found = audit(&store).discrepancy.unwrap();
+    assert!(
+        found.contains(
+            r#"user "f": the daemon holds tier premium until None but the ledger says free"#
+        ),
+        "{found}"
+    );
 }
