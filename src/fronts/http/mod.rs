@@ -23,12 +23,10 @@ use crate::service::Service;
 use crate::telemetry::{self, Exporter, Front, Op};
 use auth::{Credentials, WebhookSecret};
 use axum::Router;
-use axum::extract::MatchedPath;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -37,6 +35,7 @@ use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower::ServiceExt;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -118,7 +117,6 @@ pub fn router(http: Http) -> Router {
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::wrong_method)
         .with_state(http)
-        .layer(axum::middleware::from_fn(measure))
 }
 
 /// Only `GET /metrics`, for `--metrics ADDR` beside a daemon that serves no HTTP API.
@@ -129,38 +127,53 @@ pub fn metrics_router(http: Http) -> Router {
         .with_state(http)
 }
 
-/// Counts and times every request by operation (from its route) and outcome code.
-async fn measure(
-    matched: Option<MatchedPath>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
+/// Serves one request through the router, counted and timed by operation and outcome
+/// code. Done here rather than in a middleware layer, which would box every request's
+/// future and clone the route it wraps.
+async fn measured(
+    router: Router,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> Result<axum::response::Response, std::convert::Infallible> {
     let started = Instant::now();
-    let op = op_of(matched.as_ref().map(MatchedPath::as_str));
-    let response = next.run(request).await;
+    let op = op_of(request.uri().path());
+    let response = router.oneshot(request).await?;
     let code = match response.extensions().get::<ErrorCode>() {
         Some(code) => Some(*code),
         None => code_of_status(response.status()),
     };
     telemetry::request(Front::Http, op, code, started.elapsed());
-    response
+    Ok(response)
 }
 
-/// The operation a route performs, for the metrics.
-fn op_of(route: Option<&str>) -> Op {
-    match route {
-        Some("/memes" | "/v1/memes") => Op::Get,
-        Some("/update-token-balance" | "/v1/users/{user}/topups") => Op::Topup,
-        Some("/v1/webhooks/topup") => Op::Webhook,
-        Some("/v1/users/{user}/balance") => Op::Balance,
-        Some("/v1/users/{user}/history") => Op::History,
-        Some("/v1/users/{user}/entitlement") => Op::Entitle,
-        Some("/v1/search") => Op::Search,
-        Some("/v1/status") => Op::Status,
-        Some("/v1/audit") => Op::Audit,
-        Some("/v1/reload") => Op::Reload,
-        Some("/v1/images/{file}") => Op::Image,
-        _ => Op::Other,
+/// The operation a request path names (as the router will match it), for the metrics.
+fn op_of(path: &str) -> Op {
+    match path {
+        "/memes" | "/v1/memes" => Op::Get,
+        "/update-token-balance" => Op::Topup,
+        "/v1/webhooks/topup" => Op::Webhook,
+        "/v1/search" => Op::Search,
+        "/v1/status" => Op::Status,
+        "/v1/audit" => Op::Audit,
+        "/v1/reload" => Op::Reload,
+        _ => {
+            if let Some(file) = path.strip_prefix("/v1/images/")
+                && !file.is_empty()
+                && !file.contains('/')
+            {
+                return Op::Image;
+            }
+            let user_route = path
+                .strip_prefix("/v1/users/")
+                .and_then(|rest| rest.split_once('/'))
+                .filter(|(user, _)| !user.is_empty());
+            match user_route.map(|(_, route)| route) {
+                Some("topups") => Op::Topup,
+                Some("balance") => Op::Balance,
+                Some("history") => Op::History,
+                Some("entitlement") => Op::Entitle,
+                _ => Op::Other,
+            }
+        }
     }
 }
 
@@ -215,7 +228,8 @@ pub async fn serve(
             continue;
         };
         let open = telemetry::connection_opened(Front::Http);
-        let service = TowerToHyperService::new(router.clone());
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |request| measured(router.clone(), request));
         let served = graceful.watch(connection.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(error) = served.await {

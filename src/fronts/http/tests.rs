@@ -12,7 +12,7 @@ use crate::premium::render::Renderer;
 use crate::service::{AdminPolicy, Principal, Service, ServiceConfig};
 use crate::store::{FileStore, StoreConfig};
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, Request, header};
+use axum::http::{HeaderValue, Request, header};
 use http_body_util::BodyExt;
 use proptest::prelude::*;
 use std::sync::Arc;
@@ -81,13 +81,8 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn bearer(token: &str) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::AUTHORIZATION,
-        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
-    );
-    headers
+fn bearer(token: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("Bearer {token}")).unwrap()
 }
 
 #[test]
@@ -106,7 +101,7 @@ fn verified_claims_are_cached_but_never_past_their_exp() {
     let credentials = &fixture.http.credentials;
     let principal = |at: u64| {
         credentials
-            .principal_at(&fixture.service, &headers, at)
+            .principal_at(&fixture.service, Some(&headers), at)
             .unwrap()
     };
     let user = Principal::User {
@@ -127,7 +122,7 @@ fn verified_claims_are_cached_but_never_past_their_exp() {
     )
     .unwrap();
     let (free, outcome) = credentials
-        .principal_at(&fixture.service, &bearer(&other), now)
+        .principal_at(&fixture.service, Some(&bearer(&other)), now)
         .unwrap();
     assert_eq!(
         (free, outcome),
@@ -141,7 +136,7 @@ fn verified_claims_are_cached_but_never_past_their_exp() {
     );
     // Admin keys and tokens live side by side; an admin key never touches the cache.
     let (admin, outcome) = credentials
-        .principal_at(&fixture.service, &bearer(ADMIN_KEY), now)
+        .principal_at(&fixture.service, Some(&bearer(ADMIN_KEY)), now)
         .unwrap();
     assert_eq!(
         (admin, outcome),
@@ -376,5 +371,32 @@ proptest! {
         }
         let audit = runtime.block_on(fixture.service.store().audit()).unwrap();
         prop_assert!(audit.ok, "{:?}", audit);
+    }
+}
+
+#[test]
+fn metrics_name_each_route_by_its_operation() {
+    use crate::telemetry::Op;
+    for (path, op) in [
+        ("/memes", Op::Get),
+        ("/v1/memes", Op::Get),
+        ("/update-token-balance", Op::Topup),
+        ("/v1/users/u1/topups", Op::Topup),
+        ("/v1/users/u%201/balance", Op::Balance),
+        ("/v1/users/u1/history", Op::History),
+        ("/v1/users/u1/entitlement", Op::Entitle),
+        ("/v1/webhooks/topup", Op::Webhook),
+        ("/v1/search", Op::Search),
+        ("/v1/status", Op::Status),
+        ("/v1/audit", Op::Audit),
+        ("/v1/reload", Op::Reload),
+        ("/v1/images/abc.png", Op::Image),
+        ("/v1/users//balance", Op::Other),
+        ("/v1/users/u1/balance/x", Op::Other),
+        ("/v1/images/", Op::Other),
+        ("/healthz", Op::Other),
+        ("/nope", Op::Other),
+    ] {
+        assert_eq!(super::op_of(path), op, "{path}");
     }
 }
