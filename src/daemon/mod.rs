@@ -142,7 +142,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
                     metrics: exporter.clone(),
                 };
                 let address = listener.local_addr().unwrap_or(addr);
-                Some((listener, http::router(Http::new(state)), address))
+                Some((listener, http::Routes::api(Http::new(state)), address))
             }
             None => None,
         };
@@ -162,7 +162,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
                     limits: args.http_limits(),
                     metrics: Some(exporter.clone()),
                 };
-                Some((listener, http::metrics_router(Http::new(state))))
+                Some((listener, http::Routes::metrics(Http::new(state))))
             }
             _ => None,
         };

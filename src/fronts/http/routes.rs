@@ -475,14 +475,45 @@ pub async fn original_memes(
     headers: Headers,
     params: Result<Query<OriginalQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
+    serve_original_memes(
+        &http,
+        headers.authorization(),
+        headers.idempotency_key(),
+        params,
+    )
+    .await
+}
+
+/// `GET /memes` served without the router (see [`super::measured`]): the same handler.
+pub async fn original_memes_direct(
+    http: &Http,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+) -> Response {
+    serve_original_memes(
+        http,
+        headers.get(header::AUTHORIZATION),
+        headers.get(IDEMPOTENCY_KEY),
+        Query::try_from_uri(uri),
+    )
+    .await
+    .into_response()
+}
+
+async fn serve_original_memes(
+    http: &Http,
+    authorization: Option<&HeaderValue>,
+    key: Option<&HeaderValue>,
+    params: Result<Query<OriginalQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
     let params = query(params)?;
-    let caller = http.caller(headers.authorization())?;
+    let caller = http.caller(authorization)?;
     let request = GetRequest {
         user: subject(&caller, params.user)?,
         lat: params.lat,
         long: params.long,
         query: params.query,
-        idempotency_key: idempotency_key(headers.idempotency_key())?,
+        idempotency_key: idempotency_key(key)?,
         ..GetRequest::default()
     };
     let reply = http.service.call(&caller, Request::Get(request)).await?;

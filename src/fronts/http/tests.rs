@@ -3,7 +3,7 @@
 //! or change a balance without saying so.
 
 use super::auth::{CacheOutcome, Credentials};
-use super::{Http, HttpLimits, HttpState, router};
+use super::{Http, HttpLimits, HttpState};
 use crate::catalogue::Catalogue;
 use crate::premium::Premium;
 use crate::premium::claims::ClaimsVerifier;
@@ -16,7 +16,6 @@ use axum::http::{HeaderValue, Request, header};
 use http_body_util::BodyExt;
 use proptest::prelude::*;
 use std::sync::Arc;
-use tower::ServiceExt;
 
 const CLAIMS_SECRET: &[u8] = b"in-process-claims-secret-0123456789";
 /// The fixture's admin key (named `prop`).
@@ -343,7 +342,10 @@ proptest! {
 
         let (status, content_type, bytes, before, after) = runtime.block_on(async {
             let before = fixture.service.store().stats().await.unwrap().entries;
-            let response = router(fixture.http.clone()).oneshot(request).await.unwrap();
+            // Through the serve loop's own entry, so the routes served without the router
+            // are covered too.
+            let routes = super::Routes::api(fixture.http.clone());
+            let response = super::measured(routes, request).await.unwrap();
             let status = response.status();
             let content_type = response
                 .headers()
