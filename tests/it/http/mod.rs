@@ -4,6 +4,7 @@
 //! SIGTERM with a request in flight.
 
 mod auth;
+mod cli;
 mod fronts;
 mod hostile;
 mod routes;
