@@ -174,7 +174,7 @@ fn main() {
         let picked = deliveries
             .choose(&catalogue, &user, &wanted)
             .expect("matches");
-        deliveries.record(&user, &[catalogue.delivery_key(picked[0])]);
+        deliveries.record(&user, std::iter::once(catalogue.delivery_key(picked[0])));
         warm.push(t.elapsed().as_nanos() as u64);
     }
     report("get's selection (cache + variety + place)", warm);

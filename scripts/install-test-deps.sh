@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs and this machine lacks:
 # - from Debian's packages: PostgreSQL's server binaries (the PostgreSQL store's tests start a
-#   throwaway cluster), and Python's venv module where schemathesis must be installed;
+#   throwaway cluster); Chromium, and Node.js with npm when there is none, for the web
+#   console's browser tests (tests/browser; scripts/test-browser.sh says plainly if the
+#   Node.js found is too old); Python's venv module where schemathesis must be installed;
 # - from PyPI: schemathesis (scripts/schemathesis.sh tests the HTTP API against its OpenAPI
 #   document), into its own virtual environment unless a `schemathesis` is on PATH already.
 # Already installed: nothing to do, no network needed.
@@ -21,6 +23,9 @@ fi
 
 missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ -n "$need_schemathesis" ]; then
   command -v python3 >/dev/null || missing+=(python3)
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)

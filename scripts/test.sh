@@ -9,4 +9,11 @@ cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
 
 cargo test --locked
+# The web console in a real browser, against the memesd just built.
+cargo build --locked --bins
+scripts/test-browser.sh
+# The HTTP API against its own OpenAPI document (schemathesis), on the memesd just built.
 scripts/schemathesis.sh target/debug/memesd
+# The load gate: a short open-loop load on a release build must stay within its service
+# level (p99, worst request, no errors).
+scripts/load-gate.sh

@@ -42,6 +42,14 @@ impl Exporter {
     }
 }
 
+/// Set once an exporter is installed: before that, nothing is measured at all.
+static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True when metrics are recorded (a front may then time its requests).
+pub fn enabled() -> bool {
+    ENABLED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Installs the exporter as the process's recorder (once; later calls get the same one).
 pub fn install() -> Result<Exporter, String> {
     static INSTALLED: OnceLock<Exporter> = OnceLock::new();
@@ -68,6 +76,7 @@ pub fn install() -> Result<Exporter, String> {
         "protocol" => crate::protocol::PROTOCOL_VERSION.to_string()
     )
     .set(1.0);
+    ENABLED.store(true, std::sync::atomic::Ordering::Relaxed);
     Ok(INSTALLED.get_or_init(|| Exporter(handle)).clone())
 }
 

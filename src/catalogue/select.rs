@@ -143,8 +143,8 @@ impl Deliveries {
     }
 
     /// Remembers that `user` was given the memes with these delivery keys.
-    pub fn record(&self, user: &str, keys: &[u64]) {
-        let remember = |ring: &mut Recent| keys.iter().for_each(|key| ring.push(*key));
+    pub fn record(&self, user: &str, keys: impl Iterator<Item = u64> + Clone) {
+        let remember = |ring: &mut Recent| keys.clone().for_each(|key| ring.push(key));
         let existing = self.recent.entry(user, None, |_, ring| {
             remember(ring);
             EntryAction::Retain(())
@@ -288,7 +288,10 @@ mod tests {
         for _ in 0..3 {
             let picked = deliveries.choose(&catalogue, "u", &wanted("cats")).unwrap();
             let id = ids(&catalogue, &picked).remove(0);
-            deliveries.record("u", &[catalogue.delivery_key(catalogue.find(&id).unwrap())]);
+            deliveries.record(
+                "u",
+                std::iter::once(catalogue.delivery_key(catalogue.find(&id).unwrap())),
+            );
             seen.push(id);
         }
         let delivered_first = seen[0].clone();
@@ -400,7 +403,10 @@ mod tests {
         for _ in 0..4 {
             let picked = deliveries.choose(&catalogue, "u", &any).unwrap();
             let id = ids(&catalogue, &picked).remove(0);
-            deliveries.record("u", &[catalogue.delivery_key(catalogue.find(&id).unwrap())]);
+            deliveries.record(
+                "u",
+                std::iter::once(catalogue.delivery_key(catalogue.find(&id).unwrap())),
+            );
             seen.insert(id);
         }
         assert_eq!(seen.len(), 4, "{seen:?}");
@@ -410,7 +416,7 @@ mod tests {
     #[test]
     fn memory_per_user_is_bounded() {
         let deliveries = Deliveries::default();
-        deliveries.record("u", &(0..100).collect::<Vec<u64>>());
+        deliveries.record("u", 0..100);
         assert_eq!(deliveries.recent_of("u").len, RECENT_PER_USER);
     }
 }

@@ -202,22 +202,22 @@ fn replay_command(args: &GetArgs, key: &str, ctx: &Ctx) -> String {
 }
 
 fn print_human(data: &GetData, args: &GetArgs) {
+    let charged = match data.replayed {
+        true => format!("{} (replayed; not charged again)", tokens(data.charged)),
+        false => tokens(data.charged),
+    };
     if let Some(meme) = &data.meme {
         let mut table = output::table();
         table.add_row(vec!["Meme", &meme.title]);
         table.add_row(vec!["Image", &meme.image]);
         table.add_row(vec!["Source", &meme.source]);
-        table.add_row(vec!["Charged".to_string(), tokens(data.charged)]);
+        table.add_row(vec!["Charged".to_string(), charged.clone()]);
         table.add_row(vec!["Balance".to_string(), tokens(data.balance)]);
         println!("{table}");
     }
     if let Some(memes) = &data.memes {
         print_list(memes);
-        println!(
-            "Charged {}; balance {}.",
-            tokens(data.charged),
-            tokens(data.balance)
-        );
+        println!("Charged {charged}; balance {}.", tokens(data.balance));
     }
     if let Some(image) = &data.generated {
         let mut table = output::table();
@@ -237,7 +237,7 @@ fn print_human(data: &GetData, args: &GetArgs) {
         if let Some(out) = &args.out {
             table.add_row(vec!["Saved to".to_string(), out.display().to_string()]);
         }
-        table.add_row(vec!["Charged".to_string(), tokens(data.charged)]);
+        table.add_row(vec!["Charged".to_string(), charged.clone()]);
         table.add_row(vec!["Balance".to_string(), tokens(data.balance)]);
         println!("{table}");
     }

@@ -32,20 +32,25 @@ pub fn run(args: &TopupArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
     let (data, raw): (TopupData, _) = ctx.call_as(&request)?;
     if ctx.json {
         output::print_json(&raw);
-    } else if data.amount >= 0 {
-        println!(
-            "Topped up {} by {}; balance {}.",
-            data.user_id,
-            tokens(data.amount),
-            tokens(data.new_balance)
-        );
     } else {
-        println!(
-            "Deducted {} from {}; balance {}.",
-            tokens(data.amount.unsigned_abs()),
-            data.user_id,
-            tokens(data.new_balance)
-        );
+        let replayed = match data.replayed {
+            true => " (replayed; not applied again)",
+            false => "",
+        };
+        match data.amount >= 0 {
+            true => println!(
+                "Topped up {} by {}; balance {}.{replayed}",
+                data.user_id,
+                tokens(data.amount),
+                tokens(data.new_balance)
+            ),
+            false => println!(
+                "Deducted {} from {}; balance {}.{replayed}",
+                tokens(data.amount.unsigned_abs()),
+                data.user_id,
+                tokens(data.new_balance)
+            ),
+        }
     }
     Ok(Exit::Success)
 }

@@ -133,6 +133,10 @@ pub struct DaemonArgs {
     /// on an address other than loopback anyway
     #[arg(long)]
     pub http_insecure_user_bearer: bool,
+
+    /// Don't serve the web console at / on the HTTP front (the API is served either way)
+    #[arg(long)]
+    pub no_console: bool,
 }
 
 impl DaemonArgs {

@@ -140,6 +140,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
                     webhook,
                     limits: args.http_limits(),
                     metrics: exporter.clone(),
+                    console: !args.no_console,
                 };
                 let address = listener.local_addr().unwrap_or(addr);
                 Some((listener, http::Routes::api(Http::new(state)), address))
@@ -161,6 +162,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
                     webhook: None,
                     limits: args.http_limits(),
                     metrics: Some(exporter.clone()),
+                    console: false,
                 };
                 Some((listener, http::Routes::metrics(Http::new(state))))
             }

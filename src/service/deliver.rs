@@ -9,34 +9,50 @@
 //! durable.
 
 use super::reply::{self, Delivery, GetReply};
-use super::{Answer, Caller, Remembered, Reply, Service, ServiceError, raw};
+use super::{Answer, Caller, Reply, Service, ServiceError, raw};
 use crate::catalogue::select::Wanted;
 use crate::domain::{ErrorCode, Tier};
 use crate::premium::{self, Made};
-use crate::protocol::{GetData, GetRequest, Location, Request};
+use crate::protocol::{GetData, GetRequest, Location, MAX_COUNT, Request};
 use crate::store::{ChargeRequest, Idempotency, Keyed, Outcome, StoreError, now_ms, rules};
 use crate::telemetry::Tokens;
 use serde_json::value::RawValue;
 
 /// What a `get` delivers, made ready before it is charged. The balance in it is filled in
 /// once the charge is decided.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the common case (memes) is the large one; it becomes the reply without a copy"
+)]
 enum Goods {
     Memes(Delivery),
-    Image(GetData<()>, Vec<u8>),
+    /// Boxed: rare, and large.
+    Image(Box<GetData<()>>, Vec<u8>),
 }
 
 impl Goods {
-    /// The reply to send for these goods, with the balance after the charge.
-    fn reply(&self, balance: u64) -> GetReply {
+    /// The reply for these goods, with the balance after the charge.
+    fn into_reply(self, balance: u64, inline: bool) -> GetReply {
         match self {
             Goods::Memes(delivery) => GetReply::Memes(Delivery {
                 balance,
-                ..delivery.clone()
+                ..delivery
             }),
-            Goods::Image(data, _) => GetReply::Generated(Box::new(GetData {
-                balance,
-                ..data.clone()
-            })),
+            Goods::Image(mut data, png) => {
+                data.balance = balance;
+                if inline && let Some(image) = &mut data.generated {
+                    image.png_base64 = Some(premium::inline(&png));
+                }
+                GetReply::Generated(data)
+            }
+        }
+    }
+
+    /// The reply to store with an idempotency key (never with the image inline).
+    fn stored_reply(&self) -> GetReply {
+        match self {
+            Goods::Memes(delivery) => GetReply::Memes(delivery.clone()),
+            Goods::Image(data, _) => GetReply::Generated(data.clone()),
         }
     }
 }
@@ -66,33 +82,37 @@ impl Service {
         if let Some(idem) = idem
             && let Some((stored, commit)) = self.store.replay(idem).await?
         {
-            let reply = self.replayed(stored, &request).await?;
+            // Boxed, like the render below: rare paths whose futures are large must not make
+            // every plain get's future (moved on each call) large too.
+            let reply = Box::pin(self.replayed(stored, &request)).await?;
             return Ok(Answer::pending(Reply::Get(reply), commit));
         }
 
         let location = self.locate(request.lat, request.long);
         let goods = match request.generate {
-            true => self.render(&request, claimed_premium, location).await?,
+            true => Box::pin(self.render(&request, claimed_premium, location)).await?,
             false => Goods::Memes(self.choose(&request, location)?),
         };
+        // What was delivered, named in the ledger entry (at most MAX_COUNT memes: no
+        // allocation on the way).
         let image_memo;
-        let (cost, memo): (u64, Vec<&str>) = match &goods {
-            Goods::Memes(delivery) => (
-                delivery.charged,
-                delivery
-                    .picked
-                    .iter()
-                    .map(|i| delivery.catalogue.meme(*i).id.as_str())
-                    .collect(),
-            ),
+        let mut memo = [""; MAX_COUNT as usize];
+        let (cost, delivered) = match &goods {
+            Goods::Memes(delivery) => {
+                for (slot, index) in memo.iter_mut().zip(&delivery.picked) {
+                    *slot = delivery.catalogue.meme(*index).id.as_str();
+                }
+                (delivery.charged, delivery.picked.len())
+            }
             Goods::Image(data, _) => {
                 let sha256 = &data.generated.as_ref().expect("an image").sha256;
                 image_memo = format!("generated:{}", &sha256[..16]);
-                (data.charged, vec![image_memo.as_str()])
+                memo[0] = image_memo.as_str();
+                (data.charged, 1)
             }
         };
         let keyed = idem.map(|idem| {
-            let stored = goods.reply(0);
+            let stored = goods.stored_reply();
             Keyed {
                 idem,
                 reply: Box::new(move |balance| raw(&with_balance(stored, balance))),
@@ -101,33 +121,15 @@ impl Service {
         let charge = ChargeRequest {
             user: &request.user,
             cost,
-            memes: &memo,
+            memes: &memo[..delivered],
             keyed,
         };
         let (outcome, commit) = self.store.charge(charge).await?;
         match outcome {
             Outcome::Applied(balance) => {
-                let remember = match &goods {
-                    Goods::Memes(delivery) => Some(Remembered {
-                        deliveries: self.deliveries.clone(),
-                        user: request.user.clone(),
-                        keys: delivery
-                            .picked
-                            .iter()
-                            .map(|i| delivery.catalogue.delivery_key(*i))
-                            .collect(),
-                    }),
-                    Goods::Image(..) => None,
-                };
-                let mut reply = goods.reply(balance);
-                if let (GetReply::Generated(data), Goods::Image(_, png)) = (&mut reply, &goods)
-                    && request.inline
-                    && let Some(image) = &mut data.generated
-                {
-                    image.png_base64 = Some(premium::inline(png));
-                }
+                let remember = matches!(goods, Goods::Memes(_)).then(|| self.deliveries.clone());
                 Ok(Answer {
-                    outcome: Ok(Reply::Get(reply)),
+                    outcome: Ok(Reply::Get(goods.into_reply(balance, request.inline))),
                     commit,
                     remember,
                     moved: Some((Tokens::Charged, cost)),
@@ -135,7 +137,7 @@ impl Service {
             }
             // Another request with the same key was applied first.
             Outcome::Replayed(stored) => {
-                let reply = self.replayed(stored, &request).await?;
+                let reply = Box::pin(self.replayed(stored, &request)).await?;
                 Ok(Answer::pending(Reply::Get(reply), commit))
             }
         }
@@ -216,7 +218,7 @@ impl Service {
             location,
             replayed: false,
         };
-        Ok(Goods::Image(data, png))
+        Ok(Goods::Image(Box::new(data), png))
     }
 
     /// A stored reply, replayed for `request`. A generated image is made sure to be on this

@@ -72,16 +72,11 @@ pub struct Service {
 pub struct Answer {
     outcome: Result<Reply, ServiceError>,
     commit: Commit,
-    /// What to remember once the change is durable (memes a user was given, for variety).
-    remember: Option<Remembered>,
+    /// Where to remember the memes a delivery gave its user (for variety), once the charge
+    /// is durable.
+    remember: Option<Arc<Deliveries>>,
     /// Tokens the change moved, counted once it is durable.
     moved: Option<(Tokens, u64)>,
-}
-
-struct Remembered {
-    deliveries: Arc<Deliveries>,
-    user: String,
-    keys: Vec<u64>,
 }
 
 impl Answer {
@@ -116,10 +111,12 @@ impl Answer {
         if let Some((kind, amount)) = self.moved {
             telemetry::tokens(kind, amount);
         }
-        if let Some(remembered) = self.remember {
-            remembered
-                .deliveries
-                .record(&remembered.user, &remembered.keys);
+        if let (Some(deliveries), Ok(Reply::Get(GetReply::Memes(delivery)))) =
+            (&self.remember, &self.outcome)
+        {
+            let catalogue = &delivery.catalogue;
+            let keys = delivery.picked.iter().map(|i| catalogue.delivery_key(*i));
+            deliveries.record(&delivery.user_id, keys);
         }
         self.outcome
     }

@@ -502,3 +502,38 @@ fn repeated_kill_9_under_load_loses_nothing_and_duplicates_nothing() {
     let report: Value = daemon.memes_json(&["audit"]);
     assert_eq!(report["ok"], true, "{report}");
 }
+
+#[test]
+fn a_replay_says_so_in_human_output() {
+    let daemon = Daemon::start();
+    let get = ["get", "--user", "u1", "--idempotency-key", "k-get"];
+    let first = daemon.memes(&get);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(!first.stdout.contains("replayed"), "{}", first.stdout);
+    let again = daemon.memes(&get);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again
+            .stdout
+            .contains("1 token (replayed; not charged again)"),
+        "{}",
+        again.stdout
+    );
+    let topup = [
+        "topup",
+        "--user",
+        "u1",
+        "--amount",
+        "5",
+        "--idempotency-key",
+        "k-top",
+    ];
+    assert!(!daemon.memes(&topup).stdout.contains("replayed"));
+    let again = daemon.memes(&topup);
+    assert!(
+        again.stdout.contains("(replayed; not applied again)"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(daemon.balance("u1"), Some(154));
+}

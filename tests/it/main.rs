@@ -6,6 +6,7 @@ mod harness;
 mod catalogue;
 mod checkpoints;
 mod cli;
+mod console;
 mod flood;
 mod hostile;
 mod http;

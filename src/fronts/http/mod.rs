@@ -11,12 +11,14 @@
 //! are closed, and [`serve`] returns.
 
 pub mod auth;
+pub mod console;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
 pub mod schema;
 #[cfg(test)]
 mod tests;
+pub mod whoami;
 
 use crate::domain::ErrorCode;
 use crate::service::Service;
@@ -79,6 +81,8 @@ pub struct HttpState {
     pub limits: HttpLimits,
     /// Renders `GET /metrics`, when metrics are on.
     pub metrics: Option<Exporter>,
+    /// Serve the web console at `/` ([`console`]).
+    pub console: bool,
 }
 
 impl Deref for Http {
@@ -114,6 +118,8 @@ pub fn router(http: Http) -> Router {
         .route("/readyz", get(routes::readyz))
         .route("/openapi.json", get(openapi::document))
         .route("/metrics", get(routes::metrics))
+        .route("/v1/whoami", get(whoami::whoami))
+        .merge(console::routes(&http))
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::wrong_method)
         .with_state(http)

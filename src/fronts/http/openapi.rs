@@ -34,6 +34,7 @@ use utoipa::{Modify, OpenApi};
         routes::image,
         routes::healthz,
         routes::readyz,
+        super::whoami::whoami,
     ),
     components(schemas(ProblemDetails, UserId, Amount, IdempotencyKey)),
     modifiers(&BearerAuth),

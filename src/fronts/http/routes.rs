@@ -313,13 +313,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Headers {
 }
 
 impl Http {
-    /// The caller of a request, from its credential (the `Authorization` header).
-    fn caller(&self, authorization: Option<&HeaderValue>) -> Result<Caller, Problem> {
+    /// Who a request comes from, by its credential (the `Authorization` header), counting
+    /// claims-cache hits.
+    pub(super) fn principal(
+        &self,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<Principal, Problem> {
         let (principal, cached) = self.credentials.principal(&self.service, authorization)?;
         if let Some(outcome) = cached {
             telemetry::claims_cache(outcome == auth::CacheOutcome::Hit);
         }
-        Ok(Caller::Remote(principal))
+        Ok(principal)
+    }
+
+    /// The caller of a request, from its credential.
+    fn caller(&self, authorization: Option<&HeaderValue>) -> Result<Caller, Problem> {
+        Ok(Caller::Remote(self.principal(authorization)?))
     }
 
     /// Reads a request body whole: at most [`super::MAX_BODY_BYTES`], and within the body

@@ -64,6 +64,7 @@ fn fixture(verify_tokens: bool) -> Fixture {
         webhook: None,
         limits: HttpLimits::default(),
         metrics: None,
+        console: false,
     });
     Fixture {
         _dir: dir,

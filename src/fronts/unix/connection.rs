@@ -9,7 +9,7 @@
 //! client to take a reply (`write_timeout`). A slow or stalled client costs only itself.
 
 use super::framing;
-use crate::protocol::{ErrorBody, ErrorCode, MAX_LINE_BYTES};
+use crate::protocol::{ErrorBody, ErrorCode, MAX_LINE_BYTES, Request};
 use crate::service::{Answer, Caller, Peer, Service};
 use crate::telemetry::{self, Front, Op};
 use futures_util::StreamExt;
@@ -88,60 +88,68 @@ pub enum Outgoing {
         id: Option<Box<RawValue>>,
         answer: Answer,
         op: Op,
-        /// When the request line was read.
-        started: Instant,
+        /// When the request line was read, if the metrics want its latency.
+        received: Option<Instant>,
     },
 }
 
 impl Outgoing {
-    /// The reply line, once final.
-    pub async fn settle(self) -> Vec<u8> {
+    /// Appends the reply line to `out`, once final.
+    pub async fn settle_into(self, out: &mut Vec<u8>) {
         match self {
-            Outgoing::Ready(bytes) => bytes,
+            Outgoing::Ready(bytes) => out.extend_from_slice(&bytes),
             Outgoing::Answer {
                 id,
                 answer,
                 op,
-                started,
+                received,
             } => {
                 let outcome = answer.settle().await;
-                let code = outcome.as_ref().err().map(|error| error.code);
-                telemetry::request(Front::Unix, op, code, started.elapsed());
-                // A `get` reply with its meme is 300-400 bytes; start big enough for it.
-                let mut bytes = Vec::with_capacity(512);
-                match outcome {
-                    Ok(reply) => framing::encode_ok(&mut bytes, id.as_deref(), &reply),
-                    Err(error) => {
-                        framing::encode_error(&mut bytes, id.as_deref(), &(&error).into())
-                    }
+                if let Some(received) = received {
+                    let code = outcome.as_ref().err().map(|error| error.code);
+                    telemetry::request(Front::Unix, op, code, received.elapsed());
                 }
-                bytes
+                match outcome {
+                    Ok(reply) => framing::encode_ok(out, id.as_deref(), &reply),
+                    Err(error) => framing::encode_error(out, id.as_deref(), &(&error).into()),
+                }
             }
         }
     }
 }
 
-/// Parses one request line and submits it: the reply to send, in order.
-pub async fn handle(service: &Service, caller: &Caller, line: &[u8]) -> Outgoing {
-    let started = Instant::now();
+/// Parses one request line read at `received` and submits it: the reply to send, in
+/// order, and whether the request may have taken long (rendering, reading the journal).
+pub async fn handle(
+    service: &Service,
+    caller: &Caller,
+    line: &[u8],
+    received: Instant,
+) -> (Outgoing, bool) {
+    let received = telemetry::enabled().then_some(received);
     let incoming = framing::parse_line(line);
     match incoming.request {
         Ok(request) => {
             let id = incoming.id.map(ToOwned::to_owned);
             let op = Op::of(&request);
+            let slow = matches!(&request, Request::Get(get) if get.generate)
+                || matches!(op, Op::History | Op::Audit | Op::Reload);
             let answer = service.submit(caller, request).await;
-            Outgoing::Answer {
+            let outgoing = Outgoing::Answer {
                 id,
                 answer,
                 op,
-                started,
-            }
+                received,
+            };
+            (outgoing, slow)
         }
         Err(error) => {
-            telemetry::request(Front::Unix, Op::Other, Some(error.code), started.elapsed());
+            if let Some(received) = received {
+                telemetry::request(Front::Unix, Op::Other, Some(error.code), received.elapsed());
+            }
             let mut bytes = Vec::with_capacity(128);
             framing::encode_error(&mut bytes, incoming.id, &error);
-            Outgoing::Ready(bytes)
+            (Outgoing::Ready(bytes), false)
         }
     }
 }
@@ -149,7 +157,10 @@ pub async fn handle(service: &Service, caller: &Caller, line: &[u8]) -> Outgoing
 /// The complete reply line for one request line, once it is durable: what a connection
 /// sends, in one call (for tests and fuzzing; connections pipeline instead).
 pub async fn respond(service: &Service, caller: &Caller, line: &[u8]) -> Vec<u8> {
-    handle(service, caller, line).await.settle().await
+    let (outgoing, _) = handle(service, caller, line, Instant::now()).await;
+    let mut reply = Vec::new();
+    outgoing.settle_into(&mut reply).await;
+    reply
 }
 
 async fn read_requests(
@@ -207,9 +218,12 @@ async fn read_requests(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue; // blank lines are not requests
         }
-        let outgoing = handle(service, caller, line).await;
-        // Time spent on our side (rendering, reading history) is not the client's idleness.
-        last_line = Instant::now();
+        let (outgoing, slow) = handle(service, caller, line, last_line).await;
+        if slow {
+            // Time spent on our side (rendering, reading history) is not the client's
+            // idleness.
+            last_line = Instant::now();
+        }
         if replies.send(outgoing).await.is_err() {
             return; // the writer gave up on this client
         }
@@ -226,8 +240,11 @@ async fn write_replies(
     // lazily (when less than half of it is left), not per reply.
     let stall = tokio::time::sleep(write_timeout);
     tokio::pin!(stall);
+    // One buffer for every reply of the connection: encoding allocates nothing.
+    let mut bytes = Vec::with_capacity(4096);
     while let Some(outgoing) = pending.recv().await {
-        let bytes = outgoing.settle().await;
+        bytes.clear();
+        outgoing.settle_into(&mut bytes).await;
         let now = Instant::now();
         if stall.deadline() < now + write_timeout / 2 {
             stall.as_mut().reset(now + write_timeout);
