@@ -48,8 +48,12 @@ done
 [ -n "$url" ] || { cat "$work/memesd.log" >&2; echo "schemathesis.sh: memesd logged no HTTP address" >&2; exit 1; }
 
 status=0
-SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH="$PWD/scripts${PYTHONPATH:+:$PYTHONPATH}" \
-  timeout 900 "$st" --config-file scripts/schemathesis.toml run "$url/openapi.json" \
+# From the run's own directory: schemathesis keeps a cache in the one it runs in.
+config=$PWD/scripts/schemathesis.toml
+hooks=$PWD/scripts
+cd "$work"
+SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH="$hooks${PYTHONPATH:+:$PYTHONPATH}" \
+  timeout 900 "$st" --config-file "$config" run "$url/openapi.json" \
   --header "Authorization: Bearer $key" \
   --checks all \
   --max-examples "${MEMES_ST_EXAMPLES:-50}" \
