@@ -262,3 +262,39 @@ fn bytes_that_are_not_http_get_an_error_and_change_nothing() {
     }
     still_serving(&daemon, &api, 149 - charged);
 }
+
+#[test]
+fn a_full_disk_is_503_with_retry_after_and_readyz_says_so_until_it_recovers() {
+    let Some((daemon, mount)) = crate::mounts::daemon_on_a_full_disk(&["--http", "127.0.0.1:0"])
+    else {
+        return;
+    };
+    let api = Api::new(&daemon);
+    let balance = api.get("/v1/users/u/balance", Some("u")).ok()["balance"].clone();
+    api.get("/memes", Some("u")).problem(503, "unavailable");
+    let ready = api.get("/readyz", None);
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.json()["ready"], false);
+    assert!(
+        ready.json()["reason"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty())
+    );
+    assert_eq!(api.get("/healthz", None).status, 200, "alive all the same");
+    assert_eq!(
+        api.get("/v1/users/u/balance", Some("u")).ok()["balance"],
+        balance,
+        "reads work; the refused charge changed nothing"
+    );
+    std::fs::remove_file(mount.path().join("filler")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while api.get("/readyz", None).status != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "never ready again:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    api.get("/memes", Some("u")).ok();
+}
