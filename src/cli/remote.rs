@@ -72,10 +72,16 @@ impl Remote {
         if authority.is_empty() || authority.starts_with('/') {
             return Err(format!("{url} names no host"));
         }
+        // Deadlines per phase, none on the whole call: a deadline that covers name
+        // resolution makes ureq resolve on a thread of its own, which costs more than the
+        // call itself on loopback.
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10)))
-            .timeout_global(Some(Duration::from_secs(120)))
+            .timeout_send_request(Some(Duration::from_secs(30)))
+            .timeout_send_body(Some(Duration::from_secs(30)))
+            .timeout_recv_response(Some(Duration::from_secs(120)))
+            .timeout_recv_body(Some(Duration::from_secs(120)))
             .user_agent(concat!("memes/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
