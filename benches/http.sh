@@ -22,6 +22,7 @@ yardstick=${1:-../shared/yardstick}
 rounds=${2:-2}
 closed_secs=${CLOSED_SECS:-10}   # shorter for a quick check of the script itself
 open_secs=${OPEN_SECS:-60}
+probe_secs=${PROBE_SECS:-10}
 command -v wrk >/dev/null || { echo "benches/http.sh: needs wrk (apt-get install wrk)" >&2; exit 1; }
 cargo build --release --locked --quiet
 cargo build --release --quiet --manifest-path "$yardstick/Cargo.toml"
@@ -37,7 +38,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-results=$work/results.tsv   # label, kind, round, rps, p50 ms, p99 ms, max ms, errors
+results=$work/results.tsv   # label, kind, round, rps, p50 ms, p99 ms, max ms, errors[, server CPU µs per request]
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
@@ -86,18 +87,25 @@ request = function()
 end
 EOF
 
-wrk_run() { # label round url bearers
-  local out
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # user + system, in clock ticks
+wrk_run() { # label round url bearers pid: also the server's CPU time per request
+  local out before after
+  before=$(cpu_ticks "$5")
   out=$(BEARERS=$4 wrk -t2 -c64 "-d${closed_secs}s" --latency -s "$work/bearer.lua" "$3/memes" 2>&1)
+  after=$(cpu_ticks "$5")
   awk '{print "    " $0}' <<<"$out"
-  echo "$out" | awk -v label="$1" -v round="$2" '
+  echo "$out" | awk -v label="$1" -v round="$2" -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
     / 50%/ { p50 = ms($2) } / 99%/ { p99 = ms($2) }
     /Latency/ && !lat { max = ms($4); lat = 1 }
+    /requests in/ { requests = $1 }
     /Requests\/sec/ { rps = $2 }
     /Non-2xx/ { errors = $5 }
     /Socket errors/ { errors += $4 + $6 + $8 + $10 }
-    END { printf "%s\tclosed\t%s\t%.0f\t%.3f\t%.3f\t%.3f\t%d\n", label, round, rps, p50, p99, max, errors }' >>"$results"
+    END {
+      cpu = requests > 0 ? ticks / hz * 1e6 / requests : 0
+      printf "%s\tclosed\t%s\t%.0f\t%.3f\t%.3f\t%.3f\t%d\t%.1f\n", label, round, rps, p50, p99, max, errors, cpu
+    }' >>"$results"
 }
 bench_run() { # label kind round [memes bench args...]
   local label=$1 kind=$2 round=$3 out; shift 3
@@ -116,22 +124,25 @@ echo "$(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xarg
 echo
 
 start_memesd dev
-dev_url=$url
+dev_url=$url dev_pid=${pids[-1]}
 start_memesd jwt --claims-key "$work/claims-key"
-jwt_url=$url
-curl -fsS -H "Authorization: Bearer $(head -1 "$work/tokens.txt")" "$jwt_url/memes?query=cat" >/dev/null
+jwt_url=$url jwt_pid=${pids[-1]}
+# Warm both up the same way: every bearer once (for the JWT daemon, that fills the claims
+# cache: the figures are those of verified tokens seen before, the cache's purpose).
+"$M/memes-bench" --http "$dev_url" --bearers "$work/users.txt" -n 10000 -c 16 >/dev/null
+"$M/memes-bench" --http "$jwt_url" --bearers "$work/tokens.txt" -n 10000 -c 16 >/dev/null
 
 for round in $(seq "$rounds"); do
   echo "## closed loop over HTTP: wrk, 64 connections, $closed_secs s, durable charged GET /memes (round $round)"
   start_limitd
   if [ $((round % 2)) -eq 1 ]; then
-    wrk_run limitd-http "$round" "$limitd_url" "$work/users.txt"
-    wrk_run memesd "$round" "$dev_url" "$work/users.txt"
-    wrk_run memesd-jwt "$round" "$jwt_url" "$work/tokens.txt"
+    wrk_run limitd-http "$round" "$limitd_url" "$work/users.txt" "$limitd"
+    wrk_run memesd "$round" "$dev_url" "$work/users.txt" "$dev_pid"
+    wrk_run memesd-jwt "$round" "$jwt_url" "$work/tokens.txt" "$jwt_pid"
   else
-    wrk_run memesd-jwt "$round" "$jwt_url" "$work/tokens.txt"
-    wrk_run memesd "$round" "$dev_url" "$work/users.txt"
-    wrk_run limitd-http "$round" "$limitd_url" "$work/users.txt"
+    wrk_run memesd-jwt "$round" "$jwt_url" "$work/tokens.txt" "$jwt_pid"
+    wrk_run memesd "$round" "$dev_url" "$work/users.txt" "$dev_pid"
+    wrk_run limitd-http "$round" "$limitd_url" "$work/users.txt" "$limitd"
   fi
   echo
 done
@@ -140,9 +151,9 @@ done
 rate=
 for candidate in 15000 12000 10000 8000 6000 5000 4000 3000 2000; do
   start_limitd
-  p99=$("$M/memes-bench" --http "$limitd_url" --rate "$candidate" --duration 10 -c 64 --json --max-errors 1000000000 2>/dev/null \
+  p99=$("$M/memes-bench" --http "$limitd_url" --rate "$candidate" --duration "$probe_secs" -c 64 --json --max-errors 1000000000 2>/dev/null \
     | tail -1 | python3 -c 'import json, sys; print(json.load(sys.stdin)["latency_ms"]["p99"])')
-  echo "probe: limitd-http at $candidate/s for 10 s: p99 $p99 ms"
+  echo "probe: limitd-http at $candidate/s for $probe_secs s: p99 $p99 ms"
   if python3 -c "import sys; sys.exit(0 if $p99 <= 2.0 else 1)"; then rate=$candidate; break; fi
 done
 [ -n "$rate" ] || rate=1000
@@ -177,16 +188,19 @@ python3 - "$results" <<'EOF'
 import sys, collections
 rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
 by = collections.defaultdict(dict)
-for label, kind, rnd, rps, p50, p99, mx, errors in rows:
-    by[(kind, rnd)][label] = (float(rps), float(p50), float(p99), float(mx), int(errors))
-print(f"{'load':<16}{'round':>6}  {'server':<12}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>8}  ratio")
+for label, kind, rnd, rps, p50, p99, mx, errors, *cpu in rows:
+    by[(kind, rnd)][label] = (float(rps), float(p50), float(p99), float(mx), int(errors), float(cpu[0]) if cpu else None)
+print(f"{'load':<14}{'round':>6}  {'server':<12}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>8}{'cpu us/req':>11}  ratio")
 for (kind, rnd), servers in sorted(by.items()):
     base = servers.get("limitd-http") or servers.get("limitd")
-    for label, (rps, p50, p99, mx, errors) in servers.items():
+    for label, (rps, p50, p99, mx, errors, cpu) in servers.items():
         ratio = ""
         if base and label.startswith("memesd"):
             ratio = f"{rps / base[0]:.2f}x req/s, {p99 / base[2]:.2f}x p99"
+            if cpu and base[5]:
+                ratio += f", {cpu / base[5]:.2f}x cpu"
         if label == "memesd-jwt" and "memesd" in servers:
             ratio += f"; {rps / servers['memesd'][0]:.2f}x req/s of user-id bearers"
-        print(f"{kind:<16}{rnd:>6}  {label:<12}{rps:>9.0f}{p50:>9.3f}{p99:>9.3f}{mx:>9.3f}{errors:>8}  {ratio}")
+        cpu_text = f"{cpu:.1f}" if cpu else "-"
+        print(f"{kind:<14}{rnd:>6}  {label:<12}{rps:>9.0f}{p50:>9.3f}{p99:>9.3f}{mx:>9.3f}{errors:>8}{cpu_text:>11}  {ratio}")
 EOF
