@@ -16,6 +16,9 @@ _memes() {
             ",$1")
                 cmd="memes"
                 ;;
+            memes,admin-key)
+                cmd="memes__subcmd__admin__subcmd__key"
+                ;;
             memes,audit)
                 cmd="memes__subcmd__audit"
                 ;;
@@ -51,6 +54,21 @@ _memes() {
                 ;;
             memes,topup)
                 cmd="memes__subcmd__topup"
+                ;;
+            memes__subcmd__admin__subcmd__key,help)
+                cmd="memes__subcmd__admin__subcmd__key__subcmd__help"
+                ;;
+            memes__subcmd__admin__subcmd__key,new)
+                cmd="memes__subcmd__admin__subcmd__key__subcmd__new"
+                ;;
+            memes__subcmd__admin__subcmd__key__subcmd__help,help)
+                cmd="memes__subcmd__admin__subcmd__key__subcmd__help__subcmd__help"
+                ;;
+            memes__subcmd__admin__subcmd__key__subcmd__help,new)
+                cmd="memes__subcmd__admin__subcmd__key__subcmd__help__subcmd__new"
+                ;;
+            memes__subcmd__help,admin-key)
+                cmd="memes__subcmd__help__subcmd__admin__subcmd__key"
                 ;;
             memes__subcmd__help,audit)
                 cmd="memes__subcmd__help__subcmd__audit"
@@ -88,6 +106,9 @@ _memes() {
             memes__subcmd__help,topup)
                 cmd="memes__subcmd__help__subcmd__topup"
                 ;;
+            memes__subcmd__help__subcmd__admin__subcmd__key,new)
+                cmd="memes__subcmd__help__subcmd__admin__subcmd__key__subcmd__new"
+                ;;
             *)
                 ;;
         esac
@@ -95,13 +116,111 @@ _memes() {
 
     case "${cmd}" in
         memes)
-            opts="-h -V --socket --json --color --help --version get topup balance history search entitle audit reload status bench completions help"
+            opts="-h -V --socket --url --json --color --help --version get topup balance history search entitle audit reload status bench completions admin-key help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        memes__subcmd__admin__subcmd__key)
+            opts="-h --socket --url --json --color --help new help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        memes__subcmd__admin__subcmd__key__subcmd__help)
+            opts="new help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        memes__subcmd__admin__subcmd__key__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        memes__subcmd__admin__subcmd__key__subcmd__help__subcmd__new)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        memes__subcmd__admin__subcmd__key__subcmd__new)
+            opts="-h --socket --url --json --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -117,13 +236,17 @@ _memes() {
             return 0
             ;;
         memes__subcmd__audit)
-            opts="-h --socket --json --color --help"
+            opts="-h --socket --url --json --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -139,7 +262,7 @@ _memes() {
             return 0
             ;;
         memes__subcmd__balance)
-            opts="-h --user --socket --json --color --help"
+            opts="-h --user --socket --url --json --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -150,6 +273,10 @@ _memes() {
                     return 0
                     ;;
                 --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -165,13 +292,17 @@ _memes() {
             return 0
             ;;
         memes__subcmd__bench)
-            opts="--socket --json --color"
+            opts="--socket --url --json --color"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -187,13 +318,17 @@ _memes() {
             return 0
             ;;
         memes__subcmd__completions)
-            opts="-h --socket --json --color --help bash elvish fish powershell zsh"
+            opts="-h --socket --url --json --color --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -209,7 +344,7 @@ _memes() {
             return 0
             ;;
         memes__subcmd__entitle)
-            opts="-h --user --tier --until --socket --json --color --help"
+            opts="-h --user --tier --until --socket --url --json --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -231,6 +366,10 @@ _memes() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
@@ -243,7 +382,7 @@ _memes() {
             return 0
             ;;
         memes__subcmd__get)
-            opts="-h --user --lat --lon --long --query --count --nsfw --generate --out --token --idempotency-key --socket --json --color --help"
+            opts="-h --user --lat --lon --long --query --count --nsfw --generate --out --token --idempotency-key --socket --url --json --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -289,6 +428,10 @@ _memes() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
@@ -301,8 +444,36 @@ _memes() {
             return 0
             ;;
         memes__subcmd__help)
-            opts="get topup balance history search entitle audit reload status bench completions help"
+            opts="get topup balance history search entitle audit reload status bench completions admin-key help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        memes__subcmd__help__subcmd__admin__subcmd__key)
+            opts="new"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        memes__subcmd__help__subcmd__admin__subcmd__key__subcmd__new)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -483,7 +654,7 @@ _memes() {
             return 0
             ;;
         memes__subcmd__history)
-            opts="-h --user --limit --socket --json --color --help"
+            opts="-h --user --limit --socket --url --json --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -501,6 +672,10 @@ _memes() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
@@ -513,13 +688,17 @@ _memes() {
             return 0
             ;;
         memes__subcmd__reload)
-            opts="-h --socket --json --color --help"
+            opts="-h --socket --url --json --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -535,7 +714,7 @@ _memes() {
             return 0
             ;;
         memes__subcmd__search)
-            opts="-h --limit --nsfw --socket --json --color --help"
+            opts="-h --limit --nsfw --socket --url --json --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -546,6 +725,10 @@ _memes() {
                     return 0
                     ;;
                 --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -561,13 +744,17 @@ _memes() {
             return 0
             ;;
         memes__subcmd__status)
-            opts="-h --socket --json --color --help"
+            opts="-h --socket --url --json --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -583,7 +770,7 @@ _memes() {
             return 0
             ;;
         memes__subcmd__topup)
-            opts="-h --user --amount --reason --idempotency-key --socket --json --color --help"
+            opts="-h --user --amount --reason --idempotency-key --socket --url --json --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -606,6 +793,10 @@ _memes() {
                     return 0
                     ;;
                 --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

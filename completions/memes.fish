@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_memes_global_optspecs
-    string join \n socket= json color= h/help V/version
+    string join \n socket= url= json color= h/help V/version
 end
 
 function __fish_memes_needs_command
@@ -25,6 +25,7 @@ function __fish_memes_using_subcommand
 end
 
 complete -c memes -n "__fish_memes_needs_command" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_needs_command" -l url -d 'Talk to memesd\'s HTTP API at this URL instead of a socket (http://host:port), with the bearer credential in MEMES_TOKEN (a user\'s token or an admin key; without it, the request\'s user id, as a development-mode memesd takes it)' -r
 complete -c memes -n "__fish_memes_needs_command" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -42,6 +43,7 @@ complete -c memes -n "__fish_memes_needs_command" -f -a "reload" -d 'Reload the 
 complete -c memes -n "__fish_memes_needs_command" -f -a "status" -d 'Show the daemon\'s version, uptime and counts'
 complete -c memes -n "__fish_memes_needs_command" -f -a "bench" -d 'Measure memesd: throughput and latency percentiles under load'
 complete -c memes -n "__fish_memes_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c memes -n "__fish_memes_needs_command" -f -a "admin-key" -d 'Make admin keys for memesd\'s HTTP API (local; no daemon needed)'
 complete -c memes -n "__fish_memes_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c memes -n "__fish_memes_using_subcommand get" -l user -d 'The user to charge' -r
 complete -c memes -n "__fish_memes_using_subcommand get" -l lat -d 'Latitude in decimal degrees (-90 to 90), with --long' -r
@@ -52,6 +54,7 @@ complete -c memes -n "__fish_memes_using_subcommand get" -l out -d 'With --gener
 complete -c memes -n "__fish_memes_using_subcommand get" -l token -d 'A signed claim (JWT) for this user, e.g. one that makes the request premium' -r
 complete -c memes -n "__fish_memes_using_subcommand get" -l idempotency-key -d 'Makes retries safe: the same key with the same request is answered with the first reply and charged once' -r
 complete -c memes -n "__fish_memes_using_subcommand get" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand get" -l url -d 'Talk to memesd\'s HTTP API at this URL instead of a socket (http://host:port), with the bearer credential in MEMES_TOKEN (a user\'s token or an admin key; without it, the request\'s user id, as a development-mode memesd takes it)' -r
 complete -c memes -n "__fish_memes_using_subcommand get" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -64,6 +67,7 @@ complete -c memes -n "__fish_memes_using_subcommand topup" -l amount -d 'Tokens 
 complete -c memes -n "__fish_memes_using_subcommand topup" -l reason -d 'Free text kept with the ledger entry, e.g. a payment provider\'s event id' -r
 complete -c memes -n "__fish_memes_using_subcommand topup" -l idempotency-key -d 'Makes retries safe: the same key with the same top-up credits once' -r
 complete -c memes -n "__fish_memes_using_subcommand topup" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand topup" -l url -d 'Talk to memesd\'s HTTP API at this URL instead of a socket (http://host:port), with the bearer credential in MEMES_TOKEN (a user\'s token or an admin key; without it, the request\'s user id, as a development-mode memesd takes it)' -r
 complete -c memes -n "__fish_memes_using_subcommand topup" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -71,6 +75,7 @@ complete -c memes -n "__fish_memes_using_subcommand topup" -l json -d 'Print the
 complete -c memes -n "__fish_memes_using_subcommand topup" -s h -l help -d 'Print help'
 complete -c memes -n "__fish_memes_using_subcommand balance" -l user -d 'The user whose balance and tier to show' -r
 complete -c memes -n "__fish_memes_using_subcommand balance" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand balance" -l url -d 'Talk to memesd\'s HTTP API at this URL instead of a socket (http://host:port), with the bearer credential in MEMES_TOKEN (a user\'s token or an admin key; without it, the request\'s user id, as a development-mode memesd takes it)' -r
 complete -c memes -n "__fish_memes_using_subcommand balance" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -79,6 +84,7 @@ complete -c memes -n "__fish_memes_using_subcommand balance" -s h -l help -d 'Pr
 complete -c memes -n "__fish_memes_using_subcommand history" -l user -d 'The user whose ledger entries to show' -r
 complete -c memes -n "__fish_memes_using_subcommand history" -l limit -d 'Only the newest N entries (still oldest first; 1 or more)' -r
 complete -c memes -n "__fish_memes_using_subcommand history" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand history" -l url -d 'Talk to memesd\'s HTTP API at this URL instead of a socket (http://host:port), with the bearer credential in MEMES_TOKEN (a user\'s token or an admin key; without it, the request\'s user id, as a development-mode memesd takes it)' -r
 complete -c memes -n "__fish_memes_using_subcommand history" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -86,6 +92,7 @@ complete -c memes -n "__fish_memes_using_subcommand history" -l json -d 'Print t
 complete -c memes -n "__fish_memes_using_subcommand history" -s h -l help -d 'Print help'
 complete -c memes -n "__fish_memes_using_subcommand search" -l limit -d 'At most this many results (1-100)' -r
 complete -c memes -n "__fish_memes_using_subcommand search" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand search" -l url -d 'Talk to memesd\'s HTTP API at this URL instead of a socket (http://host:port), with the bearer credential in MEMES_TOKEN (a user\'s token or an admin key; without it, the request\'s user id, as a development-mode memesd takes it)' -r
 complete -c memes -n "__fish_memes_using_subcommand search" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -97,49 +104,75 @@ complete -c memes -n "__fish_memes_using_subcommand entitle" -l tier -d 'The tie
 premium\t'Also generated meme images (`memes get --generate`)'"
 complete -c memes -n "__fish_memes_using_subcommand entitle" -l until -d 'When the entitlement ends, RFC 3339 (e.g. 2027-01-31T00:00:00Z); open-ended if absent' -r
 complete -c memes -n "__fish_memes_using_subcommand entitle" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand entitle" -l url -d 'Talk to memesd\'s HTTP API at this URL instead of a socket (http://host:port), with the bearer credential in MEMES_TOKEN (a user\'s token or an admin key; without it, the request\'s user id, as a development-mode memesd takes it)' -r
 complete -c memes -n "__fish_memes_using_subcommand entitle" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c memes -n "__fish_memes_using_subcommand entitle" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
 complete -c memes -n "__fish_memes_using_subcommand entitle" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c memes -n "__fish_memes_using_subcommand audit" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand audit" -l url -d 'Talk to memesd\'s HTTP API at this URL instead of a socket (http://host:port), with the bearer credential in MEMES_TOKEN (a user\'s token or an admin key; without it, the request\'s user id, as a development-mode memesd takes it)' -r
 complete -c memes -n "__fish_memes_using_subcommand audit" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c memes -n "__fish_memes_using_subcommand audit" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
 complete -c memes -n "__fish_memes_using_subcommand audit" -s h -l help -d 'Print help'
 complete -c memes -n "__fish_memes_using_subcommand reload" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand reload" -l url -d 'Talk to memesd\'s HTTP API at this URL instead of a socket (http://host:port), with the bearer credential in MEMES_TOKEN (a user\'s token or an admin key; without it, the request\'s user id, as a development-mode memesd takes it)' -r
 complete -c memes -n "__fish_memes_using_subcommand reload" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c memes -n "__fish_memes_using_subcommand reload" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
 complete -c memes -n "__fish_memes_using_subcommand reload" -s h -l help -d 'Print help'
 complete -c memes -n "__fish_memes_using_subcommand status" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand status" -l url -d 'Talk to memesd\'s HTTP API at this URL instead of a socket (http://host:port), with the bearer credential in MEMES_TOKEN (a user\'s token or an admin key; without it, the request\'s user id, as a development-mode memesd takes it)' -r
 complete -c memes -n "__fish_memes_using_subcommand status" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c memes -n "__fish_memes_using_subcommand status" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
 complete -c memes -n "__fish_memes_using_subcommand status" -s h -l help -d 'Print help'
 complete -c memes -n "__fish_memes_using_subcommand bench" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand bench" -l url -d 'Talk to memesd\'s HTTP API at this URL instead of a socket (http://host:port), with the bearer credential in MEMES_TOKEN (a user\'s token or an admin key; without it, the request\'s user id, as a development-mode memesd takes it)' -r
 complete -c memes -n "__fish_memes_using_subcommand bench" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c memes -n "__fish_memes_using_subcommand bench" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
 complete -c memes -n "__fish_memes_using_subcommand completions" -l socket -r -F
+complete -c memes -n "__fish_memes_using_subcommand completions" -l url -r
 complete -c memes -n "__fish_memes_using_subcommand completions" -l color -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c memes -n "__fish_memes_using_subcommand completions" -l json
 complete -c memes -n "__fish_memes_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions help" -f -a "get" -d 'Get a meme (charged only when delivered)'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions help" -f -a "topup" -d 'Add tokens to a balance, or deduct them with a negative amount (admins)'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions help" -f -a "balance" -d 'Show a balance and tier'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions help" -f -a "history" -d 'Show a user\'s ledger entries, oldest first'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions help" -f -a "search" -d 'Browse ranked matches for a query, free of charge'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions help" -f -a "entitle" -d 'Set a user\'s tier (admins)'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions help" -f -a "audit" -d 'Replay the whole ledger and check every invariant (admins); exit 1 on a discrepancy'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions help" -f -a "reload" -d 'Reload the meme catalogue from its file (admins; same as SIGHUP)'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions help" -f -a "status" -d 'Show the daemon\'s version, uptime and counts'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions help" -f -a "bench" -d 'Measure memesd: throughput and latency percentiles under load'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c memes -n "__fish_memes_using_subcommand admin-key; and not __fish_seen_subcommand_from new help" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand admin-key; and not __fish_seen_subcommand_from new help" -l url -d 'Talk to memesd\'s HTTP API at this URL instead of a socket (http://host:port), with the bearer credential in MEMES_TOKEN (a user\'s token or an admin key; without it, the request\'s user id, as a development-mode memesd takes it)' -r
+complete -c memes -n "__fish_memes_using_subcommand admin-key; and not __fish_seen_subcommand_from new help" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c memes -n "__fish_memes_using_subcommand admin-key; and not __fish_seen_subcommand_from new help" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
+complete -c memes -n "__fish_memes_using_subcommand admin-key; and not __fish_seen_subcommand_from new help" -s h -l help -d 'Print help'
+complete -c memes -n "__fish_memes_using_subcommand admin-key; and not __fish_seen_subcommand_from new help" -f -a "new" -d 'Make a new admin key: print the key (for whoever acts as admin) and the line to add to memesd\'s --admin-keys file'
+complete -c memes -n "__fish_memes_using_subcommand admin-key; and not __fish_seen_subcommand_from new help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c memes -n "__fish_memes_using_subcommand admin-key; and __fish_seen_subcommand_from new" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand admin-key; and __fish_seen_subcommand_from new" -l url -d 'Talk to memesd\'s HTTP API at this URL instead of a socket (http://host:port), with the bearer credential in MEMES_TOKEN (a user\'s token or an admin key; without it, the request\'s user id, as a development-mode memesd takes it)' -r
+complete -c memes -n "__fish_memes_using_subcommand admin-key; and __fish_seen_subcommand_from new" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c memes -n "__fish_memes_using_subcommand admin-key; and __fish_seen_subcommand_from new" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
+complete -c memes -n "__fish_memes_using_subcommand admin-key; and __fish_seen_subcommand_from new" -s h -l help -d 'Print help'
+complete -c memes -n "__fish_memes_using_subcommand admin-key; and __fish_seen_subcommand_from help" -f -a "new" -d 'Make a new admin key: print the key (for whoever acts as admin) and the line to add to memesd\'s --admin-keys file'
+complete -c memes -n "__fish_memes_using_subcommand admin-key; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions admin-key help" -f -a "get" -d 'Get a meme (charged only when delivered)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions admin-key help" -f -a "topup" -d 'Add tokens to a balance, or deduct them with a negative amount (admins)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions admin-key help" -f -a "balance" -d 'Show a balance and tier'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions admin-key help" -f -a "history" -d 'Show a user\'s ledger entries, oldest first'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions admin-key help" -f -a "search" -d 'Browse ranked matches for a query, free of charge'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions admin-key help" -f -a "entitle" -d 'Set a user\'s tier (admins)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions admin-key help" -f -a "audit" -d 'Replay the whole ledger and check every invariant (admins); exit 1 on a discrepancy'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions admin-key help" -f -a "reload" -d 'Reload the meme catalogue from its file (admins; same as SIGHUP)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions admin-key help" -f -a "status" -d 'Show the daemon\'s version, uptime and counts'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions admin-key help" -f -a "bench" -d 'Measure memesd: throughput and latency percentiles under load'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions admin-key help" -f -a "completions" -d 'Print a shell completion script'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions admin-key help" -f -a "admin-key" -d 'Make admin keys for memesd\'s HTTP API (local; no daemon needed)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions admin-key help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c memes -n "__fish_memes_using_subcommand help; and __fish_seen_subcommand_from admin-key" -f -a "new" -d 'Make a new admin key: print the key (for whoever acts as admin) and the line to add to memesd\'s --admin-keys file'

@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs and this machine lacks, from Debian's packages:
-# PostgreSQL's server binaries (the PostgreSQL store's tests start a throwaway cluster);
-# Chromium, and Node.js with npm when there is none, for the web console's browser tests
-# (tests/browser; scripts/test-browser.sh says plainly if the Node.js found is too old);
-# what deploy/check.sh runs: promtool (prometheus), systemd-analyze and systemd-sysusers
-# (systemd), /bin/kill (procps) and python3.
+# Installs what the test suite needs and this machine lacks:
+# - from Debian's packages: PostgreSQL's server binaries (the PostgreSQL store's tests start a
+#   throwaway cluster); Chromium, and Node.js with npm when there is none, for the web
+#   console's browser tests (tests/browser; scripts/test-browser.sh says plainly if the
+#   Node.js found is too old); what deploy/check.sh runs: promtool (prometheus),
+#   systemd-analyze and systemd-sysusers (systemd), /bin/kill (procps) and python3; Python's
+#   venv module where schemathesis must be installed;
+# - from PyPI: schemathesis (scripts/schemathesis.sh tests the HTTP API against its OpenAPI
+#   document), into its own virtual environment unless a `schemathesis` is on PATH already.
 # Already installed: nothing to do, no network needed.
 set -euo pipefail
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
+
+# Where schemathesis goes when it is not on PATH (scripts/schemathesis.sh looks there too).
+venv=${MEMES_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/memes/test-venv}
+schemathesis_version='schemathesis~=4.32'
+need_schemathesis=
+if ! command -v schemathesis >/dev/null && [ ! -x "$venv/bin/schemathesis" ]; then
+  need_schemathesis=1
+fi
 
 missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
@@ -21,9 +32,18 @@ command -v promtool >/dev/null || missing+=(prometheus)
 { command -v systemd-analyze && command -v systemd-sysusers; } >/dev/null || missing+=(systemd)
 [ -x /bin/kill ] || missing+=(procps)
 command -v python3 >/dev/null || missing+=(python3)
+if [ -n "$need_schemathesis" ] && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  missing+=(python3-venv)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-test-deps: installing ${missing[*]}" >&2
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ -n "$need_schemathesis" ]; then
+  echo "install-test-deps: installing $schemathesis_version into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$schemathesis_version"
 fi

@@ -644,6 +644,22 @@ mod tests {
     }
 
     #[test]
+    fn ascii_ids_are_judged_as_the_full_rule_judges_them() {
+        let long = "x".repeat(MAX_USER_CHARS);
+        for id in ["u1", "a b", "~!@#", " u", "u ", "u\x7f", "\tu", &long] {
+            let judged = validate_user(id).is_ok();
+            let full = !id.is_empty()
+                && id.chars().count() <= MAX_USER_CHARS
+                && !id.chars().any(|c| c.is_control() || is_invisible(c))
+                && !id.starts_with(char::is_whitespace)
+                && !id.ends_with(char::is_whitespace)
+                && unicode_normalization::is_nfc(id);
+            assert_eq!(judged, full, "{id:?}");
+        }
+        assert!(validate_user(&format!("{long}x")).is_err());
+    }
+
+    #[test]
     fn user_id_limits_count_characters_not_bytes() {
         let ok = "é".repeat(MAX_USER_CHARS);
         assert!(validate_user(&ok).is_ok());

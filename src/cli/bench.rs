@@ -28,6 +28,9 @@ pub fn run(args: &BenchArgs, ctx: &Ctx) -> Result<Exit, Failure> {
     if let Some(socket) = &ctx.socket {
         command.arg("--socket").arg(socket);
     }
+    if let Some(url) = &ctx.url {
+        command.arg("--http").arg(url);
+    }
     if ctx.json {
         command.arg("--json");
     }

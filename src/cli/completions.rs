@@ -18,6 +18,8 @@ pub struct CompletionsArgs {
     #[arg(long, hide = true)]
     socket: Option<std::path::PathBuf>,
     #[arg(long, hide = true)]
+    url: Option<String>,
+    #[arg(long, hide = true)]
     json: bool,
     #[arg(long, hide = true, value_enum)]
     color: Option<ColorChoice>,

@@ -171,8 +171,10 @@ impl PendingFile {
 /// memesd answers a repeated key with its first reply, charging nothing.
 fn replay_command(args: &GetArgs, key: &str, ctx: &Ctx) -> String {
     let mut words: Vec<String> = vec!["memes".into()];
-    if let Some(socket) = &ctx.socket {
-        words.extend(["--socket".into(), socket.display().to_string()]);
+    match (&ctx.url, &ctx.socket) {
+        (Some(url), _) => words.extend(["--url".into(), url.clone()]),
+        (None, Some(socket)) => words.extend(["--socket".into(), socket.display().to_string()]),
+        (None, None) => {}
     }
     words.extend(["get".into(), "--user".into(), args.user.clone()]);
     if let (Some(lat), Some(long)) = (args.lat, args.long) {

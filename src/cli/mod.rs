@@ -2,6 +2,7 @@
 //! shared pieces: [`connect`] (finding or starting memesd), [`output`] (tables, JSON,
 //! errors) and [`exit`] (exit codes).
 
+pub mod admin_key;
 pub mod audit;
 pub mod balance;
 pub mod bench;
@@ -13,6 +14,7 @@ pub mod get;
 pub mod history;
 pub mod output;
 pub mod reload;
+pub mod remote;
 pub mod search;
 pub mod status;
 pub mod topup;
@@ -28,7 +30,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// memes: memes as a service, from the command line. Talks to memesd over its socket;
-/// when no daemon runs on the default socket, starts one in the background.
+/// when no daemon runs on the default socket, starts one in the background. With --url it
+/// talks to a (remote) memesd's HTTP API instead.
 #[derive(Debug, Parser)]
 #[command(name = "memes", version, after_help = exit::HELP)]
 pub struct Cli {
@@ -36,6 +39,13 @@ pub struct Cli {
     #[arg(long, global = true, env = paths::SOCKET_ENV, value_name = "PATH",
           help_heading = GLOBAL_OPTIONS)]
     pub socket: Option<PathBuf>,
+
+    /// Talk to memesd's HTTP API at this URL instead of a socket (http://host:port), with the
+    /// bearer credential in MEMES_TOKEN (a user's token or an admin key; without it, the
+    /// request's user id, as a development-mode memesd takes it)
+    #[arg(long, global = true, env = "MEMES_URL", value_name = "URL",
+          help_heading = GLOBAL_OPTIONS)]
+    pub url: Option<String>,
 
     /// Print the reply's data (or the error) as one JSON document on stdout, for scripts
     #[arg(long, global = true, help_heading = GLOBAL_OPTIONS)]
@@ -85,6 +95,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Print a shell completion script
     Completions(completions::CompletionsArgs),
+    /// Make admin keys for memesd's HTTP API (local; no daemon needed)
+    AdminKey(admin_key::AdminKeyArgs),
 }
 
 /// Why a command failed: its exit code, the error code `--json` prints, a message, and a
@@ -156,6 +168,11 @@ fn hint(code: ErrorCode, request: &Request) -> Option<String> {
         (ErrorCode::RateLimited | ErrorCode::Busy | ErrorCode::Unavailable, _) => {
             Some("nothing was changed; try again later".into())
         }
+        // Over HTTP only: the socket knows its peers.
+        (ErrorCode::Unauthorized, _) => Some(format!(
+            "give memes a credential in {}: an admin key (`memes admin-key new`) for admin operations, the user's token otherwise",
+            remote::TOKEN_ENV
+        )),
         _ => None,
     }
 }
@@ -172,12 +189,27 @@ impl From<ClientError> for Failure {
     }
 }
 
-/// What every subcommand gets: the global options and a lazily opened connection.
+impl From<remote::RemoteError> for Failure {
+    fn from(error: remote::RemoteError) -> Failure {
+        match error {
+            remote::RemoteError::Unreachable { .. } => {
+                Failure::new(Exit::Unreachable, output::with_causes(&error))
+                    .with_hint("is memesd running there, with --http?")
+            }
+            other => Failure::new(Exit::Failure, output::with_causes(&other)),
+        }
+    }
+}
+
+/// What every subcommand gets: the global options and a lazily opened connection (to the
+/// socket, or to the HTTP API with `--url`).
 pub struct Ctx {
     pub socket: Option<PathBuf>,
+    pub url: Option<String>,
     pub json: bool,
     pub color: bool,
     client: Option<Client>,
+    remote: Option<remote::Remote>,
 }
 
 impl Ctx {
@@ -186,6 +218,15 @@ impl Ctx {
     pub fn call(&mut self, request: &Request) -> Result<Box<RawValue>, Failure> {
         let refused = |error| Failure::refused(error, request);
         request.validate().map_err(refused)?;
+        if let Some(url) = &self.url {
+            if self.remote.is_none() {
+                let remote =
+                    remote::Remote::new(url).map_err(|why| Failure::new(Exit::Invalid, why))?;
+                self.remote = Some(remote);
+            }
+            let remote = self.remote.as_ref().expect("made above");
+            return remote.call(request)?.map_err(refused);
+        }
         if self.client.is_none() {
             self.client = Some(connect::connect(self.socket.as_deref())?);
         }
@@ -214,9 +255,11 @@ pub fn main() -> ExitCode {
     };
     let mut ctx = Ctx {
         socket: cli.socket.clone(),
+        url: cli.url.clone(),
         json: cli.json,
         color: output::use_color(cli.color),
         client: None,
+        remote: None,
     };
     let outcome = match cli.command {
         Command::Get(args) => get::run(&args, &mut ctx),
@@ -230,6 +273,7 @@ pub fn main() -> ExitCode {
         Command::Status => status::run(&mut ctx),
         Command::Bench(args) => bench::run(&args, &ctx),
         Command::Completions(args) => completions::run(&args),
+        Command::AdminKey(args) => admin_key::run(&args, &ctx),
     };
     match outcome {
         Ok(exit) => exit.into(),

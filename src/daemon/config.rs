@@ -114,6 +114,17 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "FILE")]
     pub webhook_secret: Option<PathBuf>,
 
+    /// How long an HTTP client has to send a request's head (seconds, or like 10s); an idle
+    /// keep-alive connection is closed after as long
+    #[arg(long, default_value = "10", value_parser = parse_duration, value_name = "DURATION",
+          allow_negative_numbers = true)]
+    pub http_header_timeout: Duration,
+
+    /// How long an HTTP client has to send a request's body once its head arrived
+    #[arg(long, default_value = "30", value_parser = parse_duration, value_name = "DURATION",
+          allow_negative_numbers = true)]
+    pub http_body_timeout: Duration,
+
     /// Serve Prometheus metrics at /metrics on this address (with --http they are also on
     /// the HTTP listener)
     #[arg(long, env = "MEMES_METRICS", value_name = "ADDR")]
@@ -214,6 +225,8 @@ impl DaemonArgs {
     pub fn http_limits(&self) -> HttpLimits {
         HttpLimits {
             max_connections: self.max_connections.max(1),
+            header_timeout: self.http_header_timeout,
+            body_timeout: self.http_body_timeout,
             ..HttpLimits::default()
         }
     }

@@ -219,15 +219,12 @@ pub fn run(args: DaemonArgs) -> Result<()> {
                     service: service.clone(),
                     credentials,
                     webhook,
+                    limits: args.http_limits(),
                     metrics: exporter.clone(),
                     console: !args.no_console,
                 };
                 let address = listener.local_addr().unwrap_or(addr);
-                Some((
-                    listener,
-                    http::router(Http::new(state), &args.http_limits()),
-                    address,
-                ))
+                Some((listener, http::Routes::api(Http::new(state)), address))
             }
             None => None,
         };
@@ -244,10 +241,11 @@ pub fn run(args: DaemonArgs) -> Result<()> {
                     service: service.clone(),
                     credentials: Credentials::new(),
                     webhook: None,
+                    limits: args.http_limits(),
                     metrics: Some(exporter.clone()),
                     console: false,
                 };
-                Some((listener, http::metrics_router(Http::new(state))))
+                Some((listener, http::Routes::metrics(Http::new(state))))
             }
             _ => None,
         };

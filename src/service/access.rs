@@ -84,6 +84,15 @@ pub fn authorize(
             ))),
         },
         Caller::Remote(principal) => {
+            if admin_only && *principal == Principal::Anonymous {
+                return Err(ServiceError::new(
+                    crate::domain::ErrorCode::Unauthorized,
+                    format!(
+                        "{} needs an admin key as the bearer credential",
+                        request.op()
+                    ),
+                ));
+            }
             if admin_only {
                 return Err(ServiceError::not_allowed(format!(
                     "{} needs an admin key",

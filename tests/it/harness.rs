@@ -109,6 +109,26 @@ impl Daemon {
         }
     }
 
+    /// Starts memesd with the HTTP front too, on a free loopback port (see
+    /// [`Daemon::http_url`]).
+    pub fn start_http(args: &[&str]) -> Daemon {
+        let mut all = vec!["--http", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        Daemon::start_with(&all)
+    }
+
+    /// The base URL of the HTTP front, as the daemon's latest start logged it
+    /// ("… listening on SOCKET and http://127.0.0.1:PORT …").
+    pub fn http_url(&self) -> String {
+        let log = self.log();
+        let at = log
+            .rfind(" and http://")
+            .unwrap_or_else(|| panic!("memesd logged no HTTP address:\n{log}"));
+        let url = &log[at + " and ".len()..];
+        let end = url.find(|c: char| c.is_whitespace()).unwrap_or(url.len());
+        url[..end].to_string()
+    }
+
     /// The command that starts this daemon (without spawning it).
     pub fn command(&self) -> Command {
         self.command_on(&self.socket, &self.data_dir)

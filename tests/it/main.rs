@@ -9,6 +9,7 @@ mod cli;
 mod console;
 mod flood;
 mod hostile;
+mod http;
 mod ledger;
 mod lifecycle;
 mod metrics;

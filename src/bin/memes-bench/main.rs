@@ -18,6 +18,8 @@
 //! name of `{seq}`, kept out of the help because clap prints `{n}` as a line break), which lets
 //! the same generator measure a reference daemon in the same run.
 
+mod http;
+
 use clap::builder::RangedU64ValueParser;
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
@@ -108,6 +110,14 @@ pub struct BenchArgs {
     /// Client threads (1 keeps the generator's own footprint small)
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Over HTTP instead: charged `GET /memes` on this server (`http://host:port`), a
+    /// rotating bearer per request
+    #[arg(long, value_name = "URL")]
+    pub http: Option<String>,
+    /// With --http: the bearers to rotate over, one per line (signed tokens, say), instead
+    /// of the bench user ids
+    #[arg(long, value_name = "FILE", requires = "http")]
+    pub bearers: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -330,6 +340,9 @@ fn parse_threshold(text: &str) -> Result<f64, String> {
 }
 
 fn run(args: &BenchArgs) -> Result<Exit, Failure> {
+    if let Some(url) = &args.http {
+        return http::run(args, url);
+    }
     // Make sure a daemon answers (starting one on the default socket if needed).
     let mut client = connect::connect(args.socket.as_deref())?;
     if args.prepare {

@@ -17,7 +17,7 @@
 use crate::domain::ErrorCode;
 use crate::protocol::validate_user;
 use crate::service::{Principal, Service, ServiceError};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderValue;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -47,10 +47,30 @@ struct Verified {
     exp: u64,
 }
 
+/// Verified tokens by the SHA-256 of the token: bounded, and never served at or past the
+/// token's `exp` (an entry that old is verified again, which refuses it once it expired).
+struct ClaimsCache(quick_cache::sync::Cache<[u8; 32], Verified>);
+
+impl ClaimsCache {
+    fn new(capacity: usize) -> ClaimsCache {
+        ClaimsCache(quick_cache::sync::Cache::new(capacity))
+    }
+
+    /// What the token with this digest was verified to say, if it is still valid at `now`
+    /// (seconds since the epoch).
+    fn get(&self, digest: &[u8; 32], now: u64) -> Option<Verified> {
+        self.0.get(digest).filter(|verified| verified.exp > now)
+    }
+
+    fn insert(&self, digest: [u8; 32], verified: Verified) {
+        self.0.insert(digest, verified);
+    }
+}
+
 /// Tells callers apart by their bearer credential.
 pub struct Credentials {
     admin_keys: Vec<AdminKey>,
-    claims: quick_cache::sync::Cache<[u8; 32], Verified>,
+    claims: ClaimsCache,
 }
 
 /// Whether a token was found in the claims cache (for the metrics).
@@ -65,7 +85,7 @@ impl Credentials {
     pub fn new() -> Credentials {
         Credentials {
             admin_keys: Vec::new(),
-            claims: quick_cache::sync::Cache::new(CLAIMS_CACHE),
+            claims: ClaimsCache::new(CLAIMS_CACHE),
         }
     }
 
@@ -99,9 +119,19 @@ impl Credentials {
     pub fn principal(
         &self,
         service: &Service,
-        headers: &HeaderMap,
+        authorization: Option<&HeaderValue>,
     ) -> Result<(Principal, Option<CacheOutcome>), ServiceError> {
-        let Some(bearer) = bearer(headers)? else {
+        self.principal_at(service, authorization, unix_now())
+    }
+
+    /// [`Credentials::principal`] at `now` (seconds since the epoch), for the claims cache.
+    pub(super) fn principal_at(
+        &self,
+        service: &Service,
+        authorization: Option<&HeaderValue>,
+        now: u64,
+    ) -> Result<(Principal, Option<CacheOutcome>), ServiceError> {
+        let Some(bearer) = bearer(authorization)? else {
             return Ok((Principal::Anonymous, None));
         };
         let digest: [u8; 32] = Sha256::digest(bearer.as_bytes()).into();
@@ -111,6 +141,13 @@ impl Credentials {
                     name: key.name.clone(),
                 },
                 None,
+            ));
+        }
+        if bearer.starts_with(ADMIN_KEY_PREFIX) {
+            // A revoked or mistyped admin key: never a user id (in development mode it
+            // would otherwise open an account named after the key).
+            return Err(unauthorized(
+                "this admin key is not in memesd's --admin-keys file",
             ));
         }
         if !service.verifies_tokens() {
@@ -124,10 +161,7 @@ impl Credentials {
                 None,
             ));
         }
-        let now = unix_now();
-        if let Some(verified) = self.claims.get(&digest)
-            && verified.exp > now
-        {
+        if let Some(verified) = self.claims.get(&digest, now) {
             return Ok((
                 Principal::User {
                     id: verified.user,
@@ -177,13 +211,13 @@ impl Default for Credentials {
 }
 
 /// The bearer credential of a request, if it has an `Authorization` header.
-fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ServiceError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
+fn bearer(authorization: Option<&HeaderValue>) -> Result<Option<&str>, ServiceError> {
+    let Some(value) = authorization else {
         return Ok(None);
     };
-    let value = value
-        .to_str()
-        .map_err(|_| unauthorized("the Authorization header is not text"))?;
+    // UTF-8, not just ASCII: a user id or a token's subject may be any text.
+    let value = std::str::from_utf8(value.as_bytes())
+        .map_err(|_| unauthorized("the Authorization header is not UTF-8 text"))?;
     let (scheme, credential) = value
         .split_once(' ')
         .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <credential>`"))?;
@@ -304,16 +338,15 @@ mod tests {
 
     #[test]
     fn bearers_are_read_strictly() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(bearer(&headers).unwrap(), None);
-        headers.insert(header::AUTHORIZATION, "Bearer abc".parse().unwrap());
-        assert_eq!(bearer(&headers).unwrap(), Some("abc"));
-        headers.insert(header::AUTHORIZATION, "bearer  abc ".parse().unwrap());
-        assert_eq!(bearer(&headers).unwrap(), Some("abc"));
+        assert_eq!(bearer(None).unwrap(), None);
+        let value = HeaderValue::from_static("Bearer abc");
+        assert_eq!(bearer(Some(&value)).unwrap(), Some("abc"));
+        let value = HeaderValue::from_static("bearer  abc ");
+        assert_eq!(bearer(Some(&value)).unwrap(), Some("abc"));
         for bad in ["Basic dTpw", "Bearer", "Bearer  ", "abc"] {
-            headers.insert(header::AUTHORIZATION, bad.parse().unwrap());
+            let value = HeaderValue::from_static(bad);
             assert_eq!(
-                bearer(&headers).unwrap_err().code,
+                bearer(Some(&value)).unwrap_err().code,
                 ErrorCode::Unauthorized,
                 "{bad:?}"
             );

@@ -3,10 +3,12 @@
 //!
 //! Handlers are thin ([`routes`]): parse, identify the caller ([`auth`]), call the service,
 //! map the result ([`problem`] for errors). Everything a client can make the daemon hold is
-//! bounded: headers (16 KiB, and 10 s to send them: slow clients are cut off), bodies
-//! (64 KiB), a whole request (30 s), connections at once (beyond the cap a connection gets a
-//! `503` and is closed). On shutdown the listener closes, requests in flight finish, idle
-//! keep-alive connections are closed, and [`serve`] returns.
+//! bounded: request heads (16 KiB, and 10 s to send one: slow clients are cut off, and an
+//! idle keep-alive connection is closed after as long), bodies (64 KiB, within 30 s),
+//! connections at once (beyond the cap a connection gets a `503` and is closed). Once a
+//! request has arrived whole, it runs to its end: no deadline cuts a charge off halfway.
+//! On shutdown the listener closes, requests in flight finish, idle keep-alive connections
+//! are closed, and [`serve`] returns.
 
 pub mod auth;
 pub mod console;
@@ -14,6 +16,9 @@ pub mod openapi;
 pub mod problem;
 pub mod request_id;
 pub mod routes;
+pub mod schema;
+#[cfg(test)]
+mod tests;
 pub mod whoami;
 
 use crate::domain::ErrorCode;
@@ -21,13 +26,10 @@ use crate::service::Service;
 use crate::telemetry::{self, Exporter, Front, Op};
 use auth::{Credentials, WebhookSecret};
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::extract::MatchedPath;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -36,9 +38,8 @@ use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower::ServiceExt;
+use tracing::Instrument;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -50,10 +51,12 @@ pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 pub struct HttpLimits {
     /// Open connections at once; beyond it a new connection gets `503` and is closed.
     pub max_connections: usize,
-    /// Time a client has to send a request's head.
+    /// Time a client has to send a request's head; also how long an idle keep-alive
+    /// connection is kept.
     pub header_timeout: Duration,
-    /// Time a whole request may take, body included, before it is answered `408`.
-    pub request_timeout: Duration,
+    /// Time a client has to send a request's body once its head arrived; a slower one is
+    /// answered `408` and the connection closed.
+    pub body_timeout: Duration,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
 }
@@ -63,7 +66,7 @@ impl Default for HttpLimits {
         HttpLimits {
             max_connections: 4096,
             header_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -77,6 +80,7 @@ pub struct HttpState {
     pub service: Arc<Service>,
     pub credentials: Credentials,
     pub webhook: Option<WebhookSecret>,
+    pub limits: HttpLimits,
     /// Renders `GET /metrics`, when metrics are on.
     pub metrics: Option<Exporter>,
     /// Serve the web console at `/` ([`console`]).
@@ -97,7 +101,7 @@ impl Http {
 }
 
 /// Every route.
-pub fn router(http: Http, limits: &HttpLimits) -> Router {
+pub fn router(http: Http) -> Router {
     Router::new()
         .route("/memes", get(routes::original_memes))
         .route("/update-token-balance", post(routes::original_topup))
@@ -119,34 +123,34 @@ pub fn router(http: Http, limits: &HttpLimits) -> Router {
         .route("/v1/whoami", get(whoami::whoami))
         .merge(console::routes(&http))
         .fallback(routes::no_route)
+        .method_not_allowed_fallback(routes::wrong_method)
         .with_state(http)
-        .layer(axum::middleware::from_fn(measure))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            limits.request_timeout,
-        ))
-        // Outermost, so that every response carries the request's id (a timeout's too): see
-        // [`request_id`]. The access line is at debug level; failures are not logged here
-        // (the service logs what went wrong, once).
-        .layer(
-            tower::ServiceBuilder::new()
-                .layer(axum::middleware::map_request(request_id::drop_insane))
-                .layer(SetRequestIdLayer::new(
-                    request_id::HEADER,
-                    request_id::Sequential,
-                ))
-                .layer(PropagateRequestIdLayer::new(request_id::HEADER))
-                .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(request_id::span)
-                        .on_request(())
-                        .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG))
-                        .on_body_chunk(())
-                        .on_eos(())
-                        .on_failure(()),
-                ),
-        )
+}
+
+/// What a listener serves: a router, and the state its hottest route is served from
+/// directly.
+#[derive(Clone)]
+pub struct Routes {
+    router: Router,
+    hot: Option<Http>,
+}
+
+impl Routes {
+    /// The whole API. `GET /memes`, the route a benchmark hammers, skips the router.
+    pub fn api(http: Http) -> Routes {
+        Routes {
+            router: router(http.clone()),
+            hot: Some(http),
+        }
+    }
+
+    /// Only `GET /metrics`.
+    pub fn metrics(http: Http) -> Routes {
+        Routes {
+            router: metrics_router(http),
+            hot: None,
+        }
+    }
 }
 
 /// Only `GET /metrics`, for `--metrics ADDR` beside a daemon that serves no HTTP API.
@@ -157,38 +161,79 @@ pub fn metrics_router(http: Http) -> Router {
         .with_state(http)
 }
 
-/// Counts and times every request by operation (from its route) and outcome code.
-async fn measure(
-    matched: Option<MatchedPath>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
+/// Serves one request, counted and timed by operation and outcome code, under its request
+/// id ([`request_id`]). Done here rather than in middleware layers, which would box every
+/// request's future and clone the route it wraps. `GET /memes` is served without the router
+/// (its routing, boxed handler future and boxed body cost more than the rest of the front's
+/// work); everything else goes through it.
+async fn measured<B>(
+    routes: Routes,
+    request: axum::http::Request<B>,
+) -> Result<axum::response::Response, std::convert::Infallible>
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     let started = Instant::now();
-    let op = op_of(matched.as_ref().map(MatchedPath::as_str));
-    let response = next.run(request).await;
+    let id = request_id::take(request.headers());
+    let span = request_id::span(&id, request.method(), request.uri().path());
+    let op = op_of(request.uri().path());
+    let mut response = async {
+        let path = request.uri().path();
+        let response = match routes.hot {
+            Some(http) if path == "/memes" && request.method() == axum::http::Method::GET => {
+                routes::original_memes_direct(&http, request.uri(), request.headers()).await
+            }
+            _ => routes.router.oneshot(request).await?,
+        };
+        // The access line (debug level; failures are logged once, by the service).
+        tracing::debug!(
+            status = response.status().as_u16(),
+            latency_us = started.elapsed().as_micros() as u64,
+            "response"
+        );
+        Ok::<_, std::convert::Infallible>(response)
+    }
+    .instrument(span)
+    .await?;
+    response.headers_mut().insert(request_id::HEADER, id);
     let code = match response.extensions().get::<ErrorCode>() {
         Some(code) => Some(*code),
         None => code_of_status(response.status()),
     };
     telemetry::request(Front::Http, op, code, started.elapsed());
-    response
+    Ok(response)
 }
 
-/// The operation a route performs, for the metrics.
-fn op_of(route: Option<&str>) -> Op {
-    match route {
-        Some("/memes" | "/v1/memes") => Op::Get,
-        Some("/update-token-balance" | "/v1/users/{user}/topups") => Op::Topup,
-        Some("/v1/webhooks/topup") => Op::Webhook,
-        Some("/v1/users/{user}/balance") => Op::Balance,
-        Some("/v1/users/{user}/history") => Op::History,
-        Some("/v1/users/{user}/entitlement") => Op::Entitle,
-        Some("/v1/search") => Op::Search,
-        Some("/v1/status") => Op::Status,
-        Some("/v1/audit") => Op::Audit,
-        Some("/v1/reload") => Op::Reload,
-        Some("/v1/images/{file}") => Op::Image,
-        _ => Op::Other,
+/// The operation a request path names (as the router will match it), for the metrics.
+fn op_of(path: &str) -> Op {
+    match path {
+        "/memes" | "/v1/memes" => Op::Get,
+        "/update-token-balance" => Op::Topup,
+        "/v1/webhooks/topup" => Op::Webhook,
+        "/v1/search" => Op::Search,
+        "/v1/status" => Op::Status,
+        "/v1/audit" => Op::Audit,
+        "/v1/reload" => Op::Reload,
+        _ => {
+            if let Some(file) = path.strip_prefix("/v1/images/")
+                && !file.is_empty()
+                && !file.contains('/')
+            {
+                return Op::Image;
+            }
+            let user_route = path
+                .strip_prefix("/v1/users/")
+                .and_then(|rest| rest.split_once('/'))
+                .filter(|(user, _)| !user.is_empty());
+            match user_route.map(|(_, route)| route) {
+                Some("topups") => Op::Topup,
+                Some("balance") => Op::Balance,
+                Some("history") => Op::History,
+                Some("entitlement") => Op::Entitle,
+                _ => Op::Other,
+            }
+        }
     }
 }
 
@@ -208,7 +253,7 @@ fn code_of_status(status: StatusCode) -> Option<ErrorCode> {
 
 /// Serves `listener` until `shutdown` resolves, then lets requests in flight finish.
 pub async fn serve(
-    router: Router,
+    routes: Routes,
     listener: TcpListener,
     limits: HttpLimits,
     shutdown: impl Future<Output = ()>,
@@ -243,7 +288,8 @@ pub async fn serve(
             continue;
         };
         let open = telemetry::connection_opened(Front::Http);
-        let service = TowerToHyperService::new(router.clone());
+        let routes = routes.clone();
+        let service = hyper::service::service_fn(move |request| measured(routes.clone(), request));
         let served = graceful.watch(connection.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(error) = served.await {

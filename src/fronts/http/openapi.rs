@@ -3,6 +3,7 @@
 
 use super::problem::ProblemDetails;
 use super::routes;
+use super::schema::{Amount, IdempotencyKey, UserId};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::LazyLock;
@@ -35,7 +36,7 @@ use utoipa::{Modify, OpenApi};
         routes::readyz,
         super::whoami::whoami,
     ),
-    components(schemas(ProblemDetails)),
+    components(schemas(ProblemDetails, UserId, Amount, IdempotencyKey)),
     modifiers(&BearerAuth),
     tags(
         (name = "original", description = "The routes of the first write-up"),
@@ -71,7 +72,14 @@ impl Modify for BearerAuth {
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
-    doc.to_pretty_json().expect("the document serialises")
+    let mut value = serde_json::to_value(&doc).expect("the document serialises");
+    // What the derive cannot say: a body's latitude and longitude come together, and a
+    // count is not for a generated image.
+    let body = &mut value["components"]["schemas"]["MemesBody"];
+    body["dependentRequired"] = serde_json::json!({"lat": ["long"], "long": ["lat"]});
+    body["dependentSchemas"] =
+        serde_json::json!({"count": {"properties": {"generate": {"const": false}}}});
+    serde_json::to_string_pretty(&value).expect("the document serialises")
 });
 
 /// `GET /openapi.json`.

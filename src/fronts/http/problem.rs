@@ -5,7 +5,7 @@
 
 use crate::domain::ErrorCode;
 use crate::service::ServiceError;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use std::time::Duration;
@@ -55,60 +55,123 @@ pub struct ProblemDetails {
 
 /// A refused or failed request, as an HTTP response.
 #[derive(Debug)]
-pub struct Problem(pub ServiceError);
+pub enum Problem {
+    /// Refused or failed, by the service or the front: the status is its code's.
+    Service(ServiceError),
+    /// The request body did not arrive within this time: `408`, and the connection is
+    /// closed (the client is either gone or too slow to keep a connection for).
+    Timeout(Duration),
+    /// The route exists, but not with this method: `405`.
+    WrongMethod(Method),
+}
 
 impl From<ServiceError> for Problem {
     fn from(error: ServiceError) -> Problem {
-        Problem(error)
+        Problem::Service(error)
     }
 }
 
 impl Problem {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Problem {
-        Problem(ServiceError::new(code, message))
+        Problem::Service(ServiceError::new(code, message))
+    }
+
+    /// The protocol's code for it (a slow body or a wrong method is the client's:
+    /// `bad_request`).
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Problem::Service(error) => error.code,
+            Problem::Timeout(_) | Problem::WrongMethod(_) => ErrorCode::BadRequest,
+        }
+    }
+
+    /// What went wrong, for people.
+    pub fn message(&self) -> String {
+        match self {
+            Problem::Service(error) => error.message.clone(),
+            Problem::Timeout(limit) => format!(
+                "the request body did not arrive within {} s",
+                limit.as_secs_f64()
+            ),
+            Problem::WrongMethod(method) => {
+                format!("this route does not take {method}; see /openapi.json")
+            }
+        }
+    }
+
+    /// The status this problem is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Problem::Service(error) => status_of(error.code),
+            Problem::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Problem::WrongMethod(_) => StatusCode::METHOD_NOT_ALLOWED,
+        }
     }
 
     /// When to try again, for the statuses that say it.
     fn retry_after(&self) -> Option<u64> {
-        let status = status_of(self.0.code);
+        let Problem::Service(error) = self else {
+            return None;
+        };
+        let status = status_of(error.code);
         let waits =
             status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE;
         waits.then(|| {
-            let after = self.0.retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
+            let after = error.retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
             after.as_secs() + u64::from(after.subsec_nanos() > 0)
         })
+    }
+
+    /// The headers every answer to this problem carries, whatever its body: how to
+    /// authenticate after a 401, when to come back after a 429 or 503, that the
+    /// connection ends after a 408.
+    pub fn add_headers(&self, headers: &mut HeaderMap) {
+        match self.status() {
+            StatusCode::UNAUTHORIZED => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="memes""#),
+                );
+            }
+            StatusCode::REQUEST_TIMEOUT => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
+        }
+        if let Some(seconds) = self.retry_after() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
     }
 }
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let status = status_of(self.0.code);
-        let retry_after = self.retry_after();
+        let status = self.status();
+        let mut headers = HeaderMap::new();
+        self.add_headers(&mut headers);
         let body = ProblemDetails {
             kind: "about:blank",
             title: status.canonical_reason().unwrap_or("Error").to_string(),
             status: status.as_u16(),
-            detail: self.0.message,
-            code: self.0.code,
-            retry_after,
+            detail: self.message(),
+            code: self.code(),
+            retry_after: self.retry_after(),
         };
-        let json = serde_json::to_vec(&body).expect("problem serialises");
-        let mut response = (status, json).into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if status == StatusCode::UNAUTHORIZED {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(r#"Bearer realm="memes""#),
-            );
-        }
-        if let Some(seconds) = retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
+        let code = self.code();
+        let mut response = problem_response(status, headers, &body);
         // For the request metrics: the outcome's code, not only its status.
-        response.extensions_mut().insert(self.0.code);
+        response.extensions_mut().insert(code);
         response
     }
+}
+
+fn problem_response(status: StatusCode, headers: HeaderMap, body: &ProblemDetails) -> Response {
+    let json = serde_json::to_vec(body).expect("problem serialises");
+    let mut response = (status, headers, json).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    response
 }
 
 #[cfg(test)]
@@ -138,7 +201,7 @@ mod tests {
 
     #[test]
     fn waits_are_rounded_up_to_whole_seconds() {
-        let limited = Problem(
+        let limited = Problem::Service(
             ServiceError::new(ErrorCode::RateLimited, "slow down")
                 .retry_after(Duration::from_millis(1200)),
         );

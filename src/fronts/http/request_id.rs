@@ -4,17 +4,15 @@
 //! a random prefix chosen at start-up and a counter (`5f3a9c1e07d2-2a`), unique without a
 //! random number per request.
 //!
-//! With tower-http: [`drop_insane`] removes an id not worth keeping, `SetRequestId` keeps the
-//! rest or makes one ([`Sequential`]), `PropagateRequestId` echoes it in the response, and the
-//! trace layer runs the request in a `request` span carrying it ([`span`]), at debug level,
-//! with an access line when the response is ready. At the default level that span is never
-//! built (see [`crate::daemon::logging`]).
+//! The serve loop ([`super::measured`]) takes the id ([`take`]), runs the request in a
+//! `request` span carrying it ([`span`], at debug level, with an access line when the
+//! response is ready) and echoes it in the response. At the default level that span is never
+//! built (see [`crate::daemon::logging`]). Done there rather than with tower-http's layers,
+//! which would box every request's future.
 
-use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tower_http::request_id::{MakeRequestId, RequestId};
 
 /// The header that carries the id, both ways.
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -32,28 +30,19 @@ pub fn is_sane(value: &HeaderValue) -> bool {
             .all(|&b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\'' | b'\\'))
 }
 
-/// Removes an `X-Request-Id` that is not [sane](is_sane), so that one is made up instead.
-pub async fn drop_insane(mut request: Request) -> Request {
-    if let Some(value) = request.headers().get(&HEADER)
-        && !is_sane(value)
-    {
-        request.headers_mut().remove(&HEADER);
+/// The request's id: the client's when it is [sane](is_sane), else a new one.
+pub fn take(headers: &HeaderMap) -> HeaderValue {
+    match headers.get(&HEADER) {
+        Some(value) if is_sane(value) => value.clone(),
+        _ => make(),
     }
-    request
 }
 
-/// Makes ids: this process's random prefix, then a counter.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Sequential;
-
-impl MakeRequestId for Sequential {
-    fn make_request_id<B>(&mut self, _: &http::Request<B>) -> Option<RequestId> {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::try_from(format!("{}-{n:x}", prefix()))
-            .ok()
-            .map(RequestId::new)
-    }
+/// A new id: this process's random prefix, then a counter.
+pub fn make() -> HeaderValue {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    HeaderValue::try_from(format!("{}-{n:x}", prefix())).expect("hex digits are a header value")
 }
 
 /// 48 random bits in hex, chosen once, so ids from different runs do not collide.
@@ -74,16 +63,12 @@ fn prefix() -> &'static str {
 }
 
 /// The span a request runs in: its id, method and path (built only when debug is enabled).
-pub fn span<B>(request: &http::Request<B>) -> tracing::Span {
+pub fn span(id: &HeaderValue, method: &Method, path: &str) -> tracing::Span {
     tracing::debug_span!(
         "request",
-        request_id = request
-            .extensions()
-            .get::<RequestId>()
-            .and_then(|id| id.header_value().to_str().ok())
-            .unwrap_or("-"),
-        method = %request.method(),
-        path = request.uri().path(),
+        request_id = id.to_str().unwrap_or("-"),
+        method = %method,
+        path = path,
     )
 }
 
@@ -101,19 +86,24 @@ mod tests {
             &"x".repeat(128),
         ] {
             assert!(is_sane(&HeaderValue::from_str(id).unwrap()), "{id}");
+            let mut headers = HeaderMap::new();
+            headers.insert(HEADER, HeaderValue::from_str(id).unwrap());
+            assert_eq!(take(&headers), id);
         }
         for id in ["", "a b", "a\"b", "back\\slash", &"x".repeat(129)] {
             assert!(!is_sane(&HeaderValue::from_str(id).unwrap()), "{id:?}");
+            let mut headers = HeaderMap::new();
+            headers.insert(HEADER, HeaderValue::from_str(id).unwrap());
+            assert_ne!(take(&headers), id);
         }
         assert!(!is_sane(&HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap()));
     }
 
     #[test]
     fn made_up_ids_are_distinct_and_sane() {
-        let request = http::Request::new(());
-        let one = Sequential.make_request_id(&request).unwrap();
-        let two = Sequential.make_request_id(&request).unwrap();
-        assert_ne!(one.header_value(), two.header_value());
-        assert!(is_sane(one.header_value()));
+        let one = take(&HeaderMap::new());
+        let two = take(&HeaderMap::new());
+        assert_ne!(one, two);
+        assert!(is_sane(&one));
     }
 }

@@ -10,6 +10,7 @@
 use super::Http;
 use super::auth;
 use super::problem::{Problem, ProblemDetails};
+use super::schema::{Amount, IdempotencyKey, UserId};
 #[allow(unused_imports, reason = "named in the OpenAPI annotations")]
 use crate::domain::AuditReport;
 use crate::domain::{ErrorCode, Tier};
@@ -19,13 +20,16 @@ use crate::protocol::{
 };
 #[allow(unused_imports, reason = "named in the OpenAPI annotations")]
 use crate::protocol::{BalanceData, EntitleData, HistoryData, ReloadData, SearchData, StatusData};
-use crate::service::{Caller, GetReply, Principal, Reply, ServiceError};
+use crate::service::{Caller, GetReply, Principal, Reply, ServiceError, Stored};
 use crate::telemetry;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::body::HttpBody as _;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -39,33 +43,69 @@ const SIGNATURE: HeaderName = HeaderName::from_static("memes-signature");
 /// `GET /memes`'s query, as the first write-up gives it.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct MemesQuery {
-    /// Latitude, decimal degrees.
+pub struct OriginalQuery {
+    /// Latitude, decimal degrees (with `long`).
+    #[param(minimum = -90, maximum = 90)]
     lat: Option<f64>,
-    /// Longitude, decimal degrees (`lon` is accepted too).
+    /// Longitude, decimal degrees (with `lat`; `lon` is accepted too).
     #[serde(alias = "lon")]
+    #[param(minimum = -180, maximum = 180)]
     long: Option<f64>,
     /// What the meme should be about.
+    #[param(max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     query: Option<String>,
-    /// Deliver this many distinct memes, 1 to 10 (`/v1/memes` only).
-    count: Option<u32>,
-    /// Allow memes flagged not safe for work (`/v1/memes` only).
-    nsfw: Option<bool>,
-    /// The user to charge (admin keys only; a user's own token names the user).
+    /// The user to charge (admin keys only; a user's own credential names the user).
+    #[param(value_type = Option<UserId>)]
     user: Option<String>,
 }
 
-/// `POST /v1/memes`'s body: everything a `get` takes.
+/// `GET /v1/memes`'s query: everything a `get` takes but a generated image.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MemesQuery {
+    /// Latitude, decimal degrees (with `long`).
+    #[param(minimum = -90, maximum = 90)]
+    lat: Option<f64>,
+    /// Longitude, decimal degrees (with `lat`; `lon` is accepted too).
+    #[serde(alias = "lon")]
+    #[param(minimum = -180, maximum = 180)]
+    long: Option<f64>,
+    /// What the meme should be about.
+    #[param(max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
+    query: Option<String>,
+    /// Deliver this many distinct memes, all or nothing.
+    #[param(minimum = 1, maximum = 10)]
+    count: Option<u32>,
+    /// Allow memes flagged not safe for work.
+    nsfw: Option<bool>,
+    /// The user to charge (admin keys only; a user's own credential names the user).
+    #[param(value_type = Option<UserId>)]
+    user: Option<String>,
+}
+
+/// `POST /v1/memes`'s body: everything a `get` takes. (The idempotency key goes in the
+/// `Idempotency-Key` header.)
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemesBody {
-    /// The user to charge (admin keys only; a user's own token names the user).
+    /// The user to charge (admin keys only; a user's own credential names the user).
+    #[schema(value_type = Option<UserId>)]
     user: Option<String>,
+    /// Latitude, decimal degrees (with `long`).
+    #[schema(minimum = -90, maximum = 90, nullable = false)]
     lat: Option<f64>,
+    /// Longitude, decimal degrees (with `lat`; `lon` is accepted too).
     #[serde(alias = "lon")]
+    #[schema(minimum = -180, maximum = 180, nullable = false)]
     long: Option<f64>,
+    /// What the meme should be about.
+    #[schema(max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     query: Option<String>,
+    /// Deliver this many distinct memes, all or nothing (not with `generate`).
+    #[schema(minimum = 1, maximum = 10, nullable = false)]
+    #[serde(default, deserialize_with = "integral_count")]
     count: Option<u32>,
+    /// Allow memes flagged not safe for work.
     #[serde(default)]
     nsfw: bool,
     /// Render a new meme image (premium users only).
@@ -74,8 +114,6 @@ pub struct MemesBody {
     /// With `generate`: also return the PNG, base64.
     #[serde(default)]
     inline: bool,
-    /// Makes a retry safe (the `Idempotency-Key` header does the same).
-    idempotency_key: Option<String>,
 }
 
 /// The meme as `GET /memes` answers it.
@@ -100,8 +138,11 @@ pub struct OriginalMeme {
 /// `POST /update-token-balance`'s body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct BalanceUpdate {
+    #[schema(value_type = UserId)]
     pub user_id: String,
     /// Tokens to add; negative deducts (never below zero).
+    #[schema(value_type = Amount)]
+    #[serde(deserialize_with = "integral")]
     pub amount: i64,
 }
 
@@ -121,8 +162,11 @@ pub struct BalanceUpdated {
 #[serde(deny_unknown_fields)]
 pub struct TopupBody {
     /// Tokens to add; negative deducts (never below zero).
+    #[schema(value_type = Amount)]
+    #[serde(deserialize_with = "integral")]
     pub amount: i64,
     /// Kept with the ledger entry (the admin key's name is added to it).
+    #[schema(max_length = 500, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub reason: Option<String>,
 }
 
@@ -131,7 +175,8 @@ pub struct TopupBody {
 #[serde(deny_unknown_fields)]
 pub struct EntitlementBody {
     pub tier: Tier,
-    /// When it ends (RFC 3339), if it does.
+    /// When it ends (RFC 3339, in the future), if it does.
+    #[schema(format = DateTime)]
     pub until: Option<String>,
 }
 
@@ -139,9 +184,11 @@ pub struct EntitlementBody {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
-    /// Entries per page, 1 to 10,000.
+    /// Entries per page, 1 to 10,000 (the default).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u64>,
-    /// A page's `next`, for the page before it.
+    /// A page's `next` (opaque), for the page before it.
+    #[param(max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     before: Option<String>,
 }
 
@@ -150,8 +197,10 @@ pub struct HistoryQuery {
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// The query (typos forgiven).
+    #[param(max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     q: String,
-    /// Results, 1 to 100.
+    /// Results, 1 to 100 (10 by default).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     nsfw: Option<bool>,
 }
@@ -160,9 +209,15 @@ pub struct SearchQuery {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct WebhookEvent {
     /// The event's id: its retries carry the same one, so it tops up once.
+    #[schema(value_type = IdempotencyKey)]
     pub id: String,
+    #[schema(value_type = UserId)]
     pub user_id: String,
+    #[schema(value_type = Amount)]
+    #[serde(deserialize_with = "integral")]
     pub amount: i64,
+    /// Kept with the ledger entry (default: `webhook <id>`).
+    #[schema(max_length = 500, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub reason: Option<String>,
 }
 
@@ -174,10 +229,97 @@ pub struct Readiness {
     pub reason: Option<String>,
 }
 
+/// An integer from JSON: a number with no fractional part (`5.0` is 5, as JSON Schema counts
+/// integers), within `i64`.
+fn integral<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    Integral::deserialize(deserializer).map(|Integral(n)| n)
+}
+
+/// An optional count (as [`integral`]), within `u32`.
+fn integral_count<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u32>, D::Error> {
+    Option::<Integral>::deserialize(deserializer)?
+        .map(|Integral(n)| {
+            u32::try_from(n).map_err(|_| {
+                serde::de::Error::invalid_value(
+                    serde::de::Unexpected::Signed(n),
+                    &"a count from 1 to 10",
+                )
+            })
+        })
+        .transpose()
+}
+
+struct Integral(i64);
+
+impl<'de> Deserialize<'de> for Integral {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Integral, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Integral;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an integer")
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Integral, E> {
+                Ok(Integral(n))
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Integral, E> {
+                i64::try_from(n)
+                    .map(Integral)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(n), &self))
+            }
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Integral, E> {
+                // 2^63 is exact as a float; every integral float below it fits.
+                if n.fract() == 0.0
+                    && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&n)
+                {
+                    Ok(Integral(n as i64))
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Float(n), &self))
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// The two request headers most handlers read, taken out of the request on their own:
+/// axum's `HeaderMap` extractor would copy the whole map for every request.
+pub struct Headers {
+    authorization: Option<HeaderValue>,
+    idempotency_key: Option<HeaderValue>,
+}
+
+impl Headers {
+    fn authorization(&self) -> Option<&HeaderValue> {
+        self.authorization.as_ref()
+    }
+
+    fn idempotency_key(&self) -> Option<&HeaderValue> {
+        self.idempotency_key.as_ref()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Headers {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Headers, Self::Rejection> {
+        Ok(Headers {
+            authorization: parts.headers.get(header::AUTHORIZATION).cloned(),
+            idempotency_key: parts.headers.get(IDEMPOTENCY_KEY).cloned(),
+        })
+    }
+}
+
 impl Http {
-    /// Who a request comes from, by its credential (counting claims-cache hits).
-    pub(super) fn principal(&self, headers: &HeaderMap) -> Result<Principal, Problem> {
-        let (principal, cached) = self.credentials.principal(&self.service, headers)?;
+    /// Who a request comes from, by its credential (the `Authorization` header), counting
+    /// claims-cache hits.
+    pub(super) fn principal(
+        &self,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<Principal, Problem> {
+        let (principal, cached) = self.credentials.principal(&self.service, authorization)?;
         if let Some(outcome) = cached {
             telemetry::claims_cache(outcome == auth::CacheOutcome::Hit);
         }
@@ -185,8 +327,42 @@ impl Http {
     }
 
     /// The caller of a request, from its credential.
-    fn caller(&self, headers: &HeaderMap) -> Result<Caller, Problem> {
-        Ok(Caller::Remote(self.principal(headers)?))
+    fn caller(&self, authorization: Option<&HeaderValue>) -> Result<Caller, Problem> {
+        Ok(Caller::Remote(self.principal(authorization)?))
+    }
+
+    /// Reads a request body whole: at most [`super::MAX_BODY_BYTES`], and within the body
+    /// deadline (a client that trickles its body is cut off).
+    async fn read_body(&self, body: Body) -> Result<Bytes, Problem> {
+        let limit = self.limits.body_timeout;
+        let too_large = || {
+            Problem::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "request bodies are limited to {} bytes",
+                    super::MAX_BODY_BYTES
+                ),
+            )
+        };
+        // A body announced as too large is refused before any of it is read.
+        if body.size_hint().lower() > super::MAX_BODY_BYTES as u64 {
+            return Err(too_large());
+        }
+        let limited = Limited::new(body, super::MAX_BODY_BYTES);
+        match tokio::time::timeout(limit, limited.collect()).await {
+            Err(_) => Err(Problem::Timeout(limit)),
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(error)) if error.is::<LengthLimitError>() => Err(too_large()),
+            Ok(Err(error)) => Err(Problem::new(
+                ErrorCode::BadRequest,
+                format!("reading the body: {error}"),
+            )),
+        }
+    }
+
+    /// Reads a request body as JSON of type `T`.
+    async fn json_body<T: DeserializeOwned>(&self, body: Body) -> Result<T, Problem> {
+        parse_json(&self.read_body(body).await?)
     }
 
     /// Calls the service and answers with the reply's data.
@@ -207,62 +383,44 @@ fn subject(caller: &Caller, named: Option<String>) -> Result<String, Problem> {
             "this needs a bearer credential: a token for the user (or, in development mode, the user id)",
         )),
         (_, None) => Err(Problem::new(
-            ErrorCode::InvalidArgument,
-            "say which user: an admin key has no user of its own",
+            ErrorCode::NotAllowed,
+            "an admin key has no account of its own: name the user to charge (`user`)",
         )),
     }
 }
 
-/// The `Idempotency-Key` header, if any; it must agree with a key in the body.
-fn idempotency_key(
-    headers: &HeaderMap,
-    in_body: Option<String>,
-) -> Result<Option<String>, Problem> {
-    let header = match headers.get(IDEMPOTENCY_KEY) {
-        Some(value) => Some(
-            value
-                .to_str()
+/// The `Idempotency-Key` header, if any (UTF-8, as the bearer).
+fn idempotency_key(header: Option<&HeaderValue>) -> Result<Option<String>, Problem> {
+    header
+        .map(|value| {
+            std::str::from_utf8(value.as_bytes())
+                .map(str::to_string)
                 .map_err(|_| {
                     Problem::new(
                         ErrorCode::InvalidArgument,
-                        "the Idempotency-Key header is not text",
+                        "the Idempotency-Key header is not UTF-8 text",
                     )
-                })?
-                .to_string(),
-        ),
-        None => None,
-    };
-    match (header, in_body) {
-        (Some(header), Some(body)) if header != body => Err(Problem::new(
-            ErrorCode::InvalidArgument,
-            "the Idempotency-Key header and the body's idempotency_key differ",
-        )),
-        (header, body) => Ok(header.or(body)),
-    }
+                })
+        })
+        .transpose()
 }
 
-/// A request body as JSON of type `T`.
-fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, Problem> {
-    let bytes = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Problem::new(
-                ErrorCode::PayloadTooLarge,
-                format!(
-                    "request bodies are limited to {} bytes",
-                    super::MAX_BODY_BYTES
-                ),
-            )
-        } else {
-            Problem::new(
-                ErrorCode::BadRequest,
-                format!("reading the body: {rejection}"),
-            )
-        }
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
+/// A body as JSON of type `T`.
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    serde_json::from_slice(bytes).map_err(|e| {
         Problem::new(
             ErrorCode::BadRequest,
             format!("the body is not the JSON expected: {e}"),
+        )
+    })
+}
+
+/// A path segment (a user id), decoded.
+fn path(segment: Result<Path<String>, PathRejection>) -> Result<String, Problem> {
+    segment.map(|Path(segment)| segment).map_err(|e| {
+        Problem::new(
+            ErrorCode::BadRequest,
+            format!("the path: {}", e.body_text()),
         )
     })
 }
@@ -294,7 +452,7 @@ fn data_response(reply: &Reply) -> Response {
 fn is_replayed(reply: &Reply) -> bool {
     matches!(
         reply,
-        Reply::Get(GetReply::Replayed(_)) | Reply::Topup(crate::service::Stored::Replayed(_))
+        Reply::Get(GetReply::Replayed(_)) | Reply::Topup(Stored::Replayed(_))
     )
 }
 
@@ -317,23 +475,54 @@ fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
 
 /// `GET /memes`: a meme for the bearer's user, charged (the original route).
 #[utoipa::path(get, path = "/memes", tag = "original",
-    params(MemesQuery, ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
+    params(OriginalQuery, ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Makes a retry safe")),
     responses((status = 200, description = "The meme, charged", body = OriginalMeme), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
         (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn original_memes(
     State(http): State<Http>,
-    headers: HeaderMap,
-    params: Result<Query<MemesQuery>, QueryRejection>,
+    headers: Headers,
+    params: Result<Query<OriginalQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    serve_original_memes(
+        &http,
+        headers.authorization(),
+        headers.idempotency_key(),
+        params,
+    )
+    .await
+}
+
+/// `GET /memes` served without the router (see [`super::measured`]): the same handler.
+pub async fn original_memes_direct(
+    http: &Http,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+) -> Response {
+    serve_original_memes(
+        http,
+        headers.get(header::AUTHORIZATION),
+        headers.get(IDEMPOTENCY_KEY),
+        Query::try_from_uri(uri),
+    )
+    .await
+    .into_response()
+}
+
+async fn serve_original_memes(
+    http: &Http,
+    authorization: Option<&HeaderValue>,
+    key: Option<&HeaderValue>,
+    params: Result<Query<OriginalQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let params = query(params)?;
-    let caller = http.caller(&headers)?;
+    let caller = http.caller(authorization)?;
     let request = GetRequest {
         user: subject(&caller, params.user)?,
         lat: params.lat,
         long: params.long,
         query: params.query,
-        idempotency_key: idempotency_key(&headers, None)?,
+        idempotency_key: idempotency_key(key)?,
         ..GetRequest::default()
     };
     let reply = http.service.call(&caller, Request::Get(request)).await?;
@@ -343,6 +532,47 @@ pub async fn original_memes(
             "a get answered something else",
         ));
     };
+    let replayed = matches!(get, GetReply::Replayed(_));
+    let mut response = (StatusCode::OK, original_meme(get)?).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if replayed {
+        headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(no_store(response))
+}
+
+/// `GET /memes`'s body for a `get` reply: the meme's own fields, then `charged`,
+/// `balance` and `location`. A fresh delivery is written straight from the catalogue's
+/// serialised view of the meme (the route's hot path); a replay is read back and reshaped.
+fn original_meme(get: &GetReply) -> Result<Vec<u8>, Problem> {
+    use std::io::Write as _;
+    if let GetReply::Memes(delivery) = get
+        && !delivery.listed
+        && let Some(view) = delivery
+            .catalogue
+            .view(delivery.picked[0])
+            .get()
+            .strip_suffix('}')
+    {
+        let mut body = Vec::with_capacity(view.len() + 256);
+        body.extend_from_slice(view.as_bytes());
+        write!(
+            body,
+            ",\"charged\":{},\"balance\":{}",
+            delivery.charged, delivery.balance
+        )
+        .expect("writing to memory");
+        if let Some(location) = &delivery.location {
+            body.extend_from_slice(b",\"location\":");
+            serde_json::to_writer(&mut body, location).expect("a location serialises");
+        }
+        body.push(b'}');
+        return Ok(body);
+    }
     let data: GetData<MemeView> = get
         .to_data()
         .map_err(|e| Problem::new(ErrorCode::Internal, format!("reading the reply: {e}")))?;
@@ -359,90 +589,90 @@ pub async fn original_memes(
         location: data.location,
         replayed: data.replayed,
     };
-    let mut response = json_response(StatusCode::OK, &body);
-    if data.replayed {
-        response
-            .headers_mut()
-            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
-    }
-    Ok(no_store(response))
+    Ok(serde_json::to_vec(&body).expect("serialises"))
 }
 
 /// `POST /update-token-balance`: an admin's top-up or deduction (the original route).
 #[utoipa::path(post, path = "/update-token-balance", tag = "original",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
+    params(("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Makes a retry safe")),
     request_body = BalanceUpdate,
     responses((status = 200, description = "Updated", body = BalanceUpdated),
         (status = "4XX", description = "Refused", body = BalanceUpdated),
         (status = "5XX", description = "Failed", body = BalanceUpdated)),
     security(("bearer" = [])))]
-pub async fn original_topup(
-    State(http): State<Http>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+pub async fn original_topup(State(http): State<Http>, headers: Headers, body: Body) -> Response {
     let refused = |problem: Problem| {
-        let status = super::problem::status_of(problem.0.code);
         let body = BalanceUpdated {
             success: false,
-            message: problem.0.message.clone(),
+            message: problem.message(),
             user_id: None,
             new_balance: None,
         };
-        let mut response = json_response(status, &body);
-        response.extensions_mut().insert(problem.0.code);
-        if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(r#"Bearer realm="memes""#),
-            );
-        }
+        let mut response = json_response(problem.status(), &body);
+        problem.add_headers(response.headers_mut());
+        response.extensions_mut().insert(problem.code());
         response
     };
     let outcome = async {
-        let update: BalanceUpdate = json_body(body)?;
-        let caller = http.caller(&headers)?;
+        let caller = http.caller(headers.authorization())?;
+        let update: BalanceUpdate = http.json_body(body).await?;
         let request = TopupRequest {
             user: update.user_id,
             amount: update.amount,
-            idempotency_key: idempotency_key(&headers, None)?,
+            idempotency_key: idempotency_key(headers.idempotency_key())?,
             reason: None,
         };
-        let reply = http.service.call(&caller, Request::Topup(request)).await?;
-        let data: TopupData =
-            serde_json::from_value(serde_json::to_value(&reply).expect("reply serialises"))
+        match http.service.call(&caller, Request::Topup(request)).await? {
+            Reply::Topup(Stored::Fresh(data)) => Ok((data, false)),
+            Reply::Topup(Stored::Replayed(raw)) => serde_json::from_str::<TopupData>(raw.get())
+                .map(|data| (data, true))
                 .map_err(|e| {
-                    Problem::new(ErrorCode::Internal, format!("reading the reply: {e}"))
-                })?;
-        Ok::<_, Problem>(data)
+                    Problem::new(
+                        ErrorCode::Internal,
+                        format!("reading the stored reply: {e}"),
+                    )
+                }),
+            _ => Err(Problem::new(
+                ErrorCode::Internal,
+                "a topup answered something else",
+            )),
+        }
     };
     match outcome.await {
-        Ok(data) => json_response(
-            StatusCode::OK,
-            &BalanceUpdated {
-                success: true,
-                message: "Token balance updated successfully".into(),
-                user_id: Some(data.user_id),
-                new_balance: Some(data.new_balance),
-            },
-        ),
+        Ok((data, replayed)) => {
+            let mut response = json_response(
+                StatusCode::OK,
+                &BalanceUpdated {
+                    success: true,
+                    message: "Token balance updated successfully".into(),
+                    user_id: Some(data.user_id),
+                    new_balance: Some(data.new_balance),
+                },
+            );
+            if replayed {
+                response
+                    .headers_mut()
+                    .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+            }
+            response
+        }
         Err(problem) => refused(problem),
     }
 }
 
 /// `GET /v1/memes`.
 #[utoipa::path(get, path = "/v1/memes", tag = "memes",
-    params(MemesQuery, ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
+    params(MemesQuery, ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Makes a retry safe")),
     responses((status = 200, description = "Delivered and charged", body = GetData<MemeView>), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
         (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn get_memes(
     State(http): State<Http>,
-    headers: HeaderMap,
+    headers: Headers,
     params: Result<Query<MemesQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let params = query(params)?;
-    let caller = http.caller(&headers)?;
+    let caller = http.caller(headers.authorization())?;
     let request = GetRequest {
         user: subject(&caller, params.user)?,
         lat: params.lat,
@@ -450,7 +680,7 @@ pub async fn get_memes(
         query: params.query,
         count: params.count,
         nsfw: params.nsfw.unwrap_or(false),
-        idempotency_key: idempotency_key(&headers, None)?,
+        idempotency_key: idempotency_key(headers.idempotency_key())?,
         ..GetRequest::default()
     };
     Ok(no_store(http.answer(&caller, Request::Get(request)).await?))
@@ -458,18 +688,18 @@ pub async fn get_memes(
 
 /// `POST /v1/memes`.
 #[utoipa::path(post, path = "/v1/memes", tag = "memes",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
+    params(("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Makes a retry safe")),
     request_body = MemesBody,
     responses((status = 200, description = "Delivered and charged", body = GetData<MemeView>), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
         (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn post_memes(
     State(http): State<Http>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    headers: Headers,
+    body: Body,
 ) -> Result<Response, Problem> {
-    let body: MemesBody = json_body(body)?;
-    let caller = http.caller(&headers)?;
+    let caller = http.caller(headers.authorization())?;
+    let body: MemesBody = http.json_body(body).await?;
     let request = GetRequest {
         user: subject(&caller, body.user)?,
         lat: body.lat,
@@ -480,7 +710,7 @@ pub async fn post_memes(
         generate: body.generate,
         inline: body.inline,
         token: None,
-        idempotency_key: idempotency_key(&headers, body.idempotency_key)?,
+        idempotency_key: idempotency_key(headers.idempotency_key())?,
     };
     Ok(no_store(http.answer(&caller, Request::Get(request)).await?))
 }
@@ -491,11 +721,11 @@ pub async fn post_memes(
         (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")))]
 pub async fn search(
     State(http): State<Http>,
-    headers: HeaderMap,
+    headers: Headers,
     params: Result<Query<SearchQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let params = query(params)?;
-    let caller = http.caller(&headers)?;
+    let caller = http.caller(headers.authorization())?;
     let request = SearchRequest {
         query: params.q,
         limit: params.limit,
@@ -506,38 +736,38 @@ pub async fn search(
 
 /// `GET /v1/users/{user}/balance`.
 #[utoipa::path(get, path = "/v1/users/{user}/balance", tag = "users",
-    params(("user" = String, Path, description = "The user id")),
+    params(("user" = UserId, Path, description = "The user id")),
     responses((status = 200, description = "Balance and tier", body = BalanceData), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
         (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn balance(
     State(http): State<Http>,
-    headers: HeaderMap,
-    Path(user): Path<String>,
+    headers: Headers,
+    user: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
-    let caller = http.caller(&headers)?;
+    let caller = http.caller(headers.authorization())?;
     let request = BalanceRequest {
-        user: subject(&caller, Some(user))?,
+        user: subject(&caller, Some(path(user)?))?,
     };
     http.answer(&caller, Request::Balance(request)).await
 }
 
 /// `GET /v1/users/{user}/history`.
 #[utoipa::path(get, path = "/v1/users/{user}/history", tag = "users",
-    params(("user" = String, Path, description = "The user id"), HistoryQuery),
+    params(("user" = UserId, Path, description = "The user id"), HistoryQuery),
     responses((status = 200, description = "A page of ledger entries, oldest first", body = HistoryData), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
         (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn history(
     State(http): State<Http>,
-    headers: HeaderMap,
-    Path(user): Path<String>,
+    headers: Headers,
+    user: Result<Path<String>, PathRejection>,
     params: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let params = query(params)?;
-    let caller = http.caller(&headers)?;
+    let caller = http.caller(headers.authorization())?;
     let request = HistoryRequest {
-        user: subject(&caller, Some(user))?,
+        user: subject(&caller, Some(path(user)?))?,
         limit: params.limit,
         before: params.before,
     };
@@ -546,24 +776,25 @@ pub async fn history(
 
 /// `POST /v1/users/{user}/topups` (admin keys).
 #[utoipa::path(post, path = "/v1/users/{user}/topups", tag = "admin",
-    params(("user" = String, Path, description = "The user id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
+    params(("user" = UserId, Path, description = "The user id"),
+        ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Makes a retry safe")),
     request_body = TopupBody,
     responses((status = 200, description = "Topped up or deducted", body = TopupData), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
         (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn topup(
     State(http): State<Http>,
-    headers: HeaderMap,
-    Path(user): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    headers: Headers,
+    user: Result<Path<String>, PathRejection>,
+    body: Body,
 ) -> Result<Response, Problem> {
-    let body: TopupBody = json_body(body)?;
-    let caller = http.caller(&headers)?;
+    let user = path(user)?;
+    let caller = http.caller(headers.authorization())?;
+    let body: TopupBody = http.json_body(body).await?;
     let request = TopupRequest {
         user,
         amount: body.amount,
-        idempotency_key: idempotency_key(&headers, None)?,
+        idempotency_key: idempotency_key(headers.idempotency_key())?,
         reason: body.reason,
     };
     http.answer(&caller, Request::Topup(request)).await
@@ -571,19 +802,20 @@ pub async fn topup(
 
 /// `PUT /v1/users/{user}/entitlement` (admin keys).
 #[utoipa::path(put, path = "/v1/users/{user}/entitlement", tag = "admin",
-    params(("user" = String, Path, description = "The user id")),
+    params(("user" = UserId, Path, description = "The user id")),
     request_body = EntitlementBody,
     responses((status = 200, description = "The tier set", body = EntitleData), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
         (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn entitle(
     State(http): State<Http>,
-    headers: HeaderMap,
-    Path(user): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    headers: Headers,
+    user: Result<Path<String>, PathRejection>,
+    body: Body,
 ) -> Result<Response, Problem> {
-    let body: EntitlementBody = json_body(body)?;
-    let caller = http.caller(&headers)?;
+    let user = path(user)?;
+    let caller = http.caller(headers.authorization())?;
+    let body: EntitlementBody = http.json_body(body).await?;
     let request = EntitleRequest {
         user,
         tier: body.tier,
@@ -597,8 +829,8 @@ pub async fn entitle(
     responses((status = 200, description = "The ledger checked", body = AuditReport), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
         (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn audit(State(http): State<Http>, headers: HeaderMap) -> Result<Response, Problem> {
-    let caller = http.caller(&headers)?;
+pub async fn audit(State(http): State<Http>, headers: Headers) -> Result<Response, Problem> {
+    let caller = http.caller(headers.authorization())?;
     http.answer(&caller, Request::Audit(AuditRequest {})).await
 }
 
@@ -607,8 +839,8 @@ pub async fn audit(State(http): State<Http>, headers: HeaderMap) -> Result<Respo
     responses((status = 200, description = "The catalogue reloaded", body = ReloadData), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
         (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn reload(State(http): State<Http>, headers: HeaderMap) -> Result<Response, Problem> {
-    let caller = http.caller(&headers)?;
+pub async fn reload(State(http): State<Http>, headers: Headers) -> Result<Response, Problem> {
+    let caller = http.caller(headers.authorization())?;
     http.answer(&caller, Request::Reload(ReloadRequest {}))
         .await
 }
@@ -617,8 +849,8 @@ pub async fn reload(State(http): State<Http>, headers: HeaderMap) -> Result<Resp
 #[utoipa::path(get, path = "/v1/status", tag = "service",
     responses((status = 200, description = "Version, uptime, counts", body = StatusData), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
         (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")))]
-pub async fn status(State(http): State<Http>, headers: HeaderMap) -> Result<Response, Problem> {
-    let caller = http.caller(&headers)?;
+pub async fn status(State(http): State<Http>, headers: Headers) -> Result<Response, Problem> {
+    let caller = http.caller(headers.authorization())?;
     http.answer(&caller, Request::Status(StatusRequest {}))
         .await
 }
@@ -633,7 +865,7 @@ pub async fn status(State(http): State<Http>, headers: HeaderMap) -> Result<Resp
 pub async fn webhook(
     State(http): State<Http>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, Problem> {
     let Some(secret) = &http.webhook else {
         return Err(Problem::new(
@@ -641,11 +873,10 @@ pub async fn webhook(
             "payment webhooks are off (memesd was started without --webhook-secret)",
         ));
     };
-    let bytes =
-        body.map_err(|e| Problem::new(ErrorCode::BadRequest, format!("reading the body: {e}")))?;
+    let bytes = http.read_body(body).await?;
     let signature = headers.get(SIGNATURE).and_then(|v| v.to_str().ok());
     secret.verify(signature, &bytes, auth::now_secs())?;
-    let event: WebhookEvent = json_body(Ok(bytes))?;
+    let event: WebhookEvent = parse_json(&bytes)?;
     let request = TopupRequest {
         user: event.user_id,
         amount: event.amount,
@@ -662,8 +893,8 @@ pub async fn webhook(
 
 /// `GET /v1/images/{sha256}.png`: a generated image, named by its content, so it never
 /// changes: cached for a year, revalidated by its ETag.
-#[utoipa::path(get, path = "/v1/images/{file}", tag = "memes",
-    params(("file" = String, Path, description = "`<sha256>.png`"),
+#[utoipa::path(get, path = "/v1/images/{sha256}.png", tag = "memes",
+    params(("sha256" = String, Path, description = "The image's SHA-256, 64 lower-case hexadecimal digits"),
         ("If-None-Match" = Option<String>, Header, description = "The ETag you have")),
     responses((status = 200, description = "The PNG", content_type = "image/png", body = Vec<u8>),
         (status = 304, description = "Not modified"), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
@@ -671,8 +902,9 @@ pub async fn webhook(
 pub async fn image(
     State(http): State<Http>,
     headers: HeaderMap,
-    Path(file): Path<String>,
+    file: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
+    let file = path(file)?;
     let not_found = || Problem::new(ErrorCode::NotFound, format!("no image {file:?}"));
     let sha256 = file
         .strip_suffix(".png")
@@ -688,8 +920,11 @@ pub async fn image(
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|tags| {
-            tags.split(',')
-                .any(|tag| tag.trim() == etag || tag.trim() == "*")
+            // If-None-Match compares weakly: W/"x" matches "x".
+            tags.split(',').any(|tag| {
+                let tag = tag.trim();
+                tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag
+            })
         });
     let path = http.service.image_path(sha256);
     let immutable = HeaderValue::from_static("public, max-age=31536000, immutable");
@@ -704,7 +939,7 @@ pub async fn image(
         Ok(png) => png,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
         Err(error) => {
-            return Err(Problem(ServiceError::internal(format!(
+            return Err(Problem::Service(ServiceError::internal(format!(
                 "reading the image: {error}"
             ))));
         }
@@ -764,4 +999,53 @@ pub async fn metrics(State(http): State<Http>) -> Result<Response, Problem> {
 /// Anything else.
 pub async fn no_route() -> Problem {
     Problem::new(ErrorCode::NotFound, "no such route; see /openapi.json")
+}
+
+/// A route that exists, with a method it does not have.
+pub async fn wrong_method(method: axum::http::Method) -> Problem {
+    Problem::WrongMethod(method)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::Catalogue;
+    use crate::service::Delivery;
+    use std::sync::Arc;
+
+    /// The hot path writes `GET /memes`'s body from the catalogue's view of the meme; it
+    /// must be byte for byte what the reshaped reply is.
+    #[test]
+    fn the_original_body_is_the_meme_then_charge_balance_and_location() {
+        let catalogue = Arc::new(Catalogue::embedded().unwrap());
+        let location = Location {
+            country_code: "US".into(),
+            country: "United States".into(),
+            city: "Great \"River\"".into(),
+            region: "New York".into(),
+            region_code: Some("US-NY".into()),
+            distance_km: 81.3,
+            at_sea: true,
+            landmass: Some("Long Island".into()),
+        };
+        for (index, location) in [(0, None), (7, Some(location))] {
+            let delivery = Delivery {
+                catalogue: catalogue.clone(),
+                picked: vec![index],
+                listed: false,
+                user_id: "u1".into(),
+                charged: 1,
+                balance: 149,
+                location,
+            };
+            let fast = original_meme(&GetReply::Memes(delivery.clone())).unwrap();
+            let stored =
+                serde_json::value::to_raw_value(&GetReply::Memes(delivery.clone())).unwrap();
+            let reshaped = original_meme(&GetReply::Replayed(stored)).unwrap();
+            assert_eq!(
+                String::from_utf8(fast).unwrap(),
+                String::from_utf8(reshaped).unwrap()
+            );
+        }
+    }
 }

@@ -1,0 +1,365 @@
+//! The CLI's remote transport: `memes --url http://host:8080` (or `MEMES_URL`) sends each
+//! request to memesd's HTTP front instead of the socket, so that every subcommand works
+//! against a remote daemon with the same output and exit codes.
+//!
+//! A [`Request`] becomes its route (`get` is `POST /v1/memes`, `topup` is
+//! `POST /v1/users/{user}/topups`, …), a success body is the same `data` the socket sends, and
+//! a problem (RFC 9457) is read back into the same [`ErrorBody`], so the CLI cannot tell the
+//! two transports apart. The bearer is `MEMES_TOKEN` (a user's JWT, an admin key); without
+//! it, a `get` with `--token` sends that token, and otherwise the request's own user id is
+//! the bearer, which is what a development-mode memesd expects.
+//!
+//! Synchronous, like the socket client: one ureq agent per process, its connection kept
+//! alive between the calls of one command (history pages).
+
+use crate::protocol::{ErrorBody, ErrorCode, Request};
+use serde_json::value::RawValue;
+use std::time::Duration;
+use ureq::http;
+
+/// Where the bearer credential for `--url` comes from.
+pub const TOKEN_ENV: &str = "MEMES_TOKEN";
+
+/// Why a remote call produced no reply.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error("cannot connect to memesd at {url}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: ureq::Error,
+    },
+    #[error("the call to memesd at {url} failed")]
+    Transport {
+        url: String,
+        #[source]
+        source: ureq::Error,
+    },
+    #[error("memesd at {url} sent an unexpected reply: {detail}")]
+    Protocol { url: String, detail: String },
+}
+
+/// memesd's HTTP front, as a client of it.
+pub struct Remote {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+/// A request as an HTTP call.
+struct Call {
+    method: http::Method,
+    path: String,
+    body: Option<serde_json::Value>,
+    idempotency_key: Option<String>,
+    /// The bearer when no `MEMES_TOKEN` is set.
+    fallback_bearer: Option<String>,
+}
+
+impl Remote {
+    /// A client of the memesd at `url` (`http://host:port`, optionally with a path prefix
+    /// where a proxy mounts it).
+    pub fn new(url: &str) -> Result<Remote, String> {
+        let base = url.trim_end_matches('/');
+        if base.starts_with("https://") {
+            return Err(format!(
+                "{url}: this memes speaks plain HTTP only; reach a TLS front through a tunnel or a local proxy"
+            ));
+        }
+        let Some(authority) = base.strip_prefix("http://") else {
+            return Err(format!("{url} is not an http:// URL"));
+        };
+        if authority.is_empty() || authority.starts_with('/') {
+            return Err(format!("{url} names no host"));
+        }
+        // Deadlines per phase, none on the whole call: a deadline that covers name
+        // resolution makes ureq resolve on a thread of its own, which costs more than the
+        // call itself on loopback.
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_send_request(Some(Duration::from_secs(30)))
+            .timeout_send_body(Some(Duration::from_secs(30)))
+            .timeout_recv_response(Some(Duration::from_secs(120)))
+            .timeout_recv_body(Some(Duration::from_secs(120)))
+            .user_agent(concat!("memes/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Ok(Remote {
+            base: base.to_string(),
+            token: std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty()),
+            agent,
+        })
+    }
+
+    /// The base URL, as given.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends `request` and returns the reply's `data` (raw JSON) or its error, as the socket
+    /// client does.
+    pub fn call(&self, request: &Request) -> Result<Result<Box<RawValue>, ErrorBody>, RemoteError> {
+        let call = route(request);
+        let mut builder = http::Request::builder()
+            .method(call.method.clone())
+            .uri(format!("{}{}", self.base, call.path));
+        if let Some(bearer) = self.token.as_deref().or(call.fallback_bearer.as_deref()) {
+            builder = builder.header("authorization", format!("Bearer {bearer}"));
+        }
+        if let Some(key) = &call.idempotency_key {
+            builder = builder.header("idempotency-key", key.as_str());
+        }
+        let protocol = |detail: String| RemoteError::Protocol {
+            url: self.base.clone(),
+            detail,
+        };
+        let sent = match &call.body {
+            Some(body) => {
+                let request = builder
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .map_err(|e| protocol(format!("building the request: {e}")))?;
+                self.agent.run(request)
+            }
+            None => {
+                let request = builder
+                    .body(())
+                    .map_err(|e| protocol(format!("building the request: {e}")))?;
+                self.agent.run(request)
+            }
+        };
+        let response = sent.map_err(|source| match source {
+            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound | ureq::Error::Io(_) => {
+                RemoteError::Unreachable {
+                    url: self.base.clone(),
+                    source,
+                }
+            }
+            source => RemoteError::Transport {
+                url: self.base.clone(),
+                source,
+            },
+        })?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_string()
+            .map_err(|source| RemoteError::Transport {
+                url: self.base.clone(),
+                source,
+            })?;
+        if status == http::StatusCode::OK {
+            return RawValue::from_string(body)
+                .map(Ok)
+                .map_err(|e| protocol(format!("a 200 whose body is not JSON: {e}")));
+        }
+        Ok(Err(error_of(status, &body)))
+    }
+}
+
+/// The route, body and headers of a request.
+fn route(request: &Request) -> Call {
+    let call = |method, path: String| Call {
+        method,
+        path,
+        body: None,
+        idempotency_key: None,
+        fallback_bearer: None,
+    };
+    let user_path = |user: &str, rest: &str| format!("/v1/users/{}/{rest}", encode(user));
+    match request {
+        Request::Get(get) => {
+            let mut body = serde_json::json!({ "user": get.user });
+            let fields = [
+                ("lat", get.lat.map(serde_json::Value::from)),
+                ("long", get.long.map(serde_json::Value::from)),
+                ("query", get.query.clone().map(serde_json::Value::from)),
+                ("count", get.count.map(serde_json::Value::from)),
+                ("nsfw", get.nsfw.then_some(true.into())),
+                ("generate", get.generate.then_some(true.into())),
+                ("inline", get.inline.then_some(true.into())),
+            ];
+            for (name, value) in fields {
+                if let Some(value) = value {
+                    body[name] = value;
+                }
+            }
+            Call {
+                body: Some(body),
+                idempotency_key: get.idempotency_key.clone(),
+                // A signed claim for the user is their credential over HTTP.
+                fallback_bearer: Some(get.token.clone().unwrap_or_else(|| get.user.clone())),
+                ..call(http::Method::POST, "/v1/memes".into())
+            }
+        }
+        Request::Topup(topup) => {
+            let mut body = serde_json::json!({ "amount": topup.amount });
+            if let Some(reason) = &topup.reason {
+                body["reason"] = reason.as_str().into();
+            }
+            Call {
+                body: Some(body),
+                idempotency_key: topup.idempotency_key.clone(),
+                ..call(http::Method::POST, user_path(&topup.user, "topups"))
+            }
+        }
+        Request::Balance(balance) => Call {
+            fallback_bearer: Some(balance.user.clone()),
+            ..call(http::Method::GET, user_path(&balance.user, "balance"))
+        },
+        Request::History(history) => {
+            let mut path = user_path(&history.user, "history");
+            let mut separator = '?';
+            if let Some(limit) = history.limit {
+                path.push_str(&format!("{separator}limit={limit}"));
+                separator = '&';
+            }
+            if let Some(before) = &history.before {
+                path.push_str(&format!("{separator}before={}", encode(before)));
+            }
+            Call {
+                fallback_bearer: Some(history.user.clone()),
+                ..call(http::Method::GET, path)
+            }
+        }
+        Request::Search(search) => {
+            let mut path = format!("/v1/search?q={}", encode(&search.query));
+            if let Some(limit) = search.limit {
+                path.push_str(&format!("&limit={limit}"));
+            }
+            if search.nsfw {
+                path.push_str("&nsfw=true");
+            }
+            call(http::Method::GET, path)
+        }
+        Request::Entitle(entitle) => {
+            let mut body = serde_json::json!({ "tier": entitle.tier });
+            if let Some(until) = &entitle.until {
+                body["until"] = until.as_str().into();
+            }
+            Call {
+                body: Some(body),
+                ..call(http::Method::PUT, user_path(&entitle.user, "entitlement"))
+            }
+        }
+        Request::Status(_) => call(http::Method::GET, "/v1/status".into()),
+        Request::Audit(_) => call(http::Method::POST, "/v1/audit".into()),
+        Request::Reload(_) => call(http::Method::POST, "/v1/reload".into()),
+    }
+}
+
+/// A refusal read back from a response: the problem's `code` and `detail`, or (for a
+/// response that carries no problem, such as the original routes' or a proxy's) the code
+/// its status stands for.
+fn error_of(status: http::StatusCode, body: &str) -> ErrorBody {
+    #[derive(serde::Deserialize)]
+    struct Problem {
+        code: ErrorCode,
+        detail: String,
+    }
+    if let Ok(problem) = serde_json::from_str::<Problem>(body) {
+        return ErrorBody::new(problem.code, problem.detail);
+    }
+    let code = match status.as_u16() {
+        400 | 405 | 408 | 431 => ErrorCode::BadRequest,
+        401 => ErrorCode::Unauthorized,
+        402 => ErrorCode::InsufficientTokens,
+        403 => ErrorCode::NotAllowed,
+        404 => ErrorCode::NotFound,
+        409 => ErrorCode::IdempotencyConflict,
+        413 => ErrorCode::PayloadTooLarge,
+        429 => ErrorCode::RateLimited,
+        502..=504 => ErrorCode::Unavailable,
+        _ => ErrorCode::Internal,
+    };
+    let text = body.trim();
+    let message = match text.is_empty() {
+        true => format!("memesd answered {status}"),
+        false => format!(
+            "memesd answered {status}: {}",
+            text.chars().take(200).collect::<String>()
+        ),
+    };
+    ErrorBody::new(code, message)
+}
+
+/// Text for a path segment or a query value: everything but unreserved characters
+/// percent-encoded (UTF-8).
+fn encode(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{GetRequest, HistoryRequest, TopupRequest};
+
+    #[test]
+    fn requests_become_their_routes() {
+        let get = route(&Request::Get(GetRequest {
+            user: "Zoë/1".into(),
+            lat: Some(40.0),
+            long: Some(-73.0),
+            count: Some(2),
+            idempotency_key: Some("k".into()),
+            ..GetRequest::default()
+        }));
+        assert_eq!(
+            (get.method, get.path.as_str()),
+            (http::Method::POST, "/v1/memes")
+        );
+        assert_eq!(
+            get.body.unwrap(),
+            serde_json::json!({"user": "Zoë/1", "lat": 40.0, "long": -73.0, "count": 2})
+        );
+        assert_eq!(get.idempotency_key.as_deref(), Some("k"));
+        assert_eq!(get.fallback_bearer.as_deref(), Some("Zoë/1"));
+        let topup = route(&Request::Topup(TopupRequest {
+            user: "Zoë/1".into(),
+            amount: -5,
+            ..TopupRequest::default()
+        }));
+        assert_eq!(topup.path, "/v1/users/Zo%C3%AB%2F1/topups");
+        assert_eq!(topup.body.unwrap(), serde_json::json!({"amount": -5}));
+        let history = route(&Request::History(HistoryRequest {
+            user: "u".into(),
+            limit: Some(3),
+            before: Some("12:3".into()),
+        }));
+        assert_eq!(history.path, "/v1/users/u/history?limit=3&before=12%3A3");
+    }
+
+    #[test]
+    fn refusals_read_back_as_the_socket_sends_them() {
+        let problem = r#"{"type":"about:blank","title":"Payment Required","status":402,"detail":"user \"u\" has 0 tokens, 1 needed","code":"insufficient_tokens"}"#;
+        assert_eq!(
+            error_of(http::StatusCode::PAYMENT_REQUIRED, problem),
+            ErrorBody::new(
+                ErrorCode::InsufficientTokens,
+                "user \"u\" has 0 tokens, 1 needed"
+            )
+        );
+        let bare = error_of(http::StatusCode::SERVICE_UNAVAILABLE, "");
+        assert_eq!(bare.code, ErrorCode::Unavailable);
+        assert!(bare.message.contains("503"));
+    }
+
+    #[test]
+    fn only_plain_http_urls() {
+        assert!(Remote::new("http://127.0.0.1:8080/").is_ok());
+        assert!(Remote::new("https://memes.example.com").is_err());
+        assert!(Remote::new("127.0.0.1:8080").is_err());
+        assert!(Remote::new("http://").is_err());
+    }
+}
