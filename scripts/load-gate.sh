@@ -55,3 +55,6 @@ gate() { # label, bench arguments...
 }
 
 gate "socket"
+# The same load over HTTP: charged GET /memes, the bench users' ids as bearers (memesd runs
+# without --claims-key, in development mode, on loopback).
+gate "HTTP" --http "http://127.0.0.1:$port"

@@ -8,7 +8,7 @@
 //! waits for the server to send on schedule; responses are read by their `Content-Length`.
 //! Anything but a `200` counts as an error, named by its status and problem `code`.
 
-use super::{BenchArgs, BenchOp, Quota, Report, Tally, precise_clock, print_report, summarise};
+use super::{BenchArgs, BenchOp, Quota, Report, Tally, precise_clock, summarise};
 use memes::cli::Failure;
 use memes::cli::exit::Exit;
 use std::collections::VecDeque;
@@ -85,23 +85,7 @@ pub fn run(args: &BenchArgs, url: &str) -> Result<Exit, Failure> {
     let report = runtime
         .block_on(measure(target, args))
         .map_err(|e| Failure::new(Exit::Failure, format!("bench: {e}")))?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).expect("report serialises")
-        );
-    } else {
-        print_report(&report);
-    }
-    let missed = super::missed_thresholds(&report, args);
-    for miss in &missed {
-        eprintln!("memes bench: threshold missed: {miss}");
-    }
-    Ok(if missed.is_empty() {
-        Exit::Success
-    } else {
-        Exit::Failure
-    })
+    Ok(super::conclude(&report, args))
 }
 
 /// `http://host:port[/prefix]`: the address, the Host header, the path prefix.

@@ -396,23 +396,29 @@ fn run(args: &BenchArgs) -> Result<Exit, Failure> {
         .block_on(measure(&socket, workload, args))
         .map_err(failed)?;
     drop(shown);
+    Ok(conclude(&report, args))
+}
+
+/// Prints the report (as JSON with `--json`) and the thresholds it missed: a run that
+/// missed any fails.
+fn conclude(report: &Report, args: &BenchArgs) -> Exit {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string(&report).expect("report serialises")
+            serde_json::to_string(report).expect("report serialises")
         );
     } else {
-        print_report(&report);
+        print_report(report);
     }
-    let missed = missed_thresholds(&report, args);
+    let missed = missed_thresholds(report, args);
     for miss in &missed {
         eprintln!("memes bench: threshold missed: {miss}");
     }
-    Ok(if missed.is_empty() {
+    if missed.is_empty() {
         Exit::Success
     } else {
         Exit::Failure
-    })
+    }
 }
 
 /// The balance `--prepare` gives every bench user.
