@@ -523,10 +523,10 @@ test("every refusal reads as a sentence", async () => {
   await page.fill("#bearer", "x".repeat(200));
   await page.click("#sign-in-form button[type=submit]");
   await waitText(page, "#sign-in-message", /Not signed in, or the credential was refused: .*128 characters/);
-  // An admin key memesd does not know (in development mode it would pass for a user id).
+  // An admin key memesd does not know: refused by memesd (never taken for a user id).
   await page.fill("#bearer", "memes_admin_0123");
   await page.click("#sign-in-form button[type=submit]");
-  await waitText(page, "#sign-in-message", /looks like an admin key, but memesd does not know it/);
+  await waitText(page, "#sign-in-message", /refused: this admin key is not in memesd's --admin-keys file/);
   await page.fill("#bearer", "has space");
   await page.click("#sign-in-form button[type=submit]");
   await waitText(page, "#sign-in-message", /printable ASCII without spaces/);

@@ -152,14 +152,6 @@ async function signIn(bearer) {
     say(message, describe(error), "error");
     return false;
   }
-  if (who.kind === "user" && bearer.startsWith("memes_admin_")) {
-    say(
-      message,
-      "This looks like an admin key, but memesd does not know it (in development mode it would be taken for a user id). Check memesd's --admin-keys file.",
-      "error",
-    );
-    return false;
-  }
   if (who.kind !== "user" && who.kind !== "admin") {
     say(message, "memesd did not recognise this credential.", "error");
     return false;
