@@ -53,6 +53,19 @@ pub struct ProblemDetails {
     pub retry_after: Option<u64>,
 }
 
+/// What every route of the API may answer besides its success, for the OpenAPI document
+/// (`responses(..., Problems)` on a route).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // never built: it only describes responses
+pub enum Problems {
+    /// Refused; nothing changed
+    #[response(status = "4XX", content_type = "application/problem+json")]
+    Refused(ProblemDetails),
+    /// Failed or unavailable; nothing changed
+    #[response(status = "5XX", content_type = "application/problem+json")]
+    Failed(ProblemDetails),
+}
+
 /// A refused or failed request, as an HTTP response.
 #[derive(Debug)]
 pub enum Problem {

@@ -9,7 +9,7 @@
 
 use super::Http;
 use super::auth;
-use super::problem::{Problem, ProblemDetails};
+use super::problem::{Problem, Problems};
 use super::schema::{Amount, IdempotencyKey, UserId};
 #[allow(unused_imports, reason = "named in the OpenAPI annotations")]
 use crate::domain::AuditReport;
@@ -476,8 +476,7 @@ fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
 /// `GET /memes`: a meme for the bearer's user, charged (the original route).
 #[utoipa::path(get, path = "/memes", tag = "original",
     params(OriginalQuery, ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Makes a retry safe")),
-    responses((status = 200, description = "The meme, charged", body = OriginalMeme), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
+    responses((status = 200, description = "The meme, charged", body = OriginalMeme), Problems),
     security(("bearer" = [])))]
 pub async fn original_memes(
     State(http): State<Http>,
@@ -663,8 +662,7 @@ pub async fn original_topup(State(http): State<Http>, headers: Headers, body: Bo
 /// `GET /v1/memes`.
 #[utoipa::path(get, path = "/v1/memes", tag = "memes",
     params(MemesQuery, ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Makes a retry safe")),
-    responses((status = 200, description = "Delivered and charged", body = GetData<MemeView>), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
+    responses((status = 200, description = "Delivered and charged", body = GetData<MemeView>), Problems),
     security(("bearer" = [])))]
 pub async fn get_memes(
     State(http): State<Http>,
@@ -690,8 +688,7 @@ pub async fn get_memes(
 #[utoipa::path(post, path = "/v1/memes", tag = "memes",
     params(("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Makes a retry safe")),
     request_body = MemesBody,
-    responses((status = 200, description = "Delivered and charged", body = GetData<MemeView>), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
+    responses((status = 200, description = "Delivered and charged", body = GetData<MemeView>), Problems),
     security(("bearer" = [])))]
 pub async fn post_memes(
     State(http): State<Http>,
@@ -717,8 +714,7 @@ pub async fn post_memes(
 
 /// `GET /v1/search`.
 #[utoipa::path(get, path = "/v1/search", tag = "memes", params(SearchQuery),
-    responses((status = 200, description = "Ranked matches, free", body = SearchData<MemeView>), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")))]
+    responses((status = 200, description = "Ranked matches, free", body = SearchData<MemeView>), Problems))]
 pub async fn search(
     State(http): State<Http>,
     headers: Headers,
@@ -737,8 +733,7 @@ pub async fn search(
 /// `GET /v1/users/{user}/balance`.
 #[utoipa::path(get, path = "/v1/users/{user}/balance", tag = "users",
     params(("user" = UserId, Path, description = "The user id")),
-    responses((status = 200, description = "Balance and tier", body = BalanceData), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
+    responses((status = 200, description = "Balance and tier", body = BalanceData), Problems),
     security(("bearer" = [])))]
 pub async fn balance(
     State(http): State<Http>,
@@ -755,8 +750,7 @@ pub async fn balance(
 /// `GET /v1/users/{user}/history`.
 #[utoipa::path(get, path = "/v1/users/{user}/history", tag = "users",
     params(("user" = UserId, Path, description = "The user id"), HistoryQuery),
-    responses((status = 200, description = "A page of ledger entries, oldest first", body = HistoryData), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
+    responses((status = 200, description = "A page of ledger entries, oldest first", body = HistoryData), Problems),
     security(("bearer" = [])))]
 pub async fn history(
     State(http): State<Http>,
@@ -779,8 +773,7 @@ pub async fn history(
     params(("user" = UserId, Path, description = "The user id"),
         ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Makes a retry safe")),
     request_body = TopupBody,
-    responses((status = 200, description = "Topped up or deducted", body = TopupData), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
+    responses((status = 200, description = "Topped up or deducted", body = TopupData), Problems),
     security(("bearer" = [])))]
 pub async fn topup(
     State(http): State<Http>,
@@ -804,8 +797,7 @@ pub async fn topup(
 #[utoipa::path(put, path = "/v1/users/{user}/entitlement", tag = "admin",
     params(("user" = UserId, Path, description = "The user id")),
     request_body = EntitlementBody,
-    responses((status = 200, description = "The tier set", body = EntitleData), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
+    responses((status = 200, description = "The tier set", body = EntitleData), Problems),
     security(("bearer" = [])))]
 pub async fn entitle(
     State(http): State<Http>,
@@ -826,8 +818,7 @@ pub async fn entitle(
 
 /// `POST /v1/audit` (admin keys).
 #[utoipa::path(post, path = "/v1/audit", tag = "admin",
-    responses((status = 200, description = "The ledger checked", body = AuditReport), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
+    responses((status = 200, description = "The ledger checked", body = AuditReport), Problems),
     security(("bearer" = [])))]
 pub async fn audit(State(http): State<Http>, headers: Headers) -> Result<Response, Problem> {
     let caller = http.caller(headers.authorization())?;
@@ -836,8 +827,7 @@ pub async fn audit(State(http): State<Http>, headers: Headers) -> Result<Respons
 
 /// `POST /v1/reload` (admin keys).
 #[utoipa::path(post, path = "/v1/reload", tag = "admin",
-    responses((status = 200, description = "The catalogue reloaded", body = ReloadData), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")),
+    responses((status = 200, description = "The catalogue reloaded", body = ReloadData), Problems),
     security(("bearer" = [])))]
 pub async fn reload(State(http): State<Http>, headers: Headers) -> Result<Response, Problem> {
     let caller = http.caller(headers.authorization())?;
@@ -847,8 +837,7 @@ pub async fn reload(State(http): State<Http>, headers: Headers) -> Result<Respon
 
 /// `GET /v1/status`.
 #[utoipa::path(get, path = "/v1/status", tag = "service",
-    responses((status = 200, description = "Version, uptime, counts", body = StatusData), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")))]
+    responses((status = 200, description = "Version, uptime, counts", body = StatusData), Problems))]
 pub async fn status(State(http): State<Http>, headers: Headers) -> Result<Response, Problem> {
     let caller = http.caller(headers.authorization())?;
     http.answer(&caller, Request::Status(StatusRequest {}))
@@ -860,8 +849,7 @@ pub async fn status(State(http): State<Http>, headers: Headers) -> Result<Respon
 #[utoipa::path(post, path = "/v1/webhooks/topup", tag = "admin",
     params(("Memes-Signature" = String, Header, description = "t=<unix seconds>,v1=<hex HMAC-SHA256 of \"t.body\">")),
     request_body = WebhookEvent,
-    responses((status = 200, description = "Topped up (once per event id)", body = TopupData), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")))]
+    responses((status = 200, description = "Topped up (once per event id)", body = TopupData), Problems))]
 pub async fn webhook(
     State(http): State<Http>,
     headers: HeaderMap,
@@ -897,8 +885,7 @@ pub async fn webhook(
     params(("sha256" = String, Path, description = "The image's SHA-256, 64 lower-case hexadecimal digits"),
         ("If-None-Match" = Option<String>, Header, description = "The ETag you have")),
     responses((status = 200, description = "The PNG", content_type = "image/png", body = Vec<u8>),
-        (status = 304, description = "Not modified"), (status = "4XX", description = "Refused; nothing changed", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = "5XX", description = "Failed or unavailable; nothing changed", body = ProblemDetails, content_type = "application/problem+json")))]
+        (status = 304, description = "Not modified"), Problems))]
 pub async fn image(
     State(http): State<Http>,
     headers: HeaderMap,
