@@ -8,13 +8,14 @@
 //! waits for the server to send on schedule; responses are read by their `Content-Length`.
 //! Anything but a `200` counts as an error, named by its status and problem `code`.
 
-use super::{BenchArgs, BenchOp, Quota, Report, Tally, precise_clock, summarise};
+use super::open_loop::{self, Requests};
+use super::{BenchArgs, BenchOp, Quota, Report, Tally, summarise};
 use memes::cli::Failure;
 use memes::cli::exit::Exit;
 use std::collections::VecDeque;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 
@@ -30,6 +31,12 @@ impl Target {
     /// rotate as the socket bench's users do).
     fn request(&self, conn: usize, n: u64, conns: usize) -> &[u8] {
         &self.requests[(conn + n as usize * conns) % self.requests.len()]
+    }
+}
+
+impl Requests for Target {
+    fn write(&self, conn: usize, n: u64, conns: usize, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.request(conn, n, conns));
     }
 }
 
@@ -129,11 +136,7 @@ fn encode_query(text: &str) -> String {
 async fn measure(target: Arc<Target>, args: &BenchArgs) -> Result<Report, String> {
     let op = "http get";
     if let Some(rate) = args.rate {
-        let total = match (args.requests, args.duration) {
-            (Some(n), _) => n,
-            (None, Some(duration)) => (rate * duration.as_secs_f64()) as u64,
-            (None, None) => (rate * 10.0) as u64,
-        };
+        let total = open_loop::total(args, rate);
         return open_loop(target, args.conns, rate, total, op).await;
     }
     let mut streams = Vec::with_capacity(args.conns);
@@ -208,9 +211,7 @@ async fn closed_loop(
     }
 }
 
-/// The open loop: one clock thread writes each request at its scheduled time straight to
-/// its connection, while one task per connection reads the responses and measures each
-/// from its *scheduled* time (so a stall shows as latency, not as a slower schedule).
+/// The open loop over HTTP ([`super::open_loop`]).
 async fn open_loop(
     target: Arc<Target>,
     conns: usize,
@@ -218,98 +219,26 @@ async fn open_loop(
     total: u64,
     op: &str,
 ) -> Result<Report, String> {
-    let mut writers = Vec::with_capacity(conns);
-    let mut readers = Vec::with_capacity(conns);
-    for conn in 0..conns {
-        let stream = std::net::TcpStream::connect(target.address)
-            .map_err(|e| format!("connecting to {}: {e}", target.address))?;
+    let address = target.address;
+    open_loop::run(conns, rate, total, op, target, |scheduled, expected| {
+        let stream = std::net::TcpStream::connect(address)
+            .map_err(|e| format!("connecting to {address}: {e}"))?;
         let _ = stream.set_nodelay(true);
         let writer = stream.try_clone().map_err(|e| e.to_string())?;
         stream.set_nonblocking(true).map_err(|e| e.to_string())?;
         let reader = TcpStream::from_std(stream).map_err(|e| e.to_string())?;
-        let scheduled: Arc<Mutex<VecDeque<Instant>>> = Arc::default();
-        // Request n goes to connection n % conns, so each knows how many to expect.
-        let expected = total / conns as u64 + u64::from((conn as u64) < total % conns as u64);
-        readers.push(tokio::spawn(read_scheduled(
-            reader,
-            scheduled.clone(),
-            expected,
-        )));
-        writers.push((writer, scheduled));
-    }
-    let started = Instant::now();
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let _ = done_tx.send(send_on_schedule(
-            started,
-            rate,
-            total,
-            &mut writers,
-            &target,
-        ));
-    });
-    let sending = async {
-        match done_rx.await {
-            Ok(Ok(())) => std::future::pending().await,
-            Ok(Err(error)) => Err::<Report, String>(error),
-            Err(_) => Err("the sending thread died".to_string()),
-        }
-    };
-    let receiving = async {
-        let mut finished = Vec::with_capacity(conns);
-        for reader in readers {
-            finished.push(reader.await.map_err(|e| e.to_string())??);
-        }
-        Ok::<_, String>(finished)
-    };
-    let tallies = tokio::select! {
-        failed = sending => return failed,
-        tallies = receiving => tallies?,
-    };
-    summarise(tallies, op, 1, Some(rate), started)
-}
-
-/// The open loop's clock: writes `total` requests at `rate` per second in total, round robin
-/// over the connections. A write that would block is retried: the server is then not keeping
-/// up, and the wait shows as latency because the schedule does not move.
-fn send_on_schedule(
-    start: Instant,
-    rate: f64,
-    total: u64,
-    conns: &mut [(std::net::TcpStream, Arc<Mutex<VecDeque<Instant>>>)],
-    target: &Target,
-) -> Result<(), String> {
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    let count = conns.len();
-    precise_clock(rate);
-    for n in 0..total {
-        let at = start + interval.mul_f64(n as f64);
-        let now = Instant::now();
-        if at > now {
-            std::thread::sleep(at - now);
-        }
-        let conn = n as usize % count;
-        let request = target.request(conn, n / count as u64, count);
-        let (stream, scheduled) = &mut conns[conn];
-        scheduled.lock().expect("not poisoned").push_back(at);
-        let mut rest = request;
-        while !rest.is_empty() {
-            match std::io::Write::write(stream, rest) {
-                Ok(0) => return Err("the server closed a connection".into()),
-                Ok(written) => rest = &rest[written..],
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("sending: {e}")),
-            }
-        }
-    }
-    Ok(())
+        Ok((
+            writer,
+            tokio::spawn(read_scheduled(reader, scheduled, expected)),
+        ))
+    })
+    .await
 }
 
 /// Reads `expected` responses, measuring each from the time it was scheduled.
 async fn read_scheduled(
     stream: TcpStream,
-    scheduled: Arc<Mutex<VecDeque<Instant>>>,
+    scheduled: open_loop::Schedule,
     expected: u64,
 ) -> Result<(Tally, u64), String> {
     let mut reader = BufReader::with_capacity(64 * 1024, stream);

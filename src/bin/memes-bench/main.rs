@@ -19,6 +19,7 @@
 //! the same generator measure a reference daemon in the same run.
 
 mod http;
+mod open_loop;
 
 use clap::builder::RangedU64ValueParser;
 use clap::{Parser, ValueEnum};
@@ -37,8 +38,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 
@@ -171,6 +172,12 @@ struct Workload {
     users: Vec<String>,
     query: String,
     template: Option<String>,
+}
+
+impl open_loop::Requests for Workload {
+    fn write(&self, conn: usize, n: u64, conns: usize, out: &mut Vec<u8>) {
+        self.line(conn, n, conns, out);
+    }
 }
 
 impl Workload {
@@ -551,11 +558,7 @@ async fn measure(
         None => format!("{:?}", args.op).to_lowercase(),
     };
     if let Some(rate) = args.rate {
-        let total = match (args.requests, args.duration) {
-            (Some(n), _) => n,
-            (None, Some(duration)) => (rate * duration.as_secs_f64()) as u64,
-            (None, None) => (rate * 10.0) as u64,
-        };
+        let total = open_loop::total(args, rate);
         return open_loop(socket, workload, args.conns, rate, total, &op).await;
     }
     let mut streams = Vec::with_capacity(args.conns);
@@ -687,9 +690,7 @@ async fn read_reply(
     }
 }
 
-/// The open loop: one clock thread writes each request at its scheduled time, straight to
-/// its connection (no hand-off to another thread on the way), while one task per
-/// connection reads the replies and measures each from its *scheduled* time.
+/// The open loop over the socket ([`open_loop`]).
 async fn open_loop(
     socket: &Path,
     workload: Arc<Workload>,
@@ -698,123 +699,24 @@ async fn open_loop(
     total: u64,
     op: &str,
 ) -> Result<Report, String> {
-    let mut writers = Vec::with_capacity(conns);
-    let mut readers = Vec::with_capacity(conns);
-    for conn in 0..conns {
+    open_loop::run(conns, rate, total, op, workload, |scheduled, expected| {
         let stream = std::os::unix::net::UnixStream::connect(socket)
             .map_err(|e| format!("connecting to {}: {e}", socket.display()))?;
         let writer = stream.try_clone().map_err(|e| e.to_string())?;
         stream.set_nonblocking(true).map_err(|e| e.to_string())?;
         let reader = tokio::net::UnixStream::from_std(stream).map_err(|e| e.to_string())?;
-        let scheduled: Arc<Mutex<VecDeque<Instant>>> = Arc::default();
-        // Request n goes to connection n % conns, so each knows how many replies to expect.
-        let expected = total / conns as u64 + u64::from((conn as u64) < total % conns as u64);
-        readers.push(tokio::spawn(read_scheduled(
-            reader,
-            scheduled.clone(),
-            expected,
-        )));
-        writers.push((writer, scheduled));
-    }
-    let started = Instant::now();
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let _ = done_tx.send(send_on_schedule(
-            started,
-            rate,
-            total,
-            &mut writers,
-            &workload,
-        ));
-    });
-    let sending = async {
-        match done_rx.await {
-            Ok(Ok(())) => std::future::pending().await,
-            Ok(Err(error)) => Err::<Report, String>(error),
-            Err(_) => Err("the sending thread died".to_string()),
-        }
-    };
-    let receiving = async {
-        let tallies = readers
-            .into_iter()
-            .map(|r| async { r.await.map_err(|e| e.to_string())? });
-        let mut finished = Vec::with_capacity(conns);
-        for tally in tallies {
-            finished.push(tally.await?);
-        }
-        Ok::<_, String>(finished)
-    };
-    let tallies = tokio::select! {
-        failed = sending => return failed,
-        tallies = receiving => tallies?,
-    };
-    summarise(tallies, op, 1, Some(rate), started)
-}
-
-/// The open loop's clock: writes `total` requests at `rate` per second in total, round robin
-/// over the connections. A write that would block is retried: the daemon is then not keeping
-/// up, and the wait shows as latency because the schedule does not move.
-fn send_on_schedule(
-    start: Instant,
-    rate: f64,
-    total: u64,
-    conns: &mut [(
-        std::os::unix::net::UnixStream,
-        Arc<Mutex<VecDeque<Instant>>>,
-    )],
-    workload: &Workload,
-) -> Result<(), String> {
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    let mut line = Vec::with_capacity(256);
-    let count = conns.len();
-    precise_clock(rate);
-    for n in 0..total {
-        let at = start + interval.mul_f64(n as f64);
-        let now = Instant::now();
-        if at > now {
-            std::thread::sleep(at - now);
-        }
-        let conn = n as usize % count;
-        line.clear();
-        workload.line(conn, n / count as u64, count, &mut line);
-        let (stream, scheduled) = &mut conns[conn];
-        scheduled.lock().expect("not poisoned").push_back(at);
-        let mut rest = &line[..];
-        while !rest.is_empty() {
-            match std::io::Write::write(stream, rest) {
-                Ok(0) => return Err("the daemon closed a connection".into()),
-                Ok(written) => rest = &rest[written..],
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("sending: {e}")),
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Makes this (sleeping) clock thread wake on time: late wake-ups would show up as latency
-/// that is the generator's, not the daemon's. Timer slack goes to 1 ns (the default 50 µs
-/// is added to every sleep), and where the system allows it (root, or RLIMIT_RTPRIO) the
-/// thread gets the lowest real-time priority, so a busy CPU does not delay its wake-ups by
-/// milliseconds. Not at rates so high that the thread would barely sleep: it must never
-/// crowd out the daemon.
-fn precise_clock(rate: f64) {
-    use thread_priority::{
-        RealtimeThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
-        set_thread_priority_and_policy, thread_native_id,
-    };
-    let _ = nix::sys::prctl::set_timerslack(1);
-    if rate <= 100_000.0 {
-        let realtime = ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo);
-        let _ = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, realtime);
-    }
+        Ok((
+            writer,
+            tokio::spawn(read_scheduled(reader, scheduled, expected)),
+        ))
+    })
+    .await
 }
 
 /// Reads `expected` replies, measuring each from the time it was scheduled.
 async fn read_scheduled(
     stream: tokio::net::UnixStream,
-    scheduled: Arc<Mutex<VecDeque<Instant>>>,
+    scheduled: open_loop::Schedule,
     expected: u64,
 ) -> Result<(Tally, u64), String> {
     let mut reader = BufReader::with_capacity(64 * 1024, stream);
