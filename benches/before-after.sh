@@ -7,6 +7,10 @@
 #   benches/before-after.sh BEFORE_DIR AFTER_DIR [ROUNDS] [OPEN_RATE] [OPEN_SECS]
 #
 # BEFORE_DIR and AFTER_DIR hold memesd (and AFTER_DIR memes and memes-bench, which drive both).
+# BEFORE_FLAGS and AFTER_FLAGS add memesd flags to either, so one build can be measured
+# against itself with a feature on, e.g. metrics:
+#
+#   AFTER_FLAGS="--metrics 127.0.0.1:0" benches/before-after.sh target/release target/release
 set -euo pipefail
 cd "$(dirname "$0")/.."
 before=$1 after=$2 rounds=${3:-3} rate=${4:-15000} secs=${5:-30}
@@ -19,16 +23,18 @@ cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm 
 trap cleanup EXIT
 
 bench() { "$after/memes" --socket "$1" bench "${@:2}"; }
-start() { # name dir
-  MEMES_LOG=warn "$2/memesd" --socket "$work/$1.sock" --data-dir "$work/$1" 2>>"$work/$1.log" &
+start() { # name dir [memesd flags...]
+  MEMES_LOG=warn "$2/memesd" --socket "$work/$1.sock" --data-dir "$work/$1" "${@:3}" 2>>"$work/$1.log" &
   pids+=($!)
   until "$after/memes" --socket "$work/$1.sock" status >/dev/null 2>&1; do sleep 0.02; done
   bench "$work/$1.sock" --prepare --users 10000 -n 1 -c 1 >/dev/null 2>&1
 }
 "$Y/limitd" --socket "$work/limitd.sock" --journal "$work/limitd.ndjson" 2>/dev/null &
 pids+=($!)
-start before "$before"
-start after "$after"
+# shellcheck disable=SC2086 # the flags are words
+start before "$before" ${BEFORE_FLAGS:-}
+# shellcheck disable=SC2086
+start after "$after" ${AFTER_FLAGS:-}
 limitd_line='{"id":{id},"op":"debit","user":"{user}","amount":1}'
 
 line() { # label socket args...: one row "label rps p50 p99 max errors"
