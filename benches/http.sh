@@ -23,6 +23,7 @@ rounds=${2:-2}
 closed_secs=${CLOSED_SECS:-10}   # shorter for a quick check of the script itself
 open_secs=${OPEN_SECS:-60}
 probe_secs=${PROBE_SECS:-10}
+# OPEN_RATE: the open loop's rate, instead of probing limitd-http for the highest it holds.
 command -v wrk >/dev/null || { echo "benches/http.sh: needs wrk (apt-get install wrk)" >&2; exit 1; }
 cargo build --release --locked --quiet
 cargo build --release --quiet --manifest-path "$yardstick/Cargo.toml"
@@ -148,8 +149,10 @@ for round in $(seq "$rounds"); do
 done
 
 # The open loop's rate: 15,000/s, or the highest rate limitd-http holds with p99 <= 2 ms.
-rate=
+# OPEN_RATE=R measures both at R without probing (for the rate the service level names).
+rate=${OPEN_RATE:-}
 for candidate in 15000 12000 10000 8000 6000 5000 4000 3000 2000; do
+  [ -n "$rate" ] && break
   start_limitd
   p99=$("$M/memes-bench" --http "$limitd_url" --rate "$candidate" --duration "$probe_secs" -c 64 --json --max-errors 1000000000 2>/dev/null \
     | tail -1 | python3 -c 'import json, sys; print(json.load(sys.stdin)["latency_ms"]["p99"])')
