@@ -286,9 +286,9 @@ fn error_of(status: http::StatusCode, body: &str) -> ErrorBody {
     ErrorBody::new(code, message)
 }
 
-/// Text for a path segment or a query value: everything but unreserved characters
+/// Text for a path segment or a query value (also what `memes bench --http` sends): everything but unreserved characters
 /// percent-encoded (UTF-8).
-fn encode(text: &str) -> String {
+pub fn encode(text: &str) -> String {
     let mut encoded = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
@@ -361,5 +361,11 @@ mod tests {
         assert!(Remote::new("https://memes.example.com").is_err());
         assert!(Remote::new("127.0.0.1:8080").is_err());
         assert!(Remote::new("http://").is_err());
+    }
+
+    #[test]
+    fn text_is_percent_encoded_but_for_unreserved_characters() {
+        assert_eq!(encode("monday meeting/ü"), "monday%20meeting%2F%C3%BC");
+        assert_eq!(encode("A-z_0.9~"), "A-z_0.9~");
     }
 }

@@ -66,7 +66,7 @@ pub fn run(args: &BenchArgs, url: &str) -> Result<Exit, Failure> {
     if bearers.is_empty() {
         return Err(invalid("no bearers to send".into()));
     }
-    let query = encode_query(&args.query);
+    let query = memes::cli::remote::encode(&args.query);
     let target = Arc::new(Target {
         address,
         requests: bearers
@@ -79,16 +79,7 @@ pub fn run(args: &BenchArgs, url: &str) -> Result<Exit, Failure> {
             })
             .collect(),
     });
-    let runtime = match args.threads {
-        0 | 1 => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-        n => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .enable_all()
-            .build(),
-    }
-    .map_err(|e| Failure::new(Exit::Failure, format!("starting the runtime: {e}")))?;
+    let runtime = super::runtime(args)?;
     let report = runtime
         .block_on(measure(target, args))
         .map_err(|e| Failure::new(Exit::Failure, format!("bench: {e}")))?;
@@ -118,19 +109,6 @@ fn parse_url(url: &str) -> Result<(SocketAddr, String, String), String> {
         .next()
         .ok_or_else(|| format!("--http {url:?}: no address"))?;
     Ok((address, host.to_string(), prefix.to_string()))
-}
-
-/// The query's text, percent-encoded for a query string.
-fn encode_query(text: &str) -> String {
-    let mut encoded = String::new();
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            encoded.push(byte as char);
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
 }
 
 async fn measure(target: Arc<Target>, args: &BenchArgs) -> Result<Report, String> {
@@ -358,9 +336,5 @@ mod tests {
         let (_, _, prefix) = parse_url("http://127.0.0.1:8080/api/").unwrap();
         assert_eq!(prefix, "/api");
         assert!(parse_url("https://example.com").is_err());
-        assert_eq!(
-            encode_query("monday meeting/ü"),
-            "monday%20meeting%2F%C3%BC"
-        );
     }
 }

@@ -365,16 +365,7 @@ fn run(args: &BenchArgs) -> Result<Exit, Failure> {
         query: args.query.clone(),
         template: args.template.clone(),
     });
-    let runtime = match args.threads {
-        0 | 1 => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-        n => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .enable_all()
-            .build(),
-    }
-    .map_err(|e| Failure::new(Exit::Failure, format!("starting the runtime: {e}")))?;
+    let runtime = runtime(args)?;
     let failed = |e: String| Failure::new(Exit::Failure, format!("bench: {e}"));
     if args.prepare {
         let started = Instant::now();
@@ -404,6 +395,20 @@ fn run(args: &BenchArgs) -> Result<Exit, Failure> {
         .map_err(failed)?;
     drop(shown);
     Ok(conclude(&report, args))
+}
+
+/// The generator's runtime: one thread, or `--threads` workers.
+fn runtime(args: &BenchArgs) -> Result<tokio::runtime::Runtime, Failure> {
+    match args.threads {
+        0 | 1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    }
+    .map_err(|e| Failure::new(Exit::Failure, format!("starting the runtime: {e}")))
 }
 
 /// Prints the report (as JSON with `--json`) and the thresholds it missed: a run that
