@@ -5,7 +5,7 @@
 # same run, rounds alternating. Every request on both sides is a durable charge (fsync and
 # synchronous_commit on, the server's defaults).
 #
-#   benches/postgres.sh            ROUNDS=2 SECS=30 OPEN_SECS=60 by default
+#   benches/postgres.sh            ROUNDS=2 SECS=30 OPEN_SECS=60 STORE_POOL=16 by default
 #
 # Starts a throwaway cluster of its own (initdb into a temporary directory, Unix socket only,
 # as the postgres user when run as root) and removes it afterwards. Run it on a quiet machine.
@@ -46,7 +46,7 @@ echo
 
 start_memesd() { # name
   MEMES_LOG=warn "$M/memesd" --socket "$work/$1.sock" --data-dir "$work/$1" --store "$URL" \
-    --store-pool 16 2>>"$work/memesd.log" &
+    --store-pool "${STORE_POOL:-16}" 2>>"$work/memesd.log" &
   pids+=($!)
   until "$M/memes" --socket "$work/$1.sock" status >/dev/null 2>&1; do sleep 0.02; done
 }

@@ -169,7 +169,7 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "FILE")]
     pub store_password_file: Option<PathBuf>,
 
-    /// Connections to PostgreSQL this host keeps (one in eight commits batches of changes)
+    /// Connections to PostgreSQL this host keeps (one in sixteen commits batches of changes)
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub store_pool: usize,
 

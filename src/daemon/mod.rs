@@ -134,7 +134,9 @@ pub fn run(args: DaemonArgs) -> Result<()> {
             let config = PgConfig {
                 welcome_tokens: args.welcome_tokens,
                 pool_size: args.store_pool,
-                writers: (args.store_pool / 8).max(1),
+                // One writer per 16 connections: on two cores one writer per host made the
+                // biggest batches and the most throughput (BENCHMARKS.md, run C).
+                writers: (args.store_pool / 16).max(1),
                 ..*config
             };
             let url = crate::store::pg::redact(&config.url);
