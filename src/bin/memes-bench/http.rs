@@ -9,7 +9,7 @@
 //! Anything but a `200` counts as an error, named by its status and problem `code`.
 
 use super::open_loop::{self, Requests};
-use super::{BenchArgs, BenchOp, Quota, Report, Tally, summarise};
+use super::{BenchArgs, BenchOp, Quota, Report, Tally, share, summarise};
 use memes::cli::Failure;
 use memes::cli::exit::Exit;
 use std::collections::VecDeque;
@@ -127,9 +127,7 @@ async fn measure(target: Arc<Target>, args: &BenchArgs) -> Result<Report, String
     for (conn, stream) in streams.into_iter().enumerate() {
         let quota = match args.duration {
             Some(duration) => Quota::Until(started + duration),
-            None => Quota::Requests(
-                total / args.conns as u64 + u64::from((conn as u64) < total % args.conns as u64),
-            ),
+            None => Quota::Requests(share(total, args.conns, conn)),
         };
         tasks.push(tokio::spawn(closed_loop(
             stream,

@@ -397,6 +397,12 @@ fn run(args: &BenchArgs) -> Result<Exit, Failure> {
     Ok(conclude(&report, args))
 }
 
+/// How many of `total` requests connection `conn` of `conns` sends: request n goes to
+/// connection n % conns.
+fn share(total: u64, conns: usize, conn: usize) -> u64 {
+    total / conns as u64 + u64::from((conn as u64) < total % conns as u64)
+}
+
 /// The generator's runtime: one thread, or `--threads` workers.
 fn runtime(args: &BenchArgs) -> Result<tokio::runtime::Runtime, Failure> {
     match args.threads {
@@ -576,9 +582,7 @@ async fn measure(
     for (conn, stream) in streams.into_iter().enumerate() {
         let quota = match args.duration {
             Some(duration) => Quota::Until(started + duration),
-            None => Quota::Requests(
-                total / args.conns as u64 + u64::from((conn as u64) < total % args.conns as u64),
-            ),
+            None => Quota::Requests(share(total, args.conns, conn)),
         };
         let workload = workload.clone();
         tasks.push(tokio::spawn(closed_loop(

@@ -4,7 +4,7 @@
 //! time. The transports supply the connections and the requests' bytes; the schedule, the
 //! clock and the tally are here, once.
 
-use super::{BenchArgs, Report, Tally, summarise};
+use super::{BenchArgs, Report, Tally, share, summarise};
 use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -54,8 +54,7 @@ where
     let mut readers = Vec::with_capacity(conns);
     for conn in 0..conns {
         let scheduled = Schedule::default();
-        // Request n goes to connection n % conns, so each knows how many replies to expect.
-        let expected = total / conns as u64 + u64::from((conn as u64) < total % conns as u64);
+        let expected = share(total, conns, conn);
         let (writer, reader) = connect(scheduled.clone(), expected)?;
         readers.push(reader);
         writers.push((writer, scheduled));
