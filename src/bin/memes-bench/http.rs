@@ -9,7 +9,7 @@
 //! Anything but a `200` counts as an error, named by its status and problem `code`.
 
 use super::open_loop::{self, Requests};
-use super::{BenchArgs, BenchOp, Quota, Report, Tally, share, summarise};
+use super::{BenchArgs, BenchOp, Quota, Report, Tally};
 use memes::cli::Failure;
 use memes::cli::exit::Exit;
 use std::collections::VecDeque;
@@ -122,27 +122,18 @@ async fn measure(target: Arc<Target>, args: &BenchArgs) -> Result<Report, String
         streams.push(connect(target.address).await?);
     }
     let started = Instant::now();
-    let total = args.requests.unwrap_or(100_000);
     let mut tasks = Vec::new();
     for (conn, stream) in streams.into_iter().enumerate() {
-        let quota = match args.duration {
-            Some(duration) => Quota::Until(started + duration),
-            None => Quota::Requests(share(total, args.conns, conn)),
-        };
         tasks.push(tokio::spawn(closed_loop(
             stream,
             target.clone(),
             conn,
             args.conns,
             args.depth,
-            quota,
+            Quota::of(args, started, conn),
         )));
     }
-    let mut tallies = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        tallies.push(task.await.map_err(|e| e.to_string())??);
-    }
-    summarise(tallies, op, args.depth, None, started)
+    super::collect(tasks, op, args.depth, None, started).await
 }
 
 async fn connect(address: SocketAddr) -> Result<TcpStream, String> {

@@ -222,6 +222,15 @@ enum Quota {
 }
 
 impl Quota {
+    /// Connection `conn`'s quota in a closed loop started at `started`: until `--duration` is
+    /// up, else its share of `-n` (100,000 by default).
+    fn of(args: &BenchArgs, started: Instant, conn: usize) -> Quota {
+        match args.duration {
+            Some(duration) => Quota::Until(started + duration),
+            None => Quota::Requests(share(args.requests.unwrap_or(100_000), args.conns, conn)),
+        }
+    }
+
     fn allows(self, sent: u64) -> bool {
         match self {
             Quota::Requests(n) => sent < n,
@@ -577,13 +586,9 @@ async fn measure(
         streams.push(open(socket).await?);
     }
     let started = Instant::now();
-    let total = args.requests.unwrap_or(100_000);
     let mut tasks = Vec::new();
     for (conn, stream) in streams.into_iter().enumerate() {
-        let quota = match args.duration {
-            Some(duration) => Quota::Until(started + duration),
-            None => Quota::Requests(share(total, args.conns, conn)),
-        };
+        let quota = Quota::of(args, started, conn);
         let workload = workload.clone();
         tasks.push(tokio::spawn(closed_loop(
             stream, workload, conn, args.conns, args.depth, quota,
@@ -592,6 +597,7 @@ async fn measure(
     collect(tasks, &op, args.depth, None, started).await
 }
 
+/// Waits for every connection's task and makes one report of their tallies.
 async fn collect(
     tasks: Vec<tokio::task::JoinHandle<Result<(Tally, u64), String>>>,
     op: &str,
