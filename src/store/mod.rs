@@ -69,6 +69,21 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A cursor this store cannot read (not a reply's `next`).
+    pub fn unreadable_cursor(cursor: &HistoryCursor) -> StoreError {
+        StoreError::BadCursor(format!(
+            "{:?} is not a history cursor from a reply's `next`",
+            cursor.as_str()
+        ))
+    }
+
+    /// A cursor from another user's history.
+    pub fn foreign_cursor(user: &str) -> StoreError {
+        StoreError::BadCursor(format!(
+            "the history cursor is not one of user {user:?}'s; pass a `next` from their history"
+        ))
+    }
+
     pub fn code(&self) -> ErrorCode {
         match self {
             StoreError::InsufficientTokens { .. } => ErrorCode::InsufficientTokens,

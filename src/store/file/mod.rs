@@ -363,21 +363,15 @@ impl TokenStore for FileStore {
         before: Option<&HistoryCursor>,
     ) -> Result<HistoryPage, StoreError> {
         let before = match before {
-            Some(cursor) => Some(history::Position::parse(cursor).ok_or_else(|| {
-                StoreError::BadCursor(format!(
-                    "{:?} is not a history cursor from a reply's `next`",
-                    cursor.as_str()
-                ))
-            })?),
+            Some(cursor) => Some(
+                history::Position::parse(cursor)
+                    .ok_or_else(|| StoreError::unreadable_cursor(cursor))?,
+            ),
             None => None,
         };
         let (account, commit) = self.kept_account(user)?;
         commit.wait().await?;
-        let bad_cursor = || {
-            StoreError::BadCursor(format!(
-                "the history cursor is not one of user {user:?}'s; pass a `next` from their history"
-            ))
-        };
+        let bad_cursor = || StoreError::foreign_cursor(user);
         let from = match before {
             Some(position) if position.offset > account.last => return Err(bad_cursor()),
             Some(position) => position.offset,

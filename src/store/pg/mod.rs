@@ -514,12 +514,9 @@ impl TokenStore for PgStore {
         before: Option<&HistoryCursor>,
     ) -> Result<HistoryPage, StoreError> {
         let before = match before {
-            Some(cursor) => Some(parse_cursor(cursor).ok_or_else(|| {
-                StoreError::BadCursor(format!(
-                    "{:?} is not a history cursor from a reply's `next`",
-                    cursor.as_str()
-                ))
-            })?),
+            Some(cursor) => {
+                Some(parse_cursor(cursor).ok_or_else(|| StoreError::unreadable_cursor(cursor))?)
+            }
             None => None,
         };
         let fetch = (limit as i64).saturating_add(1);
@@ -555,9 +552,7 @@ impl TokenStore for PgStore {
             return Err(StoreError::UnknownUser(user.to_string()));
         }
         if before.is_some() && !cursor_ok {
-            return Err(StoreError::BadCursor(format!(
-                "the history cursor is not one of user {user:?}'s; pass a `next` from their history"
-            )));
+            return Err(StoreError::foreign_cursor(user));
         }
         let mut newest_first = Vec::with_capacity(rows.len().min(limit));
         let mut next = None;
