@@ -26,8 +26,9 @@
 //! those changes get an error saying so (a keyed retry is safe). Nothing is answered as
 //! applied unless its COMMIT succeeded.
 
+use super::columns::{EntryColumns, Extras, KeyColumns};
 use super::{PgConfig, db_error};
-use crate::domain::{AccountView, Tier};
+use crate::domain::AccountView;
 use crate::store::rules::{self, Change, KeyUse};
 use crate::store::{Outcome, ReplyBuilder, StoreError};
 use crate::telemetry;
@@ -266,20 +267,9 @@ struct Rows {
     new: Columns4,
     changed: Columns4,
     // Entries, in the order they are numbered.
-    time: Vec<i64>,
-    user: Vec<String>,
-    kind: Vec<&'static str>,
-    delta: Vec<i64>,
-    balance: Vec<i64>,
-    key: Vec<Option<String>>,
-    reason: Vec<Option<String>>,
-    memes: Vec<Option<String>>,
-    tier: Vec<Option<&'static str>>,
-    until: Vec<Option<i64>>,
+    entries: EntryColumns,
     // Keys first used in this batch.
-    keys: Vec<String>,
-    fingerprints: Vec<String>,
-    replies: Vec<String>,
+    keys: KeyColumns,
 }
 
 #[derive(Default)]
@@ -431,7 +421,7 @@ async fn attempt_batch(
     // Round trip 2: write everything and commit, pipelined. If the write fails, the
     // transaction is aborted and the COMMIT behind it only ends it (as a rollback).
     *committing = true;
-    if rows.user.is_empty() {
+    if rows.entries.is_empty() {
         // Only refusals and replays: nothing to write, the locks go with the transaction.
         client
             .batch_execute("COMMIT")
@@ -439,30 +429,15 @@ async fn attempt_batch(
             .map_err(|e| classify(&e, client.is_closed(), true))?;
         return Ok(results);
     }
-    let (n, c, r) = (&rows.new, &rows.changed, &rows);
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 21] = [
-        &n.user,
-        &n.balance,
-        &n.tier,
-        &n.until,
-        &c.user,
-        &c.balance,
-        &c.tier,
-        &c.until,
-        &r.keys,
-        &r.fingerprints,
-        &r.replies,
-        &r.time,
-        &r.user,
-        &r.kind,
-        &r.delta,
-        &r.balance,
-        &r.key,
-        &r.reason,
-        &r.memes,
-        &r.tier,
-        &r.until,
+    let (n, c) = (&rows.new, &rows.changed);
+    let accounts: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+        &n.user, &n.balance, &n.tier, &n.until, &c.user, &c.balance, &c.tier, &c.until,
     ];
+    let params: Vec<_> = accounts
+        .into_iter()
+        .chain(rows.keys.params())
+        .chain(rows.entries.params())
+        .collect();
     let (written, committed) = tokio::join!(
         client.execute(&write, &params),
         client.batch_execute("COMMIT"),
@@ -519,31 +494,21 @@ fn decide<'b>(
         Change::Entitle { tier, until } => (Some(tier), until),
         _ => (None, None),
     };
-    for (i, entry) in entries.iter().enumerate() {
-        // Keys, reasons, memes and tiers belong to the request's own entry, the last one.
-        let own = i + 1 == entries.len();
-        rows.time.push(pending.time_ms);
-        rows.user.push(pending.user.clone());
-        rows.kind.push(entry.kind.as_str());
-        rows.delta.push(entry.delta);
-        rows.balance.push(entry.balance as i64);
-        rows.key.push(
-            pending
-                .keyed
-                .as_ref()
-                .filter(|_| own)
-                .map(|k| k.key.clone()),
-        );
-        rows.reason.push(pending.reason.clone().filter(|_| own));
-        rows.memes.push(memes.clone().filter(|_| own));
-        rows.tier.push(tier.filter(|_| own).map(Tier::as_str));
-        rows.until.push(until.filter(|_| own));
-    }
+    rows.entries.push_request(
+        pending.time_ms,
+        &pending.user,
+        entries,
+        Extras {
+            key: pending.keyed.as_ref().map(|keyed| keyed.key.as_str()),
+            reason: pending.reason.as_deref(),
+            memes,
+            tier,
+            until,
+        },
+    );
     if let Some(keyed) = &pending.keyed {
         let reply = (keyed.reply)(after.balance);
-        rows.keys.push(keyed.key.clone());
-        rows.fingerprints.push(keyed.fingerprint.clone());
-        rows.replies.push(reply.get().to_string());
+        rows.keys.push(&keyed.key, &keyed.fingerprint, reply.get());
         known_keys.insert(keyed.key.clone(), (keyed.fingerprint.clone(), reply));
     }
     accounts.insert(user, Some(after));

@@ -14,8 +14,9 @@
 //! it empties first), audits what it wrote with the PostgreSQL audit before it commits, and
 //! sets the entry sequence past the last imported number.
 
+use super::columns::{EntryColumns, Extras, KeyColumns};
 use super::{PgStore, audit, db_error};
-use crate::domain::{AuditReport, Entry};
+use crate::domain::AuditReport;
 use crate::store::file::FileStore;
 use crate::store::file::record::{JournalLine, RecordIn, RecordOut};
 use serde::{Deserialize, Serialize};
@@ -167,19 +168,8 @@ const ACCOUNTS: &str = "INSERT INTO accounts (user_id, balance, tier, until_ms)
 #[derive(Default)]
 struct Buffer {
     seq: Vec<i64>,
-    time: Vec<i64>,
-    user: Vec<String>,
-    kind: Vec<&'static str>,
-    delta: Vec<i64>,
-    balance: Vec<i64>,
-    key: Vec<Option<String>>,
-    reason: Vec<Option<String>>,
-    memes: Vec<Option<String>>,
-    tier: Vec<Option<&'static str>>,
-    until: Vec<Option<i64>>,
-    keys: Vec<String>,
-    fingerprints: Vec<String>,
-    replies: Vec<String>,
+    entries: EntryColumns,
+    keys: KeyColumns,
 }
 
 impl Buffer {
@@ -188,62 +178,35 @@ impl Buffer {
             true => None,
             false => Some(super::array_literal(&record.memes)),
         };
-        let last = record.entries.len() - 1;
-        for (i, entry) in record.entries.iter().enumerate() {
-            let own = i == last;
-            let Entry {
-                kind,
-                delta,
-                balance,
-            } = *entry;
-            self.seq.push((record.seq + i as u64) as i64);
-            self.time.push(record.time);
-            self.user.push(record.user.to_string());
-            self.kind.push(kind.as_str());
-            self.delta.push(delta);
-            self.balance.push(balance as i64);
-            self.key
-                .push(record.key.as_deref().filter(|_| own).map(str::to_string));
-            self.reason
-                .push(record.reason.as_deref().filter(|_| own).map(str::to_string));
-            self.memes.push(memes.clone().filter(|_| own));
-            self.tier
-                .push(record.tier.filter(|_| own).map(|tier| tier.as_str()));
-            self.until.push(record.until.filter(|_| own));
-        }
+        let count = record.entries.len() as u64;
+        self.seq
+            .extend((record.seq..record.seq + count).map(|seq| seq as i64));
+        self.entries.push_request(
+            record.time,
+            &record.user,
+            &record.entries,
+            Extras {
+                key: record.key.as_deref(),
+                reason: record.reason.as_deref(),
+                memes,
+                tier: record.tier,
+                until: record.until,
+            },
+        );
         if let (Some(key), Some(fp), Some(reply)) = (&record.key, &record.fp, record.reply) {
-            self.keys.push(key.to_string());
-            self.fingerprints.push(fp.to_string());
-            self.replies.push(reply.get().to_string());
+            self.keys.push(key, fp, reply.get());
         }
     }
 
     async fn flush(&mut self, tx: &tokio_postgres::Transaction<'_>) -> Result<(), String> {
         let db = |e: tokio_postgres::Error| format!("writing entries: {}", db_error(&e));
         if !self.seq.is_empty() {
-            tx.execute(
-                ENTRIES,
-                &[
-                    &self.seq,
-                    &self.time,
-                    &self.user,
-                    &self.kind,
-                    &self.delta,
-                    &self.balance,
-                    &self.key,
-                    &self.reason,
-                    &self.memes,
-                    &self.tier,
-                    &self.until,
-                ],
-            )
-            .await
-            .map_err(db)?;
+            let seq: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&self.seq];
+            let params: Vec<_> = seq.into_iter().chain(self.entries.params()).collect();
+            tx.execute(ENTRIES, &params).await.map_err(db)?;
         }
         if !self.keys.is_empty() {
-            tx.execute(KEYS, &[&self.keys, &self.fingerprints, &self.replies])
-                .await
-                .map_err(db)?;
+            tx.execute(KEYS, &self.keys.params()).await.map_err(db)?;
         }
         *self = Buffer::default();
         Ok(())

@@ -18,6 +18,7 @@
 
 pub mod audit;
 pub mod batch;
+mod columns;
 pub mod export;
 pub mod migrate;
 pub mod testing;
