@@ -19,6 +19,16 @@ pub use memes::store::pg::testing::TestDatabase;
 pub const MEMESD: &str = env!("CARGO_BIN_EXE_memesd");
 pub const MEMES: &str = env!("CARGO_BIN_EXE_memes");
 
+/// A test that cannot run here (it needs root, or to mount a file system) says why on
+/// stderr and returns. Under `MEMES_TEST_NO_SKIP` (set by `.ci/run`) it fails instead: CI
+/// runs every test or goes red.
+pub fn cannot_run_here(why: &str) {
+    if std::env::var_os("MEMES_TEST_NO_SKIP").is_some() {
+        panic!("{why}; MEMES_TEST_NO_SKIP is set, so no test may be skipped");
+    }
+    eprintln!("skipped: {why}");
+}
+
 /// A short private directory under /tmp (socket paths must stay under 108 bytes).
 pub fn short_tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()

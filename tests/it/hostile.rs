@@ -53,7 +53,9 @@ fn memes_as_nobody(socket: &std::path::Path, args: &[&str]) -> crate::harness::R
 #[test]
 fn another_local_user_gets_memes_through_a_group_socket_but_cannot_top_up() {
     if !is_root() {
-        eprintln!("skipped: acting as a second local user needs root (CI runs as root)");
+        crate::harness::cannot_run_here(
+            "acting as a second local user needs root (CI runs as root)",
+        );
         return;
     }
     let dir = short_tempdir();
@@ -121,7 +123,9 @@ fn another_local_user_gets_memes_through_a_group_socket_but_cannot_top_up() {
 #[test]
 fn the_default_socket_is_closed_to_other_users() {
     if !is_root() {
-        eprintln!("skipped: acting as a second local user needs root (CI runs as root)");
+        crate::harness::cannot_run_here(
+            "acting as a second local user needs root (CI runs as root)",
+        );
         return;
     }
     let daemon = started_with_balance(&[]);
@@ -445,7 +449,9 @@ fn a_full_disk_acknowledges_nothing_and_recovers_by_itself() {
     let dir = short_tempdir();
     let mount = dir.path().join("tiny");
     if let Err(why) = tiny_filesystem(&mount, "4m") {
-        eprintln!("skipped: mounting a small tmpfs is not permitted here ({why})");
+        crate::harness::cannot_run_here(&format!(
+            "mounting a small tmpfs is not permitted here ({why})"
+        ));
         return;
     }
     let _unmount = Unmount(mount.clone());

@@ -1,6 +1,7 @@
 //! Small file systems for tests that need a full or a read-only disk: a tmpfs mounted for the
 //! test and lazily unmounted when it ends. Tests run as root (here and in CI); where mounting
-//! is not permitted the caller says so and skips, as `hostile.rs` does.
+//! is not permitted the caller says so and skips ([`crate::harness::cannot_run_here`]: in
+//! CI, fails).
 
 use crate::harness::Daemon;
 use serde_json::json;
@@ -55,7 +56,9 @@ pub fn daemon_on_a_full_disk(args: &[&str]) -> Option<(Daemon, Mount)> {
     let mount = match tmpfs(&daemon.dir.path().join("tiny"), "size=4m,mode=0700") {
         Ok(mount) => mount,
         Err(why) => {
-            eprintln!("skipped: mounting a small tmpfs is not permitted here ({why})");
+            crate::harness::cannot_run_here(&format!(
+                "mounting a small tmpfs is not permitted here ({why})"
+            ));
             return None;
         }
     };
