@@ -97,6 +97,19 @@ fn an_exported_file_ledger_imports_into_postgres_and_reads_the_same() {
     let said = String::from_utf8_lossy(&imported.stderr);
     assert!(imported.status.success(), "{said}");
     assert!(said.contains("audit passed"), "{said}");
+    // The imported tables have planner statistics (ANALYZE sets reltuples; never-analyzed
+    // tables have -1).
+    memes::store::pg::testing::cluster()
+        .execute(
+            &database.name,
+            "DO $$ BEGIN
+               IF EXISTS (SELECT 1 FROM pg_class
+                          WHERE relname IN ('accounts', 'entries') AND reltuples < 0) THEN
+                 RAISE EXCEPTION 'the imported tables were not analyzed';
+               END IF;
+             END $$",
+        )
+        .expect("statistics after the import");
     // Not into a database that holds a ledger, unless told.
     let again = memesd(&["import", "--store", &database.url, "--in", export_path]);
     assert!(!again.status.success());

@@ -371,5 +371,12 @@ pub async fn import(
         ));
     }
     tx.commit().await.map_err(db("committing"))?;
+    // The planner's statistics, as after any bulk load: without them, hosts started right
+    // after an import plan the batch writer's statements for empty tables (sequential scans
+    // of every account per batch) until autovacuum gets round to these tables.
+    client
+        .batch_execute("ANALYZE accounts, entries, idempotency_keys")
+        .await
+        .map_err(db("analyzing the imported tables"))?;
     Ok(Imported { counts, audit })
 }
