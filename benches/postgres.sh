@@ -53,6 +53,13 @@ start_memesd() { # name
 start_memesd h1
 "$M/memes" --socket "$work/h1.sock" bench --prepare --users $USERS -n 1 -c 16 >/dev/null
 
+# Every round starts from the same state, whichever side ran before it: the accounts' dead row
+# versions (both sides update every account) vacuumed, fresh planner statistics, and a
+# checkpoint behind it (so no round pays for the previous round's checkpoint).
+settle() {
+  as_pg "$PGBIN/psql" -h "$work" -U postgres -q -c "VACUUM ANALYZE accounts" -c "ANALYZE entries" -c "CHECKPOINT" memes
+}
+
 # The straightforward transaction, one per request, prepared statements.
 cat >"$work/charge.sql" <<'SQL'
 \set u random(0, 9999)
@@ -76,6 +83,7 @@ print("%s req/s  p50 %.2f ms  p99 %.2f ms  max %.1f ms  errors %d"
 
 pgbench_run() { # label, pgbench args...
   local label=$1; shift
+  settle
   rm -f "$work"/pgl.*
   (cd "$work" && as_pg "$PGBIN/pgbench" -h "$work" -U postgres -n -M prepared -c 64 -j 2 \
     -f "$work/charge.sql" -l --log-prefix="$work/pgl" "$@" memes) >"$work/pgbench.out" 2>&1
@@ -91,7 +99,7 @@ pgbench_run() { # label, pgbench args...
     }'
 }
 
-memes_closed() { echo "memesd, 1 host, 64 connections: $("$M/memes" --socket "$work/h1.sock" bench -c 64 --duration "$SECS" --users $USERS --json | summary)"; }
+memes_closed() { settle; echo "memesd, 1 host, 64 connections: $("$M/memes" --socket "$work/h1.sock" bench -c 64 --duration "$SECS" --users $USERS --json | summary)"; }
 pgbench_closed() { pgbench_run "pgbench, 64 clients" -T "$SECS"; }
 
 echo "## closed loop, 64 clients, durable charge, ${SECS} s each"
@@ -108,6 +116,7 @@ echo "## three hosts on one database, 3 x 21 connections, ${SECS} s each"
 for round in $(seq 1 "$ROUNDS"); do
   echo "round $round"
   if [ $((round % 2)) -eq 0 ]; then memes_closed; fi
+  settle
   for h in h1 h2 h3; do
     "$M/memes" --socket "$work/$h.sock" bench -c 21 --duration "$SECS" --users $USERS --json >"$work/$h.json" &
     bench_pids+=($!)
@@ -122,7 +131,7 @@ echo
 echo "## open loop, $RATE requests/s for ${OPEN_SECS} s, one host"
 for round in $(seq 1 "$ROUNDS"); do
   echo "round $round"
-  memes_open() { echo "memesd, 1 host: $("$M/memes" --socket "$work/h1.sock" bench --rate "$RATE" --duration "$OPEN_SECS" -c 64 --users $USERS --json | summary)"; }
+  memes_open() { settle; echo "memesd, 1 host: $("$M/memes" --socket "$work/h1.sock" bench --rate "$RATE" --duration "$OPEN_SECS" -c 64 --users $USERS --json | summary)"; }
   pgbench_open() { pgbench_run "pgbench -R $RATE" -R "$RATE" -T "$OPEN_SECS"; }
   if [ $((round % 2)) -eq 1 ]; then pgbench_open; memes_open; else memes_open; pgbench_open; fi
 done
