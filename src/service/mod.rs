@@ -179,21 +179,15 @@ impl Service {
     /// Sets the gauges that are read rather than counted: whether the store accepts
     /// changes, and how many accounts it holds. Called before metrics are rendered.
     pub async fn refresh_gauges(&self) {
-        let kind = self.store.kind();
-        match self.store.stats().await {
-            Ok(stats) => {
-                telemetry::store_writable(kind, stats.writable);
-                telemetry::accounts(stats.accounts);
-            }
-            Err(_) => telemetry::store_writable(kind, false),
-        }
+        let health = self.store.health().await;
+        telemetry::store_writable(self.store.kind(), health.writable);
+        telemetry::accounts(health.accounts);
     }
 
     /// Whether memesd can serve every request now: the store accepts changes and a
     /// catalogue is loaded. The reason when it cannot.
     pub async fn readiness(&self) -> Result<(), String> {
-        let stats = self.store.stats().await.map_err(|e| e.to_string())?;
-        if !stats.writable {
+        if !self.store.health().await.writable {
             return Err("the ledger does not accept changes".into());
         }
         if self.catalogue.load().is_empty() {

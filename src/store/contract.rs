@@ -172,6 +172,8 @@ pub async fn welcome_is_granted_once_with_the_first_change<S: Subject>(subject: 
     let stats = store.stats().await.unwrap();
     assert_eq!((stats.accounts, stats.entries), (2, 5));
     assert!(stats.writable);
+    let health = store.health().await;
+    assert_eq!((health.accounts, health.writable), (2, true));
 }
 
 pub async fn refusals_change_nothing<S: Subject>(subject: Arc<S>) {

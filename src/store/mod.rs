@@ -213,6 +213,15 @@ pub struct TopupChange<'a> {
     pub keyed: Option<Keyed<'a>>,
 }
 
+/// What readiness probes and metric scrapes read, often: cheap whatever the ledger's length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreHealth {
+    pub accounts: u64,
+    /// False while writes fail (disk full, I/O error, database unreachable or read-only) and
+    /// changes are refused.
+    pub writable: bool,
+}
+
 /// Counters for `status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreStats {
@@ -258,7 +267,12 @@ pub trait TokenStore: Send + Sync + 'static {
     ) -> Result<HistoryPage, StoreError>;
     /// Checks the whole ledger's invariants against its stored balances.
     async fn audit(&self) -> Result<AuditReport, StoreError>;
+    /// Every count, for `status`. On PostgreSQL, counting the entries reads the whole table,
+    /// so what is asked often asks [`TokenStore::health`] instead.
     async fn stats(&self) -> Result<StoreStats, StoreError>;
+    /// Whether changes are accepted now, and how many accounts there are, without reading
+    /// the entries. An unreachable store is reported as not writable.
+    async fn health(&self) -> StoreHealth;
     /// Which kind of store this is, for the metrics.
     fn kind(&self) -> crate::telemetry::Store;
 }

@@ -33,8 +33,8 @@ use recovery::{JOURNAL_FILE, RecoveryStats};
 use crate::domain::{AccountView, AuditReport, HistoryCursor, HistoryPage, Tier};
 use crate::lockfile;
 use crate::store::{
-    ChargeRequest, Commit, Idempotency, OpenError, Outcome, StoreError, StoreStats, TokenStore,
-    TopupChange,
+    ChargeRequest, Commit, Idempotency, OpenError, Outcome, StoreError, StoreHealth, StoreStats,
+    TokenStore, TopupChange,
 };
 use serde_json::value::RawValue;
 use std::fs::File;
@@ -404,6 +404,14 @@ impl TokenStore for FileStore {
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         Ok(self.stats_now())
+    }
+
+    async fn health(&self) -> StoreHealth {
+        let stats = self.stats_now();
+        StoreHealth {
+            accounts: stats.accounts,
+            writable: stats.writable,
+        }
     }
 
     fn kind(&self) -> crate::telemetry::Store {

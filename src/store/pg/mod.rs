@@ -29,7 +29,8 @@ use crate::domain::{
 };
 use crate::store::rules::{self, Change, KeyUse};
 use crate::store::{
-    ChargeRequest, Commit, Idempotency, Outcome, StoreError, StoreStats, TokenStore, TopupChange,
+    ChargeRequest, Commit, Idempotency, Outcome, StoreError, StoreHealth, StoreStats, TokenStore,
+    TopupChange,
 };
 use batch::{Applied, Pending};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -223,6 +224,44 @@ impl PgStore {
     /// The pool, for export and import.
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// Counts the accounts (and the entries, if asked: that reads the whole table) and asks
+    /// whether the server accepts writes. While it cannot be reached, the last counts, not
+    /// writable.
+    async fn count(&self, entries: bool) -> (StoreHealth, u64) {
+        let query = match entries {
+            true => {
+                "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM entries),
+                            pg_is_in_recovery()"
+            }
+            false => "SELECT (SELECT count(*) FROM accounts), 0::bigint, pg_is_in_recovery()",
+        };
+        let counted = self
+            .read("counting", |client| async move {
+                let statement = client.prepare_cached(query).await?;
+                let row = client.query_one(&statement, &[]).await?;
+                Ok((
+                    row.get::<_, i64>(0) as u64,
+                    row.get::<_, i64>(1) as u64,
+                    row.get::<_, bool>(2),
+                ))
+            })
+            .await;
+        let mut last = lock(&self.last_counts);
+        let (accounts, entries, writable) = match counted {
+            Ok((accounts, counted_entries, standby)) => {
+                last.0 = accounts;
+                if entries {
+                    last.1 = counted_entries;
+                }
+                // A standby is read-only: changes would fail there.
+                (accounts, last.1, !standby)
+            }
+            Err(_) => (last.0, last.1, false),
+        };
+        self.writable.store(writable, Ordering::Relaxed);
+        (StoreHealth { accounts, writable }, entries)
     }
 
     /// Hands a change to the batch writer and waits until it is committed (or refused).
@@ -600,43 +639,16 @@ impl TokenStore for PgStore {
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
-        let counted = self
-            .read("counting", |client| async move {
-                let statement = client
-                    .prepare_cached(
-                        "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM entries),
-                                pg_is_in_recovery()",
-                    )
-                    .await?;
-                let row = client.query_one(&statement, &[]).await?;
-                Ok((
-                    row.get::<_, i64>(0) as u64,
-                    row.get::<_, i64>(1) as u64,
-                    row.get::<_, bool>(2),
-                ))
-            })
-            .await;
-        match counted {
-            Ok((accounts, entries, standby)) => {
-                *lock(&self.last_counts) = (accounts, entries);
-                // A standby is read-only: changes would fail there.
-                self.writable.store(!standby, Ordering::Relaxed);
-                Ok(StoreStats {
-                    accounts,
-                    entries,
-                    writable: !standby,
-                })
-            }
-            Err(_) => {
-                self.writable.store(false, Ordering::Relaxed);
-                let (accounts, entries) = *lock(&self.last_counts);
-                Ok(StoreStats {
-                    accounts,
-                    entries,
-                    writable: false,
-                })
-            }
-        }
+        let (health, entries) = self.count(true).await;
+        Ok(StoreStats {
+            accounts: health.accounts,
+            entries,
+            writable: health.writable,
+        })
+    }
+
+    async fn health(&self) -> StoreHealth {
+        self.count(false).await.0
     }
 }
 

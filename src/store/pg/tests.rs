@@ -332,3 +332,55 @@ fn a_role_granted_by_the_migration_can_add_to_the_ledger_but_never_change_it() {
         );
     }
 }
+
+/// Readiness probes and metric scrapes ask for `health` often; on a long ledger, counting the
+/// entries would take seconds and, past the read deadline, report a working store as not
+/// writable. So `health` must not read the entries table at all: while another session holds
+/// it locked, `health` still answers (and `stats`, which counts it, cannot).
+#[test]
+fn health_does_not_read_the_entries() {
+    let db = TestDatabase::create();
+    runtime().block_on(async {
+        let config = PgConfig {
+            welcome_tokens: WELCOME,
+            pool_size: 4,
+            read_deadline: Duration::from_secs(1),
+            ..PgConfig::new(db.url.clone())
+        };
+        let store = PgStore::open(config).await.expect("opens");
+        topup(&store, "u", 5).await.unwrap();
+
+        let (locker, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+            .await
+            .expect("connects");
+        let driver = tokio::spawn(connection);
+        locker
+            .batch_execute("BEGIN; LOCK TABLE entries IN ACCESS EXCLUSIVE MODE")
+            .await
+            .expect("locks the entries");
+
+        let asked = std::time::Instant::now();
+        let health = store.health().await;
+        assert_eq!((health.accounts, health.writable), (1, true));
+        assert!(
+            asked.elapsed() < Duration::from_millis(900),
+            "{:?}",
+            asked.elapsed()
+        );
+        let stats = store.stats().await.unwrap();
+        assert!(
+            !stats.writable,
+            "stats counts the locked entries: {stats:?}"
+        );
+
+        locker.batch_execute("ROLLBACK").await.expect("unlocks");
+        let stats = store.stats().await.unwrap();
+        assert_eq!(
+            (stats.accounts, stats.entries, stats.writable),
+            (1, 2, true)
+        );
+        drop(locker);
+        let _ = driver.await;
+        store.close().await;
+    });
+}
