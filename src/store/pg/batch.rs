@@ -14,6 +14,18 @@
 //!    unnest(…)` as data-modifying CTEs) and `COMMIT`, pipelined; only once the COMMIT
 //!    succeeded is any waiter answered.
 //!
+//! A batch on copies, in one round trip: a host keeps a copy of each account as its writers'
+//! last COMMIT left it ([`Copies`]). A batch whose accounts are all copied and that carries no
+//! idempotency key skips step 1: it is decided on the copies, and `BEGIN`, one statement and
+//! `COMMIT` go together. That statement updates each changed account only if its row still
+//! equals the copy (checked under the UPDATE's row lock, against the latest committed version),
+//! appends entries only for the accounts it updated, and checks the accounts the batch left
+//! unchanged (refusals) against their copies too. A user whose row differs (another host or
+//! writer changed it) has nothing written; their changes go first into the next batch, which
+//! locks and decides them on fresh rows; and since the rows are evidently shared, the host
+//! takes the locking path for a while. The update locks rows in the sorted order of its input,
+//! as step 1 does; a deadlock, should the planner ever order it otherwise, is retried like any.
+//!
 //! Entries take their `seq` from the sequence in row order, so a user's entries are numbered
 //! in the order they were applied (their account row is locked from before the first number
 //! is drawn until COMMIT).
@@ -27,7 +39,7 @@
 //! applied unless its COMMIT succeeded.
 
 use super::columns::{EntryColumns, Extras, KeyColumns};
-use super::{PgConfig, db_error};
+use super::{PgConfig, db_error, lock};
 use crate::domain::AccountView;
 use crate::store::rules::{self, Change, KeyUse};
 use crate::store::{Outcome, ReplyBuilder, StoreError};
@@ -35,8 +47,8 @@ use crate::telemetry;
 use deadpool_postgres::{Object, Pool};
 use serde_json::value::RawValue;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::error::SqlState;
@@ -102,26 +114,65 @@ impl From<&PgConfig> for WriterConfig {
 /// The shared end of the queue: each writer takes what is waiting when it is free.
 pub type Queue = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>>;
 
+/// How a host's batches went, for tests and traces.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Batches committed on copies, without the lock round trip.
+    pub on_copies: AtomicU64,
+    /// Changes decided on a stale copy, so decided again in the next batch.
+    pub decided_again: AtomicU64,
+}
+
 /// One writer task: batches until the queue closes (the store is closed or dropped) and
 /// everything in it is answered. Several writers may share a queue: while one waits for its
 /// COMMIT to be flushed, another locks, decides and writes the next batch (PostgreSQL then
 /// flushes their commits together). A connection has at most one change in flight (it waits
 /// for the answer), so a client's changes are still applied in the order it sent them;
 /// accounts are locked in one order by every writer of every host.
-pub async fn run(pool: Pool, queue: Queue, config: WriterConfig, writable: Arc<AtomicBool>) {
+pub async fn run(
+    pool: Pool,
+    queue: Queue,
+    config: WriterConfig,
+    writable: Arc<AtomicBool>,
+    copies: Arc<Mutex<Copies>>,
+    tally: Arc<Tally>,
+) {
     let mut connection: Option<Object> = None;
     let mut batch = Vec::with_capacity(config.max_batch);
+    // Changes decided on a stale copy: first in the next batch, so each user's changes keep
+    // their order.
+    let mut again: Vec<Pending> = Vec::new();
     loop {
-        let received = queue
-            .lock()
-            .await
-            .recv_many(&mut batch, config.max_batch)
-            .await;
-        if received == 0 {
-            return;
+        if again.is_empty() {
+            let received = queue
+                .lock()
+                .await
+                .recv_many(&mut batch, config.max_batch)
+                .await;
+            if received == 0 {
+                return;
+            }
+        } else {
+            // Not waiting for the queue: another writer may be holding it, waiting for work.
+            batch.append(&mut again);
+            if let Ok(mut queue) = queue.try_lock() {
+                while batch.len() < config.max_batch {
+                    let Ok(pending) = queue.try_recv() else { break };
+                    batch.push(pending);
+                }
+            }
         }
         let began = Instant::now();
-        let results = commit(&pool, &mut connection, &batch, config, &writable).await;
+        let answers = commit(
+            &pool,
+            &mut connection,
+            &batch,
+            config,
+            &writable,
+            &copies,
+            &tally,
+        )
+        .await;
         let took = began.elapsed();
         telemetry::store_commit(telemetry::Store::Postgres, took, batch.len());
         tracing::trace!(
@@ -129,8 +180,16 @@ pub async fn run(pool: Pool, queue: Queue, config: WriterConfig, writable: Arc<A
             batch.len(),
             took.as_micros()
         );
-        for (pending, result) in batch.drain(..).zip(results) {
-            let _ = pending.done.send(result);
+        for (pending, answer) in batch.drain(..).zip(answers) {
+            match answer {
+                Some(result) => {
+                    let _ = pending.done.send(result);
+                }
+                None => {
+                    tally.decided_again.fetch_add(1, Ordering::Relaxed);
+                    again.push(pending);
+                }
+            }
         }
     }
 }
@@ -155,7 +214,9 @@ async fn commit(
     batch: &[Pending],
     config: WriterConfig,
     writable: &AtomicBool,
-) -> Vec<Result<Applied, StoreError>> {
+    copies: &Mutex<Copies>,
+    tally: &Tally,
+) -> Vec<Answer> {
     let oldest = batch
         .iter()
         .map(|p| p.asked)
@@ -169,7 +230,15 @@ async fn commit(
         let mut committing = false;
         let tried = tokio::time::timeout_at(
             deadline,
-            attempt_batch(pool, connection, batch, config, &mut committing),
+            attempt_batch(
+                pool,
+                connection,
+                batch,
+                config,
+                &mut committing,
+                copies,
+                tally,
+            ),
         );
         let failure = match tried.await {
             Ok(Ok(results)) => {
@@ -219,7 +288,9 @@ async fn commit(
             }
         }
     };
-    batch.iter().map(|_| Err(failure.clone())).collect()
+    // Whatever the failure, what was copied may no longer be what is stored.
+    lock(copies).rows.clear();
+    batch.iter().map(|_| Some(Err(failure.clone()))).collect()
 }
 
 /// Takes a connection out of the pool for good (it is closed when dropped).
@@ -316,42 +387,209 @@ const WRITE: &str = "WITH opened AS (
                 $17::text[], $18::text[], $19::text[], $20::text[], $21::bigint[])
          AS x (t, u, k, d, b, key, r, m, tier, until)";
 
-/// One attempt: lock, decide, write, commit.
+/// What a batch's change got: `None` when it was decided on a copy of its account that
+/// turned out stale, so it is decided again in the next batch.
+type Answer = Option<Result<Applied, StoreError>>;
+
+/// The locked path's and the copies' view of a batch's accounts, before deciding.
+#[derive(Clone)]
+struct Before<'b> {
+    accounts: HashMap<&'b str, Option<AccountView>>,
+    existing: HashSet<String>,
+    known_keys: HashMap<String, (String, Box<RawValue>)>,
+}
+
+/// A batch decided on copies, in one statement. Update each changed account ($5–$8, in user
+/// order) only if it still is its copy ($9–$11: compared under the update's row lock, on the
+/// latest committed version); append the entries ($12–$21, in request order, so numbered as
+/// on the locking path) of the users updated. Returns the users that "moved": an account the
+/// batch leaves unchanged ($1–$4, its refusals decided on the copy) that is gone or no longer
+/// its copy, and a changed account that was not updated.
+const WRITE_ON_COPIES: &str = "WITH updated AS (
+        UPDATE accounts AS a SET balance = u.balance, tier = u.tier, until_ms = u.until_ms
+        FROM unnest($5::text[], $6::bigint[], $7::text[], $8::bigint[],
+                    $9::bigint[], $10::text[], $11::bigint[])
+             AS u (user_id, balance, tier, until_ms, was_balance, was_tier, was_until)
+        WHERE a.user_id = u.user_id
+          AND (a.balance, a.tier, a.until_ms) IS NOT DISTINCT FROM (u.was_balance, u.was_tier, u.was_until)
+        RETURNING a.user_id
+    ), appended AS (
+        INSERT INTO entries (time_ms, user_id, kind, delta, balance, key, reason, memes, tier,
+                             until_ms)
+        SELECT t, u, k, d, b, key, r, coalesce(m::text[], '{}'), tier, until
+        FROM unnest($12::bigint[], $13::text[], $14::text[], $15::bigint[], $16::bigint[],
+                    $17::text[], $18::text[], $19::text[], $20::text[], $21::bigint[])
+             WITH ORDINALITY AS x (t, u, k, d, b, key, r, m, tier, until, n)
+        WHERE x.u IN (SELECT user_id FROM updated)
+        ORDER BY x.n
+    )
+    SELECT e.user_id
+    FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[])
+         AS e (user_id, balance, tier, until_ms)
+    LEFT JOIN accounts AS a USING (user_id)
+    WHERE a.user_id IS NULL
+       OR (a.balance, a.tier, a.until_ms) IS DISTINCT FROM (e.balance, e.tier, e.until_ms)
+    UNION ALL
+    SELECT c FROM unnest($5::text[]) AS c WHERE c NOT IN (SELECT user_id FROM updated)";
+
+/// What this host's writers last committed for the accounts they touched (one set per host,
+/// shared by its writers). A batch whose users are all here and that carries no idempotency
+/// key is decided on these copies, which saves the lock round trip and the row-lock pass: its
+/// one statement applies nothing for a user whose row is no longer the copy (another host or
+/// writer changed it); that user's changes are decided again in the next batch, on locked
+/// rows. After such a miss the rows are evidently shared, and batches take the locking path
+/// for a while.
+#[derive(Default)]
+pub struct Copies {
+    rows: HashMap<String, AccountView>,
+    locking_until: Option<Instant>,
+}
+
+/// At most this many copies (about 100 bytes each); when full, they are all dropped.
+const COPIES: usize = 100_000;
+/// How long batches take the locking path after a copy was found stale.
+pub const LOCKING_AFTER_A_MISS: Duration = Duration::from_secs(1);
+
+impl Copies {
+    /// The batch's accounts as copied, if it can be decided on copies: every user's account
+    /// is copied, no change carries a key, and no copy was found stale lately.
+    fn cover<'b>(&self, batch: &[Pending], users: &[&'b str]) -> Option<Before<'b>> {
+        let usable = self
+            .locking_until
+            .is_none_or(|until| Instant::now() >= until)
+            && batch.iter().all(|p| p.keyed.is_none());
+        let accounts = users
+            .iter()
+            .map(|user| Some((*user, Some(*self.rows.get(*user)?))))
+            .collect::<Option<HashMap<_, _>>>()
+            .filter(|_| usable)?;
+        Some(Before {
+            accounts,
+            existing: users.iter().map(|user| user.to_string()).collect(),
+            known_keys: HashMap::new(),
+        })
+    }
+
+    /// After a COMMIT: each user's account as the batch left it, but the moved ones'.
+    fn committed(
+        &mut self,
+        users: &[&str],
+        accounts: &HashMap<&str, Option<AccountView>>,
+        moved: &HashSet<String>,
+    ) {
+        if !moved.is_empty() {
+            self.locking_until = Some(Instant::now() + LOCKING_AFTER_A_MISS);
+        }
+        for user in users {
+            match accounts.get(user).copied().flatten() {
+                Some(account) if !moved.contains(*user) => {
+                    if self.rows.len() >= COPIES && !self.rows.contains_key(*user) {
+                        self.rows.clear();
+                    }
+                    self.rows.insert(user.to_string(), account);
+                }
+                _ => {
+                    self.rows.remove(*user);
+                }
+            }
+        }
+    }
+}
+
+/// One attempt: lock (or take the copies), decide, write, commit.
 async fn attempt_batch(
     pool: &Pool,
     connection: &mut Option<Object>,
     batch: &[Pending],
     config: WriterConfig,
     committing: &mut bool,
-) -> Result<Vec<Result<Applied, StoreError>>, Failure> {
+    copies: &Mutex<Copies>,
+    tally: &Tally,
+) -> Result<Vec<Answer>, Failure> {
     if connection.as_ref().is_none_or(|c| c.is_closed()) {
         discard(connection);
         let fresh = pool.get().await.map_err(|e| Failure::Lost(e.to_string()))?;
         *connection = Some(fresh);
     }
     let client = connection.as_ref().expect("a connection");
-    let fail = |e: tokio_postgres::Error| classify(&e, client.is_closed(), false);
-    let (lock, keys_query, write) = tokio::try_join!(
-        client.prepare_cached(LOCK),
-        client.prepare_cached(KEYS),
-        client.prepare_cached(WRITE),
-    )
-    .map_err(fail)?;
-
     let users: Vec<&str> = batch
         .iter()
         .map(|p| p.user.as_str())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    let copied = lock(copies).cover(batch, &users);
+    let on_copies = copied.is_some();
+    let mut before = match copied.clone() {
+        Some(before) => before,
+        None => lock_and_read(client, batch, &users).await?,
+    };
+
+    // Decide, in request order, on the locked rows (or the copies).
+    let mut rows = Rows::default();
+    let mut touched: Vec<&str> = Vec::new();
+    let mut results = Vec::with_capacity(batch.len());
+    for pending in batch {
+        results.push(decide(
+            pending,
+            &mut before.accounts,
+            &mut before.known_keys,
+            &mut rows,
+            &mut touched,
+            config.welcome,
+        ));
+    }
+    let accounts = &before.accounts;
+    for user in touched.iter().collect::<BTreeSet<_>>() {
+        let account = accounts[*user].as_ref().expect("a decided account");
+        match before.existing.contains(*user) {
+            true => rows.changed.push(user, account),
+            false => rows.new.push(user, account),
+        }
+    }
+
+    // Write everything and commit, pipelined. If the write fails, the transaction is aborted
+    // and the COMMIT behind it only ends it (as a rollback).
+    *committing = true;
+    let moved = match on_copies {
+        true => write_on_copies(client, &users, copied.as_ref().expect("copies"), &rows).await?,
+        false => {
+            write_locked(client, &rows).await?;
+            HashSet::new()
+        }
+    };
+    lock(copies).committed(&users, accounts, &moved);
+    if on_copies {
+        tally.on_copies.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(batch
+        .iter()
+        .zip(results)
+        .map(
+            |(pending, result)| match moved.contains(pending.user.as_str()) {
+                true => None,
+                false => Some(result),
+            },
+        )
+        .collect())
+}
+
+/// Round trip 1 of the locking path: begin, lock the batch's accounts in user order, read its
+/// keys.
+async fn lock_and_read<'b>(
+    client: &Object,
+    batch: &'b [Pending],
+    users: &[&'b str],
+) -> Result<Before<'b>, Failure> {
+    let fail = |e: tokio_postgres::Error| classify(&e, client.is_closed(), false);
+    let (lock, keys_query) =
+        tokio::try_join!(client.prepare_cached(LOCK), client.prepare_cached(KEYS)).map_err(fail)?;
     let keys: Vec<&str> = batch
         .iter()
         .filter_map(|p| p.keyed.as_ref().map(|k| k.key.as_str()))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-
-    // Round trip 1: begin, lock the accounts in user order, read the keys.
     let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&users];
     let (begun, locked, stored_keys) = tokio::join!(
         client.batch_execute("BEGIN"),
@@ -370,11 +608,11 @@ async fn attempt_batch(
         Ok(read) => read,
         Err(error) => return Err(rollback(client, fail(error)).await),
     };
-
-    // Decide, in request order, on the locked rows.
-    let mut accounts: HashMap<&str, Option<AccountView>> =
-        users.iter().map(|user| (*user, None)).collect();
-    let mut existing: HashSet<String> = HashSet::new();
+    let mut before = Before {
+        accounts: users.iter().map(|user| (*user, None)).collect(),
+        existing: HashSet::new(),
+        known_keys: HashMap::new(),
+    };
     for row in &locked {
         let user: String = row.get(0);
         let account = AccountView {
@@ -382,12 +620,11 @@ async fn attempt_batch(
             tier: super::tier_from(row.get(2)),
             until: row.get(3),
         };
-        if let Some(slot) = accounts.get_mut(user.as_str()) {
+        if let Some(slot) = before.accounts.get_mut(user.as_str()) {
             *slot = Some(account);
         }
-        existing.insert(user);
+        before.existing.insert(user);
     }
-    let mut known_keys: HashMap<String, (String, Box<RawValue>)> = HashMap::new();
     for row in &stored_keys {
         let reply = RawValue::from_string(row.get(2))
             .map_err(|e| Failure::Refused(format!("a stored reply is not JSON: {e}")));
@@ -395,40 +632,24 @@ async fn attempt_batch(
             Ok(reply) => reply,
             Err(failure) => return Err(rollback(client, failure).await),
         };
-        known_keys.insert(row.get(0), (row.get(1), reply));
+        before.known_keys.insert(row.get(0), (row.get(1), reply));
     }
-    let mut rows = Rows::default();
-    let mut touched: Vec<&str> = Vec::new();
-    let mut results = Vec::with_capacity(batch.len());
-    for pending in batch {
-        results.push(decide(
-            pending,
-            &mut accounts,
-            &mut known_keys,
-            &mut rows,
-            &mut touched,
-            config.welcome,
-        ));
-    }
-    for user in touched.iter().collect::<BTreeSet<_>>() {
-        let account = accounts[*user].as_ref().expect("a decided account");
-        match existing.contains(*user) {
-            true => rows.changed.push(user, account),
-            false => rows.new.push(user, account),
-        }
-    }
+    Ok(before)
+}
 
-    // Round trip 2: write everything and commit, pipelined. If the write fails, the
-    // transaction is aborted and the COMMIT behind it only ends it (as a rollback).
-    *committing = true;
+/// Round trip 2 of the locking path: write every row and commit.
+async fn write_locked(client: &Object, rows: &Rows) -> Result<(), Failure> {
     if rows.entries.is_empty() {
         // Only refusals and replays: nothing to write, the locks go with the transaction.
-        client
+        return client
             .batch_execute("COMMIT")
             .await
-            .map_err(|e| classify(&e, client.is_closed(), true))?;
-        return Ok(results);
+            .map_err(|e| classify(&e, client.is_closed(), true));
     }
+    let write = client
+        .prepare_cached(WRITE)
+        .await
+        .map_err(|e| classify(&e, client.is_closed(), false))?;
     let (n, c) = (&rows.new, &rows.changed);
     let accounts: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
         &n.user, &n.balance, &n.tier, &n.until, &c.user, &c.balance, &c.tier, &c.until,
@@ -442,13 +663,76 @@ async fn attempt_batch(
         client.execute(&write, &params),
         client.batch_execute("COMMIT"),
     );
+    settle(client, written.map(drop), committed)
+}
+
+/// The one round trip of a batch decided on copies: begin, write what still applies (see
+/// [`WRITE_ON_COPIES`]), commit. Returns the users whose account had moved on (nothing of
+/// theirs was written).
+async fn write_on_copies(
+    client: &Object,
+    users: &[&str],
+    copied: &Before<'_>,
+    rows: &Rows,
+) -> Result<HashSet<String>, Failure> {
+    let write = client
+        .prepare_cached(WRITE_ON_COPIES)
+        .await
+        .map_err(|e| classify(&e, client.is_closed(), false))?;
+    // The users whose account the batch leaves as it was (only refusals) are checked
+    // against their copies; the changed ones are updated only if they still are their copy.
+    let (mut unchanged, mut was) = (Columns4::default(), Columns4::default());
+    let c = &rows.changed;
+    let changed: HashSet<&str> = c.user.iter().map(String::as_str).collect();
+    for user in users {
+        if !changed.contains(user) {
+            unchanged.push(user, &copied.accounts[*user].expect("copied"));
+        }
+    }
+    for user in &c.user {
+        was.push(user, &copied.accounts[user.as_str()].expect("copied"));
+    }
+    let accounts: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
+        &unchanged.user,
+        &unchanged.balance,
+        &unchanged.tier,
+        &unchanged.until,
+        &c.user,
+        &c.balance,
+        &c.tier,
+        &c.until,
+        &was.balance,
+        &was.tier,
+        &was.until,
+    ];
+    let params: Vec<_> = accounts.into_iter().chain(rows.entries.params()).collect();
+    let (begun, written, committed) = tokio::join!(
+        client.batch_execute("BEGIN"),
+        client.query(&write, &params),
+        client.batch_execute("COMMIT"),
+    );
+    let written = begun.and(written);
+    let moved = match &written {
+        Ok(moved) => moved.iter().map(|row| row.get(0)).collect(),
+        Err(_) => HashSet::new(),
+    };
+    settle(client, written.map(drop), committed)?;
+    Ok(moved)
+}
+
+/// A pipelined write and COMMIT's outcome.
+fn settle(
+    client: &Object,
+    written: Result<(), tokio_postgres::Error>,
+    committed: Result<(), tokio_postgres::Error>,
+) -> Result<(), Failure> {
     match (written, committed) {
-        (Ok(_), Ok(())) => Ok(results),
+        (Ok(()), Ok(())) => Ok(()),
         // The server refused the write: nothing was committed.
         (Err(error), _) if error.as_db_error().is_some() => {
             Err(classify(&error, client.is_closed(), false))
         }
-        (Err(error), _) | (Ok(_), Err(error)) => Err(classify(&error, client.is_closed(), true)),
+        (Err(error), _) | (Ok(()), Err(error)) => Err(classify(&error, client.is_closed(), true)),
     }
 }
 

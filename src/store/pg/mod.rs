@@ -169,6 +169,8 @@ pub struct PgStore {
     writable: Arc<AtomicBool>,
     /// The last counts read, reported while the database is unreachable.
     last_counts: Mutex<(u64, u64)>,
+    /// How the writers' batches went.
+    tally: Arc<batch::Tally>,
     config: PgConfig,
 }
 
@@ -190,6 +192,9 @@ impl PgStore {
         let writable = Arc::new(AtomicBool::new(true));
         let (tx, rx) = mpsc::unbounded_channel();
         let queue: batch::Queue = Arc::new(tokio::sync::Mutex::new(rx));
+        let tally = Arc::new(batch::Tally::default());
+        // One set of copies per host, shared by its writers.
+        let copies = Arc::new(Mutex::new(batch::Copies::default()));
         let writers = (0..config.writers.max(1))
             .map(|_| {
                 tokio::spawn(batch::run(
@@ -197,6 +202,8 @@ impl PgStore {
                     queue.clone(),
                     batch::WriterConfig::from(&config),
                     writable.clone(),
+                    copies.clone(),
+                    tally.clone(),
                 ))
             })
             .collect();
@@ -206,6 +213,7 @@ impl PgStore {
             writers: Mutex::new(writers),
             writable,
             last_counts: Mutex::new((0, 0)),
+            tally,
             config,
         })
     }
@@ -219,6 +227,11 @@ impl PgStore {
             let _ = writer.await;
         }
         self.pool.close();
+    }
+
+    /// How the writers' batches went.
+    pub fn tally(&self) -> &batch::Tally {
+        &self.tally
     }
 
     /// The pool, for export and import.

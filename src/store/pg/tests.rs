@@ -384,3 +384,55 @@ fn health_does_not_read_the_entries() {
         store.close().await;
     });
 }
+
+/// A host decides a batch on its own copies of the accounts when it has them (no lock round
+/// trip), and must notice when another host changed an account since: a refusal decided on a
+/// stale copy, or a change written over another host's, would break the rules of the money.
+#[test]
+fn a_host_deciding_on_its_copy_notices_another_host_changed_the_account() {
+    let db = TestDatabase::create();
+    runtime().block_on(async {
+        let (a, b) = (open(&db).await, open(&db).await);
+        let cooled =
+            || tokio::time::sleep(batch::LOCKING_AFTER_A_MISS + Duration::from_millis(100));
+        assert_eq!(charge(&a, "shared", WELCOME).await, Ok(0));
+        assert_eq!(topup(&b, "shared", 5).await, Ok(5));
+        // a's copy says 0 tokens: it must not refuse for want of them.
+        let tally = |store: &PgStore| {
+            let t = store.tally();
+            (
+                t.on_copies.load(Ordering::Relaxed),
+                t.decided_again.load(Ordering::Relaxed),
+            )
+        };
+        assert_eq!(tally(&a), (0, 0));
+        assert_eq!(charge(&a, "shared", 2).await, Ok(3));
+        assert_eq!(
+            tally(&a),
+            (1, 1),
+            "decided on the copy, then again on the locked row"
+        );
+        cooled().await;
+        // a's copy says 3; b makes it 13; a's top-up must not write 4 over it.
+        assert_eq!(topup(&b, "shared", 10).await, Ok(13));
+        assert_eq!(topup(&a, "shared", 1).await, Ok(14));
+        assert_eq!(tally(&a), (2, 2));
+        cooled().await;
+        // Nobody else changed it: decided and written on the copy, refusals too.
+        assert_eq!(charge(&a, "shared", 1).await, Ok(13));
+        let refused = charge(&a, "shared", 100).await.unwrap_err();
+        assert_eq!(refused.code(), ErrorCode::InsufficientTokens);
+        assert_eq!(tally(&a), (4, 2));
+
+        let page = a.history("shared", 100, None).await.unwrap();
+        let mut balances: Vec<(u64, u64)> =
+            page.entries.iter().map(|e| (e.seq, e.balance)).collect();
+        balances.sort();
+        let balances: Vec<u64> = balances.into_iter().map(|(_, balance)| balance).collect();
+        assert_eq!(balances, [WELCOME, 0, 5, 3, 13, 14, 13]);
+        let report = b.audit().await.unwrap();
+        assert!(report.ok, "{:?}", report.discrepancy);
+        a.close().await;
+        b.close().await;
+    });
+}
