@@ -288,6 +288,15 @@ pub fn store_commit(store: Store, elapsed: Duration, changes: usize) {
     batch.record(changes as f64);
 }
 
+/// A change decided on this host's copy of its account, which another host (or writer) had
+/// changed meanwhile: it is decided again on the locked row (PostgreSQL store).
+pub fn store_decided_again() {
+    static COUNTER: OnceLock<Counter> = OnceLock::new();
+    COUNTER
+        .get_or_init(|| metrics::counter!("memes_store_decided_again_total", "store" => "postgres"))
+        .increment(1);
+}
+
 /// Whether the store accepts changes (set when metrics are rendered).
 pub fn store_writable(store: Store, writable: bool) {
     metrics::gauge!("memes_store_writable", "store" => store.label()).set(if writable {

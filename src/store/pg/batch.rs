@@ -187,6 +187,7 @@ pub async fn run(
                 }
                 None => {
                     tally.decided_again.fetch_add(1, Ordering::Relaxed);
+                    telemetry::store_decided_again();
                     again.push(pending);
                 }
             }
