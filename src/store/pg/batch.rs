@@ -51,6 +51,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::Statement;
 use tokio_postgres::error::SqlState;
 
 /// A change waiting for its batch.
@@ -520,9 +521,8 @@ async fn attempt_batch(
         .into_iter()
         .collect();
     let copied = lock(copies).cover(batch, &users);
-    let on_copies = copied.is_some();
-    let mut before = match copied.clone() {
-        Some(before) => before,
+    let mut before = match &copied {
+        Some(copied) => copied.clone(),
         None => lock_and_read(client, batch, &users).await?,
     };
 
@@ -551,16 +551,24 @@ async fn attempt_batch(
 
     // Write everything and commit, pipelined. If the write fails, the transaction is aborted
     // and the COMMIT behind it only ends it (as a rollback).
+    let write = client
+        .prepare_cached(if copied.is_some() {
+            WRITE_ON_COPIES
+        } else {
+            WRITE
+        })
+        .await
+        .map_err(|e| classify(&e, client.is_closed(), false))?;
     *committing = true;
-    let moved = match on_copies {
-        true => write_on_copies(client, &users, copied.as_ref().expect("copies"), &rows).await?,
-        false => {
-            write_locked(client, &rows).await?;
+    let moved = match &copied {
+        Some(copied) => write_on_copies(client, &write, &users, copied, &rows).await?,
+        None => {
+            write_locked(client, &write, &rows).await?;
             HashSet::new()
         }
     };
     lock(copies).committed(&users, accounts, &moved);
-    if on_copies {
+    if copied.is_some() {
         tally.on_copies.fetch_add(1, Ordering::Relaxed);
     }
     Ok(batch
@@ -639,7 +647,7 @@ async fn lock_and_read<'b>(
 }
 
 /// Round trip 2 of the locking path: write every row and commit.
-async fn write_locked(client: &Object, rows: &Rows) -> Result<(), Failure> {
+async fn write_locked(client: &Object, write: &Statement, rows: &Rows) -> Result<(), Failure> {
     if rows.entries.is_empty() {
         // Only refusals and replays: nothing to write, the locks go with the transaction.
         return client
@@ -647,10 +655,6 @@ async fn write_locked(client: &Object, rows: &Rows) -> Result<(), Failure> {
             .await
             .map_err(|e| classify(&e, client.is_closed(), true));
     }
-    let write = client
-        .prepare_cached(WRITE)
-        .await
-        .map_err(|e| classify(&e, client.is_closed(), false))?;
     let (n, c) = (&rows.new, &rows.changed);
     let accounts: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
         &n.user, &n.balance, &n.tier, &n.until, &c.user, &c.balance, &c.tier, &c.until,
@@ -661,7 +665,7 @@ async fn write_locked(client: &Object, rows: &Rows) -> Result<(), Failure> {
         .chain(rows.entries.params())
         .collect();
     let (written, committed) = tokio::join!(
-        client.execute(&write, &params),
+        client.execute(write, &params),
         client.batch_execute("COMMIT"),
     );
     settle(client, written.map(drop), committed)
@@ -672,14 +676,11 @@ async fn write_locked(client: &Object, rows: &Rows) -> Result<(), Failure> {
 /// theirs was written).
 async fn write_on_copies(
     client: &Object,
+    write: &Statement,
     users: &[&str],
     copied: &Before<'_>,
     rows: &Rows,
 ) -> Result<HashSet<String>, Failure> {
-    let write = client
-        .prepare_cached(WRITE_ON_COPIES)
-        .await
-        .map_err(|e| classify(&e, client.is_closed(), false))?;
     // The users whose account the batch leaves as it was (only refusals) are checked
     // against their copies; the changed ones are updated only if they still are their copy.
     let (mut unchanged, mut was) = (Columns4::default(), Columns4::default());
@@ -709,7 +710,7 @@ async fn write_on_copies(
     let params: Vec<_> = accounts.into_iter().chain(rows.entries.params()).collect();
     let (begun, written, committed) = tokio::join!(
         client.batch_execute("BEGIN"),
-        client.query(&write, &params),
+        client.query(write, &params),
         client.batch_execute("COMMIT"),
     );
     let written = begun.and(written);

@@ -247,8 +247,8 @@ impl PgStore {
     /// Counts the accounts (and the entries, if asked: that reads the whole table) and asks
     /// whether the server accepts writes. While it cannot be reached, the last counts, not
     /// writable.
-    async fn count(&self, entries: bool) -> (StoreHealth, u64) {
-        let query = match entries {
+    async fn count(&self, with_entries: bool) -> (StoreHealth, u64) {
+        let query = match with_entries {
             true => {
                 "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM entries),
                             pg_is_in_recovery()"
@@ -270,7 +270,7 @@ impl PgStore {
         let (accounts, entries, writable) = match counted {
             Ok((accounts, counted_entries, standby)) => {
                 last.0 = accounts;
-                if entries {
+                if with_entries {
                     last.1 = counted_entries;
                 }
                 // A standby is read-only: changes would fail there.
