@@ -369,7 +369,20 @@ const KEYS: &str = "SELECT key, fingerprint, reply FROM idempotency_keys WHERE k
 /// (data-modifying CTEs) and the entries (the main statement, so their numbers are drawn in
 /// row order). A new account that another host opened meanwhile is a unique violation: the
 /// batch is decided again.
-const WRITE: &str = "WITH opened AS (
+/// Appending a batch's entries ($12–$21, one array per column of `entries` but `seq`): the
+/// tail of both write statements, which each end it with their own `AS x (…)`.
+macro_rules! insert_entries {
+    () => {
+        "INSERT INTO entries (time_ms, user_id, kind, delta, balance, key, reason, memes, tier,
+                             until_ms)
+        SELECT t, u, k, d, b, key, r, coalesce(m::text[], '{}'), tier, until
+        FROM unnest($12::bigint[], $13::text[], $14::text[], $15::bigint[], $16::bigint[],
+                    $17::text[], $18::text[], $19::text[], $20::text[], $21::bigint[])"
+    };
+}
+
+const WRITE: &str = concat!(
+    "WITH opened AS (
         INSERT INTO accounts (user_id, balance, tier, until_ms)
         SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[])
     ), updated AS (
@@ -381,20 +394,16 @@ const WRITE: &str = "WITH opened AS (
         INSERT INTO idempotency_keys (key, fingerprint, reply)
         SELECT * FROM unnest($9::text[], $10::text[], $11::text[])
     )
-    INSERT INTO entries (time_ms, user_id, kind, delta, balance, key, reason, memes, tier, until_ms)
-    SELECT t, u, k, d, b, key, r,
-           coalesce(m::text[], '{}'),
-           tier, until
-    FROM unnest($12::bigint[], $13::text[], $14::text[], $15::bigint[], $16::bigint[],
-                $17::text[], $18::text[], $19::text[], $20::text[], $21::bigint[])
-         AS x (t, u, k, d, b, key, r, m, tier, until)";
+    ",
+    insert_entries!(),
+    " AS x (t, u, k, d, b, key, r, m, tier, until)"
+);
 
 /// What a batch's change got: `None` when it was decided on a copy of its account that
 /// turned out stale, so it is decided again in the next batch.
 type Answer = Option<Result<Applied, StoreError>>;
 
 /// The locked path's and the copies' view of a batch's accounts, before deciding.
-#[derive(Clone)]
 struct Before<'b> {
     accounts: HashMap<&'b str, Option<AccountView>>,
     existing: HashSet<String>,
@@ -407,7 +416,8 @@ struct Before<'b> {
 /// on the locking path) of the users updated. Returns the users that "moved": an account the
 /// batch leaves unchanged ($1–$4, its refusals decided on the copy) that is gone or no longer
 /// its copy, and a changed account that was not updated.
-const WRITE_ON_COPIES: &str = "WITH updated AS (
+const WRITE_ON_COPIES: &str = concat!(
+    "WITH updated AS (
         UPDATE accounts AS a SET balance = u.balance, tier = u.tier, until_ms = u.until_ms
         FROM unnest($5::text[], $6::bigint[], $7::text[], $8::bigint[],
                     $9::bigint[], $10::text[], $11::bigint[])
@@ -416,12 +426,9 @@ const WRITE_ON_COPIES: &str = "WITH updated AS (
           AND (a.balance, a.tier, a.until_ms) IS NOT DISTINCT FROM (u.was_balance, u.was_tier, u.was_until)
         RETURNING a.user_id
     ), appended AS (
-        INSERT INTO entries (time_ms, user_id, kind, delta, balance, key, reason, memes, tier,
-                             until_ms)
-        SELECT t, u, k, d, b, key, r, coalesce(m::text[], '{}'), tier, until
-        FROM unnest($12::bigint[], $13::text[], $14::text[], $15::bigint[], $16::bigint[],
-                    $17::text[], $18::text[], $19::text[], $20::text[], $21::bigint[])
-             WITH ORDINALITY AS x (t, u, k, d, b, key, r, m, tier, until, n)
+        ",
+    insert_entries!(),
+    " WITH ORDINALITY AS x (t, u, k, d, b, key, r, m, tier, until, n)
         WHERE x.u IN (SELECT user_id FROM updated)
         ORDER BY x.n
     )
@@ -432,7 +439,8 @@ const WRITE_ON_COPIES: &str = "WITH updated AS (
     WHERE a.user_id IS NULL
        OR (a.balance, a.tier, a.until_ms) IS DISTINCT FROM (e.balance, e.tier, e.until_ms)
     UNION ALL
-    SELECT c FROM unnest($5::text[]) AS c WHERE c NOT IN (SELECT user_id FROM updated)";
+    SELECT c FROM unnest($5::text[]) AS c WHERE c NOT IN (SELECT user_id FROM updated)"
+);
 
 /// What this host's writers last committed for the accounts they touched (one set per host,
 /// shared by its writers). A batch whose users are all here and that carries no idempotency
@@ -455,21 +463,21 @@ pub const LOCKING_AFTER_A_MISS: Duration = Duration::from_secs(1);
 impl Copies {
     /// The batch's accounts as copied, if it can be decided on copies: every user's account
     /// is copied, no change carries a key, and no copy was found stale lately.
-    fn cover<'b>(&self, batch: &[Pending], users: &[&'b str]) -> Option<Before<'b>> {
-        let usable = self
+    fn cover<'b>(
+        &self,
+        batch: &[Pending],
+        users: &[&'b str],
+    ) -> Option<HashMap<&'b str, AccountView>> {
+        let cooling = self
             .locking_until
-            .is_none_or(|until| Instant::now() >= until)
-            && batch.iter().all(|p| p.keyed.is_none());
-        let accounts = users
+            .is_some_and(|until| Instant::now() < until);
+        if cooling || batch.iter().any(|p| p.keyed.is_some()) {
+            return None;
+        }
+        users
             .iter()
-            .map(|user| Some((*user, Some(*self.rows.get(*user)?))))
-            .collect::<Option<HashMap<_, _>>>()
-            .filter(|_| usable)?;
-        Some(Before {
-            accounts,
-            existing: users.iter().map(|user| user.to_string()).collect(),
-            known_keys: HashMap::new(),
-        })
+            .map(|user| Some((*user, *self.rows.get(*user)?)))
+            .collect()
     }
 
     /// After a COMMIT: each user's account as the batch left it, but the moved ones'.
@@ -522,7 +530,14 @@ async fn attempt_batch(
         .collect();
     let copied = lock(copies).cover(batch, &users);
     let mut before = match &copied {
-        Some(copied) => copied.clone(),
+        Some(copied) => Before {
+            accounts: copied
+                .iter()
+                .map(|(user, account)| (*user, Some(*account)))
+                .collect(),
+            existing: users.iter().map(|user| user.to_string()).collect(),
+            known_keys: HashMap::new(),
+        },
         None => lock_and_read(client, batch, &users).await?,
     };
 
@@ -678,7 +693,7 @@ async fn write_on_copies(
     client: &Object,
     write: &Statement,
     users: &[&str],
-    copied: &Before<'_>,
+    copied: &HashMap<&str, AccountView>,
     rows: &Rows,
 ) -> Result<HashSet<String>, Failure> {
     // The users whose account the batch leaves as it was (only refusals) are checked
@@ -688,11 +703,11 @@ async fn write_on_copies(
     let changed: HashSet<&str> = c.user.iter().map(String::as_str).collect();
     for user in users {
         if !changed.contains(user) {
-            unchanged.push(user, &copied.accounts[*user].expect("copied"));
+            unchanged.push(user, &copied[*user]);
         }
     }
     for user in &c.user {
-        was.push(user, &copied.accounts[user.as_str()].expect("copied"));
+        was.push(user, &copied[user.as_str()]);
     }
     let accounts: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
         &unchanged.user,
