@@ -74,8 +74,12 @@ impl Service {
             .idempotency_key
             .as_ref()
             .map(|_| fingerprint(&request));
-        let idem = request
+        // A get's key is the charged user's own (see KeyOwner).
+        let key = request
             .idempotency_key
+            .as_deref()
+            .map(|sent| rules::scoped_key(rules::KeyOwner::User(&request.user), sent));
+        let idem = key
             .as_deref()
             .zip(fingerprint.as_deref())
             .map(|(key, fingerprint)| Idempotency { key, fingerprint });

@@ -31,6 +31,7 @@ use crate::protocol::{
     self, BalanceData, EntitleData, EntitleRequest, HistoryData, HistoryRequest, Location,
     ReloadData, Request, SearchRequest, StatusData, TopupData, TopupRequest,
 };
+use crate::store::rules::{self, KeyOwner};
 use crate::store::{Commit, Idempotency, Keyed, Outcome, TokenStore, TopupChange, now_ms};
 use crate::telemetry::{self, Tokens};
 use arc_swap::ArcSwap;
@@ -258,8 +259,16 @@ impl Service {
                 replayed: false,
             }
         };
-        let keyed = request
+        // The admins' keys and the webhook's event ids are their own (see KeyOwner).
+        let owner = match caller {
+            Caller::Remote(Principal::Webhook) => KeyOwner::Webhook,
+            _ => KeyOwner::Admins,
+        };
+        let key = request
             .idempotency_key
+            .as_deref()
+            .map(|sent| rules::scoped_key(owner, sent));
+        let keyed = key
             .as_deref()
             .zip(fingerprint.as_deref())
             .map(|(key, fingerprint)| {

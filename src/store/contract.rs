@@ -291,6 +291,197 @@ pub async fn keys_replay_their_request_and_refuse_others<S: Subject>(subject: Ar
     assert!(!replayed, "applied now");
 }
 
+/// A keyed change as the service makes it: `fingerprint` is its canonical request, its
+/// stored reply `{"balance":N}`; the reply it got and whether it was replayed.
+async fn owned_change(
+    store: &dyn TokenStore,
+    key: &str,
+    user: &str,
+    amount: i64,
+    fingerprint: &str,
+) -> Result<(String, bool), StoreError> {
+    let build = |balance: u64| {
+        serde_json::value::to_raw_value(&serde_json::json!({ "balance": balance })).expect("json")
+    };
+    let keyed = Some(Keyed {
+        idem: Idempotency { key, fingerprint },
+        reply: Box::new(build),
+    });
+    let (outcome, commit) = match amount < 0 {
+        true => {
+            let memes = ["grumpy-cat"];
+            let request = ChargeRequest {
+                user,
+                cost: amount.unsigned_abs(),
+                memes: &memes,
+                keyed,
+            };
+            store.charge(request).await?
+        }
+        false => {
+            let change = TopupChange {
+                user,
+                amount,
+                reason: None,
+                keyed,
+            };
+            store.topup(change).await?
+        }
+    };
+    commit.wait().await?;
+    Ok(match outcome {
+        Outcome::Applied(balance) => (build(balance).get().to_string(), false),
+        Outcome::Replayed(reply) => (reply.get().to_string(), true),
+    })
+}
+
+pub async fn keys_belong_to_their_owner<S: Subject>(subject: Arc<S>) {
+    use super::rules::{KeyOwner, scoped_key};
+    let place = subject.place().await;
+    let store = subject.open(&place).await;
+    let get = |user: &str| format!(r#"{{"op":"get","user":"{user}"}}"#);
+    let topup =
+        |user: &str, amount: i64| format!(r#"{{"op":"topup","user":"{user}","amount":{amount}}}"#);
+    let alice = scoped_key(KeyOwner::User("alice"), "req-1");
+    let bob = scoped_key(KeyOwner::User("bob"), "req-1");
+    let mallory = scoped_key(KeyOwner::User("mallory"), "evt_1001");
+    let webhook = scoped_key(KeyOwner::Webhook, "evt_1001");
+    let admins = scoped_key(KeyOwner::Admins, "evt_1001");
+    // The same key from different owners: each applies, none is a conflict.
+    let (first, replayed) = owned_change(&*store, &alice, "alice", -1, &get("alice"))
+        .await
+        .unwrap();
+    assert!(!replayed);
+    assert!(
+        !owned_change(&*store, &bob, "bob", -1, &get("bob"))
+            .await
+            .unwrap()
+            .1
+    );
+    assert!(
+        !owned_change(&*store, &mallory, "mallory", -1, &get("mallory"))
+            .await
+            .unwrap()
+            .1
+    );
+    let paid = topup("victim", 500);
+    assert!(
+        !owned_change(&*store, &webhook, "victim", 500, &paid)
+            .await
+            .unwrap()
+            .1
+    );
+    assert!(
+        !owned_change(&*store, &admins, "victim", 500, &paid)
+            .await
+            .unwrap()
+            .1
+    );
+    assert_eq!(balance(&*store, "victim").await, Some(WELCOME + 1000));
+    // The same owner again replays, also after a reopen, and another request conflicts.
+    subject.close(store).await;
+    let store = subject.open(&place).await;
+    let again = owned_change(&*store, &alice, "alice", -1, &get("alice")).await;
+    assert_eq!(again.unwrap(), (first, true));
+    assert_eq!(
+        owned_change(&*store, &alice, "alice", -2, &format!("{} 2", get("alice")))
+            .await
+            .unwrap_err(),
+        StoreError::IdempotencyConflict {
+            key: "req-1".into()
+        },
+        "the conflict names the key as its owner sent it"
+    );
+    assert!(
+        owned_change(&*store, &webhook, "victim", 500, &paid)
+            .await
+            .unwrap()
+            .1
+    );
+    assert_eq!(balance(&*store, "alice").await, Some(WELCOME - 1));
+    assert_eq!(balance(&*store, "victim").await, Some(WELCOME + 1000));
+    // History shows each key as its owner sent it.
+    let keys: Vec<_> = whole_history(&*store, "victim", 10)
+        .await
+        .into_iter()
+        .filter_map(|entry| entry.key)
+        .collect();
+    assert_eq!(keys, ["evt_1001", "evt_1001"]);
+    let report = store.audit().await.unwrap();
+    assert!(report.ok, "{report:?}");
+    subject.close(store).await;
+}
+
+pub async fn keys_recorded_before_scoping_stay_their_recorders<S: Subject>(subject: Arc<S>) {
+    use super::rules::{KeyOwner, scoped_key};
+    let place = subject.place().await;
+    let store = subject.open(&place).await;
+    let get = r#"{"op":"get","user":"alice","query":"cats"}"#;
+    let paid = r#"{"op":"topup","user":"alice","amount":9}"#;
+    // A ledger written before keys were scoped stored them bare.
+    let (charged, _) = owned_change(&*store, "old-1", "alice", -1, get)
+        .await
+        .unwrap();
+    let (topped, _) = owned_change(&*store, "evt_9", "alice", 9, paid)
+        .await
+        .unwrap();
+    subject.close(store).await;
+    let store = subject.open(&place).await;
+    let alice = scoped_key(KeyOwner::User("alice"), "old-1");
+    assert_eq!(
+        owned_change(&*store, &alice, "alice", -1, get)
+            .await
+            .unwrap(),
+        (charged, true),
+        "the user who recorded it retries: replayed"
+    );
+    assert_eq!(
+        owned_change(
+            &*store,
+            &alice,
+            "alice",
+            -3,
+            r#"{"op":"get","user":"alice"}"#
+        )
+        .await
+        .unwrap_err()
+        .code(),
+        ErrorCode::IdempotencyConflict
+    );
+    let bob = scoped_key(KeyOwner::User("bob"), "old-1");
+    assert!(
+        !owned_change(&*store, &bob, "bob", -1, r#"{"op":"get","user":"bob"}"#)
+            .await
+            .unwrap()
+            .1,
+        "another user's key of the same name is their own"
+    );
+    let webhook = scoped_key(KeyOwner::Webhook, "evt_9");
+    assert_eq!(
+        owned_change(&*store, &webhook, "alice", 9, paid)
+            .await
+            .unwrap(),
+        (topped, true)
+    );
+    let mallory = scoped_key(KeyOwner::User("mallory"), "evt_9");
+    assert!(
+        !owned_change(
+            &*store,
+            &mallory,
+            "mallory",
+            -1,
+            r#"{"op":"get","user":"mallory"}"#
+        )
+        .await
+        .unwrap()
+        .1
+    );
+    assert_eq!(balance(&*store, "alice").await, Some(WELCOME - 1 + 9));
+    let report = store.audit().await.unwrap();
+    assert!(report.ok, "{report:?}");
+    subject.close(store).await;
+}
+
 pub async fn entitlements_set_the_tier<S: Subject>(subject: Arc<S>) {
     let place = subject.place().await;
     let store = subject.open(&place).await;
@@ -613,6 +804,17 @@ macro_rules! contract_suite {
             #[test]
             fn keys_replay_their_request_and_refuse_others() {
                 run($subject, super::keys_replay_their_request_and_refuse_others);
+            }
+            #[test]
+            fn keys_belong_to_their_owner() {
+                run($subject, super::keys_belong_to_their_owner);
+            }
+            #[test]
+            fn keys_recorded_before_scoping_stay_their_recorders() {
+                run(
+                    $subject,
+                    super::keys_recorded_before_scoping_stay_their_recorders,
+                );
             }
             #[test]
             fn entitlements_set_the_tier() {

@@ -14,7 +14,10 @@
 //! - a meme is charged only when delivered (the caller charges after it has the meme; the
 //!   charge names what was delivered);
 //! - an idempotency key names one request forever: the same request again replays the stored
-//!   reply, another request with that key is a conflict.
+//!   reply, another request with that key is a conflict;
+//! - an idempotency key belongs to the caller that sent it ([`KeyOwner`]): another owner's
+//!   key is never seen, never a conflict. Keys recorded before they were scoped still
+//!   belong to the caller that recorded them ([`find_key`]).
 
 use super::StoreError;
 use crate::domain::{AccountView, Entry, EntryKind, MAX_BALANCE, Tier};
@@ -185,8 +188,119 @@ pub fn check_key(key: &str, stored: Option<&str>, fingerprint: &str) -> Result<K
         None => Ok(KeyUse::New),
         Some(stored) if stored == fingerprint => Ok(KeyUse::Replay),
         Some(_) => Err(StoreError::IdempotencyConflict {
-            key: key.to_string(),
+            key: sent_key(key).to_string(),
         }),
+    }
+}
+
+/// Who an idempotency key belongs to. Keys are scoped to their owner, as a payment provider
+/// scopes them to an account: one owner's key is never another's conflict, so nobody can
+/// block someone else's payment or learn that a key is in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOwner<'a> {
+    /// A user, for the charges of their own memes (whoever asks for them).
+    User(&'a str),
+    /// The admins, for their top-ups and deductions: the socket's admins and every admin key.
+    Admins,
+    /// The payment webhook, whose event ids are its keys.
+    Webhook,
+}
+
+/// Separates a stored key's scope from the key its caller sent. A control character, which
+/// neither user ids nor keys may contain, so no two (owner, key) pairs store alike and no
+/// key stored before scoping (bare) looks scoped.
+const SCOPE_END: char = '\u{1f}';
+
+/// The key as stored: its owner's scope, then the key as sent.
+pub fn scoped_key(owner: KeyOwner, sent: &str) -> String {
+    match owner {
+        KeyOwner::User(user) => format!("user:{user}{SCOPE_END}{sent}"),
+        KeyOwner::Admins => format!("admins{SCOPE_END}{sent}"),
+        KeyOwner::Webhook => format!("webhook{SCOPE_END}{sent}"),
+    }
+}
+
+/// A stored key's scope (none for a key stored before keys were scoped) and the key as its
+/// caller sent it.
+pub fn split_key(stored: &str) -> (Option<&str>, &str) {
+    match stored.split_once(SCOPE_END) {
+        Some((scope, sent)) => (Some(scope), sent),
+        None => (None, stored),
+    }
+}
+
+/// The key as its caller sent it (what history and error messages show).
+pub fn sent_key(stored: &str) -> &str {
+    split_key(stored).1
+}
+
+/// The record a keyed request meets: the one stored under its scoped key or, in a ledger
+/// written before keys were scoped, the one its owner stored under the bare key. `lookup`
+/// reads a stored key's record, `fingerprint` the canonical request recorded with it.
+pub fn find_key<T>(
+    key: &str,
+    mut lookup: impl FnMut(&str) -> Option<T>,
+    fingerprint: impl Fn(&T) -> &str,
+) -> Option<T> {
+    if let Some(found) = lookup(key) {
+        return Some(found);
+    }
+    let (Some(scope), sent) = split_key(key) else {
+        return None;
+    };
+    lookup(sent).filter(|found| recorded_by(scope, fingerprint(found)))
+}
+
+/// The stored keys [`find_key`] may read for `key`: itself, and the bare key it was before
+/// keys were scoped.
+pub fn key_lookups(key: &str) -> impl Iterator<Item = &str> {
+    let sent = sent_key(key);
+    std::iter::once(key).chain((sent.len() != key.len()).then_some(sent))
+}
+
+/// Whether the owner with this scope recorded a bare key (stored before keys were scoped)
+/// whose request was `fingerprint`: a `get` was recorded by the user it charged; a top-up by
+/// the admins or the webhook, which the record does not tell apart (so both own it, as
+/// both did then).
+fn recorded_by(scope: &str, fingerprint: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Canonical<'a> {
+        #[serde(borrow)]
+        op: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        user: std::borrow::Cow<'a, str>,
+    }
+    let Ok(request) = serde_json::from_str::<Canonical>(fingerprint) else {
+        return false;
+    };
+    match (&*request.op, scope.strip_prefix("user:")) {
+        ("get", Some(user)) => user == request.user,
+        ("topup", None) => scope == "admins" || scope == "webhook",
+        _ => false,
+    }
+}
+
+/// Checks that a keyed entry fits its key's owner: a user's key is on a charge of theirs,
+/// the admins' and the webhook's on a top-up or deduction. For the audit.
+pub fn key_fits_entry(stored: &str, user: &str, kind: EntryKind) -> Result<(), String> {
+    let fits = match split_key(stored).0 {
+        None => true,
+        Some(scope) => match scope.strip_prefix("user:") {
+            Some(owner) => owner == user && kind == EntryKind::Charge,
+            None => {
+                matches!(scope, "admins" | "webhook")
+                    && matches!(kind, EntryKind::Topup | EntryKind::Deduct)
+            }
+        },
+    };
+    match fits {
+        true => Ok(()),
+        false => Err(format!(
+            "idempotency key {:?} of {:?} is on a {} entry of user {user:?}",
+            sent_key(stored),
+            split_key(stored).0.unwrap_or_default(),
+            kind.as_str()
+        )),
     }
 }
 
@@ -371,6 +485,72 @@ mod tests {
             check_key("k", Some("a"), "b"),
             Err(StoreError::IdempotencyConflict { key: "k".into() })
         );
+    }
+
+    #[test]
+    fn keys_are_scoped_to_their_owner() {
+        let alice = scoped_key(KeyOwner::User("alice"), "req-1");
+        let bob = scoped_key(KeyOwner::User("bob"), "req-1");
+        let admins = scoped_key(KeyOwner::Admins, "req-1");
+        let webhook = scoped_key(KeyOwner::Webhook, "req-1");
+        let all = [&alice, &bob, &admins, &webhook];
+        for (i, a) in all.iter().enumerate() {
+            assert_eq!(sent_key(a), "req-1");
+            for b in &all[i + 1..] {
+                assert_ne!(a, b, "two owners' keys never store alike");
+            }
+        }
+        // A user id may look like a scope: it still stores apart.
+        assert_ne!(
+            scoped_key(KeyOwner::User("admins"), "k"),
+            scoped_key(KeyOwner::Admins, "k")
+        );
+        assert_eq!(split_key("bare"), (None, "bare"));
+        assert_eq!(split_key(&alice), (Some("user:alice"), "req-1"));
+        assert_eq!(key_lookups(&alice).collect::<Vec<_>>(), [&*alice, "req-1"]);
+        assert_eq!(key_lookups("bare").collect::<Vec<_>>(), ["bare"]);
+        assert_eq!(
+            check_key(&alice, Some("a"), "b"),
+            Err(StoreError::IdempotencyConflict {
+                key: "req-1".into()
+            }),
+            "a conflict names the key as it was sent"
+        );
+    }
+
+    #[test]
+    fn a_bare_key_belongs_to_whoever_recorded_it() {
+        let get = r#"{"op":"get","user":"alice","query":"cats"}"#;
+        let topup = r#"{"op":"topup","user":"alice","amount":5}"#;
+        let stored = [("k", get), ("e", topup)];
+        let lookup = |key: &str| stored.iter().find(|(k, _)| *k == key).map(|(_, fp)| *fp);
+        let find = |owner, sent| find_key(&scoped_key(owner, sent), lookup, |fp| fp);
+        assert_eq!(find(KeyOwner::User("alice"), "k"), Some(get));
+        assert_eq!(find(KeyOwner::User("bob"), "k"), None);
+        assert_eq!(find(KeyOwner::Admins, "k"), None);
+        assert_eq!(find(KeyOwner::Admins, "e"), Some(topup));
+        assert_eq!(find(KeyOwner::Webhook, "e"), Some(topup));
+        assert_eq!(find(KeyOwner::User("alice"), "e"), None);
+        assert_eq!(find(KeyOwner::User("alice"), "absent"), None);
+        // A scoped key is found as it is, whatever its record says.
+        let scoped = scoped_key(KeyOwner::User("bob"), "k");
+        assert_eq!(
+            find_key(&scoped, |key| (key == scoped).then_some("x"), |fp| fp),
+            Some("x")
+        );
+    }
+
+    #[test]
+    fn the_audit_checks_a_key_fits_its_entry() {
+        let alice = scoped_key(KeyOwner::User("alice"), "k");
+        assert!(key_fits_entry(&alice, "alice", EntryKind::Charge).is_ok());
+        assert!(key_fits_entry(&alice, "bob", EntryKind::Charge).is_err());
+        assert!(key_fits_entry(&alice, "alice", EntryKind::Topup).is_err());
+        let webhook = scoped_key(KeyOwner::Webhook, "evt");
+        assert!(key_fits_entry(&webhook, "alice", EntryKind::Topup).is_ok());
+        assert!(key_fits_entry(&webhook, "alice", EntryKind::Charge).is_err());
+        assert!(key_fits_entry("bare", "alice", EntryKind::Charge).is_ok());
+        assert!(key_fits_entry("nobody\u{1f}k", "alice", EntryKind::Topup).is_err());
     }
 
     #[test]

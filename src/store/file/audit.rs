@@ -4,7 +4,8 @@
 //! Checked per line: it parses; it passes [`super::verify`] against its account as the lines
 //! before it left it (sequence numbers without gaps, each user's chain of `prev` offsets,
 //! every balance the running sum of its entries and never below zero, the sign of each
-//! delta, the welcome grant first and once); every idempotency key occurs once; every batch
+//! delta, the welcome grant first and once); every idempotency key occurs once and fits its
+//! entry (a user's key on their own charge, the admins' and the webhook's on a top-up); every batch
 //! end names a start inside its own batch. Then [`compare_with_memory`] compares what the
 //! journal derives with what the daemon holds: every account's balance, latest line and
 //! tier, and every idempotency key with its fingerprint and stored reply (missing, extra or
@@ -18,6 +19,7 @@ use super::ledger::Ledger;
 use super::record::{JournalLine, RecordIn};
 use super::verify::{self, Derived};
 use crate::domain::{AuditReport, Tier};
+use crate::store::rules;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -138,6 +140,10 @@ impl Replay {
         report.welcomes += u64::from(before.is_none());
         report.entries += record.entries.len() as u64;
         if let (Some(key), Some(fp), Some(reply)) = (&record.key, &record.fp, record.reply) {
+            if let Some(own) = record.entries.last() {
+                rules::key_fits_entry(key, user, own.kind)
+                    .map_err(|problem| format!("seq {}: {problem}", record.seq))?;
+            }
             match keys.entry(key.as_ref().into()) {
                 Entry::Occupied(_) => {
                     return Err(format!(

@@ -4,6 +4,7 @@
 
 use super::record::RecordIn;
 use crate::domain::{HistoryCursor, HistoryEntry, HistoryPage, format_instant};
+use crate::store::rules;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -112,7 +113,11 @@ pub fn read_history(
                 kind: entry.kind,
                 delta: entry.delta,
                 balance: entry.balance,
-                key: record.key.as_deref().filter(|_| own).map(str::to_string),
+                key: record
+                    .key
+                    .as_deref()
+                    .filter(|_| own)
+                    .map(|key| rules::sent_key(key).to_string()),
                 reason: record.reason.as_deref().filter(|_| own).map(str::to_string),
                 memes: match own {
                     true => record.memes.iter().map(|m| m.to_string()).collect(),

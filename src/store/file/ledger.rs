@@ -153,7 +153,11 @@ impl Ledger {
     /// The reply stored for `idem`'s key, if the key was used for the same request; a
     /// conflict if it was used for another; `None` if it is new.
     pub fn replay(&self, idem: &Idempotency) -> Result<Option<Box<RawValue>>, StoreError> {
-        let stored = self.keys.get(idem.key);
+        let stored = rules::find_key(
+            idem.key,
+            |key| self.keys.get(key),
+            |entry| &entry.fingerprint,
+        );
         match rules::check_key(
             idem.key,
             stored.map(|entry| &*entry.fingerprint),

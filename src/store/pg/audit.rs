@@ -6,10 +6,12 @@
 //! in `seq` order) and the previous entry's balance plus its delta, and never went below
 //! zero; the sign of each delta fits its kind; each user's first entry, and only that one,
 //! is the welcome grant; every account's balance equals the sum of its entries (and every
-//! user with entries has an account); every idempotency key occurs on exactly one entry and
-//! has its stored reply. Stops at the first discrepancy, which the report names.
+//! user with entries has an account); every idempotency key occurs on exactly one entry,
+//! has its stored reply and fits that entry ([`rules::key_fits_entry`], decided in Rust). Stops at the first discrepancy, which the report names.
 
 use crate::domain::AuditReport;
+use crate::store::rules;
+use futures_util::TryStreamExt;
 use tokio_postgres::Client;
 
 /// The first entry that breaks a per-entry rule, oldest first.
@@ -55,6 +57,11 @@ UNION ALL
   LEFT JOIN entries e ON e.key = k.key
   WHERE e.key IS NULL LIMIT 1)
 LIMIT 1";
+
+/// Every entry whose key is scoped to an owner (keys stored before scoping have no owner to
+/// check), for [`rules::key_fits_entry`].
+const SCOPED_KEYS: &str =
+    "SELECT seq, key, user_id, kind FROM entries WHERE strpos(key, chr(31)) > 0 ORDER BY seq";
 
 const COUNTS: &str = "
 SELECT count(*) FILTER (WHERE kind <> 'welcome'),
@@ -113,11 +120,14 @@ pub async fn check(
                     (None, _) => format!("user {user:?}: ledger entries but no account"),
                 })
             }
-            None => transaction.query_opt(KEYS, &[]).await?.map(|row| {
-                let key: String = row.get(0);
-                let what: &str = row.get(1);
-                format!("idempotency key {key:?} {what}")
-            }),
+            None => match transaction.query_opt(KEYS, &[]).await? {
+                Some(row) => {
+                    let key: String = row.get(0);
+                    let what: &str = row.get(1);
+                    Some(format!("idempotency key {key:?} {what}"))
+                }
+                None => misplaced_key(transaction).await?,
+            },
         },
     };
     if discrepancy.is_some() {
@@ -125,6 +135,26 @@ pub async fn check(
         report.discrepancy = discrepancy;
     }
     Ok(report)
+}
+
+/// The first keyed entry that does not fit its key's owner.
+async fn misplaced_key(
+    transaction: &tokio_postgres::Transaction<'_>,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let no_params: [&str; 0] = [];
+    let rows = transaction.query_raw(SCOPED_KEYS, no_params).await?;
+    futures_util::pin_mut!(rows);
+    while let Some(row) = rows.try_next().await? {
+        let kind = match super::kind_from(row.get(3)) {
+            Ok(kind) => kind,
+            Err(problem) => return Ok(Some(problem)),
+        };
+        if let Err(problem) = rules::key_fits_entry(row.get(1), row.get(2), kind) {
+            let seq: i64 = row.get(0);
+            return Ok(Some(format!("seq {seq}: {problem}")));
+        }
+    }
+    Ok(None)
 }
 
 /// Names what is wrong with the entry the audit query found.

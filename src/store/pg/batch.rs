@@ -610,7 +610,8 @@ async fn lock_and_read<'b>(
         tokio::try_join!(client.prepare_cached(LOCK), client.prepare_cached(KEYS)).map_err(fail)?;
     let keys: Vec<&str> = batch
         .iter()
-        .filter_map(|p| p.keyed.as_ref().map(|k| k.key.as_str()))
+        .filter_map(|p| p.keyed.as_ref())
+        .flat_map(|k| rules::key_lookups(&k.key))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -775,7 +776,8 @@ fn decide<'b>(
     welcome: u64,
 ) -> Result<Applied, StoreError> {
     if let Some(keyed) = &pending.keyed
-        && let Some((fingerprint, reply)) = known_keys.get(&keyed.key)
+        && let Some((fingerprint, reply)) =
+            rules::find_key(&keyed.key, |key| known_keys.get(key), |(fp, _)| fp)
     {
         return match rules::check_key(&keyed.key, Some(fingerprint), &keyed.fingerprint)? {
             KeyUse::Replay => Ok(Applied::Replayed(reply.clone())),

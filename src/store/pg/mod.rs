@@ -507,19 +507,28 @@ impl TokenStore for PgStore {
             .read("reading an idempotency key", |client| async move {
                 let statement = client
                     .prepare_cached(
-                        "SELECT fingerprint, reply FROM idempotency_keys WHERE key = $1",
+                        "SELECT key, fingerprint, reply FROM idempotency_keys WHERE key = ANY($1)",
                     )
                     .await?;
-                let row = client.query_opt(&statement, &[&idem.key]).await?;
-                Ok(row.map(|row| (row.get::<_, String>(0), row.get::<_, String>(1))))
+                let lookups: Vec<&str> = rules::key_lookups(idem.key).collect();
+                let rows = client.query(&statement, &[&lookups]).await?;
+                Ok(rows
+                    .iter()
+                    .map(|row| (row.get(0), (row.get(1), row.get(2))))
+                    .collect::<Vec<(String, (String, String))>>())
             })
             .await?;
-        let fingerprint = stored.as_ref().map(|(fp, _)| fp.as_str());
+        let stored = rules::find_key(
+            idem.key,
+            |key| stored.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            |(fp, _)| fp,
+        );
+        let fingerprint = stored.map(|(fp, _)| fp.as_str());
         match rules::check_key(idem.key, fingerprint, idem.fingerprint)? {
             KeyUse::New => Ok(None),
             KeyUse::Replay => {
                 let (_, reply) = stored.expect("a replay has a stored reply");
-                let reply = RawValue::from_string(reply).map_err(|e| {
+                let reply = RawValue::from_string(reply.clone()).map_err(|e| {
                     StoreError::Internal(format!("the reply stored under a key is not JSON: {e}"))
                 })?;
                 Ok(Some((reply, Commit::done())))
@@ -627,7 +636,9 @@ impl TokenStore for PgStore {
                 kind: kind_from(kind).map_err(StoreError::Internal)?,
                 delta: row.get(3),
                 balance: balance_from(row.get(4)),
-                key: row.get(5),
+                key: row
+                    .get::<_, Option<&str>>(5)
+                    .map(|key| rules::sent_key(key).to_string()),
                 reason: row.get(6),
                 memes: row.get(7),
                 tier: row.get::<_, Option<&str>>(8).map(tier_from),

@@ -329,6 +329,75 @@ fn signed_webhooks_top_up_once_and_anything_else_changes_nothing() {
 }
 
 #[test]
+fn idempotency_keys_belong_to_the_caller_that_sent_them() {
+    let (_dir, secret) = secret_file(WEBHOOK_SECRET);
+    let admin = AdminKey::new("ops");
+    let daemon = Daemon::start_http(&["--webhook-secret", &secret, "--admin-keys", admin.path()]);
+    let api = Api::new(&daemon);
+    let get = |user: &str, key: &str| {
+        api.send(
+            "GET",
+            "/memes?query=cats",
+            Some(user),
+            &[("idempotency-key", key)],
+            None,
+        )
+    };
+    // Mallory takes the event id a payment provider will send for a victim's payment.
+    get("mallory", "evt_1001").ok();
+    let body = r#"{"id":"evt_1001","user_id":"victim","amount":500}"#;
+    let paid = api.send(
+        "POST",
+        "/v1/webhooks/topup",
+        None,
+        &[("memes-signature", &signature(WEBHOOK_SECRET, now(), body))],
+        Some(body),
+    );
+    assert_eq!(
+        paid.ok(),
+        json!({"user_id": "victim", "amount": 500, "new_balance": 650}),
+        "the payment is credited"
+    );
+    // An admin's key of the same name is the admins' own.
+    let topup = api.send(
+        "POST",
+        "/v1/users/victim/topups",
+        Some(&admin.key),
+        &[("idempotency-key", "evt_1001")],
+        Some(r#"{"amount":5}"#),
+    );
+    assert_eq!(topup.ok()["new_balance"], 655);
+    assert_eq!(topup.header("idempotent-replayed"), None);
+
+    // Alice's key is not Bob's: neither sees a conflict, each is charged once.
+    let alice = get("alice", "req-1").ok();
+    let bob = get("bob", "req-1");
+    assert_eq!(bob.header("idempotent-replayed"), None);
+    assert_eq!(bob.ok()["balance"], 149);
+    // Each caller's retry still replays its own reply, over the socket too.
+    let again = get("alice", "req-1");
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.ok()["id"], alice["id"]);
+    let socket = daemon
+        .connect()
+        .request(r#"{"op":"get","user":"mallory","query":"cats","idempotency_key":"evt_1001"}"#);
+    assert_eq!(socket["data"]["replayed"], true, "{socket}");
+    assert_eq!(
+        [
+            daemon.balance("mallory"),
+            daemon.balance("alice"),
+            daemon.balance("bob"),
+            daemon.balance("victim")
+        ],
+        [Some(149), Some(149), Some(149), Some(655)]
+    );
+    let history = daemon.memes_json(&["history", "--user", "victim"]);
+    assert_eq!(history[1]["key"], "evt_1001", "{history}");
+    assert_eq!(history[2]["key"], "evt_1001", "{history}");
+    assert_eq!(daemon.memes_json(&["audit"])["ok"], true);
+}
+
+#[test]
 fn webhooks_are_off_without_a_secret_and_never_run_other_operations() {
     let daemon = Daemon::start_http(&[]);
     let api = Api::new(&daemon);
