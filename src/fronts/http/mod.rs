@@ -103,9 +103,18 @@ impl Http {
 /// Every route.
 pub fn router(http: Http) -> Router {
     Router::new()
-        .route("/memes", get(routes::original_memes))
+        // HEAD would run a charging GET and deliver nothing: refused (see routes::not_for_head).
+        .route(
+            "/memes",
+            get(routes::original_memes).head(routes::not_for_head),
+        )
         .route("/update-token-balance", post(routes::original_topup))
-        .route("/v1/memes", get(routes::get_memes).post(routes::post_memes))
+        .route(
+            "/v1/memes",
+            get(routes::get_memes)
+                .post(routes::post_memes)
+                .head(routes::not_for_head),
+        )
         .route("/v1/search", get(routes::search))
         .route("/v1/users/{user}/balance", get(routes::balance))
         .route("/v1/users/{user}/history", get(routes::history))
@@ -178,6 +187,7 @@ where
     let id = request_id::take(request.headers());
     let span = request_id::span(&id, request.method(), request.uri().path());
     let op = op_of(request.uri().path());
+    let charging_allow = routes::charging_allow(request.uri().path());
     let mut response = async {
         let path = request.uri().path();
         let response = match routes.hot {
@@ -197,6 +207,14 @@ where
     .instrument(span)
     .await?;
     response.headers_mut().insert(request_id::HEADER, id);
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(allow) = charging_allow
+    {
+        // The router lists HEAD beside every GET; on these routes it is refused.
+        response
+            .headers_mut()
+            .insert(axum::http::header::ALLOW, allow);
+    }
     let code = match response.extensions().get::<ErrorCode>() {
         Some(code) => Some(*code),
         None => code_of_status(response.status()),

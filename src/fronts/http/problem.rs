@@ -106,6 +106,10 @@ impl Problem {
                 "the request body did not arrive within {} s",
                 limit.as_secs_f64()
             ),
+            // Every GET route takes HEAD but the two that charge (routes::not_for_head).
+            Problem::WrongMethod(method) if *method == Method::HEAD => {
+                "HEAD is not served on a route that charges: it would deliver no meme. Use GET (charged), or /healthz to check that memesd answers".to_string()
+            }
             Problem::WrongMethod(method) => {
                 format!("this route does not take {method}; see /openapi.json")
             }

@@ -988,6 +988,22 @@ pub async fn no_route() -> Problem {
     Problem::new(ErrorCode::NotFound, "no such route; see /openapi.json")
 }
 
+/// `HEAD` on a route whose `GET` charges: `405`, charging nothing. A `HEAD` answered like
+/// its `GET` would charge a token for a meme nobody receives (uptime monitors, link checkers
+/// and `curl -I` send it); `/healthz` is the route to probe.
+pub async fn not_for_head() -> Problem {
+    Problem::WrongMethod(axum::http::Method::HEAD)
+}
+
+/// The methods a route whose `GET` charges takes (HEAD is not one: [`not_for_head`]).
+pub fn charging_allow(path: &str) -> Option<HeaderValue> {
+    match path {
+        "/memes" => Some(HeaderValue::from_static("GET")),
+        "/v1/memes" => Some(HeaderValue::from_static("GET, POST")),
+        _ => None,
+    }
+}
+
 /// A route that exists, with a method it does not have.
 pub async fn wrong_method(method: axum::http::Method) -> Problem {
     Problem::WrongMethod(method)

@@ -548,6 +548,67 @@ fn unknown_routes_and_methods_are_problems_too() {
 }
 
 #[test]
+fn only_a_delivered_meme_is_charged_whatever_the_method() {
+    let admin = AdminKey::new("ops");
+    let daemon = Daemon::start_http(&["--admin-keys", admin.path()]);
+    let api = Api::new(&daemon);
+    api.get("/memes", Some("u1")).ok();
+    assert_eq!(daemon.balance("u1"), Some(149));
+    let methods = ["HEAD", "OPTIONS", "PUT", "DELETE", "PATCH", "POST"];
+    for path in [
+        "/memes",
+        "/memes?query=cats",
+        "/v1/memes",
+        "/v1/memes?query=cats",
+    ] {
+        for method in methods {
+            if method == "POST" && path.starts_with("/v1/memes") {
+                continue; // POST /v1/memes is a charged get, below
+            }
+            let body = (method != "HEAD").then_some("{}");
+            let reply = api.send(method, path, Some("u1"), &[], body);
+            assert_eq!(reply.status, 405, "{method} {path}");
+            let allow = reply.header("allow").unwrap_or_default();
+            assert!(
+                allow.contains("GET") && !allow.contains("HEAD"),
+                "{method} {path}: {allow}"
+            );
+            assert_eq!(daemon.balance("u1"), Some(149), "{method} {path} charged");
+        }
+    }
+    // HEAD says why, for a client that reads the body of a GET instead.
+    let why = api.get("/v1/memes", None);
+    let head = api.send("HEAD", "/v1/memes", Some("u1"), &[], None);
+    assert_eq!((head.status, head.body.len()), (405, 0));
+    assert_eq!(
+        why.status, 401,
+        "a refused GET, like every refusal, charges nothing"
+    );
+    // Routes that move tokens otherwise take only their method.
+    for (path, allowed) in [
+        ("/update-token-balance", "POST"),
+        ("/v1/users/u1/topups", "POST"),
+        ("/v1/webhooks/topup", "POST"),
+    ] {
+        for method in ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"] {
+            let reply = api.send(method, path, Some(&admin.key), &[], Some(r#"{"amount":5}"#));
+            assert_eq!(reply.status, 405, "{method} {path}");
+            assert_eq!(reply.header("allow"), Some(allowed), "{method} {path}");
+        }
+    }
+    // GET and POST still charge.
+    api.post("/v1/memes", Some("u1"), "{}").ok();
+    api.get("/v1/memes", Some("u1")).ok();
+    assert_eq!(daemon.balance("u1"), Some(147));
+    let charges = daemon.memes_json(&["history", "--user", "u1"]);
+    assert_eq!(
+        charges.as_array().unwrap().len(),
+        4,
+        "welcome and three charges: {charges}"
+    );
+}
+
+#[test]
 fn the_openapi_document_is_3_1_and_lists_every_route() {
     let daemon = Daemon::start_http(&[]);
     let api = Api::new(&daemon);
