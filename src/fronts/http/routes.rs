@@ -46,16 +46,20 @@ const SIGNATURE: HeaderName = HeaderName::from_static("memes-signature");
 pub struct OriginalQuery {
     /// Latitude, decimal degrees (with `long`).
     #[param(minimum = -90, maximum = 90)]
+    #[serde(default, deserialize_with = "empty_as_none")]
     lat: Option<f64>,
     /// Longitude, decimal degrees (with `lat`; `lon` is accepted too).
     #[serde(alias = "lon")]
     #[param(minimum = -180, maximum = 180)]
+    #[serde(default, deserialize_with = "empty_as_none")]
     long: Option<f64>,
     /// What the meme should be about.
     #[param(max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
+    #[serde(default, deserialize_with = "empty_as_none")]
     query: Option<String>,
     /// The user to charge (admin keys only; a user's own credential names the user).
     #[param(value_type = Option<UserId>)]
+    #[serde(default, deserialize_with = "empty_as_none")]
     user: Option<String>,
 }
 
@@ -65,21 +69,27 @@ pub struct OriginalQuery {
 pub struct MemesQuery {
     /// Latitude, decimal degrees (with `long`).
     #[param(minimum = -90, maximum = 90)]
+    #[serde(default, deserialize_with = "empty_as_none")]
     lat: Option<f64>,
     /// Longitude, decimal degrees (with `lat`; `lon` is accepted too).
     #[serde(alias = "lon")]
     #[param(minimum = -180, maximum = 180)]
+    #[serde(default, deserialize_with = "empty_as_none")]
     long: Option<f64>,
     /// What the meme should be about.
     #[param(max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
+    #[serde(default, deserialize_with = "empty_as_none")]
     query: Option<String>,
     /// Deliver this many distinct memes, all or nothing.
     #[param(minimum = 1, maximum = 10)]
+    #[serde(default, deserialize_with = "empty_as_none")]
     count: Option<u32>,
     /// Allow memes flagged not safe for work.
+    #[serde(default, deserialize_with = "empty_as_none")]
     nsfw: Option<bool>,
     /// The user to charge (admin keys only; a user's own credential names the user).
     #[param(value_type = Option<UserId>)]
+    #[serde(default, deserialize_with = "empty_as_none")]
     user: Option<String>,
 }
 
@@ -186,9 +196,11 @@ pub struct EntitlementBody {
 pub struct HistoryQuery {
     /// Entries per page, 1 to 10,000 (the default).
     #[param(minimum = 1, maximum = 10000)]
+    #[serde(default, deserialize_with = "empty_as_none")]
     limit: Option<u64>,
     /// A page's `next` (opaque), for the page before it.
     #[param(max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
+    #[serde(default, deserialize_with = "empty_as_none")]
     before: Option<String>,
 }
 
@@ -201,7 +213,9 @@ pub struct SearchQuery {
     q: String,
     /// Results, 1 to 100 (10 by default).
     #[param(minimum = 1, maximum = 100)]
+    #[serde(default, deserialize_with = "empty_as_none")]
     limit: Option<u32>,
+    #[serde(default, deserialize_with = "empty_as_none")]
     nsfw: Option<bool>,
 }
 
@@ -281,6 +295,21 @@ impl<'de> Deserialize<'de> for Integral {
             }
         }
         deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// An optional query parameter: an empty value (`lat=`) is the parameter left out, as web
+/// forms send them and as the original service read them.
+fn empty_as_none<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let text: Option<std::borrow::Cow<str>> = Option::deserialize(deserializer)?;
+    match text.as_deref() {
+        None | Some("") => Ok(None),
+        Some(text) => text.parse().map(Some).map_err(serde::de::Error::custom),
     }
 }
 

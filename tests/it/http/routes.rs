@@ -548,6 +548,33 @@ fn unknown_routes_and_methods_are_problems_too() {
 }
 
 #[test]
+fn an_empty_optional_parameter_is_an_absent_one() {
+    let daemon = Daemon::start_http(&[]);
+    let api = Api::new(&daemon);
+    // As web forms and the original service's clients send them.
+    let meme = api.get("/memes?lat=&lon=&query=cats", Some("u1")).ok();
+    assert_eq!(meme["balance"], 149);
+    assert!(meme.get("location").is_none(), "{meme}");
+    let both = api.get(
+        "/v1/memes?lat=&long=&count=&nsfw=&query=cats&user=",
+        Some("u1"),
+    );
+    assert_eq!(both.ok()["balance"], 148);
+    let found = api.get("/v1/search?q=cats&limit=&nsfw=", None).ok();
+    assert_eq!(found["hits"].as_array().map(Vec::len), Some(10), "{found}");
+    let history = api
+        .get("/v1/users/u1/history?limit=&before=", Some("u1"))
+        .ok();
+    assert_eq!(history["entries"].as_array().map(Vec::len), Some(3));
+    // A value that is there is still checked.
+    api.get("/memes?lat=x&lon=&query=cats", Some("u1"))
+        .problem(400, "bad_request");
+    api.get("/memes?lat=40&lon=&query=cats", Some("u1"))
+        .problem(400, "invalid_argument");
+    assert_eq!(daemon.balance("u1"), Some(148));
+}
+
+#[test]
 fn only_a_delivered_meme_is_charged_whatever_the_method() {
     let admin = AdminKey::new("ops");
     let daemon = Daemon::start_http(&["--admin-keys", admin.path()]);
