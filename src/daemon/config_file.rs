@@ -372,7 +372,11 @@ impl Settings {
                 (origin, values) => {
                     let rendered: Vec<String> = values
                         .iter()
-                        .map(|value| toml_value(value, setting.boolean))
+                        .map(|value| match setting.key.as_str() {
+                            // A connection string may carry a password: never printed.
+                            "store" => toml_value(&crate::store::pg::redact(value), false),
+                            _ => toml_value(value, setting.boolean),
+                        })
                         .collect();
                     let value = match (values.len(), rendered.as_slice()) {
                         (1, [one]) if !setting.list => one.clone(),

@@ -139,7 +139,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
                 writers: (args.store_pool / 16).max(1),
                 ..*config
             };
-            let url = crate::store::pg::redact(&config.url);
+            let url = crate::store::pg::describe(&config.url);
             let store = runtime
                 .block_on(PgStore::open(config))
                 .context("opening the ledger in PostgreSQL")?;

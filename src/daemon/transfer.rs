@@ -135,7 +135,7 @@ fn run_import(import: &ImportArgs, args: &DaemonArgs) -> Result<()> {
         }
         Err(why) => bail!(why),
     };
-    let target = pg::redact(&config.url);
+    let target = pg::describe(&config.url);
     let mut input: Box<dyn BufRead> = match &import.input {
         Some(path) => Box::new(BufReader::with_capacity(
             1 << 20,

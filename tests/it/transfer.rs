@@ -167,3 +167,36 @@ fn an_exported_file_ledger_imports_into_postgres_and_reads_the_same() {
         .collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
 }
+
+/// A password in the connection string, in any of its three forms, reaches neither the log
+/// nor `--print-config`.
+#[test]
+fn the_database_password_reaches_no_log_and_no_printed_config() {
+    let database = TestDatabase::create();
+    let url = &database.url; // postgres://postgres@/NAME?host=DIR (trusted: any password works)
+    let (rest, host) = url.split_once("?host=").expect("a socket directory");
+    let name = rest.rsplit('/').next().unwrap();
+    let secret = "hunter2-0xSECRET";
+    let forms = [
+        format!("{url}&password={secret}"),
+        url.replacen("postgres@", &format!("postgres:{secret}@"), 1),
+        format!("host={host} user=postgres password={secret} dbname={name}"),
+    ];
+    for form in forms {
+        let printed = memesd(&["--store", &form, "--print-config"]);
+        assert!(printed.status.success(), "{printed:?}");
+        let printed = String::from_utf8(printed.stdout).unwrap();
+        assert!(!printed.contains(secret), "{form}: {printed}");
+        assert!(printed.contains("***"), "{printed}");
+
+        let daemon = Daemon::start_file_with(&["--store", &form]);
+        daemon.memes_json(&["get", "--user", "u1", "--query", "cats"]);
+        drop(daemon.connect());
+        let log = daemon.log();
+        assert!(
+            log.contains("ledger in PostgreSQL at postgres://postgres@/"),
+            "{log}"
+        );
+        assert!(!log.contains(secret), "{form}: {log}");
+    }
+}

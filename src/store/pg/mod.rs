@@ -94,12 +94,11 @@ impl PgConfig {
     /// The driver's configuration: the URL, plus the password, a user if none is named (the
     /// OS user, as libpq does), timeouts and the session settings memesd relies on.
     pub fn pg_config(&self) -> Result<tokio_postgres::Config, String> {
-        let mut config: tokio_postgres::Config = self.url.parse().map_err(|e| {
-            format!(
-                "{}: not a PostgreSQL connection string: {e}",
-                redact(&self.url)
-            )
-        })?;
+        // The string itself is never shown: it may hold a password.
+        let mut config: tokio_postgres::Config = self
+            .url
+            .parse()
+            .map_err(|e| format!("--store is not a PostgreSQL connection string: {e}"))?;
         if config.get_password().is_none()
             && let Some(password) = &self.password
         {
@@ -140,18 +139,113 @@ impl PgConfig {
     }
 }
 
-/// The connection string without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((credentials, host)) if credentials.contains(':') => {
-                let user = credentials.split(':').next().unwrap_or("");
-                format!("{scheme}://{user}:***@{host}")
-            }
-            _ => url.to_string(),
-        },
-        None => url.to_string(),
+/// Where a connection string points, for messages and logs: user, hosts, ports and
+/// database, built from the parsed configuration so that no password (`user:pass@`,
+/// `password=…`, `?password=…`) can reach a log, whatever form the string has.
+pub fn describe(url: &str) -> String {
+    use tokio_postgres::config::Host;
+    let Ok(config) = url.parse::<tokio_postgres::Config>() else {
+        return "a connection string that does not parse".to_string();
+    };
+    let user = config
+        .get_user()
+        .map(|u| format!("{u}@"))
+        .unwrap_or_default();
+    let db = config.get_dbname().unwrap_or_default();
+    let ports = config.get_ports();
+    let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+    let hosts = config.get_hosts();
+    let tcp: Vec<String> = hosts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, host)| match host {
+            Host::Tcp(name) => Some(format!("{name}:{}", port(i))),
+            Host::Unix(_) => None,
+        })
+        .collect();
+    if tcp.len() == hosts.len() && !tcp.is_empty() {
+        return format!("postgres://{user}{}/{db}", tcp.join(","));
     }
+    let places: Vec<String> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, host)| match host {
+            Host::Tcp(name) => format!("{name}:{}", port(i)),
+            Host::Unix(dir) => format!("{}:{}", dir.display(), port(i)),
+        })
+        .collect();
+    match places.is_empty() {
+        true => format!("postgres://{user}/{db} (the default socket)"),
+        false => format!("postgres://{user}/{db} (host {})", places.join(",")),
+    }
+}
+
+/// The connection string as given with any password in it masked, for `--print-config`
+/// (which must stay a configuration memesd reads back): `user:***@` in a URL, `password=***`
+/// in a URL's query or in libpq's `key=value` form.
+pub fn redact(url: &str) -> String {
+    const MASK: &str = "***";
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let (authority, tail) = match rest.find(['/', '?']) {
+            Some(at) => rest.split_at(at),
+            None => (rest, ""),
+        };
+        let authority = match authority.rsplit_once('@') {
+            Some((credentials, hosts)) => match credentials.split_once(':') {
+                Some((user, _)) => format!("{user}:{MASK}@{hosts}"),
+                None => authority.to_string(),
+            },
+            None => authority.to_string(),
+        };
+        let tail = match tail.split_once('?') {
+            Some((path, query)) => {
+                let params: Vec<String> = query
+                    .split('&')
+                    .map(|param| match param.split_once('=') {
+                        Some((key, _)) if key == "password" => format!("{key}={MASK}"),
+                        _ => param.to_string(),
+                    })
+                    .collect();
+                format!("{path}?{}", params.join("&"))
+            }
+            None => tail.to_string(),
+        };
+        return format!("{scheme}://{authority}{tail}");
+    }
+    // key=value pairs; a value may be quoted ('…', with \' and \\ escapes).
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url;
+    while let Some(at) = rest.find("password") {
+        let (before, from) = rest.split_at(at);
+        let starts_key = before.is_empty() || before.ends_with(char::is_whitespace);
+        let after_key = &from["password".len()..];
+        let value = after_key.trim_start();
+        if !starts_key || !value.starts_with('=') {
+            out.push_str(before);
+            out.push_str("password");
+            rest = after_key;
+            continue;
+        }
+        let value = value[1..].trim_start();
+        let end = match value.strip_prefix('\'') {
+            Some(quoted) => {
+                let mut escaped = false;
+                let close = quoted.char_indices().find(|(_, c)| {
+                    let closes = *c == '\'' && !escaped;
+                    escaped = *c == '\\' && !escaped;
+                    closes
+                });
+                close.map_or(value.len(), |(i, _)| i + 2)
+            }
+            None => value.find(char::is_whitespace).unwrap_or(value.len()),
+        };
+        out.push_str(before);
+        out.push_str("password=");
+        out.push_str(MASK);
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Why a [`PgStore`] could not be opened.
@@ -184,7 +278,7 @@ impl PgStore {
     /// inside a tokio runtime, which then runs the writer.
     pub async fn open(config: PgConfig) -> Result<PgStore, PgOpenError> {
         let pool = pool(&config)?;
-        let url = redact(&config.url);
+        let url = describe(&config.url);
         let client = pool.get().await.map_err(|e| PgOpenError::Connect {
             url: url.clone(),
             reason: pool_error(&e),

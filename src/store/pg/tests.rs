@@ -260,10 +260,63 @@ fn connection_strings_take_a_unix_socket_host_and_a_password_from_outside() {
         inline.pg_config().unwrap().get_password(),
         Some(&b"secret"[..])
     );
-    assert_eq!(
-        redact("postgres://app:secret@db.example:5433/memes"),
-        "postgres://app:***@db.example:5433/memes"
+    assert!(
+        PgConfig::new("host=db password=secret dbname=x")
+            .pg_config()
+            .is_ok()
     );
+}
+
+/// The three places a connection string can hold a password: none reaches a message.
+#[test]
+fn no_password_reaches_a_message() {
+    let forms = [
+        (
+            "postgres://app:secret@db.example:5433/memes",
+            "postgres://app@db.example:5433/memes",
+            "postgres://app:***@db.example:5433/memes",
+        ),
+        (
+            "host=db.example port=5433 user=app password=secret dbname=memes",
+            "postgres://app@db.example:5433/memes",
+            "host=db.example port=5433 user=app password=*** dbname=memes",
+        ),
+        (
+            "host=/run/pg password='se cr\\'et' dbname=memes",
+            "postgres:///memes (host /run/pg:5432)",
+            "host=/run/pg password=*** dbname=memes",
+        ),
+        (
+            "postgres://app@h1:1,h2:2/memes?password=secret&target_session_attrs=read-write",
+            "postgres://app@h1:1,h2:2/memes",
+            "postgres://app@h1:1,h2:2/memes?password=***&target_session_attrs=read-write",
+        ),
+        (
+            "postgres:///memes?host=/run/pg&password=secret",
+            "postgres:///memes (host /run/pg:5432)",
+            "postgres:///memes?host=/run/pg&password=***",
+        ),
+    ];
+    for (url, described, redacted) in forms {
+        assert_eq!(describe(url), described, "{url}");
+        assert_eq!(redact(url), redacted, "{url}");
+        assert!(
+            PgConfig::new(url)
+                .pg_config()
+                .unwrap()
+                .get_password()
+                .is_some(),
+            "{url}"
+        );
+    }
+    assert_eq!(
+        describe("postgres://app:secret@[bad"),
+        "a connection string that does not parse"
+    );
+    let error = PgConfig::new("postgres://app:secret@h:notaport/x")
+        .pg_config()
+        .unwrap_err();
+    assert!(!error.contains("secret"), "{error}");
     assert!(PgConfig::new("nonsense://").pg_config().is_err());
 }
 
