@@ -563,6 +563,62 @@ fn bench_errors_fail_the_run_unless_allowed_and_throughput_counts_successes() {
     assert_eq!(daemon.memes(&args).code, 1);
 }
 #[test]
+fn bench_never_starts_a_daemon_nor_opens_accounts_in_a_live_ledger() {
+    // No daemon on the default socket, autostart left on: bench says so and starts none.
+    let home = short_tempdir();
+    let share = home.path().join("share");
+    let env = [
+        ("HOME", home.path().to_str().unwrap()),
+        ("XDG_RUNTIME_DIR", home.path().to_str().unwrap()),
+        ("XDG_DATA_HOME", share.to_str().unwrap()),
+        ("MEMES_NO_AUTOSTART", "0"),
+    ];
+    let socket = home.path().join("memes/memesd.sock");
+    let _stop = StopOnDrop(socket.clone());
+    let run = run_memes(None, &["bench", "-n", "1", "-c", "1"], &env);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(!run.stderr.contains("started memesd"), "{}", run.stderr);
+    assert!(
+        !socket.exists() && !share.join("memes").exists(),
+        "no daemon, no ledger"
+    );
+
+    // A ledger with somebody's accounts and none of the bench's: refused, nothing opened.
+    let daemon = Daemon::start();
+    daemon.memes_json(&["get", "--user", "u1"]);
+    let bench = ["bench", "-n", "5", "-c", "1", "--users", "3"];
+    let run = daemon.memes(&bench);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("1 accounts") && run.stderr.contains("--force"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(daemon.memes_json(&["status"])["accounts"], 1);
+    // Reads write nothing: allowed.
+    let reads = daemon.memes(&[
+        "bench",
+        "-n",
+        "5",
+        "-c",
+        "1",
+        "--op",
+        "balance",
+        "--max-errors",
+        "5",
+    ]);
+    assert_eq!(reads.code, 0, "{}", reads.stderr);
+    // Told explicitly: it writes there.
+    let mut forced = bench.to_vec();
+    forced.push("--force");
+    let run = daemon.memes(&forced);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(daemon.memes_json(&["status"])["accounts"], 4);
+    // Now bench-0 has an account: the ledger is the bench's too, and runs go on.
+    assert_eq!(daemon.memes(&bench).code, 0);
+}
+
+#[test]
 fn bench_prepare_refuses_a_ledger_with_accounts_unless_forced() {
     let daemon = Daemon::start();
     let prepare = ["bench", "--prepare", "--users", "5", "-n", "10", "-c", "1"];

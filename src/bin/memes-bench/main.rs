@@ -33,7 +33,7 @@ use memes::client::Client;
 use memes::daemon::config::parse_duration;
 use memes::paths;
 use memes::progress::Progress;
-use memes::protocol::{Request, StatusData, StatusRequest};
+use memes::protocol::{BalanceRequest, Request, StatusData, StatusRequest};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -93,8 +93,9 @@ pub struct BenchArgs {
     /// permanent accounts: refused on a ledger that already holds any, unless --force
     #[arg(long)]
     pub prepare: bool,
-    /// With --prepare: prepare even on a ledger that already holds accounts
-    #[arg(long, requires = "prepare")]
+    /// Prepare, or send changes, even into a ledger that holds accounts other than the
+    /// bench users'
+    #[arg(long)]
     pub force: bool,
     /// Exit 1 if the p99 latency is above this many milliseconds
     #[arg(long, value_name = "MS", allow_negative_numbers = true, value_parser = parse_threshold)]
@@ -359,13 +360,15 @@ fn run(args: &BenchArgs) -> Result<Exit, Failure> {
     if let Some(url) = &args.http {
         return http::run(args, url);
     }
-    // Make sure a daemon answers (starting one on the default socket if needed).
-    let mut client = connect::connect(args.socket.as_deref())?;
-    if args.prepare {
-        check_prepare(&mut client, args)?;
+    // A load generator never starts a daemon: one started on the default socket would take
+    // the load into the user's own ledger.
+    let socket = args.socket.clone().unwrap_or_else(paths::default_socket);
+    let mut client = connect::connect(Some(&socket))?;
+    match args.prepare {
+        true => check_prepare(&mut client, args)?,
+        false => check_ledger(&mut client, args)?,
     }
     drop(client);
-    let socket = args.socket.clone().unwrap_or_else(paths::default_socket);
     let workload = Arc::new(Workload {
         op: args.op,
         users: (0..args.users)
@@ -446,6 +449,37 @@ fn conclude(report: &Report, args: &BenchArgs) -> Exit {
     } else {
         Exit::Failure
     }
+}
+
+/// Without `--prepare`, changes go only into a ledger that is empty or was prepared for
+/// this bench (its first user has an account), unless forced: a bench must never open
+/// permanent accounts among somebody's real ones by accident.
+fn check_ledger(client: &mut Client, args: &BenchArgs) -> Result<(), Failure> {
+    if args.op == BenchOp::Balance || args.template.is_some() || args.force {
+        return Ok(());
+    }
+    let status: StatusData = client
+        .call_as(&Request::Status(StatusRequest {}))?
+        .map_err(|e| Failure::new(Exit::Failure, format!("asking memesd for its status: {e}")))?;
+    let accounts = status.accounts;
+    let first = format!("{}0", args.user_prefix);
+    let balance = Request::Balance(BalanceRequest {
+        user: first.clone(),
+    });
+    let prepared = client.call_as::<serde_json::Value>(&balance)?.is_ok();
+    if accounts == 0 || prepared {
+        return Ok(());
+    }
+    Err(Failure::new(
+        Exit::Invalid,
+        format!(
+            "this ledger holds {accounts} accounts and no bench user ({first} has none): the bench would open up to {} permanent accounts among them",
+            args.users
+        ),
+    )
+    .with_hint(
+        "bench against a daemon kept for benchmarks (its own --data-dir, prepared with --prepare), or add --force to write into this ledger anyway",
+    ))
 }
 
 /// The balance `--prepare` gives every bench user.
