@@ -1,7 +1,12 @@
-//! The data directory's permissions, checked before the store opens it. The ledger is
-//! private (0700): an existing directory that others may enter is tightened, and the
-//! operator is told, naming the old and the new mode. (PostgreSQL refuses to start on such a
-//! directory; memesd warns and tightens, since nothing else belongs in it.)
+//! The data directory's owner and permissions, checked before the store opens it.
+//!
+//! A data directory belongs to the user who runs its memesd: one owned by anyone else is
+//! refused, naming the owner (as PostgreSQL refuses a data directory it does not own). Root
+//! is no exception: a root memesd would rewrite another user's ledger as root-owned files
+//! that its owner's memesd then cannot open. The ledger is private (0700): an existing
+//! directory that others may enter is tightened, and the operator is told, naming the old and
+//! the new mode. (PostgreSQL refuses to start on such a directory; memesd warns and
+//! tightens, since nothing else belongs in it.)
 //!
 //! It must not create the directory (the store does, with mode 0700) nor touch its files.
 
@@ -18,6 +23,43 @@ pub const PRIVATE: u32 = 0o700;
 pub struct Tightened {
     pub from: u32,
     pub to: u32,
+}
+
+/// Refuses an existing data directory that another user owns, naming its owner and who
+/// runs this memesd; an absent directory is left for the store to create.
+pub fn check_owner(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = match std::fs::metadata(dir) {
+        Ok(metadata) => metadata,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::PermissionDenied => {
+            return Err(format!(
+                "the data directory {} cannot be reached by {}: a directory on its path is not open to this user ({error}); give memesd a data directory of its own (--data-dir)",
+                dir.display(),
+                user_name(nix::unistd::geteuid().as_raw())
+            ));
+        }
+        Err(error) => return Err(format!("{}: {error}", dir.display())),
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    match metadata.uid() == me {
+        true => Ok(()),
+        false => Err(format!(
+            "the data directory {} belongs to {}, not to {} who runs this memesd: a ledger is run by its owner only (run memesd as {}, or give it a data directory of its own with --data-dir)",
+            dir.display(),
+            user_name(metadata.uid()),
+            user_name(me),
+            user_name(metadata.uid()),
+        )),
+    }
+}
+
+/// A user as `name (uid N)`, or `uid N` for a uid without a name.
+fn user_name(uid: u32) -> String {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(user)) => format!("{} (uid {uid})", user.name),
+        _ => format!("uid {uid}"),
+    }
 }
 
 /// Call before the store opens `dir`: if `dir` exists with any permission for group or

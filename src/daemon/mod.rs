@@ -23,7 +23,7 @@ use crate::service::{Service, ServiceConfig};
 use crate::store::pg::{PgConfig, PgStore};
 use crate::store::{FileStore, StoreConfig, TokenStore};
 use crate::telemetry;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use config::DaemonArgs;
 use std::sync::Arc;
 use std::time::Instant;
@@ -101,6 +101,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
         backend,
     );
 
+    datadir::check_owner(&data_dir).map_err(anyhow::Error::msg)?;
     datadir::secure_existing(&data_dir)
         .with_context(|| format!("checking the permissions of {}", data_dir.display()))?;
     let choice = store::choose(
@@ -111,6 +112,11 @@ pub fn run(args: DaemonArgs) -> Result<()> {
     .map_err(anyhow::Error::msg)?;
     let opened = match choice {
         StoreChoice::File(dir) => {
+            let moved = crate::store::file::moved::read(&dir)
+                .with_context(|| format!("checking whether {} was moved", dir.display()))?;
+            if let Some(moved) = moved {
+                bail!(moved.refusal(&dir));
+            }
             let store = FileStore::open(
                 &dir,
                 StoreConfig {

@@ -65,6 +65,7 @@ fn run_export(export: &ExportArgs, args: &DaemonArgs) -> Result<()> {
             _ => args.data_dir(),
         },
     };
+    super::datadir::check_owner(&dir).map_err(anyhow::Error::msg)?;
     if !dir
         .join(crate::store::file::recovery::JOURNAL_FILE)
         .exists()
@@ -128,6 +129,7 @@ fn run_import(import: &ImportArgs, args: &DaemonArgs) -> Result<()> {
             welcome_tokens: args.welcome_tokens,
             pool_size: 2,
             writers: 1,
+            application_name: "memesd import",
             ..*config
         },
         Ok(StoreChoice::File(_)) => {
@@ -167,6 +169,37 @@ fn run_import(import: &ImportArgs, args: &DaemonArgs) -> Result<()> {
         audit.accounts,
         audit.keys,
         audit.welcomes
+    );
+    if let Some(source) = &imported.source {
+        mark_moved(source, &target)?;
+    }
+    Ok(())
+}
+
+/// Marks the file ledger an import came from as moved, so that no memesd serves it again
+/// (the CLI's autostart included). A ledger on another machine is left to its operator.
+fn mark_moved(source: &export::Source, target: &str) -> Result<()> {
+    let here = export::host_name();
+    let journal = source.dir.join(crate::store::file::recovery::JOURNAL_FILE);
+    if source.host != here || !journal.exists() {
+        eprintln!(
+            "memesd: warning: the ledger came from {} on {}; stop every memesd serving it there, as it is now in {target}",
+            source.dir.display(),
+            source.host
+        );
+        return Ok(());
+    }
+    let moved = crate::store::file::moved::Moved {
+        to: target.to_string(),
+        at: crate::domain::format_instant(crate::store::now_ms()),
+        by: "memesd import".to_string(),
+    };
+    crate::store::file::moved::mark(&source.dir, &moved)
+        .with_context(|| format!("marking {} as moved", source.dir.display()))?;
+    eprintln!(
+        "memesd: marked the ledger in {} as moved: memesd refuses to serve it there now (remove {} to serve that copy anyway)",
+        source.dir.display(),
+        crate::store::file::moved::path(&source.dir).display()
     );
     Ok(())
 }

@@ -522,3 +522,56 @@ fn a_full_disk_acknowledges_nothing_and_recovers_by_itself() {
     let status = daemon.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn a_data_directory_is_served_by_its_owner_only() {
+    if !is_root() {
+        crate::harness::cannot_run_here(
+            "acting as a second local user needs root (CI runs as root)",
+        );
+        return;
+    }
+    let dir = short_tempdir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Root on a directory that nobody owns: refused, naming the owner; nothing written.
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let memesd = |data_dir: &std::path::Path, as_nobody: bool| {
+        let mut command = Command::new(crate::harness::MEMESD);
+        command
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--socket")
+            .arg(dir.path().join("s.sock"))
+            .env_remove("MEMES_STORE");
+        if as_nobody {
+            command.uid(65534).gid(65534);
+        }
+        command.output().unwrap()
+    };
+    let refused = memesd(&theirs, false);
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("belongs to nobody (uid 65534)") && why.contains("root"),
+        "{why}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&theirs).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    // Nobody on root's directory: a word about ownership, not a bare OS error.
+    let mine = dir.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let refused = memesd(&mine, true);
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("belongs to root (uid 0)") && why.contains("nobody"),
+        "{why}"
+    );
+}

@@ -82,7 +82,7 @@ fn an_exported_file_ledger_imports_into_postgres_and_reads_the_same() {
         String::from_utf8_lossy(&exported.stderr)
     );
     let stream = std::fs::read_to_string(&export).unwrap();
-    assert!(stream.starts_with(r#"{"format":"memes-ledger","version":1}"#));
+    assert!(stream.starts_with(r#"{"format":"memes-ledger","version":1,"source":{"#));
     assert!(
         stream
             .trim_end()
@@ -199,4 +199,71 @@ fn the_database_password_reaches_no_log_and_no_printed_config() {
         );
         assert!(!log.contains(secret), "{form}: {log}");
     }
+}
+
+/// Following README: stop memesd, export, import into PostgreSQL. The file ledger is then
+/// marked as moved: no memesd serves it again (the CLI's autostart included) unless its
+/// marker is removed; and `import --replace` refuses while hosts serve the database.
+#[test]
+fn a_moved_ledger_stays_moved() {
+    let mut daemon = Daemon::start_file();
+    daemon.memes_json(&["get", "--user", "u1", "--query", "cats"]);
+    daemon.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
+    let data_dir = daemon.data_dir.to_str().unwrap().to_string();
+    let export = daemon.dir.path().join("ledger.ndjson");
+    let export = export.to_str().unwrap();
+    let exported = memesd(&["export", "--data-dir", &data_dir, "--out", export]);
+    assert!(exported.status.success(), "{exported:?}");
+    let database = TestDatabase::create();
+    let imported = memesd(&["import", "--store", &database.url, "--in", export]);
+    let said = String::from_utf8_lossy(&imported.stderr);
+    assert!(imported.status.success(), "{said}");
+    assert!(said.contains("marked the ledger in"), "{said}");
+
+    // The old ledger refuses to be served, saying where it went and how to override.
+    let refused = Command::new(MEMESD)
+        .args(["--data-dir", &data_dir, "--socket"])
+        .arg(daemon.dir.path().join("again.sock"))
+        .env_remove("MEMES_STORE")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("was moved to postgres://postgres@/") && why.contains("moved.json"),
+        "{why}"
+    );
+    assert!(!why.contains("password"), "{why}");
+    // The autostart meets the same refusal, and nothing is charged anywhere.
+    let home = crate::harness::short_tempdir();
+    let run = crate::harness::run_memes(
+        None,
+        &["get", "--user", "u1", "--query", "dogs"],
+        &[
+            ("HOME", home.path().to_str().unwrap()),
+            ("XDG_RUNTIME_DIR", home.path().to_str().unwrap()),
+            ("MEMES_DATA_DIR", &data_dir),
+            ("MEMES_NO_AUTOSTART", "0"),
+        ],
+    );
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("moved"), "{}", run.stderr);
+
+    // Served from PostgreSQL: the balance moved with it, and a replace is refused meanwhile.
+    let on_postgres = Daemon::start_on(database, &[]);
+    assert_eq!(on_postgres.balance("u1"), Some(149));
+    let url = on_postgres.database.as_ref().unwrap().url.clone();
+    let replace = memesd(&["import", "--store", &url, "--in", export, "--replace"]);
+    let said = String::from_utf8_lossy(&replace.stderr);
+    assert!(!replace.status.success(), "{said}");
+    assert!(
+        said.contains("memesd hosts are serving this database"),
+        "{said}"
+    );
+    assert_eq!(on_postgres.balance("u1"), Some(149));
+
+    // Deliberately serving the old copy: remove the marker.
+    std::fs::remove_file(daemon.data_dir.join("moved.json")).unwrap();
+    daemon.restart();
+    assert_eq!(daemon.balance("u1"), Some(149));
 }

@@ -5,7 +5,8 @@
 //!   it ends with zeroed space set aside for the next writes);
 //! - `snapshot.json`: the latest checkpoint (start-up shortcut, see [`snapshot`]);
 //! - `memesd.lock`: held exclusively while a store is open, so two daemons can never write
-//!   the same files.
+//!   the same files;
+//! - `moved.json`: present once the ledger was moved elsewhere (see [`moved`]).
 //!
 //! Threads: the group-commit writer (see [`journal`]) and a checkpointer (see
 //! [`checkpointer`]) that writes a new checkpoint whenever the journal has grown by
@@ -16,6 +17,7 @@ pub mod checkpointer;
 pub mod history;
 pub mod journal;
 pub mod ledger;
+pub mod moved;
 pub mod reader;
 pub mod record;
 pub mod recovery;

@@ -33,6 +33,35 @@ pub const VERSION: u32 = 1;
 struct Header {
     format: String,
     version: u32,
+    /// Where the exported ledger lives, so that an import can mark it as moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<Source>,
+}
+
+/// The file ledger an export was made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// The machine's host name.
+    pub host: String,
+    /// The data directory, absolute.
+    pub dir: std::path::PathBuf,
+}
+
+impl Source {
+    /// The ledger in `dir`, on this machine.
+    pub fn here(dir: &std::path::Path) -> Source {
+        Source {
+            host: host_name(),
+            dir: std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()),
+        }
+    }
+}
+
+/// This machine's name (empty if it has none).
+pub fn host_name() -> String {
+    nix::unistd::gethostname()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The last line.
@@ -73,6 +102,7 @@ pub fn export_file_store(
         &Header {
             format: FORMAT.into(),
             version: VERSION,
+            source: Some(Source::here(store.dir())),
         },
     )
     .expect("header serialises");
@@ -147,6 +177,8 @@ impl Read for ReadAt {
 pub struct Imported {
     pub counts: Counts,
     pub audit: AuditReport,
+    /// The file ledger the stream was exported from, if it says.
+    pub source: Option<Source>,
 }
 
 /// Entries written per statement.
@@ -220,6 +252,28 @@ struct Final {
     until: Option<i64>,
 }
 
+/// Refuses to replace a ledger that memesd hosts are serving: they would go on deciding
+/// changes on balances the import is about to overwrite.
+async fn refuse_if_served(tx: &tokio_postgres::Transaction<'_>) -> Result<(), String> {
+    let row = tx
+        .query_one(
+            "SELECT count(*), string_agg(DISTINCT coalesce(host(client_addr), 'the local socket'), ', ')
+             FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = $1 AND pid <> pg_backend_pid()",
+            &[&super::SERVING_APPLICATION],
+        )
+        .await
+        .map_err(|e| format!("looking for memesd hosts: {}", db_error(&e)))?;
+    let sessions: i64 = row.get(0);
+    match sessions {
+        0 => Ok(()),
+        _ => Err(format!(
+            "memesd hosts are serving this database ({sessions} connections, from {}): stop them before replacing its ledger, then start them again once the import is done",
+            row.get::<_, Option<String>>(1).unwrap_or_default()
+        )),
+    }
+}
+
 /// Loads a stream made by [`export_file_store`] into the store's database, in one
 /// transaction. Refuses a database that already holds a ledger unless `replace`.
 pub async fn import(
@@ -247,6 +301,9 @@ pub async fn import(
         .await
         .map_err(db("looking at the database"))?
         .get(0);
+    if held > 0 && replace {
+        refuse_if_served(&tx).await?;
+    }
     if held > 0 {
         if !replace {
             return Err(format!(
@@ -268,8 +325,8 @@ pub async fn import(
             .map_err(|e| format!("reading the stream: {e}"))
     };
     let header = next_line(&mut line_no)?.ok_or("the stream is empty")?;
-    match serde_json::from_slice::<Header>(&header) {
-        Ok(h) if h.format == FORMAT && h.version == VERSION => {}
+    let source = match serde_json::from_slice::<Header>(&header) {
+        Ok(h) if h.format == FORMAT && h.version == VERSION => h.source,
         Ok(h) => {
             return Err(format!(
                 "the stream is {} version {}; this memesd reads {FORMAT} version {VERSION}",
@@ -277,7 +334,7 @@ pub async fn import(
             ));
         }
         Err(_) => return Err("line 1: not a memes ledger export (no header)".into()),
-    }
+    };
     let mut buffer = Buffer::default();
     let mut accounts: HashMap<String, Final> = HashMap::new();
     let mut counts = Counts::default();
@@ -378,5 +435,9 @@ pub async fn import(
         .batch_execute("ANALYZE accounts, entries, idempotency_keys")
         .await
         .map_err(db("analyzing the imported tables"))?;
-    Ok(Imported { counts, audit })
+    Ok(Imported {
+        counts,
+        audit,
+        source,
+    })
 }

@@ -71,7 +71,13 @@ pub struct PgConfig {
     pub max_batch: usize,
     /// Most attempts at one batch (deadlocks, serialization failures, lost connections).
     pub attempts: u32,
+    /// How its sessions are named in `pg_stat_activity` (unless the URL names them): a
+    /// serving host is [`SERVING_APPLICATION`], which `memesd import --replace` looks for.
+    pub application_name: &'static str,
 }
+
+/// The application name of a serving memesd's sessions.
+pub const SERVING_APPLICATION: &str = "memesd";
 
 impl PgConfig {
     /// Defaults for `url`.
@@ -88,6 +94,7 @@ impl PgConfig {
             read_deadline: Duration::from_secs(5),
             max_batch: 1024,
             attempts: 8,
+            application_name: SERVING_APPLICATION,
         }
     }
 
@@ -116,7 +123,7 @@ impl PgConfig {
             config.connect_timeout(self.connect_timeout);
         }
         if config.get_application_name().is_none() {
-            config.application_name("memesd");
+            config.application_name(self.application_name);
         }
         config.keepalives_idle(Duration::from_secs(10));
         config.tcp_user_timeout(self.change_deadline);
