@@ -562,6 +562,7 @@ fn bench_errors_fail_the_run_unless_allowed_and_throughput_counts_successes() {
     args.extend(["-n", "50", "--max-errors", "49"]);
     assert_eq!(daemon.memes(&args).code, 1);
 }
+
 #[test]
 fn bench_never_starts_a_daemon_nor_opens_accounts_in_a_live_ledger() {
     // No daemon on the default socket, autostart left on: bench says so and starts none.
