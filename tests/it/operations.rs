@@ -396,9 +396,20 @@ fn long_commands_print_no_progress_on_a_pipe() {
     daemon.memes_json(&["get", "--user", "u1", "--query", "cats"]);
     for args in [
         &["audit"][..],
-        &["bench", "--requests", "300", "--conns", "2", "--users", "5"],
+        // --force: the ledger holds u1, and bench writes beside it only when told.
         &[
             "bench",
+            "--force",
+            "--requests",
+            "300",
+            "--conns",
+            "2",
+            "--users",
+            "5",
+        ],
+        &[
+            "bench",
+            "--force",
             "--duration",
             "300ms",
             "--conns",
