@@ -7,6 +7,7 @@ mod catalogue;
 mod checkpoints;
 mod cli;
 mod console;
+mod failover;
 mod flood;
 mod hostile;
 mod http;

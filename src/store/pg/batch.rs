@@ -34,11 +34,16 @@
 //! the same new account, or used the same new key, at the same moment) rolls the batch back
 //! and decides it again on fresh rows, a bounded number of times. A lost connection before
 //! COMMIT is discarded and the batch retried on a new one until the changes' deadline, then
-//! refused as `unavailable`. A connection lost *during* COMMIT leaves the outcome unknown:
+//! refused as `unavailable`; but once no host gives a writable connection (no primary is
+//! known, [`super::primary`]), waiting changes are refused at once, and so are new ones
+//! until a primary is found. A server that turned read-only under a connection (a primary
+//! demoted by a failover) counts as a lost connection: nothing was written, and the batch
+//! goes to the new primary. A connection lost *during* COMMIT leaves the outcome unknown:
 //! those changes get an error saying so (a keyed retry is safe). Nothing is answered as
 //! applied unless its COMMIT succeeded.
 
 use super::columns::{EntryColumns, Extras, KeyColumns};
+use super::primary::Primary;
 use super::{PgConfig, db_error, lock};
 use crate::domain::AccountView;
 use crate::store::rules::{self, Change, KeyUse};
@@ -112,6 +117,17 @@ impl From<&PgConfig> for WriterConfig {
     }
 }
 
+/// What a host's writers share with each other and with the store.
+#[derive(Clone)]
+pub struct Shared {
+    /// False while the database is unreachable (or read-only) and changes fail.
+    pub writable: Arc<AtomicBool>,
+    /// The accounts as the writers last committed them.
+    pub copies: Arc<Mutex<Copies>>,
+    pub tally: Arc<Tally>,
+    pub primary: Arc<Primary>,
+}
+
 /// The shared end of the queue: each writer takes what is waiting when it is free.
 pub type Queue = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>>;
 
@@ -130,14 +146,7 @@ pub struct Tally {
 /// flushes their commits together). A connection has at most one change in flight (it waits
 /// for the answer), so a client's changes are still applied in the order it sent them;
 /// accounts are locked in one order by every writer of every host.
-pub async fn run(
-    pool: Pool,
-    queue: Queue,
-    config: WriterConfig,
-    writable: Arc<AtomicBool>,
-    copies: Arc<Mutex<Copies>>,
-    tally: Arc<Tally>,
-) {
+pub async fn run(pool: Pool, queue: Queue, config: WriterConfig, shared: Shared) {
     let mut connection: Option<Object> = None;
     let mut batch = Vec::with_capacity(config.max_batch);
     // Changes decided on a stale copy: first in the next batch, so each user's changes keep
@@ -164,16 +173,7 @@ pub async fn run(
             }
         }
         let began = Instant::now();
-        let answers = commit(
-            &pool,
-            &mut connection,
-            &batch,
-            config,
-            &writable,
-            &copies,
-            &tally,
-        )
-        .await;
+        let answers = commit(&pool, &mut connection, &batch, config, &shared).await;
         let took = began.elapsed();
         telemetry::store_commit(telemetry::Store::Postgres, took, batch.len());
         tracing::trace!(
@@ -187,7 +187,7 @@ pub async fn run(
                     let _ = pending.done.send(result);
                 }
                 None => {
-                    tally.decided_again.fetch_add(1, Ordering::Relaxed);
+                    shared.tally.decided_again.fetch_add(1, Ordering::Relaxed);
                     telemetry::store_decided_again();
                     again.push(pending);
                 }
@@ -215,10 +215,14 @@ async fn commit(
     connection: &mut Option<Object>,
     batch: &[Pending],
     config: WriterConfig,
-    writable: &AtomicBool,
-    copies: &Mutex<Copies>,
-    tally: &Tally,
+    shared: &Shared,
 ) -> Vec<Answer> {
+    let Shared {
+        writable,
+        copies,
+        tally,
+        primary,
+    } = shared;
     let oldest = batch
         .iter()
         .map(|p| p.asked)
@@ -228,6 +232,11 @@ async fn commit(
     let mut attempt = 0;
     let mut pause = Duration::from_millis(20);
     let failure = loop {
+        if let Some(why) = primary.unavailable() {
+            // The prober looks for a primary; waiting here would only hold the answer.
+            writable.store(false, Ordering::Relaxed);
+            break StoreError::Unavailable(why);
+        }
         attempt += 1;
         let mut committing = false;
         let tried = tokio::time::timeout_at(
@@ -249,8 +258,10 @@ async fn commit(
             }
             Ok(Err(failure)) => failure,
             Err(_) => {
-                // The connection may be stuck mid-statement: never hand it out again.
+                // The connection may be stuck mid-statement: never hand it out again, nor
+                // the pooled ones made before it (the server may be frozen).
                 discard(connection);
+                primary.connection_broke();
                 writable.store(false, Ordering::Relaxed);
                 let why = format!("PostgreSQL did not answer within {:?}", config.deadline);
                 break match committing {
@@ -269,7 +280,11 @@ async fn commit(
             }
             Failure::Lost(why) => {
                 discard(connection);
+                primary.connection_broke();
                 writable.store(false, Ordering::Relaxed);
+                if let Some(why) = primary.unavailable() {
+                    break StoreError::Unavailable(why);
+                }
                 let now = tokio::time::Instant::now();
                 if attempt < config.attempts.max(64) && now + pause < deadline {
                     tracing::warn!("PostgreSQL connection lost ({why}); retrying the batch");
@@ -314,6 +329,11 @@ fn classify(error: &tokio_postgres::Error, client_closed: bool, sent_commit: boo
                 || *code == SqlState::QUERY_CANCELED =>
         {
             Failure::Retry(why)
+        }
+        // A primary demoted under this connection (or a standby reached without
+        // `target_session_attrs=read-write`): nothing was written; find the primary.
+        Some(code) if *code == SqlState::READ_ONLY_SQL_TRANSACTION => {
+            Failure::Lost(format!("the server is read-only now: {why}"))
         }
         // The server is shutting down or restarting: the connection is going away.
         Some(code)
