@@ -38,9 +38,14 @@
 //! known, [`super::primary`]), waiting changes are refused at once, and so are new ones
 //! until a primary is found. A server that turned read-only under a connection (a primary
 //! demoted by a failover) counts as a lost connection: nothing was written, and the batch
-//! goes to the new primary. A connection lost *during* COMMIT leaves the outcome unknown:
-//! those changes get an error saying so (a keyed retry is safe). Nothing is answered as
-//! applied unless its COMMIT succeeded.
+//! goes to the new primary. A connection lost *during* COMMIT does not leave
+//! the outcome unknown: every batch writes its own commit id (table `commits`) in its
+//! transaction, and the writer looks it up on whichever server is the primary now, fencing
+//! it if it is absent ([`look_up`]): committed, the changes get what was decided; not
+//! committed (and now never), the batch is decided again. Only when nobody can be asked
+//! before the deadline do the changes get `unavailable` saying the outcome is unknown, with
+//! the commit id to look up later. Nothing is answered as applied unless its COMMIT
+//! succeeded or its commit id was found.
 
 use super::columns::{EntryColumns, Extras, KeyColumns};
 use super::primary::Primary;
@@ -202,7 +207,8 @@ enum Failure {
     Retry(String),
     /// The connection is gone or unusable; nothing was committed.
     Lost(String),
-    /// The connection failed during COMMIT: the outcome is unknown.
+    /// The connection failed during COMMIT: the outcome is unknown until the batch's commit
+    /// id is looked up.
     Unknown(String),
     /// The database refused the batch (a constraint caught a wrong state, a read-only
     /// server): retrying would not help.
@@ -238,7 +244,8 @@ async fn commit(
             break StoreError::Unavailable(why);
         }
         attempt += 1;
-        let mut committing = false;
+        let id = commit_id();
+        let mut committing = None;
         let tried = tokio::time::timeout_at(
             deadline,
             attempt_batch(
@@ -246,7 +253,10 @@ async fn commit(
                 connection,
                 batch,
                 config,
-                &mut committing,
+                Attempt {
+                    id: &id,
+                    committing: &mut committing,
+                },
                 copies,
                 tally,
             ),
@@ -265,8 +275,8 @@ async fn commit(
                 writable.store(false, Ordering::Relaxed);
                 let why = format!("PostgreSQL did not answer within {:?}", config.deadline);
                 break match committing {
-                    true => StoreError::Unconfirmed(why),
-                    false => StoreError::Unavailable(why),
+                    Some(_) => StoreError::Unconfirmed(unconfirmed(&why, &id, None)),
+                    None => StoreError::Unavailable(why),
                 };
             }
         };
@@ -296,8 +306,45 @@ async fn commit(
             }
             Failure::Unknown(why) => {
                 discard(connection);
+                primary.connection_broke();
                 writable.store(false, Ordering::Relaxed);
-                break StoreError::Unconfirmed(why);
+                let decided = committing.expect("an unknown outcome was committing");
+                // Whatever it was, what was copied may no longer be what is stored.
+                lock(copies).rows.clear();
+                match look_up(pool, primary, &id, deadline).await {
+                    Ok(Some(moved)) => {
+                        tracing::info!(
+                            "batch {id}: the reply to its COMMIT was lost ({why}); it is committed"
+                        );
+                        writable.store(true, Ordering::Relaxed);
+                        return answers(batch, decided, &moved);
+                    }
+                    Ok(None) => {
+                        // Never committed, and now it never can: decide it again.
+                        tracing::info!(
+                            "batch {id}: the connection broke during COMMIT ({why}); it is not committed, retrying"
+                        );
+                        if tokio::time::Instant::now() + pause < deadline {
+                            continue;
+                        }
+                        break StoreError::Unavailable(format!("PostgreSQL is unreachable: {why}"));
+                    }
+                    Err(looking) => {
+                        tracing::warn!(
+                            "batch {id}: the connection broke during COMMIT ({why}), and its outcome could not be learned before the deadline: {looking}"
+                        );
+                        return decided
+                            .into_iter()
+                            .map(|decision| {
+                                Some(Err(StoreError::Unconfirmed(unconfirmed(
+                                    &why,
+                                    &id,
+                                    Some(&decision),
+                                ))))
+                            })
+                            .collect();
+                    }
+                }
             }
             Failure::Refused(why) => {
                 tracing::error!("PostgreSQL refused a batch of {}: {why}", batch.len());
@@ -308,6 +355,123 @@ async fn commit(
     // Whatever the failure, what was copied may no longer be what is stored.
     lock(copies).rows.clear();
     batch.iter().map(|_| Some(Err(failure.clone()))).collect()
+}
+
+/// One attempt's commit id, and the decisions once its COMMIT is under way (None before).
+struct Attempt<'a> {
+    id: &'a str,
+    committing: &'a mut Option<Vec<Result<Applied, StoreError>>>,
+}
+
+/// A new commit id: 128 random bits, hex. Each attempt has its own, since a lookup that found
+/// an attempt not committed fences its id for good.
+fn commit_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No entropy source: the time and a counter are unique enough on one host, and
+        // hosts differ by their process id.
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        bytes[..8].copy_from_slice(&nanos.to_le_bytes());
+        bytes[8..12].copy_from_slice(&std::process::id().to_le_bytes());
+        bytes[12..].copy_from_slice(&(NEXT.fetch_add(1, Ordering::Relaxed) as u32).to_le_bytes());
+    }
+    hex::encode(bytes)
+}
+
+/// The answers of a batch found committed: its decisions, but for the users it left for the
+/// next batch (`moved`: decided on a stale copy, nothing of theirs written).
+fn answers(
+    batch: &[Pending],
+    decided: Vec<Result<Applied, StoreError>>,
+    moved: &HashSet<String>,
+) -> Vec<Answer> {
+    batch
+        .iter()
+        .zip(decided)
+        .map(|(pending, result)| match moved.contains(&pending.user) {
+            true => None,
+            false => Some(result),
+        })
+        .collect()
+}
+
+/// The message of a change whose batch's outcome could not be learned before the deadline:
+/// the commit id to look up later, and what the change did if the batch committed.
+fn unconfirmed(why: &str, id: &str, decision: Option<&Result<Applied, StoreError>>) -> String {
+    let if_committed = match decision {
+        Some(Ok(Applied::Account(account))) => {
+            format!(
+                "; if it did, this change was applied (balance {})",
+                account.balance
+            )
+        }
+        Some(Ok(Applied::Replayed(_))) => "; either way this was a replay of a keyed change".into(),
+        Some(Err(error)) => format!("; either way this change was refused: {error}"),
+        None => String::new(),
+    };
+    format!(
+        "{why}; commit id {id}: the change's batch committed if table `commits` has id '{id}' with fenced = false{if_committed}; README: \"Learning an outcome later\""
+    )
+}
+
+/// How long a lookup waits before asking again (while no primary is known, or after a
+/// failed attempt).
+const LOOK_AGAIN: Duration = Duration::from_millis(100);
+
+/// Learns whether the batch with commit id `id` committed, from whichever server is now the
+/// primary, before `deadline`: `Some(moved)` if it did, `None` if it did not (and now never
+/// will: its id is fenced), an error if nobody could say in time.
+async fn look_up(
+    pool: &Pool,
+    primary: &Primary,
+    id: &str,
+    deadline: tokio::time::Instant,
+) -> Result<Option<HashSet<String>>, String> {
+    let mut last = String::from("no primary was found");
+    loop {
+        if primary.unknown().is_none() {
+            match tokio::time::timeout_at(deadline, fence(pool, id)).await {
+                Ok(Ok(found)) => return Ok(found),
+                Ok(Err(why)) => last = why,
+                Err(_) => return Err(format!("no answer before the deadline ({last})")),
+            }
+        } else if let Some(why) = primary.unavailable() {
+            last = why;
+        }
+        if tokio::time::Instant::now() + LOOK_AGAIN >= deadline {
+            return Err(last);
+        }
+        tokio::time::sleep(LOOK_AGAIN).await;
+    }
+}
+
+/// One lookup: insert the id fenced. If that succeeds the batch never committed (and its own
+/// insert, should it still be in progress somewhere, was waited for or will conflict); if it
+/// conflicts, the row says whether a batch or an earlier lookup put it there.
+async fn fence(pool: &Pool, id: &str) -> Result<Option<HashSet<String>>, String> {
+    let client = pool.get().await.map_err(|e| e.to_string())?;
+    let fenced = client
+        .execute(
+            "INSERT INTO commits (id, fenced) VALUES ($1, true) ON CONFLICT (id) DO NOTHING",
+            &[&id],
+        )
+        .await
+        .map_err(|e| db_error(&e))?;
+    if fenced == 1 {
+        return Ok(None);
+    }
+    // A statement of its own: under READ COMMITTED it sees the row the insert conflicted with.
+    let row = client
+        .query_one("SELECT fenced, moved FROM commits WHERE id = $1", &[&id])
+        .await
+        .map_err(|e| db_error(&e))?;
+    match row.get::<_, bool>(0) {
+        true => Ok(None),
+        false => Ok(Some(row.get::<_, Vec<String>>(1).into_iter().collect())),
+    }
 }
 
 /// Takes a connection out of the pool for good (it is closed when dropped).
@@ -385,8 +549,8 @@ impl Columns4 {
 const LOCK: &str = "SELECT user_id, balance, tier, until_ms FROM accounts
                     WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE";
 const KEYS: &str = "SELECT key, fingerprint, reply FROM idempotency_keys WHERE key = ANY($1)";
-/// Every row a batch writes, in one statement: new accounts, changed accounts, new keys
-/// (data-modifying CTEs) and the entries (the main statement, so their numbers are drawn in
+/// Every row a batch writes, in one statement: new accounts, changed accounts, new keys, the
+/// batch's commit id ($22) (data-modifying CTEs) and the entries (the main statement, so their numbers are drawn in
 /// row order). A new account that another host opened meanwhile is a unique violation: the
 /// batch is decided again.
 /// Appending a batch's entries ($12–$21, one array per column of `entries` but `seq`): the
@@ -413,6 +577,8 @@ const WRITE: &str = concat!(
     ), keyed AS (
         INSERT INTO idempotency_keys (key, fingerprint, reply)
         SELECT * FROM unnest($9::text[], $10::text[], $11::text[])
+    ), recorded AS (
+        INSERT INTO commits (id) VALUES ($22)
     )
     ",
     insert_entries!(),
@@ -435,7 +601,8 @@ struct Before<'b> {
 /// latest committed version); append the entries ($12–$21, in request order, so numbered as
 /// on the locking path) of the users updated. Returns the users that "moved": an account the
 /// batch leaves unchanged ($1–$4, its refusals decided on the copy) that is gone or no longer
-/// its copy, and a changed account that was not updated.
+/// its copy, and a changed account that was not updated. Records the batch's commit id ($22)
+/// with the users that moved, so that a lost COMMIT reply can be resolved.
 const WRITE_ON_COPIES: &str = concat!(
     "WITH updated AS (
         UPDATE accounts AS a SET balance = u.balance, tier = u.tier, until_ms = u.until_ms
@@ -451,15 +618,19 @@ const WRITE_ON_COPIES: &str = concat!(
     " WITH ORDINALITY AS x (t, u, k, d, b, key, r, m, tier, until, n)
         WHERE x.u IN (SELECT user_id FROM updated)
         ORDER BY x.n
+    ), moved AS (
+        SELECT e.user_id
+        FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[])
+             AS e (user_id, balance, tier, until_ms)
+        LEFT JOIN accounts AS a USING (user_id)
+        WHERE a.user_id IS NULL
+           OR (a.balance, a.tier, a.until_ms) IS DISTINCT FROM (e.balance, e.tier, e.until_ms)
+        UNION ALL
+        SELECT c FROM unnest($5::text[]) AS c WHERE c NOT IN (SELECT user_id FROM updated)
+    ), recorded AS (
+        INSERT INTO commits (id, moved) SELECT $22, array(SELECT user_id FROM moved)
     )
-    SELECT e.user_id
-    FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[])
-         AS e (user_id, balance, tier, until_ms)
-    LEFT JOIN accounts AS a USING (user_id)
-    WHERE a.user_id IS NULL
-       OR (a.balance, a.tier, a.until_ms) IS DISTINCT FROM (e.balance, e.tier, e.until_ms)
-    UNION ALL
-    SELECT c FROM unnest($5::text[]) AS c WHERE c NOT IN (SELECT user_id FROM updated)"
+    SELECT user_id FROM moved"
 );
 
 /// What this host's writers last committed for the accounts they touched (one set per host,
@@ -532,7 +703,7 @@ async fn attempt_batch(
     connection: &mut Option<Object>,
     batch: &[Pending],
     config: WriterConfig,
-    committing: &mut bool,
+    attempt: Attempt<'_>,
     copies: &Mutex<Copies>,
     tally: &Tally,
 ) -> Result<Vec<Answer>, Failure> {
@@ -594,14 +765,17 @@ async fn attempt_batch(
         })
         .await
         .map_err(|e| classify(&e, client.is_closed(), false))?;
-    *committing = true;
+    // From here the outcome may be unknown: keep the decisions, to answer with them if the
+    // lookup finds the batch committed.
+    *attempt.committing = Some(results);
     let moved = match &copied {
-        Some(copied) => write_on_copies(client, &write, &users, copied, &rows).await?,
+        Some(copied) => write_on_copies(client, &write, &users, copied, &rows, attempt.id).await?,
         None => {
-            write_locked(client, &write, &rows).await?;
+            write_locked(client, &write, &rows, attempt.id).await?;
             HashSet::new()
         }
     };
+    let results = attempt.committing.take().expect("decided");
     lock(copies).committed(&users, accounts, &moved);
     if copied.is_some() {
         tally.on_copies.fetch_add(1, Ordering::Relaxed);
@@ -682,13 +856,20 @@ async fn lock_and_read<'b>(
 }
 
 /// Round trip 2 of the locking path: write every row and commit.
-async fn write_locked(client: &Object, write: &Statement, rows: &Rows) -> Result<(), Failure> {
+async fn write_locked(
+    client: &Object,
+    write: &Statement,
+    rows: &Rows,
+    id: &str,
+) -> Result<(), Failure> {
     if rows.entries.is_empty() {
-        // Only refusals and replays: nothing to write, the locks go with the transaction.
-        return client
-            .batch_execute("COMMIT")
-            .await
-            .map_err(|e| classify(&e, client.is_closed(), true));
+        // Only refusals and replays: nothing to write, the locks go with the transaction,
+        // and the answers, decided on locked rows, stand whether or not COMMIT's reply comes.
+        return match client.batch_execute("COMMIT").await {
+            Ok(()) => Ok(()),
+            Err(error) if error.as_db_error().is_none() => Ok(()),
+            Err(error) => Err(classify(&error, client.is_closed(), true)),
+        };
     }
     let (n, c) = (&rows.new, &rows.changed);
     let accounts: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
@@ -698,6 +879,7 @@ async fn write_locked(client: &Object, write: &Statement, rows: &Rows) -> Result
         .into_iter()
         .chain(rows.keys.params())
         .chain(rows.entries.params())
+        .chain([&id as &(dyn tokio_postgres::types::ToSql + Sync)])
         .collect();
     let (written, committed) = tokio::join!(
         client.execute(write, &params),
@@ -715,6 +897,7 @@ async fn write_on_copies(
     users: &[&str],
     copied: &HashMap<&str, AccountView>,
     rows: &Rows,
+    id: &str,
 ) -> Result<HashSet<String>, Failure> {
     // The users whose account the batch leaves as it was (only refusals) are checked
     // against their copies; the changed ones are updated only if they still are their copy.
@@ -742,7 +925,11 @@ async fn write_on_copies(
         &was.tier,
         &was.until,
     ];
-    let params: Vec<_> = accounts.into_iter().chain(rows.entries.params()).collect();
+    let params: Vec<_> = accounts
+        .into_iter()
+        .chain(rows.entries.params())
+        .chain([&id as &(dyn tokio_postgres::types::ToSql + Sync)])
+        .collect();
     let (begun, written, committed) = tokio::join!(
         client.batch_execute("BEGIN"),
         client.query(write, &params),

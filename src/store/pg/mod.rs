@@ -2,7 +2,7 @@
 //!
 //! Tables (see `migrations/`): `accounts` (balance and tier per user), `entries` (the
 //! ledger, append-only, numbered by a global sequence), `idempotency_keys` (fingerprint and
-//! stored reply per key). Every change is decided by [`crate::store::rules`] on rows locked
+//! stored reply per key), `commits` (each batch's commit id, to resolve a lost COMMIT reply). Every change is decided by [`crate::store::rules`] on rows locked
 //! in the database; CHECK and UNIQUE constraints refuse a wrong state a second time.
 //!
 //! Changes go through [`batch`]: one task per host gathers concurrent requests into one
@@ -753,6 +753,8 @@ impl Drop for PgStore {
     }
 }
 
+#[cfg(test)]
+mod outcome_tests;
 #[cfg(test)]
 mod primary_tests;
 #[cfg(test)]
