@@ -8,8 +8,15 @@
 #   venv module where schemathesis must be installed;
 # - from PyPI: schemathesis (scripts/schemathesis.sh tests the HTTP API against its OpenAPI
 #   document), into its own virtual environment unless a `schemathesis` is on PATH already.
+# With --patroni, also what scripts/patroni-cluster.sh needs (the replicated cluster for the
+# failover drill, not used by scripts/test.sh): etcd (Debian's etcd-server) and Patroni 4 from
+# PyPI into /opt/memes/patroni-venv (MEMES_PATRONI_VENV), readable by the postgres user.
 # Already installed: nothing to do, no network needed.
 set -euo pipefail
+
+patroni=
+[ "${1:-}" = "--patroni" ] && patroni=1
+patroni_venv=${MEMES_PATRONI_VENV:-/opt/memes/patroni-venv}
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -36,6 +43,11 @@ if [ -n "$need_schemathesis" ] && ! python3 -c 'import venv, ensurepip' >/dev/nu
   missing+=(python3-venv)
 fi
 
+if [ -n "$patroni" ]; then
+  command -v etcd >/dev/null || missing+=(etcd-server)
+  [ -x "$patroni_venv/bin/patroni" ] || /usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+fi
+
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-test-deps: installing ${missing[*]}" >&2
   as_root apt-get update -qq
@@ -46,4 +58,15 @@ if [ -n "$need_schemathesis" ]; then
   echo "install-test-deps: installing $schemathesis_version into $venv" >&2
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$schemathesis_version"
+fi
+
+if [ -n "$patroni" ] && [ ! -x "$patroni_venv/bin/patroni" ]; then
+  # Patroni 4, not Debian 12's 3.0.2 (patroni issue #2689: on etcd's v3 API a thawed old
+  # leader could take the leader key back). The system Python, so that the postgres user can
+  # run it.
+  echo "install-test-deps: installing Patroni into $patroni_venv" >&2
+  as_root mkdir -p "$(dirname "$patroni_venv")"
+  as_root /usr/bin/python3 -m venv "$patroni_venv"
+  as_root "$patroni_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    'patroni[etcd3]~=4.1' 'psycopg2-binary~=2.9'
 fi

@@ -297,6 +297,26 @@ pub fn store_decided_again() {
         .increment(1);
 }
 
+/// How long the PostgreSQL store has been without a primary (0 while it has one): set while
+/// it looks for one, and back to 0 when it finds one.
+pub fn store_without_primary(without: Duration) {
+    static GAUGE: OnceLock<Gauge> = OnceLock::new();
+    GAUGE
+        .get_or_init(
+            || metrics::gauge!("memes_store_without_primary_seconds", "store" => "postgres"),
+        )
+        .set(without.as_secs_f64());
+}
+
+/// Changes handed to the PostgreSQL store's writers and not answered yet (`delta` is +1 when
+/// one is asked for, -1 when it is answered).
+pub fn store_changes_waiting(delta: f64) {
+    static GAUGE: OnceLock<Gauge> = OnceLock::new();
+    GAUGE
+        .get_or_init(|| metrics::gauge!("memes_store_changes_waiting", "store" => "postgres"))
+        .increment(delta);
+}
+
 /// Whether the store accepts changes (set when metrics are rendered).
 pub fn store_writable(store: Store, writable: bool) {
     metrics::gauge!("memes_store_writable", "store" => store.label()).set(if writable {

@@ -34,11 +34,21 @@
 //! the same new account, or used the same new key, at the same moment) rolls the batch back
 //! and decides it again on fresh rows, a bounded number of times. A lost connection before
 //! COMMIT is discarded and the batch retried on a new one until the changes' deadline, then
-//! refused as `unavailable`. A connection lost *during* COMMIT leaves the outcome unknown:
-//! those changes get an error saying so (a keyed retry is safe). Nothing is answered as
-//! applied unless its COMMIT succeeded.
+//! refused as `unavailable`; but once no host gives a writable connection (no primary is
+//! known, [`super::primary`]), waiting changes are refused at once, and so are new ones
+//! until a primary is found. A server that turned read-only under a connection (a primary
+//! demoted by a failover) counts as a lost connection: nothing was written, and the batch
+//! goes to the new primary. A connection lost *during* COMMIT does not leave
+//! the outcome unknown: every batch writes its own commit id (table `commits`) in its
+//! transaction, and the writer looks it up on whichever server is the primary now, fencing
+//! it if it is absent ([`look_up`]): committed, the changes get what was decided; not
+//! committed (and now never), the batch is decided again. Only when nobody can be asked
+//! before the deadline do the changes get `unavailable` saying the outcome is unknown, with
+//! the commit id to look up later. Nothing is answered as applied unless its COMMIT
+//! succeeded or its commit id was found.
 
 use super::columns::{EntryColumns, Extras, KeyColumns};
+use super::primary::Primary;
 use super::{PgConfig, db_error, lock};
 use crate::domain::AccountView;
 use crate::store::rules::{self, Change, KeyUse};
@@ -112,6 +122,17 @@ impl From<&PgConfig> for WriterConfig {
     }
 }
 
+/// What a host's writers share with each other and with the store.
+#[derive(Clone)]
+pub struct Shared {
+    /// False while the database is unreachable (or read-only) and changes fail.
+    pub writable: Arc<AtomicBool>,
+    /// The accounts as the writers last committed them.
+    pub copies: Arc<Mutex<Copies>>,
+    pub tally: Arc<Tally>,
+    pub primary: Arc<Primary>,
+}
+
 /// The shared end of the queue: each writer takes what is waiting when it is free.
 pub type Queue = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>>;
 
@@ -130,14 +151,7 @@ pub struct Tally {
 /// flushes their commits together). A connection has at most one change in flight (it waits
 /// for the answer), so a client's changes are still applied in the order it sent them;
 /// accounts are locked in one order by every writer of every host.
-pub async fn run(
-    pool: Pool,
-    queue: Queue,
-    config: WriterConfig,
-    writable: Arc<AtomicBool>,
-    copies: Arc<Mutex<Copies>>,
-    tally: Arc<Tally>,
-) {
+pub async fn run(pool: Pool, queue: Queue, config: WriterConfig, shared: Shared) {
     let mut connection: Option<Object> = None;
     let mut batch = Vec::with_capacity(config.max_batch);
     // Changes decided on a stale copy: first in the next batch, so each user's changes keep
@@ -164,16 +178,7 @@ pub async fn run(
             }
         }
         let began = Instant::now();
-        let answers = commit(
-            &pool,
-            &mut connection,
-            &batch,
-            config,
-            &writable,
-            &copies,
-            &tally,
-        )
-        .await;
+        let answers = commit(&pool, &mut connection, &batch, config, &shared).await;
         let took = began.elapsed();
         telemetry::store_commit(telemetry::Store::Postgres, took, batch.len());
         tracing::trace!(
@@ -187,7 +192,7 @@ pub async fn run(
                     let _ = pending.done.send(result);
                 }
                 None => {
-                    tally.decided_again.fetch_add(1, Ordering::Relaxed);
+                    shared.tally.decided_again.fetch_add(1, Ordering::Relaxed);
                     telemetry::store_decided_again();
                     again.push(pending);
                 }
@@ -202,7 +207,8 @@ enum Failure {
     Retry(String),
     /// The connection is gone or unusable; nothing was committed.
     Lost(String),
-    /// The connection failed during COMMIT: the outcome is unknown.
+    /// The connection failed during COMMIT: the outcome is unknown until the batch's commit
+    /// id is looked up.
     Unknown(String),
     /// The database refused the batch (a constraint caught a wrong state, a read-only
     /// server): retrying would not help.
@@ -215,10 +221,14 @@ async fn commit(
     connection: &mut Option<Object>,
     batch: &[Pending],
     config: WriterConfig,
-    writable: &AtomicBool,
-    copies: &Mutex<Copies>,
-    tally: &Tally,
+    shared: &Shared,
 ) -> Vec<Answer> {
+    let Shared {
+        writable,
+        copies,
+        tally,
+        primary,
+    } = shared;
     let oldest = batch
         .iter()
         .map(|p| p.asked)
@@ -228,8 +238,14 @@ async fn commit(
     let mut attempt = 0;
     let mut pause = Duration::from_millis(20);
     let failure = loop {
+        if let Some(why) = primary.unavailable() {
+            // The prober looks for a primary; waiting here would only hold the answer.
+            writable.store(false, Ordering::Relaxed);
+            break StoreError::Unavailable(why);
+        }
         attempt += 1;
-        let mut committing = false;
+        let id = commit_id();
+        let mut committing = None;
         let tried = tokio::time::timeout_at(
             deadline,
             attempt_batch(
@@ -237,7 +253,10 @@ async fn commit(
                 connection,
                 batch,
                 config,
-                &mut committing,
+                Attempt {
+                    id: &id,
+                    committing: &mut committing,
+                },
                 copies,
                 tally,
             ),
@@ -249,13 +268,15 @@ async fn commit(
             }
             Ok(Err(failure)) => failure,
             Err(_) => {
-                // The connection may be stuck mid-statement: never hand it out again.
+                // The connection may be stuck mid-statement: never hand it out again, nor
+                // the pooled ones made before it (the server may be frozen).
                 discard(connection);
+                primary.connection_broke();
                 writable.store(false, Ordering::Relaxed);
                 let why = format!("PostgreSQL did not answer within {:?}", config.deadline);
                 break match committing {
-                    true => StoreError::Unconfirmed(why),
-                    false => StoreError::Unavailable(why),
+                    Some(_) => StoreError::Unconfirmed(unconfirmed(&why, &id, None)),
+                    None => StoreError::Unavailable(why),
                 };
             }
         };
@@ -269,7 +290,11 @@ async fn commit(
             }
             Failure::Lost(why) => {
                 discard(connection);
+                primary.connection_broke();
                 writable.store(false, Ordering::Relaxed);
+                if let Some(why) = primary.unavailable() {
+                    break StoreError::Unavailable(why);
+                }
                 let now = tokio::time::Instant::now();
                 if attempt < config.attempts.max(64) && now + pause < deadline {
                     tracing::warn!("PostgreSQL connection lost ({why}); retrying the batch");
@@ -281,8 +306,45 @@ async fn commit(
             }
             Failure::Unknown(why) => {
                 discard(connection);
+                primary.connection_broke();
                 writable.store(false, Ordering::Relaxed);
-                break StoreError::Unconfirmed(why);
+                let decided = committing.expect("an unknown outcome was committing");
+                // Whatever it was, what was copied may no longer be what is stored.
+                lock(copies).rows.clear();
+                match look_up(pool, primary, &id, deadline).await {
+                    Ok(Some(moved)) => {
+                        tracing::info!(
+                            "batch {id}: the reply to its COMMIT was lost ({why}); it is committed"
+                        );
+                        writable.store(true, Ordering::Relaxed);
+                        return answers(batch, decided, &moved);
+                    }
+                    Ok(None) => {
+                        // Never committed, and now it never can: decide it again.
+                        tracing::info!(
+                            "batch {id}: the connection broke during COMMIT ({why}); it is not committed, retrying"
+                        );
+                        if tokio::time::Instant::now() + pause < deadline {
+                            continue;
+                        }
+                        break StoreError::Unavailable(format!("PostgreSQL is unreachable: {why}"));
+                    }
+                    Err(looking) => {
+                        tracing::warn!(
+                            "batch {id}: the connection broke during COMMIT ({why}), and its outcome could not be learned before the deadline: {looking}"
+                        );
+                        return decided
+                            .into_iter()
+                            .map(|decision| {
+                                Some(Err(StoreError::Unconfirmed(unconfirmed(
+                                    &why,
+                                    &id,
+                                    Some(&decision),
+                                ))))
+                            })
+                            .collect();
+                    }
+                }
             }
             Failure::Refused(why) => {
                 tracing::error!("PostgreSQL refused a batch of {}: {why}", batch.len());
@@ -293,6 +355,123 @@ async fn commit(
     // Whatever the failure, what was copied may no longer be what is stored.
     lock(copies).rows.clear();
     batch.iter().map(|_| Some(Err(failure.clone()))).collect()
+}
+
+/// One attempt's commit id, and the decisions once its COMMIT is under way (None before).
+struct Attempt<'a> {
+    id: &'a str,
+    committing: &'a mut Option<Vec<Result<Applied, StoreError>>>,
+}
+
+/// A new commit id: 128 random bits, hex. Each attempt has its own, since a lookup that found
+/// an attempt not committed fences its id for good.
+fn commit_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No entropy source: the time and a counter are unique enough on one host, and
+        // hosts differ by their process id.
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        bytes[..8].copy_from_slice(&nanos.to_le_bytes());
+        bytes[8..12].copy_from_slice(&std::process::id().to_le_bytes());
+        bytes[12..].copy_from_slice(&(NEXT.fetch_add(1, Ordering::Relaxed) as u32).to_le_bytes());
+    }
+    hex::encode(bytes)
+}
+
+/// The answers of a batch found committed: its decisions, but for the users it left for the
+/// next batch (`moved`: decided on a stale copy, nothing of theirs written).
+fn answers(
+    batch: &[Pending],
+    decided: Vec<Result<Applied, StoreError>>,
+    moved: &HashSet<String>,
+) -> Vec<Answer> {
+    batch
+        .iter()
+        .zip(decided)
+        .map(|(pending, result)| match moved.contains(&pending.user) {
+            true => None,
+            false => Some(result),
+        })
+        .collect()
+}
+
+/// The message of a change whose batch's outcome could not be learned before the deadline:
+/// the commit id to look up later, and what the change did if the batch committed.
+fn unconfirmed(why: &str, id: &str, decision: Option<&Result<Applied, StoreError>>) -> String {
+    let if_committed = match decision {
+        Some(Ok(Applied::Account(account))) => {
+            format!(
+                "; if it did, this change was applied (balance {})",
+                account.balance
+            )
+        }
+        Some(Ok(Applied::Replayed(_))) => "; either way this was a replay of a keyed change".into(),
+        Some(Err(error)) => format!("; either way this change was refused: {error}"),
+        None => String::new(),
+    };
+    format!(
+        "{why}; commit id {id}: the change's batch committed if table `commits` has id '{id}' with fenced = false{if_committed}; README: \"Learning an outcome later\""
+    )
+}
+
+/// How long a lookup waits before asking again (while no primary is known, or after a
+/// failed attempt).
+const LOOK_AGAIN: Duration = Duration::from_millis(100);
+
+/// Learns whether the batch with commit id `id` committed, from whichever server is now the
+/// primary, before `deadline`: `Some(moved)` if it did, `None` if it did not (and now never
+/// will: its id is fenced), an error if nobody could say in time.
+async fn look_up(
+    pool: &Pool,
+    primary: &Primary,
+    id: &str,
+    deadline: tokio::time::Instant,
+) -> Result<Option<HashSet<String>>, String> {
+    let mut last = String::from("no primary was found");
+    loop {
+        if primary.unknown().is_none() {
+            match tokio::time::timeout_at(deadline, fence(pool, id)).await {
+                Ok(Ok(found)) => return Ok(found),
+                Ok(Err(why)) => last = why,
+                Err(_) => return Err(format!("no answer before the deadline ({last})")),
+            }
+        } else if let Some(why) = primary.unavailable() {
+            last = why;
+        }
+        if tokio::time::Instant::now() + LOOK_AGAIN >= deadline {
+            return Err(last);
+        }
+        tokio::time::sleep(LOOK_AGAIN).await;
+    }
+}
+
+/// One lookup: insert the id fenced. If that succeeds the batch never committed (and its own
+/// insert, should it still be in progress somewhere, was waited for or will conflict); if it
+/// conflicts, the row says whether a batch or an earlier lookup put it there.
+async fn fence(pool: &Pool, id: &str) -> Result<Option<HashSet<String>>, String> {
+    let client = pool.get().await.map_err(|e| e.to_string())?;
+    let fenced = client
+        .execute(
+            "INSERT INTO commits (id, fenced) VALUES ($1, true) ON CONFLICT (id) DO NOTHING",
+            &[&id],
+        )
+        .await
+        .map_err(|e| db_error(&e))?;
+    if fenced == 1 {
+        return Ok(None);
+    }
+    // A statement of its own: under READ COMMITTED it sees the row the insert conflicted with.
+    let row = client
+        .query_one("SELECT fenced, moved FROM commits WHERE id = $1", &[&id])
+        .await
+        .map_err(|e| db_error(&e))?;
+    match row.get::<_, bool>(0) {
+        true => Ok(None),
+        false => Ok(Some(row.get::<_, Vec<String>>(1).into_iter().collect())),
+    }
 }
 
 /// Takes a connection out of the pool for good (it is closed when dropped).
@@ -314,6 +493,11 @@ fn classify(error: &tokio_postgres::Error, client_closed: bool, sent_commit: boo
                 || *code == SqlState::QUERY_CANCELED =>
         {
             Failure::Retry(why)
+        }
+        // A primary demoted under this connection (or a standby reached without
+        // `target_session_attrs=read-write`): nothing was written; find the primary.
+        Some(code) if *code == SqlState::READ_ONLY_SQL_TRANSACTION => {
+            Failure::Lost(format!("the server is read-only now: {why}"))
         }
         // The server is shutting down or restarting: the connection is going away.
         Some(code)
@@ -365,8 +549,8 @@ impl Columns4 {
 const LOCK: &str = "SELECT user_id, balance, tier, until_ms FROM accounts
                     WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE";
 const KEYS: &str = "SELECT key, fingerprint, reply FROM idempotency_keys WHERE key = ANY($1)";
-/// Every row a batch writes, in one statement: new accounts, changed accounts, new keys
-/// (data-modifying CTEs) and the entries (the main statement, so their numbers are drawn in
+/// Every row a batch writes, in one statement: new accounts, changed accounts, new keys, the
+/// batch's commit id ($22) (data-modifying CTEs) and the entries (the main statement, so their numbers are drawn in
 /// row order). A new account that another host opened meanwhile is a unique violation: the
 /// batch is decided again.
 /// Appending a batch's entries ($12–$21, one array per column of `entries` but `seq`): the
@@ -393,6 +577,8 @@ const WRITE: &str = concat!(
     ), keyed AS (
         INSERT INTO idempotency_keys (key, fingerprint, reply)
         SELECT * FROM unnest($9::text[], $10::text[], $11::text[])
+    ), recorded AS (
+        INSERT INTO commits (id) VALUES ($22)
     )
     ",
     insert_entries!(),
@@ -415,7 +601,8 @@ struct Before<'b> {
 /// latest committed version); append the entries ($12–$21, in request order, so numbered as
 /// on the locking path) of the users updated. Returns the users that "moved": an account the
 /// batch leaves unchanged ($1–$4, its refusals decided on the copy) that is gone or no longer
-/// its copy, and a changed account that was not updated.
+/// its copy, and a changed account that was not updated. Records the batch's commit id ($22)
+/// with the users that moved, so that a lost COMMIT reply can be resolved.
 const WRITE_ON_COPIES: &str = concat!(
     "WITH updated AS (
         UPDATE accounts AS a SET balance = u.balance, tier = u.tier, until_ms = u.until_ms
@@ -431,15 +618,19 @@ const WRITE_ON_COPIES: &str = concat!(
     " WITH ORDINALITY AS x (t, u, k, d, b, key, r, m, tier, until, n)
         WHERE x.u IN (SELECT user_id FROM updated)
         ORDER BY x.n
+    ), moved AS (
+        SELECT e.user_id
+        FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[])
+             AS e (user_id, balance, tier, until_ms)
+        LEFT JOIN accounts AS a USING (user_id)
+        WHERE a.user_id IS NULL
+           OR (a.balance, a.tier, a.until_ms) IS DISTINCT FROM (e.balance, e.tier, e.until_ms)
+        UNION ALL
+        SELECT c FROM unnest($5::text[]) AS c WHERE c NOT IN (SELECT user_id FROM updated)
+    ), recorded AS (
+        INSERT INTO commits (id, moved) SELECT $22, array(SELECT user_id FROM moved)
     )
-    SELECT e.user_id
-    FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[])
-         AS e (user_id, balance, tier, until_ms)
-    LEFT JOIN accounts AS a USING (user_id)
-    WHERE a.user_id IS NULL
-       OR (a.balance, a.tier, a.until_ms) IS DISTINCT FROM (e.balance, e.tier, e.until_ms)
-    UNION ALL
-    SELECT c FROM unnest($5::text[]) AS c WHERE c NOT IN (SELECT user_id FROM updated)"
+    SELECT user_id FROM moved"
 );
 
 /// What this host's writers last committed for the accounts they touched (one set per host,
@@ -512,7 +703,7 @@ async fn attempt_batch(
     connection: &mut Option<Object>,
     batch: &[Pending],
     config: WriterConfig,
-    committing: &mut bool,
+    attempt: Attempt<'_>,
     copies: &Mutex<Copies>,
     tally: &Tally,
 ) -> Result<Vec<Answer>, Failure> {
@@ -574,14 +765,17 @@ async fn attempt_batch(
         })
         .await
         .map_err(|e| classify(&e, client.is_closed(), false))?;
-    *committing = true;
+    // From here the outcome may be unknown: keep the decisions, to answer with them if the
+    // lookup finds the batch committed.
+    *attempt.committing = Some(results);
     let moved = match &copied {
-        Some(copied) => write_on_copies(client, &write, &users, copied, &rows).await?,
+        Some(copied) => write_on_copies(client, &write, &users, copied, &rows, attempt.id).await?,
         None => {
-            write_locked(client, &write, &rows).await?;
+            write_locked(client, &write, &rows, attempt.id).await?;
             HashSet::new()
         }
     };
+    let results = attempt.committing.take().expect("decided");
     lock(copies).committed(&users, accounts, &moved);
     if copied.is_some() {
         tally.on_copies.fetch_add(1, Ordering::Relaxed);
@@ -663,13 +857,20 @@ async fn lock_and_read<'b>(
 }
 
 /// Round trip 2 of the locking path: write every row and commit.
-async fn write_locked(client: &Object, write: &Statement, rows: &Rows) -> Result<(), Failure> {
+async fn write_locked(
+    client: &Object,
+    write: &Statement,
+    rows: &Rows,
+    id: &str,
+) -> Result<(), Failure> {
     if rows.entries.is_empty() {
-        // Only refusals and replays: nothing to write, the locks go with the transaction.
-        return client
-            .batch_execute("COMMIT")
-            .await
-            .map_err(|e| classify(&e, client.is_closed(), true));
+        // Only refusals and replays: nothing to write, the locks go with the transaction,
+        // and the answers, decided on locked rows, stand whether or not COMMIT's reply comes.
+        return match client.batch_execute("COMMIT").await {
+            Ok(()) => Ok(()),
+            Err(error) if error.as_db_error().is_none() => Ok(()),
+            Err(error) => Err(classify(&error, client.is_closed(), true)),
+        };
     }
     let (n, c) = (&rows.new, &rows.changed);
     let accounts: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
@@ -679,6 +880,7 @@ async fn write_locked(client: &Object, write: &Statement, rows: &Rows) -> Result
         .into_iter()
         .chain(rows.keys.params())
         .chain(rows.entries.params())
+        .chain([&id as &(dyn tokio_postgres::types::ToSql + Sync)])
         .collect();
     let (written, committed) = tokio::join!(
         client.execute(write, &params),
@@ -696,6 +898,7 @@ async fn write_on_copies(
     users: &[&str],
     copied: &HashMap<&str, AccountView>,
     rows: &Rows,
+    id: &str,
 ) -> Result<HashSet<String>, Failure> {
     // The users whose account the batch leaves as it was (only refusals) are checked
     // against their copies; the changed ones are updated only if they still are their copy.
@@ -723,7 +926,11 @@ async fn write_on_copies(
         &was.tier,
         &was.until,
     ];
-    let params: Vec<_> = accounts.into_iter().chain(rows.entries.params()).collect();
+    let params: Vec<_> = accounts
+        .into_iter()
+        .chain(rows.entries.params())
+        .chain([&id as &(dyn tokio_postgres::types::ToSql + Sync)])
+        .collect();
     let (begun, written, committed) = tokio::join!(
         client.batch_execute("BEGIN"),
         client.query(write, &params),

@@ -12,8 +12,14 @@
 use tokio_postgres::Client;
 
 /// The migrations this binary knows, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "0001_init", include_str!("migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "0001_init", include_str!("migrations/0001_init.sql")),
+    (
+        2,
+        "0002_commits",
+        include_str!("migrations/0002_commits.sql"),
+    ),
+];
 
 /// The key of the advisory lock held while migrating ("memes" in ASCII).
 const LOCK_KEY: i64 = 0x6d_656d_6573;

@@ -2,7 +2,7 @@
 //!
 //! Tables (see `migrations/`): `accounts` (balance and tier per user), `entries` (the
 //! ledger, append-only, numbered by a global sequence), `idempotency_keys` (fingerprint and
-//! stored reply per key). Every change is decided by [`crate::store::rules`] on rows locked
+//! stored reply per key), `commits` (each batch's commit id, to resolve a lost COMMIT reply). Every change is decided by [`crate::store::rules`] on rows locked
 //! in the database; CHECK and UNIQUE constraints refuse a wrong state a second time.
 //!
 //! Changes go through [`batch`]: one task per host gathers concurrent requests into one
@@ -11,6 +11,8 @@
 //! `history`, `audit`, `stats`) go straight to the connection pool.
 //!
 //! - [`migrate`]: the versioned schema, applied under an advisory lock.
+//! - [`primary`]: connecting to whichever host is the primary, each host within its own
+//!   timeout; what this host knows about the primary (changes fail fast while none is).
 //! - [`batch`]: group commit: lock in user order, decide, write with few round trips.
 //! - [`audit`]: the ledger's invariants, checked by SQL over the whole database.
 //! - [`export`]: moving a file-store ledger into PostgreSQL (`memesd export` / `import`).
@@ -21,6 +23,7 @@ pub mod batch;
 mod columns;
 pub mod export;
 pub mod migrate;
+pub mod primary;
 pub mod testing;
 
 use crate::domain::{
@@ -40,7 +43,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::NoTls;
 
 /// Settings of a [`PgStore`].
 #[derive(Debug, Clone)]
@@ -57,7 +59,9 @@ pub struct PgConfig {
     pub pool_size: usize,
     /// Batch writers: transactions in flight at once from this host.
     pub writers: usize,
-    /// Giving up on connecting to the server.
+    /// Giving up on connecting to one host of the connection string (its socket, the login
+    /// and the read-write check together; then the next host is tried). A `connect_timeout`
+    /// in the connection string takes precedence.
     pub connect_timeout: Duration,
     /// The server cancels a statement running longer (set per session); audits and
     /// imports lift it for their own transaction.
@@ -88,7 +92,10 @@ impl PgConfig {
             welcome_tokens: 150,
             pool_size: 16,
             writers: 2,
-            connect_timeout: Duration::from_secs(3),
+            // Per host: a login on a LAN takes milliseconds; 2 s leaves room for a busy
+            // server, and a hung host in front of the URL costs it once (it is tried last
+            // afterwards), well within a change's deadline.
+            connect_timeout: Duration::from_secs(2),
             statement_timeout: Duration::from_secs(5),
             change_deadline: Duration::from_secs(5),
             read_deadline: Duration::from_secs(5),
@@ -125,7 +132,14 @@ impl PgConfig {
         if config.get_application_name().is_none() {
             config.application_name(self.application_name);
         }
-        config.keepalives_idle(Duration::from_secs(10));
+        // A server that vanished (host down, cable cut) under an idle pooled connection is
+        // noticed within 10 + 3 × 2 s; one that stops acknowledging data we sent, within
+        // the change deadline. Neither notices a frozen server (its kernel still answers):
+        // the deadlines do.
+        config
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(2))
+            .keepalives_retries(3);
         config.tcp_user_timeout(self.change_deadline);
         // Generic plans: memesd's statements take arrays, and for a custom plan PostgreSQL
         // estimates each array's length anew, so it planned every batch again (up to 160 µs
@@ -277,6 +291,10 @@ pub struct PgStore {
     last_counts: Mutex<(u64, u64)>,
     /// How the writers' batches went.
     tally: Arc<batch::Tally>,
+    /// Where the primary is, or since when none is known.
+    primary: Arc<primary::Primary>,
+    /// Looks for a primary while none is known.
+    prober: tokio::task::JoinHandle<()>,
     config: PgConfig,
 }
 
@@ -284,11 +302,12 @@ impl PgStore {
     /// Connects, brings the schema up to date, and starts the batch writer. Must be called
     /// inside a tokio runtime, which then runs the writer.
     pub async fn open(config: PgConfig) -> Result<PgStore, PgOpenError> {
-        let pool = pool(&config)?;
+        let primary = Arc::new(primary::Primary::default());
+        let (pool, connector) = pool(&config, &primary)?;
         let url = describe(&config.url);
         let client = pool.get().await.map_err(|e| PgOpenError::Connect {
             url: url.clone(),
-            reason: pool_error(&e),
+            reason: pool_error(&e, &primary),
         })?;
         let applied = migrate::migrate(&client).await?;
         if applied.is_empty() {
@@ -307,12 +326,19 @@ impl PgStore {
                     pool.clone(),
                     queue.clone(),
                     batch::WriterConfig::from(&config),
-                    writable.clone(),
-                    copies.clone(),
-                    tally.clone(),
+                    batch::Shared {
+                        writable: writable.clone(),
+                        copies: copies.clone(),
+                        tally: tally.clone(),
+                        primary: primary.clone(),
+                    },
                 ))
             })
             .collect();
+        let prober = tokio::spawn(primary::probe(
+            connector,
+            config.pg_config().map_err(PgOpenError::Config)?,
+        ));
         Ok(PgStore {
             pool,
             queue: Mutex::new(Some(tx)),
@@ -320,6 +346,8 @@ impl PgStore {
             writable,
             last_counts: Mutex::new((0, 0)),
             tally,
+            primary,
+            prober,
             config,
         })
     }
@@ -332,6 +360,7 @@ impl PgStore {
         for writer in writers {
             let _ = writer.await;
         }
+        self.prober.abort();
         self.pool.close();
     }
 
@@ -345,6 +374,11 @@ impl PgStore {
         &self.pool
     }
 
+    /// Why no primary is known and for how long, or None while one is.
+    pub fn without_primary(&self) -> Option<(Duration, String)> {
+        self.primary.unknown()
+    }
+
     /// Counts the accounts (and the entries, if asked: that reads the whole table) and asks
     /// whether the server accepts writes. While it cannot be reached, the last counts, not
     /// writable.
@@ -356,6 +390,20 @@ impl PgStore {
             }
             false => "SELECT (SELECT count(*) FROM accounts), 0::bigint, pg_is_in_recovery()",
         };
+        if let Some((without, _)) = self.primary.unknown() {
+            // Not writable, and asking would wait for hosts known not to answer. (Also what
+            // the metrics read when they are rendered.)
+            crate::telemetry::store_without_primary(without);
+            self.writable.store(false, Ordering::Relaxed);
+            let last = lock(&self.last_counts);
+            return (
+                StoreHealth {
+                    accounts: last.0,
+                    writable: false,
+                },
+                last.1,
+            );
+        }
         let counted = self
             .read("counting", |client| async move {
                 let statement = client.prepare_cached(query).await?;
@@ -414,9 +462,12 @@ impl PgStore {
         if !sent {
             return Err(StoreError::Unavailable("the store is closed".into()));
         }
-        answer
+        crate::telemetry::store_changes_waiting(1.0);
+        let answered = answer
             .await
-            .unwrap_or_else(|_| Err(StoreError::Unavailable("the batch writer stopped".into())))
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the batch writer stopped".into())));
+        crate::telemetry::store_changes_waiting(-1.0);
+        answered
     }
 
     /// Runs a read on a pooled connection, within the read deadline.
@@ -430,7 +481,7 @@ impl PgStore {
                 .pool
                 .get()
                 .await
-                .map_err(|e| ReadError::Db(pool_error(&e)))?;
+                .map_err(|e| ReadError::Db(pool_error(&e, &self.primary)))?;
             read(client).await
         };
         match tokio::time::timeout(self.config.read_deadline, work).await {
@@ -483,32 +534,59 @@ pub fn db_error(error: &tokio_postgres::Error) -> String {
     }
 }
 
-fn pool_error(error: &deadpool_postgres::PoolError) -> String {
-    match error {
-        deadpool_postgres::PoolError::Backend(e) => db_error(e),
-        other => other.to_string(),
+/// Why no connection could be had: every host's answer when none gave one.
+pub fn pool_error(error: &deadpool_postgres::PoolError, primary: &primary::Primary) -> String {
+    match (error, primary.unknown()) {
+        (deadpool_postgres::PoolError::Backend(_), Some((_, why))) => why,
+        (deadpool_postgres::PoolError::Backend(e), None) => db_error(e),
+        (other, _) => other.to_string(),
     }
 }
 
-fn pool(config: &PgConfig) -> Result<Pool, PgOpenError> {
+fn pool(
+    config: &PgConfig,
+    primary: &Arc<primary::Primary>,
+) -> Result<(Pool, primary::Connector), PgOpenError> {
     let pg = config.pg_config().map_err(PgOpenError::Config)?;
-    let manager = Manager::from_config(
+    let per_host = pg
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(config.connect_timeout);
+    let hosts = pg.get_hosts().len().max(pg.get_hostaddrs().len()).max(1) as u32;
+    let connector = primary::Connector {
+        primary: primary.clone(),
+        per_host,
+    };
+    let manager = Manager::from_connect(
         pg,
-        NoTls,
+        connector.clone(),
         ManagerConfig {
             // A connection that died (server restarted) is noticed when it is handed out.
             recycling_method: RecyclingMethod::Fast,
         },
     );
-    Pool::builder(manager)
+    let usable = primary.clone();
+    let pool = Pool::builder(manager)
         // Each writer holds a connection for good: leave some for reads.
         .max_size(config.pool_size.max(config.writers.max(1) + 2))
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(config.read_deadline))
-        .create_timeout(Some(config.connect_timeout))
+        // Every host may take its whole timeout before the last one answers.
+        .create_timeout(Some(per_host * hosts))
         .recycle_timeout(Some(config.connect_timeout))
+        // A connection made before one in use broke may lead to the same dead or frozen
+        // server, which a closed-check does not see: make a new one instead.
+        .pre_recycle(deadpool_postgres::Hook::sync_fn(
+            move |_, metrics| match usable.usable(metrics.created) {
+                true => Ok(()),
+                false => Err(deadpool_postgres::HookError::message(
+                    "made before a connection broke",
+                )),
+            },
+        ))
         .build()
-        .map_err(|e| PgOpenError::Config(e.to_string()))
+        .map_err(|e| PgOpenError::Config(e.to_string()))?;
+    Ok((pool, connector))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -755,10 +833,9 @@ impl TokenStore for PgStore {
 
     async fn audit(&self) -> Result<AuditReport, StoreError> {
         let pool = self.pool.clone();
-        let mut client = pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Unreachable(format!("auditing: {}", pool_error(&e))))?;
+        let mut client = pool.get().await.map_err(|e| {
+            StoreError::Unreachable(format!("auditing: {}", pool_error(&e, &self.primary)))
+        })?;
         audit::audit(&mut client)
             .await
             .map_err(|e| StoreError::Unreachable(format!("auditing: {}", db_error(&e))))
@@ -782,5 +859,15 @@ impl TokenStore for PgStore {
     }
 }
 
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.prober.abort();
+    }
+}
+
+#[cfg(test)]
+mod outcome_tests;
+#[cfg(test)]
+mod primary_tests;
 #[cfg(test)]
 mod tests;
