@@ -131,12 +131,35 @@ always\t''
 never\t''"
 complete -c memes -n "__fish_memes_using_subcommand status" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
 complete -c memes -n "__fish_memes_using_subcommand status" -s h -l help -d 'Print help'
+complete -c memes -n "__fish_memes_using_subcommand bench" -s c -l conns -d 'Connections' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -s d -l depth -d 'Requests in flight per connection (closed loop)' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -s n -l requests -d 'Total requests to send' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l duration -d 'Send for this long instead of a number of requests: seconds (`10`) or with a unit (`500ms`, `1m`)' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l rate -d 'Open loop: this many requests per second in total, latency from the schedule' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l op -d 'What to send' -r -f -a "get\t'Charged `get` (durable)'
+topup\t'`topup` by 1 (durable; admins)'
+balance\t'`balance` (read)'
+mixed\t'70% get, 25% balance, 5% topup'"
+complete -c memes -n "__fish_memes_using_subcommand bench" -l users -d 'Distinct users to spread the requests over' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l user-prefix -d 'Bench user ids are this prefix plus a number' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l query -d 'Query of `get` requests' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l template -d 'Send this line instead (`{id}`, `{user}` and `{seq}`, the request\'s number on its connection, are filled in), e.g. for another daemon' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l max-p99 -d 'Exit 1 if the p99 latency is above this many milliseconds' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l max-latency -d 'Exit 1 if the maximum latency is above this many milliseconds' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l min-rps -d 'Exit 1 if throughput (successful requests per second) is below this' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l max-errors -d 'Exit 1 if more than this many requests get an error reply (none are allowed by default)' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l threads -d 'Client threads (1 keeps the generator\'s own footprint small)' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l http -d 'Over HTTP instead: charged `GET /memes` on this server (`http://host:port`), a rotating bearer per request' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l bearers -d 'With --http: the bearers to rotate over, one per line (signed tokens, say), instead of the bench user ids' -r -F
 complete -c memes -n "__fish_memes_using_subcommand bench" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
 complete -c memes -n "__fish_memes_using_subcommand bench" -l url -d 'Talk to memesd\'s HTTP API at this URL instead of a socket (http://host:port), with the bearer credential in MEMES_TOKEN (a user\'s token or an admin key; without it, the request\'s user id, as a development-mode memesd takes it)' -r
 complete -c memes -n "__fish_memes_using_subcommand bench" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c memes -n "__fish_memes_using_subcommand bench" -l prepare -d 'First top up every bench user by a large amount (pipelined), then measure. Opens permanent accounts: refused on a ledger that already holds any, unless --force'
+complete -c memes -n "__fish_memes_using_subcommand bench" -l force -d 'With --prepare: prepare even on a ledger that already holds accounts'
 complete -c memes -n "__fish_memes_using_subcommand bench" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
+complete -c memes -n "__fish_memes_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c memes -n "__fish_memes_using_subcommand completions" -l socket -r -F
 complete -c memes -n "__fish_memes_using_subcommand completions" -l url -r
 complete -c memes -n "__fish_memes_using_subcommand completions" -l color -r -f -a "auto\t''

@@ -92,7 +92,7 @@ pub enum Command {
     /// Show the daemon's version, uptime and counts
     Status,
     /// Measure memesd: throughput and latency percentiles under load
-    Bench(bench::BenchArgs),
+    Bench(bench::BenchOptions),
     /// Print a shell completion script
     Completions(completions::CompletionsArgs),
     /// Make admin keys for memesd's HTTP API (local; no daemon needed)

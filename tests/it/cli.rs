@@ -646,6 +646,55 @@ fn help_texts_read_right() {
 }
 
 #[test]
+fn bench_lists_its_own_options_in_help_and_completions() {
+    let help = run_memes(None, &["bench", "--help"], &[]);
+    assert_eq!(help.code, 0, "{}", help.stderr);
+    for option in [
+        "--conns",
+        "--requests",
+        "--duration",
+        "--prepare",
+        "--max-p99",
+    ] {
+        assert!(help.stdout.contains(option), "{option}: {}", help.stdout);
+    }
+    let own = help.stdout.find("--conns").unwrap();
+    let heading = help
+        .stdout
+        .find("Global options:")
+        .unwrap_or_else(|| panic!("{}", help.stdout));
+    assert!(own < heading, "{}", help.stdout);
+    for shell in ["bash", "zsh", "fish"] {
+        let script = run_memes(None, &["completions", shell], &[]).stdout;
+        for option in ["conns", "requests", "prepare", "max-errors"] {
+            assert!(script.contains(option), "{shell} lacks --{option}");
+        }
+    }
+}
+
+#[test]
+fn bench_forwards_every_form_of_its_options() {
+    let daemon = Daemon::start();
+    // Spaced, `=`, short and a negative number: each reaches the generator as given.
+    let run = daemon.memes(&[
+        "--json",
+        "bench",
+        "--requests=20",
+        "-c",
+        "2",
+        "--users",
+        "5",
+        "--max-errors=0",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["requests"], 20);
+    assert_eq!(run.json()["conns"], 2);
+    let run = daemon.memes(&["bench", "--min-rps", "-5", "--users", "5"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--min-rps"), "{}", run.stderr);
+}
+
+#[test]
 fn bench_numbers_are_checked_as_they_are_parsed() {
     let daemon = Daemon::start();
     for (flag, value) in [

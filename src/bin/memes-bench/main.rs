@@ -21,16 +21,15 @@
 mod http;
 mod open_loop;
 
-use clap::builder::RangedU64ValueParser;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use hdrhistogram::Histogram;
 use interprocess::local_socket::tokio::Stream;
 use interprocess::local_socket::traits::tokio::Stream as _;
 use interprocess::local_socket::{GenericFilePath, ToFsName};
+use memes::cli::bench::{BenchOp, BenchOptions};
 use memes::cli::exit::Exit;
 use memes::cli::{Failure, connect, output};
 use memes::client::Client;
-use memes::daemon::config::parse_duration;
 use memes::paths;
 use memes::progress::Progress;
 use memes::protocol::{Request, StatusData, StatusRequest};
@@ -40,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 
 /// Measure memesd: throughput and latency percentiles under load
@@ -53,85 +52,19 @@ pub struct BenchArgs {
     /// Print the report as one JSON document on stdout
     #[arg(long)]
     pub json: bool,
-    /// Connections
-    #[arg(long, short = 'c', default_value_t = 64, value_name = "C",
-          allow_negative_numbers = true, value_parser = at_least_one())]
-    pub conns: usize,
-    /// Requests in flight per connection (closed loop)
-    #[arg(long, short = 'd', default_value_t = 1, value_name = "D",
-          allow_negative_numbers = true, value_parser = at_least_one())]
-    pub depth: usize,
-    /// Total requests to send
-    #[arg(long, short = 'n', conflicts_with = "duration", value_name = "N")]
-    pub requests: Option<u64>,
-    /// Send for this long instead of a number of requests: seconds (`10`) or with a unit
-    /// (`500ms`, `1m`)
-    #[arg(long, value_name = "DURATION", allow_negative_numbers = true,
-          value_parser = parse_duration)]
-    pub duration: Option<Duration>,
-    /// Open loop: this many requests per second in total, latency from the schedule
-    #[arg(long, value_name = "R", allow_negative_numbers = true, value_parser = parse_rate)]
-    pub rate: Option<f64>,
-    /// What to send
-    #[arg(long, value_enum, default_value_t = BenchOp::Get)]
-    pub op: BenchOp,
-    /// Distinct users to spread the requests over
-    #[arg(long, default_value_t = 10_000, value_name = "U",
-          allow_negative_numbers = true, value_parser = at_least_one())]
-    pub users: usize,
-    /// Bench user ids are this prefix plus a number
-    #[arg(long, default_value = "bench-", value_name = "PREFIX")]
-    pub user_prefix: String,
-    /// Query of `get` requests
-    #[arg(long, default_value = "cat")]
-    pub query: String,
-    /// Send this line instead (`{id}`, `{user}` and `{seq}`, the request's number on its
-    /// connection, are filled in), e.g. for another daemon
-    #[arg(long, value_name = "JSON")]
-    pub template: Option<String>,
-    /// First top up every bench user by a large amount (pipelined), then measure. Opens
-    /// permanent accounts: refused on a ledger that already holds any, unless --force
-    #[arg(long)]
-    pub prepare: bool,
-    /// With --prepare: prepare even on a ledger that already holds accounts
-    #[arg(long, requires = "prepare")]
-    pub force: bool,
-    /// Exit 1 if the p99 latency is above this many milliseconds
-    #[arg(long, value_name = "MS", allow_negative_numbers = true, value_parser = parse_threshold)]
-    pub max_p99: Option<f64>,
-    /// Exit 1 if the maximum latency is above this many milliseconds
-    #[arg(long, value_name = "MS", allow_negative_numbers = true, value_parser = parse_threshold)]
-    pub max_latency: Option<f64>,
-    /// Exit 1 if throughput (successful requests per second) is below this
-    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_threshold)]
-    pub min_rps: Option<f64>,
-    /// Exit 1 if more than this many requests get an error reply (none are allowed by default)
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub max_errors: u64,
-    /// Client threads (1 keeps the generator's own footprint small)
-    #[arg(long, default_value_t = 1)]
-    pub threads: usize,
-    /// Over HTTP instead: charged `GET /memes` on this server (`http://host:port`), a
-    /// rotating bearer per request
-    #[arg(long, value_name = "URL")]
-    pub http: Option<String>,
-    /// With --http: the bearers to rotate over, one per line (signed tokens, say), instead
-    /// of the bench user ids
-    #[arg(long, value_name = "FILE", requires = "http")]
-    pub bearers: Option<PathBuf>,
+    #[command(flatten)]
+    pub options: BenchOptions,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BenchOp {
-    /// Charged `get` (durable)
-    Get,
-    /// `topup` by 1 (durable; admins)
-    Topup,
-    /// `balance` (read)
-    Balance,
-    /// 70% get, 25% balance, 5% topup
-    Mixed,
+/// The generator's own options are defined in the library, where `memes bench` parses them
+/// too (so its help, man page and completions list them); here they read as if declared on
+/// `BenchArgs`.
+impl std::ops::Deref for BenchArgs {
+    type Target = BenchOptions;
+
+    fn deref(&self) -> &BenchOptions {
+        &self.options
+    }
 }
 
 /// What a run measured.
@@ -326,32 +259,6 @@ fn main() -> ExitCode {
             output::print_failure(&failure, color, args.json);
             failure.exit.into()
         }
-    }
-}
-
-/// A count of 1 or more.
-fn at_least_one() -> RangedU64ValueParser<usize> {
-    RangedU64ValueParser::<usize>::new().range(1..)
-}
-
-/// The most requests per second `--rate` schedules: far beyond any daemon here, and a send
-/// interval still a whole number of nanoseconds.
-const MAX_RATE: f64 = 100_000_000.0;
-
-fn parse_rate(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(rate) if rate > 0.0 && rate <= MAX_RATE => Ok(rate),
-        _ => Err(format!(
-            "not a number of requests per second above 0 and at most {MAX_RATE}"
-        )),
-    }
-}
-
-/// A latency or throughput threshold: a finite number, 0 or more.
-fn parse_threshold(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
-        _ => Err("not a finite number, 0 or more".to_string()),
     }
 }
 
