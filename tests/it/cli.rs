@@ -752,3 +752,61 @@ fn the_committed_man_pages_are_current() {
         "man/ holds pages no command has; remove them"
     );
 }
+
+/// Every `name(section)` a page mentions, hyphens unescaped and fonts dropped.
+fn page_references(roff: &str) -> Vec<String> {
+    let plain = roff
+        .replace("\\-", "-")
+        .replace("\\fB", "")
+        .replace("\\fR", "");
+    let bytes = plain.as_bytes();
+    let mut found = Vec::new();
+    for (at, window) in bytes.windows(3).enumerate() {
+        if window[0] != b'(' || !window[1].is_ascii_digit() || window[2] != b')' {
+            continue;
+        }
+        let start = plain[..at]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .map_or(0, |i| i + 1);
+        if start < at {
+            found.push(plain[start..at + 3].to_string());
+        }
+    }
+    found
+}
+
+#[test]
+fn every_man_page_passes_man_and_names_only_pages_that_exist() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
+    let pages = memes::man_pages::pages();
+    let existing: Vec<String> = pages
+        .iter()
+        .map(|(name, _)| {
+            let (stem, section) = name.rsplit_once('.').unwrap();
+            format!("{stem}({section})")
+        })
+        .collect();
+    for (name, roff) in &pages {
+        let roff = String::from_utf8(roff.clone()).unwrap();
+        let references = page_references(&roff);
+        assert!(!references.is_empty(), "{name} names no other page");
+        for reference in references {
+            assert!(
+                existing.contains(&reference),
+                "man/{name} refers to {reference}, which is not a page: {existing:?}"
+            );
+        }
+        // man's own check (groff's warnings), on the committed file as installed.
+        let checked = std::process::Command::new("man")
+            .args(["--warnings", "-l"])
+            .arg(dir.join(name))
+            .env("MANWIDTH", "80")
+            .output()
+            .expect("man (Debian's man-db, installed by scripts/install-test-deps.sh)");
+        let warnings = String::from_utf8_lossy(&checked.stderr);
+        assert!(
+            checked.status.success() && warnings.trim().is_empty(),
+            "man --warnings {name}: {warnings}"
+        );
+    }
+}
