@@ -87,6 +87,15 @@ fn a_second_daemon_is_refused_and_the_first_keeps_serving() {
         stderr.contains("already using the data directory"),
         "{stderr}"
     );
+    // Naming the one that does, as its lock file records it.
+    assert!(
+        stderr.contains(&format!(
+            "(pid {}, serving {})",
+            daemon.pid(),
+            daemon.socket.display()
+        )),
+        "{stderr}"
+    );
     // Same socket, another data directory.
     let output = daemon
         .command_on(&daemon.socket, &daemon.dir.path().join("other-data"))
@@ -97,6 +106,51 @@ fn a_second_daemon_is_refused_and_the_first_keeps_serving() {
     assert!(stderr.contains("already listening"), "{stderr}");
     assert!(daemon.socket.exists());
     assert_eq!(daemon.connect().request(r#"{"op":"status"}"#)["ok"], true);
+}
+
+#[test]
+fn a_failed_start_leaves_nothing_it_created() {
+    let daemon = Daemon::start();
+    // A busy socket: the fresh data directory it would have used is not left behind.
+    let fresh = daemon.dir.path().join("fresh-data");
+    let output = daemon.command_on(&daemon.socket, &fresh).output().unwrap();
+    assert_ne!(output.status.code(), Some(0));
+    assert!(
+        !fresh.exists(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // A busy HTTP port: neither the data directory nor the socket it had bound stays.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = port.local_addr().unwrap().to_string();
+    let socket = daemon.dir.path().join("other.sock");
+    let output = daemon
+        .command_on(&socket, &fresh)
+        .args(["--http", &address])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_ne!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(&address), "{stderr}");
+    assert!(!fresh.exists(), "{stderr}");
+    assert!(!socket.exists(), "{stderr}");
+    // An existing data directory is the operator's: a failed start keeps it.
+    let output = daemon
+        .command_on(&daemon.socket, &daemon.data_dir)
+        .output()
+        .unwrap();
+    assert_ne!(output.status.code(), Some(0));
+    assert!(daemon.data_dir.exists());
+    assert_eq!(daemon.connect().request(r#"{"op":"status"}"#)["ok"], true);
+}
+
+#[test]
+fn a_postgresql_backed_start_records_no_owner_and_warns_of_nothing() {
+    let daemon = Daemon::start_on(crate::harness::TestDatabase::create(), &[]);
+    daemon.memes_json(&["status"]);
+    let log = daemon.log();
+    assert!(!log.contains("WARN"), "{log}");
+    assert!(!daemon.data_dir.join("memesd.lock").exists());
 }
 
 #[test]
