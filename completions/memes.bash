@@ -52,6 +52,9 @@ _memes() {
             memes,status)
                 cmd="memes__subcmd__status"
                 ;;
+            memes,stop)
+                cmd="memes__subcmd__stop"
+                ;;
             memes,topup)
                 cmd="memes__subcmd__topup"
                 ;;
@@ -103,6 +106,9 @@ _memes() {
             memes__subcmd__help,status)
                 cmd="memes__subcmd__help__subcmd__status"
                 ;;
+            memes__subcmd__help,stop)
+                cmd="memes__subcmd__help__subcmd__stop"
+                ;;
             memes__subcmd__help,topup)
                 cmd="memes__subcmd__help__subcmd__topup"
                 ;;
@@ -116,7 +122,7 @@ _memes() {
 
     case "${cmd}" in
         memes)
-            opts="-h -V --socket --url --json --color --help --version get topup balance history search entitle audit reload status bench completions admin-key help"
+            opts="-h -V --socket --url --json --color --help --version get topup balance history search entitle audit reload status stop bench completions admin-key help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -524,7 +530,7 @@ _memes() {
             return 0
             ;;
         memes__subcmd__help)
-            opts="get topup balance history search entitle audit reload status bench completions admin-key help"
+            opts="get topup balance history search entitle audit reload status stop bench completions admin-key help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -719,6 +725,20 @@ _memes() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        memes__subcmd__help__subcmd__stop)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         memes__subcmd__help__subcmd__topup)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -824,6 +844,32 @@ _memes() {
             return 0
             ;;
         memes__subcmd__status)
+            opts="-h --socket --url --json --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        memes__subcmd__stop)
             opts="-h --socket --url --json --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -17,6 +17,7 @@ pub mod reload;
 pub mod remote;
 pub mod search;
 pub mod status;
+pub mod stop;
 pub mod topup;
 
 use crate::client::{Client, ClientError};
@@ -91,6 +92,8 @@ pub enum Command {
     Reload,
     /// Show the daemon's version, uptime and counts
     Status,
+    /// Stop the memesd on this socket (and no other), and wait until it has finished
+    Stop,
     /// Measure memesd: throughput and latency percentiles under load
     Bench(bench::BenchOptions),
     /// Print a shell completion script
@@ -271,6 +274,7 @@ pub fn main() -> ExitCode {
         Command::Audit => audit::run(&mut ctx),
         Command::Reload => reload::run(&mut ctx),
         Command::Status => status::run(&mut ctx),
+        Command::Stop => stop::run(&ctx),
         Command::Bench(args) => bench::run(&args, &ctx),
         Command::Completions(args) => completions::run(&args),
         Command::AdminKey(args) => admin_key::run(&args, &ctx),

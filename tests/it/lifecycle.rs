@@ -154,6 +154,30 @@ fn a_postgresql_backed_start_records_no_owner_and_warns_of_nothing() {
 }
 
 #[test]
+fn memes_stop_stops_the_daemon_on_its_socket_and_no_other() {
+    let mut daemon = Daemon::start();
+    let other = Daemon::start();
+    daemon.memes_json(&["topup", "--user", "u", "--amount", "5"]);
+    let run = daemon.memes(&["stop"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains(&format!("pid {}", daemon.pid())),
+        "{}",
+        run.stdout
+    );
+    // A clean stop: exit 0, socket removed, balances kept; the other daemon still serves.
+    assert_eq!(daemon.wait_exit().code(), Some(0));
+    assert!(!daemon.socket.exists());
+    assert_eq!(other.connect().request(r#"{"op":"status"}"#)["ok"], true);
+    // Nothing to stop: the unreachable exit code, and no daemon started to be stopped.
+    let run = daemon.memes(&["stop"]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(!daemon.socket.exists());
+    daemon.restart();
+    assert_eq!(daemon.balance("u"), Some(155));
+}
+
+#[test]
 fn a_stale_socket_left_by_a_crash_is_reclaimed() {
     let mut daemon = Daemon::start();
     daemon.memes_json(&["topup", "--user", "u", "--amount", "5"]);
