@@ -317,6 +317,8 @@ fn an_autostart_refused_by_the_data_directory_lock_names_the_socket_that_is_live
         "{}",
         run.stderr
     );
+    // One true story: it did not say it started a daemon that could not start.
+    assert!(!run.stderr.contains("started memesd"), "{}", run.stderr);
     // The advice works.
     let run = run_memes(None, &["status"], &[("MEMES_SOCKET", &live)]);
     assert_eq!(run.code, 0, "{}", run.stderr);
