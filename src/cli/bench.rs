@@ -8,7 +8,6 @@ use super::connect::sibling_program;
 use super::exit::Exit;
 use super::{Cli, Ctx, Failure};
 use crate::daemon::config::parse_duration;
-use clap::builder::RangedU64ValueParser;
 use clap::parser::ValueSource;
 use clap::{ArgAction, Args, CommandFactory, ValueEnum};
 use serde::Serialize;
@@ -24,11 +23,11 @@ use std::time::Duration;
 pub struct BenchOptions {
     /// Connections
     #[arg(long, short = 'c', default_value_t = 64, value_name = "C",
-          allow_negative_numbers = true, value_parser = at_least_one())]
+          allow_negative_numbers = true, value_parser = at_least_one)]
     pub conns: usize,
     /// Requests in flight per connection (closed loop)
     #[arg(long, short = 'd', default_value_t = 1, value_name = "D",
-          allow_negative_numbers = true, value_parser = at_least_one())]
+          allow_negative_numbers = true, value_parser = at_least_one)]
     pub depth: usize,
     /// Total requests to send
     #[arg(long, short = 'n', conflicts_with = "duration", value_name = "N")]
@@ -46,7 +45,7 @@ pub struct BenchOptions {
     pub op: BenchOp,
     /// Distinct users to spread the requests over
     #[arg(long, default_value_t = 10_000, value_name = "U",
-          allow_negative_numbers = true, value_parser = at_least_one())]
+          allow_negative_numbers = true, value_parser = at_least_one)]
     pub users: usize,
     /// Bench user ids are this prefix plus a number
     #[arg(long, default_value = "bench-", value_name = "PREFIX")]
@@ -165,8 +164,9 @@ impl BenchOptions {
 }
 
 /// A count of 1 or more.
-fn at_least_one() -> RangedU64ValueParser<usize> {
-    RangedU64ValueParser::<usize>::new().range(1..)
+fn at_least_one(text: &str) -> Result<usize, String> {
+    let count = super::parse_count(text)?;
+    usize::try_from(count).map_err(|_| "too large".to_string())
 }
 
 /// The most requests per second `--rate` schedules: far beyond any daemon here, and a send

@@ -23,13 +23,15 @@ pub struct GetArgs {
     #[arg(long)]
     pub user: String,
     /// Latitude in decimal degrees (-90 to 90), with --long
-    #[arg(long, allow_negative_numbers = true, requires = "long")]
+    // Hyphen values, not only negative numbers: a mistyped `-73.5.5` then gets the number
+    // parser's refusal, not clap's "unexpected argument '-7'".
+    #[arg(long, allow_hyphen_values = true, requires = "long")]
     pub lat: Option<f64>,
     /// Longitude in decimal degrees (-180 to 180), with --lat
     #[arg(
         long,
         visible_alias = "lon",
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         requires = "lat"
     )]
     pub long: Option<f64>,

@@ -62,6 +62,17 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// A count of 1 or more, refused in those words (clap's own range parser would say
+/// "0 is not in 1..18446744073709551615").
+pub fn parse_count(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(0) => Err("must be 1 or more".to_string()),
+        Ok(count) => Ok(count),
+        Err(_) if text.trim().starts_with('-') => Err("must be 1 or more".to_string()),
+        Err(_) => Err("not a whole number (1 or more)".to_string()),
+    }
+}
+
 /// The heading of the options every command takes.
 const GLOBAL_OPTIONS: &str = "Global options";
 

@@ -635,6 +635,32 @@ fn help_texts_read_right() {
     for global in ["--socket", "--json", "--color"] {
         assert!(!completions.contains(global), "{completions}");
     }
+    // A mistyped coordinate is refused as a number, not read as a flag.
+    for (flag, value) in [("--long", "-73.5.5"), ("--lat", "-4o")] {
+        let args = ["get", "--user", "u", "--lat", "40", "--long", "-73"];
+        let mut args: Vec<&str> = args.to_vec();
+        let at = args.iter().position(|a| *a == flag).unwrap();
+        args[at + 1] = value;
+        let run = run_memes(None, &args, &[]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains(&format!("invalid value '{value}' for '{flag}")),
+            "{}",
+            run.stderr
+        );
+    }
+    // Counts below 1 are refused in words, not with the type's whole range.
+    for value in ["0", "-1"] {
+        let run = run_memes(None, &["history", "--user", "u", "--limit", value], &[]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            run.stderr.contains("must be 1 or more")
+                && !run.stderr.contains("18446744073709551615"),
+            "{}",
+            run.stderr
+        );
+    }
     // A negative count is read as a number and refused with its range.
     let run = run_memes(None, &["get", "--user", "u", "--count", "-1"], &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);

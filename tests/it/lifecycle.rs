@@ -378,6 +378,8 @@ fn memesd_refuses_a_flag_out_of_range_by_name_before_starting() {
         ("--welcome-tokens", "99999999999999999"),
         ("--idle-timeout", "nan"),
         ("--max-connections", "0"),
+        ("--store-pool", "0"),
+        ("--store", "mysql://x"),
     ] {
         let mut child = std::process::Command::new(crate::harness::MEMESD)
             .arg("--socket")
