@@ -721,6 +721,49 @@ fn bench_forwards_every_form_of_its_options() {
 }
 
 #[test]
+fn ctrl_c_ends_a_bench_run_with_a_partial_report() {
+    let daemon = Daemon::start();
+    let bench = std::process::Command::new(crate::harness::MEMES)
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .args([
+            "--json",
+            "bench",
+            "--duration",
+            "60",
+            "-c",
+            "2",
+            "--users",
+            "1000",
+        ])
+        .env("MEMES_NO_AUTOSTART", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Measuring once memesd has charged for memes (the handler is in place by then).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while daemon.memes_json(&["status"])["entries"].as_u64().unwrap() < 10 {
+        assert!(std::time::Instant::now() < deadline, "bench never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(bench.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = bench.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["partial"], true, "{report}");
+    assert!(report["requests"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["secs"].as_f64().unwrap() < 60.0, "{report}");
+    assert_eq!(report["error_total"], 0, "{report}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+}
+
+#[test]
 fn bench_numbers_are_checked_as_they_are_parsed() {
     let daemon = Daemon::start();
     for (flag, value) in [

@@ -38,7 +38,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 
@@ -87,6 +87,9 @@ pub struct Report {
     /// Error replies by code.
     pub errors: BTreeMap<String, u64>,
     pub error_total: u64,
+    /// True when Ctrl-C ended the run early: what was measured until then.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -165,11 +168,36 @@ impl Quota {
     }
 
     fn allows(self, sent: u64) -> bool {
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            return false;
+        }
         match self {
             Quota::Requests(n) => sent < n,
             Quota::Until(end) => Instant::now() < end,
         }
     }
+}
+
+/// Set by the first Ctrl-C of a closed-loop run: connections stop sending, the replies in
+/// flight are read, and the run reports what it measured, marked partial.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Ctrl-C ends a closed-loop run early with a partial report; a second one quits at once.
+/// (An open loop's readers expect every scheduled reply, so there Ctrl-C keeps its default.)
+fn stop_on_ctrl_c(runtime: &tokio::runtime::Runtime) {
+    runtime.spawn(async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        INTERRUPTED.store(true, Ordering::Relaxed);
+        eprintln!(
+            "memes bench: interrupted; reading the replies in flight for a partial report (Ctrl-C again to quit now)"
+        );
+        if tokio::signal::ctrl_c().await.is_ok() {
+            // The user asked twice: no report is wanted any more.
+            std::process::exit(130);
+        }
+    });
 }
 
 /// Replies received so far, all connections together: what the progress bar shows (read by
@@ -193,13 +221,7 @@ fn progress(args: &BenchArgs) -> Progress {
             bar.track(|| ANSWERED.load(Ordering::Relaxed));
             bar
         }
-        (None, duration) => {
-            let duration = duration.unwrap_or_default();
-            let bar = Progress::bar(args.json, duration.as_secs().max(1), "s");
-            let started = Instant::now();
-            bar.track(move || started.elapsed().as_secs().min(duration.as_secs()));
-            bar
-        }
+        (None, duration) => Progress::timer(args.json, duration.unwrap_or_default()),
     }
 }
 
@@ -253,6 +275,8 @@ fn main() -> ExitCode {
         Err(error) => return output::usage_error(&error, output::json_requested()),
     };
     match run(&args) {
+        // Interrupted: the partial report is printed; exit as a shell reports Ctrl-C.
+        Ok(_) if INTERRUPTED.load(Ordering::Relaxed) => ExitCode::from(130),
         Ok(exit) => exit.into(),
         Err(failure) => {
             let color = output::use_color(memes::cli::ColorChoice::Auto);
@@ -330,12 +354,21 @@ fn runtime(args: &BenchArgs) -> Result<tokio::runtime::Runtime, Failure> {
             .enable_all()
             .build(),
     }
+    .inspect(|runtime| {
+        if args.rate.is_none() {
+            stop_on_ctrl_c(runtime);
+        }
+    })
     .map_err(|e| Failure::new(Exit::Failure, format!("starting the runtime: {e}")))
 }
 
 /// Prints the report (as JSON with `--json`) and the thresholds it missed: a run that
 /// missed any fails.
 fn conclude(report: &Report, args: &BenchArgs) -> Exit {
+    let report = &Report {
+        partial: INTERRUPTED.load(Ordering::Relaxed),
+        ..report.clone()
+    };
     if args.json {
         println!(
             "{}",
@@ -424,6 +457,9 @@ fn print_report(report: &Report) {
         "memes bench: op={} conns={} ({mode})",
         report.op, report.conns
     );
+    if report.partial {
+        println!("  PARTIAL    interrupted by Ctrl-C: what was measured until then");
+    }
     println!(
         "  requests   {} in {:.2} s ({} succeeded)",
         report.requests, report.secs, report.succeeded
@@ -565,6 +601,7 @@ fn summarise(
         },
         error_total,
         errors: total.errors,
+        partial: false,
     })
 }
 
