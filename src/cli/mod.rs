@@ -152,11 +152,16 @@ impl Failure {
         Failure {
             exit: error.code.into(),
             code: error.code.as_str(),
+            // Said once: memesd's own message may already say to try again later.
+            hint: hint(error.code, request)
+                .filter(|hint| !(hint == TRY_LATER && error.message.contains("try again later"))),
             message: error.message,
-            hint: hint(error.code, request),
         }
     }
 }
+
+/// The hint for a refusal that a later retry may not meet.
+const TRY_LATER: &str = "nothing was changed; try again later";
 
 /// The hint table: what to do about a refusal, given what was asked.
 fn hint(code: ErrorCode, request: &Request) -> Option<String> {
@@ -180,7 +185,7 @@ fn hint(code: ErrorCode, request: &Request) -> Option<String> {
             "use a new key for a new request; reuse a key only to retry the same request".into(),
         ),
         (ErrorCode::RateLimited | ErrorCode::Busy | ErrorCode::Unavailable, _) => {
-            Some("nothing was changed; try again later".into())
+            Some(TRY_LATER.into())
         }
         // Over HTTP only: the socket knows its peers.
         (ErrorCode::Unauthorized, _) => Some(format!(
@@ -296,5 +301,26 @@ pub fn main() -> ExitCode {
             output::print_failure(&failure, ctx.color, ctx.json);
             failure.exit.into()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{ErrorBody, StatusRequest};
+
+    #[test]
+    fn try_again_later_is_said_once() {
+        let request = Request::Status(StatusRequest {});
+        let told = ErrorBody::new(
+            ErrorCode::Unavailable,
+            "the ledger cannot be written (x); nothing was changed, try again later",
+        );
+        assert_eq!(Failure::refused(told, &request).hint, None);
+        let untold = ErrorBody::new(ErrorCode::Busy, "memesd is busy");
+        assert_eq!(
+            Failure::refused(untold, &request).hint.as_deref(),
+            Some(TRY_LATER)
+        );
     }
 }
