@@ -41,6 +41,7 @@ complete -c memes -n "__fish_memes_needs_command" -f -a "entitle" -d 'Set a user
 complete -c memes -n "__fish_memes_needs_command" -f -a "audit" -d 'Replay the whole ledger and check every invariant (admins); exit 1 on a discrepancy'
 complete -c memes -n "__fish_memes_needs_command" -f -a "reload" -d 'Reload the meme catalogue from its file (admins; same as SIGHUP)'
 complete -c memes -n "__fish_memes_needs_command" -f -a "status" -d 'Show the daemon\'s version, uptime and counts'
+complete -c memes -n "__fish_memes_needs_command" -f -a "stop" -d 'Stop the memesd on this socket (and no other), and wait until it has finished'
 complete -c memes -n "__fish_memes_needs_command" -f -a "bench" -d 'Measure memesd: throughput and latency percentiles under load'
 complete -c memes -n "__fish_memes_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c memes -n "__fish_memes_needs_command" -f -a "admin-key" -d 'Make admin keys for memesd\'s HTTP API (local; no daemon needed)'
@@ -131,12 +132,42 @@ always\t''
 never\t''"
 complete -c memes -n "__fish_memes_using_subcommand status" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
 complete -c memes -n "__fish_memes_using_subcommand status" -s h -l help -d 'Print help'
+complete -c memes -n "__fish_memes_using_subcommand stop" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand stop" -l url -d 'Talk to memesd\'s HTTP API at this URL instead of a socket (http://host:port), with the bearer credential in MEMES_TOKEN (a user\'s token or an admin key; without it, the request\'s user id, as a development-mode memesd takes it)' -r
+complete -c memes -n "__fish_memes_using_subcommand stop" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c memes -n "__fish_memes_using_subcommand stop" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
+complete -c memes -n "__fish_memes_using_subcommand stop" -s h -l help -d 'Print help'
+complete -c memes -n "__fish_memes_using_subcommand bench" -s c -l conns -d 'Connections' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -s d -l depth -d 'Requests in flight per connection (closed loop)' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -s n -l requests -d 'Total requests to send' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l duration -d 'Send for this long instead of a number of requests: seconds (`10`) or with a unit (`500ms`, `1m`)' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l rate -d 'Open loop: this many requests per second in total, latency from the schedule' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l op -d 'What to send' -r -f -a "get\t'Charged `get` (durable)'
+topup\t'`topup` by 1 (durable; admins)'
+balance\t'`balance` (read)'
+mixed\t'70% get, 25% balance, 5% topup'"
+complete -c memes -n "__fish_memes_using_subcommand bench" -l users -d 'Distinct users to spread the requests over' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l user-prefix -d 'Bench user ids are this prefix plus a number' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l query -d 'Query of `get` requests' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l template -d 'Send this line instead (`{id}`, `{user}` and `{seq}`, the request\'s number on its connection, are filled in), e.g. for another daemon' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l max-p99 -d 'Exit 1 if the p99 latency is above this many milliseconds' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l max-latency -d 'Exit 1 if the maximum latency is above this many milliseconds' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l min-rps -d 'Exit 1 if throughput (successful requests per second) is below this' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l max-errors -d 'Exit 1 if more than this many requests get an error reply (none are allowed by default)' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l threads -d 'Client threads (1 keeps the generator\'s own footprint small)' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l http -d 'Over HTTP instead: charged `GET /memes` on this server (`http://host:port`), a rotating bearer per request' -r
+complete -c memes -n "__fish_memes_using_subcommand bench" -l bearers -d 'With --http: the bearers to rotate over, one per line (signed tokens, say), instead of the bench user ids' -r -F
 complete -c memes -n "__fish_memes_using_subcommand bench" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
 complete -c memes -n "__fish_memes_using_subcommand bench" -l url -d 'Talk to memesd\'s HTTP API at this URL instead of a socket (http://host:port), with the bearer credential in MEMES_TOKEN (a user\'s token or an admin key; without it, the request\'s user id, as a development-mode memesd takes it)' -r
 complete -c memes -n "__fish_memes_using_subcommand bench" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c memes -n "__fish_memes_using_subcommand bench" -l prepare -d 'First top up every bench user by a large amount (pipelined), then measure. Opens permanent accounts: refused on a ledger that already holds any, unless --force'
+complete -c memes -n "__fish_memes_using_subcommand bench" -l force -d 'Prepare, or send changes, even into a ledger that holds accounts other than the bench users\''
 complete -c memes -n "__fish_memes_using_subcommand bench" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
+complete -c memes -n "__fish_memes_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c memes -n "__fish_memes_using_subcommand completions" -l socket -r -F
 complete -c memes -n "__fish_memes_using_subcommand completions" -l url -r
 complete -c memes -n "__fish_memes_using_subcommand completions" -l color -r -f -a "auto\t''
@@ -162,17 +193,18 @@ complete -c memes -n "__fish_memes_using_subcommand admin-key; and __fish_seen_s
 complete -c memes -n "__fish_memes_using_subcommand admin-key; and __fish_seen_subcommand_from new" -s h -l help -d 'Print help'
 complete -c memes -n "__fish_memes_using_subcommand admin-key; and __fish_seen_subcommand_from help" -f -a "new" -d 'Make a new admin key: print the key (for whoever acts as admin) and the line to add to memesd\'s --admin-keys file'
 complete -c memes -n "__fish_memes_using_subcommand admin-key; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions admin-key help" -f -a "get" -d 'Get a meme (charged only when delivered)'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions admin-key help" -f -a "topup" -d 'Add tokens to a balance, or deduct them with a negative amount (admins)'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions admin-key help" -f -a "balance" -d 'Show a balance and tier'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions admin-key help" -f -a "history" -d 'Show a user\'s ledger entries, oldest first'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions admin-key help" -f -a "search" -d 'Browse ranked matches for a query, free of charge'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions admin-key help" -f -a "entitle" -d 'Set a user\'s tier (admins)'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions admin-key help" -f -a "audit" -d 'Replay the whole ledger and check every invariant (admins); exit 1 on a discrepancy'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions admin-key help" -f -a "reload" -d 'Reload the meme catalogue from its file (admins; same as SIGHUP)'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions admin-key help" -f -a "status" -d 'Show the daemon\'s version, uptime and counts'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions admin-key help" -f -a "bench" -d 'Measure memesd: throughput and latency percentiles under load'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions admin-key help" -f -a "completions" -d 'Print a shell completion script'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions admin-key help" -f -a "admin-key" -d 'Make admin keys for memesd\'s HTTP API (local; no daemon needed)'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status bench completions admin-key help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status stop bench completions admin-key help" -f -a "get" -d 'Get a meme (charged only when delivered)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status stop bench completions admin-key help" -f -a "topup" -d 'Add tokens to a balance, or deduct them with a negative amount (admins)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status stop bench completions admin-key help" -f -a "balance" -d 'Show a balance and tier'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status stop bench completions admin-key help" -f -a "history" -d 'Show a user\'s ledger entries, oldest first'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status stop bench completions admin-key help" -f -a "search" -d 'Browse ranked matches for a query, free of charge'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status stop bench completions admin-key help" -f -a "entitle" -d 'Set a user\'s tier (admins)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status stop bench completions admin-key help" -f -a "audit" -d 'Replay the whole ledger and check every invariant (admins); exit 1 on a discrepancy'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status stop bench completions admin-key help" -f -a "reload" -d 'Reload the meme catalogue from its file (admins; same as SIGHUP)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status stop bench completions admin-key help" -f -a "status" -d 'Show the daemon\'s version, uptime and counts'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status stop bench completions admin-key help" -f -a "stop" -d 'Stop the memesd on this socket (and no other), and wait until it has finished'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status stop bench completions admin-key help" -f -a "bench" -d 'Measure memesd: throughput and latency percentiles under load'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status stop bench completions admin-key help" -f -a "completions" -d 'Print a shell completion script'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status stop bench completions admin-key help" -f -a "admin-key" -d 'Make admin keys for memesd\'s HTTP API (local; no daemon needed)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search entitle audit reload status stop bench completions admin-key help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c memes -n "__fish_memes_using_subcommand help; and __fish_seen_subcommand_from admin-key" -f -a "new" -d 'Make a new admin key: print the key (for whoever acts as admin) and the line to add to memesd\'s --admin-keys file'

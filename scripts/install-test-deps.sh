@@ -4,7 +4,8 @@
 #   throwaway cluster); Chromium, and Node.js with npm when there is none, for the web
 #   console's browser tests (tests/browser; scripts/test-browser.sh says plainly if the
 #   Node.js found is too old); what deploy/check.sh runs: promtool (prometheus),
-#   systemd-analyze and systemd-sysusers (systemd), /bin/kill (procps) and python3; Python's
+#   systemd-analyze and systemd-sysusers (systemd), /bin/kill (procps) and python3; `man`
+#   (man-db), whose `man --warnings` checks the manual pages; Python's
 #   venv module where schemathesis must be installed;
 # - from PyPI: schemathesis (scripts/schemathesis.sh tests the HTTP API against its OpenAPI
 #   document), into its own virtual environment unless a `schemathesis` is on PATH already.
@@ -36,6 +37,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v promtool >/dev/null || missing+=(prometheus)
+command -v man >/dev/null || missing+=(man-db)
 { command -v systemd-analyze && command -v systemd-sysusers; } >/dev/null || missing+=(systemd)
 [ -x /bin/kill ] || missing+=(procps)
 command -v python3 >/dev/null || missing+=(python3)

@@ -231,4 +231,8 @@ pub struct AuditReport {
     /// The first discrepancy found, when `ok` is false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discrepancy: Option<String>,
+    /// The store audited, `file` or `postgres`: what `transactions` counts differs (journal
+    /// lines; changes other than welcome grants).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
 }

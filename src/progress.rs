@@ -11,7 +11,7 @@
 //! drop(bar); // clears the line
 //! ```
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -55,12 +55,50 @@ impl Progress {
             return Progress::hidden();
         }
         let template = format!(
-            "[{{elapsed_precise}}] {{wide_bar}} {{human_pos}}/{{human_len}} {unit} ({{per_sec}}, {{eta}} left)"
+            "[{{elapsed_precise}}] {{wide_bar}} {{human_pos}}/{{human_len}} {unit} ({{rate}}, {{eta}} left)"
         );
+        // A whole number per second: indicatif's own `per_sec` prints "33,195.5096/s".
+        let style = ProgressStyle::with_template(&template)
+            .expect("a valid template")
+            .with_key(
+                "rate",
+                |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                    let _ = write!(out, "{:.0}/s", state.per_sec());
+                },
+            );
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
-            .with_style(ProgressStyle::with_template(&template).expect("a valid template"));
+            .with_style(style);
         bar.enable_steady_tick(TICK);
         Progress(Some(bar))
+    }
+
+    /// A bar for a run of a fixed length: seconds elapsed of the whole, and the time left
+    /// (counted down from the length, not estimated from a rate of seconds per second).
+    pub fn timer(json: bool, length: Duration) -> Progress {
+        if !Progress::shown(json) {
+            return Progress::hidden();
+        }
+        let style = ProgressStyle::with_template(
+            "[{elapsed_precise}] {wide_bar} {pos}/{len} s ({left} left)",
+        )
+        .expect("a valid template")
+        .with_key(
+            "left",
+            |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                let left = state.len().unwrap_or(0).saturating_sub(state.pos());
+                let _ = write!(out, "{left} s");
+            },
+        );
+        let bar = ProgressBar::with_draw_target(
+            Some(length.as_secs().max(1)),
+            ProgressDrawTarget::stderr(),
+        )
+        .with_style(style);
+        bar.enable_steady_tick(TICK);
+        let started = std::time::Instant::now();
+        let shown = Progress(Some(bar));
+        shown.track(move || started.elapsed().as_secs().min(length.as_secs().max(1)));
+        shown
     }
 
     /// Whether anything is drawn.

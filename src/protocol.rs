@@ -492,12 +492,23 @@ pub struct GeneratedImage {
     pub height: u32,
     /// SHA-256 of the PNG bytes, lower-case hex.
     pub sha256: String,
+    /// Where memesd's HTTP front serves the image, relative to its base URL
+    /// (`/v1/images/{sha256}.png`): how a client on another host fetches it.
+    #[serde(default)]
+    pub url: String,
     pub template: String,
     pub top: String,
     pub bottom: String,
     /// The PNG itself, base64, when the request asked for `inline`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub png_base64: Option<String>,
+}
+
+impl GeneratedImage {
+    /// [`GeneratedImage::url`] for an image with this SHA-256.
+    pub fn url_of(sha256: &str) -> String {
+        format!("/v1/images/{sha256}.png")
+    }
 }
 
 /// `get` reply data. `M` is the meme representation: pre-serialised JSON in the daemon,

@@ -248,9 +248,19 @@ impl Geocoder {
         let Some(country) = country else {
             return self.at_sea(lat, long);
         };
-        let nearest = match &region_code {
-            Some(region) => self.nearest_in_subdivision(country, region, lat, long),
-            None => self.nearest_in_country(country, lat, long),
+        let (nearest, region_code) = match region_code {
+            Some(region) => match self.nearest_in_subdivision(country, &region, lat, long) {
+                // No place of the point's subdivision is near (a point in one state's waters
+                // off another's coast): the place named is across the line, and `region`
+                // and `region_code` must both be that place's, not one each.
+                Some((nearest, false)) => {
+                    let code = self.region_code_of(nearest.place, country);
+                    (Some(nearest), code)
+                }
+                Some((nearest, true)) => (Some(nearest), Some(region)),
+                None => (None, Some(region)),
+            },
+            None => (self.nearest_in_country(country, lat, long), None),
         };
         match nearest {
             Some(nearest) => self.location(nearest, country, region_code, false),
@@ -336,7 +346,7 @@ impl Geocoder {
         region: &str,
         lat: f64,
         long: f64,
-    ) -> Option<Nearest> {
+    ) -> Option<(Nearest, bool)> {
         let tree = self.by_country[country.slot()].as_ref()?;
         let query = unit_vector(lat, long);
         let in_region = |index: usize| {
@@ -347,13 +357,28 @@ impl Geocoder {
         // Most points are nearest to a place of their own subdivision: try that cheaply first.
         let nearest = tree.nearest(&query)?;
         if in_region(nearest) {
-            return Some(self.nearest(nearest, lat, long));
+            return Some((self.nearest(nearest, lat, long), true));
         }
         let better = tree
             .nearest_n(&query, SUBDIVISION_CANDIDATES)
             .into_iter()
             .find(|&index| in_region(index));
-        Some(self.nearest(better.unwrap_or(nearest), lat, long))
+        Some((
+            self.nearest(better.unwrap_or(nearest), lat, long),
+            better.is_some(),
+        ))
+    }
+
+    /// The ISO 3166-2 code of the subdivision of `country` a place lies in, if the
+    /// boundaries split that country up.
+    fn region_code_of(&self, place: usize, country: CountryCode) -> Option<String> {
+        let place = &self.places[place];
+        let position = LatLon::new(place.latitude(), place.longitude()).ok()?;
+        self.boundaries
+            .ids(position)
+            .iter()
+            .find(|id| id.len() > 3 && id.starts_with(country.as_str()) && id.as_bytes()[2] == b'-')
+            .map(|id| (*id).to_owned())
     }
 
     fn at_sea(&self, lat: f64, long: f64) -> Location {
@@ -820,6 +845,19 @@ mod tests {
         assert_eq!(sydney.country_code, "AU");
         assert_eq!(sydney.city, "Sydney");
         assert_eq!(sydney.region_code.as_deref(), Some("AU-NSW"));
+    }
+
+    #[test]
+    fn the_region_and_its_code_name_the_same_subdivision() {
+        // New York's waters off the New Jersey shore: the place named is in New Jersey, and
+        // so is the code.
+        let offshore = locate(40.0, -73.5);
+        assert_eq!(offshore.region, "New Jersey", "{offshore:?}");
+        assert_eq!(
+            offshore.region_code.as_deref(),
+            Some("US-NJ"),
+            "{offshore:?}"
+        );
     }
 
     #[test]

@@ -17,8 +17,12 @@ pub fn run(ctx: &mut Ctx) -> Result<Exit, Failure> {
     } else {
         let mut table = output::table();
         table.set_header(vec!["Checked", "Count"]);
+        let transactions = match report.store.as_deref() {
+            Some("postgres") => "transactions (changes other than welcome grants)",
+            _ => "transactions (journal lines, batch ends aside)",
+        };
         table.add_row(vec![
-            "transactions (journal lines, batch ends aside)".to_string(),
+            transactions.to_string(),
             report.transactions.to_string(),
         ]);
         table.add_row(vec![

@@ -125,15 +125,19 @@ fn start_daemon(socket: &Path) -> Result<Client, Failure> {
                 memesd.display()
             ))
         })?;
-    eprintln!(
-        "memes: started memesd in the background (socket {}, log {})",
-        socket.display(),
-        log_path.display()
-    );
+    // Said once it is true: a daemon that exits before answering was not started.
+    let started = |client: Client| {
+        eprintln!(
+            "memes: started memesd in the background (socket {}, log {})",
+            socket.display(),
+            log_path.display()
+        );
+        client
+    };
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         match Client::connect(socket) {
-            Ok(client) => return Ok(client),
+            Ok(client) => return Ok(started(client)),
             Err(ClientError::Unreachable { .. }) if Instant::now() < deadline => {}
             Err(error) => {
                 let error = output::with_causes(&error);

@@ -9,7 +9,7 @@
 use super::exit::Exit;
 use super::output::{self, tokens};
 use super::{Ctx, Failure};
-use crate::protocol::{GetData, GetRequest, MAX_COUNT, MemeView, Request};
+use crate::protocol::{GeneratedImage, GetData, GetRequest, MAX_COUNT, MemeView, Request};
 use base64::Engine;
 use clap::{Args, value_parser};
 use std::fs::{File, OpenOptions};
@@ -23,13 +23,15 @@ pub struct GetArgs {
     #[arg(long)]
     pub user: String,
     /// Latitude in decimal degrees (-90 to 90), with --long
-    #[arg(long, allow_negative_numbers = true, requires = "long")]
+    // Hyphen values, not only negative numbers: a mistyped `-73.5.5` then gets the number
+    // parser's refusal, not clap's "unexpected argument '-7'".
+    #[arg(long, allow_hyphen_values = true, requires = "long")]
     pub lat: Option<f64>,
     /// Longitude in decimal degrees (-180 to 180), with --lat
     #[arg(
         long,
         visible_alias = "lon",
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         requires = "lat"
     )]
     pub long: Option<f64>,
@@ -109,7 +111,7 @@ pub fn run(args: &GetArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
         }
         return Ok(Exit::Success);
     }
-    print_human(&data, args);
+    print_human(&data, args, ctx.url.as_deref());
     Ok(Exit::Success)
 }
 
@@ -201,7 +203,23 @@ fn replay_command(args: &GetArgs, key: &str, ctx: &Ctx) -> String {
     output::shell_command(words.iter().map(String::as_str))
 }
 
-fn print_human(data: &GetData, args: &GetArgs) {
+/// Where a generated image is, for the person reading: the path on this host when memesd
+/// runs here (the socket), its URL when memesd is remote (`--url`), whose paths mean nothing
+/// on this host.
+fn image_location(image: &GeneratedImage, remote: Option<&str>) -> String {
+    match remote {
+        None => image.path.clone(),
+        Some(base) => {
+            let url = match image.url.is_empty() {
+                true => GeneratedImage::url_of(&image.sha256),
+                false => image.url.clone(),
+            };
+            format!("{}{url}", base.trim_end_matches('/'))
+        }
+    }
+}
+
+fn print_human(data: &GetData, args: &GetArgs, remote: Option<&str>) {
     let charged = match data.replayed {
         true => format!("{} (replayed; not charged again)", tokens(data.charged)),
         false => tokens(data.charged),
@@ -223,7 +241,7 @@ fn print_human(data: &GetData, args: &GetArgs) {
         let mut table = output::table();
         table.add_row(vec![
             "Generated".to_string(),
-            format!("{} ({})", image.template, image.path),
+            format!("{} ({})", image.template, image_location(image, remote)),
         ]);
         table.add_row(vec![
             "Caption".to_string(),

@@ -4,7 +4,7 @@ use super::exit::Exit;
 use super::output;
 use super::{Ctx, Failure};
 use crate::protocol::{HistoryData, HistoryEntry, HistoryRequest, MAX_HISTORY_PAGE, Request};
-use clap::{Args, value_parser};
+use clap::Args;
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
@@ -13,7 +13,7 @@ pub struct HistoryArgs {
     pub user: String,
     /// Only the newest N entries (still oldest first; 1 or more)
     #[arg(long, value_name = "N", allow_negative_numbers = true,
-          value_parser = value_parser!(u64).range(1..))]
+          value_parser = super::parse_count)]
     pub limit: Option<u64>,
 }
 

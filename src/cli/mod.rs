@@ -17,6 +17,7 @@ pub mod reload;
 pub mod remote;
 pub mod search;
 pub mod status;
+pub mod stop;
 pub mod topup;
 
 use crate::client::{Client, ClientError};
@@ -61,6 +62,17 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// A count of 1 or more, refused in those words (clap's own range parser would say
+/// "0 is not in 1..18446744073709551615").
+pub fn parse_count(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(0) => Err("must be 1 or more".to_string()),
+        Ok(count) => Ok(count),
+        Err(_) if text.trim().starts_with('-') => Err("must be 1 or more".to_string()),
+        Err(_) => Err("not a whole number (1 or more)".to_string()),
+    }
+}
+
 /// The heading of the options every command takes.
 const GLOBAL_OPTIONS: &str = "Global options";
 
@@ -91,8 +103,10 @@ pub enum Command {
     Reload,
     /// Show the daemon's version, uptime and counts
     Status,
+    /// Stop the memesd on this socket (and no other), and wait until it has finished
+    Stop,
     /// Measure memesd: throughput and latency percentiles under load
-    Bench(bench::BenchArgs),
+    Bench(bench::BenchOptions),
     /// Print a shell completion script
     Completions(completions::CompletionsArgs),
     /// Make admin keys for memesd's HTTP API (local; no daemon needed)
@@ -138,11 +152,16 @@ impl Failure {
         Failure {
             exit: error.code.into(),
             code: error.code.as_str(),
+            // Said once: memesd's own message may already say to try again later.
+            hint: hint(error.code, request)
+                .filter(|hint| !(hint == TRY_LATER && error.message.contains("try again later"))),
             message: error.message,
-            hint: hint(error.code, request),
         }
     }
 }
+
+/// The hint for a refusal that a later retry may not meet.
+const TRY_LATER: &str = "nothing was changed; try again later";
 
 /// The hint table: what to do about a refusal, given what was asked.
 fn hint(code: ErrorCode, request: &Request) -> Option<String> {
@@ -166,7 +185,7 @@ fn hint(code: ErrorCode, request: &Request) -> Option<String> {
             "use a new key for a new request; reuse a key only to retry the same request".into(),
         ),
         (ErrorCode::RateLimited | ErrorCode::Busy | ErrorCode::Unavailable, _) => {
-            Some("nothing was changed; try again later".into())
+            Some(TRY_LATER.into())
         }
         // Over HTTP only: the socket knows its peers.
         (ErrorCode::Unauthorized, _) => Some(format!(
@@ -271,6 +290,7 @@ pub fn main() -> ExitCode {
         Command::Audit => audit::run(&mut ctx),
         Command::Reload => reload::run(&mut ctx),
         Command::Status => status::run(&mut ctx),
+        Command::Stop => stop::run(&ctx),
         Command::Bench(args) => bench::run(&args, &ctx),
         Command::Completions(args) => completions::run(&args),
         Command::AdminKey(args) => admin_key::run(&args, &ctx),
@@ -281,5 +301,26 @@ pub fn main() -> ExitCode {
             output::print_failure(&failure, ctx.color, ctx.json);
             failure.exit.into()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{ErrorBody, StatusRequest};
+
+    #[test]
+    fn try_again_later_is_said_once() {
+        let request = Request::Status(StatusRequest {});
+        let told = ErrorBody::new(
+            ErrorCode::Unavailable,
+            "the ledger cannot be written (x); nothing was changed, try again later",
+        );
+        assert_eq!(Failure::refused(told, &request).hint, None);
+        let untold = ErrorBody::new(ErrorCode::Busy, "memesd is busy");
+        assert_eq!(
+            Failure::refused(untold, &request).hint.as_deref(),
+            Some(TRY_LATER)
+        );
     }
 }

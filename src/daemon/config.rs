@@ -162,7 +162,7 @@ pub struct DaemonArgs {
     /// Where the ledger lives: a PostgreSQL connection string (postgres://user@host/db, or
     /// postgres:///db?host=/run/postgresql) that several memesd hosts may share, or `file`
     /// (the journal in the data directory, the default) or `file:DIR`
-    #[arg(long, env = "MEMES_STORE", value_name = "URL")]
+    #[arg(long, env = "MEMES_STORE", value_name = "URL", value_parser = parse_store)]
     pub store: Option<String>,
 
     /// File holding the PostgreSQL password (else the one in the URL, else PGPASSWORD)
@@ -170,7 +170,8 @@ pub struct DaemonArgs {
     pub store_password_file: Option<PathBuf>,
 
     /// Connections to PostgreSQL this host keeps (one in sixteen commits batches of changes)
-    #[arg(long, default_value_t = 16, value_name = "N")]
+    #[arg(long, default_value_t = 16, value_name = "N", allow_negative_numbers = true,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_STORE_POOL))]
     pub store_pool: usize,
 
     #[command(subcommand)]
@@ -296,6 +297,20 @@ fn parse_mode(text: &str) -> Result<u32, String> {
         ));
     }
     Ok(mode)
+}
+
+/// The most connections `--store-pool` keeps: far more than PostgreSQL's default
+/// `max_connections` (100) would let one host have.
+const MAX_STORE_POOL: u64 = 10_000;
+
+/// A `--store` memesd knows (checked as it is parsed, so a bad one exits 2 naming the flag,
+/// the environment variable or the file key, like every other bad value).
+fn parse_store(text: &str) -> Result<String, String> {
+    super::store::choose(Some(text), None, std::path::Path::new("."))
+        .map(|_| text.to_string())
+        .map_err(|_| {
+            format!("{text:?} is not a store memesd knows: file, file:DIR or postgres://…")
+        })
 }
 
 /// Requests per second per user: `20/s` or `20`, 1 or more.

@@ -184,9 +184,20 @@ fn read_file(
             format!("{}: {message}", path.display()),
         )
     };
-    let table: toml::Table = text
+    let mut table: toml::Table = text
         .parse()
         .map_err(|error: toml::de::Error| refuse(format!("not valid TOML: {error}")))?;
+    // A `[memesd]` table, as files shared with other programs have, reads like the top level.
+    if let Some(toml::Value::Table(section)) = table.remove("memesd") {
+        for (key, value) in section {
+            if table.contains_key(&key) {
+                return Err(refuse(format!(
+                    "`{key}` is set both at the top level and in [memesd]"
+                )));
+            }
+            table.insert(key, value);
+        }
+    }
     let keys: Vec<&str> = command
         .get_arguments()
         .filter_map(clap::Arg::get_long)
@@ -194,6 +205,11 @@ fn read_file(
         .collect();
     let mut settings = Vec::new();
     for (key, value) in &table {
+        if value.is_table() {
+            return Err(refuse(format!(
+                "[{key}] is a table; memesd reads its keys at the top level (or in a [memesd] table)"
+            )));
+        }
         let Some(arg) = command
             .get_arguments()
             .find(|arg| arg.get_long() == Some(key) && !NOT_SETTINGS.contains(&key.as_str()))
@@ -214,6 +230,10 @@ fn read_file(
                         "`{key}` is a list of strings, like {key} = [\"a\", \"b\"]"
                     ))
                 })?,
+            // TOML has read `0o660` as the number 432: give the mode as it was written.
+            (toml::Value::Integer(number), false, _) if written_in_octal(text, key) => {
+                vec![format!("{number:o}")]
+            }
             (value, false, _) => vec![scalar(value).ok_or_else(|| {
                 refuse(match many {
                     true => format!("`{key}` is a string or a list of strings"),
@@ -230,6 +250,16 @@ fn read_file(
         settings.push((key.clone(), values));
     }
     Ok(settings)
+}
+
+/// Whether the file writes `key`'s value as an octal integer (`socket-mode = 0o660`).
+fn written_in_octal(text: &str, key: &str) -> bool {
+    text.lines().any(|line| {
+        line.trim_start()
+            .strip_prefix(key)
+            .and_then(|rest| rest.trim_start().strip_prefix('='))
+            .is_some_and(|value| value.trim_start().starts_with("0o"))
+    })
 }
 
 /// A file value as it would be typed after the flag.
@@ -489,7 +519,47 @@ mod tests {
         let error = load_with(&config("config = \"/etc/x\"\n"), &[]).unwrap_err();
         assert!(error.contains("command-line option only"), "{error}");
         let error = load_with(&config("[http]\nport = 8080\n"), &[]).unwrap_err();
-        assert!(error.contains("`http` takes one value"), "{error}");
+        assert!(error.contains("[http] is a table"), "{error}");
+        assert!(!error.contains("did you mean"), "{error}");
+    }
+
+    #[test]
+    fn a_memesd_table_reads_like_the_top_level() {
+        let file = config("[memesd]\nmeme-cost = 2\nsocket-mode = 0o660\n");
+        let settings = load_with(&file, &[]).unwrap();
+        assert_eq!(settings.args.meme_cost, 2);
+        assert_eq!(settings.args.socket_mode, 0o660);
+        let file = config("meme-cost = 3\n[memesd]\nmeme-cost = 2\n");
+        let error = load_with(&file, &[]).unwrap_err();
+        assert!(
+            error.contains("both at the top level and in [memesd]"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_octal_mode_reads_as_written() {
+        for text in [
+            "socket-mode = 0o660",
+            "socket-mode = 660",
+            "socket-mode = \"0o660\"",
+        ] {
+            let settings = load_with(&config(text), &[]).unwrap();
+            assert_eq!(settings.args.socket_mode, 0o660, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_store_memesd_does_not_know_and_an_empty_pool_are_usage_errors() {
+        for argv in [
+            ["memesd", "--store", "mysql://x"],
+            ["memesd", "--store-pool", "0"],
+        ] {
+            let error = load_from(argv).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{argv:?}: {error}");
+            assert!(error.to_string().contains(argv[1]), "{error}");
+        }
+        assert!(load_from(["memesd", "--store", "postgres:///memes?host=/tmp"]).is_ok());
     }
 
     #[test]

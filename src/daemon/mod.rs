@@ -110,6 +110,14 @@ pub fn run(args: DaemonArgs) -> Result<()> {
         &data_dir,
     )
     .map_err(anyhow::Error::msg)?;
+    // Directories this start creates: a start that fails before serving removes them again,
+    // so a mistyped --socket or a busy port leaves no empty ledger behind.
+    let mut created: Vec<std::path::PathBuf> = vec![data_dir.clone()];
+    if let StoreChoice::File(dir) = &choice {
+        created.push(dir.clone());
+    }
+    created.retain(|dir| !dir.exists());
+    created.dedup();
     let opened = match choice {
         StoreChoice::File(dir) => {
             let moved = crate::store::file::moved::read(&dir)
@@ -155,9 +163,12 @@ pub fn run(args: DaemonArgs) -> Result<()> {
             Opened::Postgres(Arc::new(store))
         }
     };
-    // The data directory is this daemon's (locked by the file store; holding the generated
-    // images with PostgreSQL): say which socket serves it.
-    crate::lockfile::record_owner(&data_dir, &socket_path);
+    // The file store's data directory is this daemon's (locked): say which socket serves it.
+    // PostgreSQL-backed hosts may share a data directory (only generated images are there),
+    // so nothing there is locked nor names one of them.
+    if let Opened::File(_) = &opened {
+        crate::lockfile::record_owner(&data_dir, &socket_path);
+    }
     let store: Arc<dyn TokenStore> = match &opened {
         Opened::File(store) => store.clone(),
         Opened::Postgres(store) => store.clone(),
@@ -201,61 +212,73 @@ pub fn run(args: DaemonArgs) -> Result<()> {
             }
             None => socket::bind(&socket_path, access)?,
         };
-        let http = match (inherited_http, args.http) {
-            (Some((listener, addr)), flag) => {
-                tracing::info!("serving HTTP on the socket passed by systemd, {addr}");
-                if let Some(flag) = flag.filter(|flag| *flag != addr) {
-                    tracing::warn!("not binding --http {flag}: systemd passed {addr}");
+        // A start that fails from here on removes the socket it bound.
+        let listeners = async {
+            let http = match (inherited_http, args.http) {
+                (Some((listener, addr)), flag) => {
+                    tracing::info!("serving HTTP on the socket passed by systemd, {addr}");
+                    if let Some(flag) = flag.filter(|flag| *flag != addr) {
+                        tracing::warn!("not binding --http {flag}: systemd passed {addr}");
+                    }
+                    Some((
+                        tokio::net::TcpListener::from_std(listener)
+                            .context("serving the HTTP socket passed by systemd")?,
+                        addr,
+                    ))
                 }
-                Some((
-                    tokio::net::TcpListener::from_std(listener)
-                        .context("serving the HTTP socket passed by systemd")?,
+                (None, Some(addr)) => Some((
+                    tokio::net::TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("listening on http://{addr}"))?,
                     addr,
-                ))
+                )),
+                (None, None) => None,
+            };
+            let http = match http {
+                Some((listener, addr)) => {
+                    let state = HttpState {
+                        service: service.clone(),
+                        credentials,
+                        webhook,
+                        limits: args.http_limits(),
+                        metrics: exporter.clone(),
+                        console: !args.no_console,
+                    };
+                    let address = listener.local_addr().unwrap_or(addr);
+                    Some((listener, http::Routes::api(Http::new(state)), address))
+                }
+                None => None,
+            };
+            let metrics_only = match (args.metrics, &exporter) {
+                (Some(addr), Some(exporter)) => {
+                    let listener = tokio::net::TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("listening for metrics on http://{addr}"))?;
+                    tracing::info!(
+                        "metrics on http://{}/metrics",
+                        listener.local_addr().unwrap_or(addr)
+                    );
+                    let state = HttpState {
+                        service: service.clone(),
+                        credentials: Credentials::new(),
+                        webhook: None,
+                        limits: args.http_limits(),
+                        metrics: Some(exporter.clone()),
+                        console: false,
+                    };
+                    Some((listener, http::Routes::metrics(Http::new(state))))
+                }
+                _ => None,
+            };
+            anyhow::Ok((http, metrics_only))
+        }
+        .await;
+        let (http, metrics_only) = match listeners {
+            Ok(listeners) => listeners,
+            Err(error) => {
+                bound.remove();
+                return Err(error);
             }
-            (None, Some(addr)) => Some((
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("listening on http://{addr}"))?,
-                addr,
-            )),
-            (None, None) => None,
-        };
-        let http = match http {
-            Some((listener, addr)) => {
-                let state = HttpState {
-                    service: service.clone(),
-                    credentials,
-                    webhook,
-                    limits: args.http_limits(),
-                    metrics: exporter.clone(),
-                    console: !args.no_console,
-                };
-                let address = listener.local_addr().unwrap_or(addr);
-                Some((listener, http::Routes::api(Http::new(state)), address))
-            }
-            None => None,
-        };
-        let metrics_only = match (args.metrics, &exporter) {
-            (Some(addr), Some(exporter)) => {
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("listening for metrics on http://{addr}"))?;
-                tracing::info!(
-                    "metrics on http://{}/metrics",
-                    listener.local_addr().unwrap_or(addr)
-                );
-                let state = HttpState {
-                    service: service.clone(),
-                    credentials: Credentials::new(),
-                    webhook: None,
-                    limits: args.http_limits(),
-                    metrics: Some(exporter.clone()),
-                    console: false,
-                };
-                Some((listener, http::Routes::metrics(Http::new(state))))
-            }
-            _ => None,
         };
         if let Some(exporter) = exporter.clone() {
             tokio::spawn(async move {
@@ -334,7 +357,18 @@ pub fn run(args: DaemonArgs) -> Result<()> {
     };
     // Remove the socket only once everything is flushed, so a client that finds no socket
     // can start a new daemon that sees every change.
-    let bound = served?;
+    let bound = match served {
+        Ok(bound) => bound,
+        Err(error) => {
+            // Nothing was served: what this start created holds nothing anyone asked for.
+            for dir in &created {
+                if let Err(why) = std::fs::remove_dir_all(dir) {
+                    tracing::warn!("could not remove {}: {why}", dir.display());
+                }
+            }
+            return Err(error);
+        }
+    };
     bound.remove();
     closed?;
     tracing::info!("memesd stopped cleanly");

@@ -151,6 +151,7 @@ impl Premium {
                 bytes: bytes.len() as u64,
                 width: png.width,
                 height: png.height,
+                url: GeneratedImage::url_of(&stored.sha256),
                 sha256: stored.sha256,
                 template: plan.template.clone(),
                 top: plan.top.clone(),
@@ -219,6 +220,7 @@ impl Premium {
             )));
         }
         image.path = path.display().to_string();
+        image.url = GeneratedImage::url_of(&image.sha256);
         Ok(bytes)
     }
 }

@@ -98,11 +98,19 @@ impl StoreError {
         }
     }
 }
+/// Who holds a locked data directory, as its lock file records: ` (pid 4242, serving
+/// /run/memes/memesd.sock)`, or nothing when it records no one.
+fn holder(dir: &std::path::Path) -> String {
+    crate::lockfile::read_owner(dir).map_or_else(String::new, |owner| {
+        format!(" (pid {}, serving {})", owner.pid, owner.socket.display())
+    })
+}
+
 /// Why a store could not be opened. The daemon refuses to start on any of these: starting
 /// empty because a file was unreadable would silently destroy balances.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("another memesd is already using the data directory {0}")]
+    #[error("another memesd is already using the data directory {}{}", .0.display(), holder(.0))]
     Locked(PathBuf),
     #[error("{path}")]
     Io {

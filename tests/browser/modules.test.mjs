@@ -128,6 +128,10 @@ test("every error code has its own sentence", () => {
   assert.match(say("unreachable"), /^memesd is unreachable: why\. Is it running/);
   assert.match(say("unauthorized"), /^Not signed in, or the credential was refused: why\. Sign in again\.$/);
   assert.match(say("insufficient_tokens", 'user "u" has 0 tokens, 1 needed'), /^Not enough tokens: user "u" has 0 tokens, 1 needed\. Nothing was charged/);
+  // A refused deduction is not a reason to top up.
+  const deduction = describe(new ApiError({ status: 402, code: "insufficient_tokens", detail: 'user "u" has 150 tokens, 100000 needed' }), now, { deduction: true });
+  assert.match(deduction, /^Not deducted: .*deduct at most the balance\.$/);
+  assert.doesNotMatch(deduction, /top the account up/);
   assert.match(say("rate_limited", "x", 2), /^Too many requests: try again in 2 s \(at 12:00:02( PM)?\)\./);
   assert.match(say("not_allowed"), /^Not allowed: why\.$/);
   assert.match(say("busy", "full", null), /^memesd is busy: full\. Try again in 1 s/);
@@ -164,6 +168,22 @@ test("the chart puts time left to right and balance bottom to top", () => {
   assert.equal(a.y, g.top);
   assert.ok(c.x <= 400 && g.baseline < HEIGHT);
   assert.equal(g.path, `M${a.x} ${a.y}H${b.x}V${b.y}H${c.x}V${c.y}`);
+  // Scaled to the balances shown: 1-token charges from 150 span the whole height.
+  const charges = geometry([
+    { time: "2026-01-01T00:00:00Z", balance: 150 },
+    { time: "2026-01-01T00:00:30Z", balance: 149 },
+    { time: "2026-01-01T00:01:00Z", balance: 148 },
+  ]);
+  assert.equal(charges.low, 148);
+  assert.equal(charges.high, 150);
+  assert.equal(charges.points[0].y, charges.top);
+  assert.equal(charges.points[2].y, charges.baseline);
+  assert.ok(charges.baseline - charges.top > HEIGHT / 2, "not a flat line");
+  // One balance throughout: drawn inside the chart, with a token of room below.
+  const flat = geometry([{ time: "2026-01-01T00:00:00Z", balance: 150 }]);
+  assert.ok(flat.low === 149 && flat.high === 150 && flat.points[0].y === flat.top);
+  const empty = geometry([{ time: "2026-01-01T00:00:00Z", balance: 0 }]);
+  assert.ok(empty.low === 0 && empty.high === 1 && empty.points[0].y === empty.baseline);
   // All at one instant: spread evenly.
   const same = geometry([{ time: "2026-01-01T00:00:00Z", balance: 2 }, { time: "2026-01-01T00:00:00Z", balance: 1 }, { time: "2026-01-01T00:00:00Z", balance: 0 }]);
   assert.ok(same.points[0].x < same.points[1].x && same.points[1].x < same.points[2].x);

@@ -692,6 +692,32 @@ fn help_texts_read_right() {
     for global in ["--socket", "--json", "--color"] {
         assert!(!completions.contains(global), "{completions}");
     }
+    // A mistyped coordinate is refused as a number, not read as a flag.
+    for (flag, value) in [("--long", "-73.5.5"), ("--lat", "-4o")] {
+        let args = ["get", "--user", "u", "--lat", "40", "--long", "-73"];
+        let mut args: Vec<&str> = args.to_vec();
+        let at = args.iter().position(|a| *a == flag).unwrap();
+        args[at + 1] = value;
+        let run = run_memes(None, &args, &[]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains(&format!("invalid value '{value}' for '{flag}")),
+            "{}",
+            run.stderr
+        );
+    }
+    // Counts below 1 are refused in words, not with the type's whole range.
+    for value in ["0", "-1"] {
+        let run = run_memes(None, &["history", "--user", "u", "--limit", value], &[]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            run.stderr.contains("must be 1 or more")
+                && !run.stderr.contains("18446744073709551615"),
+            "{}",
+            run.stderr
+        );
+    }
     // A negative count is read as a number and refused with its range.
     let run = run_memes(None, &["get", "--user", "u", "--count", "-1"], &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
@@ -700,6 +726,98 @@ fn help_texts_read_right() {
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn bench_lists_its_own_options_in_help_and_completions() {
+    let help = run_memes(None, &["bench", "--help"], &[]);
+    assert_eq!(help.code, 0, "{}", help.stderr);
+    for option in [
+        "--conns",
+        "--requests",
+        "--duration",
+        "--prepare",
+        "--max-p99",
+    ] {
+        assert!(help.stdout.contains(option), "{option}: {}", help.stdout);
+    }
+    let own = help.stdout.find("--conns").unwrap();
+    let heading = help
+        .stdout
+        .find("Global options:")
+        .unwrap_or_else(|| panic!("{}", help.stdout));
+    assert!(own < heading, "{}", help.stdout);
+    for shell in ["bash", "zsh", "fish"] {
+        let script = run_memes(None, &["completions", shell], &[]).stdout;
+        for option in ["conns", "requests", "prepare", "max-errors"] {
+            assert!(script.contains(option), "{shell} lacks --{option}");
+        }
+    }
+}
+
+#[test]
+fn bench_forwards_every_form_of_its_options() {
+    let daemon = Daemon::start();
+    // Spaced, `=`, short and a negative number: each reaches the generator as given.
+    let run = daemon.memes(&[
+        "--json",
+        "bench",
+        "--requests=20",
+        "-c",
+        "2",
+        "--users",
+        "5",
+        "--max-errors=0",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["requests"], 20);
+    assert_eq!(run.json()["conns"], 2);
+    let run = daemon.memes(&["bench", "--min-rps", "-5", "--users", "5"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--min-rps"), "{}", run.stderr);
+}
+
+#[test]
+fn ctrl_c_ends_a_bench_run_with_a_partial_report() {
+    let daemon = Daemon::start();
+    let bench = std::process::Command::new(crate::harness::MEMES)
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .args([
+            "--json",
+            "bench",
+            "--duration",
+            "60",
+            "-c",
+            "2",
+            "--users",
+            "1000",
+        ])
+        .env("MEMES_NO_AUTOSTART", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Measuring once memesd has charged for memes (the handler is in place by then).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while daemon.memes_json(&["status"])["entries"].as_u64().unwrap() < 10 {
+        assert!(std::time::Instant::now() < deadline, "bench never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(bench.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = bench.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["partial"], true, "{report}");
+    assert!(report["requests"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["secs"].as_f64().unwrap() < 60.0, "{report}");
+    assert_eq!(report["error_total"], 0, "{report}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
 }
 
 #[test]
@@ -759,4 +877,62 @@ fn the_committed_man_pages_are_current() {
         committed, names,
         "man/ holds pages no command has; remove them"
     );
+}
+
+/// Every `name(section)` a page mentions, hyphens unescaped and fonts dropped.
+fn page_references(roff: &str) -> Vec<String> {
+    let plain = roff
+        .replace("\\-", "-")
+        .replace("\\fB", "")
+        .replace("\\fR", "");
+    let bytes = plain.as_bytes();
+    let mut found = Vec::new();
+    for (at, window) in bytes.windows(3).enumerate() {
+        if window[0] != b'(' || !window[1].is_ascii_digit() || window[2] != b')' {
+            continue;
+        }
+        let start = plain[..at]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .map_or(0, |i| i + 1);
+        if start < at {
+            found.push(plain[start..at + 3].to_string());
+        }
+    }
+    found
+}
+
+#[test]
+fn every_man_page_passes_man_and_names_only_pages_that_exist() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
+    let pages = memes::man_pages::pages();
+    let existing: Vec<String> = pages
+        .iter()
+        .map(|(name, _)| {
+            let (stem, section) = name.rsplit_once('.').unwrap();
+            format!("{stem}({section})")
+        })
+        .collect();
+    for (name, roff) in &pages {
+        let roff = String::from_utf8(roff.clone()).unwrap();
+        let references = page_references(&roff);
+        assert!(!references.is_empty(), "{name} names no other page");
+        for reference in references {
+            assert!(
+                existing.contains(&reference),
+                "man/{name} refers to {reference}, which is not a page: {existing:?}"
+            );
+        }
+        // man's own check (groff's warnings), on the committed file as installed.
+        let checked = std::process::Command::new("man")
+            .args(["--warnings", "-l"])
+            .arg(dir.join(name))
+            .env("MANWIDTH", "80")
+            .output()
+            .expect("man (Debian's man-db, installed by scripts/install-test-deps.sh)");
+        let warnings = String::from_utf8_lossy(&checked.stderr);
+        assert!(
+            checked.status.success() && warnings.trim().is_empty(),
+            "man --warnings {name}: {warnings}"
+        );
+    }
 }

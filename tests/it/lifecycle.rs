@@ -87,6 +87,15 @@ fn a_second_daemon_is_refused_and_the_first_keeps_serving() {
         stderr.contains("already using the data directory"),
         "{stderr}"
     );
+    // Naming the one that does, as its lock file records it.
+    assert!(
+        stderr.contains(&format!(
+            "(pid {}, serving {})",
+            daemon.pid(),
+            daemon.socket.display()
+        )),
+        "{stderr}"
+    );
     // Same socket, another data directory.
     let output = daemon
         .command_on(&daemon.socket, &daemon.dir.path().join("other-data"))
@@ -97,6 +106,75 @@ fn a_second_daemon_is_refused_and_the_first_keeps_serving() {
     assert!(stderr.contains("already listening"), "{stderr}");
     assert!(daemon.socket.exists());
     assert_eq!(daemon.connect().request(r#"{"op":"status"}"#)["ok"], true);
+}
+
+#[test]
+fn a_failed_start_leaves_nothing_it_created() {
+    let daemon = Daemon::start();
+    // A busy socket: the fresh data directory it would have used is not left behind.
+    let fresh = daemon.dir.path().join("fresh-data");
+    let output = daemon.command_on(&daemon.socket, &fresh).output().unwrap();
+    assert_ne!(output.status.code(), Some(0));
+    assert!(
+        !fresh.exists(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // A busy HTTP port: neither the data directory nor the socket it had bound stays.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = port.local_addr().unwrap().to_string();
+    let socket = daemon.dir.path().join("other.sock");
+    let output = daemon
+        .command_on(&socket, &fresh)
+        .args(["--http", &address])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_ne!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(&address), "{stderr}");
+    assert!(!fresh.exists(), "{stderr}");
+    assert!(!socket.exists(), "{stderr}");
+    // An existing data directory is the operator's: a failed start keeps it.
+    let output = daemon
+        .command_on(&daemon.socket, &daemon.data_dir)
+        .output()
+        .unwrap();
+    assert_ne!(output.status.code(), Some(0));
+    assert!(daemon.data_dir.exists());
+    assert_eq!(daemon.connect().request(r#"{"op":"status"}"#)["ok"], true);
+}
+
+#[test]
+fn a_postgresql_backed_start_records_no_owner_and_warns_of_nothing() {
+    let daemon = Daemon::start_on(crate::harness::TestDatabase::create(), &[]);
+    daemon.memes_json(&["status"]);
+    let log = daemon.log();
+    assert!(!log.contains("WARN"), "{log}");
+    assert!(!daemon.data_dir.join("memesd.lock").exists());
+}
+
+#[test]
+fn memes_stop_stops_the_daemon_on_its_socket_and_no_other() {
+    let mut daemon = Daemon::start();
+    let other = Daemon::start();
+    daemon.memes_json(&["topup", "--user", "u", "--amount", "5"]);
+    let run = daemon.memes(&["stop"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains(&format!("pid {}", daemon.pid())),
+        "{}",
+        run.stdout
+    );
+    // A clean stop: exit 0, socket removed, balances kept; the other daemon still serves.
+    assert_eq!(daemon.wait_exit().code(), Some(0));
+    assert!(!daemon.socket.exists());
+    assert_eq!(other.connect().request(r#"{"op":"status"}"#)["ok"], true);
+    // Nothing to stop: the unreachable exit code, and no daemon started to be stopped.
+    let run = daemon.memes(&["stop"]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(!daemon.socket.exists());
+    daemon.restart();
+    assert_eq!(daemon.balance("u"), Some(155));
 }
 
 #[test]
@@ -239,6 +317,8 @@ fn an_autostart_refused_by_the_data_directory_lock_names_the_socket_that_is_live
         "{}",
         run.stderr
     );
+    // One true story: it did not say it started a daemon that could not start.
+    assert!(!run.stderr.contains("started memesd"), "{}", run.stderr);
     // The advice works.
     let run = run_memes(None, &["status"], &[("MEMES_SOCKET", &live)]);
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -298,6 +378,8 @@ fn memesd_refuses_a_flag_out_of_range_by_name_before_starting() {
         ("--welcome-tokens", "99999999999999999"),
         ("--idle-timeout", "nan"),
         ("--max-connections", "0"),
+        ("--store-pool", "0"),
+        ("--store", "mysql://x"),
     ] {
         let mut child = std::process::Command::new(crate::harness::MEMESD)
             .arg("--socket")

@@ -99,4 +99,31 @@ fn a_socket_only_daemon_serves_its_metrics_on_the_metrics_address() {
     );
     // Only the metrics are served there.
     assert!(get(port, "/v1/status").0.contains("404"));
+    promtool_accepts(&body);
+}
+
+/// Prometheus' own check of an exposition (`promtool check metrics`, from Debian's
+/// `prometheus`, installed by scripts/install-test-deps.sh): every family has its HELP text,
+/// counters end in `_total`, units are base units in the name.
+fn promtool_accepts(exposition: &str) {
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package, see scripts/install-test-deps.sh)");
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{exposition}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -113,7 +113,11 @@ fn an_exported_file_ledger_imports_into_postgres_and_reads_the_same() {
     // Not into a database that holds a ledger, unless told.
     let again = memesd(&["import", "--store", &database.url, "--in", export_path]);
     assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("--replace"));
+    let refused = String::from_utf8_lossy(&again.stderr);
+    assert!(refused.contains("--replace"), "{refused}");
+    // Each kind counted by itself.
+    assert!(refused.contains("(4 accounts, "), "{refused}");
+    assert!(refused.contains(" entries)"), "{refused}");
     let replaced = memesd(&[
         "import",
         "--store",
@@ -156,6 +160,15 @@ fn an_exported_file_ledger_imports_into_postgres_and_reads_the_same() {
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["accounts"], 4);
     assert_eq!(report["keys"], 8);
+    assert_eq!(report["store"], "postgres");
+    // The table names what PostgreSQL's audit counts, not the file store's journal lines.
+    let table = on_postgres.memes(&["audit"]);
+    assert!(
+        table.stdout.contains("changes other than welcome grants")
+            && !table.stdout.contains("journal lines"),
+        "{}",
+        table.stdout
+    );
     // New entries continue after the imported ones.
     on_postgres.memes_json(&["topup", "--user", "alice", "--amount", "1"]);
     let history = on_postgres.memes_json(&["history", "--user", "alice"]);

@@ -21,16 +21,15 @@
 mod http;
 mod open_loop;
 
-use clap::builder::RangedU64ValueParser;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use hdrhistogram::Histogram;
 use interprocess::local_socket::tokio::Stream;
 use interprocess::local_socket::traits::tokio::Stream as _;
 use interprocess::local_socket::{GenericFilePath, ToFsName};
+use memes::cli::bench::{BenchOp, BenchOptions};
 use memes::cli::exit::Exit;
 use memes::cli::{Failure, connect, output};
 use memes::client::Client;
-use memes::daemon::config::parse_duration;
 use memes::paths;
 use memes::progress::Progress;
 use memes::protocol::{BalanceRequest, Request, StatusData, StatusRequest};
@@ -39,8 +38,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 
 /// Measure memesd: throughput and latency percentiles under load
@@ -53,86 +52,19 @@ pub struct BenchArgs {
     /// Print the report as one JSON document on stdout
     #[arg(long)]
     pub json: bool,
-    /// Connections
-    #[arg(long, short = 'c', default_value_t = 64, value_name = "C",
-          allow_negative_numbers = true, value_parser = at_least_one())]
-    pub conns: usize,
-    /// Requests in flight per connection (closed loop)
-    #[arg(long, short = 'd', default_value_t = 1, value_name = "D",
-          allow_negative_numbers = true, value_parser = at_least_one())]
-    pub depth: usize,
-    /// Total requests to send
-    #[arg(long, short = 'n', conflicts_with = "duration", value_name = "N")]
-    pub requests: Option<u64>,
-    /// Send for this long instead of a number of requests: seconds (`10`) or with a unit
-    /// (`500ms`, `1m`)
-    #[arg(long, value_name = "DURATION", allow_negative_numbers = true,
-          value_parser = parse_duration)]
-    pub duration: Option<Duration>,
-    /// Open loop: this many requests per second in total, latency from the schedule
-    #[arg(long, value_name = "R", allow_negative_numbers = true, value_parser = parse_rate)]
-    pub rate: Option<f64>,
-    /// What to send
-    #[arg(long, value_enum, default_value_t = BenchOp::Get)]
-    pub op: BenchOp,
-    /// Distinct users to spread the requests over
-    #[arg(long, default_value_t = 10_000, value_name = "U",
-          allow_negative_numbers = true, value_parser = at_least_one())]
-    pub users: usize,
-    /// Bench user ids are this prefix plus a number
-    #[arg(long, default_value = "bench-", value_name = "PREFIX")]
-    pub user_prefix: String,
-    /// Query of `get` requests
-    #[arg(long, default_value = "cat")]
-    pub query: String,
-    /// Send this line instead (`{id}`, `{user}` and `{seq}`, the request's number on its
-    /// connection, are filled in), e.g. for another daemon
-    #[arg(long, value_name = "JSON")]
-    pub template: Option<String>,
-    /// First top up every bench user by a large amount (pipelined), then measure. Opens
-    /// permanent accounts: refused on a ledger that already holds any, unless --force
-    #[arg(long)]
-    pub prepare: bool,
-    /// Prepare, or send changes, even into a ledger that holds accounts other than the
-    /// bench users'
-    #[arg(long)]
-    pub force: bool,
-    /// Exit 1 if the p99 latency is above this many milliseconds
-    #[arg(long, value_name = "MS", allow_negative_numbers = true, value_parser = parse_threshold)]
-    pub max_p99: Option<f64>,
-    /// Exit 1 if the maximum latency is above this many milliseconds
-    #[arg(long, value_name = "MS", allow_negative_numbers = true, value_parser = parse_threshold)]
-    pub max_latency: Option<f64>,
-    /// Exit 1 if throughput (successful requests per second) is below this
-    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_threshold)]
-    pub min_rps: Option<f64>,
-    /// Exit 1 if more than this many requests get an error reply (none are allowed by default)
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub max_errors: u64,
-    /// Client threads (1 keeps the generator's own footprint small)
-    #[arg(long, default_value_t = 1)]
-    pub threads: usize,
-    /// Over HTTP instead: charged `GET /memes` on this server (`http://host:port`), a
-    /// rotating bearer per request
-    #[arg(long, value_name = "URL")]
-    pub http: Option<String>,
-    /// With --http: the bearers to rotate over, one per line (signed tokens, say), instead
-    /// of the bench user ids
-    #[arg(long, value_name = "FILE", requires = "http")]
-    pub bearers: Option<PathBuf>,
+    #[command(flatten)]
+    pub options: BenchOptions,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BenchOp {
-    /// Charged `get` (durable)
-    Get,
-    /// `topup` by 1 (durable; admins)
-    Topup,
-    /// `balance` (read)
-    Balance,
-    /// 70% get, 25% balance, 5% topup
-    Mixed,
+/// The generator's own options are defined in the library, where `memes bench` parses them
+/// too (so its help, man page and completions list them); here they read as if declared on
+/// `BenchArgs`.
+impl std::ops::Deref for BenchArgs {
+    type Target = BenchOptions;
+
+    fn deref(&self) -> &BenchOptions {
+        &self.options
+    }
 }
 
 /// What a run measured.
@@ -155,6 +87,9 @@ pub struct Report {
     /// Error replies by code.
     pub errors: BTreeMap<String, u64>,
     pub error_total: u64,
+    /// True when Ctrl-C ended the run early: what was measured until then.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -233,11 +168,36 @@ impl Quota {
     }
 
     fn allows(self, sent: u64) -> bool {
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            return false;
+        }
         match self {
             Quota::Requests(n) => sent < n,
             Quota::Until(end) => Instant::now() < end,
         }
     }
+}
+
+/// Set by the first Ctrl-C of a closed-loop run: connections stop sending, the replies in
+/// flight are read, and the run reports what it measured, marked partial.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Ctrl-C ends a closed-loop run early with a partial report; a second one quits at once.
+/// (An open loop's readers expect every scheduled reply, so there Ctrl-C keeps its default.)
+fn stop_on_ctrl_c(runtime: &tokio::runtime::Runtime) {
+    runtime.spawn(async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        INTERRUPTED.store(true, Ordering::Relaxed);
+        eprintln!(
+            "memes bench: interrupted; reading the replies in flight for a partial report (Ctrl-C again to quit now)"
+        );
+        if tokio::signal::ctrl_c().await.is_ok() {
+            // The user asked twice: no report is wanted any more.
+            std::process::exit(130);
+        }
+    });
 }
 
 /// Replies received so far, all connections together: what the progress bar shows (read by
@@ -261,13 +221,7 @@ fn progress(args: &BenchArgs) -> Progress {
             bar.track(|| ANSWERED.load(Ordering::Relaxed));
             bar
         }
-        (None, duration) => {
-            let duration = duration.unwrap_or_default();
-            let bar = Progress::bar(args.json, duration.as_secs().max(1), "s");
-            let started = Instant::now();
-            bar.track(move || started.elapsed().as_secs().min(duration.as_secs()));
-            bar
-        }
+        (None, duration) => Progress::timer(args.json, duration.unwrap_or_default()),
     }
 }
 
@@ -321,38 +275,14 @@ fn main() -> ExitCode {
         Err(error) => return output::usage_error(&error, output::json_requested()),
     };
     match run(&args) {
+        // Interrupted: the partial report is printed; exit as a shell reports Ctrl-C.
+        Ok(_) if INTERRUPTED.load(Ordering::Relaxed) => ExitCode::from(130),
         Ok(exit) => exit.into(),
         Err(failure) => {
             let color = output::use_color(memes::cli::ColorChoice::Auto);
             output::print_failure(&failure, color, args.json);
             failure.exit.into()
         }
-    }
-}
-
-/// A count of 1 or more.
-fn at_least_one() -> RangedU64ValueParser<usize> {
-    RangedU64ValueParser::<usize>::new().range(1..)
-}
-
-/// The most requests per second `--rate` schedules: far beyond any daemon here, and a send
-/// interval still a whole number of nanoseconds.
-const MAX_RATE: f64 = 100_000_000.0;
-
-fn parse_rate(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(rate) if rate > 0.0 && rate <= MAX_RATE => Ok(rate),
-        _ => Err(format!(
-            "not a number of requests per second above 0 and at most {MAX_RATE}"
-        )),
-    }
-}
-
-/// A latency or throughput threshold: a finite number, 0 or more.
-fn parse_threshold(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
-        _ => Err("not a finite number, 0 or more".to_string()),
     }
 }
 
@@ -426,12 +356,21 @@ fn runtime(args: &BenchArgs) -> Result<tokio::runtime::Runtime, Failure> {
             .enable_all()
             .build(),
     }
+    .inspect(|runtime| {
+        if args.rate.is_none() {
+            stop_on_ctrl_c(runtime);
+        }
+    })
     .map_err(|e| Failure::new(Exit::Failure, format!("starting the runtime: {e}")))
 }
 
 /// Prints the report (as JSON with `--json`) and the thresholds it missed: a run that
 /// missed any fails.
 fn conclude(report: &Report, args: &BenchArgs) -> Exit {
+    let report = &Report {
+        partial: INTERRUPTED.load(Ordering::Relaxed),
+        ..report.clone()
+    };
     if args.json {
         println!(
             "{}",
@@ -551,6 +490,9 @@ fn print_report(report: &Report) {
         "memes bench: op={} conns={} ({mode})",
         report.op, report.conns
     );
+    if report.partial {
+        println!("  PARTIAL    interrupted by Ctrl-C: what was measured until then");
+    }
     println!(
         "  requests   {} in {:.2} s ({} succeeded)",
         report.requests, report.secs, report.succeeded
@@ -692,6 +634,7 @@ fn summarise(
         },
         error_total,
         errors: total.errors,
+        partial: false,
     })
 }
 

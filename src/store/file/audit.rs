@@ -57,7 +57,10 @@ pub struct JournalScan {
 pub fn scan(path: &Path, upto: u64) -> io::Result<JournalScan> {
     let mut reader = BufReader::with_capacity(1 << 20, File::open(path)?.take(upto));
     let mut replay = Replay {
-        report: AuditReport::default(),
+        report: AuditReport {
+            store: Some("file".to_string()),
+            ..AuditReport::default()
+        },
         accounts: HashMap::new(),
         tiers: HashMap::new(),
         keys: HashMap::new(),

@@ -102,6 +102,7 @@ pub async fn check(
         keys: counts.get::<_, i64>(3) as u64,
         welcomes: counts.get::<_, i64>(4) as u64,
         discrepancy: None,
+        store: Some("postgres".to_string()),
     };
     let discrepancy = match transaction.query_opt(ENTRIES, &[]).await? {
         Some(row) => Some(entry_problem(&row)),

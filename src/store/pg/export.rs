@@ -293,21 +293,23 @@ pub async fn import(
     tx.batch_execute("SET LOCAL statement_timeout = 0; SET CONSTRAINTS ALL DEFERRED")
         .await
         .map_err(db("preparing the transaction"))?;
-    let held: i64 = tx
+    let held = tx
         .query_one(
-            "SELECT (SELECT count(*) FROM entries) + (SELECT count(*) FROM accounts)",
+            "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM entries)",
             &[],
         )
         .await
-        .map_err(db("looking at the database"))?
-        .get(0);
-    if held > 0 && replace {
+        .map_err(db("looking at the database"))?;
+    let (accounts, entries): (i64, i64) = (held.get(0), held.get(1));
+    if accounts + entries > 0 && replace {
         refuse_if_served(&tx).await?;
     }
-    if held > 0 {
+    if accounts + entries > 0 {
         if !replace {
             return Err(format!(
-                "the database already holds a ledger ({held} accounts and entries); import only into an empty one, or pass --replace to discard what it holds"
+                "the database already holds a ledger ({}, {}); import only into an empty one, or pass --replace to discard what it holds",
+                counted(accounts, "account"),
+                counted(entries, "entry")
             ));
         }
         tx.batch_execute("TRUNCATE idempotency_keys, entries, accounts")
@@ -440,4 +442,26 @@ pub async fn import(
         audit,
         source,
     })
+}
+
+/// `1 account`, `2 entries`: a count with its noun, singular or plural.
+fn counted(n: i64, noun: &str) -> String {
+    match (n, noun.strip_suffix('y')) {
+        (1, _) => format!("1 {noun}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        (_, None) => format!("{n} {noun}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counted;
+
+    #[test]
+    fn counts_name_their_kind_in_the_right_number() {
+        assert_eq!(counted(1, "account"), "1 account");
+        assert_eq!(counted(2, "entry"), "2 entries");
+        assert_eq!(counted(0, "account"), "0 accounts");
+        assert_eq!(counted(1, "entry"), "1 entry");
+    }
 }

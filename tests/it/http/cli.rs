@@ -177,8 +177,16 @@ fn every_subcommand_over_http_is_the_same_as_on_the_socket() {
         vec!["reload"],
     ] {
         if args.contains(&"--generate") {
-            // Its human output names the image's path on each daemon's host.
-            twins.both(&args);
+            // Its human output names the image where the reader can get it: a path on the
+            // socket's host, a URL over HTTP (the daemon's paths mean nothing to a remote CLI).
+            let (socket, http) = twins.both(&args);
+            assert!(socket.stdout.contains("/generated/"), "{}", socket.stdout);
+            assert!(
+                http.stdout.contains("http://") && http.stdout.contains("/v1/images/"),
+                "{}",
+                http.stdout
+            );
+            assert!(!http.stdout.contains("/generated/"), "{}", http.stdout);
         } else {
             twins.same(&args, as_is);
         }

@@ -694,6 +694,8 @@ fn generated_images_are_immutable_with_a_strong_etag_and_304() {
     assert_eq!(made["charged"], 5);
     let sha256 = made["generated"]["sha256"].as_str().unwrap().to_string();
     let path = format!("/v1/images/{sha256}.png");
+    // The reply names the image by its URL, for clients on other hosts.
+    assert_eq!(made["generated"]["url"], path.as_str());
 
     let image = api.get(&path, None);
     assert_eq!(image.status, 200);

@@ -86,8 +86,9 @@ export function waitText(seconds, now = new Date()) {
   return `in ${wait} s (at ${clock})`;
 }
 
-/** One sentence saying what went wrong and what to do about it. */
-export function describe(error, now = new Date()) {
+/** One sentence saying what went wrong and what to do about it; `deduction` when the refused
+ * request was a deduction (more tokens are not the answer to that). */
+export function describe(error, now = new Date(), { deduction = false } = {}) {
   if (!(error instanceof ApiError)) {
     return `Something went wrong in the console: ${error && error.message ? error.message : error}`;
   }
@@ -98,6 +99,9 @@ export function describe(error, now = new Date()) {
     case "unauthorized":
       return `Not signed in, or the credential was refused: ${detail}. Sign in again.`;
     case "insufficient_tokens":
+      if (deduction) {
+        return `Not deducted: ${detail}. A deduction never takes a balance below zero; deduct at most the balance.`;
+      }
       return `Not enough tokens: ${detail}. Nothing was charged; an admin can top the account up.`;
     case "rate_limited":
       return `Too many requests: try again ${waitText(error.retryAfter, now)}. Nothing was charged.`;

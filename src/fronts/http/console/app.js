@@ -568,7 +568,7 @@ async function topUp() {
     // same key; a refusal ends this change.
     const retryable = ["unreachable", "busy", "unavailable", "rate_limited", "internal"];
     if (!(error instanceof ApiError && retryable.includes(error.code))) delete form.dataset.key;
-    say(message, describe(error), "error");
+    say(message, describe(error, new Date(), { deduction: amount < 0 }), "error");
   }
   resetPages();
   await loadAccount();

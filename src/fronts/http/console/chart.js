@@ -19,8 +19,14 @@ export function geometry(entries, width = WIDTH) {
   const balances = entries.map((e) => e.balance);
   const first = Math.min(...times);
   const last = Math.max(...times);
-  const low = 0;
-  const high = Math.max(1, ...balances);
+  // Scaled to the balances shown, not from 0: a run of 1-token charges on a balance of 150
+  // must show as steps, not a flat line at the top. One token of room when they are all equal.
+  let low = Math.min(...balances);
+  let high = Math.max(...balances);
+  if (!(high > low)) {
+    low = Math.max(0, (Number.isFinite(low) ? low : 0) - 1);
+    high = low + (Number.isFinite(high) && high > low ? high - low : 1);
+  }
   const spread = last > first;
   const innerWidth = width - PAD.left - PAD.right;
   const innerHeight = HEIGHT - PAD.top - PAD.bottom;
@@ -78,7 +84,7 @@ export function balanceChart(entries, width = WIDTH) {
   svg.append(element("line", { x1: PAD.left, x2: width - PAD.right, y1: g.baseline, y2: g.baseline, class: "axis" }));
   svg.append(element("line", { x1: PAD.left, x2: width - PAD.right, y1: g.top, y2: g.top, class: "grid" }));
   svg.append(element("text", { x: PAD.left - 6, y: g.top + 4, class: "tick end" }, String(g.high)));
-  svg.append(element("text", { x: PAD.left - 6, y: g.baseline + 4, class: "tick end" }, "0"));
+  svg.append(element("text", { x: PAD.left - 6, y: g.baseline + 4, class: "tick end" }, String(g.low)));
   if (g.from && g.to) {
     svg.append(element("text", { x: PAD.left, y: HEIGHT - 6, class: "tick" }, shortTime(g.from)));
     svg.append(element("text", { x: width - PAD.right, y: HEIGHT - 6, class: "tick end" }, shortTime(g.to)));
