@@ -21,7 +21,7 @@ use std::time::Duration;
 /// the data directory) and the meme catalogue, and answers newline-delimited JSON requests
 /// on a Unix socket. Runs in the foreground and logs to stderr (level: MEMES_LOG, e.g.
 /// `MEMES_LOG=debug`). SIGTERM or SIGINT: finish requests in flight, flush, exit 0.
-/// SIGHUP: reload the catalogue.
+/// SIGHUP: reload the catalogue and the admin keys.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "memesd", version)]
 pub struct DaemonArgs {
@@ -106,7 +106,8 @@ pub struct DaemonArgs {
     #[arg(long, env = "MEMES_HTTP", value_name = "ADDR")]
     pub http: Option<std::net::SocketAddr>,
 
-    /// Admin keys for the HTTP API: a file of `name sha256hex` lines (`memes admin-key new`)
+    /// Admin keys for the HTTP API: a file of `name sha256hex` lines (`memes admin-key new`),
+    /// read again on SIGHUP and `memes reload`
     #[arg(long, value_name = "FILE")]
     pub admin_keys: Option<PathBuf>,
 
