@@ -84,7 +84,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
     let claims = args
         .claims_key
         .as_deref()
-        .map(ClaimsVerifier::from_file)
+        .map(|path| ClaimsVerifier::from_file(path).map(|key| key.with_leeway(args.claims_leeway)))
         .transpose()
         .map_err(anyhow::Error::msg)?;
     let backend = match &args.generator_cmd {

@@ -192,6 +192,44 @@ fn jwt_bearers_name_the_user_and_their_tier_and_are_checked() {
 }
 
 #[test]
+fn the_claims_leeway_is_30_seconds_and_set_by_flag_or_config_file() {
+    let (dir, key) = secret_file(CLAIMS_SECRET);
+    let expired_ago = |secs: i64| jwt(json!({"sub": "u1", "exp": now() - secs}));
+    let serves = |daemon: &Daemon, token: &str| {
+        let reply = Api::new(daemon).get("/memes", Some(token));
+        match reply.status {
+            200 => true,
+            401 => {
+                let problem = reply.problem(401, "unauthorized");
+                assert!(
+                    problem["detail"].as_str().unwrap().contains("expired"),
+                    "{problem}"
+                );
+                false
+            }
+            other => panic!("status {other}"),
+        }
+    };
+
+    let default = Daemon::start_http(&["--claims-key", &key]);
+    assert!(serves(&default, &expired_ago(10)));
+    assert!(!serves(&default, &expired_ago(90)));
+
+    let strict = Daemon::start_http(&["--claims-key", &key, "--claims-leeway", "0"]);
+    assert!(!serves(&strict, &expired_ago(10)));
+    assert!(serves(
+        &strict,
+        &jwt(json!({"sub": "u1", "exp": now() + 60}))
+    ));
+
+    let config = dir.path().join("memesd.toml");
+    std::fs::write(&config, "claims-leeway = \"2m\"\n").unwrap();
+    let wide = Daemon::start_http(&["--claims-key", &key, "--config", config.to_str().unwrap()]);
+    assert!(serves(&wide, &expired_ago(90)));
+    assert!(!serves(&wide, &expired_ago(150)));
+}
+
+#[test]
 fn an_ed25519_claims_key_verifies_eddsa_bearers() {
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let public = fixtures.join("ed25519-public.pem");
