@@ -169,7 +169,8 @@ pub struct EntitleRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AuditRequest {}
 
-/// `reload`: reload the meme catalogue from its file (same as SIGHUP). Admin only.
+/// `reload`: reload the meme catalogue and the admin keys from their files (same as
+/// SIGHUP); on any problem neither changes. Admin only.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ReloadRequest {}
 
@@ -616,6 +617,10 @@ pub struct SearchData<M = MemeView> {
 pub struct ReloadData {
     pub memes: u64,
     pub source: String,
+    /// Admin keys now in service, read again from memesd's `--admin-keys` file; absent
+    /// when memesd has no such file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_keys: Option<u64>,
 }
 
 #[cfg(test)]

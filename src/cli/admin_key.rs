@@ -42,7 +42,7 @@ pub fn run(args: &AdminKeyArgs, ctx: &Ctx) -> Result<Exit, Failure> {
     println!("{table}");
     eprintln!(
         "memes: give the key to whoever acts as {name} (it is shown once; memesd keeps only its hash), \
-         add the line to memesd's --admin-keys file and restart memesd"
+         add the line to memesd's --admin-keys file and run `memes reload` (or send memesd SIGHUP)"
     );
     Ok(Exit::Success)
 }

@@ -99,7 +99,7 @@ pub enum Command {
     Entitle(entitle::EntitleArgs),
     /// Replay the whole ledger and check every invariant (admins); exit 1 on a discrepancy
     Audit,
-    /// Reload the meme catalogue from its file (admins; same as SIGHUP)
+    /// Reload the meme catalogue and the admin keys from their files (admins; same as SIGHUP)
     Reload,
     /// Show the daemon's version, uptime and counts
     Status,

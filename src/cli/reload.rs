@@ -1,4 +1,5 @@
-//! `memes reload`: reload the catalogue from its file (admins); same as SIGHUP.
+//! `memes reload`: reload the catalogue and the admin keys from their files (admins); same
+//! as SIGHUP.
 
 use super::exit::Exit;
 use super::output;
@@ -10,7 +11,13 @@ pub fn run(ctx: &mut Ctx) -> Result<Exit, Failure> {
     if ctx.json {
         output::print_json(&raw);
     } else {
-        println!("Reloaded {} memes from {}.", data.memes, data.source);
+        match data.admin_keys {
+            Some(keys) => println!(
+                "Reloaded {} memes from {} and {keys} admin keys.",
+                data.memes, data.source
+            ),
+            None => println!("Reloaded {} memes from {}.", data.memes, data.source),
+        }
     }
     Ok(Exit::Success)
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 /// the data directory) and the meme catalogue, and answers newline-delimited JSON requests
 /// on a Unix socket. Runs in the foreground and logs to stderr (level: MEMES_LOG, e.g.
 /// `MEMES_LOG=debug`). SIGTERM or SIGINT: finish requests in flight, flush, exit 0.
-/// SIGHUP: reload the catalogue.
+/// SIGHUP: reload the catalogue and the admin keys.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "memesd", version)]
 pub struct DaemonArgs {
@@ -55,6 +55,13 @@ pub struct DaemonArgs {
     /// Key for signed claims (JWT): an HS256 secret file, or an Ed25519 public key (PEM)
     #[arg(long, value_name = "FILE")]
     pub claims_key: Option<PathBuf>,
+
+    /// Clock difference tolerated with signed claims: a token still verifies this long past
+    /// its `exp` and this long before its `nbf`. Whole seconds (`30`, `1m`; `0` for none, at
+    /// most `1h`)
+    #[arg(long, default_value = "30", value_parser = parse_leeway, value_name = "DURATION",
+          allow_negative_numbers = true)]
+    pub claims_leeway: Duration,
 
     /// External image generator, run with `sh -c`: request JSON on stdin, PNG on stdout
     #[arg(long, value_name = "CMD")]
@@ -106,7 +113,8 @@ pub struct DaemonArgs {
     #[arg(long, env = "MEMES_HTTP", value_name = "ADDR")]
     pub http: Option<std::net::SocketAddr>,
 
-    /// Admin keys for the HTTP API: a file of `name sha256hex` lines (`memes admin-key new`)
+    /// Admin keys for the HTTP API: a file of `name sha256hex` lines (`memes admin-key new`),
+    /// read again on SIGHUP and `memes reload`
     #[arg(long, value_name = "FILE")]
     pub admin_keys: Option<PathBuf>,
 
@@ -288,6 +296,24 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// A clock leeway: a duration as [`parse_duration`] reads it, but zero is allowed (no
+/// leeway), it must be whole seconds (a JWT's times are seconds), and at most an hour (a
+/// leeway is how long a token outlives its `exp`; clocks that far apart need fixing, not a
+/// longer life for every token).
+fn parse_leeway(text: &str) -> Result<Duration, String> {
+    let leeway = match text.trim_end_matches('s').trim_end_matches('.') {
+        "0" => Duration::ZERO,
+        _ => parse_duration(text)?,
+    };
+    if leeway.subsec_nanos() != 0 {
+        return Err("must be whole seconds".to_string());
+    }
+    if leeway > Duration::from_secs(3600) {
+        return Err("must be at most an hour (1h)".to_string());
+    }
+    Ok(leeway)
+}
+
 fn parse_mode(text: &str) -> Result<u32, String> {
     let mode = u32::from_str_radix(text.trim_start_matches("0o"), 8)
         .map_err(|_| format!("{text:?} is not an octal mode like 600 or 660"))?;
@@ -336,6 +362,25 @@ mod tests {
         assert_eq!(parse_rate("20/s"), Ok(20));
         assert_eq!(parse_rate("5"), Ok(5));
         assert!(parse_rate("0/s").is_err());
+    }
+
+    #[test]
+    fn a_claims_leeway_is_whole_seconds_from_none_to_an_hour() {
+        assert_eq!(parse_leeway("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_leeway("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_leeway("45"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_leeway("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_leeway("1h"), Ok(Duration::from_secs(3600)));
+        assert!(
+            parse_leeway("1500ms")
+                .unwrap_err()
+                .contains("whole seconds")
+        );
+        assert!(parse_leeway("61m").unwrap_err().contains("at most an hour"));
+        assert!(parse_leeway("-5").is_err());
+        assert!(parse_leeway("soon").is_err());
+        let args = DaemonArgs::try_parse_from(["memesd"]).unwrap();
+        assert_eq!(args.claims_leeway, Duration::from_secs(30));
     }
 
     #[test]

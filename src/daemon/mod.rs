@@ -19,7 +19,7 @@ use crate::premium::Premium;
 use crate::premium::claims::ClaimsVerifier;
 use crate::premium::generate::{Backend, Generator};
 use crate::premium::render::Renderer;
-use crate::service::{Service, ServiceConfig};
+use crate::service::{AdminKeys, Service, ServiceConfig};
 use crate::store::pg::{PgConfig, PgStore};
 use crate::store::{FileStore, StoreConfig, TokenStore};
 use crate::telemetry;
@@ -65,12 +65,10 @@ pub fn run(args: DaemonArgs) -> Result<()> {
     let admin = args.admin_policy().map_err(anyhow::Error::msg)?;
     args.check_http_exposure_at(http_address)
         .map_err(anyhow::Error::msg)?;
-    let mut credentials = Credentials::new();
-    if let Some(path) = &args.admin_keys {
-        credentials = credentials
-            .with_admin_keys(path)
-            .map_err(anyhow::Error::msg)?;
-    }
+    let admin_keys = match &args.admin_keys {
+        Some(path) => AdminKeys::from_file(path).map_err(anyhow::Error::msg)?,
+        None => AdminKeys::none(),
+    };
     let webhook = args
         .webhook_secret
         .as_deref()
@@ -86,7 +84,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
     let claims = args
         .claims_key
         .as_deref()
-        .map(ClaimsVerifier::from_file)
+        .map(|path| ClaimsVerifier::from_file(path).map(|key| key.with_leeway(args.claims_leeway)))
         .transpose()
         .map_err(anyhow::Error::msg)?;
     let backend = match &args.generator_cmd {
@@ -183,6 +181,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
         meme_cost: args.meme_cost,
         catalogue_path: args.catalogue.clone(),
         admin,
+        admin_keys: Arc::new(admin_keys),
         rate_limit: args.rate_limit,
     };
     let service = Arc::new(Service::new(store, catalogue, premium, config));
@@ -238,7 +237,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
                 Some((listener, addr)) => {
                     let state = HttpState {
                         service: service.clone(),
-                        credentials,
+                        credentials: Credentials::new(),
                         webhook,
                         limits: args.http_limits(),
                         metrics: exporter.clone(),
@@ -413,18 +412,21 @@ async fn shutdown_signal(mut terminate: Signal, mut interrupt: Signal) {
     }
 }
 
-/// Reloads the catalogue on every SIGHUP, including one that arrived during start-up (the
-/// file may have changed since it was read).
+/// Reloads the catalogue and the admin keys on every SIGHUP, including one that arrived
+/// during start-up (the files may have changed since they were read).
 async fn reload_on_sighup(service: Arc<Service>, mut hangups: Signal) {
     while hangups.recv().await.is_some() {
         // A rotated log continues in a new file.
         logging::reopen();
-        tracing::info!("SIGHUP received: reloading the catalogue");
+        tracing::info!("SIGHUP received: reloading the catalogue and the admin keys");
         systemd::notify_reloading();
         let service = service.clone();
-        // A rejected catalogue is logged by the reload itself; the old one stays in service.
-        let _ = tokio::task::spawn_blocking(move || service.reload_catalogue()).await;
-        systemd::notify_ready("serving; catalogue reloaded");
+        // A rejected reload is logged by the reload itself; what was in service stays.
+        let reloaded = tokio::task::spawn_blocking(move || service.reload_files()).await;
+        systemd::notify_ready(match reloaded {
+            Ok(Ok(_)) => "serving; catalogue and admin keys reloaded",
+            _ => "serving; reload rejected, see the log",
+        });
     }
 }
 

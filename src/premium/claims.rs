@@ -9,9 +9,12 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use std::path::Path;
+use std::time::Duration;
 
-/// Seconds of clock difference tolerated between the issuer and this host.
-const LEEWAY_SECS: u64 = 30;
+/// Clock difference tolerated between the issuer and this host, unless memesd is told
+/// otherwise (`--claims-leeway`): a token is accepted this long past its `exp` and this long
+/// before its `nbf`, because the issuer's clock and ours never agree exactly.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 
 /// The claims memes reads from a token.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -65,10 +68,17 @@ impl ClaimsVerifier {
 
     fn new(key: DecodingKey, algorithm: Algorithm) -> ClaimsVerifier {
         let mut validation = Validation::new(algorithm);
-        validation.leeway = LEEWAY_SECS;
+        validation.leeway = DEFAULT_LEEWAY.as_secs();
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         ClaimsVerifier { key, validation }
+    }
+
+    /// Tolerates this much clock difference instead of [`DEFAULT_LEEWAY`] (whole seconds:
+    /// JWT times are seconds).
+    pub fn with_leeway(mut self, leeway: Duration) -> ClaimsVerifier {
+        self.validation.leeway = leeway.as_secs();
+        self
     }
 
     /// The token's claims if its signature, algorithm, expiry and not-before all check out.
@@ -118,6 +128,26 @@ mod tests {
 
     fn now() -> i64 {
         crate::store::now_ms() / 1000
+    }
+
+    #[test]
+    fn the_leeway_is_how_long_past_exp_and_before_nbf_a_token_still_verifies() {
+        let expired = token(serde_json::json!({"sub": "u1", "exp": now() - 45}));
+        let early = token(serde_json::json!({"sub": "u1", "exp": now() + 600, "nbf": now() + 45}));
+        for token in [&expired, &early] {
+            assert!(verifier().verify(token).is_err(), "30 s by default");
+            let wide = verifier().with_leeway(Duration::from_secs(60));
+            assert_eq!(wide.verify(token).unwrap().sub, "u1");
+        }
+        let just_expired = token(serde_json::json!({"sub": "u1", "exp": now() - 5}));
+        assert!(verifier().verify(&just_expired).is_ok());
+        let strict = verifier().with_leeway(Duration::ZERO);
+        assert!(
+            strict
+                .verify(&just_expired)
+                .unwrap_err()
+                .contains("expired")
+        );
     }
 
     #[test]

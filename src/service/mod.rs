@@ -7,17 +7,21 @@
 //! charge, which the store decides by the rules of the money. It knows no wire format and
 //! holds no balance.
 //!
-//! Sub-modules: [`access`] (who is calling, who is an admin), [`ratelimit`], [`deliver`]
+//! Sub-modules: [`access`] (who is calling, who is an admin), [`admin_keys`] (the keys
+//! admins present over HTTP, reloadable), [`ratelimit`], [`deliver`]
 //! (charge-on-delivery, written once for plain and generated memes), [`reply`] and
 //! [`error`] (what a call returns).
 
 pub mod access;
+pub mod admin_keys;
 pub mod deliver;
 pub mod error;
 pub mod ratelimit;
 pub mod reply;
 
 pub use access::{AdminPolicy, Caller, Peer, Principal};
+pub use admin_keys::AdminKeys;
+use admin_keys::ReadKeys;
 pub use error::ServiceError;
 pub use reply::{Delivery, Found, GetReply, Reply, Stored};
 
@@ -48,6 +52,8 @@ pub struct ServiceConfig {
     /// The catalogue file to (re)load; `None` for the embedded catalogue.
     pub catalogue_path: Option<PathBuf>,
     pub admin: AdminPolicy,
+    /// The admin keys of the HTTP fronts, re-read with the catalogue on every reload.
+    pub admin_keys: Arc<AdminKeys>,
     /// Requests per second allowed per user (token bucket), if limited.
     pub rate_limit: Option<u32>,
 }
@@ -389,12 +395,13 @@ impl Service {
 
     async fn reload(&self) -> Result<Reply, ServiceError> {
         let path = self.config.catalogue_path.clone();
-        let loaded = tokio::task::spawn_blocking(move || load_catalogue(path.as_deref()))
+        let keys = self.config.admin_keys.clone();
+        let read = tokio::task::spawn_blocking(move || read_files(path.as_deref(), &keys))
             .await
-            .map_err(|e| ServiceError::internal(format!("reloading the catalogue: {e}")))?;
-        self.swap_catalogue(loaded)
+            .map_err(|e| ServiceError::internal(format!("reloading: {e}")))?;
+        self.install_files(read)
             .map(Reply::Reload)
-            .map_err(|e| ServiceError::invalid(error::with_causes(&e)))
+            .map_err(ServiceError::invalid)
     }
 
     /// Where the request's coordinates are, if it has any (and the place data loaded; the
@@ -412,40 +419,77 @@ impl Service {
         self.catalogue.load()
     }
 
-    /// Reloads the catalogue from its file and swaps it in; on any problem the current one
-    /// stays in service. Connections and balances are untouched either way. Blocking.
-    pub fn reload_catalogue(&self) -> Result<ReloadData, CatalogueError> {
-        self.swap_catalogue(load_catalogue(self.config.catalogue_path.as_deref()))
+    /// The admin keys in service (shared with the HTTP fronts).
+    pub fn admin_keys(&self) -> &AdminKeys {
+        &self.config.admin_keys
     }
 
-    fn swap_catalogue(
-        &self,
-        loaded: Result<Catalogue, CatalogueError>,
-    ) -> Result<ReloadData, CatalogueError> {
-        match loaded {
-            Ok(catalogue) => {
-                let data = ReloadData {
-                    memes: catalogue.len() as u64,
-                    source: catalogue.origin().to_string(),
-                };
-                tracing::info!(
-                    "catalogue reloaded: {} memes from {}",
-                    data.memes,
-                    data.source
-                );
-                telemetry::catalogue_loaded(catalogue.len());
-                self.catalogue.store(Arc::new(catalogue));
-                Ok(data)
-            }
-            Err(error) => {
-                tracing::error!(
-                    "catalogue reload rejected, keeping the current one: {}",
-                    error::with_causes(&error)
-                );
-                Err(error)
-            }
-        }
+    /// Reloads what memesd reads from files, the catalogue and the admin keys, for SIGHUP
+    /// and `reload`. Everything is read and checked before anything changes: on any
+    /// problem the catalogue and the keys in service both stay, and the error (also
+    /// logged) says what is wrong. Connections and balances are untouched either way.
+    /// Blocking.
+    pub fn reload_files(&self) -> Result<ReloadData, String> {
+        self.install_files(read_files(
+            self.config.catalogue_path.as_deref(),
+            &self.config.admin_keys,
+        ))
     }
+
+    /// Puts what [`read_files`] read in service, or logs why nothing changes.
+    fn install_files(
+        &self,
+        read: Result<(Catalogue, Option<ReadKeys>), String>,
+    ) -> Result<ReloadData, String> {
+        let (catalogue, keys) = match read {
+            Ok(read) => read,
+            Err(error) => {
+                let error = format!(
+                    "reload rejected, keeping the catalogue and the admin keys in service: {error}"
+                );
+                tracing::error!("{error}");
+                return Err(error);
+            }
+        };
+        let data = ReloadData {
+            memes: catalogue.len() as u64,
+            source: catalogue.origin().to_string(),
+            admin_keys: keys.as_ref().map(|keys| keys.len() as u64),
+        };
+        tracing::info!(
+            "catalogue reloaded: {} memes from {}",
+            data.memes,
+            data.source
+        );
+        telemetry::catalogue_loaded(catalogue.len());
+        self.catalogue.store(Arc::new(catalogue));
+        if let Some(keys) = keys {
+            tracing::info!(
+                "admin keys reloaded: {} from {}",
+                keys.len(),
+                self.config
+                    .admin_keys
+                    .path()
+                    .map(|path| path.display().to_string())
+                    .unwrap_or_default()
+            );
+            self.config.admin_keys.install(keys);
+        }
+        Ok(data)
+    }
+}
+
+/// Reads the catalogue and the admin keys for a reload, changing nothing yet.
+fn read_files(
+    catalogue: Option<&std::path::Path>,
+    admin_keys: &AdminKeys,
+) -> Result<(Catalogue, Option<ReadKeys>), String> {
+    let catalogue = load_catalogue(catalogue)
+        .map_err(|e| format!("the catalogue: {}", error::with_causes(&e)))?;
+    let keys = admin_keys
+        .read_again()
+        .map_err(|e| format!("the admin keys: {e}"))?;
+    Ok((catalogue, keys))
 }
 
 fn load_catalogue(path: Option<&std::path::Path>) -> Result<Catalogue, CatalogueError> {

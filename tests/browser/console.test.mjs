@@ -371,6 +371,122 @@ test("a double click on a top-up charges once", async () => {
   await close(page);
 });
 
+/** Records the Idempotency-Key of every POST /v1/memes the page sends. */
+function memeKeys(page) {
+  const keys = [];
+  page.on("request", (request) => {
+    if (request.method() === "POST" && request.url().endsWith("/v1/memes")) {
+      keys.push(request.headers()["idempotency-key"]);
+    }
+  });
+  return keys;
+}
+
+/** The ledger's charges of `user`, newest first. */
+function charges(user) {
+  return daemon.memes("history", "--user", user).filter((entry) => entry.kind === "charge");
+}
+
+/**
+ * The double click that paid twice: a press, then a second one the moment the button takes
+ * presses again (a fast memesd answers, and the page shows it, within a person's
+ * double-click interval). Raw mouse clicks, so nothing waits for the page.
+ */
+async function doubleClick(page, selector) {
+  const box = await page.locator(selector).boundingBox();
+  const [x, y] = [box.x + box.width / 2, box.y + box.height / 2];
+  await page.mouse.click(x, y);
+  const deadline = Date.now() + 15_000;
+  while (await page.locator(selector).isDisabled()) {
+    assert.ok(Date.now() < deadline, `${selector} stayed disabled`);
+    await sleep(5);
+  }
+  await page.mouse.click(x, y, { clickCount: 2 });
+}
+
+test("a double click on Get a meme charges once and shows the meme it paid for", async () => {
+  daemon.memes("topup", "--user", "dc1", "--amount", "10", "--reason", "test setup");
+  const page = await open();
+  await signIn(page, "dc1");
+  await waitText(page, "#balance", /^12 tokens$/);
+  const keys = memeKeys(page);
+  await page.fill("#query", "cats");
+  // Fast: the second click while the first request is on its way.
+  await page.dblclick("#get-button");
+  await waitText(page, "#meme-charge", /Charged 1 token\. New balance: 11 tokens/);
+  // Another intent, later: a double click whose first request is answered and shown before
+  // the second click.
+  await sleep(1000);
+  await doubleClick(page, "#get-button");
+  await waitText(page, "#meme-charge", /Charged 1 token\. New balance: 10 tokens/);
+  await sleep(500);
+  await waitText(page, "#balance", /^10 tokens$/);
+  assert.equal(keys.length, 2, `one request per double click: ${keys}`);
+  assert.equal(new Set(keys).size, 2, "two intents, two keys");
+  assert.equal(charges("dc1").length, 2, "two double clicks, two charges");
+  assert.equal(daemon.memes("balance", "--user", "dc1").balance, 10);
+  // A press once the answer has been up a while is a new intent: another meme, another charge.
+  await sleep(1000);
+  await page.click("#get-button");
+  await waitText(page, "#meme-charge", /New balance: 9 tokens/);
+  assert.equal(keys.length, 3);
+  assert.equal(new Set(keys).size, 3);
+  await close(page);
+});
+
+test("a double click on Generate charges once", async () => {
+  daemon.memes("entitle", "--user", "p2", "--tier", "premium");
+  daemon.memes("topup", "--user", "p2", "--amount", "20", "--reason", "test setup");
+  const page = await open();
+  await signIn(page, "p2");
+  await waitText(page, "#tier-badge", /^premium$/);
+  const before = daemon.memes("balance", "--user", "p2").balance;
+  const keys = memeKeys(page);
+  await page.fill("#caption", "double click");
+  await doubleClick(page, "#generate-button");
+  await waitText(page, "#generated-charge", new RegExp(`Charged 5 tokens\\. New balance: ${before - 5} tokens`));
+  await sleep(800);
+  assert.equal(keys.length, 1, `one request: ${keys}`);
+  assert.equal(daemon.memes("balance", "--user", "p2").balance, before - 5, "one image, one charge");
+  assert.equal(charges("p2").length, 1);
+  await close(page);
+});
+
+test("a retry after a network error sends the same key and charges once", async () => {
+  daemon.memes("topup", "--user", "nr1", "--amount", "10", "--reason", "test setup");
+  const page = await open();
+  await signIn(page, "nr1");
+  await waitText(page, "#balance", /^12 tokens$/);
+  const keys = memeKeys(page);
+  // The first request reaches memesd (which charges), but its answer is lost on the way back.
+  let lost = 0;
+  await page.route(`${daemon.base}/v1/memes`, async (route) => {
+    if (lost === 0 && route.request().method() === "POST") {
+      lost += 1;
+      await route.fetch();
+      await route.abort("connectionreset");
+      return;
+    }
+    await route.continue();
+  });
+  await page.fill("#query", "dogs");
+  await page.click("#get-button");
+  await waitText(page, "#get-message", /unreachable.*Pressing the button again retries the same request/s);
+  assert.equal(daemon.memes("balance", "--user", "nr1").balance, 11, "the lost request was charged");
+  await page.click("#get-button");
+  await waitText(page, "#meme-charge", /Replayed: nothing charged this time\. Balance 11 tokens/);
+  assert.equal(keys.length, 2);
+  assert.equal(keys[0], keys[1], "the retry is the same intent, with the same key");
+  assert.equal(daemon.memes("balance", "--user", "nr1").balance, 11, "charged once");
+  assert.equal(charges("nr1").length, 1);
+  // The intent is over: the next press is a new one.
+  await sleep(1000);
+  await page.click("#get-button");
+  await waitText(page, "#meme-charge", /Charged 1 token\. New balance: 10 tokens/);
+  assert.equal(new Set(keys).size, 2);
+  await close(page);
+});
+
 test("the history pages back and forth, and the chart follows the balance", async () => {
   for (let i = 1; i <= 12; i += 1) {
     daemon.memes("topup", "--user", "u1", "--amount", "1", "--reason", `batch ${i}`);

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { ApiError, bearerIsUsable, describe, problemOf, waitText } from "../../src/fronts/http/console/api.js";
 import { geometry, HEIGHT } from "../../src/fronts/http/console/chart.js";
 import { duration, parse, percent, quantile, reading, summarize } from "../../src/fronts/http/console/metrics.js";
+import { Intents, REPEAT_MS } from "../../src/fronts/http/console/intent.js";
 
 test("the text format parses: labels with escapes, special values, comments", () => {
   const samples = parse(`# HELP memes_requests_total Requests.
@@ -187,4 +188,31 @@ test("the chart puts time left to right and balance bottom to top", () => {
   // All at one instant: spread evenly.
   const same = geometry([{ time: "2026-01-01T00:00:00Z", balance: 2 }, { time: "2026-01-01T00:00:00Z", balance: 1 }, { time: "2026-01-01T00:00:00Z", balance: 0 }]);
   assert.ok(same.points[0].x < same.points[1].x && same.points[1].x < same.points[2].x);
+});
+
+test("one intent, one key: kept while in flight, just after its answer, and across retries", () => {
+  let made = 0;
+  const intents = new Intents(() => `k${(made += 1)}`);
+  const cats = { user: "u1", query: "cats" };
+  assert.equal(intents.press(cats, 0), "k1");
+  assert.equal(intents.press({ ...cats }, 100), null, "on its way: nothing is sent");
+  intents.settle("k1", undefined, 200);
+  assert.equal(intents.press(cats, 200 + REPEAT_MS - 1), null, "a double click's second press");
+  assert.equal(intents.press(cats, 200 + REPEAT_MS), "k2", "later: a new intent");
+  // No answer: pressing again retries with the same key, as often as it takes.
+  intents.settle("k2", new ApiError({ code: "unreachable", detail: "x" }), 5000);
+  assert.ok(intents.retrying);
+  assert.equal(intents.press(cats, 5001), "k2");
+  intents.settle("k2", new ApiError({ status: 503, code: "busy", detail: "x" }), 6000);
+  assert.equal(intents.press(cats, 6001), "k2");
+  intents.settle("k2", undefined, 7000);
+  assert.ok(!intents.retrying);
+  // Other parameters are another intent, whatever the last one's state.
+  assert.equal(intents.press({ user: "u1", query: "dogs" }, 7001), "k3");
+  // A refusal is an answer: the intent is over.
+  intents.settle("k3", new ApiError({ status: 402, code: "insufficient_tokens", detail: "x" }), 8000);
+  assert.equal(intents.press({ user: "u1", query: "dogs" }, 8000 + REPEAT_MS), "k4");
+  // An outcome for a key that is no longer the last one changes nothing.
+  intents.settle("k1", new ApiError({ code: "unreachable", detail: "x" }), 9000);
+  assert.ok(!intents.retrying);
 });

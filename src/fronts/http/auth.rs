@@ -2,8 +2,8 @@
 //! [`Principal`] for the service.
 //!
 //! - An admin key (`--admin-keys FILE`: one `name sha256hex` line per key; the file holds
-//!   hashes, never keys). The presented key's SHA-256 is compared with every stored one in
-//!   constant time.
+//!   hashes, never keys). The keys in service are the service's
+//!   ([`crate::service::AdminKeys`]), so a reload revokes or adds one for every front at once.
 //! - A user's signed token (JWT), when memesd has a claims key: its `sub` is the user, its
 //!   `tier` claim may make the request premium. Verified claims are cached, keyed by the
 //!   token's SHA-256 and never past the token's `exp`, so a client that repeats its token
@@ -31,12 +31,6 @@ pub const WEBHOOK_TOLERANCE: Duration = Duration::from_secs(300);
 /// Admin keys start with this, so a leaked one is recognisable (and secret scanners can
 /// find it).
 pub const ADMIN_KEY_PREFIX: &str = "memes_admin_";
-
-/// One admin key, as the keys file holds it.
-struct AdminKey {
-    name: String,
-    sha256: [u8; 32],
-}
 
 /// What a cached token said, and until when.
 #[derive(Clone)]
@@ -69,7 +63,6 @@ impl ClaimsCache {
 
 /// Tells callers apart by their bearer credential.
 pub struct Credentials {
-    admin_keys: Vec<AdminKey>,
     claims: ClaimsCache,
 }
 
@@ -81,37 +74,11 @@ pub enum CacheOutcome {
 }
 
 impl Credentials {
-    /// No admin keys.
+    /// An empty claims cache.
     pub fn new() -> Credentials {
         Credentials {
-            admin_keys: Vec::new(),
             claims: ClaimsCache::new(CLAIMS_CACHE),
         }
-    }
-
-    /// Reads an admin keys file: `name sha256hex` per line; blank lines and `#` comments
-    /// are skipped.
-    pub fn with_admin_keys(mut self, path: &Path) -> Result<Credentials, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("reading {}: {e}", path.display()))?;
-        for (number, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let bad = |why: &str| format!("{}, line {}: {why}", path.display(), number + 1);
-            let (name, hash) = line
-                .split_once(char::is_whitespace)
-                .ok_or_else(|| bad("expected `name sha256hex`"))?;
-            let mut sha256 = [0u8; 32];
-            hex::decode_to_slice(hash.trim(), &mut sha256)
-                .map_err(|_| bad("the hash is not 64 hexadecimal digits"))?;
-            self.admin_keys.push(AdminKey {
-                name: name.to_string(),
-                sha256,
-            });
-        }
-        Ok(self)
     }
 
     /// The caller a request's headers name: `Anonymous` without a bearer, or an error for
@@ -135,13 +102,8 @@ impl Credentials {
             return Ok((Principal::Anonymous, None));
         };
         let digest: [u8; 32] = Sha256::digest(bearer.as_bytes()).into();
-        if let Some(key) = self.admin_key(&digest) {
-            return Ok((
-                Principal::Admin {
-                    name: key.name.clone(),
-                },
-                None,
-            ));
+        if let Some(name) = service.admin_keys().find(&digest) {
+            return Ok((Principal::Admin { name }, None));
         }
         if bearer.starts_with(ADMIN_KEY_PREFIX) {
             // A revoked or mistyped admin key: never a user id (in development mode it
@@ -189,18 +151,6 @@ impl Credentials {
             },
             Some(CacheOutcome::Miss),
         ))
-    }
-
-    fn admin_key(&self, digest: &[u8; 32]) -> Option<&AdminKey> {
-        // Every stored key is compared, each in constant time, so the time taken tells
-        // nothing about which key or how much of one matched.
-        let mut found = None;
-        for key in &self.admin_keys {
-            if bool::from(key.sha256.ct_eq(digest)) {
-                found = Some(key);
-            }
-        }
-        found
     }
 }
 
@@ -326,14 +276,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys");
         std::fs::write(&path, format!("# admins\n\n{line}\n")).unwrap();
-        let credentials = Credentials::new().with_admin_keys(&path).unwrap();
+        let keys = crate::service::AdminKeys::from_file(&path).unwrap();
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-        assert_eq!(credentials.admin_key(&digest).unwrap().name, "ops");
-        let other: [u8; 32] = Sha256::digest(b"memes_admin_guess").into();
-        assert!(credentials.admin_key(&other).is_none());
-        std::fs::write(&path, "ops nothex\n").unwrap();
-        let error = Credentials::new().with_admin_keys(&path).err().unwrap();
-        assert!(error.contains("line 1"), "{error}");
+        assert_eq!(keys.find(&digest).as_deref(), Some("ops"));
     }
 
     #[test]

@@ -61,6 +61,7 @@ const SOURCES: &[Source] = &[
     source!("api.js", "text/javascript; charset=utf-8"),
     source!("metrics.js", "text/javascript; charset=utf-8"),
     source!("chart.js", "text/javascript; charset=utf-8"),
+    source!("intent.js", "text/javascript; charset=utf-8"),
     source!("app.js", "text/javascript; charset=utf-8"),
 ];
 

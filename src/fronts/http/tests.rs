@@ -9,7 +9,7 @@ use crate::premium::Premium;
 use crate::premium::claims::ClaimsVerifier;
 use crate::premium::generate::{Backend, Generator};
 use crate::premium::render::Renderer;
-use crate::service::{AdminPolicy, Principal, Service, ServiceConfig};
+use crate::service::{AdminKeys, AdminPolicy, Principal, Service, ServiceConfig};
 use crate::store::{FileStore, StoreConfig};
 use axum::body::Body;
 use axum::http::{HeaderValue, Request, header};
@@ -43,10 +43,14 @@ fn fixture(verify_tokens: bool) -> Fixture {
         dir.path().join("generated"),
         5,
     );
+    let keys = dir.path().join("admin-keys");
+    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(ADMIN_KEY));
+    std::fs::write(&keys, format!("prop {hash}\n")).unwrap();
     let config = ServiceConfig {
         meme_cost: 1,
         catalogue_path: None,
         admin: AdminPolicy::default(),
+        admin_keys: Arc::new(AdminKeys::from_file(&keys).unwrap()),
         rate_limit: None,
     };
     let service = Arc::new(Service::new(
@@ -55,12 +59,9 @@ fn fixture(verify_tokens: bool) -> Fixture {
         premium,
         config,
     ));
-    let keys = dir.path().join("admin-keys");
-    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(ADMIN_KEY));
-    std::fs::write(&keys, format!("prop {hash}\n")).unwrap();
     let http = Http::new(HttpState {
         service: service.clone(),
-        credentials: Credentials::new().with_admin_keys(&keys).unwrap(),
+        credentials: Credentials::new(),
         webhook: None,
         limits: HttpLimits::default(),
         metrics: None,

@@ -192,6 +192,44 @@ fn jwt_bearers_name_the_user_and_their_tier_and_are_checked() {
 }
 
 #[test]
+fn the_claims_leeway_is_30_seconds_and_set_by_flag_or_config_file() {
+    let (dir, key) = secret_file(CLAIMS_SECRET);
+    let expired_ago = |secs: i64| jwt(json!({"sub": "u1", "exp": now() - secs}));
+    let serves = |daemon: &Daemon, token: &str| {
+        let reply = Api::new(daemon).get("/memes", Some(token));
+        match reply.status {
+            200 => true,
+            401 => {
+                let problem = reply.problem(401, "unauthorized");
+                assert!(
+                    problem["detail"].as_str().unwrap().contains("expired"),
+                    "{problem}"
+                );
+                false
+            }
+            other => panic!("status {other}"),
+        }
+    };
+
+    let default = Daemon::start_http(&["--claims-key", &key]);
+    assert!(serves(&default, &expired_ago(10)));
+    assert!(!serves(&default, &expired_ago(90)));
+
+    let strict = Daemon::start_http(&["--claims-key", &key, "--claims-leeway", "0"]);
+    assert!(!serves(&strict, &expired_ago(10)));
+    assert!(serves(
+        &strict,
+        &jwt(json!({"sub": "u1", "exp": now() + 60}))
+    ));
+
+    let config = dir.path().join("memesd.toml");
+    std::fs::write(&config, "claims-leeway = \"2m\"\n").unwrap();
+    let wide = Daemon::start_http(&["--claims-key", &key, "--config", config.to_str().unwrap()]);
+    assert!(serves(&wide, &expired_ago(90)));
+    assert!(!serves(&wide, &expired_ago(150)));
+}
+
+#[test]
 fn an_ed25519_claims_key_verifies_eddsa_bearers() {
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let public = fixtures.join("ed25519-public.pem");
@@ -251,6 +289,90 @@ fn admin_keys_are_checked_by_hash_and_a_bad_keys_file_stops_memesd() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("line 1"), "{stderr}");
+}
+
+#[test]
+fn a_reload_reads_the_admin_keys_again_revoking_and_adding_keys_at_once() {
+    use nix::sys::signal::Signal;
+    use std::time::{Duration, Instant};
+    let ops = AdminKey::new("ops");
+    let ops_line = std::fs::read_to_string(&ops.file).unwrap();
+    let ops_line = ops_line.lines().find(|l| l.starts_with("ops ")).unwrap();
+    let (new_key, new_line) = memes::fronts::http::auth::new_admin_key("ops-2");
+    let write = |lines: &[&str]| std::fs::write(&ops.file, lines.join("\n") + "\n").unwrap();
+    let daemon = Daemon::start_http(&["--admin-keys", ops.path()]);
+    let api = Api::new(&daemon);
+    // The admin's view of a balance: 200 for a key in service, 401 for any other.
+    let admits = |key: &str| match api.get("/v1/users/u/balance", Some(key)).status {
+        200 => true,
+        401 => false,
+        other => panic!("status {other}"),
+    };
+    let balance = || api.get("/v1/users/u/balance", Some("u")).ok()["balance"].clone();
+    let topup = |key: &str| api.post("/v1/users/u/topups", Some(key), r#"{"amount":1}"#);
+    // SIGHUP is acted on by another task: wait (bounded) for what it must change.
+    let until = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}:\n{}", daemon.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    api.get("/memes", Some("u")).ok();
+    assert_eq!(topup(&ops.key).ok()["new_balance"], 150);
+    assert!(!admits(&new_key));
+
+    // A key added to the file works after SIGHUP, without a restart.
+    write(&[ops_line, &new_line]);
+    daemon.signal(Signal::SIGHUP);
+    until("the added key never worked", &|| admits(&new_key));
+    assert_eq!(topup(&new_key).ok()["new_balance"], 151);
+    assert!(admits(&ops.key));
+
+    // A line removed, then POST /v1/reload: the removed key is refused from the next request.
+    write(&[&new_line]);
+    let reply = api
+        .send("POST", "/v1/reload", Some(&new_key), &[], None)
+        .ok();
+    assert_eq!(reply["admin_keys"], 1, "{reply}");
+    topup(&ops.key).problem(401, "unauthorized");
+    assert!(!admits(&ops.key));
+    assert_eq!(balance(), 151, "a revoked key changes nothing");
+
+    // `memes reload` (the socket) reads it too.
+    write(&[ops_line]);
+    let reload = daemon.memes(&["reload"]);
+    assert_eq!(reload.code, 0, "{}", reload.stderr);
+    assert!(reload.stdout.contains("1 admin keys"), "{}", reload.stdout);
+    assert!(admits(&ops.key));
+    topup(&new_key).problem(401, "unauthorized");
+
+    // And SIGHUP revokes as well.
+    write(&[&new_line]);
+    daemon.signal(Signal::SIGHUP);
+    until("the removed key kept working", &|| !admits(&ops.key));
+    assert!(admits(&new_key));
+
+    // A malformed file keeps the keys in service, and every way of reloading says why.
+    write(&[&new_line, "ops not-a-hash"]);
+    let refused = api
+        .send("POST", "/v1/reload", Some(&new_key), &[], None)
+        .problem(400, "invalid_argument");
+    let detail = refused["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("admin keys") && detail.contains("line 2"),
+        "{refused}"
+    );
+    let reload = daemon.memes(&["reload"]);
+    assert_eq!(reload.code, 2, "{}", reload.stderr);
+    assert!(reload.stderr.contains("line 2"), "{}", reload.stderr);
+    daemon.signal(Signal::SIGHUP);
+    until("SIGHUP's rejection was not logged", &|| {
+        daemon.log().matches("reload rejected").count() >= 3
+    });
+    assert!(admits(&new_key), "the keys in service stay");
+    assert!(!admits(&ops.key));
+    assert_eq!(topup(&new_key).ok()["new_balance"], 152);
 }
 
 /// A `Memes-Signature` header for `body` at `t`.

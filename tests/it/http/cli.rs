@@ -19,7 +19,8 @@ impl Twins {
         let admin = AdminKey::new("ops");
         let http = Daemon::start_http(&["--admin-keys", admin.path()]);
         Twins {
-            socket: Daemon::start(),
+            // The same keys file on both, so that a reload reports the same keys.
+            socket: Daemon::start_with(&["--admin-keys", admin.path()]),
             url: http.http_url(),
             http,
             admin,

@@ -524,7 +524,7 @@ fn admin_routes_top_up_entitle_audit_and_reload() {
         .problem(401, "unauthorized");
     assert_eq!(
         api.send("POST", "/v1/reload", key, &[], None).ok(),
-        json!({"memes": 357, "source": "embedded catalogue"})
+        json!({"memes": 357, "source": "embedded catalogue", "admin_keys": 1})
     );
     api.send("POST", "/v1/reload", Some("u1"), &[], None)
         .problem(403, "not_allowed");

@@ -5,6 +5,7 @@
 
 import { ApiError, bearerIsUsable, call, describe } from "./api.js";
 import { balanceChart } from "./chart.js";
+import { Intents } from "./intent.js";
 import { duration, parse, percent, reading, summarize } from "./metrics.js";
 
 /** Where the bearer is kept: this tab's session storage, gone when the tab closes. */
@@ -80,6 +81,10 @@ function newKey() {
   const h = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
+
+/** The intents of the two paying forms (intent.js): getting a meme, generating one. */
+const memeIntents = new Intents(newKey);
+const generateIntents = new Intents(newKey);
 
 function localTime(iso) {
   const date = new Date(iso);
@@ -255,17 +260,40 @@ async function getMeme(coordinates) {
   const query = $("query").value.trim();
   if (query) body.query = query;
   if (coordinates) Object.assign(body, coordinates);
-  say(message, coordinates ? "Getting a meme for where you are…" : "Getting a meme…");
-  try {
-    const data = await api("POST", "/v1/memes", { body, headers: { "Idempotency-Key": newKey() } });
+  await paying(memeIntents, { user: state.subject, ...body }, message, async (key) => {
+    say(message, coordinates ? "Getting a meme for where you are…" : "Getting a meme…");
+    const data = await api("POST", "/v1/memes", { body, headers: { "Idempotency-Key": key } });
     clear(message);
     showMeme(data);
     $("balance").textContent = tokens(data.balance);
+  });
+}
+
+/**
+ * Sends one press of a paying button as its intent (intent.js): nothing when the press is
+ * the intent already sent, else `send(key)` with the intent's key. A failure is shown; one
+ * without an answer says that pressing again is safe. The intent is settled only once the
+ * account shows the outcome, so a double click's second press still finds it.
+ */
+async function paying(intents, params, message, send) {
+  const key = intents.press(params);
+  if (key === null) return;
+  let failure;
+  try {
+    await send(key);
   } catch (error) {
+    failure = error;
     await sayWithBalance(message, error);
   }
-  resetPages();
-  await loadAccount();
+  try {
+    resetPages();
+    await loadAccount();
+  } finally {
+    intents.settle(key, failure);
+    if (failure && intents.retrying) {
+      message.textContent += " Pressing the button again retries the same request: it is charged once at most.";
+    }
+  }
 }
 
 /** An error, and for `insufficient_tokens` the balance as memesd has it now. */
@@ -327,12 +355,10 @@ async function generate() {
     say(message, "Write a caption first.", "error");
     return;
   }
-  say(message, "memesd is rendering your meme…");
-  try {
-    const data = await api("POST", "/v1/memes", {
-      body: { generate: true, query: caption },
-      headers: { "Idempotency-Key": newKey() },
-    });
+  const body = { generate: true, query: caption };
+  await paying(generateIntents, { user: state.subject, ...body }, message, async (key) => {
+    say(message, "memesd is rendering your meme…");
+    const data = await api("POST", "/v1/memes", { body, headers: { "Idempotency-Key": key } });
     const made = data.generated;
     const url = `/v1/images/${made.sha256}.png`;
     const image = $("generated-image");
@@ -350,11 +376,7 @@ async function generate() {
       : `Charged ${tokens(data.charged)}. New balance: ${tokens(data.balance)}.`;
     $("generated").hidden = false;
     clear(message);
-  } catch (error) {
-    await sayWithBalance(message, error);
-  }
-  resetPages();
-  await loadAccount();
+  });
 }
 
 // ---- balance and history ----------------------------------------------------------------
