@@ -12,8 +12,8 @@
 # the yardstick's same figure in the same round; any error reply fails. A round counts only if
 # the yardstick itself carried the load (its p99 under GATE_YARDSTICK_MAX_P99_MS): on a machine
 # so busy that even limitd cannot, nothing can be told about memesd, and the round is measured
-# again (GATE_ROUNDS in all; if none counts, the gate fails saying the machine was too busy,
-# never that memesd was slow). A round that misses is measured once more, both daemons again,
+# again (GATE_ROUNDS in all; the last one is judged whatever the yardstick did, by the same
+# ratios: memesd must not fall far behind a yardstick on the same busy machine). A round that misses is measured once more, both daemons again,
 # so one unlucky stall does not fail a build; a real regression misses both rounds. An fdatasync per request (BENCHMARKS.md shows it injected)
 # caps memesd at a few thousand durable requests/s here: at 10,000/s its queue, and so its
 # p99, grows to hundreds of milliseconds, tens of times the yardstick's, busy machine or not.
@@ -175,8 +175,13 @@ if p99 > bound:
     sys.exit(1)
 EOF
     ); then
-      echo " round $round: not judged: $name: $why"
-      continue
+      if [ "$round" != "$rounds" ]; then
+        echo " round $round: not judged: $name: $why"
+        continue
+      fi
+      # The last round: both daemons share the same busy machine, so the ratio still tells
+      # a memesd that is as loaded as the yardstick from one that falls far behind it.
+      echo " round $round: $name: $why; judging memesd against its figures all the same"
     fi
     if ! mem_report=$(measure "${mem_args[@]}"); then
       show_log
@@ -195,7 +200,7 @@ EOF
   case $misses in
     2) echo "load gate FAILED ($label): missed in two rounds" >&2 ;;
     1) echo "load gate FAILED ($label): missed, and the machine was too busy to measure again in $rounds rounds" >&2 ;;
-    *) echo "load gate FAILED ($label): could not judge memesd: in $rounds rounds the machine never carried the load even for $name (its p99 over $yard_valid_p99 ms); run the gate again on a less busy machine" >&2 ;;
+    *) echo "load gate FAILED ($label): missed in its only judged round, the last" >&2 ;;
   esac
   show_log
   failed=1
