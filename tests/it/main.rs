@@ -20,5 +20,6 @@ mod operations;
 mod premium;
 mod protocol;
 mod release;
+mod semantic;
 mod startup;
 mod transfer;
