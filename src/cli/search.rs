@@ -55,10 +55,9 @@ pub fn hits_table(hits: &[SearchHit], explain: bool) -> comfy_table::Table {
     for hit in hits {
         let mut row = vec![format!("{:.2}", hit.score)];
         if explain {
-            row.extend([
-                part(hit.bm25.or(hit.meaning.is_none().then_some(hit.score))),
-                part(hit.meaning),
-            ]);
+            // A daemon ranking by words alone sends no parts: its score is the words' score.
+            let words = hit.bm25.or(hit.meaning.is_none().then_some(hit.score));
+            row.extend([part(words), part(hit.meaning)]);
         }
         row.extend([
             hit.meme.id.clone(),
