@@ -1,11 +1,14 @@
 //! Search cost per request on a generated 10,000-entry catalogue (issue: selection must not
 //! become the bottleneck). Prints build time and per-query cost (mean, p50, p99) for cold
 //! searches (straight through the index) and for `get`'s path (the per-query cache plus
-//! variety selection). Run: `cargo bench --bench search`.
+//! variety selection). Then, on the shipped catalogue, what search by meaning costs: loading
+//! the model, embedding the catalogue, and a first-seen query ranked by words alone and by
+//! words and meaning (embedding it included). Run: `cargo bench --bench search`.
 
 use memes::catalogue::Catalogue;
 use memes::catalogue::search::{Document, SearchIndex};
 use memes::catalogue::select::{Deliveries, Wanted};
+use memes::catalogue::semantic::Model;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -108,6 +111,8 @@ fn report(label: &str, mut nanos: Vec<u64>) {
 }
 
 fn main() {
+    // First: the model is loaded once per process, and the generated catalogue would load it.
+    meaning();
     let started = Instant::now();
     let catalogue = catalogue(10_000);
     println!(
@@ -178,4 +183,64 @@ fn main() {
         warm.push(t.elapsed().as_nanos() as u64);
     }
     report("get's selection (cache + variety + place)", warm);
+}
+
+/// The cost of meaning on the shipped catalogue (357 memes with descriptions).
+fn meaning() {
+    let started = Instant::now();
+    let Some(model) = Model::embedded() else {
+        println!("built without the semantic feature: nothing more to measure");
+        return;
+    };
+    println!(
+        "model loaded (tokenizer maps built, table read in place) in {:.1} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    let started = Instant::now();
+    let shipped = Catalogue::embedded().expect("the shipped catalogue");
+    println!(
+        "shipped catalogue of {} memes built (every description embedded) in {:.1} ms",
+        shipped.len(),
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    let described = [
+        "dog sitting in a burning room saying everything is okay",
+        "employee thrown out of the window for a sensible idea in a meeting",
+        "grumpy cat",
+        "distracted boyfirend",
+    ];
+    let mut embed = Vec::new();
+    for _ in 0..5_000 {
+        for text in described {
+            let t = Instant::now();
+            black_box(model.embed(black_box(text)));
+            embed.push(t.elapsed().as_nanos() as u64);
+        }
+    }
+    report("embedding a query", embed);
+    let index = SearchIndex::build((0..shipped.len() as u32).map(|i| {
+        let meme = shipped.meme(i);
+        Document {
+            title: &meme.title,
+            tags: &meme.tags,
+            categories: &meme.categories,
+        }
+    }));
+    let mut words = Vec::new();
+    let mut hybrid = Vec::new();
+    for round in 0..5_000 {
+        for text in described {
+            // A query never seen before, as the per-query cache would otherwise answer.
+            let query = format!("{text} {round}");
+            let t = Instant::now();
+            black_box(index.search(black_box(&query), 128));
+            words.push(t.elapsed().as_nanos() as u64);
+            let t = Instant::now();
+            black_box(shipped.ranked(black_box(&query), false));
+            hybrid.push(t.elapsed().as_nanos() as u64);
+        }
+    }
+    report("first-seen query, words alone", words);
+    report("first-seen query, words and meaning", hybrid);
+    println!();
 }

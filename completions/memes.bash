@@ -49,6 +49,9 @@ _memes() {
             memes,search)
                 cmd="memes__subcmd__search"
                 ;;
+            memes,similar)
+                cmd="memes__subcmd__similar"
+                ;;
             memes,status)
                 cmd="memes__subcmd__status"
                 ;;
@@ -103,6 +106,9 @@ _memes() {
             memes__subcmd__help,search)
                 cmd="memes__subcmd__help__subcmd__search"
                 ;;
+            memes__subcmd__help,similar)
+                cmd="memes__subcmd__help__subcmd__similar"
+                ;;
             memes__subcmd__help,status)
                 cmd="memes__subcmd__help__subcmd__status"
                 ;;
@@ -122,7 +128,7 @@ _memes() {
 
     case "${cmd}" in
         memes)
-            opts="-h -V --socket --url --json --color --help --version get topup balance history search entitle audit reload status stop bench completions admin-key help"
+            opts="-h -V --socket --url --json --color --help --version get topup balance history search similar entitle audit reload status stop bench completions admin-key help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -530,7 +536,7 @@ _memes() {
             return 0
             ;;
         memes__subcmd__help)
-            opts="get topup balance history search entitle audit reload status stop bench completions admin-key help"
+            opts="get topup balance history search similar entitle audit reload status stop bench completions admin-key help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -711,6 +717,20 @@ _memes() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        memes__subcmd__help__subcmd__similar)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         memes__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -814,6 +834,36 @@ _memes() {
             return 0
             ;;
         memes__subcmd__search)
+            opts="-h --limit --nsfw --explain --socket --url --json --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        memes__subcmd__similar)
             opts="-h --limit --nsfw --socket --url --json --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -28,7 +28,9 @@ pub const MAX_KEY_CHARS: usize = 255;
 pub const MAX_REASON_CHARS: usize = 500;
 /// `get --count` accepts 1 to this many memes.
 pub const MAX_COUNT: u32 = 10;
-/// `search --limit` accepts 1 to this many results.
+/// Meme ids (`similar`'s `meme`) are at most this many characters, as the catalogue allows.
+pub const MAX_MEME_ID_CHARS: usize = 64;
+/// `search --limit` (and `similar --limit`) accepts 1 to this many results.
 pub const MAX_SEARCH_LIMIT: u32 = 100;
 /// A `history` reply holds at most this many entries (then follow its `next`).
 pub const MAX_HISTORY_PAGE: u64 = 10_000;
@@ -74,6 +76,7 @@ pub enum Request {
     History(HistoryRequest),
     Status(StatusRequest),
     Search(SearchRequest),
+    Similar(SimilarRequest),
     Entitle(EntitleRequest),
     Audit(AuditRequest),
     Reload(ReloadRequest),
@@ -156,6 +159,18 @@ pub struct SearchRequest {
     pub nsfw: bool,
 }
 
+/// `similar`: the memes nearest in meaning to one meme, free of charge.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SimilarRequest {
+    /// The meme's id, as in a `get` or `search` reply. (Not `id`: that is the request's own,
+    /// which the reply echoes.)
+    pub meme: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub nsfw: bool,
+}
+
 /// `entitle`: set an account's tier, optionally until an RFC 3339 instant. Admin only.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct EntitleRequest {
@@ -188,6 +203,7 @@ impl Request {
             Request::History(_) => "history",
             Request::Status(_) => "status",
             Request::Search(_) => "search",
+            Request::Similar(_) => "similar",
             Request::Entitle(_) => "entitle",
             Request::Audit(_) => "audit",
             Request::Reload(_) => "reload",
@@ -203,6 +219,7 @@ impl Request {
             Request::Balance(r) => validate_user(&r.user),
             Request::History(r) => r.validate(),
             Request::Search(r) => r.validate(),
+            Request::Similar(r) => r.validate(),
             Request::Entitle(r) => r.validate(),
             Request::Status(_) | Request::Audit(_) | Request::Reload(_) => Ok(()),
         }
@@ -282,14 +299,28 @@ impl HistoryRequest {
 impl SearchRequest {
     fn validate(&self) -> Result<(), ErrorBody> {
         validate_text("query", &self.query, MAX_QUERY_CHARS)?;
-        if let Some(limit) = self.limit
-            && !(1..=MAX_SEARCH_LIMIT).contains(&limit)
-        {
-            return Err(ErrorBody::invalid(format!(
-                "limit must be between 1 and {MAX_SEARCH_LIMIT}, got {limit}"
-            )));
+        validate_search_limit(self.limit)
+    }
+}
+
+fn validate_search_limit(limit: Option<u32>) -> Result<(), ErrorBody> {
+    if let Some(limit) = limit
+        && !(1..=MAX_SEARCH_LIMIT).contains(&limit)
+    {
+        return Err(ErrorBody::invalid(format!(
+            "limit must be between 1 and {MAX_SEARCH_LIMIT}, got {limit}"
+        )));
+    }
+    Ok(())
+}
+
+impl SimilarRequest {
+    fn validate(&self) -> Result<(), ErrorBody> {
+        if self.meme.is_empty() {
+            return Err(ErrorBody::invalid("meme must not be empty"));
         }
-        Ok(())
+        validate_text("meme", &self.meme, MAX_MEME_ID_CHARS)?;
+        validate_search_limit(self.limit)
     }
 }
 
@@ -598,10 +629,20 @@ pub struct HistoryData {
     pub next: Option<String>,
 }
 
-/// One `search` result.
+/// One `search` (or `similar`) result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SearchHit<M = MemeView> {
+    /// What the hits are ordered by: the cosine plus a saturating share of the BM25F score
+    /// (for `similar`, the cosine), or the BM25F score where the daemon ranks by words alone.
     pub score: f32,
+    /// The BM25F score of the query's words (0 when none matched). Absent where the daemon
+    /// ranks by words alone (`score` is this then) and in `similar` replies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bm25: Option<f32>,
+    /// The cosine (-1 to 1) of the query's and the meme's embeddings: closeness in meaning.
+    /// Absent where the daemon ranks by words alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meaning: Option<f32>,
     pub meme: M,
 }
 
@@ -609,6 +650,15 @@ pub struct SearchHit<M = MemeView> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SearchData<M = MemeView> {
     pub query: String,
+    pub hits: Vec<SearchHit<M>>,
+}
+
+/// `similar` reply data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SimilarData<M = MemeView> {
+    /// The id of the meme the hits are near to.
+    pub meme_id: String,
+    /// Nearest first; the meme itself is not among them.
     pub hits: Vec<SearchHit<M>>,
 }
 

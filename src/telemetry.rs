@@ -166,6 +166,7 @@ pub enum Op {
     History,
     Status,
     Search,
+    Similar,
     Entitle,
     Audit,
     Reload,
@@ -175,13 +176,14 @@ pub enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 12] = [
+    const ALL: [Op; 13] = [
         Op::Get,
         Op::Topup,
         Op::Balance,
         Op::History,
         Op::Status,
         Op::Search,
+        Op::Similar,
         Op::Entitle,
         Op::Audit,
         Op::Reload,
@@ -199,6 +201,7 @@ impl Op {
             Op::History => "history",
             Op::Status => "status",
             Op::Search => "search",
+            Op::Similar => "similar",
             Op::Entitle => "entitle",
             Op::Audit => "audit",
             Op::Reload => "reload",
@@ -218,6 +221,7 @@ impl Op {
             Request::History(_) => Op::History,
             Request::Status(_) => Op::Status,
             Request::Search(_) => Op::Search,
+            Request::Similar(_) => Op::Similar,
             Request::Entitle(_) => Op::Entitle,
             Request::Audit(_) => Op::Audit,
             Request::Reload(_) => Op::Reload,

@@ -1,16 +1,25 @@
 //! The meme catalogue: loading and validating it, and what is derived from it once at load
-//! (the search index and each meme's reply JSON, serialised once instead of per request).
+//! (the search index, each meme's embedding, and each meme's reply JSON, serialised once
+//! instead of per request).
 //!
 //! A catalogue is immutable once built; reloading builds a new one and swaps it in whole, so
-//! a request always sees one consistent catalogue. Sub-modules: [`search`] ranks memes for a
-//! query, [`select`] picks which ones a user gets, [`location`] says where a coordinate is.
+//! a request always sees one consistent catalogue. Sub-modules: [`search`] ranks memes by
+//! their words (BM25F), [`semantic`] embeds text for its meaning, [`hybrid`] fuses the two
+//! rankings, [`select`] picks which memes a user gets, [`location`] says where a coordinate
+//! is; [`quality`] (tests only) measures the ranking on described queries.
 
+pub mod hybrid;
 pub mod location;
+#[cfg(all(test, feature = "semantic"))]
+mod quality;
 pub mod search;
 pub mod select;
+pub mod semantic;
 
 use crate::protocol::MemeView;
-use search::{Document, Hit, SearchIndex};
+use hybrid::Match;
+use search::{Document, SearchIndex};
+use semantic::{Model, Vectors};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
@@ -29,13 +38,17 @@ const RANKED_LIMIT: usize = 64;
 /// Ranked results by query (a bounded, concurrent cache).
 type RankedCache = quick_cache::sync::Cache<String, Arc<Ranked>>;
 
-/// A ranked match is a "good" match if it scores at least this share of the best one.
+/// Descriptions are one sentence: at most this many characters.
+const MAX_DESCRIPTION_CHARS: usize = 500;
+
+/// A ranked match is a "good" match if it scores at least this share of the best one (above
+/// the score every match has).
 const GOOD_SHARE: f32 = 0.5;
 
 /// The ranked matches of one query, best first.
 #[derive(Debug, Default)]
 pub struct Ranked {
-    pub hits: Vec<Hit>,
+    pub hits: Vec<Match>,
     /// The first `good` hits score close enough to the best to count as good matches.
     pub good: usize,
 }
@@ -47,6 +60,10 @@ pub struct Meme {
     /// Stable identifier: lower-case letters, digits and dashes.
     pub id: String,
     pub title: String,
+    /// One sentence saying what the meme shows and means, in plain words: what search by
+    /// meaning compares a query with.
+    #[serde(default)]
+    pub description: String,
     /// Where the image lives (https URL).
     pub image: String,
     /// A page about the meme (https URL).
@@ -103,6 +120,8 @@ pub struct Catalogue {
     views: Vec<Box<RawValue>>,
     by_id: HashMap<String, u32>,
     index: SearchIndex,
+    /// Each meme's embedding, when this build has a model.
+    meaning: Option<Meaning>,
     /// Indices of memes that are safe for work, for requests without a query.
     safe: Vec<u32>,
     /// Per meme, a hash of its id: how deliveries are remembered (it survives reloads).
@@ -187,6 +206,17 @@ impl Catalogue {
             tags: &meme.tags,
             categories: &meme.categories,
         }));
+        let started = std::time::Instant::now();
+        let meaning = Model::embedded().map(|model| {
+            let loaded = started.elapsed();
+            let vectors = Vectors::build(model, file.memes.iter().map(embedding_text));
+            tracing::debug!(
+                "search by meaning: model ready after {loaded:?}, {} memes embedded in {:?}",
+                file.memes.len(),
+                started.elapsed() - loaded
+            );
+            Meaning { model, vectors }
+        });
         let safe = (0..file.memes.len() as u32)
             .filter(|i| !file.memes[*i as usize].nsfw)
             .collect();
@@ -201,6 +231,7 @@ impl Catalogue {
             views,
             by_id,
             index,
+            meaning,
             safe,
             delivery_keys,
             origin: origin.into(),
@@ -251,21 +282,85 @@ impl Catalogue {
         if let Some(ranked) = cache.get(query) {
             return ranked;
         }
-        let hits: Vec<Hit> = self
-            .index
-            .search(query, RANKED_LIMIT * 2)
+        let keyword = self.index.search(query, RANKED_LIMIT * 2);
+        let cosines = self.meaning.as_ref().and_then(|meaning| {
+            let query = meaning.model.embed(query)?;
+            Some(meaning.vectors.cosines(&query))
+        });
+        let hits: Vec<Match> = hybrid::fuse(&keyword, cosines.as_deref())
             .into_iter()
             .filter(|hit| nsfw || !self.memes[hit.doc as usize].nsfw)
             .take(RANKED_LIMIT)
             .collect();
+        // Share of the best score above what any match has: fused scores start at the
+        // meaning floor, so half of the best would count every match by meaning as good, and
+        // a regional or not-yet-seen one would be preferred to the meme a description names.
+        let base = if cosines.is_some() {
+            hybrid::MEANING_FLOOR
+        } else {
+            0.0
+        };
         let best = hits.first().map_or(0.0, |hit| hit.score);
         let good = hits
             .iter()
-            .take_while(|hit| hit.score >= best * GOOD_SHARE)
+            .take_while(|hit| hit.score - base >= (best - base) * GOOD_SHARE)
             .count();
         let ranked = Arc::new(Ranked { hits, good });
         cache.insert(query.to_string(), ranked.clone());
         ranked
+    }
+
+    /// Whether this catalogue ranks by meaning too (the build has the model).
+    pub fn has_meaning(&self) -> bool {
+        self.meaning.is_some()
+    }
+
+    /// The memes nearest in meaning to the meme at `index`, nearest first, without itself,
+    /// nsfw memes left out unless `nsfw`; each [`Match`] has the cosine as its score. A build
+    /// without the model has no meaning to compare: there, the memes whose words match the
+    /// meme's title and tags best (BM25F).
+    pub fn similar(&self, index: u32, limit: usize, nsfw: bool) -> Vec<Match> {
+        let keep = |doc: u32| doc != index && (nsfw || !self.memes[doc as usize].nsfw);
+        let Some(meaning) = &self.meaning else {
+            let meme = &self.memes[index as usize];
+            let words = format!("{} {}", meme.title, meme.tags.join(" "));
+            let hits = self.index.search(&words, limit + RANKED_LIMIT);
+            let mut nearest = hybrid::fuse(&hits, None);
+            nearest.retain(|m| keep(m.doc));
+            nearest.truncate(limit);
+            return nearest;
+        };
+        let cosines = meaning.vectors.cosines(meaning.vectors.get(index));
+        let mut nearest: Vec<Match> = cosines
+            .into_iter()
+            .enumerate()
+            .map(|(doc, cosine)| Match {
+                doc: doc as u32,
+                score: cosine,
+                bm25: 0.0,
+                meaning: Some(cosine),
+            })
+            .filter(|m| keep(m.doc))
+            .collect();
+        nearest.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc)));
+        nearest.truncate(limit);
+        nearest
+    }
+}
+
+/// The embedding model and the catalogue's memes embedded with it.
+struct Meaning {
+    model: &'static Model,
+    vectors: Vectors,
+}
+
+/// What a meme's embedding is made from: its description, or, for a catalogue written
+/// without descriptions, its title and tags.
+fn embedding_text(meme: &Meme) -> std::borrow::Cow<'_, str> {
+    if meme.description.trim().is_empty() {
+        format!("{}. {}", meme.title, meme.tags.join(", ")).into()
+    } else {
+        meme.description.as_str().into()
     }
 }
 
@@ -290,6 +385,13 @@ fn validate_meme(meme: &Meme) -> Result<(), String> {
     }
     if meme.title.trim().is_empty() {
         return Err("the title is empty".into());
+    }
+    if meme.description.chars().count() > MAX_DESCRIPTION_CHARS
+        || meme.description.chars().any(char::is_control)
+    {
+        return Err(format!(
+            "the description must be at most {MAX_DESCRIPTION_CHARS} characters on one line"
+        ));
     }
     for (field, url) in [("image", &meme.image), ("source", &meme.source)] {
         validate_url(url).map_err(|reason| format!("{field} {url:?}: {reason}"))?;
@@ -390,6 +492,43 @@ mod tests {
         assert!(error.contains("region"), "{error}");
         assert!(catalogue("").is_err());
         assert!(Catalogue::from_json(b"{}", "test").is_err());
+    }
+
+    #[cfg(feature = "semantic")]
+    #[test]
+    fn a_description_has_few_good_matches_and_the_meme_it_describes_is_one() {
+        // Good matches are preferred by region and rotated for variety: if every match by
+        // meaning counted as good, a user abroad could be given a loosely related meme of
+        // their country instead of the one they described.
+        let catalogue = Catalogue::embedded().unwrap();
+        for (query, id) in [
+            (
+                "little kid smiling in front of a house on fire",
+                "disaster-girl",
+            ),
+            (
+                "squinting cartoon guy unsure whether something is one thing or another",
+                "futurama-fry",
+            ),
+            (
+                "bones of someone on a bench who has been there forever",
+                "waiting-skeleton",
+            ),
+            ("frowning kitty who hates everything", "grumpy-cat"),
+        ] {
+            let ranked = catalogue.ranked(query, false);
+            let good = &ranked.hits[..ranked.good];
+            assert!(
+                good.iter().any(|hit| catalogue.meme(hit.doc).id == id),
+                "{query:?}"
+            );
+            assert!(
+                ranked.good <= 3 && ranked.hits.len() > 5,
+                "{query:?}: {} good of {}",
+                ranked.good,
+                ranked.hits.len()
+            );
+        }
     }
 
     #[test]

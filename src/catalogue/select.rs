@@ -8,7 +8,7 @@
 //! what was charged.
 
 use super::Catalogue;
-use super::search::Hit;
+use super::hybrid::Match;
 use quick_cache::sync::{EntryAction, EntryResult};
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -161,7 +161,7 @@ impl Deliveries {
     }
 }
 
-fn docs(hits: &[Hit]) -> impl Iterator<Item = u32> + Clone + '_ {
+fn docs(hits: &[Match]) -> impl Iterator<Item = u32> + Clone + '_ {
     hits.iter().map(|hit| hit.doc)
 }
 

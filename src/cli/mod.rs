@@ -16,6 +16,7 @@ pub mod output;
 pub mod reload;
 pub mod remote;
 pub mod search;
+pub mod similar;
 pub mod status;
 pub mod stop;
 pub mod topup;
@@ -93,8 +94,10 @@ pub enum Command {
     Balance(balance::BalanceArgs),
     /// Show a user's ledger entries, oldest first
     History(history::HistoryArgs),
-    /// Browse ranked matches for a query, free of charge
+    /// Browse ranked matches for a query, by its words and its meaning, free of charge
     Search(search::SearchArgs),
+    /// List the memes nearest in meaning to one meme, free of charge
+    Similar(similar::SimilarArgs),
     /// Set a user's tier (admins)
     Entitle(entitle::EntitleArgs),
     /// Replay the whole ledger and check every invariant (admins); exit 1 on a discrepancy
@@ -286,6 +289,7 @@ pub fn main() -> ExitCode {
         Command::Balance(args) => balance::run(&args, &mut ctx),
         Command::History(args) => history::run(&args, &mut ctx),
         Command::Search(args) => search::run(&args, &mut ctx),
+        Command::Similar(args) => similar::run(&args, &mut ctx),
         Command::Entitle(args) => entitle::run(&args, &mut ctx),
         Command::Audit => audit::run(&mut ctx),
         Command::Reload => reload::run(&mut ctx),

@@ -235,6 +235,18 @@ fn route(request: &Request) -> Call {
             }
             call(http::Method::GET, path)
         }
+        Request::Similar(similar) => {
+            let mut path = format!("/v1/memes/{}/similar", encode(&similar.meme));
+            let mut separator = '?';
+            if let Some(limit) = similar.limit {
+                path.push_str(&format!("{separator}limit={limit}"));
+                separator = '&';
+            }
+            if similar.nsfw {
+                path.push_str(&format!("{separator}nsfw=true"));
+            }
+            call(http::Method::GET, path)
+        }
         Request::Entitle(entitle) => {
             let mut body = serde_json::json!({ "tier": entitle.tier });
             if let Some(until) = &entitle.until {

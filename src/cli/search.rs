@@ -3,12 +3,12 @@
 use super::exit::Exit;
 use super::output;
 use super::{Ctx, Failure};
-use crate::protocol::{MAX_SEARCH_LIMIT, Request, SearchData, SearchRequest};
+use crate::protocol::{MAX_SEARCH_LIMIT, Request, SearchData, SearchHit, SearchRequest};
 use clap::{Args, value_parser};
 
 #[derive(Debug, Args)]
 pub struct SearchArgs {
-    /// What to look for (typos forgiven)
+    /// What to look for: a title, words, or a description in your own words (typos forgiven)
     pub query: String,
     /// At most this many results (1-100)
     #[arg(long, default_value_t = 10, value_name = "N", allow_negative_numbers = true,
@@ -17,6 +17,10 @@ pub struct SearchArgs {
     /// Include memes flagged not safe for work
     #[arg(long)]
     pub nsfw: bool,
+    /// Also show what each score is made of: the words' BM25F score and the closeness in
+    /// meaning (cosine)
+    #[arg(long)]
+    pub explain: bool,
 }
 
 pub fn run(args: &SearchArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
@@ -34,16 +38,33 @@ pub fn run(args: &SearchArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
         println!("No meme matches {:?}.", data.query);
         return Ok(Exit::Success);
     }
+    println!("{}", hits_table(&data.hits, args.explain));
+    Ok(Exit::Success)
+}
+
+/// The table of ranked hits (`search` and `similar`); with `explain`, the score's parts.
+pub fn hits_table(hits: &[SearchHit], explain: bool) -> comfy_table::Table {
     let mut table = output::table();
-    table.set_header(vec!["Score", "Id", "Meme", "Image"]);
-    for hit in &data.hits {
-        table.add_row(vec![
-            format!("{:.2}", hit.score),
+    let mut header = vec!["Score"];
+    if explain {
+        header.extend(["Words", "Meaning"]);
+    }
+    header.extend(["Id", "Meme", "Image"]);
+    table.set_header(header);
+    let part = |value: Option<f32>| value.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"));
+    for hit in hits {
+        let mut row = vec![format!("{:.2}", hit.score)];
+        if explain {
+            // A daemon ranking by words alone sends no parts: its score is the words' score.
+            let words = hit.bm25.or(hit.meaning.is_none().then_some(hit.score));
+            row.extend([part(words), part(hit.meaning)]);
+        }
+        row.extend([
             hit.meme.id.clone(),
             hit.meme.title.clone(),
             hit.meme.image.clone(),
         ]);
+        table.add_row(row);
     }
-    println!("{table}");
-    Ok(Exit::Success)
+    table
 }

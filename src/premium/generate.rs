@@ -1,5 +1,6 @@
-//! Making a meme image: choose the template that fits the query, write a caption from the
-//! query and the place, produce the PNG (built-in renderer, or an operator's external
+//! Making a meme image: choose the template that fits the query (by its words and its
+//! meaning, ranked as catalogue search ranks memes), write a caption from the query and the
+//! place, produce the PNG (built-in renderer, or an operator's external
 //! generator command), and store it content-addressed under the data directory.
 //!
 //! Everything here is deterministic for the same inputs, so the same request gives the same
@@ -7,7 +8,9 @@
 //! file is completely written.
 
 use super::render::{Renderer, TemplateInfo};
+use crate::catalogue::hybrid;
 use crate::catalogue::search::{Document, SearchIndex};
+use crate::catalogue::semantic::{Model, Vectors};
 use crate::domain::ErrorCode;
 use crate::protocol::Location;
 use crate::service::ServiceError;
@@ -61,6 +64,8 @@ pub struct Png {
 pub struct Generator {
     renderer: Renderer,
     index: SearchIndex,
+    /// The model and each template's embedding (of its description), when built with one.
+    meaning: Option<(&'static Model, Vectors)>,
     backend: Backend,
 }
 
@@ -71,9 +76,20 @@ impl Generator {
             tags: &t.tags,
             categories: &[],
         }));
+        let meaning = Model::embedded().map(|model| {
+            let texts = renderer.templates().iter().map(|t| {
+                if t.description.is_empty() {
+                    format!("{}. {}", t.title, t.tags.join(", "))
+                } else {
+                    t.description.clone()
+                }
+            });
+            (model, Vectors::build(model, texts))
+        });
         Generator {
             renderer,
             index,
+            meaning,
             backend,
         }
     }
@@ -93,10 +109,14 @@ impl Generator {
         let digest = Sha256::digest(query.unwrap_or("").as_bytes());
         let template = query
             .and_then(|q| {
-                self.index
-                    .search(q, 1)
+                let hits = self.index.search(q, templates.len());
+                let cosines = self
+                    .meaning
+                    .as_ref()
+                    .and_then(|(model, vectors)| Some(vectors.cosines(&model.embed(q)?)));
+                hybrid::fuse(&hits, cosines.as_deref())
                     .first()
-                    .map(|hit| &templates[hit.doc as usize])
+                    .map(|best| &templates[best.doc as usize])
             })
             .unwrap_or(&templates[digest[0] as usize % templates.len()]);
         let top = query.map_or_else(|| template.title.clone(), str::to_string);
@@ -275,6 +295,31 @@ mod tests {
         let cat = generator.plan(Some("my cat at sunset"), None);
         assert_eq!(cat.template, "sunset-cat");
     }
+
+    #[cfg(feature = "semantic")]
+    #[test]
+    fn a_caption_without_the_templates_words_picks_by_its_meaning() {
+        let generator = generator();
+        for (caption, template) in PROBE_CAPTIONS {
+            assert!(
+                generator.index.search(caption, 1).is_empty(),
+                "{caption:?} shares words with a template: pick another"
+            );
+            assert_eq!(
+                generator.plan(Some(caption), None).template,
+                template,
+                "{caption:?}"
+            );
+        }
+    }
+
+    /// Captions that share no word with any template's title or tags.
+    #[cfg(feature = "semantic")]
+    const PROBE_CAPTIONS: [(&str, &str); 3] = [
+        ("my savings grew a lot this year", "stonks"),
+        ("my shares are worth a fortune now", "stonks"),
+        ("should I eat pizza or pasta tonight", "approve-disapprove"),
+    ];
 
     #[test]
     fn the_place_writes_the_bottom_line() {

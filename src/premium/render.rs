@@ -94,6 +94,9 @@ pub struct TemplateInfo {
     pub id: String,
     /// Human-readable name.
     pub title: String,
+    /// One sentence saying what the template shows and suits: what a caption's meaning is
+    /// compared with to pick a template.
+    pub description: String,
     /// Words describing what the template suits, used to pick a template
     /// that fits a query.
     pub tags: Vec<String>,
@@ -169,6 +172,8 @@ struct Manifest {
 struct ManifestEntry {
     id: String,
     title: String,
+    #[serde(default)]
+    description: String,
     file: String,
     tags: Vec<String>,
     width: u32,
@@ -249,6 +254,7 @@ impl Renderer {
             infos.push(TemplateInfo {
                 id: entry.id,
                 title: entry.title,
+                description: entry.description,
                 tags: entry.tags,
                 width: entry.width,
                 height: entry.height,

@@ -23,17 +23,17 @@ pub use access::{AdminPolicy, Caller, Peer, Principal};
 pub use admin_keys::AdminKeys;
 use admin_keys::ReadKeys;
 pub use error::ServiceError;
-pub use reply::{Delivery, Found, GetReply, Reply, Stored};
+pub use reply::{Delivery, Found, GetReply, Nearest, Reply, Stored};
 
 use crate::catalogue::location::Geocoder;
 use crate::catalogue::select::Deliveries;
 use crate::catalogue::{Catalogue, CatalogueError};
-use crate::domain::{HistoryCursor, Tier};
+use crate::domain::{ErrorCode, HistoryCursor, Tier};
 use crate::premium::Premium;
 use crate::premium::claims::Claims;
 use crate::protocol::{
     self, BalanceData, EntitleData, EntitleRequest, HistoryData, HistoryRequest, Location,
-    ReloadData, Request, SearchRequest, StatusData, TopupData, TopupRequest,
+    ReloadData, Request, SearchRequest, SimilarRequest, StatusData, TopupData, TopupRequest,
 };
 use crate::store::rules::{self, KeyOwner};
 use crate::store::{Commit, Idempotency, Keyed, Outcome, TokenStore, TopupChange, now_ms};
@@ -223,6 +223,7 @@ impl Service {
             Request::History(history) => Answer::ready(self.history(history).await),
             Request::Status(_) => Answer::ready(self.status().await),
             Request::Search(search) => Answer::ready(Ok(self.search(search))),
+            Request::Similar(similar) => Answer::ready(self.similar(similar)),
             Request::Audit(_) => Answer::ready(match self.store.audit().await {
                 Ok(report) => Ok(Reply::Audit(report)),
                 Err(error) => Err(error.into()),
@@ -371,13 +372,29 @@ impl Service {
             .hits
             .iter()
             .take(request.limit.unwrap_or(10) as usize)
-            .map(|hit| (hit.score, hit.doc))
+            .copied()
             .collect();
         Reply::Search(Found {
             catalogue,
             query: request.query,
             hits,
         })
+    }
+
+    fn similar(&self, request: SimilarRequest) -> Result<Reply, ServiceError> {
+        let catalogue = self.catalogue.load_full();
+        let index = catalogue.find(&request.meme).ok_or_else(|| {
+            ServiceError::new(
+                ErrorCode::NotFound,
+                format!("no meme has the id {:?}", request.meme),
+            )
+        })?;
+        let hits = catalogue.similar(index, request.limit.unwrap_or(10) as usize, request.nsfw);
+        Ok(Reply::Similar(Nearest {
+            catalogue,
+            meme_id: request.meme,
+            hits,
+        }))
     }
 
     async fn status(&self) -> Result<Reply, ServiceError> {

@@ -7,10 +7,11 @@
 //! of the memes and survives a reload that happens while it waits for its commit.
 
 use crate::catalogue::Catalogue;
+use crate::catalogue::hybrid::Match;
 use crate::domain::AuditReport;
 use crate::protocol::{
     BalanceData, EntitleData, GetData, HistoryData, Location, MemeView, ReloadData, SearchData,
-    SearchHit, StatusData, TopupData,
+    SearchHit, SimilarData, StatusData, TopupData,
 };
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
@@ -25,6 +26,7 @@ pub enum Reply {
     History(HistoryData),
     Status(StatusData),
     Search(Found),
+    Similar(Nearest),
     Entitle(EntitleData),
     Audit(AuditReport),
     Reload(ReloadData),
@@ -39,6 +41,7 @@ impl Serialize for Reply {
             Reply::History(data) => data.serialize(serializer),
             Reply::Status(data) => data.serialize(serializer),
             Reply::Search(data) => data.serialize(serializer),
+            Reply::Similar(data) => data.serialize(serializer),
             Reply::Entitle(data) => data.serialize(serializer),
             Reply::Audit(data) => data.serialize(serializer),
             Reply::Reload(data) => data.serialize(serializer),
@@ -157,25 +160,54 @@ impl Serialize for Delivery {
 pub struct Found {
     pub catalogue: Arc<Catalogue>,
     pub query: String,
-    /// (score, catalogue index), best first.
-    pub hits: Vec<(f32, u32)>,
+    /// Best first.
+    pub hits: Vec<Match>,
 }
 
 impl Serialize for Found {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         SearchData::<&RawValue> {
             query: self.query.clone(),
-            hits: self
-                .hits
-                .iter()
-                .map(|(score, index)| SearchHit {
-                    score: *score,
-                    meme: self.catalogue.view(*index),
-                })
-                .collect(),
+            hits: search_hits(&self.catalogue, &self.hits, true),
         }
         .serialize(serializer)
     }
+}
+
+/// The memes nearest in meaning to one meme.
+#[derive(Debug)]
+pub struct Nearest {
+    pub catalogue: Arc<Catalogue>,
+    pub meme_id: String,
+    /// Nearest first.
+    pub hits: Vec<Match>,
+}
+
+impl Serialize for Nearest {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        SimilarData::<&RawValue> {
+            meme_id: self.meme_id.clone(),
+            hits: search_hits(&self.catalogue, &self.hits, false),
+        }
+        .serialize(serializer)
+    }
+}
+
+/// The hits' wire form. `bm25` is there when it is one part of two (a query's words beside
+/// its meaning); alone, it is `score` itself, and `similar` has no words to score.
+fn search_hits<'c>(
+    catalogue: &'c Catalogue,
+    hits: &[Match],
+    words: bool,
+) -> Vec<SearchHit<&'c RawValue>> {
+    hits.iter()
+        .map(|hit| SearchHit {
+            score: hit.score,
+            bm25: (words && hit.meaning.is_some()).then_some(hit.bm25),
+            meaning: hit.meaning,
+            meme: catalogue.view(hit.doc),
+        })
+        .collect()
 }
 
 #[cfg(test)]

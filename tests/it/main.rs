@@ -24,5 +24,6 @@ mod premium;
 mod protocol;
 mod proxy;
 mod release;
+mod semantic;
 mod startup;
 mod transfer;

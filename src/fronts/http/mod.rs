@@ -17,6 +17,7 @@ pub mod problem;
 pub mod request_id;
 pub mod routes;
 pub mod schema;
+pub mod similar;
 #[cfg(test)]
 mod tests;
 pub mod whoami;
@@ -116,6 +117,7 @@ pub fn router(http: Http) -> Router {
                 .head(routes::not_for_head),
         )
         .route("/v1/search", get(routes::search))
+        .route("/v1/memes/{id}/similar", get(similar::similar))
         .route("/v1/users/{user}/balance", get(routes::balance))
         .route("/v1/users/{user}/history", get(routes::history))
         .route("/v1/users/{user}/topups", post(routes::topup))
@@ -239,6 +241,14 @@ fn op_of(path: &str) -> Op {
                 && !file.contains('/')
             {
                 return Op::Image;
+            }
+            if let Some(id) = path
+                .strip_prefix("/v1/memes/")
+                .and_then(|rest| rest.strip_suffix("/similar"))
+                && !id.is_empty()
+                && !id.contains('/')
+            {
+                return Op::Similar;
             }
             let user_route = path
                 .strip_prefix("/v1/users/")

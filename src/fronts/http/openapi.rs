@@ -23,6 +23,7 @@ use utoipa::{Modify, OpenApi};
         routes::get_memes,
         routes::post_memes,
         routes::search,
+        super::similar::similar,
         routes::balance,
         routes::history,
         routes::topup,
@@ -36,7 +37,7 @@ use utoipa::{Modify, OpenApi};
         routes::readyz,
         super::whoami::whoami,
     ),
-    components(schemas(ProblemDetails, UserId, Amount, IdempotencyKey)),
+    components(schemas(ProblemDetails, UserId, Amount, IdempotencyKey, super::similar::MemeId)),
     modifiers(&BearerAuth),
     tags(
         (name = "original", description = "The routes of the first write-up"),

@@ -321,7 +321,7 @@ pub struct Headers {
 }
 
 impl Headers {
-    fn authorization(&self) -> Option<&HeaderValue> {
+    pub(super) fn authorization(&self) -> Option<&HeaderValue> {
         self.authorization.as_ref()
     }
 
@@ -356,7 +356,7 @@ impl Http {
     }
 
     /// The caller of a request, from its credential.
-    fn caller(&self, authorization: Option<&HeaderValue>) -> Result<Caller, Problem> {
+    pub(super) fn caller(&self, authorization: Option<&HeaderValue>) -> Result<Caller, Problem> {
         Ok(Caller::Remote(self.principal(authorization)?))
     }
 
@@ -395,7 +395,11 @@ impl Http {
     }
 
     /// Calls the service and answers with the reply's data.
-    async fn answer(&self, caller: &Caller, request: Request) -> Result<Response, Problem> {
+    pub(super) async fn answer(
+        &self,
+        caller: &Caller,
+        request: Request,
+    ) -> Result<Response, Problem> {
         let reply = self.service.call(caller, request).await?;
         Ok(data_response(&reply))
     }
@@ -445,7 +449,7 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
 }
 
 /// A path segment (a user id), decoded.
-fn path(segment: Result<Path<String>, PathRejection>) -> Result<String, Problem> {
+pub(super) fn path(segment: Result<Path<String>, PathRejection>) -> Result<String, Problem> {
     segment.map(|Path(segment)| segment).map_err(|e| {
         Problem::new(
             ErrorCode::BadRequest,
@@ -454,7 +458,7 @@ fn path(segment: Result<Path<String>, PathRejection>) -> Result<String, Problem>
     })
 }
 
-fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, Problem> {
+pub(super) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, Problem> {
     query.map(|Query(query)| query).map_err(|e| {
         Problem::new(
             ErrorCode::BadRequest,

@@ -76,13 +76,14 @@ pub fn parse_line(line: &[u8]) -> Incoming<'_> {
         "history" => body(line, Request::History),
         "status" => body(line, Request::Status),
         "search" => body(line, Request::Search),
+        "similar" => body(line, Request::Similar),
         "entitle" => body(line, Request::Entitle),
         "audit" => body(line, Request::Audit),
         "reload" => body(line, Request::Reload),
         other => Err(ErrorBody::new(
             ErrorCode::UnknownOp,
             format!(
-                "unknown op {:?}; expected one of get, topup, balance, history, status, search, entitle, audit, reload",
+                "unknown op {:?}; expected one of get, topup, balance, history, status, search, similar, entitle, audit, reload",
                 truncate_for_message(other)
             ),
         )),
@@ -442,6 +443,7 @@ mod tests {
                 Just("history"),
                 Just("status"),
                 Just("search"),
+                Just("similar"),
                 Just("entitle"),
                 Just("audit"),
                 Just("reload"),
@@ -463,6 +465,7 @@ mod tests {
                 Just("idempotency_key"),
                 Just("reason"),
                 Just("token"),
+                Just("meme"),
             ];
             (op, proptest::collection::vec((field, json_value()), 0..6)).prop_map(|(op, fields)| {
                 let mut object = serde_json::Map::new();

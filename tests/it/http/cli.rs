@@ -147,6 +147,8 @@ fn every_subcommand_over_http_is_the_same_as_on_the_socket() {
         vec!["balance", "--user", "ghost"],
         vec!["search", "grumpy cat", "--limit", "3"],
         vec!["search", "zzzzqqqq"],
+        vec!["similar", "this-is-fine", "--limit", "3"],
+        vec!["similar", "no-such-meme"],
         vec![
             "entitle",
             "--user",

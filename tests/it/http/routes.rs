@@ -648,6 +648,7 @@ fn the_openapi_document_is_3_1_and_lists_every_route() {
         ("/v1/memes", "get"),
         ("/v1/memes", "post"),
         ("/v1/search", "get"),
+        ("/v1/memes/{id}/similar", "get"),
         ("/v1/users/{user}/balance", "get"),
         ("/v1/users/{user}/history", "get"),
         ("/v1/users/{user}/topups", "post"),
