@@ -4,20 +4,13 @@
 //! commit id up and answers "applied" exactly when the change is in the ledger, once.
 
 use super::testing::{TestDatabase, cluster};
+use super::tests::runtime;
 use super::*;
 use crate::store::{Idempotency, Keyed, TopupChange};
 use std::io::{BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, AtomicUsize};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 /// Where the next `COMMIT` is cut.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

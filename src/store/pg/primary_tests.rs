@@ -3,31 +3,10 @@
 //! makes one look), and no primary at all (the server stopped, then started again).
 
 use super::testing::{Cluster, TestDatabase, cluster};
+use super::tests::{runtime, topup};
 use super::*;
-use crate::store::TopupChange;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-async fn topup(store: &PgStore, user: &str, amount: i64) -> Result<u64, StoreError> {
-    let change = TopupChange {
-        user,
-        amount,
-        reason: None,
-        keyed: None,
-    };
-    match store.topup(change).await?.0 {
-        Outcome::Applied(balance) => Ok(balance),
-        Outcome::Replayed(_) => panic!("replayed"),
-    }
-}
 
 /// A "server" in `dir` that accepts connections and never says a word: a frozen postmaster,
 /// as its clients see it. Lives as long as the test process (its thread holds the sockets).

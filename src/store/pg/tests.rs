@@ -9,7 +9,8 @@ use crate::store::{Keyed, TopupChange};
 
 const WELCOME: u64 = 150;
 
-fn runtime() -> tokio::runtime::Runtime {
+/// A runtime for one test (shared by the store's test modules).
+pub(super) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -26,7 +27,8 @@ async fn open(db: &TestDatabase) -> Arc<PgStore> {
     Arc::new(PgStore::open(config).await.expect("opens"))
 }
 
-async fn topup(store: &PgStore, user: &str, amount: i64) -> Result<u64, StoreError> {
+/// An unkeyed top-up: the balance after.
+pub(super) async fn topup(store: &PgStore, user: &str, amount: i64) -> Result<u64, StoreError> {
     let change = TopupChange {
         user,
         amount,
