@@ -122,6 +122,15 @@ fn describe() {
         "memes_store_writable",
         "1 when the store accepts changes, 0 when it cannot (disk full or failing, database unreachable)"
     );
+    describe_gauge!(
+        "memes_store_without_primary_seconds",
+        Unit::Seconds,
+        "How long the PostgreSQL store has been without a primary to write to (0 while it has one)"
+    );
+    describe_gauge!(
+        "memes_store_changes_waiting",
+        "Changes handed to the PostgreSQL store's writers and not answered yet"
+    );
     describe_gauge!("memes_accounts", "Accounts in the ledger");
     describe_gauge!("memes_catalogue_memes", "Memes in the catalogue in service");
     describe_gauge!(
