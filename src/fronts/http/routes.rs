@@ -10,7 +10,7 @@
 use super::Http;
 use super::auth;
 use super::problem::{Problem, Problems};
-use super::schema::{Amount, IdempotencyKey, UserId};
+use super::schema::{self, Amount, IdempotencyKey, UserId};
 #[allow(unused_imports, reason = "named in the OpenAPI annotations")]
 use crate::domain::AuditReport;
 use crate::domain::{ErrorCode, Tier};
@@ -45,12 +45,12 @@ const SIGNATURE: HeaderName = HeaderName::from_static("memes-signature");
 #[into_params(parameter_in = Query)]
 pub struct OriginalQuery {
     /// Latitude, decimal degrees (with `long`).
-    #[param(minimum = -90, maximum = 90)]
+    #[param(schema_with = schema::query_latitude)]
     #[serde(default, deserialize_with = "empty_as_none")]
     lat: Option<f64>,
     /// Longitude, decimal degrees (with `lat`; `lon` is accepted too).
     #[serde(alias = "lon")]
-    #[param(minimum = -180, maximum = 180)]
+    #[param(schema_with = schema::query_longitude)]
     #[serde(default, deserialize_with = "empty_as_none")]
     long: Option<f64>,
     /// What the meme should be about.
@@ -58,7 +58,7 @@ pub struct OriginalQuery {
     #[serde(default, deserialize_with = "empty_as_none")]
     query: Option<String>,
     /// The user to charge (admin keys only; a user's own credential names the user).
-    #[param(value_type = Option<UserId>)]
+    #[param(schema_with = schema::query_user)]
     #[serde(default, deserialize_with = "empty_as_none")]
     user: Option<String>,
 }
@@ -68,12 +68,12 @@ pub struct OriginalQuery {
 #[into_params(parameter_in = Query)]
 pub struct MemesQuery {
     /// Latitude, decimal degrees (with `long`).
-    #[param(minimum = -90, maximum = 90)]
+    #[param(schema_with = schema::query_latitude)]
     #[serde(default, deserialize_with = "empty_as_none")]
     lat: Option<f64>,
     /// Longitude, decimal degrees (with `lat`; `lon` is accepted too).
     #[serde(alias = "lon")]
-    #[param(minimum = -180, maximum = 180)]
+    #[param(schema_with = schema::query_longitude)]
     #[serde(default, deserialize_with = "empty_as_none")]
     long: Option<f64>,
     /// What the meme should be about.
@@ -81,14 +81,15 @@ pub struct MemesQuery {
     #[serde(default, deserialize_with = "empty_as_none")]
     query: Option<String>,
     /// Deliver this many distinct memes, all or nothing.
-    #[param(minimum = 1, maximum = 10)]
+    #[param(schema_with = schema::query_count)]
     #[serde(default, deserialize_with = "empty_as_none")]
     count: Option<u32>,
     /// Allow memes flagged not safe for work.
     #[serde(default, deserialize_with = "empty_as_none")]
+    #[param(schema_with = schema::query_flag)]
     nsfw: Option<bool>,
     /// The user to charge (admin keys only; a user's own credential names the user).
-    #[param(value_type = Option<UserId>)]
+    #[param(schema_with = schema::query_user)]
     #[serde(default, deserialize_with = "empty_as_none")]
     user: Option<String>,
 }
@@ -195,7 +196,7 @@ pub struct EntitlementBody {
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// Entries per page, 1 to 10,000 (the default).
-    #[param(minimum = 1, maximum = 10000)]
+    #[param(schema_with = schema::query_history_limit)]
     #[serde(default, deserialize_with = "empty_as_none")]
     limit: Option<u64>,
     /// A page's `next` (opaque), for the page before it.
@@ -212,10 +213,11 @@ pub struct SearchQuery {
     #[param(max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     q: String,
     /// Results, 1 to 100 (10 by default).
-    #[param(minimum = 1, maximum = 100)]
+    #[param(schema_with = schema::query_search_limit)]
     #[serde(default, deserialize_with = "empty_as_none")]
     limit: Option<u32>,
     #[serde(default, deserialize_with = "empty_as_none")]
+    #[param(schema_with = schema::query_flag)]
     nsfw: Option<bool>,
 }
 

@@ -89,6 +89,65 @@ impl PartialSchema for IdempotencyKey {
 
 impl ToSchema for IdempotencyKey {}
 
+/// An optional query parameter, which may also be sent empty (`?lat=`): that is the
+/// parameter left out (web forms send them so).
+fn or_empty(value: impl Into<RefOr<Schema>>) -> Schema {
+    OneOfBuilder::new()
+        .item(value)
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(0)),
+        )
+        .into()
+}
+
+fn number(minimum: i64, maximum: i64) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Number)
+        .minimum(Some(minimum))
+        .maximum(Some(maximum))
+}
+
+fn integer(minimum: i64, maximum: i64) -> ObjectBuilder {
+    number(minimum, maximum).schema_type(Type::Integer)
+}
+
+/// `lat`: decimal degrees, or empty.
+pub fn query_latitude() -> Schema {
+    or_empty(number(-90, 90))
+}
+
+/// `long`: decimal degrees, or empty.
+pub fn query_longitude() -> Schema {
+    or_empty(number(-180, 180))
+}
+
+/// `count`: 1 to 10 memes, or empty.
+pub fn query_count() -> Schema {
+    or_empty(integer(1, crate::protocol::MAX_COUNT as i64))
+}
+
+/// A history page's `limit`, or empty.
+pub fn query_history_limit() -> Schema {
+    or_empty(integer(1, crate::protocol::MAX_HISTORY_PAGE as i64))
+}
+
+/// A search's `limit`, or empty.
+pub fn query_search_limit() -> Schema {
+    or_empty(integer(1, crate::protocol::MAX_SEARCH_LIMIT as i64))
+}
+
+/// `nsfw`: true or false, or empty.
+pub fn query_flag() -> Schema {
+    or_empty(ObjectBuilder::new().schema_type(Type::Boolean))
+}
+
+/// `user`: a user id, or empty (the bearer's own).
+pub fn query_user() -> Schema {
+    or_empty(UserId::schema())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
