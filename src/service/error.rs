@@ -4,6 +4,7 @@
 //! details over HTTP); nothing here knows either.
 
 use crate::domain::ErrorCode;
+use crate::premium::PremiumError;
 use crate::protocol::ErrorBody;
 use crate::store::StoreError;
 use std::time::Duration;
@@ -48,6 +49,12 @@ impl ServiceError {
 impl From<StoreError> for ServiceError {
     fn from(error: StoreError) -> ServiceError {
         ServiceError::new(error.code(), error.to_string())
+    }
+}
+
+impl From<PremiumError> for ServiceError {
+    fn from(error: PremiumError) -> ServiceError {
+        ServiceError::new(error.code, error.message)
     }
 }
 

@@ -170,7 +170,7 @@ impl Service {
 
     /// Verifies a signed claim (JWT) with this daemon's claims key.
     pub fn verify_token(&self, token: &str) -> Result<Claims, ServiceError> {
-        self.premium.verify(token)
+        self.premium.verify(token).map_err(ServiceError::from)
     }
 
     /// True when this daemon verifies signed claims (it was given a claims key).
