@@ -1,6 +1,6 @@
 //! The contract between memesd and its clients: the typed requests and the reply `data`
-//! every front speaks (the socket frames them as NDJSON lines, see
-//! [`crate::fronts::unix::framing`]), the limits on every input field, and their
+//! every front speaks (the socket frames them as NDJSON lines, see [`ndjson`], which the
+//! client and the socket front share), the limits on every input field, and their
 //! validation.
 //!
 //! It knows nothing about balances, memes or sockets. Changes here are additive
@@ -10,6 +10,8 @@ pub use crate::domain::{
     AuditReport, EntryKind, ErrorCode, HistoryEntry, MAX_BALANCE, Tier, format_instant,
 };
 use serde::{Deserialize, Serialize};
+
+pub mod ndjson;
 
 /// Bumped on any incompatible change of the wire format; `status` reports it.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -1,5 +1,6 @@
 //! Newline-delimited JSON framing, the socket's wire: one request object per line, one reply
-//! line per request, in request order, each echoing the request's `"id"`. The socket front
+//! line per request, in request order, each echoing the request's `"id"`. It lives with the
+//! protocol because both ends use it: the socket front and [`crate::client`]. The socket front
 //! reads lines with [`parse_line`] and writes replies with [`encode_ok`] / [`encode_error`];
 //! clients (the CLI) write [`Envelope`]s and read [`ReplyLine`]s.
 
