@@ -21,7 +21,8 @@
 //!   and the CLI.
 //! - [`atomic_file`]: replacing a file atomically and durably (checkpoints, images);
 //!   [`telemetry`]: what memesd measures about itself, for Prometheus; [`progress`]: bars
-//!   and spinners for long commands, on a terminal only; [`man_pages`]: the manual pages.
+//!   and spinners for long commands, on a terminal only; `man_pages` (feature
+//!   `test-support`): the manual pages.
 
 pub mod atomic_file;
 pub mod catalogue;
@@ -32,6 +33,7 @@ pub mod daemon;
 pub mod domain;
 pub mod fronts;
 pub mod lockfile;
+#[cfg(feature = "test-support")]
 pub mod man_pages;
 pub mod paths;
 pub mod premium;
