@@ -20,12 +20,14 @@
 //!   per data directory and socket; [`credentials`]: admin keys' format, for every front
 //!   and the CLI.
 //! - [`atomic_file`]: replacing a file atomically and durably (checkpoints, images);
+//!   [`causes`]: an error and its causes as one line;
 //!   [`telemetry`]: what memesd measures about itself, for Prometheus; [`progress`]: bars
 //!   and spinners for long commands, on a terminal only; `man_pages` (feature
 //!   `test-support`): the manual pages.
 
 pub mod atomic_file;
 pub mod catalogue;
+pub mod causes;
 pub mod cli;
 pub mod client;
 pub mod credentials;

@@ -151,7 +151,7 @@ impl Generator {
                 .map_err(|e| {
                     PremiumError::internal(format!(
                         "rendering failed: {}",
-                        crate::service::error::with_causes(&e)
+                        crate::causes::with_causes(&e)
                     ))
                 })?;
                 Ok(Png {
