@@ -3,7 +3,7 @@
 //! Synchronous on purpose: the CLI is a short-lived process called in shell loops, and a
 //! blocking socket costs less per call than starting an async runtime.
 
-use crate::fronts::unix::framing::{Envelope, ReplyLine};
+use crate::protocol::ndjson::{Envelope, ReplyLine};
 use crate::protocol::{ErrorBody, Request};
 use interprocess::local_socket::prelude::*;
 use interprocess::local_socket::{GenericFilePath, Stream};

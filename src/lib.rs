@@ -17,19 +17,25 @@
 //! - [`premium`]: signed claims, and generated meme images.
 //! - [`daemon`]: memesd's command line and wiring; [`client`] and [`cli`]: the `memes`
 //!   command line; [`paths`]: where the socket and the data live; [`lockfile`]: one daemon
-//!   per data directory and socket.
+//!   per data directory and socket; [`credentials`]: admin keys' format, for every front
+//!   and the CLI.
 //! - [`atomic_file`]: replacing a file atomically and durably (checkpoints, images);
+//!   [`causes`]: an error and its causes as one line;
 //!   [`telemetry`]: what memesd measures about itself, for Prometheus; [`progress`]: bars
-//!   and spinners for long commands, on a terminal only; [`man_pages`]: the manual pages.
+//!   and spinners for long commands, on a terminal only; `man_pages` (feature
+//!   `test-support`): the manual pages.
 
 pub mod atomic_file;
 pub mod catalogue;
+pub mod causes;
 pub mod cli;
 pub mod client;
+pub mod credentials;
 pub mod daemon;
 pub mod domain;
 pub mod fronts;
 pub mod lockfile;
+#[cfg(feature = "test-support")]
 pub mod man_pages;
 pub mod paths;
 pub mod premium;

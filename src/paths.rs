@@ -15,6 +15,9 @@ pub const SOCKET_ENV: &str = "MEMES_SOCKET";
 pub const DATA_DIR_ENV: &str = "MEMES_DATA_DIR";
 /// The socket's file name in the default directory.
 pub const SOCKET_NAME: &str = "memesd.sock";
+/// Longest socket path Linux accepts (`sun_path` is 108 bytes including the final NUL).
+/// Here, not with the socket front, because the default path is chosen to fit it.
+pub const MAX_SOCKET_PATH: usize = 107;
 
 fn project() -> Option<ProjectDirs> {
     ProjectDirs::from("", "", "memes")
@@ -49,7 +52,7 @@ pub fn default_data_dir() -> PathBuf {
 pub fn default_socket() -> PathBuf {
     project()
         .and_then(|dirs| dirs.runtime_dir().map(|dir| dir.join(SOCKET_NAME)))
-        .filter(|path| path.as_os_str().len() <= crate::fronts::unix::socket::MAX_SOCKET_PATH)
+        .filter(|path| path.as_os_str().len() <= MAX_SOCKET_PATH)
         .unwrap_or_else(|| private_tmp().join(SOCKET_NAME))
 }
 
@@ -63,7 +66,7 @@ mod tests {
         let socket = default_socket();
         assert!(socket.is_absolute());
         assert!(socket.ends_with(SOCKET_NAME));
-        assert!(socket.as_os_str().len() <= crate::fronts::unix::socket::MAX_SOCKET_PATH);
+        assert!(socket.as_os_str().len() <= MAX_SOCKET_PATH);
     }
 
     #[test]

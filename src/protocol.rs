@@ -1,6 +1,6 @@
 //! The contract between memesd and its clients: the typed requests and the reply `data`
-//! every front speaks (the socket frames them as NDJSON lines, see
-//! [`crate::fronts::unix::framing`]), the limits on every input field, and their
+//! every front speaks (the socket frames them as NDJSON lines, see [`ndjson`], which the
+//! client and the socket front share), the limits on every input field, and their
 //! validation.
 //!
 //! It knows nothing about balances, memes or sockets. Changes here are additive
@@ -10,6 +10,8 @@ pub use crate::domain::{
     AuditReport, EntryKind, ErrorCode, HistoryEntry, MAX_BALANCE, Tier, format_instant,
 };
 use serde::{Deserialize, Serialize};
+
+pub mod ndjson;
 
 /// Bumped on any incompatible change of the wire format; `status` reports it.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -64,22 +66,94 @@ impl ErrorBody {
     }
 }
 
-/// Every operation, tagged by `"op"`. The `"id"` that any request may carry is not part of
-/// these structs: the daemon reads it separately so that it can echo it even when the rest of
-/// the request is malformed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum Request {
-    Get(GetRequest),
-    Topup(TopupRequest),
-    Balance(BalanceRequest),
-    History(HistoryRequest),
-    Status(StatusRequest),
-    Search(SearchRequest),
-    Similar(SimilarRequest),
-    Entitle(EntitleRequest),
-    Audit(AuditRequest),
-    Reload(ReloadRequest),
+/// Every operation, once: its name on the wire, its variant and its request type. Everything
+/// that names an op is made from this list: [`Request`] (serde's tag), [`Op`] (the op alone,
+/// for the socket's head, logs and refusals) and, through [`for_each_op`], the metrics'
+/// labels. Adding an op adds one line here (and its request type below).
+macro_rules! for_each_op {
+    ($callback:ident) => {
+        $callback! {
+            "get" => Get(GetRequest),
+            "topup" => Topup(TopupRequest),
+            "balance" => Balance(BalanceRequest),
+            "history" => History(HistoryRequest),
+            "status" => Status(StatusRequest),
+            "search" => Search(SearchRequest),
+            "similar" => Similar(SimilarRequest),
+            "entitle" => Entitle(EntitleRequest),
+            "audit" => Audit(AuditRequest),
+            "reload" => Reload(ReloadRequest),
+        }
+    };
+}
+pub(crate) use for_each_op;
+
+/// Makes [`Request`] and [`Op`] from [`for_each_op`]'s list.
+macro_rules! requests_and_ops {
+    ($($name:literal => $variant:ident($body:ident),)+) => {
+        /// Every operation, tagged by `"op"`. The `"id"` that any request may carry is not
+        /// part of these structs: the daemon reads it separately so that it can echo it even
+        /// when the rest of the request is malformed.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "op")]
+        pub enum Request {
+            $(
+                #[serde(rename = $name)]
+                $variant($body),
+            )+
+        }
+
+        /// An operation without its fields: what a request asks for, by name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Op {
+            $($variant,)+
+        }
+
+        impl Op {
+            /// Every op, in the order of the list (and of the socket's "expected one of").
+            pub const ALL: &[Op] = &[$(Op::$variant,)+];
+
+            /// The op's name on the wire (`"op"`), also its metric label.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Op::$variant => $name,)+
+                }
+            }
+
+            /// The op a wire name names, if any.
+            pub fn from_name(name: &str) -> Option<Op> {
+                match name {
+                    $($name => Some(Op::$variant),)+
+                    _ => None,
+                }
+            }
+
+            /// Reads this op's own fields from a whole request object (other fields, such as
+            /// `op` and `id`, are ignored), straight into its request type: the socket's head
+            /// has already read the tag, so the tagged enum's buffering is not needed.
+            pub fn decode(self, object: &[u8]) -> Result<Request, serde_json::Error> {
+                match self {
+                    $(Op::$variant => serde_json::from_slice(object).map(Request::$variant),)+
+                }
+            }
+        }
+
+        impl Request {
+            /// The operation this request asks for.
+            pub fn op(&self) -> Op {
+                match self {
+                    $(Request::$variant(_) => Op::$variant,)+
+                }
+            }
+        }
+    };
+}
+for_each_op!(requests_and_ops);
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// `get`: deliver a meme (or `count` memes, or a generated image) and charge for it.
@@ -194,22 +268,6 @@ fn is_false(b: &bool) -> bool {
 }
 
 impl Request {
-    /// The operation's name on the wire.
-    pub fn op(&self) -> &'static str {
-        match self {
-            Request::Get(_) => "get",
-            Request::Topup(_) => "topup",
-            Request::Balance(_) => "balance",
-            Request::History(_) => "history",
-            Request::Status(_) => "status",
-            Request::Search(_) => "search",
-            Request::Similar(_) => "similar",
-            Request::Entitle(_) => "entitle",
-            Request::Audit(_) => "audit",
-            Request::Reload(_) => "reload",
-        }
-    }
-
     /// Checks every field against the limits above. The daemon calls this on every request;
     /// the CLI calls it too, so that bad input fails fast with the same message.
     pub fn validate(&self) -> Result<(), ErrorBody> {

@@ -166,77 +166,44 @@ impl Front {
     }
 }
 
-/// What a request asked for, as the metrics label it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    Get,
-    Topup,
-    Balance,
-    History,
-    Status,
-    Search,
-    Similar,
-    Entitle,
-    Audit,
-    Reload,
-    Webhook,
-    Image,
-    Other,
-}
-
-impl Op {
-    const ALL: [Op; 13] = [
-        Op::Get,
-        Op::Topup,
-        Op::Balance,
-        Op::History,
-        Op::Status,
-        Op::Search,
-        Op::Similar,
-        Op::Entitle,
-        Op::Audit,
-        Op::Reload,
-        Op::Webhook,
-        Op::Image,
-        Op::Other,
-    ];
-
-    /// The operation as metrics and logs name it.
-    pub fn label(self) -> &'static str {
-        match self {
-            Op::Get => "get",
-            Op::Topup => "topup",
-            Op::Balance => "balance",
-            Op::History => "history",
-            Op::Status => "status",
-            Op::Search => "search",
-            Op::Similar => "similar",
-            Op::Entitle => "entitle",
-            Op::Audit => "audit",
-            Op::Reload => "reload",
-            Op::Webhook => "webhook",
-            Op::Image => "image",
-            Op::Other => "other",
+/// Makes [`Op`] from the protocol's one list of ops ([`crate::protocol::for_each_op`]), so
+/// that a new op has its own metric series without a line here.
+macro_rules! metric_ops {
+    ($($name:literal => $variant:ident($body:ident),)+) => {
+        /// What a request asked for, as the metrics label it: every protocol op, and what
+        /// only the HTTP front serves (webhooks, images, anything else).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Op {
+            $($variant,)+
+            Webhook,
+            Image,
+            Other,
         }
-    }
 
-    /// The operation of a protocol request.
-    pub fn of(request: &crate::protocol::Request) -> Op {
-        use crate::protocol::Request;
-        match request {
-            Request::Get(_) => Op::Get,
-            Request::Topup(_) => Op::Topup,
-            Request::Balance(_) => Op::Balance,
-            Request::History(_) => Op::History,
-            Request::Status(_) => Op::Status,
-            Request::Search(_) => Op::Search,
-            Request::Similar(_) => Op::Similar,
-            Request::Entitle(_) => Op::Entitle,
-            Request::Audit(_) => Op::Audit,
-            Request::Reload(_) => Op::Reload,
+        impl Op {
+            const ALL: [Op; crate::protocol::Op::ALL.len() + 3] =
+                [$(Op::$variant,)+ Op::Webhook, Op::Image, Op::Other];
+
+            /// The operation as metrics and logs name it.
+            pub fn label(self) -> &'static str {
+                match self {
+                    $(Op::$variant => $name,)+
+                    Op::Webhook => "webhook",
+                    Op::Image => "image",
+                    Op::Other => "other",
+                }
+            }
+
+            /// The operation of a protocol request.
+            pub fn of(request: &crate::protocol::Request) -> Op {
+                match request.op() {
+                    $(crate::protocol::Op::$variant => Op::$variant,)+
+                }
+            }
         }
-    }
+    };
 }
+crate::protocol::for_each_op!(metric_ops);
 
 /// Outcomes: success, and every error code.
 const CODES: usize = 15;

@@ -22,7 +22,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use memes::catalogue::Catalogue;
-use memes::fronts::unix::{connection, framing};
+use memes::fronts::unix::connection;
+use memes::protocol::ndjson as framing;
 use memes::premium::Premium;
 use memes::premium::generate::{Backend, Generator};
 use memes::premium::render::Renderer;

@@ -5,7 +5,7 @@
 use super::exit::Exit;
 use super::output;
 use super::{Ctx, Failure};
-use crate::fronts::http::auth::new_admin_key;
+use crate::credentials::new_admin_key;
 use clap::{Args, Subcommand};
 
 #[derive(Debug, Args)]

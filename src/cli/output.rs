@@ -21,7 +21,7 @@ pub fn use_color(choice: ColorChoice) -> bool {
     }
 }
 
-pub use crate::service::error::with_causes;
+pub use crate::causes::with_causes;
 
 /// `memes: error: …` on stderr, and the hint on its own line; with `--json` also
 /// `{"error":{"code":…,"message":…,"hint":…}}` on stdout, so that a script reading stdout

@@ -7,13 +7,13 @@
 //! bytes (and the same file). Charging is not done here: the caller charges only once the
 //! file is completely written.
 
+use super::PremiumError;
 use super::render::{Renderer, TemplateInfo};
 use crate::catalogue::hybrid;
 use crate::catalogue::search::{Document, SearchIndex};
 use crate::catalogue::semantic::{Model, Vectors};
 use crate::domain::ErrorCode;
 use crate::protocol::Location;
-use crate::service::ServiceError;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::Cursor;
@@ -141,7 +141,7 @@ impl Generator {
         &self,
         plan: &Plan,
         request: &impl Serialize,
-    ) -> Result<Png, ServiceError> {
+    ) -> Result<Png, PremiumError> {
         match &self.backend {
             Backend::Builtin => {
                 let rendered = tokio::task::block_in_place(|| {
@@ -149,9 +149,9 @@ impl Generator {
                         .render(&plan.template, &plan.top, &plan.bottom)
                 })
                 .map_err(|e| {
-                    ServiceError::internal(format!(
+                    PremiumError::internal(format!(
                         "rendering failed: {}",
-                        crate::service::error::with_causes(&e)
+                        crate::causes::with_causes(&e)
                     ))
                 })?;
                 Ok(Png {
@@ -173,9 +173,9 @@ async fn run_external(
     command: &str,
     timeout: Duration,
     request: &impl Serialize,
-) -> Result<Png, ServiceError> {
+) -> Result<Png, PremiumError> {
     let failed = |message: String| {
-        ServiceError::new(
+        PremiumError::new(
             ErrorCode::Internal,
             format!("the image generator {message}"),
         )
@@ -215,7 +215,7 @@ async fn run_external(
     let (status, out, err) = match tokio::time::timeout(timeout, work).await {
         Ok(finished) => finished,
         Err(_) => {
-            return Err(ServiceError::new(
+            return Err(PremiumError::new(
                 ErrorCode::Unavailable,
                 format!(
                     "the image generator did not finish within {timeout:?}; nothing was charged"

@@ -17,7 +17,6 @@ pub mod render;
 
 use crate::domain::ErrorCode;
 use crate::protocol::{GeneratedImage, Location};
-use crate::service::ServiceError;
 use base64::Engine;
 use claims::{Claims, ClaimsVerifier};
 use generate::{Backend, Generator, Plan};
@@ -25,6 +24,33 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use tokio::sync::Semaphore;
+
+/// Why a premium step (verifying a claim, making or restoring an image) was refused or
+/// failed: a code from the closed set and a message for people. Premium's own, so that it
+/// sits below the service, which turns it into its error as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PremiumError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl PremiumError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> PremiumError {
+        PremiumError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_allowed(message: impl Into<String>) -> PremiumError {
+        PremiumError::new(ErrorCode::NotAllowed, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> PremiumError {
+        PremiumError::new(ErrorCode::Internal, message)
+    }
+}
 
 /// Settings and state of the premium features.
 pub struct Premium {
@@ -83,24 +109,24 @@ impl Premium {
     }
 
     /// Verifies a signed claim (JWT): its claims, or why it was refused.
-    pub fn verify(&self, token: &str) -> Result<Claims, ServiceError> {
+    pub fn verify(&self, token: &str) -> Result<Claims, PremiumError> {
         let verifier = self.claims.as_ref().ok_or_else(|| {
-            ServiceError::not_allowed(
+            PremiumError::not_allowed(
                 "this memesd accepts no tokens (it was started without --claims-key)",
             )
         })?;
-        verifier.verify(token).map_err(ServiceError::not_allowed)
+        verifier.verify(token).map_err(PremiumError::not_allowed)
     }
 
     /// Checks the token a request carries for `user`, if it has one: `Ok(true)` if it makes
     /// the request premium.
-    pub fn verify_token(&self, user: &str, token: Option<&str>) -> Result<bool, ServiceError> {
+    pub fn verify_token(&self, user: &str, token: Option<&str>) -> Result<bool, PremiumError> {
         let Some(token) = token else {
             return Ok(false);
         };
         let claims = self.verify(token)?;
         if claims.sub != user {
-            return Err(ServiceError::not_allowed(format!(
+            return Err(PremiumError::not_allowed(format!(
                 "the token was issued for user {:?}, not {user:?}",
                 claims.sub
             )));
@@ -121,7 +147,7 @@ impl Premium {
         query: Option<&str>,
         plan: &Plan,
         location: Option<&Location>,
-    ) -> Result<Made, ServiceError> {
+    ) -> Result<Made, PremiumError> {
         let input = GeneratorInput {
             user,
             query,
@@ -139,11 +165,11 @@ impl Premium {
             generate::store_png(&out_dir, &bytes).map(|stored| (stored, bytes))
         })
         .await
-        .map_err(|e| ServiceError::internal(format!("storing the image failed: {e}")))?
+        .map_err(|e| PremiumError::internal(format!("storing the image failed: {e}")))?
         .map_err(|e| {
             // The details name this host's paths: for the log, not for the client.
             tracing::error!("storing a generated image failed: {e}");
-            ServiceError::internal("storing the image failed; nothing was charged")
+            PremiumError::internal("storing the image failed; nothing was charged")
         })?;
         Ok(Made {
             image: GeneratedImage {
@@ -172,10 +198,10 @@ impl Premium {
     /// deterministic, so the image is made again from its template and caption and checked
     /// against its SHA-256; an external generator's image cannot be made again, and is then
     /// reported missing. Returns the PNG's bytes.
-    pub async fn restore(&self, image: &mut GeneratedImage) -> Result<Vec<u8>, ServiceError> {
+    pub async fn restore(&self, image: &mut GeneratedImage) -> Result<Vec<u8>, PremiumError> {
         let path = self.image_path(&image.sha256);
         let missing = || {
-            ServiceError::new(
+            PremiumError::new(
                 ErrorCode::NotFound,
                 format!(
                     "the generated image {} is not stored on this memesd and cannot be made again here",
@@ -187,7 +213,7 @@ impl Premium {
             let path = path.clone();
             tokio::task::spawn_blocking(move || std::fs::read(path))
                 .await
-                .map_err(|e| ServiceError::internal(format!("reading the image: {e}")))?
+                .map_err(|e| PremiumError::internal(format!("reading the image: {e}")))?
         };
         let bytes = match read {
             Ok(bytes) => bytes,
@@ -207,14 +233,14 @@ impl Premium {
                 made.png
             }
             Err(error) => {
-                return Err(ServiceError::internal(format!(
+                return Err(PremiumError::internal(format!(
                     "reading {}: {error}",
                     path.display()
                 )));
             }
         };
         if format!("{:x}", Sha256::digest(&bytes)) != image.sha256 {
-            return Err(ServiceError::internal(format!(
+            return Err(PremiumError::internal(format!(
                 "{} does not hold the image it is named after",
                 path.display()
             )));

@@ -4,6 +4,7 @@
 //! details over HTTP); nothing here knows either.
 
 use crate::domain::ErrorCode;
+use crate::premium::PremiumError;
 use crate::protocol::ErrorBody;
 use crate::store::StoreError;
 use std::time::Duration;
@@ -51,6 +52,12 @@ impl From<StoreError> for ServiceError {
     }
 }
 
+impl From<PremiumError> for ServiceError {
+    fn from(error: PremiumError) -> ServiceError {
+        ServiceError::new(error.code, error.message)
+    }
+}
+
 impl From<ErrorBody> for ServiceError {
     fn from(error: ErrorBody) -> ServiceError {
         ServiceError::new(error.code, error.message)
@@ -61,17 +68,4 @@ impl From<&ServiceError> for ErrorBody {
     fn from(error: &ServiceError) -> ErrorBody {
         ErrorBody::new(error.code, error.message.clone())
     }
-}
-
-/// An error and its causes, for people: "reading x: No such file or directory". Error types
-/// here name their cause only as `source()`, never again in their own message.
-pub fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(error) = cause {
-        text.push_str(": ");
-        text.push_str(&error.to_string());
-        cause = error.source();
-    }
-    text
 }

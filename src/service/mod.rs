@@ -170,7 +170,7 @@ impl Service {
 
     /// Verifies a signed claim (JWT) with this daemon's claims key.
     pub fn verify_token(&self, token: &str) -> Result<Claims, ServiceError> {
-        self.premium.verify(token)
+        self.premium.verify(token).map_err(ServiceError::from)
     }
 
     /// True when this daemon verifies signed claims (it was given a claims key).
@@ -502,7 +502,7 @@ fn read_files(
     admin_keys: &AdminKeys,
 ) -> Result<(Catalogue, Option<ReadKeys>), String> {
     let catalogue = load_catalogue(catalogue)
-        .map_err(|e| format!("the catalogue: {}", error::with_causes(&e)))?;
+        .map_err(|e| format!("the catalogue: {}", crate::causes::with_causes(&e)))?;
     let keys = admin_keys
         .read_again()
         .map_err(|e| format!("the admin keys: {e}"))?;
@@ -522,7 +522,7 @@ fn load_geocoder() -> Option<Geocoder> {
         Err(error) => {
             tracing::error!(
                 "place data failed to load; replies will carry no location: {}",
-                error::with_causes(&error)
+                crate::causes::with_causes(&error)
             );
             None
         }

@@ -14,6 +14,8 @@
 //! Payment webhooks sign instead ([`WebhookSecret`]): `Memes-Signature: t=<unix seconds>,
 //! v1=<hex HMAC-SHA256 of "t.body">`, as Stripe does, within five minutes of now.
 
+// Re-exported where the integration tests and older callers look for them.
+pub use crate::credentials::{ADMIN_KEY_PREFIX, new_admin_key};
 use crate::domain::ErrorCode;
 use crate::protocol::validate_user;
 use crate::service::{Principal, Service, ServiceError};
@@ -28,9 +30,6 @@ use subtle::ConstantTimeEq;
 const CLAIMS_CACHE: usize = 65_536;
 /// How far a webhook's timestamp may be from now.
 pub const WEBHOOK_TOLERANCE: Duration = Duration::from_secs(300);
-/// Admin keys start with this, so a leaked one is recognisable (and secret scanners can
-/// find it).
-pub const ADMIN_KEY_PREFIX: &str = "memes_admin_";
 
 /// What a cached token said, and until when.
 #[derive(Clone)]
@@ -191,15 +190,6 @@ fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// A fresh admin key and the keys-file line for it.
-pub fn new_admin_key(name: &str) -> (String, String) {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).expect("the kernel's random source works");
-    let key = format!("{ADMIN_KEY_PREFIX}{}", hex::encode(bytes));
-    let line = format!("{name} {}", hex::encode(Sha256::digest(key.as_bytes())));
-    (key, line)
 }
 
 /// The shared secret of payment webhooks.

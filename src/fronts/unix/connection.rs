@@ -13,7 +13,7 @@
 //! has none, and each reply gets an access line. All at debug level: at the default level no
 //! span is created and nothing is formatted (see [`crate::daemon::logging`]).
 
-use super::framing;
+use crate::protocol::ndjson;
 use crate::protocol::{ErrorBody, ErrorCode, MAX_LINE_BYTES, Request};
 use crate::service::{Answer, Caller, Peer, Service};
 use crate::telemetry::{self, Front, Op};
@@ -160,8 +160,8 @@ impl Outgoing {
                     );
                 }
                 match outcome {
-                    Ok(reply) => framing::encode_ok(out, id.as_deref(), &reply),
-                    Err(error) => framing::encode_error(out, id.as_deref(), &(&error).into()),
+                    Ok(reply) => ndjson::encode_ok(out, id.as_deref(), &reply),
+                    Err(error) => ndjson::encode_error(out, id.as_deref(), &(&error).into()),
                 }
             }
         }
@@ -181,7 +181,7 @@ pub async fn handle(
     // Timing costs a clock read per request: only when metrics or debug logs want it.
     let timed = telemetry::enabled() || tracing::enabled!(tracing::Level::DEBUG);
     let received = timed.then_some(received);
-    let incoming = framing::parse_line(line);
+    let incoming = ndjson::parse_line(line);
     match incoming.request {
         Ok(request) => {
             let id = incoming.id.map(ToOwned::to_owned);
@@ -219,7 +219,7 @@ pub async fn handle(
                 telemetry::request(Front::Unix, Op::Other, Some(error.code), received.elapsed());
             }
             let mut bytes = Vec::with_capacity(128);
-            framing::encode_error(&mut bytes, incoming.id, &error);
+            ndjson::encode_error(&mut bytes, incoming.id, &error);
             (Outgoing::Ready(bytes), false)
         }
     }
@@ -277,7 +277,7 @@ async fn read_requests(
                     ),
                 );
                 let mut bytes = Vec::new();
-                framing::encode_error(&mut bytes, None, &error);
+                ndjson::encode_error(&mut bytes, None, &error);
                 let _ = replies.send(Outgoing::Ready(bytes)).await;
                 return;
             }
@@ -358,6 +358,6 @@ pub async fn refuse_busy(stream: Stream, max_connections: usize) {
         format!("memesd is at its limit of {max_connections} connections; try again later"),
     );
     let mut bytes = Vec::new();
-    framing::encode_error(&mut bytes, None, &error);
+    ndjson::encode_error(&mut bytes, None, &error);
     let _ = timeout(Duration::from_secs(1), (&stream).write_all(&bytes)).await;
 }

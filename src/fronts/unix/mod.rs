@@ -6,11 +6,10 @@
 //! the requests it already read, and returns; the caller then flushes and checkpoints the
 //! store and removes the socket.
 //!
-//! Sub-modules: [`connection`] runs one client; [`framing`] is the NDJSON wire; [`socket`]
-//! binds the socket safely.
+//! Sub-modules: [`connection`] runs one client; [`socket`] binds the socket safely. The
+//! NDJSON wire is the protocol's ([`crate::protocol::ndjson`]), shared with the client.
 
 pub mod connection;
-pub mod framing;
 pub mod socket;
 
 use crate::service::Service;

@@ -15,6 +15,7 @@
 //! daemons off one ledger whatever their sockets.
 
 use crate::lockfile;
+use crate::paths::MAX_SOCKET_PATH;
 use interprocess::local_socket::tokio::Listener;
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
 use interprocess::os::unix::local_socket::ListenerOptionsExt;
@@ -25,9 +26,6 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-
-/// Longest socket path Linux accepts (`sun_path` is 108 bytes including the final NUL).
-pub const MAX_SOCKET_PATH: usize = 107;
 
 /// Who may connect.
 #[derive(Debug, Clone, Copy)]

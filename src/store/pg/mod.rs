@@ -24,6 +24,7 @@ mod columns;
 pub mod export;
 pub mod migrate;
 pub mod primary;
+#[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 
 use crate::domain::{

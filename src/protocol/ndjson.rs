@@ -1,9 +1,10 @@
 //! Newline-delimited JSON framing, the socket's wire: one request object per line, one reply
-//! line per request, in request order, each echoing the request's `"id"`. The socket front
+//! line per request, in request order, each echoing the request's `"id"`. It lives with the
+//! protocol because both ends use it: the socket front and [`crate::client`]. The socket front
 //! reads lines with [`parse_line`] and writes replies with [`encode_ok`] / [`encode_error`];
 //! clients (the CLI) write [`Envelope`]s and read [`ReplyLine`]s.
 
-use crate::protocol::{ErrorBody, ErrorCode, MAX_ID_BYTES, Request};
+use crate::protocol::{ErrorBody, ErrorCode, MAX_ID_BYTES, Op, Request};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -61,32 +62,11 @@ pub fn parse_line(line: &[u8]) -> Incoming<'_> {
             request: Err(ErrorBody::bad_request("missing field `op`")),
         };
     };
-    fn body<'de, T: Deserialize<'de>>(
-        line: &'de [u8],
-        wrap: fn(T) -> Request,
-    ) -> Result<Request, ErrorBody> {
-        serde_json::from_slice(line)
-            .map(wrap)
-            .map_err(|e| ErrorBody::bad_request(e.to_string()))
-    }
-    let request = match op.as_ref() {
-        "get" => body(line, Request::Get),
-        "topup" => body(line, Request::Topup),
-        "balance" => body(line, Request::Balance),
-        "history" => body(line, Request::History),
-        "status" => body(line, Request::Status),
-        "search" => body(line, Request::Search),
-        "similar" => body(line, Request::Similar),
-        "entitle" => body(line, Request::Entitle),
-        "audit" => body(line, Request::Audit),
-        "reload" => body(line, Request::Reload),
-        other => Err(ErrorBody::new(
-            ErrorCode::UnknownOp,
-            format!(
-                "unknown op {:?}; expected one of get, topup, balance, history, status, search, similar, entitle, audit, reload",
-                truncate_for_message(other)
-            ),
-        )),
+    let request = match Op::from_name(&op) {
+        Some(op) => op
+            .decode(line)
+            .map_err(|e| ErrorBody::bad_request(e.to_string())),
+        None => Err(unknown_op(&op)),
     };
     Incoming { id, request }
 }
@@ -100,6 +80,20 @@ fn is_plain_id(raw: &RawValue) -> bool {
     text.len() <= MAX_ID_BYTES
         && matches!(text.as_bytes()[0], b'"' | b'-' | b'0'..=b'9')
         && serde_json::from_str::<serde_json::Value>(text).is_ok()
+}
+
+/// The refusal of an op no [`Op`] names, listing the ones there are.
+#[cold]
+fn unknown_op(name: &str) -> ErrorBody {
+    let known: Vec<&str> = Op::ALL.iter().map(|op| op.as_str()).collect();
+    ErrorBody::new(
+        ErrorCode::UnknownOp,
+        format!(
+            "unknown op {:?}; expected one of {}",
+            truncate_for_message(name),
+            known.join(", ")
+        ),
+    )
 }
 
 fn truncate_for_message(text: &str) -> &str {
