@@ -576,6 +576,11 @@ pub struct TopupData {
     pub user_id: String,
     pub amount: i64,
     pub new_balance: u64,
+    /// Tokens of the welcome grant, present only when this top-up opened the account: the
+    /// grant was recorded first and `new_balance` includes it (a new user topped up by 10
+    /// has 160).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub welcome_grant: Option<u64>,
     /// True when this is the stored reply of an earlier request with the same idempotency
     /// key, sent again: nothing was changed this time.
     #[serde(default, skip_serializing_if = "is_false")]

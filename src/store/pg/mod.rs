@@ -32,8 +32,8 @@ use crate::domain::{
 };
 use crate::store::rules::{self, Change, KeyUse};
 use crate::store::{
-    ChargeRequest, Commit, Idempotency, Outcome, StoreError, StoreHealth, StoreStats, TokenStore,
-    TopupChange,
+    Changed, ChargeRequest, Commit, Idempotency, Outcome, StoreError, StoreHealth, StoreStats,
+    TokenStore, TopupChange,
 };
 use batch::{Applied, Pending};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -660,10 +660,14 @@ impl TokenStore for PgStore {
         let applied = self
             .change(request.user, change, request.memes, None, request.keyed)
             .await?;
-        Ok((applied.into_outcome(), Commit::done()))
+        let outcome = applied.into_outcome().map(|changed| changed.balance);
+        Ok((outcome, Commit::done()))
     }
 
-    async fn topup(&self, change: TopupChange<'_>) -> Result<(Outcome<u64>, Commit), StoreError> {
+    async fn topup(
+        &self,
+        change: TopupChange<'_>,
+    ) -> Result<(Outcome<Changed>, Commit), StoreError> {
         let applied = self
             .change(
                 change.user,
@@ -746,7 +750,7 @@ impl TokenStore for PgStore {
             until: until_ms,
         };
         match self.change(user, change, &[], None, None).await? {
-            Applied::Account(account) => Ok((account, Commit::done())),
+            Applied::Account(account, _) => Ok((account, Commit::done())),
             Applied::Replayed(_) => Err(StoreError::Internal(
                 "an entitlement was replayed without a key".into(),
             )),

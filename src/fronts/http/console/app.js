@@ -578,11 +578,16 @@ async function topUp() {
     delete form.dataset.key;
     form.reset();
     const what = data.amount > 0 ? `Topped up ${tokens(data.amount)}` : `Deducted ${tokens(-data.amount)}`;
+    // A top-up that opened the account also recorded the welcome grant: say why the
+    // balance is more than the amount.
+    const welcome = data.welcome_grant
+      ? ` This opened the account: the balance includes its welcome grant of ${tokens(data.welcome_grant)}.`
+      : "";
     say(
       message,
       data.replayed
-        ? `Already applied (replayed): nothing changed. Balance ${tokens(data.new_balance)}.`
-        : `${what} for ${data.user_id}. New balance: ${tokens(data.new_balance)}.`,
+        ? `Already applied (replayed): nothing changed. Balance ${tokens(data.new_balance)}.${welcome}`
+        : `${what} for ${data.user_id}. New balance: ${tokens(data.new_balance)}.${welcome}`,
       "ok",
     );
   } catch (error) {
