@@ -408,6 +408,13 @@ impl Service {
             memes: self.catalogue.load().len() as u64,
             entries: stats.entries,
             writable: stats.writable,
+            unreachable: stats.unreachable.map(|lost| protocol::StatusUnreachable {
+                store: lost.place,
+                since: protocol::format_instant(lost.since_ms),
+                for_secs: (now_ms() - lost.since_ms).max(0) as f64 / 1000.0,
+                reason: lost.reason,
+                counted_at: lost.counted_ms.map(protocol::format_instant),
+            }),
         }))
     }
 

@@ -250,13 +250,30 @@ pub struct StoreHealth {
 }
 
 /// Counters for `status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreStats {
     pub accounts: u64,
     pub entries: u64,
     /// False while writes fail (disk full, I/O error, database unreachable) and changes are
     /// refused.
     pub writable: bool,
+    /// Set while the store's database cannot be reached: `accounts` and `entries` are then
+    /// the last ones counted, not current.
+    pub unreachable: Option<Unreachable>,
+}
+
+/// Where a store's database is that cannot be reached, why, and since when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreachable {
+    /// Where the database is, as people may be told: hosts, ports, database, never a password.
+    pub place: String,
+    /// Since when (milliseconds since the Unix epoch) no host gave a usable connection.
+    pub since_ms: i64,
+    /// What each host answered.
+    pub reason: String,
+    /// When the last known counts were read (milliseconds since the Unix epoch); None if
+    /// they never were since memesd started (they are 0 then).
+    pub counted_ms: Option<i64>,
 }
 
 /// What the service needs from a token store. Every implementation decides changes with

@@ -223,6 +223,8 @@ impl FileStore {
             accounts: state.ledger.accounts_len() as u64,
             entries: state.ledger.entries(),
             writable: state.queue.degraded.is_none(),
+            // Counted in memory: never out of reach.
+            unreachable: None,
         }
     }
 

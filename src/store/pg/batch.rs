@@ -455,7 +455,7 @@ async fn look_up(
 /// insert, should it still be in progress somewhere, was waited for or will conflict); if it
 /// conflicts, the row says whether a batch or an earlier lookup put it there.
 async fn fence(pool: &Pool, id: &str) -> Result<Option<HashSet<String>>, String> {
-    let client = pool.get().await.map_err(|e| e.to_string())?;
+    let client = pool.get().await.map_err(|e| super::pool_failure(&e))?;
     let fenced = client
         .execute(
             "INSERT INTO commits (id, fenced) VALUES ($1, true) ON CONFLICT (id) DO NOTHING",
@@ -712,7 +712,10 @@ async fn attempt_batch(
 ) -> Result<Vec<Answer>, Failure> {
     if connection.as_ref().is_none_or(|c| c.is_closed()) {
         discard(connection);
-        let fresh = pool.get().await.map_err(|e| Failure::Lost(e.to_string()))?;
+        let fresh = pool
+            .get()
+            .await
+            .map_err(|e| Failure::Lost(super::pool_failure(&e)))?;
         *connection = Some(fresh);
     }
     let client = connection.as_ref().expect("a connection");

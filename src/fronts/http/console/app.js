@@ -687,13 +687,22 @@ async function pollService() {
   let trouble = null;
   try {
     const status = await api("GET", "/v1/status");
+    // While the database is out of reach the counts are the last ones read: say so.
+    const lost = status.unreachable;
+    const count = (n) => {
+      if (!lost) return String(n);
+      return lost.counted_at ? `${n} (last known, counted ${lost.counted_at})` : "not known";
+    };
+    const writable = lost
+      ? `NO: the database at ${lost.store} is unreachable since ${lost.since}: ${lost.reason}`
+      : status.writable ? "yes" : "NO: changes are refused";
     rows.push(
       ["version", "memesd", `${status.version} (protocol ${status.protocol})`],
       ["uptime", "Up for", uptime(status.uptime_secs)],
-      ["accounts", "Accounts", String(status.accounts)],
+      ["accounts", "Accounts", count(status.accounts)],
       ["memes", "Memes in the catalogue", String(status.memes)],
-      ["entries", "Ledger entries", String(status.entries)],
-      ["writable", "Ledger writable", status.writable ? "yes" : "NO: changes are refused", status.writable ? "good" : "bad"],
+      ["entries", "Ledger entries", count(status.entries)],
+      ["writable", "Ledger writable", writable, status.writable ? "good" : "bad"],
     );
   } catch (error) {
     trouble = describe(error);
