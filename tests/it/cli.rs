@@ -779,14 +779,19 @@ fn bench_forwards_every_form_of_its_options() {
 
 #[test]
 fn ctrl_c_ends_a_bench_run_with_a_partial_report() {
-    interrupt_bench(&["--duration", "60", "-c", "2", "--users", "1000"]);
+    let daemon = Daemon::start();
+    interrupt_bench(
+        &daemon,
+        &[],
+        &["--duration", "60", "-c", "2", "--users", "1000"],
+    );
 }
 
 /// The open loop (`--rate`) stops its clock on Ctrl-C, reads the replies to what it sent and
 /// reports them, marked partial, as the closed loop does (it used to die with no report).
 #[test]
 fn ctrl_c_ends_an_open_loop_bench_run_with_a_partial_report() {
-    let report = interrupt_bench(&[
+    let open_loop = [
         "--rate",
         "200",
         "--duration",
@@ -795,17 +800,25 @@ fn ctrl_c_ends_an_open_loop_bench_run_with_a_partial_report() {
         "2",
         "--users",
         "1000",
-    ]);
+    ];
+    let daemon = Daemon::start();
+    let report = interrupt_bench(&daemon, &[], &open_loop);
     assert_eq!(report["mode"], "open", "{report}");
+    // Over HTTP too (another reader, reading whole responses).
+    let daemon = Daemon::start_http(&[]);
+    let url = daemon.http_url();
+    let report = interrupt_bench(&daemon, &["--url", &url], &open_loop);
+    assert_eq!(report["mode"], "open", "{report}");
+    assert_eq!(report["op"], "http get", "{report}");
 }
 
-/// Runs `memes --json bench ARGS` against a fresh daemon, sends it SIGINT once it has been
+/// Runs `memes --json GLOBAL bench ARGS` against `daemon`, sends it SIGINT once it has been
 /// charging for a while, and checks the partial report it prints; returns that report.
-fn interrupt_bench(args: &[&str]) -> serde_json::Value {
-    let daemon = Daemon::start();
+fn interrupt_bench(daemon: &Daemon, global: &[&str], args: &[&str]) -> serde_json::Value {
     let bench = std::process::Command::new(crate::harness::MEMES)
         .arg("--socket")
         .arg(&daemon.socket)
+        .args(global)
         .args(["--json", "bench"])
         .args(args)
         .env("MEMES_NO_AUTOSTART", "1")
