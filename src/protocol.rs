@@ -634,6 +634,11 @@ pub struct TopupData {
     pub user_id: String,
     pub amount: i64,
     pub new_balance: u64,
+    /// Tokens of the welcome grant, present only when this top-up opened the account: the
+    /// grant was recorded first and `new_balance` includes it (a new user topped up by 10
+    /// has 160).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub welcome_grant: Option<u64>,
     /// True when this is the stored reply of an earlier request with the same idempotency
     /// key, sent again: nothing was changed this time.
     #[serde(default, skip_serializing_if = "is_false")]
@@ -668,12 +673,35 @@ pub struct StatusData {
     pub version: String,
     pub protocol: u32,
     pub uptime_secs: f64,
+    /// Accounts (the last known count while `unreachable` is present).
     pub accounts: u64,
     pub memes: u64,
-    /// Ledger entries written so far.
+    /// Ledger entries written so far (the last known count while `unreachable` is present).
     pub entries: u64,
-    /// False while the ledger cannot be written (disk full, I/O error).
+    /// False while the ledger cannot be written (disk full, I/O error, its database
+    /// unreachable or read-only).
     pub writable: bool,
+    /// Present while the ledger's database (PostgreSQL) cannot be reached: where, since when
+    /// and why. `accounts` and `entries` are then the last known counts, as of `counted_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreachable: Option<StatusUnreachable>,
+}
+
+/// `status`: the ledger's database that cannot be reached.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StatusUnreachable {
+    /// Where the database is: hosts, ports and database name (never a password).
+    pub store: String,
+    /// Since when no host has given a usable connection (RFC 3339).
+    pub since: String,
+    /// Seconds since then.
+    pub for_secs: f64,
+    /// What each host answered.
+    pub reason: String,
+    /// When `accounts` and `entries` were last counted (RFC 3339); absent if they have not
+    /// been since memesd started (they are 0 then, not known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted_at: Option<String>,
 }
 
 /// `history` reply data.

@@ -16,11 +16,18 @@
 //!    populated places, preferring, among the nearest few, one inside the point's own
 //!    subdivision (so a point in Montana is not described by a town in North Dakota).
 //!    Distances are great-circle distances on a spherical Earth.
-//! 3. **At sea** (no country polygon contains the point, and it is not inside the coarse
-//!    Antarctica outline, which the boundaries lack): `at_sea` is set and the nearest place on
-//!    Earth is reported; `country_code`, `country` and `region` are then that place's.
-//!    The distance to the nearest coast without a town is not computed: the boundary crate does
-//!    not expose its polygons, and probing for the coast would cost far more than a lookup.
+//! 3. **At sea**, one rule: open water is nearer than the nearest place. Open water is where
+//!    no country polygon (nor the coarse Antarctica outline, which the boundaries lack)
+//!    contains the point, so a point there is at sea; but the polygons also take in a band of
+//!    sea along coasts (tens of km off New York and New Jersey), so a point inside one is at
+//!    sea too when open water lies nearer than the place that would name it (probed every
+//!    5 km in 12 directions, up to 50 km: beyond that an edge of the boundaries is not
+//!    taken for the sea next to the point). Without it (40, -73.5), 47.7 km off the shore
+//!    but inside New York's polygon, was on land while (40, -73), just outside it, was at
+//!    sea. At sea, `at_sea` is set and the nearest place on Earth is reported;
+//!    `country_code`, `country` and `region` are then that place's, with no `region_code`.
+//!    The boundaries carry no coastline: near a shore a point in the band whose nearest town
+//!    is nearer than open water is described by that town, not as at sea.
 //! 4. **Landmass**: each place carries, from the data file, the name of the notable island it
 //!    lies on (or none), and a location reports the island of the place it names. Natural
 //!    Earth's named island polygons (public domain) could not be obtained from any package
@@ -32,7 +39,8 @@
 //!
 //! Cost, measured on the 2-core development machine (release build): `load` about 70 ms,
 //! `locate` about 1 µs on land and 1.5 µs at sea, about 26 MB resident (a third of it the
-//! boundary polygons).
+//! boundary polygons). The open-water probe adds up to about 120 boundary lookups for a
+//! point more than 5 km from its nearest place (none nearer: most points).
 //!
 //! # Data and licences (credit them where the data is shown)
 //! - `data/geo/cities.tsv.gz`: GeoNames populated places (cities1000, about 145 000 places),
@@ -90,6 +98,16 @@ const ALWAYS_ANTARCTIC_LATITUDE: f64 = -80.0;
 
 /// ISO 3166-1 code of Antarctica, used for points inside the Antarctica outline.
 const ANTARCTICA: CountryCode = CountryCode(*b"AQ");
+
+/// How far from a point open water (no country's boundary) is looked for, and at which steps
+/// and in how many directions: the boundaries take in a band of sea along coasts (tens of
+/// km off New York and New Jersey), which the at-sea rule must see through. Beyond 50 km a
+/// boundary's edge is no longer taken for the sea next to the point (a desert far from any
+/// town may still be nearer a coast than a town). About 120 boundary lookups at most, and
+/// only for points whose nearest place is more than 5 km away.
+const OPEN_WATER_WITHIN_KM: f64 = 50.0;
+const OPEN_WATER_STEP_KM: f64 = 5.0;
+const OPEN_WATER_BEARINGS: u32 = 12;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GeoError {
@@ -263,6 +281,11 @@ impl Geocoder {
             None => (self.nearest_in_country(country, lat, long), None),
         };
         match nearest {
+            // The one at-sea rule, for points inside a boundary as outside: open water nearer
+            // than the nearest place (outside every boundary it is where the point is).
+            Some(nearest) if self.open_water_nearer_than(lat, long, nearest.distance_km) => {
+                self.at_sea(lat, long)
+            }
             Some(nearest) => self.location(nearest, country, region_code, false),
             // A territory without any populated place (Bouvet Island, Heard Island, ...).
             None => Location {
@@ -324,6 +347,25 @@ impl Geocoder {
                 .map(|id| (*id).to_owned())
         });
         (country, region_code)
+    }
+
+    /// Whether open water (a point outside every boundary and the Antarctica outline) lies
+    /// nearer than `km` (and than [`OPEN_WATER_WITHIN_KM`]), probed every
+    /// [`OPEN_WATER_STEP_KM`] in [`OPEN_WATER_BEARINGS`] directions.
+    fn open_water_nearer_than(&self, lat: f64, long: f64, km: f64) -> bool {
+        let limit = km.min(OPEN_WATER_WITHIN_KM);
+        let mut radius = OPEN_WATER_STEP_KM;
+        while radius < limit {
+            for step in 0..OPEN_WATER_BEARINGS {
+                let bearing = f64::from(step) * 360.0 / f64::from(OPEN_WATER_BEARINGS);
+                let (to_lat, to_long) = destination(lat, long, radius, bearing);
+                if self.country_at(to_lat, to_long).0.is_none() {
+                    return true;
+                }
+            }
+            radius += OPEN_WATER_STEP_KM;
+        }
+        false
     }
 
     fn in_antarctica(&self, lat: f64, long: f64) -> bool {
@@ -718,6 +760,19 @@ fn unit_vector(lat: f64, long: f64) -> [f32; 3] {
     ]
 }
 
+/// The point `km` away from (`lat`, `long`) along the great circle leaving it at `bearing`
+/// (degrees clockwise from north), on a sphere of the mean Earth radius.
+fn destination(lat: f64, long: f64, km: f64, bearing: f64) -> (f64, f64) {
+    let (phi, lambda) = (lat.to_radians(), long.to_radians());
+    let (delta, theta) = (km / EARTH_RADIUS_KM, bearing.to_radians());
+    let to_phi = (phi.sin() * delta.cos() + phi.cos() * delta.sin() * theta.cos())
+        .clamp(-1.0, 1.0)
+        .asin();
+    let to_lambda = lambda
+        + (theta.sin() * delta.sin() * phi.cos()).atan2(delta.cos() - phi.sin() * to_phi.sin());
+    (to_phi.to_degrees(), wrap_longitude(to_lambda.to_degrees()))
+}
+
 /// Haversine great-circle distance on a sphere of the mean Earth radius.
 fn great_circle_km(lat_a: f64, long_a: f64, lat_b: f64, long_b: f64) -> f64 {
     let (phi_a, phi_b) = (lat_a.to_radians(), lat_b.to_radians());
@@ -849,15 +904,50 @@ mod tests {
 
     #[test]
     fn the_region_and_its_code_name_the_same_subdivision() {
-        // New York's waters off the New Jersey shore: the place named is in New Jersey, and
-        // so is the code.
-        let offshore = locate(40.0, -73.5);
+        // New York's waters off the New Jersey shore, 10.6 km from Sea Bright: the place
+        // named is in New Jersey, and so is the code. (This used (40, -73.5), which the one
+        // at-sea rule now puts at sea, with no region code.)
+        let offshore = locate(40.35, -73.85);
+        assert!(!offshore.at_sea, "{offshore:?}");
         assert_eq!(offshore.region, "New Jersey", "{offshore:?}");
         assert_eq!(
             offshore.region_code.as_deref(),
             Some("US-NJ"),
             "{offshore:?}"
         );
+    }
+
+    #[test]
+    fn one_at_sea_rule_inside_the_boundaries_band_of_sea_and_beyond_it() {
+        // The boundaries' New York polygon takes in tens of km of the Atlantic: (40, -73.5)
+        // lies inside it, 47.7 km off the New Jersey shore; (40, -73) lies just beyond it.
+        // Both are at sea, by the same rule, and both name the nearest place on Earth.
+        let inside = locate(40.0, -73.5);
+        assert!(inside.at_sea, "{inside:?}");
+        assert_eq!(inside.city, "Point Pleasant Beach", "{inside:?}");
+        assert_eq!(
+            (inside.region.as_str(), inside.region_code.as_deref()),
+            ("New Jersey", None)
+        );
+        assert_eq!(inside.distance_km, 47.7, "{inside:?}");
+        assert!(
+            inside
+                .describe()
+                .starts_with("at sea, 47.7 km from Point Pleasant Beach")
+        );
+        let beyond = locate(40.0, -73.0);
+        assert!(beyond.at_sea, "{beyond:?}");
+        assert_eq!(
+            (beyond.city.as_str(), beyond.distance_km),
+            ("Great River", 81.3)
+        );
+        // Closer to the shore a town is nearer than open water: described by that town.
+        let near = locate(40.0, -74.0);
+        assert!(!near.at_sea, "{near:?}");
+        assert_eq!(near.region_code.as_deref(), Some("US-NJ"), "{near:?}");
+        // Far inland, no coast makes a point far from any town "at sea".
+        let sahara = locate(23.0, 12.0);
+        assert!(!sahara.at_sea && sahara.distance_km > 400.0, "{sahara:?}");
     }
 
     #[test]

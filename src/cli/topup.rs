@@ -37,9 +37,18 @@ pub fn run(args: &TopupArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
             true => " (replayed; not applied again)",
             false => "",
         };
+        // Without this a new user topped up by 10 reads "balance 160" and wonders why.
+        let welcome = match data.welcome_grant {
+            Some(grant) => format!(
+                " This opened {}'s account: the balance includes its welcome grant of {}.",
+                data.user_id,
+                tokens(grant)
+            ),
+            None => String::new(),
+        };
         match data.amount >= 0 {
             true => println!(
-                "Topped up {} by {}; balance {}.{replayed}",
+                "Topped up {} by {}; balance {}.{welcome}{replayed}",
                 data.user_id,
                 tokens(data.amount),
                 tokens(data.new_balance)

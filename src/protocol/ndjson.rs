@@ -372,6 +372,7 @@ mod tests {
                 user_id: "u1".into(),
                 amount: 50,
                 new_balance: 199,
+                welcome_grant: None,
                 replayed: false,
             },
         );

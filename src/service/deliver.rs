@@ -119,7 +119,7 @@ impl Service {
             let stored = goods.stored_reply();
             Keyed {
                 idem,
-                reply: Box::new(move |balance| raw(&with_balance(stored.clone(), balance))),
+                reply: Box::new(move |changed| raw(&with_balance(stored.clone(), changed.balance))),
             }
         });
         let charge = ChargeRequest {

@@ -36,7 +36,7 @@ use crate::protocol::{
     ReloadData, Request, SearchRequest, SimilarRequest, StatusData, TopupData, TopupRequest,
 };
 use crate::store::rules::{self, KeyOwner};
-use crate::store::{Commit, Idempotency, Keyed, Outcome, TokenStore, TopupChange, now_ms};
+use crate::store::{Changed, Commit, Idempotency, Keyed, Outcome, TokenStore, TopupChange, now_ms};
 use crate::telemetry::{self, Tokens};
 use arc_swap::ArcSwap;
 use ratelimit::RateLimit;
@@ -259,10 +259,11 @@ impl Service {
         });
         let data = {
             let (user, amount) = (request.user.clone(), request.amount);
-            move |balance: u64| TopupData {
+            move |changed: Changed| TopupData {
                 user_id: user.clone(),
                 amount,
-                new_balance: balance,
+                new_balance: changed.balance,
+                welcome_grant: changed.welcome,
                 replayed: false,
             }
         };
@@ -282,7 +283,7 @@ impl Service {
                 let data = data.clone();
                 Keyed {
                     idem: Idempotency { key, fingerprint },
-                    reply: Box::new(move |balance| raw(&data(balance))),
+                    reply: Box::new(move |changed| raw(&data(changed))),
                 }
             });
         // The ledger records who made the change when the caller says more than the
@@ -299,12 +300,12 @@ impl Service {
             keyed,
         };
         match self.store.topup(change).await {
-            Ok((Outcome::Applied(balance), commit)) => {
+            Ok((Outcome::Applied(changed), commit)) => {
                 let moved = match request.amount < 0 {
                     true => Tokens::Deducted,
                     false => Tokens::ToppedUp,
                 };
-                Answer::pending(Reply::Topup(Stored::Fresh(data(balance))), commit)
+                Answer::pending(Reply::Topup(Stored::Fresh(data(changed))), commit)
                     .moving(moved, request.amount.unsigned_abs())
             }
             Ok((Outcome::Replayed(stored), commit)) => {
@@ -407,6 +408,13 @@ impl Service {
             memes: self.catalogue.load().len() as u64,
             entries: stats.entries,
             writable: stats.writable,
+            unreachable: stats.unreachable.map(|lost| protocol::StatusUnreachable {
+                store: lost.place,
+                since: protocol::format_instant(lost.since_ms),
+                for_secs: (now_ms() - lost.since_ms).max(0) as f64 / 1000.0,
+                reason: lost.reason,
+                counted_at: lost.counted_ms.map(protocol::format_instant),
+            }),
         }))
     }
 

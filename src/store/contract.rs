@@ -9,7 +9,9 @@
 //! audit, and a model-based property test: random operations and reopenings, compared after
 //! every step with a plain model of the rules.
 
-use super::{ChargeRequest, Idempotency, Keyed, Outcome, StoreError, TokenStore, TopupChange};
+use super::{
+    Changed, ChargeRequest, Idempotency, Keyed, Outcome, StoreError, TokenStore, TopupChange,
+};
 use crate::domain::{EntryKind, ErrorCode, HistoryCursor, MAX_BALANCE, Tier};
 use proptest::prelude::*;
 use std::collections::HashMap;
@@ -59,6 +61,17 @@ async fn charge(store: &dyn TokenStore, user: &str, cost: u64) -> Result<u64, St
 }
 
 async fn topup(store: &dyn TokenStore, user: &str, amount: i64) -> Result<u64, StoreError> {
+    topup_changed(store, user, amount)
+        .await
+        .map(|changed| changed.balance)
+}
+
+/// An unkeyed top-up; the balance after it and the welcome grant it recorded, if any.
+async fn topup_changed(
+    store: &dyn TokenStore,
+    user: &str,
+    amount: i64,
+) -> Result<Changed, StoreError> {
     let change = TopupChange {
         user,
         amount,
@@ -68,12 +81,13 @@ async fn topup(store: &dyn TokenStore, user: &str, amount: i64) -> Result<u64, S
     let (outcome, commit) = store.topup(change).await?;
     commit.wait().await?;
     match outcome {
-        Outcome::Applied(balance) => Ok(balance),
+        Outcome::Applied(changed) => Ok(changed),
         Outcome::Replayed(_) => panic!("an unkeyed top-up was replayed"),
     }
 }
 
-/// A keyed top-up whose stored reply is `{"new_balance":N}`; the reply it got.
+/// A keyed top-up whose stored reply is `{"new_balance":N}` (with `"welcome_grant":W` when
+/// it opened the account); the reply it got.
 async fn keyed_topup(
     store: &dyn TokenStore,
     user: &str,
@@ -81,9 +95,14 @@ async fn keyed_topup(
     key: &str,
 ) -> Result<(String, bool), StoreError> {
     let fingerprint = format!("topup {user} {amount}");
-    let build = |balance: u64| {
-        serde_json::value::to_raw_value(&serde_json::json!({ "new_balance": balance }))
-            .expect("json")
+    let build = |changed: Changed| {
+        let reply = match changed.welcome {
+            Some(grant) => {
+                serde_json::json!({ "new_balance": changed.balance, "welcome_grant": grant })
+            }
+            None => serde_json::json!({ "new_balance": changed.balance }),
+        };
+        serde_json::value::to_raw_value(&reply).expect("json")
     };
     let change = TopupChange {
         user,
@@ -149,7 +168,27 @@ pub async fn welcome_is_granted_once_with_the_first_change<S: Subject>(subject: 
     assert_eq!(balance(&*store, "u1").await, None);
     assert_eq!(charge(&*store, "u1", 1).await, Ok(WELCOME - 1));
     assert_eq!(charge(&*store, "u1", 1).await, Ok(WELCOME - 2));
-    assert_eq!(topup(&*store, "u2", 5).await, Ok(WELCOME + 5));
+    // A top-up that opens the account says the grant is part of its balance; later ones,
+    // and top-ups of accounts opened otherwise, do not.
+    let opened = Changed {
+        balance: WELCOME + 5,
+        welcome: Some(WELCOME),
+    };
+    assert_eq!(topup_changed(&*store, "u2", 5).await, Ok(opened));
+    assert_eq!(
+        topup_changed(&*store, "u2", 1).await,
+        Ok(Changed {
+            balance: WELCOME + 6,
+            welcome: None
+        })
+    );
+    assert_eq!(
+        topup_changed(&*store, "u1", 2).await,
+        Ok(Changed {
+            balance: WELCOME,
+            welcome: None
+        })
+    );
     let history = whole_history(&*store, "u1", 100).await;
     let kinds: Vec<_> = history
         .iter()
@@ -161,6 +200,7 @@ pub async fn welcome_is_granted_once_with_the_first_change<S: Subject>(subject: 
             (EntryKind::Welcome, WELCOME as i64, WELCOME),
             (EntryKind::Charge, -1, WELCOME - 1),
             (EntryKind::Charge, -1, WELCOME - 2),
+            (EntryKind::Topup, 2, WELCOME),
         ]
     );
     assert_eq!(
@@ -170,7 +210,7 @@ pub async fn welcome_is_granted_once_with_the_first_change<S: Subject>(subject: 
     assert_eq!(history[1].memes, ["grumpy-cat"]);
     assert!(history.windows(2).all(|w| w[0].seq < w[1].seq));
     let stats = store.stats().await.unwrap();
-    assert_eq!((stats.accounts, stats.entries), (2, 5));
+    assert_eq!((stats.accounts, stats.entries), (2, 7));
     assert!(stats.writable);
     let health = store.health().await;
     assert_eq!((health.accounts, health.writable), (2, true));
@@ -233,11 +273,22 @@ pub async fn keys_replay_their_request_and_refuse_others<S: Subject>(subject: Ar
     let first = keyed_topup(&*store, "u", 7, "evt_1").await.unwrap();
     assert_eq!(
         first,
-        (format!(r#"{{"new_balance":{}}}"#, WELCOME + 7), false)
+        (
+            format!(
+                r#"{{"new_balance":{},"welcome_grant":{WELCOME}}}"#,
+                WELCOME + 7
+            ),
+            false
+        ),
+        "the top-up opened the account: its reply says the grant is included"
     );
     topup(&*store, "u", 1).await.unwrap();
     let again = keyed_topup(&*store, "u", 7, "evt_1").await.unwrap();
-    assert_eq!(again, (first.0.clone(), true), "the reply as it was then");
+    assert_eq!(
+        again,
+        (first.0.clone(), true),
+        "the reply as it was then, grant and all, though the account exists now"
+    );
     assert_eq!(
         balance(&*store, "u").await,
         Some(WELCOME + 8),
@@ -305,7 +356,7 @@ async fn owned_change(
     };
     let keyed = Some(Keyed {
         idem: Idempotency { key, fingerprint },
-        reply: Box::new(build),
+        reply: Box::new(move |changed: Changed| build(changed.balance)),
     });
     let (outcome, commit) = match amount < 0 {
         true => {
@@ -325,7 +376,8 @@ async fn owned_change(
                 reason: None,
                 keyed,
             };
-            store.topup(change).await?
+            let (outcome, commit) = store.topup(change).await?;
+            (outcome.map(|changed| changed.balance), commit)
         }
     };
     commit.wait().await?;

@@ -181,11 +181,20 @@ pub struct Idempotency<'a> {
     pub fingerprint: &'a str,
 }
 
-/// Builds the reply `data` that a keyed change stores for its retries, given the balance
-/// after the change. Called inside the change's transaction: once, or again if a store
-/// retries that transaction (a deadlock, a serialization failure), with the balance the
-/// retry decided.
-pub type ReplyBuilder = Box<dyn Fn(u64) -> Box<RawValue> + Send + Sync>;
+/// What an applied change did to its account, as its reply tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Changed {
+    /// Tokens after the change.
+    pub balance: u64,
+    /// The welcome grant (tokens) when this change opened the account: it was recorded just
+    /// before the change and is part of `balance`. None for an account that already existed.
+    pub welcome: Option<u64>,
+}
+
+/// Builds the reply `data` that a keyed change stores for its retries, given what the change
+/// did. Called inside the change's transaction: once, or again if a store retries that
+/// transaction (a deadlock, a serialization failure), with what the retry decided.
+pub type ReplyBuilder = Box<dyn Fn(Changed) -> Box<RawValue> + Send + Sync>;
 
 /// A keyed change: its key and the reply to store with it.
 pub struct Keyed<'a> {
@@ -200,6 +209,16 @@ pub enum Outcome<T> {
     Applied(T),
     /// The key was seen before with the same request: here is the reply it got then.
     Replayed(Box<RawValue>),
+}
+
+impl<T> Outcome<T> {
+    /// The same outcome with what describes an applied change mapped by `f`.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Outcome<U> {
+        match self {
+            Outcome::Applied(applied) => Outcome::Applied(f(applied)),
+            Outcome::Replayed(reply) => Outcome::Replayed(reply),
+        }
+    }
 }
 
 /// A charge for delivered memes.
@@ -231,13 +250,30 @@ pub struct StoreHealth {
 }
 
 /// Counters for `status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreStats {
     pub accounts: u64,
     pub entries: u64,
     /// False while writes fail (disk full, I/O error, database unreachable) and changes are
     /// refused.
     pub writable: bool,
+    /// Set while the store's database cannot be reached: `accounts` and `entries` are then
+    /// the last ones counted, not current.
+    pub unreachable: Option<Unreachable>,
+}
+
+/// Where a store's database is that cannot be reached, why, and since when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreachable {
+    /// Where the database is, as people may be told: hosts, ports, database, never a password.
+    pub place: String,
+    /// Since when (milliseconds since the Unix epoch) no host gave a usable connection.
+    pub since_ms: i64,
+    /// What each host answered.
+    pub reason: String,
+    /// When the last known counts were read (milliseconds since the Unix epoch); None if
+    /// they never were since memesd started (they are 0 then).
+    pub counted_ms: Option<i64>,
 }
 
 /// What the service needs from a token store. Every implementation decides changes with
@@ -249,8 +285,12 @@ pub trait TokenStore: Send + Sync + 'static {
         &self,
         request: ChargeRequest<'_>,
     ) -> Result<(Outcome<u64>, Commit), StoreError>;
-    /// Adds or deducts tokens; the balance after, or the reply stored under the key.
-    async fn topup(&self, change: TopupChange<'_>) -> Result<(Outcome<u64>, Commit), StoreError>;
+    /// Adds or deducts tokens; the balance after (and the welcome grant if the top-up opened
+    /// the account), or the reply stored under the key.
+    async fn topup(
+        &self,
+        change: TopupChange<'_>,
+    ) -> Result<(Outcome<Changed>, Commit), StoreError>;
     /// The reply stored under a key, if it names the same request (a conflict otherwise).
     async fn replay(
         &self,

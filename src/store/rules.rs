@@ -51,6 +51,13 @@ impl Decision {
             false => &self.entries[..1],
         }
     }
+
+    /// The welcome grant (tokens) this change recorded before its own entry: when it opened
+    /// the account with a grant (none where the grant is configured to 0).
+    pub fn welcome(&self) -> Option<u64> {
+        let grant = self.entries[0];
+        (self.opens && grant.delta > 0).then_some(grant.delta as u64)
+    }
 }
 
 /// Decides `change` for an account (`None`: the user has none yet). `welcome` is the grant

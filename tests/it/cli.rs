@@ -780,19 +780,47 @@ fn bench_forwards_every_form_of_its_options() {
 #[test]
 fn ctrl_c_ends_a_bench_run_with_a_partial_report() {
     let daemon = Daemon::start();
+    interrupt_bench(
+        &daemon,
+        &[],
+        &["--duration", "60", "-c", "2", "--users", "1000"],
+    );
+}
+
+/// The open loop (`--rate`) stops its clock on Ctrl-C, reads the replies to what it sent and
+/// reports them, marked partial, as the closed loop does (it used to die with no report).
+#[test]
+fn ctrl_c_ends_an_open_loop_bench_run_with_a_partial_report() {
+    let open_loop = [
+        "--rate",
+        "200",
+        "--duration",
+        "60",
+        "-c",
+        "2",
+        "--users",
+        "1000",
+    ];
+    let daemon = Daemon::start();
+    let report = interrupt_bench(&daemon, &[], &open_loop);
+    assert_eq!(report["mode"], "open", "{report}");
+    // Over HTTP too (another reader, reading whole responses).
+    let daemon = Daemon::start_http(&[]);
+    let url = daemon.http_url();
+    let report = interrupt_bench(&daemon, &["--url", &url], &open_loop);
+    assert_eq!(report["mode"], "open", "{report}");
+    assert_eq!(report["op"], "http get", "{report}");
+}
+
+/// Runs `memes --json GLOBAL bench ARGS` against `daemon`, sends it SIGINT once it has been
+/// charging for a while, and checks the partial report it prints; returns that report.
+fn interrupt_bench(daemon: &Daemon, global: &[&str], args: &[&str]) -> serde_json::Value {
     let bench = std::process::Command::new(crate::harness::MEMES)
         .arg("--socket")
         .arg(&daemon.socket)
-        .args([
-            "--json",
-            "bench",
-            "--duration",
-            "60",
-            "-c",
-            "2",
-            "--users",
-            "1000",
-        ])
+        .args(global)
+        .args(["--json", "bench"])
+        .args(args)
         .env("MEMES_NO_AUTOSTART", "1")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -818,6 +846,12 @@ fn ctrl_c_ends_a_bench_run_with_a_partial_report() {
     assert!(report["secs"].as_f64().unwrap() < 60.0, "{report}");
     assert_eq!(report["error_total"], 0, "{report}");
     assert!(stderr.contains("interrupted"), "{stderr}");
+    // Every request the bench counts was answered and charged (a `get` is one entry, beside
+    // each new account's welcome grant): none sent and left unread, none counted unsent.
+    let status = daemon.memes_json(&["status"]);
+    let charges = status["entries"].as_u64().unwrap() - status["accounts"].as_u64().unwrap();
+    assert_eq!(report["requests"].as_u64().unwrap(), charges, "{report}");
+    report
 }
 
 #[test]

@@ -387,6 +387,13 @@ impl Conn {
         }
     }
 
+    /// Reads one reply line as the daemon wrote it (for byte-for-byte comparisons).
+    pub fn read_line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("a reply line");
+        line
+    }
+
     /// Sends one request line and reads its reply.
     pub fn request(&mut self, line: &str) -> Value {
         self.send(format!("{line}\n").as_bytes());

@@ -29,6 +29,60 @@ fn first_sight_grants_the_welcome_once_ever() {
     );
 }
 
+/// An admin who tops up a user never seen before gets more than the amount back: the reply
+/// says why (the welcome grant was recorded first), on the socket and in the CLI's words,
+/// and only for the top-up that opened the account. A keyed one replays exactly that.
+#[test]
+fn a_top_up_that_opens_an_account_says_the_welcome_grant_is_in_it() {
+    let daemon = Daemon::start();
+    let mut conn = daemon.connect();
+    let opened = conn.request(r#"{"op":"topup","user":"new","amount":10}"#);
+    assert_eq!(
+        opened["data"],
+        json!({"user_id": "new", "amount": 10, "new_balance": 160, "welcome_grant": 150}),
+        "{opened}"
+    );
+    let again = conn.request(r#"{"op":"topup","user":"new","amount":10}"#);
+    assert_eq!(
+        again["data"],
+        json!({"user_id": "new", "amount": 10, "new_balance": 170}),
+        "{again}"
+    );
+    // An account opened by a charge: its first top-up includes no grant.
+    conn.request(r#"{"op":"get","user":"getter"}"#);
+    let topped = conn.request(r#"{"op":"topup","user":"getter","amount":1}"#);
+    assert_eq!(topped["data"].get("welcome_grant"), None, "{topped}");
+
+    let cli = daemon.memes(&["topup", "--user", "cli-new", "--amount", "10"]);
+    assert_eq!(cli.code, 0, "{}", cli.stderr);
+    assert!(
+        cli.stdout.contains("balance 160 tokens")
+            && cli.stdout.contains("welcome grant of 150 tokens"),
+        "{}",
+        cli.stdout
+    );
+    let cli = daemon.memes(&["topup", "--user", "cli-new", "--amount", "10"]);
+    assert!(!cli.stdout.contains("welcome"), "{}", cli.stdout);
+    let json = daemon.memes_json(&["topup", "--user", "json-new", "--amount", "1"]);
+    assert_eq!(json["welcome_grant"], 150, "{json}");
+
+    // Keyed: the replay is the first reply, byte for byte, marked as a replay.
+    let keyed = r#"{"id":1,"op":"topup","user":"keyed","amount":10,"idempotency_key":"k1"}"#;
+    conn.send(format!("{keyed}\n").as_bytes());
+    let first = conn.read_line();
+    conn.send(format!("{keyed}\n").as_bytes());
+    let replay = conn.read_line();
+    assert!(first.contains(r#""welcome_grant":150"#), "{first}");
+    assert_eq!(
+        replay,
+        first.replace(
+            r#""welcome_grant":150}"#,
+            r#""welcome_grant":150,"replayed":true}"#
+        )
+    );
+    assert_eq!(daemon.balance("keyed"), Some(160));
+}
+
 #[test]
 fn a_charge_happens_only_when_a_meme_is_delivered() {
     let daemon = Daemon::start();

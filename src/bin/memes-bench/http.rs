@@ -211,8 +211,14 @@ async fn read_scheduled(
     let mut reader = BufReader::with_capacity(64 * 1024, stream);
     let mut tally = Tally::new();
     let mut response = Response::default();
-    for _ in 0..expected {
-        response.read(&mut reader).await?;
+    let mut tick = open_loop::ticker();
+    for read in 0..expected {
+        let Some(next) =
+            open_loop::next_reply(response.read(&mut reader), &scheduled, &mut tick).await
+        else {
+            return Ok((tally, read));
+        };
+        next?;
         let started = scheduled
             .lock()
             .expect("not poisoned")

@@ -178,12 +178,12 @@ impl Quota {
     }
 }
 
-/// Set by the first Ctrl-C of a closed-loop run: connections stop sending, the replies in
-/// flight are read, and the run reports what it measured, marked partial.
+/// Set by the first Ctrl-C of a run: connections (or, in an open loop, the clock) stop
+/// sending, the replies in flight are read, and the run reports what it measured, marked
+/// partial.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// Ctrl-C ends a closed-loop run early with a partial report; a second one quits at once.
-/// (An open loop's readers expect every scheduled reply, so there Ctrl-C keeps its default.)
+/// Ctrl-C ends a run early with a partial report; a second one quits at once.
 fn stop_on_ctrl_c(runtime: &tokio::runtime::Runtime) {
     runtime.spawn(async {
         if tokio::signal::ctrl_c().await.is_err() {
@@ -356,11 +356,7 @@ fn runtime(args: &BenchArgs) -> Result<tokio::runtime::Runtime, Failure> {
             .enable_all()
             .build(),
     }
-    .inspect(|runtime| {
-        if args.rate.is_none() {
-            stop_on_ctrl_c(runtime);
-        }
-    })
+    .inspect(stop_on_ctrl_c)
     .map_err(|e| Failure::new(Exit::Failure, format!("starting the runtime: {e}")))
 }
 
@@ -713,8 +709,14 @@ async fn read_scheduled(
 ) -> Result<(Tally, u64), String> {
     let mut reader = BufReader::with_capacity(64 * 1024, stream);
     let (mut tally, mut reply) = (Tally::new(), Vec::with_capacity(512));
-    for _ in 0..expected {
-        read_reply(&mut reader, &mut reply).await?;
+    let mut tick = open_loop::ticker();
+    for read in 0..expected {
+        let Some(next) =
+            open_loop::next_reply(read_reply(&mut reader, &mut reply), &scheduled, &mut tick).await
+        else {
+            return Ok((tally, read));
+        };
+        next?;
         let started = scheduled
             .lock()
             .expect("not poisoned")

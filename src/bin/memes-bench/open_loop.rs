@@ -4,9 +4,10 @@
 //! time. The transports supply the connections and the requests' bytes; the schedule, the
 //! clock and the tally are here, once.
 
-use super::{BenchArgs, Report, Tally, share, summarise};
+use super::{BenchArgs, INTERRUPTED, Report, Tally, share, summarise};
 use std::collections::VecDeque;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
@@ -22,6 +23,49 @@ pub type Reader = JoinHandle<Result<(Tally, u64), String>>;
 pub trait Requests: Send + Sync + 'static {
     /// Appends request `n` of connection `conn` (of `conns`) to `out`.
     fn write(&self, conn: usize, n: u64, conns: usize, out: &mut Vec<u8>);
+}
+
+/// Set once the clock has stopped sending (its schedule done, or cut short by Ctrl-C): from
+/// then on a connection whose schedule is empty has every reply it will ever get.
+static CLOCK_STOPPED: AtomicBool = AtomicBool::new(false);
+
+/// How often a reader waiting for a reply looks whether the run was interrupted and every
+/// request it sent is answered (a reply that is not coming cannot wake it).
+const LOOK_EVERY: Duration = Duration::from_millis(20);
+
+/// The timer a connection's reader gives [`next_reply`]: one per reader, not one per reply.
+pub fn ticker() -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(LOOK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
+/// Awaits `read` (a connection's next reply), or gives up with `None` once a Ctrl-C has
+/// stopped the clock and every request sent on this connection is answered: the readers
+/// expect a reply per *scheduled* request, and after Ctrl-C fewer are sent. The read is never
+/// cancelled halfway through a reply (a reply split across reads would be lost): it is only
+/// dropped when nothing more is coming.
+pub async fn next_reply<T>(
+    read: impl Future<Output = T>,
+    scheduled: &Schedule,
+    tick: &mut tokio::time::Interval,
+) -> Option<T> {
+    let answered_all = || {
+        INTERRUPTED.load(Ordering::Relaxed)
+            && CLOCK_STOPPED.load(Ordering::Acquire)
+            && scheduled.lock().expect("not poisoned").is_empty()
+    };
+    let mut read = std::pin::pin!(read);
+    loop {
+        if answered_all() {
+            return None;
+        }
+        tokio::select! {
+            biased;
+            reply = &mut read => return Some(reply),
+            _ = tick.tick() => {}
+        }
+    }
 }
 
 /// How many requests a run at `rate` sends: `-n`, or `--duration`'s worth (10 s by default).
@@ -61,14 +105,11 @@ where
     }
     let started = Instant::now();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    CLOCK_STOPPED.store(false, Ordering::Release);
     std::thread::spawn(move || {
-        let _ = done_tx.send(send_on_schedule(
-            started,
-            rate,
-            total,
-            &mut writers,
-            &*requests,
-        ));
+        let sent = send_on_schedule(started, rate, total, &mut writers, &*requests);
+        CLOCK_STOPPED.store(true, Ordering::Release);
+        let _ = done_tx.send(sent);
     });
     let sending = async {
         match done_rx.await {
@@ -92,7 +133,7 @@ where
 }
 
 /// The clock: writes `total` requests at `rate` per second in total, round robin over the
-/// connections. A write that would block is retried: the server is then not keeping up, and
+/// connections, or fewer if Ctrl-C stops it. A write that would block is retried: the server is then not keeping up, and
 /// the wait shows as latency because the schedule does not move.
 fn send_on_schedule<W: Write>(
     start: Instant,
@@ -110,6 +151,9 @@ fn send_on_schedule<W: Write>(
         let now = Instant::now();
         if at > now {
             std::thread::sleep(at - now);
+        }
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            break;
         }
         let conn = n as usize % count;
         request.clear();

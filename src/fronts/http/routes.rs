@@ -166,6 +166,10 @@ pub struct BalanceUpdated {
     pub user_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub new_balance: Option<u64>,
+    /// Tokens of the welcome grant, present only when this top-up opened the account (the
+    /// grant is part of `new_balance`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub welcome_grant: Option<u64>,
 }
 
 /// `POST /v1/users/{user}/topups`'s body.
@@ -641,6 +645,7 @@ pub async fn original_topup(State(http): State<Http>, headers: Headers, body: Bo
             message: problem.message(),
             user_id: None,
             new_balance: None,
+            welcome_grant: None,
         };
         let mut response = json_response(problem.status(), &body);
         problem.add_headers(response.headers_mut());
@@ -681,6 +686,7 @@ pub async fn original_topup(State(http): State<Http>, headers: Headers, body: Bo
                     message: "Token balance updated successfully".into(),
                     user_id: Some(data.user_id),
                     new_balance: Some(data.new_balance),
+                    welcome_grant: data.welcome_grant,
                 },
             );
             if replayed {

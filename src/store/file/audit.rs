@@ -284,7 +284,9 @@ mod tests {
             let outcome = if *amount < 0 {
                 ledger.test_charge(user, amount.unsigned_abs(), &mut out, &mut undo)
             } else {
-                ledger.test_topup(user, *amount, &mut out, &mut undo)
+                ledger
+                    .test_topup(user, *amount, &mut out, &mut undo)
+                    .map(|outcome| outcome.map(|changed| changed.balance))
             };
             assert!(matches!(outcome, Ok(Outcome::Applied(_))));
         }

@@ -10,7 +10,7 @@
 use super::record::{RecordIn, RecordOut};
 use crate::domain::{AccountView, Tier};
 use crate::store::rules::{self, Change, KeyUse};
-use crate::store::{ChargeRequest, Idempotency, Keyed, Outcome, StoreError, TopupChange};
+use crate::store::{Changed, ChargeRequest, Idempotency, Keyed, Outcome, StoreError, TopupChange};
 use indexmap::IndexMap;
 use serde_json::value::RawValue;
 
@@ -184,16 +184,18 @@ impl Ledger {
             keyed: request.keyed,
         };
         self.transact(transaction, now_ms, out, undo)
+            .map(|outcome| outcome.map(|changed| changed.balance))
     }
 
-    /// Adds (`amount` > 0) or deducts (`amount` < 0) tokens. Returns the balance after.
+    /// Adds (`amount` > 0) or deducts (`amount` < 0) tokens. Returns the balance after, and
+    /// the welcome grant if the top-up opened the account.
     pub fn topup(
         &mut self,
         change: TopupChange,
         now_ms: i64,
         out: &mut Vec<u8>,
         undo: &mut Vec<Undo>,
-    ) -> Result<Outcome<u64>, StoreError> {
+    ) -> Result<Outcome<Changed>, StoreError> {
         let transaction = Transaction {
             user: change.user,
             change: Change::Topup {
@@ -235,7 +237,7 @@ impl Ledger {
         now_ms: i64,
         out: &mut Vec<u8>,
         undo: &mut Vec<Undo>,
-    ) -> Result<Outcome<u64>, StoreError> {
+    ) -> Result<Outcome<Changed>, StoreError> {
         if let Some(keyed) = &transaction.keyed
             && let Some(reply) = self.replay(&keyed.idem)?
         {
@@ -249,9 +251,13 @@ impl Ledger {
             self.welcome,
         )?;
         let after = decision.after;
+        let changed = Changed {
+            balance: after.balance,
+            welcome: decision.welcome(),
+        };
         let keyed = transaction
             .keyed
-            .map(|keyed| (keyed.idem, (keyed.reply)(after.balance)));
+            .map(|keyed| (keyed.idem, (keyed.reply)(changed)));
         let offset = self.end;
         let tier = match transaction.change {
             Change::Entitle { tier, until } => Some((tier, until)),
@@ -304,7 +310,7 @@ impl Ledger {
         }
         self.end += line_len;
         self.next_seq += decision.entries().len() as u64;
-        Ok(Outcome::Applied(after.balance))
+        Ok(Outcome::Applied(changed))
     }
 
     /// Takes back changes that never reached the disk, newest first, and moves the journal
@@ -398,7 +404,7 @@ impl Ledger {
         amount: i64,
         out: &mut Vec<u8>,
         undo: &mut Vec<Undo>,
-    ) -> Result<Outcome<u64>, StoreError> {
+    ) -> Result<Outcome<Changed>, StoreError> {
         let change = TopupChange {
             user,
             amount,
@@ -442,7 +448,7 @@ mod tests {
                 .ledger
                 .test_topup(user, amount, &mut self.journal, &mut self.undo)?
             {
-                Outcome::Applied(balance) => Ok(balance),
+                Outcome::Applied(changed) => Ok(changed.balance),
                 Outcome::Replayed(_) => panic!("unkeyed request replayed"),
             }
         }
@@ -519,8 +525,8 @@ mod tests {
                 key: "k1",
                 fingerprint,
             },
-            reply: Box::new(|balance: u64| {
-                RawValue::from_string(format!("{{\"b\":{balance}}}")).unwrap()
+            reply: Box::new(|changed: Changed| {
+                RawValue::from_string(format!("{{\"b\":{}}}", changed.balance)).unwrap()
             }),
         };
         let topup = |h: &mut Harness, amount: i64, fingerprint: &'static str| {
@@ -534,7 +540,10 @@ mod tests {
         };
         assert!(matches!(
             topup(&mut h, 5, "topup u1 5"),
-            Ok(Outcome::Applied(155))
+            Ok(Outcome::Applied(Changed {
+                balance: 155,
+                welcome: Some(150)
+            }))
         ));
         match topup(&mut h, 5, "topup u1 5").unwrap() {
             Outcome::Replayed(reply) => assert_eq!(reply.get(), r#"{"b":155}"#),

@@ -35,8 +35,8 @@ use recovery::{JOURNAL_FILE, RecoveryStats};
 use crate::domain::{AccountView, AuditReport, HistoryCursor, HistoryPage, Tier};
 use crate::lockfile;
 use crate::store::{
-    ChargeRequest, Commit, Idempotency, OpenError, Outcome, StoreError, StoreHealth, StoreStats,
-    TokenStore, TopupChange,
+    Changed, ChargeRequest, Commit, Idempotency, OpenError, Outcome, StoreError, StoreHealth,
+    StoreStats, TokenStore, TopupChange,
 };
 use serde_json::value::RawValue;
 use std::fs::File;
@@ -223,6 +223,8 @@ impl FileStore {
             accounts: state.ledger.accounts_len() as u64,
             entries: state.ledger.entries(),
             writable: state.queue.degraded.is_none(),
+            // Counted in memory: never out of reach.
+            unreachable: None,
         }
     }
 
@@ -329,7 +331,10 @@ impl TokenStore for FileStore {
         self.mutate(|ledger, now, out, undo| ledger.charge(request, now, out, undo))
     }
 
-    async fn topup(&self, change: TopupChange<'_>) -> Result<(Outcome<u64>, Commit), StoreError> {
+    async fn topup(
+        &self,
+        change: TopupChange<'_>,
+    ) -> Result<(Outcome<Changed>, Commit), StoreError> {
         self.mutate(|ledger, now, out, undo| ledger.topup(change, now, out, undo))
     }
 

@@ -66,7 +66,7 @@ fn topup(store: &dyn TokenStore, user: &str, amount: i64) -> Result<u64, StoreEr
             .await?;
         commit.wait().await?;
         match outcome {
-            Outcome::Applied(balance) => Ok(balance),
+            Outcome::Applied(changed) => Ok(changed.balance),
             Outcome::Replayed(_) => panic!("unkeyed topup replayed"),
         }
     })
@@ -93,13 +93,13 @@ fn keyed_topup(
                         key,
                         fingerprint: &fingerprint,
                     },
-                    reply: Box::new(build),
+                    reply: Box::new(move |changed| build(changed.balance)),
                 }),
             })
             .await?;
         commit.wait().await?;
         Ok(match outcome {
-            Outcome::Applied(balance) => build(balance).get().to_string(),
+            Outcome::Applied(changed) => build(changed.balance).get().to_string(),
             Outcome::Replayed(reply) => reply.get().to_string(),
         })
     })

@@ -52,7 +52,7 @@ use super::primary::Primary;
 use super::{PgConfig, db_error, lock};
 use crate::domain::AccountView;
 use crate::store::rules::{self, Change, KeyUse};
-use crate::store::{Outcome, ReplyBuilder, StoreError};
+use crate::store::{Changed, Outcome, ReplyBuilder, StoreError};
 use crate::telemetry;
 use deadpool_postgres::{Object, Pool};
 use serde_json::value::RawValue;
@@ -87,16 +87,19 @@ pub struct OwnedKey {
 /// What a committed change did.
 #[derive(Debug, Clone)]
 pub enum Applied {
-    /// Applied: the account after it.
-    Account(AccountView),
+    /// Applied: the account after it, and the welcome grant if the change opened it.
+    Account(AccountView, Option<u64>),
     /// Its key was used before for the same request: the reply stored then.
     Replayed(Box<RawValue>),
 }
 
 impl Applied {
-    pub fn into_outcome(self) -> Outcome<u64> {
+    pub fn into_outcome(self) -> Outcome<Changed> {
         match self {
-            Applied::Account(account) => Outcome::Applied(account.balance),
+            Applied::Account(account, welcome) => Outcome::Applied(Changed {
+                balance: account.balance,
+                welcome,
+            }),
             Applied::Replayed(reply) => Outcome::Replayed(reply),
         }
     }
@@ -402,7 +405,7 @@ fn answers(
 /// the commit id to look up later, and what the change did if the batch committed.
 fn unconfirmed(why: &str, id: &str, decision: Option<&Result<Applied, StoreError>>) -> String {
     let if_committed = match decision {
-        Some(Ok(Applied::Account(account))) => {
+        Some(Ok(Applied::Account(account, _))) => {
             format!(
                 "; if it did, this change was applied (balance {})",
                 account.balance
@@ -452,7 +455,7 @@ async fn look_up(
 /// insert, should it still be in progress somewhere, was waited for or will conflict); if it
 /// conflicts, the row says whether a batch or an earlier lookup put it there.
 async fn fence(pool: &Pool, id: &str) -> Result<Option<HashSet<String>>, String> {
-    let client = pool.get().await.map_err(|e| e.to_string())?;
+    let client = pool.get().await.map_err(|e| super::pool_failure(&e))?;
     let fenced = client
         .execute(
             "INSERT INTO commits (id, fenced) VALUES ($1, true) ON CONFLICT (id) DO NOTHING",
@@ -709,7 +712,10 @@ async fn attempt_batch(
 ) -> Result<Vec<Answer>, Failure> {
     if connection.as_ref().is_none_or(|c| c.is_closed()) {
         discard(connection);
-        let fresh = pool.get().await.map_err(|e| Failure::Lost(e.to_string()))?;
+        let fresh = pool
+            .get()
+            .await
+            .map_err(|e| Failure::Lost(super::pool_failure(&e)))?;
         *connection = Some(fresh);
     }
     let client = connection.as_ref().expect("a connection");
@@ -995,6 +1001,7 @@ fn decide<'b>(
     let before = accounts.get(user).copied().flatten();
     let decision = rules::decide(user, before.as_ref(), pending.change, welcome)?;
     let after = decision.after;
+    let welcome = decision.welcome();
     let entries = decision.entries();
     let memes = match pending.memes.is_empty() {
         true => None,
@@ -1017,11 +1024,14 @@ fn decide<'b>(
         },
     );
     if let Some(keyed) = &pending.keyed {
-        let reply = (keyed.reply)(after.balance);
+        let reply = (keyed.reply)(Changed {
+            balance: after.balance,
+            welcome,
+        });
         rows.keys.push(&keyed.key, &keyed.fingerprint, reply.get());
         known_keys.insert(keyed.key.clone(), (keyed.fingerprint.clone(), reply));
     }
     accounts.insert(user, Some(after));
     touched.push(user);
-    Ok(Applied::Account(after))
+    Ok(Applied::Account(after, welcome))
 }

@@ -33,8 +33,8 @@ use crate::domain::{
 };
 use crate::store::rules::{self, Change, KeyUse};
 use crate::store::{
-    ChargeRequest, Commit, Idempotency, Outcome, StoreError, StoreHealth, StoreStats, TokenStore,
-    TopupChange,
+    Changed, ChargeRequest, Commit, Idempotency, Outcome, StoreError, StoreHealth, StoreStats,
+    TokenStore, TopupChange, Unreachable,
 };
 use batch::{Applied, Pending};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -289,7 +289,7 @@ pub struct PgStore {
     /// False while the database is unreachable (or read-only) and changes fail.
     writable: Arc<AtomicBool>,
     /// The last counts read, reported while the database is unreachable.
-    last_counts: Mutex<(u64, u64)>,
+    last_counts: Mutex<LastCounts>,
     /// How the writers' batches went.
     tally: Arc<batch::Tally>,
     /// Where the primary is, or since when none is known.
@@ -303,12 +303,15 @@ impl PgStore {
     /// Connects, brings the schema up to date, and starts the batch writer. Must be called
     /// inside a tokio runtime, which then runs the writer.
     pub async fn open(config: PgConfig) -> Result<PgStore, PgOpenError> {
-        let primary = Arc::new(primary::Primary::default());
+        let primary = Arc::new(primary::Primary::new(describe(&config.url)));
         let (pool, connector) = pool(&config, &primary)?;
         let url = describe(&config.url);
         let client = pool.get().await.map_err(|e| PgOpenError::Connect {
             url: url.clone(),
-            reason: pool_error(&e, &primary),
+            // The message names the URL already: each host's answer is what it lacks.
+            reason: primary
+                .unknown()
+                .map_or_else(|| pool_failure(&e), |(_, why)| why),
         })?;
         let applied = migrate::migrate(&client).await?;
         if applied.is_empty() {
@@ -345,7 +348,7 @@ impl PgStore {
             queue: Mutex::new(Some(tx)),
             writers: Mutex::new(writers),
             writable,
-            last_counts: Mutex::new((0, 0)),
+            last_counts: Mutex::default(),
             tally,
             primary,
             prober,
@@ -380,10 +383,27 @@ impl PgStore {
         self.primary.unknown()
     }
 
+    /// Why and since when the database cannot be reached, if it cannot: no primary is
+    /// known, or `failed` says why a read just failed (a pooled connection cut under it, say,
+    /// before any new connection was tried: since now, then).
+    fn unreachable(&self, failed: Option<String>) -> Option<Unreachable> {
+        let (without, reason) = self
+            .primary
+            .unknown()
+            .or_else(|| failed.map(|why| (Duration::ZERO, why)))?;
+        let since_ms = crate::store::now_ms() - without.as_millis() as i64;
+        Some(Unreachable {
+            place: self.primary.place().to_string(),
+            since_ms,
+            reason,
+            counted_ms: lock(&self.last_counts).full.map(|(_, _, at)| at),
+        })
+    }
+
     /// Counts the accounts (and the entries, if asked: that reads the whole table) and asks
     /// whether the server accepts writes. While it cannot be reached, the last counts, not
-    /// writable.
-    async fn count(&self, with_entries: bool) -> (StoreHealth, u64) {
+    /// writable, and why the count failed if it was tried.
+    async fn count(&self, with_entries: bool) -> (StoreHealth, u64, Option<String>) {
         let query = match with_entries {
             true => {
                 "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM entries),
@@ -399,10 +419,11 @@ impl PgStore {
             let last = lock(&self.last_counts);
             return (
                 StoreHealth {
-                    accounts: last.0,
+                    accounts: last.accounts,
                     writable: false,
                 },
-                last.1,
+                last.entries(),
+                None,
             );
         }
         let counted = self
@@ -417,19 +438,25 @@ impl PgStore {
             })
             .await;
         let mut last = lock(&self.last_counts);
-        let (accounts, entries, writable) = match counted {
+        let (accounts, entries, writable, failed) = match counted {
             Ok((accounts, counted_entries, standby)) => {
-                last.0 = accounts;
+                last.accounts = accounts;
                 if with_entries {
-                    last.1 = counted_entries;
+                    last.full = Some((accounts, counted_entries, crate::store::now_ms()));
                 }
                 // A standby is read-only: changes would fail there.
-                (accounts, last.1, !standby)
+                (accounts, last.entries(), !standby, None)
             }
-            Err(_) => (last.0, last.1, false),
+            Err(error) => {
+                let why = match error {
+                    StoreError::Unreachable(why) => why,
+                    other => other.to_string(),
+                };
+                (last.accounts, last.entries(), false, Some(why))
+            }
         };
         self.writable.store(writable, Ordering::Relaxed);
-        (StoreHealth { accounts, writable }, entries)
+        (StoreHealth { accounts, writable }, entries, failed)
     }
 
     /// Hands a change to the batch writer and waits until it is committed (or refused).
@@ -478,11 +505,12 @@ impl PgStore {
         Fut: Future<Output = Result<T, ReadError>>,
     {
         let work = async {
-            let client = self
-                .pool
-                .get()
-                .await
-                .map_err(|e| ReadError::Db(pool_error(&e, &self.primary)))?;
+            let client = self.pool.get().await.map_err(|e| {
+                ReadError::Store(StoreError::Unreachable(format!(
+                    "{what}: {}",
+                    pool_error(&e, &self.primary)
+                )))
+            })?;
             read(client).await
         };
         match tokio::time::timeout(self.config.read_deadline, work).await {
@@ -496,6 +524,23 @@ impl PgStore {
                 self.config.read_deadline
             ))),
         }
+    }
+}
+
+/// The counts last read, for while the database cannot be reached.
+#[derive(Debug, Default)]
+struct LastCounts {
+    /// Accounts, from any count (readiness probes and metric scrapes count them often).
+    accounts: u64,
+    /// The last count of both accounts and entries (a `status`) and when it was made, in
+    /// milliseconds since the Unix epoch: what `status` reports, with its time, while the
+    /// database cannot be reached. None before the first.
+    full: Option<(u64, u64, i64)>,
+}
+
+impl LastCounts {
+    fn entries(&self) -> u64 {
+        self.full.map_or(0, |(_, entries, _)| entries)
     }
 }
 
@@ -535,12 +580,29 @@ pub fn db_error(error: &tokio_postgres::Error) -> String {
     }
 }
 
-/// Why no connection could be had: every host's answer when none gave one.
+/// Why no connection could be had: while no primary is known, that the database is
+/// unreachable, where, and every host's answer; otherwise the pool's failure in our words.
 pub fn pool_error(error: &deadpool_postgres::PoolError, primary: &primary::Primary) -> String {
-    match (error, primary.unknown()) {
-        (deadpool_postgres::PoolError::Backend(_), Some((_, why))) => why,
-        (deadpool_postgres::PoolError::Backend(e), None) => db_error(e),
-        (other, _) => other.to_string(),
+    match primary.unavailable() {
+        Some(unreachable) => unreachable,
+        None => pool_failure(error),
+    }
+}
+
+/// The pool's failure in our words: deadpool's own ("Error occurred while creating a new
+/// object") name its internals, not what happened to the ledger's database.
+pub fn pool_failure(error: &deadpool_postgres::PoolError) -> String {
+    use deadpool_postgres::{PoolError, TimeoutType};
+    match error {
+        PoolError::Backend(e) => format!("cannot connect to PostgreSQL: {}", db_error(e)),
+        PoolError::Timeout(TimeoutType::Wait) => {
+            "every pooled PostgreSQL connection stayed busy until the deadline".to_string()
+        }
+        PoolError::Timeout(TimeoutType::Create | TimeoutType::Recycle) => {
+            "no PostgreSQL connection could be made within the deadline".to_string()
+        }
+        PoolError::Closed => "the store is closed".to_string(),
+        other => format!("no PostgreSQL connection: {other}"),
     }
 }
 
@@ -661,10 +723,14 @@ impl TokenStore for PgStore {
         let applied = self
             .change(request.user, change, request.memes, None, request.keyed)
             .await?;
-        Ok((applied.into_outcome(), Commit::done()))
+        let outcome = applied.into_outcome().map(|changed| changed.balance);
+        Ok((outcome, Commit::done()))
     }
 
-    async fn topup(&self, change: TopupChange<'_>) -> Result<(Outcome<u64>, Commit), StoreError> {
+    async fn topup(
+        &self,
+        change: TopupChange<'_>,
+    ) -> Result<(Outcome<Changed>, Commit), StoreError> {
         let applied = self
             .change(
                 change.user,
@@ -747,7 +813,7 @@ impl TokenStore for PgStore {
             until: until_ms,
         };
         match self.change(user, change, &[], None, None).await? {
-            Applied::Account(account) => Ok((account, Commit::done())),
+            Applied::Account(account, _) => Ok((account, Commit::done())),
             Applied::Replayed(_) => Err(StoreError::Internal(
                 "an entitlement was replayed without a key".into(),
             )),
@@ -847,11 +913,22 @@ impl TokenStore for PgStore {
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
-        let (health, entries) = self.count(true).await;
+        let (health, entries, failed) = self.count(true).await;
+        // Asked after counting: a count that just failed has marked the primary lost, or
+        // says itself why it failed.
+        let unreachable = self.unreachable(failed);
+        let (accounts, entries) = match &unreachable {
+            // The last counts made together, as of the time reported with them.
+            Some(_) => lock(&self.last_counts)
+                .full
+                .map_or((0, 0), |(accounts, entries, _)| (accounts, entries)),
+            None => (health.accounts, entries),
+        };
         Ok(StoreStats {
-            accounts: health.accounts,
+            accounts,
             entries,
             writable: health.writable,
+            unreachable,
         })
     }
 

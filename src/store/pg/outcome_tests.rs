@@ -131,13 +131,14 @@ async fn topup(store: &PgStore, user: &str, amount: i64, key: Option<&str>) -> S
                 key,
                 fingerprint: &fingerprint,
             },
-            reply: Box::new(|balance| {
+            reply: Box::new(|changed| {
+                let balance = changed.balance;
                 RawValue::from_string(format!("{{\"balance\":{balance}}}")).unwrap()
             }),
         }),
     };
     match store.topup(change).await {
-        Ok((Outcome::Applied(balance), _)) => format!("applied {balance}"),
+        Ok((Outcome::Applied(changed), _)) => format!("applied {}", changed.balance),
         Ok((Outcome::Replayed(reply), _)) => format!("replayed {}", reply.get()),
         Err(error) => format!("error {error}"),
     }

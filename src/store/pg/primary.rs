@@ -159,6 +159,8 @@ fn describe(error: &tokio_postgres::Error) -> String {
 /// What this host knows about the primary.
 #[derive(Debug, Default)]
 pub struct Primary {
+    /// Where the database is, as people may be told (`pg::describe`: never a password).
+    place: String,
     state: Mutex<State>,
 }
 
@@ -176,6 +178,19 @@ struct State {
 }
 
 impl Primary {
+    /// What a store at `place` (described without its password) knows of its primary.
+    pub fn new(place: String) -> Primary {
+        Primary {
+            place,
+            state: Mutex::default(),
+        }
+    }
+
+    /// Where the database is (never with a password).
+    pub fn place(&self) -> &str {
+        &self.place
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         super::lock(&self.state)
     }
@@ -188,11 +203,13 @@ impl Primary {
             .map(|(since, why)| (since.elapsed(), why.clone()))
     }
 
-    /// The error a change gets while no primary is known.
+    /// The error a change gets while no primary is known: in our words, with where the
+    /// database is and each host's answer (never a pool library's phrase).
     pub fn unavailable(&self) -> Option<String> {
         self.unknown().map(|(for_, why)| {
             format!(
-                "no PostgreSQL primary is known (for {:.1} s): {why}",
+                "the ledger's database is unreachable at {}: no PostgreSQL primary answers (for {:.1} s): {why}",
+                self.place,
                 for_.as_secs_f64()
             )
         })

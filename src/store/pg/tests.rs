@@ -36,7 +36,7 @@ pub(super) async fn topup(store: &PgStore, user: &str, amount: i64) -> Result<u6
         keyed: None,
     };
     match store.topup(change).await?.0 {
-        Outcome::Applied(balance) => Ok(balance),
+        Outcome::Applied(changed) => Ok(changed.balance),
         Outcome::Replayed(_) => panic!("replayed"),
     }
 }
@@ -203,7 +203,8 @@ fn a_key_repeated_within_one_batch_behaves_as_serial_execution() {
                             key: "same",
                             fingerprint: &fingerprint,
                         },
-                        reply: Box::new(|balance| {
+                        reply: Box::new(|changed| {
+                            let balance = changed.balance;
                             RawValue::from_string(format!("{{\"b\":{balance}}}")).unwrap()
                         }),
                     }),
@@ -212,7 +213,7 @@ fn a_key_repeated_within_one_batch_behaves_as_serial_execution() {
                     .topup(change)
                     .await
                     .map(|(outcome, _)| match outcome {
-                        Outcome::Applied(b) => format!("applied {b}"),
+                        Outcome::Applied(c) => format!("applied {}", c.balance),
                         Outcome::Replayed(r) => format!("replayed {}", r.get()),
                     })
                     .map_err(|e| e.code())

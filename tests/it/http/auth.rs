@@ -397,7 +397,8 @@ fn signed_webhooks_top_up_once_and_anything_else_changes_nothing() {
     let reply = hook(Some(&signature(WEBHOOK_SECRET, now(), body)), body);
     assert_eq!(
         reply.ok(),
-        json!({"user_id": "u1", "amount": 40, "new_balance": 190})
+        json!({"user_id": "u1", "amount": 40, "new_balance": 190, "welcome_grant": 150}),
+        "the webhook's top-up opened u1's account: the grant is in the balance, and said so"
     );
 
     // The provider retries: a new timestamp and signature, the same event. Credited once.
@@ -477,7 +478,7 @@ fn idempotency_keys_belong_to_the_caller_that_sent_them() {
     );
     assert_eq!(
         paid.ok(),
-        json!({"user_id": "victim", "amount": 500, "new_balance": 650}),
+        json!({"user_id": "victim", "amount": 500, "new_balance": 650, "welcome_grant": 150}),
         "the payment is credited"
     );
     // An admin's key of the same name is the admins' own.

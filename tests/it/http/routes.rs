@@ -100,10 +100,16 @@ fn update_token_balance_is_for_admins_and_answers_as_first_written() {
     assert_eq!(
         reply.ok(),
         json!({"success": true, "message": "Token balance updated successfully",
-               "user_id": "user1234", "new_balance": 200})
+               "user_id": "user1234", "new_balance": 200, "welcome_grant": 150}),
+        "the top-up opened the account: the answer says the grant is in the balance"
     );
     let reply = update(key, r#"{"user_id":"user1234","amount":-20}"#);
     assert_eq!(reply.ok()["new_balance"], 180, "a negative amount deducts");
+    assert_eq!(
+        reply.ok().get("welcome_grant"),
+        None,
+        "only when it opens one"
+    );
 
     // Refusals: `{"success": false, "message"}` with the status of their code.
     for (bearer, body, status) in [
@@ -310,6 +316,33 @@ fn idempotency_keys_replay_or_conflict_as_on_the_socket() {
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     topup("evt-1", 26).problem(409, "idempotency_conflict");
     assert_eq!(daemon.balance("u1"), Some(173));
+    // A keyed top-up that opens an account says the welcome grant is in its balance, and its
+    // replay is that same answer, though the account exists by then.
+    let open = |amount: i64| {
+        api.send(
+            "POST",
+            "/v1/users/fresh/topups",
+            Some(&admin.key),
+            &[("idempotency-key", "evt-2")],
+            Some(&json!({ "amount": amount }).to_string()),
+        )
+    };
+    let first = open(10);
+    assert_eq!(
+        first.ok(),
+        json!({"user_id": "fresh", "amount": 10, "new_balance": 160, "welcome_grant": 150})
+    );
+    let again = open(10);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    let mut expected = first.body.clone();
+    expected.pop();
+    expected.extend_from_slice(br#","replayed":true}"#);
+    assert_eq!(
+        String::from_utf8_lossy(&again.body),
+        String::from_utf8_lossy(&expected),
+        "the first answer, byte for byte, marked as a replay"
+    );
+    assert_eq!(daemon.balance("fresh"), Some(160));
 }
 
 #[test]

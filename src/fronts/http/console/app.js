@@ -578,11 +578,16 @@ async function topUp() {
     delete form.dataset.key;
     form.reset();
     const what = data.amount > 0 ? `Topped up ${tokens(data.amount)}` : `Deducted ${tokens(-data.amount)}`;
+    // A top-up that opened the account also recorded the welcome grant: say why the
+    // balance is more than the amount.
+    const welcome = data.welcome_grant
+      ? ` This opened the account: the balance includes its welcome grant of ${tokens(data.welcome_grant)}.`
+      : "";
     say(
       message,
       data.replayed
-        ? `Already applied (replayed): nothing changed. Balance ${tokens(data.new_balance)}.`
-        : `${what} for ${data.user_id}. New balance: ${tokens(data.new_balance)}.`,
+        ? `Already applied (replayed): nothing changed. Balance ${tokens(data.new_balance)}.${welcome}`
+        : `${what} for ${data.user_id}. New balance: ${tokens(data.new_balance)}.${welcome}`,
       "ok",
     );
   } catch (error) {
@@ -682,13 +687,22 @@ async function pollService() {
   let trouble = null;
   try {
     const status = await api("GET", "/v1/status");
+    // While the database is out of reach the counts are the last ones read: say so.
+    const lost = status.unreachable;
+    const count = (n) => {
+      if (!lost) return String(n);
+      return lost.counted_at ? `${n} (last known, counted ${lost.counted_at})` : "not known";
+    };
+    const writable = lost
+      ? `NO: the database at ${lost.store} is unreachable since ${lost.since}: ${lost.reason}`
+      : status.writable ? "yes" : "NO: changes are refused";
     rows.push(
       ["version", "memesd", `${status.version} (protocol ${status.protocol})`],
       ["uptime", "Up for", uptime(status.uptime_secs)],
-      ["accounts", "Accounts", String(status.accounts)],
+      ["accounts", "Accounts", count(status.accounts)],
       ["memes", "Memes in the catalogue", String(status.memes)],
-      ["entries", "Ledger entries", String(status.entries)],
-      ["writable", "Ledger writable", status.writable ? "yes" : "NO: changes are refused", status.writable ? "good" : "bad"],
+      ["entries", "Ledger entries", count(status.entries)],
+      ["writable", "Ledger writable", writable, status.writable ? "good" : "bad"],
     );
   } catch (error) {
     trouble = describe(error);
