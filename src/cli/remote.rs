@@ -273,18 +273,13 @@ fn error_of(status: http::StatusCode, body: &str) -> ErrorBody {
     if let Ok(problem) = serde_json::from_str::<Problem>(body) {
         return ErrorBody::new(problem.code, problem.detail);
     }
-    let code = match status.as_u16() {
-        400 | 405 | 408 | 431 => ErrorCode::BadRequest,
-        401 => ErrorCode::Unauthorized,
-        402 => ErrorCode::InsufficientTokens,
-        403 => ErrorCode::NotAllowed,
-        404 => ErrorCode::NotFound,
-        409 => ErrorCode::IdempotencyConflict,
-        413 => ErrorCode::PayloadTooLarge,
-        429 => ErrorCode::RateLimited,
-        502..=504 => ErrorCode::Unavailable,
+    // Besides the statuses memesd answers codes with: the client errors its server answers
+    // before any handler runs, and a proxy's word that memesd is not there.
+    let code = ErrorCode::from_http_status(status.as_u16()).unwrap_or(match status.as_u16() {
+        405 | 408 | 431 => ErrorCode::BadRequest,
+        502 | 504 => ErrorCode::Unavailable,
         _ => ErrorCode::Internal,
-    };
+    });
     let text = body.trim();
     let message = match text.is_empty() {
         true => format!("memesd answered {status}"),

@@ -268,17 +268,15 @@ fn op_of(path: &str) -> Op {
         .map_or(Op::Other, |&op| Op::from(op))
 }
 
-/// The outcome code of a response that carries none (made outside the handlers).
+/// The outcome code of a response that carries none (made outside the handlers): the code
+/// its status stands for, else the client's (`bad_request`) or ours (`internal`).
 fn code_of_status(status: StatusCode) -> Option<ErrorCode> {
     match status.as_u16() {
         100..=399 => None,
-        401 => Some(ErrorCode::Unauthorized),
-        404 => Some(ErrorCode::NotFound),
-        413 => Some(ErrorCode::PayloadTooLarge),
-        429 => Some(ErrorCode::RateLimited),
-        503 => Some(ErrorCode::Unavailable),
-        400..=499 => Some(ErrorCode::BadRequest),
-        _ => Some(ErrorCode::Internal),
+        status => Some(ErrorCode::from_http_status(status).unwrap_or(match status {
+            400..=499 => ErrorCode::BadRequest,
+            _ => ErrorCode::Internal,
+        })),
     }
 }
 
@@ -347,7 +345,7 @@ async fn refuse_busy(mut stream: tokio::net::TcpStream, max_connections: usize) 
     let problem = problem::ProblemDetails {
         kind: "about:blank",
         title: "Service Unavailable".into(),
-        status: 503,
+        status: ErrorCode::Busy.http_status(),
         detail: format!("memesd is at its limit of {max_connections} connections; try again later"),
         code: ErrorCode::Busy,
         retry_after: Some(1),
