@@ -363,12 +363,8 @@ pub fn store_changes_waiting(delta: f64) {
 }
 
 /// Whether the store accepts changes (set when metrics are rendered).
-pub fn store_writable(store: Store, writable: bool) {
-    metrics::gauge!("memes_store_writable", "store" => store.label()).set(if writable {
-        1.0
-    } else {
-        0.0
-    });
+pub fn store_writable(store: &'static str, writable: bool) {
+    metrics::gauge!("memes_store_writable", "store" => store).set(if writable { 1.0 } else { 0.0 });
 }
 
 /// Accounts in the ledger (set when metrics are rendered).

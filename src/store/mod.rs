@@ -281,8 +281,13 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Whether changes are accepted now, and how many accounts there are, without reading
     /// the entries. An unreachable store is reported as not writable.
     async fn health(&self) -> StoreHealth;
-    /// Which kind of store this is, for the metrics.
-    fn kind(&self) -> crate::telemetry::Store;
+    /// Finishes every change already asked for (durably) and releases what the store holds
+    /// (threads, connections); changes asked for afterwards are refused. Called once, when
+    /// the fronts have stopped, inside the runtime: a database's connections need it, and a
+    /// store that blocks to close does so on a blocking thread.
+    async fn close(&self) -> std::io::Result<()>;
+    /// Which kind of store this is (`file`, `postgres`), as logs and metrics name it.
+    fn kind(&self) -> &'static str;
 }
 
 /// Milliseconds since the Unix epoch, the ledger's clock.
