@@ -7,7 +7,6 @@ pub mod config;
 pub mod config_file;
 pub mod datadir;
 pub mod logging;
-pub mod store;
 pub mod systemd;
 pub mod transfer;
 
@@ -20,14 +19,12 @@ use crate::premium::claims::ClaimsVerifier;
 use crate::premium::generate::{Backend, Generator};
 use crate::premium::render::Renderer;
 use crate::service::{AdminKeys, Service, ServiceConfig};
-use crate::store::pg::{PgConfig, PgStore};
-use crate::store::{FileStore, StoreConfig, TokenStore};
+use crate::store::spec as store;
 use crate::telemetry;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use config::DaemonArgs;
 use std::sync::Arc;
 use std::time::Instant;
-use store::StoreChoice;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
@@ -102,7 +99,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
     datadir::check_owner(&data_dir).map_err(anyhow::Error::msg)?;
     datadir::secure_existing(&data_dir)
         .with_context(|| format!("checking the permissions of {}", data_dir.display()))?;
-    let choice = store::choose(
+    let spec = store::parse(
         args.store.as_deref(),
         args.store_password_file.as_deref(),
         &data_dir,
@@ -111,66 +108,27 @@ pub fn run(args: DaemonArgs) -> Result<()> {
     // Directories this start creates: a start that fails before serving removes them again,
     // so a mistyped --socket or a busy port leaves no empty ledger behind.
     let mut created: Vec<std::path::PathBuf> = vec![data_dir.clone()];
-    if let StoreChoice::File(dir) = &choice {
-        created.push(dir.clone());
-    }
     created.retain(|dir| !dir.exists());
-    created.dedup();
-    let opened = match choice {
-        StoreChoice::File(dir) => {
-            let moved = crate::store::file::moved::read(&dir)
-                .with_context(|| format!("checking whether {} was moved", dir.display()))?;
-            if let Some(moved) = moved {
-                bail!(moved.refusal(&dir));
-            }
-            let store = FileStore::open(
-                &dir,
-                StoreConfig {
-                    welcome_tokens: args.welcome_tokens,
-                    checkpoint_bytes: args.checkpoint_mib.max(1) << 20,
-                    ..StoreConfig::default()
-                },
-            )
-            .context("opening the ledger")?;
-            let recovery = store.recovery_stats();
-            tracing::info!(
-                "ledger in {}: {} accounts from the checkpoint, {} journal transactions replayed, {} entries",
-                dir.display(),
-                recovery.checkpoint_accounts,
-                recovery.replayed_lines,
-                store.stats_now().entries
-            );
-            Opened::File(Arc::new(store))
-        }
-        StoreChoice::Postgres(config) => {
-            let config = PgConfig {
-                welcome_tokens: args.welcome_tokens,
-                pool_size: args.store_pool,
-                // One writer per 16 connections: on two cores one writer per host made the
-                // biggest batches and the most throughput (BENCHMARKS.md, run C).
-                writers: (args.store_pool / 16).max(1),
-                ..*config
-            };
-            let url = crate::store::pg::describe(&config.url);
-            let store = runtime
-                .block_on(PgStore::open(config))
-                .context("opening the ledger in PostgreSQL")?;
-            // Generated images stay on each host, in its data directory.
-            private_dir(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-            tracing::info!("ledger in PostgreSQL at {url}, shared with any other memesd there");
-            Opened::Postgres(Arc::new(store))
-        }
+    let options = store::OpenOptions {
+        welcome_tokens: args.welcome_tokens,
+        checkpoint_bytes: args.checkpoint_mib.max(1) << 20,
+        pool_size: args.store_pool,
     };
-    // The file store's data directory is this daemon's (locked): say which socket serves it.
-    // PostgreSQL-backed hosts may share a data directory (only generated images are there),
-    // so nothing there is locked nor names one of them.
-    if let Opened::File(_) = &opened {
-        crate::lockfile::record_owner(&data_dir, &socket_path);
+    let opened = runtime.block_on(store::open(spec, &options))?;
+    if let Some(dir) = opened.dir.as_ref().filter(|_| opened.created_dir) {
+        created.push(dir.clone());
+        created.dedup();
     }
-    let store: Arc<dyn TokenStore> = match &opened {
-        Opened::File(store) => store.clone(),
-        Opened::Postgres(store) => store.clone(),
-    };
+    match opened.dir {
+        // The ledger's directory is this daemon's (locked): say which socket serves it.
+        Some(_) => crate::lockfile::record_owner(&data_dir, &socket_path),
+        // Hosts sharing a database may share a data directory (only generated images are
+        // there, each host's own), so nothing there is locked nor names one of them.
+        None => {
+            private_dir(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?
+        }
+    }
+    let store = opened.store;
     let premium = Premium::new(
         claims,
         generator,
@@ -184,7 +142,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
         admin_keys: Arc::new(admin_keys),
         rate_limit: args.rate_limit,
     };
-    let service = Arc::new(Service::new(store, catalogue, premium, config));
+    let service = Arc::new(Service::new(store.clone(), catalogue, premium, config));
 
     let Signals {
         terminate,
@@ -342,18 +300,11 @@ pub fn run(args: DaemonArgs) -> Result<()> {
         anyhow::Ok(bound)
     });
     drop(service);
-    let closed = match opened {
-        Opened::Postgres(store) => {
-            // Every change already handed to the batch writer is committed and answered.
-            runtime.block_on(store.close());
-            drop(runtime);
-            Ok(())
-        }
-        Opened::File(store) => {
-            drop(runtime);
-            store.close().context("flushing the ledger")
-        }
-    };
+    // Every change already handed to the store is made durable and answered.
+    let closed = runtime
+        .block_on(store.close())
+        .context("flushing the ledger");
+    drop(runtime);
     // Remove the socket only once everything is flushed, so a client that finds no socket
     // can start a new daemon that sees every change.
     let bound = match served {
@@ -372,12 +323,6 @@ pub fn run(args: DaemonArgs) -> Result<()> {
     closed?;
     tracing::info!("memesd stopped cleanly");
     Ok(())
-}
-
-/// The store memesd opened, for its own way of closing.
-enum Opened {
-    File(Arc<FileStore>),
-    Postgres(Arc<PgStore>),
 }
 
 /// Creates a directory only its owner may enter (0700), if it is not there.

@@ -12,6 +12,7 @@
 //! cursors are opaque [`HistoryCursor`]s.
 //!
 //! - [`rules`]: the rules of the money, written once, used by every store.
+//! - [`spec`]: from a `--store` spec to an open store.
 //! - [`file`]: the embedded default store: journal, checkpoints, recovery, history, audit.
 //! - [`pg`]: PostgreSQL, which several memesd hosts can share: group commit, constraints as a
 //!   second line, migrations, export and import.
@@ -22,6 +23,7 @@ mod contract;
 pub mod file;
 pub mod pg;
 pub mod rules;
+pub mod spec;
 
 pub use file::{FileStore, StoreConfig};
 
