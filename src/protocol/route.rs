@@ -1,5 +1,5 @@
 //! Where each op lives in the versioned HTTP API: its method and its path template. The
-//! templates are written once, beside the op in [`super::for_each_op`]; the HTTP front routes
+//! templates are written once, beside the op in `for_each_op!`; the HTTP front routes
 //! and labels requests by them and `memes --url` sends requests to them, so the server and
 //! its client cannot disagree on a route.
 //!
