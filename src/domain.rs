@@ -68,6 +68,48 @@ impl ErrorCode {
     }
 }
 
+impl ErrorCode {
+    /// The HTTP status the code is answered with: the one table of them. The HTTP front
+    /// answers with it, and a client reads a bare status back with
+    /// [`from_http_status`](Self::from_http_status).
+    pub const fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest | ErrorCode::InvalidArgument | ErrorCode::UnknownOp => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::InsufficientTokens => 402,
+            ErrorCode::NotAllowed => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::IdempotencyConflict => 409,
+            ErrorCode::LineTooLong | ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Busy | ErrorCode::Unavailable => 503,
+            ErrorCode::Internal => 500,
+        }
+    }
+
+    /// The code a status stands for in a response that carries no code of ours (made by a
+    /// framework or a proxy): the code answered with that status, the most general one
+    /// where several share it. `None` for a status no code is answered with.
+    pub fn from_http_status(status: u16) -> Option<ErrorCode> {
+        // Derived from `http_status`, so that the two directions cannot disagree.
+        const GENERAL: [ErrorCode; 10] = [
+            ErrorCode::BadRequest,
+            ErrorCode::Unauthorized,
+            ErrorCode::InsufficientTokens,
+            ErrorCode::NotAllowed,
+            ErrorCode::NotFound,
+            ErrorCode::IdempotencyConflict,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::RateLimited,
+            ErrorCode::Unavailable,
+            ErrorCode::Internal,
+        ];
+        GENERAL
+            .into_iter()
+            .find(|code| code.http_status() == status)
+    }
+}
+
 impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -235,4 +277,28 @@ pub struct AuditReport {
     /// lines; changes other than welcome grants).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_status_reads_back_as_a_code_answered_with_it() {
+        for status in 100..600 {
+            if let Some(code) = ErrorCode::from_http_status(status) {
+                assert_eq!(code.http_status(), status, "{code}");
+            }
+        }
+        for (status, code) in [
+            (400, ErrorCode::BadRequest),
+            (413, ErrorCode::PayloadTooLarge),
+            (503, ErrorCode::Unavailable),
+            (500, ErrorCode::Internal),
+        ] {
+            assert_eq!(ErrorCode::from_http_status(status), Some(code), "{status}");
+        }
+        assert_eq!(ErrorCode::from_http_status(200), None);
+        assert_eq!(ErrorCode::from_http_status(418), None);
+    }
 }

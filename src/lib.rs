@@ -12,10 +12,12 @@
 //!   and charge-on-delivery.
 //! - [`store`]: the token ledger behind an async trait. The rules of the money are in
 //!   [`store::rules`], and nowhere else; [`store::file`] is the embedded journal store,
-//!   [`store::pg`] the PostgreSQL store that several memesd hosts can share.
+//!   [`store::pg`] the PostgreSQL store that several memesd hosts can share;
+//!   [`store::spec`] opens the one `--store` names.
 //! - [`catalogue`]: the memes, ranked search, selection, and where a coordinate is.
 //! - [`premium`]: signed claims, and generated meme images.
-//! - [`daemon`]: memesd's command line and wiring; [`client`] and [`cli`]: the `memes`
+//! - [`daemon`]: memesd's command line and wiring ([`daemon::build`], then
+//!   [`daemon::serve`] on the listeners and shutdown future it is given); [`client`] and [`cli`]: the `memes`
 //!   command line; [`paths`]: where the socket and the data live; [`lockfile`]: one daemon
 //!   per data directory and socket; [`credentials`]: admin keys' format, for every front
 //!   and the CLI.

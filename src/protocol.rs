@@ -12,6 +12,9 @@ pub use crate::domain::{
 use serde::{Deserialize, Serialize};
 
 pub mod ndjson;
+pub mod route;
+
+pub use route::Route;
 
 /// Bumped on any incompatible change of the wire format; `status` reports it.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -66,23 +69,25 @@ impl ErrorBody {
     }
 }
 
-/// Every operation, once: its name on the wire, its variant and its request type. Everything
-/// that names an op is made from this list: [`Request`] (serde's tag), [`Op`] (the op alone,
-/// for the socket's head, logs and refusals) and, through [`for_each_op`], the metrics'
-/// labels. Adding an op adds one line here (and its request type below).
+/// Every operation, once: its name on the wire, its variant, its request type and its route
+/// in the HTTP API (method and path template, see [`route`]). Everything that names an op is
+/// made from this list: [`Request`] (serde's tag), [`Op`] (the op alone, for the socket's
+/// head, logs and refusals), [`Op::route`] (which the HTTP front serves and labels, and which
+/// `memes --url` calls) and, through [`for_each_op`], the metrics' labels. Adding an op adds
+/// one line here (and its request type below).
 macro_rules! for_each_op {
     ($callback:ident) => {
         $callback! {
-            "get" => Get(GetRequest),
-            "topup" => Topup(TopupRequest),
-            "balance" => Balance(BalanceRequest),
-            "history" => History(HistoryRequest),
-            "status" => Status(StatusRequest),
-            "search" => Search(SearchRequest),
-            "similar" => Similar(SimilarRequest),
-            "entitle" => Entitle(EntitleRequest),
-            "audit" => Audit(AuditRequest),
-            "reload" => Reload(ReloadRequest),
+            "get" => Get(GetRequest) at POST "/v1/memes",
+            "topup" => Topup(TopupRequest) at POST "/v1/users/{user}/topups",
+            "balance" => Balance(BalanceRequest) at GET "/v1/users/{user}/balance",
+            "history" => History(HistoryRequest) at GET "/v1/users/{user}/history",
+            "status" => Status(StatusRequest) at GET "/v1/status",
+            "search" => Search(SearchRequest) at GET "/v1/search",
+            "similar" => Similar(SimilarRequest) at GET "/v1/memes/{id}/similar",
+            "entitle" => Entitle(EntitleRequest) at PUT "/v1/users/{user}/entitlement",
+            "audit" => Audit(AuditRequest) at POST "/v1/audit",
+            "reload" => Reload(ReloadRequest) at POST "/v1/reload",
         }
     };
 }
@@ -90,7 +95,7 @@ pub(crate) use for_each_op;
 
 /// Makes [`Request`] and [`Op`] from [`for_each_op`]'s list.
 macro_rules! requests_and_ops {
-    ($($name:literal => $variant:ident($body:ident),)+) => {
+    ($($name:literal => $variant:ident($body:ident) at $method:ident $path:literal,)+) => {
         /// Every operation, tagged by `"op"`. The `"id"` that any request may carry is not
         /// part of these structs: the daemon reads it separately so that it can echo it even
         /// when the rest of the request is malformed.
@@ -117,6 +122,13 @@ macro_rules! requests_and_ops {
             pub const fn as_str(self) -> &'static str {
                 match self {
                     $(Op::$variant => $name,)+
+                }
+            }
+
+            /// The op's route in the versioned HTTP API.
+            pub const fn route(self) -> Route {
+                match self {
+                    $(Op::$variant => Route { method: http::Method::$method, path: $path },)+
                 }
             }
 

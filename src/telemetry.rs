@@ -169,7 +169,7 @@ impl Front {
 /// Makes [`Op`] from the protocol's one list of ops ([`crate::protocol::for_each_op`]), so
 /// that a new op has its own metric series without a line here.
 macro_rules! metric_ops {
-    ($($name:literal => $variant:ident($body:ident),)+) => {
+    ($($name:literal => $variant:ident($body:ident) at $method:ident $path:literal,)+) => {
         /// What a request asked for, as the metrics label it: every protocol op, and what
         /// only the HTTP front serves (webhooks, images, anything else).
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,7 +196,13 @@ macro_rules! metric_ops {
 
             /// The operation of a protocol request.
             pub fn of(request: &crate::protocol::Request) -> Op {
-                match request.op() {
+                Op::from(request.op())
+            }
+        }
+
+        impl From<crate::protocol::Op> for Op {
+            fn from(op: crate::protocol::Op) -> Op {
+                match op {
                     $(crate::protocol::Op::$variant => Op::$variant,)+
                 }
             }
@@ -357,12 +363,8 @@ pub fn store_changes_waiting(delta: f64) {
 }
 
 /// Whether the store accepts changes (set when metrics are rendered).
-pub fn store_writable(store: Store, writable: bool) {
-    metrics::gauge!("memes_store_writable", "store" => store.label()).set(if writable {
-        1.0
-    } else {
-        0.0
-    });
+pub fn store_writable(store: &'static str, writable: bool) {
+    metrics::gauge!("memes_store_writable", "store" => store).set(if writable { 1.0 } else { 0.0 });
 }
 
 /// Accounts in the ledger (set when metrics are rendered).

@@ -160,16 +160,19 @@ impl Remote {
     }
 }
 
-/// The route, body and headers of a request.
+/// The route, body and headers of a request. Its method and path are the op's own
+/// ([`crate::protocol::Op::route`]), the route the HTTP front serves it on; each op adds its
+/// path segment, query and body.
 fn route(request: &Request) -> Call {
-    let call = |method, path: String| Call {
-        method,
-        path,
+    let route = request.op().route();
+    let at = |segment: &str| route.path_with(&encode(segment));
+    let mut call = Call {
+        method: route.method.clone(),
+        path: route.path.to_string(),
         body: None,
         idempotency_key: None,
         fallback_bearer: None,
     };
-    let user_path = |user: &str, rest: &str| format!("/v1/users/{}/{rest}", encode(user));
     match request {
         Request::Get(get) => {
             let mut body = serde_json::json!({ "user": get.user });
@@ -187,79 +190,74 @@ fn route(request: &Request) -> Call {
                     body[name] = value;
                 }
             }
-            Call {
-                body: Some(body),
-                idempotency_key: get.idempotency_key.clone(),
-                // A signed claim for the user is their credential over HTTP.
-                fallback_bearer: Some(get.token.clone().unwrap_or_else(|| get.user.clone())),
-                ..call(http::Method::POST, "/v1/memes".into())
-            }
+            call.body = Some(body);
+            call.idempotency_key = get.idempotency_key.clone();
+            // A signed claim for the user is their credential over HTTP.
+            call.fallback_bearer = Some(get.token.clone().unwrap_or_else(|| get.user.clone()));
         }
         Request::Topup(topup) => {
             let mut body = serde_json::json!({ "amount": topup.amount });
             if let Some(reason) = &topup.reason {
                 body["reason"] = reason.as_str().into();
             }
-            Call {
-                body: Some(body),
-                idempotency_key: topup.idempotency_key.clone(),
-                ..call(http::Method::POST, user_path(&topup.user, "topups"))
-            }
+            call.path = at(&topup.user);
+            call.body = Some(body);
+            call.idempotency_key = topup.idempotency_key.clone();
         }
-        Request::Balance(balance) => Call {
-            fallback_bearer: Some(balance.user.clone()),
-            ..call(http::Method::GET, user_path(&balance.user, "balance"))
-        },
+        Request::Balance(balance) => {
+            call.path = at(&balance.user);
+            call.fallback_bearer = Some(balance.user.clone());
+        }
         Request::History(history) => {
-            let mut path = user_path(&history.user, "history");
-            let mut separator = '?';
-            if let Some(limit) = history.limit {
-                path.push_str(&format!("{separator}limit={limit}"));
-                separator = '&';
-            }
-            if let Some(before) = &history.before {
-                path.push_str(&format!("{separator}before={}", encode(before)));
-            }
-            Call {
-                fallback_bearer: Some(history.user.clone()),
-                ..call(http::Method::GET, path)
-            }
+            call.path = at(&history.user);
+            add_query(
+                &mut call.path,
+                [
+                    ("limit", history.limit.map(|limit| limit.to_string())),
+                    ("before", history.before.as_deref().map(encode)),
+                ],
+            );
+            call.fallback_bearer = Some(history.user.clone());
         }
-        Request::Search(search) => {
-            let mut path = format!("/v1/search?q={}", encode(&search.query));
-            if let Some(limit) = search.limit {
-                path.push_str(&format!("&limit={limit}"));
-            }
-            if search.nsfw {
-                path.push_str("&nsfw=true");
-            }
-            call(http::Method::GET, path)
-        }
+        Request::Search(search) => add_query(
+            &mut call.path,
+            [
+                ("q", Some(encode(&search.query))),
+                ("limit", search.limit.map(|limit| limit.to_string())),
+                ("nsfw", search.nsfw.then(|| "true".to_string())),
+            ],
+        ),
         Request::Similar(similar) => {
-            let mut path = format!("/v1/memes/{}/similar", encode(&similar.meme));
-            let mut separator = '?';
-            if let Some(limit) = similar.limit {
-                path.push_str(&format!("{separator}limit={limit}"));
-                separator = '&';
-            }
-            if similar.nsfw {
-                path.push_str(&format!("{separator}nsfw=true"));
-            }
-            call(http::Method::GET, path)
+            call.path = at(&similar.meme);
+            add_query(
+                &mut call.path,
+                [
+                    ("limit", similar.limit.map(|limit| limit.to_string())),
+                    ("nsfw", similar.nsfw.then(|| "true".to_string())),
+                ],
+            );
         }
         Request::Entitle(entitle) => {
             let mut body = serde_json::json!({ "tier": entitle.tier });
             if let Some(until) = &entitle.until {
                 body["until"] = until.as_str().into();
             }
-            Call {
-                body: Some(body),
-                ..call(http::Method::PUT, user_path(&entitle.user, "entitlement"))
-            }
+            call.path = at(&entitle.user);
+            call.body = Some(body);
         }
-        Request::Status(_) => call(http::Method::GET, "/v1/status".into()),
-        Request::Audit(_) => call(http::Method::POST, "/v1/audit".into()),
-        Request::Reload(_) => call(http::Method::POST, "/v1/reload".into()),
+        Request::Status(_) | Request::Audit(_) | Request::Reload(_) => {}
+    }
+    call
+}
+
+/// Appends the given query parameters (values already encoded) to `path`, in order.
+fn add_query<const N: usize>(path: &mut String, parameters: [(&str, Option<String>); N]) {
+    let mut separator = '?';
+    for (name, value) in parameters {
+        if let Some(value) = value {
+            path.push_str(&format!("{separator}{name}={value}"));
+            separator = '&';
+        }
     }
 }
 
@@ -275,18 +273,13 @@ fn error_of(status: http::StatusCode, body: &str) -> ErrorBody {
     if let Ok(problem) = serde_json::from_str::<Problem>(body) {
         return ErrorBody::new(problem.code, problem.detail);
     }
-    let code = match status.as_u16() {
-        400 | 405 | 408 | 431 => ErrorCode::BadRequest,
-        401 => ErrorCode::Unauthorized,
-        402 => ErrorCode::InsufficientTokens,
-        403 => ErrorCode::NotAllowed,
-        404 => ErrorCode::NotFound,
-        409 => ErrorCode::IdempotencyConflict,
-        413 => ErrorCode::PayloadTooLarge,
-        429 => ErrorCode::RateLimited,
-        502..=504 => ErrorCode::Unavailable,
+    // Besides the statuses memesd answers codes with: the client errors its server answers
+    // before any handler runs, and a proxy's word that memesd is not there.
+    let code = ErrorCode::from_http_status(status.as_u16()).unwrap_or(match status.as_u16() {
+        405 | 408 | 431 => ErrorCode::BadRequest,
+        502 | 504 => ErrorCode::Unavailable,
         _ => ErrorCode::Internal,
-    };
+    });
     let text = body.trim();
     let message = match text.is_empty() {
         true => format!("memesd answered {status}"),

@@ -332,7 +332,7 @@ const MAX_STORE_POOL: u64 = 10_000;
 /// A `--store` memesd knows (checked as it is parsed, so a bad one exits 2 naming the flag,
 /// the environment variable or the file key, like every other bad value).
 fn parse_store(text: &str) -> Result<String, String> {
-    super::store::choose(Some(text), None, std::path::Path::new("."))
+    crate::store::spec::parse(Some(text), None, std::path::Path::new("."))
         .map(|_| text.to_string())
         .map_err(|_| {
             format!("{text:?} is not a store memesd knows: file, file:DIR or postgres://…")

@@ -1,14 +1,17 @@
 //! memesd as a whole: its command line ([`config`]), the data directory's permissions
-//! ([`datadir`]), and the wiring that opens the store, builds the service, runs the fronts
-//! until a signal says stop, and shuts down in the order that keeps every acknowledged
-//! change (flush the store, then remove the socket).
+//! ([`datadir`]), and the wiring: [`build`] opens the store and builds the service,
+//! [`serve`] runs the fronts on the listeners it is given until the shutdown future it is
+//! given resolves, and [`run`] does both with memesd's own sockets and signals, then shuts
+//! down in the order that keeps every acknowledged change (flush the store, then remove the
+//! socket).
 
 pub mod config;
 pub mod config_file;
 pub mod datadir;
 pub mod logging;
-pub mod store;
 pub mod systemd;
+#[cfg(test)]
+mod tests;
 pub mod transfer;
 
 use crate::catalogue::Catalogue;
@@ -20,19 +23,22 @@ use crate::premium::claims::ClaimsVerifier;
 use crate::premium::generate::{Backend, Generator};
 use crate::premium::render::Renderer;
 use crate::service::{AdminKeys, Service, ServiceConfig};
-use crate::store::pg::{PgConfig, PgStore};
-use crate::store::{FileStore, StoreConfig, TokenStore};
+use crate::store::TokenStore;
+use crate::store::spec as store;
 use crate::telemetry;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use config::DaemonArgs;
+use interprocess::local_socket::tokio::Listener;
+use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-use store::StoreChoice;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-/// Runs memesd until SIGTERM or SIGINT: opens the store and the catalogue, serves the
-/// socket, then flushes the store and removes the socket.
+/// Runs memesd until SIGTERM or SIGINT: builds it ([`build`]: the store, the catalogue, the
+/// service), binds its listeners (or takes systemd's), serves them ([`serve`]), then flushes
+/// the store and removes the socket.
 pub fn run(args: DaemonArgs) -> Result<()> {
     let started = Instant::now();
     // First, while memesd is one thread: reading systemd's sockets edits the environment.
@@ -60,131 +66,14 @@ pub fn run(args: DaemonArgs) -> Result<()> {
         true => Some(telemetry::install().map_err(anyhow::Error::msg)?),
         false => None,
     };
-    let data_dir = args.data_dir();
     let socket_path = inherited.unix_path().unwrap_or_else(|| args.socket());
-    let admin = args.admin_policy().map_err(anyhow::Error::msg)?;
-    args.check_http_exposure_at(http_address)
-        .map_err(anyhow::Error::msg)?;
-    let admin_keys = match &args.admin_keys {
-        Some(path) => AdminKeys::from_file(path).map_err(anyhow::Error::msg)?,
-        None => AdminKeys::none(),
-    };
-    let webhook = args
-        .webhook_secret
-        .as_deref()
-        .map(WebhookSecret::from_file)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
-    let access = args.socket_access().map_err(anyhow::Error::msg)?;
-    let catalogue = match &args.catalogue {
-        Some(path) => Catalogue::from_file(path),
-        None => Catalogue::embedded(),
-    }
-    .context("loading the meme catalogue")?;
-    let claims = args
-        .claims_key
-        .as_deref()
-        .map(|path| ClaimsVerifier::from_file(path).map(|key| key.with_leeway(args.claims_leeway)))
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
-    let backend = match &args.generator_cmd {
-        Some(command) => Backend::External {
-            command: command.clone(),
-            timeout: args.generator_timeout(),
-        },
-        None => Backend::Builtin,
-    };
-    let generator = Generator::new(
-        Renderer::embedded().context("loading meme templates")?,
-        backend,
-    );
-
-    datadir::check_owner(&data_dir).map_err(anyhow::Error::msg)?;
-    datadir::secure_existing(&data_dir)
-        .with_context(|| format!("checking the permissions of {}", data_dir.display()))?;
-    let choice = store::choose(
-        args.store.as_deref(),
-        args.store_password_file.as_deref(),
-        &data_dir,
-    )
-    .map_err(anyhow::Error::msg)?;
-    // Directories this start creates: a start that fails before serving removes them again,
-    // so a mistyped --socket or a busy port leaves no empty ledger behind.
-    let mut created: Vec<std::path::PathBuf> = vec![data_dir.clone()];
-    if let StoreChoice::File(dir) = &choice {
-        created.push(dir.clone());
-    }
-    created.retain(|dir| !dir.exists());
-    created.dedup();
-    let opened = match choice {
-        StoreChoice::File(dir) => {
-            let moved = crate::store::file::moved::read(&dir)
-                .with_context(|| format!("checking whether {} was moved", dir.display()))?;
-            if let Some(moved) = moved {
-                bail!(moved.refusal(&dir));
-            }
-            let store = FileStore::open(
-                &dir,
-                StoreConfig {
-                    welcome_tokens: args.welcome_tokens,
-                    checkpoint_bytes: args.checkpoint_mib.max(1) << 20,
-                    ..StoreConfig::default()
-                },
-            )
-            .context("opening the ledger")?;
-            let recovery = store.recovery_stats();
-            tracing::info!(
-                "ledger in {}: {} accounts from the checkpoint, {} journal transactions replayed, {} entries",
-                dir.display(),
-                recovery.checkpoint_accounts,
-                recovery.replayed_lines,
-                store.stats_now().entries
-            );
-            Opened::File(Arc::new(store))
-        }
-        StoreChoice::Postgres(config) => {
-            let config = PgConfig {
-                welcome_tokens: args.welcome_tokens,
-                pool_size: args.store_pool,
-                // One writer per 16 connections: on two cores one writer per host made the
-                // biggest batches and the most throughput (BENCHMARKS.md, run C).
-                writers: (args.store_pool / 16).max(1),
-                ..*config
-            };
-            let url = crate::store::pg::describe(&config.url);
-            let store = runtime
-                .block_on(PgStore::open(config))
-                .context("opening the ledger in PostgreSQL")?;
-            // Generated images stay on each host, in its data directory.
-            private_dir(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-            tracing::info!("ledger in PostgreSQL at {url}, shared with any other memesd there");
-            Opened::Postgres(Arc::new(store))
-        }
-    };
-    // The file store's data directory is this daemon's (locked): say which socket serves it.
-    // PostgreSQL-backed hosts may share a data directory (only generated images are there),
-    // so nothing there is locked nor names one of them.
-    if let Opened::File(_) = &opened {
-        crate::lockfile::record_owner(&data_dir, &socket_path);
-    }
-    let store: Arc<dyn TokenStore> = match &opened {
-        Opened::File(store) => store.clone(),
-        Opened::Postgres(store) => store.clone(),
-    };
-    let premium = Premium::new(
-        claims,
-        generator,
-        data_dir.join("generated"),
-        args.generate_cost,
-    );
-    let config = ServiceConfig {
-        meme_cost: args.meme_cost,
-        catalogue_path: args.catalogue.clone(),
-        admin,
-        admin_keys: Arc::new(admin_keys),
-        rate_limit: args.rate_limit,
-    };
-    let service = Arc::new(Service::new(store, catalogue, premium, config));
+    let Built {
+        service,
+        store,
+        webhook,
+        access,
+        created,
+    } = build(&args, &runtime, http_address, &socket_path)?;
 
     let Signals {
         terminate,
@@ -305,55 +194,27 @@ pub fn run(args: DaemonArgs) -> Result<()> {
         // Signals that came during start-up are acted on from here, after READY=1, so
         // systemd sees them in order.
         let reloader = tokio::spawn(reload_on_sighup(service.clone(), hangup));
-        let stopping = CancellationToken::new();
-        tokio::spawn({
-            let stopping = stopping.clone();
-            async move {
-                shutdown_signal(terminate, interrupt).await;
-                systemd::notify_stopping();
-                stopping.cancel();
-            }
-        });
-        let socket_front = unix::run(
-            service.clone(),
-            &bound.listener,
-            args.limits(),
-            stopping.clone().cancelled_owned(),
-        );
-        let http_front = async {
-            if let Some((listener, router, _)) = http {
-                http::serve(
-                    router,
-                    listener,
-                    args.http_limits(),
-                    stopping.clone().cancelled_owned(),
-                )
-                .await;
-            }
+        let shutdown = async {
+            shutdown_signal(terminate, interrupt).await;
+            systemd::notify_stopping();
         };
-        let metrics_front = async {
-            if let Some((listener, router)) = metrics_only {
-                let limits = args.http_limits();
-                http::serve(router, listener, limits, stopping.clone().cancelled_owned()).await;
-            }
+        let fronts = Fronts {
+            unix: &bound.listener,
+            unix_limits: args.limits(),
+            http: http.map(|(listener, routes, _)| (listener, routes)),
+            metrics: metrics_only,
+            http_limits: args.http_limits(),
         };
-        tokio::join!(socket_front, http_front, metrics_front);
+        serve(service.clone(), fronts, shutdown).await;
         reloader.abort();
         anyhow::Ok(bound)
     });
     drop(service);
-    let closed = match opened {
-        Opened::Postgres(store) => {
-            // Every change already handed to the batch writer is committed and answered.
-            runtime.block_on(store.close());
-            drop(runtime);
-            Ok(())
-        }
-        Opened::File(store) => {
-            drop(runtime);
-            store.close().context("flushing the ledger")
-        }
-    };
+    // Every change already handed to the store is made durable and answered.
+    let closed = runtime
+        .block_on(store.close())
+        .context("flushing the ledger");
+    drop(runtime);
     // Remove the socket only once everything is flushed, so a client that finds no socket
     // can start a new daemon that sees every change.
     let bound = match served {
@@ -374,10 +235,170 @@ pub fn run(args: DaemonArgs) -> Result<()> {
     Ok(())
 }
 
-/// The store memesd opened, for its own way of closing.
-enum Opened {
-    File(Arc<FileStore>),
-    Postgres(Arc<PgStore>),
+/// memesd built from its configuration, not serving yet: the store open, the service over
+/// it, and what the fronts are bound with.
+pub struct Built {
+    pub service: Arc<Service>,
+    pub store: Arc<dyn TokenStore>,
+    /// The HTTP front's webhook secret, if it takes webhooks.
+    pub webhook: Option<WebhookSecret>,
+    /// Who may connect to the socket.
+    pub access: socket::SocketAccess,
+    /// Directories this start created: a start that fails before serving removes them.
+    pub created: Vec<PathBuf>,
+}
+
+/// Builds memesd from its configuration (checked in full first, so that a bad flag fails
+/// before the store is opened): the store (`--store`, opened in `runtime`), the catalogue,
+/// the premium features and the service. Binds nothing; `http_address` is where the HTTP
+/// API will be, for the exposure check, and `socket_path` the socket the data directory's
+/// lock file names.
+pub fn build(
+    args: &DaemonArgs,
+    runtime: &tokio::runtime::Runtime,
+    http_address: Option<std::net::SocketAddr>,
+    socket_path: &Path,
+) -> Result<Built> {
+    let data_dir = args.data_dir();
+    let admin = args.admin_policy().map_err(anyhow::Error::msg)?;
+    args.check_http_exposure_at(http_address)
+        .map_err(anyhow::Error::msg)?;
+    let admin_keys = match &args.admin_keys {
+        Some(path) => AdminKeys::from_file(path).map_err(anyhow::Error::msg)?,
+        None => AdminKeys::none(),
+    };
+    let webhook = args
+        .webhook_secret
+        .as_deref()
+        .map(WebhookSecret::from_file)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let access = args.socket_access().map_err(anyhow::Error::msg)?;
+    let catalogue = match &args.catalogue {
+        Some(path) => Catalogue::from_file(path),
+        None => Catalogue::embedded(),
+    }
+    .context("loading the meme catalogue")?;
+    let claims = args
+        .claims_key
+        .as_deref()
+        .map(|path| ClaimsVerifier::from_file(path).map(|key| key.with_leeway(args.claims_leeway)))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let backend = match &args.generator_cmd {
+        Some(command) => Backend::External {
+            command: command.clone(),
+            timeout: args.generator_timeout(),
+        },
+        None => Backend::Builtin,
+    };
+    let generator = Generator::new(
+        Renderer::embedded().context("loading meme templates")?,
+        backend,
+    );
+
+    datadir::check_owner(&data_dir).map_err(anyhow::Error::msg)?;
+    datadir::secure_existing(&data_dir)
+        .with_context(|| format!("checking the permissions of {}", data_dir.display()))?;
+    let spec = store::parse(
+        args.store.as_deref(),
+        args.store_password_file.as_deref(),
+        &data_dir,
+    )
+    .map_err(anyhow::Error::msg)?;
+    // Directories this start creates: a start that fails before serving removes them again,
+    // so a mistyped --socket or a busy port leaves no empty ledger behind.
+    let mut created: Vec<PathBuf> = vec![data_dir.clone()];
+    created.retain(|dir| !dir.exists());
+    let options = store::OpenOptions {
+        welcome_tokens: args.welcome_tokens,
+        checkpoint_bytes: args.checkpoint_mib.max(1) << 20,
+        pool_size: args.store_pool,
+    };
+    let opened = runtime.block_on(store::open(spec, &options))?;
+    if let Some(dir) = opened.dir.as_ref().filter(|_| opened.created_dir) {
+        created.push(dir.clone());
+        created.dedup();
+    }
+    match opened.dir {
+        // The ledger's directory is this daemon's (locked): say which socket serves it.
+        Some(_) => crate::lockfile::record_owner(&data_dir, socket_path),
+        // Hosts sharing a database may share a data directory (only generated images are
+        // there, each host's own), so nothing there is locked nor names one of them.
+        None => {
+            private_dir(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?
+        }
+    }
+    let store = opened.store;
+    let premium = Premium::new(
+        claims,
+        generator,
+        data_dir.join("generated"),
+        args.generate_cost,
+    );
+    let config = ServiceConfig {
+        meme_cost: args.meme_cost,
+        catalogue_path: args.catalogue.clone(),
+        admin,
+        admin_keys: Arc::new(admin_keys),
+        rate_limit: args.rate_limit,
+    };
+    let service = Arc::new(Service::new(store.clone(), catalogue, premium, config));
+    Ok(Built {
+        service,
+        store,
+        webhook,
+        access,
+        created,
+    })
+}
+
+/// What memesd serves: its Unix socket, and the HTTP API and metrics when it listens for
+/// them. The listeners are bound (or inherited) by the caller, so that a test can pass its
+/// own.
+pub struct Fronts<'a> {
+    pub unix: &'a Listener,
+    pub unix_limits: unix::connection::Limits,
+    pub http: Option<(tokio::net::TcpListener, http::Routes)>,
+    /// `GET /metrics` alone, beside a daemon that serves no HTTP API there.
+    pub metrics: Option<(tokio::net::TcpListener, http::Routes)>,
+    pub http_limits: http::HttpLimits,
+}
+
+/// Serves every front until `shutdown` resolves, then lets each finish the requests it
+/// already read, and returns once all have stopped. The caller then closes the store and
+/// removes the socket, in that order. The binary passes its signals' future; a test passes
+/// anything (mini-redis's `server::run(listener, shutdown)`).
+pub async fn serve(service: Arc<Service>, fronts: Fronts<'_>, shutdown: impl Future<Output = ()>) {
+    // Every front stops on the one signal.
+    let stopping = CancellationToken::new();
+    let unix_front = unix::run(
+        service,
+        fronts.unix,
+        fronts.unix_limits,
+        stopping.clone().cancelled_owned(),
+    );
+    let http_front = async {
+        if let Some((listener, routes)) = fronts.http {
+            let limits = fronts.http_limits.clone();
+            http::serve(routes, listener, limits, stopping.clone().cancelled_owned()).await;
+        }
+    };
+    let metrics_front = async {
+        if let Some((listener, routes)) = fronts.metrics {
+            let limits = fronts.http_limits.clone();
+            http::serve(routes, listener, limits, stopping.clone().cancelled_owned()).await;
+        }
+    };
+    let served = async {
+        tokio::join!(unix_front, http_front, metrics_front);
+    };
+    tokio::pin!(served, shutdown);
+    tokio::select! {
+        () = &mut served => return,
+        () = &mut shutdown => stopping.cancel(),
+    }
+    served.await;
 }
 
 /// Creates a directory only its owner may enter (0700), if it is not there.

@@ -3,8 +3,8 @@
 //! `memesd` without a subcommand runs the daemon.
 
 use super::config::DaemonArgs;
-use super::store::{self, StoreChoice};
 use crate::store::pg::{self, PgConfig, PgStore, export};
+use crate::store::spec::{self as store, Spec};
 use crate::store::{FileStore, StoreConfig, TokenStore};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
@@ -60,8 +60,8 @@ pub fn run(command: &Command, args: &DaemonArgs) -> Result<()> {
 fn run_export(export: &ExportArgs, args: &DaemonArgs) -> Result<()> {
     let dir = match &export.data_dir {
         Some(dir) => dir.clone(),
-        None => match store::choose(args.store.as_deref(), None, &args.data_dir()) {
-            Ok(StoreChoice::File(dir)) => dir,
+        None => match store::parse(args.store.as_deref(), None, &args.data_dir()) {
+            Ok(Spec::File(dir)) => dir,
             _ => args.data_dir(),
         },
     };
@@ -124,15 +124,15 @@ fn run_import(import: &ImportArgs, args: &DaemonArgs) -> Result<()> {
         .store_password_file
         .as_deref()
         .or(args.store_password_file.as_deref());
-    let config = match store::choose(url, password_file, &args.data_dir()) {
-        Ok(StoreChoice::Postgres(config)) => PgConfig {
+    let config = match store::parse(url, password_file, &args.data_dir()) {
+        Ok(Spec::Postgres(config)) => PgConfig {
             welcome_tokens: args.welcome_tokens,
             pool_size: 2,
             writers: 1,
             application_name: "memesd import",
             ..*config
         },
-        Ok(StoreChoice::File(_)) => {
+        Ok(Spec::File(_)) => {
             bail!("memesd import loads into PostgreSQL: pass --store postgres://…")
         }
         Err(why) => bail!(why),

@@ -31,8 +31,12 @@ pub trait Subject: Send + Sync + 'static {
     async fn place(&self) -> Self::Place;
     /// Opens the ledger at `place`, granting [`WELCOME`] tokens to new accounts.
     async fn open(&self, place: &Self::Place) -> Arc<Self::Store>;
-    /// Closes a store the way the daemon does at shutdown (the last reference to it).
-    async fn close(&self, store: Arc<Self::Store>);
+    /// Closes a store the way the daemon does at shutdown ([`TokenStore::close`], inside the
+    /// runtime), then drops it: the last reference, so that its ledger may be reopened.
+    async fn close(&self, store: Arc<Self::Store>) {
+        TokenStore::close(&*store).await.expect("a clean close");
+        assert!(Arc::into_inner(store).is_some(), "the last reference");
+    }
 }
 
 /// Runs one contract test on a fresh runtime.
@@ -931,13 +935,6 @@ impl Subject for FileSubject {
             .expect("the store opens");
         Arc::new(store)
     }
-
-    async fn close(&self, store: Arc<super::FileStore>) {
-        let store = Arc::into_inner(store).expect("the last reference");
-        tokio::task::spawn_blocking(move || store.close().expect("a clean close"))
-            .await
-            .expect("close");
-    }
 }
 
 contract_suite!(file_store, FileSubject);
@@ -967,10 +964,6 @@ impl Subject for PgSubject {
                 .await
                 .expect("the store opens"),
         )
-    }
-
-    async fn close(&self, store: Arc<super::pg::PgStore>) {
-        store.close().await;
     }
 }
 

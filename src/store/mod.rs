@@ -12,6 +12,7 @@
 //! cursors are opaque [`HistoryCursor`]s.
 //!
 //! - [`rules`]: the rules of the money, written once, used by every store.
+//! - [`spec`]: from a `--store` spec to an open store.
 //! - [`file`]: the embedded default store: journal, checkpoints, recovery, history, audit.
 //! - [`pg`]: PostgreSQL, which several memesd hosts can share: group commit, constraints as a
 //!   second line, migrations, export and import.
@@ -22,6 +23,7 @@ mod contract;
 pub mod file;
 pub mod pg;
 pub mod rules;
+pub mod spec;
 
 pub use file::{FileStore, StoreConfig};
 
@@ -321,8 +323,13 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Whether changes are accepted now, and how many accounts there are, without reading
     /// the entries. An unreachable store is reported as not writable.
     async fn health(&self) -> StoreHealth;
-    /// Which kind of store this is, for the metrics.
-    fn kind(&self) -> crate::telemetry::Store;
+    /// Finishes every change already asked for (durably) and releases what the store holds
+    /// (threads, connections); changes asked for afterwards are refused. Called once, when
+    /// the fronts have stopped, inside the runtime: a database's connections need it, and a
+    /// store that blocks to close does so on a blocking thread.
+    async fn close(&self) -> std::io::Result<()>;
+    /// Which kind of store this is (`file`, `postgres`), as logs and metrics name it.
+    fn kind(&self) -> &'static str;
 }
 
 /// Milliseconds since the Unix epoch, the ledger's clock.

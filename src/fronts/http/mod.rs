@@ -23,12 +23,13 @@ mod tests;
 pub mod whoami;
 
 use crate::domain::ErrorCode;
+use crate::protocol;
 use crate::service::Service;
 use crate::telemetry::{self, Exporter, Front, Op};
 use auth::{Credentials, WebhookSecret};
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
+use axum::routing::{MethodFilter, MethodRouter, get, on, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
@@ -101,32 +102,36 @@ impl Http {
     }
 }
 
-/// Every route.
+/// The original routes (of the first write-up), served beside the API's.
+const ORIGINAL_MEMES: &str = "/memes";
+const ORIGINAL_TOPUP: &str = "/update-token-balance";
+/// The routes of the API that are no protocol op's but are metered as one of their own.
+const WEBHOOK: &str = "/v1/webhooks/topup";
+const IMAGE: &str = "/v1/images/{file}";
+
+/// The paths metered as an op besides each op's own route ([`protocol::Op::route`]).
+const METERED: [(&str, Op); 4] = [
+    (ORIGINAL_MEMES, Op::Get),
+    (ORIGINAL_TOPUP, Op::Topup),
+    (WEBHOOK, Op::Webhook),
+    (IMAGE, Op::Image),
+];
+
+/// Every route. Each op's route is the one the protocol names ([`protocol::Op::route`]).
 pub fn router(http: Http) -> Router {
-    Router::new()
+    let mut router = Router::new()
         // HEAD would run a charging GET and deliver nothing: refused (see routes::not_for_head).
         .route(
-            "/memes",
+            ORIGINAL_MEMES,
             get(routes::original_memes).head(routes::not_for_head),
         )
-        .route("/update-token-balance", post(routes::original_topup))
-        .route(
-            "/v1/memes",
-            get(routes::get_memes)
-                .post(routes::post_memes)
-                .head(routes::not_for_head),
-        )
-        .route("/v1/search", get(routes::search))
-        .route("/v1/memes/{id}/similar", get(similar::similar))
-        .route("/v1/users/{user}/balance", get(routes::balance))
-        .route("/v1/users/{user}/history", get(routes::history))
-        .route("/v1/users/{user}/topups", post(routes::topup))
-        .route("/v1/users/{user}/entitlement", put(routes::entitle))
-        .route("/v1/audit", post(routes::audit))
-        .route("/v1/reload", post(routes::reload))
-        .route("/v1/status", get(routes::status))
-        .route("/v1/images/{file}", get(routes::image))
-        .route("/v1/webhooks/topup", post(routes::webhook))
+        .route(ORIGINAL_TOPUP, post(routes::original_topup));
+    for &op in protocol::Op::ALL {
+        router = router.route(op.route().path, handlers(op));
+    }
+    router
+        .route(IMAGE, get(routes::image))
+        .route(WEBHOOK, post(routes::webhook))
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/openapi.json", get(openapi::document))
@@ -136,6 +141,29 @@ pub fn router(http: Http) -> Router {
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::wrong_method)
         .with_state(http)
+}
+
+/// The handler of each op's route, on the method the protocol names, and the other methods
+/// that route serves.
+fn handlers(op: protocol::Op) -> MethodRouter<Http> {
+    use protocol::Op;
+    let method =
+        MethodFilter::try_from(op.route().method).expect("an op's method is a standard one");
+    match op {
+        // HEAD would run a charging GET and deliver nothing: refused (see routes::not_for_head).
+        Op::Get => on(method, routes::post_memes)
+            .get(routes::get_memes)
+            .head(routes::not_for_head),
+        Op::Topup => on(method, routes::topup),
+        Op::Balance => on(method, routes::balance),
+        Op::History => on(method, routes::history),
+        Op::Status => on(method, routes::status),
+        Op::Search => on(method, routes::search),
+        Op::Similar => on(method, similar::similar),
+        Op::Entitle => on(method, routes::entitle),
+        Op::Audit => on(method, routes::audit),
+        Op::Reload => on(method, routes::reload),
+    }
 }
 
 /// What a listener serves: a router, and the state its hottest route is served from
@@ -193,7 +221,7 @@ where
     let mut response = async {
         let path = request.uri().path();
         let response = match routes.hot {
-            Some(http) if path == "/memes" && request.method() == axum::http::Method::GET => {
+            Some(http) if path == ORIGINAL_MEMES && request.method() == axum::http::Method::GET => {
                 routes::original_memes_direct(&http, request.uri(), request.headers()).await
             }
             _ => routes.router.oneshot(request).await?,
@@ -227,55 +255,28 @@ where
 
 /// The operation a request path names (as the router will match it), for the metrics.
 fn op_of(path: &str) -> Op {
-    match path {
-        "/memes" | "/v1/memes" => Op::Get,
-        "/update-token-balance" => Op::Topup,
-        "/v1/webhooks/topup" => Op::Webhook,
-        "/v1/search" => Op::Search,
-        "/v1/status" => Op::Status,
-        "/v1/audit" => Op::Audit,
-        "/v1/reload" => Op::Reload,
-        _ => {
-            if let Some(file) = path.strip_prefix("/v1/images/")
-                && !file.is_empty()
-                && !file.contains('/')
-            {
-                return Op::Image;
-            }
-            if let Some(id) = path
-                .strip_prefix("/v1/memes/")
-                .and_then(|rest| rest.strip_suffix("/similar"))
-                && !id.is_empty()
-                && !id.contains('/')
-            {
-                return Op::Similar;
-            }
-            let user_route = path
-                .strip_prefix("/v1/users/")
-                .and_then(|rest| rest.split_once('/'))
-                .filter(|(user, _)| !user.is_empty());
-            match user_route.map(|(_, route)| route) {
-                Some("topups") => Op::Topup,
-                Some("balance") => Op::Balance,
-                Some("history") => Op::History,
-                Some("entitlement") => Op::Entitle,
-                _ => Op::Other,
-            }
-        }
+    // The original `GET /memes`, the hottest route, is the first one tried.
+    if let Some((_, op)) = METERED
+        .iter()
+        .find(|(template, _)| protocol::route::template_matches(template, path))
+    {
+        return *op;
     }
+    protocol::Op::ALL
+        .iter()
+        .find(|op| op.route().matches(path))
+        .map_or(Op::Other, |&op| Op::from(op))
 }
 
-/// The outcome code of a response that carries none (made outside the handlers).
+/// The outcome code of a response that carries none (made outside the handlers): the code
+/// its status stands for, else the client's (`bad_request`) or ours (`internal`).
 fn code_of_status(status: StatusCode) -> Option<ErrorCode> {
     match status.as_u16() {
         100..=399 => None,
-        401 => Some(ErrorCode::Unauthorized),
-        404 => Some(ErrorCode::NotFound),
-        413 => Some(ErrorCode::PayloadTooLarge),
-        429 => Some(ErrorCode::RateLimited),
-        503 => Some(ErrorCode::Unavailable),
-        400..=499 => Some(ErrorCode::BadRequest),
-        _ => Some(ErrorCode::Internal),
+        status => Some(ErrorCode::from_http_status(status).unwrap_or(match status {
+            400..=499 => ErrorCode::BadRequest,
+            _ => ErrorCode::Internal,
+        })),
     }
 }
 
@@ -344,7 +345,7 @@ async fn refuse_busy(mut stream: tokio::net::TcpStream, max_connections: usize) 
     let problem = problem::ProblemDetails {
         kind: "about:blank",
         title: "Service Unavailable".into(),
-        status: 503,
+        status: ErrorCode::Busy.http_status(),
         detail: format!("memesd is at its limit of {max_connections} connections; try again later"),
         code: ErrorCode::Busy,
         retry_after: Some(1),

@@ -1,5 +1,5 @@
 //! Errors over HTTP: RFC 9457 problem details (`application/problem+json`) carrying the
-//! protocol's `code`, with the status from one table ([`status_of`]). A 401 says how to
+//! protocol's `code`, with the status from the one table ([`ErrorCode::http_status`]). A 401 says how to
 //! authenticate (`WWW-Authenticate: Bearer`); a 429 or 503 says when to come back
 //! (`Retry-After`).
 
@@ -16,22 +16,9 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 /// How long a client is told to wait when the service names no time.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// The HTTP status of each outcome code.
+/// The HTTP status of each outcome code (the table is [`ErrorCode::http_status`]).
 pub fn status_of(code: ErrorCode) -> StatusCode {
-    match code {
-        ErrorCode::BadRequest | ErrorCode::InvalidArgument | ErrorCode::UnknownOp => {
-            StatusCode::BAD_REQUEST
-        }
-        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-        ErrorCode::InsufficientTokens => StatusCode::PAYMENT_REQUIRED,
-        ErrorCode::NotAllowed => StatusCode::FORBIDDEN,
-        ErrorCode::NotFound => StatusCode::NOT_FOUND,
-        ErrorCode::IdempotencyConflict => StatusCode::CONFLICT,
-        ErrorCode::LineTooLong | ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::Busy | ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    StatusCode::from_u16(code.http_status()).expect("every code's status is a valid one")
 }
 
 /// A problem details document.

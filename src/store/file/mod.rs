@@ -231,11 +231,23 @@ impl FileStore {
     /// Flushes everything applied, stops the threads and writes a final checkpoint.
     /// Blocking. Changes are refused afterwards.
     pub fn close(&self) -> io::Result<()> {
-        self.stop_threads();
-        if let Some(offset) = checkpointer::write(&self.shared, &self.dir)? {
-            self.last_checkpoint.store(offset, Ordering::Relaxed);
+        self.closing()()
+    }
+
+    /// [`FileStore::close`] as a job that borrows nothing from the store: changes are
+    /// refused from now on, and the job waits for the threads and writes the checkpoint.
+    /// An async caller runs it on a blocking thread ([`TokenStore::close`]).
+    fn closing(&self) -> impl FnOnce() -> io::Result<()> + Send + 'static {
+        let stopping = self.stop();
+        let (shared, dir) = (self.shared.clone(), self.dir.clone());
+        let last_checkpoint = self.last_checkpoint.clone();
+        move || {
+            stopping.join();
+            if let Some(offset) = checkpointer::write(&shared, &dir)? {
+                last_checkpoint.store(offset, Ordering::Relaxed);
+            }
+            Ok(())
         }
-        Ok(())
     }
 
     /// Writes a checkpoint now (blocking); returns the journal offset it covers.
@@ -247,7 +259,9 @@ impl FileStore {
         Ok(written)
     }
 
-    fn stop_threads(&self) {
+    /// Refuses changes from now on and tells the threads to stop once the writer has
+    /// written everything applied; [`Stopping::join`] waits for them.
+    fn stop(&self) -> Stopping {
         {
             let mut state = self.shared.lock();
             state.queue.shutdown = true;
@@ -257,12 +271,9 @@ impl FileStore {
                 .get_or_insert_with(|| "the store is closed".into());
         }
         self.shared.wake.notify_all();
-        if let Some(writer) = take(&self.writer) {
-            let _ = writer.join();
-        }
-        if let Some((trigger, thread)) = take(&self.checkpointer) {
-            drop(trigger);
-            let _ = thread.join();
+        Stopping {
+            writer: take(&self.writer),
+            checkpointer: take(&self.checkpointer),
         }
     }
 
@@ -318,7 +329,26 @@ impl FileStore {
 
 impl Drop for FileStore {
     fn drop(&mut self) {
-        self.stop_threads();
+        self.stop().join();
+    }
+}
+
+/// The store's threads, told to stop.
+struct Stopping {
+    writer: Option<JoinHandle<()>>,
+    checkpointer: Option<(Trigger, JoinHandle<()>)>,
+}
+
+impl Stopping {
+    /// Waits until the writer has flushed and the checkpointer has finished.
+    fn join(self) {
+        if let Some(writer) = self.writer {
+            let _ = writer.join();
+        }
+        if let Some((trigger, thread)) = self.checkpointer {
+            drop(trigger);
+            let _ = thread.join();
+        }
     }
 }
 
@@ -421,8 +451,15 @@ impl TokenStore for FileStore {
         }
     }
 
-    fn kind(&self) -> crate::telemetry::Store {
-        crate::telemetry::Store::File
+    async fn close(&self) -> io::Result<()> {
+        // Joining threads and writing a checkpoint block: not on the runtime's threads.
+        tokio::task::spawn_blocking(self.closing())
+            .await
+            .map_err(io::Error::other)?
+    }
+
+    fn kind(&self) -> &'static str {
+        "file"
     }
 }
 

@@ -908,8 +908,13 @@ impl TokenStore for PgStore {
             .map_err(|e| StoreError::Unreachable(format!("auditing: {}", db_error(&e))))
     }
 
-    fn kind(&self) -> crate::telemetry::Store {
-        crate::telemetry::Store::Postgres
+    async fn close(&self) -> std::io::Result<()> {
+        PgStore::close(self).await;
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "postgres"
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
