@@ -1,11 +1,13 @@
 //! The vocabulary every part of memes shares: tiers, ledger entry kinds, the closed set of
-//! outcome codes, the limits of the money, and the views of accounts, histories and audits.
+//! outcome codes, the limits of the money, the views of accounts, histories and audits, and
+//! time as the ledger keeps it (its clock, instants as text, durations as people write them).
 //!
 //! It depends on nothing else in the crate. The wire protocol, the service and every store
 //! speak these words; none of them owns them.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::time::Duration;
 
 /// The largest balance an account may hold, in tokens: 2^53 - 1, so that every balance is
 /// exact in any JSON consumer (JavaScript numbers included).
@@ -195,6 +197,13 @@ pub struct HistoryPage {
     pub next: Option<HistoryCursor>,
 }
 
+/// Milliseconds since the Unix epoch, the ledger's clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Formats milliseconds since the epoch as RFC 3339 (UTC, millisecond precision when needed).
 pub fn format_instant(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
@@ -279,6 +288,28 @@ pub struct AuditReport {
     pub store: Option<String>,
 }
 
+/// The longest timeout accepted: beyond a year a timeout is a typo, and times this far
+/// ahead stay clear of `Instant` overflow.
+const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// A timeout: plain seconds (`300`, `0.5`) or a duration with units (`5m`, `30s`,
+/// `1h 30m`, `250ms`), more than zero and at most a year. Also `memes bench --duration`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let plain_seconds = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let parsed = match plain_seconds {
+        true => humantime::parse_duration(&format!("{text}s")),
+        false => humantime::parse_duration(text),
+    };
+    match parsed {
+        Ok(duration) if duration.is_zero() => Err("must be more than zero".to_string()),
+        Ok(duration) if duration > MAX_DURATION => Err("must be at most a year".to_string()),
+        Ok(duration) => Ok(duration),
+        Err(error) => Err(format!(
+            "{error}; give seconds (300) or a duration with a unit (5m, 30s, 250ms)"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,5 +331,33 @@ mod tests {
         }
         assert_eq!(ErrorCode::from_http_status(200), None);
         assert_eq!(ErrorCode::from_http_status(418), None);
+    }
+
+    #[test]
+    fn durations_are_plain_seconds_or_humantime() {
+        for (text, expected) in [
+            ("300", Duration::from_secs(300)),
+            ("0.5", Duration::from_millis(500)),
+            ("5m", Duration::from_secs(300)),
+            ("30s", Duration::from_secs(30)),
+            ("1h 30m", Duration::from_secs(5400)),
+            ("250ms", Duration::from_millis(250)),
+        ] {
+            assert_eq!(parse_duration(text), Ok(expected), "{text}");
+        }
+        for text in [
+            "nan",
+            "NaN",
+            "inf",
+            "-5",
+            "0",
+            "0s",
+            "",
+            "5 parsecs",
+            "400d",
+            "1e3",
+        ] {
+            assert!(parse_duration(text).is_err(), "{text} accepted");
+        }
     }
 }

@@ -7,7 +7,7 @@
 use super::connect::sibling_program;
 use super::exit::Exit;
 use super::{Cli, Ctx, Failure};
-use crate::daemon::config::parse_duration;
+use crate::domain::parse_duration;
 use clap::parser::ValueSource;
 use clap::{ArgAction, Args, CommandFactory, ValueEnum};
 use serde::Serialize;

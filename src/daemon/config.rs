@@ -4,7 +4,7 @@
 //! then refuses its work.
 
 pub use super::logging::{LogFormat, colour_logs};
-use crate::domain::MAX_BALANCE;
+use crate::domain::{MAX_BALANCE, parse_duration};
 use crate::fronts::http::HttpLimits;
 use crate::fronts::unix::connection::Limits;
 use crate::fronts::unix::socket::SocketAccess;
@@ -274,28 +274,6 @@ impl DaemonArgs {
 const MAX_CONNECTIONS: u64 = 1_000_000;
 /// The most `--checkpoint-mib` accepts (1 TiB of journal between checkpoints).
 const MAX_CHECKPOINT_MIB: u64 = 1 << 20;
-/// The longest timeout accepted: beyond a year a timeout is a typo, and times this far
-/// ahead stay clear of `Instant` overflow.
-const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
-
-/// A timeout: plain seconds (`300`, `0.5`) or a duration with units (`5m`, `30s`,
-/// `1h 30m`, `250ms`), more than zero and at most a year. Also `memes bench --duration`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let plain_seconds = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-    let parsed = match plain_seconds {
-        true => humantime::parse_duration(&format!("{text}s")),
-        false => humantime::parse_duration(text),
-    };
-    match parsed {
-        Ok(duration) if duration.is_zero() => Err("must be more than zero".to_string()),
-        Ok(duration) if duration > MAX_DURATION => Err("must be at most a year".to_string()),
-        Ok(duration) => Ok(duration),
-        Err(error) => Err(format!(
-            "{error}; give seconds (300) or a duration with a unit (5m, 30s, 250ms)"
-        )),
-    }
-}
-
 /// A clock leeway: a duration as [`parse_duration`] reads it, but zero is allowed (no
 /// leeway), it must be whole seconds (a JWT's times are seconds), and at most an hour (a
 /// leeway is how long a token outlives its `exp`; clocks that far apart need fixing, not a
@@ -402,34 +380,6 @@ mod tests {
         assert_eq!(args.idle_timeout, Duration::from_secs(300));
         assert_eq!(args.generator_timeout, Duration::from_secs(30));
         assert_eq!((args.max_connections, args.checkpoint_mib), (4096, 64));
-    }
-
-    #[test]
-    fn durations_are_plain_seconds_or_humantime() {
-        for (text, expected) in [
-            ("300", Duration::from_secs(300)),
-            ("0.5", Duration::from_millis(500)),
-            ("5m", Duration::from_secs(300)),
-            ("30s", Duration::from_secs(30)),
-            ("1h 30m", Duration::from_secs(5400)),
-            ("250ms", Duration::from_millis(250)),
-        ] {
-            assert_eq!(parse_duration(text), Ok(expected), "{text}");
-        }
-        for text in [
-            "nan",
-            "NaN",
-            "inf",
-            "-5",
-            "0",
-            "0s",
-            "",
-            "5 parsecs",
-            "400d",
-            "1e3",
-        ] {
-            assert!(parse_duration(text).is_err(), "{text} accepted");
-        }
     }
 
     /// The error memesd would print for these arguments.

@@ -191,7 +191,7 @@ fn mark_moved(source: &export::Source, target: &str) -> Result<()> {
     }
     let moved = crate::store::file::moved::Moved {
         to: target.to_string(),
-        at: crate::domain::format_instant(crate::store::now_ms()),
+        at: crate::domain::format_instant(crate::domain::now_ms()),
         by: "memesd import".to_string(),
     };
     crate::store::file::moved::mark(&source.dir, &moved)

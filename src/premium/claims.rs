@@ -127,7 +127,7 @@ mod tests {
     }
 
     fn now() -> i64 {
-        crate::store::now_ms() / 1000
+        crate::domain::now_ms() / 1000
     }
 
     #[test]

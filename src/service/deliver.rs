@@ -11,10 +11,10 @@
 use super::reply::{self, Delivery, GetReply};
 use super::{Answer, Caller, Reply, Service, ServiceError, raw};
 use crate::catalogue::select::Wanted;
-use crate::domain::{ErrorCode, Tier};
+use crate::domain::{ErrorCode, Tier, now_ms};
 use crate::premium::{self, Made};
 use crate::protocol::{GetData, GetRequest, Location, MAX_COUNT, Request};
-use crate::store::{ChargeRequest, Idempotency, Keyed, Outcome, StoreError, now_ms, rules};
+use crate::store::{ChargeRequest, Idempotency, Keyed, Outcome, StoreError, rules};
 use crate::telemetry::Tokens;
 use serde_json::value::RawValue;
 

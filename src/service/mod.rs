@@ -28,7 +28,7 @@ pub use reply::{Delivery, Found, GetReply, Nearest, Reply, Stored};
 use crate::catalogue::location::Geocoder;
 use crate::catalogue::select::Deliveries;
 use crate::catalogue::{Catalogue, CatalogueError};
-use crate::domain::{ErrorCode, HistoryCursor, Tier};
+use crate::domain::{ErrorCode, HistoryCursor, Tier, now_ms};
 use crate::premium::Premium;
 use crate::premium::claims::Claims;
 use crate::protocol::{
@@ -36,7 +36,7 @@ use crate::protocol::{
     ReloadData, Request, SearchRequest, SimilarRequest, StatusData, TopupData, TopupRequest,
 };
 use crate::store::rules::{self, KeyOwner};
-use crate::store::{Changed, Commit, Idempotency, Keyed, Outcome, TokenStore, TopupChange, now_ms};
+use crate::store::{Changed, Commit, Idempotency, Keyed, Outcome, TokenStore, TopupChange};
 use crate::telemetry::{self, Tokens};
 use arc_swap::ArcSwap;
 use ratelimit::RateLimit;

@@ -331,10 +331,3 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Which kind of store this is (`file`, `postgres`), as logs and metrics name it.
     fn kind(&self) -> &'static str;
 }
-
-/// Milliseconds since the Unix epoch, the ledger's clock.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}

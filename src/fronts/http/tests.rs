@@ -90,7 +90,7 @@ fn bearer(token: &str) -> HeaderValue {
 fn verified_claims_are_cached_but_never_past_their_exp() {
     let _runtime = runtime().enter();
     let fixture = fixture(true);
-    let now = crate::store::now_ms() as u64 / 1000;
+    let now = crate::domain::now_ms() as u64 / 1000;
     let exp = now + 600;
     let token = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),

@@ -286,7 +286,7 @@ impl FileStore {
         if let Some(reason) = &state.queue.degraded {
             return Err(StoreError::Unavailable(reason.clone()));
         }
-        let now = crate::store::now_ms();
+        let now = crate::domain::now_ms();
         let State { ledger, queue } = &mut *state;
         let written = queue.pending.bytes.len();
         let value = apply(

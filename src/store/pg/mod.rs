@@ -391,7 +391,7 @@ impl PgStore {
             .primary
             .unknown()
             .or_else(|| failed.map(|why| (Duration::ZERO, why)))?;
-        let since_ms = crate::store::now_ms() - without.as_millis() as i64;
+        let since_ms = crate::domain::now_ms() - without.as_millis() as i64;
         Some(Unreachable {
             place: self.primary.place().to_string(),
             since_ms,
@@ -442,7 +442,7 @@ impl PgStore {
             Ok((accounts, counted_entries, standby)) => {
                 last.accounts = accounts;
                 if with_entries {
-                    last.full = Some((accounts, counted_entries, crate::store::now_ms()));
+                    last.full = Some((accounts, counted_entries, crate::domain::now_ms()));
                 }
                 // A standby is read-only: changes would fail there.
                 (accounts, last.entries(), !standby, None)
@@ -479,7 +479,7 @@ impl PgStore {
                 fingerprint: k.idem.fingerprint.to_string(),
                 reply: k.reply,
             }),
-            time_ms: crate::store::now_ms(),
+            time_ms: crate::domain::now_ms(),
             asked: Instant::now(),
             done,
         };
