@@ -39,11 +39,7 @@ limitd_line='{"id":{id},"op":"debit","user":"{user}","amount":1}'
 
 line() { # label socket args...: one row "label rps p50 p99 max errors"
   local label=$1 socket=$2; shift 2
-  bench "$socket" --json --max-errors 1000000000 "$@" | python3 -c '
-import json, sys
-r = json.load(sys.stdin); l = r["latency_ms"]
-print("%-8s %9.0f req/s  p50 %.2f  p99 %.2f  max %.1f ms  errors %d"
-      % (sys.argv[1], r["rps"], l["p50"], l["p99"], l["max"], r["error_total"]))' "$label"
+  bench "$socket" --json --max-errors 1000000000 "$@" | python3 benches/row.py "$label"
 }
 
 for round in $(seq "$rounds"); do

@@ -8,6 +8,7 @@
 #
 # BEFORE_DIR and AFTER_DIR hold memesd (and AFTER_DIR memes, which drives both).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 before=$1 after=$2 rounds=${3:-3}
 work=$(mktemp -d /tmp/memes-http-ba.XXXXXX)
 pids=()
@@ -30,11 +31,7 @@ done
 
 line() { # build: one row "build rps p50 p99 max errors"
   "$after/memes" --url "http://127.0.0.1:${port[$1]}" bench --json -c 64 -n 200000 --users 10000 |
-    python3 -c '
-import json, sys
-r = json.load(sys.stdin); l = r["latency_ms"]
-print("%-8s %9.0f req/s  p50 %.2f  p99 %.2f  max %.1f ms  errors %d"
-      % (sys.argv[1], r["rps"], l["p50"], l["p99"], l["max"], r["error_total"]))' "$1"
+    python3 benches/row.py "$1"
 }
 
 for round in $(seq "$rounds"); do
