@@ -24,6 +24,7 @@ mod premium;
 mod protocol;
 mod proxy;
 mod release;
+mod replicated;
 mod semantic;
 mod startup;
 mod transfer;
