@@ -25,5 +25,6 @@ mod protocol;
 mod proxy;
 mod release;
 mod semantic;
+mod standby;
 mod startup;
 mod transfer;
