@@ -317,7 +317,7 @@ impl Service {
     }
 
     async fn balance(&self, user: String) -> Result<(Reply, Commit), ServiceError> {
-        let (account, commit) = self.store.account(&user).await?;
+        let (account, stale, commit) = self.store.read_account(&user).await?;
         let tier = account.tier_at(now_ms());
         let data = BalanceData {
             user_id: user,
@@ -327,6 +327,7 @@ impl Service {
                 .until
                 .filter(|_| tier == Tier::Premium)
                 .map(protocol::format_instant),
+            stale,
         };
         Ok((Reply::Balance(data), commit))
     }
@@ -342,6 +343,7 @@ impl Service {
             user_id: request.user,
             entries: page.entries,
             next: page.next.map(|cursor| cursor.as_str().to_string()),
+            stale: page.stale,
         }))
     }
 

@@ -26,5 +26,6 @@ mod proxy;
 mod release;
 mod replicated;
 mod semantic;
+mod standby;
 mod startup;
 mod transfer;
