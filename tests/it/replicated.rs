@@ -11,10 +11,11 @@
 //! by scripts/failover-drill.sh (which scripts/test.sh calls).
 
 use crate::faults::client;
-use crate::harness::Daemon;
+use crate::harness::{Conn, Daemon};
 use crate::history::{History, Op, Outcome};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -89,6 +90,38 @@ impl Fault {
     }
 }
 
+/// What a reader saw.
+#[derive(Default)]
+struct Reads {
+    answered: usize,
+    /// Answered by a standby (the reply says `stale`).
+    stale: usize,
+    /// When, and the reply.
+    failed: Vec<(Duration, String)>,
+}
+
+/// Reads `user`'s balance through the host at `socket` every 50 ms until `stop`.
+fn read_balances(socket: &Path, user: &str, reads: &Mutex<Reads>, stop: &AtomicBool) {
+    let began = std::time::Instant::now();
+    let mut conn = Conn::open(socket).unwrap();
+    let request = serde_json::json!({"op": "balance", "user": user}).to_string();
+    while !stop.load(Ordering::Relaxed) {
+        let reply = conn.request(&request);
+        let mut reads = reads.lock().unwrap();
+        match (&reply["ok"], &reply["error"]["code"]) {
+            (serde_json::Value::Bool(true), _) => {
+                reads.answered += 1;
+                reads.stale += usize::from(reply["data"]["stale"].is_object());
+            }
+            // Before the first change reached this user.
+            (_, code) if code == "not_found" => reads.answered += 1,
+            _ => reads.failed.push((began.elapsed(), reply.to_string())),
+        }
+        drop(reads);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// How long a primary's fault lasts: longer than Patroni's ttl (8 s), so the cluster fails
 /// over.
 const HELD: Duration = Duration::from_secs(18);
@@ -151,6 +184,8 @@ fn survive(fault: Fault) {
     let sockets: Vec<PathBuf> = hosts.iter().map(|host| host.socket.clone()).collect();
     let history = History::new();
     let stop = AtomicBool::new(false);
+    // Someone whose balance a reader follows through the second host.
+    let (reads, read_user) = (Mutex::new(Reads::default()), format!("{users}-0"));
     let (mut fault_at, mut undone_at, mut promoted_at) = (Duration::ZERO, Duration::ZERO, None);
     let clock = |what: &str| {
         eprintln!(
@@ -163,6 +198,8 @@ fn survive(fault: Fault) {
             let (host, history, stop, users) = (&sockets[n % 2], &history, &stop, &users);
             scope.spawn(move || client(n, users, host, history, stop));
         }
+        let (reads, stop, reader, read_user) = (&reads, &stop, &sockets[1], &read_user);
+        scope.spawn(move || read_balances(reader, read_user, reads, stop));
         std::thread::sleep(Duration::from_secs(3));
         let old = cluster.leader().expect("a leader before the fault");
         fault_at = history.elapsed();
@@ -241,7 +278,23 @@ fn survive(fault: Fault) {
         after(promoted_at, fault_at),
         promoted_at.map_or("-".into(), |promoted| after(Some(resumed_at), promoted)),
     );
+    let reads = reads.into_inner().unwrap();
+    println!(
+        "figures: fault={fault:?} reads={} read_errors={} reads_from_a_standby={}",
+        reads.answered + reads.failed.len(),
+        reads.failed.len(),
+        reads.stale
+    );
     eprintln!("{verdict:?}");
+    // Reads need no primary: they answer throughout, from a standby while there is none.
+    assert!(
+        reads.failed.is_empty(),
+        "{fault:?}: reads failed: {:?}",
+        reads.failed
+    );
+    if fault.fails_over() {
+        assert!(reads.stale > 0, "{fault:?}: no read came from a standby");
+    }
     // Where errors may be: from the fault (a request sent just before it may be in flight)
     // to a moment after writes resumed (a primary just promoted may refuse a connection as
     // read-only for a fraction of a second), or after the killed host is back; and only for

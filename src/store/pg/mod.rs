@@ -508,11 +508,11 @@ impl PgStore {
     }
 
     /// Runs a read that needs no primary: on the primary, as every read; but when no primary
-    /// can be reached (none is known, or connecting to it just failed and no host gives a
-    /// writable connection), on a standby, and then with who answered and how fresh it is.
-    /// A read that failed on a primary still known is not tried elsewhere: the primary is
-    /// there, and a standby would answer with less than it holds. `counted_as` labels the
-    /// standby's reads in the metrics.
+    /// can be reached (none is known, or the read could not reach it: connecting failed, the
+    /// connection broke, or it did not answer within the deadline, as a primary cut off or
+    /// frozen mid-read), on a standby, and then with who answered and how fresh it is. A
+    /// stale answer that says so serves a client better than an error. `counted_as` labels
+    /// the standby's reads in the metrics.
     async fn read_anywhere<T, F, Fut>(
         &self,
         what: &str,
@@ -526,7 +526,7 @@ impl PgStore {
         if self.primary.unknown().is_none() {
             match self.read(what, &read).await {
                 Ok(value) => return Ok((value, None)),
-                Err(StoreError::Unreachable(_)) if self.primary.unknown().is_some() => {}
+                Err(StoreError::Unreachable(_)) => {}
                 Err(error) => return Err(error),
             }
         }
