@@ -29,10 +29,20 @@ impl Rng {
 /// One client: random changes on a few shared users (named `{users}-0` to `{users}-3`) until
 /// `stop`, recording each; a keyed change whose outcome is unknown is retried once with its
 /// key, as a client should. A host that is gone is connected to again (on its socket).
-pub fn client(n: usize, users: &str, host: &Path, history: &History, stop: &AtomicBool) {
+/// Closed loop (a 2 ms pause between changes), or with `every`, open loop: one change per
+/// `every` on a fixed schedule, whatever the replies take (catching up when behind).
+pub fn client(
+    n: usize,
+    users: &str,
+    host: &Path,
+    every: Option<Duration>,
+    history: &History,
+    stop: &AtomicBool,
+) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (n as u64 + 1));
     let mut conn = None;
     let mut sent = 0;
+    let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let r = rng.next();
         let user = format!("{users}-{}", r % 4);
@@ -75,7 +85,15 @@ pub fn client(n: usize, users: &str, host: &Path, history: &History, stop: &Atom
                 _ => break,
             }
         }
-        std::thread::sleep(Duration::from_millis(2));
+        match every {
+            None => std::thread::sleep(Duration::from_millis(2)),
+            Some(every) => {
+                next += every;
+                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        }
     }
 }
 
@@ -98,7 +116,7 @@ fn cut_refused_and_slow_connections_to_postgres_lose_nothing_and_apply_nothing_t
     std::thread::scope(|scope| {
         for n in 0..6 {
             let (host, history, stop) = (&hosts[n % 2].socket, &history, &stop);
-            scope.spawn(move || client(n, "f", host, history, stop));
+            scope.spawn(move || client(n, "f", host, None, history, stop));
         }
         let at = |seconds: f64| {
             let until = Duration::from_secs_f64(seconds);

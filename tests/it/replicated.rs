@@ -171,6 +171,145 @@ fn is_error(op: &Op) -> bool {
     }
 }
 
+/// A fault as it happened.
+struct Injected {
+    fault: Fault,
+    /// The primary before the fault.
+    old: usize,
+    at: Duration,
+    /// When another node led (a primary's fault).
+    promoted: Option<Duration>,
+    undone: Duration,
+}
+
+impl Injected {
+    /// When errors may be, for which clients: from the fault (a request sent just before it
+    /// may be in flight) to a moment after writes resumed (a primary just promoted may refuse
+    /// a connection as read-only for a fraction of a second), or after the killed host is
+    /// back, and then only for the killed host's clients (the even ones). etcd's restart is
+    /// no outage at all. Also the outage itself (from the last change acknowledged before
+    /// the fault to the first after).
+    fn window(&self, ops: &[Op]) -> (Option<(Duration, Duration)>, (Duration, Duration)) {
+        let (stopped, resumed) = outage(ops, self.at);
+        let from = self.at.saturating_sub(Duration::from_secs(1));
+        let window = match self.fault {
+            _ if self.fault.fails_over() => Some((from.min(stopped), resumed + SETTLING)),
+            Fault::KillHost => Some((from, self.undone + SETTLING)),
+            _ => None,
+        };
+        (window, (stopped, resumed))
+    }
+
+    /// Whether `op`'s error falls in this fault's window.
+    fn explains(&self, op: &Op, ops: &[Op]) -> bool {
+        self.window(ops).0.is_some_and(|(from, to)| {
+            op.invoked >= from
+                && op.invoked <= to
+                && (self.fault.fails_over() || op.client.is_multiple_of(2))
+        })
+    }
+}
+
+/// Makes `fault` happen (a primary's for [`HELD`]) and undoes it, then waits until the cluster
+/// has settled (the old primary back as a standby, rewound if it must be, under load: it must
+/// never receive a write) and checks who leads.
+fn inject(fault: Fault, cluster: &Replicated, hosts: &mut [Daemon], history: &History) -> Injected {
+    let clock = |what: &str| {
+        eprintln!(
+            "{fault:?}: {what} at {:.1} s",
+            history.elapsed().as_secs_f64()
+        )
+    };
+    let old = cluster.leader().expect("a leader before the fault");
+    let at = history.elapsed();
+    let mut promoted = None;
+    match fault {
+        Fault::Kill | Fault::Freeze | Fault::Cut => {
+            let (fail, undo) = match fault {
+                Fault::Kill => ("kill", "start"),
+                Fault::Freeze => ("freeze", "thaw"),
+                _ => ("cut", "heal"),
+            };
+            cluster.act(old, fail);
+            clock(&format!("{fail} node{old}"));
+            // When another node leads (Patroni promoted it), polled through its REST API.
+            while history.elapsed() < at + HELD {
+                if promoted.is_none()
+                    && let Some(new) = cluster.leader()
+                    && new != old
+                {
+                    promoted = Some(history.elapsed());
+                    clock(&format!("node{new} promoted"));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            cluster.act(old, undo);
+        }
+        Fault::KillHost => {
+            hosts[0].kill9();
+            clock("memesd host 0 killed");
+            std::thread::sleep(Duration::from_secs(5));
+            hosts[0].restart();
+        }
+        Fault::RestartEtcd => {
+            cluster.run(&["etcd", "restart"]);
+            clock("etcd restarted");
+            std::thread::sleep(Duration::from_secs(5));
+        }
+    }
+    let undone = history.elapsed();
+    clock("undone");
+    cluster.settled();
+    // (Patroni issue #2689: a thawed old leader could take the leader key back.)
+    let leader = cluster.leader();
+    match fault.fails_over() {
+        true => assert!(
+            leader.is_some() && leader != Some(old),
+            "{fault:?}: node{old} leads again after coming back ({leader:?})"
+        ),
+        false => assert_eq!(leader, Some(old), "{fault:?}: the leader changed"),
+    }
+    Injected {
+        fault,
+        old,
+        at,
+        promoted,
+        undone,
+    }
+}
+
+/// Two memesd hosts on the cluster.
+fn hosts(cluster: &Replicated) -> Vec<Daemon> {
+    (0..2)
+        .map(|_| Daemon::start_file_with(&["--store", &cluster.url, "--store-pool", "8"]))
+        .collect()
+}
+
+/// Checks that every error in `ops` falls in the window of one of `faults`; that a reply is
+/// ambiguous only for a change whose COMMIT was in flight at a primary's fault and whose
+/// deadline passed before a primary was reachable (it names its commit id), or one a killed
+/// host never answered; and that reads never failed (and came from a standby during a
+/// primary's outage).
+fn check_errors(faults: &[Injected], ops: &[Op], reads: &Reads) {
+    for op in ops.iter().filter(|op| is_error(op)) {
+        let Some(fault) = faults.iter().find(|fault| fault.explains(op, ops)) else {
+            panic!("op {} failed outside every outage: {op:?}", op.id);
+        };
+        if let Outcome::Unknown(message) = &op.outcome {
+            assert!(
+                message.contains("commit id") || matches!(fault.fault, Fault::KillHost),
+                "{:?}: op {} ambiguous without a commit id: {message}",
+                fault.fault,
+                op.id
+            );
+        }
+    }
+    assert!(reads.failed.is_empty(), "reads failed: {:?}", reads.failed);
+    if faults.iter().any(|fault| fault.fault.fails_over()) {
+        assert!(reads.stale > 0, "no read came from a standby");
+    }
+}
+
 /// Under load through two memesd hosts, `fault` happens (a primary's for [`HELD`]), then is
 /// undone; the run goes on until the cluster has settled again and a little after, then the
 /// history is checked and the figures printed.
@@ -178,86 +317,31 @@ fn survive(fault: Fault) {
     let cluster = Replicated::from_env();
     cluster.settled();
     let users = format!("{fault:?}").to_lowercase();
-    let mut hosts: Vec<Daemon> = (0..2)
-        .map(|_| Daemon::start_file_with(&["--store", &cluster.url, "--store-pool", "8"]))
-        .collect();
+    let mut hosts = hosts(&cluster);
     let sockets: Vec<PathBuf> = hosts.iter().map(|host| host.socket.clone()).collect();
     let history = History::new();
     let stop = AtomicBool::new(false);
     // Someone whose balance a reader follows through the second host.
     let (reads, read_user) = (Mutex::new(Reads::default()), format!("{users}-0"));
-    let (mut fault_at, mut undone_at, mut promoted_at) = (Duration::ZERO, Duration::ZERO, None);
-    let clock = |what: &str| {
-        eprintln!(
-            "{fault:?}: {what} at {:.1} s",
-            history.elapsed().as_secs_f64()
-        )
-    };
+    let mut injected = None;
     std::thread::scope(|scope| {
         for n in 0..8 {
             let (host, history, stop, users) = (&sockets[n % 2], &history, &stop, &users);
-            scope.spawn(move || client(n, users, host, history, stop));
+            scope.spawn(move || client(n, users, host, None, history, stop));
         }
         let (reads, stop, reader, read_user) = (&reads, &stop, &sockets[1], &read_user);
         scope.spawn(move || read_balances(reader, read_user, reads, stop));
         std::thread::sleep(Duration::from_secs(3));
-        let old = cluster.leader().expect("a leader before the fault");
-        fault_at = history.elapsed();
-        match fault {
-            Fault::Kill | Fault::Freeze | Fault::Cut => {
-                let (fail, undo) = match fault {
-                    Fault::Kill => ("kill", "start"),
-                    Fault::Freeze => ("freeze", "thaw"),
-                    _ => ("cut", "heal"),
-                };
-                cluster.act(old, fail);
-                clock(&format!("{fail} node{old}"));
-                // When another node leads (Patroni promoted it), polled through its REST API.
-                while history.elapsed() < fault_at + HELD {
-                    if promoted_at.is_none()
-                        && let Some(new) = cluster.leader()
-                        && new != old
-                    {
-                        promoted_at = Some(history.elapsed());
-                        clock(&format!("node{new} promoted"));
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                cluster.act(old, undo);
-            }
-            Fault::KillHost => {
-                hosts[0].kill9();
-                clock("memesd host 0 killed");
-                std::thread::sleep(Duration::from_secs(5));
-                hosts[0].restart();
-            }
-            Fault::RestartEtcd => {
-                cluster.run(&["etcd", "restart"]);
-                clock("etcd restarted");
-                std::thread::sleep(Duration::from_secs(5));
-            }
-        }
-        undone_at = history.elapsed();
-        clock("undone");
-        // The old primary comes back as a standby (rewound if it must be) under load: it
-        // must never receive a write.
-        cluster.settled();
-        // (Patroni issue #2689: a thawed old leader could take the leader key back.)
-        let leader = cluster.leader();
-        match fault.fails_over() {
-            true => assert!(
-                leader.is_some() && leader != Some(old),
-                "{fault:?}: node{old} leads again after coming back ({leader:?})"
-            ),
-            false => assert_eq!(leader, Some(old), "{fault:?}: the leader changed"),
-        }
+        injected = Some(inject(fault, &cluster, &mut hosts, &history));
         std::thread::sleep(Duration::from_secs(3));
         stop.store(true, Ordering::Relaxed);
     });
+    let injected = injected.unwrap();
     let verdict = history.check(&hosts[1]);
     let ops = history.ops();
-    let (stopped_at, resumed_at) = outage(&ops, fault_at);
-    let errors: Vec<&Op> = ops.iter().filter(|op| is_error(op)).collect();
+    let reads = reads.into_inner().unwrap();
+    let (_, (_, resumed)) = injected.window(&ops);
+    let errors = ops.iter().filter(|op| is_error(op)).count();
     let ambiguous = ops
         .iter()
         .filter(|op| matches!(op.outcome, Outcome::Unknown(_) | Outcome::Pending))
@@ -268,77 +352,136 @@ fn survive(fault: Fault) {
         })
     };
     println!(
-        "figures: fault={fault:?} requests={} errors={} ambiguous={ambiguous} lost=0 twice=0 \
-         longest_without_change_s={:.1} resumed_after_s={:.1} promoted_after_s={} \
-         memesd_after_promotion_s={}",
+        "figures: fault={fault:?} requests={} errors={errors} ambiguous={ambiguous} lost=0 \
+         twice=0 longest_without_change_s={:.1} resumed_after_s={:.1} promoted_after_s={} \
+         memesd_after_promotion_s={} reads={} read_errors={} reads_from_a_standby={}",
         ops.len(),
-        errors.len(),
         longest_gap(&ops).as_secs_f64(),
-        (resumed_at - fault_at).as_secs_f64(),
-        after(promoted_at, fault_at),
-        promoted_at.map_or("-".into(), |promoted| after(Some(resumed_at), promoted)),
-    );
-    let reads = reads.into_inner().unwrap();
-    println!(
-        "figures: fault={fault:?} reads={} read_errors={} reads_from_a_standby={}",
+        (resumed - injected.at).as_secs_f64(),
+        after(injected.promoted, injected.at),
+        injected
+            .promoted
+            .map_or("-".into(), |promoted| after(Some(resumed), promoted)),
         reads.answered + reads.failed.len(),
         reads.failed.len(),
         reads.stale
     );
     eprintln!("{verdict:?}");
-    // Reads need no primary: they answer throughout, from a standby while there is none.
-    assert!(
-        reads.failed.is_empty(),
-        "{fault:?}: reads failed: {:?}",
-        reads.failed
-    );
     if fault.fails_over() {
-        assert!(reads.stale > 0, "{fault:?}: no read came from a standby");
-    }
-    // Where errors may be: from the fault (a request sent just before it may be in flight)
-    // to a moment after writes resumed (a primary just promoted may refuse a connection as
-    // read-only for a fraction of a second), or after the killed host is back; and only for
-    // the killed host's clients. etcd's restart is no outage at all.
-    let window = match fault {
-        _ if fault.fails_over() => {
-            assert!(
-                resumed_at - fault_at < RESUMED_WITHIN,
-                "{fault:?}: changes succeeded again only {:?} after the fault",
-                resumed_at - fault_at
-            );
-            Some((
-                fault_at
-                    .saturating_sub(Duration::from_secs(1))
-                    .min(stopped_at),
-                resumed_at + SETTLING,
-            ))
-        }
-        Fault::KillHost => Some((
-            fault_at.saturating_sub(Duration::from_secs(1)),
-            undone_at + SETTLING,
-        )),
-        _ => None,
-    };
-    for op in &errors {
-        let allowed = window.is_some_and(|(from, to)| {
-            op.invoked >= from && op.invoked <= to && (fault.fails_over() || op.client % 2 == 0)
-        });
         assert!(
-            allowed,
-            "{fault:?}: op {} failed outside the outage ({window:?}): {op:?}",
-            op.id
+            resumed - injected.at < RESUMED_WITHIN,
+            "{fault:?}: changes succeeded again only {:?} after the fault",
+            resumed - injected.at
         );
-        // An ambiguous reply only for a change whose COMMIT was in flight at the fault and
-        // whose deadline passed before a primary was reachable (it names its commit id), or
-        // for one a killed host never answered.
-        if let Outcome::Unknown(message) = &op.outcome {
-            assert!(
-                message.contains("commit id") || matches!(fault, Fault::KillHost),
-                "{fault:?}: op {} ambiguous without a commit id: {message}",
-                op.id
-            );
-        }
     }
+    check_errors(&[injected], &ops, &reads);
+}
+
+/// The drill: open-loop load (`MEMES_DRILL_RATE` changes a second, 2,000 by default, from 32
+/// clients through two hosts) for `MEMES_DRILL_MINUTES` (10), with a primary's fault every
+/// two minutes from the first (kill -9, freeze, cut, in turn). Prints the availability it
+/// measured and every outage; checks the history, that every error falls in an outage and
+/// that writes came back within 15 s each time.
+fn drill() {
+    let number =
+        |name: &str, default: f64| std::env::var(name).map_or(default, |v| v.parse().expect(name));
+    let (minutes, rate) = (
+        number("MEMES_DRILL_MINUTES", 10.0),
+        number("MEMES_DRILL_RATE", 2000.0),
+    );
+    let total = Duration::from_secs_f64(minutes * 60.0);
+    let clients = 32;
+    let every = Duration::from_secs_f64(clients as f64 / rate);
+    let cluster = Replicated::from_env();
+    cluster.settled();
+    let mut hosts = hosts(&cluster);
+    let sockets: Vec<PathBuf> = hosts.iter().map(|host| host.socket.clone()).collect();
+    let history = History::new();
+    let stop = AtomicBool::new(false);
+    let (reads, read_user) = (Mutex::new(Reads::default()), "drill-0".to_string());
+    let mut injected = Vec::new();
+    std::thread::scope(|scope| {
+        for n in 0..clients {
+            let (host, history, stop) = (&sockets[n % 2], &history, &stop);
+            scope.spawn(move || client(n, "drill", host, Some(every), history, stop));
+        }
+        let (reads, stop, reader, read_user) = (&reads, &stop, &sockets[1], &read_user);
+        scope.spawn(move || read_balances(reader, read_user, reads, stop));
+        let faults = [Fault::Kill, Fault::Freeze, Fault::Cut];
+        for k in 0.. {
+            let at = Duration::from_secs(60 + 120 * k as u64);
+            if at + HELD + Duration::from_secs(30) > total {
+                break;
+            }
+            if let Some(wait) = at.checked_sub(history.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            injected.push(inject(faults[k % 3], &cluster, &mut hosts, &history));
+        }
+        if let Some(wait) = total.checked_sub(history.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let elapsed = history.elapsed();
+    let verdict = history.check(&hosts[1]);
+    let ops = history.ops();
+    let reads = reads.into_inner().unwrap();
+    let errors = ops.iter().filter(|op| is_error(op)).count();
+    let mut down = Duration::ZERO;
+    for fault in &injected {
+        let (_, (stopped, resumed)) = fault.window(&ops);
+        down += resumed - stopped;
+        println!(
+            "drill: {:?} of node{} at {:.1} s: no change acknowledged from {:.1} to {:.1} s \
+             ({:.1} s), Patroni promoted after {}",
+            fault.fault,
+            fault.old,
+            fault.at.as_secs_f64(),
+            stopped.as_secs_f64(),
+            resumed.as_secs_f64(),
+            (resumed - stopped).as_secs_f64(),
+            fault.promoted.map_or("-".into(), |p| format!(
+                "{:.1} s",
+                (p - fault.at).as_secs_f64()
+            )),
+        );
+        assert!(
+            resumed - fault.at < RESUMED_WITHIN,
+            "{:?} at {:?}: changes succeeded again only {:?} after it",
+            fault.fault,
+            fault.at,
+            resumed - fault.at
+        );
+    }
+    let mut latencies: Vec<Duration> = ops
+        .iter()
+        .filter(|op| matches!(op.outcome, Outcome::Ok(_)))
+        .filter_map(|op| Some(op.completed? - op.invoked))
+        .collect();
+    latencies.sort();
+    let quantile = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    println!(
+        "figures: drill minutes={minutes} asked_rate={rate} sent_rate={:.0} requests={} \
+         acknowledged={} errors={errors} ambiguous={} availability_by_requests={:.4} \
+         availability_by_time={:.4} p50_ms={:.1} p99_ms={:.1} max_ms={:.1} faults={} \
+         reads={} read_errors={} reads_from_a_standby={}",
+        ops.len() as f64 / elapsed.as_secs_f64(),
+        ops.len(),
+        verdict.ok,
+        verdict.unknown,
+        verdict.ok as f64 / (verdict.ok + errors) as f64,
+        1.0 - down.as_secs_f64() / elapsed.as_secs_f64(),
+        quantile(0.5).as_secs_f64() * 1e3,
+        quantile(0.99).as_secs_f64() * 1e3,
+        latencies.last().unwrap().as_secs_f64() * 1e3,
+        injected.len(),
+        reads.answered + reads.failed.len(),
+        reads.failed.len(),
+        reads.stale
+    );
+    eprintln!("{verdict:?}");
+    check_errors(&injected, &ops, &reads);
 }
 
 #[test]
@@ -369,4 +512,10 @@ fn kill_9_of_a_memesd_host() {
 #[ignore = "needs the replicated cluster: scripts/failover-drill.sh runs it"]
 fn etcd_restarts() {
     survive(Fault::RestartEtcd);
+}
+
+#[test]
+#[ignore = "the drill (10 minutes): scripts/failover-drill.sh --drill runs it"]
+fn drill_with_a_failover_every_two_minutes() {
+    drill();
 }
