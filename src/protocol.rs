@@ -1,7 +1,7 @@
 //! The contract between memesd and its clients: the typed requests and the reply `data`
 //! every front speaks (the socket frames them as NDJSON lines, see [`ndjson`], which the
 //! client and the socket front share), the limits on every input field, and their
-//! validation.
+//! validation, and the canonical form of a keyed request ([`canonical`]).
 //!
 //! It knows nothing about balances, memes or sockets. Changes here are additive
 //! (`#[serde(default)]`); an incompatible change bumps [`PROTOCOL_VERSION`].
@@ -11,6 +11,7 @@ pub use crate::domain::{
 };
 use serde::{Deserialize, Serialize};
 
+pub mod canonical;
 pub mod ndjson;
 pub mod route;
 

@@ -13,7 +13,7 @@ use super::{Answer, Caller, Reply, Service, ServiceError, raw};
 use crate::catalogue::select::Wanted;
 use crate::domain::{ErrorCode, Tier, now_ms};
 use crate::premium::{self, Made};
-use crate::protocol::{GetData, GetRequest, Location, MAX_COUNT, Request};
+use crate::protocol::{GetData, GetRequest, Location, MAX_COUNT};
 use crate::store::{ChargeRequest, Idempotency, Keyed, Outcome, StoreError, rules};
 use crate::telemetry::Tokens;
 use serde_json::value::RawValue;
@@ -73,7 +73,7 @@ impl Service {
         let fingerprint = request
             .idempotency_key
             .as_ref()
-            .map(|_| fingerprint(&request));
+            .map(|_| request.fingerprint());
         // A get's key is the charged user's own (see KeyOwner).
         let key = request
             .idempotency_key
@@ -270,16 +270,4 @@ fn place_codes(location: Option<&Location>) -> Vec<String> {
             .collect(),
         _ => Vec::new(),
     }
-}
-
-/// The canonical form of a keyed request: what must match for a retry to be a retry.
-/// The key itself, the credentials and the reply's presentation are not part of it.
-pub fn fingerprint(request: &GetRequest) -> String {
-    let canonical = GetRequest {
-        idempotency_key: None,
-        token: None,
-        inline: false,
-        ..request.clone()
-    };
-    serde_json::to_string(&Request::Get(canonical)).expect("request serialises")
 }

@@ -250,13 +250,10 @@ impl Service {
     }
 
     async fn topup(&self, caller: &Caller, request: TopupRequest) -> Answer {
-        let fingerprint = request.idempotency_key.as_ref().map(|_| {
-            let canonical = TopupRequest {
-                idempotency_key: None,
-                ..request.clone()
-            };
-            serde_json::to_string(&Request::Topup(canonical)).expect("request serialises")
-        });
+        let fingerprint = request
+            .idempotency_key
+            .as_ref()
+            .map(|_| request.fingerprint());
         let data = {
             let (user, amount) = (request.user.clone(), request.amount);
             move |changed: Changed| TopupData {
