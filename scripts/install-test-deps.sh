@@ -9,15 +9,15 @@
 #   venv module where schemathesis must be installed;
 # - from PyPI: schemathesis (scripts/schemathesis.sh tests the HTTP API against its OpenAPI
 #   document), into its own virtual environment unless a `schemathesis` is on PATH already.
-# With --patroni, also what scripts/patroni-cluster.sh needs (the replicated cluster for the
-# failover drill, not used by scripts/test.sh): etcd (Debian's etcd-server) and Patroni 4 from
-# PyPI into /opt/memes/patroni-venv (MEMES_PATRONI_VENV), readable by the postgres user.
+# With --patroni (scripts/test.sh passes it), also what scripts/patroni-cluster.sh needs (the
+# replicated cluster of the fault suite): etcd (Debian's etcd-server), nftables, iproute2, and
+# Patroni 3.1 from PyPI into /opt/memes/patroni-3.1.2 (MEMES_PATRONI_VENV), readable by the postgres user.
 # Already installed: nothing to do, no network needed.
 set -euo pipefail
 
 patroni=
 [ "${1:-}" = "--patroni" ] && patroni=1
-patroni_venv=${MEMES_PATRONI_VENV:-/opt/memes/patroni-venv}
+patroni_venv=${MEMES_PATRONI_VENV:-/opt/memes/patroni-3.1.2}
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -47,6 +47,8 @@ fi
 
 if [ -n "$patroni" ]; then
   command -v etcd >/dev/null || missing+=(etcd-server)
+  command -v nft >/dev/null || missing+=(nftables)
+  command -v ip >/dev/null || missing+=(iproute2)
   [ -x "$patroni_venv/bin/patroni" ] || /usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 fi
 
@@ -63,12 +65,13 @@ if [ -n "$need_schemathesis" ]; then
 fi
 
 if [ -n "$patroni" ] && [ ! -x "$patroni_venv/bin/patroni" ]; then
-  # Patroni 4, not Debian 12's 3.0.2 (patroni issue #2689: on etcd's v3 API a thawed old
-  # leader could take the leader key back). The system Python, so that the postgres user can
-  # run it.
+  # Patroni 3.1: not Debian 12's 3.0.2 (patroni issue #2689: on etcd's v3 API a thawed old
+  # leader could take the leader key back), not 3.2 or later (they raise a ttl below 20 s to
+  # 20 s, a 20 s outage per failover; deploy/patroni/node.yml.in). cdiff is what its
+  # patronictl imports. The system Python, so that the postgres user can run it.
   echo "install-test-deps: installing Patroni into $patroni_venv" >&2
   as_root mkdir -p "$(dirname "$patroni_venv")"
   as_root /usr/bin/python3 -m venv "$patroni_venv"
   as_root "$patroni_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    'patroni[etcd3]~=4.1' 'psycopg2-binary~=2.9'
+    'patroni[etcd3]==3.1.2' 'cdiff~=1.0' 'psycopg2-binary~=2.9'
 fi

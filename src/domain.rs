@@ -191,10 +191,33 @@ impl HistoryCursor {
 }
 
 /// A page of a user's history: entries oldest first, and where older ones continue.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HistoryPage {
     pub entries: Vec<HistoryEntry>,
     pub next: Option<HistoryCursor>,
+    /// Set when the page was read from a standby, no primary being reachable.
+    pub stale: Option<Stale>,
+}
+
+/// A read that the primary could not serve (none could be reached: a failover under way)
+/// and a standby did: who answered and how fresh the answer is. Changes committed after
+/// `as_of` may be missing from it; nothing in it is older than the ledger was at `as_of`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Stale {
+    /// The server that answered, as it names itself (`10.0.0.2:5432`, `/run/postgresql:5432`):
+    /// a standby, or a server refusing writes.
+    pub from: String,
+    /// Every change committed up to this instant is in the reply (RFC 3339): on a standby the
+    /// commit time of the last transaction it replayed, on a server that is not replaying
+    /// anything the time of the read. Absent when a standby has replayed no transaction since
+    /// it started, so how fresh it is cannot be told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
+    /// Seconds from `as_of` to the read, by the server's clock: the most the reply can be
+    /// behind. Not a replication lag: a primary that committed nothing for a while leaves a
+    /// large age on a standby that is fully up to date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_secs: Option<f64>,
 }
 
 /// Milliseconds since the Unix epoch, the ledger's clock.

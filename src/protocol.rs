@@ -7,7 +7,7 @@
 //! (`#[serde(default)]`); an incompatible change bumps [`PROTOCOL_VERSION`].
 
 pub use crate::domain::{
-    AuditReport, EntryKind, ErrorCode, HistoryEntry, MAX_BALANCE, Tier, format_instant,
+    AuditReport, EntryKind, ErrorCode, HistoryEntry, MAX_BALANCE, Stale, Tier, format_instant,
 };
 use serde::{Deserialize, Serialize};
 
@@ -684,7 +684,7 @@ pub struct TopupData {
 }
 
 /// `balance` reply data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BalanceData {
     pub user_id: String,
     pub balance: u64,
@@ -693,6 +693,10 @@ pub struct BalanceData {
     /// When a premium entitlement ends (RFC 3339), if it has an end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tier_until: Option<String>,
+    /// Present only when no primary could be reached and a standby answered: who, and as of
+    /// when. The balance may then miss the latest changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale: Option<Stale>,
 }
 
 /// `entitle` reply data.
@@ -743,7 +747,7 @@ pub struct StatusUnreachable {
 }
 
 /// `history` reply data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryData {
     pub user_id: String,
     /// Oldest first.
@@ -751,6 +755,10 @@ pub struct HistoryData {
     /// Present when older entries exist: pass it as `before` to get them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
+    /// Present only when no primary could be reached and a standby answered: who, and as of
+    /// when. The newest entries may then be missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale: Option<Stale>,
 }
 
 /// One `search` (or `similar`) result.
@@ -854,6 +862,32 @@ mod tests {
         let ok = "é".repeat(MAX_USER_CHARS);
         assert!(validate_user(&ok).is_ok());
         assert!(validate_user(&format!("{ok}é")).is_err());
+    }
+
+    #[test]
+    fn a_read_from_a_standby_adds_stale_and_nothing_else() {
+        let mut data = BalanceData {
+            user_id: "u1".into(),
+            balance: 199,
+            tier: Tier::Free,
+            tier_until: None,
+            stale: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&data).unwrap(),
+            r#"{"user_id":"u1","balance":199,"tier":"free"}"#
+        );
+        data.stale = Some(Stale {
+            from: "db2:5432".into(),
+            as_of: Some("2026-12-07T06:49:58.31Z".into()),
+            age_secs: Some(12.4),
+        });
+        let line = serde_json::to_string(&data).unwrap();
+        assert_eq!(
+            line,
+            r#"{"user_id":"u1","balance":199,"tier":"free","stale":{"from":"db2:5432","as_of":"2026-12-07T06:49:58.31Z","age_secs":12.4}}"#
+        );
+        assert_eq!(serde_json::from_str::<BalanceData>(&line).unwrap(), data);
     }
 
     #[test]

@@ -127,6 +127,10 @@ fn describe() {
         Unit::Seconds,
         "How long the PostgreSQL store has been without a primary to write to (0 while it has one)"
     );
+    describe_counter!(
+        "memes_store_standby_reads_total",
+        "Reads (balance, history) served by a standby because no PostgreSQL primary could be reached"
+    );
     describe_gauge!(
         "memes_store_changes_waiting",
         "Changes handed to the PostgreSQL store's writers and not answered yet"
@@ -339,6 +343,13 @@ pub fn store_decided_again() {
     static COUNTER: OnceLock<Counter> = OnceLock::new();
     COUNTER
         .get_or_init(|| metrics::counter!("memes_store_decided_again_total", "store" => "postgres"))
+        .increment(1);
+}
+
+/// A read (`account`, `history`) served by a standby because no primary could be reached
+/// (PostgreSQL store).
+pub fn store_standby_read(read: &'static str) {
+    metrics::counter!("memes_store_standby_reads_total", "store" => "postgres", "read" => read)
         .increment(1);
 }
 

@@ -18,6 +18,9 @@ pub fn run(args: &BalanceArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
         user: args.user.clone(),
     });
     let (data, raw): (BalanceData, _) = ctx.call_as(&request)?;
+    if let Some(stale) = &data.stale {
+        output::warn_stale(stale, ctx.color);
+    }
     if ctx.json {
         output::print_json(&raw);
         return Ok(Exit::Success);

@@ -3,7 +3,9 @@
 use super::exit::Exit;
 use super::output;
 use super::{Ctx, Failure};
-use crate::protocol::{HistoryData, HistoryEntry, HistoryRequest, MAX_HISTORY_PAGE, Request};
+use crate::protocol::{
+    HistoryData, HistoryEntry, HistoryRequest, MAX_HISTORY_PAGE, Request, Stale,
+};
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -18,7 +20,12 @@ pub struct HistoryArgs {
 }
 
 pub fn run(args: &HistoryArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
-    let entries = fetch(args, ctx)?;
+    let (entries, stale) = fetch(args, ctx)?;
+    // `--json` prints the entries alone (an array, as scripts have it): the note is on
+    // stderr either way.
+    if let Some(stale) = &stale {
+        output::warn_stale(stale, ctx.color);
+    }
     if ctx.json {
         // Scripts get the entries themselves: an array, oldest first.
         println!(
@@ -66,9 +73,11 @@ fn display_time(time: &str) -> String {
 }
 
 /// The whole history (or the newest `--limit` entries), oldest first, page by page: the
-/// daemon answers at most [`MAX_HISTORY_PAGE`] entries per request.
-fn fetch(args: &HistoryArgs, ctx: &mut Ctx) -> Result<Vec<HistoryEntry>, Failure> {
+/// daemon answers at most [`MAX_HISTORY_PAGE`] entries per request. With it, the note of a
+/// page a standby served, if any was (the last one's: the most recent word on freshness).
+fn fetch(args: &HistoryArgs, ctx: &mut Ctx) -> Result<(Vec<HistoryEntry>, Option<Stale>), Failure> {
     let mut pages: Vec<Vec<HistoryEntry>> = Vec::new();
+    let mut stale = None;
     let mut wanted = args.limit.unwrap_or(u64::MAX);
     let mut before = None;
     loop {
@@ -79,6 +88,7 @@ fn fetch(args: &HistoryArgs, ctx: &mut Ctx) -> Result<Vec<HistoryEntry>, Failure
         });
         let (page, _): (HistoryData, _) = ctx.call_as(&request)?;
         wanted = wanted.saturating_sub(page.entries.len() as u64);
+        stale = page.stale.or(stale);
         pages.push(page.entries);
         match page.next {
             Some(next) if wanted > 0 => before = Some(next),
@@ -86,7 +96,7 @@ fn fetch(args: &HistoryArgs, ctx: &mut Ctx) -> Result<Vec<HistoryEntry>, Failure
         }
     }
     // Pages come newest first; each is oldest first within.
-    Ok(pages.into_iter().rev().flatten().collect())
+    Ok((pages.into_iter().rev().flatten().collect(), stale))
 }
 
 #[cfg(test)]

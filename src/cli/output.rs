@@ -3,6 +3,7 @@
 
 use super::exit::Exit;
 use super::{ColorChoice, Failure};
+use crate::domain::Stale;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
 use serde_json::value::RawValue;
@@ -53,6 +54,25 @@ pub fn warn(message: &str, color: bool) {
         ("", "", "")
     };
     eprintln!("memes: {bold}{yellow}warning:{reset} {message}");
+}
+
+/// The warning for a read a standby served while no primary could be reached (on stderr, so
+/// that stdout stays the answer a script reads, `--json` or not).
+pub fn warn_stale(stale: &Stale, color: bool) {
+    warn(&stale_note(stale), color);
+}
+
+fn stale_note(stale: &Stale) -> String {
+    let fresh = match (&stale.as_of, stale.age_secs) {
+        (Some(as_of), Some(age)) => format!("as of {as_of} ({age:.1} s before the read)"),
+        (Some(as_of), None) => format!("as of {as_of}"),
+        _ => "which cannot tell how fresh it is (it has replayed nothing since it started)"
+            .to_string(),
+    };
+    format!(
+        "no primary could be reached: read from the standby at {}, {fresh}; later changes may be missing",
+        stale.from
+    )
 }
 
 /// Whether the command line asks for `--json` (before any `--`): for failures found while
@@ -146,6 +166,27 @@ mod tests {
         assert_eq!(
             with_causes(&error),
             "cannot connect to memesd at /tmp/x.sock: entity not found"
+        );
+    }
+
+    #[test]
+    fn a_stale_read_says_from_where_and_as_of_when() {
+        let mut stale = Stale {
+            from: "db2:5432".into(),
+            as_of: Some("2026-12-07T06:49:58.31Z".into()),
+            age_secs: Some(12.44),
+        };
+        assert_eq!(
+            stale_note(&stale),
+            "no primary could be reached: read from the standby at db2:5432, as of \
+             2026-12-07T06:49:58.31Z (12.4 s before the read); later changes may be missing"
+        );
+        stale.as_of = None;
+        stale.age_secs = None;
+        assert!(
+            stale_note(&stale).contains("db2:5432, which cannot tell how fresh it is"),
+            "{}",
+            stale_note(&stale)
         );
     }
 

@@ -427,7 +427,7 @@ impl Service {
         request: BalanceRequest,
     ) -> Result<(BalanceData, Commit), ServiceError> {
         let user = request.user;
-        let (account, commit) = self.store.account(&user).await?;
+        let (account, stale, commit) = self.store.read_account(&user).await?;
         let tier = account.tier_at(now_ms());
         let data = BalanceData {
             user_id: user,
@@ -437,6 +437,7 @@ impl Service {
                 .until
                 .filter(|_| tier == Tier::Premium)
                 .map(protocol::format_instant),
+            stale,
         };
         Ok((data, commit))
     }
@@ -452,6 +453,7 @@ impl Service {
             user_id: request.user,
             entries: page.entries,
             next: page.next.map(|cursor| cursor.as_str().to_string()),
+            stale: page.stale,
         })
     }
 

@@ -28,7 +28,7 @@ pub mod spec;
 pub use file::{FileStore, StoreConfig};
 
 use crate::domain::{
-    AccountView, AuditReport, ErrorCode, HistoryCursor, HistoryPage, MAX_BALANCE, Tier,
+    AccountView, AuditReport, ErrorCode, HistoryCursor, HistoryPage, MAX_BALANCE, Stale, Tier,
 };
 use serde_json::value::RawValue;
 use std::path::PathBuf;
@@ -298,8 +298,19 @@ pub trait TokenStore: Send + Sync + 'static {
         &self,
         idem: Idempotency<'_>,
     ) -> Result<Option<(Box<RawValue>, Commit)>, StoreError>;
-    /// An account's current state; `UnknownUser` if it has none.
+    /// An account's current state; `UnknownUser` if it has none. What a change is decided
+    /// on (a delivery's tier, say) reads this: never a standby's copy.
     async fn account(&self, user: &str) -> Result<(AccountView, Commit), StoreError>;
+    /// An account for a read that needs no primary (`balance`): [`TokenStore::account`], or,
+    /// on a replicated database while no primary can be reached, a standby's copy and how
+    /// fresh it is. Only a store with standbys has anything to add.
+    async fn read_account(
+        &self,
+        user: &str,
+    ) -> Result<(AccountView, Option<Stale>, Commit), StoreError> {
+        let (account, commit) = self.account(user).await?;
+        Ok((account, None, commit))
+    }
     /// Sets an account's tier (opening it if needed).
     async fn entitle(
         &self,
@@ -308,7 +319,8 @@ pub trait TokenStore: Send + Sync + 'static {
         until_ms: Option<i64>,
     ) -> Result<(AccountView, Commit), StoreError>;
     /// A page of a user's durable ledger entries: the newest `limit` older than the cursor
-    /// (or than now), oldest first.
+    /// (or than now), oldest first. Like [`TokenStore::read_account`], it may come from a
+    /// standby while no primary can be reached, and then says so.
     async fn history(
         &self,
         user: &str,

@@ -4,10 +4,12 @@
 //! ledger. Always on PostgreSQL (a fresh database in the test process's cluster, reached
 //! through [`crate::proxy`]), whatever `MEMES_TEST_STORE` says.
 
-use crate::harness::{Daemon, TestDatabase};
+use crate::harness::{Conn, Daemon, TestDatabase};
 use crate::history::{Change, History, Outcome};
 use crate::proxy::Proxy;
 use memes::store::pg::testing::cluster;
+use serde_json::json;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -24,30 +26,46 @@ impl Rng {
     }
 }
 
-/// One client: random changes on a few shared users until `stop`, recording each; a keyed
-/// change whose outcome is unknown is retried once with its key, as a client should.
-fn client(n: usize, host: &Daemon, history: &History, stop: &AtomicBool) {
+/// One client: random changes on a few shared users (named `{users}-0` to `{users}-3`) until
+/// `stop`, recording each; a keyed change whose outcome is unknown is retried once with its
+/// key, as a client should. A host that is gone is connected to again (on its socket).
+pub fn client(n: usize, users: &str, host: &Path, history: &History, stop: &AtomicBool) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (n as u64 + 1));
-    let mut conn = host.connect();
+    let mut conn = None;
     let mut sent = 0;
     while !stop.load(Ordering::Relaxed) {
         let r = rng.next();
-        let user = format!("f-{}", r % 4);
+        let user = format!("{users}-{}", r % 4);
         let change = match (r >> 8) % 3 {
             0 => Change::Charge,
             1 => Change::Topup(1 + (r >> 16) as i64 % 20),
             _ => Change::Topup(-1 - (r >> 16) as i64 % 5),
         };
-        let key = (r >> 32).is_multiple_of(2).then(|| format!("c{n}-{sent}"));
+        let key = (r >> 32)
+            .is_multiple_of(2)
+            .then(|| format!("{users}-c{n}-{sent}"));
         sent += 1;
         let mut op = history.invoke(n, &user, change.clone(), key.clone());
         for attempt in 0..2 {
-            let reply = match conn.send(format!("{}\n", op.request()).as_bytes()) {
-                true => conn.read_reply(),
-                false => None,
-            };
+            if conn.is_none() {
+                conn = Conn::open(host).ok();
+            }
+            if conn.is_none() {
+                // Not sent: the host is down (a fault test killed it), nothing was done.
+                let refused =
+                    json!({"ok": false, "error": {"code": "host_down", "message": "not sent"}});
+                history.complete(&op, Some(&refused));
+                std::thread::sleep(Duration::from_millis(50));
+                break;
+            }
+            let reply = conn.as_mut().and_then(|conn| {
+                match conn.send(format!("{}\n", op.request()).as_bytes()) {
+                    true => conn.read_reply(),
+                    false => None,
+                }
+            });
             if reply.is_none() {
-                conn = host.connect();
+                conn = None;
             }
             let outcome = history.complete(&op, reply.as_ref());
             match (outcome, &key) {
@@ -79,8 +97,8 @@ fn cut_refused_and_slow_connections_to_postgres_lose_nothing_and_apply_nothing_t
     let mut cuts = 0;
     std::thread::scope(|scope| {
         for n in 0..6 {
-            let (host, history, stop) = (&hosts[n % 2], &history, &stop);
-            scope.spawn(move || client(n, host, history, stop));
+            let (host, history, stop) = (&hosts[n % 2].socket, &history, &stop);
+            scope.spawn(move || client(n, "f", host, history, stop));
         }
         let at = |seconds: f64| {
             let until = Duration::from_secs_f64(seconds);

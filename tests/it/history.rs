@@ -150,6 +150,11 @@ impl History {
         self.ops.lock().unwrap().clone()
     }
 
+    /// Since this history began (the clock of its operations' times).
+    pub fn elapsed(&self) -> Duration {
+        self.began.elapsed()
+    }
+
     /// Judges the history against the ledger as `host` reads it now (after the faults
     /// healed). Panics on the first violation, printing the operations around it.
     pub fn check(&self, host: &Daemon) -> Verdict {

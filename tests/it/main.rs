@@ -24,6 +24,8 @@ mod premium;
 mod protocol;
 mod proxy;
 mod release;
+mod replicated;
 mod semantic;
+mod standby;
 mod startup;
 mod transfer;

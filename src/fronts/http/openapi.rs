@@ -112,4 +112,25 @@ mod tests {
             );
         }
     }
+
+    /// A balance or history read from a standby carries `stale`, optional, described once.
+    #[test]
+    fn a_read_from_a_standby_is_documented_as_optional() {
+        let document: serde_json::Value = serde_json::from_str(&DOCUMENT).unwrap();
+        let schemas = &document["components"]["schemas"];
+        for reply in ["BalanceData", "HistoryData"] {
+            let stale = schemas[reply]["properties"]["stale"].to_string();
+            assert!(
+                stale.contains("#/components/schemas/Stale"),
+                "{reply}: {stale}"
+            );
+            let required = schemas[reply]["required"].as_array().unwrap();
+            assert!(!required.contains(&"stale".into()), "{reply}");
+        }
+        let stale = &schemas["Stale"];
+        assert_eq!(stale["required"], serde_json::json!(["from"]), "{stale}");
+        for field in ["from", "as_of", "age_secs"] {
+            assert!(stale["properties"][field].is_object(), "{field}: {stale}");
+        }
+    }
 }

@@ -146,5 +146,7 @@ pub fn read_history(
     Ok(HistoryPage {
         entries: newest_first,
         next: next.map(Position::cursor),
+        // A file store has no standby: every page it reads is current.
+        stale: None,
     })
 }

@@ -8,11 +8,14 @@
 //! Changes go through [`batch`]: one task per host gathers concurrent requests into one
 //! transaction (group commit at the application) and answers each only after COMMIT, so
 //! every [`Commit`] this store hands back is already done. Reads (`account`, `replay`,
-//! `history`, `audit`, `stats`) go straight to the connection pool.
+//! `history`, `audit`, `stats`) go straight to the connection pool; those that need no
+//! primary (`read_account`, `history`) go to a standby when no primary can be reached.
 //!
 //! - [`migrate`]: the versioned schema, applied under an advisory lock.
 //! - [`primary`]: connecting to whichever host is the primary, each host within its own
 //!   timeout; what this host knows about the primary (changes fail fast while none is).
+//! - [`standby`]: `balance` and `history` from a standby while no primary can be reached,
+//!   saying how fresh they are.
 //! - [`batch`]: group commit: lock in user order, decide, write with few round trips.
 //! - [`audit`]: the ledger's invariants, checked by SQL over the whole database.
 //! - [`export`]: moving a file-store ledger into PostgreSQL (`memesd export` / `import`).
@@ -24,11 +27,12 @@ mod columns;
 pub mod export;
 pub mod migrate;
 pub mod primary;
+pub mod standby;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 
 use crate::domain::{
-    AccountView, AuditReport, EntryKind, HistoryCursor, HistoryEntry, HistoryPage, Tier,
+    AccountView, AuditReport, EntryKind, HistoryCursor, HistoryEntry, HistoryPage, Stale, Tier,
     format_instant,
 };
 use crate::store::rules::{self, Change, KeyUse};
@@ -296,6 +300,8 @@ pub struct PgStore {
     primary: Arc<primary::Primary>,
     /// Looks for a primary while none is known.
     prober: tokio::task::JoinHandle<()>,
+    /// Serves the reads that need no primary while none can be reached.
+    standbys: standby::Standbys,
     config: PgConfig,
 }
 
@@ -343,6 +349,7 @@ impl PgStore {
             connector,
             config.pg_config().map_err(PgOpenError::Config)?,
         ));
+        let standbys = standby::Standbys::new(&config)?;
         Ok(PgStore {
             pool,
             queue: Mutex::new(Some(tx)),
@@ -352,6 +359,7 @@ impl PgStore {
             tally,
             primary,
             prober,
+            standbys,
             config,
         })
     }
@@ -366,6 +374,7 @@ impl PgStore {
         }
         self.prober.abort();
         self.pool.close();
+        self.standbys.close();
     }
 
     /// How the writers' batches went.
@@ -496,6 +505,45 @@ impl PgStore {
             .unwrap_or_else(|_| Err(StoreError::Unavailable("the batch writer stopped".into())));
         crate::telemetry::store_changes_waiting(-1.0);
         answered
+    }
+
+    /// Runs a read that needs no primary: on the primary, as every read; but when no primary
+    /// can be reached (none is known, or connecting to it just failed and no host gives a
+    /// writable connection), on a standby, and then with who answered and how fresh it is.
+    /// A read that failed on a primary still known is not tried elsewhere: the primary is
+    /// there, and a standby would answer with less than it holds. `counted_as` labels the
+    /// standby's reads in the metrics.
+    async fn read_anywhere<T, F, Fut>(
+        &self,
+        what: &str,
+        counted_as: &'static str,
+        read: F,
+    ) -> Result<(T, Option<Stale>), StoreError>
+    where
+        F: Fn(deadpool_postgres::Object) -> Fut,
+        Fut: Future<Output = Result<T, ReadError>>,
+    {
+        if self.primary.unknown().is_none() {
+            match self.read(what, &read).await {
+                Ok(value) => return Ok((value, None)),
+                Err(StoreError::Unreachable(_)) if self.primary.unknown().is_some() => {}
+                Err(error) => return Err(error),
+            }
+        }
+        match self.standbys.read(counted_as, read).await {
+            Ok((value, stale)) => Ok((value, Some(stale))),
+            // Why the primary cannot be reached comes first: it is what an operator must fix.
+            Err(StoreError::Unreachable(standby)) => {
+                let primary = self
+                    .primary
+                    .unavailable()
+                    .unwrap_or_else(|| "no PostgreSQL primary answers".to_string());
+                Err(StoreError::Unreachable(format!(
+                    "{what}: {primary}; nor could a standby serve the read: {standby}"
+                )))
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Runs a read on a pooled connection, within the read deadline.
@@ -698,6 +746,27 @@ pub fn array_literal<S: AsRef<str>>(items: &[S]) -> String {
     out
 }
 
+/// Reads an account's row, on whichever server `client` is connected to.
+async fn account_row(
+    client: deadpool_postgres::Object,
+    user: &str,
+) -> Result<Option<tokio_postgres::Row>, ReadError> {
+    let statement = client
+        .prepare_cached("SELECT balance, tier, until_ms FROM accounts WHERE user_id = $1")
+        .await?;
+    Ok(client.query_opt(&statement, &[&user]).await?)
+}
+
+/// An account as [`account_row`] read it; `UnknownUser` if there was none.
+fn account_from(user: &str, row: Option<tokio_postgres::Row>) -> Result<AccountView, StoreError> {
+    let row = row.ok_or_else(|| StoreError::UnknownUser(user.to_string()))?;
+    Ok(AccountView {
+        balance: balance_from(row.get(0)),
+        tier: tier_from(row.get(1)),
+        until: row.get(2),
+    })
+}
+
 fn balance_from(value: i64) -> u64 {
     // The CHECK constraints keep it within 0..=MAX_BALANCE.
     value.max(0) as u64
@@ -784,22 +853,21 @@ impl TokenStore for PgStore {
 
     async fn account(&self, user: &str) -> Result<(AccountView, Commit), StoreError> {
         let row = self
-            .read("reading an account", |client| async move {
-                let statement = client
-                    .prepare_cached(
-                        "SELECT balance, tier, until_ms FROM accounts WHERE user_id = $1",
-                    )
-                    .await?;
-                Ok(client.query_opt(&statement, &[&user]).await?)
+            .read("reading an account", |client| account_row(client, user))
+            .await?;
+        Ok((account_from(user, row)?, Commit::done()))
+    }
+
+    async fn read_account(
+        &self,
+        user: &str,
+    ) -> Result<(AccountView, Option<Stale>, Commit), StoreError> {
+        let (row, stale) = self
+            .read_anywhere("reading an account", "account", |client| {
+                account_row(client, user)
             })
             .await?;
-        let row = row.ok_or_else(|| StoreError::UnknownUser(user.to_string()))?;
-        let account = AccountView {
-            balance: balance_from(row.get(0)),
-            tier: tier_from(row.get(1)),
-            until: row.get(2),
-        };
-        Ok((account, Commit::done()))
+        Ok((account_from(user, row)?, stale, Commit::done()))
     }
 
     async fn entitle(
@@ -833,8 +901,8 @@ impl TokenStore for PgStore {
             None => None,
         };
         let fetch = (limit as i64).saturating_add(1);
-        let (known, cursor_ok, rows) = self
-            .read("reading a history", |client| async move {
+        let ((known, cursor_ok, rows), stale) = self
+            .read_anywhere("reading a history", "history", |client| async move {
                 let check = client
                     .prepare_cached(
                         "SELECT EXISTS (SELECT 1 FROM accounts WHERE user_id = $1),
@@ -895,6 +963,7 @@ impl TokenStore for PgStore {
         Ok(HistoryPage {
             entries: newest_first,
             next,
+            stale,
         })
     }
 
@@ -952,5 +1021,7 @@ impl Drop for PgStore {
 mod outcome_tests;
 #[cfg(test)]
 mod primary_tests;
+#[cfg(test)]
+mod standby_tests;
 #[cfg(test)]
 mod tests;

@@ -33,7 +33,7 @@ pub const PROBE_EVERY: Duration = Duration::from_millis(200);
 
 /// One host of the connection string.
 #[derive(Debug, Clone)]
-struct Endpoint {
+pub(super) struct Endpoint {
     host: Host,
     hostaddr: Option<IpAddr>,
     port: u16,
@@ -53,7 +53,7 @@ impl Endpoint {
 
 /// The hosts of `config`, in the order it names them (libpq's rules for ports: one per host,
 /// or one for all, or 5432).
-fn endpoints(config: &Config) -> Vec<Endpoint> {
+pub(super) fn endpoints(config: &Config) -> Vec<Endpoint> {
     let hosts = config.get_hosts();
     let addrs = config.get_hostaddrs();
     let count = hosts.len().max(addrs.len());
@@ -262,11 +262,7 @@ impl Primary {
     }
 
     fn none_found(&self, tried: &[(String, String)]) -> String {
-        let why = tried
-            .iter()
-            .map(|(host, what)| format!("{host}: {what}"))
-            .collect::<Vec<_>>()
-            .join("; ");
+        let why = summary(tried);
         let mut state = self.state();
         for (label, _) in tried {
             state.failed.insert(label.clone(), Instant::now());
@@ -283,6 +279,15 @@ impl Primary {
         }
         why
     }
+}
+
+/// What each host did, in one line: `db1:5432: connection refused; db2:5432: read-only (…)`.
+pub(super) fn summary(tried: &[(String, String)]) -> String {
+    tried
+        .iter()
+        .map(|(host, what)| format!("{host}: {what}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Connects to the first host that gives a usable connection, each host within its own
@@ -302,41 +307,59 @@ impl Connector {
         config: &Config,
     ) -> Result<(Client, tokio::task::JoinHandle<()>), tokio_postgres::Error> {
         let mut tried = Vec::new();
-        let mut last_error = None;
-        for endpoint in self.primary.order(endpoints(config)) {
-            let label = endpoint.label();
-            let one = one_host(config, &endpoint);
-            match tokio::time::timeout(self.per_host, one.connect(NoTls)).await {
-                Ok(Ok((client, connection))) => {
-                    let task = tokio::spawn(async move {
-                        if let Err(error) = connection.await {
-                            tracing::debug!("PostgreSQL connection ended: {error}");
-                        }
-                    });
-                    // With `target_session_attrs=read-write` this is the primary; without,
-                    // the server the operator named (a standby's refusals then say so).
-                    self.primary.found(label, &tried);
-                    return Ok((client, task));
-                }
-                Ok(Err(error)) => {
-                    tried.push((label, describe(&error)));
-                    last_error = Some(error);
-                }
-                Err(_) => tried.push((
-                    label,
-                    format!(
-                        "no answer within {:?} (down, frozen or cut off)",
-                        self.per_host
-                    ),
-                )),
+        let hosts = self.primary.order(endpoints(config));
+        match first_to_connect(config, hosts, self.per_host, &mut tried).await {
+            Ok((client, task, host)) => {
+                // With `target_session_attrs=read-write` this is the primary; without,
+                // the server the operator named (a standby's refusals then say so).
+                self.primary.found(host, &tried);
+                Ok((client, task))
+            }
+            Err(last_error) => {
+                let why = self.primary.none_found(&tried);
+                tracing::debug!("connecting to PostgreSQL: {why}");
+                // The driver's errors cannot be made from outside; a host that never
+                // answered has none, and then the driver's own timeout error stands for it.
+                Err(last_error.unwrap_or_else(tokio_postgres::Error::__private_api_timeout))
             }
         }
-        let why = self.primary.none_found(&tried);
-        tracing::debug!("connecting to PostgreSQL: {why}");
-        // The driver's errors cannot be made from outside; a host that never answered has
-        // none, and then the driver's own timeout error stands for it.
-        Err(last_error.unwrap_or_else(tokio_postgres::Error::__private_api_timeout))
     }
+}
+
+/// Tries `hosts` in turn, each within `per_host` (socket, login and the check that
+/// `config`'s `target_session_attrs` asks for, together): the first connection made, with the
+/// label of its host. Each host that failed is added to `tried` with what it did; when all
+/// did, the last driver error, if any host gave one (a host that never answered gives none).
+pub(super) async fn first_to_connect(
+    config: &Config,
+    hosts: Vec<Endpoint>,
+    per_host: Duration,
+    tried: &mut Vec<(String, String)>,
+) -> Result<(Client, tokio::task::JoinHandle<()>, String), Option<tokio_postgres::Error>> {
+    let mut last_error = None;
+    for endpoint in hosts {
+        let label = endpoint.label();
+        let one = one_host(config, &endpoint);
+        match tokio::time::timeout(per_host, one.connect(NoTls)).await {
+            Ok(Ok((client, connection))) => {
+                let task = tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!("PostgreSQL connection ended: {error}");
+                    }
+                });
+                return Ok((client, task, label));
+            }
+            Ok(Err(error)) => {
+                tried.push((label, describe(&error)));
+                last_error = Some(error);
+            }
+            Err(_) => tried.push((
+                label,
+                format!("no answer within {per_host:?} (down, frozen or cut off)"),
+            )),
+        }
+    }
+    Err(last_error)
 }
 
 impl deadpool_postgres::Connect for Connector {

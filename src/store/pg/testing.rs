@@ -102,29 +102,7 @@ impl Cluster {
     }
 
     fn start() -> Result<Cluster, String> {
-        let bin = server_binaries().ok_or_else(|| MISSING.to_string())?;
-        remove_stale_clusters();
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "{DIR_PREFIX}{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let owner = match nix::unistd::geteuid().is_root() {
-            true => {
-                let user = nix::unistd::User::from_name("postgres")
-                    .map_err(|e| format!("looking up the postgres user: {e}"))?
-                    .ok_or("the tests run as root, and there is no `postgres` system user to run PostgreSQL as (Debian's postgresql package creates it)")?;
-                Some((user.uid.as_raw(), user.gid.as_raw()))
-            }
-            false => None,
-        };
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
-                .map_err(|e| format!("chown {}: {e}", dir.display()))?;
-        }
+        let (bin, dir, owner) = new_dir()?;
         let data = dir.join("data");
         let mut initdb = Command::new(bin.join("initdb"));
         initdb
@@ -134,17 +112,58 @@ impl Cluster {
             .arg("--no-sync")
             .stdin(Stdio::null());
         as_owner(&mut initdb, owner);
-        let out = initdb
-            .output()
-            .map_err(|e| format!("running {}: {e}", bin.join("initdb").display()))?;
-        if !out.status.success() {
-            return Err(format!(
-                "initdb failed ({}):\n{}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
+        run(&mut initdb, "initdb")?;
+        Cluster::launch(bin, dir, owner)
+    }
+
+    /// A streaming standby of this cluster, on a socket of its own: a base backup
+    /// (`pg_basebackup -R`, which also writes how to follow this cluster) into a new
+    /// directory, started and replaying this cluster's WAL. Stopped and removed when dropped,
+    /// and stopped with the test process whatever happens, as every cluster here is.
+    pub fn standby(&self) -> Cluster {
+        let standby = (|| {
+            let (bin, dir, owner) = new_dir()?;
+            let mut backup = Command::new(bin.join("pg_basebackup"));
+            backup
+                .arg("-h")
+                .arg(&self.dir)
+                .args([
+                    "-U",
+                    "postgres",
+                    "-X",
+                    "stream",
+                    "-c",
+                    "fast",
+                    "-R",
+                    "--no-sync",
+                ])
+                .arg("-D")
+                .arg(dir.join("data"))
+                .stdin(Stdio::null());
+            as_owner(&mut backup, owner);
+            run(&mut backup, "pg_basebackup")?;
+            Cluster::launch(bin, dir, owner)
+        })();
+        let mut standby = standby.unwrap_or_else(|why| panic!("starting a standby: {why}"));
+        standby.private = true;
+        standby
+    }
+
+    /// Promotes a standby (`pg_ctl promote`): it stops following and accepts writes.
+    pub fn promote(&self) {
+        let mut promote = Command::new(self.bin.join("pg_ctl"));
+        promote
+            .arg("promote")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-w", "-t", "60"])
+            .stdin(Stdio::null());
+        as_owner(&mut promote, self.owner);
+        run(&mut promote, "pg_ctl promote").unwrap_or_else(|why| panic!("{why}\n{}", self.log()));
+    }
+
+    /// Starts the postmaster of the cluster in `dir` and waits until it accepts connections.
+    fn launch(bin: PathBuf, dir: PathBuf, owner: Option<(u32, u32)>) -> Result<Cluster, String> {
         let start = supervise(bin.clone(), dir.clone(), owner);
         let cluster = Cluster {
             bin,
@@ -355,6 +374,54 @@ fn spawn_postmaster(bin: &Path, dir: &Path, owner: Option<(u32, u32)>) -> Result
     command
         .spawn()
         .map_err(|e| format!("starting {}: {e}", bin.join("postgres").display()))
+}
+
+/// The (uid, gid) a server runs as, when the tests run as root.
+type Owner = Option<(u32, u32)>;
+
+/// The server binaries, and a new empty directory for a cluster, owned by the user the
+/// server will run as (see [`as_owner`]).
+fn new_dir() -> Result<(PathBuf, PathBuf, Owner), String> {
+    let bin = server_binaries().ok_or_else(|| MISSING.to_string())?;
+    remove_stale_clusters();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "{DIR_PREFIX}{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let owner = match nix::unistd::geteuid().is_root() {
+        true => {
+            let user = nix::unistd::User::from_name("postgres")
+                .map_err(|e| format!("looking up the postgres user: {e}"))?
+                .ok_or("the tests run as root, and there is no `postgres` system user to run PostgreSQL as (Debian's postgresql package creates it)")?;
+            Some((user.uid.as_raw(), user.gid.as_raw()))
+        }
+        false => None,
+    };
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+            .map_err(|e| format!("chown {}: {e}", dir.display()))?;
+    }
+    Ok((bin, dir, owner))
+}
+
+/// Runs a server tool to its end; what it printed, if it failed.
+fn run(command: &mut Command, name: &str) -> Result<(), String> {
+    let out = command
+        .output()
+        .map_err(|e| format!("running {name}: {e}"))?;
+    match out.status.success() {
+        true => Ok(()),
+        false => Err(format!(
+            "{name} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )),
+    }
 }
 
 fn as_owner(command: &mut Command, owner: Option<(u32, u32)>) {
