@@ -1,7 +1,7 @@
 //! The contract between memesd and its clients: the typed requests and the reply `data`
 //! every front speaks (the socket frames them as NDJSON lines, see [`ndjson`], which the
 //! client and the socket front share), the limits on every input field, and their
-//! validation.
+//! validation, and the canonical form of a keyed request ([`canonical`]).
 //!
 //! It knows nothing about balances, memes or sockets. Changes here are additive
 //! (`#[serde(default)]`); an incompatible change bumps [`PROTOCOL_VERSION`].
@@ -11,6 +11,7 @@ pub use crate::domain::{
 };
 use serde::{Deserialize, Serialize};
 
+pub mod canonical;
 pub mod ndjson;
 pub mod route;
 
@@ -157,7 +158,23 @@ macro_rules! requests_and_ops {
                     $(Request::$variant(_) => Op::$variant,)+
                 }
             }
+
+            /// Checks every field against the limits above. The daemon calls this on every
+            /// request; the CLI calls it too, so that bad input fails fast with the same
+            /// message.
+            pub fn validate(&self) -> Result<(), ErrorBody> {
+                match self {
+                    $(Request::$variant(request) => request.validate(),)+
+                }
+            }
         }
+
+        $(
+            impl $body {
+                /// The operation this request type asks for.
+                pub const OP: Op = Op::$variant;
+            }
+        )+
     };
 }
 for_each_op!(requests_and_ops);
@@ -279,25 +296,29 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-impl Request {
-    /// Checks every field against the limits above. The daemon calls this on every request;
-    /// the CLI calls it too, so that bad input fails fast with the same message.
+impl BalanceRequest {
+    /// Checks every field against its limits.
     pub fn validate(&self) -> Result<(), ErrorBody> {
-        match self {
-            Request::Get(r) => r.validate(),
-            Request::Topup(r) => r.validate(),
-            Request::Balance(r) => validate_user(&r.user),
-            Request::History(r) => r.validate(),
-            Request::Search(r) => r.validate(),
-            Request::Similar(r) => r.validate(),
-            Request::Entitle(r) => r.validate(),
-            Request::Status(_) | Request::Audit(_) | Request::Reload(_) => Ok(()),
-        }
+        validate_user(&self.user)
     }
 }
 
+/// Requests without fields: nothing to check.
+macro_rules! nothing_to_validate {
+    ($($body:ident),+) => {
+        $(impl $body {
+            /// Checks every field against its limits (there are none).
+            pub fn validate(&self) -> Result<(), ErrorBody> {
+                Ok(())
+            }
+        })+
+    };
+}
+nothing_to_validate!(StatusRequest, AuditRequest, ReloadRequest);
+
 impl GetRequest {
-    fn validate(&self) -> Result<(), ErrorBody> {
+    /// Checks every field against its limits.
+    pub fn validate(&self) -> Result<(), ErrorBody> {
         validate_user(&self.user)?;
         match (self.lat, self.long) {
             (Some(lat), Some(long)) => validate_coordinates(lat, long)?,
@@ -331,7 +352,8 @@ impl GetRequest {
 }
 
 impl TopupRequest {
-    fn validate(&self) -> Result<(), ErrorBody> {
+    /// Checks every field against its limits.
+    pub fn validate(&self) -> Result<(), ErrorBody> {
         validate_user(&self.user)?;
         if self.amount == 0 {
             return Err(ErrorBody::invalid("amount must not be 0"));
@@ -350,7 +372,8 @@ impl TopupRequest {
 }
 
 impl HistoryRequest {
-    fn validate(&self) -> Result<(), ErrorBody> {
+    /// Checks every field against its limits.
+    pub fn validate(&self) -> Result<(), ErrorBody> {
         validate_user(&self.user)?;
         if let Some(limit) = self.limit
             && !(1..=MAX_HISTORY_PAGE).contains(&limit)
@@ -367,7 +390,8 @@ impl HistoryRequest {
 }
 
 impl SearchRequest {
-    fn validate(&self) -> Result<(), ErrorBody> {
+    /// Checks every field against its limits.
+    pub fn validate(&self) -> Result<(), ErrorBody> {
         validate_text("query", &self.query, MAX_QUERY_CHARS)?;
         validate_search_limit(self.limit)
     }
@@ -385,7 +409,8 @@ fn validate_search_limit(limit: Option<u32>) -> Result<(), ErrorBody> {
 }
 
 impl SimilarRequest {
-    fn validate(&self) -> Result<(), ErrorBody> {
+    /// Checks every field against its limits.
+    pub fn validate(&self) -> Result<(), ErrorBody> {
         if self.meme.is_empty() {
             return Err(ErrorBody::invalid("meme must not be empty"));
         }
@@ -395,7 +420,8 @@ impl SimilarRequest {
 }
 
 impl EntitleRequest {
-    fn validate(&self) -> Result<(), ErrorBody> {
+    /// Checks every field against its limits.
+    pub fn validate(&self) -> Result<(), ErrorBody> {
         validate_user(&self.user)?;
         if let Some(until) = &self.until {
             parse_instant(until)?;

@@ -12,7 +12,10 @@
 //! read the status.
 
 use super::ServiceError;
-use crate::protocol::Request;
+use crate::protocol::{
+    AuditRequest, BalanceRequest, EntitleRequest, ErrorBody, GetRequest, HistoryRequest, Op,
+    ReloadRequest, Request, SearchRequest, SimilarRequest, StatusRequest, TopupRequest,
+};
 use nix::unistd::{Gid, Group, Uid, User};
 
 /// Who a request comes from, as the front that received it established.
@@ -55,15 +58,77 @@ impl Caller {
     }
 }
 
+/// A request as admission reads it, whatever its op: which op it is, whether its fields are
+/// within their limits, and the account it is about, if any (a user may ask about their own
+/// only, and the rate limit counts per account). Every op's request type has it, and so has
+/// [`Request`], which holds any of them.
+pub trait Admitted {
+    fn op(&self) -> Op;
+    fn validate(&self) -> Result<(), ErrorBody>;
+    fn subject(&self) -> Option<&str>;
+}
+
+/// The request types' [`Admitted`]: the op and the check are the protocol's, the subject is
+/// written here, per type.
+macro_rules! admitted {
+    ($($body:ident: |$request:pat_param| $subject:expr;)+) => {
+        $(impl Admitted for $body {
+            fn op(&self) -> Op {
+                $body::OP
+            }
+            fn validate(&self) -> Result<(), ErrorBody> {
+                $body::validate(self)
+            }
+            fn subject(&self) -> Option<&str> {
+                let $request = self;
+                $subject
+            }
+        })+
+    };
+}
+admitted! {
+    GetRequest: |request| Some(&request.user);
+    TopupRequest: |_| None;
+    BalanceRequest: |request| Some(&request.user);
+    HistoryRequest: |request| Some(&request.user);
+    StatusRequest: |_| None;
+    SearchRequest: |_| None;
+    SimilarRequest: |_| None;
+    EntitleRequest: |_| None;
+    AuditRequest: |_| None;
+    ReloadRequest: |_| None;
+}
+
+/// [`Request`]'s [`Admitted`]: its op's, whichever it holds (every op is listed: an op added
+/// to the protocol needs its request type's [`Admitted`] before this compiles).
+macro_rules! admitted_request {
+    ($($name:literal => $variant:ident($body:ident) at $method:ident $path:literal,)+) => {
+        impl Admitted for Request {
+            fn op(&self) -> Op {
+                Request::op(self)
+            }
+            fn validate(&self) -> Result<(), ErrorBody> {
+                Request::validate(self)
+            }
+            fn subject(&self) -> Option<&str> {
+                match self {
+                    $(Request::$variant(request) => request.subject(),)+
+                }
+            }
+        }
+    };
+}
+crate::protocol::for_each_op!(admitted_request);
+
 /// Refuses a request its caller may not make.
 pub fn authorize(
     policy: &AdminPolicy,
     caller: &Caller,
-    request: &Request,
+    request: &impl Admitted,
 ) -> Result<(), ServiceError> {
     let admin_only = matches!(
-        request,
-        Request::Topup(_) | Request::Entitle(_) | Request::Audit(_) | Request::Reload(_)
+        request.op(),
+        Op::Topup | Op::Entitle | Op::Audit | Op::Reload
     );
     match caller {
         Caller::Local(peer) => {
@@ -76,11 +141,10 @@ pub fn authorize(
             Ok(())
         }
         Caller::Remote(Principal::Admin { .. }) => Ok(()),
-        Caller::Remote(Principal::Webhook) => match request {
-            Request::Topup(_) => Ok(()),
+        Caller::Remote(Principal::Webhook) => match request.op() {
+            Op::Topup => Ok(()),
             other => Err(ServiceError::not_allowed(format!(
-                "a payment webhook may only top up, not {}",
-                other.op()
+                "a payment webhook may only top up, not {other}"
             ))),
         },
         Caller::Remote(principal) => {
@@ -99,13 +163,7 @@ pub fn authorize(
                     request.op()
                 )));
             }
-            let subject = match request {
-                Request::Get(r) => Some(&r.user),
-                Request::Balance(r) => Some(&r.user),
-                Request::History(r) => Some(&r.user),
-                _ => None,
-            };
-            match (principal, subject) {
+            match (principal, request.subject()) {
                 (_, None) => Ok(()),
                 (Principal::User { id, .. }, Some(user)) if id == user => Ok(()),
                 (Principal::User { id, .. }, Some(user)) => Err(ServiceError::not_allowed(

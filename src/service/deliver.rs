@@ -9,11 +9,11 @@
 //! durable.
 
 use super::reply::{self, Delivery, GetReply};
-use super::{Answer, Caller, Reply, Service, ServiceError, raw};
+use super::{Answer, Caller, Service, ServiceError, raw};
 use crate::catalogue::select::Wanted;
 use crate::domain::{ErrorCode, Tier, now_ms};
 use crate::premium::{self, Made};
-use crate::protocol::{GetData, GetRequest, Location, MAX_COUNT, Request};
+use crate::protocol::{GetData, GetRequest, Location, MAX_COUNT};
 use crate::store::{ChargeRequest, Idempotency, Keyed, Outcome, StoreError, rules};
 use crate::telemetry::Tokens;
 use serde_json::value::RawValue;
@@ -58,14 +58,18 @@ impl Goods {
 }
 
 impl Service {
-    pub(super) async fn get(&self, caller: &Caller, request: GetRequest) -> Answer {
+    pub(super) async fn delivered(&self, caller: &Caller, request: GetRequest) -> Answer<GetReply> {
         match self.deliver(caller, request).await {
             Ok(answer) => answer,
             Err(error) => Answer::ready(Err(error)),
         }
     }
 
-    async fn deliver(&self, caller: &Caller, request: GetRequest) -> Result<Answer, ServiceError> {
+    async fn deliver(
+        &self,
+        caller: &Caller,
+        request: GetRequest,
+    ) -> Result<Answer<GetReply>, ServiceError> {
         let token_premium = self
             .premium
             .verify_token(&request.user, request.token.as_deref())?;
@@ -73,7 +77,7 @@ impl Service {
         let fingerprint = request
             .idempotency_key
             .as_ref()
-            .map(|_| fingerprint(&request));
+            .map(|_| request.fingerprint());
         // A get's key is the charged user's own (see KeyOwner).
         let key = request
             .idempotency_key
@@ -89,7 +93,7 @@ impl Service {
             // Boxed, like the render below: rare paths whose futures are large must not make
             // every plain get's future (moved on each call) large too.
             let reply = Box::pin(self.replayed(stored, &request)).await?;
-            return Ok(Answer::pending(Reply::Get(reply), commit));
+            return Ok(Answer::pending(reply, commit));
         }
 
         let location = self.locate(request.lat, request.long);
@@ -133,7 +137,7 @@ impl Service {
             Outcome::Applied(balance) => {
                 let remember = matches!(goods, Goods::Memes(_)).then(|| self.deliveries.clone());
                 Ok(Answer {
-                    outcome: Ok(Reply::Get(goods.into_reply(balance, request.inline))),
+                    outcome: Ok(goods.into_reply(balance, request.inline)),
                     commit,
                     remember,
                     moved: Some((Tokens::Charged, cost)),
@@ -142,7 +146,7 @@ impl Service {
             // Another request with the same key was applied first.
             Outcome::Replayed(stored) => {
                 let reply = Box::pin(self.replayed(stored, &request)).await?;
-                Ok(Answer::pending(Reply::Get(reply), commit))
+                Ok(Answer::pending(reply, commit))
             }
         }
     }
@@ -270,16 +274,4 @@ fn place_codes(location: Option<&Location>) -> Vec<String> {
             .collect(),
         _ => Vec::new(),
     }
-}
-
-/// The canonical form of a keyed request: what must match for a retry to be a retry.
-/// The key itself, the credentials and the reply's presentation are not part of it.
-pub fn fingerprint(request: &GetRequest) -> String {
-    let canonical = GetRequest {
-        idempotency_key: None,
-        token: None,
-        inline: false,
-        ..request.clone()
-    };
-    serde_json::to_string(&Request::Get(canonical)).expect("request serialises")
 }

@@ -1,11 +1,13 @@
 //! The service: one typed call per request, whatever front it came through.
 //!
-//! A front parses its wire format into a [`Request`] and a [`Caller`], calls
-//! [`Service::call`] (or [`Service::submit`] to pipeline), and encodes the [`Reply`] or the
-//! [`ServiceError`]. The service checks the request, decides access on the caller, applies
-//! the rate limit, and orchestrates the work: catalogue choice, premium images, and the
-//! charge, which the store decides by the rules of the money. It knows no wire format and
-//! holds no balance.
+//! A front parses its wire format into an op's request and a [`Caller`], calls the op's
+//! typed method ([`Service::get`], [`Service::topup`], …, each returning that op's reply
+//! type), and encodes the reply or the [`ServiceError`]. A front that reads any op from one
+//! stream (the socket) hands a [`Request`] to [`Service::submit`], which pipelines, and
+//! encodes the [`Reply`], which holds any op's reply. The service checks the request,
+//! decides access on the caller, applies the rate limit, and orchestrates the work:
+//! catalogue choice, premium images, and the charge, which the store decides by the rules
+//! of the money. It knows no wire format and holds no balance.
 //!
 //! Sub-modules: [`access`] (who is calling, who is an admin), [`admin_keys`] (the keys
 //! admins present over HTTP, reloadable), [`ratelimit`], [`deliver`]
@@ -19,21 +21,22 @@ pub mod error;
 pub mod ratelimit;
 pub mod reply;
 
-pub use access::{AdminPolicy, Caller, Peer, Principal};
+pub use access::{AdminPolicy, Admitted, Caller, Peer, Principal};
 pub use admin_keys::AdminKeys;
 use admin_keys::ReadKeys;
 pub use error::ServiceError;
-pub use reply::{Delivery, Found, GetReply, Nearest, Reply, Stored};
+pub use reply::{Delivered, Delivery, Found, GetReply, Nearest, Reply, Stored};
 
 use crate::catalogue::location::Geocoder;
 use crate::catalogue::select::Deliveries;
 use crate::catalogue::{Catalogue, CatalogueError};
-use crate::domain::{ErrorCode, HistoryCursor, Tier, now_ms};
+use crate::domain::{AuditReport, ErrorCode, HistoryCursor, Tier, now_ms};
 use crate::premium::Premium;
 use crate::premium::claims::Claims;
 use crate::protocol::{
-    self, BalanceData, EntitleData, EntitleRequest, HistoryData, HistoryRequest, Location,
-    ReloadData, Request, SearchRequest, SimilarRequest, StatusData, TopupData, TopupRequest,
+    self, AuditRequest, BalanceData, BalanceRequest, EntitleData, EntitleRequest, GetRequest,
+    HistoryData, HistoryRequest, Location, ReloadData, ReloadRequest, Request, SearchRequest,
+    SimilarRequest, StatusData, StatusRequest, TopupData, TopupRequest,
 };
 use crate::store::rules::{self, KeyOwner};
 use crate::store::{Changed, Commit, Idempotency, Keyed, Outcome, TokenStore, TopupChange};
@@ -70,14 +73,15 @@ pub struct Service {
     started: Instant,
 }
 
-/// A request's outcome, possibly still waiting for its change to be durable.
+/// A request's outcome, possibly still waiting for its change to be durable: `T` is the
+/// reply, typed by op ([`Reply`] holds any op's).
 ///
 /// [`Service::submit`] returns as soon as a request is applied; the answer settles once the
 /// change it reports is durable. A front that pipelines (the socket) reads the next request
 /// meanwhile, which is what lets many changes share one disk flush.
 #[must_use = "an answer is only final once settled"]
-pub struct Answer {
-    outcome: Result<Reply, ServiceError>,
+pub struct Answer<T = Reply> {
+    outcome: Result<T, ServiceError>,
     commit: Commit,
     /// Where to remember the memes a delivery gave its user (for variety), once the charge
     /// is durable.
@@ -86,8 +90,8 @@ pub struct Answer {
     moved: Option<(Tokens, u64)>,
 }
 
-impl Answer {
-    fn ready(outcome: Result<Reply, ServiceError>) -> Answer {
+impl<T> Answer<T> {
+    fn ready(outcome: Result<T, ServiceError>) -> Answer<T> {
         Answer {
             outcome,
             commit: Commit::done(),
@@ -96,7 +100,7 @@ impl Answer {
         }
     }
 
-    fn pending(reply: Reply, commit: Commit) -> Answer {
+    fn pending(reply: T, commit: Commit) -> Answer<T> {
         Answer {
             outcome: Ok(reply),
             commit,
@@ -106,20 +110,32 @@ impl Answer {
     }
 
     /// Counts the tokens the change moved once it is durable.
-    fn moving(mut self, kind: Tokens, amount: u64) -> Answer {
+    fn moving(mut self, kind: Tokens, amount: u64) -> Answer<T> {
         self.moved = Some((kind, amount));
         self
     }
 
+    /// The same answer with its reply mapped by `f` (an op's reply into [`Reply`]).
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Answer<U> {
+        Answer {
+            outcome: self.outcome.map(f),
+            commit: self.commit,
+            remember: self.remember,
+            moved: self.moved,
+        }
+    }
+}
+
+impl<T: Delivered> Answer<T> {
     /// The final outcome: the reply once its change is durable, or `unavailable` if the
     /// change could not be made durable (it was then taken back).
-    pub async fn settle(self) -> Result<Reply, ServiceError> {
+    pub async fn settle(self) -> Result<T, ServiceError> {
         self.commit.wait().await?;
         if let Some((kind, amount)) = self.moved {
             telemetry::tokens(kind, amount);
         }
-        if let (Some(deliveries), Ok(Reply::Get(GetReply::Memes(delivery)))) =
-            (&self.remember, &self.outcome)
+        if let (Some(deliveries), Ok(reply)) = (&self.remember, &self.outcome)
+            && let Some(delivery) = reply.delivery()
         {
             let catalogue = &delivery.catalogue;
             let keys = delivery.picked.iter().map(|i| catalogue.delivery_key(*i));
@@ -129,8 +145,8 @@ impl Answer {
     }
 }
 
-impl From<Result<(Reply, Commit), ServiceError>> for Answer {
-    fn from(result: Result<(Reply, Commit), ServiceError>) -> Answer {
+impl<T> From<Result<(T, Commit), ServiceError>> for Answer<T> {
+    fn from(result: Result<(T, Commit), ServiceError>) -> Answer<T> {
         match result {
             Ok((reply, commit)) => Answer::pending(reply, commit),
             Err(error) => Answer::ready(Err(error)),
@@ -203,11 +219,6 @@ impl Service {
         Ok(())
     }
 
-    /// Handles one request for `caller`: the reply, once any change it reports is durable.
-    pub async fn call(&self, caller: &Caller, request: Request) -> Result<Reply, ServiceError> {
-        self.submit(caller, request).await.settle().await
-    }
-
     /// Handles one request for `caller` up to the point where it is applied; the answer
     /// settles once it is durable. Requests submitted one after another by the same front
     /// are applied in that order.
@@ -216,47 +227,142 @@ impl Service {
             return Answer::ready(Err(error));
         }
         match request {
-            Request::Get(get) => self.get(caller, get).await,
-            Request::Topup(topup) => self.topup(caller, topup).await,
-            Request::Balance(balance) => self.balance(balance.user).await.into(),
-            Request::Entitle(entitle) => self.entitle(entitle).await.into(),
-            Request::History(history) => Answer::ready(self.history(history).await),
-            Request::Status(_) => Answer::ready(self.status().await),
-            Request::Search(search) => Answer::ready(Ok(self.search(search))),
-            Request::Similar(similar) => Answer::ready(self.similar(similar)),
-            Request::Audit(_) => Answer::ready(match self.store.audit().await {
-                Ok(report) => Ok(Reply::Audit(report)),
-                Err(error) => Err(error.into()),
-            }),
-            Request::Reload(_) => Answer::ready(self.reload().await),
+            Request::Get(get) => self.delivered(caller, get).await.map(Reply::Get),
+            Request::Topup(topup) => self.topped_up(caller, topup).await.map(Reply::Topup),
+            Request::Balance(balance) => {
+                Answer::from(self.balance_of(balance).await).map(Reply::Balance)
+            }
+            Request::Entitle(entitle) => {
+                Answer::from(self.entitled(entitle).await).map(Reply::Entitle)
+            }
+            Request::History(history) => {
+                Answer::ready(self.history_of(history).await.map(Reply::History))
+            }
+            Request::Status(_) => Answer::ready(self.status_now().await.map(Reply::Status)),
+            Request::Search(search) => Answer::ready(Ok(Reply::Search(self.found(search)))),
+            Request::Similar(similar) => Answer::ready(self.nearest(similar).map(Reply::Similar)),
+            Request::Audit(_) => Answer::ready(self.audited().await.map(Reply::Audit)),
+            Request::Reload(_) => Answer::ready(self.reloaded().await.map(Reply::Reload)),
         }
+    }
+
+    /// `get`: memes (or an image) delivered and charged, once the charge is durable.
+    pub async fn get(
+        &self,
+        caller: &Caller,
+        request: GetRequest,
+    ) -> Result<GetReply, ServiceError> {
+        self.admit(caller, &request)?;
+        self.delivered(caller, request).await.settle().await
+    }
+
+    /// `topup`: tokens added or deducted (or the stored reply of the same request, replayed),
+    /// once the change is durable.
+    pub async fn topup(
+        &self,
+        caller: &Caller,
+        request: TopupRequest,
+    ) -> Result<Stored<TopupData>, ServiceError> {
+        self.admit(caller, &request)?;
+        self.topped_up(caller, request).await.settle().await
+    }
+
+    /// `balance`: an account's balance and tier, with every change before it durable.
+    pub async fn balance(
+        &self,
+        caller: &Caller,
+        request: BalanceRequest,
+    ) -> Result<BalanceData, ServiceError> {
+        self.admit(caller, &request)?;
+        let (data, commit) = self.balance_of(request).await?;
+        commit.wait().await?;
+        Ok(data)
+    }
+
+    /// `history`: a page of an account's ledger entries.
+    pub async fn history(
+        &self,
+        caller: &Caller,
+        request: HistoryRequest,
+    ) -> Result<HistoryData, ServiceError> {
+        self.admit(caller, &request)?;
+        self.history_of(request).await
+    }
+
+    /// `status`: versions, uptime and counts.
+    pub async fn status(
+        &self,
+        caller: &Caller,
+        request: StatusRequest,
+    ) -> Result<StatusData, ServiceError> {
+        self.admit(caller, &request)?;
+        self.status_now().await
+    }
+
+    /// `search`: ranked matches for a query.
+    pub fn search(&self, caller: &Caller, request: SearchRequest) -> Result<Found, ServiceError> {
+        self.admit(caller, &request)?;
+        Ok(self.found(request))
+    }
+
+    /// `similar`: the memes nearest in meaning to one meme.
+    pub fn similar(
+        &self,
+        caller: &Caller,
+        request: SimilarRequest,
+    ) -> Result<Nearest, ServiceError> {
+        self.admit(caller, &request)?;
+        self.nearest(request)
+    }
+
+    /// `entitle`: an account's tier set, once the change is durable.
+    pub async fn entitle(
+        &self,
+        caller: &Caller,
+        request: EntitleRequest,
+    ) -> Result<EntitleData, ServiceError> {
+        self.admit(caller, &request)?;
+        let (data, commit) = self.entitled(request).await?;
+        commit.wait().await?;
+        Ok(data)
+    }
+
+    /// `audit`: the whole ledger checked.
+    pub async fn audit(
+        &self,
+        caller: &Caller,
+        request: AuditRequest,
+    ) -> Result<AuditReport, ServiceError> {
+        self.admit(caller, &request)?;
+        self.audited().await
+    }
+
+    /// `reload`: the catalogue and the admin keys read again.
+    pub async fn reload(
+        &self,
+        caller: &Caller,
+        request: ReloadRequest,
+    ) -> Result<ReloadData, ServiceError> {
+        self.admit(caller, &request)?;
+        self.reloaded().await
     }
 
     /// Checks the request's fields, who may make it, and the per-user rate limit, before
     /// anything else is done for it.
-    fn admit(&self, caller: &Caller, request: &Request) -> Result<(), ServiceError> {
+    fn admit(&self, caller: &Caller, request: &impl Admitted) -> Result<(), ServiceError> {
         request.validate()?;
         access::authorize(&self.config.admin, caller, request)?;
-        let user = match request {
-            Request::Get(r) => Some(&r.user),
-            Request::Balance(r) => Some(&r.user),
-            Request::History(r) => Some(&r.user),
-            _ => None,
-        };
-        match (&self.limiter, user) {
+        match (&self.limiter, request.subject()) {
             (Some(limiter), Some(user)) => limiter.check(user),
             _ => Ok(()),
         }
     }
 
-    async fn topup(&self, caller: &Caller, request: TopupRequest) -> Answer {
-        let fingerprint = request.idempotency_key.as_ref().map(|_| {
-            let canonical = TopupRequest {
-                idempotency_key: None,
-                ..request.clone()
-            };
-            serde_json::to_string(&Request::Topup(canonical)).expect("request serialises")
-        });
+    async fn topped_up(&self, caller: &Caller, request: TopupRequest) -> Answer<Stored<TopupData>> {
+        let fingerprint = request
+            .idempotency_key
+            .as_ref()
+            .map(|_| request.fingerprint());
         let data = {
             let (user, amount) = (request.user.clone(), request.amount);
             move |changed: Changed| TopupData {
@@ -305,18 +411,22 @@ impl Service {
                     true => Tokens::Deducted,
                     false => Tokens::ToppedUp,
                 };
-                Answer::pending(Reply::Topup(Stored::Fresh(data(changed))), commit)
+                Answer::pending(Stored::Fresh(data(changed)), commit)
                     .moving(moved, request.amount.unsigned_abs())
             }
             Ok((Outcome::Replayed(stored), commit)) => {
                 let reply = reply::replayed(&stored);
-                Answer::pending(Reply::Topup(Stored::Replayed(reply)), commit)
+                Answer::pending(Stored::Replayed(reply), commit)
             }
             Err(error) => Answer::ready(Err(error.into())),
         }
     }
 
-    async fn balance(&self, user: String) -> Result<(Reply, Commit), ServiceError> {
+    async fn balance_of(
+        &self,
+        request: BalanceRequest,
+    ) -> Result<(BalanceData, Commit), ServiceError> {
+        let user = request.user;
         let (account, stale, commit) = self.store.read_account(&user).await?;
         let tier = account.tier_at(now_ms());
         let data = BalanceData {
@@ -329,25 +439,28 @@ impl Service {
                 .map(protocol::format_instant),
             stale,
         };
-        Ok((Reply::Balance(data), commit))
+        Ok((data, commit))
     }
 
-    async fn history(&self, request: HistoryRequest) -> Result<Reply, ServiceError> {
+    async fn history_of(&self, request: HistoryRequest) -> Result<HistoryData, ServiceError> {
         let limit = request.limit.unwrap_or(protocol::MAX_HISTORY_PAGE) as usize;
         let before = request.before.as_deref().map(HistoryCursor::from_client);
         let page = self
             .store
             .history(&request.user, limit, before.as_ref())
             .await?;
-        Ok(Reply::History(HistoryData {
+        Ok(HistoryData {
             user_id: request.user,
             entries: page.entries,
             next: page.next.map(|cursor| cursor.as_str().to_string()),
             stale: page.stale,
-        }))
+        })
     }
 
-    async fn entitle(&self, request: EntitleRequest) -> Result<(Reply, Commit), ServiceError> {
+    async fn entitled(
+        &self,
+        request: EntitleRequest,
+    ) -> Result<(EntitleData, Commit), ServiceError> {
         let until = request.until_ms()?;
         if let (Some(until), Some(text)) = (until, &request.until)
             && until <= now_ms()
@@ -365,10 +478,10 @@ impl Service {
             tier: account.tier,
             until: account.until.map(protocol::format_instant),
         };
-        Ok((Reply::Entitle(data), commit))
+        Ok((data, commit))
     }
 
-    fn search(&self, request: SearchRequest) -> Reply {
+    fn found(&self, request: SearchRequest) -> Found {
         let catalogue = self.catalogue.load_full();
         let ranked = catalogue.ranked(request.query.trim(), request.nsfw);
         let hits = ranked
@@ -377,14 +490,14 @@ impl Service {
             .take(request.limit.unwrap_or(10) as usize)
             .copied()
             .collect();
-        Reply::Search(Found {
+        Found {
             catalogue,
             query: request.query,
             hits,
-        })
+        }
     }
 
-    fn similar(&self, request: SimilarRequest) -> Result<Reply, ServiceError> {
+    fn nearest(&self, request: SimilarRequest) -> Result<Nearest, ServiceError> {
         let catalogue = self.catalogue.load_full();
         let index = catalogue.find(&request.meme).ok_or_else(|| {
             ServiceError::new(
@@ -393,16 +506,16 @@ impl Service {
             )
         })?;
         let hits = catalogue.similar(index, request.limit.unwrap_or(10) as usize, request.nsfw);
-        Ok(Reply::Similar(Nearest {
+        Ok(Nearest {
             catalogue,
             meme_id: request.meme,
             hits,
-        }))
+        })
     }
 
-    async fn status(&self) -> Result<Reply, ServiceError> {
+    async fn status_now(&self) -> Result<StatusData, ServiceError> {
         let stats = self.store.stats().await?;
-        Ok(Reply::Status(StatusData {
+        Ok(StatusData {
             version: env!("CARGO_PKG_VERSION").to_string(),
             protocol: protocol::PROTOCOL_VERSION,
             uptime_secs: self.started.elapsed().as_secs_f64(),
@@ -417,18 +530,20 @@ impl Service {
                 reason: lost.reason,
                 counted_at: lost.counted_ms.map(protocol::format_instant),
             }),
-        }))
+        })
     }
 
-    async fn reload(&self) -> Result<Reply, ServiceError> {
+    async fn audited(&self) -> Result<AuditReport, ServiceError> {
+        Ok(self.store.audit().await?)
+    }
+
+    async fn reloaded(&self) -> Result<ReloadData, ServiceError> {
         let path = self.config.catalogue_path.clone();
         let keys = self.config.admin_keys.clone();
         let read = tokio::task::spawn_blocking(move || read_files(path.as_deref(), &keys))
             .await
             .map_err(|e| ServiceError::internal(format!("reloading: {e}")))?;
-        self.install_files(read)
-            .map(Reply::Reload)
-            .map_err(ServiceError::invalid)
+        self.install_files(read).map_err(ServiceError::invalid)
     }
 
     /// Where the request's coordinates are, if it has any (and the place data loaded; the

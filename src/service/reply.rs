@@ -49,6 +49,37 @@ impl Serialize for Reply {
     }
 }
 
+/// A reply that may have handed memes to a user: they are remembered (for variety) once the
+/// charge is durable ([`super::Answer::settle`]).
+pub trait Delivered {
+    /// The memes delivered, if any.
+    fn delivery(&self) -> Option<&Delivery>;
+}
+
+impl Delivered for Reply {
+    fn delivery(&self) -> Option<&Delivery> {
+        match self {
+            Reply::Get(get) => get.delivery(),
+            _ => None,
+        }
+    }
+}
+
+impl Delivered for GetReply {
+    fn delivery(&self) -> Option<&Delivery> {
+        match self {
+            GetReply::Memes(delivery) => Some(delivery),
+            _ => None,
+        }
+    }
+}
+
+impl<T> Delivered for Stored<T> {
+    fn delivery(&self) -> Option<&Delivery> {
+        None
+    }
+}
+
 /// A stored reply, sent again: the same data, marked `"replayed": true` (stored replies are
 /// JSON objects, stored before they were ever replayed).
 pub fn replayed(stored: &RawValue) -> Box<RawValue> {
@@ -67,6 +98,13 @@ pub fn replayed(stored: &RawValue) -> Box<RawValue> {
 pub enum Stored<T> {
     Fresh(T),
     Replayed(Box<RawValue>),
+}
+
+impl<T> Stored<T> {
+    /// True for a stored reply sent again.
+    pub fn is_replay(&self) -> bool {
+        matches!(self, Stored::Replayed(_))
+    }
 }
 
 impl<T: Serialize> Serialize for Stored<T> {
@@ -101,6 +139,11 @@ impl Serialize for GetReply {
 }
 
 impl GetReply {
+    /// True for a stored reply sent again.
+    pub fn is_replay(&self) -> bool {
+        matches!(self, GetReply::Replayed(_))
+    }
+
     /// The reply as plain data, for fronts that reshape it (a replay is read back).
     pub fn to_data(&self) -> Result<GetData<MemeView>, serde_json::Error> {
         match self {

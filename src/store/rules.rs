@@ -21,6 +21,7 @@
 
 use super::StoreError;
 use crate::domain::{AccountView, Entry, EntryKind, MAX_BALANCE, Tier};
+use crate::protocol::{Op, canonical};
 
 /// A change a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,19 +271,9 @@ pub fn key_lookups(key: &str) -> impl Iterator<Item = &str> {
 /// the admins or the webhook, which the record does not tell apart (so both own it, as
 /// both did then).
 fn recorded_by(scope: &str, fingerprint: &str) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Canonical<'a> {
-        #[serde(borrow)]
-        op: std::borrow::Cow<'a, str>,
-        #[serde(borrow)]
-        user: std::borrow::Cow<'a, str>,
-    }
-    let Ok(request) = serde_json::from_str::<Canonical>(fingerprint) else {
-        return false;
-    };
-    match (&*request.op, scope.strip_prefix("user:")) {
-        ("get", Some(user)) => user == request.user,
-        ("topup", None) => scope == "admins" || scope == "webhook",
+    match canonical::recorded(fingerprint) {
+        Some((Op::Get, user)) => scope.strip_prefix("user:") == Some(&*user),
+        Some((Op::Topup, _)) => scope == "admins" || scope == "webhook",
         _ => false,
     }
 }

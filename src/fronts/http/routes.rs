@@ -1,7 +1,7 @@
 //! The HTTP routes. Each handler parses its request, builds the caller from the credential,
 //! calls the service, and maps the result to a status and a body: no rule of the money is
 //! decided here. Success bodies are the protocol's `data` objects, serialised once by the
-//! service's [`Reply`]; errors are problem details ([`super::problem`]).
+//! service's typed reply for the op; errors are problem details ([`super::problem`]).
 //!
 //! The original web routes keep the shapes the first write-up gave them: `GET /memes`
 //! answers the meme's own fields plus `charged`, `balance` and `location`, and
@@ -16,11 +16,11 @@ use crate::domain::AuditReport;
 use crate::domain::{ErrorCode, Tier};
 use crate::protocol::{
     AuditRequest, BalanceRequest, EntitleRequest, GetData, GetRequest, HistoryRequest, Location,
-    MemeView, ReloadRequest, Request, SearchRequest, StatusRequest, TopupData, TopupRequest,
+    MemeView, ReloadRequest, SearchRequest, StatusRequest, TopupData, TopupRequest,
 };
 #[allow(unused_imports, reason = "named in the OpenAPI annotations")]
 use crate::protocol::{BalanceData, EntitleData, HistoryData, ReloadData, SearchData, StatusData};
-use crate::service::{Caller, GetReply, Principal, Reply, ServiceError, Stored};
+use crate::service::{Caller, GetReply, Principal, ServiceError, Stored};
 use crate::telemetry;
 use axum::body::HttpBody as _;
 use axum::body::{Body, Bytes};
@@ -399,16 +399,6 @@ impl Http {
     async fn json_body<T: DeserializeOwned>(&self, body: Body) -> Result<T, Problem> {
         parse_json(&self.read_body(body).await?)
     }
-
-    /// Calls the service and answers with the reply's data.
-    pub(super) async fn answer(
-        &self,
-        caller: &Caller,
-        request: Request,
-    ) -> Result<Response, Problem> {
-        let reply = self.service.call(caller, request).await?;
-        Ok(data_response(&reply))
-    }
 }
 
 /// The user a request is for: a user's own id (or, if the request names one, that one,
@@ -473,8 +463,8 @@ pub(super) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, Pro
     })
 }
 
-/// A JSON response with the reply's data.
-fn data_response(reply: &Reply) -> Response {
+/// A JSON response with an op's reply: its data, marked as a replay if it is one.
+fn data_response<T: Serialize>(reply: &T, replayed: bool) -> Response {
     let body = serde_json::to_vec(reply).expect("reply data serialises");
     let mut response = (StatusCode::OK, body).into_response();
     let headers = response.headers_mut();
@@ -482,17 +472,15 @@ fn data_response(reply: &Reply) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if is_replayed(reply) {
+    if replayed {
         headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     }
     response
 }
 
-fn is_replayed(reply: &Reply) -> bool {
-    matches!(
-        reply,
-        Reply::Get(GetReply::Replayed(_)) | Reply::Topup(Stored::Replayed(_))
-    )
+/// A JSON response with the data of an op's reply that is never a replay.
+pub(super) fn fresh_response<T: Serialize>(reply: &T) -> Response {
+    data_response(reply, false)
 }
 
 /// Charges are never cached.
@@ -563,15 +551,9 @@ async fn serve_original_memes(
         idempotency_key: idempotency_key(key)?,
         ..GetRequest::default()
     };
-    let reply = http.service.call(&caller, Request::Get(request)).await?;
-    let Reply::Get(get) = &reply else {
-        return Err(Problem::new(
-            ErrorCode::Internal,
-            "a get answered something else",
-        ));
-    };
-    let replayed = matches!(get, GetReply::Replayed(_));
-    let mut response = (StatusCode::OK, original_meme(get)?).into_response();
+    let get = http.service.get(&caller, request).await?;
+    let replayed = get.is_replay();
+    let mut response = (StatusCode::OK, original_meme(&get)?).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -661,9 +643,9 @@ pub async fn original_topup(State(http): State<Http>, headers: Headers, body: Bo
             idempotency_key: idempotency_key(headers.idempotency_key())?,
             reason: None,
         };
-        match http.service.call(&caller, Request::Topup(request)).await? {
-            Reply::Topup(Stored::Fresh(data)) => Ok((data, false)),
-            Reply::Topup(Stored::Replayed(raw)) => serde_json::from_str::<TopupData>(raw.get())
+        match http.service.topup(&caller, request).await? {
+            Stored::Fresh(data) => Ok((data, false)),
+            Stored::Replayed(raw) => serde_json::from_str::<TopupData>(raw.get())
                 .map(|data| (data, true))
                 .map_err(|e| {
                     Problem::new(
@@ -671,10 +653,6 @@ pub async fn original_topup(State(http): State<Http>, headers: Headers, body: Bo
                         format!("reading the stored reply: {e}"),
                     )
                 }),
-            _ => Err(Problem::new(
-                ErrorCode::Internal,
-                "a topup answered something else",
-            )),
         }
     };
     match outcome.await {
@@ -722,7 +700,8 @@ pub async fn get_memes(
         idempotency_key: idempotency_key(headers.idempotency_key())?,
         ..GetRequest::default()
     };
-    Ok(no_store(http.answer(&caller, Request::Get(request)).await?))
+    let get = http.service.get(&caller, request).await?;
+    Ok(no_store(data_response(&get, get.is_replay())))
 }
 
 /// `POST /v1/memes`.
@@ -750,7 +729,8 @@ pub async fn post_memes(
         token: None,
         idempotency_key: idempotency_key(headers.idempotency_key())?,
     };
-    Ok(no_store(http.answer(&caller, Request::Get(request)).await?))
+    let get = http.service.get(&caller, request).await?;
+    Ok(no_store(data_response(&get, get.is_replay())))
 }
 
 /// `GET /v1/search`.
@@ -768,7 +748,7 @@ pub async fn search(
         limit: params.limit,
         nsfw: params.nsfw.unwrap_or(false),
     };
-    http.answer(&caller, Request::Search(request)).await
+    Ok(fresh_response(&http.service.search(&caller, request)?))
 }
 
 /// `GET /v1/users/{user}/balance`.
@@ -785,7 +765,9 @@ pub async fn balance(
     let request = BalanceRequest {
         user: subject(&caller, Some(path(user)?))?,
     };
-    http.answer(&caller, Request::Balance(request)).await
+    Ok(fresh_response(
+        &http.service.balance(&caller, request).await?,
+    ))
 }
 
 /// `GET /v1/users/{user}/history`.
@@ -806,7 +788,9 @@ pub async fn history(
         limit: params.limit,
         before: params.before,
     };
-    http.answer(&caller, Request::History(request)).await
+    Ok(fresh_response(
+        &http.service.history(&caller, request).await?,
+    ))
 }
 
 /// `POST /v1/users/{user}/topups` (admin keys).
@@ -831,7 +815,8 @@ pub async fn topup(
         idempotency_key: idempotency_key(headers.idempotency_key())?,
         reason: body.reason,
     };
-    http.answer(&caller, Request::Topup(request)).await
+    let topped = http.service.topup(&caller, request).await?;
+    Ok(data_response(&topped, topped.is_replay()))
 }
 
 /// `PUT /v1/users/{user}/entitlement` (admin keys).
@@ -854,7 +839,9 @@ pub async fn entitle(
         tier: body.tier,
         until: body.until,
     };
-    http.answer(&caller, Request::Entitle(request)).await
+    Ok(fresh_response(
+        &http.service.entitle(&caller, request).await?,
+    ))
 }
 
 /// `POST /v1/audit` (admin keys).
@@ -863,7 +850,9 @@ pub async fn entitle(
     security(("bearer" = [])))]
 pub async fn audit(State(http): State<Http>, headers: Headers) -> Result<Response, Problem> {
     let caller = http.caller(headers.authorization())?;
-    http.answer(&caller, Request::Audit(AuditRequest {})).await
+    Ok(fresh_response(
+        &http.service.audit(&caller, AuditRequest {}).await?,
+    ))
 }
 
 /// `POST /v1/reload` (admin keys).
@@ -872,8 +861,9 @@ pub async fn audit(State(http): State<Http>, headers: Headers) -> Result<Respons
     security(("bearer" = [])))]
 pub async fn reload(State(http): State<Http>, headers: Headers) -> Result<Response, Problem> {
     let caller = http.caller(headers.authorization())?;
-    http.answer(&caller, Request::Reload(ReloadRequest {}))
-        .await
+    Ok(fresh_response(
+        &http.service.reload(&caller, ReloadRequest {}).await?,
+    ))
 }
 
 /// `GET /v1/status`.
@@ -881,8 +871,9 @@ pub async fn reload(State(http): State<Http>, headers: Headers) -> Result<Respon
     responses((status = 200, description = "Version, uptime, counts", body = StatusData), Problems))]
 pub async fn status(State(http): State<Http>, headers: Headers) -> Result<Response, Problem> {
     let caller = http.caller(headers.authorization())?;
-    http.answer(&caller, Request::Status(StatusRequest {}))
-        .await
+    Ok(fresh_response(
+        &http.service.status(&caller, StatusRequest {}).await?,
+    ))
 }
 
 /// `POST /v1/webhooks/topup`: a payment provider's signed top-up; its event id is the
@@ -916,8 +907,11 @@ pub async fn webhook(
         ),
         idempotency_key: Some(event.id),
     };
-    http.answer(&Caller::Remote(Principal::Webhook), Request::Topup(request))
-        .await
+    let topped = http
+        .service
+        .topup(&Caller::Remote(Principal::Webhook), request)
+        .await?;
+    Ok(data_response(&topped, topped.is_replay()))
 }
 
 /// `GET /v1/images/{sha256}.png`: a generated image, named by its content, so it never

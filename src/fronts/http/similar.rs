@@ -4,8 +4,8 @@
 
 use super::Http;
 use super::problem::{Problem, Problems};
-use super::routes::{Headers, path, query};
-use crate::protocol::{MAX_MEME_ID_CHARS, MemeView, Request, SimilarData, SimilarRequest};
+use super::routes::{Headers, fresh_response, path, query};
+use crate::protocol::{MAX_MEME_ID_CHARS, MemeView, SimilarData, SimilarRequest};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -64,5 +64,5 @@ pub async fn similar(
         limit: params.limit,
         nsfw: params.nsfw.unwrap_or(false),
     };
-    http.answer(&caller, Request::Similar(request)).await
+    Ok(fresh_response(&http.service.similar(&caller, request)?))
 }
