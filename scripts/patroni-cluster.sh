@@ -55,7 +55,8 @@ dir=$dir venv=$venv net=$net subnet=$subnet
 EOF
 cat >>"$dir/node" <<'EOF'
 if [ "$1" = settled ]; then
-  for _ in $(seq 600); do
+  deadline=$((SECONDS + 120))
+  while [ $SECONDS -lt $deadline ]; do
     state=$("$venv/bin/patronictl" -c "$dir/node1/patroni.yml" list -f json 2>/dev/null || true)
     if python3 - "$state" <<'PY'
 import json, sys
@@ -170,6 +171,10 @@ stop_all() {
   exit "$status"
 }
 trap stop_all EXIT INT TERM
+
+# What a cluster on the same subnet left behind when it was killed outright.
+for n in 1 2 3; do ip netns del "memes$net-n$n" 2>/dev/null || true; done
+ip link del "$bridge" 2>/dev/null || true
 
 # The network: a bridge in this namespace (etcd and memesd are here, at $subnet.1), and one
 # namespace per node ($subnet.11..13) on a veth pair into it.

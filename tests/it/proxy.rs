@@ -4,7 +4,9 @@
 //! slow link (each chunk held back a fixed delay in each direction: the kernel here has no
 //! netem).
 //!
-//! It knows nothing of PostgreSQL's protocol; it copies bytes.
+//! [`SlowLink`] is the same over TCP for a link with latency (20-50 ms each way, say).
+//!
+//! Neither knows anything of PostgreSQL's protocol; they copy bytes.
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -106,6 +108,74 @@ fn pump(mut from: UnixStream, mut to: UnixStream, shared: &Shared) {
             break;
         }
     }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+    let _ = from.shutdown(std::net::Shutdown::Both);
+}
+
+/// A slow TCP link of the tests' own: listens on a loopback port and forwards every
+/// connection to `upstream`, each chunk delivered `delay` after it arrived, in each direction
+/// (a link's latency: chunks are not held back behind each other, unlike [`Proxy::delay`]).
+pub struct SlowLink {
+    port: u16,
+}
+
+impl SlowLink {
+    pub fn start(upstream: std::net::SocketAddr, delay: Duration) -> SlowLink {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                // (Connecting may hang, to a node cut off: not in the accepting thread.)
+                std::thread::spawn(move || {
+                    let Ok(server) = std::net::TcpStream::connect(upstream) else {
+                        return;
+                    };
+                    let _ = (client.set_nodelay(true), server.set_nodelay(true));
+                    let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                    std::thread::spawn(move || late(server, c2, delay));
+                    late(client, s2, delay);
+                });
+            }
+        });
+        SlowLink { port }
+    }
+
+    /// The address to give memesd for this link.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// Copies `from` to `to` until either ends, each chunk written `delay` after it was read.
+fn late(mut from: std::net::TcpStream, to: std::net::TcpStream, delay: Duration) {
+    let (send, receive) = std::sync::mpsc::channel::<(std::time::Instant, Vec<u8>)>();
+    let mut writer = to.try_clone().unwrap();
+    let writing = std::thread::spawn(move || {
+        for (due, chunk) in receive {
+            if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            if writer.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        let _ = writer.shutdown(std::net::Shutdown::Both);
+    });
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        match from.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let due = std::time::Instant::now() + delay;
+                if send.send((due, buffer[..n].to_vec())).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    drop(send);
+    let _ = writing.join();
     let _ = to.shutdown(std::net::Shutdown::Both);
     let _ = from.shutdown(std::net::Shutdown::Both);
 }

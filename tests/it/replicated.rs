@@ -13,6 +13,7 @@
 use crate::faults::client;
 use crate::harness::{Conn, Daemon};
 use crate::history::{History, Op, Outcome};
+use crate::proxy::SlowLink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -22,6 +23,8 @@ use std::time::Duration;
 /// The replicated cluster scripts/patroni-cluster.sh started, from the environment it sets.
 struct Replicated {
     url: String,
+    /// The nodes' addresses, in the URL's order.
+    hosts: Vec<String>,
     /// `$MEMES_CLUSTER_NODE`: acts on one node (kill, freeze, cut, …).
     node: String,
 }
@@ -35,6 +38,10 @@ impl Replicated {
         };
         Replicated {
             url: var("MEMES_CLUSTER_URL"),
+            hosts: var("MEMES_CLUSTER_HOSTS")
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
             node: var("MEMES_CLUSTER_NODE"),
         }
     }
@@ -199,15 +206,15 @@ impl Injected {
         };
         (window, (stopped, resumed))
     }
+}
 
-    /// Whether `op`'s error falls in this fault's window.
-    fn explains(&self, op: &Op, ops: &[Op]) -> bool {
-        self.window(ops).0.is_some_and(|(from, to)| {
-            op.invoked >= from
-                && op.invoked <= to
-                && (self.fault.fails_over() || op.client.is_multiple_of(2))
-        })
-    }
+/// Whether `op`'s error falls in `fault`'s error `window`.
+fn explains(fault: &Injected, window: Option<(Duration, Duration)>, op: &Op) -> bool {
+    window.is_some_and(|(from, to)| {
+        op.invoked >= from
+            && op.invoked <= to
+            && (fault.fault.fails_over() || op.client.is_multiple_of(2))
+    })
 }
 
 /// Makes `fault` happen (a primary's for [`HELD`]) and undoes it, then waits until the cluster
@@ -278,11 +285,24 @@ fn inject(fault: Fault, cluster: &Replicated, hosts: &mut [Daemon], history: &Hi
     }
 }
 
-/// Two memesd hosts on the cluster.
-fn hosts(cluster: &Replicated) -> Vec<Daemon> {
-    (0..2)
-        .map(|_| Daemon::start_file_with(&["--store", &cluster.url, "--store-pool", "8"]))
-        .collect()
+/// Two memesd hosts on the cluster; with `slow`, the second reaches every node through a
+/// [`SlowLink`] of that latency each way (the links are returned, to keep them up).
+fn hosts(cluster: &Replicated, slow: Option<Duration>) -> (Vec<Daemon>, Vec<SlowLink>) {
+    let start = |url: &str| Daemon::start_file_with(&["--store", url, "--store-pool", "8"]);
+    let Some(delay) = slow else {
+        return (vec![start(&cluster.url), start(&cluster.url)], Vec::new());
+    };
+    let links: Vec<SlowLink> = cluster
+        .hosts
+        .iter()
+        .map(|host| SlowLink::start(format!("{host}:5432").parse().unwrap(), delay))
+        .collect();
+    let through: Vec<String> = links.iter().map(SlowLink::addr).collect();
+    let url = format!(
+        "postgres://postgres@{}/memes?target_session_attrs=read-write",
+        through.join(",")
+    );
+    (vec![start(&cluster.url), start(&url)], links)
 }
 
 /// Checks that every error in `ops` falls in the window of one of `faults`; that a reply is
@@ -291,8 +311,12 @@ fn hosts(cluster: &Replicated) -> Vec<Daemon> {
 /// host never answered; and that reads never failed (and came from a standby during a
 /// primary's outage).
 fn check_errors(faults: &[Injected], ops: &[Op], reads: &Reads) {
+    let windows: Vec<_> = faults.iter().map(|fault| fault.window(ops).0).collect();
     for op in ops.iter().filter(|op| is_error(op)) {
-        let Some(fault) = faults.iter().find(|fault| fault.explains(op, ops)) else {
+        let Some(fault) = (faults.iter().zip(&windows))
+            .find(|(fault, window)| explains(fault, **window, op))
+            .map(|(fault, _)| fault)
+        else {
             panic!("op {} failed outside every outage: {op:?}", op.id);
         };
         if let Outcome::Unknown(message) = &op.outcome {
@@ -310,14 +334,15 @@ fn check_errors(faults: &[Injected], ops: &[Op], reads: &Reads) {
     }
 }
 
-/// Under load through two memesd hosts, `fault` happens (a primary's for [`HELD`]), then is
-/// undone; the run goes on until the cluster has settled again and a little after, then the
-/// history is checked and the figures printed.
-fn survive(fault: Fault) {
+/// Under load through two memesd hosts (the second on a link of latency `slow` each way, if
+/// given), `fault` happens (a primary's for [`HELD`]), then is undone; the run goes on until
+/// the cluster has settled again and a little after, then the history is checked and the
+/// figures printed.
+fn survive(fault: Fault, slow: Option<Duration>) {
     let cluster = Replicated::from_env();
     cluster.settled();
-    let users = format!("{fault:?}").to_lowercase();
-    let mut hosts = hosts(&cluster);
+    let users = format!("{fault:?}{}", slow.map_or("", |_| "-slow")).to_lowercase();
+    let (mut hosts, _links) = hosts(&cluster, slow);
     let sockets: Vec<PathBuf> = hosts.iter().map(|host| host.socket.clone()).collect();
     let history = History::new();
     let stop = AtomicBool::new(false);
@@ -352,9 +377,13 @@ fn survive(fault: Fault) {
         })
     };
     println!(
-        "figures: fault={fault:?} requests={} errors={errors} ambiguous={ambiguous} lost=0 \
+        "figures: fault={fault:?}{} requests={} errors={errors} ambiguous={ambiguous} lost=0 \
          twice=0 longest_without_change_s={:.1} resumed_after_s={:.1} promoted_after_s={} \
          memesd_after_promotion_s={} reads={} read_errors={} reads_from_a_standby={}",
+        slow.map_or(String::new(), |delay| format!(
+            " slow_link_ms={}",
+            delay.as_millis()
+        )),
         ops.len(),
         longest_gap(&ops).as_secs_f64(),
         (resumed - injected.at).as_secs_f64(),
@@ -394,7 +423,7 @@ fn drill() {
     let every = Duration::from_secs_f64(clients as f64 / rate);
     let cluster = Replicated::from_env();
     cluster.settled();
-    let mut hosts = hosts(&cluster);
+    let (mut hosts, _) = hosts(&cluster, None);
     let sockets: Vec<PathBuf> = hosts.iter().map(|host| host.socket.clone()).collect();
     let history = History::new();
     let stop = AtomicBool::new(false);
@@ -487,35 +516,43 @@ fn drill() {
 #[test]
 #[ignore = "needs the replicated cluster: scripts/failover-drill.sh runs it"]
 fn kill_9_of_the_primary() {
-    survive(Fault::Kill);
+    survive(Fault::Kill, None);
 }
 
 #[test]
 #[ignore = "needs the replicated cluster: scripts/failover-drill.sh runs it"]
 fn the_primary_frozen_longer_than_the_ttl_then_thawed() {
-    survive(Fault::Freeze);
+    survive(Fault::Freeze, None);
 }
 
 #[test]
 #[ignore = "needs the replicated cluster: scripts/failover-drill.sh runs it"]
 fn the_primary_cut_off_from_etcd_the_nodes_and_the_hosts() {
-    survive(Fault::Cut);
+    survive(Fault::Cut, None);
 }
 
 #[test]
 #[ignore = "needs the replicated cluster: scripts/failover-drill.sh runs it"]
 fn kill_9_of_a_memesd_host() {
-    survive(Fault::KillHost);
+    survive(Fault::KillHost, None);
 }
 
 #[test]
 #[ignore = "needs the replicated cluster: scripts/failover-drill.sh runs it"]
 fn etcd_restarts() {
-    survive(Fault::RestartEtcd);
+    survive(Fault::RestartEtcd, None);
 }
 
 #[test]
 #[ignore = "the drill (10 minutes): scripts/failover-drill.sh --drill runs it"]
 fn drill_with_a_failover_every_two_minutes() {
     drill();
+}
+
+/// A slow link (30 ms each way) between the second memesd host and every node, and the
+/// primary killed meanwhile.
+#[test]
+#[ignore = "needs the replicated cluster: scripts/failover-drill.sh runs it"]
+fn kill_9_of_the_primary_with_a_host_on_a_slow_link() {
+    survive(Fault::Kill, Some(Duration::from_millis(30)));
 }
