@@ -16,8 +16,9 @@
 #     "$MEMES_CLUSTER_NODE" N start    start its Patroni again (after a kill)
 #     "$MEMES_CLUSTER_NODE" N role     leader, replica or down, as its Patroni's REST API says
 #     "$MEMES_CLUSTER_NODE" etcd restart   stops etcd and starts it again (also: start, stop)
-#     "$MEMES_CLUSTER_NODE" settled    waits (up to 120 s) for a leader and two streaming
-#                                      standbys, one synchronous: ready for the next fault
+#     "$MEMES_CLUSTER_NODE" settled [S] waits (up to S seconds, 120 by default) for a leader
+#                                      and two streaming standbys, one synchronous: ready for
+#                                      the next fault
 # or, without COMMAND, waits until interrupted. Whatever happens, it stops everything it
 # started and removes the namespaces, the bridge and the directory (MEMES_CLUSTER_KEEP=1 keeps
 # the directory).
@@ -55,7 +56,7 @@ dir=$dir venv=$venv net=$net subnet=$subnet
 EOF
 cat >>"$dir/node" <<'EOF'
 if [ "$1" = settled ]; then
-  deadline=$((SECONDS + 120))
+  deadline=$((SECONDS + ${2:-120}))
   while [ $SECONDS -lt $deadline ]; do
     state=$("$venv/bin/patronictl" -c "$dir/node1/patroni.yml" list -f json 2>/dev/null || true)
     if python3 - "$state" <<'PY'
@@ -71,7 +72,7 @@ PY
     then exit 0; fi
     sleep 0.2
   done
-  echo "node: the cluster did not settle in 120 s" >&2
+  echo "node: the cluster did not settle in ${2:-120} s" >&2
   "$venv/bin/patronictl" -c "$dir/node1/patroni.yml" list >&2 || true
   exit 1
 fi
@@ -141,7 +142,9 @@ node=$dir/node
 
 stop_all() {
   local status=$?
-  trap - EXIT INT TERM
+  # A second Ctrl-C or TERM must not cut the clean-up short (it would leave namespaces).
+  trap '' INT TERM
+  trap - EXIT
   local pids=()
   for n in 1 2 3; do
     "$node" "$n" heal 2>/dev/null || true

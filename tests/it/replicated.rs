@@ -58,9 +58,10 @@ impl Replicated {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
-    /// Waits until there is a leader and two streaming standbys (ready for a fault).
-    fn settled(&self) {
-        self.run(&["settled"]);
+    /// Waits until there is a leader and two streaming standbys (ready for a fault), at most
+    /// `within`.
+    fn settled(&self, within: Duration) {
+        self.run(&["settled", &within.as_secs().to_string()]);
     }
 
     /// The node (1 to 3) whose Patroni says it leads, if one does.
@@ -134,6 +135,10 @@ fn read_balances(socket: &Path, user: &str, reads: &Mutex<Reads>, stop: &AtomicB
 const HELD: Duration = Duration::from_secs(18);
 /// The target: changes succeed again within this of the primary's failure.
 const RESUMED_WITHIN: Duration = Duration::from_secs(15);
+/// How long a cluster may take to have a leader and two streaming standbys again after a
+/// fault. An old primary that cannot be rewound is cloned afresh: after minutes of the drill's
+/// load, a gigabyte.
+const SETTLED_WITHIN: Duration = Duration::from_secs(600);
 /// After writes resume, how long errors are still counted as the outage's.
 const SETTLING: Duration = Duration::from_secs(2);
 
@@ -266,7 +271,7 @@ fn inject(fault: Fault, cluster: &Replicated, hosts: &mut [Daemon], history: &Hi
     }
     let undone = history.elapsed();
     clock("undone");
-    cluster.settled();
+    cluster.settled(SETTLED_WITHIN);
     // (Patroni issue #2689: a thawed old leader could take the leader key back.)
     let leader = cluster.leader();
     match fault.fails_over() {
@@ -340,7 +345,7 @@ fn check_errors(faults: &[Injected], ops: &[Op], reads: &Reads) {
 /// figures printed.
 fn survive(fault: Fault, slow: Option<Duration>) {
     let cluster = Replicated::from_env();
-    cluster.settled();
+    cluster.settled(SETTLED_WITHIN);
     let users = format!("{fault:?}{}", slow.map_or("", |_| "-slow")).to_lowercase();
     let (mut hosts, _links) = hosts(&cluster, slow);
     let sockets: Vec<PathBuf> = hosts.iter().map(|host| host.socket.clone()).collect();
@@ -422,7 +427,7 @@ fn drill() {
     let clients = 32;
     let every = Duration::from_secs_f64(clients as f64 / rate);
     let cluster = Replicated::from_env();
-    cluster.settled();
+    cluster.settled(SETTLED_WITHIN);
     let (mut hosts, _) = hosts(&cluster, None);
     let sockets: Vec<PathBuf> = hosts.iter().map(|host| host.socket.clone()).collect();
     let history = History::new();
@@ -438,7 +443,8 @@ fn drill() {
         scope.spawn(move || read_balances(reader, read_user, reads, stop));
         let faults = [Fault::Kill, Fault::Freeze, Fault::Cut];
         for k in 0.. {
-            let at = Duration::from_secs(60 + 120 * k as u64);
+            // Every two minutes from the first; later if the cluster took longer to settle.
+            let at = Duration::from_secs(60 + 120 * k as u64).max(history.elapsed());
             if at + HELD + Duration::from_secs(30) > total {
                 break;
             }
