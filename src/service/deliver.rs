@@ -8,15 +8,16 @@
 //! nothing. The memes a user was given are remembered (for variety) once the charge is
 //! durable.
 
-use super::reply::{self, Delivery, GetReply};
-use super::{Answer, Caller, Service, ServiceError, raw};
+use super::reply::{Delivery, GetReply};
+use super::{Answer, Caller, Service, ServiceError};
 use crate::catalogue::select::Wanted;
 use crate::domain::{ErrorCode, Tier, now_ms};
 use crate::premium::{self, Made};
-use crate::protocol::{GetData, GetRequest, Location, MAX_COUNT};
-use crate::store::{ChargeRequest, Idempotency, Keyed, Outcome, StoreError, rules};
+use crate::protocol::{GetData, GetRequest, Location, MAX_COUNT, MemeView};
+use crate::store::{
+    ChargeRequest, Idempotency, Keyed, Outcome, Replayed, StoreError, StoredReply, rules,
+};
 use crate::telemetry::Tokens;
-use serde_json::value::RawValue;
 
 /// What a `get` delivers, made ready before it is charged. The balance in it is filled in
 /// once the charge is decided.
@@ -123,7 +124,9 @@ impl Service {
             let stored = goods.stored_reply();
             Keyed {
                 idem,
-                reply: Box::new(move |changed| raw(&with_balance(stored.clone(), changed.balance))),
+                reply: Box::new(move |changed| {
+                    StoredReply::record(&with_balance(stored.clone(), changed.balance))
+                }),
             }
         });
         let charge = ChargeRequest {
@@ -230,27 +233,34 @@ impl Service {
     }
 
     /// A stored reply, replayed for `request`. A generated image is made sure to be on this
-    /// host (and the reply to point at it), and included if the request asks for it inline.
+    /// host, and included if the request asks for it inline.
     async fn replayed(
         &self,
-        stored: Box<RawValue>,
+        stored: StoredReply,
         request: &GetRequest,
     ) -> Result<GetReply, ServiceError> {
-        if !request.generate {
-            return Ok(GetReply::Replayed(reply::replayed(&stored)));
+        let replayed = stored.replay::<GetData<MemeView>>()?;
+        let Some(image) = replayed
+            .data()
+            .generated
+            .as_ref()
+            .filter(|_| request.generate)
+        else {
+            return Ok(GetReply::Replayed(Box::new(replayed)));
+        };
+        let mut restored = image.clone();
+        let png = self.premium.restore(&mut restored).await?;
+        if restored == *image && !request.inline {
+            return Ok(GetReply::Replayed(Box::new(replayed)));
         }
-        let mut data: GetData<serde_json::Value> =
-            serde_json::from_str(stored.get()).map_err(|e| {
-                ServiceError::internal(format!("a stored reply does not read back: {e}"))
-            })?;
-        if let Some(image) = &mut data.generated {
-            let png = self.premium.restore(image).await?;
-            if request.inline {
-                image.png_base64 = Some(premium::inline(&png));
-            }
+        // The reply must point at this host's copy of the image (another host may have
+        // rendered it), or carry it: it can no longer be the stored bytes.
+        if request.inline {
+            restored.png_base64 = Some(premium::inline(&png));
         }
-        data.replayed = true;
-        Ok(GetReply::Replayed(raw(&data)))
+        let mut data = replayed.into_data();
+        data.generated = Some(restored);
+        Ok(GetReply::Replayed(Box::new(Replayed::rewritten(data))))
     }
 }
 

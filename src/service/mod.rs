@@ -39,7 +39,9 @@ use crate::protocol::{
     SimilarRequest, StatusData, StatusRequest, TopupData, TopupRequest,
 };
 use crate::store::rules::{self, KeyOwner};
-use crate::store::{Changed, Commit, Idempotency, Keyed, Outcome, TokenStore, TopupChange};
+use crate::store::{
+    Changed, Commit, Idempotency, Keyed, Outcome, StoredReply, TokenStore, TopupChange,
+};
 use crate::telemetry::{self, Tokens};
 use arc_swap::ArcSwap;
 use ratelimit::RateLimit;
@@ -389,7 +391,7 @@ impl Service {
                 let data = data.clone();
                 Keyed {
                     idem: Idempotency { key, fingerprint },
-                    reply: Box::new(move |changed| raw(&data(changed))),
+                    reply: Box::new(move |changed| StoredReply::record(&data(changed))),
                 }
             });
         // The ledger records who made the change when the caller says more than the
@@ -414,10 +416,10 @@ impl Service {
                 Answer::pending(Stored::Fresh(data(changed)), commit)
                     .moving(moved, request.amount.unsigned_abs())
             }
-            Ok((Outcome::Replayed(stored), commit)) => {
-                let reply = reply::replayed(&stored);
-                Answer::pending(Stored::Replayed(reply), commit)
-            }
+            Ok((Outcome::Replayed(stored), commit)) => match stored.replay() {
+                Ok(replayed) => Answer::pending(Stored::Replayed(replayed), commit),
+                Err(error) => Answer::ready(Err(error.into())),
+            },
             Err(error) => Answer::ready(Err(error.into())),
         }
     }
@@ -652,9 +654,4 @@ fn load_geocoder() -> Option<Geocoder> {
             None
         }
     }
-}
-
-/// Serialises reply data for storing with an idempotency key.
-fn raw<T: serde::Serialize>(data: &T) -> Box<serde_json::value::RawValue> {
-    serde_json::value::to_raw_value(data).expect("reply data serialises")
 }

@@ -2,6 +2,9 @@
 //! exactly the `data` object of the protocol, once, whichever front sends it: the socket
 //! wraps it in a reply line, HTTP sends it as the body.
 //!
+//! A reply replayed for an idempotency key is the stored one ([`Replayed`]): sent as the
+//! stored bytes, with its data typed for fronts that answer in a shape of their own.
+//!
 //! Replies that carry catalogue memes keep the catalogue they were chosen from alive and
 //! write each meme's pre-serialised view straight into the output, so a reply costs no copy
 //! of the memes and survives a reload that happens while it waits for its commit.
@@ -13,6 +16,7 @@ use crate::protocol::{
     BalanceData, EntitleData, GetData, HistoryData, Location, MemeView, ReloadData, SearchData,
     SearchHit, SimilarData, StatusData, TopupData,
 };
+use crate::store::Replayed;
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use std::sync::Arc;
@@ -80,24 +84,12 @@ impl<T> Delivered for Stored<T> {
     }
 }
 
-/// A stored reply, sent again: the same data, marked `"replayed": true` (stored replies are
-/// JSON objects, stored before they were ever replayed).
-pub fn replayed(stored: &RawValue) -> Box<RawValue> {
-    let text = stored.get().trim_end();
-    match text.strip_suffix('}') {
-        Some(body) if body.trim_end() != "{" => {
-            RawValue::from_string(format!("{body},\"replayed\":true}}")).expect("valid JSON")
-        }
-        _ => stored.to_owned(),
-    }
-}
-
 /// A reply that an idempotency key may have stored: made now, or the one stored with the
 /// key, replayed as it was first sent (marked as a replay).
 #[derive(Debug)]
 pub enum Stored<T> {
     Fresh(T),
-    Replayed(Box<RawValue>),
+    Replayed(Replayed<T>),
 }
 
 impl<T> Stored<T> {
@@ -111,12 +103,12 @@ impl<T: Serialize> Serialize for Stored<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
             Stored::Fresh(data) => data.serialize(serializer),
-            Stored::Replayed(raw) => raw.serialize(serializer),
+            Stored::Replayed(replayed) => replayed.serialize(serializer),
         }
     }
 }
 
-/// A `get` reply: memes from the catalogue, a generated image, or a replay.
+/// A `get` reply: memes from the catalogue, a generated image, or a replay (of either).
 #[derive(Debug, Clone)]
 #[expect(
     clippy::large_enum_variant,
@@ -125,7 +117,7 @@ impl<T: Serialize> Serialize for Stored<T> {
 pub enum GetReply {
     Memes(Delivery),
     Generated(Box<GetData<()>>),
-    Replayed(Box<RawValue>),
+    Replayed(Box<Replayed<GetData<MemeView>>>),
 }
 
 impl Serialize for GetReply {
@@ -133,7 +125,7 @@ impl Serialize for GetReply {
         match self {
             GetReply::Memes(delivery) => delivery.serialize(serializer),
             GetReply::Generated(data) => data.serialize(serializer),
-            GetReply::Replayed(raw) => raw.serialize(serializer),
+            GetReply::Replayed(replayed) => replayed.serialize(serializer),
         }
     }
 }
@@ -142,14 +134,6 @@ impl GetReply {
     /// True for a stored reply sent again.
     pub fn is_replay(&self) -> bool {
         matches!(self, GetReply::Replayed(_))
-    }
-
-    /// The reply as plain data, for fronts that reshape it (a replay is read back).
-    pub fn to_data(&self) -> Result<GetData<MemeView>, serde_json::Error> {
-        match self {
-            GetReply::Replayed(raw) => serde_json::from_str(raw.get()),
-            other => serde_json::to_value(other).and_then(serde_json::from_value),
-        }
     }
 }
 
@@ -296,18 +280,5 @@ mod tests {
                 serde_json::to_string(&data).unwrap()
             );
         }
-    }
-
-    #[test]
-    fn a_replay_is_the_stored_reply_marked_as_one() {
-        let stored =
-            RawValue::from_string(r#"{"user_id":"u","amount":5,"new_balance":5}"#.into()).unwrap();
-        assert_eq!(
-            replayed(&stored).get(),
-            r#"{"user_id":"u","amount":5,"new_balance":5,"replayed":true}"#
-        );
-        let data: TopupData = serde_json::from_str(replayed(&stored).get())
-            .unwrap_or_else(|_| panic!("a replay reads back as the reply type"));
-        assert!(data.replayed);
     }
 }

@@ -10,7 +10,8 @@
 //! every step with a plain model of the rules.
 
 use super::{
-    Changed, ChargeRequest, Idempotency, Keyed, Outcome, StoreError, TokenStore, TopupChange,
+    Changed, ChargeRequest, Idempotency, Keyed, Outcome, StoreError, StoredReply, TokenStore,
+    TopupChange,
 };
 use crate::domain::{EntryKind, ErrorCode, HistoryCursor, MAX_BALANCE, Tier};
 use proptest::prelude::*;
@@ -106,7 +107,7 @@ async fn keyed_topup(
             }
             None => serde_json::json!({ "new_balance": changed.balance }),
         };
-        serde_json::value::to_raw_value(&reply).expect("json")
+        StoredReply::record(&reply)
     };
     let change = TopupChange {
         user,
@@ -123,8 +124,8 @@ async fn keyed_topup(
     let (outcome, commit) = store.topup(change).await?;
     commit.wait().await?;
     Ok(match outcome {
-        Outcome::Applied(balance) => (build(balance).get().to_string(), false),
-        Outcome::Replayed(reply) => (reply.get().to_string(), true),
+        Outcome::Applied(balance) => (build(balance).as_str().to_string(), false),
+        Outcome::Replayed(reply) => (reply.as_str().to_string(), true),
     })
 }
 
@@ -308,7 +309,7 @@ pub async fn keys_replay_their_request_and_refuse_others<S: Subject>(subject: Ar
         .unwrap()
         .expect("stored");
     commit.wait().await.unwrap();
-    assert_eq!(stored.get(), first.0);
+    assert_eq!(stored.as_str(), first.0);
     assert!(
         store
             .replay(Idempotency {
@@ -355,9 +356,7 @@ async fn owned_change(
     amount: i64,
     fingerprint: &str,
 ) -> Result<(String, bool), StoreError> {
-    let build = |balance: u64| {
-        serde_json::value::to_raw_value(&serde_json::json!({ "balance": balance })).expect("json")
-    };
+    let build = |balance: u64| StoredReply::record(&serde_json::json!({ "balance": balance }));
     let keyed = Some(Keyed {
         idem: Idempotency { key, fingerprint },
         reply: Box::new(move |changed: Changed| build(changed.balance)),
@@ -386,8 +385,8 @@ async fn owned_change(
     };
     commit.wait().await?;
     Ok(match outcome {
-        Outcome::Applied(balance) => (build(balance).get().to_string(), false),
-        Outcome::Replayed(reply) => (reply.get().to_string(), true),
+        Outcome::Applied(balance) => (build(balance).as_str().to_string(), false),
+        Outcome::Replayed(reply) => (reply.as_str().to_string(), true),
     })
 }
 
@@ -535,6 +534,66 @@ pub async fn keys_recorded_before_scoping_stay_their_recorders<S: Subject>(subje
     assert_eq!(balance(&*store, "alice").await, Some(WELCOME - 1 + 9));
     let report = store.audit().await.unwrap();
     assert!(report.ok, "{report:?}");
+    subject.close(store).await;
+}
+
+/// A `get` reply as memesd stored it before stored replies were typed (recorded by that
+/// memesd: `get` for u1 with a key, a query and a place; `tests/it/ledger.rs` replays the
+/// journal it wrote).
+pub const RECORDED_GET: &str = concat!(
+    r#"{"user_id":"u1","meme":{"id":"bode","title":"Bode","#,
+    r#""image":"https://i.kym-cdn.com/photos/images/newsfeed/001/195/668/4ac.png","#,
+    r#""source":"https://knowyourmeme.com/memes/bode"},"charged":1,"balance":149,"#,
+    r#""location":{"country_code":"FR","country":"France","city":"Paris","#,
+    r#""region":"Ile-de-France","distance_km":0.4}}"#
+);
+
+/// A reply stored as an earlier memesd stored it replays byte for byte: after a reopen,
+/// through a retry and through [`TokenStore::replay`], and marked as a replay with every
+/// stored byte kept (a float's last digit included, whatever its typed view reads).
+pub async fn replies_stored_earlier_replay_byte_for_byte<S: Subject>(subject: Arc<S>) {
+    use crate::protocol::{GetData, MemeView};
+    let place = subject.place().await;
+    let store = subject.open(&place).await;
+    let idem = Idempotency {
+        key: "u1\u{1f}req-1",
+        fingerprint: r#"{"op":"get","user":"u1"}"#,
+    };
+    let charge = || ChargeRequest {
+        user: "u1",
+        cost: 1,
+        memes: &["grumpy-cat"],
+        keyed: Some(Keyed {
+            idem,
+            reply: Box::new(|_| StoredReply::parse(RECORDED_GET.into()).expect("JSON")),
+        }),
+    };
+    let (outcome, commit) = store.charge(charge()).await.unwrap();
+    commit.wait().await.unwrap();
+    assert!(matches!(outcome, Outcome::Applied(_)), "{outcome:?}");
+    subject.close(store).await;
+
+    let store = subject.open(&place).await;
+    let (outcome, commit) = store.charge(charge()).await.unwrap();
+    commit.wait().await.unwrap();
+    let retried = match outcome {
+        Outcome::Replayed(retried) => retried,
+        applied => panic!("a retry is replayed: {applied:?}"),
+    };
+    assert_eq!(retried.as_str(), RECORDED_GET);
+    let (stored, _) = store.replay(idem).await.unwrap().expect("stored");
+    assert_eq!(stored.as_str(), RECORDED_GET);
+    let replayed = stored.replay::<GetData<MemeView>>().unwrap();
+    let body = RECORDED_GET.strip_suffix('}').unwrap();
+    assert_eq!(
+        serde_json::to_string(&replayed).unwrap(),
+        format!("{body},\"replayed\":true}}")
+    );
+    assert_eq!(
+        balance(&*store, "u1").await,
+        Some(WELCOME - 1),
+        "charged once"
+    );
     subject.close(store).await;
 }
 
@@ -871,6 +930,10 @@ macro_rules! contract_suite {
                     $subject,
                     super::keys_recorded_before_scoping_stay_their_recorders,
                 );
+            }
+            #[test]
+            fn replies_stored_earlier_replay_byte_for_byte() {
+                run($subject, super::replies_stored_earlier_replay_byte_for_byte);
             }
             #[test]
             fn entitlements_set_the_tier() {

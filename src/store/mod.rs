@@ -13,6 +13,7 @@
 //!
 //! - [`rules`]: the rules of the money, written once, used by every store.
 //! - [`spec`]: from a `--store` spec to an open store.
+//! - [`stored`]: the reply a keyed change stores for its retries, and its replay.
 //! - [`file`]: the embedded default store: journal, checkpoints, recovery, history, audit.
 //! - [`pg`]: PostgreSQL, which several memesd hosts can share: group commit, constraints as a
 //!   second line, migrations, export and import.
@@ -24,13 +25,14 @@ pub mod file;
 pub mod pg;
 pub mod rules;
 pub mod spec;
+pub mod stored;
 
 pub use file::{FileStore, StoreConfig};
+pub use stored::{Replayed, StoredReply};
 
 use crate::domain::{
     AccountView, AuditReport, ErrorCode, HistoryCursor, HistoryPage, MAX_BALANCE, Stale, Tier,
 };
-use serde_json::value::RawValue;
 use std::path::PathBuf;
 use tokio::sync::oneshot;
 
@@ -196,7 +198,7 @@ pub struct Changed {
 /// Builds the reply `data` that a keyed change stores for its retries, given what the change
 /// did. Called inside the change's transaction: once, or again if a store retries that
 /// transaction (a deadlock, a serialization failure), with what the retry decided.
-pub type ReplyBuilder = Box<dyn Fn(Changed) -> Box<RawValue> + Send + Sync>;
+pub type ReplyBuilder = Box<dyn Fn(Changed) -> StoredReply + Send + Sync>;
 
 /// A keyed change: its key and the reply to store with it.
 pub struct Keyed<'a> {
@@ -210,7 +212,7 @@ pub enum Outcome<T> {
     /// The change was applied; `T` describes it.
     Applied(T),
     /// The key was seen before with the same request: here is the reply it got then.
-    Replayed(Box<RawValue>),
+    Replayed(StoredReply),
 }
 
 impl<T> Outcome<T> {
@@ -297,7 +299,7 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn replay(
         &self,
         idem: Idempotency<'_>,
-    ) -> Result<Option<(Box<RawValue>, Commit)>, StoreError>;
+    ) -> Result<Option<(StoredReply, Commit)>, StoreError>;
     /// An account's current state; `UnknownUser` if it has none. What a change is decided
     /// on (a delivery's tier, say) reads this: never a standby's copy.
     async fn account(&self, user: &str) -> Result<(AccountView, Commit), StoreError>;

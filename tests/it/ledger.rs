@@ -124,6 +124,57 @@ fn a_retried_get_returns_the_same_meme_without_a_second_charge() {
     assert_eq!(daemon.balance("u1"), Some(148));
 }
 
+/// The journal an earlier memesd (before stored replies were typed) wrote for a keyed `get`
+/// with a place and a keyed top-up, byte for byte, and the replays it answered to their
+/// retries.
+const EARLIER_JOURNAL: &str = concat!(
+    r#"{"seq":1,"time":1796641111757,"user":"u1","entries":[{"kind":"welcome","delta":150,"balance":150},{"kind":"charge","delta":-1,"balance":149}],"memes":["bode"],"key":"user:u1\u001freq-1","fp":"{\"op\":\"get\",\"user\":\"u1\",\"lat\":48.8566,\"long\":2.3522,\"query\":\"cats\"}","reply":{"user_id":"u1","meme":{"id":"bode","title":"Bode","image":"https://i.kym-cdn.com/photos/images/newsfeed/001/195/668/4ac.png","source":"https://knowyourmeme.com/memes/bode"},"charged":1,"balance":149,"location":{"country_code":"FR","country":"France","city":"Paris","region":"Ile-de-France","distance_km":0.4}}}"#,
+    "\n",
+    r#"{"batch_start":0}"#,
+    "\n",
+    r#"{"seq":3,"time":1796641111758,"user":"u1","prev":0,"entries":[{"kind":"topup","delta":5,"balance":154}],"key":"admins\u001fevt-1","fp":"{\"op\":\"topup\",\"user\":\"u1\",\"amount\":5}","reply":{"user_id":"u1","amount":5,"new_balance":154}}"#,
+    "\n",
+    r#"{"batch_start":615}"#,
+    "\n",
+);
+const EARLIER_REPLAYS: [(&str, &str); 2] = [
+    (
+        r#"{"op":"get","user":"u1","query":"cats","lat":48.8566,"long":2.3522,"idempotency_key":"req-1"}"#,
+        r#"{"ok":true,"data":{"user_id":"u1","meme":{"id":"bode","title":"Bode","image":"https://i.kym-cdn.com/photos/images/newsfeed/001/195/668/4ac.png","source":"https://knowyourmeme.com/memes/bode"},"charged":1,"balance":149,"location":{"country_code":"FR","country":"France","city":"Paris","region":"Ile-de-France","distance_km":0.4},"replayed":true}}"#,
+    ),
+    (
+        r#"{"op":"topup","user":"u1","amount":5,"idempotency_key":"evt-1"}"#,
+        r#"{"ok":true,"data":{"user_id":"u1","amount":5,"new_balance":154,"replayed":true}}"#,
+    ),
+];
+
+#[test]
+fn replies_an_earlier_memesd_stored_replay_byte_for_byte() {
+    let mut daemon = Daemon::start_file();
+    let status = daemon.signal_and_wait(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(0));
+    let snapshot = daemon.data_dir.join("snapshot.json");
+    if snapshot.exists() {
+        std::fs::remove_file(snapshot).unwrap();
+    }
+    std::fs::write(daemon.data_dir.join("journal.ndjson"), EARLIER_JOURNAL).unwrap();
+    daemon.restart();
+    for round in ["as found", "after a checkpoint"] {
+        let mut conn = daemon.connect();
+        for (request, replayed) in EARLIER_REPLAYS {
+            conn.send(format!("{request}\n").as_bytes());
+            assert_eq!(conn.read_line(), format!("{replayed}\n"), "{round}");
+        }
+        assert_eq!(
+            daemon.balance("u1"),
+            Some(154),
+            "{round}: nothing charged again"
+        );
+        daemon.signal_and_wait(Signal::SIGTERM);
+        daemon.restart();
+    }
+}
+
 #[test]
 fn history_shows_every_entry_with_its_running_balance() {
     let daemon = Daemon::start();

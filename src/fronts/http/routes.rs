@@ -567,16 +567,19 @@ async fn serve_original_memes(
 
 /// `GET /memes`'s body for a `get` reply: the meme's own fields, then `charged`,
 /// `balance` and `location`. A fresh delivery is written straight from the catalogue's
-/// serialised view of the meme (the route's hot path); a replay is read back and reshaped.
+/// serialised view of the meme (the route's hot path); a replay is reshaped from its data.
 fn original_meme(get: &GetReply) -> Result<Vec<u8>, Problem> {
     use std::io::Write as _;
-    if let GetReply::Memes(delivery) = get
-        && !delivery.listed
-        && let Some(view) = delivery
-            .catalogue
-            .view(delivery.picked[0])
-            .get()
-            .strip_suffix('}')
+    let delivery = match get {
+        GetReply::Replayed(replayed) => return original_body(replayed.data()),
+        GetReply::Memes(delivery) if !delivery.listed => delivery,
+        _ => return Err(Problem::new(ErrorCode::Internal, "a get delivered no meme")),
+    };
+    if let Some(view) = delivery
+        .catalogue
+        .view(delivery.picked[0])
+        .get()
+        .strip_suffix('}')
     {
         let mut body = Vec::with_capacity(view.len() + 256);
         body.extend_from_slice(view.as_bytes());
@@ -593,20 +596,26 @@ fn original_meme(get: &GetReply) -> Result<Vec<u8>, Problem> {
         body.push(b'}');
         return Ok(body);
     }
-    let data: GetData<MemeView> = get
-        .to_data()
-        .map_err(|e| Problem::new(ErrorCode::Internal, format!("reading the reply: {e}")))?;
+    Err(Problem::new(
+        ErrorCode::Internal,
+        "a meme's catalogue view is not a JSON object",
+    ))
+}
+
+/// `GET /memes`'s body from a `get` reply's data.
+fn original_body(data: &GetData<MemeView>) -> Result<Vec<u8>, Problem> {
     let meme = data
         .meme
+        .as_ref()
         .ok_or_else(|| Problem::new(ErrorCode::Internal, "a get delivered no meme"))?;
     let body = OriginalMeme {
-        id: meme.id,
-        title: meme.title,
-        image: meme.image,
-        source: meme.source,
+        id: meme.id.clone(),
+        title: meme.title.clone(),
+        image: meme.image.clone(),
+        source: meme.source.clone(),
         charged: data.charged,
         balance: data.balance,
-        location: data.location,
+        location: data.location.clone(),
         replayed: data.replayed,
     };
     Ok(serde_json::to_vec(&body).expect("serialises"))
@@ -643,17 +652,10 @@ pub async fn original_topup(State(http): State<Http>, headers: Headers, body: Bo
             idempotency_key: idempotency_key(headers.idempotency_key())?,
             reason: None,
         };
-        match http.service.topup(&caller, request).await? {
-            Stored::Fresh(data) => Ok((data, false)),
-            Stored::Replayed(raw) => serde_json::from_str::<TopupData>(raw.get())
-                .map(|data| (data, true))
-                .map_err(|e| {
-                    Problem::new(
-                        ErrorCode::Internal,
-                        format!("reading the stored reply: {e}"),
-                    )
-                }),
-        }
+        Ok::<_, Problem>(match http.service.topup(&caller, request).await? {
+            Stored::Fresh(data) => (data, false),
+            Stored::Replayed(replayed) => (replayed.into_data(), true),
+        })
     };
     match outcome.await {
         Ok((data, replayed)) => {
@@ -1077,9 +1079,8 @@ mod tests {
                 location,
             };
             let fast = original_meme(&GetReply::Memes(delivery.clone())).unwrap();
-            let stored =
-                serde_json::value::to_raw_value(&GetReply::Memes(delivery.clone())).unwrap();
-            let reshaped = original_meme(&GetReply::Replayed(stored)).unwrap();
+            let stored = serde_json::to_string(&GetReply::Memes(delivery.clone())).unwrap();
+            let reshaped = original_body(&serde_json::from_str(&stored).unwrap()).unwrap();
             assert_eq!(
                 String::from_utf8(fast).unwrap(),
                 String::from_utf8(reshaped).unwrap()

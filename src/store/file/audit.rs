@@ -235,7 +235,7 @@ fn compare_keys(shared: &Shared, scan: &JournalScan) -> Option<String> {
             }
             let (key, entry) = state.ledger.key_at(i).expect("index in range");
             match scan.keys.get(key) {
-                Some(print) if *print == key_print(&entry.fingerprint, entry.reply.get()) => {
+                Some(print) if *print == key_print(&entry.fingerprint, entry.reply.as_str()) => {
                     matched += 1;
                 }
                 Some(_) => {

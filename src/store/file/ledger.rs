@@ -10,9 +10,10 @@
 use super::record::{RecordIn, RecordOut};
 use crate::domain::{AccountView, Tier};
 use crate::store::rules::{self, Change, KeyUse};
-use crate::store::{Changed, ChargeRequest, Idempotency, Keyed, Outcome, StoreError, TopupChange};
+use crate::store::{
+    Changed, ChargeRequest, Idempotency, Keyed, Outcome, StoreError, StoredReply, TopupChange,
+};
 use indexmap::IndexMap;
-use serde_json::value::RawValue;
 
 /// Accounts by user id, in creation order. foldhash is several times faster than SipHash on
 /// short keys; its per-process random seed keeps user-chosen ids from being aimed at buckets.
@@ -49,7 +50,7 @@ impl Account {
 #[derive(Debug, Clone)]
 pub struct KeyEntry {
     pub fingerprint: Box<str>,
-    pub reply: Box<RawValue>,
+    pub reply: StoredReply,
 }
 
 /// One step to take back a change that did not reach the disk. Steps are undone newest
@@ -152,7 +153,7 @@ impl Ledger {
 
     /// The reply stored for `idem`'s key, if the key was used for the same request; a
     /// conflict if it was used for another; `None` if it is new.
-    pub fn replay(&self, idem: &Idempotency) -> Result<Option<Box<RawValue>>, StoreError> {
+    pub fn replay(&self, idem: &Idempotency) -> Result<Option<StoredReply>, StoreError> {
         let stored = rules::find_key(
             idem.key,
             |key| self.keys.get(key),
@@ -272,7 +273,7 @@ impl Ledger {
             memes: transaction.memes,
             key: keyed.as_ref().map(|(idem, _)| idem.key),
             fp: keyed.as_ref().map(|(idem, _)| idem.fingerprint),
-            reply: keyed.as_ref().map(|(_, reply)| &**reply),
+            reply: keyed.as_ref().map(|(_, reply)| reply.as_json()),
             reason: transaction.reason,
             tier: tier.map(|(tier, _)| tier),
             until: tier.and_then(|(_, until)| until),
@@ -369,7 +370,7 @@ impl Ledger {
                 key.as_ref().into(),
                 KeyEntry {
                     fingerprint: fp.as_ref().into(),
-                    reply: reply.to_owned(),
+                    reply: StoredReply::from_json(reply.to_owned()),
                 },
             );
         }
@@ -526,7 +527,7 @@ mod tests {
                 fingerprint,
             },
             reply: Box::new(|changed: Changed| {
-                RawValue::from_string(format!("{{\"b\":{}}}", changed.balance)).unwrap()
+                StoredReply::parse(format!("{{\"b\":{}}}", changed.balance)).unwrap()
             }),
         };
         let topup = |h: &mut Harness, amount: i64, fingerprint: &'static str| {
@@ -546,7 +547,7 @@ mod tests {
             }))
         ));
         match topup(&mut h, 5, "topup u1 5").unwrap() {
-            Outcome::Replayed(reply) => assert_eq!(reply.get(), r#"{"b":155}"#),
+            Outcome::Replayed(reply) => assert_eq!(reply.as_str(), r#"{"b":155}"#),
             other => panic!("expected a replay, got {other:?}"),
         }
         let err = topup(&mut h, 6, "topup u1 6").unwrap_err();
@@ -573,7 +574,7 @@ mod tests {
                     key: "k",
                     fingerprint: "f",
                 },
-                reply: Box::new(|_| RawValue::from_string("1".into()).unwrap()),
+                reply: Box::new(|_| StoredReply::parse("1".into()).unwrap()),
             }),
         };
         h.ledger

@@ -36,9 +36,8 @@ use crate::domain::{AccountView, AuditReport, HistoryCursor, HistoryPage, Tier};
 use crate::lockfile;
 use crate::store::{
     Changed, ChargeRequest, Commit, Idempotency, OpenError, Outcome, StoreError, StoreHealth,
-    StoreStats, TokenStore, TopupChange,
+    StoreStats, StoredReply, TokenStore, TopupChange,
 };
-use serde_json::value::RawValue;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -371,7 +370,7 @@ impl TokenStore for FileStore {
     async fn replay(
         &self,
         idem: Idempotency<'_>,
-    ) -> Result<Option<(Box<RawValue>, Commit)>, StoreError> {
+    ) -> Result<Option<(StoredReply, Commit)>, StoreError> {
         let (reply, commit) = self.read(|ledger| ledger.replay(&idem))?;
         Ok(reply.map(|reply| (reply, commit)))
     }

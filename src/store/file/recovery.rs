@@ -293,7 +293,7 @@ impl Checks {
             }
             // Only a checkpoint that includes this very line can know its key already.
             if let Some(known) = ledger.key(key)
-                && (*known.fingerprint != **fp || known.reply.get() != reply.get())
+                && (*known.fingerprint != **fp || known.reply.as_str() != reply.get())
             {
                 return Err(format!(
                     "seq {}: idempotency key {key:?} is in the checkpoint for another request or reply",

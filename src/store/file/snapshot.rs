@@ -42,11 +42,10 @@
 
 use super::ledger::{Account, AccountMap, KeyEntry, KeyMap};
 use crate::domain::{MAX_BALANCE, Tier};
-use crate::store::OpenError;
+use crate::store::{OpenError, StoredReply};
 use indexmap::IndexMap;
 use serde::Deserialize;
 use serde::de::{SeqAccess, Visitor};
-use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::fs::File;
@@ -91,7 +90,7 @@ pub fn key_row(out: &mut Vec<u8>, first: bool, key: &str, entry: &KeyEntry) {
     if !first {
         out.push(b',');
     }
-    let row = (key, &*entry.fingerprint, &*entry.reply);
+    let row = (key, &*entry.fingerprint, entry.reply.as_json());
     serde_json::to_writer(&mut *out, &row).expect("key row serialises");
 }
 
@@ -313,7 +312,7 @@ impl<'de> Deserialize<'de> for KeyRows {
                     Default::default(),
                 );
                 while let Some((key, fingerprint, reply)) =
-                    seq.next_element::<(String, String, Box<RawValue>)>()?
+                    seq.next_element::<(String, String, StoredReply)>()?
                 {
                     let entry = KeyEntry {
                         fingerprint: fingerprint.into_boxed_str(),
@@ -358,7 +357,7 @@ mod tests {
         begin_keys(&mut out);
         let entry = KeyEntry {
             fingerprint: "fp".into(),
-            reply: RawValue::from_string(r#"{"x":1}"#.into()).unwrap(),
+            reply: StoredReply::parse(r#"{"x":1}"#.into()).unwrap(),
         };
         key_row(&mut out, true, "k", &entry);
         end_keys(&mut out);
@@ -371,7 +370,7 @@ mod tests {
         assert_eq!((loaded.journal_offset, loaded.next_seq), (42, 7));
         assert_eq!(loaded.accounts.get("a\"x"), Some(&a));
         assert_eq!(loaded.accounts.get_index(1).map(|(k, _)| &**k), Some("b"));
-        assert_eq!(loaded.keys["k"].reply.get(), r#"{"x":1}"#);
+        assert_eq!(loaded.keys["k"].reply.as_str(), r#"{"x":1}"#);
         assert!(load(&dir.path().join("none.json")).unwrap().is_none());
         std::fs::write(&path, b"{\"format\":\"memes-snapshot\"").unwrap();
         assert!(matches!(load(&path), Err(OpenError::Corrupt { .. })));

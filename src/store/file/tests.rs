@@ -79,9 +79,7 @@ fn keyed_topup(
     key: &str,
 ) -> Result<String, StoreError> {
     let fingerprint = format!("topup {user} {amount}");
-    let build = |balance: u64| {
-        serde_json::value::to_raw_value(&serde_json::json!({ "new_balance": balance })).unwrap()
-    };
+    let build = |balance: u64| StoredReply::record(&serde_json::json!({ "new_balance": balance }));
     block(async {
         let (outcome, commit) = store
             .topup(TopupChange {
@@ -99,8 +97,8 @@ fn keyed_topup(
             .await?;
         commit.wait().await?;
         Ok(match outcome {
-            Outcome::Applied(changed) => build(changed.balance).get().to_string(),
-            Outcome::Replayed(reply) => reply.get().to_string(),
+            Outcome::Applied(changed) => build(changed.balance).as_str().to_string(),
+            Outcome::Replayed(reply) => reply.as_str().to_string(),
         })
     })
 }

@@ -52,10 +52,9 @@ use super::primary::Primary;
 use super::{PgConfig, db_error, lock};
 use crate::domain::AccountView;
 use crate::store::rules::{self, Change, KeyUse};
-use crate::store::{Changed, Outcome, ReplyBuilder, StoreError};
+use crate::store::{Changed, Outcome, ReplyBuilder, StoreError, StoredReply};
 use crate::telemetry;
 use deadpool_postgres::{Object, Pool};
-use serde_json::value::RawValue;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -90,7 +89,7 @@ pub enum Applied {
     /// Applied: the account after it, and the welcome grant if the change opened it.
     Account(AccountView, Option<u64>),
     /// Its key was used before for the same request: the reply stored then.
-    Replayed(Box<RawValue>),
+    Replayed(StoredReply),
 }
 
 impl Applied {
@@ -596,7 +595,7 @@ type Answer = Option<Result<Applied, StoreError>>;
 struct Before<'b> {
     accounts: HashMap<&'b str, Option<AccountView>>,
     existing: HashSet<String>,
-    known_keys: HashMap<String, (String, Box<RawValue>)>,
+    known_keys: HashMap<String, (String, StoredReply)>,
 }
 
 /// A batch decided on copies, in one statement. Update each changed account ($5–$8, in user
@@ -851,8 +850,7 @@ async fn lock_and_read<'b>(
         before.existing.insert(user);
     }
     for row in &stored_keys {
-        let reply = RawValue::from_string(row.get(2))
-            .map_err(|e| Failure::Refused(format!("a stored reply is not JSON: {e}")));
+        let reply = StoredReply::parse(row.get(2)).map_err(|e| Failure::Refused(e.to_string()));
         let reply = match reply {
             Ok(reply) => reply,
             Err(failure) => return Err(rollback(client, failure).await),
@@ -983,7 +981,7 @@ async fn rollback(client: &Object, failure: Failure) -> Failure {
 fn decide<'b>(
     pending: &'b Pending,
     accounts: &mut HashMap<&'b str, Option<AccountView>>,
-    known_keys: &mut HashMap<String, (String, Box<RawValue>)>,
+    known_keys: &mut HashMap<String, (String, StoredReply)>,
     rows: &mut Rows,
     touched: &mut Vec<&'b str>,
     welcome: u64,
@@ -1028,7 +1026,8 @@ fn decide<'b>(
             balance: after.balance,
             welcome,
         });
-        rows.keys.push(&keyed.key, &keyed.fingerprint, reply.get());
+        rows.keys
+            .push(&keyed.key, &keyed.fingerprint, reply.as_str());
         known_keys.insert(keyed.key.clone(), (keyed.fingerprint.clone(), reply));
     }
     accounts.insert(user, Some(after));

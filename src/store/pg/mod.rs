@@ -38,11 +38,10 @@ use crate::domain::{
 use crate::store::rules::{self, Change, KeyUse};
 use crate::store::{
     Changed, ChargeRequest, Commit, Idempotency, Outcome, StoreError, StoreHealth, StoreStats,
-    TokenStore, TopupChange, Unreachable,
+    StoredReply, TokenStore, TopupChange, Unreachable,
 };
 use batch::{Applied, Pending};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use serde_json::value::RawValue;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -817,7 +816,7 @@ impl TokenStore for PgStore {
     async fn replay(
         &self,
         idem: Idempotency<'_>,
-    ) -> Result<Option<(Box<RawValue>, Commit)>, StoreError> {
+    ) -> Result<Option<(StoredReply, Commit)>, StoreError> {
         let stored = self
             .read("reading an idempotency key", |client| async move {
                 let statement = client
@@ -843,9 +842,7 @@ impl TokenStore for PgStore {
             KeyUse::New => Ok(None),
             KeyUse::Replay => {
                 let (_, reply) = stored.expect("a replay has a stored reply");
-                let reply = RawValue::from_string(reply.clone()).map_err(|e| {
-                    StoreError::Internal(format!("the reply stored under a key is not JSON: {e}"))
-                })?;
+                let reply = StoredReply::parse(reply.clone())?;
                 Ok(Some((reply, Commit::done())))
             }
         }

@@ -133,13 +133,13 @@ async fn topup(store: &PgStore, user: &str, amount: i64, key: Option<&str>) -> S
             },
             reply: Box::new(|changed| {
                 let balance = changed.balance;
-                RawValue::from_string(format!("{{\"balance\":{balance}}}")).unwrap()
+                StoredReply::parse(format!("{{\"balance\":{balance}}}")).unwrap()
             }),
         }),
     };
     match store.topup(change).await {
         Ok((Outcome::Applied(changed), _)) => format!("applied {}", changed.balance),
-        Ok((Outcome::Replayed(reply), _)) => format!("replayed {}", reply.get()),
+        Ok((Outcome::Replayed(reply), _)) => format!("replayed {}", reply.as_str()),
         Err(error) => format!("error {error}"),
     }
 }

@@ -205,7 +205,7 @@ fn a_key_repeated_within_one_batch_behaves_as_serial_execution() {
                         },
                         reply: Box::new(|changed| {
                             let balance = changed.balance;
-                            RawValue::from_string(format!("{{\"b\":{balance}}}")).unwrap()
+                            StoredReply::parse(format!("{{\"b\":{balance}}}")).unwrap()
                         }),
                     }),
                 };
@@ -214,7 +214,7 @@ fn a_key_repeated_within_one_batch_behaves_as_serial_execution() {
                     .await
                     .map(|(outcome, _)| match outcome {
                         Outcome::Applied(c) => format!("applied {}", c.balance),
-                        Outcome::Replayed(r) => format!("replayed {}", r.get()),
+                        Outcome::Replayed(r) => format!("replayed {}", r.as_str()),
                     })
                     .map_err(|e| e.code())
             })
