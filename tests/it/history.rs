@@ -291,6 +291,7 @@ fn check_entries(ops: &[Op], user: &str, entries: &[Value], host: &Daemon) {
 /// Top-ups, by the operation id in their reason: acknowledged once, refused never, unknown
 /// at most once.
 fn check_topups(ops: &[Op], user: &str, user_ops: &[&Op], entries: &[Value]) {
+    let on_key = entries_by_key(entries);
     let mut found: HashMap<String, usize> = HashMap::new();
     for entry in entries {
         if let Some(reason) = entry["reason"].as_str() {
@@ -305,13 +306,7 @@ fn check_topups(ops: &[Op], user: &str, user_ops: &[&Op], entries: &[Value]) {
         let wrong = match (&op.outcome, &op.key) {
             // A keyed top-up may be a retry, replayed from the entry of the first operation
             // with its key: the key must be on exactly one entry.
-            (Outcome::Ok(_), Some(key)) => {
-                entries
-                    .iter()
-                    .filter(|e| e["key"].as_str() == Some(key))
-                    .count()
-                    != 1
-            }
+            (Outcome::Ok(_), Some(key)) => on_key.get(key.as_str()) != Some(&1),
             (Outcome::Ok(_), None) => times != 1,
             (Outcome::Refused(_), _) => times != 0,
             (Outcome::Unknown(_) | Outcome::Pending, _) => times > 1,
@@ -330,6 +325,7 @@ fn check_topups(ops: &[Op], user: &str, user_ops: &[&Op], entries: &[Value]) {
 /// Keyed charges: each key on at most one entry (checked with every key), and a key with an
 /// acknowledged charge on exactly one.
 fn check_charges(ops: &[Op], user: &str, user_ops: &[&Op], entries: &[Value]) {
+    let on_key = entries_by_key(entries);
     let charges = |keyed: bool| {
         entries
             .iter()
@@ -358,10 +354,7 @@ fn check_charges(ops: &[Op], user: &str, user_ops: &[&Op], entries: &[Value]) {
     }
     for op in user_ops {
         if let (Change::Charge, Some(key), Outcome::Ok(_)) = (&op.change, &op.key, &op.outcome) {
-            let on = entries
-                .iter()
-                .filter(|e| e["key"].as_str() == Some(key))
-                .count();
+            let on = on_key.get(key.as_str()).copied().unwrap_or(0);
             if on != 1 {
                 fail(
                     ops,
@@ -371,6 +364,16 @@ fn check_charges(ops: &[Op], user: &str, user_ops: &[&Op], entries: &[Value]) {
             }
         }
     }
+}
+
+/// How many of `entries` carry each idempotency key (counted once: a drill's history has a
+/// million operations).
+fn entries_by_key(entries: &[Value]) -> HashMap<&str, usize> {
+    let mut on_key = HashMap::new();
+    for key in entries.iter().filter_map(|e| e["key"].as_str()) {
+        *on_key.entry(key).or_default() += 1;
+    }
+    on_key
 }
 
 /// Panics with the violation and `user`'s operations (the most recent 40 before the end).
