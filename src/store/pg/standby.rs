@@ -133,40 +133,31 @@ impl Standbys {
     /// Runs `read` on a standby within the read deadline: its value, with who answered and
     /// how fresh it is; or why no standby could serve it. `counted_as` is the read's label
     /// in the metrics (`account`, `history`).
+    ///
+    /// The connection kept may be to a standby that has since frozen or been cut off (the
+    /// next fault of a failover drill), and a read there would hold until the deadline: so
+    /// the first try gets a third of it, and when that runs out the connection is dropped
+    /// and the read tried once more, on a new connection to the first host that answers.
     pub async fn read<T, F, Fut>(
         &self,
         counted_as: &'static str,
         read: F,
     ) -> Result<(T, Stale), StoreError>
     where
-        F: FnOnce(Object) -> Fut,
+        F: Fn(Object) -> Fut,
         Fut: Future<Output = Result<T, ReadError>>,
     {
-        let work = async {
-            let client = self.pool.get().await.map_err(|e| {
-                let why = match lock(&self.seen).host.clone() {
-                    Err(each_host) => each_host,
-                    Ok(_) => super::pool_failure(&e),
-                };
-                ReadError::Db(format!("no standby answers: {why}"))
-            })?;
-            // Named while the connection is held: no other can be made meanwhile.
-            let from = lock(&self.seen).host.clone().unwrap_or_default();
-            let statement = client.prepare_cached(FRESHNESS).await?;
-            let row = client.query_one(&statement, &[]).await?;
-            let (as_of, read_at): (Option<i64>, i64) = (row.get(0), row.get(1));
-            let value = read(client).await?;
-            crate::telemetry::store_standby_read(counted_as);
-            Ok((
-                value,
-                Stale {
-                    from,
-                    as_of: as_of.map(format_instant),
-                    age_secs: as_of.map(|as_of| (read_at - as_of).max(0) as f64 / 1000.0),
-                },
-            ))
+        let started = Instant::now();
+        let first = tokio::time::timeout(self.deadline / 3, self.attempt(counted_as, &read)).await;
+        let answer = match first {
+            Ok(answer) => Ok(answer),
+            Err(_) => {
+                lock(&self.seen).stuck_at = Some(Instant::now());
+                let left = self.deadline.saturating_sub(started.elapsed());
+                tokio::time::timeout(left, self.attempt(counted_as, &read)).await
+            }
         };
-        match tokio::time::timeout(self.deadline, work).await {
+        match answer {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(ReadError::Store(error))) => Err(error),
             Ok(Err(ReadError::Db(reason))) => Err(StoreError::Unreachable(reason)),
@@ -178,6 +169,40 @@ impl Standbys {
                 )))
             }
         }
+    }
+
+    /// One try of [`Standbys::read`], without a deadline of its own.
+    async fn attempt<T, F, Fut>(
+        &self,
+        counted_as: &'static str,
+        read: &F,
+    ) -> Result<(T, Stale), ReadError>
+    where
+        F: Fn(Object) -> Fut,
+        Fut: Future<Output = Result<T, ReadError>>,
+    {
+        let client = self.pool.get().await.map_err(|e| {
+            let why = match lock(&self.seen).host.clone() {
+                Err(each_host) => each_host,
+                Ok(_) => super::pool_failure(&e),
+            };
+            ReadError::Db(format!("no standby answers: {why}"))
+        })?;
+        // Named while the connection is held: no other can be made meanwhile.
+        let from = lock(&self.seen).host.clone().unwrap_or_default();
+        let statement = client.prepare_cached(FRESHNESS).await?;
+        let row = client.query_one(&statement, &[]).await?;
+        let (as_of, read_at): (Option<i64>, i64) = (row.get(0), row.get(1));
+        let value = read(client).await?;
+        crate::telemetry::store_standby_read(counted_as);
+        Ok((
+            value,
+            Stale {
+                from,
+                as_of: as_of.map(format_instant),
+                age_secs: as_of.map(|as_of| (read_at - as_of).max(0) as f64 / 1000.0),
+            },
+        ))
     }
 
     /// Releases the connection.
