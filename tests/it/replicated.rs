@@ -1,14 +1,16 @@
 //! Fault tests on a replicated PostgreSQL (three nodes under Patroni and etcd, each in its
 //! own network namespace, started by scripts/patroni-cluster.sh), judged by the history
 //! checker ([`crate::history`]): clients send keyed and unkeyed charges and top-ups through
-//! two memesd hosts on the multi-host URL while the primary is killed, frozen or cut off, a
-//! memesd host is killed or etcd restarts. Each test checks: nothing acknowledged lost,
-//! nothing applied twice, no ambiguous reply outside the fault, changes succeed again within
-//! 15 s of a primary's failure, no request fails outside the outage; and prints its figures
-//! on one line (`figures: …`) that scripts/failover-drill.sh collects for RELIABILITY.md.
+//! two memesd hosts on the multi-host URL while the primary is killed (also with one host on
+//! a slow link), frozen or cut off, a memesd host is killed or etcd restarts, and a reader
+//! follows a balance. Each test checks: nothing acknowledged lost, nothing applied twice, no
+//! ambiguous reply outside the fault, changes succeed again within 15 s of a primary's
+//! failure, no request fails outside the outage, reads never fail, the old primary never
+//! leads again; and prints its figures on one line (`figures: …`, RELIABILITY.md has them).
+//! The drill runs the same faults in turn under open-loop load for ten minutes.
 //!
 //! They need the cluster, so they are `#[ignore]`d in the plain run and run, one at a time,
-//! by scripts/failover-drill.sh (which scripts/test.sh calls).
+//! by scripts/failover-drill.sh (which scripts/test.sh calls; `--drill` for the drill).
 
 use crate::faults::client;
 use crate::harness::{Conn, Daemon};
