@@ -21,12 +21,14 @@ use tokio_postgres::{Client, Config};
 
 /// How fresh what a server holds is, by its own clock, in milliseconds since the epoch:
 /// everything committed up to the first column is there (a standby's last replayed commit;
-/// a server replaying nothing holds everything it committed, so: now), and the second is the
-/// time of the read. Asked before the read itself, so that the read is at least as fresh.
+/// a server replaying nothing holds everything it committed, so: the time of the read), and
+/// the second is the time of the read, taken once so that a server replaying nothing is
+/// exactly 0 s behind. Asked before the read itself, so that the read is at least as fresh.
 const FRESHNESS: &str = "SELECT (extract(epoch FROM CASE WHEN pg_is_in_recovery()
                                      THEN pg_last_xact_replay_timestamp()
-                                     ELSE clock_timestamp() END) * 1000)::bigint,
-                                (extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+                                     ELSE now.at END) * 1000)::bigint,
+                                (extract(epoch FROM now.at) * 1000)::bigint
+                         FROM (SELECT clock_timestamp() AS at) AS now";
 
 /// The standby connection and what is known of it.
 pub struct Standbys {
