@@ -136,10 +136,11 @@ impl Standbys {
     /// how fresh it is; or why no standby could serve it. `counted_as` is the read's label
     /// in the metrics (`account`, `history`).
     ///
-    /// The connection kept may be to a standby that has since frozen or been cut off (the
-    /// next fault of a failover drill), and a read there would hold until the deadline: so
-    /// the first try gets a third of it, and when that runs out the connection is dropped
-    /// and the read tried once more, on a new connection to the first host that answers.
+    /// The connection kept may be to a standby that has since died, frozen or been cut off
+    /// (the next fault of a failover drill), and a read there would fail or hold until the
+    /// deadline: so the first try gets a third of it, and when that runs out or the
+    /// connection breaks, the connection is dropped and the read tried once more, on a new
+    /// connection to the first host that answers.
     pub async fn read<T, F, Fut>(
         &self,
         counted_as: &'static str,
@@ -152,8 +153,10 @@ impl Standbys {
         let started = Instant::now();
         let first = tokio::time::timeout(self.deadline / 3, self.attempt(counted_as, &read)).await;
         let answer = match first {
-            Ok(answer) => Ok(answer),
-            Err(_) => {
+            Ok(Ok(value)) => Ok(Ok(value)),
+            Ok(Err(ReadError::Store(error))) => Ok(Err(ReadError::Store(error))),
+            // Out of time, or the connection broke (its standby killed): once more, anew.
+            Ok(Err(ReadError::Db(_))) | Err(_) => {
                 lock(&self.seen).stuck_at = Some(Instant::now());
                 let left = self.deadline.saturating_sub(started.elapsed());
                 tokio::time::timeout(left, self.attempt(counted_as, &read)).await
