@@ -100,3 +100,87 @@ fn without_a_primary_reads_come_from_a_standby_and_say_how_fresh() {
         store.close().await;
     });
 }
+
+/// The connection kept for standby reads may be to a server that dies while a read is on it
+/// (a failover drill's next fault): the read is tried again on a new connection, not failed.
+/// Here the read waits on a lock another session holds, and its server process is ended
+/// meanwhile; the retry waits too, until the lock is let go.
+#[test]
+fn a_standby_read_whose_connection_breaks_is_tried_again() {
+    let server = Cluster::private();
+    server.create_database("memes");
+    let url = format!(
+        "host={} user=postgres dbname=memes target_session_attrs=read-write",
+        server.socket_dir().display()
+    );
+    runtime().block_on(async {
+        let store = Arc::new(
+            PgStore::open(PgConfig {
+                pool_size: 2,
+                connect_timeout: Duration::from_millis(800),
+                read_deadline: Duration::from_secs(20),
+                ..PgConfig::new(url)
+            })
+            .await
+            .expect("opens"),
+        );
+        assert_eq!(topup(&store, "u", 5).await.unwrap(), 155);
+        read_only(&server, "memes", true);
+        assert!(
+            store.read_account("u").await.unwrap().1.is_some(),
+            "a standby's"
+        );
+
+        // Sessions of the test's own, writable whatever the database's default: one holds
+        // the lock, one watches (a transaction sees pg_stat_activity as it was at its start).
+        let (locker, watcher) = (session(&server).await, session(&server).await);
+        locker
+            .batch_execute("BEGIN READ WRITE; LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        let waiting = "SELECT pid FROM pg_stat_activity
+                       WHERE wait_event_type = 'Lock' AND datname = 'memes'";
+        let read = tokio::spawn({
+            let store = store.clone();
+            async move { store.read_account("u").await }
+        });
+        let first = wait_for_one(&watcher, waiting).await;
+        watcher
+            .execute("SELECT pg_terminate_backend($1)", &[&first])
+            .await
+            .unwrap();
+        let second = wait_for_one(&watcher, waiting).await;
+        assert_ne!(first, second, "tried again on a new connection");
+        locker.batch_execute("COMMIT").await.unwrap();
+
+        let (account, stale, _) = read.await.unwrap().expect("the read tried again");
+        assert_eq!(account.balance, 155);
+        assert!(stale.is_some(), "still a standby's");
+        store.close().await;
+    });
+}
+
+/// The one pid `query` finds, once it finds exactly one (within 10 s).
+async fn wait_for_one(client: &tokio_postgres::Client, query: &str) -> i32 {
+    let started = Instant::now();
+    loop {
+        let rows = client.query(query, &[]).await.unwrap();
+        if let [row] = rows.as_slice() {
+            return row.get(0);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{} found",
+            rows.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn session(server: &Cluster) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&server.url("memes"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
