@@ -130,6 +130,35 @@ pub enum OpenError {
     },
 }
 
+/// The time a store dates changes with and judges reads at (milliseconds since the Unix
+/// epoch): the system clock in the daemon, a clock the test moves in the contract suite (lots
+/// expire at an instant, and the suite must be able to reach it).
+#[derive(Clone)]
+pub struct Clock(std::sync::Arc<dyn Fn() -> i64 + Send + Sync>);
+
+impl Clock {
+    /// The system clock ([`crate::domain::now_ms`]).
+    pub fn system() -> Clock {
+        Clock(std::sync::Arc::new(crate::domain::now_ms))
+    }
+
+    /// A clock that reads `now`.
+    pub fn from_fn(now: impl Fn() -> i64 + Send + Sync + 'static) -> Clock {
+        Clock(std::sync::Arc::new(now))
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub fn now(&self) -> i64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
 /// Resolves when a change (or, for reads, everything applied before them) is on disk.
 #[must_use = "a change is only durable once its commit resolves"]
 #[derive(Debug)]

@@ -35,8 +35,8 @@ use recovery::{JOURNAL_FILE, RecoveryStats};
 use crate::domain::{AccountView, AuditReport, HistoryCursor, HistoryPage, Tier};
 use crate::lockfile;
 use crate::store::{
-    Changed, ChargeRequest, Commit, Idempotency, OpenError, Outcome, StoreError, StoreHealth,
-    StoreStats, StoredReply, TokenStore, TopupChange,
+    Changed, ChargeRequest, Clock, Commit, Idempotency, OpenError, Outcome, StoreError,
+    StoreHealth, StoreStats, StoredReply, TokenStore, TopupChange,
 };
 use std::fs::File;
 use std::io;
@@ -62,6 +62,8 @@ pub struct StoreConfig {
     pub retry_interval: Duration,
     /// When to try again after a checkpoint failed (see [`checkpointer`]).
     pub checkpoint_retry: Retry,
+    /// The ledger's clock: what every change is dated with and every read is judged at.
+    pub clock: Clock,
 }
 
 impl Default for StoreConfig {
@@ -74,6 +76,7 @@ impl Default for StoreConfig {
                 first: Duration::from_secs(1),
                 max: Duration::from_secs(64),
             },
+            clock: Clock::system(),
         }
     }
 }
@@ -91,6 +94,7 @@ pub struct FileStore {
     writer: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<(Trigger, JoinHandle<()>)>>,
     checkpoint_stats: Arc<Mutex<CheckpointStats>>,
+    clock: Clock,
     /// Held for the store's lifetime; released when dropped.
     _lock: File,
 }
@@ -187,6 +191,7 @@ impl FileStore {
             writer: Mutex::new(Some(writer)),
             checkpointer: Mutex::new(Some((trigger, checkpointer))),
             checkpoint_stats,
+            clock: config.clock,
             _lock: lock,
         })
     }
@@ -285,7 +290,7 @@ impl FileStore {
         if let Some(reason) = &state.queue.degraded {
             return Err(StoreError::Unavailable(reason.clone()));
         }
-        let now = crate::domain::now_ms();
+        let now = self.clock.now();
         let State { ledger, queue } = &mut *state;
         let written = queue.pending.bytes.len();
         let value = apply(
