@@ -404,6 +404,7 @@ impl Service {
         let change = TopupChange {
             user: &request.user,
             amount: request.amount,
+            terms: crate::domain::LotTerms::default(),
             reason: reason.as_deref(),
             keyed,
         };

@@ -80,6 +80,7 @@ async fn topup_changed(
     let change = TopupChange {
         user,
         amount,
+        terms: Default::default(),
         reason: Some("contract"),
         keyed: None,
     };
@@ -112,6 +113,7 @@ async fn keyed_topup(
     let change = TopupChange {
         user,
         amount,
+        terms: Default::default(),
         reason: None,
         keyed: Some(Keyed {
             idem: Idempotency {
@@ -376,6 +378,7 @@ async fn owned_change(
             let change = TopupChange {
                 user,
                 amount,
+                terms: Default::default(),
                 reason: None,
                 keyed,
             };

@@ -31,7 +31,8 @@ pub use file::{FileStore, StoreConfig};
 pub use stored::{Replayed, StoredReply};
 
 use crate::domain::{
-    AccountView, AuditReport, ErrorCode, HistoryCursor, HistoryPage, MAX_BALANCE, Stale, Tier,
+    AccountView, AuditReport, ErrorCode, HistoryCursor, HistoryPage, LotTerms, MAX_BALANCE, Stale,
+    Tier,
 };
 use std::path::PathBuf;
 use tokio::sync::oneshot;
@@ -51,6 +52,10 @@ pub enum StoreError {
     IdempotencyConflict { key: String },
     #[error("the balance would exceed the maximum of {MAX_BALANCE} tokens")]
     BalanceOverflow,
+    /// A change the rules refuse as asked (a lot expiring in the past, a priority out of
+    /// range); nothing changed.
+    #[error("{0}")]
+    Invalid(String),
     /// A history cursor that this store did not make for this user.
     #[error("{0}")]
     BadCursor(String),
@@ -93,7 +98,9 @@ impl StoreError {
             StoreError::InsufficientTokens { .. } => ErrorCode::InsufficientTokens,
             StoreError::UnknownUser(_) => ErrorCode::NotFound,
             StoreError::IdempotencyConflict { .. } => ErrorCode::IdempotencyConflict,
-            StoreError::BalanceOverflow | StoreError::BadCursor(_) => ErrorCode::InvalidArgument,
+            StoreError::BalanceOverflow | StoreError::BadCursor(_) | StoreError::Invalid(_) => {
+                ErrorCode::InvalidArgument
+            }
             StoreError::Unavailable(_)
             | StoreError::Unreachable(_)
             | StoreError::Unconfirmed(_) => ErrorCode::Unavailable,
@@ -269,6 +276,8 @@ pub struct TopupChange<'a> {
     pub user: &'a str,
     /// Tokens.
     pub amount: i64,
+    /// The lot a top-up opens: its expiry, priority and kind (defaults for a deduction).
+    pub terms: LotTerms,
     pub reason: Option<&'a str>,
     pub keyed: Option<Keyed<'a>>,
 }

@@ -56,6 +56,8 @@ const CHUNK: usize = 4096;
 pub struct StoreConfig {
     /// Tokens granted when an account opens.
     pub welcome_tokens: u64,
+    /// How long the welcome grant's lot lasts; `None`: it never expires.
+    pub welcome_expires: Option<Duration>,
     /// Write a checkpoint after the journal grew by this many bytes.
     pub checkpoint_bytes: u64,
     /// How often a failing disk is probed for recovery.
@@ -66,10 +68,23 @@ pub struct StoreConfig {
     pub clock: Clock,
 }
 
+impl StoreConfig {
+    /// The welcome grant as the rules take it.
+    pub fn welcome(&self) -> crate::store::rules::Welcome {
+        crate::store::rules::Welcome {
+            tokens: self.welcome_tokens,
+            expires_in: self
+                .welcome_expires
+                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        }
+    }
+}
+
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             welcome_tokens: 150,
+            welcome_expires: None,
             checkpoint_bytes: 64 << 20,
             retry_interval: Duration::from_millis(500),
             checkpoint_retry: Retry {
@@ -122,7 +137,7 @@ impl FileStore {
         let lock = lockfile::try_acquire(&lock_path)
             .map_err(io_error(&lock_path))?
             .ok_or_else(|| OpenError::Locked(dir.into()))?;
-        let recovered = recovery::recover(dir, config.welcome_tokens)?;
+        let recovered = recovery::recover(dir, config.welcome())?;
         let journal_path = dir.join(JOURNAL_FILE);
         restrict(&journal_path).map_err(io_error(&journal_path))?;
         let reader = File::open(&journal_path).map_err(io_error(&journal_path))?;
@@ -325,7 +340,7 @@ impl FileStore {
         self.read(|ledger| {
             ledger
                 .account(user)
-                .copied()
+                .cloned()
                 .ok_or_else(|| StoreError::UnknownUser(user.to_string()))
         })
     }

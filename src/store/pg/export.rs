@@ -211,12 +211,13 @@ impl Buffer {
             false => Some(super::array_literal(&record.memes)),
         };
         let count = record.entries.len() as u64;
+        let entries: Vec<_> = record.entries.iter().map(|entry| entry.entry()).collect();
         self.seq
             .extend((record.seq..record.seq + count).map(|seq| seq as i64));
         self.entries.push_request(
             record.time,
             &record.user,
-            &record.entries,
+            &entries,
             Extras {
                 key: record.key.as_deref(),
                 reason: record.reason.as_deref(),

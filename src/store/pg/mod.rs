@@ -32,8 +32,8 @@ pub mod standby;
 pub mod testing;
 
 use crate::domain::{
-    AccountView, AuditReport, EntryKind, HistoryCursor, HistoryEntry, HistoryPage, Stale, Tier,
-    format_instant,
+    AccountView, AuditReport, EntryKind, HistoryCursor, HistoryEntry, HistoryPage, LotTerms, Stale,
+    Tier, format_instant,
 };
 use crate::store::rules::{self, Change, KeyUse};
 use crate::store::{
@@ -799,11 +799,17 @@ impl TokenStore for PgStore {
         &self,
         change: TopupChange<'_>,
     ) -> Result<(Outcome<Changed>, Commit), StoreError> {
+        if change.terms != LotTerms::default() {
+            return Err(StoreError::Invalid(
+                "this ledger is on PostgreSQL, which does not keep lots with an expiry, a priority or promo tokens yet: top up without --expires-at, --expires-in, --priority and --promo".into(),
+            ));
+        }
         let applied = self
             .change(
                 change.user,
                 Change::Topup {
                     amount: change.amount,
+                    terms: change.terms,
                 },
                 &[],
                 change.reason,
@@ -954,6 +960,8 @@ impl TokenStore for PgStore {
                 memes: row.get(7),
                 tier: row.get::<_, Option<&str>>(8).map(tier_from),
                 until: row.get::<_, Option<i64>>(9).map(format_instant),
+                lot: None,
+                from: Vec::new(),
             });
         }
         newest_first.reverse();

@@ -32,6 +32,7 @@ pub(super) async fn topup(store: &PgStore, user: &str, amount: i64) -> Result<u6
     let change = TopupChange {
         user,
         amount,
+        terms: Default::default(),
         reason: None,
         keyed: None,
     };
@@ -197,6 +198,7 @@ fn a_key_repeated_within_one_batch_behaves_as_serial_execution() {
                 let change = TopupChange {
                     user: "k",
                     amount,
+                    terms: Default::default(),
                     reason: None,
                     keyed: Some(Keyed {
                         idem: crate::store::Idempotency {
