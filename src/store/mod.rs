@@ -31,8 +31,8 @@ pub use file::{FileStore, StoreConfig};
 pub use stored::{Replayed, StoredReply};
 
 use crate::domain::{
-    AccountView, AuditReport, ErrorCode, HistoryCursor, HistoryPage, LotTerms, MAX_BALANCE, Stale,
-    Tier,
+    AccountView, AuditReport, ErrorCode, HistoryCursor, HistoryPage, Lot, LotTerms, MAX_BALANCE,
+    Stale, Tier,
 };
 use std::path::PathBuf;
 use tokio::sync::oneshot;
@@ -351,6 +351,8 @@ pub trait TokenStore: Send + Sync + 'static {
         let (account, commit) = self.account(user).await?;
         Ok((account, None, commit))
     }
+    /// The lots an account can spend now, in burn order; `UnknownUser` if it has none.
+    async fn lots(&self, user: &str) -> Result<(Vec<Lot>, Commit), StoreError>;
     /// Sets an account's tier (opening it if needed).
     async fn entitle(
         &self,

@@ -32,7 +32,7 @@ use journal::{JournalFile, Queue, Shared, State, WriterConfig, run_writer};
 use ledger::{Account, Ledger, Undo};
 use recovery::{JOURNAL_FILE, RecoveryStats};
 
-use crate::domain::{AccountView, AuditReport, HistoryCursor, HistoryPage, Tier};
+use crate::domain::{AccountView, AuditReport, HistoryCursor, HistoryPage, Lot, Tier};
 use crate::lockfile;
 use crate::store::{
     Changed, ChargeRequest, Clock, Commit, Idempotency, OpenError, Outcome, StoreError,
@@ -397,7 +397,13 @@ impl TokenStore for FileStore {
 
     async fn account(&self, user: &str) -> Result<(AccountView, Commit), StoreError> {
         let (account, commit) = self.kept_account(user)?;
-        Ok((account.view(), commit))
+        Ok((account.view_at(self.clock.now()), commit))
+    }
+
+    async fn lots(&self, user: &str) -> Result<(Vec<Lot>, Commit), StoreError> {
+        let (account, commit) = self.kept_account(user)?;
+        let lots = crate::store::rules::spendable_lots(&account.lots(), self.clock.now());
+        Ok((lots, commit))
     }
 
     async fn entitle(
@@ -409,7 +415,7 @@ impl TokenStore for FileStore {
         let (account, commit) = self.mutate(|ledger, now, out, undo| {
             ledger.entitle(user, tier, until_ms, now, out, undo)
         })?;
-        Ok((account.view(), commit))
+        Ok((account.view_at(self.clock.now()), commit))
     }
 
     async fn history(

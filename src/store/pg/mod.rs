@@ -32,8 +32,8 @@ pub mod standby;
 pub mod testing;
 
 use crate::domain::{
-    AccountView, AuditReport, EntryKind, HistoryCursor, HistoryEntry, HistoryPage, LotTerms, Stale,
-    Tier, format_instant,
+    AccountView, AuditReport, EntryKind, HistoryCursor, HistoryEntry, HistoryPage, Lot, LotTerms,
+    Stale, Tier, format_instant,
 };
 use crate::store::rules::{self, Change, KeyUse};
 use crate::store::{
@@ -859,6 +859,16 @@ impl TokenStore for PgStore {
             .read("reading an account", |client| account_row(client, user))
             .await?;
         Ok((account_from(user, row)?, Commit::done()))
+    }
+
+    /// PostgreSQL keeps no lots yet: a balance here is what a ledger written before lots
+    /// holds, one lot by the migration rule ([`rules::carried_over`]).
+    async fn lots(&self, user: &str) -> Result<(Vec<Lot>, Commit), StoreError> {
+        let (account, commit) = self.account(user).await?;
+        Ok((
+            rules::carried_over(account.balance).into_iter().collect(),
+            commit,
+        ))
     }
 
     async fn read_account(
