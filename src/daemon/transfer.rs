@@ -1,9 +1,12 @@
 //! `memesd export` and `memesd import`: moving a ledger from the file store into PostgreSQL
-//! (the stream and the checks are in [`crate::store::pg::export`]). Both run once and exit;
-//! `memesd` without a subcommand runs the daemon.
+//! through a store-neutral [`dump`], which the file store writes
+//! ([`crate::store::file::export`]) and PostgreSQL reads ([`crate::store::pg::import`]).
+//! Both run once and exit; `memesd` without a subcommand runs the daemon.
 
 use super::config::DaemonArgs;
-use crate::store::pg::{self, PgConfig, PgStore, export};
+use crate::store::dump;
+use crate::store::file;
+use crate::store::pg::{self, PgConfig, PgStore};
 use crate::store::spec::{self as store, Spec};
 use crate::store::{FileStore, StoreConfig, TokenStore};
 use anyhow::{Context, Result, bail};
@@ -98,8 +101,7 @@ fn run_export(export: &ExportArgs, args: &DaemonArgs) -> Result<()> {
         )),
         None => Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock())),
     };
-    let counts =
-        export::export_file_store(&store, &report, &mut out).map_err(anyhow::Error::msg)?;
+    let counts = file::export::export(&store, &report, &mut out).map_err(anyhow::Error::msg)?;
     drop(out);
     if let Some(path) = &export.out {
         std::fs::File::open(path)
@@ -154,7 +156,7 @@ fn run_import(import: &ImportArgs, args: &DaemonArgs) -> Result<()> {
         let store = PgStore::open(config)
             .await
             .context("opening the ledger in PostgreSQL")?;
-        let imported = export::import(&store, &mut input, import.replace).await;
+        let imported = pg::import::import(&store, &mut input, import.replace).await;
         store.close().await;
         imported.map_err(anyhow::Error::msg)
     })?;
@@ -178,8 +180,8 @@ fn run_import(import: &ImportArgs, args: &DaemonArgs) -> Result<()> {
 
 /// Marks the file ledger an import came from as moved, so that no memesd serves it again
 /// (the CLI's autostart included). A ledger on another machine is left to its operator.
-fn mark_moved(source: &export::Source, target: &str) -> Result<()> {
-    let here = export::host_name();
+fn mark_moved(source: &dump::Source, target: &str) -> Result<()> {
+    let here = dump::host_name();
     let journal = source.dir.join(crate::store::file::recovery::JOURNAL_FILE);
     if source.host != here || !journal.exists() {
         eprintln!(
