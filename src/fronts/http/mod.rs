@@ -123,19 +123,19 @@ pub fn router(http: Http) -> Router {
         // HEAD would run a charging GET and deliver nothing: refused (see routes::not_for_head).
         .route(
             ORIGINAL_MEMES,
-            get(routes::original_memes).head(routes::not_for_head),
+            get(routes::original::original_memes).head(routes::not_for_head),
         )
-        .route(ORIGINAL_TOPUP, post(routes::original_topup));
+        .route(ORIGINAL_TOPUP, post(routes::original::original_topup));
     for &op in protocol::Op::ALL {
         router = router.route(op.route().path, handlers(op));
     }
     router
-        .route(IMAGE, get(routes::image))
-        .route(WEBHOOK, post(routes::webhook))
-        .route("/healthz", get(routes::healthz))
-        .route("/readyz", get(routes::readyz))
+        .route(IMAGE, get(routes::images::image))
+        .route(WEBHOOK, post(routes::v1::webhook))
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
         .route("/openapi.json", get(openapi::document))
-        .route("/metrics", get(routes::metrics))
+        .route("/metrics", get(routes::health::metrics))
         .route("/v1/whoami", get(whoami::whoami))
         .merge(console::routes(&http))
         .fallback(routes::no_route)
@@ -151,18 +151,18 @@ fn handlers(op: protocol::Op) -> MethodRouter<Http> {
         MethodFilter::try_from(op.route().method).expect("an op's method is a standard one");
     match op {
         // HEAD would run a charging GET and deliver nothing: refused (see routes::not_for_head).
-        Op::Get => on(method, routes::post_memes)
-            .get(routes::get_memes)
+        Op::Get => on(method, routes::v1::post_memes)
+            .get(routes::v1::get_memes)
             .head(routes::not_for_head),
-        Op::Topup => on(method, routes::topup),
-        Op::Balance => on(method, routes::balance),
-        Op::History => on(method, routes::history),
-        Op::Status => on(method, routes::status),
-        Op::Search => on(method, routes::search),
+        Op::Topup => on(method, routes::v1::topup),
+        Op::Balance => on(method, routes::v1::balance),
+        Op::History => on(method, routes::v1::history),
+        Op::Status => on(method, routes::v1::status),
+        Op::Search => on(method, routes::v1::search),
         Op::Similar => on(method, similar::similar),
-        Op::Entitle => on(method, routes::entitle),
-        Op::Audit => on(method, routes::audit),
-        Op::Reload => on(method, routes::reload),
+        Op::Entitle => on(method, routes::v1::entitle),
+        Op::Audit => on(method, routes::v1::audit),
+        Op::Reload => on(method, routes::v1::reload),
     }
 }
 
@@ -195,7 +195,7 @@ impl Routes {
 /// Only `GET /metrics`, for `--metrics ADDR` beside a daemon that serves no HTTP API.
 pub fn metrics_router(http: Http) -> Router {
     Router::new()
-        .route("/metrics", get(routes::metrics))
+        .route("/metrics", get(routes::health::metrics))
         .fallback(routes::no_route)
         .with_state(http)
 }
@@ -222,7 +222,8 @@ where
         let path = request.uri().path();
         let response = match routes.hot {
             Some(http) if path == ORIGINAL_MEMES && request.method() == axum::http::Method::GET => {
-                routes::original_memes_direct(&http, request.uri(), request.headers()).await
+                routes::original::original_memes_direct(&http, request.uri(), request.headers())
+                    .await
             }
             _ => routes.router.oneshot(request).await?,
         };
