@@ -133,7 +133,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
                         console: !args.no_console,
                     };
                     let address = listener.local_addr().unwrap_or(addr);
-                    Some((listener, http::router(Http::new(state)), address))
+                    Some((listener, http::Routes::api(Http::new(state)), address))
                 }
                 None => None,
             };
@@ -154,7 +154,7 @@ pub fn run(args: DaemonArgs) -> Result<()> {
                         metrics: Some(exporter.clone()),
                         console: false,
                     };
-                    Some((listener, http::metrics_router(Http::new(state))))
+                    Some((listener, http::Routes::metrics(Http::new(state))))
                 }
                 _ => None,
             };
@@ -359,9 +359,9 @@ pub fn build(
 pub struct Fronts<'a> {
     pub unix: &'a Listener,
     pub unix_limits: unix::connection::Limits,
-    pub http: Option<(tokio::net::TcpListener, axum::Router)>,
+    pub http: Option<(tokio::net::TcpListener, http::Routes)>,
     /// `GET /metrics` alone, beside a daemon that serves no HTTP API there.
-    pub metrics: Option<(tokio::net::TcpListener, axum::Router)>,
+    pub metrics: Option<(tokio::net::TcpListener, http::Routes)>,
     pub http_limits: http::HttpLimits,
 }
 

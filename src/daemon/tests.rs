@@ -47,7 +47,7 @@ fn a_daemon_built_in_process_serves_its_own_listeners_until_its_own_signal() {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let address = tcp.local_addr().unwrap();
-    let routes = http::router(Http::new(HttpState {
+    let routes = http::Routes::api(Http::new(HttpState {
         service: service.clone(),
         credentials: Credentials::new(),
         webhook: None,

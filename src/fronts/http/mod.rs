@@ -29,7 +29,6 @@ use crate::telemetry::{self, Exporter, Front, Op};
 use auth::{Credentials, WebhookSecret};
 use axum::Router;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use axum::routing::{MethodFilter, MethodRouter, get, on, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -41,9 +40,8 @@ use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::PropagateRequestIdLayer;
-use tower_http::trace::TraceLayer;
+use tower::ServiceExt;
+use tracing::Instrument;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -131,7 +129,7 @@ pub fn router(http: Http) -> Router {
     for &op in protocol::Op::ALL {
         router = router.route(op.route().path, handlers(op));
     }
-    let router = router
+    router
         .route(IMAGE, get(routes::images::image))
         .route(WEBHOOK, post(routes::v1::webhook))
         .route("/healthz", get(routes::health::healthz))
@@ -142,8 +140,7 @@ pub fn router(http: Http) -> Router {
         .merge(console::routes(&http))
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::wrong_method)
-        .with_state(http);
-    layered(router)
+        .with_state(http)
 }
 
 /// The handler of each op's route, on the method the protocol names, and the other methods
@@ -169,48 +166,78 @@ fn handlers(op: protocol::Op) -> MethodRouter<Http> {
     }
 }
 
+/// What a listener serves: a router, and the state its hottest route is served from
+/// directly.
+#[derive(Clone)]
+pub struct Routes {
+    router: Router,
+    hot: Option<Http>,
+}
+
+impl Routes {
+    /// The whole API. `GET /memes`, the route a benchmark hammers, skips the router.
+    pub fn api(http: Http) -> Routes {
+        Routes {
+            router: router(http.clone()),
+            hot: Some(http),
+        }
+    }
+
+    /// Only `GET /metrics`.
+    pub fn metrics(http: Http) -> Routes {
+        Routes {
+            router: metrics_router(http),
+            hot: None,
+        }
+    }
+}
+
 /// Only `GET /metrics`, for `--metrics ADDR` beside a daemon that serves no HTTP API.
 pub fn metrics_router(http: Http) -> Router {
-    let router = Router::new()
+    Router::new()
         .route("/metrics", get(routes::health::metrics))
         .fallback(routes::no_route)
-        .with_state(http);
-    layered(router)
+        .with_state(http)
 }
 
-/// What every request goes through, outermost first: its id (a client's sane one kept, else
-/// one made up; echoed in the response), its span and access line, its metrics, and the body
-/// limit. (The body's deadline is the handlers' read, [`routes`]: tower-http's body timeout
-/// restarts at every chunk, so a client could trickle a body for days.)
-fn layered(router: Router) -> Router {
-    router.layer(
-        tower::ServiceBuilder::new()
-            .map_request(request_id::assign::<axum::body::Body>)
-            .layer(PropagateRequestIdLayer::new(request_id::HEADER))
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(request_id::span_of)
-                    .on_request(())
-                    .on_response(request_id::access_line)
-                    .on_body_chunk(())
-                    .on_eos(())
-                    .on_failure(()),
-            )
-            .layer(axum::middleware::from_fn(metered))
-            .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES)),
-    )
-}
-
-/// Counts and times a request by operation and outcome code, and says which methods a
-/// charging route takes when it refuses one.
-async fn metered(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
+/// Serves one request, counted and timed by operation and outcome code, under its request
+/// id ([`request_id`]). Done here rather than in middleware layers, which would box every
+/// request's future and clone the route it wraps. `GET /memes` is served without the router
+/// (its routing, boxed handler future and boxed body cost more than the rest of the front's
+/// work); everything else goes through it.
+async fn measured<B>(
+    routes: Routes,
+    request: axum::http::Request<B>,
+) -> Result<axum::response::Response, std::convert::Infallible>
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     let started = Instant::now();
+    let id = request_id::take(request.headers());
+    let span = request_id::span(&id, request.method(), request.uri().path());
     let op = op_of(request.uri().path());
     let charging_allow = routes::charging_allow(request.uri().path());
-    let mut response = next.run(request).await;
+    let mut response = async {
+        let path = request.uri().path();
+        let response = match routes.hot {
+            Some(http) if path == ORIGINAL_MEMES && request.method() == axum::http::Method::GET => {
+                routes::original::original_memes_direct(&http, request.uri(), request.headers())
+                    .await
+            }
+            _ => routes.router.oneshot(request).await?,
+        };
+        // The access line (debug level; failures are logged once, by the service).
+        tracing::debug!(
+            status = response.status().as_u16(),
+            latency_us = started.elapsed().as_micros() as u64,
+            "response"
+        );
+        Ok::<_, std::convert::Infallible>(response)
+    }
+    .instrument(span)
+    .await?;
+    response.headers_mut().insert(request_id::HEADER, id);
     if response.status() == StatusCode::METHOD_NOT_ALLOWED
         && let Some(allow) = charging_allow
     {
@@ -219,18 +246,12 @@ async fn metered(
             .headers_mut()
             .insert(axum::http::header::ALLOW, allow);
     }
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE
-        && response.extensions().get::<ErrorCode>().is_none()
-    {
-        // Refused by the body limit on its announced length, before any handler ran.
-        response = routes::too_large().into_response();
-    }
     let code = match response.extensions().get::<ErrorCode>() {
         Some(code) => Some(*code),
         None => code_of_status(response.status()),
     };
     telemetry::request(Front::Http, op, code, started.elapsed());
-    response
+    Ok(response)
 }
 
 /// The operation a request path names (as the router will match it), for the metrics.
@@ -262,7 +283,7 @@ fn code_of_status(status: StatusCode) -> Option<ErrorCode> {
 
 /// Serves `listener` until `shutdown` resolves, then lets requests in flight finish.
 pub async fn serve(
-    router: Router,
+    routes: Routes,
     listener: TcpListener,
     limits: HttpLimits,
     shutdown: impl Future<Output = ()>,
@@ -297,7 +318,8 @@ pub async fn serve(
             continue;
         };
         let open = telemetry::connection_opened(Front::Http);
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let routes = routes.clone();
+        let service = hyper::service::service_fn(move |request| measured(routes.clone(), request));
         let served = graceful.watch(connection.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(error) = served.await {

@@ -4,16 +4,15 @@
 //! a random prefix chosen at start-up and a counter (`5f3a9c1e07d2-2a`), unique without a
 //! random number per request.
 //!
-//! Every request is given its id first ([`assign`]); tower-http's layers carry it
-//! ([`super::router`]): `PropagateRequestId` echoes it in the response, and the trace layer
-//! runs the request in a `request` span carrying it ([`span_of`], at debug level, with an access line when the
-//! response is ready, [`access_line`]). At the default level that span is never built (see
-//! [`crate::daemon::logging`]).
+//! The serve loop ([`super::measured`]) takes the id ([`take`]), runs the request in a
+//! `request` span carrying it ([`span`], at debug level, with an access line when the
+//! response is ready) and echoes it in the response. At the default level that span is never
+//! built (see [`crate::daemon::logging`]). Done there rather than with tower-http's layers,
+//! which would box every request's future.
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 /// The header that carries the id, both ways.
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -37,14 +36,6 @@ pub fn take(headers: &HeaderMap) -> HeaderValue {
         Some(value) if is_sane(value) => value.clone(),
         _ => make(),
     }
-}
-
-/// Gives a request its id ([`take`]), in the header, where the layers after this one read
-/// it.
-pub fn assign<B>(mut request: Request<B>) -> Request<B> {
-    let id = take(request.headers());
-    request.headers_mut().insert(HEADER, id);
-    request
 }
 
 /// A new id: this process's random prefix, then a counter.
@@ -71,26 +62,14 @@ fn prefix() -> &'static str {
     })
 }
 
-/// The span a request runs in: its id ([`assign`]), method and path (built only when debug
-/// is enabled).
-pub fn span_of<B>(request: &Request<B>) -> tracing::Span {
-    let id = request.headers().get(&HEADER);
+/// The span a request runs in: its id, method and path (built only when debug is enabled).
+pub fn span(id: &HeaderValue, method: &Method, path: &str) -> tracing::Span {
     tracing::debug_span!(
         "request",
-        request_id = id.and_then(|id| id.to_str().ok()).unwrap_or("-"),
-        method = %request.method(),
-        path = request.uri().path(),
+        request_id = id.to_str().unwrap_or("-"),
+        method = %method,
+        path = path,
     )
-}
-
-/// The access line, in the request's span (debug level; failures are logged once, by the
-/// service).
-pub fn access_line<B>(response: &Response<B>, latency: Duration, _: &tracing::Span) {
-    tracing::debug!(
-        status = response.status().as_u16(),
-        latency_us = latency.as_micros() as u64,
-        "response"
-    );
 }
 
 #[cfg(test)]

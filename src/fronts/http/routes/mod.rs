@@ -22,13 +22,14 @@ use super::problem::Problem;
 use crate::domain::ErrorCode;
 use crate::service::{Caller, Principal};
 use crate::telemetry;
+use axum::body::HttpBody as _;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use http_body_util::{BodyExt, LengthLimitError};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -84,15 +85,28 @@ impl Http {
         Ok(Caller::Remote(self.principal(authorization)?))
     }
 
-    /// Reads a request body whole: at most [`super::MAX_BODY_BYTES`] (the body limit layer
-    /// cuts it off there, [`super::router`]), and within the body deadline (a client that
-    /// trickles its body is cut off).
+    /// Reads a request body whole: at most [`super::MAX_BODY_BYTES`], and within the body
+    /// deadline (a client that trickles its body is cut off).
     async fn read_body(&self, body: Body) -> Result<Bytes, Problem> {
         let limit = self.limits.body_timeout;
-        match tokio::time::timeout(limit, body.collect()).await {
+        let too_large = || {
+            Problem::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "request bodies are limited to {} bytes",
+                    super::MAX_BODY_BYTES
+                ),
+            )
+        };
+        // A body announced as too large is refused before any of it is read.
+        if body.size_hint().lower() > super::MAX_BODY_BYTES as u64 {
+            return Err(too_large());
+        }
+        let limited = Limited::new(body, super::MAX_BODY_BYTES);
+        match tokio::time::timeout(limit, limited.collect()).await {
             Err(_) => Err(Problem::Timeout(limit)),
             Ok(Ok(collected)) => Ok(collected.to_bytes()),
-            Ok(Err(error)) if over_the_limit(&error) => Err(too_large()),
+            Ok(Err(error)) if error.is::<LengthLimitError>() => Err(too_large()),
             Ok(Err(error)) => Err(Problem::new(
                 ErrorCode::BadRequest,
                 format!("reading the body: {error}"),
@@ -104,29 +118,6 @@ impl Http {
     async fn json_body<T: DeserializeOwned>(&self, body: Body) -> Result<T, Problem> {
         parse_json(&self.read_body(body).await?)
     }
-}
-
-/// A body over [`super::MAX_BODY_BYTES`], refused.
-pub(super) fn too_large() -> Problem {
-    Problem::new(
-        ErrorCode::PayloadTooLarge,
-        format!(
-            "request bodies are limited to {} bytes",
-            super::MAX_BODY_BYTES
-        ),
-    )
-}
-
-/// Whether reading a body failed because the body limit cut it off.
-fn over_the_limit(error: &axum::Error) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(error) = cause {
-        if error.is::<LengthLimitError>() {
-            return true;
-        }
-        cause = error.source();
-    }
-    false
 }
 
 /// The user a request is for: a user's own id (or, if the request names one, that one,

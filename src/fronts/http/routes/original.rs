@@ -9,7 +9,8 @@ use super::super::problem::{Problem, Problems};
 use super::super::schema::IdempotencyKey;
 use super::types::{BalanceUpdate, BalanceUpdated, OriginalMeme, OriginalQuery};
 use super::{
-    Headers, IDEMPOTENT_REPLAYED, idempotency_key, json_response, no_store, query, subject,
+    Headers, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, idempotency_key, json_response, no_store, query,
+    subject,
 };
 use crate::domain::ErrorCode;
 use crate::protocol::{GetData, GetRequest, MemeView, TopupRequest};
@@ -17,7 +18,7 @@ use crate::service::{GetReply, Stored};
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 /// `GET /memes`: a meme for the bearer's user, charged (the original route).
@@ -30,14 +31,45 @@ pub async fn original_memes(
     headers: Headers,
     params: Result<Query<OriginalQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
+    serve_original_memes(
+        &http,
+        headers.authorization(),
+        headers.idempotency_key(),
+        params,
+    )
+    .await
+}
+
+/// `GET /memes` served without the router (see [`super::super::measured`]): the same handler.
+pub async fn original_memes_direct(
+    http: &Http,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+) -> Response {
+    serve_original_memes(
+        http,
+        headers.get(header::AUTHORIZATION),
+        headers.get(IDEMPOTENCY_KEY),
+        Query::try_from_uri(uri),
+    )
+    .await
+    .into_response()
+}
+
+async fn serve_original_memes(
+    http: &Http,
+    authorization: Option<&HeaderValue>,
+    key: Option<&HeaderValue>,
+    params: Result<Query<OriginalQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
     let params = query(params)?;
-    let caller = http.caller(headers.authorization())?;
+    let caller = http.caller(authorization)?;
     let request = GetRequest {
         user: subject(&caller, params.user)?,
         lat: params.lat,
         long: params.long,
         query: params.query,
-        idempotency_key: idempotency_key(headers.idempotency_key())?,
+        idempotency_key: idempotency_key(key)?,
         ..GetRequest::default()
     };
     let get = http.service.get(&caller, request).await?;
