@@ -248,7 +248,7 @@ where
     }
     let code = match response.extensions().get::<ErrorCode>() {
         Some(code) => Some(*code),
-        None => code_of_status(response.status()),
+        None => ErrorCode::of_bare_status(response.status().as_u16()),
     };
     telemetry::request(Front::Http, op, code, started.elapsed());
     Ok(response)
@@ -267,18 +267,6 @@ fn op_of(path: &str) -> Op {
         .iter()
         .find(|op| op.route().matches(path))
         .map_or(Op::Other, |&op| Op::from(op))
-}
-
-/// The outcome code of a response that carries none (made outside the handlers): the code
-/// its status stands for, else the client's (`bad_request`) or ours (`internal`).
-fn code_of_status(status: StatusCode) -> Option<ErrorCode> {
-    match status.as_u16() {
-        100..=399 => None,
-        status => Some(ErrorCode::from_http_status(status).unwrap_or(match status {
-            400..=499 => ErrorCode::BadRequest,
-            _ => ErrorCode::Internal,
-        })),
-    }
 }
 
 /// Serves `listener` until `shutdown` resolves, then lets requests in flight finish.
