@@ -110,6 +110,23 @@ impl ErrorCode {
             .into_iter()
             .find(|code| code.http_status() == status)
     }
+
+    /// The outcome code of a response that carries none of ours (made by the HTTP server
+    /// before any handler ran, or by a proxy): the code the status is answered with
+    /// ([`from_http_status`](Self::from_http_status)), else the client's (`bad_request`) for
+    /// another 4xx, `unavailable` for a gateway's 502 or 504 (memesd is not there), and ours
+    /// (`internal`) for another 5xx. `None` for a status that is no error. The HTTP front
+    /// counts its responses by it and the CLI's HTTP client reads refusals back by it.
+    pub fn of_bare_status(status: u16) -> Option<ErrorCode> {
+        match status {
+            ..400 => None,
+            status => Some(Self::from_http_status(status).unwrap_or(match status {
+                400..=499 => ErrorCode::BadRequest,
+                502 | 504 => ErrorCode::Unavailable,
+                _ => ErrorCode::Internal,
+            })),
+        }
+    }
 }
 
 impl fmt::Display for ErrorCode {
@@ -438,6 +455,26 @@ mod tests {
         }
         assert_eq!(ErrorCode::from_http_status(200), None);
         assert_eq!(ErrorCode::from_http_status(418), None);
+    }
+
+    #[test]
+    fn a_response_without_a_code_is_counted_by_its_status() {
+        for status in [200, 204, 304] {
+            assert_eq!(ErrorCode::of_bare_status(status), None, "{status}");
+        }
+        for (status, code) in [
+            (402, ErrorCode::InsufficientTokens),
+            (503, ErrorCode::Unavailable),
+            (405, ErrorCode::BadRequest),
+            (408, ErrorCode::BadRequest),
+            (414, ErrorCode::BadRequest),
+            (431, ErrorCode::BadRequest),
+            (502, ErrorCode::Unavailable),
+            (504, ErrorCode::Unavailable),
+            (501, ErrorCode::Internal),
+        ] {
+            assert_eq!(ErrorCode::of_bare_status(status), Some(code), "{status}");
+        }
     }
 
     #[test]

@@ -273,13 +273,8 @@ fn error_of(status: http::StatusCode, body: &str) -> ErrorBody {
     if let Ok(problem) = serde_json::from_str::<Problem>(body) {
         return ErrorBody::new(problem.code, problem.detail);
     }
-    // Besides the statuses memesd answers codes with: the client errors its server answers
-    // before any handler runs, and a proxy's word that memesd is not there.
-    let code = ErrorCode::from_http_status(status.as_u16()).unwrap_or(match status.as_u16() {
-        405 | 408 | 431 => ErrorCode::BadRequest,
-        502 | 504 => ErrorCode::Unavailable,
-        _ => ErrorCode::Internal,
-    });
+    // The code the front counts such a response by, read the same way here.
+    let code = ErrorCode::of_bare_status(status.as_u16()).unwrap_or(ErrorCode::Internal);
     let text = body.trim();
     let message = match text.is_empty() {
         true => format!("memesd answered {status}"),

@@ -2,6 +2,11 @@
 //! is checked as it is parsed (clap value parsers), so a flag out of range stops memesd
 //! before it starts, with a message naming the flag, instead of a daemon that starts and
 //! then refuses its work.
+//!
+//! This is the bottom of memesd's settings: it names no other part of the daemon's
+//! configuration. The file and environment layering ([`super::config_file`]) and the
+//! subcommands ([`super::transfer`]) build on the types here (the subcommands' arguments are
+//! declared here too, as clap needs them inside [`DaemonArgs`]), never the other way round.
 
 pub use super::logging::{LogFormat, colour_logs};
 use crate::domain::{MAX_BALANCE, parse_duration};
@@ -11,7 +16,7 @@ use crate::fronts::unix::socket::SocketAccess;
 use crate::paths;
 use crate::service::access::{self, AdminPolicy};
 use clap::builder::RangedU64ValueParser;
-use clap::{Parser, value_parser};
+use clap::{Args, Parser, Subcommand, value_parser};
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -150,7 +155,7 @@ pub struct DaemonArgs {
     /// Read settings from this TOML file: keys are the long flags without dashes
     /// (`welcome-tokens = 150`, `admin-uid = ["alice"]`). A flag wins over the environment
     /// (MEMES_WELCOME_TOKENS, ...), which wins over the file, which wins over the default
-    #[arg(long, env = super::config_file::CONFIG_ENV, value_name = "FILE")]
+    #[arg(long, env = CONFIG_ENV, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// Print the effective settings and where each came from (flag, env, file, default), then
@@ -183,7 +188,48 @@ pub struct DaemonArgs {
     pub store_pool: usize,
 
     #[command(subcommand)]
-    pub command: Option<super::transfer::Command>,
+    pub command: Option<Command>,
+}
+
+/// The environment variable that names the configuration file, as `--config` does.
+pub const CONFIG_ENV: &str = "MEMES_CONFIG";
+
+/// memesd's subcommands, run by [`super::transfer`].
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Write the file store's whole ledger (balances, entries with their history,
+    /// idempotency keys with their stored replies, entitlements) as NDJSON, after auditing
+    /// it. memesd must not be running on the data directory.
+    Export(ExportArgs),
+    /// Load an export into PostgreSQL (--store postgres://…), in one transaction, audited
+    /// before it commits. Refuses a database that already holds a ledger unless --replace.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// The data directory whose ledger to export [default: memesd's --data-dir]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Write to this file (created 0600) instead of stdout
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The PostgreSQL database to load into [default: memesd's --store, MEMES_STORE]
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// File holding the PostgreSQL password (else the URL's, else PGPASSWORD)
+    #[arg(long, value_name = "FILE")]
+    pub store_password_file: Option<PathBuf>,
+    /// Read the export from this file instead of stdin
+    #[arg(long = "in", value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Discard whatever ledger the database already holds (in the same transaction)
+    #[arg(long)]
+    pub replace: bool,
 }
 
 impl DaemonArgs {

@@ -19,7 +19,7 @@
 //!
 //! It must not do anything but read: no socket, no data directory, no logging set up.
 
-use super::config::DaemonArgs;
+use super::config::{CONFIG_ENV, DaemonArgs};
 use clap::builder::BoolishValueParser;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
@@ -28,9 +28,6 @@ use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-
-/// Environment variable naming the configuration file (the same as `--config`).
-pub const CONFIG_ENV: &str = "MEMES_CONFIG";
 
 /// Options that are not settings: they say where the settings are, or what to do with them.
 const NOT_SETTINGS: [&str; 4] = ["config", "print-config", "help", "version"];

@@ -1,53 +1,18 @@
 //! `memesd export` and `memesd import`: moving a ledger from the file store into PostgreSQL
-//! (the stream and the checks are in [`crate::store::pg::export`]). Both run once and exit;
-//! `memesd` without a subcommand runs the daemon.
+//! through a store-neutral [`dump`], which the file store writes
+//! ([`crate::store::file::export`]) and PostgreSQL reads ([`crate::store::pg::import`]).
+//! Both run once and exit; `memesd` without a subcommand runs the daemon. Their arguments
+//! are part of memesd's command line, so they are declared with it, in [`super::config`].
 
-use super::config::DaemonArgs;
-use crate::store::pg::{self, PgConfig, PgStore, export};
+use super::config::{Command, DaemonArgs, ExportArgs, ImportArgs};
+use crate::store::dump;
+use crate::store::file;
+use crate::store::pg::{self, PgConfig, PgStore};
 use crate::store::spec::{self as store, Spec};
 use crate::store::{FileStore, StoreConfig, TokenStore};
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
-
-#[derive(Debug, Clone, Subcommand)]
-pub enum Command {
-    /// Write the file store's whole ledger (balances, entries with their history,
-    /// idempotency keys with their stored replies, entitlements) as NDJSON, after auditing
-    /// it. memesd must not be running on the data directory.
-    Export(ExportArgs),
-    /// Load an export into PostgreSQL (--store postgres://…), in one transaction, audited
-    /// before it commits. Refuses a database that already holds a ledger unless --replace.
-    Import(ImportArgs),
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct ExportArgs {
-    /// The data directory whose ledger to export [default: memesd's --data-dir]
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Write to this file (created 0600) instead of stdout
-    #[arg(long, short = 'o', value_name = "FILE")]
-    pub out: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct ImportArgs {
-    /// The PostgreSQL database to load into [default: memesd's --store, MEMES_STORE]
-    #[arg(long, value_name = "URL")]
-    pub store: Option<String>,
-    /// File holding the PostgreSQL password (else the URL's, else PGPASSWORD)
-    #[arg(long, value_name = "FILE")]
-    pub store_password_file: Option<PathBuf>,
-    /// Read the export from this file instead of stdin
-    #[arg(long = "in", value_name = "FILE")]
-    pub input: Option<PathBuf>,
-    /// Discard whatever ledger the database already holds (in the same transaction)
-    #[arg(long)]
-    pub replace: bool,
-}
 
 /// Runs a subcommand; what it did goes to stderr.
 pub fn run(command: &Command, args: &DaemonArgs) -> Result<()> {
@@ -98,8 +63,7 @@ fn run_export(export: &ExportArgs, args: &DaemonArgs) -> Result<()> {
         )),
         None => Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock())),
     };
-    let counts =
-        export::export_file_store(&store, &report, &mut out).map_err(anyhow::Error::msg)?;
+    let counts = file::export::export(&store, &report, &mut out).map_err(anyhow::Error::msg)?;
     drop(out);
     if let Some(path) = &export.out {
         std::fs::File::open(path)
@@ -154,7 +118,7 @@ fn run_import(import: &ImportArgs, args: &DaemonArgs) -> Result<()> {
         let store = PgStore::open(config)
             .await
             .context("opening the ledger in PostgreSQL")?;
-        let imported = export::import(&store, &mut input, import.replace).await;
+        let imported = pg::import::import(&store, &mut input, import.replace).await;
         store.close().await;
         imported.map_err(anyhow::Error::msg)
     })?;
@@ -178,8 +142,8 @@ fn run_import(import: &ImportArgs, args: &DaemonArgs) -> Result<()> {
 
 /// Marks the file ledger an import came from as moved, so that no memesd serves it again
 /// (the CLI's autostart included). A ledger on another machine is left to its operator.
-fn mark_moved(source: &export::Source, target: &str) -> Result<()> {
-    let here = export::host_name();
+fn mark_moved(source: &dump::Source, target: &str) -> Result<()> {
+    let here = dump::host_name();
     let journal = source.dir.join(crate::store::file::recovery::JOURNAL_FILE);
     if source.host != here || !journal.exists() {
         eprintln!(

@@ -8,6 +8,15 @@
 //! Replies that carry catalogue memes keep the catalogue they were chosen from alive and
 //! write each meme's pre-serialised view straight into the output, so a reply costs no copy
 //! of the memes and survives a reload that happens while it waits for its commit.
+//!
+//! Why these types serialise here rather than at a front: the shape they write is the
+//! protocol's (`GetData`, `SearchData`, `SimilarData`: each impl writes one of those, or a
+//! borrowed mirror a test holds to the same bytes), and the service needs it itself: a keyed
+//! `get` stores its reply ([`crate::store::StoredReply`], version 1 is the `data` bytes) when
+//! the charge is written, before any front has seen it. Every front writes a reply by this
+//! one impl, so a shape cannot differ between the socket and HTTP. What a front reshapes (the
+//! original HTTP routes' bodies) it reads from the typed values and the catalogue's meme
+//! views, not from this JSON.
 
 use crate::catalogue::Catalogue;
 use crate::catalogue::hybrid::Match;

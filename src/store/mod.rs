@@ -14,15 +14,19 @@
 //! - [`rules`]: the rules of the money, written once, used by every store.
 //! - [`spec`]: from a `--store` spec to an open store.
 //! - [`stored`]: the reply a keyed change stores for its retries, and its replay.
+//! - [`dump`]: a whole ledger as a versioned stream that belongs to no store: what
+//!   `memesd export` writes and `memesd import` reads, so that no store reads another's files.
 //! - [`file`]: the embedded default store: journal, checkpoints, recovery, history, audit.
 //! - [`pg`]: PostgreSQL, which several memesd hosts can share: group commit, constraints as a
-//!   second line, migrations, export and import.
+//!   second line, migrations, import.
 //! - `contract` (tests): the suite every store must pass.
 
 #[cfg(test)]
 mod contract;
+pub mod dump;
 pub mod file;
 pub mod pg;
+pub mod recorded;
 pub mod rules;
 pub mod spec;
 pub mod stored;

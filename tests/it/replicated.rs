@@ -465,7 +465,7 @@ fn drill() {
     let ops = history.ops();
     let reads = reads.into_inner().unwrap();
     let errors = ops.iter().filter(|op| is_error(op)).count();
-    let mut down = Duration::ZERO;
+    let (mut down, mut slow) = (Duration::ZERO, Vec::new());
     for fault in &injected {
         let (_, (stopped, resumed)) = fault.window(&ops);
         down += resumed - stopped;
@@ -483,13 +483,14 @@ fn drill() {
                 (p - fault.at).as_secs_f64()
             )),
         );
-        assert!(
-            resumed - fault.at < RESUMED_WITHIN,
-            "{:?} at {:?}: changes succeeded again only {:?} after it",
-            fault.fault,
-            fault.at,
-            resumed - fault.at
-        );
+        if resumed - fault.at >= RESUMED_WITHIN {
+            slow.push(format!(
+                "{:?} at {:.1} s: changes succeeded again only {:.1} s after it",
+                fault.fault,
+                fault.at.as_secs_f64(),
+                (resumed - fault.at).as_secs_f64()
+            ));
+        }
     }
     let mut latencies: Vec<Duration> = ops
         .iter()
@@ -518,7 +519,9 @@ fn drill() {
         reads.stale
     );
     eprintln!("{verdict:?}");
+    // Checked after every figure is out, so that a miss still shows the whole run.
     check_errors(&injected, &ops, &reads);
+    assert!(slow.is_empty(), "{}", slow.join("; "));
 }
 
 #[test]

@@ -9,6 +9,22 @@
 //! request has arrived whole, it runs to its end: no deadline cuts a charge off halfway.
 //! On shutdown the listener closes, requests in flight finish, idle keep-alive connections
 //! are closed, and [`serve`] returns.
+//!
+//! Why a loop of our own on hyper ([`serve`]) rather than `axum::serve`: axum 0.8's server
+//! makes hyper's connection builder inside each connection's task, with its defaults and no
+//! way to change them. It gives hyper no timer, so a head has no deadline at all (hyper's
+//! 30 s default needs one); a head may grow to hyper's buffer default (about 408 KiB, not
+//! 16 KiB); it has no cap on connections, and on shutdown it waits for every connection
+//! without a grace period. Each is one of the limits above (`tests/it/http/hostile.rs`
+//! checks the first three).
+//!
+//! Why the request id, span, access line and metrics by hand ([`measured`]) and `GET /memes`
+//! outside the router, rather than tower-http's layers on the router: measured against them
+//! in alternating rounds (BENCHMARKS.md, "HTTP serve loop"), the layered router cost 1.25 to
+//! 1.43 times the CPU per request in the closed loop in ten rounds of eleven, where the noise
+//! between two unchanged servers was about ±10%. (Nor would tower-http's body timeout do:
+//! its deadline starts again at every chunk, so a body trickled a byte at a time would hold
+//! a connection for days; the handlers' read ([`routes`]) gives the whole body one deadline.)
 
 pub mod auth;
 pub mod console;
@@ -123,19 +139,19 @@ pub fn router(http: Http) -> Router {
         // HEAD would run a charging GET and deliver nothing: refused (see routes::not_for_head).
         .route(
             ORIGINAL_MEMES,
-            get(routes::original_memes).head(routes::not_for_head),
+            get(routes::original::original_memes).head(routes::not_for_head),
         )
-        .route(ORIGINAL_TOPUP, post(routes::original_topup));
+        .route(ORIGINAL_TOPUP, post(routes::original::original_topup));
     for &op in protocol::Op::ALL {
         router = router.route(op.route().path, handlers(op));
     }
     router
-        .route(IMAGE, get(routes::image))
-        .route(WEBHOOK, post(routes::webhook))
-        .route("/healthz", get(routes::healthz))
-        .route("/readyz", get(routes::readyz))
+        .route(IMAGE, get(routes::images::image))
+        .route(WEBHOOK, post(routes::v1::webhook))
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
         .route("/openapi.json", get(openapi::document))
-        .route("/metrics", get(routes::metrics))
+        .route("/metrics", get(routes::health::metrics))
         .route("/v1/whoami", get(whoami::whoami))
         .merge(console::routes(&http))
         .fallback(routes::no_route)
@@ -151,18 +167,18 @@ fn handlers(op: protocol::Op) -> MethodRouter<Http> {
         MethodFilter::try_from(op.route().method).expect("an op's method is a standard one");
     match op {
         // HEAD would run a charging GET and deliver nothing: refused (see routes::not_for_head).
-        Op::Get => on(method, routes::post_memes)
-            .get(routes::get_memes)
+        Op::Get => on(method, routes::v1::post_memes)
+            .get(routes::v1::get_memes)
             .head(routes::not_for_head),
-        Op::Topup => on(method, routes::topup),
-        Op::Balance => on(method, routes::balance),
-        Op::History => on(method, routes::history),
-        Op::Status => on(method, routes::status),
-        Op::Search => on(method, routes::search),
+        Op::Topup => on(method, routes::v1::topup),
+        Op::Balance => on(method, routes::v1::balance),
+        Op::History => on(method, routes::v1::history),
+        Op::Status => on(method, routes::v1::status),
+        Op::Search => on(method, routes::v1::search),
         Op::Similar => on(method, similar::similar),
-        Op::Entitle => on(method, routes::entitle),
-        Op::Audit => on(method, routes::audit),
-        Op::Reload => on(method, routes::reload),
+        Op::Entitle => on(method, routes::v1::entitle),
+        Op::Audit => on(method, routes::v1::audit),
+        Op::Reload => on(method, routes::v1::reload),
     }
 }
 
@@ -195,16 +211,15 @@ impl Routes {
 /// Only `GET /metrics`, for `--metrics ADDR` beside a daemon that serves no HTTP API.
 pub fn metrics_router(http: Http) -> Router {
     Router::new()
-        .route("/metrics", get(routes::metrics))
+        .route("/metrics", get(routes::health::metrics))
         .fallback(routes::no_route)
         .with_state(http)
 }
 
 /// Serves one request, counted and timed by operation and outcome code, under its request
-/// id ([`request_id`]). Done here rather than in middleware layers, which would box every
-/// request's future and clone the route it wraps. `GET /memes` is served without the router
-/// (its routing, boxed handler future and boxed body cost more than the rest of the front's
-/// work); everything else goes through it.
+/// id ([`request_id`]). Done here rather than in tower-http's layers, and `GET /memes` served
+/// without the router, because that measured cheaper by more than the noise (see the module
+/// doc); everything else goes through the router.
 async fn measured<B>(
     routes: Routes,
     request: axum::http::Request<B>,
@@ -222,7 +237,8 @@ where
         let path = request.uri().path();
         let response = match routes.hot {
             Some(http) if path == ORIGINAL_MEMES && request.method() == axum::http::Method::GET => {
-                routes::original_memes_direct(&http, request.uri(), request.headers()).await
+                routes::original::original_memes_direct(&http, request.uri(), request.headers())
+                    .await
             }
             _ => routes.router.oneshot(request).await?,
         };
@@ -247,7 +263,7 @@ where
     }
     let code = match response.extensions().get::<ErrorCode>() {
         Some(code) => Some(*code),
-        None => code_of_status(response.status()),
+        None => ErrorCode::of_bare_status(response.status().as_u16()),
     };
     telemetry::request(Front::Http, op, code, started.elapsed());
     Ok(response)
@@ -266,18 +282,6 @@ fn op_of(path: &str) -> Op {
         .iter()
         .find(|op| op.route().matches(path))
         .map_or(Op::Other, |&op| Op::from(op))
-}
-
-/// The outcome code of a response that carries none (made outside the handlers): the code
-/// its status stands for, else the client's (`bad_request`) or ours (`internal`).
-fn code_of_status(status: StatusCode) -> Option<ErrorCode> {
-    match status.as_u16() {
-        100..=399 => None,
-        status => Some(ErrorCode::from_http_status(status).unwrap_or(match status {
-            400..=499 => ErrorCode::BadRequest,
-            _ => ErrorCode::Internal,
-        })),
-    }
 }
 
 /// Serves `listener` until `shutdown` resolves, then lets requests in flight finish.

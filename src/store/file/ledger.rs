@@ -7,7 +7,7 @@
 //! so that the caller can take it back if that line never reaches the disk. A refused
 //! change touches nothing: not the buffer, not memory.
 
-use super::record::{JournalEntry, RecordIn, RecordOut};
+use super::record::{RecordedEntry, RecordIn, RecordOut};
 use crate::domain::{AccountView, Lot, LotKind, Tier};
 use crate::store::rules::{self, Change, KeyUse, Welcome};
 use crate::store::{
@@ -347,10 +347,10 @@ impl Ledger {
         )?;
         let welcome = decision.welcome();
         let after = decision.after;
-        let entries: Vec<JournalEntry> = decision
+        let entries: Vec<RecordedEntry> = decision
             .postings
             .into_iter()
-            .map(JournalEntry::from)
+            .map(RecordedEntry::from)
             .collect();
         let changed = Changed {
             balance: after.balance,

@@ -14,6 +14,7 @@
 
 pub mod audit;
 pub mod checkpointer;
+pub mod export;
 pub mod history;
 pub mod journal;
 pub mod ledger;

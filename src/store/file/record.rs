@@ -11,7 +11,8 @@
 //!   backward chain through the file and needs no index in memory;
 //! - every entry's `balance` after it, so replay sets absolute values (redo is idempotent,
 //!   which is what lets checkpoints be taken without stopping the daemon);
-//! - on each entry, what it did to the account's lots ([`JournalEntry`]): a credit's `lot`
+//! - on each entry, what it did to the account's lots ([`RecordedEntry`], a shape the dump
+//!   shares): a credit's `lot`
 //!   (the terms of the lot it opened, whose id is the entry's seq and whose amount is its
 //!   delta: `{}` for the defaults), a debit's or an expiry's `from` (`[[lot id, tokens],…]`),
 //!   an expiry's `at` (its `expires_at`, before the line's `time`). Lines written before lots
@@ -26,8 +27,8 @@
 //! This module owns the shapes and their encoding; it does not decide what goes in them.
 
 pub use crate::domain::Entry;
-use crate::domain::{DEFAULT_PRIORITY, EntryKind, LotKind, LotTake, LotTerms, Tier};
-use crate::store::rules::{Posting, Recorded};
+use crate::domain::Tier;
+pub use crate::store::recorded::RecordedEntry;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -40,7 +41,7 @@ pub struct RecordOut<'a> {
     pub user: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prev: Option<u64>,
-    pub entries: &'a [JournalEntry],
+    pub entries: &'a [RecordedEntry],
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub memes: &'a [&'a str],
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -69,7 +70,7 @@ pub struct RecordIn<'a> {
     pub user: Cow<'a, str>,
     #[serde(default)]
     pub prev: Option<u64>,
-    pub entries: Vec<JournalEntry>,
+    pub entries: Vec<RecordedEntry>,
     #[serde(borrow, default)]
     pub memes: Vec<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -84,125 +85,6 @@ pub struct RecordIn<'a> {
     pub tier: Option<Tier>,
     #[serde(default)]
     pub until: Option<i64>,
-}
-
-/// One entry of a transaction line: the entry, and what it did to the account's lots.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JournalEntry {
-    pub kind: EntryKind,
-    pub delta: i64,
-    pub balance: u64,
-    /// An expiry's date (milliseconds since the epoch): its lot's `expires_at`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub at: Option<i64>,
-    /// The terms of the lot a credit opened.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lot: Option<TermsRecord>,
-    /// What a debit or an expiry took: `[lot id, tokens]` pairs.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "takes")]
-    pub from: Vec<LotTake>,
-}
-
-impl JournalEntry {
-    /// An entry that says nothing about lots (as lines before lots were).
-    pub fn plain(entry: Entry) -> JournalEntry {
-        JournalEntry {
-            kind: entry.kind,
-            delta: entry.delta,
-            balance: entry.balance,
-            at: None,
-            lot: None,
-            from: Vec::new(),
-        }
-    }
-
-    pub fn entry(&self) -> Entry {
-        Entry {
-            kind: self.kind,
-            delta: self.delta,
-            balance: self.balance,
-        }
-    }
-
-    /// What the entry says about lots, for [`crate::store::rules::replay_lots`].
-    pub fn recorded(&self) -> Recorded<'_> {
-        Recorded {
-            opened: self.lot.map(TermsRecord::terms),
-            from: &self.from,
-            at: self.at,
-        }
-    }
-}
-
-impl From<Posting> for JournalEntry {
-    fn from(posting: Posting) -> JournalEntry {
-        JournalEntry {
-            lot: posting.lot.map(|lot| TermsRecord {
-                expires_at: lot.expires_at,
-                priority: lot.priority,
-                kind: lot.kind,
-            }),
-            at: posting.at,
-            from: posting.from,
-            ..JournalEntry::plain(posting.entry)
-        }
-    }
-}
-
-/// A lot's terms as a journal line records them, defaults left out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TermsRecord {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<i64>,
-    #[serde(
-        default = "default_priority",
-        skip_serializing_if = "is_default_priority"
-    )]
-    pub priority: u8,
-    #[serde(default, skip_serializing_if = "is_paid")]
-    pub kind: LotKind,
-}
-
-impl TermsRecord {
-    pub fn terms(self) -> LotTerms {
-        LotTerms {
-            expires_at: self.expires_at,
-            priority: self.priority,
-            kind: self.kind,
-        }
-    }
-}
-
-fn default_priority() -> u8 {
-    DEFAULT_PRIORITY
-}
-
-fn is_default_priority(priority: &u8) -> bool {
-    *priority == DEFAULT_PRIORITY
-}
-
-fn is_paid(kind: &LotKind) -> bool {
-    *kind == LotKind::Paid
-}
-
-/// `from` as `[[lot, tokens],…]`: short, as most lines have one.
-mod takes {
-    use crate::domain::LotTake;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(takes: &[LotTake], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(takes.iter().map(|take| (take.lot, take.tokens)))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Vec<LotTake>, D::Error> {
-        let pairs = Vec::<(u64, u64)>::deserialize(deserializer)?;
-        Ok(pairs
-            .into_iter()
-            .map(|(lot, tokens)| LotTake { lot, tokens })
-            .collect())
-    }
 }
 
 impl RecordOut<'_> {
@@ -312,16 +194,17 @@ impl<'a> RecordIn<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::EntryKind;
 
     #[test]
     fn encodes_the_documented_line_and_reads_it_back() {
         let entries = [
-            JournalEntry::plain(Entry {
+            RecordedEntry::plain(Entry {
                 kind: EntryKind::Welcome,
                 delta: 150,
                 balance: 150,
             }),
-            JournalEntry::plain(Entry {
+            RecordedEntry::plain(Entry {
                 kind: EntryKind::Charge,
                 delta: -1,
                 balance: 149,
@@ -399,54 +282,5 @@ mod tests {
             .is_err()
         );
         assert!(RecordIn::parse(br#"{"seq":1,"time":0,"user":"u""#).is_err());
-    }
-
-    #[test]
-    fn entries_say_what_they_did_to_lots() {
-        let entries = [
-            JournalEntry {
-                lot: Some(TermsRecord {
-                    expires_at: None,
-                    priority: DEFAULT_PRIORITY,
-                    kind: LotKind::Promo,
-                }),
-                ..JournalEntry::plain(Entry {
-                    kind: EntryKind::Welcome,
-                    delta: 150,
-                    balance: 150,
-                })
-            },
-            JournalEntry {
-                at: Some(99),
-                from: vec![LotTake { lot: 3, tokens: 4 }],
-                ..JournalEntry::plain(Entry {
-                    kind: EntryKind::Expire,
-                    delta: -4,
-                    balance: 146,
-                })
-            },
-            JournalEntry {
-                lot: Some(TermsRecord {
-                    expires_at: Some(5),
-                    priority: 7,
-                    kind: LotKind::Paid,
-                }),
-                ..JournalEntry::plain(Entry {
-                    kind: EntryKind::Topup,
-                    delta: 1,
-                    balance: 147,
-                })
-            },
-        ];
-        let text = serde_json::to_string(&entries).unwrap();
-        assert_eq!(
-            text,
-            r#"[{"kind":"welcome","delta":150,"balance":150,"lot":{"kind":"promo"}},{"kind":"expire","delta":-4,"balance":146,"at":99,"from":[[3,4]]},{"kind":"topup","delta":1,"balance":147,"lot":{"expires_at":5,"priority":7}}]"#
-        );
-        let back: Vec<JournalEntry> = serde_json::from_str(&text).unwrap();
-        assert_eq!(back, entries);
-        let plain: JournalEntry =
-            serde_json::from_str(r#"{"kind":"topup","delta":1,"balance":1,"lot":{}}"#).unwrap();
-        assert_eq!(plain.lot.map(TermsRecord::terms), Some(LotTerms::default()));
     }
 }

@@ -18,13 +18,14 @@
 //!   saying how fresh they are.
 //! - [`batch`]: group commit: lock in user order, decide, write with few round trips.
 //! - [`audit`]: the ledger's invariants, checked by SQL over the whole database.
-//! - [`export`]: moving a file-store ledger into PostgreSQL (`memesd export` / `import`).
+//! - [`import`]: a [dump](crate::store::dump) of a ledger loaded into the database
+//!   (`memesd import`).
 //! - [`testing`]: a throwaway cluster for tests (not used by memesd).
 
 pub mod audit;
 pub mod batch;
 mod columns;
-pub mod export;
+pub mod import;
 pub mod migrate;
 pub mod primary;
 pub mod standby;

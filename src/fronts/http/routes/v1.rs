@@ -1,0 +1,270 @@
+//! The versioned API: a route per protocol op (its path and method are the protocol's,
+//! [`crate::protocol::Op::route`]) and the payment webhook. Each answers the op's `data`
+//! object as the socket does; a charge is never cached and a replay says so
+//! (`Idempotent-Replayed`).
+
+use super::super::Http;
+use super::super::auth;
+use super::super::problem::{Problem, Problems};
+use super::super::schema::{IdempotencyKey, UserId};
+use super::types::{
+    EntitlementBody, HistoryQuery, MemesBody, MemesQuery, SearchQuery, TopupBody, WebhookEvent,
+};
+use super::{
+    Headers, data_response, fresh_response, idempotency_key, no_store, parse_json, path, query,
+    subject,
+};
+#[allow(unused_imports, reason = "named in the OpenAPI annotations")]
+use crate::domain::AuditReport;
+use crate::domain::ErrorCode;
+use crate::protocol::{
+    AuditRequest, BalanceRequest, EntitleRequest, GetData, GetRequest, HistoryRequest, MemeView,
+    ReloadRequest, SearchRequest, StatusRequest, TopupData, TopupRequest,
+};
+#[allow(unused_imports, reason = "named in the OpenAPI annotations")]
+use crate::protocol::{BalanceData, EntitleData, HistoryData, ReloadData, SearchData, StatusData};
+use crate::service::{Caller, Principal};
+use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderName};
+use axum::response::Response;
+
+/// A payment webhook's signature.
+const SIGNATURE: HeaderName = HeaderName::from_static("memes-signature");
+
+/// `GET /v1/memes`.
+#[utoipa::path(get, path = "/v1/memes", tag = "memes",
+    params(MemesQuery, ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Makes a retry safe")),
+    responses((status = 200, description = "Delivered and charged", body = GetData<MemeView>), Problems),
+    security(("bearer" = [])))]
+pub async fn get_memes(
+    State(http): State<Http>,
+    headers: Headers,
+    params: Result<Query<MemesQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    let params = query(params)?;
+    let caller = http.caller(headers.authorization())?;
+    let request = GetRequest {
+        user: subject(&caller, params.user)?,
+        lat: params.lat,
+        long: params.long,
+        query: params.query,
+        count: params.count,
+        nsfw: params.nsfw.unwrap_or(false),
+        idempotency_key: idempotency_key(headers.idempotency_key())?,
+        ..GetRequest::default()
+    };
+    let get = http.service.get(&caller, request).await?;
+    Ok(no_store(data_response(&get, get.is_replay())))
+}
+
+/// `POST /v1/memes`.
+#[utoipa::path(post, path = "/v1/memes", tag = "memes",
+    params(("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Makes a retry safe")),
+    request_body = MemesBody,
+    responses((status = 200, description = "Delivered and charged", body = GetData<MemeView>), Problems),
+    security(("bearer" = [])))]
+pub async fn post_memes(
+    State(http): State<Http>,
+    headers: Headers,
+    body: Body,
+) -> Result<Response, Problem> {
+    let caller = http.caller(headers.authorization())?;
+    let body: MemesBody = http.json_body(body).await?;
+    let request = GetRequest {
+        user: subject(&caller, body.user)?,
+        lat: body.lat,
+        long: body.long,
+        query: body.query,
+        count: body.count,
+        nsfw: body.nsfw,
+        generate: body.generate,
+        inline: body.inline,
+        token: None,
+        idempotency_key: idempotency_key(headers.idempotency_key())?,
+    };
+    let get = http.service.get(&caller, request).await?;
+    Ok(no_store(data_response(&get, get.is_replay())))
+}
+
+/// `GET /v1/search`.
+#[utoipa::path(get, path = "/v1/search", tag = "memes", params(SearchQuery),
+    responses((status = 200, description = "Ranked matches, free", body = SearchData<MemeView>), Problems))]
+pub async fn search(
+    State(http): State<Http>,
+    headers: Headers,
+    params: Result<Query<SearchQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    let params = query(params)?;
+    let caller = http.caller(headers.authorization())?;
+    let request = SearchRequest {
+        query: params.q,
+        limit: params.limit,
+        nsfw: params.nsfw.unwrap_or(false),
+    };
+    Ok(fresh_response(&http.service.search(&caller, request)?))
+}
+
+/// `GET /v1/users/{user}/balance`.
+#[utoipa::path(get, path = "/v1/users/{user}/balance", tag = "users",
+    params(("user" = UserId, Path, description = "The user id")),
+    responses((status = 200, description = "Balance and tier", body = BalanceData), Problems),
+    security(("bearer" = [])))]
+pub async fn balance(
+    State(http): State<Http>,
+    headers: Headers,
+    user: Result<Path<String>, PathRejection>,
+) -> Result<Response, Problem> {
+    let caller = http.caller(headers.authorization())?;
+    let request = BalanceRequest {
+        user: subject(&caller, Some(path(user)?))?,
+    };
+    Ok(fresh_response(
+        &http.service.balance(&caller, request).await?,
+    ))
+}
+
+/// `GET /v1/users/{user}/history`.
+#[utoipa::path(get, path = "/v1/users/{user}/history", tag = "users",
+    params(("user" = UserId, Path, description = "The user id"), HistoryQuery),
+    responses((status = 200, description = "A page of ledger entries, oldest first", body = HistoryData), Problems),
+    security(("bearer" = [])))]
+pub async fn history(
+    State(http): State<Http>,
+    headers: Headers,
+    user: Result<Path<String>, PathRejection>,
+    params: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    let params = query(params)?;
+    let caller = http.caller(headers.authorization())?;
+    let request = HistoryRequest {
+        user: subject(&caller, Some(path(user)?))?,
+        limit: params.limit,
+        before: params.before,
+    };
+    Ok(fresh_response(
+        &http.service.history(&caller, request).await?,
+    ))
+}
+
+/// `POST /v1/users/{user}/topups` (admin keys).
+#[utoipa::path(post, path = "/v1/users/{user}/topups", tag = "admin",
+    params(("user" = UserId, Path, description = "The user id"),
+        ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Makes a retry safe")),
+    request_body = TopupBody,
+    responses((status = 200, description = "Topped up or deducted", body = TopupData), Problems),
+    security(("bearer" = [])))]
+pub async fn topup(
+    State(http): State<Http>,
+    headers: Headers,
+    user: Result<Path<String>, PathRejection>,
+    body: Body,
+) -> Result<Response, Problem> {
+    let user = path(user)?;
+    let caller = http.caller(headers.authorization())?;
+    let body: TopupBody = http.json_body(body).await?;
+    let request = TopupRequest {
+        user,
+        amount: body.amount,
+        idempotency_key: idempotency_key(headers.idempotency_key())?,
+        reason: body.reason,
+    };
+    let topped = http.service.topup(&caller, request).await?;
+    Ok(data_response(&topped, topped.is_replay()))
+}
+
+/// `PUT /v1/users/{user}/entitlement` (admin keys).
+#[utoipa::path(put, path = "/v1/users/{user}/entitlement", tag = "admin",
+    params(("user" = UserId, Path, description = "The user id")),
+    request_body = EntitlementBody,
+    responses((status = 200, description = "The tier set", body = EntitleData), Problems),
+    security(("bearer" = [])))]
+pub async fn entitle(
+    State(http): State<Http>,
+    headers: Headers,
+    user: Result<Path<String>, PathRejection>,
+    body: Body,
+) -> Result<Response, Problem> {
+    let user = path(user)?;
+    let caller = http.caller(headers.authorization())?;
+    let body: EntitlementBody = http.json_body(body).await?;
+    let request = EntitleRequest {
+        user,
+        tier: body.tier,
+        until: body.until,
+    };
+    Ok(fresh_response(
+        &http.service.entitle(&caller, request).await?,
+    ))
+}
+
+/// `POST /v1/audit` (admin keys).
+#[utoipa::path(post, path = "/v1/audit", tag = "admin",
+    responses((status = 200, description = "The ledger checked", body = AuditReport), Problems),
+    security(("bearer" = [])))]
+pub async fn audit(State(http): State<Http>, headers: Headers) -> Result<Response, Problem> {
+    let caller = http.caller(headers.authorization())?;
+    Ok(fresh_response(
+        &http.service.audit(&caller, AuditRequest {}).await?,
+    ))
+}
+
+/// `POST /v1/reload` (admin keys).
+#[utoipa::path(post, path = "/v1/reload", tag = "admin",
+    responses((status = 200, description = "The catalogue reloaded", body = ReloadData), Problems),
+    security(("bearer" = [])))]
+pub async fn reload(State(http): State<Http>, headers: Headers) -> Result<Response, Problem> {
+    let caller = http.caller(headers.authorization())?;
+    Ok(fresh_response(
+        &http.service.reload(&caller, ReloadRequest {}).await?,
+    ))
+}
+
+/// `GET /v1/status`.
+#[utoipa::path(get, path = "/v1/status", tag = "service",
+    responses((status = 200, description = "Version, uptime, counts", body = StatusData), Problems))]
+pub async fn status(State(http): State<Http>, headers: Headers) -> Result<Response, Problem> {
+    let caller = http.caller(headers.authorization())?;
+    Ok(fresh_response(
+        &http.service.status(&caller, StatusRequest {}).await?,
+    ))
+}
+
+/// `POST /v1/webhooks/topup`: a payment provider's signed top-up; its event id is the
+/// idempotency key, so its retries top up once.
+#[utoipa::path(post, path = "/v1/webhooks/topup", tag = "admin",
+    params(("Memes-Signature" = String, Header, description = "t=<unix seconds>,v1=<hex HMAC-SHA256 of \"t.body\">")),
+    request_body = WebhookEvent,
+    responses((status = 200, description = "Topped up (once per event id)", body = TopupData), Problems))]
+pub async fn webhook(
+    State(http): State<Http>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let Some(secret) = &http.webhook else {
+        return Err(Problem::new(
+            ErrorCode::NotFound,
+            "payment webhooks are off (memesd was started without --webhook-secret)",
+        ));
+    };
+    let bytes = http.read_body(body).await?;
+    let signature = headers.get(SIGNATURE).and_then(|v| v.to_str().ok());
+    secret.verify(signature, &bytes, auth::now_secs())?;
+    let event: WebhookEvent = parse_json(&bytes)?;
+    let request = TopupRequest {
+        user: event.user_id,
+        amount: event.amount,
+        reason: Some(
+            event
+                .reason
+                .unwrap_or_else(|| format!("webhook {}", event.id)),
+        ),
+        idempotency_key: Some(event.id),
+    };
+    let topped = http
+        .service
+        .topup(&Caller::Remote(Principal::Webhook), request)
+        .await?;
+    Ok(data_response(&topped, topped.is_replay()))
+}

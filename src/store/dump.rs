@@ -1,0 +1,537 @@
+//! The dump: a whole ledger as a typed, versioned stream that belongs to no store. A store
+//! that can export writes one with [`Writer`]; a store that can import reads one with
+//! [`Reader`]. Neither needs to know which store the other side is, so moving a ledger
+//! between stores (`memesd export`, `memesd import`) never has one store read another's
+//! files or tables.
+//!
+//! The stream is NDJSON, and its shape is a user-visible format (operators keep export files
+//! and load them later). Version 1 is what memesd wrote before lots; version 2, written now,
+//! is version 1 plus, on each entry, what it did to the account's lots (a credit's `lot`, a
+//! debit's or an expiry's `from`, an expiry's `at`: [`RecordedEntry`], left out when empty)
+//! and the `expire` entry kind. A version 1 reader would drop those fields and misread every
+//! lot, so it must refuse version 2 by its header (as it does); a version 2 reader reads
+//! version 1 streams, whose entries name no lots (the migration rule,
+//! [`super::rules::carried_over`], gives them meaning), and refuses one that names any:
+//!
+//! - a header, `{"format":"memes-ledger","version":2,"source":{"host":…,"dir":…}}` (the
+//!   source names the ledger exported, so that an import can mark it as moved);
+//! - one line per [`Transaction`]: everything one request changed for one user, with its
+//!   sequence number, time, entries (kind, delta and balance after), and the memes, key,
+//!   fingerprint, stored reply, reason, tier and until that came with it;
+//! - a trailer `{"end":{…counts…}}`, so a stream cut short is never taken for a whole one.
+//!
+//! Sequence numbers and times are kept: history, stored replies and the audit read the same
+//! before and after a move. A later version must be one the readers before it refuse by its
+//! header (as [`Reader::open`] does), never one they misread.
+//!
+//! This module owns the stream's shape and the checks any reader needs (header, order,
+//! counts, the end line); what a store does with each transaction is the store's.
+
+use super::recorded::RecordedEntry;
+use crate::domain::Tier;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+
+/// The stream's format name and the version written.
+pub const FORMAT: &str = "memes-ledger";
+pub const VERSION: u32 = 2;
+/// The oldest version read (entries that name no lots).
+pub const OLDEST_VERSION: u32 = 1;
+
+/// The first line.
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    format: String,
+    version: u32,
+    /// Where the exported ledger lives, so that an import can mark it as moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<Source>,
+}
+
+/// The ledger a dump was made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// The machine's host name.
+    pub host: String,
+    /// The data directory, absolute.
+    pub dir: PathBuf,
+}
+
+impl Source {
+    /// The ledger in `dir`, on this machine.
+    pub fn here(dir: &Path) -> Source {
+        Source {
+            host: host_name(),
+            dir: std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()),
+        }
+    }
+}
+
+/// This machine's name (empty if it has none).
+pub fn host_name() -> String {
+    nix::unistd::gethostname()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The last line.
+#[derive(Debug, Serialize, Deserialize)]
+struct Trailer {
+    end: Counts,
+}
+
+/// What a stream holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub transactions: u64,
+    pub entries: u64,
+    pub accounts: u64,
+    pub keys: u64,
+}
+
+/// Counts as transactions go by (written or read): both ends count the same way, so the
+/// trailer means the same to both.
+#[derive(Debug, Default)]
+struct Tally {
+    counts: Counts,
+    users: HashSet<String>,
+}
+
+impl Tally {
+    fn add(&mut self, transaction: &Transaction) {
+        self.counts.transactions += 1;
+        self.counts.entries += transaction.entries.len() as u64;
+        self.counts.keys += u64::from(transaction.key.is_some());
+        // Looked up before it is copied: most transactions are of a user already seen.
+        if !self.users.contains(transaction.user.as_ref()) {
+            self.users.insert(transaction.user.to_string());
+            self.counts.accounts = self.users.len() as u64;
+        }
+    }
+}
+
+/// One transaction line: everything one request changed for one user, applied whole or not
+/// at all. Strings borrow from the line read unless they contain escapes.
+///
+/// The field order and the fields left out when empty are the format's since version 1; a
+/// store's own bookkeeping (the file store's byte offsets, say) has no place here, it means nothing
+/// elsewhere.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Transaction<'a> {
+    /// The sequence number of the first entry; entries are numbered consecutively.
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch.
+    pub time: i64,
+    #[serde(borrow)]
+    pub user: Cow<'a, str>,
+    /// Expiries first, then grants, the request's own entry last; each with the balance after
+    /// it (tokens) and what it did to the account's lots.
+    pub entries: Vec<RecordedEntry>,
+    #[serde(borrow, default, skip_serializing_if = "Vec::is_empty")]
+    pub memes: Vec<Cow<'a, str>>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Cow<'a, str>>,
+    /// The canonical form of the keyed request, to tell a retry from a conflicting reuse.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub fp: Option<Cow<'a, str>>,
+    /// The stored reply of the keyed request (a [`super::StoredReply`], version 1: its bytes
+    /// exactly), so that a retry after the move replays what was answered before it.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<&'a RawValue>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Tier>,
+    /// Milliseconds since the Unix epoch; with `tier`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
+}
+
+impl<'a> Transaction<'a> {
+    /// Parses one line (without its newline) and checks the shape rules that serde cannot:
+    /// at least one entry, and `key`, `fp` and `reply` present together or not at all.
+    pub fn parse(line: &'a [u8]) -> Result<Transaction<'a>, String> {
+        let transaction: Transaction = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+        if transaction.entries.is_empty() {
+            return Err("transaction has no entries".into());
+        }
+        let keyed = [
+            transaction.key.is_some(),
+            transaction.fp.is_some(),
+            transaction.reply.is_some(),
+        ];
+        if keyed.iter().any(|k| *k) && !keyed.iter().all(|k| *k) {
+            return Err("key, fp and reply must appear together".into());
+        }
+        Ok(transaction)
+    }
+
+    /// The sequence number the next transaction must start at, or after.
+    pub fn next_seq(&self) -> u64 {
+        self.seq + self.entries.len() as u64
+    }
+
+    /// The balance after the last entry (tokens).
+    pub fn final_balance(&self) -> u64 {
+        self.entries.last().map_or(0, |e| e.balance)
+    }
+}
+
+/// Writes a dump: the header when started, each transaction as it is given, the trailer when
+/// finished. A writer dropped unfinished leaves a stream without its end line, which every
+/// reader refuses.
+pub struct Writer<W: Write> {
+    out: W,
+    line: Vec<u8>,
+    tally: Tally,
+}
+
+impl<W: Write> Writer<W> {
+    /// Starts a dump of the ledger `source` names, writing its header.
+    pub fn start(out: W, source: Option<Source>) -> io::Result<Writer<W>> {
+        let mut writer = Writer {
+            out,
+            line: Vec::with_capacity(4096),
+            tally: Tally::default(),
+        };
+        let header = Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            source,
+        };
+        writer.put(&header)?;
+        Ok(writer)
+    }
+
+    /// Writes one transaction.
+    pub fn write(&mut self, transaction: &Transaction) -> io::Result<()> {
+        self.put(transaction)?;
+        self.tally.add(transaction);
+        Ok(())
+    }
+
+    /// What has been written so far.
+    pub fn counts(&self) -> Counts {
+        self.tally.counts
+    }
+
+    /// Writes the trailer and flushes; what the stream holds.
+    pub fn finish(mut self) -> io::Result<Counts> {
+        let counts = self.tally.counts;
+        self.put(&Trailer { end: counts })?;
+        self.out.flush()?;
+        Ok(counts)
+    }
+
+    fn put<T: Serialize>(&mut self, value: &T) -> io::Result<()> {
+        self.line.clear();
+        // Integers and strings into a Vec: serialising cannot fail.
+        serde_json::to_writer(&mut self.line, value).expect("a dump line serialises");
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)
+    }
+}
+
+/// Reads a dump, checking as it goes what any store must be able to rely on: the header's
+/// format and version, each line's shape, sequence numbers that only go up, nothing after
+/// the end line, and an end line whose counts match what came before it.
+pub struct Reader<R: BufRead> {
+    input: R,
+    line: Vec<u8>,
+    line_no: u64,
+    source: Option<Source>,
+    version: u32,
+    next_seq: u64,
+    tally: Tally,
+    trailer: Option<Counts>,
+}
+
+impl<R: BufRead> Reader<R> {
+    /// Reads the header; refuses a stream that is not a dump of a version this memesd reads.
+    pub fn open(input: R) -> Result<Reader<R>, String> {
+        let mut reader = Reader {
+            input,
+            line: Vec::with_capacity(4096),
+            line_no: 0,
+            source: None,
+            version: VERSION,
+            next_seq: 1,
+            tally: Tally::default(),
+            trailer: None,
+        };
+        if !reader.read_line()? {
+            return Err("the stream is empty".into());
+        }
+        let readable = OLDEST_VERSION..=VERSION;
+        (reader.source, reader.version) = match serde_json::from_slice::<Header>(&reader.line) {
+            Ok(h) if h.format == FORMAT && readable.contains(&h.version) => (h.source, h.version),
+            Ok(h) => {
+                return Err(format!(
+                    "the stream is {} version {}; this memesd reads {FORMAT} versions {OLDEST_VERSION} to {VERSION}",
+                    h.format, h.version
+                ));
+            }
+            Err(_) => return Err("line 1: not a memes ledger export (no header)".into()),
+        };
+        Ok(reader)
+    }
+
+    /// The ledger the dump was made from, if it says.
+    pub fn source(&self) -> Option<&Source> {
+        self.source.as_ref()
+    }
+
+    /// The stream's version (its header's).
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The next transaction, or `None` once the end line has been read and the input ends
+    /// there. A stream that ends without its end line, or whose end line does not count what
+    /// it held, is an error here, so no reader can take it for a whole ledger. (Not an
+    /// `Iterator`: the transaction borrows the line the reader holds.)
+    pub fn read(&mut self) -> Result<Option<Transaction<'_>>, String> {
+        loop {
+            if !self.read_line()? {
+                return match self.trailer {
+                    None => Err("the stream is cut short: it has no end line".into()),
+                    Some(end) if end != self.tally.counts => Err(format!(
+                        "the stream's end line counts {end:?} but it holds {:?}",
+                        self.tally.counts
+                    )),
+                    Some(_) => Ok(None),
+                };
+            }
+            if self.line.is_empty() {
+                continue;
+            }
+            let line_no = self.line_no;
+            if self.trailer.is_some() {
+                return Err(format!("line {line_no}: data after the end of the stream"));
+            }
+            if self.line.starts_with(br#"{"end":"#) {
+                let end: Trailer = serde_json::from_slice(&self.line)
+                    .map_err(|e| format!("line {line_no}: not a valid end line: {e}"))?;
+                self.trailer = Some(end.end);
+                continue;
+            }
+            break;
+        }
+        let line_no = self.line_no;
+        let transaction =
+            Transaction::parse(&self.line).map_err(|e| format!("line {line_no}: {e}"))?;
+        if self.version < 2 && transaction.entries.iter().any(RecordedEntry::names_lots) {
+            return Err(format!(
+                "line {line_no}: a version {} stream names no lots, but this entry does",
+                self.version
+            ));
+        }
+        if transaction.seq < self.next_seq {
+            return Err(format!(
+                "line {line_no}: sequence number {} does not follow {}",
+                transaction.seq,
+                self.next_seq - 1
+            ));
+        }
+        self.next_seq = transaction.next_seq();
+        self.tally.add(&transaction);
+        Ok(Some(transaction))
+    }
+
+    /// What has been read so far (the whole stream's, once [`Reader::read`] gave `None`).
+    pub fn counts(&self) -> Counts {
+        self.tally.counts
+    }
+
+    /// One past the last sequence number read (1 before any).
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Reads the next line, without its newline, into `self.line`; false at the end.
+    fn read_line(&mut self) -> Result<bool, String> {
+        self.line.clear();
+        self.line_no += 1;
+        let read = self
+            .input
+            .read_until(b'\n', &mut self.line)
+            .map_err(|e| format!("reading the stream: {e}"))?;
+        if self.line.last() == Some(&b'\n') {
+            self.line.pop();
+        }
+        Ok(read > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Entry, EntryKind, LotKind, LotTake};
+    use crate::store::recorded::TermsRecord;
+
+    fn entry(kind: EntryKind, delta: i64, balance: u64) -> RecordedEntry {
+        RecordedEntry::plain(Entry {
+            kind,
+            delta,
+            balance,
+        })
+    }
+
+    fn dump(transactions: &[Transaction]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let source = Source {
+            host: "h".into(),
+            dir: "/d".into(),
+        };
+        let mut writer = Writer::start(&mut out, Some(source)).unwrap();
+        for transaction in transactions {
+            writer.write(transaction).unwrap();
+        }
+        writer.finish().unwrap();
+        out
+    }
+
+    fn read_all(stream: &[u8]) -> Result<Vec<(u64, String)>, String> {
+        let mut reader = Reader::open(stream)?;
+        let mut seen = Vec::new();
+        while let Some(transaction) = reader.read()? {
+            seen.push((transaction.seq, transaction.user.to_string()));
+        }
+        Ok(seen)
+    }
+
+    /// Version 2 byte for byte: version 1's lines, plus what each entry did to the lots.
+    /// Export files users keep must stay readable.
+    #[test]
+    fn writes_the_version_2_stream_and_reads_it_back() {
+        let reply = RawValue::from_string(r#"{"user_id":"b","new_balance":7}"#.into()).unwrap();
+        let stream = dump(&[
+            Transaction {
+                seq: 1,
+                time: 10,
+                user: "a\"1".into(),
+                entries: vec![
+                    RecordedEntry {
+                        lot: Some(TermsRecord {
+                            expires_at: None,
+                            priority: 50,
+                            kind: LotKind::Promo,
+                        }),
+                        ..entry(EntryKind::Welcome, 150, 150)
+                    },
+                    RecordedEntry {
+                        from: vec![LotTake { lot: 1, tokens: 1 }],
+                        ..entry(EntryKind::Charge, -1, 149)
+                    },
+                ],
+                memes: vec!["grumpy-cat".into()],
+                key: None,
+                fp: None,
+                reply: None,
+                reason: None,
+                tier: None,
+                until: None,
+            },
+            Transaction {
+                seq: 3,
+                time: 11,
+                user: "b".into(),
+                entries: vec![entry(EntryKind::Topup, 7, 7)],
+                memes: Vec::new(),
+                key: Some("u:b:k".into()),
+                fp: Some("fp".into()),
+                reply: Some(&reply),
+                reason: Some("stripe".into()),
+                tier: Some(Tier::Premium),
+                until: Some(99),
+            },
+        ]);
+        assert_eq!(
+            String::from_utf8(stream.clone()).unwrap(),
+            concat!(
+                r#"{"format":"memes-ledger","version":2,"source":{"host":"h","dir":"/d"}}"#,
+                "\n",
+                r#"{"seq":1,"time":10,"user":"a\"1","entries":[{"kind":"welcome","delta":150,"balance":150,"lot":{"kind":"promo"}},{"kind":"charge","delta":-1,"balance":149,"from":[[1,1]]}],"memes":["grumpy-cat"]}"#,
+                "\n",
+                r#"{"seq":3,"time":11,"user":"b","entries":[{"kind":"topup","delta":7,"balance":7}],"key":"u:b:k","fp":"fp","reply":{"user_id":"b","new_balance":7},"reason":"stripe","tier":"premium","until":99}"#,
+                "\n",
+                r#"{"end":{"transactions":2,"entries":3,"accounts":2,"keys":1}}"#,
+                "\n",
+            )
+        );
+        let mut reader = Reader::open(&stream[..]).unwrap();
+        assert_eq!(reader.source().unwrap().host, "h");
+        assert_eq!(reader.version(), 2);
+        let first = reader.read().unwrap().unwrap();
+        assert_eq!((first.user.as_ref(), first.final_balance()), ("a\"1", 149));
+        assert_eq!(first.entries[1].from, [LotTake { lot: 1, tokens: 1 }]);
+        assert_eq!(first.next_seq(), 3);
+        let second = reader.read().unwrap().unwrap();
+        assert_eq!(second.reply.unwrap().get(), reply.get());
+        assert!(reader.read().unwrap().is_none());
+        assert_eq!(
+            reader.counts(),
+            Counts {
+                transactions: 2,
+                entries: 3,
+                accounts: 2,
+                keys: 1
+            }
+        );
+        assert_eq!(reader.next_seq(), 4);
+    }
+
+    /// A stream written before lots (version 1) still reads; one that says version 1 but
+    /// names lots is refused rather than half-read.
+    #[test]
+    fn reads_version_1_streams_whose_entries_name_no_lots() {
+        let v1 = concat!(
+            r#"{"format":"memes-ledger","version":1}"#,
+            "\n",
+            r#"{"seq":1,"time":10,"user":"a","entries":[{"kind":"welcome","delta":150,"balance":150},{"kind":"charge","delta":-1,"balance":149}]}"#,
+            "\n",
+            r#"{"end":{"transactions":1,"entries":2,"accounts":1,"keys":0}}"#,
+            "\n",
+        );
+        let mut reader = Reader::open(v1.as_bytes()).unwrap();
+        assert_eq!(reader.version(), 1);
+        let first = reader.read().unwrap().unwrap();
+        assert!(!first.entries.iter().any(RecordedEntry::names_lots));
+        assert!(reader.read().unwrap().is_none());
+        let named = v1.replace(r#""balance":149}"#, r#""balance":149,"from":[[1,1]]}"#);
+        assert!(read_all(named.as_bytes()).unwrap_err().contains("names no lots"));
+    }
+
+    #[test]
+    fn refuses_streams_that_are_not_whole_dumps() {
+        let one = Transaction::parse(
+            br#"{"seq":1,"time":0,"user":"u","entries":[{"kind":"topup","delta":1,"balance":1}]}"#,
+        )
+        .unwrap();
+        let stream = String::from_utf8(dump(&[one])).unwrap();
+        let lines: Vec<&str> = stream.lines().collect();
+        let refusal = |text: String| read_all(text.as_bytes()).unwrap_err();
+
+        assert_eq!(read_all(stream.as_bytes()).unwrap(), [(1, "u".into())]);
+        assert!(refusal(String::new()).contains("empty"));
+        assert!(refusal("{}\n".into()).contains("no header"));
+        assert!(
+            refusal(r#"{"format":"memes-ledger","version":3}"#.into())
+                .contains("reads memes-ledger versions 1 to 2")
+        );
+        assert!(refusal(lines[..2].join("\n")).contains("cut short"));
+        assert!(refusal(format!("{stream}{}\n", lines[1])).contains("after the end"));
+        let miscounted = lines[2].replace("\"entries\":1", "\"entries\":2");
+        assert!(refusal([lines[0], lines[1], &miscounted].join("\n")).contains("end line counts"));
+        let backwards = format!("{}\n{}\n{}\n", lines[0], lines[1], lines[1]);
+        assert!(refusal(backwards).contains("does not follow"));
+        let half_keyed = r#"{"seq":1,"time":0,"user":"u","entries":[{"kind":"topup","delta":1,"balance":1}],"key":"k"}"#;
+        assert!(refusal(format!("{}\n{half_keyed}\n", lines[0])).contains("together"));
+        let empty = r#"{"seq":1,"time":0,"user":"u","entries":[]}"#;
+        assert!(refusal(format!("{}\n{empty}\n", lines[0])).contains("no entries"));
+    }
+}

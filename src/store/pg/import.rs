@@ -1,0 +1,259 @@
+//! PostgreSQL's side of `memesd import`: a [dump](crate::store::dump) of any store's ledger
+//! loaded into the database, in one transaction.
+//!
+//! Everything is written in one transaction, into an empty database (or, told `--replace`,
+//! one it empties first, and only while no memesd host serves it), audited with the
+//! PostgreSQL audit before it commits, and the entry sequence is set past the last imported
+//! number. Sequence numbers and times are kept, so history, stored replies and the audit
+//! read the same as they did in the store the dump came from. The dump's own checks (its
+//! header, order, counts and end line) are [`crate::store::dump::Reader`]'s; a dump that
+//! fails them leaves the database as it was.
+
+use super::columns::{EntryColumns, Extras, KeyColumns};
+use super::{PgStore, audit, db_error};
+use crate::domain::AuditReport;
+use crate::store::dump::{Counts, Reader, Source, Transaction};
+use std::collections::HashMap;
+use std::io::BufRead;
+
+/// What an import loaded, and the audit of the database it committed.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    pub counts: Counts,
+    pub audit: AuditReport,
+    /// The ledger the dump was made from, if it says.
+    pub source: Option<Source>,
+}
+
+/// Entries written per statement.
+const CHUNK: usize = 10_000;
+
+const ENTRIES: &str = "INSERT INTO entries (seq, time_ms, user_id, kind, delta, balance, key, reason, memes, tier, until_ms)
+    SELECT s, t, u, k, d, b, key, r,
+           coalesce(m::text[], '{}'),
+           tier, until
+    FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
+                $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[])
+         AS x (s, t, u, k, d, b, key, r, m, tier, until)";
+const KEYS: &str = "INSERT INTO idempotency_keys (key, fingerprint, reply)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[])";
+const ACCOUNTS: &str = "INSERT INTO accounts (user_id, balance, tier, until_ms)
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[])";
+
+/// Entries and keys read but not yet written.
+#[derive(Default)]
+struct Buffer {
+    seq: Vec<i64>,
+    entries: EntryColumns,
+    keys: KeyColumns,
+}
+
+impl Buffer {
+    fn add(&mut self, record: &Transaction) {
+        let memes = match record.memes.is_empty() {
+            true => None,
+            false => Some(super::array_literal(&record.memes)),
+        };
+        let count = record.entries.len() as u64;
+        // PostgreSQL keeps no lots yet: what entries did to them is not imported.
+        let entries: Vec<_> = record.entries.iter().map(|entry| entry.entry()).collect();
+        self.seq
+            .extend((record.seq..record.seq + count).map(|seq| seq as i64));
+        self.entries.push_request(
+            record.time,
+            &record.user,
+            &entries,
+            Extras {
+                key: record.key.as_deref(),
+                reason: record.reason.as_deref(),
+                memes,
+                tier: record.tier,
+                until: record.until,
+            },
+        );
+        if let (Some(key), Some(fp), Some(reply)) = (&record.key, &record.fp, record.reply) {
+            self.keys.push(key, fp, reply.get());
+        }
+    }
+
+    async fn flush(&mut self, tx: &tokio_postgres::Transaction<'_>) -> Result<(), String> {
+        let db = |e: tokio_postgres::Error| format!("writing entries: {}", db_error(&e));
+        if !self.seq.is_empty() {
+            let seq: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&self.seq];
+            let params: Vec<_> = seq.into_iter().chain(self.entries.params()).collect();
+            tx.execute(ENTRIES, &params).await.map_err(db)?;
+        }
+        if !self.keys.is_empty() {
+            tx.execute(KEYS, &self.keys.params()).await.map_err(db)?;
+        }
+        *self = Buffer::default();
+        Ok(())
+    }
+}
+
+/// An account as the stream leaves it.
+struct Final {
+    balance: u64,
+    tier: crate::domain::Tier,
+    until: Option<i64>,
+}
+
+/// Refuses to replace a ledger that memesd hosts are serving: they would go on deciding
+/// changes on balances the import is about to overwrite.
+async fn refuse_if_served(tx: &tokio_postgres::Transaction<'_>) -> Result<(), String> {
+    let row = tx
+        .query_one(
+            "SELECT count(*), string_agg(DISTINCT coalesce(host(client_addr), 'the local socket'), ', ')
+             FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = $1 AND pid <> pg_backend_pid()",
+            &[&super::SERVING_APPLICATION],
+        )
+        .await
+        .map_err(|e| format!("looking for memesd hosts: {}", db_error(&e)))?;
+    let sessions: i64 = row.get(0);
+    match sessions {
+        0 => Ok(()),
+        _ => Err(format!(
+            "memesd hosts are serving this database ({sessions} connections, from {}): stop them before replacing its ledger, then start them again once the import is done",
+            row.get::<_, Option<String>>(1).unwrap_or_default()
+        )),
+    }
+}
+
+/// Loads a dump into the store's database, in one transaction. Refuses a database that
+/// already holds a ledger unless `replace`.
+pub async fn import(
+    store: &PgStore,
+    input: &mut dyn BufRead,
+    replace: bool,
+) -> Result<Imported, String> {
+    let mut object = store
+        .pool()
+        .get()
+        .await
+        .map_err(|e| format!("connecting: {e}"))?;
+    let client: &mut tokio_postgres::Client = &mut object;
+    let db =
+        |what: &'static str| move |e: tokio_postgres::Error| format!("{what}: {}", db_error(&e));
+    let tx = client.transaction().await.map_err(db("beginning"))?;
+    tx.batch_execute("SET LOCAL statement_timeout = 0; SET CONSTRAINTS ALL DEFERRED")
+        .await
+        .map_err(db("preparing the transaction"))?;
+    let held = tx
+        .query_one(
+            "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM entries)",
+            &[],
+        )
+        .await
+        .map_err(db("looking at the database"))?;
+    let (accounts, entries): (i64, i64) = (held.get(0), held.get(1));
+    if accounts + entries > 0 && replace {
+        refuse_if_served(&tx).await?;
+    }
+    if accounts + entries > 0 {
+        if !replace {
+            return Err(format!(
+                "the database already holds a ledger ({}, {}); import only into an empty one, or pass --replace to discard what it holds",
+                counted(accounts, "account"),
+                counted(entries, "entry")
+            ));
+        }
+        tx.batch_execute("TRUNCATE idempotency_keys, entries, accounts")
+            .await
+            .map_err(db("emptying the database"))?;
+    }
+
+    let mut dump = Reader::open(input)?;
+    let mut buffer = Buffer::default();
+    let mut accounts: HashMap<String, Final> = HashMap::new();
+    while let Some(record) = dump.read()? {
+        let account = accounts.entry(record.user.to_string()).or_insert(Final {
+            balance: 0,
+            tier: crate::domain::Tier::Free,
+            until: None,
+        });
+        account.balance = record.final_balance();
+        if let Some(tier) = record.tier {
+            account.tier = tier;
+            account.until = record.until;
+        }
+        buffer.add(&record);
+        if buffer.seq.len() >= CHUNK {
+            buffer.flush(&tx).await?;
+        }
+    }
+    buffer.flush(&tx).await?;
+    let (counts, next_seq) = (dump.counts(), dump.next_seq());
+    let source = dump.source().cloned();
+    let mut users = Vec::with_capacity(CHUNK);
+    let (mut balances, mut tiers, mut untils) = (Vec::new(), Vec::new(), Vec::new());
+    let mut all = accounts.into_iter().peekable();
+    while all.peek().is_some() {
+        for (user, account) in all.by_ref().take(CHUNK) {
+            users.push(user);
+            balances.push(account.balance as i64);
+            tiers.push(account.tier.as_str());
+            untils.push(account.until);
+        }
+        tx.execute(ACCOUNTS, &[&users, &balances, &tiers, &untils])
+            .await
+            .map_err(db("writing accounts"))?;
+        users.clear();
+        balances.clear();
+        tiers.clear();
+        untils.clear();
+    }
+    if next_seq > 1 {
+        tx.execute(
+            "SELECT setval('entries_seq', $1)",
+            &[&((next_seq - 1) as i64)],
+        )
+        .await
+        .map_err(db("setting the entry sequence"))?;
+    }
+    tx.batch_execute("SET CONSTRAINTS ALL IMMEDIATE")
+        .await
+        .map_err(db("checking the constraints"))?;
+    let audit = audit::check(&tx).await.map_err(db("auditing the import"))?;
+    if !audit.ok {
+        return Err(format!(
+            "the imported ledger fails the audit, so nothing was imported: {}",
+            audit.discrepancy.as_deref().unwrap_or("(no detail)")
+        ));
+    }
+    tx.commit().await.map_err(db("committing"))?;
+    // The planner's statistics, as after any bulk load: without them, hosts started right
+    // after an import plan the batch writer's statements for empty tables (sequential scans
+    // of every account per batch) until autovacuum gets round to these tables.
+    client
+        .batch_execute("ANALYZE accounts, entries, idempotency_keys")
+        .await
+        .map_err(db("analyzing the imported tables"))?;
+    Ok(Imported {
+        counts,
+        audit,
+        source,
+    })
+}
+
+/// `1 account`, `2 entries`: a count with its noun, singular or plural.
+fn counted(n: i64, noun: &str) -> String {
+    match (n, noun.strip_suffix('y')) {
+        (1, _) => format!("1 {noun}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        (_, None) => format!("{n} {noun}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counted;
+
+    #[test]
+    fn counts_name_their_kind_in_the_right_number() {
+        assert_eq!(counted(1, "account"), "1 account");
+        assert_eq!(counted(2, "entry"), "2 entries");
+        assert_eq!(counted(0, "account"), "0 accounts");
+        assert_eq!(counted(1, "entry"), "1 entry");
+    }
+}
