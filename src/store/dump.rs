@@ -503,7 +503,11 @@ mod tests {
         assert!(!first.entries.iter().any(RecordedEntry::names_lots));
         assert!(reader.read().unwrap().is_none());
         let named = v1.replace(r#""balance":149}"#, r#""balance":149,"from":[[1,1]]}"#);
-        assert!(read_all(named.as_bytes()).unwrap_err().contains("names no lots"));
+        assert!(
+            read_all(named.as_bytes())
+                .unwrap_err()
+                .contains("names no lots")
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! so that the caller can take it back if that line never reaches the disk. A refused
 //! change touches nothing: not the buffer, not memory.
 
-use super::record::{RecordedEntry, RecordIn, RecordOut};
+use super::record::{RecordIn, RecordOut, RecordedEntry};
 use crate::domain::{AccountView, Lot, LotKind, Tier};
 use crate::store::rules::{self, Change, KeyUse, Welcome};
 use crate::store::{

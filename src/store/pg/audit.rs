@@ -7,7 +7,9 @@
 //! zero; the sign of each delta fits its kind; each user's first entry, and only that one,
 //! is the welcome grant; every account's balance equals the sum of its entries (and every
 //! user with entries has an account); every idempotency key occurs on exactly one entry,
-//! has its stored reply and fits that entry ([`rules::key_fits_entry`], decided in Rust). Stops at the first discrepancy, which the report names.
+//! has its stored reply and fits that entry ([`rules::key_fits_entry`], decided in Rust);
+//! every account's lots add up to its balance, and none holds a remainder below one token
+//! or above its amount. Stops at the first discrepancy, which the report names.
 
 use crate::domain::AuditReport;
 use crate::store::rules;
@@ -31,7 +33,7 @@ WHERE running < 0
    OR (kind = 'welcome') <> (n = 1)
    OR NOT CASE kind WHEN 'welcome' THEN delta >= 0 WHEN 'topup' THEN delta >= 0
                     WHEN 'charge' THEN delta <= 0 WHEN 'deduct' THEN delta < 0
-                    WHEN 'entitle' THEN delta = 0 ELSE false END
+                    WHEN 'entitle' THEN delta = 0 WHEN 'expire' THEN delta < 0 ELSE false END
 ORDER BY seq
 LIMIT 1";
 
@@ -42,6 +44,18 @@ FROM accounts a
 FULL JOIN (SELECT user_id, sum(delta) AS total FROM entries GROUP BY user_id) s
        ON s.user_id = a.user_id
 WHERE a.balance IS DISTINCT FROM s.total
+LIMIT 1";
+
+/// The first account whose lots do not add up to its balance, or that holds a lot with
+/// nothing (or more than its amount) left.
+const LOTS: &str = "
+SELECT a.user_id, a.balance, coalesce(s.total, 0)::text, coalesce(s.bad, -1)
+FROM accounts a
+LEFT JOIN (SELECT user_id, sum(remaining) AS total,
+                  min(id) FILTER (WHERE remaining <= 0 OR remaining > amount) AS bad
+           FROM lots GROUP BY user_id) s
+       ON s.user_id = a.user_id
+WHERE a.balance <> coalesce(s.total, 0) OR s.bad IS NOT NULL
 LIMIT 1";
 
 /// A key used twice, or without its stored reply, or a stored reply without its entry.
@@ -121,13 +135,27 @@ pub async fn check(
                     (None, _) => format!("user {user:?}: ledger entries but no account"),
                 })
             }
-            None => match transaction.query_opt(KEYS, &[]).await? {
+            None => match transaction.query_opt(LOTS, &[]).await? {
                 Some(row) => {
-                    let key: String = row.get(0);
-                    let what: &str = row.get(1);
-                    Some(format!("idempotency key {key:?} {what}"))
+                    let user: String = row.get(0);
+                    let balance: i64 = row.get(1);
+                    let total: String = row.get(2);
+                    let bad: i64 = row.get(3);
+                    Some(match bad {
+                        -1 => format!(
+                            "user {user:?}: the lots add up to {total} but the balance is {balance}"
+                        ),
+                        lot => format!("user {user:?}: lot {lot} holds a remainder out of range"),
+                    })
                 }
-                None => misplaced_key(transaction).await?,
+                None => match transaction.query_opt(KEYS, &[]).await? {
+                    Some(row) => {
+                        let key: String = row.get(0);
+                        let what: &str = row.get(1);
+                        Some(format!("idempotency key {key:?} {what}"))
+                    }
+                    None => misplaced_key(transaction).await?,
+                },
             },
         },
     };

@@ -70,13 +70,31 @@ fn the_database_refuses_wrong_states_even_if_the_code_were_wrong() {
     });
     let refused = [
         (
-            "UPDATE accounts SET balance = -1 WHERE user_id = 'u'",
+            "UPDATE accounts SET balance = -1, version = version + 1 WHERE user_id = 'u'",
             "accounts_balance_check",
         ),
         (
-            "UPDATE accounts SET balance = 9007199254740992 WHERE user_id = 'u'",
+            "UPDATE accounts SET balance = 9007199254740992, version = version + 1 WHERE user_id = 'u'",
             "accounts_balance_check1",
         ),
+        // A memesd from before lots changes balances without the version: refused.
+        (
+            "UPDATE accounts SET balance = 7 WHERE user_id = 'u'",
+            "a memesd from before lots",
+        ),
+        (
+            "INSERT INTO accounts (user_id, balance) VALUES ('old', 150)",
+            "a memesd from before lots",
+        ),
+        (
+            "UPDATE lots SET remaining = 0 WHERE user_id = 'u'",
+            "lots_check",
+        ),
+        (
+            "INSERT INTO entries (time_ms, user_id, kind, delta, balance) VALUES (0, 'u', 'expire', -5, 150)",
+            "entries_expire_check",
+        ),
+        ("DELETE FROM lot_takes", ""),
         (
             "INSERT INTO entries (time_ms, user_id, kind, delta, balance) VALUES (0, 'u', 'welcome', 150, 150)",
             "entries_one_welcome",
@@ -100,6 +118,7 @@ fn the_database_refuses_wrong_states_even_if_the_code_were_wrong() {
         match sql(&db, statement) {
             Err(message) => assert!(message.contains(why), "{statement}: {message}"),
             Ok(()) if statement.starts_with("DELETE FROM idempotency_keys") => {}
+            Ok(()) if statement.starts_with("DELETE FROM lot_takes") => {}
             Ok(()) => panic!("accepted: {statement}"),
         }
     }
@@ -141,6 +160,61 @@ fn migrations_apply_once_and_a_newer_schema_is_refused() {
             message.contains("version 999") && message.contains("upgrade memesd"),
             "{message}"
         );
+    });
+}
+
+/// A ledger kept before lots (schema version 2): hosts starting together migrate it once,
+/// each balance becomes one never-expiring paid lot id 0, and it goes on by the lot rules.
+#[test]
+fn a_ledger_from_before_lots_migrates_each_balance_to_one_lot() {
+    let db = TestDatabase::create();
+    for (version, name, migration) in &migrate::MIGRATIONS[..2] {
+        if *version == 1 {
+            sql(
+                &db,
+                "CREATE TABLE memes_schema (version integer PRIMARY KEY, name text NOT NULL,
+                                            applied_at timestamptz NOT NULL DEFAULT now())",
+            )
+            .unwrap();
+        }
+        sql(&db, migration).unwrap();
+        sql(
+            &db,
+            &format!("INSERT INTO memes_schema (version, name) VALUES ({version}, '{name}')"),
+        )
+        .unwrap();
+    }
+    sql(
+        &db,
+        "INSERT INTO accounts (user_id, balance) VALUES ('a', 149), ('empty', 0);
+         INSERT INTO entries (time_ms, user_id, kind, delta, balance) VALUES
+             (10, 'a', 'welcome', 150, 150), (10, 'a', 'charge', -1, 149),
+             (11, 'empty', 'welcome', 0, 0)",
+    )
+    .unwrap();
+    runtime().block_on(async {
+        let opened = futures_util::future::join_all((0..3).map(|_| open(&db))).await;
+        let store = &opened[0];
+        let (lots, _) = store.lots("a").await.unwrap();
+        assert_eq!(
+            lots,
+            rules::carried_over(149).into_iter().collect::<Vec<_>>()
+        );
+        assert!(store.lots("empty").await.unwrap().0.is_empty());
+        assert!(store.audit().await.unwrap().ok);
+        assert_eq!(charge(store, "a", 9).await, Ok(140));
+        assert_eq!(topup(&opened[1], "a", 5).await, Ok(145));
+        let (lots, _) = store.lots("a").await.unwrap();
+        let held: Vec<(u64, u64)> = lots.iter().map(|l| (l.id, l.remaining)).collect();
+        assert_eq!(
+            held,
+            [(0, 140), (5, 5)],
+            "the new lot's id is its entry's seq"
+        );
+        assert!(store.audit().await.unwrap().ok);
+        for store in opened {
+            store.close().await;
+        }
     });
 }
 
