@@ -9,14 +9,13 @@ use super::super::problem::{Problem, Problems};
 use super::super::schema::IdempotencyKey;
 use super::types::{BalanceUpdate, BalanceUpdated, OriginalMeme, OriginalQuery};
 use super::{
-    Headers, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, idempotency_key, json_response, no_store, query,
-    subject,
+    Headers, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, Parsed, idempotency_key, json_response,
+    no_store, subject,
 };
 use crate::domain::ErrorCode;
 use crate::protocol::{GetData, GetRequest, MemeView, TopupRequest};
 use crate::service::{GetReply, Stored};
 use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -29,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 pub async fn original_memes(
     State(http): State<Http>,
     headers: Headers,
-    params: Result<Query<OriginalQuery>, QueryRejection>,
+    Parsed(Query(params)): Parsed<Query<OriginalQuery>>,
 ) -> Result<Response, Problem> {
     serve_original_memes(
         &http,
@@ -46,11 +45,16 @@ pub async fn original_memes_direct(
     uri: &axum::http::Uri,
     headers: &HeaderMap,
 ) -> Response {
+    // As [`Parsed`] would refuse it through the router.
+    let params = match Query::try_from_uri(uri) {
+        Ok(Query(params)) => params,
+        Err(rejection) => return Problem::from(rejection).into_response(),
+    };
     serve_original_memes(
         http,
         headers.get(header::AUTHORIZATION),
         headers.get(IDEMPOTENCY_KEY),
-        Query::try_from_uri(uri),
+        params,
     )
     .await
     .into_response()
@@ -60,9 +64,8 @@ async fn serve_original_memes(
     http: &Http,
     authorization: Option<&HeaderValue>,
     key: Option<&HeaderValue>,
-    params: Result<Query<OriginalQuery>, QueryRejection>,
+    params: OriginalQuery,
 ) -> Result<Response, Problem> {
-    let params = query(params)?;
     let caller = http.caller(authorization)?;
     let request = GetRequest {
         user: subject(&caller, params.user)?,
