@@ -188,6 +188,11 @@ where
 /// A JSON response with an op's reply: its data, marked as a replay if it is one.
 fn data_response<T: Serialize>(reply: &T, replayed: bool) -> Response {
     let body = serde_json::to_vec(reply).expect("reply data serialises");
+    reply_response(body, replayed)
+}
+
+/// A `200` with a reply's JSON `body`, already made, marked as a replay if it is one.
+fn reply_response(body: Vec<u8>, replayed: bool) -> Response {
     let mut response = (StatusCode::OK, body).into_response();
     let headers = response.headers_mut();
     headers.insert(

@@ -9,15 +9,15 @@ use super::super::problem::{Problem, Problems};
 use super::super::schema::IdempotencyKey;
 use super::types::{BalanceUpdate, BalanceUpdated, OriginalMeme, OriginalQuery};
 use super::{
-    Headers, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, Parsed, idempotency_key, json_response,
-    no_store, subject,
+    Headers, IDEMPOTENCY_KEY, Parsed, data_response, idempotency_key, json_response, no_store,
+    reply_response, subject,
 };
 use crate::domain::ErrorCode;
 use crate::protocol::{GetData, GetRequest, MemeView, TopupRequest};
 use crate::service::{GetReply, Stored};
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 /// `GET /memes`: a meme for the bearer's user, charged (the original route).
@@ -76,17 +76,8 @@ async fn serve_original_memes(
         ..GetRequest::default()
     };
     let get = http.service.get(&caller, request).await?;
-    let replayed = get.is_replay();
-    let mut response = (StatusCode::OK, original_meme(&get)?).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if replayed {
-        headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
-    }
-    Ok(no_store(response))
+    let body = original_meme(&get)?;
+    Ok(no_store(reply_response(body, get.is_replay())))
 }
 
 /// `GET /memes`'s body for a `get` reply: the meme's own fields, then `charged`,
@@ -182,24 +173,16 @@ pub async fn original_topup(State(http): State<Http>, headers: Headers, body: Bo
         })
     };
     match outcome.await {
-        Ok((data, replayed)) => {
-            let mut response = json_response(
-                StatusCode::OK,
-                &BalanceUpdated {
-                    success: true,
-                    message: "Token balance updated successfully".into(),
-                    user_id: Some(data.user_id),
-                    new_balance: Some(data.new_balance),
-                    welcome_grant: data.welcome_grant,
-                },
-            );
-            if replayed {
-                response
-                    .headers_mut()
-                    .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
-            }
-            response
-        }
+        Ok((data, replayed)) => data_response(
+            &BalanceUpdated {
+                success: true,
+                message: "Token balance updated successfully".into(),
+                user_id: Some(data.user_id),
+                new_balance: Some(data.new_balance),
+                welcome_grant: data.welcome_grant,
+            },
+            replayed,
+        ),
         Err(problem) => refused(problem),
     }
 }
