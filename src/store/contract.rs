@@ -1011,12 +1011,25 @@ impl Subject for FileSubject {
             retry_interval: std::time::Duration::from_millis(20),
             ..super::StoreConfig::default()
         };
-        let dir = place.path().to_path_buf();
-        let store = tokio::task::spawn_blocking(move || super::FileStore::open(&dir, config))
-            .await
-            .expect("open")
-            .expect("the store opens");
-        Arc::new(store)
+        // A store dropped without `close` (the model's unclean reopen, a crash in-process)
+        // keeps its directory's lock until its writer and checkpointer threads have wound
+        // down, a moment later; a crashed process would have let go of it at once.
+        let started = std::time::Instant::now();
+        loop {
+            let dir = place.path().to_path_buf();
+            let config = config.clone();
+            let opened = tokio::task::spawn_blocking(move || super::FileStore::open(&dir, config))
+                .await
+                .expect("open");
+            match opened {
+                Err(super::OpenError::Locked(_))
+                    if started.elapsed() < std::time::Duration::from_secs(5) =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                opened => return Arc::new(opened.expect("the store opens")),
+            }
+        }
     }
 }
 

@@ -156,17 +156,14 @@ impl<'a> Transaction<'a> {
     /// at least one entry, and `key`, `fp` and `reply` present together or not at all.
     pub fn parse(line: &'a [u8]) -> Result<Transaction<'a>, String> {
         let transaction: Transaction = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-        if transaction.entries.is_empty() {
-            return Err("transaction has no entries".into());
-        }
-        let keyed = [
-            transaction.key.is_some(),
-            transaction.fp.is_some(),
-            transaction.reply.is_some(),
-        ];
-        if keyed.iter().any(|k| *k) && !keyed.iter().all(|k| *k) {
-            return Err("key, fp and reply must appear together".into());
-        }
+        check_shape(
+            transaction.entries.len(),
+            [
+                transaction.key.is_some(),
+                transaction.fp.is_some(),
+                transaction.reply.is_some(),
+            ],
+        )?;
         Ok(transaction)
     }
 
@@ -179,6 +176,19 @@ impl<'a> Transaction<'a> {
     pub fn final_balance(&self) -> u64 {
         self.entries.last().map_or(0, |e| e.balance)
     }
+}
+
+/// The shape rules of a transaction that serde cannot check, the same in a dump and in the
+/// file store's journal (whose transactions a dump copies): at least one entry, and `key`,
+/// `fp` and `reply` (whether each is there) present together or not at all.
+pub fn check_shape(entries: usize, [key, fp, reply]: [bool; 3]) -> Result<(), String> {
+    if entries == 0 {
+        return Err("transaction has no entries".into());
+    }
+    if !(key == fp && fp == reply) {
+        return Err("key, fp and reply must appear together".into());
+    }
+    Ok(())
 }
 
 /// Writes a dump: the header when started, each transaction as it is given, the trailer when

@@ -5,6 +5,7 @@
 
 use crate::domain::ErrorCode;
 use crate::service::ServiceError;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -68,6 +69,22 @@ pub enum Problem {
 impl From<ServiceError> for Problem {
     fn from(error: ServiceError) -> Problem {
         Problem::Service(error)
+    }
+}
+
+/// A query string axum could not read as the route's parameters.
+impl From<QueryRejection> for Problem {
+    fn from(rejection: QueryRejection) -> Problem {
+        let why = rejection.body_text();
+        Problem::new(ErrorCode::BadRequest, format!("the query string: {why}"))
+    }
+}
+
+/// A path segment axum could not decode.
+impl From<PathRejection> for Problem {
+    fn from(rejection: PathRejection) -> Problem {
+        let why = rejection.body_text();
+        Problem::new(ErrorCode::BadRequest, format!("the path: {why}"))
     }
 }
 

@@ -4,9 +4,8 @@
 
 use super::Http;
 use super::problem::{Problem, Problems};
-use super::routes::{Headers, fresh_response, path, query};
+use super::routes::{Headers, Parsed, fresh_response};
 use crate::protocol::{MAX_MEME_ID_CHARS, MemeView, SimilarData, SimilarRequest};
-use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use serde::Deserialize;
@@ -53,11 +52,9 @@ pub struct SimilarQuery {
 pub async fn similar(
     State(http): State<Http>,
     headers: Headers,
-    id: Result<Path<String>, PathRejection>,
-    params: Result<Query<SimilarQuery>, QueryRejection>,
+    Parsed(Path(id)): Parsed<Path<String>>,
+    Parsed(Query(params)): Parsed<Query<SimilarQuery>>,
 ) -> Result<Response, Problem> {
-    let id = path(id)?;
-    let params = query(params)?;
     let caller = http.caller(headers.authorization())?;
     let request = SimilarRequest {
         meme: id,

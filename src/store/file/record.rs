@@ -166,17 +166,14 @@ impl<'a> RecordIn<'a> {
     /// at least one entry, and `key`, `fp` and `reply` present together or not at all.
     pub fn parse(line: &'a [u8]) -> Result<RecordIn<'a>, String> {
         let record: RecordIn = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-        if record.entries.is_empty() {
-            return Err("transaction has no entries".into());
-        }
-        let keyed = [
-            record.key.is_some(),
-            record.fp.is_some(),
-            record.reply.is_some(),
-        ];
-        if keyed.iter().any(|k| *k) && !keyed.iter().all(|k| *k) {
-            return Err("key, fp and reply must appear together".into());
-        }
+        crate::store::dump::check_shape(
+            record.entries.len(),
+            [
+                record.key.is_some(),
+                record.fp.is_some(),
+                record.reply.is_some(),
+            ],
+        )?;
         Ok(record)
     }
 

@@ -778,3 +778,25 @@ fn generated_images_are_immutable_with_a_strong_etag_and_304() {
         "images cost nothing to fetch"
     );
 }
+
+#[test]
+fn an_unreadable_query_string_or_path_is_one_problem_on_every_route_and_charges_nothing() {
+    let daemon = Daemon::start_http(&[]);
+    let api = Api::new(&daemon);
+    api.get("/memes", Some("u")).ok();
+    for (route, part) in [
+        ("/memes?count=1&lat=x&long=1", "the query string"),
+        ("/v1/memes?count=many", "the query string"),
+        ("/v1/search?q=cats&limit=x", "the query string"),
+        ("/v1/users/u/history?limit=-1", "the query string"),
+        ("/v1/memes/x/similar?limit=x", "the query string"),
+        ("/v1/users/%FF/balance", "the path"),
+        ("/v1/users/%FF/history", "the path"),
+        ("/v1/images/%FF.png", "the path"),
+    ] {
+        let problem = api.get(route, Some("u")).problem(400, "bad_request");
+        let detail = problem["detail"].as_str().unwrap_or_default();
+        assert!(detail.starts_with(part), "{route}: {problem}");
+    }
+    assert_eq!(daemon.balance("u"), Some(149), "nothing charged");
+}

@@ -4,10 +4,9 @@
 
 use super::super::Http;
 use super::super::problem::{Problem, Problems};
-use super::path;
+use super::Parsed;
 use crate::domain::ErrorCode;
 use crate::service::ServiceError;
-use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -22,9 +21,8 @@ use axum::response::{IntoResponse, Response};
 pub async fn image(
     State(http): State<Http>,
     headers: HeaderMap,
-    file: Result<Path<String>, PathRejection>,
+    Parsed(Path(file)): Parsed<Path<String>>,
 ) -> Result<Response, Problem> {
-    let file = path(file)?;
     let not_found = || Problem::new(ErrorCode::NotFound, format!("no image {file:?}"));
     let sha256 = file
         .strip_suffix(".png")

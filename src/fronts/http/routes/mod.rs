@@ -24,8 +24,7 @@ use crate::service::{Caller, Principal};
 use crate::telemetry;
 use axum::body::HttpBody as _;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{FromRequestParts, Path, Query};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -163,28 +162,37 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     })
 }
 
-/// A path segment (a user id), decoded.
-pub(super) fn path(segment: Result<Path<String>, PathRejection>) -> Result<String, Problem> {
-    segment.map(|Path(segment)| segment).map_err(|e| {
-        Problem::new(
-            ErrorCode::BadRequest,
-            format!("the path: {}", e.body_text()),
-        )
-    })
-}
+/// A part of the request that axum reads, `Parsed(Query(params))` or `Parsed(Path(user))`:
+/// every handler takes its query string and path segments through this one extractor, so
+/// whatever axum cannot read is refused the same way on every route, as a problem document
+/// naming the part (`bad_request`; the conversions are in [`super::problem`]), before the
+/// handler runs.
+pub struct Parsed<E>(pub E);
 
-pub(super) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, Problem> {
-    query.map(|Query(query)| query).map_err(|e| {
-        Problem::new(
-            ErrorCode::BadRequest,
-            format!("the query string: {}", e.body_text()),
-        )
-    })
+impl<E, S> FromRequestParts<S> for Parsed<E>
+where
+    E: FromRequestParts<S>,
+    E::Rejection: Into<Problem>,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Parsed<E>, Problem> {
+        E::from_request_parts(parts, state)
+            .await
+            .map(Parsed)
+            .map_err(Into::into)
+    }
 }
 
 /// A JSON response with an op's reply: its data, marked as a replay if it is one.
 fn data_response<T: Serialize>(reply: &T, replayed: bool) -> Response {
     let body = serde_json::to_vec(reply).expect("reply data serialises");
+    reply_response(body, replayed)
+}
+
+/// A `200` with a reply's JSON `body`, already made, marked as a replay if it is one.
+fn reply_response(body: Vec<u8>, replayed: bool) -> Response {
     let mut response = (StatusCode::OK, body).into_response();
     let headers = response.headers_mut();
     headers.insert(

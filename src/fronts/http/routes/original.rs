@@ -9,16 +9,15 @@ use super::super::problem::{Problem, Problems};
 use super::super::schema::IdempotencyKey;
 use super::types::{BalanceUpdate, BalanceUpdated, OriginalMeme, OriginalQuery};
 use super::{
-    Headers, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, idempotency_key, json_response, no_store, query,
-    subject,
+    Headers, IDEMPOTENCY_KEY, Parsed, data_response, idempotency_key, json_response, no_store,
+    reply_response, subject,
 };
 use crate::domain::ErrorCode;
 use crate::protocol::{GetData, GetRequest, MemeView, TopupRequest};
 use crate::service::{GetReply, Stored};
 use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 /// `GET /memes`: a meme for the bearer's user, charged (the original route).
@@ -29,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 pub async fn original_memes(
     State(http): State<Http>,
     headers: Headers,
-    params: Result<Query<OriginalQuery>, QueryRejection>,
+    Parsed(Query(params)): Parsed<Query<OriginalQuery>>,
 ) -> Result<Response, Problem> {
     serve_original_memes(
         &http,
@@ -46,11 +45,16 @@ pub async fn original_memes_direct(
     uri: &axum::http::Uri,
     headers: &HeaderMap,
 ) -> Response {
+    // As [`Parsed`] would refuse it through the router.
+    let params = match Query::try_from_uri(uri) {
+        Ok(Query(params)) => params,
+        Err(rejection) => return Problem::from(rejection).into_response(),
+    };
     serve_original_memes(
         http,
         headers.get(header::AUTHORIZATION),
         headers.get(IDEMPOTENCY_KEY),
-        Query::try_from_uri(uri),
+        params,
     )
     .await
     .into_response()
@@ -60,9 +64,8 @@ async fn serve_original_memes(
     http: &Http,
     authorization: Option<&HeaderValue>,
     key: Option<&HeaderValue>,
-    params: Result<Query<OriginalQuery>, QueryRejection>,
+    params: OriginalQuery,
 ) -> Result<Response, Problem> {
-    let params = query(params)?;
     let caller = http.caller(authorization)?;
     let request = GetRequest {
         user: subject(&caller, params.user)?,
@@ -73,17 +76,8 @@ async fn serve_original_memes(
         ..GetRequest::default()
     };
     let get = http.service.get(&caller, request).await?;
-    let replayed = get.is_replay();
-    let mut response = (StatusCode::OK, original_meme(&get)?).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if replayed {
-        headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
-    }
-    Ok(no_store(response))
+    let body = original_meme(&get)?;
+    Ok(no_store(reply_response(body, get.is_replay())))
 }
 
 /// `GET /memes`'s body for a `get` reply: the meme's own fields, then `charged`,
@@ -179,24 +173,16 @@ pub async fn original_topup(State(http): State<Http>, headers: Headers, body: Bo
         })
     };
     match outcome.await {
-        Ok((data, replayed)) => {
-            let mut response = json_response(
-                StatusCode::OK,
-                &BalanceUpdated {
-                    success: true,
-                    message: "Token balance updated successfully".into(),
-                    user_id: Some(data.user_id),
-                    new_balance: Some(data.new_balance),
-                    welcome_grant: data.welcome_grant,
-                },
-            );
-            if replayed {
-                response
-                    .headers_mut()
-                    .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
-            }
-            response
-        }
+        Ok((data, replayed)) => data_response(
+            &BalanceUpdated {
+                success: true,
+                message: "Token balance updated successfully".into(),
+                user_id: Some(data.user_id),
+                new_balance: Some(data.new_balance),
+                welcome_grant: data.welcome_grant,
+            },
+            replayed,
+        ),
         Err(problem) => refused(problem),
     }
 }

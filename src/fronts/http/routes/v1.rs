@@ -11,8 +11,7 @@ use super::types::{
     EntitlementBody, HistoryQuery, MemesBody, MemesQuery, SearchQuery, TopupBody, WebhookEvent,
 };
 use super::{
-    Headers, data_response, fresh_response, idempotency_key, no_store, parse_json, path, query,
-    subject,
+    Headers, Parsed, data_response, fresh_response, idempotency_key, no_store, parse_json, subject,
 };
 #[allow(unused_imports, reason = "named in the OpenAPI annotations")]
 use crate::domain::AuditReport;
@@ -25,7 +24,6 @@ use crate::protocol::{
 use crate::protocol::{BalanceData, EntitleData, HistoryData, ReloadData, SearchData, StatusData};
 use crate::service::{Caller, Principal};
 use axum::body::Body;
-use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderName};
 use axum::response::Response;
@@ -41,9 +39,8 @@ const SIGNATURE: HeaderName = HeaderName::from_static("memes-signature");
 pub async fn get_memes(
     State(http): State<Http>,
     headers: Headers,
-    params: Result<Query<MemesQuery>, QueryRejection>,
+    Parsed(Query(params)): Parsed<Query<MemesQuery>>,
 ) -> Result<Response, Problem> {
-    let params = query(params)?;
     let caller = http.caller(headers.authorization())?;
     let request = GetRequest {
         user: subject(&caller, params.user)?,
@@ -94,9 +91,8 @@ pub async fn post_memes(
 pub async fn search(
     State(http): State<Http>,
     headers: Headers,
-    params: Result<Query<SearchQuery>, QueryRejection>,
+    Parsed(Query(params)): Parsed<Query<SearchQuery>>,
 ) -> Result<Response, Problem> {
-    let params = query(params)?;
     let caller = http.caller(headers.authorization())?;
     let request = SearchRequest {
         query: params.q,
@@ -114,11 +110,11 @@ pub async fn search(
 pub async fn balance(
     State(http): State<Http>,
     headers: Headers,
-    user: Result<Path<String>, PathRejection>,
+    Parsed(Path(user)): Parsed<Path<String>>,
 ) -> Result<Response, Problem> {
     let caller = http.caller(headers.authorization())?;
     let request = BalanceRequest {
-        user: subject(&caller, Some(path(user)?))?,
+        user: subject(&caller, Some(user))?,
     };
     Ok(fresh_response(
         &http.service.balance(&caller, request).await?,
@@ -133,13 +129,12 @@ pub async fn balance(
 pub async fn history(
     State(http): State<Http>,
     headers: Headers,
-    user: Result<Path<String>, PathRejection>,
-    params: Result<Query<HistoryQuery>, QueryRejection>,
+    Parsed(Path(user)): Parsed<Path<String>>,
+    Parsed(Query(params)): Parsed<Query<HistoryQuery>>,
 ) -> Result<Response, Problem> {
-    let params = query(params)?;
     let caller = http.caller(headers.authorization())?;
     let request = HistoryRequest {
-        user: subject(&caller, Some(path(user)?))?,
+        user: subject(&caller, Some(user))?,
         limit: params.limit,
         before: params.before,
     };
@@ -158,10 +153,9 @@ pub async fn history(
 pub async fn topup(
     State(http): State<Http>,
     headers: Headers,
-    user: Result<Path<String>, PathRejection>,
+    Parsed(Path(user)): Parsed<Path<String>>,
     body: Body,
 ) -> Result<Response, Problem> {
-    let user = path(user)?;
     let caller = http.caller(headers.authorization())?;
     let body: TopupBody = http.json_body(body).await?;
     let request = TopupRequest {
@@ -183,10 +177,9 @@ pub async fn topup(
 pub async fn entitle(
     State(http): State<Http>,
     headers: Headers,
-    user: Result<Path<String>, PathRejection>,
+    Parsed(Path(user)): Parsed<Path<String>>,
     body: Body,
 ) -> Result<Response, Problem> {
-    let user = path(user)?;
     let caller = http.caller(headers.authorization())?;
     let body: EntitlementBody = http.json_body(body).await?;
     let request = EntitleRequest {
