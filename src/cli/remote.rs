@@ -200,6 +200,18 @@ fn route(request: &Request) -> Call {
             if let Some(reason) = &topup.reason {
                 body["reason"] = reason.as_str().into();
             }
+            if let Some(at) = &topup.expires_at {
+                body["expires_at"] = at.as_str().into();
+            }
+            if let Some(within) = &topup.expires_in {
+                body["expires_in"] = within.as_str().into();
+            }
+            if let Some(priority) = topup.priority {
+                body["priority"] = priority.into();
+            }
+            if topup.promo {
+                body["promo"] = true.into();
+            }
             call.path = at(&topup.user);
             call.body = Some(body);
             call.idempotency_key = topup.idempotency_key.clone();
@@ -207,6 +219,10 @@ fn route(request: &Request) -> Call {
         Request::Balance(balance) => {
             call.path = at(&balance.user);
             call.fallback_bearer = Some(balance.user.clone());
+        }
+        Request::Lots(lots) => {
+            call.path = at(&lots.user);
+            call.fallback_bearer = Some(lots.user.clone());
         }
         Request::History(history) => {
             call.path = at(&history.user);

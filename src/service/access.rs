@@ -13,8 +13,9 @@
 
 use super::ServiceError;
 use crate::protocol::{
-    AuditRequest, BalanceRequest, EntitleRequest, ErrorBody, GetRequest, HistoryRequest, Op,
-    ReloadRequest, Request, SearchRequest, SimilarRequest, StatusRequest, TopupRequest,
+    AuditRequest, BalanceRequest, EntitleRequest, ErrorBody, GetRequest, HistoryRequest,
+    LotsRequest, Op, ReloadRequest, Request, SearchRequest, SimilarRequest, StatusRequest,
+    TopupRequest,
 };
 use nix::unistd::{Gid, Group, Uid, User};
 
@@ -91,6 +92,7 @@ admitted! {
     TopupRequest: |_| None;
     BalanceRequest: |request| Some(&request.user);
     HistoryRequest: |request| Some(&request.user);
+    LotsRequest: |request| Some(&request.user);
     StatusRequest: |_| None;
     SearchRequest: |_| None;
     SimilarRequest: |_| None;

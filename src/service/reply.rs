@@ -22,8 +22,8 @@ use crate::catalogue::Catalogue;
 use crate::catalogue::hybrid::Match;
 use crate::domain::AuditReport;
 use crate::protocol::{
-    BalanceData, EntitleData, GetData, HistoryData, Location, MemeView, ReloadData, SearchData,
-    SearchHit, SimilarData, StatusData, TopupData,
+    BalanceData, EntitleData, GetData, HistoryData, Location, LotsData, MemeView, ReloadData,
+    SearchData, SearchHit, SimilarData, StatusData, TopupData,
 };
 use crate::store::Replayed;
 use serde::{Serialize, Serializer};
@@ -36,6 +36,7 @@ pub enum Reply {
     Get(GetReply),
     Topup(Stored<TopupData>),
     Balance(BalanceData),
+    Lots(LotsData),
     History(HistoryData),
     Status(StatusData),
     Search(Found),
@@ -51,6 +52,7 @@ impl Serialize for Reply {
             Reply::Get(data) => data.serialize(serializer),
             Reply::Topup(data) => data.serialize(serializer),
             Reply::Balance(data) => data.serialize(serializer),
+            Reply::Lots(data) => data.serialize(serializer),
             Reply::History(data) => data.serialize(serializer),
             Reply::Status(data) => data.serialize(serializer),
             Reply::Search(data) => data.serialize(serializer),

@@ -172,6 +172,7 @@ fn handlers(op: protocol::Op) -> MethodRouter<Http> {
             .head(routes::not_for_head),
         Op::Topup => on(method, routes::v1::topup),
         Op::Balance => on(method, routes::v1::balance),
+        Op::Lots => on(method, routes::v1::lots),
         Op::History => on(method, routes::v1::history),
         Op::Status => on(method, routes::v1::status),
         Op::Search => on(method, routes::v1::search),

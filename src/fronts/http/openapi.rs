@@ -25,6 +25,7 @@ use utoipa::{Modify, OpenApi};
         routes::v1::search,
         super::similar::similar,
         routes::v1::balance,
+        routes::v1::lots,
         routes::v1::history,
         routes::v1::topup,
         routes::v1::entitle,

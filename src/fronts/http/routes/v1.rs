@@ -21,7 +21,10 @@ use crate::protocol::{
     ReloadRequest, SearchRequest, StatusRequest, TopupData, TopupRequest,
 };
 #[allow(unused_imports, reason = "named in the OpenAPI annotations")]
-use crate::protocol::{BalanceData, EntitleData, HistoryData, ReloadData, SearchData, StatusData};
+use crate::protocol::{
+    BalanceData, EntitleData, HistoryData, LotsData, LotsRequest, ReloadData, SearchData,
+    StatusData,
+};
 use crate::service::{Caller, Principal};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -121,6 +124,23 @@ pub async fn balance(
     ))
 }
 
+/// `GET /v1/users/{user}/lots`.
+#[utoipa::path(get, path = "/v1/users/{user}/lots", tag = "users",
+    params(("user" = UserId, Path, description = "The user id")),
+    responses((status = 200, description = "The spendable lots, in the order they are spent", body = LotsData), Problems),
+    security(("bearer" = [])))]
+pub async fn lots(
+    State(http): State<Http>,
+    headers: Headers,
+    user: Result<Path<String>, PathRejection>,
+) -> Result<Response, Problem> {
+    let caller = http.caller(headers.authorization())?;
+    let request = LotsRequest {
+        user: subject(&caller, Some(path(user)?))?,
+    };
+    Ok(fresh_response(&http.service.lots(&caller, request).await?))
+}
+
 /// `GET /v1/users/{user}/history`.
 #[utoipa::path(get, path = "/v1/users/{user}/history", tag = "users",
     params(("user" = UserId, Path, description = "The user id"), HistoryQuery),
@@ -163,6 +183,10 @@ pub async fn topup(
         amount: body.amount,
         idempotency_key: idempotency_key(headers.idempotency_key())?,
         reason: body.reason,
+        expires_at: body.expires_at,
+        expires_in: body.expires_in,
+        priority: body.priority,
+        promo: body.promo,
     };
     let topped = http.service.topup(&caller, request).await?;
     Ok(data_response(&topped, topped.is_replay()))
@@ -254,6 +278,7 @@ pub async fn webhook(
                 .unwrap_or_else(|| format!("webhook {}", event.id)),
         ),
         idempotency_key: Some(event.id),
+        ..TopupRequest::default()
     };
     let topped = http
         .service
