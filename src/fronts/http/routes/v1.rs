@@ -132,11 +132,11 @@ pub async fn balance(
 pub async fn lots(
     State(http): State<Http>,
     headers: Headers,
-    user: Result<Path<String>, PathRejection>,
+    Parsed(Path(user)): Parsed<Path<String>>,
 ) -> Result<Response, Problem> {
     let caller = http.caller(headers.authorization())?;
     let request = LotsRequest {
-        user: subject(&caller, Some(path(user)?))?,
+        user: subject(&caller, Some(user))?,
     };
     Ok(fresh_response(&http.service.lots(&caller, request).await?))
 }
