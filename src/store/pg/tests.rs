@@ -4,7 +4,7 @@
 
 use super::testing::TestDatabase;
 use super::*;
-use crate::domain::ErrorCode;
+use crate::domain::{ErrorCode, LotTerms};
 use crate::store::{Keyed, TopupChange};
 
 const WELCOME: u64 = 150;
@@ -566,5 +566,82 @@ fn a_host_deciding_on_its_copy_notices_another_host_changed_the_account() {
         assert!(report.ok, "{:?}", report.discrepancy);
         a.close().await;
         b.close().await;
+    });
+}
+
+/// The audit replays each account's entries in burn order, as the file store's does: a
+/// charge recorded as taken from the wrong lot, with the lots table edited to match (so
+/// every sum still adds up), is named; so is a lot the ledger never opened.
+#[test]
+fn the_audit_replays_the_burn_order_and_names_a_charge_from_the_wrong_lot() {
+    let db = TestDatabase::create();
+    runtime().block_on(async {
+        let store = open(&db).await;
+        assert_eq!(topup(&store, "a", 10).await, Ok(160));
+        let first = TopupChange {
+            user: "a",
+            amount: 50,
+            terms: LotTerms {
+                priority: 10,
+                ..LotTerms::default()
+            },
+            reason: None,
+            keyed: None,
+        };
+        let Outcome::Applied(changed) = store.topup(first).await.unwrap().0 else {
+            panic!("replayed")
+        };
+        assert_eq!(changed.balance, 210);
+        assert_eq!(charge(&store, "a", 1).await, Ok(209));
+        assert!(store.audit().await.unwrap().ok);
+        store.close().await;
+    });
+    // seq 1 welcome (lot 1), 2 top-up (lot 2), 3 top-up at priority 10 (lot 3), 4 the charge
+    // (from lot 3). Move the charge to lot 1, and the lots with it.
+    sql(
+        &db,
+        "ALTER TABLE lot_takes DISABLE TRIGGER lot_takes_append_only;
+         UPDATE lot_takes SET lot = 1 WHERE seq = 4;
+         UPDATE lots SET remaining = 149 WHERE user_id = 'a' AND id = 1;
+         UPDATE lots SET remaining = 50 WHERE user_id = 'a' AND id = 3;",
+    )
+    .unwrap();
+    runtime().block_on(async {
+        let store = open(&db).await;
+        let report = store.audit().await.unwrap();
+        assert!(!report.ok);
+        let found = report.discrepancy.unwrap();
+        assert!(
+            found.starts_with("seq 4: user \"a\"") && found.contains("burn order"),
+            "{found}"
+        );
+        store.close().await;
+    });
+    // Put the charge back, then give the account a lot no entry opened (and its balance the
+    // tokens, so the sums agree).
+    sql(
+        &db,
+        "UPDATE lot_takes SET lot = 3 WHERE seq = 4;
+         UPDATE lots SET remaining = 150 WHERE user_id = 'a' AND id = 1;
+         UPDATE lots SET remaining = 49 WHERE user_id = 'a' AND id = 3;",
+    )
+    .unwrap();
+    runtime().block_on(async {
+        let store = open(&db).await;
+        assert!(store.audit().await.unwrap().ok, "as it was");
+        store.close().await;
+    });
+    sql(
+        &db,
+        "ALTER TABLE lots DROP CONSTRAINT lots_user_id_fkey;
+         INSERT INTO lots VALUES ('ghost', 9, 5, 5, 0, NULL, 50, 'paid');",
+    )
+    .unwrap();
+    runtime().block_on(async {
+        let store = open(&db).await;
+        let report = store.audit().await.unwrap();
+        let found = report.discrepancy.unwrap_or_default();
+        assert!(found.contains("ghost"), "{found}");
+        store.close().await;
     });
 }
