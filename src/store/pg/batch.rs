@@ -31,7 +31,10 @@
 //! is drawn until COMMIT).
 //!
 //! Lots: each account's lots are read with it (under its lock, or from the copy) and the
-//! change is decided by [`rules::decide_lots`]. A lot's id is the seq of the entry that
+//! change is decided by [`rules::decide_lots`]. An account with many lots (more than
+//! [`ALL_LOTS`]) is read in part on the locking path: only the lots its batch may touch
+//! (see [`LOTS`]), so a charge costs the same whether the account holds ten lots or ten
+//! thousand; such an account is never decided on a copy. A lot's id is the seq of the entry that
 //! opened it, which is drawn only in the write: a lot opened in the batch is decided with a
 //! provisional id ([`PROVISIONAL`] plus its entry's row number in the batch), and the write
 //! statement puts the drawn seq in its place wherever it appears (the `lots` row, a take in
@@ -544,7 +547,14 @@ pub struct Held {
     pub lots: Vec<Lot>,
     /// Bumped by every change (0: a new account).
     pub version: i64,
+    /// False when only the lots the batch may touch were read (an account with more than
+    /// [`ALL_LOTS`] lots, see [`LOTS`]): enough to decide the batch, never kept as a copy.
+    pub complete: bool,
 }
+
+/// An account with at most this many lots is read whole by the locking path (and may then
+/// be kept as a copy); one with more, only the lots its batch may touch.
+pub const ALL_LOTS: i64 = 64;
 
 /// The rows one batch writes, column by column (for `unnest`).
 #[derive(Default)]
@@ -624,9 +634,35 @@ impl Columns4 {
 const LOCK: &str = "SELECT user_id, balance, tier, until_ms, version FROM accounts
                     WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE";
 /// Sent right behind [`LOCK`] in the same round trip, so it runs once the rows are locked
-/// and reads the lots as the last change left them (columns as [`lot_from`] reads them).
-const LOTS: &str = "SELECT user_id, id, amount, remaining, effective_ms, expires_ms, priority, kind
-                    FROM lots WHERE user_id = ANY($1)";
+/// and reads the lots as the last change left them (columns as [`lot_from`] reads them,
+/// then how many lots the account holds in all). An account with more than [`ALL_LOTS`]
+/// lots is read in part, so that a charge does not carry thousands of lots through the
+/// batch: the lots expired by the batch's last time ($3, they leave first), those not yet
+/// effective at its first time ($4), and the shortest run in burn order
+/// ([`rules::burn_order`], the same keys) of the others that covers every token the
+/// batch's changes of that user could take ($2, per user of $1). Whatever times the
+/// batch's changes have between $4 and $3, each burn then stops inside what was read.
+static LOTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT user_id, id, amount, remaining, effective_ms, expires_ms, priority, kind, total
+         FROM (
+            SELECT l.user_id, l.id, l.amount, l.remaining, l.effective_ms, l.expires_ms,
+                   l.priority, l.kind, n.need,
+                   count(*) OVER (PARTITION BY l.user_id) AS total,
+                   coalesce(sum(l.remaining)
+                                FILTER (WHERE (l.expires_ms IS NULL OR l.expires_ms > $3)
+                                          AND l.effective_ms <= $4)
+                                OVER (PARTITION BY l.user_id
+                                      ORDER BY l.priority, l.expires_ms IS NULL, l.expires_ms,
+                                               l.kind <> 'promo', l.effective_ms, l.id
+                                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
+                            0) AS ahead
+            FROM lots AS l JOIN unnest($1::text[], $2::bigint[]) AS n (u, need)
+                 ON n.u = l.user_id
+         ) AS x
+         WHERE total <= {ALL_LOTS} OR expires_ms <= $3 OR effective_ms > $4 OR ahead < need"
+    )
+});
 const KEYS: &str = "SELECT key, fingerprint, reply FROM idempotency_keys WHERE key = ANY($1)";
 
 /// The part of both write statements that numbers the entries and writes them and the lots:
@@ -841,7 +877,7 @@ impl Copies {
         }
         for user in users {
             match accounts.get(user).cloned().flatten() {
-                Some(held) if !moved.contains(*user) => {
+                Some(held) if held.complete && !moved.contains(*user) => {
                     if self.rows.len() >= COPIES && !self.rows.contains_key(*user) {
                         self.rows.clear();
                     }
@@ -987,7 +1023,7 @@ async fn lock_and_read<'b>(
     let fail = |e: tokio_postgres::Error| classify(&e, client.is_closed(), false);
     let (lock, lots_query, keys_query) = tokio::try_join!(
         client.prepare_cached(LOCK),
-        client.prepare_cached(LOTS),
+        client.prepare_cached(&LOTS),
         client.prepare_cached(KEYS)
     )
     .map_err(fail)?;
@@ -999,10 +1035,29 @@ async fn lock_and_read<'b>(
         .into_iter()
         .collect();
     let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&users];
+    // Every token each user's changes could take, and the batch's first and last times.
+    let needs: Vec<i64> = users
+        .iter()
+        .map(|user| {
+            batch
+                .iter()
+                .filter(|p| p.user == *user)
+                .map(|p| match p.change {
+                    Change::Charge { cost } => i64::try_from(cost).unwrap_or(i64::MAX),
+                    Change::Topup { amount, .. } => amount.min(0).saturating_neg(),
+                    Change::Entitle { .. } => 0,
+                })
+                .fold(0i64, i64::saturating_add)
+        })
+        .collect();
+    let last = batch.iter().map(|p| p.time_ms).max().unwrap_or(0);
+    let first = batch.iter().map(|p| p.time_ms).min().unwrap_or(0);
+    let lots_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+        [&users, &needs, &last, &first];
     let (begun, locked, lots, stored_keys) = tokio::join!(
         client.batch_execute("BEGIN"),
         client.query(&lock, &lock_params),
-        client.query(&lots_query, &lock_params),
+        client.query(&lots_query, &lots_params),
         async {
             match keys.is_empty() {
                 true => Ok(Vec::new()),
@@ -1032,20 +1087,30 @@ async fn lock_and_read<'b>(
             },
             lots: Vec::new(),
             version: row.get(4),
+            complete: true,
         };
         if let Some(slot) = before.accounts.get_mut(user.as_str()) {
             *slot = Some(held);
         }
         before.existing.insert(user);
     }
+    // How many lots each account holds in all, where any were read.
+    let mut totals: HashMap<&str, i64> = HashMap::new();
     for row in &lots {
         let user: &str = row.get(0);
         if let Some(Some(held)) = before.accounts.get_mut(user) {
             held.lots.push(lot_from(row, 1));
+            totals.insert(user, row.get(8));
         }
     }
-    for held in before.accounts.values_mut().flatten() {
+    for (user, held) in before.accounts.iter_mut() {
+        let Some(held) = held else { continue };
         held.lots.sort_by(rules::burn_order);
+        // An account with a balance holds lots: none read means they were all left out.
+        held.complete = match totals.get(user) {
+            Some(total) => held.lots.len() as i64 == *total,
+            None => held.view.balance == 0,
+        };
     }
     for row in &stored_keys {
         let reply = StoredReply::parse(row.get(2)).map_err(|e| Failure::Refused(e.to_string()));
@@ -1225,6 +1290,7 @@ fn decide<'b>(
         first,
     )?;
     let version = held.map_or(0, |held| held.version);
+    let complete = held.is_none_or(|held| held.complete);
     let after = decision.after;
     let welcome = decision.welcome();
     let entries: Vec<RecordedEntry> = decision
@@ -1267,6 +1333,7 @@ fn decide<'b>(
             view: after,
             lots: decision.lots,
             version,
+            complete,
         }),
     );
     touched.push(user);

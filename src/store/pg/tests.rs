@@ -645,3 +645,97 @@ fn the_audit_replays_the_burn_order_and_names_a_charge_from_the_wrong_lot() {
         store.close().await;
     });
 }
+
+/// An account with more lots than the locking path reads whole: its charges and deductions
+/// read only the lots they may touch, and still take exactly what the burn order over all of
+/// them takes (the audit replays every entry against every lot), expire what expired, and
+/// are refused only when the balance is short. Charges sent together share batches.
+#[test]
+fn an_account_with_many_lots_is_charged_in_burn_order_from_the_lots_read() {
+    let db = TestDatabase::create();
+    let now = Arc::new(std::sync::atomic::AtomicI64::new(1_000_000));
+    let clock_now = now.clone();
+    runtime().block_on(async {
+        let config = PgConfig {
+            welcome_tokens: WELCOME,
+            pool_size: 4,
+            clock: crate::store::Clock::from_fn(move || clock_now.load(Ordering::SeqCst)),
+            ..PgConfig::new(db.url.clone())
+        };
+        let store = Arc::new(PgStore::open(config).await.expect("opens"));
+        // 150 lots besides the welcome grant: priorities, expiries and kinds mixed.
+        let mut balance = WELCOME;
+        for i in 0..150u64 {
+            let terms = LotTerms {
+                priority: ((i * 37) % 101) as u8,
+                expires_at: (i % 3 == 0).then_some(1_000_000 + 1_000 * (i as i64 % 7 + 1)),
+                kind: match i % 2 {
+                    0 => crate::domain::LotKind::Promo,
+                    _ => crate::domain::LotKind::Paid,
+                },
+            };
+            let change = TopupChange {
+                user: "many",
+                amount: (i % 5 + 1) as i64,
+                terms,
+                reason: None,
+                keyed: None,
+            };
+            let Outcome::Applied(changed) = store.topup(change).await.unwrap().0 else {
+                panic!("replayed")
+            };
+            balance += i % 5 + 1;
+            assert_eq!(changed.balance, balance);
+        }
+        assert!(store.audit().await.unwrap().ok);
+        for step in 0..8i64 {
+            // Time moves on: some lots expire between the steps.
+            now.store(1_000_000 + 1_000 * step + 500, Ordering::SeqCst);
+            let (view, _) = store.account("many").await.unwrap();
+            let (lots, _) = store.lots("many").await.unwrap();
+            assert_eq!(view.balance, lots.iter().map(|l| l.remaining).sum::<u64>());
+            // Eight charges at once (they share batches), and a deduction.
+            let charges = (0..8u64).map(|k| {
+                let store = store.clone();
+                async move { charge(&store, "many", k % 4 + 3).await }
+            });
+            let results = futures_util::future::join_all(charges).await;
+            let spent: u64 = (0..8u64)
+                .zip(&results)
+                .filter(|(_, r)| r.is_ok())
+                .map(|(k, _)| k % 4 + 3)
+                .sum();
+            if view.balance >= 36 {
+                assert!(
+                    results.iter().all(Result::is_ok),
+                    "step {step}: {results:?}"
+                );
+            }
+            for result in &results {
+                match result {
+                    Ok(_) | Err(StoreError::InsufficientTokens { .. }) => {}
+                    Err(other) => panic!("{other:?}"),
+                }
+            }
+            let (after, _) = store.account("many").await.unwrap();
+            assert_eq!(after.balance, view.balance - spent, "step {step}");
+            if after.balance >= 2 {
+                assert_eq!(topup(&store, "many", -2).await, Ok(after.balance - 2));
+            }
+            let report = store.audit().await.unwrap();
+            assert!(report.ok, "step {step}: {:?}", report.discrepancy);
+        }
+        // Spend all that is left; then one more token is refused.
+        let (left, _) = store.account("many").await.unwrap();
+        if left.balance > 0 {
+            assert_eq!(charge(&store, "many", left.balance).await, Ok(0));
+        }
+        assert!(matches!(
+            charge(&store, "many", 1).await,
+            Err(StoreError::InsufficientTokens { .. })
+        ));
+        assert!(store.lots("many").await.unwrap().0.is_empty());
+        assert!(store.audit().await.unwrap().ok);
+        store.close().await;
+    });
+}
