@@ -33,7 +33,7 @@
 //! Lots: each account's lots are read with it (under its lock, or from the copy) and the
 //! change is decided by [`rules::decide_lots`]. An account with many lots (more than
 //! [`ALL_LOTS`]) is read in part on the locking path: only the lots its batch may touch
-//! (see [`LOTS`]), so a charge costs the same whether the account holds ten lots or ten
+//! (see `LOTS`), so a charge costs the same whether the account holds ten lots or ten
 //! thousand; such an account is never decided on a copy. A lot's id is the seq of the entry that
 //! opened it, which is drawn only in the write: a lot opened in the batch is decided with a
 //! provisional id ([`PROVISIONAL`] plus its entry's row number in the batch), and the write
@@ -548,7 +548,7 @@ pub struct Held {
     /// Bumped by every change (0: a new account).
     pub version: i64,
     /// False when only the lots the batch may touch were read (an account with more than
-    /// [`ALL_LOTS`] lots, see [`LOTS`]): enough to decide the batch, never kept as a copy.
+    /// [`ALL_LOTS`] lots, see `LOTS`): enough to decide the batch, never kept as a copy.
     pub complete: bool,
 }
 
