@@ -75,8 +75,8 @@ impl ErrorBody {
 /// Everything that names an op is made from this list: [`Request`] (serde's tag), [`Op`] (the
 /// op alone, for the socket's head, logs and refusals), [`Op::route`] (which the HTTP front
 /// serves and labels, and which `memes --url` calls), [`Op::callers`] (which the service's
-/// access rules read) and, through [`for_each_op`], the metrics' labels and the service's
-/// admission. Adding an op adds one line here (and its request type below).
+/// access rules read) and, through [`for_each_op`], the metrics' labels, the service's
+/// admission and its any-op reply. Adding an op adds one line here (and its request type below).
 macro_rules! for_each_op {
     ($callback:ident) => {
         $callback! {
