@@ -76,7 +76,8 @@ impl ErrorBody {
 /// op alone, for the socket's head, logs and refusals), [`Op::route`] (which the HTTP front
 /// serves and labels, and which `memes --url` calls), [`Op::callers`] (which the service's
 /// access rules read) and, through [`for_each_op`], the metrics' labels, the service's
-/// admission and its any-op reply, and the CLI's dispatch of `memes --url` calls. Adding an op adds one line here (and its request type below).
+/// admission and its any-op reply, and the CLI's dispatch of `memes --url` calls. Adding an
+/// op adds one line here (and its request type below).
 macro_rules! for_each_op {
     ($callback:ident) => {
         $callback! {

@@ -4,9 +4,9 @@
 //!
 //! A [`Request`] becomes its route (`get` is `POST /v1/memes`, `topup` is
 //! `POST /v1/users/{user}/topups`, …), filled in by its [`ToCall`], which each subcommand's
-//! file implements for its op (`cli/get.rs` says how a `get` is sent), a success body is the same `data` the socket sends, and
-//! a problem (RFC 9457) is read back into the same [`ErrorBody`], so the CLI cannot tell the
-//! two transports apart. The bearer is `MEMES_TOKEN` (a user's JWT, an admin key); without
+//! file implements for its op (`cli/get.rs` says how a `get` is sent); a success body is the
+//! same `data` the socket sends, and a problem (RFC 9457) is read back into the same
+//! [`ErrorBody`], so the CLI cannot tell the two transports apart. The bearer is `MEMES_TOKEN` (a user's JWT, an admin key); without
 //! it, a `get` with `--token` sends that token, and otherwise the request's own user id is
 //! the bearer, which is what a development-mode memesd expects.
 //!

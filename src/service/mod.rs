@@ -5,10 +5,10 @@
 //! type), and encodes the reply or the [`ServiceError`]. A front that reads any op from one
 //! stream (the socket) hands a [`Request`] to [`Service::submit`], which pipelines, and
 //! encodes the [`Reply`], which holds any op's reply (made from the list of ops and each
-//! request type's [`Handled`] reply type, declared here beside the methods). The service checks the request,
-//! decides access on the caller, applies the rate limit, and orchestrates the work:
-//! catalogue choice, premium images, and the charge, which the store decides by the rules
-//! of the money. It knows no wire format and holds no balance.
+//! request type's [`Handled`] reply type, declared here beside the methods). The service
+//! checks the request, decides access on the caller, applies the rate limit, and
+//! orchestrates the work: catalogue choice, premium images, and the charge, which the store
+//! decides by the rules of the money. It knows no wire format and holds no balance.
 //!
 //! Sub-modules: [`access`] (who is calling, who is an admin), [`admin_keys`] (the keys
 //! admins present over HTTP, reloadable), [`ratelimit`], [`deliver`]

@@ -1,7 +1,7 @@
 //! [`Reply`]: what a request gets when it succeeds, typed per operation (each op's request
-//! type names its reply type: [`Handled`]). Each serialises to
-//! exactly the `data` object of the protocol, once, whichever front sends it: the socket
-//! wraps it in a reply line, HTTP sends it as the body.
+//! type names its reply type: [`Handled`]). Each serialises to exactly the `data` object of
+//! the protocol, once, whichever front sends it: the socket wraps it in a reply line, HTTP
+//! sends it as the body.
 //!
 //! A reply replayed for an idempotency key is the stored one ([`Replayed`]): sent as the
 //! stored bytes, with its data typed for fronts that answer in a shape of their own.
