@@ -51,7 +51,8 @@ pub struct Remote {
 pub struct Call {
     /// The op's route: the method and the path template.
     route: Route,
-    pub method: http::Method,
+    /// The route's method (an op's own, not a request's to change).
+    method: http::Method,
     /// The path with its query, each value percent-encoded.
     pub path: String,
     pub body: Option<serde_json::Value>,
