@@ -6,9 +6,10 @@
 //! `POST /v1/users/{user}/topups`, …), filled in by its [`ToCall`], which each subcommand's
 //! file implements for its op (`cli/get.rs` says how a `get` is sent); a success body is the
 //! same `data` the socket sends, and a problem (RFC 9457) is read back into the same
-//! [`ErrorBody`], so the CLI cannot tell the two transports apart. The bearer is `MEMES_TOKEN` (a user's JWT, an admin key); without
-//! it, a `get` with `--token` sends that token, and otherwise the request's own user id is
-//! the bearer, which is what a development-mode memesd expects.
+//! [`ErrorBody`], so the CLI cannot tell the two transports apart. The bearer is
+//! `MEMES_TOKEN` (a user's JWT, an admin key); without it, a `get` with `--token` sends that
+//! token, and otherwise the request's own user id is the bearer, which is what a
+//! development-mode memesd expects.
 //!
 //! Synchronous, like the socket client: one ureq agent per process, its connection kept
 //! alive between the calls of one command (history pages).
@@ -250,8 +251,8 @@ fn error_of(status: http::StatusCode, body: &str) -> ErrorBody {
     ErrorBody::new(code, message)
 }
 
-/// Text for a path segment or a query value (also what `memes bench --http` sends): everything but unreserved characters
-/// percent-encoded (UTF-8).
+/// Text for a path segment or a query value (also what `memes bench --http` sends): everything
+/// but unreserved characters percent-encoded (UTF-8).
 pub fn encode(text: &str) -> String {
     let mut encoded = String::with_capacity(text.len());
     for byte in text.bytes() {
