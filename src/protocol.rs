@@ -70,26 +70,28 @@ impl ErrorBody {
     }
 }
 
-/// Every operation, once: its name on the wire, its variant, its request type and its route
-/// in the HTTP API (method and path template, see [`route`]). Everything that names an op is
-/// made from this list: [`Request`] (serde's tag), [`Op`] (the op alone, for the socket's
-/// head, logs and refusals), [`Op::route`] (which the HTTP front serves and labels, and which
-/// `memes --url` calls) and, through [`for_each_op`], the metrics' labels. Adding an op adds
-/// one line here (and its request type below).
+/// Every operation, once: its name on the wire, its variant, its request type, its route in
+/// the HTTP API (method and path template, see [`route`]) and who may make it ([`Callers`]).
+/// Everything that names an op is made from this list: [`Request`] (serde's tag), [`Op`] (the
+/// op alone, for the socket's head, logs and refusals), [`Op::route`] (which the HTTP front
+/// serves and labels, and which `memes --url` calls), [`Op::callers`] (which the service's
+/// access rules read) and, through [`for_each_op`], the metrics' labels, the service's
+/// admission and its any-op reply, and the CLI's dispatch of `memes --url` calls. Adding an
+/// op adds one line here (and its request type below).
 macro_rules! for_each_op {
     ($callback:ident) => {
         $callback! {
-            "get" => Get(GetRequest) at POST "/v1/memes",
-            "topup" => Topup(TopupRequest) at POST "/v1/users/{user}/topups",
-            "balance" => Balance(BalanceRequest) at GET "/v1/users/{user}/balance",
-            "history" => History(HistoryRequest) at GET "/v1/users/{user}/history",
-            "lots" => Lots(LotsRequest) at GET "/v1/users/{user}/lots",
-            "status" => Status(StatusRequest) at GET "/v1/status",
-            "search" => Search(SearchRequest) at GET "/v1/search",
-            "similar" => Similar(SimilarRequest) at GET "/v1/memes/{id}/similar",
-            "entitle" => Entitle(EntitleRequest) at PUT "/v1/users/{user}/entitlement",
-            "audit" => Audit(AuditRequest) at POST "/v1/audit",
-            "reload" => Reload(ReloadRequest) at POST "/v1/reload",
+            "get" => Get(GetRequest) at POST "/v1/memes" for Anyone,
+            "topup" => Topup(TopupRequest) at POST "/v1/users/{user}/topups" for Admins,
+            "balance" => Balance(BalanceRequest) at GET "/v1/users/{user}/balance" for Anyone,
+            "history" => History(HistoryRequest) at GET "/v1/users/{user}/history" for Anyone,
+            "lots" => Lots(LotsRequest) at GET "/v1/users/{user}/lots" for Anyone,
+            "status" => Status(StatusRequest) at GET "/v1/status" for Anyone,
+            "search" => Search(SearchRequest) at GET "/v1/search" for Anyone,
+            "similar" => Similar(SimilarRequest) at GET "/v1/memes/{id}/similar" for Anyone,
+            "entitle" => Entitle(EntitleRequest) at PUT "/v1/users/{user}/entitlement" for Admins,
+            "audit" => Audit(AuditRequest) at POST "/v1/audit" for Admins,
+            "reload" => Reload(ReloadRequest) at POST "/v1/reload" for Admins,
         }
     };
 }
@@ -97,7 +99,7 @@ pub(crate) use for_each_op;
 
 /// Makes [`Request`] and [`Op`] from [`for_each_op`]'s list.
 macro_rules! requests_and_ops {
-    ($($name:literal => $variant:ident($body:ident) at $method:ident $path:literal,)+) => {
+    ($($name:literal => $variant:ident($body:ident) at $method:ident $path:literal for $callers:ident,)+) => {
         /// Every operation, tagged by `"op"`. The `"id"` that any request may carry is not
         /// part of these structs: the daemon reads it separately so that it can echo it even
         /// when the rest of the request is malformed.
@@ -134,6 +136,13 @@ macro_rules! requests_and_ops {
                 }
             }
 
+            /// Who may make this op.
+            pub const fn callers(self) -> Callers {
+                match self {
+                    $(Op::$variant => Callers::$callers,)+
+                }
+            }
+
             /// The op a wire name names, if any.
             pub fn from_name(name: &str) -> Option<Op> {
                 match name {
@@ -160,6 +169,13 @@ macro_rules! requests_and_ops {
                 }
             }
 
+            /// The account this request is about, if any (see [`GetRequest::subject`]).
+            pub fn subject(&self) -> Option<&str> {
+                match self {
+                    $(Request::$variant(request) => request.subject(),)+
+                }
+            }
+
             /// Checks every field against the limits above. The daemon calls this on every
             /// request; the CLI calls it too, so that bad input fails fast with the same
             /// message.
@@ -179,6 +195,16 @@ macro_rules! requests_and_ops {
     };
 }
 for_each_op!(requests_and_ops);
+
+/// Who may make an op, as its line in [`for_each_op`] says. The service's access rules read
+/// it (`service::access`): an admin on the socket and an admin key over HTTP may make every
+/// op, a payment webhook only `topup`; other callers only those for `Anyone`, and a user
+/// only for their own account (the request's `subject`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Callers {
+    Anyone,
+    Admins,
+}
 
 impl std::fmt::Display for Op {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -316,7 +342,21 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+impl GetRequest {
+    /// The account this request is about, if any: a user may make it only for their own
+    /// account, and the rate limit counts it there. (Every request type has this method:
+    /// [`Request::subject`] calls it.)
+    pub fn subject(&self) -> Option<&str> {
+        Some(&self.user)
+    }
+}
+
 impl LotsRequest {
+    /// The account this request is about (see [`GetRequest::subject`]).
+    pub fn subject(&self) -> Option<&str> {
+        Some(&self.user)
+    }
+
     /// Checks every field against its limits.
     pub fn validate(&self) -> Result<(), ErrorBody> {
         validate_user(&self.user)
@@ -324,11 +364,45 @@ impl LotsRequest {
 }
 
 impl BalanceRequest {
+    /// The account this request is about (see [`GetRequest::subject`]).
+    pub fn subject(&self) -> Option<&str> {
+        Some(&self.user)
+    }
+
     /// Checks every field against its limits.
     pub fn validate(&self) -> Result<(), ErrorBody> {
         validate_user(&self.user)
     }
 }
+
+impl HistoryRequest {
+    /// The account this request is about (see [`GetRequest::subject`]).
+    pub fn subject(&self) -> Option<&str> {
+        Some(&self.user)
+    }
+}
+
+/// Requests about no user's own account: open to anyone, or for admins (whose changes to an
+/// account are not that account's requests, and not counted against its rate limit).
+macro_rules! about_no_account {
+    ($($body:ident),+) => {
+        $(impl $body {
+            /// The account this request is about: none (see [`GetRequest::subject`]).
+            pub fn subject(&self) -> Option<&str> {
+                None
+            }
+        })+
+    };
+}
+about_no_account!(
+    TopupRequest,
+    StatusRequest,
+    SearchRequest,
+    SimilarRequest,
+    EntitleRequest,
+    AuditRequest,
+    ReloadRequest
+);
 
 /// Requests without fields: nothing to check.
 macro_rules! nothing_to_validate {

@@ -173,7 +173,7 @@ impl Front {
 /// Makes [`Op`] from the protocol's one list of ops ([`crate::protocol::for_each_op`]), so
 /// that a new op has its own metric series without a line here.
 macro_rules! metric_ops {
-    ($($name:literal => $variant:ident($body:ident) at $method:ident $path:literal,)+) => {
+    ($($name:literal => $variant:ident($body:ident) at $method:ident $path:literal for $callers:ident,)+) => {
         /// What a request asked for, as the metrics label it: every protocol op, and what
         /// only the HTTP front serves (webhooks, images, anything else).
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]

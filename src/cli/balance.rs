@@ -2,6 +2,7 @@
 
 use super::exit::Exit;
 use super::output::{self, tokens};
+use super::remote::{Call, ToCall};
 use super::{Ctx, Failure};
 use crate::protocol::{BalanceData, BalanceRequest, Request};
 use clap::Args;
@@ -35,4 +36,13 @@ pub fn run(args: &BalanceArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
     table.add_row(vec!["Tier".to_string(), tier]);
     println!("{table}");
     Ok(Exit::Success)
+}
+
+/// `memes --url`: the user in the path, and their id as the bearer when `MEMES_TOKEN` is not
+/// set.
+impl ToCall for BalanceRequest {
+    fn fill(&self, call: &mut Call) {
+        call.at(&self.user);
+        call.fallback_bearer = Some(self.user.clone());
+    }
 }

@@ -2,6 +2,7 @@
 
 use super::exit::Exit;
 use super::output;
+use super::remote::{Call, ToCall};
 use super::{Ctx, Failure};
 use crate::protocol::{EntitleData, EntitleRequest, Request, Tier};
 use clap::{Args, ValueEnum};
@@ -51,4 +52,16 @@ pub fn run(args: &EntitleArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
         }
     }
     Ok(Exit::Success)
+}
+
+/// `memes --url`: the user in the path, the tier and its end in the body.
+impl ToCall for EntitleRequest {
+    fn fill(&self, call: &mut Call) {
+        let mut body = serde_json::json!({ "tier": self.tier });
+        if let Some(until) = &self.until {
+            body["until"] = until.as_str().into();
+        }
+        call.at(&self.user);
+        call.body = Some(body);
+    }
 }

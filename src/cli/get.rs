@@ -8,6 +8,7 @@
 
 use super::exit::Exit;
 use super::output::{self, tokens};
+use super::remote::{Call, ToCall};
 use super::{Ctx, Failure};
 use crate::protocol::{GeneratedImage, GetData, GetRequest, MAX_COUNT, MemeView, Request};
 use base64::Engine;
@@ -275,4 +276,30 @@ fn print_list(memes: &[MemeView]) {
         ]);
     }
     println!("{table}");
+}
+
+/// `memes --url`: the request in the body of `POST /v1/memes`; the user's signed claim, or
+/// else their id, is the bearer when `MEMES_TOKEN` is not set.
+impl ToCall for GetRequest {
+    fn fill(&self, call: &mut Call) {
+        let mut body = serde_json::json!({ "user": self.user });
+        let fields = [
+            ("lat", self.lat.map(serde_json::Value::from)),
+            ("long", self.long.map(serde_json::Value::from)),
+            ("query", self.query.clone().map(serde_json::Value::from)),
+            ("count", self.count.map(serde_json::Value::from)),
+            ("nsfw", self.nsfw.then_some(true.into())),
+            ("generate", self.generate.then_some(true.into())),
+            ("inline", self.inline.then_some(true.into())),
+        ];
+        for (name, value) in fields {
+            if let Some(value) = value {
+                body[name] = value;
+            }
+        }
+        call.body = Some(body);
+        call.idempotency_key = self.idempotency_key.clone();
+        // A signed claim for the user is their credential over HTTP.
+        call.fallback_bearer = Some(self.token.clone().unwrap_or_else(|| self.user.clone()));
+    }
 }

@@ -2,6 +2,7 @@
 
 use super::exit::Exit;
 use super::output;
+use super::remote::{Call, ToCall, encode};
 use super::{Ctx, Failure};
 use crate::protocol::{
     HistoryData, HistoryEntry, HistoryRequest, MAX_HISTORY_PAGE, Request, Stale,
@@ -97,6 +98,19 @@ fn fetch(args: &HistoryArgs, ctx: &mut Ctx) -> Result<(Vec<HistoryEntry>, Option
     }
     // Pages come newest first; each is oldest first within.
     Ok((pages.into_iter().rev().flatten().collect(), stale))
+}
+
+/// `memes --url`: the user in the path, the page in the query, and the user's id as the bearer
+/// when `MEMES_TOKEN` is not set.
+impl ToCall for HistoryRequest {
+    fn fill(&self, call: &mut Call) {
+        call.at(&self.user);
+        call.query([
+            ("limit", self.limit.map(|limit| limit.to_string())),
+            ("before", self.before.as_deref().map(encode)),
+        ]);
+        call.fallback_bearer = Some(self.user.clone());
+    }
 }
 
 #[cfg(test)]

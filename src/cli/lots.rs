@@ -2,6 +2,7 @@
 
 use super::exit::Exit;
 use super::output::{self, tokens};
+use super::remote::{Call, ToCall};
 use super::{Ctx, Failure};
 use crate::protocol::{LotsData, LotsRequest, Request};
 use clap::Args;
@@ -43,4 +44,11 @@ pub fn run(args: &LotsArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
     }
     println!("{table}");
     Ok(Exit::Success)
+}
+
+impl ToCall for LotsRequest {
+    fn fill(&self, call: &mut Call) {
+        call.at(&self.user);
+        call.fallback_bearer = Some(self.user.clone());
+    }
 }

@@ -3,6 +3,7 @@
 
 use super::exit::Exit;
 use super::output;
+use super::remote::{Call, ToCall};
 use super::{Ctx, Failure};
 use crate::protocol::{ReloadData, ReloadRequest, Request};
 
@@ -20,4 +21,9 @@ pub fn run(ctx: &mut Ctx) -> Result<Exit, Failure> {
         }
     }
     Ok(Exit::Success)
+}
+
+/// `memes --url`: the route is the whole call.
+impl ToCall for ReloadRequest {
+    fn fill(&self, _call: &mut Call) {}
 }

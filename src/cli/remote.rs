@@ -3,16 +3,18 @@
 //! against a remote daemon with the same output and exit codes.
 //!
 //! A [`Request`] becomes its route (`get` is `POST /v1/memes`, `topup` is
-//! `POST /v1/users/{user}/topups`, …), a success body is the same `data` the socket sends, and
-//! a problem (RFC 9457) is read back into the same [`ErrorBody`], so the CLI cannot tell the
-//! two transports apart. The bearer is `MEMES_TOKEN` (a user's JWT, an admin key); without
-//! it, a `get` with `--token` sends that token, and otherwise the request's own user id is
-//! the bearer, which is what a development-mode memesd expects.
+//! `POST /v1/users/{user}/topups`, …), filled in by its [`ToCall`], which each subcommand's
+//! file implements for its op (`cli/get.rs` says how a `get` is sent); a success body is the
+//! same `data` the socket sends, and a problem (RFC 9457) is read back into the same
+//! [`ErrorBody`], so the CLI cannot tell the two transports apart. The bearer is
+//! `MEMES_TOKEN` (a user's JWT, an admin key); without it, a `get` with `--token` sends that
+//! token, and otherwise the request's own user id is the bearer, which is what a
+//! development-mode memesd expects.
 //!
 //! Synchronous, like the socket client: one ureq agent per process, its connection kept
 //! alive between the calls of one command (history pages).
 
-use crate::protocol::{ErrorBody, ErrorCode, Request};
+use crate::protocol::{ErrorBody, ErrorCode, Request, Route};
 use serde_json::value::RawValue;
 use std::time::Duration;
 use ureq::http;
@@ -46,14 +48,51 @@ pub struct Remote {
     agent: ureq::Agent,
 }
 
-/// A request as an HTTP call.
-struct Call {
+/// A request as an HTTP call: its op's route, which the request's [`ToCall`] fills in.
+pub struct Call {
+    /// The op's route: the method and the path template.
+    route: Route,
+    /// The route's method (an op's own, not a request's to change).
     method: http::Method,
-    path: String,
-    body: Option<serde_json::Value>,
-    idempotency_key: Option<String>,
+    /// The path with its query, each value percent-encoded.
+    pub path: String,
+    pub body: Option<serde_json::Value>,
+    pub idempotency_key: Option<String>,
     /// The bearer when no `MEMES_TOKEN` is set.
-    fallback_bearer: Option<String>,
+    pub fallback_bearer: Option<String>,
+}
+
+impl Call {
+    /// The bare route: its method and its path template, nothing more.
+    fn new(route: Route) -> Call {
+        Call {
+            method: route.method.clone(),
+            path: route.path.to_string(),
+            route,
+            body: None,
+            idempotency_key: None,
+            fallback_bearer: None,
+        }
+    }
+
+    /// Fills the route's `{…}` segment with `segment` (percent-encoded here).
+    pub fn at(&mut self, segment: &str) {
+        self.path = self.route.path_with(&encode(segment));
+    }
+
+    /// Appends the given query parameters (values already encoded) to the path, in order.
+    pub fn query<const N: usize>(&mut self, parameters: [(&str, Option<String>); N]) {
+        add_query(&mut self.path, parameters);
+    }
+}
+
+/// How an op's request goes to memesd's HTTP front: what it adds to its route (the path
+/// segment, the query, the body, the idempotency key, the fallback bearer). The method and
+/// the path template are the op's own ([`crate::protocol::Op::route`]), the route the HTTP
+/// front serves it on. Each subcommand's file implements it for its op's request type, and
+/// [`route`] is made from the list of ops, so an op does not compile without it.
+pub trait ToCall {
+    fn fill(&self, call: &mut Call);
 }
 
 impl Remote {
@@ -160,111 +199,21 @@ impl Remote {
     }
 }
 
-/// The route, body and headers of a request. Its method and path are the op's own
-/// ([`crate::protocol::Op::route`]), the route the HTTP front serves it on; each op adds its
-/// path segment, query and body.
-fn route(request: &Request) -> Call {
-    let route = request.op().route();
-    let at = |segment: &str| route.path_with(&encode(segment));
-    let mut call = Call {
-        method: route.method.clone(),
-        path: route.path.to_string(),
-        body: None,
-        idempotency_key: None,
-        fallback_bearer: None,
+/// Makes [`route`] from the protocol's list of ops.
+macro_rules! calls {
+    ($($name:literal => $variant:ident($body:ident) at $method:ident $path:literal for $callers:ident,)+) => {
+        /// The route, body and headers of a request: its op's route, filled in by the
+        /// request's [`ToCall`].
+        fn route(request: &Request) -> Call {
+            let mut call = Call::new(request.op().route());
+            match request {
+                $(Request::$variant(request) => request.fill(&mut call),)+
+            }
+            call
+        }
     };
-    match request {
-        Request::Get(get) => {
-            let mut body = serde_json::json!({ "user": get.user });
-            let fields = [
-                ("lat", get.lat.map(serde_json::Value::from)),
-                ("long", get.long.map(serde_json::Value::from)),
-                ("query", get.query.clone().map(serde_json::Value::from)),
-                ("count", get.count.map(serde_json::Value::from)),
-                ("nsfw", get.nsfw.then_some(true.into())),
-                ("generate", get.generate.then_some(true.into())),
-                ("inline", get.inline.then_some(true.into())),
-            ];
-            for (name, value) in fields {
-                if let Some(value) = value {
-                    body[name] = value;
-                }
-            }
-            call.body = Some(body);
-            call.idempotency_key = get.idempotency_key.clone();
-            // A signed claim for the user is their credential over HTTP.
-            call.fallback_bearer = Some(get.token.clone().unwrap_or_else(|| get.user.clone()));
-        }
-        Request::Topup(topup) => {
-            let mut body = serde_json::json!({ "amount": topup.amount });
-            if let Some(reason) = &topup.reason {
-                body["reason"] = reason.as_str().into();
-            }
-            if let Some(at) = &topup.expires_at {
-                body["expires_at"] = at.as_str().into();
-            }
-            if let Some(within) = &topup.expires_in {
-                body["expires_in"] = within.as_str().into();
-            }
-            if let Some(priority) = topup.priority {
-                body["priority"] = priority.into();
-            }
-            if topup.promo {
-                body["promo"] = true.into();
-            }
-            call.path = at(&topup.user);
-            call.body = Some(body);
-            call.idempotency_key = topup.idempotency_key.clone();
-        }
-        Request::Balance(balance) => {
-            call.path = at(&balance.user);
-            call.fallback_bearer = Some(balance.user.clone());
-        }
-        Request::Lots(lots) => {
-            call.path = at(&lots.user);
-            call.fallback_bearer = Some(lots.user.clone());
-        }
-        Request::History(history) => {
-            call.path = at(&history.user);
-            add_query(
-                &mut call.path,
-                [
-                    ("limit", history.limit.map(|limit| limit.to_string())),
-                    ("before", history.before.as_deref().map(encode)),
-                ],
-            );
-            call.fallback_bearer = Some(history.user.clone());
-        }
-        Request::Search(search) => add_query(
-            &mut call.path,
-            [
-                ("q", Some(encode(&search.query))),
-                ("limit", search.limit.map(|limit| limit.to_string())),
-                ("nsfw", search.nsfw.then(|| "true".to_string())),
-            ],
-        ),
-        Request::Similar(similar) => {
-            call.path = at(&similar.meme);
-            add_query(
-                &mut call.path,
-                [
-                    ("limit", similar.limit.map(|limit| limit.to_string())),
-                    ("nsfw", similar.nsfw.then(|| "true".to_string())),
-                ],
-            );
-        }
-        Request::Entitle(entitle) => {
-            let mut body = serde_json::json!({ "tier": entitle.tier });
-            if let Some(until) = &entitle.until {
-                body["until"] = until.as_str().into();
-            }
-            call.path = at(&entitle.user);
-            call.body = Some(body);
-        }
-        Request::Status(_) | Request::Audit(_) | Request::Reload(_) => {}
-    }
-    call
 }
+crate::protocol::for_each_op!(calls);
 
 /// Appends the given query parameters (values already encoded) to `path`, in order.
 fn add_query<const N: usize>(path: &mut String, parameters: [(&str, Option<String>); N]) {
@@ -302,8 +251,8 @@ fn error_of(status: http::StatusCode, body: &str) -> ErrorBody {
     ErrorBody::new(code, message)
 }
 
-/// Text for a path segment or a query value (also what `memes bench --http` sends): everything but unreserved characters
-/// percent-encoded (UTF-8).
+/// Text for a path segment or a query value (also what `memes bench --http` sends): everything
+/// but unreserved characters percent-encoded (UTF-8).
 pub fn encode(text: &str) -> String {
     let mut encoded = String::with_capacity(text.len());
     for byte in text.bytes() {

@@ -2,6 +2,7 @@
 
 use super::exit::Exit;
 use super::output;
+use super::remote::{Call, ToCall, encode};
 use super::{Ctx, Failure};
 use crate::protocol::{MAX_SEARCH_LIMIT, Request, SearchData, SearchHit, SearchRequest};
 use clap::{Args, value_parser};
@@ -67,4 +68,15 @@ pub fn hits_table(hits: &[SearchHit], explain: bool) -> comfy_table::Table {
         table.add_row(row);
     }
     table
+}
+
+/// `memes --url`: the query (`q`) and its options in the query string.
+impl ToCall for SearchRequest {
+    fn fill(&self, call: &mut Call) {
+        call.query([
+            ("q", Some(encode(&self.query))),
+            ("limit", self.limit.map(|limit| limit.to_string())),
+            ("nsfw", self.nsfw.then(|| "true".to_string())),
+        ]);
+    }
 }

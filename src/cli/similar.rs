@@ -2,6 +2,7 @@
 
 use super::exit::Exit;
 use super::output;
+use super::remote::{Call, ToCall};
 use super::search::hits_table;
 use super::{Ctx, Failure};
 use crate::protocol::{MAX_SEARCH_LIMIT, Request, SimilarData, SimilarRequest};
@@ -37,4 +38,15 @@ pub fn run(args: &SimilarArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
     }
     println!("{}", hits_table(&data.hits, false));
     Ok(Exit::Success)
+}
+
+/// `memes --url`: the meme's id in the path, the options in the query string.
+impl ToCall for SimilarRequest {
+    fn fill(&self, call: &mut Call) {
+        call.at(&self.meme);
+        call.query([
+            ("limit", self.limit.map(|limit| limit.to_string())),
+            ("nsfw", self.nsfw.then(|| "true".to_string())),
+        ]);
+    }
 }

@@ -5,6 +5,7 @@
 
 use super::exit::Exit;
 use super::output;
+use super::remote::{Call, ToCall};
 use super::{Ctx, Failure};
 use crate::protocol::{PROTOCOL_VERSION, Request, StatusData, StatusRequest};
 
@@ -75,4 +76,9 @@ pub fn run(ctx: &mut Ctx) -> Result<Exit, Failure> {
     }
     println!("{table}");
     Ok(exit)
+}
+
+/// `memes --url`: the route is the whole call.
+impl ToCall for StatusRequest {
+    fn fill(&self, _call: &mut Call) {}
 }

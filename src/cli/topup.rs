@@ -2,6 +2,7 @@
 
 use super::exit::Exit;
 use super::output::{self, tokens};
+use super::remote::{Call, ToCall};
 use super::{Ctx, Failure};
 use crate::protocol::{Request, TopupData, TopupRequest};
 use clap::Args;
@@ -78,4 +79,30 @@ pub fn run(args: &TopupArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
         }
     }
     Ok(Exit::Success)
+}
+
+/// `memes --url`: the user in the path, the amount and reason in the body, the key as the
+/// `Idempotency-Key` header.
+impl ToCall for TopupRequest {
+    fn fill(&self, call: &mut Call) {
+        let mut body = serde_json::json!({ "amount": self.amount });
+        if let Some(reason) = &self.reason {
+            body["reason"] = reason.as_str().into();
+        }
+        if let Some(at) = &self.expires_at {
+            body["expires_at"] = at.as_str().into();
+        }
+        if let Some(within) = &self.expires_in {
+            body["expires_in"] = within.as_str().into();
+        }
+        if let Some(priority) = self.priority {
+            body["priority"] = priority.into();
+        }
+        if self.promo {
+            body["promo"] = true.into();
+        }
+        call.at(&self.user);
+        call.body = Some(body);
+        call.idempotency_key = self.idempotency_key.clone();
+    }
 }

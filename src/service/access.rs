@@ -12,11 +12,7 @@
 //! read the status.
 
 use super::ServiceError;
-use crate::protocol::{
-    AuditRequest, BalanceRequest, EntitleRequest, ErrorBody, GetRequest, HistoryRequest,
-    LotsRequest, Op, ReloadRequest, Request, SearchRequest, SimilarRequest, StatusRequest,
-    TopupRequest,
-};
+use crate::protocol::{Callers, ErrorBody, Op, Request};
 use nix::unistd::{Gid, Group, Uid, User};
 
 /// Who a request comes from, as the front that received it established.
@@ -69,42 +65,23 @@ pub trait Admitted {
     fn subject(&self) -> Option<&str>;
 }
 
-/// The request types' [`Admitted`]: the op and the check are the protocol's, the subject is
-/// written here, per type.
+/// Every request type's [`Admitted`], and [`Request`]'s (its op's, whichever it holds): the
+/// op, the check and the subject are the protocol's, so an op added to the protocol needs
+/// nothing here.
 macro_rules! admitted {
-    ($($body:ident: |$request:pat_param| $subject:expr;)+) => {
-        $(impl Admitted for $body {
+    ($($name:literal => $variant:ident($body:ident) at $method:ident $path:literal for $callers:ident,)+) => {
+        $(impl Admitted for crate::protocol::$body {
             fn op(&self) -> Op {
-                $body::OP
+                Self::OP
             }
             fn validate(&self) -> Result<(), ErrorBody> {
-                $body::validate(self)
+                Self::validate(self)
             }
             fn subject(&self) -> Option<&str> {
-                let $request = self;
-                $subject
+                Self::subject(self)
             }
         })+
-    };
-}
-admitted! {
-    GetRequest: |request| Some(&request.user);
-    TopupRequest: |_| None;
-    BalanceRequest: |request| Some(&request.user);
-    HistoryRequest: |request| Some(&request.user);
-    LotsRequest: |request| Some(&request.user);
-    StatusRequest: |_| None;
-    SearchRequest: |_| None;
-    SimilarRequest: |_| None;
-    EntitleRequest: |_| None;
-    AuditRequest: |_| None;
-    ReloadRequest: |_| None;
-}
 
-/// [`Request`]'s [`Admitted`]: its op's, whichever it holds (every op is listed: an op added
-/// to the protocol needs its request type's [`Admitted`] before this compiles).
-macro_rules! admitted_request {
-    ($($name:literal => $variant:ident($body:ident) at $method:ident $path:literal,)+) => {
         impl Admitted for Request {
             fn op(&self) -> Op {
                 Request::op(self)
@@ -113,14 +90,12 @@ macro_rules! admitted_request {
                 Request::validate(self)
             }
             fn subject(&self) -> Option<&str> {
-                match self {
-                    $(Request::$variant(request) => request.subject(),)+
-                }
+                Request::subject(self)
             }
         }
     };
 }
-crate::protocol::for_each_op!(admitted_request);
+crate::protocol::for_each_op!(admitted);
 
 /// Refuses a request its caller may not make.
 pub fn authorize(
@@ -128,10 +103,7 @@ pub fn authorize(
     caller: &Caller,
     request: &impl Admitted,
 ) -> Result<(), ServiceError> {
-    let admin_only = matches!(
-        request.op(),
-        Op::Topup | Op::Entitle | Op::Audit | Op::Reload
-    );
+    let admin_only = request.op().callers() == Callers::Admins;
     match caller {
         Caller::Local(peer) => {
             if admin_only && !policy.is_admin(peer) {

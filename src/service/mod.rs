@@ -4,10 +4,11 @@
 //! typed method ([`Service::get`], [`Service::topup`], …, each returning that op's reply
 //! type), and encodes the reply or the [`ServiceError`]. A front that reads any op from one
 //! stream (the socket) hands a [`Request`] to [`Service::submit`], which pipelines, and
-//! encodes the [`Reply`], which holds any op's reply. The service checks the request,
-//! decides access on the caller, applies the rate limit, and orchestrates the work:
-//! catalogue choice, premium images, and the charge, which the store decides by the rules
-//! of the money. It knows no wire format and holds no balance.
+//! encodes the [`Reply`], which holds any op's reply (made from the list of ops and each
+//! request type's [`Handled`] reply type, declared here beside the methods). The service
+//! checks the request, decides access on the caller, applies the rate limit, and
+//! orchestrates the work: catalogue choice, premium images, and the charge, which the store
+//! decides by the rules of the money. It knows no wire format and holds no balance.
 //!
 //! Sub-modules: [`access`] (who is calling, who is an admin), [`admin_keys`] (the keys
 //! admins present over HTTP, reloadable), [`ratelimit`], [`deliver`]
@@ -25,7 +26,7 @@ pub use access::{AdminPolicy, Admitted, Caller, Peer, Principal};
 pub use admin_keys::AdminKeys;
 use admin_keys::ReadKeys;
 pub use error::ServiceError;
-pub use reply::{Delivered, Delivery, Found, GetReply, Nearest, Reply, Stored};
+pub use reply::{Delivered, Delivery, Found, GetReply, Handled, Nearest, Reply, Stored};
 
 use crate::catalogue::location::Geocoder;
 use crate::catalogue::select::Deliveries;
@@ -154,6 +155,44 @@ impl<T> From<Result<(T, Commit), ServiceError>> for Answer<T> {
             Err(error) => Answer::ready(Err(error)),
         }
     }
+}
+
+// Each op's reply type, as its method below returns it.
+impl Handled for GetRequest {
+    type Reply = GetReply;
+    fn delivery(reply: &GetReply) -> Option<&Delivery> {
+        reply.delivery()
+    }
+}
+impl Handled for TopupRequest {
+    type Reply = Stored<TopupData>;
+}
+impl Handled for BalanceRequest {
+    type Reply = BalanceData;
+}
+impl Handled for HistoryRequest {
+    type Reply = HistoryData;
+}
+impl Handled for LotsRequest {
+    type Reply = LotsData;
+}
+impl Handled for StatusRequest {
+    type Reply = StatusData;
+}
+impl Handled for SearchRequest {
+    type Reply = Found;
+}
+impl Handled for SimilarRequest {
+    type Reply = Nearest;
+}
+impl Handled for EntitleRequest {
+    type Reply = EntitleData;
+}
+impl Handled for AuditRequest {
+    type Reply = AuditReport;
+}
+impl Handled for ReloadRequest {
+    type Reply = ReloadData;
 }
 
 impl Service {

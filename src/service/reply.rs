@@ -1,6 +1,7 @@
-//! [`Reply`]: what a request gets when it succeeds, typed per operation. Each serialises to
-//! exactly the `data` object of the protocol, once, whichever front sends it: the socket
-//! wraps it in a reply line, HTTP sends it as the body.
+//! [`Reply`]: what a request gets when it succeeds, typed per operation (each op's request
+//! type names its reply type: [`Handled`]). Each serialises to exactly the `data` object of
+//! the protocol, once, whichever front sends it: the socket wraps it in a reply line, HTTP
+//! sends it as the body.
 //!
 //! A reply replayed for an idempotency key is the stored one ([`Replayed`]): sent as the
 //! stored bytes, with its data typed for fronts that answer in a shape of their own.
@@ -20,64 +21,60 @@
 
 use crate::catalogue::Catalogue;
 use crate::catalogue::hybrid::Match;
-use crate::domain::AuditReport;
-use crate::protocol::{
-    BalanceData, EntitleData, GetData, HistoryData, Location, LotsData, MemeView, ReloadData,
-    SearchData, SearchHit, SimilarData, StatusData, TopupData,
-};
+use crate::protocol::{GetData, Location, MemeView, SearchData, SearchHit, SimilarData};
 use crate::store::Replayed;
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use std::sync::Arc;
 
-/// A successful reply, by operation.
-#[derive(Debug)]
-pub enum Reply {
-    Get(GetReply),
-    Topup(Stored<TopupData>),
-    Balance(BalanceData),
-    Lots(LotsData),
-    History(HistoryData),
-    Status(StatusData),
-    Search(Found),
-    Similar(Nearest),
-    Entitle(EntitleData),
-    Audit(AuditReport),
-    Reload(ReloadData),
-}
+/// An op's request type, as the service answers it: the type of its reply, which the op's
+/// method returns (written beside that method, in `service/mod.rs`). [`Reply`] is made from
+/// it, so an op added to the protocol needs nothing here.
+pub trait Handled {
+    /// What the op's method returns on success; it serialises to the op's `data`.
+    type Reply: Serialize + std::fmt::Debug;
 
-impl Serialize for Reply {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Reply::Get(data) => data.serialize(serializer),
-            Reply::Topup(data) => data.serialize(serializer),
-            Reply::Balance(data) => data.serialize(serializer),
-            Reply::Lots(data) => data.serialize(serializer),
-            Reply::History(data) => data.serialize(serializer),
-            Reply::Status(data) => data.serialize(serializer),
-            Reply::Search(data) => data.serialize(serializer),
-            Reply::Similar(data) => data.serialize(serializer),
-            Reply::Entitle(data) => data.serialize(serializer),
-            Reply::Audit(data) => data.serialize(serializer),
-            Reply::Reload(data) => data.serialize(serializer),
-        }
+    /// The memes a reply handed to a user, if any (only `get` delivers memes).
+    fn delivery(_reply: &Self::Reply) -> Option<&Delivery> {
+        None
     }
 }
+
+/// Makes [`Reply`] from the protocol's list of ops.
+macro_rules! replies {
+    ($($name:literal => $variant:ident($body:ident) at $method:ident $path:literal for $callers:ident,)+) => {
+        /// A successful reply, by operation: the op's [`Handled::Reply`].
+        #[derive(Debug)]
+        pub enum Reply {
+            $($variant(<crate::protocol::$body as Handled>::Reply),)+
+        }
+
+        impl Serialize for Reply {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                match self {
+                    $(Reply::$variant(data) => data.serialize(serializer),)+
+                }
+            }
+        }
+
+        impl Delivered for Reply {
+            fn delivery(&self) -> Option<&Delivery> {
+                match self {
+                    $(Reply::$variant(reply) => {
+                        <crate::protocol::$body as Handled>::delivery(reply)
+                    })+
+                }
+            }
+        }
+    };
+}
+crate::protocol::for_each_op!(replies);
 
 /// A reply that may have handed memes to a user: they are remembered (for variety) once the
 /// charge is durable ([`super::Answer::settle`]).
 pub trait Delivered {
     /// The memes delivered, if any.
     fn delivery(&self) -> Option<&Delivery>;
-}
-
-impl Delivered for Reply {
-    fn delivery(&self) -> Option<&Delivery> {
-        match self {
-            Reply::Get(get) => get.delivery(),
-            _ => None,
-        }
-    }
 }
 
 impl Delivered for GetReply {

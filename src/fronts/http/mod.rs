@@ -36,7 +36,6 @@ pub mod schema;
 pub mod similar;
 #[cfg(test)]
 mod tests;
-mod unread;
 pub mod whoami;
 
 use crate::domain::ErrorCode;
@@ -46,7 +45,7 @@ use crate::telemetry::{self, Exporter, Front, Op};
 use auth::{Credentials, WebhookSecret};
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::{MethodFilter, MethodRouter, get, on, post};
+use axum::routing::{get, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
@@ -144,7 +143,7 @@ pub fn router(http: Http) -> Router {
         )
         .route(ORIGINAL_TOPUP, post(routes::original::original_topup));
     for &op in protocol::Op::ALL {
-        router = router.route(op.route().path, handlers(op));
+        router = router.route(op.route().path, routes::v1::handler(op));
     }
     router
         .route(IMAGE, get(routes::images::image))
@@ -158,30 +157,6 @@ pub fn router(http: Http) -> Router {
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::wrong_method)
         .with_state(http)
-}
-
-/// The handler of each op's route, on the method the protocol names, and the other methods
-/// that route serves.
-fn handlers(op: protocol::Op) -> MethodRouter<Http> {
-    use protocol::Op;
-    let method =
-        MethodFilter::try_from(op.route().method).expect("an op's method is a standard one");
-    match op {
-        // HEAD would run a charging GET and deliver nothing: refused (see routes::not_for_head).
-        Op::Get => on(method, routes::v1::post_memes)
-            .get(routes::v1::get_memes)
-            .head(routes::not_for_head),
-        Op::Topup => on(method, routes::v1::topup),
-        Op::Balance => on(method, routes::v1::balance),
-        Op::Lots => on(method, routes::v1::lots),
-        Op::History => on(method, routes::v1::history),
-        Op::Status => on(method, routes::v1::status),
-        Op::Search => on(method, routes::v1::search),
-        Op::Similar => on(method, similar::similar),
-        Op::Entitle => on(method, routes::v1::entitle),
-        Op::Audit => on(method, routes::v1::audit),
-        Op::Reload => on(method, routes::v1::reload),
-    }
 }
 
 /// What a listener serves: a router, and the state its hottest route is served from
@@ -227,24 +202,10 @@ async fn measured<B>(
     request: axum::http::Request<B>,
 ) -> Result<axum::response::Response, std::convert::Infallible>
 where
-    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + Unpin + 'static,
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
     let started = Instant::now();
-    // A body the handler leaves unread ends the connection, and the answer says so.
-    let (request, ended) = {
-        let (parts, body) = request.into_parts();
-        match unread::watch(body) {
-            Ok((body, ended)) => (
-                axum::http::Request::from_parts(parts, axum::body::Body::new(body)),
-                Some(ended),
-            ),
-            Err(body) => (
-                axum::http::Request::from_parts(parts, axum::body::Body::new(body)),
-                None,
-            ),
-        }
-    };
     let id = request_id::take(request.headers());
     let span = request_id::span(&id, request.method(), request.uri().path());
     let op = op_of(request.uri().path());
@@ -269,12 +230,6 @@ where
     .instrument(span)
     .await?;
     response.headers_mut().insert(request_id::HEADER, id);
-    if ended.is_some_and(|ended| !ended.get()) {
-        response.headers_mut().insert(
-            axum::http::header::CONNECTION,
-            axum::http::HeaderValue::from_static("close"),
-        );
-    }
     if response.status() == StatusCode::METHOD_NOT_ALLOWED
         && let Some(allow) = charging_allow
     {

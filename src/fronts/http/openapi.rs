@@ -1,5 +1,7 @@
 //! The OpenAPI 3.1 document of the HTTP API, generated from the handlers' annotations and
 //! the protocol's own types, so it cannot drift from what is served (`GET /openapi.json`).
+//! The versioned API's handlers are listed in their own module ([`routes::v1::Paths`]),
+//! merged here, so a new op needs nothing in this file.
 
 use super::problem::ProblemDetails;
 use super::routes;
@@ -20,19 +22,6 @@ use utoipa::{Modify, OpenApi};
     paths(
         routes::original::original_memes,
         routes::original::original_topup,
-        routes::v1::get_memes,
-        routes::v1::post_memes,
-        routes::v1::search,
-        super::similar::similar,
-        routes::v1::balance,
-        routes::v1::lots,
-        routes::v1::history,
-        routes::v1::topup,
-        routes::v1::entitle,
-        routes::v1::audit,
-        routes::v1::reload,
-        routes::v1::status,
-        routes::v1::webhook,
         routes::images::image,
         routes::health::healthz,
         routes::health::readyz,
@@ -73,6 +62,8 @@ impl Modify for BearerAuth {
 /// The document, serialised once.
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
     let mut doc = ApiDoc::openapi();
+    // The versioned API's routes are listed beside their handlers.
+    doc.merge(routes::v1::Paths::openapi());
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     let mut value = serde_json::to_value(&doc).expect("the document serialises");
     // What the derive cannot say: a body's latitude and longitude come together, and a

@@ -2,11 +2,16 @@
 //! [`crate::protocol::Op::route`]) and the payment webhook. Each answers the op's `data`
 //! object as the socket does; a charge is never cached and a replay says so
 //! (`Idempotent-Replayed`).
+//!
+//! Everything the front knows about an op is here: its handler with its OpenAPI annotation,
+//! which handler serves its route ([`handler`], which the router calls for every op) and
+//! the list of handlers the document describes ([`Paths`], which `openapi.rs` merges).
 
 use super::super::Http;
 use super::super::auth;
 use super::super::problem::{Problem, Problems};
 use super::super::schema::{IdempotencyKey, UserId};
+use super::super::similar;
 use super::types::{
     EntitlementBody, HistoryQuery, MemesBody, MemesQuery, SearchQuery, TopupBody, WebhookEvent,
 };
@@ -18,7 +23,7 @@ use crate::domain::AuditReport;
 use crate::domain::ErrorCode;
 use crate::protocol::{
     AuditRequest, BalanceRequest, EntitleRequest, GetData, GetRequest, HistoryRequest, MemeView,
-    ReloadRequest, SearchRequest, StatusRequest, TopupData, TopupRequest,
+    Op, ReloadRequest, SearchRequest, StatusRequest, TopupData, TopupRequest,
 };
 #[allow(unused_imports, reason = "named in the OpenAPI annotations")]
 use crate::protocol::{
@@ -30,9 +35,56 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderName};
 use axum::response::Response;
+use axum::routing::{MethodFilter, MethodRouter, on};
+use utoipa::OpenApi;
 
 /// A payment webhook's signature.
 const SIGNATURE: HeaderName = HeaderName::from_static("memes-signature");
+
+/// The handler of an op's route, on the method the protocol names, and the other methods
+/// that route serves. The router serves it at the op's route; the match is exhaustive, so a
+/// new op does not compile until it has its handler here.
+pub fn handler(op: Op) -> MethodRouter<Http> {
+    let method =
+        MethodFilter::try_from(op.route().method).expect("an op's method is a standard one");
+    match op {
+        // HEAD would run a charging GET and deliver nothing: refused (see routes::not_for_head).
+        Op::Get => on(method, post_memes)
+            .get(get_memes)
+            .head(super::not_for_head),
+        Op::Topup => on(method, topup),
+        Op::Balance => on(method, balance),
+        Op::History => on(method, history),
+        Op::Lots => on(method, lots),
+        Op::Status => on(method, status),
+        Op::Search => on(method, search),
+        Op::Similar => on(method, similar::similar),
+        Op::Entitle => on(method, entitle),
+        Op::Audit => on(method, audit),
+        Op::Reload => on(method, reload),
+    }
+}
+
+/// The OpenAPI paths of this module's routes (every op's and the webhook's), which the
+/// document ([`super::super::openapi`]) merges. A test there checks that every op is
+/// documented at its route.
+#[derive(OpenApi)]
+#[openapi(paths(
+    get_memes,
+    post_memes,
+    search,
+    similar::similar,
+    balance,
+    lots,
+    history,
+    topup,
+    entitle,
+    audit,
+    reload,
+    status,
+    webhook,
+))]
+pub struct Paths;
 
 /// `GET /v1/memes`.
 #[utoipa::path(get, path = "/v1/memes", tag = "memes",
