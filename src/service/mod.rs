@@ -405,8 +405,10 @@ impl Service {
     /// Checks the request's fields, who may make it, and the per-user rate limit, before
     /// anything else is done for it.
     fn admit(&self, caller: &Caller, request: &impl Admitted) -> Result<(), ServiceError> {
-        request.validate()?;
+        // Who may ask comes first: a caller who may not make the request learns nothing
+        // of what is wrong with it (and an unauthenticated one is told so, not 400).
         access::authorize(&self.config.admin, caller, request)?;
+        request.validate()?;
         match (&self.limiter, request.subject()) {
             (Some(limiter), Some(user)) => limiter.check(user),
             _ => Ok(()),
