@@ -43,6 +43,9 @@ _memes() {
             memes,history)
                 cmd="memes__subcmd__history"
                 ;;
+            memes,lots)
+                cmd="memes__subcmd__lots"
+                ;;
             memes,reload)
                 cmd="memes__subcmd__reload"
                 ;;
@@ -100,6 +103,9 @@ _memes() {
             memes__subcmd__help,history)
                 cmd="memes__subcmd__help__subcmd__history"
                 ;;
+            memes__subcmd__help,lots)
+                cmd="memes__subcmd__help__subcmd__lots"
+                ;;
             memes__subcmd__help,reload)
                 cmd="memes__subcmd__help__subcmd__reload"
                 ;;
@@ -128,7 +134,7 @@ _memes() {
 
     case "${cmd}" in
         memes)
-            opts="-h -V --socket --url --json --color --help --version get topup balance history search similar entitle audit reload status stop bench completions admin-key help"
+            opts="-h -V --socket --url --json --color --help --version get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -536,7 +542,7 @@ _memes() {
             return 0
             ;;
         memes__subcmd__help)
-            opts="get topup balance history search similar entitle audit reload status stop bench completions admin-key help"
+            opts="get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -689,6 +695,20 @@ _memes() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        memes__subcmd__help__subcmd__lots)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         memes__subcmd__help__subcmd__reload)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -785,6 +805,36 @@ _memes() {
                     return 0
                     ;;
                 --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        memes__subcmd__lots)
+            opts="-h --user --socket --url --json --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --user)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -946,7 +996,7 @@ _memes() {
             return 0
             ;;
         memes__subcmd__topup)
-            opts="-h --user --amount --reason --idempotency-key --socket --url --json --color --help"
+            opts="-h --user --amount --reason --idempotency-key --expires-at --expires-in --priority --promo --socket --url --json --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -965,6 +1015,18 @@ _memes() {
                     return 0
                     ;;
                 --idempotency-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --expires-at)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --expires-in)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --priority)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

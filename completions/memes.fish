@@ -35,6 +35,7 @@ complete -c memes -n "__fish_memes_needs_command" -s V -l version -d 'Print vers
 complete -c memes -n "__fish_memes_needs_command" -f -a "get" -d 'Get a meme (charged only when delivered)'
 complete -c memes -n "__fish_memes_needs_command" -f -a "topup" -d 'Add tokens to a balance, or deduct them with a negative amount (admins)'
 complete -c memes -n "__fish_memes_needs_command" -f -a "balance" -d 'Show a balance and tier'
+complete -c memes -n "__fish_memes_needs_command" -f -a "lots" -d 'List the lots a balance is made of, in the order they are spent'
 complete -c memes -n "__fish_memes_needs_command" -f -a "history" -d 'Show a user\'s ledger entries, oldest first'
 complete -c memes -n "__fish_memes_needs_command" -f -a "search" -d 'Browse ranked matches for a query, by its words and its meaning, free of charge'
 complete -c memes -n "__fish_memes_needs_command" -f -a "similar" -d 'List the memes nearest in meaning to one meme, free of charge'
@@ -68,11 +69,15 @@ complete -c memes -n "__fish_memes_using_subcommand topup" -l user -d 'The user 
 complete -c memes -n "__fish_memes_using_subcommand topup" -l amount -d 'Tokens to add; a negative amount deducts (never below zero)' -r
 complete -c memes -n "__fish_memes_using_subcommand topup" -l reason -d 'Free text kept with the ledger entry, e.g. a payment provider\'s event id' -r
 complete -c memes -n "__fish_memes_using_subcommand topup" -l idempotency-key -d 'Makes retries safe: the same key with the same top-up credits once' -r
+complete -c memes -n "__fish_memes_using_subcommand topup" -l expires-at -d 'When the tokens added expire (RFC 3339, e.g. 2027-01-31T00:00:00Z)' -r
+complete -c memes -n "__fish_memes_using_subcommand topup" -l expires-in -d 'How long after now the tokens added expire (e.g. 30d, 12h)' -r
+complete -c memes -n "__fish_memes_using_subcommand topup" -l priority -d '0-100, default 50: lots of a lower priority are spent first' -r
 complete -c memes -n "__fish_memes_using_subcommand topup" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
 complete -c memes -n "__fish_memes_using_subcommand topup" -l url -d 'Talk to memesd\'s HTTP API at this URL instead of a socket (http://host:port), with the bearer credential in MEMES_TOKEN (a user\'s token or an admin key; without it, the request\'s user id, as a development-mode memesd takes it)' -r
 complete -c memes -n "__fish_memes_using_subcommand topup" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c memes -n "__fish_memes_using_subcommand topup" -l promo -d 'The tokens added are promotional (given, not paid for): spent before paid ones'
 complete -c memes -n "__fish_memes_using_subcommand topup" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
 complete -c memes -n "__fish_memes_using_subcommand topup" -s h -l help -d 'Print help'
 complete -c memes -n "__fish_memes_using_subcommand balance" -l user -d 'The user whose balance and tier to show' -r
@@ -83,6 +88,14 @@ always\t''
 never\t''"
 complete -c memes -n "__fish_memes_using_subcommand balance" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
 complete -c memes -n "__fish_memes_using_subcommand balance" -s h -l help -d 'Print help'
+complete -c memes -n "__fish_memes_using_subcommand lots" -l user -d 'The user whose lots to list' -r
+complete -c memes -n "__fish_memes_using_subcommand lots" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand lots" -l url -d 'Talk to memesd\'s HTTP API at this URL instead of a socket (http://host:port), with the bearer credential in MEMES_TOKEN (a user\'s token or an admin key; without it, the request\'s user id, as a development-mode memesd takes it)' -r
+complete -c memes -n "__fish_memes_using_subcommand lots" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c memes -n "__fish_memes_using_subcommand lots" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
+complete -c memes -n "__fish_memes_using_subcommand lots" -s h -l help -d 'Print help'
 complete -c memes -n "__fish_memes_using_subcommand history" -l user -d 'The user whose ledger entries to show' -r
 complete -c memes -n "__fish_memes_using_subcommand history" -l limit -d 'Only the newest N entries (still oldest first; 1 or more)' -r
 complete -c memes -n "__fish_memes_using_subcommand history" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
@@ -204,19 +217,20 @@ complete -c memes -n "__fish_memes_using_subcommand admin-key; and __fish_seen_s
 complete -c memes -n "__fish_memes_using_subcommand admin-key; and __fish_seen_subcommand_from new" -s h -l help -d 'Print help'
 complete -c memes -n "__fish_memes_using_subcommand admin-key; and __fish_seen_subcommand_from help" -f -a "new" -d 'Make a new admin key: print the key (for whoever acts as admin) and the line to add to memesd\'s --admin-keys file'
 complete -c memes -n "__fish_memes_using_subcommand admin-key; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search similar entitle audit reload status stop bench completions admin-key help" -f -a "get" -d 'Get a meme (charged only when delivered)'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search similar entitle audit reload status stop bench completions admin-key help" -f -a "topup" -d 'Add tokens to a balance, or deduct them with a negative amount (admins)'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search similar entitle audit reload status stop bench completions admin-key help" -f -a "balance" -d 'Show a balance and tier'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search similar entitle audit reload status stop bench completions admin-key help" -f -a "history" -d 'Show a user\'s ledger entries, oldest first'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search similar entitle audit reload status stop bench completions admin-key help" -f -a "search" -d 'Browse ranked matches for a query, by its words and its meaning, free of charge'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search similar entitle audit reload status stop bench completions admin-key help" -f -a "similar" -d 'List the memes nearest in meaning to one meme, free of charge'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search similar entitle audit reload status stop bench completions admin-key help" -f -a "entitle" -d 'Set a user\'s tier (admins)'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search similar entitle audit reload status stop bench completions admin-key help" -f -a "audit" -d 'Replay the whole ledger and check every invariant (admins); exit 1 on a discrepancy'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search similar entitle audit reload status stop bench completions admin-key help" -f -a "reload" -d 'Reload the meme catalogue and the admin keys from their files (admins; same as SIGHUP)'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search similar entitle audit reload status stop bench completions admin-key help" -f -a "status" -d 'Show the daemon\'s version, uptime and counts'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search similar entitle audit reload status stop bench completions admin-key help" -f -a "stop" -d 'Stop the memesd on this socket (and no other), and wait until it has finished'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search similar entitle audit reload status stop bench completions admin-key help" -f -a "bench" -d 'Measure memesd: throughput and latency percentiles under load'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search similar entitle audit reload status stop bench completions admin-key help" -f -a "completions" -d 'Print a shell completion script'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search similar entitle audit reload status stop bench completions admin-key help" -f -a "admin-key" -d 'Make admin keys for memesd\'s HTTP API (local; no daemon needed)'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance history search similar entitle audit reload status stop bench completions admin-key help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "get" -d 'Get a meme (charged only when delivered)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "topup" -d 'Add tokens to a balance, or deduct them with a negative amount (admins)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "balance" -d 'Show a balance and tier'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "lots" -d 'List the lots a balance is made of, in the order they are spent'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "history" -d 'Show a user\'s ledger entries, oldest first'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "search" -d 'Browse ranked matches for a query, by its words and its meaning, free of charge'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "similar" -d 'List the memes nearest in meaning to one meme, free of charge'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "entitle" -d 'Set a user\'s tier (admins)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "audit" -d 'Replay the whole ledger and check every invariant (admins); exit 1 on a discrepancy'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "reload" -d 'Reload the meme catalogue and the admin keys from their files (admins; same as SIGHUP)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "status" -d 'Show the daemon\'s version, uptime and counts'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "stop" -d 'Stop the memesd on this socket (and no other), and wait until it has finished'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "bench" -d 'Measure memesd: throughput and latency percentiles under load'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "completions" -d 'Print a shell completion script'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "admin-key" -d 'Make admin keys for memesd\'s HTTP API (local; no daemon needed)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c memes -n "__fish_memes_using_subcommand help; and __fish_seen_subcommand_from admin-key" -f -a "new" -d 'Make a new admin key: print the key (for whoever acts as admin) and the line to add to memesd\'s --admin-keys file'

@@ -265,6 +265,8 @@ pub enum EntryKind {
     Deduct,
     /// A tier change; moves no tokens.
     Entitle,
+    /// What was left of a lot when it expired, leaving the balance (dated its `expires_at`).
+    Expire,
 }
 
 impl EntryKind {
@@ -275,8 +277,84 @@ impl EntryKind {
             EntryKind::Topup => "topup",
             EntryKind::Deduct => "deduct",
             EntryKind::Entitle => "entitle",
+            EntryKind::Expire => "expire",
         }
     }
+}
+
+/// The priority a lot gets unless told otherwise; lower is spent first.
+pub const DEFAULT_PRIORITY: u8 = 50;
+/// The highest priority a lot may have (the lowest is 0).
+pub const MAX_PRIORITY: u8 = 100;
+
+/// Where a lot's tokens came from: paid for, or given (the welcome grant, a `--promo`
+/// top-up). Of two lots otherwise alike, promo tokens are spent first.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum LotKind {
+    #[default]
+    Paid,
+    Promo,
+}
+
+impl LotKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LotKind::Paid => "paid",
+            LotKind::Promo => "promo",
+        }
+    }
+}
+
+/// What a credit asks of the lot it opens: when it expires, how early it is spent, its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LotTerms {
+    /// Milliseconds since the epoch; `None`: never.
+    pub expires_at: Option<i64>,
+    /// 0-100, lower spent first.
+    pub priority: u8,
+    pub kind: LotKind,
+}
+
+impl Default for LotTerms {
+    fn default() -> Self {
+        LotTerms {
+            expires_at: None,
+            priority: DEFAULT_PRIORITY,
+            kind: LotKind::Paid,
+        }
+    }
+}
+
+/// Tokens credited together (the welcome grant, one top-up): what is left of them, and when
+/// they may be spent. Spendable at `t` when `effective_at <= t < expires_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lot {
+    /// The sequence number of the entry that credited it (0: the balance an account had
+    /// when its ledger was written before lots).
+    pub id: u64,
+    /// Tokens credited.
+    pub amount: u64,
+    /// Tokens not yet spent.
+    pub remaining: u64,
+    /// Milliseconds since the epoch.
+    pub effective_at: i64,
+    /// Milliseconds since the epoch; `None`: never.
+    pub expires_at: Option<i64>,
+    /// 0-100, lower spent first.
+    pub priority: u8,
+    pub kind: LotKind,
+}
+
+/// Tokens a debit or an expiry took from one lot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LotTake {
+    /// The lot's id.
+    pub lot: u64,
+    /// Tokens taken from it.
+    pub tokens: u64,
 }
 
 /// One ledger entry as `history` shows it.
@@ -300,6 +378,12 @@ pub struct HistoryEntry {
     /// The tier set by an `entitle` entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tier: Option<Tier>,
+    /// The lot a credit opened (its id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lot: Option<u64>,
+    /// The lots a charge, a deduction or an expiry took its tokens from, in burn order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from: Vec<LotTake>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
 }

@@ -85,6 +85,7 @@ macro_rules! for_each_op {
             "topup" => Topup(TopupRequest) at POST "/v1/users/{user}/topups" for Admins,
             "balance" => Balance(BalanceRequest) at GET "/v1/users/{user}/balance" for Anyone,
             "history" => History(HistoryRequest) at GET "/v1/users/{user}/history" for Anyone,
+            "lots" => Lots(LotsRequest) at GET "/v1/users/{user}/lots" for Anyone,
             "status" => Status(StatusRequest) at GET "/v1/status" for Anyone,
             "search" => Search(SearchRequest) at GET "/v1/search" for Anyone,
             "similar" => Similar(SimilarRequest) at GET "/v1/memes/{id}/similar" for Anyone,
@@ -252,11 +253,30 @@ pub struct TopupRequest {
     /// Free text kept with the ledger entry, e.g. a payment provider's event id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// When the lot this top-up opens expires: an RFC 3339 time in the future. Not with
+    /// `expires_in`; without either, the lot never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// How long after the top-up its lot expires: a duration such as `30d` or `12h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<String>,
+    /// 0-100, default 50: lots of a lower priority are spent first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u64>,
+    /// Promotional tokens (given, not paid for): of two lots otherwise alike, spent first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub promo: bool,
 }
 
 /// `balance`: an account's balance and tier.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct BalanceRequest {
+    pub user: String,
+}
+
+/// `lots`: the lots an account can spend now, in the order they are spent.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LotsRequest {
     pub user: String,
 }
 
@@ -328,6 +348,18 @@ impl GetRequest {
     /// [`Request::subject`] calls it.)
     pub fn subject(&self) -> Option<&str> {
         Some(&self.user)
+    }
+}
+
+impl LotsRequest {
+    /// The account this request is about (see [`GetRequest::subject`]).
+    pub fn subject(&self) -> Option<&str> {
+        Some(&self.user)
+    }
+
+    /// Checks every field against its limits.
+    pub fn validate(&self) -> Result<(), ErrorBody> {
+        validate_user(&self.user)
     }
 }
 
@@ -436,7 +468,74 @@ impl TopupRequest {
         if let Some(reason) = &self.reason {
             validate_text("reason", reason, MAX_REASON_CHARS)?;
         }
-        validate_key(self.idempotency_key.as_deref())
+        validate_key(self.idempotency_key.as_deref())?;
+        self.lot_terms(0).map(drop)
+    }
+
+    /// Whether it asks for lot terms other than the defaults.
+    pub fn has_terms(&self) -> bool {
+        self.expires_at.is_some()
+            || self.expires_in.is_some()
+            || self.priority.is_some()
+            || self.promo
+    }
+
+    /// The terms of the lot it opens, at `now` (milliseconds since the epoch): `expires_in`
+    /// counts from then. Whether the expiry is after now is the store's rule
+    /// ([`crate::store::rules::check_terms`]), judged at the store's clock.
+    pub fn lot_terms(&self, now: i64) -> Result<crate::domain::LotTerms, ErrorBody> {
+        use crate::domain::{DEFAULT_PRIORITY, LotKind, LotTerms, MAX_PRIORITY};
+        if self.amount < 0 && self.has_terms() {
+            return Err(ErrorBody::invalid(
+                "a deduction takes tokens from the lots in burn order: it has no expiry, priority or promo",
+            ));
+        }
+        let expires_at = match (&self.expires_at, &self.expires_in) {
+            (Some(_), Some(_)) => {
+                return Err(ErrorBody::invalid(
+                    "give expires_at or expires_in, not both",
+                ));
+            }
+            (Some(at), None) => Some(
+                at.parse::<jiff::Timestamp>()
+                    .map_err(|e| {
+                        ErrorBody::invalid(format!(
+                            "expires_at must be an RFC 3339 time like 2027-01-31T00:00:00Z: {e}"
+                        ))
+                    })?
+                    .as_millisecond(),
+            ),
+            (None, Some(within)) => {
+                let within = humantime::parse_duration(within).map_err(|e| {
+                    ErrorBody::invalid(format!(
+                        "expires_in must be a duration like 30d or 12h: {e}"
+                    ))
+                })?;
+                if within.is_zero() {
+                    return Err(ErrorBody::invalid("expires_in must be more than zero"));
+                }
+                let ms = i64::try_from(within.as_millis()).unwrap_or(i64::MAX);
+                Some(now.saturating_add(ms))
+            }
+            (None, None) => None,
+        };
+        let priority = match self.priority {
+            None => DEFAULT_PRIORITY,
+            Some(priority) if priority <= u64::from(MAX_PRIORITY) => priority as u8,
+            Some(priority) => {
+                return Err(ErrorBody::invalid(format!(
+                    "priority must be between 0 and {MAX_PRIORITY} (lower is spent first), got {priority}"
+                )));
+            }
+        };
+        Ok(LotTerms {
+            expires_at,
+            priority,
+            kind: match self.promo {
+                true => LotKind::Promo,
+                false => LotKind::Paid,
+            },
+        })
     }
 }
 
@@ -766,6 +865,47 @@ pub struct BalanceData {
     /// when. The balance may then miss the latest changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stale: Option<Stale>,
+}
+
+/// `lots` reply data: the spendable lots, in burn order (the next charge takes from the
+/// first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LotsData {
+    pub user_id: String,
+    pub lots: Vec<LotView>,
+}
+
+/// One lot: tokens credited together, what is left of them, and when they may be spent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LotView {
+    /// The sequence number of the entry that credited it (0: the balance kept before lots).
+    pub id: u64,
+    /// Tokens credited.
+    pub amount: u64,
+    /// Tokens left.
+    pub remaining: u64,
+    /// When it became spendable (RFC 3339).
+    pub effective_at: String,
+    /// When what is left of it expires (RFC 3339); absent: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// 0-100, lower spent first.
+    pub priority: u8,
+    pub kind: crate::domain::LotKind,
+}
+
+impl From<&crate::domain::Lot> for LotView {
+    fn from(lot: &crate::domain::Lot) -> LotView {
+        LotView {
+            id: lot.id,
+            amount: lot.amount,
+            remaining: lot.remaining,
+            effective_at: format_instant(lot.effective_at),
+            expires_at: lot.expires_at.map(format_instant),
+            priority: lot.priority,
+            kind: lot.kind,
+        }
+    }
 }
 
 /// `entitle` reply data.

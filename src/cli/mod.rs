@@ -12,6 +12,7 @@ pub mod entitle;
 pub mod exit;
 pub mod get;
 pub mod history;
+pub mod lots;
 pub mod output;
 pub mod reload;
 pub mod remote;
@@ -92,6 +93,8 @@ pub enum Command {
     Topup(topup::TopupArgs),
     /// Show a balance and tier
     Balance(balance::BalanceArgs),
+    /// List the lots a balance is made of, in the order they are spent
+    Lots(lots::LotsArgs),
     /// Show a user's ledger entries, oldest first
     History(history::HistoryArgs),
     /// Browse ranked matches for a query, by its words and its meaning, free of charge
@@ -287,6 +290,7 @@ pub fn main() -> ExitCode {
         Command::Get(args) => get::run(&args, &mut ctx),
         Command::Topup(args) => topup::run(&args, &mut ctx),
         Command::Balance(args) => balance::run(&args, &mut ctx),
+        Command::Lots(args) => lots::run(&args, &mut ctx),
         Command::History(args) => history::run(&args, &mut ctx),
         Command::Search(args) => search::run(&args, &mut ctx),
         Command::Similar(args) => similar::run(&args, &mut ctx),

@@ -21,6 +21,18 @@ pub struct TopupArgs {
     /// Makes retries safe: the same key with the same top-up credits once
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
+    /// When the tokens added expire (RFC 3339, e.g. 2027-01-31T00:00:00Z)
+    #[arg(long, value_name = "TIME", conflicts_with = "expires_in")]
+    pub expires_at: Option<String>,
+    /// How long after now the tokens added expire (e.g. 30d, 12h)
+    #[arg(long, value_name = "DURATION")]
+    pub expires_in: Option<String>,
+    /// 0-100, default 50: lots of a lower priority are spent first
+    #[arg(long, value_name = "N")]
+    pub priority: Option<u64>,
+    /// The tokens added are promotional (given, not paid for): spent before paid ones
+    #[arg(long)]
+    pub promo: bool,
 }
 
 pub fn run(args: &TopupArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
@@ -29,6 +41,10 @@ pub fn run(args: &TopupArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
         amount: args.amount,
         idempotency_key: args.idempotency_key.clone(),
         reason: args.reason.clone(),
+        expires_at: args.expires_at.clone(),
+        expires_in: args.expires_in.clone(),
+        priority: args.priority,
+        promo: args.promo,
     });
     let (data, raw): (TopupData, _) = ctx.call_as(&request)?;
     if ctx.json {
@@ -72,6 +88,18 @@ impl ToCall for TopupRequest {
         let mut body = serde_json::json!({ "amount": self.amount });
         if let Some(reason) = &self.reason {
             body["reason"] = reason.as_str().into();
+        }
+        if let Some(at) = &self.expires_at {
+            body["expires_at"] = at.as_str().into();
+        }
+        if let Some(within) = &self.expires_in {
+            body["expires_in"] = within.as_str().into();
+        }
+        if let Some(priority) = self.priority {
+            body["priority"] = priority.into();
+        }
+        if self.promo {
+            body["promo"] = true.into();
         }
         call.at(&self.user);
         call.body = Some(body);

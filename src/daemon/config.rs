@@ -47,6 +47,11 @@ pub struct DaemonArgs {
           value_parser = value_parser!(u64).range(0..=MAX_BALANCE))]
     pub welcome_tokens: u64,
 
+    /// How long the welcome grant lasts (e.g. 30d); what is left of it then expires.
+    /// Without it, the grant never expires
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub welcome_expires: Option<Duration>,
+
     /// Tokens charged per delivered meme (1 to 2^53 - 1)
     #[arg(long, default_value_t = 1, value_name = "N", allow_negative_numbers = true,
           value_parser = value_parser!(u64).range(1..=MAX_BALANCE))]

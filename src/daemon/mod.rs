@@ -312,6 +312,7 @@ pub fn build(
     created.retain(|dir| !dir.exists());
     let options = store::OpenOptions {
         welcome_tokens: args.welcome_tokens,
+        welcome_expires: args.welcome_expires,
         checkpoint_bytes: args.checkpoint_mib.max(1) << 20,
         pool_size: args.store_pool,
     };

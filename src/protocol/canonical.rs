@@ -69,7 +69,13 @@ impl TopupRequest {
             amount,
             idempotency_key: _,
             reason,
+            expires_at,
+            expires_in,
+            priority,
+            promo,
         } = self;
+        // Lot terms are left out when absent, so the fingerprints of top-ups made before
+        // lots (and of those asking for none) are what they always were.
         #[derive(Serialize)]
         struct Topup<'a> {
             op: &'static str,
@@ -77,12 +83,24 @@ impl TopupRequest {
             amount: i64,
             #[serde(skip_serializing_if = "Option::is_none")]
             reason: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            expires_at: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            expires_in: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            priority: Option<u64>,
+            #[serde(skip_serializing_if = "std::ops::Not::not")]
+            promo: bool,
         }
         canonical(&Topup {
             op: Op::Topup.as_str(),
             user,
             amount: *amount,
             reason: reason.as_deref(),
+            expires_at: expires_at.as_deref(),
+            expires_in: expires_in.as_deref(),
+            priority: *priority,
+            promo: *promo,
         })
     }
 }
@@ -183,6 +201,7 @@ mod tests {
                     amount: -20,
                     idempotency_key: Some("evt_1".into()),
                     reason: Some("refund\tof\\x".into()),
+                    ..TopupRequest::default()
                 }),
                 r#"{"op":"topup","user":"bob","amount":-20,"reason":"refund\tof\\x"}"#,
             ),
@@ -192,8 +211,23 @@ mod tests {
                     amount: 500,
                     idempotency_key: Some("k".into()),
                     reason: None,
+                    ..TopupRequest::default()
                 }),
                 r#"{"op":"topup","user":"bob","amount":500}"#,
+            ),
+            // Lot terms only when asked for: the forms above are those of every top-up made
+            // before lots.
+            (
+                Request::Topup(TopupRequest {
+                    user: "bob".into(),
+                    amount: 30,
+                    idempotency_key: Some("k".into()),
+                    expires_in: Some("30d".into()),
+                    priority: Some(10),
+                    promo: true,
+                    ..TopupRequest::default()
+                }),
+                r#"{"op":"topup","user":"bob","amount":30,"expires_in":"30d","priority":10,"promo":true}"#,
             ),
         ];
         for (request, fingerprint_then) in &recorded {
@@ -240,6 +274,7 @@ mod tests {
                     amount: [i64::MIN, -1, 1, i64::MAX][(i + j) % 4],
                     idempotency_key: text.map(str::to_string),
                     reason: text.map(str::to_string),
+                    ..TopupRequest::default()
                 });
                 assert_eq!(fingerprint(&topup), as_recorded_then(&topup));
             }

@@ -36,8 +36,8 @@ use crate::premium::Premium;
 use crate::premium::claims::Claims;
 use crate::protocol::{
     self, AuditRequest, BalanceData, BalanceRequest, EntitleData, EntitleRequest, GetRequest,
-    HistoryData, HistoryRequest, Location, ReloadData, ReloadRequest, Request, SearchRequest,
-    SimilarRequest, StatusData, StatusRequest, TopupData, TopupRequest,
+    HistoryData, HistoryRequest, Location, LotsData, LotsRequest, ReloadData, ReloadRequest,
+    Request, SearchRequest, SimilarRequest, StatusData, StatusRequest, TopupData, TopupRequest,
 };
 use crate::store::rules::{self, KeyOwner};
 use crate::store::{
@@ -173,6 +173,9 @@ impl Handled for BalanceRequest {
 impl Handled for HistoryRequest {
     type Reply = HistoryData;
 }
+impl Handled for LotsRequest {
+    type Reply = LotsData;
+}
 impl Handled for StatusRequest {
     type Reply = StatusData;
 }
@@ -276,6 +279,7 @@ impl Service {
             Request::History(history) => {
                 Answer::ready(self.history_of(history).await.map(Reply::History))
             }
+            Request::Lots(lots) => Answer::from(self.lots_of(lots).await).map(Reply::Lots),
             Request::Status(_) => Answer::ready(self.status_now().await.map(Reply::Status)),
             Request::Search(search) => Answer::ready(Ok(Reply::Search(self.found(search)))),
             Request::Similar(similar) => Answer::ready(self.nearest(similar).map(Reply::Similar)),
@@ -313,6 +317,19 @@ impl Service {
     ) -> Result<BalanceData, ServiceError> {
         self.admit(caller, &request)?;
         let (data, commit) = self.balance_of(request).await?;
+        commit.wait().await?;
+        Ok(data)
+    }
+
+    /// `lots`: the lots an account can spend now, in burn order, with every change before it
+    /// durable.
+    pub async fn lots(
+        &self,
+        caller: &Caller,
+        request: LotsRequest,
+    ) -> Result<LotsData, ServiceError> {
+        self.admit(caller, &request)?;
+        let (data, commit) = self.lots_of(request).await?;
         commit.wait().await?;
         Ok(data)
     }
@@ -388,8 +405,10 @@ impl Service {
     /// Checks the request's fields, who may make it, and the per-user rate limit, before
     /// anything else is done for it.
     fn admit(&self, caller: &Caller, request: &impl Admitted) -> Result<(), ServiceError> {
-        request.validate()?;
+        // Who may ask comes first: a caller who may not make the request learns nothing
+        // of what is wrong with it (and an unauthenticated one is told so, not 400).
         access::authorize(&self.config.admin, caller, request)?;
+        request.validate()?;
         match (&self.limiter, request.subject()) {
             (Some(limiter), Some(user)) => limiter.check(user),
             _ => Ok(()),
@@ -437,9 +456,14 @@ impl Service {
             (Some(reason), Some(actor)) => Some(format!("{reason} (by {actor})")),
             (None, Some(actor)) => Some(format!("by {actor}")),
         };
+        let terms = match request.lot_terms(crate::domain::now_ms()) {
+            Ok(terms) => terms,
+            Err(refusal) => return Answer::ready(Err(refusal.into())),
+        };
         let change = TopupChange {
             user: &request.user,
             amount: request.amount,
+            terms,
             reason: reason.as_deref(),
             keyed,
         };
@@ -458,6 +482,15 @@ impl Service {
             },
             Err(error) => Answer::ready(Err(error.into())),
         }
+    }
+
+    async fn lots_of(&self, request: LotsRequest) -> Result<(LotsData, Commit), ServiceError> {
+        let (lots, commit) = self.store.lots(&request.user).await?;
+        let data = LotsData {
+            user_id: request.user,
+            lots: lots.iter().map(protocol::LotView::from).collect(),
+        };
+        Ok((data, commit))
     }
 
     async fn balance_of(

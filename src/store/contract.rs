@@ -31,7 +31,17 @@ pub trait Subject: Send + Sync + 'static {
     /// A new, empty place.
     async fn place(&self) -> Self::Place;
     /// Opens the ledger at `place`, granting [`WELCOME`] tokens to new accounts.
-    async fn open(&self, place: &Self::Place) -> Arc<Self::Store>;
+    async fn open(&self, place: &Self::Place) -> Arc<Self::Store> {
+        self.open_with(place, super::Clock::system(), None).await
+    }
+    /// Opens the ledger at `place` with `clock`, the welcome grant's lot expiring after
+    /// `welcome_expires` if given.
+    async fn open_with(
+        &self,
+        place: &Self::Place,
+        clock: super::Clock,
+        welcome_expires: Option<std::time::Duration>,
+    ) -> Arc<Self::Store>;
     /// Closes a store the way the daemon does at shutdown ([`TokenStore::close`], inside the
     /// runtime), then drops it: the last reference, so that its ledger may be reopened.
     async fn close(&self, store: Arc<Self::Store>) {
@@ -80,6 +90,7 @@ async fn topup_changed(
     let change = TopupChange {
         user,
         amount,
+        terms: Default::default(),
         reason: Some("contract"),
         keyed: None,
     };
@@ -112,6 +123,7 @@ async fn keyed_topup(
     let change = TopupChange {
         user,
         amount,
+        terms: Default::default(),
         reason: None,
         keyed: Some(Keyed {
             idem: Idempotency {
@@ -376,6 +388,7 @@ async fn owned_change(
             let change = TopupChange {
                 user,
                 amount,
+                terms: Default::default(),
                 reason: None,
                 keyed,
             };
@@ -985,9 +998,16 @@ impl Subject for FileSubject {
         tempfile::tempdir().expect("temp dir")
     }
 
-    async fn open(&self, place: &tempfile::TempDir) -> Arc<super::FileStore> {
+    async fn open_with(
+        &self,
+        place: &tempfile::TempDir,
+        clock: super::Clock,
+        welcome_expires: Option<std::time::Duration>,
+    ) -> Arc<super::FileStore> {
         let config = super::StoreConfig {
             welcome_tokens: WELCOME,
+            welcome_expires,
+            clock,
             retry_interval: std::time::Duration::from_millis(20),
             ..super::StoreConfig::default()
         };
@@ -1015,6 +1035,308 @@ impl Subject for FileSubject {
 
 contract_suite!(file_store, FileSubject);
 
+/// Lots: burn order, spanning, expiry at exactly `expires_at`, reads that never count an
+/// expired lot, the welcome grant's expiry, bad terms. On every store, with a clock the test
+/// moves ([`lots_suite!`]); a ledger written before lots, per store (the file store's below,
+/// PostgreSQL's migration in its own tests).
+pub mod lots {
+    use super::*;
+    use crate::domain::{LotKind, LotTake, LotTerms};
+    use crate::store::Clock;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    /// The subject's store at `place`, its clock reading `now`.
+    async fn open<S: Subject>(
+        subject: &S,
+        place: &S::Place,
+        now: &Arc<AtomicI64>,
+        welcome_expires_ms: Option<u64>,
+    ) -> Arc<S::Store> {
+        let now = now.clone();
+        let clock = Clock::from_fn(move || now.load(Ordering::SeqCst));
+        let welcome_expires = welcome_expires_ms.map(std::time::Duration::from_millis);
+        subject.open_with(place, clock, welcome_expires).await
+    }
+
+    pub async fn credit(
+        store: &dyn TokenStore,
+        user: &str,
+        amount: i64,
+        terms: LotTerms,
+    ) -> Result<u64, StoreError> {
+        let change = TopupChange {
+            user,
+            amount,
+            terms,
+            reason: None,
+            keyed: None,
+        };
+        let (outcome, commit) = store.topup(change).await?;
+        commit.wait().await?;
+        match outcome {
+            Outcome::Applied(changed) => Ok(changed.balance),
+            Outcome::Replayed(_) => panic!("unkeyed"),
+        }
+    }
+
+    pub async fn held(
+        store: &dyn TokenStore,
+        user: &str,
+    ) -> Vec<(u64, u64, Option<i64>, u8, LotKind)> {
+        let (lots, commit) = store.lots(user).await.expect("lots");
+        commit.wait().await.unwrap();
+        lots.iter()
+            .map(|l| (l.id, l.remaining, l.expires_at, l.priority, l.kind))
+            .collect()
+    }
+
+    pub fn terms(expires_at: Option<i64>, priority: u8, kind: LotKind) -> LotTerms {
+        LotTerms {
+            expires_at,
+            priority,
+            kind,
+        }
+    }
+
+    pub async fn charges_burn_lots_in_order_and_span_them<S: Subject>(subject: Arc<S>) {
+        {
+            let place = subject.place().await;
+            let now = Arc::new(AtomicI64::new(1_000));
+            let store = open(&*subject, &place, &now, None).await;
+            // seq 1 the welcome grant (promo), 2 paid never, 3 paid expiring, 4 promo priority 10.
+            credit(&*store, "u", 10, LotTerms::default()).await.unwrap();
+            credit(&*store, "u", 5, terms(Some(9_000), 50, LotKind::Paid))
+                .await
+                .unwrap();
+            credit(&*store, "u", 3, terms(None, 10, LotKind::Promo))
+                .await
+                .unwrap();
+            use LotKind::{Paid, Promo};
+            assert_eq!(
+                held(&*store, "u").await,
+                [
+                    (4, 3, None, 10, Promo),
+                    (3, 5, Some(9_000), 50, Paid),
+                    (1, WELCOME, None, 50, Promo),
+                    (2, 10, None, 50, Paid),
+                ]
+            );
+            assert_eq!(charge(&*store, "u", 10).await, Ok(WELCOME + 8));
+            assert_eq!(
+                held(&*store, "u").await,
+                [(1, WELCOME - 2, None, 50, Promo), (2, 10, None, 50, Paid)]
+            );
+            let history = whole_history(&*store, "u", 100).await;
+            let last = history.last().unwrap();
+            assert_eq!(
+                last.from,
+                [
+                    LotTake { lot: 4, tokens: 3 },
+                    LotTake { lot: 3, tokens: 5 },
+                    LotTake { lot: 1, tokens: 2 }
+                ],
+                "one charge, three lots, named in its entry"
+            );
+            assert_eq!(history[0].lot, Some(1));
+            // More than the lots hold: refused, nothing taken.
+            assert_eq!(
+                charge(&*store, "u", WELCOME + 9).await.unwrap_err().code(),
+                ErrorCode::InsufficientTokens
+            );
+            assert_eq!(balance(&*store, "u").await, Some(WELCOME + 8));
+            // A deduction burns in the same order.
+            assert_eq!(topup(&*store, "u", -(WELCOME as i64)).await, Ok(8));
+            assert_eq!(held(&*store, "u").await, [(2, 8, None, 50, Paid)]);
+            assert!(store.audit().await.unwrap().ok);
+        }
+    }
+
+    pub async fn a_lot_expires_at_exactly_its_expiry_and_reads_never_count_it<S: Subject>(
+        subject: Arc<S>,
+    ) {
+        {
+            let place = subject.place().await;
+            let now = Arc::new(AtomicI64::new(1_000));
+            let store = open(&*subject, &place, &now, None).await;
+            credit(&*store, "u", 40, terms(Some(5_000), 50, LotKind::Paid))
+                .await
+                .unwrap();
+            now.store(4_999, Ordering::SeqCst);
+            assert_eq!(balance(&*store, "u").await, Some(WELCOME + 40));
+            now.store(5_000, Ordering::SeqCst);
+            // Nothing has run since: the read alone does not count it.
+            assert_eq!(balance(&*store, "u").await, Some(WELCOME));
+            assert_eq!(held(&*store, "u").await.len(), 1);
+            assert_eq!(
+                charge(&*store, "u", WELCOME + 1).await.unwrap_err().code(),
+                ErrorCode::InsufficientTokens,
+                "an expired lot pays nothing"
+            );
+            assert!(store.audit().await.unwrap().ok, "a refusal wrote nothing");
+            now.store(7_000, Ordering::SeqCst);
+            assert_eq!(charge(&*store, "u", 1).await, Ok(WELCOME - 1));
+            let history = whole_history(&*store, "u", 100).await;
+            let kinds: Vec<_> = history
+                .iter()
+                .map(|e| (e.kind, e.delta, e.balance, e.time.clone()))
+                .collect();
+            assert_eq!(
+                kinds[2],
+                (
+                    EntryKind::Expire,
+                    -40,
+                    WELCOME,
+                    crate::domain::format_instant(5_000)
+                )
+            );
+            assert_eq!(kinds[3].0, EntryKind::Charge);
+            assert!(store.audit().await.unwrap().ok);
+            // Reopened (from the journal, then from a checkpoint): the same.
+            subject.close(store).await;
+            let store = open(&*subject, &place, &now, None).await;
+            assert_eq!(balance(&*store, "u").await, Some(WELCOME - 1));
+            assert!(store.audit().await.unwrap().ok);
+        }
+    }
+
+    pub async fn the_welcome_grant_may_expire<S: Subject>(subject: Arc<S>) {
+        {
+            let place = subject.place().await;
+            let now = Arc::new(AtomicI64::new(1_000));
+            let store = open(&*subject, &place, &now, Some(60_000)).await;
+            assert_eq!(
+                credit(&*store, "u", 5, LotTerms::default()).await,
+                Ok(WELCOME + 5)
+            );
+            assert_eq!(
+                held(&*store, "u").await,
+                [
+                    (1, WELCOME, Some(61_000), 50, LotKind::Promo),
+                    (2, 5, None, 50, LotKind::Paid)
+                ]
+            );
+            now.store(61_000, Ordering::SeqCst);
+            assert_eq!(balance(&*store, "u").await, Some(5));
+            assert_eq!(charge(&*store, "u", 5).await, Ok(0));
+            // Once per user, even after it expired.
+            assert_eq!(credit(&*store, "u", 1, LotTerms::default()).await, Ok(1));
+            assert!(store.audit().await.unwrap().ok);
+        }
+    }
+
+    pub async fn bad_terms_change_nothing<S: Subject>(subject: Arc<S>) {
+        {
+            let place = subject.place().await;
+            let now = Arc::new(AtomicI64::new(1_000));
+            let store = open(&*subject, &place, &now, None).await;
+            for bad in [
+                terms(Some(1_000), 50, LotKind::Paid),
+                terms(None, 101, LotKind::Paid),
+            ] {
+                let error = credit(&*store, "u", 5, bad).await.unwrap_err();
+                assert_eq!(error.code(), ErrorCode::InvalidArgument, "{error}");
+            }
+            assert_eq!(balance(&*store, "u").await, None, "no account opened");
+            assert_eq!(entries(&*store).await, 0);
+        }
+    }
+}
+
+/// Runs every lot test of [`lots`] on one subject.
+macro_rules! lots_suite {
+    ($name:ident, $subject:expr) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn charges_burn_lots_in_order_and_span_them() {
+                run($subject, lots::charges_burn_lots_in_order_and_span_them);
+            }
+            #[test]
+            fn a_lot_expires_at_exactly_its_expiry_and_reads_never_count_it() {
+                run(
+                    $subject,
+                    lots::a_lot_expires_at_exactly_its_expiry_and_reads_never_count_it,
+                );
+            }
+            #[test]
+            fn the_welcome_grant_may_expire() {
+                run($subject, lots::the_welcome_grant_may_expire);
+            }
+            #[test]
+            fn bad_terms_change_nothing() {
+                run($subject, lots::bad_terms_change_nothing);
+            }
+        }
+    };
+}
+
+lots_suite!(file_store_lots, FileSubject);
+lots_suite!(postgres_lots, PgSubject);
+
+/// A file ledger written before lots: journal lines and a version 1 checkpoint.
+mod file_lots {
+    use super::lots::*;
+    use super::*;
+    use crate::domain::LotKind;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    /// A file store at `dir` whose clock reads `now`.
+    fn open_file(dir: &std::path::Path, now: &Arc<AtomicI64>) -> super::super::FileStore {
+        let now = now.clone();
+        let config = super::super::StoreConfig {
+            welcome_tokens: WELCOME,
+            clock: super::super::Clock::from_fn(move || now.load(Ordering::SeqCst)),
+            ..super::super::StoreConfig::default()
+        };
+        super::super::FileStore::open(dir, config).expect("the store opens")
+    }
+
+    #[test]
+    fn a_ledger_written_before_lots_keeps_its_balances_as_one_lot_each() {
+        run(FileSubject, |_| async {
+            let dir = tempfile::tempdir().unwrap();
+            // Lines as the previous memesd wrote them: no lots anywhere.
+            let journal = concat!(
+                r#"{"seq":1,"time":10,"user":"a","entries":[{"kind":"welcome","delta":150,"balance":150},{"kind":"charge","delta":-1,"balance":149}],"memes":["m"]}"#,
+                "\n",
+                r#"{"seq":3,"time":11,"user":"a","prev":0,"entries":[{"kind":"topup","delta":20,"balance":169}]}"#,
+                "\n",
+                r#"{"batch_start":0}"#,
+                "\n",
+            );
+            std::fs::write(dir.path().join("journal.ndjson"), journal).unwrap();
+            let now = Arc::new(AtomicI64::new(1_000));
+            let store = open_file(dir.path(), &now);
+            assert_eq!(held(&store, "a").await, [(0, 169, None, 50, LotKind::Paid)]);
+            assert!(store.audit().await.unwrap().ok);
+            assert_eq!(charge(&store, "a", 9).await, Ok(160));
+            assert_eq!(
+                credit(&store, "a", 5, terms(None, 0, LotKind::Promo)).await,
+                Ok(165)
+            );
+            assert_eq!(charge(&store, "a", 6).await, Ok(159));
+            assert_eq!(held(&store, "a").await, [(0, 159, None, 50, LotKind::Paid)]);
+            assert!(store.audit().await.unwrap().ok);
+            store.close().unwrap();
+            drop(store);
+            // A version 1 checkpoint (rows without lots) loads the same way.
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("journal.ndjson"), journal).unwrap();
+            let offset = journal.len();
+            let checkpoint = format!(
+                r#"{{"format":"memes-snapshot","version":1,"journal_offset":{offset},"next_seq":4,"accounts":[["a",169,{},"free",null]],"keys":[]}}"#,
+                journal.find("\n").unwrap() + 1
+            );
+            std::fs::write(dir.path().join("snapshot.json"), checkpoint).unwrap();
+            let store = open_file(dir.path(), &now);
+            assert_eq!(held(&store, "a").await, [(0, 169, None, 50, LotKind::Paid)]);
+            assert_eq!(charge(&store, "a", 9).await, Ok(160));
+            assert!(store.audit().await.unwrap().ok);
+        });
+    }
+}
+
 /// The PostgreSQL store, in a fresh database of the test process's throwaway cluster.
 pub struct PgSubject;
 
@@ -1029,9 +1351,16 @@ impl Subject for PgSubject {
             .expect("a test database")
     }
 
-    async fn open(&self, place: &super::pg::testing::TestDatabase) -> Arc<super::pg::PgStore> {
+    async fn open_with(
+        &self,
+        place: &super::pg::testing::TestDatabase,
+        clock: super::Clock,
+        welcome_expires: Option<std::time::Duration>,
+    ) -> Arc<super::pg::PgStore> {
         let config = super::pg::PgConfig {
             welcome_tokens: WELCOME,
+            welcome_expires,
+            clock,
             pool_size: 4,
             ..super::pg::PgConfig::new(place.url.clone())
         };

@@ -5,9 +5,15 @@
 //! files or tables.
 //!
 //! The stream is NDJSON, and its shape is a user-visible format (operators keep export files
-//! and load them later), so version 1 is exactly what memesd has always written:
+//! and load them later). Version 1 is what memesd wrote before lots; version 2, written now,
+//! is version 1 plus, on each entry, what it did to the account's lots (a credit's `lot`, a
+//! debit's or an expiry's `from`, an expiry's `at`: [`RecordedEntry`], left out when empty)
+//! and the `expire` entry kind. A version 1 reader would drop those fields and misread every
+//! lot, so it must refuse version 2 by its header (as it does); a version 2 reader reads
+//! version 1 streams, whose entries name no lots (the migration rule,
+//! [`super::rules::carried_over`], gives them meaning), and refuses one that names any:
 //!
-//! - a header, `{"format":"memes-ledger","version":1,"source":{"host":…,"dir":…}}` (the
+//! - a header, `{"format":"memes-ledger","version":2,"source":{"host":…,"dir":…}}` (the
 //!   source names the ledger exported, so that an import can mark it as moved);
 //! - one line per [`Transaction`]: everything one request changed for one user, with its
 //!   sequence number, time, entries (kind, delta and balance after), and the memes, key,
@@ -15,13 +21,14 @@
 //! - a trailer `{"end":{…counts…}}`, so a stream cut short is never taken for a whole one.
 //!
 //! Sequence numbers and times are kept: history, stored replies and the audit read the same
-//! before and after a move. A later version must be one a version 1 reader refuses by its
-//! header (as [`Reader::open`] does), never one it misreads.
+//! before and after a move. A later version must be one the readers before it refuse by its
+//! header (as [`Reader::open`] does), never one they misread.
 //!
 //! This module owns the stream's shape and the checks any reader needs (header, order,
 //! counts, the end line); what a store does with each transaction is the store's.
 
-use crate::domain::{Entry, Tier};
+use super::recorded::RecordedEntry;
+use crate::domain::Tier;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -29,9 +36,11 @@ use std::collections::HashSet;
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 
-/// The stream's format name and version.
+/// The stream's format name and the version written.
 pub const FORMAT: &str = "memes-ledger";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// The oldest version read (entries that name no lots).
+pub const OLDEST_VERSION: u32 = 1;
 
 /// The first line.
 #[derive(Debug, Serialize, Deserialize)]
@@ -108,8 +117,8 @@ impl Tally {
 /// One transaction line: everything one request changed for one user, applied whole or not
 /// at all. Strings borrow from the line read unless they contain escapes.
 ///
-/// The field order and the fields left out when empty are the version 1 format's; a store's
-/// own bookkeeping (the file store's byte offsets, say) has no place here, it means nothing
+/// The field order and the fields left out when empty are the format's since version 1; a
+/// store's own bookkeeping (the file store's byte offsets, say) has no place here, it means nothing
 /// elsewhere.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Transaction<'a> {
@@ -119,8 +128,9 @@ pub struct Transaction<'a> {
     pub time: i64,
     #[serde(borrow)]
     pub user: Cow<'a, str>,
-    /// Grants first, the request's own entry last; each with the balance after it (tokens).
-    pub entries: Vec<Entry>,
+    /// Expiries first, then grants, the request's own entry last; each with the balance after
+    /// it (tokens) and what it did to the account's lots.
+    pub entries: Vec<RecordedEntry>,
     #[serde(borrow, default, skip_serializing_if = "Vec::is_empty")]
     pub memes: Vec<Cow<'a, str>>,
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
@@ -244,6 +254,7 @@ pub struct Reader<R: BufRead> {
     line: Vec<u8>,
     line_no: u64,
     source: Option<Source>,
+    version: u32,
     next_seq: u64,
     tally: Tally,
     trailer: Option<Counts>,
@@ -257,6 +268,7 @@ impl<R: BufRead> Reader<R> {
             line: Vec::with_capacity(4096),
             line_no: 0,
             source: None,
+            version: VERSION,
             next_seq: 1,
             tally: Tally::default(),
             trailer: None,
@@ -264,11 +276,12 @@ impl<R: BufRead> Reader<R> {
         if !reader.read_line()? {
             return Err("the stream is empty".into());
         }
-        reader.source = match serde_json::from_slice::<Header>(&reader.line) {
-            Ok(h) if h.format == FORMAT && h.version == VERSION => h.source,
+        let readable = OLDEST_VERSION..=VERSION;
+        (reader.source, reader.version) = match serde_json::from_slice::<Header>(&reader.line) {
+            Ok(h) if h.format == FORMAT && readable.contains(&h.version) => (h.source, h.version),
             Ok(h) => {
                 return Err(format!(
-                    "the stream is {} version {}; this memesd reads {FORMAT} version {VERSION}",
+                    "the stream is {} version {}; this memesd reads {FORMAT} versions {OLDEST_VERSION} to {VERSION}",
                     h.format, h.version
                 ));
             }
@@ -280,6 +293,11 @@ impl<R: BufRead> Reader<R> {
     /// The ledger the dump was made from, if it says.
     pub fn source(&self) -> Option<&Source> {
         self.source.as_ref()
+    }
+
+    /// The stream's version (its header's).
+    pub fn version(&self) -> u32 {
+        self.version
     }
 
     /// The next transaction, or `None` once the end line has been read and the input ends
@@ -316,6 +334,12 @@ impl<R: BufRead> Reader<R> {
         let line_no = self.line_no;
         let transaction =
             Transaction::parse(&self.line).map_err(|e| format!("line {line_no}: {e}"))?;
+        if self.version < 2 && transaction.entries.iter().any(RecordedEntry::names_lots) {
+            return Err(format!(
+                "line {line_no}: a version {} stream names no lots, but this entry does",
+                self.version
+            ));
+        }
         if transaction.seq < self.next_seq {
             return Err(format!(
                 "line {line_no}: sequence number {} does not follow {}",
@@ -356,14 +380,15 @@ impl<R: BufRead> Reader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::EntryKind;
+    use crate::domain::{Entry, EntryKind, LotKind, LotTake};
+    use crate::store::recorded::TermsRecord;
 
-    fn entry(kind: EntryKind, delta: i64, balance: u64) -> Entry {
-        Entry {
+    fn entry(kind: EntryKind, delta: i64, balance: u64) -> RecordedEntry {
+        RecordedEntry::plain(Entry {
             kind,
             delta,
             balance,
-        }
+        })
     }
 
     fn dump(transactions: &[Transaction]) -> Vec<u8> {
@@ -389,10 +414,10 @@ mod tests {
         Ok(seen)
     }
 
-    /// Version 1 as memesd has always written it, byte for byte: export files users keep
-    /// must stay readable, and what is written now must read in an older memesd.
+    /// Version 2 byte for byte: version 1's lines, plus what each entry did to the lots.
+    /// Export files users keep must stay readable.
     #[test]
-    fn writes_the_version_1_stream_and_reads_it_back() {
+    fn writes_the_version_2_stream_and_reads_it_back() {
         let reply = RawValue::from_string(r#"{"user_id":"b","new_balance":7}"#.into()).unwrap();
         let stream = dump(&[
             Transaction {
@@ -400,8 +425,18 @@ mod tests {
                 time: 10,
                 user: "a\"1".into(),
                 entries: vec![
-                    entry(EntryKind::Welcome, 150, 150),
-                    entry(EntryKind::Charge, -1, 149),
+                    RecordedEntry {
+                        lot: Some(TermsRecord {
+                            expires_at: None,
+                            priority: 50,
+                            kind: LotKind::Promo,
+                        }),
+                        ..entry(EntryKind::Welcome, 150, 150)
+                    },
+                    RecordedEntry {
+                        from: vec![LotTake { lot: 1, tokens: 1 }],
+                        ..entry(EntryKind::Charge, -1, 149)
+                    },
                 ],
                 memes: vec!["grumpy-cat".into()],
                 key: None,
@@ -428,9 +463,9 @@ mod tests {
         assert_eq!(
             String::from_utf8(stream.clone()).unwrap(),
             concat!(
-                r#"{"format":"memes-ledger","version":1,"source":{"host":"h","dir":"/d"}}"#,
+                r#"{"format":"memes-ledger","version":2,"source":{"host":"h","dir":"/d"}}"#,
                 "\n",
-                r#"{"seq":1,"time":10,"user":"a\"1","entries":[{"kind":"welcome","delta":150,"balance":150},{"kind":"charge","delta":-1,"balance":149}],"memes":["grumpy-cat"]}"#,
+                r#"{"seq":1,"time":10,"user":"a\"1","entries":[{"kind":"welcome","delta":150,"balance":150,"lot":{"kind":"promo"}},{"kind":"charge","delta":-1,"balance":149,"from":[[1,1]]}],"memes":["grumpy-cat"]}"#,
                 "\n",
                 r#"{"seq":3,"time":11,"user":"b","entries":[{"kind":"topup","delta":7,"balance":7}],"key":"u:b:k","fp":"fp","reply":{"user_id":"b","new_balance":7},"reason":"stripe","tier":"premium","until":99}"#,
                 "\n",
@@ -440,8 +475,10 @@ mod tests {
         );
         let mut reader = Reader::open(&stream[..]).unwrap();
         assert_eq!(reader.source().unwrap().host, "h");
+        assert_eq!(reader.version(), 2);
         let first = reader.read().unwrap().unwrap();
         assert_eq!((first.user.as_ref(), first.final_balance()), ("a\"1", 149));
+        assert_eq!(first.entries[1].from, [LotTake { lot: 1, tokens: 1 }]);
         assert_eq!(first.next_seq(), 3);
         let second = reader.read().unwrap().unwrap();
         assert_eq!(second.reply.unwrap().get(), reply.get());
@@ -458,6 +495,31 @@ mod tests {
         assert_eq!(reader.next_seq(), 4);
     }
 
+    /// A stream written before lots (version 1) still reads; one that says version 1 but
+    /// names lots is refused rather than half-read.
+    #[test]
+    fn reads_version_1_streams_whose_entries_name_no_lots() {
+        let v1 = concat!(
+            r#"{"format":"memes-ledger","version":1}"#,
+            "\n",
+            r#"{"seq":1,"time":10,"user":"a","entries":[{"kind":"welcome","delta":150,"balance":150},{"kind":"charge","delta":-1,"balance":149}]}"#,
+            "\n",
+            r#"{"end":{"transactions":1,"entries":2,"accounts":1,"keys":0}}"#,
+            "\n",
+        );
+        let mut reader = Reader::open(v1.as_bytes()).unwrap();
+        assert_eq!(reader.version(), 1);
+        let first = reader.read().unwrap().unwrap();
+        assert!(!first.entries.iter().any(RecordedEntry::names_lots));
+        assert!(reader.read().unwrap().is_none());
+        let named = v1.replace(r#""balance":149}"#, r#""balance":149,"from":[[1,1]]}"#);
+        assert!(
+            read_all(named.as_bytes())
+                .unwrap_err()
+                .contains("names no lots")
+        );
+    }
+
     #[test]
     fn refuses_streams_that_are_not_whole_dumps() {
         let one = Transaction::parse(
@@ -472,8 +534,8 @@ mod tests {
         assert!(refusal(String::new()).contains("empty"));
         assert!(refusal("{}\n".into()).contains("no header"));
         assert!(
-            refusal(r#"{"format":"memes-ledger","version":2}"#.into())
-                .contains("reads memes-ledger version 1")
+            refusal(r#"{"format":"memes-ledger","version":3}"#.into())
+                .contains("reads memes-ledger versions 1 to 2")
         );
         assert!(refusal(lines[..2].join("\n")).contains("cut short"));
         assert!(refusal(format!("{stream}{}\n", lines[1])).contains("after the end"));

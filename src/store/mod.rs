@@ -26,6 +26,7 @@ mod contract;
 pub mod dump;
 pub mod file;
 pub mod pg;
+pub mod recorded;
 pub mod rules;
 pub mod spec;
 pub mod stored;
@@ -34,7 +35,8 @@ pub use file::{FileStore, StoreConfig};
 pub use stored::{Replayed, StoredReply};
 
 use crate::domain::{
-    AccountView, AuditReport, ErrorCode, HistoryCursor, HistoryPage, MAX_BALANCE, Stale, Tier,
+    AccountView, AuditReport, ErrorCode, HistoryCursor, HistoryPage, Lot, LotTerms, MAX_BALANCE,
+    Stale, Tier,
 };
 use std::path::PathBuf;
 use tokio::sync::oneshot;
@@ -54,6 +56,10 @@ pub enum StoreError {
     IdempotencyConflict { key: String },
     #[error("the balance would exceed the maximum of {MAX_BALANCE} tokens")]
     BalanceOverflow,
+    /// A change the rules refuse as asked (a lot expiring in the past, a priority out of
+    /// range); nothing changed.
+    #[error("{0}")]
+    Invalid(String),
     /// A history cursor that this store did not make for this user.
     #[error("{0}")]
     BadCursor(String),
@@ -96,7 +102,9 @@ impl StoreError {
             StoreError::InsufficientTokens { .. } => ErrorCode::InsufficientTokens,
             StoreError::UnknownUser(_) => ErrorCode::NotFound,
             StoreError::IdempotencyConflict { .. } => ErrorCode::IdempotencyConflict,
-            StoreError::BalanceOverflow | StoreError::BadCursor(_) => ErrorCode::InvalidArgument,
+            StoreError::BalanceOverflow | StoreError::BadCursor(_) | StoreError::Invalid(_) => {
+                ErrorCode::InvalidArgument
+            }
             StoreError::Unavailable(_)
             | StoreError::Unreachable(_)
             | StoreError::Unconfirmed(_) => ErrorCode::Unavailable,
@@ -131,6 +139,35 @@ pub enum OpenError {
         line: u64,
         reason: String,
     },
+}
+
+/// The time a store dates changes with and judges reads at (milliseconds since the Unix
+/// epoch): the system clock in the daemon, a clock the test moves in the contract suite (lots
+/// expire at an instant, and the suite must be able to reach it).
+#[derive(Clone)]
+pub struct Clock(std::sync::Arc<dyn Fn() -> i64 + Send + Sync>);
+
+impl Clock {
+    /// The system clock ([`crate::domain::now_ms`]).
+    pub fn system() -> Clock {
+        Clock(std::sync::Arc::new(crate::domain::now_ms))
+    }
+
+    /// A clock that reads `now`.
+    pub fn from_fn(now: impl Fn() -> i64 + Send + Sync + 'static) -> Clock {
+        Clock(std::sync::Arc::new(now))
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub fn now(&self) -> i64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
 }
 
 /// Resolves when a change (or, for reads, everything applied before them) is on disk.
@@ -243,6 +280,8 @@ pub struct TopupChange<'a> {
     pub user: &'a str,
     /// Tokens.
     pub amount: i64,
+    /// The lot a top-up opens: its expiry, priority and kind (defaults for a deduction).
+    pub terms: LotTerms,
     pub reason: Option<&'a str>,
     pub keyed: Option<Keyed<'a>>,
 }
@@ -316,6 +355,8 @@ pub trait TokenStore: Send + Sync + 'static {
         let (account, commit) = self.account(user).await?;
         Ok((account, None, commit))
     }
+    /// The lots an account can spend now, in burn order; `UnknownUser` if it has none.
+    async fn lots(&self, user: &str) -> Result<(Vec<Lot>, Commit), StoreError>;
     /// Sets an account's tier (opening it if needed).
     async fn entitle(
         &self,

@@ -18,18 +18,41 @@
 //! - an idempotency key belongs to the caller that sent it ([`KeyOwner`]): another owner's
 //!   key is never seen, never a conflict. Keys recorded before they were scoped still
 //!   belong to the caller that recorded them ([`find_key`]).
+//!
+//! Lots (what a balance is made of; [`decide_lots`] on top of [`decide`]):
+//! - every credit opens a lot: the welcome grant a promo lot (expiring after
+//!   [`Welcome::expires_in`] if set), a top-up a lot on the terms it asks for ([`check_terms`]:
+//!   an expiry after now, a priority 0-100); a lot is spendable when
+//!   `effective_at <= t < expires_at`, and the balance is the sum of the spendable lots;
+//! - a debit (charge, deduction) takes from the spendable lots in [`burn_order`], spanning
+//!   several if it must, and its entry names each lot and what it took;
+//! - expiry is absolute: at `expires_at` a lot's remainder leaves the balance whatever ran.
+//!   A read judges lots at its own time ([`balance_at`]), so it never counts an expired lot;
+//!   the ledger records an `expire` entry, dated `expires_at`, in the next change of that
+//!   account, before the change itself;
+//! - a ledger written before lots: an account's balance is one never-expiring paid lot, id 0
+//!   ([`carried_over`]): the welcome grant's part cannot be told apart once charges were
+//!   taken from one undivided balance.
+//!
+//! The clock is an argument (`now`, milliseconds since the epoch): the store reads its
+//! clock, the tests move theirs.
 
 use super::StoreError;
-use crate::domain::{AccountView, Entry, EntryKind, MAX_BALANCE, Tier};
+use crate::domain::{
+    AccountView, DEFAULT_PRIORITY, Entry, EntryKind, Lot, LotKind, LotTake, LotTerms, MAX_BALANCE,
+    MAX_PRIORITY, Tier,
+};
 use crate::protocol::{Op, canonical};
+use std::cmp::Ordering;
 
 /// A change a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
     /// Tokens spent on delivered memes.
     Charge { cost: u64 },
-    /// Tokens added (`amount` > 0) or deducted (`amount` < 0).
-    Topup { amount: i64 },
+    /// Tokens added (`amount` > 0, a lot on `terms`) or deducted (`amount` < 0, default
+    /// terms only).
+    Topup { amount: i64, terms: LotTerms },
     /// A tier, optionally until an instant (milliseconds since the epoch).
     Entitle { tier: Tier, until: Option<i64> },
 }
@@ -76,7 +99,7 @@ pub fn decide(
     };
     let start = match before {
         Some(account) => *account,
-        None if matches!(change, Change::Topup { amount } if amount < 0) => {
+        None if matches!(change, Change::Topup { amount, .. } if amount < 0) => {
             return Err(StoreError::UnknownUser(user.to_string()));
         }
         None => AccountView {
@@ -87,8 +110,8 @@ pub fn decide(
     };
     let (kind, delta) = match change {
         Change::Charge { cost } => (EntryKind::Charge, -(cost as i128)),
-        Change::Topup { amount } if amount < 0 => (EntryKind::Deduct, amount as i128),
-        Change::Topup { amount } => (EntryKind::Topup, amount as i128),
+        Change::Topup { amount, .. } if amount < 0 => (EntryKind::Deduct, amount as i128),
+        Change::Topup { amount, .. } => (EntryKind::Topup, amount as i128),
         Change::Entitle { .. } => (EntryKind::Entitle, 0),
     };
     let balance = apply_delta(user, start.balance, delta)?;
@@ -150,7 +173,7 @@ pub fn check_entry(before: Option<u64>, entry: &Entry) -> Result<u64, String> {
     let sign_fits = match entry.kind {
         EntryKind::Welcome | EntryKind::Topup => entry.delta >= 0,
         EntryKind::Charge => entry.delta <= 0,
-        EntryKind::Deduct => entry.delta < 0,
+        EntryKind::Deduct | EntryKind::Expire => entry.delta < 0,
         EntryKind::Entitle => entry.delta == 0,
     };
     if !sign_fits {
@@ -180,6 +203,404 @@ pub fn check_entry(before: Option<u64>, entry: &Entry) -> Result<u64, String> {
         ));
     }
     Ok(after as u64)
+}
+
+/// The welcome grant a new account opens with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Welcome {
+    /// Tokens (0: no grant, no lot).
+    pub tokens: u64,
+    /// How long the grant's lot lasts (milliseconds from the account's opening); `None`: it
+    /// never expires.
+    pub expires_in: Option<i64>,
+}
+
+/// Whether `lot` can be spent at `t`: `effective_at <= t < expires_at`.
+pub fn spendable(lot: &Lot, t: i64) -> bool {
+    lot.effective_at <= t && !expired(lot, t)
+}
+
+/// Whether `lot` has expired at `t` (at `expires_at` exactly, it has).
+pub fn expired(lot: &Lot, t: i64) -> bool {
+    lot.expires_at.is_some_and(|at| at <= t)
+}
+
+/// The order lots are spent in: priority ascending, then the soonest expiry (never-expiring
+/// last), then promo before paid, then the earliest `effective_at`, then the lowest id. Total:
+/// two lots of one account never compare equal (ids are unique).
+pub fn burn_order(a: &Lot, b: &Lot) -> Ordering {
+    let expiry = |lot: &Lot| lot.expires_at.map_or((1, 0), |at| (0, at));
+    let kind = |lot: &Lot| match lot.kind {
+        LotKind::Promo => 0,
+        LotKind::Paid => 1,
+    };
+    a.priority
+        .cmp(&b.priority)
+        .then_with(|| expiry(a).cmp(&expiry(b)))
+        .then_with(|| kind(a).cmp(&kind(b)))
+        .then_with(|| a.effective_at.cmp(&b.effective_at))
+        .then_with(|| a.id.cmp(&b.id))
+}
+
+/// The balance at `t`: the sum of the lots spendable then. What every read answers.
+pub fn balance_at(lots: &[Lot], t: i64) -> u64 {
+    lots.iter()
+        .filter(|lot| spendable(lot, t))
+        .map(|lot| lot.remaining)
+        .sum()
+}
+
+/// The lots spendable at `t`, in burn order (what `lots` lists).
+pub fn spendable_lots(lots: &[Lot], t: i64) -> Vec<Lot> {
+    let mut spendable: Vec<Lot> = lots.iter().filter(|l| spendable(l, t)).copied().collect();
+    spendable.sort_by(burn_order);
+    spendable
+}
+
+/// An account's view at `t`: its balance counts only the lots spendable then (lots that
+/// expired since its last change are not counted, their entries not yet written).
+pub fn view_at(account: &AccountView, lots: &[Lot], t: i64) -> AccountView {
+    match lots.iter().any(|lot| !spendable(lot, t)) {
+        false => *account,
+        true => AccountView {
+            balance: balance_at(lots, t),
+            ..*account
+        },
+    }
+}
+
+/// The lot of a balance kept before lots existed: all of it, paid, never expiring, id 0
+/// (`None` for an empty balance).
+pub fn carried_over(balance: u64) -> Option<Lot> {
+    (balance > 0).then_some(Lot {
+        id: 0,
+        amount: balance,
+        remaining: balance,
+        effective_at: 0,
+        expires_at: None,
+        priority: DEFAULT_PRIORITY,
+        kind: LotKind::Paid,
+    })
+}
+
+/// Checks the terms a credit asks for at `now`: an expiry after now, a priority 0-100.
+pub fn check_terms(terms: &LotTerms, now: i64) -> Result<(), StoreError> {
+    if terms.priority > MAX_PRIORITY {
+        return Err(StoreError::Invalid(format!(
+            "priority {} is out of range: give 0-{MAX_PRIORITY} (lower is spent first)",
+            terms.priority
+        )));
+    }
+    if let Some(at) = terms.expires_at
+        && at <= now
+    {
+        return Err(StoreError::Invalid(format!(
+            "the expiry {} is not in the future (now is {})",
+            crate::domain::format_instant(at),
+            crate::domain::format_instant(now)
+        )));
+    }
+    Ok(())
+}
+
+/// One entry a change records, with what it did to the lots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posting {
+    pub entry: Entry,
+    /// When it took effect, if not when the change was made: an expiry, at `expires_at`.
+    pub at: Option<i64>,
+    /// The lot a credit opened.
+    pub lot: Option<Lot>,
+    /// What a debit or an expiry took, lot by lot, in burn order.
+    pub from: Vec<LotTake>,
+}
+
+/// What a change does to an account and its lots when it is allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LotDecision {
+    /// The entries to record, in order: expiries first, then the welcome grant when the
+    /// account opens, then the change's own.
+    pub postings: Vec<Posting>,
+    /// The account's lots once the change is applied (none empty), in burn order.
+    pub lots: Vec<Lot>,
+    /// True when the change opens the account.
+    pub opens: bool,
+    /// The account once the change is applied.
+    pub after: AccountView,
+}
+
+impl LotDecision {
+    /// The welcome grant (tokens) this change recorded, when it opened the account.
+    pub fn welcome(&self) -> Option<u64> {
+        self.postings
+            .iter()
+            .find(|p| p.entry.kind == EntryKind::Welcome && p.entry.delta > 0)
+            .map(|p| p.entry.delta as u64)
+    }
+}
+
+/// Decides `change` at `now` for an account and its lots (`None`: no account yet), whose
+/// entries will be numbered from `first_seq` (a lot's id is the number of the entry that
+/// opened it). Expired lots leave first ([`EntryKind::Expire`] entries), then [`decide`]
+/// rules on the balance that is left, then the lots follow: a credit opens one, a debit
+/// takes from them in [`burn_order`]. A refusal leaves everything as it was.
+pub fn decide_lots(
+    user: &str,
+    before: Option<(&AccountView, &[Lot])>,
+    change: Change,
+    welcome: Welcome,
+    now: i64,
+    first_seq: u64,
+) -> Result<LotDecision, StoreError> {
+    let terms = match change {
+        Change::Topup { amount, terms } if amount > 0 => Some(terms),
+        Change::Topup { terms, .. } if terms != LotTerms::default() => {
+            return Err(StoreError::Invalid(
+                "a deduction takes tokens from the lots in burn order: it has no expiry, priority or kind".into(),
+            ));
+        }
+        _ => None,
+    };
+    if let Some(terms) = &terms {
+        check_terms(terms, now)?;
+    }
+    let mut lots: Vec<Lot> = before.map_or_else(Vec::new, |(_, lots)| lots.to_vec());
+    let mut postings = Vec::new();
+    let mut view = before.map(|(account, _)| *account);
+    if let Some(account) = &mut view
+        && lots.iter().any(|lot| expired(lot, now))
+    {
+        let mut gone: Vec<Lot> = lots.extract_if(.., |lot| expired(lot, now)).collect();
+        gone.sort_by_key(|lot| (lot.expires_at, lot.id));
+        for lot in gone {
+            account.balance = account.balance.checked_sub(lot.remaining).ok_or_else(|| {
+                StoreError::Internal(format!(
+                    "user {user:?}'s lots add up to more than the balance"
+                ))
+            })?;
+            postings.push(Posting {
+                entry: Entry {
+                    kind: EntryKind::Expire,
+                    delta: -(lot.remaining as i64),
+                    balance: account.balance,
+                },
+                at: lot.expires_at,
+                lot: None,
+                from: vec![LotTake {
+                    lot: lot.id,
+                    tokens: lot.remaining,
+                }],
+            });
+        }
+    }
+    let decision = decide(user, view.as_ref(), change, welcome.tokens)?;
+    for entry in decision.entries() {
+        let id = first_seq + postings.len() as u64;
+        let opened = |amount: i64, terms: LotTerms| Lot {
+            id,
+            amount: amount as u64,
+            remaining: amount as u64,
+            effective_at: now,
+            expires_at: terms.expires_at,
+            priority: terms.priority,
+            kind: terms.kind,
+        };
+        let mut posting = Posting {
+            entry: *entry,
+            at: None,
+            lot: None,
+            from: Vec::new(),
+        };
+        match (entry.kind, terms) {
+            (EntryKind::Welcome, _) if entry.delta > 0 => {
+                let terms = LotTerms {
+                    expires_at: welcome.expires_in.map(|ms| now.saturating_add(ms)),
+                    priority: DEFAULT_PRIORITY,
+                    kind: LotKind::Promo,
+                };
+                posting.lot = Some(opened(entry.delta, terms));
+            }
+            (EntryKind::Topup, Some(terms)) => posting.lot = Some(opened(entry.delta, terms)),
+            (EntryKind::Charge | EntryKind::Deduct, _) if entry.delta < 0 => {
+                posting.from = burn(user, &mut lots, entry.delta.unsigned_abs(), now)?;
+            }
+            _ => {}
+        }
+        lots.extend(posting.lot);
+        postings.push(posting);
+    }
+    lots.sort_by(burn_order);
+    Ok(LotDecision {
+        postings,
+        lots,
+        opens: decision.opens,
+        after: decision.after,
+    })
+}
+
+/// Takes `tokens` from the lots spendable at `now`, in burn order; drained lots are removed.
+fn burn(
+    user: &str,
+    lots: &mut Vec<Lot>,
+    tokens: u64,
+    now: i64,
+) -> Result<Vec<LotTake>, StoreError> {
+    lots.sort_by(burn_order);
+    let mut left = tokens;
+    let mut taken = Vec::new();
+    for lot in lots.iter_mut().filter(|lot| spendable(lot, now)) {
+        if left == 0 {
+            break;
+        }
+        let take = left.min(lot.remaining);
+        lot.remaining -= take;
+        left -= take;
+        taken.push(LotTake {
+            lot: lot.id,
+            tokens: take,
+        });
+    }
+    if left > 0 {
+        return Err(StoreError::InsufficientTokens {
+            user: user.to_string(),
+            balance: balance_at(lots, now),
+            needed: tokens,
+        });
+    }
+    lots.retain(|lot| lot.remaining > 0);
+    Ok(taken)
+}
+
+/// Checks an account's lots as a reader found them kept (a checkpoint row, the daemon's
+/// memory) against its balance: none empty, none with a priority out of range, no id twice,
+/// and they add up to the balance (so none is negative and the balance is their sum).
+pub fn check_lots(lots: &[Lot], balance: u64) -> Result<(), String> {
+    let mut sum: u64 = 0;
+    for (i, lot) in lots.iter().enumerate() {
+        if lot.remaining == 0 || lot.remaining > lot.amount {
+            return Err(format!(
+                "lot {} has {} of {} tokens left",
+                lot.id, lot.remaining, lot.amount
+            ));
+        }
+        if lot.priority > MAX_PRIORITY {
+            return Err(format!("lot {} has priority {}", lot.id, lot.priority));
+        }
+        if lots[..i].iter().any(|other| other.id == lot.id) {
+            return Err(format!("lot {} is held twice", lot.id));
+        }
+        sum = sum.saturating_add(lot.remaining);
+    }
+    match sum == balance {
+        true => Ok(()),
+        false => Err(format!(
+            "the lots add up to {sum} but the balance is {balance}"
+        )),
+    }
+}
+
+/// What a recorded entry says about lots (as a ledger reader found it).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Recorded<'a> {
+    /// The terms of the lot a credit opened; `None` on a credit recorded before lots.
+    pub opened: Option<LotTerms>,
+    /// What a debit or an expiry took; empty on a debit recorded before lots.
+    pub from: &'a [LotTake],
+    /// An expiry's own date.
+    pub at: Option<i64>,
+}
+
+/// Replays one recorded entry (number `seq`, made at `time`) onto its account's lots,
+/// checking it against the rules that made it: a credit opens a lot with its delta; a debit
+/// takes exactly its delta from the lots spendable then, in burn order; an expiry takes the
+/// whole remainder of a lot, dated its `expires_at`; nothing is taken from a lot that had
+/// expired by then. An entry recorded before lots (a credit without terms, a debit without
+/// lots) leaves its balance as one [`carried_over`] lot. Afterwards the lots add up to the
+/// entry's balance. For readers of a ledger: recovery and the audit.
+pub fn replay_lots(
+    lots: &mut Vec<Lot>,
+    entry: &Entry,
+    recorded: Recorded,
+    seq: u64,
+    time: i64,
+) -> Result<(), String> {
+    let moves = entry.delta != 0;
+    let credit = entry.delta > 0;
+    let legacy = moves
+        && match credit {
+            true => recorded.opened.is_none(),
+            false => recorded.from.is_empty(),
+        };
+    if legacy {
+        lots.clear();
+        lots.extend(carried_over(entry.balance));
+        return Ok(());
+    }
+    if entry.kind == EntryKind::Expire {
+        let (Some(at), [take]) = (recorded.at, recorded.from) else {
+            return Err("an expire entry names one lot and its date".into());
+        };
+        let Some(index) = lots.iter().position(|lot| lot.id == take.lot) else {
+            return Err(format!("lot {} expires but the account has none", take.lot));
+        };
+        let lot = lots[index];
+        if lot.expires_at != Some(at) || at > time {
+            return Err(format!(
+                "lot {} expires at {at}, but its expiry is {:?} (entry made at {time})",
+                lot.id, lot.expires_at
+            ));
+        }
+        if take.tokens != lot.remaining || entry.delta != -(take.tokens as i64) {
+            return Err(format!(
+                "lot {} had {} left when it expired, the entry takes {} ({:+})",
+                lot.id, lot.remaining, take.tokens, entry.delta
+            ));
+        }
+        lots.remove(index);
+    } else {
+        if let Some(lot) = lots.iter().find(|lot| expired(lot, time)) {
+            return Err(format!(
+                "lot {} expired at {:?} but is still held when this entry was made ({time})",
+                lot.id, lot.expires_at
+            ));
+        }
+        if credit {
+            let terms = recorded.opened.expect("a credit with terms");
+            check_terms(&terms, time).map_err(|e| e.to_string())?;
+            if lots.iter().any(|lot| lot.id == seq) {
+                return Err(format!("lot {seq} is opened twice"));
+            }
+            let amount = entry.delta as u64;
+            lots.push(Lot {
+                id: seq,
+                amount,
+                remaining: amount,
+                effective_at: time,
+                expires_at: terms.expires_at,
+                priority: terms.priority,
+                kind: terms.kind,
+            });
+        } else if moves {
+            let expected = burn("", lots, entry.delta.unsigned_abs(), time)
+                .map_err(|_| format!("takes {} tokens the lots do not hold", -entry.delta))?;
+            if expected != recorded.from {
+                return Err(format!(
+                    "takes {:?} from the lots, but the burn order takes {expected:?}",
+                    recorded.from
+                ));
+            }
+        } else if recorded.opened.is_some() || !recorded.from.is_empty() {
+            return Err("an entry that moves no tokens names lots".into());
+        }
+    }
+    let sum: u64 = lots.iter().map(|lot| lot.remaining).sum();
+    if sum != entry.balance {
+        return Err(format!(
+            "the lots add up to {sum} but the balance is recorded as {}",
+            entry.balance
+        ));
+    }
+    Ok(())
 }
 
 /// What a request with an idempotency key meets: the key is new, or it names this very
@@ -334,19 +755,44 @@ mod tests {
     #[test]
     fn a_deduction_never_opens_an_account() {
         assert_eq!(
-            decide("ghost", None, Change::Topup { amount: -5 }, 150),
+            decide(
+                "ghost",
+                None,
+                Change::Topup {
+                    amount: -5,
+                    terms: LotTerms::default()
+                },
+                150
+            ),
             Err(StoreError::UnknownUser("ghost".into()))
         );
         assert!(
-            decide("ghost", None, Change::Topup { amount: 5 }, 150)
-                .unwrap()
-                .opens
+            decide(
+                "ghost",
+                None,
+                Change::Topup {
+                    amount: 5,
+                    terms: LotTerms::default()
+                },
+                150
+            )
+            .unwrap()
+            .opens
         );
     }
 
     #[test]
     fn an_existing_account_gets_no_second_grant() {
-        let decision = decide("u", Some(&account(10)), Change::Topup { amount: 5 }, 150).unwrap();
+        let decision = decide(
+            "u",
+            Some(&account(10)),
+            Change::Topup {
+                amount: 5,
+                terms: LotTerms::default(),
+            },
+            150,
+        )
+        .unwrap();
         assert!(!decision.opens);
         assert_eq!(decision.entries().len(), 1);
         assert_eq!(decision.entries()[0].kind, EntryKind::Topup);
@@ -371,7 +817,16 @@ mod tests {
             ErrorCode::InsufficientTokens,
             "a new user cannot overdraw the grant"
         );
-        let exact = decide("u", Some(&account(3)), Change::Topup { amount: -3 }, 150).unwrap();
+        let exact = decide(
+            "u",
+            Some(&account(3)),
+            Change::Topup {
+                amount: -3,
+                terms: LotTerms::default(),
+            },
+            150,
+        )
+        .unwrap();
         assert_eq!(exact.after.balance, 0);
         assert_eq!(exact.entries()[0].kind, EntryKind::Deduct);
         assert!(affordable("u", &account(3), 3).is_ok());
@@ -383,7 +838,10 @@ mod tests {
         let at_max = decide(
             "u",
             Some(&account(MAX_BALANCE - 1)),
-            Change::Topup { amount: 1 },
+            Change::Topup {
+                amount: 1,
+                terms: LotTerms::default(),
+            },
             150,
         )
         .unwrap();
@@ -392,7 +850,10 @@ mod tests {
             decide(
                 "u",
                 Some(&account(MAX_BALANCE)),
-                Change::Topup { amount: 1 },
+                Change::Topup {
+                    amount: 1,
+                    terms: LotTerms::default()
+                },
                 150
             ),
             Err(StoreError::BalanceOverflow)
@@ -549,6 +1010,278 @@ mod tests {
         assert!(key_fits_entry(&webhook, "alice", EntryKind::Charge).is_err());
         assert!(key_fits_entry("bare", "alice", EntryKind::Charge).is_ok());
         assert!(key_fits_entry("nobody\u{1f}k", "alice", EntryKind::Topup).is_err());
+    }
+
+    fn lot(id: u64, remaining: u64, expires_at: Option<i64>, priority: u8, kind: LotKind) -> Lot {
+        Lot {
+            id,
+            amount: remaining,
+            remaining,
+            effective_at: 0,
+            expires_at,
+            priority,
+            kind,
+        }
+    }
+
+    fn terms(expires_at: Option<i64>, priority: u8, kind: LotKind) -> LotTerms {
+        LotTerms {
+            expires_at,
+            priority,
+            kind,
+        }
+    }
+
+    fn charge_lots(lots: &[Lot], cost: u64, now: i64) -> Result<LotDecision, StoreError> {
+        let balance = lots.iter().map(|l| l.remaining).sum();
+        decide_lots(
+            "u",
+            Some((&account(balance), lots)),
+            Change::Charge { cost },
+            Welcome::default(),
+            now,
+            100,
+        )
+    }
+
+    #[test]
+    fn the_burn_order_is_priority_expiry_promo_effective_id() {
+        use LotKind::{Paid, Promo};
+        let mut lots = [
+            lot(1, 1, None, 50, Paid),
+            lot(2, 1, None, 50, Promo),
+            lot(3, 1, Some(900), 50, Paid),
+            lot(4, 1, Some(800), 50, Paid),
+            lot(5, 1, None, 10, Paid),
+            lot(6, 1, Some(800), 50, Promo),
+            Lot {
+                effective_at: -5,
+                ..lot(7, 1, None, 50, Paid)
+            },
+        ];
+        lots.sort_by(burn_order);
+        let ids: Vec<u64> = lots.iter().map(|l| l.id).collect();
+        assert_eq!(ids, [5, 6, 4, 3, 2, 7, 1]);
+    }
+
+    #[test]
+    fn a_charge_spans_lots_in_burn_order_and_names_them() {
+        let lots = [
+            lot(1, 10, None, 50, LotKind::Paid),
+            lot(2, 5, Some(1_000), 50, LotKind::Paid),
+        ];
+        let decision = charge_lots(&lots, 8, 10).unwrap();
+        assert_eq!(decision.postings.len(), 1);
+        assert_eq!(
+            decision.postings[0].from,
+            [LotTake { lot: 2, tokens: 5 }, LotTake { lot: 1, tokens: 3 }]
+        );
+        assert_eq!(
+            decision.lots,
+            [Lot {
+                remaining: 7,
+                ..lots[0]
+            }]
+        );
+        assert_eq!(decision.after.balance, 7);
+        assert_eq!(
+            charge_lots(&lots, 16, 10).unwrap_err().code(),
+            crate::domain::ErrorCode::InsufficientTokens
+        );
+    }
+
+    #[test]
+    fn a_lot_expires_at_exactly_its_expiry_and_the_ledger_says_so() {
+        let lots = [
+            lot(1, 10, None, 50, LotKind::Paid),
+            lot(2, 5, Some(1_000), 10, LotKind::Paid),
+        ];
+        assert_eq!(balance_at(&lots, 999), 15);
+        assert_eq!(balance_at(&lots, 1_000), 10, "gone at expires_at");
+        assert_eq!(view_at(&account(15), &lots, 1_000).balance, 10);
+        let decision = charge_lots(&lots, 1, 1_000).unwrap();
+        let kinds: Vec<_> = decision
+            .postings
+            .iter()
+            .map(|p| (p.entry.kind, p.entry.delta, p.entry.balance, p.at))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (EntryKind::Expire, -5, 10, Some(1_000)),
+                (EntryKind::Charge, -1, 9, None)
+            ]
+        );
+        assert_eq!(decision.postings[1].from, [LotTake { lot: 1, tokens: 1 }]);
+        // A charge the unexpired lots cannot pay is refused, and the expiry is not written.
+        assert!(charge_lots(&lots, 11, 1_000).is_err());
+        assert!(charge_lots(&lots, 15, 999).is_ok());
+    }
+
+    #[test]
+    fn credits_open_lots_on_their_terms() {
+        let welcome = Welcome {
+            tokens: 150,
+            expires_in: Some(60_000),
+        };
+        let asked = terms(Some(5_000), 20, LotKind::Promo);
+        let decision = decide_lots(
+            "u",
+            None,
+            Change::Topup {
+                amount: 7,
+                terms: asked,
+            },
+            welcome,
+            1_000,
+            41,
+        )
+        .unwrap();
+        assert!(decision.opens);
+        assert_eq!(decision.welcome(), Some(150));
+        let opened: Vec<_> = decision.postings.iter().map(|p| p.lot.unwrap()).collect();
+        assert_eq!(
+            opened,
+            [
+                Lot {
+                    id: 41,
+                    amount: 150,
+                    remaining: 150,
+                    effective_at: 1_000,
+                    expires_at: Some(61_000),
+                    priority: DEFAULT_PRIORITY,
+                    kind: LotKind::Promo
+                },
+                Lot {
+                    id: 42,
+                    amount: 7,
+                    remaining: 7,
+                    effective_at: 1_000,
+                    expires_at: Some(5_000),
+                    priority: 20,
+                    kind: LotKind::Promo
+                }
+            ]
+        );
+        assert_eq!(
+            decision.lots.iter().map(|l| l.id).collect::<Vec<_>>(),
+            [42, 41]
+        );
+        assert_eq!(decision.after.balance, 157);
+    }
+
+    #[test]
+    fn bad_terms_are_refused_and_change_nothing() {
+        let topup = |terms| {
+            decide_lots(
+                "u",
+                None,
+                Change::Topup { amount: 5, terms },
+                Welcome::default(),
+                1_000,
+                1,
+            )
+        };
+        for (bad, why) in [
+            (terms(Some(1_000), 50, LotKind::Paid), "not in the future"),
+            (terms(Some(10), 50, LotKind::Paid), "not in the future"),
+            (terms(None, 101, LotKind::Paid), "out of range"),
+        ] {
+            let error = topup(bad).unwrap_err();
+            assert_eq!(error.code(), crate::domain::ErrorCode::InvalidArgument);
+            assert!(error.to_string().contains(why), "{error}");
+        }
+        assert!(topup(terms(Some(1_001), 100, LotKind::Paid)).is_ok());
+        let deduct = decide_lots(
+            "u",
+            Some((&account(5), &[lot(1, 5, None, 50, LotKind::Paid)][..])),
+            Change::Topup {
+                amount: -1,
+                terms: terms(None, 50, LotKind::Promo),
+            },
+            Welcome::default(),
+            0,
+            2,
+        );
+        assert_eq!(
+            deduct.unwrap_err().code(),
+            crate::domain::ErrorCode::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn recorded_lots_are_replayed_by_the_same_rules() {
+        let mut lots = vec![];
+        let welcome = Entry {
+            kind: EntryKind::Welcome,
+            delta: 10,
+            balance: 10,
+        };
+        let promo = Recorded {
+            opened: Some(terms(Some(500), 50, LotKind::Promo)),
+            ..Recorded::default()
+        };
+        replay_lots(&mut lots, &welcome, promo, 1, 0).unwrap();
+        let paid = Entry {
+            kind: EntryKind::Topup,
+            delta: 5,
+            balance: 15,
+        };
+        let opened = Recorded {
+            opened: Some(LotTerms::default()),
+            ..Recorded::default()
+        };
+        replay_lots(&mut lots, &paid, opened, 2, 0).unwrap();
+        let charge = Entry {
+            kind: EntryKind::Charge,
+            delta: -3,
+            balance: 12,
+        };
+        let wrong = [LotTake { lot: 2, tokens: 3 }];
+        let mut copy = lots.clone();
+        let error = replay_lots(
+            &mut copy,
+            &charge,
+            Recorded {
+                from: &wrong,
+                ..Recorded::default()
+            },
+            3,
+            10,
+        )
+        .unwrap_err();
+        assert!(error.contains("burn order"), "{error}");
+        let right = [LotTake { lot: 1, tokens: 3 }];
+        let taken = Recorded {
+            from: &right,
+            ..Recorded::default()
+        };
+        replay_lots(&mut lots, &charge, taken, 3, 10).unwrap();
+        // Held past its expiry without an expire entry: refused.
+        let error = replay_lots(&mut lots.clone(), &charge, taken, 4, 500).unwrap_err();
+        assert!(error.contains("expired"), "{error}");
+        let expire = Entry {
+            kind: EntryKind::Expire,
+            delta: -7,
+            balance: 5,
+        };
+        let gone = [LotTake { lot: 1, tokens: 7 }];
+        let expiry = Recorded {
+            from: &gone,
+            at: Some(500),
+            ..Recorded::default()
+        };
+        replay_lots(&mut lots, &expire, expiry, 4, 600).unwrap();
+        assert_eq!(lots.len(), 1);
+        // A ledger written before lots: the balance is one carried-over lot.
+        let old = Entry {
+            kind: EntryKind::Topup,
+            delta: 5,
+            balance: 10,
+        };
+        replay_lots(&mut lots, &old, Recorded::default(), 5, 700).unwrap();
+        assert_eq!(lots, [carried_over(10).unwrap()]);
+        assert_eq!(carried_over(0), None);
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub enum Spec {
 pub struct OpenOptions {
     /// Tokens a new account is granted.
     pub welcome_tokens: u64,
+    /// How long the welcome grant's lot lasts; `None`: it never expires.
+    pub welcome_expires: Option<std::time::Duration>,
     /// The file store writes a checkpoint after this many bytes of journal.
     pub checkpoint_bytes: u64,
     /// Connections a database store keeps from this host.
@@ -60,6 +62,7 @@ async fn open_file(dir: PathBuf, options: &OpenOptions) -> anyhow::Result<Opened
     let created_dir = !dir.exists();
     let config = StoreConfig {
         welcome_tokens: options.welcome_tokens,
+        welcome_expires: options.welcome_expires,
         checkpoint_bytes: options.checkpoint_bytes,
         ..StoreConfig::default()
     };
@@ -87,6 +90,7 @@ async fn open_file(dir: PathBuf, options: &OpenOptions) -> anyhow::Result<Opened
 async fn open_postgres(config: PgConfig, options: &OpenOptions) -> anyhow::Result<Opened> {
     let config = PgConfig {
         welcome_tokens: options.welcome_tokens,
+        welcome_expires: options.welcome_expires,
         pool_size: options.pool_size,
         // One writer per 16 connections: on two cores one writer per host made the
         // biggest batches and the most throughput (BENCHMARKS.md, run C).

@@ -7,6 +7,7 @@ mod catalogue;
 mod checkpoints;
 mod cli;
 mod console;
+mod credits;
 mod failover;
 mod faults;
 mod flood;

@@ -36,6 +36,7 @@ pub mod schema;
 pub mod similar;
 #[cfg(test)]
 mod tests;
+mod unread;
 pub mod whoami;
 
 use crate::domain::ErrorCode;
@@ -202,10 +203,24 @@ async fn measured<B>(
     request: axum::http::Request<B>,
 ) -> Result<axum::response::Response, std::convert::Infallible>
 where
-    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + Unpin + 'static,
     B::Error: Into<axum::BoxError>,
 {
     let started = Instant::now();
+    // A body the handler leaves unread ends the connection, and the answer says so.
+    let (request, ended) = {
+        let (parts, body) = request.into_parts();
+        match unread::watch(body) {
+            Ok((body, ended)) => (
+                axum::http::Request::from_parts(parts, axum::body::Body::new(body)),
+                Some(ended),
+            ),
+            Err(body) => (
+                axum::http::Request::from_parts(parts, axum::body::Body::new(body)),
+                None,
+            ),
+        }
+    };
     let id = request_id::take(request.headers());
     let span = request_id::span(&id, request.method(), request.uri().path());
     let op = op_of(request.uri().path());
@@ -230,6 +245,12 @@ where
     .instrument(span)
     .await?;
     response.headers_mut().insert(request_id::HEADER, id);
+    if ended.is_some_and(|ended| !ended.get()) {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
     if response.status() == StatusCode::METHOD_NOT_ALLOWED
         && let Some(allow) = charging_allow
     {

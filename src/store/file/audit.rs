@@ -6,9 +6,12 @@
 //! every balance the running sum of its entries and never below zero, the sign of each
 //! delta, the welcome grant first and once); every idempotency key occurs once and fits its
 //! entry (a user's key on their own charge, the admins' and the webhook's on a top-up); every batch
-//! end names a start inside its own batch. Then [`compare_with_memory`] compares what the
-//! journal derives with what the daemon holds: every account's balance, latest line and
-//! tier, and every idempotency key with its fingerprint and stored reply (missing, extra or
+//! end names a start inside its own batch; every entry's lots follow from the account's by
+//! [`rules::replay_lots`] (a credit opens one, a debit takes from them in burn order, an
+//! expiry takes a lot's remainder at its `expires_at`, nothing is spent from an expired lot)
+//! and add up to its balance, none negative. Then [`compare_with_memory`] compares what the
+//! journal derives with what the daemon holds: every account's balance, lots (which must add
+//! up to it), latest line and tier, and every idempotency key with its fingerprint and stored reply (missing, extra or
 //! altered). The daemon's state comes from a checkpoint plus the journal after it, so this
 //! is where an edited checkpoint is caught in full (start-up checks only its digest, see
 //! [`super::snapshot`]).
@@ -18,7 +21,7 @@ use super::journal::Shared;
 use super::ledger::Ledger;
 use super::record::{JournalLine, RecordIn};
 use super::verify::{self, Derived};
-use crate::domain::{AuditReport, Tier};
+use crate::domain::{AuditReport, Lot, Tier};
 use crate::store::rules;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -50,6 +53,8 @@ pub struct JournalScan {
     pub tiers: HashMap<Box<str>, (Tier, Option<i64>)>,
     /// Every idempotency key, with the print of what it remembers.
     pub keys: HashMap<Box<str>, KeyPrint>,
+    /// Every account's lots, in burn order.
+    pub lots: HashMap<Box<str>, Vec<Lot>>,
 }
 
 /// Replays the journal at `path` up to byte `upto` (a line boundary known to be durable).
@@ -64,6 +69,7 @@ pub fn scan(path: &Path, upto: u64) -> io::Result<JournalScan> {
         accounts: HashMap::new(),
         tiers: HashMap::new(),
         keys: HashMap::new(),
+        lots: HashMap::new(),
         next_seq: 1,
         batch_floor: 0,
     };
@@ -89,8 +95,12 @@ pub fn scan(path: &Path, upto: u64) -> io::Result<JournalScan> {
         accounts,
         tiers,
         keys,
+        mut lots,
         ..
     } = replay;
+    for held in lots.values_mut() {
+        held.sort_by(rules::burn_order);
+    }
     report.accounts = accounts.len() as u64;
     report.ok = report.discrepancy.is_none();
     Ok(JournalScan {
@@ -98,6 +108,7 @@ pub fn scan(path: &Path, upto: u64) -> io::Result<JournalScan> {
         accounts,
         tiers,
         keys,
+        lots,
     })
 }
 
@@ -107,6 +118,7 @@ struct Replay {
     accounts: HashMap<Box<str>, Derived>,
     tiers: HashMap<Box<str>, (Tier, Option<i64>)>,
     keys: HashMap<Box<str>, KeyPrint>,
+    lots: HashMap<Box<str>, Vec<Lot>>,
     next_seq: u64,
     /// The end of the last batch end line: where the current batch began at the earliest.
     batch_floor: u64,
@@ -133,6 +145,7 @@ impl Replay {
             accounts,
             tiers,
             keys,
+            lots,
             next_seq,
             ..
         } = self;
@@ -140,6 +153,12 @@ impl Replay {
         let user = record.user.as_ref();
         let before = accounts.get(user).copied();
         let derived = verify::transaction(record, offset, before)?;
+        let held = lots.entry(user.into()).or_default();
+        for (i, entry) in record.entries.iter().enumerate() {
+            let seq = record.seq + i as u64;
+            rules::replay_lots(held, &entry.entry(), entry.recorded(), seq, record.time)
+                .map_err(|fault| format!("seq {seq}: user {user:?}: {fault}"))?;
+        }
         report.welcomes += u64::from(before.is_none());
         report.entries += record.entries.len() as u64;
         if let (Some(key), Some(fp), Some(reply)) = (&record.key, &record.fp, record.reply) {
@@ -201,6 +220,18 @@ fn compare_accounts(shared: &Shared, scan: &JournalScan, upto: u64) -> Option<St
                 return Some(format!(
                     "user {user:?}: the daemon holds a balance of {} but the ledger sums to {}",
                     account.balance, derived.balance
+                ));
+            }
+            let held = account.lots();
+            if let Err(problem) = rules::check_lots(&held, account.balance) {
+                return Some(format!(
+                    "user {user:?}: the daemon holds lots that do not fit: {problem}"
+                ));
+            }
+            let derived_lots = scan.lots.get(user).map_or(&[][..], Vec::as_slice);
+            if held != derived_lots {
+                return Some(format!(
+                    "user {user:?}: the daemon holds the lots {held:?} but the ledger derives {derived_lots:?}"
                 ));
             }
             let (tier, until) = scan.tiers.get(user).copied().unwrap_or((Tier::Free, None));
@@ -278,7 +309,10 @@ mod tests {
     use crate::store::file::ledger::Ledger;
 
     fn journal_with(ops: &[(&str, i64)]) -> Vec<u8> {
-        let mut ledger = Ledger::new(150);
+        let mut ledger = Ledger::new(crate::store::rules::Welcome {
+            tokens: 150,
+            expires_in: None,
+        });
         let (mut out, mut undo) = (Vec::new(), Vec::new());
         for (user, amount) in ops {
             let outcome = if *amount < 0 {
@@ -353,7 +387,10 @@ mod tests {
         let mut journal = first.clone();
         crate::store::file::record::BatchEnd { batch_start: 0 }.encode(&mut journal);
         // The next line's `prev` counts the batch end's bytes.
-        let mut ledger = Ledger::new(150);
+        let mut ledger = Ledger::new(crate::store::rules::Welcome {
+            tokens: 150,
+            expires_in: None,
+        });
         let (mut out, mut undo) = (Vec::new(), Vec::new());
         ledger.test_charge("a", 1, &mut out, &mut undo).unwrap();
         ledger.skip((journal.len() - out.len()) as u64);

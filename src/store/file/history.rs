@@ -109,7 +109,7 @@ pub fn read_history(
             let own = i + 1 == record.entries.len();
             newest_first.push(HistoryEntry {
                 seq,
-                time: time.clone(),
+                time: entry.at.map_or_else(|| time.clone(), format_instant),
                 kind: entry.kind,
                 delta: entry.delta,
                 balance: entry.balance,
@@ -125,6 +125,8 @@ pub fn read_history(
                 },
                 tier: record.tier.filter(|_| own),
                 until: record.until.filter(|_| own).map(format_instant),
+                lot: entry.lot.map(|_| seq),
+                from: entry.from.clone(),
             });
         }
         if next.is_some() {

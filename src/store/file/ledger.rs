@@ -7,9 +7,9 @@
 //! so that the caller can take it back if that line never reaches the disk. A refused
 //! change touches nothing: not the buffer, not memory.
 
-use super::record::{RecordIn, RecordOut};
-use crate::domain::{AccountView, Tier};
-use crate::store::rules::{self, Change, KeyUse};
+use super::record::{RecordIn, RecordOut, RecordedEntry};
+use crate::domain::{AccountView, Lot, LotKind, Tier};
+use crate::store::rules::{self, Change, KeyUse, Welcome};
 use crate::store::{
     Changed, ChargeRequest, Idempotency, Keyed, Outcome, StoreError, StoredReply, TopupChange,
 };
@@ -23,9 +23,11 @@ pub type KeyMap = IndexMap<Box<str>, KeyEntry, foldhash::fast::RandomState>;
 
 /// One account as the file store keeps it: the view every store shares, plus where its
 /// latest journal line is. Accounts are never removed (except when undoing their creation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
-    /// Tokens.
+    /// Tokens: what the lots hold, as of the account's latest line (a lot that expired since
+    /// is still in it until the next change writes its expiry; reads judge lots at their own
+    /// time, see [`Account::view_at`]).
     pub balance: u64,
     /// Byte offset in the journal of this account's latest transaction line.
     pub last: u64,
@@ -33,15 +35,103 @@ pub struct Account {
     pub tier: Tier,
     /// End of a premium entitlement, milliseconds since the epoch; `None` means no end.
     pub until: Option<i64>,
+    /// What the balance is made of.
+    pub lots: Lots,
 }
 
 impl Account {
-    /// What the rest of memes sees of it.
+    /// An account with nothing yet (what replay starts a new account from).
+    pub fn empty(last: u64) -> Account {
+        Account {
+            balance: 0,
+            last,
+            tier: Tier::Free,
+            until: None,
+            lots: Lots::None,
+        }
+    }
+
+    /// What the rest of memes sees of it, as its latest line left it.
     pub fn view(&self) -> AccountView {
         AccountView {
             balance: self.balance,
             tier: self.tier,
             until: self.until,
+        }
+    }
+
+    /// What the rest of memes sees of it at `now`: lots expired by then are not counted.
+    pub fn view_at(&self, now: i64) -> AccountView {
+        match &self.lots {
+            Lots::Many(lots) => rules::view_at(&self.view(), lots, now),
+            _ => self.view(),
+        }
+    }
+
+    /// Its lots, in burn order.
+    pub fn lots(&self) -> Vec<Lot> {
+        self.lots.to_vec(self.balance)
+    }
+}
+
+/// An account's lots, kept small: most accounts hold one lot that never expires (a ledger
+/// written before lots, a single grant or top-up), and that one is kept inline, no larger
+/// than its terms, its remainder being the account's balance; anything else is one boxed
+/// slice. A million accounts of one lot each cost a million accounts of a balance, plus 32
+/// bytes each.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Lots {
+    /// No lot (a balance of 0).
+    #[default]
+    None,
+    /// One lot that never expires, holding the whole balance.
+    One {
+        id: u64,
+        amount: u64,
+        effective_at: i64,
+        priority: u8,
+        kind: LotKind,
+    },
+    /// Any other set, in burn order.
+    Many(Box<[Lot]>),
+}
+
+impl Lots {
+    /// The lots of an account with this `balance`, in burn order.
+    pub fn to_vec(&self, balance: u64) -> Vec<Lot> {
+        match self {
+            Lots::None => Vec::new(),
+            &Lots::One {
+                id,
+                amount,
+                effective_at,
+                priority,
+                kind,
+            } => vec![Lot {
+                id,
+                amount,
+                remaining: balance,
+                effective_at,
+                expires_at: None,
+                priority,
+                kind,
+            }],
+            Lots::Many(lots) => lots.to_vec(),
+        }
+    }
+
+    /// Keeps `lots` (in burn order, none empty).
+    pub fn from_vec(lots: Vec<Lot>) -> Lots {
+        match lots.as_slice() {
+            [] => Lots::None,
+            [lot] if lot.expires_at.is_none() => Lots::One {
+                id: lot.id,
+                amount: lot.amount,
+                effective_at: lot.effective_at,
+                priority: lot.priority,
+                kind: lot.kind,
+            },
+            _ => Lots::Many(lots.into_boxed_slice()),
         }
     }
 }
@@ -83,13 +173,13 @@ pub struct Ledger {
     next_seq: u64,
     /// Journal length in bytes once every applied change is written.
     end: u64,
-    /// Tokens granted when an account opens.
-    welcome: u64,
+    /// The grant an account opens with.
+    welcome: Welcome,
 }
 
 impl Ledger {
     /// An empty ledger at the start of an empty journal.
-    pub fn new(welcome: u64) -> Ledger {
+    pub fn new(welcome: Welcome) -> Ledger {
         Ledger {
             accounts: AccountMap::default(),
             keys: KeyMap::default(),
@@ -101,7 +191,7 @@ impl Ledger {
 
     /// A ledger restored from a checkpoint taken at journal offset `end`.
     pub fn restore(
-        welcome: u64,
+        welcome: Welcome,
         next_seq: u64,
         end: u64,
         accounts: AccountMap,
@@ -201,6 +291,7 @@ impl Ledger {
             user: change.user,
             change: Change::Topup {
                 amount: change.amount,
+                terms: change.terms,
             },
             memes: &[],
             reason: change.reason,
@@ -227,7 +318,7 @@ impl Ledger {
             keyed: None,
         };
         self.transact(transaction, now_ms, out, undo)?;
-        Ok(self.accounts[user])
+        Ok(self.accounts[user].clone())
     }
 
     /// Decides a change by the rules and, if allowed, encodes its journal line into `out`,
@@ -245,16 +336,25 @@ impl Ledger {
             return Ok(Outcome::Replayed(reply));
         }
         let existing = self.accounts.get_full(transaction.user);
-        let decision = rules::decide(
+        let before = existing.map(|(_, _, account)| (account.view(), account.lots()));
+        let decision = rules::decide_lots(
             transaction.user,
-            existing.map(|(_, _, account)| account.view()).as_ref(),
+            before.as_ref().map(|(view, lots)| (view, lots.as_slice())),
             transaction.change,
             self.welcome,
+            now_ms,
+            self.next_seq,
         )?;
+        let welcome = decision.welcome();
         let after = decision.after;
+        let entries: Vec<RecordedEntry> = decision
+            .postings
+            .into_iter()
+            .map(RecordedEntry::from)
+            .collect();
         let changed = Changed {
             balance: after.balance,
-            welcome: decision.welcome(),
+            welcome,
         };
         let keyed = transaction
             .keyed
@@ -269,7 +369,7 @@ impl Ledger {
             time: now_ms,
             user: transaction.user,
             prev: existing.map(|(_, _, account)| account.last),
-            entries: decision.entries(),
+            entries: &entries,
             memes: transaction.memes,
             key: keyed.as_ref().map(|(idem, _)| idem.key),
             fp: keyed.as_ref().map(|(idem, _)| idem.fingerprint),
@@ -285,14 +385,12 @@ impl Ledger {
             last: offset,
             tier: after.tier,
             until: after.until,
+            lots: Lots::from_vec(decision.lots),
         };
         match existing {
-            Some((index, _, before)) => {
-                undo.push(Undo::Changed {
-                    index,
-                    before: *before,
-                });
-                self.accounts[index] = account;
+            Some((index, _, _)) => {
+                let before = std::mem::replace(&mut self.accounts[index], account);
+                undo.push(Undo::Changed { index, before });
             }
             None => {
                 undo.push(Undo::Opened);
@@ -310,7 +408,7 @@ impl Ledger {
             );
         }
         self.end += line_len;
-        self.next_seq += decision.entries().len() as u64;
+        self.next_seq += entries.len() as u64;
         Ok(Outcome::Applied(changed))
     }
 
@@ -345,20 +443,40 @@ impl Ledger {
     /// Re-applies one journal line found at `offset` (`len` bytes, newline included) during
     /// recovery, once it passed the checks there (see [`super::recovery`]). Replay sets
     /// absolute values, so the lines that a checkpoint taken under load already includes
-    /// leave each account as the checkpoint has it once its latest one is replayed.
-    pub fn redo(&mut self, record: &RecordIn, offset: u64, len: u64) {
+    /// leave each account as the checkpoint has it once its latest one is replayed; lots
+    /// change by what each entry took, so `included` (the checkpoint's row for the account
+    /// already includes this line) leaves them as they are. A line whose lots do not follow
+    /// from the account's by the rules is refused ([`rules::replay_lots`]).
+    pub fn redo(
+        &mut self,
+        record: &RecordIn,
+        offset: u64,
+        len: u64,
+        included: bool,
+    ) -> Result<(), String> {
         let account = match self.accounts.get_mut(record.user.as_ref()) {
             Some(account) => account,
             None => self
                 .accounts
                 .entry(record.user.as_ref().into())
-                .or_insert(Account {
-                    balance: 0,
-                    last: offset,
-                    tier: Tier::Free,
-                    until: None,
-                }),
+                .or_insert(Account::empty(offset)),
         };
+        if !included {
+            let mut lots = account.lots();
+            for (i, entry) in record.entries.iter().enumerate() {
+                let seq = record.seq + i as u64;
+                rules::replay_lots(
+                    &mut lots,
+                    &entry.entry(),
+                    entry.recorded(),
+                    seq,
+                    record.time,
+                )
+                .map_err(|fault| format!("seq {seq}: user {:?}: {fault}", record.user))?;
+            }
+            lots.sort_by(rules::burn_order);
+            account.lots = Lots::from_vec(lots);
+        }
         account.balance = record.final_balance();
         account.last = offset;
         if let Some(tier) = record.tier {
@@ -376,6 +494,7 @@ impl Ledger {
         }
         self.next_seq = record.next_seq();
         self.end = offset + len;
+        Ok(())
     }
 }
 
@@ -409,6 +528,7 @@ impl Ledger {
         let change = TopupChange {
             user,
             amount,
+            terms: Default::default(),
             reason: None,
             keyed: None,
         };
@@ -430,7 +550,10 @@ mod tests {
     impl Harness {
         fn new() -> Self {
             Harness {
-                ledger: Ledger::new(150),
+                ledger: Ledger::new(Welcome {
+                    tokens: 150,
+                    expires_in: None,
+                }),
                 journal: Vec::new(),
                 undo: Vec::new(),
             }
@@ -534,6 +657,7 @@ mod tests {
             let change = TopupChange {
                 user: "u1",
                 amount,
+                terms: Default::default(),
                 reason: None,
                 keyed: Some(keyed(fingerprint)),
             };
@@ -562,12 +686,13 @@ mod tests {
         h.topup("a", 5).unwrap();
         h.undo.clear();
         let (end, next_seq) = (h.ledger.end(), h.ledger.next_seq());
-        let before = *h.ledger.account("a").unwrap();
+        let before = h.ledger.account("a").unwrap().clone();
         h.charge("a", 3).unwrap();
         h.charge("new", 1).unwrap();
         let change = TopupChange {
             user: "a",
             amount: 1,
+            terms: Default::default(),
             reason: None,
             keyed: Some(Keyed {
                 idem: Idempotency {
@@ -597,11 +722,13 @@ mod tests {
             .entitle("a", Tier::Premium, Some(99), 0, &mut h.journal, &mut h.undo)
             .unwrap();
         h.charge("b", 2).unwrap();
-        let mut replayed = Ledger::new(150);
+        let mut replayed = Ledger::new(h.ledger.welcome);
         let mut offset = 0u64;
         for line in h.journal.split_inclusive(|b| *b == b'\n') {
             let record = RecordIn::parse(&line[..line.len() - 1]).unwrap();
-            replayed.redo(&record, offset, line.len() as u64);
+            replayed
+                .redo(&record, offset, line.len() as u64, false)
+                .unwrap();
             offset += line.len() as u64;
         }
         for user in ["a", "b"] {

@@ -33,11 +33,11 @@ use journal::{JournalFile, Queue, Shared, State, WriterConfig, run_writer};
 use ledger::{Account, Ledger, Undo};
 use recovery::{JOURNAL_FILE, RecoveryStats};
 
-use crate::domain::{AccountView, AuditReport, HistoryCursor, HistoryPage, Tier};
+use crate::domain::{AccountView, AuditReport, HistoryCursor, HistoryPage, Lot, Tier};
 use crate::lockfile;
 use crate::store::{
-    Changed, ChargeRequest, Commit, Idempotency, OpenError, Outcome, StoreError, StoreHealth,
-    StoreStats, StoredReply, TokenStore, TopupChange,
+    Changed, ChargeRequest, Clock, Commit, Idempotency, OpenError, Outcome, StoreError,
+    StoreHealth, StoreStats, StoredReply, TokenStore, TopupChange,
 };
 use std::fs::File;
 use std::io;
@@ -57,24 +57,42 @@ const CHUNK: usize = 4096;
 pub struct StoreConfig {
     /// Tokens granted when an account opens.
     pub welcome_tokens: u64,
+    /// How long the welcome grant's lot lasts; `None`: it never expires.
+    pub welcome_expires: Option<Duration>,
     /// Write a checkpoint after the journal grew by this many bytes.
     pub checkpoint_bytes: u64,
     /// How often a failing disk is probed for recovery.
     pub retry_interval: Duration,
     /// When to try again after a checkpoint failed (see [`checkpointer`]).
     pub checkpoint_retry: Retry,
+    /// The ledger's clock: what every change is dated with and every read is judged at.
+    pub clock: Clock,
+}
+
+impl StoreConfig {
+    /// The welcome grant as the rules take it.
+    pub fn welcome(&self) -> crate::store::rules::Welcome {
+        crate::store::rules::Welcome {
+            tokens: self.welcome_tokens,
+            expires_in: self
+                .welcome_expires
+                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        }
+    }
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             welcome_tokens: 150,
+            welcome_expires: None,
             checkpoint_bytes: 64 << 20,
             retry_interval: Duration::from_millis(500),
             checkpoint_retry: Retry {
                 first: Duration::from_secs(1),
                 max: Duration::from_secs(64),
             },
+            clock: Clock::system(),
         }
     }
 }
@@ -92,6 +110,7 @@ pub struct FileStore {
     writer: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<(Trigger, JoinHandle<()>)>>,
     checkpoint_stats: Arc<Mutex<CheckpointStats>>,
+    clock: Clock,
     /// Held for the store's lifetime; released when dropped.
     _lock: File,
 }
@@ -119,7 +138,7 @@ impl FileStore {
         let lock = lockfile::try_acquire(&lock_path)
             .map_err(io_error(&lock_path))?
             .ok_or_else(|| OpenError::Locked(dir.into()))?;
-        let recovered = recovery::recover(dir, config.welcome_tokens)?;
+        let recovered = recovery::recover(dir, config.welcome())?;
         let journal_path = dir.join(JOURNAL_FILE);
         restrict(&journal_path).map_err(io_error(&journal_path))?;
         let reader = File::open(&journal_path).map_err(io_error(&journal_path))?;
@@ -188,6 +207,7 @@ impl FileStore {
             writer: Mutex::new(Some(writer)),
             checkpointer: Mutex::new(Some((trigger, checkpointer))),
             checkpoint_stats,
+            clock: config.clock,
             _lock: lock,
         })
     }
@@ -286,7 +306,7 @@ impl FileStore {
         if let Some(reason) = &state.queue.degraded {
             return Err(StoreError::Unavailable(reason.clone()));
         }
-        let now = crate::domain::now_ms();
+        let now = self.clock.now();
         let State { ledger, queue } = &mut *state;
         let written = queue.pending.bytes.len();
         let value = apply(
@@ -321,7 +341,7 @@ impl FileStore {
         self.read(|ledger| {
             ledger
                 .account(user)
-                .copied()
+                .cloned()
                 .ok_or_else(|| StoreError::UnknownUser(user.to_string()))
         })
     }
@@ -378,7 +398,13 @@ impl TokenStore for FileStore {
 
     async fn account(&self, user: &str) -> Result<(AccountView, Commit), StoreError> {
         let (account, commit) = self.kept_account(user)?;
-        Ok((account.view(), commit))
+        Ok((account.view_at(self.clock.now()), commit))
+    }
+
+    async fn lots(&self, user: &str) -> Result<(Vec<Lot>, Commit), StoreError> {
+        let (account, commit) = self.kept_account(user)?;
+        let lots = crate::store::rules::spendable_lots(&account.lots(), self.clock.now());
+        Ok((lots, commit))
     }
 
     async fn entitle(
@@ -390,7 +416,7 @@ impl TokenStore for FileStore {
         let (account, commit) = self.mutate(|ledger, now, out, undo| {
             ledger.entitle(user, tier, until_ms, now, out, undo)
         })?;
-        Ok((account.view(), commit))
+        Ok((account.view_at(self.clock.now()), commit))
     }
 
     async fn history(

@@ -10,7 +10,14 @@
 //! - `prev`: the byte offset of the same user's previous line, so a user's history is a
 //!   backward chain through the file and needs no index in memory;
 //! - every entry's `balance` after it, so replay sets absolute values (redo is idempotent,
-//!   which is what lets checkpoints be taken without stopping the daemon).
+//!   which is what lets checkpoints be taken without stopping the daemon);
+//! - on each entry, what it did to the account's lots ([`RecordedEntry`], a shape the dump
+//!   shares): a credit's `lot`
+//!   (the terms of the lot it opened, whose id is the entry's seq and whose amount is its
+//!   delta: `{}` for the defaults), a debit's or an expiry's `from` (`[[lot id, tokens],…]`),
+//!   an expiry's `at` (its `expires_at`, before the line's `time`). Lines written before lots
+//!   have none of these; replay reads them by the migration rule
+//!   ([`crate::store::rules::carried_over`]).
 //!
 //! After each batch of lines it writes with one flush, the journal writer adds a *batch end*
 //! line, `{"batch_start":OFFSET}`, naming the byte offset where that batch began. Recovery
@@ -21,6 +28,7 @@
 
 pub use crate::domain::Entry;
 use crate::domain::Tier;
+pub use crate::store::recorded::RecordedEntry;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -33,7 +41,7 @@ pub struct RecordOut<'a> {
     pub user: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prev: Option<u64>,
-    pub entries: &'a [Entry],
+    pub entries: &'a [RecordedEntry],
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub memes: &'a [&'a str],
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -62,7 +70,7 @@ pub struct RecordIn<'a> {
     pub user: Cow<'a, str>,
     #[serde(default)]
     pub prev: Option<u64>,
-    pub entries: Vec<Entry>,
+    pub entries: Vec<RecordedEntry>,
     #[serde(borrow, default)]
     pub memes: Vec<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -188,16 +196,16 @@ mod tests {
     #[test]
     fn encodes_the_documented_line_and_reads_it_back() {
         let entries = [
-            Entry {
+            RecordedEntry::plain(Entry {
                 kind: EntryKind::Welcome,
                 delta: 150,
                 balance: 150,
-            },
-            Entry {
+            }),
+            RecordedEntry::plain(Entry {
                 kind: EntryKind::Charge,
                 delta: -1,
                 balance: 149,
-            },
+            }),
         ];
         let mut out = Vec::new();
         let len = RecordOut {

@@ -38,6 +38,7 @@ use super::record::{BatchEnd, JournalLine, RecordIn};
 use super::snapshot;
 use super::verify::{self, Derived};
 use crate::store::OpenError;
+use crate::store::rules::Welcome;
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
@@ -69,7 +70,7 @@ pub struct Recovered {
 
 /// Rebuilds the ledger kept in `dir`. Creates an empty journal if there is none and no
 /// checkpoint refers to one.
-pub fn recover(dir: &Path, welcome: u64) -> Result<Recovered, OpenError> {
+pub fn recover(dir: &Path, welcome: Welcome) -> Result<Recovered, OpenError> {
     let journal_path = dir.join(JOURNAL_FILE);
     let snapshot_path = dir.join(SNAPSHOT_FILE);
     let io_error = |path: &Path| {
@@ -148,10 +149,12 @@ pub fn recover(dir: &Path, welcome: u64) -> Result<Recovered, OpenError> {
         };
         match parsed {
             Ok(JournalLine::Transaction(record)) => {
-                checks
+                let included = checks
                     .line(&ledger, &journal, &record, offset)
+                    .map_err(&corrupt)?;
+                ledger
+                    .redo(&record, offset, read as u64, included)
                     .map_err(corrupt)?;
-                ledger.redo(&record, offset, read as u64);
                 stats.replayed_lines += 1;
             }
             Ok(JournalLine::BatchEnd(end)) => {
@@ -242,15 +245,17 @@ impl Checks {
     }
 
     /// Checks the transaction `record`, found at `offset`, before it is replayed onto `ledger`.
+    /// True when the account's checkpoint row already includes the line.
     fn line(
         &mut self,
         ledger: &Ledger,
         journal: &File,
         record: &RecordIn,
         offset: u64,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         verify::sequence(record, ledger.next_seq())?;
         let user = record.user.as_ref();
+        let included = self.ahead.contains_key(user);
         match self.ahead.get(user).copied() {
             None => {
                 let before = ledger.account(user).map(|account| Derived {
@@ -301,7 +306,7 @@ impl Checks {
                 ));
             }
         }
-        Ok(())
+        Ok(included)
     }
 
     /// The account as it was before the first line replayed of an account ahead: what the

@@ -11,8 +11,8 @@
 //! is on disk and nothing was taken back meanwhile.
 //!
 //! Format (one line):
-//! `{"format":"memes-snapshot","version":1,"journal_offset":N,"next_seq":S,`
-//! `"accounts":[[user,balance,last_line_offset,tier,until_ms|null],...],`
+//! `{"format":"memes-snapshot","version":2,"journal_offset":N,"next_seq":S,`
+//! `"accounts":[[user,balance,last_line_offset,tier,until_ms|null,lots],...],`
 //! `"keys":[[key,fingerprint,reply],...],"digest":"sha256:HEX"}`
 //!
 //! # What start-up checks, and what the audit checks
@@ -37,11 +37,17 @@
 //! `digest` was added without a version bump: a checkpoint written by an older memesd has
 //! none, still loads, and is then checked by the audit only.
 //!
+//! `lots` lists the account's lots in burn order, each
+//! `[id,amount,remaining,effective_at_ms,expires_at_ms|null,priority,"paid"|"promo"]`. A version 1
+//! checkpoint (written before lots) has no `lots`: each row's balance loads as one lot
+//! ([`crate::store::rules::carried_over`]), as its journal lines replay.
+//!
 //! Publishing is atomic: write a temporary file, fsync it, rename it over the old one,
 //! fsync the directory (see [`crate::atomic_file`]).
 
-use super::ledger::{Account, AccountMap, KeyEntry, KeyMap};
-use crate::domain::{MAX_BALANCE, Tier};
+use super::ledger::{Account, AccountMap, KeyEntry, KeyMap, Lots};
+use crate::domain::{Lot, LotKind, MAX_BALANCE, Tier};
+use crate::store::rules;
 use crate::store::{OpenError, StoredReply};
 use indexmap::IndexMap;
 use serde::Deserialize;
@@ -53,7 +59,9 @@ use std::io;
 use std::path::Path;
 
 pub const FORMAT: &str = "memes-snapshot";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// The version written before lots, still read.
+const VERSION_BEFORE_LOTS: u32 = 1;
 
 /// Writes the opening of a checkpoint, up to the start of the account rows.
 pub fn begin(out: &mut Vec<u8>, journal_offset: u64, next_seq: u64) {
@@ -70,12 +78,14 @@ pub fn account_row(out: &mut Vec<u8>, first: bool, user: &str, account: &Account
     if !first {
         out.push(b',');
     }
+    let lots: Vec<LotRow> = account.lots().iter().map(LotRow::from).collect();
     let row = (
         user,
         account.balance,
         account.last,
         account.tier,
         account.until,
+        lots,
     );
     serde_json::to_writer(&mut *out, &row).expect("account row serialises");
 }
@@ -201,8 +211,26 @@ pub fn load(path: &Path) -> Result<Option<Loaded>, OpenError> {
         });
         (parsed, digest)
     });
-    let snapshot = parsed.map_err(|e| corrupt(format!("not a checkpoint: {e}")))?;
-    if snapshot.format != FORMAT || snapshot.version != VERSION {
+    let sealed_as = |digest: Option<&str>| {
+        let field = format!("{DIGEST_FIELD}\"{}\"}}", digest.unwrap_or_default());
+        bytes.trim_ascii_end().ends_with(field.as_bytes())
+    };
+    let matches = |recorded: &str| {
+        digest.is_some_and(|digest| {
+            recorded.strip_prefix(DIGEST_PREFIX) == Some(&format!("{digest:x}"))
+        })
+    };
+    let edited = "the checkpoint does not match its digest: it was changed after memesd wrote it (moved aside, memesd rebuilds the ledger from the journal alone)";
+    let snapshot = match parsed {
+        Ok(snapshot) => snapshot,
+        // A row that does not read back (lots that do not add up to its balance, say) in a
+        // sealed file that was edited: the edit is what to report.
+        Err(_) if recorded_digest(&bytes).is_some_and(|d| !(sealed_as(Some(d)) && matches(d))) => {
+            return Err(corrupt(edited.into()));
+        }
+        Err(e) => return Err(corrupt(format!("not a checkpoint: {e}"))),
+    };
+    if snapshot.format != FORMAT || !(VERSION_BEFORE_LOTS..=VERSION).contains(&snapshot.version) {
         return Err(corrupt(format!(
             "unsupported checkpoint format {:?} version {}",
             snapshot.format, snapshot.version
@@ -213,17 +241,10 @@ pub fn load(path: &Path) -> Result<Option<Loaded>, OpenError> {
             "{} has no digest (an older memesd wrote it): only `memes audit` can check it",
             path.display()
         ),
-        (Some(recorded), digest) => {
+        (Some(recorded), _) => {
             // The field must end the file, as written, for the digest to cover the rest.
-            let field = format!("{DIGEST_FIELD}\"{recorded}\"}}");
-            let sealed = bytes.trim_ascii_end().ends_with(field.as_bytes());
-            let matches = digest.is_some_and(|digest| {
-                recorded.strip_prefix(DIGEST_PREFIX) == Some(&format!("{digest:x}"))
-            });
-            if !sealed || !matches {
-                return Err(corrupt(
-                    "the checkpoint does not match its digest: it was changed after memesd wrote it (moved aside, memesd rebuilds the ledger from the journal alone)".into(),
-                ));
+            if !sealed_as(Some(recorded)) || !matches(recorded) {
+                return Err(corrupt(edited.into()));
             }
         }
     }
@@ -233,6 +254,17 @@ pub fn load(path: &Path) -> Result<Option<Loaded>, OpenError> {
         accounts: snapshot.accounts.0,
         keys: snapshot.keys.0,
     }))
+}
+
+/// The digest a checkpoint's last bytes record, read without parsing the rest.
+fn recorded_digest(bytes: &[u8]) -> Option<&str> {
+    let tail = &bytes[bytes.len().saturating_sub(TAIL)..];
+    let at = tail
+        .windows(DIGEST_FIELD.len())
+        .rposition(|window| window == DIGEST_FIELD.as_bytes())?;
+    let value = tail[at + DIGEST_FIELD.len()..].trim_ascii_end();
+    let value = value.strip_prefix(b"\"")?.strip_suffix(b"\"}")?;
+    std::str::from_utf8(value).ok()
 }
 
 /// Where the digest field begins: the digest covers every byte before.
@@ -263,26 +295,39 @@ impl<'de> Deserialize<'de> for AccountRows {
         impl<'de> Visitor<'de> for RowsVisitor {
             type Value = AccountRows;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a list of [user, balance, last, tier, until] rows")
+                f.write_str("a list of [user, balance, last, tier, until, lots] rows")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AccountRows, A::Error> {
                 let mut map = IndexMap::with_capacity_and_hasher(
                     seq.size_hint().unwrap_or(0),
                     Default::default(),
                 );
-                while let Some((user, balance, last, tier, until)) =
-                    seq.next_element::<(String, u64, u64, Tier, Option<i64>)>()?
+                while let Some(AccountRow {
+                    user,
+                    balance,
+                    last,
+                    tier,
+                    until,
+                    lots,
+                }) = seq.next_element::<AccountRow>()?
                 {
                     if balance > MAX_BALANCE {
                         return Err(serde::de::Error::custom(format!(
                             "user {user:?}'s balance {balance} is above the maximum"
                         )));
                     }
+                    let lots: Vec<Lot> = match lots {
+                        Some(rows) => rows.into_iter().map(Lot::from).collect(),
+                        None => rules::carried_over(balance).into_iter().collect(),
+                    };
+                    rules::check_lots(&lots, balance)
+                        .map_err(|e| serde::de::Error::custom(format!("user {user:?}: {e}")))?;
                     let account = Account {
                         balance,
                         last,
                         tier,
                         until,
+                        lots: Lots::from_vec(lots),
                     };
                     if map.contains_key(user.as_str()) {
                         return Err(serde::de::Error::custom(format!(
@@ -295,6 +340,78 @@ impl<'de> Deserialize<'de> for AccountRows {
             }
         }
         deserializer.deserialize_seq(RowsVisitor)
+    }
+}
+
+/// One lot of a row: `[id, amount, remaining, effective_at, expires_at, priority, kind]`.
+#[derive(serde::Serialize, Deserialize)]
+struct LotRow(u64, u64, u64, i64, Option<i64>, u8, LotKind);
+
+impl From<&Lot> for LotRow {
+    fn from(lot: &Lot) -> LotRow {
+        LotRow(
+            lot.id,
+            lot.amount,
+            lot.remaining,
+            lot.effective_at,
+            lot.expires_at,
+            lot.priority,
+            lot.kind,
+        )
+    }
+}
+
+impl From<LotRow> for Lot {
+    fn from(
+        LotRow(id, amount, remaining, effective_at, expires_at, priority, kind): LotRow,
+    ) -> Lot {
+        Lot {
+            id,
+            amount,
+            remaining,
+            effective_at,
+            expires_at,
+            priority,
+            kind,
+        }
+    }
+}
+
+/// An account row: five fields, and its lots from version 2 on.
+struct AccountRow {
+    user: String,
+    balance: u64,
+    last: u64,
+    tier: Tier,
+    until: Option<i64>,
+    lots: Option<Vec<LotRow>>,
+}
+
+impl<'de> Deserialize<'de> for AccountRow {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RowVisitor;
+        impl<'de> Visitor<'de> for RowVisitor {
+            type Value = AccountRow;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("[user, balance, last, tier, until] and, from version 2, lots")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AccountRow, A::Error> {
+                let missing = |i| serde::de::Error::invalid_length(i, &self);
+                let row = AccountRow {
+                    user: seq.next_element()?.ok_or_else(|| missing(0))?,
+                    balance: seq.next_element()?.ok_or_else(|| missing(1))?,
+                    last: seq.next_element()?.ok_or_else(|| missing(2))?,
+                    tier: seq.next_element()?.ok_or_else(|| missing(3))?,
+                    until: seq.next_element()?.ok_or_else(|| missing(4))?,
+                    lots: seq.next_element()?,
+                };
+                if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(serde::de::Error::invalid_length(7, &self));
+                }
+                Ok(row)
+            }
+        }
+        deserializer.deserialize_seq(RowVisitor)
     }
 }
 
@@ -345,13 +462,20 @@ mod tests {
             last: 40,
             tier: Tier::Premium,
             until: Some(99),
+            lots: Lots::from_vec(vec![
+                Lot {
+                    id: 3,
+                    amount: 4,
+                    remaining: 2,
+                    effective_at: 1,
+                    expires_at: Some(500),
+                    priority: 10,
+                    kind: LotKind::Promo,
+                },
+                rules::carried_over(3).unwrap(),
+            ]),
         };
-        let b = Account {
-            balance: 0,
-            last: 0,
-            tier: Tier::Free,
-            until: None,
-        };
+        let b = Account::empty(0);
         account_row(&mut out, true, "a\"x", &a);
         account_row(&mut out, false, "b", &b);
         begin_keys(&mut out);
@@ -372,6 +496,14 @@ mod tests {
         assert_eq!(loaded.accounts.get_index(1).map(|(k, _)| &**k), Some("b"));
         assert_eq!(loaded.keys["k"].reply.as_str(), r#"{"x":1}"#);
         assert!(load(&dir.path().join("none.json")).unwrap().is_none());
+        // Written before lots: a row's balance is one carried-over lot.
+        let old = br#"{"format":"memes-snapshot","version":1,"journal_offset":0,"next_seq":2,"accounts":[["u",7,0,"free",null]],"keys":[]}"#;
+        std::fs::write(&path, old).unwrap();
+        let loaded = load(&path).unwrap().unwrap();
+        assert_eq!(
+            loaded.accounts["u"].lots(),
+            [rules::carried_over(7).unwrap()]
+        );
         std::fs::write(&path, b"{\"format\":\"memes-snapshot\"").unwrap();
         assert!(matches!(load(&path), Err(OpenError::Corrupt { .. })));
     }

@@ -60,6 +60,7 @@ fn topup(store: &dyn TokenStore, user: &str, amount: i64) -> Result<u64, StoreEr
             .topup(TopupChange {
                 user,
                 amount,
+                terms: Default::default(),
                 reason: None,
                 keyed: None,
             })
@@ -85,6 +86,7 @@ fn keyed_topup(
             .topup(TopupChange {
                 user,
                 amount,
+                terms: Default::default(),
                 reason: Some("test"),
                 keyed: Some(Keyed {
                     idem: Idempotency {
@@ -202,7 +204,10 @@ fn a_torn_last_batch_is_trimmed_at_every_offset() {
 /// A journal as the writer writes it: each batch's top-ups, then its batch end. Returns the
 /// bytes and the offset where each line starts.
 fn journal_of_batches(batches: &[&[(&str, i64)]]) -> (Vec<u8>, Vec<usize>) {
-    let mut ledger = ledger::Ledger::new(150);
+    let mut ledger = ledger::Ledger::new(crate::store::rules::Welcome {
+        tokens: 150,
+        expires_in: None,
+    });
     let (mut out, mut undo, mut starts) = (Vec::new(), Vec::new(), Vec::new());
     for batch in batches {
         let batch_start = out.len() as u64;
@@ -996,6 +1001,7 @@ fn every_checkpoint_taken_under_load_recovers_exactly_with_the_journal_after_it(
             let change = TopupChange {
                 user,
                 amount: 1,
+                terms: Default::default(),
                 reason: None,
                 keyed: None,
             };
@@ -1154,8 +1160,19 @@ fn the_audit_compares_the_checkpoints_keys_and_rows_with_the_journal() {
                 legacy.extend_from_slice(b"}\n");
                 std::fs::write(&path, legacy).unwrap();
             }
-            let store = FileStore::open(dir.path(), config())
-                .unwrap_or_else(|e| panic!("{edit}, resealed {resealed}: {e}"));
+            let store = match FileStore::open(dir.path(), config()) {
+                // A row carries its lots since lots exist: a balance edited alone no longer
+                // adds up to them, which start-up sees without the audit.
+                Err(e) if edit.contains("change a balance") => {
+                    let message = e.to_string();
+                    assert!(
+                        message.contains("the lots add up to 160 but the balance is 960"),
+                        "{message}"
+                    );
+                    continue;
+                }
+                opened => opened.unwrap_or_else(|e| panic!("{edit}, resealed {resealed}: {e}")),
+            };
             let report = audit(&store);
             assert!(!report.ok, "{edit}, resealed {resealed}: the audit passed");
             let found = report.discrepancy.unwrap();
@@ -1192,11 +1209,7 @@ fn the_audit_compares_tiers_too() {
     topup(&store, "f", 1).unwrap();
     store.close().unwrap();
     drop(store);
-    edit_checkpoint(
-        dir.path(),
-        r#"151,199,"free",null]"#,
-        r#"151,199,"premium",null]"#,
-    );
+    edit_checkpoint(dir.path(), r#""free",null,[[3,"#, r#""premium",null,[[3,"#);
     reseal(&dir.path().join(SNAPSHOT_FILE));
     let store = FileStore::open(dir.path(), config()).unwrap();
     let found = audit(&store).discrepancy.unwrap();

@@ -50,7 +50,7 @@ pub fn transaction(
     let mut balance = before.map(|d| d.balance);
     for (i, entry) in record.entries.iter().enumerate() {
         let seq = record.seq + i as u64;
-        let after = rules::check_entry(balance, entry)
+        let after = rules::check_entry(balance, &entry.entry())
             .map_err(|fault| format!("seq {seq}: user {user:?}: {fault}"))?;
         balance = Some(after);
     }

@@ -7,12 +7,19 @@
 //! zero; the sign of each delta fits its kind; each user's first entry, and only that one,
 //! is the welcome grant; every account's balance equals the sum of its entries (and every
 //! user with entries has an account); every idempotency key occurs on exactly one entry,
-//! has its stored reply and fits that entry ([`rules::key_fits_entry`], decided in Rust). Stops at the first discrepancy, which the report names.
+//! has its stored reply and fits that entry ([`rules::key_fits_entry`], decided in Rust);
+//! every account's lots add up to its balance, and none holds a remainder below one token
+//! or above its amount; every entry's lots follow from the account's by
+//! [`rules::replay_lots`] (a credit opens one, a debit takes from them in burn order, an
+//! expiry takes a lot's remainder at its `expires_at`, nothing is spent from an expired lot:
+//! decided in Rust, as the file store's audit does) and the `lots` table holds exactly what
+//! the ledger derives. Stops at the first discrepancy, which the report names.
 
-use crate::domain::AuditReport;
-use crate::store::rules;
+use crate::domain::{AuditReport, Entry, Lot, LotTake, LotTerms};
+use crate::store::rules::{self, Recorded};
 use futures_util::TryStreamExt;
-use tokio_postgres::Client;
+use std::collections::VecDeque;
+use tokio_postgres::{Client, Portal, Row, Transaction};
 
 /// The first entry that breaks a per-entry rule, oldest first.
 const ENTRIES: &str = "
@@ -31,7 +38,7 @@ WHERE running < 0
    OR (kind = 'welcome') <> (n = 1)
    OR NOT CASE kind WHEN 'welcome' THEN delta >= 0 WHEN 'topup' THEN delta >= 0
                     WHEN 'charge' THEN delta <= 0 WHEN 'deduct' THEN delta < 0
-                    WHEN 'entitle' THEN delta = 0 ELSE false END
+                    WHEN 'entitle' THEN delta = 0 WHEN 'expire' THEN delta < 0 ELSE false END
 ORDER BY seq
 LIMIT 1";
 
@@ -42,6 +49,18 @@ FROM accounts a
 FULL JOIN (SELECT user_id, sum(delta) AS total FROM entries GROUP BY user_id) s
        ON s.user_id = a.user_id
 WHERE a.balance IS DISTINCT FROM s.total
+LIMIT 1";
+
+/// The first account whose lots do not add up to its balance, or that holds a lot with
+/// nothing (or more than its amount) left.
+const LOTS: &str = "
+SELECT a.user_id, a.balance, coalesce(s.total, 0)::text, coalesce(s.bad, -1)
+FROM accounts a
+LEFT JOIN (SELECT user_id, sum(remaining) AS total,
+                  min(id) FILTER (WHERE remaining <= 0 OR remaining > amount) AS bad
+           FROM lots GROUP BY user_id) s
+       ON s.user_id = a.user_id
+WHERE a.balance <> coalesce(s.total, 0) OR s.bad IS NOT NULL
 LIMIT 1";
 
 /// A key used twice, or without its stored reply, or a stored reply without its entry.
@@ -62,6 +81,25 @@ LIMIT 1";
 /// check), for [`rules::key_fits_entry`].
 const SCOPED_KEYS: &str =
     "SELECT seq, key, user_id, kind FROM entries WHERE strpos(key, chr(31)) > 0 ORDER BY seq";
+
+/// Every entry with what it says about lots, user by user (in byte order, as Rust compares
+/// strings) and in `seq` order within a user, for [`rules::replay_lots`].
+const REPLAY: &str = "
+SELECT e.user_id, e.seq, e.time_ms, e.kind, e.delta, e.balance,
+       e.lot_kind, e.lot_expires_ms, e.lot_priority, e.at_ms,
+       (SELECT array_agg(lot ORDER BY ord) FROM lot_takes AS t WHERE t.seq = e.seq),
+       (SELECT array_agg(tokens ORDER BY ord) FROM lot_takes AS t WHERE t.seq = e.seq)
+FROM entries AS e
+ORDER BY e.user_id COLLATE \"C\", e.seq";
+
+/// Every lot, in the order of [`REPLAY`]'s users, then by id (columns as
+/// [`super::columns::lot_from`] reads them, from 1).
+const HELD_LOTS: &str = "
+SELECT user_id, id, amount, remaining, effective_ms, expires_ms, priority, kind
+FROM lots ORDER BY user_id COLLATE \"C\", id";
+
+/// Rows fetched at a time by the replay: a ledger of any size in bounded memory.
+const CHUNK: i32 = 2_000;
 
 const COUNTS: &str = "
 SELECT count(*) FILTER (WHERE kind <> 'welcome'),
@@ -121,21 +159,175 @@ pub async fn check(
                     (None, _) => format!("user {user:?}: ledger entries but no account"),
                 })
             }
-            None => match transaction.query_opt(KEYS, &[]).await? {
+            None => match transaction.query_opt(LOTS, &[]).await? {
                 Some(row) => {
-                    let key: String = row.get(0);
-                    let what: &str = row.get(1);
-                    Some(format!("idempotency key {key:?} {what}"))
+                    let user: String = row.get(0);
+                    let balance: i64 = row.get(1);
+                    let total: String = row.get(2);
+                    let bad: i64 = row.get(3);
+                    Some(match bad {
+                        -1 => format!(
+                            "user {user:?}: the lots add up to {total} but the balance is {balance}"
+                        ),
+                        lot => format!("user {user:?}: lot {lot} holds a remainder out of range"),
+                    })
                 }
-                None => misplaced_key(transaction).await?,
+                None => match transaction.query_opt(KEYS, &[]).await? {
+                    Some(row) => {
+                        let key: String = row.get(0);
+                        let what: &str = row.get(1);
+                        Some(format!("idempotency key {key:?} {what}"))
+                    }
+                    None => misplaced_key(transaction).await?,
+                },
             },
         },
+    };
+    let discrepancy = match discrepancy {
+        Some(found) => Some(found),
+        None => replay(transaction).await?,
     };
     if discrepancy.is_some() {
         report.ok = false;
         report.discrepancy = discrepancy;
     }
     Ok(report)
+}
+
+/// Rows of one query, fetched a chunk at a time through a portal (two such queries are read
+/// side by side in one transaction).
+struct Chunked<'t> {
+    transaction: &'t Transaction<'t>,
+    portal: Portal,
+    rows: VecDeque<Row>,
+    done: bool,
+}
+
+impl<'t> Chunked<'t> {
+    async fn new(
+        transaction: &'t Transaction<'t>,
+        query: &str,
+    ) -> Result<Chunked<'t>, tokio_postgres::Error> {
+        let portal = transaction.bind(query, &[]).await?;
+        Ok(Chunked {
+            transaction,
+            portal,
+            rows: VecDeque::new(),
+            done: false,
+        })
+    }
+
+    /// The next row, left in place.
+    async fn peek(&mut self) -> Result<Option<&Row>, tokio_postgres::Error> {
+        if self.rows.is_empty() && !self.done {
+            let fetched = self.transaction.query_portal(&self.portal, CHUNK).await?;
+            self.done = fetched.len() < CHUNK as usize;
+            self.rows.extend(fetched);
+        }
+        Ok(self.rows.front())
+    }
+
+    async fn next(&mut self) -> Result<Option<Row>, tokio_postgres::Error> {
+        self.peek().await?;
+        Ok(self.rows.pop_front())
+    }
+}
+
+/// Replays every user's entries onto their lots ([`rules::replay_lots`]) and compares what
+/// they derive with the `lots` table: the first entry that breaks a rule of the lots, or the
+/// first account whose lots are not what its ledger derives.
+async fn replay(transaction: &Transaction<'_>) -> Result<Option<String>, tokio_postgres::Error> {
+    let mut entries = Chunked::new(transaction, REPLAY).await?;
+    let mut held = Chunked::new(transaction, HELD_LOTS).await?;
+    let mut user: Option<String> = None;
+    let mut lots: Vec<Lot> = Vec::new();
+    while let Some(row) = entries.next().await? {
+        let owner: &str = row.get(0);
+        if user.as_deref() != Some(owner) {
+            if let Some(done) = &user
+                && let Some(problem) = compare(&mut held, done, &mut lots).await?
+            {
+                return Ok(Some(problem));
+            }
+            user = Some(owner.to_string());
+            lots.clear();
+        }
+        let seq: i64 = row.get(1);
+        if let Err(fault) = replay_row(&row, &mut lots) {
+            return Ok(Some(format!("seq {seq}: user {owner:?}: {fault}")));
+        }
+    }
+    if let Some(done) = &user
+        && let Some(problem) = compare(&mut held, done, &mut lots).await?
+    {
+        return Ok(Some(problem));
+    }
+    Ok(held.next().await?.map(|row| {
+        let owner: String = row.get(0);
+        format!("user {owner:?}: lots held without a ledger entry")
+    }))
+}
+
+/// Replays one row of [`REPLAY`] onto its user's lots.
+fn replay_row(row: &Row, lots: &mut Vec<Lot>) -> Result<(), String> {
+    let seq = row.get::<_, i64>(1) as u64;
+    let entry = Entry {
+        kind: super::kind_from(row.get(3))?,
+        delta: row.get(4),
+        balance: super::balance_from(row.get(5)),
+    };
+    let opened = row.get::<_, Option<&str>>(6).map(|kind| LotTerms {
+        expires_at: row.get(7),
+        priority: row.get::<_, Option<i16>>(8).unwrap_or(0).clamp(0, 100) as u8,
+        kind: match kind {
+            "promo" => crate::domain::LotKind::Promo,
+            _ => crate::domain::LotKind::Paid,
+        },
+    });
+    let taken: Option<Vec<i64>> = row.get(10);
+    let tokens: Option<Vec<i64>> = row.get(11);
+    let from: Vec<LotTake> = taken
+        .unwrap_or_default()
+        .into_iter()
+        .zip(tokens.unwrap_or_default())
+        .map(|(lot, tokens)| LotTake {
+            lot: lot as u64,
+            tokens: tokens as u64,
+        })
+        .collect();
+    let recorded = Recorded {
+        opened,
+        from: &from,
+        at: row.get(9),
+    };
+    rules::replay_lots(lots, &entry, recorded, seq, row.get(2))
+}
+
+/// Compares the lots the ledger derives for `user` with the `lots` table's, reading the
+/// table's rows up to and including that user's.
+async fn compare(
+    held: &mut Chunked<'_>,
+    user: &str,
+    derived: &mut [Lot],
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let mut table = Vec::new();
+    while let Some(row) = held.peek().await? {
+        let owner: &str = row.get(0);
+        if owner > user {
+            break;
+        }
+        if owner < user {
+            return Ok(Some(format!(
+                "user {owner:?}: lots held without a ledger entry"
+            )));
+        }
+        table.push(super::columns::lot_from(row, 1));
+        held.next().await?;
+    }
+    derived.sort_by_key(|lot| lot.id);
+    Ok((table != derived).then(|| {
+        format!("user {user:?}: the lots table holds {table:?} but the ledger derives {derived:?}")
+    }))
 }
 
 /// The first keyed entry that does not fit its key's owner.

@@ -30,6 +30,20 @@
 //! in the order they were applied (their account row is locked from before the first number
 //! is drawn until COMMIT).
 //!
+//! Lots: each account's lots are read with it (under its lock, or from the copy) and the
+//! change is decided by [`rules::decide_lots`]. An account with many lots (more than
+//! [`ALL_LOTS`]) is read in part on the locking path: only the lots its batch may touch
+//! (see `LOTS`), so a charge costs the same whether the account holds ten lots or ten
+//! thousand; such an account is never decided on a copy. A lot's id is the seq of the entry that
+//! opened it, which is drawn only in the write: a lot opened in the batch is decided with a
+//! provisional id ([`PROVISIONAL`] plus its entry's row number in the batch), and the write
+//! statement puts the drawn seq in its place wherever it appears (the `lots` row, a take in
+//! `lot_takes`) and returns it, so that the copies hold the real ids. The lots a batch
+//! changed are written as what differs from before: lots opened, lots whose remainder
+//! changed, lots gone (spent or expired). Every change bumps its account's `version`, which
+//! is what a batch on copies compares (a balance can come back to the same number with
+//! other lots).
+//!
 //! Failures: a deadlock, a serialization failure or a unique violation (another host opened
 //! the same new account, or used the same new key, at the same moment) rolls the batch back
 //! and decides it again on fresh rows, a bounded number of times. A lost connection before
@@ -47,11 +61,12 @@
 //! the commit id to look up later. Nothing is answered as applied unless its COMMIT
 //! succeeded or its commit id was found.
 
-use super::columns::{EntryColumns, Extras, KeyColumns};
+use super::columns::{EntryColumns, Extras, KeyColumns, LotColumns, lot_from};
 use super::primary::Primary;
 use super::{PgConfig, db_error, lock};
-use crate::domain::AccountView;
-use crate::store::rules::{self, Change, KeyUse};
+use crate::domain::{AccountView, Lot};
+use crate::store::recorded::RecordedEntry;
+use crate::store::rules::{self, Change, KeyUse, Welcome};
 use crate::store::{Changed, Outcome, ReplyBuilder, StoreError, StoredReply};
 use crate::telemetry;
 use deadpool_postgres::{Object, Pool};
@@ -107,7 +122,7 @@ impl Applied {
 /// The writer's share of [`PgConfig`].
 #[derive(Debug, Clone, Copy)]
 pub struct WriterConfig {
-    pub welcome: u64,
+    pub welcome: Welcome,
     pub deadline: Duration,
     pub max_batch: usize,
     pub attempts: u32,
@@ -116,7 +131,7 @@ pub struct WriterConfig {
 impl From<&PgConfig> for WriterConfig {
     fn from(config: &PgConfig) -> WriterConfig {
         WriterConfig {
-            welcome: config.welcome_tokens,
+            welcome: config.welcome(),
             deadline: config.change_deadline,
             max_batch: config.max_batch.max(1),
             attempts: config.attempts.max(1),
@@ -519,6 +534,28 @@ fn classify(error: &tokio_postgres::Error, client_closed: bool, sent_commit: boo
     }
 }
 
+/// The first provisional lot id: a lot opened in a batch is decided with this plus its
+/// entry's row number in the batch (1-based), and the write statement replaces it by the
+/// entry's seq. Far above any seq a ledger will draw, so a provisional id is never taken for
+/// a real one, and it sorts after every lot opened before (as the seq it stands for will).
+pub const PROVISIONAL: u64 = 1 << 62;
+
+/// An account as a batch holds it: its row, its lots (in burn order) and its version.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub view: AccountView,
+    pub lots: Vec<Lot>,
+    /// Bumped by every change (0: a new account).
+    pub version: i64,
+    /// False when only the lots the batch may touch were read (an account with more than
+    /// [`ALL_LOTS`] lots, see `LOTS`): enough to decide the batch, never kept as a copy.
+    pub complete: bool,
+}
+
+/// An account with at most this many lots is read whole by the locking path (and may then
+/// be kept as a copy); one with more, only the lots its batch may touch.
+pub const ALL_LOTS: i64 = 64;
+
 /// The rows one batch writes, column by column (for `unnest`).
 #[derive(Default)]
 struct Rows {
@@ -529,6 +566,52 @@ struct Rows {
     entries: EntryColumns,
     // Keys first used in this batch.
     keys: KeyColumns,
+    // Lots opened, lots whose remainder changed, lots gone.
+    opened: LotColumns,
+    respent: (Vec<String>, Vec<i64>, Vec<i64>),
+    gone: (Vec<String>, Vec<i64>),
+}
+
+impl Rows {
+    /// What differs between a user's lots before the batch and after it (linear: an
+    /// account may hold thousands of lots).
+    fn lots(&mut self, user: &str, before: &[Lot], after: &[Lot]) {
+        let was: HashMap<u64, &Lot> = before.iter().map(|lot| (lot.id, lot)).collect();
+        let kept: HashSet<u64> = after.iter().map(|lot| lot.id).collect();
+        for lot in after {
+            match was.get(&lot.id) {
+                None => self.opened.push(user, lot),
+                Some(old) if old.remaining != lot.remaining => {
+                    self.respent.0.push(user.to_string());
+                    self.respent.1.push(lot.id as i64);
+                    self.respent.2.push(lot.remaining as i64);
+                }
+                Some(_) => {}
+            }
+        }
+        for old in before {
+            if !kept.contains(&old.id) {
+                self.gone.0.push(user.to_string());
+                self.gone.1.push(old.id as i64);
+            }
+        }
+    }
+
+    /// The lot parameters of both write statements, from the entries' lot columns on.
+    fn lot_params(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
+        params.extend(self.entries.lot_params());
+        params.extend(self.entries.take_params());
+        params.extend(self.opened.params());
+        params.extend([
+            &self.respent.0 as &(dyn tokio_postgres::types::ToSql + Sync),
+            &self.respent.1,
+            &self.respent.2,
+            &self.gone.0,
+            &self.gone.1,
+        ]);
+        params
+    }
 }
 
 #[derive(Default)]
@@ -548,31 +631,141 @@ impl Columns4 {
     }
 }
 
-const LOCK: &str = "SELECT user_id, balance, tier, until_ms FROM accounts
+const LOCK: &str = "SELECT user_id, balance, tier, until_ms, version FROM accounts
                     WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE";
+/// Sent right behind [`LOCK`] in the same round trip, so it runs once the rows are locked
+/// and reads the lots as the last change left them (columns as [`lot_from`] reads them,
+/// then how many lots the account holds in all). An account with more than [`ALL_LOTS`]
+/// lots is read in part, so that a charge does not carry thousands of lots through the
+/// batch: the lots expired by the batch's last time ($3, they leave first), those not yet
+/// effective at its first time ($4), and the shortest run in burn order
+/// ([`rules::burn_order`], the same keys) of the others that covers every token the
+/// batch's changes of that user could take ($2, per user of $1). Whatever times the
+/// batch's changes have between $4 and $3, each burn then stops inside what was read.
+static LOTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT user_id, id, amount, remaining, effective_ms, expires_ms, priority, kind, total
+         FROM (
+            SELECT l.user_id, l.id, l.amount, l.remaining, l.effective_ms, l.expires_ms,
+                   l.priority, l.kind, n.need,
+                   count(*) OVER (PARTITION BY l.user_id) AS total,
+                   coalesce(sum(l.remaining)
+                                FILTER (WHERE (l.expires_ms IS NULL OR l.expires_ms > $3)
+                                          AND l.effective_ms <= $4)
+                                OVER (PARTITION BY l.user_id
+                                      ORDER BY l.priority, l.expires_ms IS NULL, l.expires_ms,
+                                               l.kind <> 'promo', l.effective_ms, l.id
+                                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
+                            0) AS ahead
+            FROM lots AS l JOIN unnest($1::text[], $2::bigint[]) AS n (u, need)
+                 ON n.u = l.user_id
+         ) AS x
+         WHERE total <= {ALL_LOTS} OR expires_ms <= $3 OR effective_ms > $4 OR ahead < need"
+    )
+});
 const KEYS: &str = "SELECT key, fingerprint, reply FROM idempotency_keys WHERE key = ANY($1)";
-/// Every row a batch writes, in one statement: new accounts, changed accounts, new keys, the
-/// batch's commit id ($22) (data-modifying CTEs) and the entries (the main statement, so their numbers are drawn in
-/// row order). A new account that another host opened meanwhile is a unique violation: the
-/// batch is decided again.
-/// Appending a batch's entries ($12–$21, one array per column of `entries` but `seq`): the
-/// tail of both write statements, which each end it with their own `AS x (…)`.
-macro_rules! insert_entries {
-    () => {
-        "INSERT INTO entries (time_ms, user_id, kind, delta, balance, key, reason, memes, tier,
-                             until_ms)
-        SELECT t, u, k, d, b, key, r, coalesce(m::text[], '{}'), tier, until
-        FROM unnest($12::bigint[], $13::text[], $14::text[], $15::bigint[], $16::bigint[],
-                    $17::text[], $18::text[], $19::text[], $20::text[], $21::bigint[])"
+
+/// The part of both write statements that numbers the entries and writes them and the lots:
+/// CTEs `numbered` (each entry row's seq, drawn in row order: only for the users `updated`
+/// when `only_updated`, i.e. after their rows are locked), `appended`, `taken`,
+/// `lots_opened`, `respent`, `gone`. `e` is the number of the first entries parameter: ten
+/// entry columns, then the commit id, four lot columns, four take columns, eight columns of
+/// lots opened, three of lots respent, two of lots gone.
+fn entries_and_lots(e: usize, only_updated: bool) -> String {
+    let p = PROVISIONAL;
+    let filter = |column: &str| match only_updated {
+        true => format!("WHERE {column} IN (SELECT user_id FROM updated)"),
+        false => String::new(),
     };
+    let and_filter = |column: &str| match only_updated {
+        true => format!("AND {column} IN (SELECT user_id FROM updated)"),
+        false => String::new(),
+    };
+    let (lot, take, opened, respent, gone) = (e + 11, e + 15, e + 19, e + 27, e + 30);
+    format!(
+        "numbered AS (
+        SELECT x.n, nextval('entries_seq') AS seq
+        FROM unnest(${u}::text[]) WITH ORDINALITY AS x (u, n)
+        {numbered_filter}
+        ORDER BY x.n
+    ), appended AS (
+        INSERT INTO entries (seq, time_ms, user_id, kind, delta, balance, key, reason, memes, tier,
+                             until_ms, lot_expires_ms, lot_priority, lot_kind, at_ms)
+        SELECT s.seq, t, u, k, d, b, key, r, coalesce(m::text[], '{{}}'), tier, until, le, lp, lk, at
+        FROM unnest(${e}::bigint[], ${u}::text[], ${k}::text[], ${d}::bigint[], ${b}::bigint[],
+                    ${key}::text[], ${r}::text[], ${m}::text[], ${tier}::text[], ${until}::bigint[],
+                    ${lot}::bigint[], ${lp}::smallint[], ${lk}::text[], ${at}::bigint[])
+             WITH ORDINALITY AS x (t, u, k, d, b, key, r, m, tier, until, le, lp, lk, at, n)
+        JOIN numbered AS s ON s.n = x.n
+    ), taken AS (
+        INSERT INTO lot_takes (seq, ord, lot, tokens)
+        SELECT s.seq, y.o, coalesce(v.seq, y.l), y.k
+        FROM unnest(${take}::bigint[], ${to}::int[], ${tl}::bigint[], ${tt}::bigint[])
+             AS y (n, o, l, k)
+        JOIN numbered AS s ON s.n = y.n
+        LEFT JOIN numbered AS v ON v.n = y.l - {p}
+    ), lots_opened AS (
+        INSERT INTO lots (user_id, id, amount, remaining, effective_ms, expires_ms, priority, kind)
+        SELECT z.u, coalesce(v.seq, z.i), z.a, z.r, z.ef, z.ex, z.pr, z.k
+        FROM unnest(${opened}::text[], ${o1}::bigint[], ${o2}::bigint[], ${o3}::bigint[],
+                    ${o4}::bigint[], ${o5}::bigint[], ${o6}::smallint[], ${o7}::text[])
+             AS z (u, i, a, r, ef, ex, pr, k)
+        LEFT JOIN numbered AS v ON v.n = z.i - {p}
+        {opened_filter}
+    ), respent AS (
+        UPDATE lots AS l SET remaining = w.r
+        FROM unnest(${respent}::text[], ${r1}::bigint[], ${r2}::bigint[]) AS w (u, i, r)
+        WHERE l.user_id = w.u AND l.id = w.i {respent_filter}
+    ), gone AS (
+        DELETE FROM lots AS l USING unnest(${gone}::text[], ${g1}::bigint[]) AS w (u, i)
+        WHERE l.user_id = w.u AND l.id = w.i {gone_filter}
+    )",
+        u = e + 1,
+        k = e + 2,
+        d = e + 3,
+        b = e + 4,
+        key = e + 5,
+        r = e + 6,
+        m = e + 7,
+        tier = e + 8,
+        until = e + 9,
+        lp = lot + 1,
+        lk = lot + 2,
+        at = lot + 3,
+        to = take + 1,
+        tl = take + 2,
+        tt = take + 3,
+        o1 = opened + 1,
+        o2 = opened + 2,
+        o3 = opened + 3,
+        o4 = opened + 4,
+        o5 = opened + 5,
+        o6 = opened + 6,
+        o7 = opened + 7,
+        r1 = respent + 1,
+        r2 = respent + 2,
+        g1 = gone + 1,
+        numbered_filter = filter("x.u"),
+        opened_filter = filter("z.u"),
+        respent_filter = and_filter("w.u"),
+        gone_filter = and_filter("w.u"),
+    )
 }
 
-const WRITE: &str = concat!(
-    "WITH opened AS (
-        INSERT INTO accounts (user_id, balance, tier, until_ms)
-        SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[])
+/// Every row a batch writes, in one statement: new accounts ($1–$4), changed accounts
+/// ($5–$8), new keys ($9–$11), the entries ($12–$21, numbered in row order), the batch's
+/// commit id ($22), and the lots ([`entries_and_lots`]). Returns the seq drawn for each lot
+/// opened (row number, seq). A new account that another host opened meanwhile is a unique
+/// violation: the batch is decided again.
+static WRITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH opened AS (
+        INSERT INTO accounts (user_id, balance, tier, until_ms, version)
+        SELECT u, b, t, un, 1 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[])
+             AS n (u, b, t, un)
     ), updated AS (
-        UPDATE accounts AS a SET balance = u.balance, tier = u.tier, until_ms = u.until_ms
+        UPDATE accounts AS a SET balance = u.balance, tier = u.tier, until_ms = u.until_ms,
+                                 version = a.version + 1
         FROM unnest($5::text[], $6::bigint[], $7::text[], $8::bigint[])
              AS u (user_id, balance, tier, until_ms)
         WHERE a.user_id = u.user_id
@@ -581,11 +774,13 @@ const WRITE: &str = concat!(
         SELECT * FROM unnest($9::text[], $10::text[], $11::text[])
     ), recorded AS (
         INSERT INTO commits (id) VALUES ($22)
+    ), {}
+    SELECT s.n, s.seq FROM numbered AS s
+    WHERE s.n IN (SELECT i - {p} FROM unnest($32::bigint[]) AS i)",
+        entries_and_lots(12, false),
+        p = PROVISIONAL,
     )
-    ",
-    insert_entries!(),
-    " AS x (t, u, k, d, b, key, r, m, tier, until)"
-);
+});
 
 /// What a batch's change got: `None` when it was decided on a copy of its account that
 /// turned out stale, so it is decided again in the next batch.
@@ -593,47 +788,47 @@ type Answer = Option<Result<Applied, StoreError>>;
 
 /// The locked path's and the copies' view of a batch's accounts, before deciding.
 struct Before<'b> {
-    accounts: HashMap<&'b str, Option<AccountView>>,
+    accounts: HashMap<&'b str, Option<Held>>,
     existing: HashSet<String>,
     known_keys: HashMap<String, (String, StoredReply)>,
 }
 
-/// A batch decided on copies, in one statement. Update each changed account ($5–$8, in user
-/// order) only if it still is its copy ($9–$11: compared under the update's row lock, on the
-/// latest committed version); append the entries ($12–$21, in request order, so numbered as
-/// on the locking path) of the users updated. Returns the users that "moved": an account the
-/// batch leaves unchanged ($1–$4, its refusals decided on the copy) that is gone or no longer
-/// its copy, and a changed account that was not updated. Records the batch's commit id ($22)
-/// with the users that moved, so that a lost COMMIT reply can be resolved.
-const WRITE_ON_COPIES: &str = concat!(
-    "WITH updated AS (
-        UPDATE accounts AS a SET balance = u.balance, tier = u.tier, until_ms = u.until_ms
-        FROM unnest($5::text[], $6::bigint[], $7::text[], $8::bigint[],
-                    $9::bigint[], $10::text[], $11::bigint[])
-             AS u (user_id, balance, tier, until_ms, was_balance, was_tier, was_until)
-        WHERE a.user_id = u.user_id
-          AND (a.balance, a.tier, a.until_ms) IS NOT DISTINCT FROM (u.was_balance, u.was_tier, u.was_until)
+/// A batch decided on copies, in one statement. Update each changed account ($3–$6, in user
+/// order) only if its version is still its copy's ($7: compared under the update's row
+/// lock, on the latest committed version); append the entries ($8–$17, in request order, so
+/// numbered as on the locking path) and write the lots ([`entries_and_lots`]) of the users
+/// updated. Returns the users that "moved" (user, NULL, NULL): an account the batch leaves
+/// unchanged ($1, its version $2; its refusals decided on the copy) that is gone or no
+/// longer its copy, and a changed account that was not updated; and the seq drawn for each
+/// lot opened (NULL, row number, seq). Records the batch's commit id ($18) with the users
+/// that moved, so that a lost COMMIT reply can be resolved.
+static WRITE_ON_COPIES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH updated AS (
+        UPDATE accounts AS a SET balance = u.balance, tier = u.tier, until_ms = u.until_ms,
+                                 version = a.version + 1
+        FROM unnest($3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[])
+             AS u (user_id, balance, tier, until_ms, was_version)
+        WHERE a.user_id = u.user_id AND a.version = u.was_version
         RETURNING a.user_id
-    ), appended AS (
-        ",
-    insert_entries!(),
-    " WITH ORDINALITY AS x (t, u, k, d, b, key, r, m, tier, until, n)
-        WHERE x.u IN (SELECT user_id FROM updated)
-        ORDER BY x.n
-    ), moved AS (
+    ), {}, moved AS (
         SELECT e.user_id
-        FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[])
-             AS e (user_id, balance, tier, until_ms)
+        FROM unnest($1::text[], $2::bigint[]) AS e (user_id, version)
         LEFT JOIN accounts AS a USING (user_id)
-        WHERE a.user_id IS NULL
-           OR (a.balance, a.tier, a.until_ms) IS DISTINCT FROM (e.balance, e.tier, e.until_ms)
+        WHERE a.user_id IS NULL OR a.version IS DISTINCT FROM e.version
         UNION ALL
-        SELECT c FROM unnest($5::text[]) AS c WHERE c NOT IN (SELECT user_id FROM updated)
+        SELECT c FROM unnest($3::text[]) AS c WHERE c NOT IN (SELECT user_id FROM updated)
     ), recorded AS (
-        INSERT INTO commits (id, moved) SELECT $22, array(SELECT user_id FROM moved)
+        INSERT INTO commits (id, moved) SELECT $18, array(SELECT user_id FROM moved)
     )
-    SELECT user_id FROM moved"
-);
+    SELECT user_id, NULL::bigint, NULL::bigint FROM moved
+    UNION ALL
+    SELECT NULL, s.n, s.seq FROM numbered AS s
+    WHERE s.n IN (SELECT i - {p} FROM unnest($28::bigint[]) AS i)",
+        entries_and_lots(8, true),
+        p = PROVISIONAL,
+    )
+});
 
 /// What this host's writers last committed for the accounts they touched (one set per host,
 /// shared by its writers). A batch whose users are all here and that carries no idempotency
@@ -644,11 +839,12 @@ const WRITE_ON_COPIES: &str = concat!(
 /// for a while.
 #[derive(Default)]
 pub struct Copies {
-    rows: HashMap<String, AccountView>,
+    rows: HashMap<String, Held>,
     locking_until: Option<Instant>,
 }
 
-/// At most this many copies (about 100 bytes each); when full, they are all dropped.
+/// At most this many copies (about 100 bytes each, plus their lots); when full, they are all
+/// dropped.
 const COPIES: usize = 100_000;
 /// How long batches take the locking path after a copy was found stale.
 pub const LOCKING_AFTER_A_MISS: Duration = Duration::from_secs(1);
@@ -656,11 +852,7 @@ pub const LOCKING_AFTER_A_MISS: Duration = Duration::from_secs(1);
 impl Copies {
     /// The batch's accounts as copied, if it can be decided on copies: every user's account
     /// is copied, no change carries a key, and no copy was found stale lately.
-    fn cover<'b>(
-        &self,
-        batch: &[Pending],
-        users: &[&'b str],
-    ) -> Option<HashMap<&'b str, AccountView>> {
+    fn cover<'b>(&self, batch: &[Pending], users: &[&'b str]) -> Option<HashMap<&'b str, Held>> {
         let cooling = self
             .locking_until
             .is_some_and(|until| Instant::now() < until);
@@ -669,7 +861,7 @@ impl Copies {
         }
         users
             .iter()
-            .map(|user| Some((*user, *self.rows.get(*user)?)))
+            .map(|user| Some((*user, self.rows.get(*user)?.clone())))
             .collect()
     }
 
@@ -677,19 +869,19 @@ impl Copies {
     fn committed(
         &mut self,
         users: &[&str],
-        accounts: &HashMap<&str, Option<AccountView>>,
+        accounts: &HashMap<&str, Option<Held>>,
         moved: &HashSet<String>,
     ) {
         if !moved.is_empty() {
             self.locking_until = Some(Instant::now() + LOCKING_AFTER_A_MISS);
         }
         for user in users {
-            match accounts.get(user).copied().flatten() {
-                Some(account) if !moved.contains(*user) => {
+            match accounts.get(user).cloned().flatten() {
+                Some(held) if held.complete && !moved.contains(*user) => {
                     if self.rows.len() >= COPIES && !self.rows.contains_key(*user) {
                         self.rows.clear();
                     }
-                    self.rows.insert(user.to_string(), account);
+                    self.rows.insert(user.to_string(), held);
                 }
                 _ => {
                     self.rows.remove(*user);
@@ -729,19 +921,23 @@ async fn attempt_batch(
         Some(copied) => Before {
             accounts: copied
                 .iter()
-                .map(|(user, account)| (*user, Some(*account)))
+                .map(|(user, held)| (*user, Some(held.clone())))
                 .collect(),
             existing: users.iter().map(|user| user.to_string()).collect(),
             known_keys: HashMap::new(),
         },
         None => lock_and_read(client, batch, &users).await?,
     };
+    let start = before.accounts.clone();
 
-    // Decide, in request order, on the locked rows (or the copies).
+    // Decide, in request order, on the locked rows (or the copies). The batch's time never
+    // goes back: a lot opened by one change is spendable by the next.
     let mut rows = Rows::default();
     let mut touched: Vec<&str> = Vec::new();
     let mut results = Vec::with_capacity(batch.len());
+    let mut now = i64::MIN;
     for pending in batch {
+        now = now.max(pending.time_ms);
         results.push(decide(
             pending,
             &mut before.accounts,
@@ -749,14 +945,17 @@ async fn attempt_batch(
             &mut rows,
             &mut touched,
             config.welcome,
+            now,
         ));
     }
-    let accounts = &before.accounts;
-    for user in touched.iter().collect::<BTreeSet<_>>() {
-        let account = accounts[*user].as_ref().expect("a decided account");
+    let touched: BTreeSet<&str> = touched.into_iter().collect();
+    for user in &touched {
+        let held = before.accounts[*user].as_ref().expect("a decided account");
+        let was = start[*user].as_ref().map_or(&[][..], |held| &held.lots[..]);
+        rows.lots(user, was, &held.lots);
         match before.existing.contains(*user) {
-            true => rows.changed.push(user, account),
-            false => rows.new.push(user, account),
+            true => rows.changed.push(user, &held.view),
+            false => rows.new.push(user, &held.view),
         }
     }
 
@@ -764,24 +963,41 @@ async fn attempt_batch(
     // and the COMMIT behind it only ends it (as a rollback).
     let write = client
         .prepare_cached(if copied.is_some() {
-            WRITE_ON_COPIES
+            &WRITE_ON_COPIES
         } else {
-            WRITE
+            &WRITE
         })
         .await
         .map_err(|e| classify(&e, client.is_closed(), false))?;
     // From here the outcome may be unknown: keep the decisions, to answer with them if the
     // lookup finds the batch committed.
     *attempt.committing = Some(results);
-    let moved = match &copied {
+    let (moved, drawn) = match &copied {
         Some(copied) => write_on_copies(client, &write, &users, copied, &rows, attempt.id).await?,
-        None => {
-            write_locked(client, &write, &rows, attempt.id).await?;
-            HashSet::new()
-        }
+        None => (
+            HashSet::new(),
+            write_locked(client, &write, &rows, attempt.id).await?,
+        ),
     };
     let results = attempt.committing.take().expect("decided");
-    lock(copies).committed(&users, accounts, &moved);
+    // The accounts as committed: their new version, their lots with the seqs drawn.
+    let mut accounts = before.accounts;
+    for user in &touched {
+        if let Some(held) = accounts.get_mut(*user).and_then(Option::as_mut) {
+            held.version += 1;
+            for lot in &mut held.lots {
+                if lot.id >= PROVISIONAL {
+                    match drawn.get(&(lot.id - PROVISIONAL)) {
+                        Some(seq) => lot.id = *seq,
+                        // Not written (a moved user): the copy is dropped below.
+                        None => held.version = -1,
+                    }
+                }
+            }
+            held.lots.sort_by(rules::burn_order);
+        }
+    }
+    lock(copies).committed(&users, &accounts, &moved);
     if copied.is_some() {
         tally.on_copies.fetch_add(1, Ordering::Relaxed);
     }
@@ -797,16 +1013,20 @@ async fn attempt_batch(
         .collect())
 }
 
-/// Round trip 1 of the locking path: begin, lock the batch's accounts in user order, read its
-/// keys.
+/// Round trip 1 of the locking path: begin, lock the batch's accounts in user order, read
+/// their lots, read its keys.
 async fn lock_and_read<'b>(
     client: &Object,
     batch: &'b [Pending],
     users: &[&'b str],
 ) -> Result<Before<'b>, Failure> {
     let fail = |e: tokio_postgres::Error| classify(&e, client.is_closed(), false);
-    let (lock, keys_query) =
-        tokio::try_join!(client.prepare_cached(LOCK), client.prepare_cached(KEYS)).map_err(fail)?;
+    let (lock, lots_query, keys_query) = tokio::try_join!(
+        client.prepare_cached(LOCK),
+        client.prepare_cached(&LOTS),
+        client.prepare_cached(KEYS)
+    )
+    .map_err(fail)?;
     let keys: Vec<&str> = batch
         .iter()
         .filter_map(|p| p.keyed.as_ref())
@@ -815,9 +1035,29 @@ async fn lock_and_read<'b>(
         .into_iter()
         .collect();
     let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&users];
-    let (begun, locked, stored_keys) = tokio::join!(
+    // Every token each user's changes could take, and the batch's first and last times.
+    let needs: Vec<i64> = users
+        .iter()
+        .map(|user| {
+            batch
+                .iter()
+                .filter(|p| p.user == *user)
+                .map(|p| match p.change {
+                    Change::Charge { cost } => i64::try_from(cost).unwrap_or(i64::MAX),
+                    Change::Topup { amount, .. } => amount.min(0).saturating_neg(),
+                    Change::Entitle { .. } => 0,
+                })
+                .fold(0i64, i64::saturating_add)
+        })
+        .collect();
+    let last = batch.iter().map(|p| p.time_ms).max().unwrap_or(0);
+    let first = batch.iter().map(|p| p.time_ms).min().unwrap_or(0);
+    let lots_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+        [&users, &needs, &last, &first];
+    let (begun, locked, lots, stored_keys) = tokio::join!(
         client.batch_execute("BEGIN"),
         client.query(&lock, &lock_params),
+        client.query(&lots_query, &lots_params),
         async {
             match keys.is_empty() {
                 true => Ok(Vec::new()),
@@ -827,8 +1067,8 @@ async fn lock_and_read<'b>(
     );
     let read = begun
         .and(locked)
-        .and_then(|locked| stored_keys.map(|keys| (locked, keys)));
-    let (locked, stored_keys) = match read {
+        .and_then(|locked| lots.and_then(|lots| stored_keys.map(|keys| (locked, lots, keys))));
+    let (locked, lots, stored_keys) = match read {
         Ok(read) => read,
         Err(error) => return Err(rollback(client, fail(error)).await),
     };
@@ -839,15 +1079,38 @@ async fn lock_and_read<'b>(
     };
     for row in &locked {
         let user: String = row.get(0);
-        let account = AccountView {
-            balance: super::balance_from(row.get(1)),
-            tier: super::tier_from(row.get(2)),
-            until: row.get(3),
+        let held = Held {
+            view: AccountView {
+                balance: super::balance_from(row.get(1)),
+                tier: super::tier_from(row.get(2)),
+                until: row.get(3),
+            },
+            lots: Vec::new(),
+            version: row.get(4),
+            complete: true,
         };
         if let Some(slot) = before.accounts.get_mut(user.as_str()) {
-            *slot = Some(account);
+            *slot = Some(held);
         }
         before.existing.insert(user);
+    }
+    // How many lots each account holds in all, where any were read.
+    let mut totals: HashMap<&str, i64> = HashMap::new();
+    for row in &lots {
+        let user: &str = row.get(0);
+        if let Some(Some(held)) = before.accounts.get_mut(user) {
+            held.lots.push(lot_from(row, 1));
+            totals.insert(user, row.get(8));
+        }
+    }
+    for (user, held) in before.accounts.iter_mut() {
+        let Some(held) = held else { continue };
+        held.lots.sort_by(rules::burn_order);
+        // An account with a balance holds lots: none read means they were all left out.
+        held.complete = match totals.get(user) {
+            Some(total) => held.lots.len() as i64 == *total,
+            None => held.view.balance == 0,
+        };
     }
     for row in &stored_keys {
         let reply = StoredReply::parse(row.get(2)).map_err(|e| Failure::Refused(e.to_string()));
@@ -860,19 +1123,22 @@ async fn lock_and_read<'b>(
     Ok(before)
 }
 
+/// The seqs a write drew for lots opened: row number → seq.
+type Drawn = HashMap<u64, u64>;
+
 /// Round trip 2 of the locking path: write every row and commit.
 async fn write_locked(
     client: &Object,
     write: &Statement,
     rows: &Rows,
     id: &str,
-) -> Result<(), Failure> {
+) -> Result<Drawn, Failure> {
     if rows.entries.is_empty() {
         // Only refusals and replays: nothing to write, the locks go with the transaction,
         // and the answers, decided on locked rows, stand whether or not COMMIT's reply comes.
         return match client.batch_execute("COMMIT").await {
-            Ok(()) => Ok(()),
-            Err(error) if error.as_db_error().is_none() => Ok(()),
+            Ok(()) => Ok(Drawn::new()),
+            Err(error) if error.as_db_error().is_none() => Ok(Drawn::new()),
             Err(error) => Err(classify(&error, client.is_closed(), true)),
         };
     }
@@ -885,55 +1151,58 @@ async fn write_locked(
         .chain(rows.keys.params())
         .chain(rows.entries.params())
         .chain([&id as &(dyn tokio_postgres::types::ToSql + Sync)])
+        .chain(rows.lot_params())
         .collect();
-    let (written, committed) = tokio::join!(
-        client.execute(write, &params),
-        client.batch_execute("COMMIT"),
-    );
-    settle(client, written.map(drop), committed)
+    let (written, committed) =
+        tokio::join!(client.query(write, &params), client.batch_execute("COMMIT"),);
+    let drawn = match &written {
+        Ok(found) => found
+            .iter()
+            .map(|row| (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
+            .collect(),
+        Err(_) => Drawn::new(),
+    };
+    settle(client, written.map(drop), committed)?;
+    Ok(drawn)
 }
 
 /// The one round trip of a batch decided on copies: begin, write what still applies (see
 /// [`WRITE_ON_COPIES`]), commit. Returns the users whose account had moved on (nothing of
-/// theirs was written).
+/// theirs was written), and the seqs drawn for lots opened.
 async fn write_on_copies(
     client: &Object,
     write: &Statement,
     users: &[&str],
-    copied: &HashMap<&str, AccountView>,
+    copied: &HashMap<&str, Held>,
     rows: &Rows,
     id: &str,
-) -> Result<HashSet<String>, Failure> {
+) -> Result<(HashSet<String>, Drawn), Failure> {
     // The users whose account the batch leaves as it was (only refusals) are checked
     // against their copies; the changed ones are updated only if they still are their copy.
-    let (mut unchanged, mut was) = (Columns4::default(), Columns4::default());
     let c = &rows.changed;
     let changed: HashSet<&str> = c.user.iter().map(String::as_str).collect();
+    let (mut unchanged, mut unchanged_version) = (Vec::new(), Vec::new());
     for user in users {
         if !changed.contains(user) {
-            unchanged.push(user, &copied[*user]);
+            unchanged.push(user.to_string());
+            unchanged_version.push(copied[*user].version);
         }
     }
-    for user in &c.user {
-        was.push(user, &copied[user.as_str()]);
-    }
-    let accounts: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
-        &unchanged.user,
-        &unchanged.balance,
-        &unchanged.tier,
-        &unchanged.until,
+    let was_version: Vec<i64> = c.user.iter().map(|u| copied[u.as_str()].version).collect();
+    let accounts: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+        &unchanged,
+        &unchanged_version,
         &c.user,
         &c.balance,
         &c.tier,
         &c.until,
-        &was.balance,
-        &was.tier,
-        &was.until,
+        &was_version,
     ];
     let params: Vec<_> = accounts
         .into_iter()
         .chain(rows.entries.params())
         .chain([&id as &(dyn tokio_postgres::types::ToSql + Sync)])
+        .chain(rows.lot_params())
         .collect();
     let (begun, written, committed) = tokio::join!(
         client.batch_execute("BEGIN"),
@@ -941,12 +1210,23 @@ async fn write_on_copies(
         client.batch_execute("COMMIT"),
     );
     let written = begun.and(written);
-    let moved = match &written {
-        Ok(moved) => moved.iter().map(|row| row.get(0)).collect(),
-        Err(_) => HashSet::new(),
-    };
+    let (mut moved, mut drawn) = (HashSet::new(), Drawn::new());
+    if let Ok(found) = &written {
+        for row in found {
+            match row.get::<_, Option<String>>(0) {
+                Some(user) => {
+                    moved.insert(user);
+                }
+                None => {
+                    let n: i64 = row.get(1);
+                    let seq: i64 = row.get(2);
+                    drawn.insert(n as u64, seq as u64);
+                }
+            }
+        }
+    }
     settle(client, written.map(drop), committed)?;
-    Ok(moved)
+    Ok((moved, drawn))
 }
 
 /// A pipelined write and COMMIT's outcome.
@@ -977,14 +1257,15 @@ async fn rollback(client: &Object, failure: Failure) -> Failure {
     failure
 }
 
-/// Decides one change on the batch's state so far, and records what to write.
+/// Decides one change on the batch's state so far, at `now`, and records what to write.
 fn decide<'b>(
     pending: &'b Pending,
-    accounts: &mut HashMap<&'b str, Option<AccountView>>,
+    accounts: &mut HashMap<&'b str, Option<Held>>,
     known_keys: &mut HashMap<String, (String, StoredReply)>,
     rows: &mut Rows,
     touched: &mut Vec<&'b str>,
-    welcome: u64,
+    welcome: Welcome,
+    now: i64,
 ) -> Result<Applied, StoreError> {
     if let Some(keyed) = &pending.keyed
         && let Some((fingerprint, reply)) =
@@ -996,11 +1277,27 @@ fn decide<'b>(
         };
     }
     let user = pending.user.as_str();
-    let before = accounts.get(user).copied().flatten();
-    let decision = rules::decide(user, before.as_ref(), pending.change, welcome)?;
+    let held = accounts.get(user).and_then(Option::as_ref);
+    // Lots opened here are numbered by their entry's row in the batch until the write
+    // draws their seq.
+    let first = PROVISIONAL + rows.entries.len() as u64 + 1;
+    let decision = rules::decide_lots(
+        user,
+        held.map(|held| (&held.view, &held.lots[..])),
+        pending.change,
+        welcome,
+        now,
+        first,
+    )?;
+    let version = held.map_or(0, |held| held.version);
+    let complete = held.is_none_or(|held| held.complete);
     let after = decision.after;
     let welcome = decision.welcome();
-    let entries = decision.entries();
+    let entries: Vec<RecordedEntry> = decision
+        .postings
+        .into_iter()
+        .map(RecordedEntry::from)
+        .collect();
     let memes = match pending.memes.is_empty() {
         true => None,
         false => Some(super::array_literal(&pending.memes)),
@@ -1010,9 +1307,9 @@ fn decide<'b>(
         _ => (None, None),
     };
     rows.entries.push_request(
-        pending.time_ms,
+        now,
         &pending.user,
-        entries,
+        &entries,
         Extras {
             key: pending.keyed.as_ref().map(|keyed| keyed.key.as_str()),
             reason: pending.reason.as_deref(),
@@ -1030,7 +1327,15 @@ fn decide<'b>(
             .push(&keyed.key, &keyed.fingerprint, reply.as_str());
         known_keys.insert(keyed.key.clone(), (keyed.fingerprint.clone(), reply));
     }
-    accounts.insert(user, Some(after));
+    accounts.insert(
+        user,
+        Some(Held {
+            view: after,
+            lots: decision.lots,
+            version,
+            complete,
+        }),
+    );
     touched.push(user);
     Ok(Applied::Account(after, welcome))
 }

@@ -1,8 +1,12 @@
 //! Rows of `entries` and `idempotency_keys` gathered column by column, so that any number of
 //! them is written by one statement (`INSERT … SELECT FROM unnest(…)`): the batch writer's
-//! and the importer's shape, written once.
+//! and the importer's shape, written once. Entries carry what they did to lots: a credit's
+//! lot terms and an expiry's date in their own columns, a debit's takes as `lot_takes` rows
+//! (each naming its entry by its row number among the columns, 1-based, since the writer
+//! learns the entry's `seq` only in the statement).
 
-use crate::domain::{Entry, Tier};
+use crate::domain::{Lot, Tier};
+use crate::store::recorded::RecordedEntry;
 use tokio_postgres::types::ToSql;
 
 /// `entries` rows but their `seq` (drawn from the sequence, or given by the importer).
@@ -18,6 +22,15 @@ pub struct EntryColumns {
     memes: Vec<Option<String>>,
     tier: Vec<Option<&'static str>>,
     until: Vec<Option<i64>>,
+    lot_expires: Vec<Option<i64>>,
+    lot_priority: Vec<Option<i16>>,
+    lot_kind: Vec<Option<&'static str>>,
+    at: Vec<Option<i64>>,
+    /// `lot_takes` rows: the entry's row number, the take's place in its `from`, lot, tokens.
+    take_row: Vec<i64>,
+    take_ord: Vec<i32>,
+    take_lot: Vec<i64>,
+    take_tokens: Vec<i64>,
 }
 
 /// What a request's own entry carries beyond its amounts. A request that opens an account
@@ -33,7 +46,13 @@ pub struct Extras<'a> {
 
 impl EntryColumns {
     /// Appends one request's entries, its own (with `extras`) last.
-    pub fn push_request(&mut self, time: i64, user: &str, entries: &[Entry], extras: Extras) {
+    pub fn push_request(
+        &mut self,
+        time: i64,
+        user: &str,
+        entries: &[RecordedEntry],
+        extras: Extras,
+    ) {
         let Some((own, grants)) = entries.split_last() else {
             return;
         };
@@ -53,16 +72,59 @@ impl EntryColumns {
         self.until.push(extras.until);
     }
 
-    fn push(&mut self, time: i64, user: &str, entry: &Entry) {
+    fn push(&mut self, time: i64, user: &str, entry: &RecordedEntry) {
         self.time.push(time);
         self.user.push(user.to_string());
         self.kind.push(entry.kind.as_str());
         self.delta.push(entry.delta);
         self.balance.push(entry.balance as i64);
+        let terms = entry.lot.map(|lot| lot.terms());
+        self.lot_expires.push(terms.and_then(|t| t.expires_at));
+        self.lot_priority.push(terms.map(|t| i16::from(t.priority)));
+        self.lot_kind.push(terms.map(|t| t.kind.as_str()));
+        self.at.push(entry.at);
+        let row = self.user.len() as i64;
+        for (ord, take) in entry.from.iter().enumerate() {
+            self.take_row.push(row);
+            self.take_ord.push(ord as i32 + 1);
+            self.take_lot.push(take.lot as i64);
+            self.take_tokens.push(take.tokens as i64);
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.user.is_empty()
+    }
+
+    /// Rows gathered so far.
+    pub fn len(&self) -> usize {
+        self.user.len()
+    }
+
+    /// The lot columns as statement parameters: lot_expires_ms, lot_priority, lot_kind, at_ms.
+    pub fn lot_params(&self) -> [&(dyn ToSql + Sync); 4] {
+        [
+            &self.lot_expires,
+            &self.lot_priority,
+            &self.lot_kind,
+            &self.at,
+        ]
+    }
+
+    /// The `lot_takes` rows as statement parameters: entry row number (1-based), ord, lot,
+    /// tokens.
+    pub fn take_params(&self) -> [&(dyn ToSql + Sync); 4] {
+        [
+            &self.take_row,
+            &self.take_ord,
+            &self.take_lot,
+            &self.take_tokens,
+        ]
+    }
+
+    /// The entry row number (1-based) of each take, for a writer that knows every row's seq.
+    pub fn take_rows(&self) -> &[i64] {
+        &self.take_row
     }
 
     /// The columns as statement parameters, in the order of `entries` (time_ms, user_id,
@@ -105,5 +167,67 @@ impl KeyColumns {
     /// The columns as statement parameters: key, fingerprint, reply.
     pub fn params(&self) -> [&(dyn ToSql + Sync); 3] {
         [&self.key, &self.fingerprint, &self.reply]
+    }
+}
+
+/// `lots` rows: the lots a batch opened (or an import found), whole.
+#[derive(Default)]
+pub struct LotColumns {
+    user: Vec<String>,
+    id: Vec<i64>,
+    amount: Vec<i64>,
+    remaining: Vec<i64>,
+    effective: Vec<i64>,
+    expires: Vec<Option<i64>>,
+    priority: Vec<i16>,
+    kind: Vec<&'static str>,
+}
+
+impl LotColumns {
+    pub fn push(&mut self, user: &str, lot: &Lot) {
+        self.user.push(user.to_string());
+        self.id.push(lot.id as i64);
+        self.amount.push(lot.amount as i64);
+        self.remaining.push(lot.remaining as i64);
+        self.effective.push(lot.effective_at);
+        self.expires.push(lot.expires_at);
+        self.priority.push(i16::from(lot.priority));
+        self.kind.push(lot.kind.as_str());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.user.is_empty()
+    }
+
+    /// The columns as statement parameters, in the order of `lots` (user_id, id, amount,
+    /// remaining, effective_ms, expires_ms, priority, kind).
+    pub fn params(&self) -> [&(dyn ToSql + Sync); 8] {
+        [
+            &self.user,
+            &self.id,
+            &self.amount,
+            &self.remaining,
+            &self.effective,
+            &self.expires,
+            &self.priority,
+            &self.kind,
+        ]
+    }
+}
+
+/// A lot as a `lots` row holds it: columns id, amount, remaining, effective_ms, expires_ms,
+/// priority, kind, from `first` on.
+pub fn lot_from(row: &tokio_postgres::Row, first: usize) -> Lot {
+    Lot {
+        id: row.get::<_, i64>(first) as u64,
+        amount: row.get::<_, i64>(first + 1) as u64,
+        remaining: row.get::<_, i64>(first + 2) as u64,
+        effective_at: row.get(first + 3),
+        expires_at: row.get(first + 4),
+        priority: row.get::<_, i16>(first + 5).clamp(0, 100) as u8,
+        kind: match row.get::<_, &str>(first + 6) {
+            "promo" => crate::domain::LotKind::Promo,
+            _ => crate::domain::LotKind::Paid,
+        },
     }
 }

@@ -8,11 +8,18 @@
 //! read the same as they did in the store the dump came from. The dump's own checks (its
 //! header, order, counts and end line) are [`crate::store::dump::Reader`]'s; a dump that
 //! fails them leaves the database as it was.
+//!
+//! Lots: each account's lots are what its entries say, replayed by the rules that made them
+//! ([`rules::replay_lots`], which also refuses an entry that breaks them); entries that name
+//! no lots (a version 1 dump, or lines written before lots) leave the balance as one
+//! carried-over lot. What each entry did to lots is kept with it (`lot_*`, `at_ms`,
+//! `lot_takes`), so history reads the same.
 
-use super::columns::{EntryColumns, Extras, KeyColumns};
+use super::columns::{EntryColumns, Extras, KeyColumns, LotColumns};
 use super::{PgStore, audit, db_error};
-use crate::domain::AuditReport;
+use crate::domain::{AuditReport, Lot};
 use crate::store::dump::{Counts, Reader, Source, Transaction};
+use crate::store::rules;
 use std::collections::HashMap;
 use std::io::BufRead;
 
@@ -28,17 +35,30 @@ pub struct Imported {
 /// Entries written per statement.
 const CHUNK: usize = 10_000;
 
-const ENTRIES: &str = "INSERT INTO entries (seq, time_ms, user_id, kind, delta, balance, key, reason, memes, tier, until_ms)
+const ENTRIES: &str = "INSERT INTO entries (seq, time_ms, user_id, kind, delta, balance, key, reason, memes, tier, until_ms,
+                         lot_expires_ms, lot_priority, lot_kind, at_ms)
     SELECT s, t, u, k, d, b, key, r,
            coalesce(m::text[], '{}'),
-           tier, until
+           tier, until, le, lp, lk, at
     FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
-                $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[])
-         AS x (s, t, u, k, d, b, key, r, m, tier, until)";
+                $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[],
+                $12::bigint[], $13::smallint[], $14::text[], $15::bigint[])
+         AS x (s, t, u, k, d, b, key, r, m, tier, until, le, lp, lk, at)";
+/// `lot_takes` rows: the entry's row number in the chunk ($1) names its seq among the
+/// chunk's ($5).
+const TAKES: &str = "INSERT INTO lot_takes (seq, ord, lot, tokens)
+    SELECT s.seq, y.o, y.l, y.k
+    FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[]) AS y (n, o, l, k)
+    JOIN unnest($5::bigint[]) WITH ORDINALITY AS s (seq, n) ON s.n = y.n";
+const LOTS: &str =
+    "INSERT INTO lots (user_id, id, amount, remaining, effective_ms, expires_ms, priority, kind)
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
+                         $6::bigint[], $7::smallint[], $8::text[])";
 const KEYS: &str = "INSERT INTO idempotency_keys (key, fingerprint, reply)
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[])";
-const ACCOUNTS: &str = "INSERT INTO accounts (user_id, balance, tier, until_ms)
-    SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[])";
+const ACCOUNTS: &str = "INSERT INTO accounts (user_id, balance, tier, until_ms, version)
+    SELECT u, b, t, un, 1 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[])
+         AS a (u, b, t, un)";
 
 /// Entries and keys read but not yet written.
 #[derive(Default)]
@@ -78,8 +98,17 @@ impl Buffer {
         let db = |e: tokio_postgres::Error| format!("writing entries: {}", db_error(&e));
         if !self.seq.is_empty() {
             let seq: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&self.seq];
-            let params: Vec<_> = seq.into_iter().chain(self.entries.params()).collect();
+            let params: Vec<_> = seq
+                .into_iter()
+                .chain(self.entries.params())
+                .chain(self.entries.lot_params())
+                .collect();
             tx.execute(ENTRIES, &params).await.map_err(db)?;
+            if !self.entries.take_rows().is_empty() {
+                let mut takes: Vec<_> = self.entries.take_params().into_iter().collect();
+                takes.push(&self.seq);
+                tx.execute(TAKES, &takes).await.map_err(db)?;
+            }
         }
         if !self.keys.is_empty() {
             tx.execute(KEYS, &self.keys.params()).await.map_err(db)?;
@@ -94,6 +123,7 @@ struct Final {
     balance: u64,
     tier: crate::domain::Tier,
     until: Option<i64>,
+    lots: Vec<Lot>,
 }
 
 /// Refuses to replace a ledger that memesd hosts are serving: they would go on deciding
@@ -156,7 +186,7 @@ pub async fn import(
                 counted(entries, "entry")
             ));
         }
-        tx.batch_execute("TRUNCATE idempotency_keys, entries, accounts")
+        tx.batch_execute("TRUNCATE idempotency_keys, lot_takes, lots, entries, accounts")
             .await
             .map_err(db("emptying the database"))?;
     }
@@ -169,7 +199,19 @@ pub async fn import(
             balance: 0,
             tier: crate::domain::Tier::Free,
             until: None,
+            lots: Vec::new(),
         });
+        for (i, entry) in record.entries.iter().enumerate() {
+            let seq = record.seq + i as u64;
+            rules::replay_lots(
+                &mut account.lots,
+                &entry.entry(),
+                entry.recorded(),
+                seq,
+                record.time,
+            )
+            .map_err(|e| format!("seq {seq} (user {:?}): {e}", record.user))?;
+        }
         account.balance = record.final_balance();
         if let Some(tier) = record.tier {
             account.tier = tier;
@@ -187,7 +229,11 @@ pub async fn import(
     let (mut balances, mut tiers, mut untils) = (Vec::new(), Vec::new(), Vec::new());
     let mut all = accounts.into_iter().peekable();
     while all.peek().is_some() {
+        let mut lots = LotColumns::default();
         for (user, account) in all.by_ref().take(CHUNK) {
+            for lot in &account.lots {
+                lots.push(&user, lot);
+            }
             users.push(user);
             balances.push(account.balance as i64);
             tiers.push(account.tier.as_str());
@@ -196,6 +242,11 @@ pub async fn import(
         tx.execute(ACCOUNTS, &[&users, &balances, &tiers, &untils])
             .await
             .map_err(db("writing accounts"))?;
+        if !lots.is_empty() {
+            tx.execute(LOTS, &lots.params())
+                .await
+                .map_err(db("writing lots"))?;
+        }
         users.clear();
         balances.clear();
         tiers.clear();
@@ -224,7 +275,7 @@ pub async fn import(
     // after an import plan the batch writer's statements for empty tables (sequential scans
     // of every account per batch) until autovacuum gets round to these tables.
     client
-        .batch_execute("ANALYZE accounts, entries, idempotency_keys")
+        .batch_execute("ANALYZE accounts, entries, idempotency_keys, lots, lot_takes")
         .await
         .map_err(db("analyzing the imported tables"))?;
     Ok(Imported {

@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0002_commits",
         include_str!("migrations/0002_commits.sql"),
     ),
+    (3, "0003_lots", include_str!("migrations/0003_lots.sql")),
 ];
 
 /// The key of the advisory lock held while migrating ("memes" in ASCII).

@@ -1,9 +1,16 @@
 //! [`PgStore`]: the token store in PostgreSQL, which any number of memesd hosts can share.
 //!
-//! Tables (see `migrations/`): `accounts` (balance and tier per user), `entries` (the
-//! ledger, append-only, numbered by a global sequence), `idempotency_keys` (fingerprint and
-//! stored reply per key), `commits` (each batch's commit id, to resolve a lost COMMIT reply). Every change is decided by [`crate::store::rules`] on rows locked
-//! in the database; CHECK and UNIQUE constraints refuse a wrong state a second time.
+//! Tables (see `migrations/`): `accounts` (balance, tier and version per user), `lots` (what
+//! each balance is made of: one row per lot with tokens left, read with its account under
+//! the account's lock, written in the same transaction as the entries), `entries` (the
+//! ledger, append-only, numbered by a global sequence, with each credit's lot terms and each
+//! expiry's date), `lot_takes` (what each debit or expiry took from which lot),
+//! `idempotency_keys` (fingerprint and stored reply per key), `commits` (each batch's commit
+//! id, to resolve a lost COMMIT reply). Every change is decided by [`crate::store::rules`] on
+//! rows locked in the database; CHECK and UNIQUE constraints refuse a wrong state a second
+//! time. Reads judge lots at the store's clock ([`PgConfig::clock`]): a lot that expired
+//! since its account's last change is not counted, and its `expire` entry comes with that
+//! account's next change.
 //!
 //! Changes go through [`batch`]: one task per host gathers concurrent requests into one
 //! transaction (group commit at the application) and answers each only after COMMIT, so
@@ -33,8 +40,8 @@ pub mod standby;
 pub mod testing;
 
 use crate::domain::{
-    AccountView, AuditReport, EntryKind, HistoryCursor, HistoryEntry, HistoryPage, Stale, Tier,
-    format_instant,
+    AccountView, AuditReport, EntryKind, HistoryCursor, HistoryEntry, HistoryPage, Lot, LotTake,
+    Stale, Tier, format_instant,
 };
 use crate::store::rules::{self, Change, KeyUse};
 use crate::store::{
@@ -60,6 +67,10 @@ pub struct PgConfig {
     pub password: Option<String>,
     /// Tokens granted when an account opens.
     pub welcome_tokens: u64,
+    /// How long the welcome grant's lot lasts; `None`: it never expires.
+    pub welcome_expires: Option<Duration>,
+    /// The ledger's clock: what every change is dated with and every read is judged at.
+    pub clock: crate::store::Clock,
     /// Connections in the pool (each batch writer holds one of them).
     pub pool_size: usize,
     /// Batch writers: transactions in flight at once from this host.
@@ -95,6 +106,8 @@ impl PgConfig {
             url: url.into(),
             password: None,
             welcome_tokens: 150,
+            welcome_expires: None,
+            clock: crate::store::Clock::system(),
             pool_size: 16,
             writers: 2,
             // Per host: a login on a LAN takes milliseconds; 2 s leaves room for a busy
@@ -107,6 +120,16 @@ impl PgConfig {
             max_batch: 1024,
             attempts: 8,
             application_name: SERVING_APPLICATION,
+        }
+    }
+
+    /// The welcome grant as the rules take it.
+    pub fn welcome(&self) -> rules::Welcome {
+        rules::Welcome {
+            tokens: self.welcome_tokens,
+            expires_in: self
+                .welcome_expires
+                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
         }
     }
 
@@ -488,7 +511,7 @@ impl PgStore {
                 fingerprint: k.idem.fingerprint.to_string(),
                 reply: k.reply,
             }),
-            time_ms: crate::domain::now_ms(),
+            time_ms: self.config.clock.now(),
             asked: Instant::now(),
             done,
         };
@@ -716,6 +739,7 @@ pub fn tier_from(text: &str) -> Tier {
 pub fn kind_from(text: &str) -> Result<EntryKind, String> {
     Ok(match text {
         "welcome" => EntryKind::Welcome,
+        "expire" => EntryKind::Expire,
         "charge" => EntryKind::Charge,
         "topup" => EntryKind::Topup,
         "deduct" => EntryKind::Deduct,
@@ -746,25 +770,42 @@ pub fn array_literal<S: AsRef<str>>(items: &[S]) -> String {
     out
 }
 
-/// Reads an account's row, on whichever server `client` is connected to.
+/// Reads an account's row and its lots (one row per lot, the account's columns on each; one
+/// row with no lot for an account without), on whichever server `client` is connected to.
 async fn account_row(
     client: deadpool_postgres::Object,
     user: &str,
-) -> Result<Option<tokio_postgres::Row>, ReadError> {
+) -> Result<Vec<tokio_postgres::Row>, ReadError> {
     let statement = client
-        .prepare_cached("SELECT balance, tier, until_ms FROM accounts WHERE user_id = $1")
+        .prepare_cached(
+            "SELECT a.balance, a.tier, a.until_ms,
+                    l.id, l.amount, l.remaining, l.effective_ms, l.expires_ms, l.priority, l.kind
+             FROM accounts AS a LEFT JOIN lots AS l USING (user_id)
+             WHERE a.user_id = $1",
+        )
         .await?;
-    Ok(client.query_opt(&statement, &[&user]).await?)
+    Ok(client.query(&statement, &[&user]).await?)
 }
 
-/// An account as [`account_row`] read it; `UnknownUser` if there was none.
-fn account_from(user: &str, row: Option<tokio_postgres::Row>) -> Result<AccountView, StoreError> {
-    let row = row.ok_or_else(|| StoreError::UnknownUser(user.to_string()))?;
-    Ok(AccountView {
+/// An account as [`account_row`] read it, with its lots; `UnknownUser` if there was none.
+fn account_from(
+    user: &str,
+    rows: Vec<tokio_postgres::Row>,
+) -> Result<(AccountView, Vec<Lot>), StoreError> {
+    let row = rows
+        .first()
+        .ok_or_else(|| StoreError::UnknownUser(user.to_string()))?;
+    let account = AccountView {
         balance: balance_from(row.get(0)),
         tier: tier_from(row.get(1)),
         until: row.get(2),
-    })
+    };
+    let lots = rows
+        .iter()
+        .filter(|row| row.get::<_, Option<i64>>(3).is_some())
+        .map(|row| columns::lot_from(row, 3))
+        .collect();
+    Ok((account, lots))
 }
 
 fn balance_from(value: i64) -> u64 {
@@ -805,6 +846,7 @@ impl TokenStore for PgStore {
                 change.user,
                 Change::Topup {
                     amount: change.amount,
+                    terms: change.terms,
                 },
                 &[],
                 change.reason,
@@ -849,23 +891,40 @@ impl TokenStore for PgStore {
         }
     }
 
+    /// Judged at the store's clock: lots that expired since the account's last change are
+    /// not counted (their `expire` entries come with its next change).
     async fn account(&self, user: &str) -> Result<(AccountView, Commit), StoreError> {
-        let row = self
+        let rows = self
             .read("reading an account", |client| account_row(client, user))
             .await?;
-        Ok((account_from(user, row)?, Commit::done()))
+        let (account, lots) = account_from(user, rows)?;
+        let now = self.config.clock.now();
+        Ok((rules::view_at(&account, &lots, now), Commit::done()))
+    }
+
+    async fn lots(&self, user: &str) -> Result<(Vec<Lot>, Commit), StoreError> {
+        let rows = self
+            .read("reading an account's lots", |client| {
+                account_row(client, user)
+            })
+            .await?;
+        let (_, lots) = account_from(user, rows)?;
+        let now = self.config.clock.now();
+        Ok((rules::spendable_lots(&lots, now), Commit::done()))
     }
 
     async fn read_account(
         &self,
         user: &str,
     ) -> Result<(AccountView, Option<Stale>, Commit), StoreError> {
-        let (row, stale) = self
+        let (rows, stale) = self
             .read_anywhere("reading an account", "account", |client| {
                 account_row(client, user)
             })
             .await?;
-        Ok((account_from(user, row)?, stale, Commit::done()))
+        let (account, lots) = account_from(user, rows)?;
+        let now = self.config.clock.now();
+        Ok((rules::view_at(&account, &lots, now), stale, Commit::done()))
     }
 
     async fn entitle(
@@ -909,8 +968,11 @@ impl TokenStore for PgStore {
                     .await?;
                 let page = client
                     .prepare_cached(
-                        "SELECT seq, time_ms, kind, delta, balance, key, reason, memes, tier, until_ms
-                         FROM entries WHERE user_id = $1 AND seq < $2
+                        "SELECT seq, coalesce(at_ms, time_ms), kind, delta, balance, key, reason, memes,
+                                tier, until_ms, lot_kind IS NOT NULL,
+                                (SELECT array_agg(lot ORDER BY ord) FROM lot_takes AS t WHERE t.seq = e.seq),
+                                (SELECT array_agg(tokens ORDER BY ord) FROM lot_takes AS t WHERE t.seq = e.seq)
+                         FROM entries AS e WHERE user_id = $1 AND seq < $2
                          ORDER BY seq DESC LIMIT $3",
                     )
                     .await?;
@@ -942,8 +1004,20 @@ impl TokenStore for PgStore {
                 break;
             }
             let kind: &str = row.get(2);
+            let seq = row.get::<_, i64>(0) as u64;
+            let lots: Option<Vec<i64>> = row.get(11);
+            let tokens: Option<Vec<i64>> = row.get(12);
+            let from = lots
+                .unwrap_or_default()
+                .into_iter()
+                .zip(tokens.unwrap_or_default())
+                .map(|(lot, tokens)| LotTake {
+                    lot: lot as u64,
+                    tokens: tokens as u64,
+                })
+                .collect();
             newest_first.push(HistoryEntry {
-                seq: row.get::<_, i64>(0) as u64,
+                seq,
                 time: format_instant(row.get(1)),
                 kind: kind_from(kind).map_err(StoreError::Internal)?,
                 delta: row.get(3),
@@ -955,6 +1029,8 @@ impl TokenStore for PgStore {
                 memes: row.get(7),
                 tier: row.get::<_, Option<&str>>(8).map(tier_from),
                 until: row.get::<_, Option<i64>>(9).map(format_instant),
+                lot: row.get::<_, bool>(10).then_some(seq),
+                from,
             });
         }
         newest_first.reverse();

@@ -125,6 +125,7 @@ async fn topup(store: &PgStore, user: &str, amount: i64, key: Option<&str>) -> S
     let change = TopupChange {
         user,
         amount,
+        terms: Default::default(),
         reason: None,
         keyed: key.map(|key| Keyed {
             idem: Idempotency {

@@ -4,7 +4,7 @@
 
 use super::testing::TestDatabase;
 use super::*;
-use crate::domain::ErrorCode;
+use crate::domain::{ErrorCode, LotTerms};
 use crate::store::{Keyed, TopupChange};
 
 const WELCOME: u64 = 150;
@@ -32,6 +32,7 @@ pub(super) async fn topup(store: &PgStore, user: &str, amount: i64) -> Result<u6
     let change = TopupChange {
         user,
         amount,
+        terms: Default::default(),
         reason: None,
         keyed: None,
     };
@@ -69,13 +70,31 @@ fn the_database_refuses_wrong_states_even_if_the_code_were_wrong() {
     });
     let refused = [
         (
-            "UPDATE accounts SET balance = -1 WHERE user_id = 'u'",
+            "UPDATE accounts SET balance = -1, version = version + 1 WHERE user_id = 'u'",
             "accounts_balance_check",
         ),
         (
-            "UPDATE accounts SET balance = 9007199254740992 WHERE user_id = 'u'",
+            "UPDATE accounts SET balance = 9007199254740992, version = version + 1 WHERE user_id = 'u'",
             "accounts_balance_check1",
         ),
+        // A memesd from before lots changes balances without the version: refused.
+        (
+            "UPDATE accounts SET balance = 7 WHERE user_id = 'u'",
+            "a memesd from before lots",
+        ),
+        (
+            "INSERT INTO accounts (user_id, balance) VALUES ('old', 150)",
+            "a memesd from before lots",
+        ),
+        (
+            "UPDATE lots SET remaining = 0 WHERE user_id = 'u'",
+            "lots_check",
+        ),
+        (
+            "INSERT INTO entries (time_ms, user_id, kind, delta, balance) VALUES (0, 'u', 'expire', -5, 150)",
+            "entries_expire_check",
+        ),
+        ("DELETE FROM lot_takes", ""),
         (
             "INSERT INTO entries (time_ms, user_id, kind, delta, balance) VALUES (0, 'u', 'welcome', 150, 150)",
             "entries_one_welcome",
@@ -99,6 +118,7 @@ fn the_database_refuses_wrong_states_even_if_the_code_were_wrong() {
         match sql(&db, statement) {
             Err(message) => assert!(message.contains(why), "{statement}: {message}"),
             Ok(()) if statement.starts_with("DELETE FROM idempotency_keys") => {}
+            Ok(()) if statement.starts_with("DELETE FROM lot_takes") => {}
             Ok(()) => panic!("accepted: {statement}"),
         }
     }
@@ -140,6 +160,61 @@ fn migrations_apply_once_and_a_newer_schema_is_refused() {
             message.contains("version 999") && message.contains("upgrade memesd"),
             "{message}"
         );
+    });
+}
+
+/// A ledger kept before lots (schema version 2): hosts starting together migrate it once,
+/// each balance becomes one never-expiring paid lot id 0, and it goes on by the lot rules.
+#[test]
+fn a_ledger_from_before_lots_migrates_each_balance_to_one_lot() {
+    let db = TestDatabase::create();
+    for (version, name, migration) in &migrate::MIGRATIONS[..2] {
+        if *version == 1 {
+            sql(
+                &db,
+                "CREATE TABLE memes_schema (version integer PRIMARY KEY, name text NOT NULL,
+                                            applied_at timestamptz NOT NULL DEFAULT now())",
+            )
+            .unwrap();
+        }
+        sql(&db, migration).unwrap();
+        sql(
+            &db,
+            &format!("INSERT INTO memes_schema (version, name) VALUES ({version}, '{name}')"),
+        )
+        .unwrap();
+    }
+    sql(
+        &db,
+        "INSERT INTO accounts (user_id, balance) VALUES ('a', 149), ('empty', 0);
+         INSERT INTO entries (time_ms, user_id, kind, delta, balance) VALUES
+             (10, 'a', 'welcome', 150, 150), (10, 'a', 'charge', -1, 149),
+             (11, 'empty', 'welcome', 0, 0)",
+    )
+    .unwrap();
+    runtime().block_on(async {
+        let opened = futures_util::future::join_all((0..3).map(|_| open(&db))).await;
+        let store = &opened[0];
+        let (lots, _) = store.lots("a").await.unwrap();
+        assert_eq!(
+            lots,
+            rules::carried_over(149).into_iter().collect::<Vec<_>>()
+        );
+        assert!(store.lots("empty").await.unwrap().0.is_empty());
+        assert!(store.audit().await.unwrap().ok);
+        assert_eq!(charge(store, "a", 9).await, Ok(140));
+        assert_eq!(topup(&opened[1], "a", 5).await, Ok(145));
+        let (lots, _) = store.lots("a").await.unwrap();
+        let held: Vec<(u64, u64)> = lots.iter().map(|l| (l.id, l.remaining)).collect();
+        assert_eq!(
+            held,
+            [(0, 140), (5, 5)],
+            "the new lot's id is its entry's seq"
+        );
+        assert!(store.audit().await.unwrap().ok);
+        for store in opened {
+            store.close().await;
+        }
     });
 }
 
@@ -197,6 +272,7 @@ fn a_key_repeated_within_one_batch_behaves_as_serial_execution() {
                 let change = TopupChange {
                     user: "k",
                     amount,
+                    terms: Default::default(),
                     reason: None,
                     keyed: Some(Keyed {
                         idem: crate::store::Idempotency {
@@ -490,5 +566,176 @@ fn a_host_deciding_on_its_copy_notices_another_host_changed_the_account() {
         assert!(report.ok, "{:?}", report.discrepancy);
         a.close().await;
         b.close().await;
+    });
+}
+
+/// The audit replays each account's entries in burn order, as the file store's does: a
+/// charge recorded as taken from the wrong lot, with the lots table edited to match (so
+/// every sum still adds up), is named; so is a lot the ledger never opened.
+#[test]
+fn the_audit_replays_the_burn_order_and_names_a_charge_from_the_wrong_lot() {
+    let db = TestDatabase::create();
+    runtime().block_on(async {
+        let store = open(&db).await;
+        assert_eq!(topup(&store, "a", 10).await, Ok(160));
+        let first = TopupChange {
+            user: "a",
+            amount: 50,
+            terms: LotTerms {
+                priority: 10,
+                ..LotTerms::default()
+            },
+            reason: None,
+            keyed: None,
+        };
+        let Outcome::Applied(changed) = store.topup(first).await.unwrap().0 else {
+            panic!("replayed")
+        };
+        assert_eq!(changed.balance, 210);
+        assert_eq!(charge(&store, "a", 1).await, Ok(209));
+        assert!(store.audit().await.unwrap().ok);
+        store.close().await;
+    });
+    // seq 1 welcome (lot 1), 2 top-up (lot 2), 3 top-up at priority 10 (lot 3), 4 the charge
+    // (from lot 3). Move the charge to lot 1, and the lots with it.
+    sql(
+        &db,
+        "ALTER TABLE lot_takes DISABLE TRIGGER lot_takes_append_only;
+         UPDATE lot_takes SET lot = 1 WHERE seq = 4;
+         UPDATE lots SET remaining = 149 WHERE user_id = 'a' AND id = 1;
+         UPDATE lots SET remaining = 50 WHERE user_id = 'a' AND id = 3;",
+    )
+    .unwrap();
+    runtime().block_on(async {
+        let store = open(&db).await;
+        let report = store.audit().await.unwrap();
+        assert!(!report.ok);
+        let found = report.discrepancy.unwrap();
+        assert!(
+            found.starts_with("seq 4: user \"a\"") && found.contains("burn order"),
+            "{found}"
+        );
+        store.close().await;
+    });
+    // Put the charge back, then give the account a lot no entry opened (and its balance the
+    // tokens, so the sums agree).
+    sql(
+        &db,
+        "UPDATE lot_takes SET lot = 3 WHERE seq = 4;
+         UPDATE lots SET remaining = 150 WHERE user_id = 'a' AND id = 1;
+         UPDATE lots SET remaining = 49 WHERE user_id = 'a' AND id = 3;",
+    )
+    .unwrap();
+    runtime().block_on(async {
+        let store = open(&db).await;
+        assert!(store.audit().await.unwrap().ok, "as it was");
+        store.close().await;
+    });
+    sql(
+        &db,
+        "ALTER TABLE lots DROP CONSTRAINT lots_user_id_fkey;
+         INSERT INTO lots VALUES ('ghost', 9, 5, 5, 0, NULL, 50, 'paid');",
+    )
+    .unwrap();
+    runtime().block_on(async {
+        let store = open(&db).await;
+        let report = store.audit().await.unwrap();
+        let found = report.discrepancy.unwrap_or_default();
+        assert!(found.contains("ghost"), "{found}");
+        store.close().await;
+    });
+}
+
+/// An account with more lots than the locking path reads whole: its charges and deductions
+/// read only the lots they may touch, and still take exactly what the burn order over all of
+/// them takes (the audit replays every entry against every lot), expire what expired, and
+/// are refused only when the balance is short. Charges sent together share batches.
+#[test]
+fn an_account_with_many_lots_is_charged_in_burn_order_from_the_lots_read() {
+    let db = TestDatabase::create();
+    let now = Arc::new(std::sync::atomic::AtomicI64::new(1_000_000));
+    let clock_now = now.clone();
+    runtime().block_on(async {
+        let config = PgConfig {
+            welcome_tokens: WELCOME,
+            pool_size: 4,
+            clock: crate::store::Clock::from_fn(move || clock_now.load(Ordering::SeqCst)),
+            ..PgConfig::new(db.url.clone())
+        };
+        let store = Arc::new(PgStore::open(config).await.expect("opens"));
+        // 150 lots besides the welcome grant: priorities, expiries and kinds mixed.
+        let mut balance = WELCOME;
+        for i in 0..150u64 {
+            let terms = LotTerms {
+                priority: ((i * 37) % 101) as u8,
+                expires_at: (i % 3 == 0).then_some(1_000_000 + 1_000 * (i as i64 % 7 + 1)),
+                kind: match i % 2 {
+                    0 => crate::domain::LotKind::Promo,
+                    _ => crate::domain::LotKind::Paid,
+                },
+            };
+            let change = TopupChange {
+                user: "many",
+                amount: (i % 5 + 1) as i64,
+                terms,
+                reason: None,
+                keyed: None,
+            };
+            let Outcome::Applied(changed) = store.topup(change).await.unwrap().0 else {
+                panic!("replayed")
+            };
+            balance += i % 5 + 1;
+            assert_eq!(changed.balance, balance);
+        }
+        assert!(store.audit().await.unwrap().ok);
+        for step in 0..8i64 {
+            // Time moves on: some lots expire between the steps.
+            now.store(1_000_000 + 1_000 * step + 500, Ordering::SeqCst);
+            let (view, _) = store.account("many").await.unwrap();
+            let (lots, _) = store.lots("many").await.unwrap();
+            assert_eq!(view.balance, lots.iter().map(|l| l.remaining).sum::<u64>());
+            // Eight charges at once (they share batches), and a deduction.
+            let charges = (0..8u64).map(|k| {
+                let store = store.clone();
+                async move { charge(&store, "many", k % 4 + 3).await }
+            });
+            let results = futures_util::future::join_all(charges).await;
+            let spent: u64 = (0..8u64)
+                .zip(&results)
+                .filter(|(_, r)| r.is_ok())
+                .map(|(k, _)| k % 4 + 3)
+                .sum();
+            if view.balance >= 36 {
+                assert!(
+                    results.iter().all(Result::is_ok),
+                    "step {step}: {results:?}"
+                );
+            }
+            for result in &results {
+                match result {
+                    Ok(_) | Err(StoreError::InsufficientTokens { .. }) => {}
+                    Err(other) => panic!("{other:?}"),
+                }
+            }
+            let (after, _) = store.account("many").await.unwrap();
+            assert_eq!(after.balance, view.balance - spent, "step {step}");
+            if after.balance >= 2 {
+                assert_eq!(topup(&store, "many", -2).await, Ok(after.balance - 2));
+            }
+            let report = store.audit().await.unwrap();
+            assert!(report.ok, "step {step}: {:?}", report.discrepancy);
+        }
+        // Spend all that is left; then one more token is refused.
+        let (left, _) = store.account("many").await.unwrap();
+        if left.balance > 0 {
+            assert_eq!(charge(&store, "many", left.balance).await, Ok(0));
+        }
+        assert!(matches!(
+            charge(&store, "many", 1).await,
+            Err(StoreError::InsufficientTokens { .. })
+        ));
+        assert!(store.lots("many").await.unwrap().0.is_empty());
+        assert!(store.audit().await.unwrap().ok);
+        store.close().await;
     });
 }

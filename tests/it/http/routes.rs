@@ -684,6 +684,7 @@ fn the_openapi_document_is_3_1_and_lists_every_route() {
         ("/v1/memes/{id}/similar", "get"),
         ("/v1/users/{user}/balance", "get"),
         ("/v1/users/{user}/history", "get"),
+        ("/v1/users/{user}/lots", "get"),
         ("/v1/users/{user}/topups", "post"),
         ("/v1/users/{user}/entitlement", "put"),
         ("/v1/audit", "post"),

@@ -166,6 +166,7 @@ pub async fn original_topup(State(http): State<Http>, headers: Headers, body: Bo
             amount: update.amount,
             idempotency_key: idempotency_key(headers.idempotency_key())?,
             reason: None,
+            ..TopupRequest::default()
         };
         Ok::<_, Problem>(match http.service.topup(&caller, request).await? {
             Stored::Fresh(data) => (data, false),

@@ -150,6 +150,17 @@ pub struct TopupBody {
     /// Kept with the ledger entry (the admin key's name is added to it).
     #[schema(max_length = 500, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub reason: Option<String>,
+    /// When the lot this top-up opens expires (RFC 3339, in the future); not with
+    /// `expires_in`. Without either, it never expires.
+    pub expires_at: Option<String>,
+    /// How long after the top-up its lot expires (`30d`, `12h`).
+    pub expires_in: Option<String>,
+    /// 0-100, default 50: lots of a lower priority are spent first.
+    #[schema(minimum = 0, maximum = 100)]
+    pub priority: Option<u64>,
+    /// Promotional tokens (given, not paid for): spent before paid ones.
+    #[serde(default)]
+    pub promo: bool,
 }
 
 /// `PUT /v1/users/{user}/entitlement`'s body.

@@ -26,7 +26,10 @@ use crate::protocol::{
     Op, ReloadRequest, SearchRequest, StatusRequest, TopupData, TopupRequest,
 };
 #[allow(unused_imports, reason = "named in the OpenAPI annotations")]
-use crate::protocol::{BalanceData, EntitleData, HistoryData, ReloadData, SearchData, StatusData};
+use crate::protocol::{
+    BalanceData, EntitleData, HistoryData, LotsData, LotsRequest, ReloadData, SearchData,
+    StatusData,
+};
 use crate::service::{Caller, Principal};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -52,6 +55,7 @@ pub fn handler(op: Op) -> MethodRouter<Http> {
         Op::Topup => on(method, topup),
         Op::Balance => on(method, balance),
         Op::History => on(method, history),
+        Op::Lots => on(method, lots),
         Op::Status => on(method, status),
         Op::Search => on(method, search),
         Op::Similar => on(method, similar::similar),
@@ -71,6 +75,7 @@ pub fn handler(op: Op) -> MethodRouter<Http> {
     search,
     similar::similar,
     balance,
+    lots,
     history,
     topup,
     entitle,
@@ -171,6 +176,23 @@ pub async fn balance(
     ))
 }
 
+/// `GET /v1/users/{user}/lots`.
+#[utoipa::path(get, path = "/v1/users/{user}/lots", tag = "users",
+    params(("user" = UserId, Path, description = "The user id")),
+    responses((status = 200, description = "The spendable lots, in the order they are spent", body = LotsData), Problems),
+    security(("bearer" = [])))]
+pub async fn lots(
+    State(http): State<Http>,
+    headers: Headers,
+    Parsed(Path(user)): Parsed<Path<String>>,
+) -> Result<Response, Problem> {
+    let caller = http.caller(headers.authorization())?;
+    let request = LotsRequest {
+        user: subject(&caller, Some(user))?,
+    };
+    Ok(fresh_response(&http.service.lots(&caller, request).await?))
+}
+
 /// `GET /v1/users/{user}/history`.
 #[utoipa::path(get, path = "/v1/users/{user}/history", tag = "users",
     params(("user" = UserId, Path, description = "The user id"), HistoryQuery),
@@ -213,6 +235,10 @@ pub async fn topup(
         amount: body.amount,
         idempotency_key: idempotency_key(headers.idempotency_key())?,
         reason: body.reason,
+        expires_at: body.expires_at,
+        expires_in: body.expires_in,
+        priority: body.priority,
+        promo: body.promo,
     };
     let topped = http.service.topup(&caller, request).await?;
     Ok(data_response(&topped, topped.is_replay()))
@@ -304,6 +330,7 @@ pub async fn webhook(
                 .unwrap_or_else(|| format!("webhook {}", event.id)),
         ),
         idempotency_key: Some(event.id),
+        ..TopupRequest::default()
     };
     let topped = http
         .service

@@ -1,0 +1,54 @@
+//! `memes lots`: the lots a user's balance is made of, in the order they are spent.
+
+use super::exit::Exit;
+use super::output::{self, tokens};
+use super::remote::{Call, ToCall};
+use super::{Ctx, Failure};
+use crate::protocol::{LotsData, LotsRequest, Request};
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct LotsArgs {
+    /// The user whose lots to list
+    #[arg(long)]
+    pub user: String,
+}
+
+pub fn run(args: &LotsArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
+    let request = Request::Lots(LotsRequest {
+        user: args.user.clone(),
+    });
+    let (data, raw): (LotsData, _) = ctx.call_as(&request)?;
+    if ctx.json {
+        output::print_json(&raw);
+        return Ok(Exit::Success);
+    }
+    if data.lots.is_empty() {
+        println!("{} has no tokens to spend.", data.user_id);
+        return Ok(Exit::Success);
+    }
+    let mut table = output::table();
+    table.set_header(vec![
+        "Lot", "Left", "Of", "Expires", "Priority", "Kind", "Since",
+    ]);
+    for lot in &data.lots {
+        table.add_row(vec![
+            lot.id.to_string(),
+            tokens(lot.remaining),
+            tokens(lot.amount),
+            lot.expires_at.clone().unwrap_or_else(|| "never".into()),
+            lot.priority.to_string(),
+            lot.kind.as_str().to_string(),
+            lot.effective_at.clone(),
+        ]);
+    }
+    println!("{table}");
+    Ok(Exit::Success)
+}
+
+impl ToCall for LotsRequest {
+    fn fill(&self, call: &mut Call) {
+        call.at(&self.user);
+        call.fallback_bearer = Some(self.user.clone());
+    }
+}
