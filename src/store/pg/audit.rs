@@ -15,7 +15,7 @@
 //! decided in Rust, as the file store's audit does) and the `lots` table holds exactly what
 //! the ledger derives. Stops at the first discrepancy, which the report names.
 
-use crate::domain::{AuditReport, Entry, Lot, LotTake, LotTerms};
+use crate::domain::{AuditReport, Entry, Lot, LotTerms};
 use crate::store::rules::{self, Recorded};
 use futures_util::TryStreamExt;
 use std::collections::VecDeque;
@@ -279,22 +279,9 @@ fn replay_row(row: &Row, lots: &mut Vec<Lot>) -> Result<(), String> {
     let opened = row.get::<_, Option<&str>>(6).map(|kind| LotTerms {
         expires_at: row.get(7),
         priority: row.get::<_, Option<i16>>(8).unwrap_or(0).clamp(0, 100) as u8,
-        kind: match kind {
-            "promo" => crate::domain::LotKind::Promo,
-            _ => crate::domain::LotKind::Paid,
-        },
+        kind: super::columns::lot_kind_from(kind),
     });
-    let taken: Option<Vec<i64>> = row.get(10);
-    let tokens: Option<Vec<i64>> = row.get(11);
-    let from: Vec<LotTake> = taken
-        .unwrap_or_default()
-        .into_iter()
-        .zip(tokens.unwrap_or_default())
-        .map(|(lot, tokens)| LotTake {
-            lot: lot as u64,
-            tokens: tokens as u64,
-        })
-        .collect();
+    let from = super::columns::takes_from(row.get(10), row.get(11));
     let recorded = Recorded {
         opened,
         from: &from,

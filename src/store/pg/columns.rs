@@ -5,7 +5,7 @@
 //! (each naming its entry by its row number among the columns, 1-based, since the writer
 //! learns the entry's `seq` only in the statement).
 
-use crate::domain::{Lot, Tier};
+use crate::domain::{Lot, LotKind, LotTake, Tier};
 use crate::store::recorded::RecordedEntry;
 use tokio_postgres::types::ToSql;
 
@@ -225,9 +225,27 @@ pub fn lot_from(row: &tokio_postgres::Row, first: usize) -> Lot {
         effective_at: row.get(first + 3),
         expires_at: row.get(first + 4),
         priority: row.get::<_, i16>(first + 5).clamp(0, 100) as u8,
-        kind: match row.get::<_, &str>(first + 6) {
-            "promo" => crate::domain::LotKind::Promo,
-            _ => crate::domain::LotKind::Paid,
-        },
+        kind: lot_kind_from(row.get(first + 6)),
     }
+}
+
+/// A lot's kind as a `kind` column holds it (the schema allows only `paid` and `promo`).
+pub fn lot_kind_from(kind: &str) -> LotKind {
+    match kind {
+        "promo" => LotKind::Promo,
+        _ => LotKind::Paid,
+    }
+}
+
+/// What an entry took from each lot, as two parallel arrays of a query hold it (lot ids and
+/// tokens; `NULL` for an entry that took from none).
+pub fn takes_from(lots: Option<Vec<i64>>, tokens: Option<Vec<i64>>) -> Vec<LotTake> {
+    lots.unwrap_or_default()
+        .into_iter()
+        .zip(tokens.unwrap_or_default())
+        .map(|(lot, tokens)| LotTake {
+            lot: lot as u64,
+            tokens: tokens as u64,
+        })
+        .collect()
 }

@@ -40,8 +40,8 @@ pub mod standby;
 pub mod testing;
 
 use crate::domain::{
-    AccountView, AuditReport, EntryKind, HistoryCursor, HistoryEntry, HistoryPage, Lot, LotTake,
-    Stale, Tier, format_instant,
+    AccountView, AuditReport, EntryKind, HistoryCursor, HistoryEntry, HistoryPage, Lot, Stale,
+    Tier, format_instant,
 };
 use crate::store::rules::{self, Change, KeyUse};
 use crate::store::{
@@ -1005,17 +1005,7 @@ impl TokenStore for PgStore {
             }
             let kind: &str = row.get(2);
             let seq = row.get::<_, i64>(0) as u64;
-            let lots: Option<Vec<i64>> = row.get(11);
-            let tokens: Option<Vec<i64>> = row.get(12);
-            let from = lots
-                .unwrap_or_default()
-                .into_iter()
-                .zip(tokens.unwrap_or_default())
-                .map(|(lot, tokens)| LotTake {
-                    lot: lot as u64,
-                    tokens: tokens as u64,
-                })
-                .collect();
+            let from = columns::takes_from(row.get(11), row.get(12));
             newest_first.push(HistoryEntry {
                 seq,
                 time: format_instant(row.get(1)),
