@@ -328,8 +328,9 @@ impl Default for LotTerms {
     }
 }
 
-/// Tokens credited together (the welcome grant, one top-up): what is left of them, and when
-/// they may be spent. Spendable at `t` when `effective_at <= t < expires_at`.
+/// Tokens credited together (the welcome grant, one top-up): what is left of them, and until
+/// when they may be spent (from the credit on, until `expires_at`; see
+/// `store::rules::spendable`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lot {
     /// The sequence number of the entry that credited it (0: the balance an account had

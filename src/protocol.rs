@@ -884,7 +884,7 @@ pub struct LotView {
     pub amount: u64,
     /// Tokens left.
     pub remaining: u64,
-    /// When it became spendable (RFC 3339).
+    /// When the credit that opened it was made (RFC 3339): spendable from then on.
     pub effective_at: String,
     /// When what is left of it expires (RFC 3339); absent: never.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -22,8 +22,9 @@
 //! Lots (what a balance is made of; [`decide_lots`] on top of [`decide`]):
 //! - every credit opens a lot: the welcome grant a promo lot (expiring after
 //!   [`Welcome::expires_in`] if set), a top-up a lot on the terms it asks for ([`check_terms`]:
-//!   an expiry after now, a priority 0-100); a lot is spendable when
-//!   `effective_at <= t < expires_at`, and the balance is the sum of the spendable lots;
+//!   an expiry after now, a priority 0-100); a lot is spendable from the credit that
+//!   opened it until `expires_at` ([`spendable`]), and the balance is the sum of the
+//!   spendable lots;
 //! - a debit (charge, deduction) takes from the spendable lots in [`burn_order`], spanning
 //!   several if it must, and its entry names each lot and what it took;
 //! - expiry is absolute: at `expires_at` a lot's remainder leaves the balance whatever ran.
@@ -215,9 +216,17 @@ pub struct Welcome {
     pub expires_in: Option<i64>,
 }
 
-/// Whether `lot` can be spent at `t`: `effective_at <= t < expires_at`.
+/// Whether `lot` can be spent at `t`: until `expires_at`, from the credit that opened it on.
+///
+/// Not "from `effective_at` on": a lot opens when its credit is decided (`effective_at` is
+/// that credit's time, never later), and what comes after the credit is the ledger's order,
+/// not the order of the clocks that stamped the changes. Two hosts, or a request that waited
+/// on the account's lock while another's credit committed, can stamp a later change a little
+/// earlier than the credit before it; that change must still see the lot (a new user hitting
+/// three hosts at once was refused its first meme: the welcome lot opened by another host was
+/// a millisecond "in the future" of the charge).
 pub fn spendable(lot: &Lot, t: i64) -> bool {
-    lot.effective_at <= t && !expired(lot, t)
+    !expired(lot, t)
 }
 
 /// Whether `lot` has expired at `t` (at `expires_at` exactly, it has).
@@ -1168,6 +1177,55 @@ mod tests {
             [42, 41]
         );
         assert_eq!(decision.after.balance, 157);
+    }
+
+    #[test]
+    fn a_lot_opened_by_a_credit_stamped_later_is_spendable_by_the_change_after_it() {
+        // Another host opened the account (welcome lot at 1,000); this host's charge was
+        // stamped at 999, before it took the account's lock.
+        let opened = decide_lots(
+            "u",
+            None,
+            Change::Charge { cost: 1 },
+            Welcome {
+                tokens: 150,
+                expires_in: None,
+            },
+            1_000,
+            1,
+        )
+        .unwrap();
+        let charged = decide_lots(
+            "u",
+            Some((&opened.after, &opened.lots)),
+            Change::Charge { cost: 1 },
+            Welcome::default(),
+            999,
+            3,
+        )
+        .unwrap();
+        assert_eq!(charged.after.balance, 148);
+        assert_eq!(charged.postings[0].from, [LotTake { lot: 1, tokens: 1 }]);
+        assert_eq!(balance_at(&charged.lots, 999), 148);
+        // The audit replays it so.
+        let mut lots = vec![];
+        for (seq, time, posting) in [
+            (1, 1_000, &opened.postings[0]),
+            (2, 1_000, &opened.postings[1]),
+            (3, 999, &charged.postings[0]),
+        ] {
+            let recorded = Recorded {
+                opened: posting.lot.map(|lot| LotTerms {
+                    expires_at: lot.expires_at,
+                    priority: lot.priority,
+                    kind: lot.kind,
+                }),
+                from: &posting.from,
+                ..Recorded::default()
+            };
+            replay_lots(&mut lots, &posting.entry, recorded, seq, time).unwrap();
+        }
+        assert_eq!(lots, charged.lots);
     }
 
     #[test]

@@ -637,10 +637,11 @@ const LOCK: &str = "SELECT user_id, balance, tier, until_ms, version FROM accoun
 /// and reads the lots as the last change left them (columns as [`lot_from`] reads them,
 /// then how many lots the account holds in all). An account with more than [`ALL_LOTS`]
 /// lots is read in part, so that a charge does not carry thousands of lots through the
-/// batch: the lots expired by the batch's last time ($3, they leave first), those not yet
-/// effective at its first time ($4), and the shortest run in burn order
-/// ([`rules::burn_order`], the same keys) of the others that covers every token the
-/// batch's changes of that user could take ($2, per user of $1). Whatever times the
+/// batch: the lots expired by the batch's last time ($3, they leave first), those opened
+/// after its first time ($4: stamped later than a change of the batch, and spendable to it
+/// all the same, see [`rules::spendable`]; all of them are read), and the shortest run in
+/// burn order ([`rules::burn_order`], the same keys) of the others that covers every token
+/// the batch's changes of that user could take ($2, per user of $1). Whatever times the
 /// batch's changes have between $4 and $3, each burn then stops inside what was read.
 static LOTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
