@@ -46,6 +46,11 @@ pub enum ErrorCode {
     /// The request is larger than the front accepts (HTTP only; the socket says
     /// `line_too_long`).
     PayloadTooLarge,
+    /// The hold expired (at its `expires_at`, its tokens went back): it can no longer be
+    /// captured or voided; nothing changed.
+    HoldExpired,
+    /// The hold was already captured or voided; nothing changed.
+    HoldClosed,
 }
 
 impl ErrorCode {
@@ -66,6 +71,8 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::HoldExpired => "hold_expired",
+            ErrorCode::HoldClosed => "hold_closed",
         }
     }
 }
@@ -81,7 +88,7 @@ impl ErrorCode {
             ErrorCode::InsufficientTokens => 402,
             ErrorCode::NotAllowed => 403,
             ErrorCode::NotFound => 404,
-            ErrorCode::IdempotencyConflict => 409,
+            ErrorCode::IdempotencyConflict | ErrorCode::HoldExpired | ErrorCode::HoldClosed => 409,
             ErrorCode::LineTooLong | ErrorCode::PayloadTooLarge => 413,
             ErrorCode::RateLimited => 429,
             ErrorCode::Busy | ErrorCode::Unavailable => 503,
@@ -267,6 +274,16 @@ pub enum EntryKind {
     Entitle,
     /// What was left of a lot when it expired, leaving the balance (dated its `expires_at`).
     Expire,
+    /// Tokens set aside by a hold: out of the lots (in burn order) and the balance until the
+    /// hold is captured, voided or expires.
+    Hold,
+    /// A hold captured: what it held is spent, but for the rest, which goes back to the lots
+    /// it came from (the entry's delta).
+    Capture,
+    /// A hold voided: all it held goes back to the lots it came from.
+    Void,
+    /// A hold expired: all it held went back, dated its `expires_at`.
+    Release,
 }
 
 impl EntryKind {
@@ -278,6 +295,10 @@ impl EntryKind {
             EntryKind::Deduct => "deduct",
             EntryKind::Entitle => "entitle",
             EntryKind::Expire => "expire",
+            EntryKind::Hold => "hold",
+            EntryKind::Capture => "capture",
+            EntryKind::Void => "void",
+            EntryKind::Release => "release",
         }
     }
 }
@@ -349,6 +370,56 @@ pub struct Lot {
     pub kind: LotKind,
 }
 
+/// The longest a hold may last (7 days, in milliseconds): tokens set aside for work in
+/// progress, not a second balance.
+pub const MAX_HOLD_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Where a hold is in its life: open until exactly one of the three ends.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldState {
+    #[default]
+    Open,
+    Captured,
+    Voided,
+    Expired,
+}
+
+impl HoldState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldState::Open => "open",
+            HoldState::Captured => "captured",
+            HoldState::Voided => "voided",
+            HoldState::Expired => "expired",
+        }
+    }
+}
+
+/// Tokens set aside from an account's lots for work in progress (see
+/// `store::rules::decide_lots`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// The sequence number of its `hold` entry.
+    pub id: u64,
+    /// Tokens held.
+    pub amount: u64,
+    /// Tokens spent by its capture (0 unless captured).
+    pub captured: u64,
+    /// The lots it took from, as they were, each with `remaining` the tokens taken from it, in
+    /// burn order: where what is not captured goes back.
+    pub parts: Vec<Lot>,
+    /// Milliseconds since the epoch.
+    pub created_at: i64,
+    /// Milliseconds since the epoch: at this instant an open hold has expired.
+    pub expires_at: i64,
+    /// As recorded; an open hold past `expires_at` is expired whether or not it was recorded
+    /// (`store::rules::hold_state_at`).
+    pub state: HoldState,
+}
+
 /// Tokens a debit or an expiry took from one lot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LotTake {
@@ -382,9 +453,13 @@ pub struct HistoryEntry {
     /// The lot a credit opened (its id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lot: Option<u64>,
-    /// The lots a charge, a deduction or an expiry took its tokens from, in burn order.
+    /// The lots a charge, a deduction, an expiry or a hold took its tokens from, in burn
+    /// order; for a capture, a void or a release, what went back to each lot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub from: Vec<LotTake>,
+    /// The hold a `hold`, `capture`, `void` or `release` entry is about (its id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
 }

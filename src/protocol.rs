@@ -86,6 +86,9 @@ macro_rules! for_each_op {
             "balance" => Balance(BalanceRequest) at GET "/v1/users/{user}/balance" for Anyone,
             "history" => History(HistoryRequest) at GET "/v1/users/{user}/history" for Anyone,
             "lots" => Lots(LotsRequest) at GET "/v1/users/{user}/lots" for Anyone,
+            "hold" => Hold(HoldRequest) at POST "/v1/users/{user}/holds" for Admins,
+            "capture" => Capture(CaptureRequest) at POST "/v1/holds/{hold}/capture" for Admins,
+            "void" => Void(VoidRequest) at POST "/v1/holds/{hold}/void" for Admins,
             "status" => Status(StatusRequest) at GET "/v1/status" for Anyone,
             "search" => Search(SearchRequest) at GET "/v1/search" for Anyone,
             "similar" => Similar(SimilarRequest) at GET "/v1/memes/{id}/similar" for Anyone,
@@ -268,6 +271,50 @@ pub struct TopupRequest {
     pub promo: bool,
 }
 
+/// `hold`: set `amount` tokens of an account aside (taken from its lots in burn order) for
+/// `ttl`; the balance drops at once. It ends captured, voided, or expired at the end of its
+/// `ttl` (its tokens then go back). Admin only.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HoldRequest {
+    pub user: String,
+    /// Tokens to set aside (1 to [`MAX_AMOUNT`]).
+    pub amount: u64,
+    /// How long the hold lasts: a duration such as `5m` or `30s` (more than 0, at most 7
+    /// days).
+    pub ttl: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// `capture`: end an open hold by spending `amount` of its tokens (all of them if absent);
+/// the rest goes back to the lots it came from. Admin only.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CaptureRequest {
+    /// The hold's id, as `hold` replied.
+    pub hold: u64,
+    /// Tokens to spend (1 to what the hold holds); absent: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<u64>,
+    /// The user the hold must belong to; refused (not found) if it is another's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// `void`: end an open hold by giving all its tokens back to the lots they came from. Admin
+/// only.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct VoidRequest {
+    /// The hold's id, as `hold` replied.
+    pub hold: u64,
+    /// The user the hold must belong to; refused (not found) if it is another's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
 /// `balance`: an account's balance and tier.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct BalanceRequest {
@@ -396,6 +443,9 @@ macro_rules! about_no_account {
 }
 about_no_account!(
     TopupRequest,
+    HoldRequest,
+    CaptureRequest,
+    VoidRequest,
     StatusRequest,
     SearchRequest,
     SimilarRequest,
@@ -536,6 +586,64 @@ impl TopupRequest {
                 false => LotKind::Paid,
             },
         })
+    }
+}
+
+impl HoldRequest {
+    /// Checks every field against its limits.
+    pub fn validate(&self) -> Result<(), ErrorBody> {
+        validate_user(&self.user)?;
+        validate_hold_amount(self.amount)?;
+        self.ttl_ms()?;
+        validate_key(self.idempotency_key.as_deref())
+    }
+
+    /// The hold's time to live in milliseconds: more than 0, at most
+    /// [`crate::domain::MAX_HOLD_TTL_MS`].
+    pub fn ttl_ms(&self) -> Result<i64, ErrorBody> {
+        let ttl = humantime::parse_duration(&self.ttl).map_err(|e| {
+            ErrorBody::invalid(format!("ttl must be a duration like 5m or 30s: {e}"))
+        })?;
+        let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        match (1..=crate::domain::MAX_HOLD_TTL_MS).contains(&ms) {
+            true => Ok(ms),
+            false => Err(ErrorBody::invalid(format!(
+                "ttl must be more than 0 and at most 7d, got {:?}",
+                self.ttl
+            ))),
+        }
+    }
+}
+
+impl CaptureRequest {
+    /// Checks every field against its limits.
+    pub fn validate(&self) -> Result<(), ErrorBody> {
+        if let Some(user) = &self.user {
+            validate_user(user)?;
+        }
+        if let Some(amount) = self.amount {
+            validate_hold_amount(amount)?;
+        }
+        validate_key(self.idempotency_key.as_deref())
+    }
+}
+
+impl VoidRequest {
+    /// Checks every field against its limits.
+    pub fn validate(&self) -> Result<(), ErrorBody> {
+        if let Some(user) = &self.user {
+            validate_user(user)?;
+        }
+        validate_key(self.idempotency_key.as_deref())
+    }
+}
+
+fn validate_hold_amount(amount: u64) -> Result<(), ErrorBody> {
+    match (1..=MAX_AMOUNT as u64).contains(&amount) {
+        true => Ok(()),
+        false => Err(ErrorBody::invalid(format!(
+            "amount must be between 1 and {MAX_AMOUNT}, got {amount}"
+        ))),
     }
 }
 
@@ -845,6 +953,29 @@ pub struct TopupData {
     /// has 160).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub welcome_grant: Option<u64>,
+    /// True when this is the stored reply of an earlier request with the same idempotency
+    /// key, sent again: nothing was changed this time.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub replayed: bool,
+}
+
+/// `hold`, `capture` and `void` reply data: the hold as the request left it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HoldData {
+    /// The hold's id (what `capture` and `void` name).
+    pub hold: u64,
+    pub state: crate::domain::HoldState,
+    /// Tokens held.
+    pub amount: u64,
+    /// Tokens its capture spent (0 unless captured).
+    pub captured: u64,
+    /// Tokens this request gave back to the lots (a part whose lot had expired expired
+    /// instead).
+    pub returned: u64,
+    /// When the hold expires, or expired (RFC 3339).
+    pub expires_at: String,
+    /// The account's balance after the request.
+    pub new_balance: u64,
     /// True when this is the stored reply of an earlier request with the same idempotency
     /// key, sent again: nothing was changed this time.
     #[serde(default, skip_serializing_if = "is_false")]

@@ -216,7 +216,7 @@ macro_rules! metric_ops {
 crate::protocol::for_each_op!(metric_ops);
 
 /// Outcomes: success, and every error code.
-const CODES: usize = 15;
+const CODES: usize = 17;
 
 /// The table slot of an outcome. The match is exhaustive, so a new error code cannot be
 /// forgotten here.
@@ -237,6 +237,8 @@ fn code_index(code: Option<ErrorCode>) -> usize {
         ErrorCode::Internal => 11,
         ErrorCode::Unauthorized => 12,
         ErrorCode::PayloadTooLarge => 13,
+        ErrorCode::HoldExpired => 14,
+        ErrorCode::HoldClosed => 15,
     }
 }
 
@@ -434,7 +436,7 @@ mod tests {
 
     #[test]
     fn every_series_has_its_own_slot() {
-        assert!(code_index(Some(ErrorCode::PayloadTooLarge)) < CODES);
+        assert!(code_index(Some(ErrorCode::HoldClosed)) < CODES);
         assert_eq!(Op::ALL.len(), OPS);
         for (i, op) in Op::ALL.iter().enumerate() {
             assert_eq!(*op as usize, i, "the table index of {op:?}");

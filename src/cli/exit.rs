@@ -36,7 +36,7 @@ Exit codes:
   4  insufficient tokens
   5  not found (unknown user; no meme matches the query)
   6  not allowed (admin-only operation, premium-only feature, rejected token)
-  7  conflict (idempotency key reused with different parameters)
+  7  conflict (idempotency key reused with different parameters; a hold expired or ended)
   8  try again later (rate_limited, busy, unavailable)
   9  degraded: memesd answers but cannot serve changes (`status`: ledger not writable)";
 
@@ -68,7 +68,9 @@ impl From<ErrorCode> for Exit {
             ErrorCode::InsufficientTokens => Exit::InsufficientTokens,
             ErrorCode::NotFound => Exit::NotFound,
             ErrorCode::NotAllowed | ErrorCode::Unauthorized => Exit::NotAllowed,
-            ErrorCode::IdempotencyConflict => Exit::Conflict,
+            ErrorCode::IdempotencyConflict | ErrorCode::HoldExpired | ErrorCode::HoldClosed => {
+                Exit::Conflict
+            }
             ErrorCode::RateLimited | ErrorCode::Busy | ErrorCode::Unavailable => Exit::TryLater,
             ErrorCode::UnknownOp | ErrorCode::LineTooLong | ErrorCode::Internal => Exit::Failure,
         }

@@ -6,12 +6,14 @@ pub mod admin_key;
 pub mod audit;
 pub mod balance;
 pub mod bench;
+pub mod capture;
 pub mod completions;
 pub mod connect;
 pub mod entitle;
 pub mod exit;
 pub mod get;
 pub mod history;
+pub mod hold;
 pub mod lots;
 pub mod output;
 pub mod reload;
@@ -21,6 +23,7 @@ pub mod similar;
 pub mod status;
 pub mod stop;
 pub mod topup;
+pub mod void;
 
 use crate::client::{Client, ClientError};
 use crate::paths;
@@ -95,6 +98,12 @@ pub enum Command {
     Balance(balance::BalanceArgs),
     /// List the lots a balance is made of, in the order they are spent
     Lots(lots::LotsArgs),
+    /// Set tokens of a balance aside until captured, voided or expired (admins)
+    Hold(hold::HoldArgs),
+    /// End a hold by spending (part of) it; the rest goes back (admins)
+    Capture(capture::CaptureArgs),
+    /// End a hold by giving all of it back (admins)
+    Void(void::VoidArgs),
     /// Show a user's ledger entries, oldest first
     History(history::HistoryArgs),
     /// Browse ranked matches for a query, by its words and its meaning, free of charge
@@ -291,6 +300,9 @@ pub fn main() -> ExitCode {
         Command::Topup(args) => topup::run(&args, &mut ctx),
         Command::Balance(args) => balance::run(&args, &mut ctx),
         Command::Lots(args) => lots::run(&args, &mut ctx),
+        Command::Hold(args) => hold::run(&args, &mut ctx),
+        Command::Capture(args) => capture::run(&args, &mut ctx),
+        Command::Void(args) => void::run(&args, &mut ctx),
         Command::History(args) => history::run(&args, &mut ctx),
         Command::Search(args) => search::run(&args, &mut ctx),
         Command::Similar(args) => similar::run(&args, &mut ctx),

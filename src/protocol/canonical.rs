@@ -10,7 +10,7 @@
 //! fingerprint already stored for it. The idempotency key itself, credentials and the reply's
 //! presentation (`inline`) are not part of it: a retry may differ in them.
 
-use super::{GetRequest, Op, TopupRequest};
+use super::{CaptureRequest, GetRequest, HoldRequest, Op, TopupRequest, VoidRequest};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
@@ -101,6 +101,77 @@ impl TopupRequest {
             expires_in: expires_in.as_deref(),
             priority: *priority,
             promo: *promo,
+        })
+    }
+}
+
+impl HoldRequest {
+    /// This request's canonical form (see the module).
+    pub fn fingerprint(&self) -> String {
+        let HoldRequest {
+            user,
+            amount,
+            ttl,
+            idempotency_key: _,
+        } = self;
+        #[derive(Serialize)]
+        struct Hold<'a> {
+            op: &'static str,
+            user: &'a str,
+            amount: u64,
+            ttl: &'a str,
+        }
+        canonical(&Hold {
+            op: Op::Hold.as_str(),
+            user,
+            amount: *amount,
+            ttl,
+        })
+    }
+}
+
+/// A capture's or a void's canonical form: the hold, then what is optional.
+#[derive(Serialize)]
+struct EndHold<'a> {
+    op: &'static str,
+    hold: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    amount: Option<u64>,
+}
+
+impl CaptureRequest {
+    /// This request's canonical form (see the module).
+    pub fn fingerprint(&self) -> String {
+        let CaptureRequest {
+            hold,
+            amount,
+            user,
+            idempotency_key: _,
+        } = self;
+        canonical(&EndHold {
+            op: Op::Capture.as_str(),
+            hold: *hold,
+            user: user.as_deref(),
+            amount: *amount,
+        })
+    }
+}
+
+impl VoidRequest {
+    /// This request's canonical form (see the module).
+    pub fn fingerprint(&self) -> String {
+        let VoidRequest {
+            hold,
+            user,
+            idempotency_key: _,
+        } = self;
+        canonical(&EndHold {
+            op: Op::Void.as_str(),
+            hold: *hold,
+            user: user.as_deref(),
+            amount: None,
         })
     }
 }

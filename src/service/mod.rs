@@ -35,13 +35,15 @@ use crate::domain::{AuditReport, ErrorCode, HistoryCursor, Tier, now_ms};
 use crate::premium::Premium;
 use crate::premium::claims::Claims;
 use crate::protocol::{
-    self, AuditRequest, BalanceData, BalanceRequest, EntitleData, EntitleRequest, GetRequest,
-    HistoryData, HistoryRequest, Location, LotsData, LotsRequest, ReloadData, ReloadRequest,
-    Request, SearchRequest, SimilarRequest, StatusData, StatusRequest, TopupData, TopupRequest,
+    self, AuditRequest, BalanceData, BalanceRequest, CaptureRequest, EntitleData, EntitleRequest,
+    GetRequest, HistoryData, HistoryRequest, HoldData, HoldRequest, Location, LotsData,
+    LotsRequest, ReloadData, ReloadRequest, Request, SearchRequest, SimilarRequest, StatusData,
+    StatusRequest, TopupData, TopupRequest, VoidRequest,
 };
 use crate::store::rules::{self, KeyOwner};
 use crate::store::{
-    Changed, Commit, Idempotency, Keyed, Outcome, StoredReply, TokenStore, TopupChange,
+    Changed, Commit, EndHold, HoldChange, HoldEnd, Idempotency, Keyed, Outcome, StoreError,
+    StoredReply, TokenStore, TopupChange,
 };
 use crate::telemetry::{self, Tokens};
 use arc_swap::ArcSwap;
@@ -170,6 +172,15 @@ impl Handled for TopupRequest {
 impl Handled for BalanceRequest {
     type Reply = BalanceData;
 }
+impl Handled for HoldRequest {
+    type Reply = Stored<HoldData>;
+}
+impl Handled for CaptureRequest {
+    type Reply = Stored<HoldData>;
+}
+impl Handled for VoidRequest {
+    type Reply = Stored<HoldData>;
+}
 impl Handled for HistoryRequest {
     type Reply = HistoryData;
 }
@@ -280,6 +291,9 @@ impl Service {
                 Answer::ready(self.history_of(history).await.map(Reply::History))
             }
             Request::Lots(lots) => Answer::from(self.lots_of(lots).await).map(Reply::Lots),
+            Request::Hold(hold) => self.held(hold).await.map(Reply::Hold),
+            Request::Capture(capture) => self.captured(capture).await.map(Reply::Capture),
+            Request::Void(void) => self.voided(void).await.map(Reply::Void),
             Request::Status(_) => Answer::ready(self.status_now().await.map(Reply::Status)),
             Request::Search(search) => Answer::ready(Ok(Reply::Search(self.found(search)))),
             Request::Similar(similar) => Answer::ready(self.nearest(similar).map(Reply::Similar)),
@@ -332,6 +346,37 @@ impl Service {
         let (data, commit) = self.lots_of(request).await?;
         commit.wait().await?;
         Ok(data)
+    }
+
+    /// `hold`: tokens set aside (or the stored reply of the same request, replayed), once the
+    /// change is durable.
+    pub async fn hold(
+        &self,
+        caller: &Caller,
+        request: HoldRequest,
+    ) -> Result<Stored<HoldData>, ServiceError> {
+        self.admit(caller, &request)?;
+        self.held(request).await.settle().await
+    }
+
+    /// `capture`: a hold ended by spending (part of) it, once the change is durable.
+    pub async fn capture(
+        &self,
+        caller: &Caller,
+        request: CaptureRequest,
+    ) -> Result<Stored<HoldData>, ServiceError> {
+        self.admit(caller, &request)?;
+        self.captured(request).await.settle().await
+    }
+
+    /// `void`: a hold ended by giving all of it back, once the change is durable.
+    pub async fn void(
+        &self,
+        caller: &Caller,
+        request: VoidRequest,
+    ) -> Result<Stored<HoldData>, ServiceError> {
+        self.admit(caller, &request)?;
+        self.voided(request).await.settle().await
     }
 
     /// `history`: a page of an account's ledger entries.
@@ -482,6 +527,48 @@ impl Service {
             },
             Err(error) => Answer::ready(Err(error.into())),
         }
+    }
+
+    async fn held(&self, request: HoldRequest) -> Answer<Stored<HoldData>> {
+        let ttl_ms = match request.ttl_ms() {
+            Ok(ttl_ms) => ttl_ms,
+            Err(refusal) => return Answer::ready(Err(refusal.into())),
+        };
+        let fingerprint = request.fingerprint();
+        let key = hold_key(request.idempotency_key.as_deref());
+        let change = HoldChange {
+            user: &request.user,
+            amount: request.amount,
+            ttl_ms,
+            keyed: hold_keyed(key.as_deref(), &fingerprint),
+        };
+        hold_answer(self.store.hold(change).await)
+    }
+
+    async fn captured(&self, request: CaptureRequest) -> Answer<Stored<HoldData>> {
+        let fingerprint = request.fingerprint();
+        let key = hold_key(request.idempotency_key.as_deref());
+        let change = EndHold {
+            hold: request.hold,
+            user: request.user.as_deref(),
+            end: HoldEnd::Capture {
+                amount: request.amount,
+            },
+            keyed: hold_keyed(key.as_deref(), &fingerprint),
+        };
+        hold_answer(self.store.end_hold(change).await)
+    }
+
+    async fn voided(&self, request: VoidRequest) -> Answer<Stored<HoldData>> {
+        let fingerprint = request.fingerprint();
+        let key = hold_key(request.idempotency_key.as_deref());
+        let change = EndHold {
+            hold: request.hold,
+            user: request.user.as_deref(),
+            end: HoldEnd::Void,
+            keyed: hold_keyed(key.as_deref(), &fingerprint),
+        };
+        hold_answer(self.store.end_hold(change).await)
     }
 
     async fn lots_of(&self, request: LotsRequest) -> Result<(LotsData, Commit), ServiceError> {
@@ -722,5 +809,56 @@ fn load_geocoder() -> Option<Geocoder> {
             );
             None
         }
+    }
+}
+
+/// A hold op's key as stored: the admins' own (see [`KeyOwner`]).
+fn hold_key(sent: Option<&str>) -> Option<String> {
+    sent.map(|sent| rules::scoped_key(KeyOwner::Admins, sent))
+}
+
+/// A hold op's key with the reply to store under it.
+fn hold_keyed<'a>(key: Option<&'a str>, fingerprint: &'a str) -> Option<Keyed<'a>> {
+    key.map(|key| Keyed {
+        idem: Idempotency { key, fingerprint },
+        reply: Box::new(|changed| StoredReply::record(&hold_data(changed))),
+    })
+}
+
+/// A hold op's reply, from what its change did.
+fn hold_data(changed: Changed) -> HoldData {
+    let hold = changed.hold.unwrap_or(crate::store::HoldSummary {
+        id: 0,
+        amount: 0,
+        captured: 0,
+        returned: 0,
+        state: crate::domain::HoldState::Open,
+        expires_at: 0,
+    });
+    HoldData {
+        hold: hold.id,
+        state: hold.state,
+        amount: hold.amount,
+        captured: hold.captured,
+        returned: hold.returned,
+        expires_at: protocol::format_instant(hold.expires_at),
+        new_balance: changed.balance,
+        replayed: false,
+    }
+}
+
+/// The answer to a hold op, from what the store did.
+fn hold_answer(
+    outcome: Result<(Outcome<Changed>, Commit), StoreError>,
+) -> Answer<Stored<HoldData>> {
+    match outcome {
+        Ok((Outcome::Applied(changed), commit)) => {
+            Answer::pending(Stored::Fresh(hold_data(changed)), commit)
+        }
+        Ok((Outcome::Replayed(stored), commit)) => match stored.replay() {
+            Ok(replayed) => Answer::pending(Stored::Replayed(replayed), commit),
+            Err(error) => Answer::ready(Err(error.into())),
+        },
+        Err(error) => Answer::ready(Err(error.into())),
     }
 }

@@ -190,20 +190,23 @@ pub async fn welcome_is_granted_once_with_the_first_change<S: Subject>(subject: 
     let opened = Changed {
         balance: WELCOME + 5,
         welcome: Some(WELCOME),
+        hold: None,
     };
     assert_eq!(topup_changed(&*store, "u2", 5).await, Ok(opened));
     assert_eq!(
         topup_changed(&*store, "u2", 1).await,
         Ok(Changed {
             balance: WELCOME + 6,
-            welcome: None
+            welcome: None,
+            hold: None
         })
     );
     assert_eq!(
         topup_changed(&*store, "u1", 2).await,
         Ok(Changed {
             balance: WELCOME,
-            welcome: None
+            welcome: None,
+            hold: None
         })
     );
     let history = whole_history(&*store, "u1", 100).await;

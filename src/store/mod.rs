@@ -35,8 +35,8 @@ pub use file::{FileStore, StoreConfig};
 pub use stored::{Replayed, StoredReply};
 
 use crate::domain::{
-    AccountView, AuditReport, ErrorCode, HistoryCursor, HistoryPage, Lot, LotTerms, MAX_BALANCE,
-    Stale, Tier,
+    AccountView, AuditReport, ErrorCode, HistoryCursor, HistoryPage, Hold, HoldState, Lot,
+    LotTerms, MAX_BALANCE, Stale, Tier,
 };
 use std::path::PathBuf;
 use tokio::sync::oneshot;
@@ -52,6 +52,15 @@ pub enum StoreError {
     },
     #[error("no account for user {0:?}")]
     UnknownUser(String),
+    /// No hold with this id (or none of the user the request named).
+    #[error("no hold {0}{1}")]
+    UnknownHold(u64, String),
+    /// The hold expired: its tokens went back at its expiry.
+    #[error("hold {hold} expired at {at}: its tokens went back; nothing changed")]
+    HoldExpired { hold: u64, at: String },
+    /// The hold was captured or voided already.
+    #[error("hold {hold} was already {state}; nothing changed")]
+    HoldClosed { hold: u64, state: &'static str },
     #[error("idempotency key {key:?} was already used for a different request")]
     IdempotencyConflict { key: String },
     #[error("the balance would exceed the maximum of {MAX_BALANCE} tokens")]
@@ -100,7 +109,9 @@ impl StoreError {
     pub fn code(&self) -> ErrorCode {
         match self {
             StoreError::InsufficientTokens { .. } => ErrorCode::InsufficientTokens,
-            StoreError::UnknownUser(_) => ErrorCode::NotFound,
+            StoreError::UnknownUser(_) | StoreError::UnknownHold(..) => ErrorCode::NotFound,
+            StoreError::HoldExpired { .. } => ErrorCode::HoldExpired,
+            StoreError::HoldClosed { .. } => ErrorCode::HoldClosed,
             StoreError::IdempotencyConflict { .. } => ErrorCode::IdempotencyConflict,
             StoreError::BalanceOverflow | StoreError::BadCursor(_) | StoreError::Invalid(_) => {
                 ErrorCode::InvalidArgument
@@ -233,6 +244,37 @@ pub struct Changed {
     /// The welcome grant (tokens) when this change opened the account: it was recorded just
     /// before the change and is part of `balance`. None for an account that already existed.
     pub welcome: Option<u64>,
+    /// The hold a hold, capture or void made or ended, as it is after the change.
+    pub hold: Option<HoldSummary>,
+}
+
+/// A hold, as a hold op's reply tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldSummary {
+    pub id: u64,
+    /// Tokens held.
+    pub amount: u64,
+    /// Tokens a capture spent.
+    pub captured: u64,
+    /// Tokens that went back to the lots (a part whose lot had expired did not).
+    pub returned: u64,
+    pub state: HoldState,
+    /// Milliseconds since the epoch.
+    pub expires_at: i64,
+}
+
+impl HoldSummary {
+    /// `hold` as a change left it; `returned`: what that change gave back.
+    pub fn of(hold: &Hold, returned: u64) -> HoldSummary {
+        HoldSummary {
+            id: hold.id,
+            amount: hold.amount,
+            captured: hold.captured,
+            returned,
+            state: hold.state,
+            expires_at: hold.expires_at,
+        }
+    }
 }
 
 /// Builds the reply `data` that a keyed change stores for its retries, given what the change
@@ -283,6 +325,33 @@ pub struct TopupChange<'a> {
     /// The lot a top-up opens: its expiry, priority and kind (defaults for a deduction).
     pub terms: LotTerms,
     pub reason: Option<&'a str>,
+    pub keyed: Option<Keyed<'a>>,
+}
+
+/// A hold asked for: `amount` tokens of `user`'s, set aside for `ttl_ms` milliseconds.
+pub struct HoldChange<'a> {
+    pub user: &'a str,
+    /// Tokens.
+    pub amount: u64,
+    /// Milliseconds (1 to [`crate::domain::MAX_HOLD_TTL_MS`]).
+    pub ttl_ms: i64,
+    pub keyed: Option<Keyed<'a>>,
+}
+
+/// How a hold is asked to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldEnd {
+    /// Spend `amount` of its tokens (all if `None`); the rest goes back.
+    Capture { amount: Option<u64> },
+    /// Give all its tokens back.
+    Void,
+}
+
+/// A capture or a void of hold `hold`, which must be `user`'s when a user is named.
+pub struct EndHold<'a> {
+    pub hold: u64,
+    pub user: Option<&'a str>,
+    pub end: HoldEnd,
     pub keyed: Option<Keyed<'a>>,
 }
 
@@ -342,6 +411,13 @@ pub trait TokenStore: Send + Sync + 'static {
         &self,
         idem: Idempotency<'_>,
     ) -> Result<Option<(StoredReply, Commit)>, StoreError>;
+    /// Sets tokens aside in a hold (opening the account, with its welcome grant, if it is
+    /// new): the balance after and the hold, or the reply stored under the key.
+    async fn hold(&self, change: HoldChange<'_>) -> Result<(Outcome<Changed>, Commit), StoreError>;
+    /// Captures or voids a hold: the balance after and the hold as it ended, or the reply
+    /// stored under the key.
+    async fn end_hold(&self, change: EndHold<'_>)
+    -> Result<(Outcome<Changed>, Commit), StoreError>;
     /// An account's current state; `UnknownUser` if it has none. What a change is decided
     /// on (a delivery's tier, say) reads this: never a standby's copy.
     async fn account(&self, user: &str) -> Result<(AccountView, Commit), StoreError>;

@@ -5,7 +5,8 @@
 //! In JSON: `kind`, `delta`, `balance` as before lots, then, left out when empty, a credit's
 //! `lot` (the terms of the lot it opened, whose id is the entry's seq and whose amount is its
 //! delta: `{}` for the defaults), a debit's or an expiry's `from` (`[[lot id, tokens],…]`),
-//! an expiry's `at` (its lot's `expires_at`). Entries written before lots have none of these;
+//! an expiry's `at` (its lot's `expires_at`); a hold's entries name their `hold` (a hold's
+//! `at` is its expiry, a release's the same instant), a capture what it `captured`. Entries written before lots have none of these;
 //! readers judge them by the migration rule ([`super::rules::carried_over`]).
 //!
 //! This module owns the shape; what the entries mean is [`super::rules`]'.
@@ -26,9 +27,17 @@ pub struct RecordedEntry {
     /// The terms of the lot a credit opened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lot: Option<TermsRecord>,
-    /// What a debit or an expiry took: `[lot id, tokens]` pairs.
+    /// What a debit, an expiry or a hold took: `[lot id, tokens]` pairs; what a capture, a
+    /// void or a release gave back.
     #[serde(default, skip_serializing_if = "Vec::is_empty", with = "takes")]
     pub from: Vec<LotTake>,
+    /// The hold a hold, capture, void or release entry is about (a hold's own id is its seq;
+    /// its `at` is its expiry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<u64>,
+    /// What a capture spent (tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured: Option<u64>,
 }
 
 impl RecordedEntry {
@@ -41,6 +50,8 @@ impl RecordedEntry {
             at: None,
             lot: None,
             from: Vec::new(),
+            hold: None,
+            captured: None,
         }
     }
 
@@ -50,6 +61,7 @@ impl RecordedEntry {
         self.lot.is_some()
             || !self.from.is_empty()
             || self.at.is_some()
+            || self.hold.is_some()
             || self.kind == EntryKind::Expire
     }
 
@@ -67,6 +79,8 @@ impl RecordedEntry {
             opened: self.lot.map(TermsRecord::terms),
             from: &self.from,
             at: self.at,
+            hold: self.hold,
+            captured: self.captured,
         }
     }
 }
@@ -81,6 +95,8 @@ impl From<Posting> for RecordedEntry {
             }),
             at: posting.at,
             from: posting.from,
+            hold: posting.hold,
+            captured: posting.captured,
             ..RecordedEntry::plain(posting.entry)
         }
     }

@@ -35,13 +35,27 @@
 //!   ([`carried_over`]): the welcome grant's part cannot be told apart once charges were
 //!   taken from one undivided balance.
 //!
+//! Holds (two-phase spending, [`decide_lots`] too):
+//! - a hold takes its tokens from the spendable lots in [`burn_order`], as a charge would, and
+//!   keeps them (with the lots they came from, [`Hold::parts`]) until it ends, in exactly one
+//!   way: captured (of at most what it holds; the rest goes back), voided (all goes back), or
+//!   expired at its `expires_at` (all goes back), whatever ran;
+//! - what goes back returns to the lot it came from (re-opened as it was if it was emptied
+//!   meanwhile), except a part whose lot has expired by then: that part expires at once
+//!   ([`give_back`]);
+//! - expiry is absolute, as a lot's is: a read after `expires_at` counts what went back
+//!   ([`settled_lots`]); the ledger records a `release` entry, dated `expires_at`, in the next
+//!   change of that account, in time order with the lots' expiries;
+//! - a capture or a void of a hold that has expired, ended, or is not the user's is refused and
+//!   changes nothing.
+//!
 //! The clock is an argument (`now`, milliseconds since the epoch): the store reads its
 //! clock, the tests move theirs.
 
 use super::StoreError;
 use crate::domain::{
-    AccountView, DEFAULT_PRIORITY, Entry, EntryKind, Lot, LotKind, LotTake, LotTerms, MAX_BALANCE,
-    MAX_PRIORITY, Tier,
+    AccountView, DEFAULT_PRIORITY, Entry, EntryKind, Hold, HoldState, Lot, LotKind, LotTake,
+    LotTerms, MAX_BALANCE, MAX_HOLD_TTL_MS, MAX_PRIORITY, Tier,
 };
 use crate::protocol::{Op, canonical};
 use std::cmp::Ordering;
@@ -56,6 +70,12 @@ pub enum Change {
     Topup { amount: i64, terms: LotTerms },
     /// A tier, optionally until an instant (milliseconds since the epoch).
     Entitle { tier: Tier, until: Option<i64> },
+    /// Tokens set aside from the lots for `ttl_ms` milliseconds.
+    Hold { amount: u64, ttl_ms: i64 },
+    /// A hold ended by spending `amount` of its tokens (all if `None`); the rest goes back.
+    Capture { hold: u64, amount: Option<u64> },
+    /// A hold ended by giving all its tokens back.
+    Void { hold: u64 },
 }
 
 /// What a change does when it is allowed.
@@ -114,6 +134,10 @@ pub fn decide(
         Change::Topup { amount, .. } if amount < 0 => (EntryKind::Deduct, amount as i128),
         Change::Topup { amount, .. } => (EntryKind::Topup, amount as i128),
         Change::Entitle { .. } => (EntryKind::Entitle, 0),
+        Change::Hold { amount, .. } => (EntryKind::Hold, -(amount as i128)),
+        // What a hold gives back is decided by `decide_lots`, which never asks here.
+        Change::Capture { .. } => (EntryKind::Capture, 0),
+        Change::Void { .. } => (EntryKind::Void, 0),
     };
     let balance = apply_delta(user, start.balance, delta)?;
     let mut after = AccountView { balance, ..start };
@@ -174,8 +198,9 @@ pub fn check_entry(before: Option<u64>, entry: &Entry) -> Result<u64, String> {
     let sign_fits = match entry.kind {
         EntryKind::Welcome | EntryKind::Topup => entry.delta >= 0,
         EntryKind::Charge => entry.delta <= 0,
-        EntryKind::Deduct | EntryKind::Expire => entry.delta < 0,
+        EntryKind::Deduct | EntryKind::Expire | EntryKind::Hold => entry.delta < 0,
         EntryKind::Entitle => entry.delta == 0,
+        EntryKind::Capture | EntryKind::Void | EntryKind::Release => entry.delta >= 0,
     };
     if !sign_fits {
         return Err(format!(
@@ -267,13 +292,97 @@ pub fn spendable_lots(lots: &[Lot], t: i64) -> Vec<Lot> {
 }
 
 /// An account's view at `t`: its balance counts only the lots spendable then (lots that
-/// expired since its last change are not counted, their entries not yet written).
-pub fn view_at(account: &AccountView, lots: &[Lot], t: i64) -> AccountView {
-    match lots.iter().any(|lot| !spendable(lot, t)) {
+/// expired since its last change are not counted, their entries not yet written), and what
+/// the holds expired by then gave back ([`settled_lots`]).
+pub fn view_at(account: &AccountView, lots: &[Lot], holds: &[Hold], t: i64) -> AccountView {
+    let holds_ended = holds
+        .iter()
+        .any(|hold| hold_state_at(hold, t) != hold.state);
+    match lots.iter().any(|lot| !spendable(lot, t)) || holds_ended {
         false => *account,
         true => AccountView {
-            balance: balance_at(lots, t),
+            balance: balance_at(&settled_lots(lots, holds, t), t),
             ..*account
+        },
+    }
+}
+
+/// A hold's state at `t`: an open hold has expired at its `expires_at` exactly, whether or not
+/// its `release` entry is written yet.
+pub fn hold_state_at(hold: &Hold, t: i64) -> HoldState {
+    match hold.state {
+        HoldState::Open if hold.expires_at <= t => HoldState::Expired,
+        state => state,
+    }
+}
+
+/// An account's lots at `t` once the open holds expired by then have given back what they
+/// held, at their expiry, in time order (what reads judge; the `release` entries are written
+/// with the account's next change).
+pub fn settled_lots(lots: &[Lot], holds: &[Hold], t: i64) -> Vec<Lot> {
+    let mut lots = lots.to_vec();
+    let mut ended: Vec<&Hold> = holds
+        .iter()
+        .filter(|hold| hold.state == HoldState::Open && hold.expires_at <= t)
+        .collect();
+    ended.sort_by_key(|hold| (hold.expires_at, hold.id));
+    for hold in ended {
+        give_back(&mut lots, hold, 0, hold.expires_at);
+    }
+    lots.sort_by(burn_order);
+    lots
+}
+
+/// Gives back, at `at`, what `hold` holds beyond the first `keep` tokens (those its capture
+/// spends, in the order they were taken): each part to the lot it came from, re-opened as it
+/// was if it was emptied meanwhile, except a part whose lot has expired by `at`, which expires
+/// at once. What went back, lot by lot.
+pub fn give_back(lots: &mut Vec<Lot>, hold: &Hold, keep: u64, at: i64) -> Vec<LotTake> {
+    let mut spent = keep;
+    let mut back = Vec::new();
+    for part in &hold.parts {
+        let kept = spent.min(part.remaining);
+        spent -= kept;
+        let tokens = part.remaining - kept;
+        if tokens == 0 || expired(part, at) {
+            continue;
+        }
+        match lots.iter_mut().find(|lot| lot.id == part.id) {
+            Some(lot) => lot.remaining += tokens,
+            None => lots.push(Lot {
+                remaining: tokens,
+                ..*part
+            }),
+        }
+        back.push(LotTake {
+            lot: part.id,
+            tokens,
+        });
+    }
+    back
+}
+
+/// Checks a hold's time to live (milliseconds): more than 0, at most [`MAX_HOLD_TTL_MS`].
+pub fn check_ttl(ttl_ms: i64) -> Result<(), StoreError> {
+    match (1..=MAX_HOLD_TTL_MS).contains(&ttl_ms) {
+        true => Ok(()),
+        false => Err(StoreError::Invalid(format!(
+            "a hold's time to live is {ttl_ms} ms: give 1 ms to 7 days"
+        ))),
+    }
+}
+
+/// The refusal of a capture or a void of a hold that is no longer open at `now`.
+pub fn hold_ended(hold: &Hold, now: i64) -> StoreError {
+    match hold_state_at(hold, now) {
+        HoldState::Open => StoreError::Internal(format!("hold {} is open", hold.id)),
+        HoldState::Expired => StoreError::HoldExpired {
+            hold: hold.id,
+            at: crate::domain::format_instant(hold.expires_at),
+        },
+        state => StoreError::HoldClosed {
+            hold: hold.id,
+            state: state.as_str(),
         },
     }
 }
@@ -320,8 +429,13 @@ pub struct Posting {
     pub at: Option<i64>,
     /// The lot a credit opened.
     pub lot: Option<Lot>,
-    /// What a debit or an expiry took, lot by lot, in burn order.
+    /// What a debit, an expiry or a hold took, lot by lot, in burn order; what a capture, a
+    /// void or a release gave back.
     pub from: Vec<LotTake>,
+    /// The hold a hold, capture, void or release entry is about.
+    pub hold: Option<u64>,
+    /// What a capture spent (tokens).
+    pub captured: Option<u64>,
 }
 
 /// What a change does to an account and its lots when it is allowed.
@@ -336,6 +450,9 @@ pub struct LotDecision {
     pub opens: bool,
     /// The account once the change is applied.
     pub after: AccountView,
+    /// The holds the change opened or ended, as they are after it, in the order of its
+    /// entries.
+    pub holds: Vec<Hold>,
 }
 
 impl LotDecision {
@@ -348,14 +465,17 @@ impl LotDecision {
     }
 }
 
-/// Decides `change` at `now` for an account and its lots (`None`: no account yet), whose
-/// entries will be numbered from `first_seq` (a lot's id is the number of the entry that
-/// opened it). Expired lots leave first ([`EntryKind::Expire`] entries), then [`decide`]
-/// rules on the balance that is left, then the lots follow: a credit opens one, a debit
-/// takes from them in [`burn_order`]. A refusal leaves everything as it was.
+/// Decides `change` at `now` for an account and its lots (`None`: no account yet) and its
+/// open holds (`holds`; for a capture or a void, the hold it names too, whatever its state),
+/// whose entries will be numbered from `first_seq` (a lot's id, and a hold's, is the number
+/// of the entry that opened it). Expired lots and holds end first, in time order
+/// ([`EntryKind::Expire`] and [`EntryKind::Release`] entries), then [`decide`] decides the
+/// change on what is left, a credit opens its lot and a debit or a hold takes from them in
+/// [`burn_order`]. A refusal leaves everything as it was.
 pub fn decide_lots(
     user: &str,
     before: Option<(&AccountView, &[Lot])>,
+    holds: &[Hold],
     change: Change,
     welcome: Welcome,
     now: i64,
@@ -373,34 +493,86 @@ pub fn decide_lots(
     if let Some(terms) = &terms {
         check_terms(terms, now)?;
     }
-    let mut lots: Vec<Lot> = before.map_or_else(Vec::new, |(_, lots)| lots.to_vec());
-    let mut postings = Vec::new();
-    let mut view = before.map(|(account, _)| *account);
-    if let Some(account) = &mut view
-        && lots.iter().any(|lot| expired(lot, now))
-    {
-        let mut gone: Vec<Lot> = lots.extract_if(.., |lot| expired(lot, now)).collect();
-        gone.sort_by_key(|lot| (lot.expires_at, lot.id));
-        for lot in gone {
-            account.balance = account.balance.checked_sub(lot.remaining).ok_or_else(|| {
-                StoreError::Internal(format!(
-                    "user {user:?}'s lots add up to more than the balance"
-                ))
-            })?;
-            postings.push(Posting {
-                entry: Entry {
-                    kind: EntryKind::Expire,
-                    delta: -(lot.remaining as i64),
-                    balance: account.balance,
-                },
-                at: lot.expires_at,
-                lot: None,
-                from: vec![LotTake {
-                    lot: lot.id,
-                    tokens: lot.remaining,
-                }],
-            });
+    if let Change::Hold { amount, ttl_ms } = change {
+        check_ttl(ttl_ms)?;
+        if amount == 0 {
+            return Err(StoreError::Invalid(
+                "a hold of 0 tokens holds nothing".into(),
+            ));
         }
+    }
+    let mut lots: Vec<Lot> = before.map_or_else(Vec::new, |(_, lots)| lots.to_vec());
+    let mut open: Vec<Hold> = holds
+        .iter()
+        .filter(|hold| hold.state == HoldState::Open)
+        .cloned()
+        .collect();
+    let mut postings = Vec::new();
+    let mut ended = Vec::new();
+    let mut view = before.map(|(account, _)| *account);
+    if let Some(account) = &mut view {
+        settle(
+            user,
+            account,
+            &mut lots,
+            &mut open,
+            now,
+            &mut postings,
+            &mut ended,
+        )?;
+    }
+    if let Change::Capture { hold: id, .. } | Change::Void { hold: id } = change {
+        let Some(account) = &mut view else {
+            return Err(StoreError::UnknownHold(id, format!(" of user {user:?}")));
+        };
+        let Some(index) = open.iter().position(|hold| hold.id == id) else {
+            let known = ended.iter().chain(holds).find(|hold| hold.id == id);
+            return Err(match known {
+                Some(hold) => hold_ended(hold, now),
+                None => StoreError::UnknownHold(id, format!(" of user {user:?}")),
+            });
+        };
+        let mut hold = open.remove(index);
+        let (kind, state, keep) = match change {
+            Change::Capture { amount, .. } => (
+                EntryKind::Capture,
+                HoldState::Captured,
+                amount.unwrap_or(hold.amount),
+            ),
+            _ => (EntryKind::Void, HoldState::Voided, 0),
+        };
+        if keep == 0 && kind == EntryKind::Capture || keep > hold.amount {
+            return Err(StoreError::Invalid(format!(
+                "hold {id} holds {} tokens: a capture takes 1 to {} of them (a void gives all back)",
+                hold.amount, hold.amount
+            )));
+        }
+        let back = give_back(&mut lots, &hold, keep, now);
+        let tokens: u64 = back.iter().map(|take| take.tokens).sum();
+        account.balance = apply_delta(user, account.balance, tokens as i128)?;
+        hold.captured = keep;
+        hold.state = state;
+        postings.push(Posting {
+            entry: Entry {
+                kind,
+                delta: tokens as i64,
+                balance: account.balance,
+            },
+            at: None,
+            lot: None,
+            from: back,
+            hold: Some(id),
+            captured: (kind == EntryKind::Capture).then_some(keep),
+        });
+        ended.push(hold);
+        lots.sort_by(burn_order);
+        return Ok(LotDecision {
+            postings,
+            lots,
+            opens: false,
+            after: *account,
+            holds: ended,
+        });
     }
     let decision = decide(user, view.as_ref(), change, welcome.tokens)?;
     for entry in decision.entries() {
@@ -419,9 +591,11 @@ pub fn decide_lots(
             at: None,
             lot: None,
             from: Vec::new(),
+            hold: None,
+            captured: None,
         };
-        match (entry.kind, terms) {
-            (EntryKind::Welcome, _) if entry.delta > 0 => {
+        match (entry.kind, terms, change) {
+            (EntryKind::Welcome, _, _) if entry.delta > 0 => {
                 let terms = LotTerms {
                     expires_at: welcome.expires_in.map(|ms| now.saturating_add(ms)),
                     priority: DEFAULT_PRIORITY,
@@ -429,9 +603,25 @@ pub fn decide_lots(
                 };
                 posting.lot = Some(opened(entry.delta, terms));
             }
-            (EntryKind::Topup, Some(terms)) => posting.lot = Some(opened(entry.delta, terms)),
-            (EntryKind::Charge | EntryKind::Deduct, _) if entry.delta < 0 => {
+            (EntryKind::Topup, Some(terms), _) => posting.lot = Some(opened(entry.delta, terms)),
+            (EntryKind::Charge | EntryKind::Deduct, _, _) if entry.delta < 0 => {
                 posting.from = burn(user, &mut lots, entry.delta.unsigned_abs(), now)?;
+            }
+            (EntryKind::Hold, _, Change::Hold { amount, ttl_ms }) => {
+                let was = lots.clone();
+                posting.from = burn(user, &mut lots, amount, now)?;
+                let expires_at = now.saturating_add(ttl_ms);
+                posting.at = Some(expires_at);
+                posting.hold = Some(id);
+                ended.push(Hold {
+                    id,
+                    amount,
+                    captured: 0,
+                    parts: parts_of(&was, &posting.from),
+                    created_at: now,
+                    expires_at,
+                    state: HoldState::Open,
+                });
             }
             _ => {}
         }
@@ -444,7 +634,99 @@ pub fn decide_lots(
         lots,
         opens: decision.opens,
         after: decision.after,
+        holds: ended,
     })
+}
+
+/// Ends, in time order, what has ended by `now` since the account's last change: each lot
+/// expired by then (an `expire` entry, dated its `expires_at`) and each open hold expired by
+/// then (a `release` entry, dated its `expires_at`, giving back what it held). A lot that
+/// expires at the very instant a hold does has expired when the hold gives back.
+fn settle(
+    user: &str,
+    account: &mut AccountView,
+    lots: &mut Vec<Lot>,
+    open: &mut Vec<Hold>,
+    now: i64,
+    postings: &mut Vec<Posting>,
+    ended: &mut Vec<Hold>,
+) -> Result<(), StoreError> {
+    loop {
+        let lot = lots
+            .iter()
+            .filter_map(|lot| {
+                lot.expires_at
+                    .filter(|&at| at <= now)
+                    .map(|at| (at, lot.id))
+            })
+            .min();
+        let hold = open
+            .iter()
+            .filter(|hold| hold.expires_at <= now)
+            .map(|hold| (hold.expires_at, hold.id))
+            .min();
+        match (lot, hold) {
+            (Some((at, id)), hold) if hold.is_none_or(|(hold_at, _)| at <= hold_at) => {
+                let index = lots.iter().position(|lot| lot.id == id).expect("found");
+                let lot = lots.remove(index);
+                account.balance = account.balance.checked_sub(lot.remaining).ok_or_else(|| {
+                    StoreError::Internal(format!(
+                        "user {user:?}'s lots add up to more than the balance"
+                    ))
+                })?;
+                postings.push(Posting {
+                    entry: Entry {
+                        kind: EntryKind::Expire,
+                        delta: -(lot.remaining as i64),
+                        balance: account.balance,
+                    },
+                    at: Some(at),
+                    lot: None,
+                    from: vec![LotTake {
+                        lot: lot.id,
+                        tokens: lot.remaining,
+                    }],
+                    hold: None,
+                    captured: None,
+                });
+            }
+            (_, Some((at, id))) => {
+                let index = open.iter().position(|hold| hold.id == id).expect("found");
+                let mut hold = open.remove(index);
+                let back = give_back(lots, &hold, 0, at);
+                let tokens: u64 = back.iter().map(|take| take.tokens).sum();
+                account.balance = apply_delta(user, account.balance, tokens as i128)?;
+                hold.state = HoldState::Expired;
+                postings.push(Posting {
+                    entry: Entry {
+                        kind: EntryKind::Release,
+                        delta: tokens as i64,
+                        balance: account.balance,
+                    },
+                    at: Some(at),
+                    lot: None,
+                    from: back,
+                    hold: Some(id),
+                    captured: None,
+                });
+                ended.push(hold);
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// The parts of a hold: each lot it took from as it was (`was`), holding what was taken.
+fn parts_of(was: &[Lot], taken: &[LotTake]) -> Vec<Lot> {
+    taken
+        .iter()
+        .filter_map(|take| {
+            was.iter().find(|lot| lot.id == take.lot).map(|lot| Lot {
+                remaining: take.tokens,
+                ..*lot
+            })
+        })
+        .collect()
 }
 
 /// Takes `tokens` from the lots spendable at `now`, in burn order; drained lots are removed.
@@ -515,8 +797,12 @@ pub struct Recorded<'a> {
     pub opened: Option<LotTerms>,
     /// What a debit or an expiry took; empty on a debit recorded before lots.
     pub from: &'a [LotTake],
-    /// An expiry's own date.
+    /// An expiry's or a release's own date; a hold's expiry.
     pub at: Option<i64>,
+    /// The hold a hold, capture, void or release entry is about.
+    pub hold: Option<u64>,
+    /// What a capture spent.
+    pub captured: Option<u64>,
 }
 
 /// Replays one recorded entry (number `seq`, made at `time`) onto its account's lots,
@@ -524,9 +810,159 @@ pub struct Recorded<'a> {
 /// takes exactly its delta from the lots spendable then, in burn order; an expiry takes the
 /// whole remainder of a lot, dated its `expires_at`; nothing is taken from a lot that had
 /// expired by then. An entry recorded before lots (a credit without terms, a debit without
-/// lots) leaves its balance as one [`carried_over`] lot. Afterwards the lots add up to the
-/// entry's balance. For readers of a ledger: recovery and the audit.
+/// lots) leaves its balance as one [`carried_over`] lot. A hold takes from the lots as a
+/// debit does and joins the account's open `holds`; a capture, a void or a release ends an
+/// open hold, giving back exactly what [`give_back`] does (a release at the hold's expiry, the
+/// others before it); no entry but a release is made once an open hold has expired.
+/// Afterwards the lots add up to the entry's balance. The hold the entry opened or ended, as
+/// it is after it. For readers of a ledger: recovery and the audit.
 pub fn replay_lots(
+    lots: &mut Vec<Lot>,
+    holds: &mut Vec<Hold>,
+    entry: &Entry,
+    recorded: Recorded,
+    seq: u64,
+    time: i64,
+) -> Result<Option<Hold>, String> {
+    let changed = match entry.kind {
+        EntryKind::Hold | EntryKind::Capture | EntryKind::Void | EntryKind::Release => {
+            Some(replay_hold(lots, holds, entry, recorded, seq, time)?)
+        }
+        _ => {
+            // An expiry is dated its lot's expiry: a hold expiring at that instant or later
+            // is released after it.
+            let late = |hold: &&Hold| match (entry.kind, recorded.at) {
+                (EntryKind::Expire, Some(at)) => hold.expires_at < at,
+                _ => hold.expires_at <= time,
+            };
+            if let Some(hold) = holds.iter().find(late) {
+                return Err(format!(
+                    "hold {} expired at {} but is still open when this entry was made ({time})",
+                    hold.id, hold.expires_at
+                ));
+            }
+            replay_lot_entry(lots, entry, recorded, seq, time)?;
+            None
+        }
+    };
+    let sum: u64 = lots.iter().map(|lot| lot.remaining).sum();
+    if sum != entry.balance {
+        return Err(format!(
+            "the lots add up to {sum} but the balance is recorded as {}",
+            entry.balance
+        ));
+    }
+    Ok(changed)
+}
+
+/// [`replay_lots`] for a hold's entries.
+fn replay_hold(
+    lots: &mut Vec<Lot>,
+    holds: &mut Vec<Hold>,
+    entry: &Entry,
+    recorded: Recorded,
+    seq: u64,
+    time: i64,
+) -> Result<Hold, String> {
+    let id = recorded
+        .hold
+        .ok_or_else(|| format!("a {} entry names no hold", entry.kind.as_str()))?;
+    // A release is dated its hold's expiry: lots expiring after that expire after it.
+    let when = match entry.kind {
+        EntryKind::Release => recorded.at.unwrap_or(time),
+        _ => time,
+    };
+    if let Some(lot) = lots.iter().find(|lot| expired(lot, when)) {
+        return Err(format!(
+            "lot {} expired at {:?} but is still held when this entry was made ({time})",
+            lot.id, lot.expires_at
+        ));
+    }
+    if entry.kind == EntryKind::Hold {
+        let expires_at = recorded.at.ok_or("a hold entry has no expiry")?;
+        if id != seq || expires_at <= time || expires_at - time > MAX_HOLD_TTL_MS {
+            return Err(format!(
+                "hold {id} (entry {seq}, made at {time}) expires at {expires_at}"
+            ));
+        }
+        if let Some(hold) = holds.iter().find(|hold| hold.expires_at <= time) {
+            return Err(format!(
+                "hold {} expired at {} but is still open when this entry was made ({time})",
+                hold.id, hold.expires_at
+            ));
+        }
+        let was = lots.clone();
+        let amount = entry.delta.unsigned_abs();
+        let expected = burn("", lots, amount, time)
+            .map_err(|_| format!("holds {amount} tokens the lots do not hold"))?;
+        if expected != recorded.from {
+            return Err(format!(
+                "holds {:?} from the lots, but the burn order takes {expected:?}",
+                recorded.from
+            ));
+        }
+        let hold = Hold {
+            id,
+            amount,
+            captured: 0,
+            parts: parts_of(&was, &expected),
+            created_at: time,
+            expires_at,
+            state: HoldState::Open,
+        };
+        holds.push(hold.clone());
+        return Ok(hold);
+    }
+    let index = holds
+        .iter()
+        .position(|hold| hold.id == id)
+        .ok_or_else(|| format!("ends hold {id}, which is not open"))?;
+    let mut hold = holds.remove(index);
+    let (at, state, keep) = match entry.kind {
+        EntryKind::Release => (recorded.at, HoldState::Expired, 0),
+        EntryKind::Capture => (
+            Some(time),
+            HoldState::Captured,
+            recorded.captured.unwrap_or(u64::MAX),
+        ),
+        _ => (Some(time), HoldState::Voided, 0),
+    };
+    let on_time = match entry.kind {
+        EntryKind::Release => at == Some(hold.expires_at) && hold.expires_at <= time,
+        _ => time < hold.expires_at,
+    };
+    if !on_time || keep > hold.amount || entry.kind == EntryKind::Capture && keep == 0 {
+        return Err(format!(
+            "a {} of hold {id} ({} tokens, expiring at {}) at {at:?} capturing {keep}",
+            entry.kind.as_str(),
+            hold.amount,
+            hold.expires_at
+        ));
+    }
+    if let Some(other) = holds
+        .iter()
+        .find(|other| other.expires_at < hold.expires_at.min(time + 1))
+    {
+        return Err(format!(
+            "hold {} expired at {} but is still open when hold {id} ended",
+            other.id, other.expires_at
+        ));
+    }
+    let back = give_back(lots, &hold, keep, at.unwrap_or(time));
+    let tokens: u64 = back.iter().map(|take| take.tokens).sum();
+    if back != recorded.from || entry.delta != tokens as i64 {
+        return Err(format!(
+            "gives back {:?} ({:+}) from hold {id}, but its parts give back {back:?}",
+            recorded.from, entry.delta
+        ));
+    }
+    hold.captured = keep;
+    hold.state = state;
+    Ok(hold)
+}
+
+/// [`replay_lots`] for every entry but a hold's.
+fn replay_lot_entry(
     lots: &mut Vec<Lot>,
     entry: &Entry,
     recorded: Recorded,
@@ -601,13 +1037,6 @@ pub fn replay_lots(
         } else if recorded.opened.is_some() || !recorded.from.is_empty() {
             return Err("an entry that moves no tokens names lots".into());
         }
-    }
-    let sum: u64 = lots.iter().map(|lot| lot.remaining).sum();
-    if sum != entry.balance {
-        return Err(format!(
-            "the lots add up to {sum} but the balance is recorded as {}",
-            entry.balance
-        ));
     }
     Ok(())
 }
@@ -718,6 +1147,8 @@ pub fn key_fits_entry(stored: &str, user: &str, kind: EntryKind) -> Result<(), S
             None => {
                 matches!(scope, "admins" | "webhook")
                     && matches!(kind, EntryKind::Topup | EntryKind::Deduct)
+                    || scope == "admins"
+                        && matches!(kind, EntryKind::Hold | EntryKind::Capture | EntryKind::Void)
             }
         },
     };
@@ -1046,6 +1477,7 @@ mod tests {
         decide_lots(
             "u",
             Some((&account(balance), lots)),
+            &[],
             Change::Charge { cost },
             Welcome::default(),
             now,
@@ -1107,7 +1539,7 @@ mod tests {
         ];
         assert_eq!(balance_at(&lots, 999), 15);
         assert_eq!(balance_at(&lots, 1_000), 10, "gone at expires_at");
-        assert_eq!(view_at(&account(15), &lots, 1_000).balance, 10);
+        assert_eq!(view_at(&account(15), &lots, &[], 1_000).balance, 10);
         let decision = charge_lots(&lots, 1, 1_000).unwrap();
         let kinds: Vec<_> = decision
             .postings
@@ -1137,6 +1569,7 @@ mod tests {
         let decision = decide_lots(
             "u",
             None,
+            &[],
             Change::Topup {
                 amount: 7,
                 terms: asked,
@@ -1186,6 +1619,7 @@ mod tests {
         let opened = decide_lots(
             "u",
             None,
+            &[],
             Change::Charge { cost: 1 },
             Welcome {
                 tokens: 150,
@@ -1198,6 +1632,7 @@ mod tests {
         let charged = decide_lots(
             "u",
             Some((&opened.after, &opened.lots)),
+            &[],
             Change::Charge { cost: 1 },
             Welcome::default(),
             999,
@@ -1223,7 +1658,7 @@ mod tests {
                 from: &posting.from,
                 ..Recorded::default()
             };
-            replay_lots(&mut lots, &posting.entry, recorded, seq, time).unwrap();
+            replay_lots(&mut lots, &mut vec![], &posting.entry, recorded, seq, time).unwrap();
         }
         assert_eq!(lots, charged.lots);
     }
@@ -1234,6 +1669,7 @@ mod tests {
             decide_lots(
                 "u",
                 None,
+                &[],
                 Change::Topup { amount: 5, terms },
                 Welcome::default(),
                 1_000,
@@ -1253,6 +1689,7 @@ mod tests {
         let deduct = decide_lots(
             "u",
             Some((&account(5), &[lot(1, 5, None, 50, LotKind::Paid)][..])),
+            &[],
             Change::Topup {
                 amount: -1,
                 terms: terms(None, 50, LotKind::Promo),
@@ -1279,7 +1716,7 @@ mod tests {
             opened: Some(terms(Some(500), 50, LotKind::Promo)),
             ..Recorded::default()
         };
-        replay_lots(&mut lots, &welcome, promo, 1, 0).unwrap();
+        replay_lots(&mut lots, &mut vec![], &welcome, promo, 1, 0).unwrap();
         let paid = Entry {
             kind: EntryKind::Topup,
             delta: 5,
@@ -1289,7 +1726,7 @@ mod tests {
             opened: Some(LotTerms::default()),
             ..Recorded::default()
         };
-        replay_lots(&mut lots, &paid, opened, 2, 0).unwrap();
+        replay_lots(&mut lots, &mut vec![], &paid, opened, 2, 0).unwrap();
         let charge = Entry {
             kind: EntryKind::Charge,
             delta: -3,
@@ -1299,6 +1736,7 @@ mod tests {
         let mut copy = lots.clone();
         let error = replay_lots(
             &mut copy,
+            &mut vec![],
             &charge,
             Recorded {
                 from: &wrong,
@@ -1314,9 +1752,10 @@ mod tests {
             from: &right,
             ..Recorded::default()
         };
-        replay_lots(&mut lots, &charge, taken, 3, 10).unwrap();
+        replay_lots(&mut lots, &mut vec![], &charge, taken, 3, 10).unwrap();
         // Held past its expiry without an expire entry: refused.
-        let error = replay_lots(&mut lots.clone(), &charge, taken, 4, 500).unwrap_err();
+        let error =
+            replay_lots(&mut lots.clone(), &mut vec![], &charge, taken, 4, 500).unwrap_err();
         assert!(error.contains("expired"), "{error}");
         let expire = Entry {
             kind: EntryKind::Expire,
@@ -1329,7 +1768,7 @@ mod tests {
             at: Some(500),
             ..Recorded::default()
         };
-        replay_lots(&mut lots, &expire, expiry, 4, 600).unwrap();
+        replay_lots(&mut lots, &mut vec![], &expire, expiry, 4, 600).unwrap();
         assert_eq!(lots.len(), 1);
         // A ledger written before lots: the balance is one carried-over lot.
         let old = Entry {
@@ -1337,9 +1776,358 @@ mod tests {
             delta: 5,
             balance: 10,
         };
-        replay_lots(&mut lots, &old, Recorded::default(), 5, 700).unwrap();
+        replay_lots(&mut lots, &mut vec![], &old, Recorded::default(), 5, 700).unwrap();
         assert_eq!(lots, [carried_over(10).unwrap()]);
         assert_eq!(carried_over(0), None);
+    }
+
+    /// An account's state as a test of holds follows it: what each decision left, and every
+    /// posting replayed as a ledger reader would.
+    struct Held {
+        view: AccountView,
+        lots: Vec<Lot>,
+        holds: Vec<Hold>,
+        next_seq: u64,
+        replayed: (Vec<Lot>, Vec<Hold>),
+    }
+
+    impl Held {
+        fn new(lots: &[Lot]) -> Held {
+            let balance = lots.iter().map(|l| l.remaining).sum();
+            Held {
+                view: account(balance),
+                lots: lots.to_vec(),
+                holds: vec![],
+                next_seq: 100,
+                replayed: (lots.to_vec(), vec![]),
+            }
+        }
+
+        fn apply(&mut self, change: Change, now: i64) -> Result<LotDecision, StoreError> {
+            let open: Vec<Hold> = self
+                .holds
+                .iter()
+                .filter(|h| h.state == HoldState::Open)
+                .cloned()
+                .collect();
+            let mut known = open.clone();
+            if let Change::Capture { hold, .. } | Change::Void { hold } = change {
+                known.extend(self.holds.iter().filter(|h| h.id == hold).cloned());
+            }
+            let decision = decide_lots(
+                "u",
+                Some((&self.view, &self.lots)),
+                &known,
+                change,
+                Welcome::default(),
+                now,
+                self.next_seq,
+            )?;
+            for (i, posting) in decision.postings.iter().enumerate() {
+                let recorded = Recorded {
+                    opened: posting.lot.map(|lot| LotTerms {
+                        expires_at: lot.expires_at,
+                        priority: lot.priority,
+                        kind: lot.kind,
+                    }),
+                    from: &posting.from,
+                    at: posting.at,
+                    hold: posting.hold,
+                    captured: posting.captured,
+                };
+                let (lots, holds) = &mut self.replayed;
+                replay_lots(
+                    lots,
+                    holds,
+                    &posting.entry,
+                    recorded,
+                    self.next_seq + i as u64,
+                    now,
+                )
+                .unwrap();
+            }
+            self.next_seq += decision.postings.len() as u64;
+            self.view = decision.after;
+            self.lots = decision.lots.clone();
+            for hold in &decision.holds {
+                self.holds.retain(|h| h.id != hold.id);
+                self.holds.push(hold.clone());
+            }
+            let mut replayed = self.replayed.0.clone();
+            replayed.sort_by(burn_order);
+            assert_eq!(replayed, self.lots, "the replay derives the same lots");
+            Ok(decision)
+        }
+
+        fn hold(&mut self, amount: u64, ttl_ms: i64, now: i64) -> Result<u64, StoreError> {
+            let decision = self.apply(Change::Hold { amount, ttl_ms }, now)?;
+            Ok(decision.holds.last().unwrap().id)
+        }
+    }
+
+    #[test]
+    fn a_hold_takes_in_burn_order_and_a_capture_gives_the_rest_back_where_it_came_from() {
+        let lots = [
+            lot(1, 10, None, 50, LotKind::Paid),
+            lot(2, 5, Some(10_000), 50, LotKind::Paid),
+        ];
+        let mut held = Held::new(&lots);
+        let id = held.hold(8, 1_000, 10).unwrap();
+        assert_eq!(held.view.balance, 7, "the balance drops at once");
+        assert_eq!(
+            held.lots,
+            [Lot {
+                remaining: 7,
+                ..lots[0]
+            }],
+            "lot 2 is emptied"
+        );
+        let hold = held.holds[0].clone();
+        assert_eq!(
+            hold.parts,
+            [
+                lots[1],
+                Lot {
+                    remaining: 3,
+                    ..lots[0]
+                }
+            ]
+        );
+        assert_eq!((hold.created_at, hold.expires_at), (10, 1_010));
+        // A charge cannot take what is held.
+        assert_eq!(
+            held.apply(Change::Charge { cost: 8 }, 20)
+                .unwrap_err()
+                .code(),
+            ErrorCode::InsufficientTokens
+        );
+        // Capture 6: lot 2's 5 and 1 of lot 1's are spent; 2 go back to lot 1.
+        let decision = held
+            .apply(
+                Change::Capture {
+                    hold: id,
+                    amount: Some(6),
+                },
+                30,
+            )
+            .unwrap();
+        let posting = decision.postings.last().unwrap();
+        assert_eq!(
+            (posting.entry.kind, posting.entry.delta),
+            (EntryKind::Capture, 2)
+        );
+        assert_eq!(posting.from, [LotTake { lot: 1, tokens: 2 }]);
+        assert_eq!(held.view.balance, 9);
+        assert_eq!(held.holds[0].state, HoldState::Captured);
+        assert_eq!(held.holds[0].captured, 6);
+        // It ended once: a second capture or a void is refused and changes nothing.
+        for again in [
+            Change::Capture {
+                hold: id,
+                amount: None,
+            },
+            Change::Void { hold: id },
+        ] {
+            assert_eq!(
+                held.apply(again, 40).unwrap_err().code(),
+                ErrorCode::HoldClosed
+            );
+        }
+        assert_eq!(held.view.balance, 9);
+    }
+
+    #[test]
+    fn a_void_reopens_an_emptied_lot_as_it_was() {
+        let lots = [
+            lot(1, 10, None, 50, LotKind::Paid),
+            lot(2, 5, Some(10_000), 20, LotKind::Promo),
+        ];
+        let mut held = Held::new(&lots);
+        let id = held.hold(15, 1_000, 10).unwrap();
+        assert_eq!((held.view.balance, held.lots.len()), (0, 0));
+        held.apply(Change::Void { hold: id }, 20).unwrap();
+        assert_eq!(held.view.balance, 15);
+        let mut expected = lots.to_vec();
+        expected.sort_by(burn_order);
+        assert_eq!(held.lots, expected);
+        assert_eq!(held.holds[0].state, HoldState::Voided);
+    }
+
+    #[test]
+    fn a_hold_expires_at_its_expiry_whatever_ran_and_a_part_whose_lot_expired_expires_too() {
+        let lots = [
+            lot(1, 10, None, 50, LotKind::Paid),
+            lot(2, 5, Some(500), 10, LotKind::Paid),
+        ];
+        let mut held = Held::new(&lots);
+        let id = held.hold(7, 1_000, 0).unwrap();
+        assert_eq!(held.view.balance, 8);
+        // Reads judge it at their own time: at 999 it holds, at 1_000 what it took from lot
+        // 1 is back and what it took from lot 2 (expired at 500) is gone with it.
+        assert_eq!(view_at(&held.view, &held.lots, &held.holds, 999).balance, 8);
+        assert_eq!(
+            view_at(&held.view, &held.lots, &held.holds, 1_000).balance,
+            10
+        );
+        assert_eq!(hold_state_at(&held.holds[0], 1_000), HoldState::Expired);
+        // A capture after it is refused and writes nothing.
+        let late = held.apply(
+            Change::Capture {
+                hold: id,
+                amount: None,
+            },
+            1_000,
+        );
+        assert_eq!(late.unwrap_err().code(), ErrorCode::HoldExpired);
+        // The next change writes the release, dated the expiry, after the lot's expiry.
+        let decision = held.apply(Change::Charge { cost: 1 }, 2_000).unwrap();
+        let written: Vec<_> = decision
+            .postings
+            .iter()
+            .map(|p| (p.entry.kind, p.entry.delta, p.at, p.from.clone()))
+            .collect();
+        assert_eq!(
+            written,
+            [
+                (
+                    EntryKind::Release,
+                    2,
+                    Some(1_000),
+                    vec![LotTake { lot: 1, tokens: 2 }]
+                ),
+                (
+                    EntryKind::Charge,
+                    -1,
+                    None,
+                    vec![LotTake { lot: 1, tokens: 1 }]
+                ),
+            ]
+        );
+        assert_eq!(held.view.balance, 9);
+        assert_eq!(held.holds[0].state, HoldState::Expired);
+        assert_eq!(
+            held.apply(Change::Void { hold: id }, 2_001)
+                .unwrap_err()
+                .code(),
+            ErrorCode::HoldExpired
+        );
+    }
+
+    #[test]
+    fn a_lot_expiring_after_a_hold_gives_back_takes_what_came_back_with_it() {
+        let lots = [lot(1, 5, Some(2_000), 50, LotKind::Paid)];
+        let mut held = Held::new(&lots);
+        held.hold(3, 1_000, 0).unwrap();
+        let decision = held.apply(
+            Change::Topup {
+                amount: 1,
+                terms: LotTerms::default(),
+            },
+            3_000,
+        );
+        let kinds: Vec<_> = decision
+            .unwrap()
+            .postings
+            .iter()
+            .map(|p| (p.entry.kind, p.entry.delta, p.at))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (EntryKind::Release, 3, Some(1_000)),
+                (EntryKind::Expire, -5, Some(2_000)),
+                (EntryKind::Topup, 1, None),
+            ]
+        );
+        assert_eq!(held.view.balance, 1);
+    }
+
+    #[test]
+    fn bad_holds_are_refused_and_change_nothing() {
+        let mut held = Held::new(&[lot(1, 10, None, 50, LotKind::Paid)]);
+        for ttl in [0, -1, MAX_HOLD_TTL_MS + 1] {
+            let error = held.hold(1, ttl, 0).unwrap_err();
+            assert_eq!(error.code(), ErrorCode::InvalidArgument, "ttl {ttl}");
+        }
+        assert_eq!(
+            held.hold(0, 1_000, 0).unwrap_err().code(),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            held.hold(11, 1_000, 0).unwrap_err().code(),
+            ErrorCode::InsufficientTokens
+        );
+        let id = held.hold(4, MAX_HOLD_TTL_MS, 0).unwrap();
+        for bad in [Some(0), Some(5)] {
+            let error = held
+                .apply(
+                    Change::Capture {
+                        hold: id,
+                        amount: bad,
+                    },
+                    1,
+                )
+                .unwrap_err();
+            assert_eq!(error.code(), ErrorCode::InvalidArgument, "{bad:?}");
+        }
+        let error = held.apply(Change::Void { hold: 7 }, 1).unwrap_err();
+        assert_eq!(error.code(), ErrorCode::NotFound);
+        assert_eq!((held.view.balance, held.holds.len()), (6, 1));
+        assert_eq!(held.holds[0].state, HoldState::Open);
+    }
+
+    #[test]
+    fn the_replay_refuses_a_hold_that_gives_back_what_it_did_not_hold() {
+        let mut held = Held::new(&[lot(1, 10, None, 50, LotKind::Paid)]);
+        let id = held.hold(4, 1_000, 0).unwrap();
+        let (mut lots, mut holds) = held.replayed.clone();
+        let void = Entry {
+            kind: EntryKind::Void,
+            delta: 5,
+            balance: 11,
+        };
+        let wrong = [LotTake { lot: 1, tokens: 5 }];
+        let recorded = Recorded {
+            from: &wrong,
+            hold: Some(id),
+            ..Recorded::default()
+        };
+        let error = replay_lots(&mut lots, &mut holds, &void, recorded, 200, 10).unwrap_err();
+        assert!(error.contains("gives back"), "{error}");
+        // Ending it twice, or one never made, is refused too.
+        let (mut lots, mut holds) = held.replayed.clone();
+        let right = [LotTake { lot: 1, tokens: 4 }];
+        let recorded = Recorded {
+            from: &right,
+            hold: Some(id),
+            ..Recorded::default()
+        };
+        let void = Entry {
+            balance: 10,
+            delta: 4,
+            ..void
+        };
+        replay_lots(&mut lots, &mut holds, &void, recorded, 200, 10).unwrap();
+        let again = Entry {
+            balance: 14,
+            ..void
+        };
+        let error = replay_lots(&mut lots, &mut holds, &again, recorded, 201, 10).unwrap_err();
+        assert!(error.contains("not open"), "{error}");
+        // A charge made once an open hold has expired, without its release: refused.
+        let (mut lots, mut holds) = held.replayed.clone();
+        let charge = Entry {
+            kind: EntryKind::Charge,
+            delta: -1,
+            balance: 5,
+        };
+        let taken = [LotTake { lot: 1, tokens: 1 }];
+        let recorded = Recorded {
+            from: &taken,
+            ..Recorded::default()
+        };
+        let error = replay_lots(&mut lots, &mut holds, &charge, recorded, 200, 1_000).unwrap_err();
+        assert!(error.contains("still open"), "{error}");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::journal::Shared;
 use super::ledger::Ledger;
 use super::record::{JournalLine, RecordIn};
 use super::verify::{self, Derived};
-use crate::domain::{AuditReport, Lot, Tier};
+use crate::domain::{AuditReport, Hold, Lot, Tier};
 use crate::store::rules;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -55,6 +55,10 @@ pub struct JournalScan {
     pub keys: HashMap<Box<str>, KeyPrint>,
     /// Every account's lots, in burn order.
     pub lots: HashMap<Box<str>, Vec<Lot>>,
+    /// Every account's open holds, in the order they were made.
+    pub open: HashMap<Box<str>, Vec<Hold>>,
+    /// Every hold, as its entries left it.
+    pub holds: HashMap<u64, Hold>,
 }
 
 /// Replays the journal at `path` up to byte `upto` (a line boundary known to be durable).
@@ -70,6 +74,8 @@ pub fn scan(path: &Path, upto: u64) -> io::Result<JournalScan> {
         tiers: HashMap::new(),
         keys: HashMap::new(),
         lots: HashMap::new(),
+        open: HashMap::new(),
+        holds: HashMap::new(),
         next_seq: 1,
         batch_floor: 0,
     };
@@ -96,6 +102,8 @@ pub fn scan(path: &Path, upto: u64) -> io::Result<JournalScan> {
         tiers,
         keys,
         mut lots,
+        open,
+        holds,
         ..
     } = replay;
     for held in lots.values_mut() {
@@ -109,6 +117,8 @@ pub fn scan(path: &Path, upto: u64) -> io::Result<JournalScan> {
         tiers,
         keys,
         lots,
+        open,
+        holds,
     })
 }
 
@@ -119,6 +129,8 @@ struct Replay {
     tiers: HashMap<Box<str>, (Tier, Option<i64>)>,
     keys: HashMap<Box<str>, KeyPrint>,
     lots: HashMap<Box<str>, Vec<Lot>>,
+    open: HashMap<Box<str>, Vec<Hold>>,
+    holds: HashMap<u64, Hold>,
     next_seq: u64,
     /// The end of the last batch end line: where the current batch began at the earliest.
     batch_floor: u64,
@@ -146,6 +158,8 @@ impl Replay {
             tiers,
             keys,
             lots,
+            open,
+            holds,
             next_seq,
             ..
         } = self;
@@ -154,10 +168,16 @@ impl Replay {
         let before = accounts.get(user).copied();
         let derived = verify::transaction(record, offset, before)?;
         let held = lots.entry(user.into()).or_default();
+        let open = open.entry(user.into()).or_default();
         for (i, entry) in record.entries.iter().enumerate() {
             let seq = record.seq + i as u64;
-            rules::replay_lots(held, &entry.entry(), entry.recorded(), seq, record.time)
-                .map_err(|fault| format!("seq {seq}: user {user:?}: {fault}"))?;
+            let recorded = entry.recorded();
+            let changed =
+                rules::replay_lots(held, open, &entry.entry(), recorded, seq, record.time)
+                    .map_err(|fault| format!("seq {seq}: user {user:?}: {fault}"))?;
+            if let Some(hold) = changed {
+                holds.insert(hold.id, hold);
+            }
         }
         report.welcomes += u64::from(before.is_none());
         report.entries += record.entries.len() as u64;
@@ -234,6 +254,18 @@ fn compare_accounts(shared: &Shared, scan: &JournalScan, upto: u64) -> Option<St
                     "user {user:?}: the daemon holds the lots {held:?} but the ledger derives {derived_lots:?}"
                 ));
             }
+            let derived_open = scan.open.get(user).map_or(&[][..], Vec::as_slice);
+            if !account
+                .holds
+                .iter()
+                .eq(derived_open.iter().map(|hold| &hold.id))
+            {
+                return Some(format!(
+                    "user {user:?}: the daemon holds the open holds {:?} but the ledger derives {:?}",
+                    account.holds,
+                    derived_open.iter().map(|hold| hold.id).collect::<Vec<_>>()
+                ));
+            }
             let (tier, until) = scan.tiers.get(user).copied().unwrap_or((Tier::Free, None));
             if (account.tier, account.until) != (tier, until) {
                 return Some(format!(
@@ -246,6 +278,23 @@ fn compare_accounts(shared: &Shared, scan: &JournalScan, upto: u64) -> Option<St
         }
     }
     let state = shared.lock();
+    for hold in scan.holds.values() {
+        let kept = state.ledger.holds().get(&hold.id);
+        let changed_since = kept
+            .and_then(|(owner, _)| state.ledger.account(owner))
+            .is_some_and(|account| account.last >= upto);
+        match kept {
+            _ if changed_since => {}
+            Some((_, held)) if held == hold => {}
+            _ => {
+                return Some(format!(
+                    "hold {}: the daemon holds {:?} but the ledger derives {hold:?}",
+                    hold.id,
+                    kept.map(|(_, held)| held)
+                ));
+            }
+        }
+    }
     scan.accounts
         .keys()
         .find(|user| state.ledger.account(user).is_none())

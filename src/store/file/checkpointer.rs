@@ -327,6 +327,16 @@ fn copy(shared: &Shared, tmp: &Path) -> io::Result<Option<u64>> {
         buf.clear();
     }
     snapshot::end_keys(&mut buf);
+    for (state, rows) in shared.chunks(CHUNK, Ledger::holds_len) {
+        for i in rows {
+            let (user, hold) = state.ledger.hold_at(i).expect("index in range");
+            snapshot::hold_row(&mut buf, i == 0, user, hold);
+        }
+        drop(state);
+        file.write_all(&buf).map_err(written)?;
+        buf.clear();
+    }
+    snapshot::end_holds(&mut buf);
     file.write_all(&buf).map_err(written)?;
     file.seal().map_err(written)?;
     // Everything the checkpoint copied must be on disk before it may replace the old one,

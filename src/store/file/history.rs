@@ -127,6 +127,7 @@ pub fn read_history(
                 until: record.until.filter(|_| own).map(format_instant),
                 lot: entry.lot.map(|_| seq),
                 from: entry.from.clone(),
+                hold: entry.hold,
             });
         }
         if next.is_some() {

@@ -8,10 +8,11 @@
 //! change touches nothing: not the buffer, not memory.
 
 use super::record::{RecordIn, RecordOut, RecordedEntry};
-use crate::domain::{AccountView, Lot, LotKind, Tier};
+use crate::domain::{AccountView, Hold, HoldState, Lot, LotKind, Tier};
 use crate::store::rules::{self, Change, KeyUse, Welcome};
 use crate::store::{
-    Changed, ChargeRequest, Idempotency, Keyed, Outcome, StoreError, StoredReply, TopupChange,
+    Changed, ChargeRequest, EndHold, HoldChange, HoldEnd, HoldSummary, Idempotency, Keyed, Outcome,
+    StoreError, StoredReply, TopupChange,
 };
 use indexmap::IndexMap;
 
@@ -20,6 +21,8 @@ use indexmap::IndexMap;
 pub type AccountMap = IndexMap<Box<str>, Account, foldhash::fast::RandomState>;
 /// Idempotency keys, in the order they were first used.
 pub type KeyMap = IndexMap<Box<str>, KeyEntry, foldhash::fast::RandomState>;
+/// Every hold by id, in the order they were made, with its user.
+pub type HoldMap = IndexMap<u64, (Box<str>, Hold), foldhash::fast::RandomState>;
 
 /// One account as the file store keeps it: the view every store shares, plus where its
 /// latest journal line is. Accounts are never removed (except when undoing their creation).
@@ -37,6 +40,9 @@ pub struct Account {
     pub until: Option<i64>,
     /// What the balance is made of.
     pub lots: Lots,
+    /// The ids of its open holds (as recorded: one past its expiry stays until the next
+    /// change writes its release), whose tokens are out of the lots.
+    pub holds: Box<[u64]>,
 }
 
 impl Account {
@@ -48,6 +54,7 @@ impl Account {
             tier: Tier::Free,
             until: None,
             lots: Lots::None,
+            holds: Box::default(),
         }
     }
 
@@ -60,12 +67,32 @@ impl Account {
         }
     }
 
-    /// What the rest of memes sees of it at `now`: lots expired by then are not counted.
-    pub fn view_at(&self, now: i64) -> AccountView {
-        match &self.lots {
-            Lots::Many(lots) => rules::view_at(&self.view(), lots, now),
-            _ => self.view(),
+    /// What the rest of memes sees of it at `now`: lots expired by then are not counted,
+    /// what holds expired by then gave back is (`holds`: the ledger's).
+    pub fn view_at(&self, holds: &HoldMap, now: i64) -> AccountView {
+        match (&self.lots, self.holds.is_empty()) {
+            (Lots::Many(lots), true) => rules::view_at(&self.view(), lots, &[], now),
+            (_, true) => self.view(),
+            (_, false) => rules::view_at(&self.view(), &self.lots(), &self.open_holds(holds), now),
         }
+    }
+
+    /// Its lots spendable at `now`, in burn order, with what holds expired by then gave back.
+    pub fn lots_at(&self, holds: &HoldMap, now: i64) -> Vec<Lot> {
+        let lots = rules::settled_lots(&self.lots(), &self.open_holds(holds), now);
+        rules::spendable_lots(&lots, now)
+    }
+
+    /// Its open holds, from the ledger's.
+    pub fn open_holds(&self, holds: &HoldMap) -> Vec<Hold> {
+        self.holds
+            .iter()
+            .filter_map(|id| holds.get(id))
+            .map(|(_, hold)| Hold {
+                state: HoldState::Open,
+                ..hold.clone()
+            })
+            .collect()
     }
 
     /// Its lots, in burn order.
@@ -153,11 +180,17 @@ pub enum Undo {
     Changed { index: usize, before: Account },
     /// The last idempotency key was added by the change.
     Keyed,
+    /// The last hold was made by the change.
+    HoldMade,
+    /// The hold `id` looked like `before`.
+    HoldChanged { id: u64, before: Hold },
 }
 
 /// A change to one account, as the public operations describe it.
 struct Transaction<'a> {
     user: &'a str,
+    /// The hold a capture or a void names.
+    hold: Option<u64>,
     change: Change,
     memes: &'a [&'a str],
     reason: Option<&'a str>,
@@ -169,6 +202,7 @@ struct Transaction<'a> {
 pub struct Ledger {
     accounts: AccountMap,
     keys: KeyMap,
+    holds: HoldMap,
     /// Sequence number of the next entry.
     next_seq: u64,
     /// Journal length in bytes once every applied change is written.
@@ -183,6 +217,7 @@ impl Ledger {
         Ledger {
             accounts: AccountMap::default(),
             keys: KeyMap::default(),
+            holds: HoldMap::default(),
             next_seq: 1,
             end: 0,
             welcome,
@@ -196,10 +231,12 @@ impl Ledger {
         end: u64,
         accounts: AccountMap,
         keys: KeyMap,
+        holds: HoldMap,
     ) -> Ledger {
         Ledger {
             accounts,
             keys,
+            holds,
             next_seq,
             end,
             welcome,
@@ -217,6 +254,36 @@ impl Ledger {
     /// The account at `index` in creation order (for checkpoints and audits in chunks).
     pub fn account_at(&self, index: usize) -> Option<(&str, &Account)> {
         self.accounts.get_index(index).map(|(k, v)| (&**k, v))
+    }
+
+    /// Every hold, by id, with its user.
+    pub fn holds(&self) -> &HoldMap {
+        &self.holds
+    }
+
+    /// `user`'s account as a read at `now` sees it (see [`Account::view_at`]).
+    pub fn view_at(&self, user: &str, now: i64) -> Option<AccountView> {
+        self.accounts
+            .get(user)
+            .map(|account| account.view_at(&self.holds, now))
+    }
+
+    /// `user`'s lots spendable at `now`, in burn order.
+    pub fn lots_at(&self, user: &str, now: i64) -> Option<Vec<Lot>> {
+        self.accounts
+            .get(user)
+            .map(|account| account.lots_at(&self.holds, now))
+    }
+
+    pub fn holds_len(&self) -> usize {
+        self.holds.len()
+    }
+
+    /// The hold at `index` in the order holds were made (for checkpoints in chunks).
+    pub fn hold_at(&self, index: usize) -> Option<(&str, &Hold)> {
+        self.holds
+            .get_index(index)
+            .map(|(_, (user, hold))| (&**user, hold))
     }
 
     pub fn keys_len(&self) -> usize {
@@ -269,6 +336,7 @@ impl Ledger {
     ) -> Result<Outcome<u64>, StoreError> {
         let transaction = Transaction {
             user: request.user,
+            hold: None,
             change: Change::Charge { cost: request.cost },
             memes: request.memes,
             reason: None,
@@ -289,6 +357,7 @@ impl Ledger {
     ) -> Result<Outcome<Changed>, StoreError> {
         let transaction = Transaction {
             user: change.user,
+            hold: None,
             change: Change::Topup {
                 amount: change.amount,
                 terms: change.terms,
@@ -312,6 +381,7 @@ impl Ledger {
     ) -> Result<Account, StoreError> {
         let transaction = Transaction {
             user,
+            hold: None,
             change: Change::Entitle { tier, until },
             memes: &[],
             reason: None,
@@ -319,6 +389,66 @@ impl Ledger {
         };
         self.transact(transaction, now_ms, out, undo)?;
         Ok(self.accounts[user].clone())
+    }
+
+    /// Sets tokens aside in a hold.
+    pub fn hold(
+        &mut self,
+        change: HoldChange,
+        now_ms: i64,
+        out: &mut Vec<u8>,
+        undo: &mut Vec<Undo>,
+    ) -> Result<Outcome<Changed>, StoreError> {
+        let transaction = Transaction {
+            user: change.user,
+            hold: None,
+            change: Change::Hold {
+                amount: change.amount,
+                ttl_ms: change.ttl_ms,
+            },
+            memes: &[],
+            reason: None,
+            keyed: change.keyed,
+        };
+        self.transact(transaction, now_ms, out, undo)
+    }
+
+    /// Captures or voids a hold.
+    pub fn end_hold(
+        &mut self,
+        change: EndHold,
+        now_ms: i64,
+        out: &mut Vec<u8>,
+        undo: &mut Vec<Undo>,
+    ) -> Result<Outcome<Changed>, StoreError> {
+        if let Some(keyed) = &change.keyed
+            && let Some(reply) = self.replay(&keyed.idem)?
+        {
+            return Ok(Outcome::Replayed(reply));
+        }
+        let owner = match (self.holds.get(&change.hold), change.user) {
+            (Some((owner, _)), Some(user)) if **owner != *user => None,
+            (found, _) => found.map(|(owner, _)| owner.clone()),
+        };
+        let Some(owner) = owner else {
+            let of = change.user.map(|user| format!(" of user {user:?}"));
+            return Err(StoreError::UnknownHold(change.hold, of.unwrap_or_default()));
+        };
+        let transaction = Transaction {
+            user: &owner,
+            hold: Some(change.hold),
+            change: match change.end {
+                HoldEnd::Capture { amount } => Change::Capture {
+                    hold: change.hold,
+                    amount,
+                },
+                HoldEnd::Void => Change::Void { hold: change.hold },
+            },
+            memes: &[],
+            reason: None,
+            keyed: change.keyed,
+        };
+        self.transact(transaction, now_ms, out, undo)
     }
 
     /// Decides a change by the rules and, if allowed, encodes its journal line into `out`,
@@ -337,9 +467,18 @@ impl Ledger {
         }
         let existing = self.accounts.get_full(transaction.user);
         let before = existing.map(|(_, _, account)| (account.view(), account.lots()));
+        let mut holds =
+            existing.map_or_else(Vec::new, |(_, _, account)| account.open_holds(&self.holds));
+        if let Some(id) = transaction.hold
+            && !holds.iter().any(|hold| hold.id == id)
+            && let Some((_, hold)) = self.holds.get(&id)
+        {
+            holds.push(hold.clone());
+        }
         let decision = rules::decide_lots(
             transaction.user,
             before.as_ref().map(|(view, lots)| (view, lots.as_slice())),
+            &holds,
             transaction.change,
             self.welcome,
             now_ms,
@@ -347,6 +486,20 @@ impl Ledger {
         )?;
         let welcome = decision.welcome();
         let after = decision.after;
+        let hold = match transaction.change {
+            Change::Hold { .. } | Change::Capture { .. } | Change::Void { .. } => {
+                let last = decision.postings.last().map_or(0, |p| p.entry.delta);
+                let returned = match last > 0 {
+                    true => last as u64,
+                    false => 0,
+                };
+                decision
+                    .holds
+                    .last()
+                    .map(|hold| HoldSummary::of(hold, returned))
+            }
+            _ => None,
+        };
         let entries: Vec<RecordedEntry> = decision
             .postings
             .into_iter()
@@ -355,6 +508,7 @@ impl Ledger {
         let changed = Changed {
             balance: after.balance,
             welcome,
+            hold,
         };
         let keyed = transaction
             .keyed
@@ -380,12 +534,24 @@ impl Ledger {
         }
         .encode(out);
 
+        let mut open: Vec<u64> = holds
+            .iter()
+            .filter(|hold| hold.state == HoldState::Open)
+            .map(|hold| hold.id)
+            .collect();
+        for hold in &decision.holds {
+            open.retain(|id| *id != hold.id);
+            if hold.state == HoldState::Open {
+                open.push(hold.id);
+            }
+        }
         let account = Account {
             balance: after.balance,
             last: offset,
             tier: after.tier,
             until: after.until,
             lots: Lots::from_vec(decision.lots),
+            holds: open.into_boxed_slice(),
         };
         match existing {
             Some((index, _, _)) => {
@@ -395,6 +561,21 @@ impl Ledger {
             None => {
                 undo.push(Undo::Opened);
                 self.accounts.insert(transaction.user.into(), account);
+            }
+        }
+        for hold in decision.holds {
+            match self.holds.get_mut(&hold.id) {
+                Some((_, kept)) => {
+                    let before = std::mem::replace(kept, hold);
+                    undo.push(Undo::HoldChanged {
+                        id: before.id,
+                        before,
+                    });
+                }
+                None => {
+                    undo.push(Undo::HoldMade);
+                    self.holds.insert(hold.id, (transaction.user.into(), hold));
+                }
             }
         }
         if let Some((idem, reply)) = keyed {
@@ -423,6 +604,14 @@ impl Ledger {
                 Undo::Changed { index, before } => self.accounts[index] = before,
                 Undo::Keyed => {
                     self.keys.pop();
+                }
+                Undo::HoldMade => {
+                    self.holds.pop();
+                }
+                Undo::HoldChanged { id, before } => {
+                    if let Some((_, hold)) = self.holds.get_mut(&id) {
+                        *hold = before;
+                    }
                 }
             }
         }
@@ -463,19 +652,26 @@ impl Ledger {
         };
         if !included {
             let mut lots = account.lots();
+            let mut open = account.open_holds(&self.holds);
             for (i, entry) in record.entries.iter().enumerate() {
                 let seq = record.seq + i as u64;
-                rules::replay_lots(
+                let changed = rules::replay_lots(
                     &mut lots,
+                    &mut open,
                     &entry.entry(),
                     entry.recorded(),
                     seq,
                     record.time,
                 )
                 .map_err(|fault| format!("seq {seq}: user {:?}: {fault}", record.user))?;
+                if let Some(hold) = changed {
+                    self.holds
+                        .insert(hold.id, (record.user.as_ref().into(), hold));
+                }
             }
             lots.sort_by(rules::burn_order);
             account.lots = Lots::from_vec(lots);
+            account.holds = open.iter().map(|hold| hold.id).collect();
         }
         account.balance = record.final_balance();
         account.last = offset;
@@ -667,7 +863,8 @@ mod tests {
             topup(&mut h, 5, "topup u1 5"),
             Ok(Outcome::Applied(Changed {
                 balance: 155,
-                welcome: Some(150)
+                welcome: Some(150),
+                hold: None
             }))
         ));
         match topup(&mut h, 5, "topup u1 5").unwrap() {

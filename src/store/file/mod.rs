@@ -36,8 +36,8 @@ use recovery::{JOURNAL_FILE, RecoveryStats};
 use crate::domain::{AccountView, AuditReport, HistoryCursor, HistoryPage, Lot, Tier};
 use crate::lockfile;
 use crate::store::{
-    Changed, ChargeRequest, Clock, Commit, Idempotency, OpenError, Outcome, StoreError,
-    StoreHealth, StoreStats, StoredReply, TokenStore, TopupChange,
+    Changed, ChargeRequest, Clock, Commit, EndHold, HoldChange, Idempotency, OpenError, Outcome,
+    StoreError, StoreHealth, StoreStats, StoredReply, TokenStore, TopupChange,
 };
 use std::fs::File;
 use std::io;
@@ -396,15 +396,33 @@ impl TokenStore for FileStore {
         Ok(reply.map(|reply| (reply, commit)))
     }
 
+    async fn hold(&self, change: HoldChange<'_>) -> Result<(Outcome<Changed>, Commit), StoreError> {
+        self.mutate(|ledger, now, out, undo| ledger.hold(change, now, out, undo))
+    }
+
+    async fn end_hold(
+        &self,
+        change: EndHold<'_>,
+    ) -> Result<(Outcome<Changed>, Commit), StoreError> {
+        self.mutate(|ledger, now, out, undo| ledger.end_hold(change, now, out, undo))
+    }
+
     async fn account(&self, user: &str) -> Result<(AccountView, Commit), StoreError> {
-        let (account, commit) = self.kept_account(user)?;
-        Ok((account.view_at(self.clock.now()), commit))
+        let now = self.clock.now();
+        self.read(|ledger| {
+            ledger
+                .view_at(user, now)
+                .ok_or_else(|| StoreError::UnknownUser(user.to_string()))
+        })
     }
 
     async fn lots(&self, user: &str) -> Result<(Vec<Lot>, Commit), StoreError> {
-        let (account, commit) = self.kept_account(user)?;
-        let lots = crate::store::rules::spendable_lots(&account.lots(), self.clock.now());
-        Ok((lots, commit))
+        let now = self.clock.now();
+        self.read(|ledger| {
+            ledger
+                .lots_at(user, now)
+                .ok_or_else(|| StoreError::UnknownUser(user.to_string()))
+        })
     }
 
     async fn entitle(
@@ -413,10 +431,13 @@ impl TokenStore for FileStore {
         tier: Tier,
         until_ms: Option<i64>,
     ) -> Result<(AccountView, Commit), StoreError> {
-        let (account, commit) = self.mutate(|ledger, now, out, undo| {
-            ledger.entitle(user, tier, until_ms, now, out, undo)
+        let (view, commit) = self.mutate(|ledger, now, out, undo| {
+            ledger.entitle(user, tier, until_ms, now, out, undo)?;
+            ledger
+                .view_at(user, now)
+                .ok_or_else(|| StoreError::Internal(format!("user {user:?} was not entitled")))
         })?;
-        Ok((account.view_at(self.clock.now()), commit))
+        Ok((view, commit))
     }
 
     async fn history(

@@ -88,6 +88,7 @@ pub fn recover(dir: &Path, welcome: Welcome) -> Result<Recovered, OpenError> {
                 loaded.journal_offset,
                 loaded.accounts,
                 loaded.keys,
+                loaded.holds,
             )
         }
         None => Ledger::new(welcome),

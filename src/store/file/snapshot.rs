@@ -13,7 +13,8 @@
 //! Format (one line):
 //! `{"format":"memes-snapshot","version":2,"journal_offset":N,"next_seq":S,`
 //! `"accounts":[[user,balance,last_line_offset,tier,until_ms|null,lots],...],`
-//! `"keys":[[key,fingerprint,reply],...],"digest":"sha256:HEX"}`
+//! `"keys":[[key,fingerprint,reply],...],"holds":[[id,user,amount,captured,created_at_ms,`
+//! `expires_at_ms,state,parts],...],"digest":"sha256:HEX"}`
 //!
 //! # What start-up checks, and what the audit checks
 //!
@@ -42,11 +43,16 @@
 //! checkpoint (written before lots) has no `lots`: each row's balance loads as one lot
 //! ([`crate::store::rules::carried_over`]), as its journal lines replay.
 //!
+//! From version 3, a row ends with the ids of the account's open holds, and `holds` lists
+//! every hold (its `parts` are lots as in a row, each holding what the hold took from it;
+//! `state` is `open`, `captured`, `voided` or `expired`). The holds are written after the
+//! rows, so every open hold a row names is among them; an older checkpoint has none.
+//!
 //! Publishing is atomic: write a temporary file, fsync it, rename it over the old one,
 //! fsync the directory (see [`crate::atomic_file`]).
 
-use super::ledger::{Account, AccountMap, KeyEntry, KeyMap, Lots};
-use crate::domain::{Lot, LotKind, MAX_BALANCE, Tier};
+use super::ledger::{Account, AccountMap, HoldMap, KeyEntry, KeyMap, Lots};
+use crate::domain::{Hold, HoldState, Lot, LotKind, MAX_BALANCE, Tier};
 use crate::store::rules;
 use crate::store::{OpenError, StoredReply};
 use indexmap::IndexMap;
@@ -59,7 +65,7 @@ use std::io;
 use std::path::Path;
 
 pub const FORMAT: &str = "memes-snapshot";
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// The version written before lots, still read.
 const VERSION_BEFORE_LOTS: u32 = 1;
 
@@ -86,6 +92,7 @@ pub fn account_row(out: &mut Vec<u8>, first: bool, user: &str, account: &Account
         account.tier,
         account.until,
         lots,
+        &account.holds,
     );
     serde_json::to_writer(&mut *out, &row).expect("account row serialises");
 }
@@ -104,8 +111,32 @@ pub fn key_row(out: &mut Vec<u8>, first: bool, key: &str, entry: &KeyEntry) {
     serde_json::to_writer(&mut *out, &row).expect("key row serialises");
 }
 
-/// Ends the key rows: the last bytes the digest covers.
+/// Ends the key rows and opens the hold rows.
 pub fn end_keys(out: &mut Vec<u8>) {
+    out.extend_from_slice(br#"],"holds":["#);
+}
+
+/// Appends one hold row; `first` omits the separating comma.
+pub fn hold_row(out: &mut Vec<u8>, first: bool, user: &str, hold: &Hold) {
+    if !first {
+        out.push(b',');
+    }
+    let parts: Vec<LotRow> = hold.parts.iter().map(LotRow::from).collect();
+    let row = (
+        hold.id,
+        user,
+        hold.amount,
+        hold.captured,
+        hold.created_at,
+        hold.expires_at,
+        hold.state,
+        parts,
+    );
+    serde_json::to_writer(&mut *out, &row).expect("hold row serialises");
+}
+
+/// Ends the hold rows: the last bytes the digest covers.
+pub fn end_holds(out: &mut Vec<u8>) {
     out.push(b']');
 }
 
@@ -171,6 +202,7 @@ pub struct Loaded {
     pub next_seq: u64,
     pub accounts: AccountMap,
     pub keys: KeyMap,
+    pub holds: HoldMap,
 }
 
 /// Loads the checkpoint at `path`, `None` if there is none. Any other problem is an error:
@@ -253,6 +285,7 @@ pub fn load(path: &Path) -> Result<Option<Loaded>, OpenError> {
         next_seq: snapshot.next_seq,
         accounts: snapshot.accounts.0,
         keys: snapshot.keys.0,
+        holds: snapshot.holds.0,
     }))
 }
 
@@ -280,6 +313,9 @@ struct SnapshotIn {
     next_seq: u64,
     accounts: AccountRows,
     keys: KeyRows,
+    /// Absent from checkpoints written before holds.
+    #[serde(default)]
+    holds: HoldRows,
     /// Absent from checkpoints written by an older memesd.
     #[serde(default)]
     digest: Option<String>,
@@ -288,6 +324,41 @@ struct SnapshotIn {
 /// Account rows read straight into the map, without an intermediate Vec of a million rows.
 struct AccountRows(AccountMap);
 struct KeyRows(KeyMap);
+#[derive(Default)]
+struct HoldRows(HoldMap);
+
+/// One hold: `[id, user, amount, captured, created_at, expires_at, state, parts]`.
+#[derive(Deserialize)]
+struct HoldRow(u64, String, u64, u64, i64, i64, HoldState, Vec<LotRow>);
+
+impl<'de> Deserialize<'de> for HoldRows {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let rows = Vec::<HoldRow>::deserialize(deserializer)?;
+        let mut map = HoldMap::default();
+        for HoldRow(id, user, amount, captured, created_at, expires_at, state, parts) in rows {
+            let parts: Vec<Lot> = parts.into_iter().map(Lot::from).collect();
+            let held: u64 = parts.iter().map(|part| part.remaining).sum();
+            if held != amount || captured > amount {
+                return Err(serde::de::Error::custom(format!(
+                    "hold {id} holds {amount} tokens, captured {captured}, but its parts hold {held}"
+                )));
+            }
+            let hold = Hold {
+                id,
+                amount,
+                captured,
+                parts,
+                created_at,
+                expires_at,
+                state,
+            };
+            if map.insert(id, (user.into_boxed_str(), hold)).is_some() {
+                return Err(serde::de::Error::custom(format!("hold {id} has two rows")));
+            }
+        }
+        Ok(HoldRows(map))
+    }
+}
 
 impl<'de> Deserialize<'de> for AccountRows {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -309,6 +380,7 @@ impl<'de> Deserialize<'de> for AccountRows {
                     tier,
                     until,
                     lots,
+                    holds,
                 }) = seq.next_element::<AccountRow>()?
                 {
                     if balance > MAX_BALANCE {
@@ -328,6 +400,7 @@ impl<'de> Deserialize<'de> for AccountRows {
                         tier,
                         until,
                         lots: Lots::from_vec(lots),
+                        holds: holds.unwrap_or_default().into_boxed_slice(),
                     };
                     if map.contains_key(user.as_str()) {
                         return Err(serde::de::Error::custom(format!(
@@ -385,6 +458,7 @@ struct AccountRow {
     tier: Tier,
     until: Option<i64>,
     lots: Option<Vec<LotRow>>,
+    holds: Option<Vec<u64>>,
 }
 
 impl<'de> Deserialize<'de> for AccountRow {
@@ -404,9 +478,10 @@ impl<'de> Deserialize<'de> for AccountRow {
                     tier: seq.next_element()?.ok_or_else(|| missing(3))?,
                     until: seq.next_element()?.ok_or_else(|| missing(4))?,
                     lots: seq.next_element()?,
+                    holds: seq.next_element()?,
                 };
                 if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
-                    return Err(serde::de::Error::invalid_length(7, &self));
+                    return Err(serde::de::Error::invalid_length(8, &self));
                 }
                 Ok(row)
             }
@@ -474,6 +549,7 @@ mod tests {
                 },
                 rules::carried_over(3).unwrap(),
             ]),
+            holds: vec![9].into_boxed_slice(),
         };
         let b = Account::empty(0);
         account_row(&mut out, true, "a\"x", &a);
@@ -485,6 +561,20 @@ mod tests {
         };
         key_row(&mut out, true, "k", &entry);
         end_keys(&mut out);
+        let hold = Hold {
+            id: 9,
+            amount: 3,
+            captured: 0,
+            parts: vec![Lot {
+                remaining: 3,
+                ..rules::carried_over(5).unwrap()
+            }],
+            created_at: 8,
+            expires_at: 600,
+            state: HoldState::Open,
+        };
+        hold_row(&mut out, true, "a\"x", &hold);
+        end_holds(&mut out);
         let digest = Sha256::new_with_prefix(&out);
         seal(&mut out, digest);
         let dir = tempfile::tempdir().unwrap();
@@ -495,6 +585,7 @@ mod tests {
         assert_eq!(loaded.accounts.get("a\"x"), Some(&a));
         assert_eq!(loaded.accounts.get_index(1).map(|(k, _)| &**k), Some("b"));
         assert_eq!(loaded.keys["k"].reply.as_str(), r#"{"x":1}"#);
+        assert_eq!(loaded.holds[&9], ("a\"x".into(), hold));
         assert!(load(&dir.path().join("none.json")).unwrap().is_none());
         // Written before lots: a row's balance is one carried-over lot.
         let old = br#"{"format":"memes-snapshot","version":1,"journal_offset":0,"next_seq":2,"accounts":[["u",7,0,"free",null]],"keys":[]}"#;

@@ -113,6 +113,7 @@ impl Applied {
             Applied::Account(account, welcome) => Outcome::Applied(Changed {
                 balance: account.balance,
                 welcome,
+                hold: None,
             }),
             Applied::Replayed(reply) => Outcome::Replayed(reply),
         }
@@ -1046,7 +1047,8 @@ async fn lock_and_read<'b>(
                 .map(|p| match p.change {
                     Change::Charge { cost } => i64::try_from(cost).unwrap_or(i64::MAX),
                     Change::Topup { amount, .. } => amount.min(0).saturating_neg(),
-                    Change::Entitle { .. } => 0,
+                    Change::Hold { amount, .. } => i64::try_from(amount).unwrap_or(i64::MAX),
+                    Change::Entitle { .. } | Change::Capture { .. } | Change::Void { .. } => 0,
                 })
                 .fold(0i64, i64::saturating_add)
         })
@@ -1285,6 +1287,8 @@ fn decide<'b>(
     let decision = rules::decide_lots(
         user,
         held.map(|held| (&held.view, &held.lots[..])),
+        // Holds are not kept on PostgreSQL yet: `PgStore::hold` refuses them before here.
+        &[],
         pending.change,
         welcome,
         now,
@@ -1323,6 +1327,7 @@ fn decide<'b>(
         let reply = (keyed.reply)(Changed {
             balance: after.balance,
             welcome,
+            hold: None,
         });
         rows.keys
             .push(&keyed.key, &keyed.fingerprint, reply.as_str());

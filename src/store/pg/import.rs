@@ -203,8 +203,16 @@ pub async fn import(
         });
         for (i, entry) in record.entries.iter().enumerate() {
             let seq = record.seq + i as u64;
+            if entry.hold.is_some() {
+                return Err(format!(
+                    "seq {seq} (user {:?}): a {} entry: holds are not kept on PostgreSQL yet",
+                    record.user,
+                    entry.kind.as_str()
+                ));
+            }
             rules::replay_lots(
                 &mut account.lots,
+                &mut Vec::new(),
                 &entry.entry(),
                 entry.recorded(),
                 seq,

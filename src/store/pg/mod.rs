@@ -45,8 +45,8 @@ use crate::domain::{
 };
 use crate::store::rules::{self, Change, KeyUse};
 use crate::store::{
-    Changed, ChargeRequest, Commit, Idempotency, Outcome, StoreError, StoreHealth, StoreStats,
-    StoredReply, TokenStore, TopupChange, Unreachable,
+    Changed, ChargeRequest, Commit, EndHold, HoldChange, Idempotency, Outcome, StoreError,
+    StoreHealth, StoreStats, StoredReply, TokenStore, TopupChange, Unreachable,
 };
 use batch::{Applied, Pending};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -823,6 +823,14 @@ fn parse_cursor(cursor: &HistoryCursor) -> Option<i64> {
     text.parse::<i64>().ok().filter(|seq| *seq > 0)
 }
 
+/// The refusal of a hold op: PostgreSQL keeps no holds yet (schema 3 has no table for
+/// them); nothing changed.
+fn holds_not_kept() -> StoreError {
+    StoreError::Invalid(
+        "holds are not kept on PostgreSQL yet: this memesd keeps them on its file store only; nothing changed".into(),
+    )
+}
+
 #[async_trait::async_trait]
 impl TokenStore for PgStore {
     async fn charge(
@@ -893,13 +901,27 @@ impl TokenStore for PgStore {
 
     /// Judged at the store's clock: lots that expired since the account's last change are
     /// not counted (their `expire` entries come with its next change).
+    async fn hold(
+        &self,
+        _change: HoldChange<'_>,
+    ) -> Result<(Outcome<Changed>, Commit), StoreError> {
+        Err(holds_not_kept())
+    }
+
+    async fn end_hold(
+        &self,
+        _change: EndHold<'_>,
+    ) -> Result<(Outcome<Changed>, Commit), StoreError> {
+        Err(holds_not_kept())
+    }
+
     async fn account(&self, user: &str) -> Result<(AccountView, Commit), StoreError> {
         let rows = self
             .read("reading an account", |client| account_row(client, user))
             .await?;
         let (account, lots) = account_from(user, rows)?;
         let now = self.config.clock.now();
-        Ok((rules::view_at(&account, &lots, now), Commit::done()))
+        Ok((rules::view_at(&account, &lots, &[], now), Commit::done()))
     }
 
     async fn lots(&self, user: &str) -> Result<(Vec<Lot>, Commit), StoreError> {
@@ -924,7 +946,11 @@ impl TokenStore for PgStore {
             .await?;
         let (account, lots) = account_from(user, rows)?;
         let now = self.config.clock.now();
-        Ok((rules::view_at(&account, &lots, now), stale, Commit::done()))
+        Ok((
+            rules::view_at(&account, &lots, &[], now),
+            stale,
+            Commit::done(),
+        ))
     }
 
     async fn entitle(
@@ -1021,6 +1047,7 @@ impl TokenStore for PgStore {
                 until: row.get::<_, Option<i64>>(9).map(format_instant),
                 lot: row.get::<_, bool>(10).then_some(seq),
                 from,
+                hold: None,
             });
         }
         newest_first.reverse();

@@ -117,6 +117,18 @@ impl Http {
     async fn json_body<T: DeserializeOwned>(&self, body: Body) -> Result<T, Problem> {
         parse_json(&self.read_body(body).await?)
     }
+
+    /// Reads a request body that may be left out (empty: `T`'s default) as JSON of type `T`.
+    async fn optional_json_body<T: DeserializeOwned + Default>(
+        &self,
+        body: Body,
+    ) -> Result<T, Problem> {
+        let bytes = self.read_body(body).await?;
+        match bytes.trim_ascii().is_empty() {
+            true => Ok(T::default()),
+            false => parse_json(&bytes),
+        }
+    }
 }
 
 /// The user a request is for: a user's own id (or, if the request names one, that one,

@@ -163,6 +163,38 @@ pub struct TopupBody {
     pub promo: bool,
 }
 
+/// `POST /v1/users/{user}/holds`'s body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoldBody {
+    /// Tokens to set aside (taken from the lots in burn order).
+    #[schema(value_type = Amount)]
+    #[serde(deserialize_with = "integral")]
+    pub amount: i64,
+    /// How long the hold lasts (`5m`, `30s`; more than 0, at most 7 days).
+    pub ttl: String,
+}
+
+/// `POST /v1/holds/{hold}/capture`'s body (optional).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureBody {
+    /// Tokens to spend (1 to what the hold holds); absent: all. The rest goes back.
+    #[schema(value_type = Option<Amount>)]
+    #[serde(default, deserialize_with = "integral_option")]
+    pub amount: Option<i64>,
+    /// The user the hold must belong to.
+    pub user: Option<String>,
+}
+
+/// `POST /v1/holds/{hold}/void`'s body (optional).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VoidBody {
+    /// The user the hold must belong to.
+    pub user: Option<String>,
+}
+
 /// `PUT /v1/users/{user}/entitlement`'s body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -231,6 +263,13 @@ pub struct Readiness {
 /// integers), within `i64`.
 fn integral<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
     Integral::deserialize(deserializer).map(|Integral(n)| n)
+}
+
+/// An optional amount (as [`integral`]).
+fn integral_option<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    Option::<Integral>::deserialize(deserializer).map(|n| n.map(|Integral(n)| n))
 }
 
 /// An optional count (as [`integral`]), within `u32`.

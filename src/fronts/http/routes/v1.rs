@@ -13,7 +13,8 @@ use super::super::problem::{Problem, Problems};
 use super::super::schema::{IdempotencyKey, UserId};
 use super::super::similar;
 use super::types::{
-    EntitlementBody, HistoryQuery, MemesBody, MemesQuery, SearchQuery, TopupBody, WebhookEvent,
+    CaptureBody, EntitlementBody, HistoryQuery, HoldBody, MemesBody, MemesQuery, SearchQuery,
+    TopupBody, VoidBody, WebhookEvent,
 };
 use super::{
     Headers, Parsed, data_response, fresh_response, idempotency_key, no_store, parse_json, subject,
@@ -22,8 +23,9 @@ use super::{
 use crate::domain::AuditReport;
 use crate::domain::ErrorCode;
 use crate::protocol::{
-    AuditRequest, BalanceRequest, EntitleRequest, GetData, GetRequest, HistoryRequest, MemeView,
-    Op, ReloadRequest, SearchRequest, StatusRequest, TopupData, TopupRequest,
+    AuditRequest, BalanceRequest, CaptureRequest, EntitleRequest, GetData, GetRequest,
+    HistoryRequest, HoldData, HoldRequest, MemeView, Op, ReloadRequest, SearchRequest,
+    StatusRequest, TopupData, TopupRequest, VoidRequest,
 };
 #[allow(unused_imports, reason = "named in the OpenAPI annotations")]
 use crate::protocol::{
@@ -56,6 +58,9 @@ pub fn handler(op: Op) -> MethodRouter<Http> {
         Op::Balance => on(method, balance),
         Op::History => on(method, history),
         Op::Lots => on(method, lots),
+        Op::Hold => on(method, hold),
+        Op::Capture => on(method, capture),
+        Op::Void => on(method, void),
         Op::Status => on(method, status),
         Op::Search => on(method, search),
         Op::Similar => on(method, similar::similar),
@@ -78,6 +83,9 @@ pub fn handler(op: Op) -> MethodRouter<Http> {
     lots,
     history,
     topup,
+    hold,
+    capture,
+    void,
     entitle,
     audit,
     reload,
@@ -242,6 +250,90 @@ pub async fn topup(
     };
     let topped = http.service.topup(&caller, request).await?;
     Ok(data_response(&topped, topped.is_replay()))
+}
+
+/// `POST /v1/users/{user}/holds` (admin keys).
+#[utoipa::path(post, path = "/v1/users/{user}/holds", tag = "admin",
+    params(("user" = UserId, Path, description = "The user id"),
+        ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Makes a retry safe")),
+    request_body = HoldBody,
+    responses((status = 200, description = "Tokens set aside; the balance dropped", body = HoldData), Problems),
+    security(("bearer" = [])))]
+pub async fn hold(
+    State(http): State<Http>,
+    headers: Headers,
+    Parsed(Path(user)): Parsed<Path<String>>,
+    body: Body,
+) -> Result<Response, Problem> {
+    let caller = http.caller(headers.authorization())?;
+    let body: HoldBody = http.json_body(body).await?;
+    let request = HoldRequest {
+        user,
+        amount: hold_amount(body.amount)?,
+        ttl: body.ttl,
+        idempotency_key: idempotency_key(headers.idempotency_key())?,
+    };
+    let held = http.service.hold(&caller, request).await?;
+    Ok(data_response(&held, held.is_replay()))
+}
+
+/// `POST /v1/holds/{hold}/capture` (admin keys).
+#[utoipa::path(post, path = "/v1/holds/{hold}/capture", tag = "admin",
+    params(("hold" = u64, Path, description = "The hold's id"),
+        ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Makes a retry safe")),
+    request_body(content = Option<CaptureBody>),
+    responses((status = 200, description = "Captured; the rest went back", body = HoldData), Problems),
+    security(("bearer" = [])))]
+pub async fn capture(
+    State(http): State<Http>,
+    headers: Headers,
+    Parsed(Path(hold)): Parsed<Path<u64>>,
+    body: Body,
+) -> Result<Response, Problem> {
+    let caller = http.caller(headers.authorization())?;
+    let body: CaptureBody = http.optional_json_body(body).await?;
+    let request = CaptureRequest {
+        hold,
+        amount: body.amount.map(hold_amount).transpose()?,
+        user: body.user,
+        idempotency_key: idempotency_key(headers.idempotency_key())?,
+    };
+    let captured = http.service.capture(&caller, request).await?;
+    Ok(data_response(&captured, captured.is_replay()))
+}
+
+/// `POST /v1/holds/{hold}/void` (admin keys).
+#[utoipa::path(post, path = "/v1/holds/{hold}/void", tag = "admin",
+    params(("hold" = u64, Path, description = "The hold's id"),
+        ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Makes a retry safe")),
+    request_body(content = Option<VoidBody>),
+    responses((status = 200, description = "Voided; everything went back", body = HoldData), Problems),
+    security(("bearer" = [])))]
+pub async fn void(
+    State(http): State<Http>,
+    headers: Headers,
+    Parsed(Path(hold)): Parsed<Path<u64>>,
+    body: Body,
+) -> Result<Response, Problem> {
+    let caller = http.caller(headers.authorization())?;
+    let body: VoidBody = http.optional_json_body(body).await?;
+    let request = VoidRequest {
+        hold,
+        user: body.user,
+        idempotency_key: idempotency_key(headers.idempotency_key())?,
+    };
+    let voided = http.service.void(&caller, request).await?;
+    Ok(data_response(&voided, voided.is_replay()))
+}
+
+/// A hold's amount as a body gave it: a positive number of tokens.
+fn hold_amount(amount: i64) -> Result<u64, Problem> {
+    u64::try_from(amount).map_err(|_| {
+        Problem::new(
+            ErrorCode::InvalidArgument,
+            format!("amount must be a positive number of tokens, got {amount}"),
+        )
+    })
 }
 
 /// `PUT /v1/users/{user}/entitlement` (admin keys).
