@@ -28,6 +28,9 @@ _memes() {
             memes,bench)
                 cmd="memes__subcmd__bench"
                 ;;
+            memes,capture)
+                cmd="memes__subcmd__capture"
+                ;;
             memes,completions)
                 cmd="memes__subcmd__completions"
                 ;;
@@ -42,6 +45,9 @@ _memes() {
                 ;;
             memes,history)
                 cmd="memes__subcmd__history"
+                ;;
+            memes,hold)
+                cmd="memes__subcmd__hold"
                 ;;
             memes,lots)
                 cmd="memes__subcmd__lots"
@@ -63,6 +69,9 @@ _memes() {
                 ;;
             memes,topup)
                 cmd="memes__subcmd__topup"
+                ;;
+            memes,void)
+                cmd="memes__subcmd__void"
                 ;;
             memes__subcmd__admin__subcmd__key,help)
                 cmd="memes__subcmd__admin__subcmd__key__subcmd__help"
@@ -88,6 +97,9 @@ _memes() {
             memes__subcmd__help,bench)
                 cmd="memes__subcmd__help__subcmd__bench"
                 ;;
+            memes__subcmd__help,capture)
+                cmd="memes__subcmd__help__subcmd__capture"
+                ;;
             memes__subcmd__help,completions)
                 cmd="memes__subcmd__help__subcmd__completions"
                 ;;
@@ -102,6 +114,9 @@ _memes() {
                 ;;
             memes__subcmd__help,history)
                 cmd="memes__subcmd__help__subcmd__history"
+                ;;
+            memes__subcmd__help,hold)
+                cmd="memes__subcmd__help__subcmd__hold"
                 ;;
             memes__subcmd__help,lots)
                 cmd="memes__subcmd__help__subcmd__lots"
@@ -124,6 +139,9 @@ _memes() {
             memes__subcmd__help,topup)
                 cmd="memes__subcmd__help__subcmd__topup"
                 ;;
+            memes__subcmd__help,void)
+                cmd="memes__subcmd__help__subcmd__void"
+                ;;
             memes__subcmd__help__subcmd__admin__subcmd__key,new)
                 cmd="memes__subcmd__help__subcmd__admin__subcmd__key__subcmd__new"
                 ;;
@@ -134,7 +152,7 @@ _memes() {
 
     case "${cmd}" in
         memes)
-            opts="-h -V --socket --url --json --color --help --version get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help"
+            opts="-h -V --socket --url --json --color --help --version get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -415,6 +433,44 @@ _memes() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        memes__subcmd__capture)
+            opts="-h --amount --user --idempotency-key --socket --url --json --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --amount)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idempotency-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         memes__subcmd__completions)
             opts="-h --socket --url --json --color --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -542,7 +598,7 @@ _memes() {
             return 0
             ;;
         memes__subcmd__help)
-            opts="get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help"
+            opts="get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -625,6 +681,20 @@ _memes() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        memes__subcmd__help__subcmd__capture)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         memes__subcmd__help__subcmd__completions)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -682,6 +752,20 @@ _memes() {
             return 0
             ;;
         memes__subcmd__help__subcmd__history)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        memes__subcmd__help__subcmd__hold)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -793,6 +877,20 @@ _memes() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        memes__subcmd__help__subcmd__void)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         memes__subcmd__history)
             opts="-h --user --limit --socket --url --json --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -805,6 +903,48 @@ _memes() {
                     return 0
                     ;;
                 --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        memes__subcmd__hold)
+            opts="-h --user --amount --ttl --idempotency-key --socket --url --json --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --amount)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idempotency-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1027,6 +1167,40 @@ _memes() {
                     return 0
                     ;;
                 --priority)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        memes__subcmd__void)
+            opts="-h --user --idempotency-key --socket --url --json --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idempotency-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

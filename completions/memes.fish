@@ -36,6 +36,9 @@ complete -c memes -n "__fish_memes_needs_command" -f -a "get" -d 'Get a meme (ch
 complete -c memes -n "__fish_memes_needs_command" -f -a "topup" -d 'Add tokens to a balance, or deduct them with a negative amount (admins)'
 complete -c memes -n "__fish_memes_needs_command" -f -a "balance" -d 'Show a balance and tier'
 complete -c memes -n "__fish_memes_needs_command" -f -a "lots" -d 'List the lots a balance is made of, in the order they are spent'
+complete -c memes -n "__fish_memes_needs_command" -f -a "hold" -d 'Set tokens of a balance aside until captured, voided or expired (admins)'
+complete -c memes -n "__fish_memes_needs_command" -f -a "capture" -d 'End a hold by spending (part of) it; the rest goes back (admins)'
+complete -c memes -n "__fish_memes_needs_command" -f -a "void" -d 'End a hold by giving all of it back (admins)'
 complete -c memes -n "__fish_memes_needs_command" -f -a "history" -d 'Show a user\'s ledger entries, oldest first'
 complete -c memes -n "__fish_memes_needs_command" -f -a "search" -d 'Browse ranked matches for a query, by its words and its meaning, free of charge'
 complete -c memes -n "__fish_memes_needs_command" -f -a "similar" -d 'List the memes nearest in meaning to one meme, free of charge'
@@ -96,6 +99,36 @@ always\t''
 never\t''"
 complete -c memes -n "__fish_memes_using_subcommand lots" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
 complete -c memes -n "__fish_memes_using_subcommand lots" -s h -l help -d 'Print help'
+complete -c memes -n "__fish_memes_using_subcommand hold" -l user -d 'The user whose tokens are set aside' -r
+complete -c memes -n "__fish_memes_using_subcommand hold" -l amount -d 'Tokens to set aside (taken from the lots in the order they are spent)' -r
+complete -c memes -n "__fish_memes_using_subcommand hold" -l ttl -d 'How long the hold lasts (e.g. 5m, 30s; at most 7d); then its tokens go back' -r
+complete -c memes -n "__fish_memes_using_subcommand hold" -l idempotency-key -d 'Makes retries safe: the same key with the same hold holds once' -r
+complete -c memes -n "__fish_memes_using_subcommand hold" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand hold" -l url -d 'Talk to memesd\'s HTTP API at this URL instead of a socket (http://host:port), with the bearer credential in MEMES_TOKEN (a user\'s token or an admin key; without it, the request\'s user id, as a development-mode memesd takes it)' -r
+complete -c memes -n "__fish_memes_using_subcommand hold" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c memes -n "__fish_memes_using_subcommand hold" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
+complete -c memes -n "__fish_memes_using_subcommand hold" -s h -l help -d 'Print help'
+complete -c memes -n "__fish_memes_using_subcommand capture" -l amount -d 'Tokens to spend (at most what it holds; the rest goes back); default: all' -r
+complete -c memes -n "__fish_memes_using_subcommand capture" -l user -d 'Refuse unless the hold is this user\'s' -r
+complete -c memes -n "__fish_memes_using_subcommand capture" -l idempotency-key -d 'Makes retries safe: the same key with the same capture captures once' -r
+complete -c memes -n "__fish_memes_using_subcommand capture" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand capture" -l url -d 'Talk to memesd\'s HTTP API at this URL instead of a socket (http://host:port), with the bearer credential in MEMES_TOKEN (a user\'s token or an admin key; without it, the request\'s user id, as a development-mode memesd takes it)' -r
+complete -c memes -n "__fish_memes_using_subcommand capture" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c memes -n "__fish_memes_using_subcommand capture" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
+complete -c memes -n "__fish_memes_using_subcommand capture" -s h -l help -d 'Print help'
+complete -c memes -n "__fish_memes_using_subcommand void" -l user -d 'Refuse unless the hold is this user\'s' -r
+complete -c memes -n "__fish_memes_using_subcommand void" -l idempotency-key -d 'Makes retries safe: the same key with the same void voids once' -r
+complete -c memes -n "__fish_memes_using_subcommand void" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
+complete -c memes -n "__fish_memes_using_subcommand void" -l url -d 'Talk to memesd\'s HTTP API at this URL instead of a socket (http://host:port), with the bearer credential in MEMES_TOKEN (a user\'s token or an admin key; without it, the request\'s user id, as a development-mode memesd takes it)' -r
+complete -c memes -n "__fish_memes_using_subcommand void" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c memes -n "__fish_memes_using_subcommand void" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
+complete -c memes -n "__fish_memes_using_subcommand void" -s h -l help -d 'Print help'
 complete -c memes -n "__fish_memes_using_subcommand history" -l user -d 'The user whose ledger entries to show' -r
 complete -c memes -n "__fish_memes_using_subcommand history" -l limit -d 'Only the newest N entries (still oldest first; 1 or more)' -r
 complete -c memes -n "__fish_memes_using_subcommand history" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
@@ -217,20 +250,23 @@ complete -c memes -n "__fish_memes_using_subcommand admin-key; and __fish_seen_s
 complete -c memes -n "__fish_memes_using_subcommand admin-key; and __fish_seen_subcommand_from new" -s h -l help -d 'Print help'
 complete -c memes -n "__fish_memes_using_subcommand admin-key; and __fish_seen_subcommand_from help" -f -a "new" -d 'Make a new admin key: print the key (for whoever acts as admin) and the line to add to memesd\'s --admin-keys file'
 complete -c memes -n "__fish_memes_using_subcommand admin-key; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "get" -d 'Get a meme (charged only when delivered)'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "topup" -d 'Add tokens to a balance, or deduct them with a negative amount (admins)'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "balance" -d 'Show a balance and tier'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "lots" -d 'List the lots a balance is made of, in the order they are spent'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "history" -d 'Show a user\'s ledger entries, oldest first'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "search" -d 'Browse ranked matches for a query, by its words and its meaning, free of charge'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "similar" -d 'List the memes nearest in meaning to one meme, free of charge'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "entitle" -d 'Set a user\'s tier (admins)'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "audit" -d 'Replay the whole ledger and check every invariant (admins); exit 1 on a discrepancy'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "reload" -d 'Reload the meme catalogue and the admin keys from their files (admins; same as SIGHUP)'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "status" -d 'Show the daemon\'s version, uptime and counts'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "stop" -d 'Stop the memesd on this socket (and no other), and wait until it has finished'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "bench" -d 'Measure memesd: throughput and latency percentiles under load'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "completions" -d 'Print a shell completion script'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "admin-key" -d 'Make admin keys for memesd\'s HTTP API (local; no daemon needed)'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots history search similar entitle audit reload status stop bench completions admin-key help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "get" -d 'Get a meme (charged only when delivered)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "topup" -d 'Add tokens to a balance, or deduct them with a negative amount (admins)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "balance" -d 'Show a balance and tier'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "lots" -d 'List the lots a balance is made of, in the order they are spent'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "hold" -d 'Set tokens of a balance aside until captured, voided or expired (admins)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "capture" -d 'End a hold by spending (part of) it; the rest goes back (admins)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "void" -d 'End a hold by giving all of it back (admins)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "history" -d 'Show a user\'s ledger entries, oldest first'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "search" -d 'Browse ranked matches for a query, by its words and its meaning, free of charge'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "similar" -d 'List the memes nearest in meaning to one meme, free of charge'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "entitle" -d 'Set a user\'s tier (admins)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "audit" -d 'Replay the whole ledger and check every invariant (admins); exit 1 on a discrepancy'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "reload" -d 'Reload the meme catalogue and the admin keys from their files (admins; same as SIGHUP)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "status" -d 'Show the daemon\'s version, uptime and counts'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "stop" -d 'Stop the memesd on this socket (and no other), and wait until it has finished'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "bench" -d 'Measure memesd: throughput and latency percentiles under load'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "completions" -d 'Print a shell completion script'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "admin-key" -d 'Make admin keys for memesd\'s HTTP API (local; no daemon needed)'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c memes -n "__fish_memes_using_subcommand help; and __fish_seen_subcommand_from admin-key" -f -a "new" -d 'Make a new admin key: print the key (for whoever acts as admin) and the line to add to memesd\'s --admin-keys file'

@@ -12,6 +12,7 @@ mod failover;
 mod faults;
 mod flood;
 mod history;
+mod holds;
 mod hostile;
 mod http;
 mod ledger;
