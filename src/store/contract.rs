@@ -1277,6 +1277,335 @@ macro_rules! lots_suite {
 lots_suite!(file_store_lots, FileSubject);
 lots_suite!(postgres_lots, PgSubject);
 
+/// Holds: set aside, ended exactly once (captured, voided, or expired at an instant the
+/// tests reach by moving the store's clock), giving back to the lots they came from.
+pub mod holds {
+    use super::lots::{credit, held, terms};
+    use super::*;
+    use crate::domain::{HoldState, LotKind, LotTerms};
+    use crate::store::{Clock, EndHold, HoldChange, HoldEnd, HoldSummary};
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    async fn open<S: Subject>(
+        subject: &S,
+        place: &S::Place,
+        now: &Arc<AtomicI64>,
+    ) -> Arc<S::Store> {
+        let now = now.clone();
+        let clock = Clock::from_fn(move || now.load(Ordering::SeqCst));
+        subject.open_with(place, clock, None).await
+    }
+
+    pub async fn hold(
+        store: &dyn TokenStore,
+        user: &str,
+        amount: u64,
+        ttl_ms: i64,
+    ) -> Result<HoldSummary, StoreError> {
+        let change = HoldChange {
+            user,
+            amount,
+            ttl_ms,
+            keyed: None,
+        };
+        let (outcome, commit) = store.hold(change).await?;
+        commit.wait().await?;
+        match outcome {
+            Outcome::Applied(changed) => Ok(changed.hold.expect("a hold's reply names it")),
+            Outcome::Replayed(_) => panic!("unkeyed"),
+        }
+    }
+
+    pub async fn end(
+        store: &dyn TokenStore,
+        id: u64,
+        user: Option<&str>,
+        end: HoldEnd,
+    ) -> Result<(HoldSummary, u64), StoreError> {
+        let change = EndHold {
+            hold: id,
+            user,
+            end,
+            keyed: None,
+        };
+        let (outcome, commit) = store.end_hold(change).await?;
+        commit.wait().await?;
+        match outcome {
+            Outcome::Applied(changed) => Ok((changed.hold.expect("named"), changed.balance)),
+            Outcome::Replayed(_) => panic!("unkeyed"),
+        }
+    }
+
+    fn code<T: std::fmt::Debug>(result: Result<T, StoreError>) -> ErrorCode {
+        result.expect_err("refused").code()
+    }
+
+    pub async fn a_hold_ends_once_and_gives_back_where_it_took<S: Subject>(subject: Arc<S>) {
+        let place = subject.place().await;
+        let now = Arc::new(AtomicI64::new(1_000));
+        let store = open(&*subject, &place, &now).await;
+        // seq 1 the welcome grant (promo, 150), 2 a paid lot of 10 at priority 10.
+        credit(&*store, "u", 10, terms(None, 10, LotKind::Paid))
+            .await
+            .unwrap();
+        let first = hold(&*store, "u", 15, 60_000).await.unwrap();
+        assert_eq!(
+            (first.amount, first.state, first.expires_at),
+            (15, HoldState::Open, 61_000)
+        );
+        assert_eq!(
+            balance(&*store, "u").await,
+            Some(145),
+            "the balance drops at once"
+        );
+        assert_eq!(
+            held(&*store, "u").await,
+            [(1, 145, None, 50, LotKind::Promo)],
+            "lot 2 is emptied first, then lot 1"
+        );
+        // A charge cannot take what is held.
+        assert_eq!(
+            code(charge(&*store, "u", 146).await),
+            ErrorCode::InsufficientTokens
+        );
+        // Capture 12: lot 2's 10 and 2 of lot 1's; 3 go back to lot 1.
+        let (captured, after) = end(
+            &*store,
+            first.id,
+            Some("u"),
+            HoldEnd::Capture { amount: Some(12) },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (captured.state, captured.captured, captured.returned),
+            (HoldState::Captured, 12, 3)
+        );
+        assert_eq!(after, 148);
+        for again in [HoldEnd::Capture { amount: None }, HoldEnd::Void] {
+            assert_eq!(
+                code(end(&*store, first.id, None, again).await),
+                ErrorCode::HoldClosed
+            );
+        }
+        // Void gives everything back, re-opening an emptied lot as it was.
+        let second = hold(&*store, "u", 148, 60_000).await.unwrap();
+        assert_eq!(balance(&*store, "u").await, Some(0));
+        credit(&*store, "u", 5, terms(None, 10, LotKind::Paid))
+            .await
+            .unwrap();
+        let (voided, after) = end(&*store, second.id, None, HoldEnd::Void).await.unwrap();
+        assert_eq!(
+            (voided.state, voided.returned, after),
+            (HoldState::Voided, 148, 153)
+        );
+        assert_eq!(
+            held(&*store, "u")
+                .await
+                .iter()
+                .map(|l| (l.0, l.1))
+                .collect::<Vec<_>>(),
+            [(6, 5), (1, 148)]
+        );
+        // Bad input changes nothing: another user's hold, more than held, an unknown one.
+        let third = hold(&*store, "u", 3, 60_000).await.unwrap();
+        charge(&*store, "other", 1).await.unwrap();
+        for (bad, expected) in [
+            (
+                end(&*store, third.id, Some("other"), HoldEnd::Void).await,
+                ErrorCode::NotFound,
+            ),
+            (
+                end(
+                    &*store,
+                    third.id,
+                    None,
+                    HoldEnd::Capture { amount: Some(4) },
+                )
+                .await,
+                ErrorCode::InvalidArgument,
+            ),
+            (
+                end(&*store, 9_999, None, HoldEnd::Void).await,
+                ErrorCode::NotFound,
+            ),
+        ] {
+            assert_eq!(code(bad), expected);
+        }
+        assert_eq!(
+            code(hold(&*store, "u", 1, 0).await),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            code(hold(&*store, "u", 151, 1_000).await),
+            ErrorCode::InsufficientTokens
+        );
+        assert_eq!(balance(&*store, "u").await, Some(150));
+        let kinds: Vec<_> = whole_history(&*store, "u", 100)
+            .await
+            .iter()
+            .map(|e| (e.kind, e.delta, e.hold))
+            .collect();
+        assert_eq!(
+            kinds[2..7],
+            [
+                (EntryKind::Hold, -15, Some(first.id)),
+                (EntryKind::Capture, 3, Some(first.id)),
+                (EntryKind::Hold, -148, Some(second.id)),
+                (EntryKind::Topup, 5, None),
+                (EntryKind::Void, 148, Some(second.id)),
+            ]
+        );
+        assert!(store.audit().await.unwrap().ok);
+        subject.close(store).await;
+        // Reopened, the open hold is still open and the ended ones still ended.
+        let store = open(&*subject, &place, &now).await;
+        assert_eq!(balance(&*store, "u").await, Some(150));
+        assert_eq!(
+            code(end(&*store, first.id, None, HoldEnd::Void).await),
+            ErrorCode::HoldClosed
+        );
+        let (voided, after) = end(&*store, third.id, Some("u"), HoldEnd::Void)
+            .await
+            .unwrap();
+        assert_eq!((voided.returned, after), (3, 153));
+        assert!(store.audit().await.unwrap().ok);
+    }
+
+    pub async fn a_hold_expires_at_exactly_its_expiry_and_reads_see_it_back<S: Subject>(
+        subject: Arc<S>,
+    ) {
+        let place = subject.place().await;
+        let now = Arc::new(AtomicI64::new(1_000));
+        let store = open(&*subject, &place, &now).await;
+        // seq 1 the welcome grant (150), 2 a lot of 10 expiring at 5_000, spent first.
+        credit(&*store, "u", 10, terms(Some(5_000), 10, LotKind::Paid))
+            .await
+            .unwrap();
+        let taken = hold(&*store, "u", 20, 9_000).await.unwrap();
+        assert_eq!(taken.expires_at, 10_000);
+        now.store(9_999, Ordering::SeqCst);
+        assert_eq!(balance(&*store, "u").await, Some(140));
+        // At its expiry, with nothing run: the part from lot 1 is back, the part from lot 2
+        // (expired at 5_000) is gone.
+        now.store(10_000, Ordering::SeqCst);
+        assert_eq!(balance(&*store, "u").await, Some(150));
+        assert_eq!(
+            held(&*store, "u").await,
+            [(1, 150, None, 50, LotKind::Promo)]
+        );
+        assert_eq!(
+            code(end(&*store, taken.id, None, HoldEnd::Capture { amount: None }).await),
+            ErrorCode::HoldExpired
+        );
+        let before = entries(&*store).await;
+        assert_eq!(
+            code(end(&*store, taken.id, None, HoldEnd::Void).await),
+            ErrorCode::HoldExpired
+        );
+        assert_eq!(entries(&*store).await, before, "a refusal writes nothing");
+        // The next change writes the release, dated the expiry.
+        now.store(12_000, Ordering::SeqCst);
+        assert_eq!(charge(&*store, "u", 1).await, Ok(149));
+        let history = whole_history(&*store, "u", 100).await;
+        let kinds: Vec<_> = history.iter().map(|e| (e.kind, e.delta)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (EntryKind::Welcome, 150),
+                (EntryKind::Topup, 10),
+                (EntryKind::Hold, -20),
+                (EntryKind::Release, 10),
+                (EntryKind::Charge, -1),
+            ]
+        );
+        assert_eq!(history[3].time, crate::domain::format_instant(10_000));
+        assert!(store.audit().await.unwrap().ok);
+        subject.close(store).await;
+        let store = open(&*subject, &place, &now).await;
+        assert_eq!(balance(&*store, "u").await, Some(149));
+        assert!(store.audit().await.unwrap().ok);
+        let _ = LotTerms::default();
+    }
+
+    pub async fn racing_holds_and_charges_never_take_what_is_held<S: Subject>(subject: Arc<S>) {
+        let place = subject.place().await;
+        let store: Arc<dyn TokenStore> = subject.open(&place).await;
+        charge(&*store, "r", 0).await.unwrap();
+        let racers: Vec<_> = (0..40)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    match i % 2 {
+                        0 => hold(&*store, "r", 10, 60_000).await.map(|h| Some(h.id)),
+                        _ => charge(&*store, "r", 10).await.map(|_| None),
+                    }
+                })
+            })
+            .collect();
+        let mut holds = Vec::new();
+        let mut won = 0;
+        for racer in racers {
+            match racer.await.unwrap() {
+                Ok(held) => {
+                    won += 1;
+                    holds.extend(held);
+                }
+                Err(error) => assert_eq!(error.code(), ErrorCode::InsufficientTokens),
+            }
+        }
+        assert_eq!(won, 15, "150 tokens pay for exactly 15 of 10");
+        assert_eq!(balance(&*store, "r").await, Some(0));
+        let charged = 15 - holds.len() as u64;
+        let voids: Vec<_> = holds
+            .iter()
+            .map(|&id| {
+                let store = store.clone();
+                tokio::spawn(async move { end(&*store, id, Some("r"), HoldEnd::Void).await })
+            })
+            .collect();
+        for void in voids {
+            void.await.unwrap().unwrap();
+        }
+        assert_eq!(balance(&*store, "r").await, Some(150 - 10 * charged));
+        assert!(store.audit().await.unwrap().ok);
+    }
+}
+
+/// Runs every hold test of [`holds`] on one subject.
+macro_rules! holds_suite {
+    ($name:ident, $subject:expr) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn a_hold_ends_once_and_gives_back_where_it_took() {
+                run(
+                    $subject,
+                    holds::a_hold_ends_once_and_gives_back_where_it_took,
+                );
+            }
+            #[test]
+            fn a_hold_expires_at_exactly_its_expiry_and_reads_see_it_back() {
+                run(
+                    $subject,
+                    holds::a_hold_expires_at_exactly_its_expiry_and_reads_see_it_back,
+                );
+            }
+            #[test]
+            fn racing_holds_and_charges_never_take_what_is_held() {
+                run(
+                    $subject,
+                    holds::racing_holds_and_charges_never_take_what_is_held,
+                );
+            }
+        }
+    };
+}
+
+// PostgreSQL keeps no holds yet (it refuses them): it joins this suite when it does.
+holds_suite!(file_store_holds, FileSubject);
+
 /// A file ledger written before lots: journal lines and a version 1 checkpoint.
 mod file_lots {
     use super::lots::*;
