@@ -5,15 +5,19 @@
 //! files or tables.
 //!
 //! The stream is NDJSON, and its shape is a user-visible format (operators keep export files
-//! and load them later). Version 1 is what memesd wrote before lots; version 2, written now,
-//! is version 1 plus, on each entry, what it did to the account's lots (a credit's `lot`, a
+//! and load them later). Version 1 is what memesd wrote before lots; version 2 is version 1
+//! plus, on each entry, what it did to the account's lots (a credit's `lot`, a
 //! debit's or an expiry's `from`, an expiry's `at`: [`RecordedEntry`], left out when empty)
 //! and the `expire` entry kind. A version 1 reader would drop those fields and misread every
 //! lot, so it must refuse version 2 by its header (as it does); a version 2 reader reads
 //! version 1 streams, whose entries name no lots (the migration rule,
-//! [`super::rules::carried_over`], gives them meaning), and refuses one that names any:
+//! [`super::rules::carried_over`], gives them meaning), and refuses one that names any.
+//! Version 3, written now, is version 2 plus holds: the `hold`, `capture`, `void` and
+//! `release` entry kinds, each naming its `hold` (a capture what it `captured`); a version 2
+//! reader would fail on them mid-stream, so it refuses version 3 by its header, and a stream
+//! of an earlier version that names a hold is refused:
 //!
-//! - a header, `{"format":"memes-ledger","version":2,"source":{"host":…,"dir":…}}` (the
+//! - a header, `{"format":"memes-ledger","version":3,"source":{"host":…,"dir":…}}` (the
 //!   source names the ledger exported, so that an import can mark it as moved);
 //! - one line per [`Transaction`]: everything one request changed for one user, with its
 //!   sequence number, time, entries (kind, delta and balance after), and the memes, key,
@@ -38,7 +42,7 @@ use std::path::{Path, PathBuf};
 
 /// The stream's format name and the version written.
 pub const FORMAT: &str = "memes-ledger";
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// The oldest version read (entries that name no lots).
 pub const OLDEST_VERSION: u32 = 1;
 
@@ -340,6 +344,12 @@ impl<R: BufRead> Reader<R> {
                 self.version
             ));
         }
+        if self.version < 3 && transaction.entries.iter().any(|e| e.hold.is_some()) {
+            return Err(format!(
+                "line {line_no}: a version {} stream names no holds, but this entry does",
+                self.version
+            ));
+        }
         if transaction.seq < self.next_seq {
             return Err(format!(
                 "line {line_no}: sequence number {} does not follow {}",
@@ -417,7 +427,7 @@ mod tests {
     /// Version 2 byte for byte: version 1's lines, plus what each entry did to the lots.
     /// Export files users keep must stay readable.
     #[test]
-    fn writes_the_version_2_stream_and_reads_it_back() {
+    fn writes_the_version_3_stream_and_reads_it_back() {
         let reply = RawValue::from_string(r#"{"user_id":"b","new_balance":7}"#.into()).unwrap();
         let stream = dump(&[
             Transaction {
@@ -463,7 +473,7 @@ mod tests {
         assert_eq!(
             String::from_utf8(stream.clone()).unwrap(),
             concat!(
-                r#"{"format":"memes-ledger","version":2,"source":{"host":"h","dir":"/d"}}"#,
+                r#"{"format":"memes-ledger","version":3,"source":{"host":"h","dir":"/d"}}"#,
                 "\n",
                 r#"{"seq":1,"time":10,"user":"a\"1","entries":[{"kind":"welcome","delta":150,"balance":150,"lot":{"kind":"promo"}},{"kind":"charge","delta":-1,"balance":149,"from":[[1,1]]}],"memes":["grumpy-cat"]}"#,
                 "\n",
@@ -475,7 +485,7 @@ mod tests {
         );
         let mut reader = Reader::open(&stream[..]).unwrap();
         assert_eq!(reader.source().unwrap().host, "h");
-        assert_eq!(reader.version(), 2);
+        assert_eq!(reader.version(), 3);
         let first = reader.read().unwrap().unwrap();
         assert_eq!((first.user.as_ref(), first.final_balance()), ("a\"1", 149));
         assert_eq!(first.entries[1].from, [LotTake { lot: 1, tokens: 1 }]);
@@ -534,8 +544,8 @@ mod tests {
         assert!(refusal(String::new()).contains("empty"));
         assert!(refusal("{}\n".into()).contains("no header"));
         assert!(
-            refusal(r#"{"format":"memes-ledger","version":3}"#.into())
-                .contains("reads memes-ledger versions 1 to 2")
+            refusal(r#"{"format":"memes-ledger","version":4}"#.into())
+                .contains("reads memes-ledger versions 1 to 3")
         );
         assert!(refusal(lines[..2].join("\n")).contains("cut short"));
         assert!(refusal(format!("{stream}{}\n", lines[1])).contains("after the end"));

@@ -1025,6 +1025,9 @@ fn every_checkpoint_taken_under_load_recovers_exactly_with_the_journal_after_it(
                     if i % 10 == 0 {
                         topup(&*store, &format!("new-{w}-{i}"), 1).unwrap();
                     }
+                    if i % 3 == 0 {
+                        hold_and_end(&store, &user, i % 2 == 0);
+                    }
                 }
             })
         })
@@ -1045,6 +1048,8 @@ fn every_checkpoint_taken_under_load_recovers_exactly_with_the_journal_after_it(
             .map(|(user, account)| (user.to_string(), account.balance))
             .collect()
     };
+    let final_holds = store.shared.lock().ledger.holds().clone();
+    assert!(final_holds.len() > 100, "{} holds", final_holds.len());
     drop(store);
     let journal = std::fs::read(dir.path().join(JOURNAL_FILE)).unwrap();
     let mut fuzzy = 0;
@@ -1072,12 +1077,47 @@ fn every_checkpoint_taken_under_load_recovers_exactly_with_the_journal_after_it(
                 "{user}"
             );
         }
+        assert_eq!(*state.ledger.holds(), final_holds);
     }
     assert!(
         fuzzy > 0,
         "none of {} checkpoints included a change after its offset",
         checkpoints.len()
     );
+}
+
+/// Holds 1 of `user`'s tokens for a minute and captures it (`capture`) or voids it; every
+/// third hold is left open.
+fn hold_and_end(store: &FileStore, user: &str, capture: bool) {
+    let change = HoldChange {
+        user,
+        amount: 1,
+        ttl_ms: 60_000,
+        keyed: None,
+    };
+    let (outcome, commit) = block(store.hold(change)).unwrap();
+    commit.wait_blocking().unwrap();
+    let Outcome::Applied(Changed {
+        hold: Some(held), ..
+    }) = outcome
+    else {
+        panic!("an unkeyed hold applied");
+    };
+    if held.id % 3 == 0 {
+        return;
+    }
+    let end = match capture {
+        true => HoldEnd::Capture { amount: None },
+        false => HoldEnd::Void,
+    };
+    let change = EndHold {
+        hold: held.id,
+        user: Some(user),
+        end,
+        keyed: None,
+    };
+    let (_, commit) = block(store.end_hold(change)).unwrap();
+    commit.wait_blocking().unwrap();
 }
 
 /// A ledger whose checkpoint covers all of it: keys "k1" (u1 +7) and "k2" (u2 +7), and
