@@ -65,6 +65,15 @@ impl RecordedEntry {
             || self.kind == EntryKind::Expire
     }
 
+    /// When it took effect, if not when its line was written: an expiry or a release, at
+    /// their `at` (a hold's `at` is when it will expire, not its own date).
+    pub fn dated(&self) -> Option<i64> {
+        match self.kind {
+            EntryKind::Expire | EntryKind::Release => self.at,
+            _ => None,
+        }
+    }
+
     pub fn entry(&self) -> Entry {
         Entry {
             kind: self.kind,

@@ -96,6 +96,16 @@ fn a_hold_drops_the_balance_at_once_and_ends_once_captured_or_voided() {
     assert_eq!(entries(&daemon, "h1"), expected);
     let history = daemon.memes_json(&["history", "--user", "h1"]);
     assert_eq!(history[2]["hold"].to_string(), id, "{history}");
+    // A hold entry is dated when it was made, not its expiry.
+    let time = |value: &Value| value.as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+    assert!(
+        time(&history[2]["time"]) <= time(&history[3]["time"]),
+        "{history}"
+    );
+    assert!(
+        time(&history[2]["time"]) < time(&held["expires_at"]),
+        "{history}"
+    );
     assert_eq!(history[3]["hold"].to_string(), id, "{history}");
     audit_passes(&daemon);
 

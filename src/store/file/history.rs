@@ -109,7 +109,7 @@ pub fn read_history(
             let own = i + 1 == record.entries.len();
             newest_first.push(HistoryEntry {
                 seq,
-                time: entry.at.map_or_else(|| time.clone(), format_instant),
+                time: entry.dated().map_or_else(|| time.clone(), format_instant),
                 kind: entry.kind,
                 delta: entry.delta,
                 balance: entry.balance,
