@@ -5,8 +5,10 @@
 //! from the catalogue, or an image rendered and stored (premium only, and only for a user
 //! who can pay for it) — and only then charged. The store decides the charge by the rules
 //! of the money; a refused charge delivers nothing, and a failure before the charge charges
-//! nothing. The memes a user was given are remembered (for variety) once the charge is
-//! durable.
+//! nothing. A generated image, which costs a render before it can be charged, goes through a
+//! hold where the store keeps holds: its price is held before the render (so no concurrent
+//! charge can take it), captured once the image is made, voided if the render fails. The
+//! memes a user was given are remembered (for variety) once the charge is durable.
 
 use super::reply::{Delivery, GetReply};
 use super::{Answer, Caller, Service, ServiceError};
@@ -15,8 +17,13 @@ use crate::domain::{ErrorCode, Tier, now_ms};
 use crate::premium::{self, Made};
 use crate::protocol::{GetData, GetRequest, Location, MAX_COUNT, MemeView};
 use crate::store::{
-    ChargeRequest, Idempotency, Keyed, Outcome, Replayed, StoreError, StoredReply, rules,
+    ChargeRequest, EndHold, HoldChange, HoldEnd, Idempotency, Keyed, Outcome, Replayed, StoreError,
+    StoredReply, rules,
 };
+
+/// How long a generated meme's price is held: longer than any render may take (a render
+/// that outlasts it finds its hold expired and is not charged).
+const RENDER_HOLD_TTL_MS: i64 = 10 * 60 * 1000;
 use crate::telemetry::Tokens;
 
 /// What a `get` delivers, made ready before it is charged. The balance in it is filled in
@@ -98,8 +105,23 @@ impl Service {
         }
 
         let location = self.locate(request.lat, request.long);
+        let mut held = None;
         let goods = match request.generate {
-            true => Box::pin(self.render(&request, claimed_premium, location)).await?,
+            true => {
+                let cost = self.premium_price(&request, claimed_premium).await?;
+                if self.store.keeps_holds() {
+                    held = Some(self.hold_price(&request.user, cost).await?);
+                }
+                match Box::pin(self.render(&request, cost, location)).await {
+                    Ok(goods) => goods,
+                    Err(error) => {
+                        if let Some(hold) = held {
+                            self.give_back(hold, &request.user).await;
+                        }
+                        return Err(error);
+                    }
+                }
+            }
             false => Goods::Memes(self.choose(&request, location)?),
         };
         // What was delivered, named in the ledger entry (at most MAX_COUNT memes: no
@@ -129,13 +151,39 @@ impl Service {
                 }),
             }
         });
-        let charge = ChargeRequest {
-            user: &request.user,
-            cost,
-            memes: &memo[..delivered],
-            keyed,
+        let (outcome, commit) = match held {
+            Some(hold) => {
+                let capture = EndHold {
+                    hold,
+                    user: Some(&request.user),
+                    end: HoldEnd::Capture { amount: None },
+                    memes: &memo[..delivered],
+                    keyed,
+                };
+                let (outcome, commit) = match self.store.end_hold(capture).await {
+                    Ok(captured) => captured,
+                    Err(error) => {
+                        self.give_back(hold, &request.user).await;
+                        return Err(error.into());
+                    }
+                };
+                (outcome.map(|changed| changed.balance), commit)
+            }
+            None => {
+                let charge = ChargeRequest {
+                    user: &request.user,
+                    cost,
+                    memes: &memo[..delivered],
+                    keyed,
+                };
+                self.store.charge(charge).await?
+            }
         };
-        let (outcome, commit) = self.store.charge(charge).await?;
+        if let (Some(hold), Outcome::Replayed(_)) = (held, &outcome) {
+            // Another request with the same key was captured first: this one's hold is not
+            // needed.
+            self.give_back(hold, &request.user).await;
+        }
         match outcome {
             Outcome::Applied(balance) => {
                 let remember = matches!(goods, Goods::Memes(_)).then(|| self.deliveries.clone());
@@ -189,13 +237,12 @@ impl Service {
         })
     }
 
-    /// A generated image for a premium user who can pay for it.
-    async fn render(
+    /// The price of a generated image, for a premium user who can pay for it.
+    async fn premium_price(
         &self,
         request: &GetRequest,
         claimed_premium: bool,
-        location: Option<Location>,
-    ) -> Result<Goods, ServiceError> {
+    ) -> Result<u64, ServiceError> {
         let account = match self.store.account(&request.user).await {
             Ok((account, _)) => Some(account),
             Err(StoreError::UnknownUser(_)) => None,
@@ -213,6 +260,57 @@ impl Service {
             // Refuse before spending a render on a request that cannot be paid for.
             rules::affordable(&request.user, account, cost)?;
         }
+        Ok(cost)
+    }
+
+    /// Holds a generated image's price (opening the account if it is new): the hold's id.
+    async fn hold_price(&self, user: &str, cost: u64) -> Result<u64, ServiceError> {
+        let change = HoldChange {
+            user,
+            amount: cost,
+            ttl_ms: RENDER_HOLD_TTL_MS,
+            keyed: None,
+        };
+        let (outcome, commit) = self.store.hold(change).await?;
+        commit.wait().await?;
+        match outcome {
+            Outcome::Applied(changed) => changed
+                .hold
+                .map(|hold| hold.id)
+                .ok_or_else(|| ServiceError::new(ErrorCode::Internal, "a hold without its id")),
+            Outcome::Replayed(_) => Err(ServiceError::new(
+                ErrorCode::Internal,
+                "an unkeyed hold was replayed",
+            )),
+        }
+    }
+
+    /// Voids a hold whose render failed or was not needed. Should that fail, the hold still
+    /// gives everything back at its expiry: nothing is charged either way.
+    async fn give_back(&self, hold: u64, user: &str) {
+        let void = EndHold {
+            hold,
+            user: Some(user),
+            end: HoldEnd::Void,
+            memes: &[],
+            keyed: None,
+        };
+        let voided = match self.store.end_hold(void).await {
+            Ok((_, commit)) => commit.wait().await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = voided {
+            tracing::warn!("hold {hold} of {user:?} was not voided ({error}); it expires instead");
+        }
+    }
+
+    /// A generated image, made for `cost` tokens.
+    async fn render(
+        &self,
+        request: &GetRequest,
+        cost: u64,
+        location: Option<Location>,
+    ) -> Result<Goods, ServiceError> {
         let query = request.query.as_deref();
         let plan = self.premium.plan(query, location.as_ref());
         let Made { image, png } = self

@@ -554,6 +554,7 @@ impl Service {
             end: HoldEnd::Capture {
                 amount: request.amount,
             },
+            memes: &[],
             keyed: hold_keyed(key.as_deref(), &fingerprint),
         };
         hold_answer(self.store.end_hold(change).await)
@@ -566,6 +567,7 @@ impl Service {
             hold: request.hold,
             user: request.user.as_deref(),
             end: HoldEnd::Void,
+            memes: &[],
             keyed: hold_keyed(key.as_deref(), &fingerprint),
         };
         hold_answer(self.store.end_hold(change).await)

@@ -1326,6 +1326,7 @@ pub mod holds {
             hold: id,
             user,
             end,
+            memes: &[],
             keyed: None,
         };
         let (outcome, commit) = store.end_hold(change).await?;

@@ -352,6 +352,8 @@ pub struct EndHold<'a> {
     pub hold: u64,
     pub user: Option<&'a str>,
     pub end: HoldEnd,
+    /// Ids of what a capture paid for (a generated meme), kept with its ledger entry.
+    pub memes: &'a [&'a str],
     pub keyed: Option<Keyed<'a>>,
 }
 
@@ -414,6 +416,11 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Sets tokens aside in a hold (opening the account, with its welcome grant, if it is
     /// new): the balance after and the hold, or the reply stored under the key.
     async fn hold(&self, change: HoldChange<'_>) -> Result<(Outcome<Changed>, Commit), StoreError>;
+    /// Whether this store keeps holds ([`TokenStore::hold`] and [`TokenStore::end_hold`]
+    /// refuse them otherwise): PostgreSQL does not yet.
+    fn keeps_holds(&self) -> bool {
+        true
+    }
     /// Captures or voids a hold: the balance after and the hold as it ended, or the reply
     /// stored under the key.
     async fn end_hold(&self, change: EndHold<'_>)

@@ -1143,7 +1143,7 @@ pub fn key_fits_entry(stored: &str, user: &str, kind: EntryKind) -> Result<(), S
     let fits = match split_key(stored).0 {
         None => true,
         Some(scope) => match scope.strip_prefix("user:") {
-            Some(owner) => owner == user && kind == EntryKind::Charge,
+            Some(owner) => owner == user && matches!(kind, EntryKind::Charge | EntryKind::Capture),
             None => {
                 matches!(scope, "admins" | "webhook")
                     && matches!(kind, EntryKind::Topup | EntryKind::Deduct)

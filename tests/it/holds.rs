@@ -289,3 +289,53 @@ fn postgresql_refuses_holds_for_now_and_changes_nothing() {
     assert!(refused.stderr.contains("PostgreSQL"), "{}", refused.stderr);
     assert_eq!(daemon.balance("h5"), Some(149));
 }
+
+/// A generated meme goes through a hold: its price is held before the render, captured (with
+/// the image named) once it is made, voided when the render fails; nothing is charged for a
+/// failed render, and the audit passes.
+#[test]
+fn a_generated_meme_holds_its_price_and_a_failed_render_voids_it() {
+    let generator = |name: &str| {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/generators")
+            .join(name);
+        format!("sh {}", script.display())
+    };
+    let failing = Daemon::start_file_with(&["--generator-cmd", &generator("fail.sh")]);
+    failing.memes_json(&["entitle", "--user", "p1", "--tier", "premium"]);
+    let run = failing.memes(&["get", "--user", "p1", "--generate", "--query", "x"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        failing.balance("p1"),
+        Some(150),
+        "a failed render charges nothing"
+    );
+    assert_eq!(
+        entries(&failing, "p1"),
+        kinds(&[("welcome", 150), ("entitle", 0), ("hold", -5), ("void", 5)])
+    );
+    audit_passes(&failing);
+
+    let daemon = Daemon::start_file_with(&["--generator-cmd", &generator("tiny-png.sh")]);
+    daemon.memes_json(&["entitle", "--user", "p2", "--tier", "premium"]);
+    let got = daemon.memes_json(&["get", "--user", "p2", "--generate", "--query", "hello"]);
+    assert_eq!(
+        (got["charged"].clone(), got["balance"].clone()),
+        (json!(5), json!(145))
+    );
+    let history = daemon.memes_json(&["history", "--user", "p2"]);
+    let capture = &history[3];
+    assert_eq!(
+        (capture["kind"].clone(), capture["delta"].clone()),
+        (json!("capture"), json!(0))
+    );
+    assert!(
+        capture["memes"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("generated:"),
+        "{history}"
+    );
+    assert_eq!(history[2]["kind"], "hold", "{history}");
+    audit_passes(&daemon);
+}

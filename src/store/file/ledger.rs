@@ -444,7 +444,7 @@ impl Ledger {
                 },
                 HoldEnd::Void => Change::Void { hold: change.hold },
             },
-            memes: &[],
+            memes: change.memes,
             reason: None,
             keyed: change.keyed,
         };

@@ -1114,6 +1114,7 @@ fn hold_and_end(store: &FileStore, user: &str, capture: bool) {
         hold: held.id,
         user: Some(user),
         end,
+        memes: &[],
         keyed: None,
     };
     let (_, commit) = block(store.end_hold(change)).unwrap();

@@ -915,6 +915,10 @@ impl TokenStore for PgStore {
         Err(holds_not_kept())
     }
 
+    fn keeps_holds(&self) -> bool {
+        false
+    }
+
     async fn account(&self, user: &str) -> Result<(AccountView, Commit), StoreError> {
         let rows = self
             .read("reading an account", |client| account_row(client, user))
