@@ -251,6 +251,13 @@ pub fn burn_order(a: &Lot, b: &Lot) -> Ordering {
         .then_with(|| a.id.cmp(&b.id))
 }
 
+/// Puts `lots` in [`burn_order`] (usually they already are: kept lots are).
+fn sort_lots(lots: &mut [Lot]) {
+    if !lots.is_sorted_by(|a, b| burn_order(a, b).is_lt()) {
+        lots.sort_by(burn_order);
+    }
+}
+
 /// The balance at `t`: the sum of the lots spendable then. What every read answers.
 pub fn balance_at(lots: &[Lot], t: i64) -> u64 {
     lots.iter()
@@ -374,7 +381,8 @@ pub fn decide_lots(
         check_terms(terms, now)?;
     }
     let mut lots: Vec<Lot> = before.map_or_else(Vec::new, |(_, lots)| lots.to_vec());
-    let mut postings = Vec::new();
+    // Room for the usual change (a charge, or a welcome grant and a charge) without growing.
+    let mut postings = Vec::with_capacity(2);
     let mut view = before.map(|(account, _)| *account);
     if let Some(account) = &mut view
         && lots.iter().any(|lot| expired(lot, now))
@@ -438,7 +446,7 @@ pub fn decide_lots(
         lots.extend(posting.lot);
         postings.push(posting);
     }
-    lots.sort_by(burn_order);
+    sort_lots(&mut lots);
     Ok(LotDecision {
         postings,
         lots,
@@ -454,7 +462,7 @@ fn burn(
     tokens: u64,
     now: i64,
 ) -> Result<Vec<LotTake>, StoreError> {
-    lots.sort_by(burn_order);
+    sort_lots(&mut lots[..]);
     let mut left = tokens;
     let mut taken = Vec::new();
     for lot in lots.iter_mut().filter(|lot| spendable(lot, now)) {
