@@ -280,13 +280,17 @@ _memes() {
             return 0
             ;;
         memes__subcmd__balance)
-            opts="-h --user --socket --url --json --color --help"
+            opts="-h --user --at --socket --url --json --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --at)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

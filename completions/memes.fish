@@ -81,6 +81,7 @@ complete -c memes -n "__fish_memes_using_subcommand topup" -l promo -d 'The toke
 complete -c memes -n "__fish_memes_using_subcommand topup" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
 complete -c memes -n "__fish_memes_using_subcommand topup" -s h -l help -d 'Print help'
 complete -c memes -n "__fish_memes_using_subcommand balance" -l user -d 'The user whose balance and tier to show' -r
+complete -c memes -n "__fish_memes_using_subcommand balance" -l at -d 'The balance as it was at this instant (RFC 3339, e.g. 2027-01-31T00:00:00Z), with the lots spendable then; after now, what expiry alone would leave by then' -r
 complete -c memes -n "__fish_memes_using_subcommand balance" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
 complete -c memes -n "__fish_memes_using_subcommand balance" -l url -d 'Talk to memesd\'s HTTP API at this URL instead of a socket (http://host:port), with the bearer credential in MEMES_TOKEN (a user\'s token or an admin key; without it, the request\'s user id, as a development-mode memesd takes it)' -r
 complete -c memes -n "__fish_memes_using_subcommand balance" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
