@@ -240,6 +240,8 @@ fn the_balance_at_any_time_is_the_history_then() {
     crate::harness::assert_error(&bad, "invalid_argument");
     api.get("/v1/users/p1/balance?at=yesterday", Some("p1"))
         .problem(400, "invalid_argument");
+    api.get("/v1/users/p1/balance?at=", Some("p1"))
+        .problem(400, "invalid_argument");
     let nobody = daemon.memes(&[
         "balance",
         "--user",

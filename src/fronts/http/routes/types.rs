@@ -178,9 +178,10 @@ pub struct EntitlementBody {
 #[into_params(parameter_in = Query)]
 pub struct BalanceQuery {
     /// An instant (RFC 3339): the balance, tier and spendable lots as they were then; after
-    /// now, what expiry alone would leave by then. Absent: now.
+    /// now, what expiry alone would leave by then. Absent: now. (Empty is not absent: it is
+    /// not a time, and refused.)
     #[param(format = DateTime)]
-    #[serde(default, deserialize_with = "empty_as_none")]
+    #[serde(default)]
     pub at: Option<String>,
 }
 
