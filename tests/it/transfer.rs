@@ -183,12 +183,13 @@ fn an_exported_file_ledger_imports_into_postgres_and_reads_the_same() {
 }
 
 /// `memes audit --export FILE`, offline: the export of a real ledger (credits with and
-/// without expiry, an expiry, charges across lots, deductions, keys, an entitlement) passes;
-/// an amount edited, a line removed, two lines swapped, the stream cut short are each
-/// reported at their line, with exit 1; and an import refuses the broken chain.
+/// without expiry, an expiry, charges across lots, deductions, keys, an entitlement), from
+/// the store `MEMES_TEST_STORE` names, passes; an amount edited, a line removed, two lines
+/// swapped, the stream cut short are each reported at their line, with exit 1; an import
+/// refuses each, and loads the sound one.
 #[test]
 fn an_export_is_audited_offline_and_any_tampering_is_named_by_its_line() {
-    let mut daemon = Daemon::start_file();
+    let mut daemon = Daemon::start();
     let data_dir = daemon.data_dir.to_str().unwrap().to_string();
     let mut conn = daemon.connect();
     for (i, user) in USERS.iter().enumerate() {
@@ -209,16 +210,17 @@ fn an_export_is_audited_offline_and_any_tampering_is_named_by_its_line() {
         assert_eq!(reply["ok"], true, "{reply}");
     }
     daemon.memes_json(&["entitle", "--user", "bob", "--tier", "premium"]);
-    let status = daemon.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
-    assert_eq!(status.code(), Some(0));
     let export = daemon.dir.path().join("ledger.ndjson");
-    let exported = memesd(&[
-        "export",
-        "--data-dir",
-        &data_dir,
-        "--out",
-        export.to_str().unwrap(),
-    ]);
+    let out = export.to_str().unwrap();
+    let exported = match &daemon.database {
+        // From a snapshot, while the host serves.
+        Some(database) => memesd(&["export", "--store", &database.url, "--out", out]),
+        None => {
+            let status = daemon.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
+            assert_eq!(status.code(), Some(0));
+            memesd(&["export", "--data-dir", &data_dir, "--out", out])
+        }
+    };
     assert!(
         exported.status.success(),
         "{}",
@@ -226,6 +228,11 @@ fn an_export_is_audited_offline_and_any_tampering_is_named_by_its_line() {
     );
     let stream = std::fs::read_to_string(&export).unwrap();
     assert!(stream.contains(r#""kind":"expire""#), "{stream}");
+    // A request's entries in one line (from PostgreSQL too, which keeps entries only).
+    assert!(
+        stream.contains(r#""entries":[{"kind":"welcome","delta":150,"balance":150,"lot":{"kind":"promo"}},{"kind":"charge","#),
+        "{stream}"
+    );
 
     // No daemon: the CLI alone.
     let audit = |path: &std::path::Path| {

@@ -196,7 +196,7 @@ pub async fn check(
 
 /// Rows of one query, fetched a chunk at a time through a portal (two such queries are read
 /// side by side in one transaction).
-struct Chunked<'t> {
+pub(super) struct Chunked<'t> {
     transaction: &'t Transaction<'t>,
     portal: Portal,
     rows: VecDeque<Row>,
@@ -204,7 +204,7 @@ struct Chunked<'t> {
 }
 
 impl<'t> Chunked<'t> {
-    async fn new(
+    pub(super) async fn new(
         transaction: &'t Transaction<'t>,
         query: &str,
     ) -> Result<Chunked<'t>, tokio_postgres::Error> {
@@ -227,7 +227,7 @@ impl<'t> Chunked<'t> {
         Ok(self.rows.front())
     }
 
-    async fn next(&mut self) -> Result<Option<Row>, tokio_postgres::Error> {
+    pub(super) async fn next(&mut self) -> Result<Option<Row>, tokio_postgres::Error> {
         self.peek().await?;
         Ok(self.rows.pop_front())
     }
@@ -304,6 +304,24 @@ impl ReplayRow {
             from: super::columns::takes_from(row.get(10), row.get(11)),
             at: row.get(9),
         })
+    }
+
+    /// The entry as a ledger records it (what a dump carries).
+    pub fn recorded_entry(self) -> crate::store::recorded::RecordedEntry {
+        crate::store::recorded::RecordedEntry {
+            kind: self.entry.kind,
+            delta: self.entry.delta,
+            balance: self.entry.balance,
+            at: self.at,
+            lot: self
+                .opened
+                .map(|terms| crate::store::recorded::TermsRecord {
+                    expires_at: terms.expires_at,
+                    priority: terms.priority,
+                    kind: terms.kind,
+                }),
+            from: self.from,
+        }
     }
 
     pub fn recorded(&self) -> Recorded<'_> {

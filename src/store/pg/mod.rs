@@ -25,6 +25,8 @@
 //!   saying how fresh they are.
 //! - [`batch`]: group commit: lock in user order, decide, write with few round trips.
 //! - [`audit`]: the ledger's invariants, checked by SQL over the whole database.
+//! - [`export`]: the database's ledger written as a [dump](crate::store::dump) (`memesd
+//!   export --store`).
 //! - [`import`]: a [dump](crate::store::dump) of a ledger loaded into the database
 //!   (`memesd import`).
 //! - [`testing`]: a throwaway cluster for tests (not used by memesd).
@@ -32,6 +34,7 @@
 pub mod audit;
 pub mod batch;
 mod columns;
+pub mod export;
 pub mod import;
 pub mod migrate;
 pub mod primary;
