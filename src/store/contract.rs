@@ -833,8 +833,14 @@ impl Model {
     }
 }
 
-/// Random operations and reopenings agree, step by step, with [`Model`].
-pub fn agrees_with_a_simple_model<S: Subject>(subject: S, cases: u32) {
+/// Runs `case` on `cases` random lists of steps (`steps`), one runtime for all; a failure
+/// panics with the smallest list that still fails.
+pub fn property<S: Subject, T: std::fmt::Debug, F: Future<Output = Result<(), TestCaseError>>>(
+    subject: S,
+    cases: u32,
+    steps: impl Strategy<Value = Vec<T>>,
+    case: impl Fn(Arc<S>, Vec<T>) -> F,
+) {
     let subject = Arc::new(subject);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -846,12 +852,19 @@ pub fn agrees_with_a_simple_model<S: Subject>(subject: S, cases: u32) {
         failure_persistence: None,
         ..ProptestConfig::default()
     };
-    proptest!(config, |(ops in proptest::collection::vec(op(), 1..60))| {
-        runtime.block_on(model_case(&subject, ops))?;
-    });
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    if let Err(failure) = runner.run(&steps, |ops| runtime.block_on(case(subject.clone(), ops))) {
+        panic!("{failure}");
+    }
 }
 
-async fn model_case<S: Subject>(subject: &Arc<S>, ops: Vec<Op>) -> Result<(), TestCaseError> {
+/// Random operations and reopenings agree, step by step, with [`Model`].
+pub fn agrees_with_a_simple_model<S: Subject>(subject: S, cases: u32) {
+    let steps = proptest::collection::vec(op(), 1..60);
+    property(subject, cases, steps, model_case);
+}
+
+async fn model_case<S: Subject>(subject: Arc<S>, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let place = subject.place().await;
     let mut store = subject.open(&place).await;
     let mut model = Model::default();
@@ -1307,29 +1320,14 @@ pub mod lots {
     /// until the instant before its expiry, with what was left of it then, and gone at its
     /// expiry; before the first entry there is no account; reading changes nothing.
     pub fn the_past_view_is_the_history_then<S: Subject>(subject: S, cases: u32) {
-        let subject = Arc::new(subject);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let config = ProptestConfig {
-            cases,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        };
-        proptest!(config, |(ops in proptest::collection::vec(past_op(), 1..30))| {
-            runtime.block_on(past_case(&subject, ops))?;
-        });
+        let steps = proptest::collection::vec(past_op(), 1..30);
+        property(subject, cases, steps, past_case);
     }
 
-    async fn past_case<S: Subject>(
-        subject: &Arc<S>,
-        ops: Vec<PastOp>,
-    ) -> Result<(), TestCaseError> {
+    async fn past_case<S: Subject>(subject: Arc<S>, ops: Vec<PastOp>) -> Result<(), TestCaseError> {
         let place = subject.place().await;
         let now = Arc::new(AtomicI64::new(1_000_000));
-        let store = open(&**subject, &place, &now, None).await;
+        let store = open(&*subject, &place, &now, None).await;
         let step = |after: i64| now.fetch_add(after, Ordering::SeqCst) + after;
         // Expiries by lot id, from the lots the store held right after each credit.
         let mut expiries: HashMap<u64, i64> = HashMap::new();

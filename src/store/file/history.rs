@@ -30,6 +30,28 @@ pub fn read_line_at(file: &File, offset: u64, buf: &mut Vec<u8>) -> io::Result<(
     }
 }
 
+/// The line of `user`'s at `offset`, read into `buf`, checked to be theirs and to point
+/// backwards; what is wrong with it otherwise.
+fn read_users_line<'b>(
+    file: &File,
+    user: &str,
+    offset: u64,
+    buf: &'b mut Vec<u8>,
+) -> Result<RecordIn<'b>, String> {
+    read_line_at(file, offset, buf).map_err(|e| e.to_string())?;
+    let record = RecordIn::parse(buf)?;
+    if record.user != user {
+        return Err(format!(
+            "expected a line of {user:?}, found one of {:?}",
+            record.user
+        ));
+    }
+    if record.prev.is_some_and(|prev| prev >= offset) {
+        return Err("prev does not point backwards".into());
+    }
+    Ok(record)
+}
+
 /// Where a history page continues: the journal line to read next and the sequence number
 /// the page stops before. Clients see it as the opaque cursor `"<offset>:<seq>"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,17 +102,7 @@ pub fn read_history(
             true => HistoryError::NotTheUsersLine(at),
             false => HistoryError::Corrupt(format!("journal offset {at}: {what}")),
         };
-        read_line_at(file, at, &mut buf).map_err(|e| corrupt(e.to_string()))?;
-        let record = RecordIn::parse(&buf).map_err(corrupt)?;
-        if record.user != user {
-            return Err(corrupt(format!(
-                "expected a line of {user:?}, found one of {:?}",
-                record.user
-            )));
-        }
-        if record.prev.is_some_and(|prev| prev >= at) {
-            return Err(corrupt("prev does not point backwards".into()));
-        }
+        let record = read_users_line(file, user, at, &mut buf).map_err(corrupt)?;
         let time = format_instant(record.time);
         for (i, entry) in record.entries.iter().enumerate().rev() {
             let seq = record.seq + i as u64;
@@ -172,18 +184,8 @@ pub fn read_account_at(
     let mut buf = Vec::with_capacity(1024);
     let mut offset = Some(from);
     while let Some(at) = offset {
-        let corrupt = |what: String| HistoryError::Corrupt(format!("journal offset {at}: {what}"));
-        read_line_at(file, at, &mut buf).map_err(|e| corrupt(e.to_string()))?;
-        let record = RecordIn::parse(&buf).map_err(corrupt)?;
-        if record.user != user {
-            return Err(corrupt(format!(
-                "expected a line of {user:?}, found one of {:?}",
-                record.user
-            )));
-        }
-        if record.prev.is_some_and(|prev| prev >= at) {
-            return Err(corrupt("prev does not point backwards".into()));
-        }
+        let record = read_users_line(file, user, at, &mut buf)
+            .map_err(|what| HistoryError::Corrupt(format!("journal offset {at}: {what}")))?;
         newest_first.push(Line {
             seq: record.seq,
             time: record.time,
