@@ -322,7 +322,8 @@ impl<R: BufRead> Reader<R> {
         let readable = OLDEST_VERSION..=VERSION;
         (reader.source, reader.version) = match serde_json::from_slice::<Header>(&reader.line) {
             Ok(h) if h.format == FORMAT && readable.contains(&h.version) => {
-                reader.chained(h.version, h.prev_sha256.as_deref())?;
+                let named = h.prev_sha256.as_deref();
+                link(&mut reader.prev, h.version, 1, &reader.line, named)?;
                 (h.source, h.version)
             }
             Ok(h) => {
@@ -386,7 +387,8 @@ impl<R: BufRead> Reader<R> {
             if self.line.starts_with(br#"{"end":"#) {
                 let end: Trailer = serde_json::from_slice(&self.line)
                     .map_err(|e| format!("line {line_no}: not a valid end line: {e}"))?;
-                self.chained(self.version, end.prev_sha256.as_deref())?;
+                let named = end.prev_sha256.as_deref();
+                link(&mut self.prev, self.version, line_no, &self.line, named)?;
                 self.trailer = Some(end.end);
                 continue;
             }
@@ -395,13 +397,8 @@ impl<R: BufRead> Reader<R> {
         let line_no = self.line_no;
         let transaction =
             Transaction::parse(&self.line).map_err(|e| format!("line {line_no}: {e}"))?;
-        if self.version >= CHAINED_VERSION {
-            let named = transaction.prev_sha256.as_deref();
-            if named != Some(self.prev.as_str()) {
-                return Err(broken(line_no, named, &self.prev));
-            }
-            self.prev = line_hash(&self.line);
-        }
+        let named = transaction.prev_sha256.as_deref();
+        link(&mut self.prev, self.version, line_no, &self.line, named)?;
         if self.version < 2 && transaction.entries.iter().any(RecordedEntry::names_lots) {
             return Err(format!(
                 "line {line_no}: a version {} stream names no lots, but this entry does",
@@ -418,19 +415,6 @@ impl<R: BufRead> Reader<R> {
         self.next_seq = transaction.next_seq();
         self.tally.add(&transaction);
         Ok(Some((line_no, transaction)))
-    }
-
-    /// Checks that the line just read, a header or an end line, names the hash of the line
-    /// before it (a header: [`GENESIS`]) if the stream is chained, and moves the chain on.
-    fn chained(&mut self, version: u32, named: Option<&str>) -> Result<(), String> {
-        if version < CHAINED_VERSION {
-            return Ok(());
-        }
-        if named != Some(self.prev.as_str()) {
-            return Err(broken(self.line_no, named, &self.prev));
-        }
-        self.prev = line_hash(&self.line);
-        Ok(())
     }
 
     /// What has been read so far (the whole stream's, once [`Reader::read`] gave `None`).
@@ -456,6 +440,32 @@ impl<R: BufRead> Reader<R> {
         }
         Ok(read > 0)
     }
+}
+
+/// Checks that `line` (number `line_no`), which names `named` as the previous line's hash,
+/// names `prev`, the hash of the line before it (a header: [`GENESIS`]), in a stream of
+/// `version`; then moves the chain on to it. A stream of a version before the chain names
+/// none: one whose lines do was chained and relabelled, which would skip the chain.
+fn link(
+    prev: &mut String,
+    version: u32,
+    line_no: u64,
+    line: &[u8],
+    named: Option<&str>,
+) -> Result<(), String> {
+    if version < CHAINED_VERSION {
+        return match named {
+            None => Ok(()),
+            Some(_) => Err(format!(
+                "line {line_no}: a version {version} stream is not chained, but this line names prev_sha256 (was the header's version edited?)"
+            )),
+        };
+    }
+    if named != Some(prev.as_str()) {
+        return Err(broken(line_no, named, prev));
+    }
+    *prev = line_hash(line);
+    Ok(())
 }
 
 /// What a line that breaks the chain is told: the hash it names, and the one it should.
@@ -705,6 +715,13 @@ mod tests {
                 .unwrap_err()
                 .contains("line 1: the chain is broken")
         );
+        // Relabelled as an unchained version, it would skip the chain: refused.
+        let relabelled = text.replacen("\"version\":3", "\"version\":2", 1);
+        assert!(
+            read_all(relabelled.as_bytes())
+                .unwrap_err()
+                .starts_with("line 1: a version 2 stream is not chained")
+        );
     }
 
     #[test]
@@ -730,7 +747,9 @@ mod tests {
         assert!(refusal([lines[0], lines[1], &miscounted].join("\n")).contains("end line counts"));
         // What a chain would catch first, in an unchained (version 2) stream.
         let v2 = r#"{"format":"memes-ledger","version":2}"#;
-        let backwards = format!("{v2}\n{}\n{}\n", lines[1], lines[1]);
+        let plain =
+            r#"{"seq":1,"time":0,"user":"u","entries":[{"kind":"topup","delta":1,"balance":1}]}"#;
+        let backwards = format!("{v2}\n{plain}\n{plain}\n");
         assert!(refusal(backwards).contains("does not follow"));
         let half_keyed = r#"{"seq":1,"time":0,"user":"u","entries":[{"kind":"topup","delta":1,"balance":1}],"key":"k"}"#;
         assert!(refusal(format!("{v2}\n{half_keyed}\n")).contains("together"));
