@@ -33,7 +33,9 @@
 //!   account, before the change itself;
 //! - a ledger written before lots: an account's balance is one never-expiring paid lot, id 0
 //!   ([`carried_over`]): the welcome grant's part cannot be told apart once charges were
-//!   taken from one undivided balance.
+//!   taken from one undivided balance;
+//! - an account at a past instant ([`account_at`]) is its entries recorded by then, replayed
+//!   onto its lots by the same rule the audit reads them with, and judged at that instant.
 //!
 //! The clock is an argument (`now`, milliseconds since the epoch): the store reads its
 //! clock, the tests move theirs.
@@ -618,6 +620,65 @@ pub fn replay_lots(
         ));
     }
     Ok(())
+}
+
+/// One recorded entry of an account, as [`account_at`] replays it: what
+/// [`replay_lots`] reads, and the tier an `entitle` entry set.
+#[derive(Debug, Clone, Copy)]
+pub struct Step<'a> {
+    pub seq: u64,
+    /// When the change that recorded it was made (milliseconds since the epoch): for an
+    /// expiry, the change that wrote it, not its `expires_at`.
+    pub time: i64,
+    pub entry: Entry,
+    pub recorded: Recorded<'a>,
+    /// The tier an `entitle` entry set, and until when.
+    pub entitled: Option<(Tier, Option<i64>)>,
+}
+
+/// An account as it was at an instant: its balance and tier then, and the lots it could
+/// spend then, in burn order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Past {
+    pub account: AccountView,
+    pub lots: Vec<Lot>,
+}
+
+/// An account as it was at `t`, from its recorded entries (oldest first): those recorded by
+/// `t` replayed onto its lots ([`replay_lots`]), then judged at `t` ([`view_at`],
+/// [`spendable_lots`]), so a lot that had expired by `t` is not counted even where its
+/// `expire` entry was written later. The entries taken are the ledger's order up to the
+/// first recorded after `t` (two hosts' clocks may stamp a later entry a little earlier; the
+/// ledger's order is what the lots followed). `None`: no entry by `t`, no account then. A
+/// `t` after the last entry judges the lots as they are at `t`: what would be left if nothing
+/// else happened but expiry.
+pub fn account_at<'a>(
+    steps: impl IntoIterator<Item = Step<'a>>,
+    t: i64,
+) -> Result<Option<Past>, String> {
+    let mut lots = Vec::new();
+    let mut account: Option<AccountView> = None;
+    for step in steps {
+        if step.time > t {
+            break;
+        }
+        replay_lots(&mut lots, &step.entry, step.recorded, step.seq, step.time)
+            .map_err(|fault| format!("seq {}: {fault}", step.seq))?;
+        let view = account.get_or_insert(AccountView {
+            balance: 0,
+            tier: Tier::Free,
+            until: None,
+        });
+        view.balance = step.entry.balance;
+        if let Some((tier, until)) = step.entitled {
+            view.tier = tier;
+            view.until = until;
+        }
+    }
+    Ok(account.map(|account| Past {
+        account: view_at(&account, &lots, t),
+        lots: spendable_lots(&lots, t),
+    }))
 }
 
 /// What a request with an idempotency key meets: the key is new, or it names this very
