@@ -15,6 +15,13 @@
 # Needs wrk (apt-get install wrk) and python3 (to mint the tokens and print the table).
 # Run it on a quiet machine (check `uptime`); it takes about twelve minutes.
 #
+# GO_SERVICE=DIR adds the original Go service (a checkout of
+# github.com/HolleyKaleb1/esusu-take-home-test; needs Go, apt-get install golang-go) to the
+# closed loop: built from a copy of DIR whose go.mod asks for the Go at hand (1.19 on Debian
+# 12) and whose port is a free one instead of 8080, with every bench user pre-seeded in its
+# token_balances.json, so that it never writes (it charges nothing, and writes its whole
+# balance file on a user's first request only). The summary then gives memesd / Go too.
+#
 #   benches/http.sh [YARDSTICK_DIR] [ROUNDS]      (default: ../shared/yardstick, 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,6 +68,27 @@ start_limitd() { # fresh limitd-http (every user back at 150 tokens), on a new p
   until python3 -c "import socket; socket.create_connection(('127.0.0.1', $limitd_port), 1)" 2>/dev/null; do sleep 0.05; done
   limitd_url=http://127.0.0.1:$limitd_port
 }
+
+go_pid=
+if [ -n "${GO_SERVICE:-}" ]; then
+  command -v go >/dev/null || { echo "benches/http.sh: GO_SERVICE needs Go (apt-get install golang-go)" >&2; exit 1; }
+  cp -r "$GO_SERVICE" "$work/go-service"
+  go_port=$(free_port)
+  (
+    cd "$work/go-service"
+    go_version=$(go env GOVERSION | sed -E 's/^go([0-9]+\.[0-9]+).*/\1/')
+    sed -i -E "s/^go [0-9.]+$/go $go_version/" go.mod
+    sed -i "s/\":8080\"/\"127.0.0.1:$go_port\"/" memeops.go
+    grep -q "127.0.0.1:$go_port" memeops.go || { echo "benches/http.sh: the Go service's port is not where expected" >&2; exit 1; }
+    python3 -c 'import json; print(json.dumps({f"bench-{i}": 1000000000 for i in range(10000)}))' >token_balances.json
+    GOFLAGS=-mod=mod CGO_ENABLED=0 go build -o go-service .
+  )
+  (cd "$work/go-service" && exec ./go-service 2>>"$work/go-service.log") &
+  go_pid=$!
+  pids+=("$go_pid")
+  until python3 -c "import socket; socket.create_connection(('127.0.0.1', $go_port), 1)" 2>/dev/null; do sleep 0.05; done
+  go_url=http://127.0.0.1:$go_port
+fi
 
 # The bearers: the bench user ids, and HS256 tokens for the same users.
 claims_secret=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
@@ -138,11 +166,13 @@ for round in $(seq "$rounds"); do
   start_limitd
   if [ $((round % 2)) -eq 1 ]; then
     wrk_run limitd-http "$round" "$limitd_url" "$work/users.txt" "$limitd"
+    [ -z "$go_pid" ] || wrk_run go-service "$round" "$go_url" "$work/users.txt" "$go_pid"
     wrk_run memesd "$round" "$dev_url" "$work/users.txt" "$dev_pid"
     wrk_run memesd-jwt "$round" "$jwt_url" "$work/tokens.txt" "$jwt_pid"
   else
     wrk_run memesd-jwt "$round" "$jwt_url" "$work/tokens.txt" "$jwt_pid"
     wrk_run memesd "$round" "$dev_url" "$work/users.txt" "$dev_pid"
+    [ -z "$go_pid" ] || wrk_run go-service "$round" "$go_url" "$work/users.txt" "$go_pid"
     wrk_run limitd-http "$round" "$limitd_url" "$work/users.txt" "$limitd"
   fi
   echo
@@ -202,6 +232,9 @@ for (kind, rnd), servers in sorted(by.items()):
             ratio = f"{rps / base[0]:.2f}x req/s, {p99 / base[2]:.2f}x p99"
             if cpu and base[5]:
                 ratio += f", {cpu / base[5]:.2f}x cpu"
+        if label.startswith("memesd") and "go-service" in servers:
+            go = servers["go-service"]
+            ratio += f"; {rps / go[0]:.2f}x req/s, {p99 / go[2]:.2f}x p99 of the Go service"
         if label == "memesd-jwt" and "memesd" in servers:
             ratio += f"; {rps / servers['memesd'][0]:.2f}x req/s of user-id bearers"
         cpu_text = f"{cpu:.1f}" if cpu else "-"

@@ -12,10 +12,16 @@
 #   same-query  every get asks for "cat" (a query searched once, then served from the cache)
 #   new-query   every get describes a meme in words never sent before (embedded and ranked
 #               each time: the dearest case for search by meaning)
-# Prints instructions per request. Needs valgrind (callgrind, callgrind_control).
+# LOTS=K (default 2) gives every bench user K lots before anything is counted: the welcome
+# grant, --prepare's top-up and K-2 top-ups of 1 token (spent after the first two; a build
+# before lots just adds them to the balance). Prints instructions per request. Needs valgrind
+# (callgrind, callgrind_control).
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: benches/instructions.sh DIR..." >&2; exit 2; }
 n=${N:-1000}
+lots=${LOTS:-2}
+users=1000
+topup='{"id":{id},"op":"topup","user":"{user}","amount":1}'
 work=$(mktemp -d /tmp/memes-instr.XXXXXX)
 pid=
 # shellcheck disable=SC2317  # called by the trap
@@ -45,8 +51,12 @@ for dir in "$@"; do
     "$dir/memesd" --socket "$work/s.sock" --data-dir "$work/data" 2>>"$work/memesd.log" &
   pid=$!
   until "$dir/memes" --socket "$work/s.sock" status >/dev/null 2>&1; do sleep 0.2; done
-  bench() { "$dir/memes" --socket "$work/s.sock" bench --users 1000 "$@" >/dev/null; }
+  bench() { "$dir/memes" --socket "$work/s.sock" bench --users "$users" "$@" >/dev/null; }
   bench --prepare -n 1 -c 1
+  if [ "$lots" -gt 2 ]; then
+    # One connection takes the users in turn: each gets LOTS-2 top-ups.
+    bench -n $((users * (lots - 2))) -c 1 -d 64 --template "$topup"
+  fi
   bench -n 500 -c 1 --template "$same_query"
   for workload in same-query new-query; do
     template=$same_query

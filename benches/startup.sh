@@ -11,17 +11,8 @@
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: benches/startup.sh DIR..." >&2; exit 2; }
 rounds=${ROUNDS:-10}
-work=$(mktemp -d /tmp/memes-startup.XXXXXX)
-pid=
-# shellcheck disable=SC2317  # called by the trap
-cleanup() {
-  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-rss_mb() { awk '/VmRSS/ {printf "%.1f\n", $2/1024}' "/proc/$1/status"; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+# shellcheck source=benches/builds.sh
+source "$(dirname "$0")/builds.sh"
 
 for round in $(seq "$rounds"); do
   for dir in "$@"; do

@@ -43,7 +43,7 @@ complete -c memes -n "__fish_memes_needs_command" -f -a "history" -d 'Show a use
 complete -c memes -n "__fish_memes_needs_command" -f -a "search" -d 'Browse ranked matches for a query, by its words and its meaning, free of charge'
 complete -c memes -n "__fish_memes_needs_command" -f -a "similar" -d 'List the memes nearest in meaning to one meme, free of charge'
 complete -c memes -n "__fish_memes_needs_command" -f -a "entitle" -d 'Set a user\'s tier (admins)'
-complete -c memes -n "__fish_memes_needs_command" -f -a "audit" -d 'Replay the whole ledger and check every invariant (admins); exit 1 on a discrepancy'
+complete -c memes -n "__fish_memes_needs_command" -f -a "audit" -d 'Replay the whole ledger and check every invariant (admins), or an export offline (--export FILE); exit 1 on a discrepancy'
 complete -c memes -n "__fish_memes_needs_command" -f -a "reload" -d 'Reload the meme catalogue and the admin keys from their files (admins; same as SIGHUP)'
 complete -c memes -n "__fish_memes_needs_command" -f -a "status" -d 'Show the daemon\'s version, uptime and counts'
 complete -c memes -n "__fish_memes_needs_command" -f -a "stop" -d 'Stop the memesd on this socket (and no other), and wait until it has finished'
@@ -84,6 +84,7 @@ complete -c memes -n "__fish_memes_using_subcommand topup" -l promo -d 'The toke
 complete -c memes -n "__fish_memes_using_subcommand topup" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
 complete -c memes -n "__fish_memes_using_subcommand topup" -s h -l help -d 'Print help'
 complete -c memes -n "__fish_memes_using_subcommand balance" -l user -d 'The user whose balance and tier to show' -r
+complete -c memes -n "__fish_memes_using_subcommand balance" -l at -d 'The balance as it was at this instant (RFC 3339, e.g. 2027-01-31T00:00:00Z), with the lots spendable then; after now, what expiry alone would leave by then' -r
 complete -c memes -n "__fish_memes_using_subcommand balance" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
 complete -c memes -n "__fish_memes_using_subcommand balance" -l url -d 'Talk to memesd\'s HTTP API at this URL instead of a socket (http://host:port), with the bearer credential in MEMES_TOKEN (a user\'s token or an admin key; without it, the request\'s user id, as a development-mode memesd takes it)' -r
 complete -c memes -n "__fish_memes_using_subcommand balance" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
@@ -168,6 +169,7 @@ always\t''
 never\t''"
 complete -c memes -n "__fish_memes_using_subcommand entitle" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
 complete -c memes -n "__fish_memes_using_subcommand entitle" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c memes -n "__fish_memes_using_subcommand audit" -l export -d 'Check this export (`memesd export`) instead, offline: its chain of line hashes and every sum; no daemon needed' -r -F
 complete -c memes -n "__fish_memes_using_subcommand audit" -l socket -d 'memesd\'s socket [default: $XDG_RUNTIME_DIR/memes/memesd.sock, else /tmp/memes-$UID/memesd.sock]' -r -F
 complete -c memes -n "__fish_memes_using_subcommand audit" -l url -d 'Talk to memesd\'s HTTP API at this URL instead of a socket (http://host:port), with the bearer credential in MEMES_TOKEN (a user\'s token or an admin key; without it, the request\'s user id, as a development-mode memesd takes it)' -r
 complete -c memes -n "__fish_memes_using_subcommand audit" -l color -d 'When to colour the error and warning labels on stderr (auto: when stderr is a terminal and NO_COLOR is not set)' -r -f -a "auto\t''
@@ -261,7 +263,7 @@ complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_su
 complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "search" -d 'Browse ranked matches for a query, by its words and its meaning, free of charge'
 complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "similar" -d 'List the memes nearest in meaning to one meme, free of charge'
 complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "entitle" -d 'Set a user\'s tier (admins)'
-complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "audit" -d 'Replay the whole ledger and check every invariant (admins); exit 1 on a discrepancy'
+complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "audit" -d 'Replay the whole ledger and check every invariant (admins), or an export offline (--export FILE); exit 1 on a discrepancy'
 complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "reload" -d 'Reload the meme catalogue and the admin keys from their files (admins; same as SIGHUP)'
 complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "status" -d 'Show the daemon\'s version, uptime and counts'
 complete -c memes -n "__fish_memes_using_subcommand help; and not __fish_seen_subcommand_from get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help" -f -a "stop" -d 'Stop the memesd on this socket (and no other), and wait until it has finished'

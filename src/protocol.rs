@@ -315,10 +315,15 @@ pub struct VoidRequest {
     pub idempotency_key: Option<String>,
 }
 
-/// `balance`: an account's balance and tier.
+/// `balance`: an account's balance and tier, now or at an instant.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct BalanceRequest {
     pub user: String,
+    /// An RFC 3339 time: the balance, tier and spendable lots as they were then (the running
+    /// balance of the history at that instant). After now: what expiry alone would leave by
+    /// then. Absent: now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
 }
 
 /// `lots`: the lots an account can spend now, in the order they are spent.
@@ -418,7 +423,16 @@ impl BalanceRequest {
 
     /// Checks every field against its limits.
     pub fn validate(&self) -> Result<(), ErrorBody> {
-        validate_user(&self.user)
+        validate_user(&self.user)?;
+        self.at_ms().map(drop)
+    }
+
+    /// `at` as milliseconds since the Unix epoch.
+    pub fn at_ms(&self) -> Result<Option<i64>, ErrorBody> {
+        self.at
+            .as_deref()
+            .map(|at| parse_time("at", at))
+            .transpose()
     }
 }
 
@@ -546,15 +560,7 @@ impl TopupRequest {
                     "give expires_at or expires_in, not both",
                 ));
             }
-            (Some(at), None) => Some(
-                at.parse::<jiff::Timestamp>()
-                    .map_err(|e| {
-                        ErrorBody::invalid(format!(
-                            "expires_at must be an RFC 3339 time like 2027-01-31T00:00:00Z: {e}"
-                        ))
-                    })?
-                    .as_millisecond(),
-            ),
+            (Some(at), None) => Some(parse_time("expires_at", at)?),
             (None, Some(within)) => {
                 let within = humantime::parse_duration(within).map_err(|e| {
                     ErrorBody::invalid(format!(
@@ -713,9 +719,15 @@ impl EntitleRequest {
 
 /// Parses an RFC 3339 instant (`2027-01-31T00:00:00Z`) into milliseconds since the epoch.
 pub fn parse_instant(text: &str) -> Result<i64, ErrorBody> {
+    parse_time("until", text)
+}
+
+/// Parses the RFC 3339 instant given as `field` into milliseconds since the epoch: every
+/// time a request carries (`until`, `expires_at`, `at`) is read here.
+fn parse_time(field: &str, text: &str) -> Result<i64, ErrorBody> {
     let ts: jiff::Timestamp = text.parse().map_err(|e| {
         ErrorBody::invalid(format!(
-            "until must be an RFC 3339 time like 2027-01-31T00:00:00Z: {e}"
+            "{field} must be an RFC 3339 time like 2027-01-31T00:00:00Z: {e}"
         ))
     })?;
     Ok(ts.as_millisecond())
@@ -996,6 +1008,17 @@ pub struct BalanceData {
     /// when. The balance may then miss the latest changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stale: Option<Stale>,
+    /// The instant asked for with `at` (RFC 3339): `balance`, `tier` and `lots` are as they
+    /// were then. Absent for the balance now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    /// True when `at` is after now: the balance is what expiry alone would leave by then,
+    /// nothing else changing.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub projected: bool,
+    /// With `at`: the lots spendable then, in burn order, each as it was then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lots: Option<Vec<LotView>>,
 }
 
 /// `lots` reply data: the spendable lots, in burn order (the next charge takes from the
@@ -1212,6 +1235,9 @@ mod tests {
             tier: Tier::Free,
             tier_until: None,
             stale: None,
+            at: None,
+            projected: false,
+            lots: None,
         };
         assert_eq!(
             serde_json::to_string(&data).unwrap(),

@@ -4,7 +4,7 @@ use super::exit::Exit;
 use super::output::{self, tokens};
 use super::remote::{Call, ToCall};
 use super::{Ctx, Failure};
-use crate::protocol::{LotsData, LotsRequest, Request};
+use crate::protocol::{LotView, LotsData, LotsRequest, Request};
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -27,11 +27,17 @@ pub fn run(args: &LotsArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
         println!("{} has no tokens to spend.", data.user_id);
         return Ok(Exit::Success);
     }
+    print_lots(&data.lots);
+    Ok(Exit::Success)
+}
+
+/// Lots as a table, one row each, in the order given.
+pub(super) fn print_lots(lots: &[LotView]) {
     let mut table = output::table();
     table.set_header(vec![
         "Lot", "Left", "Of", "Expires", "Priority", "Kind", "Since",
     ]);
-    for lot in &data.lots {
+    for lot in lots {
         table.add_row(vec![
             lot.id.to_string(),
             tokens(lot.remaining),
@@ -43,7 +49,6 @@ pub fn run(args: &LotsArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
         ]);
     }
     println!("{table}");
-    Ok(Exit::Success)
 }
 
 impl ToCall for LotsRequest {

@@ -112,8 +112,9 @@ pub enum Command {
     Similar(similar::SimilarArgs),
     /// Set a user's tier (admins)
     Entitle(entitle::EntitleArgs),
-    /// Replay the whole ledger and check every invariant (admins); exit 1 on a discrepancy
-    Audit,
+    /// Replay the whole ledger and check every invariant (admins), or an export offline
+    /// (--export FILE); exit 1 on a discrepancy
+    Audit(audit::AuditArgs),
     /// Reload the meme catalogue and the admin keys from their files (admins; same as SIGHUP)
     Reload,
     /// Show the daemon's version, uptime and counts
@@ -307,7 +308,7 @@ pub fn main() -> ExitCode {
         Command::Search(args) => search::run(&args, &mut ctx),
         Command::Similar(args) => similar::run(&args, &mut ctx),
         Command::Entitle(args) => entitle::run(&args, &mut ctx),
-        Command::Audit => audit::run(&mut ctx),
+        Command::Audit(args) => audit::run(&args, &mut ctx),
         Command::Reload => reload::run(&mut ctx),
         Command::Status => status::run(&mut ctx),
         Command::Stop => stop::run(&ctx),

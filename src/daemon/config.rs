@@ -214,8 +214,15 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct ExportArgs {
     /// The data directory whose ledger to export [default: memesd's --data-dir]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "store")]
     pub data_dir: Option<PathBuf>,
+    /// Export this PostgreSQL database's ledger instead [default: memesd's --store, if it
+    /// is one]
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// File holding the PostgreSQL password (else the URL's, else PGPASSWORD)
+    #[arg(long, value_name = "FILE")]
+    pub store_password_file: Option<PathBuf>,
     /// Write to this file (created 0600) instead of stdout
     #[arg(long, short = 'o', value_name = "FILE")]
     pub out: Option<PathBuf>,

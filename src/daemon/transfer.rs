@@ -1,6 +1,8 @@
 //! `memesd export` and `memesd import`: moving a ledger from the file store into PostgreSQL
 //! through a store-neutral [`dump`], which the file store writes
 //! ([`crate::store::file::export`]) and PostgreSQL reads ([`crate::store::pg::import`]).
+//! PostgreSQL writes one too ([`crate::store::pg::export`]): a verifiable copy of its
+//! ledger, which `memes audit --export` checks and an import loads.
 //! Both run once and exit; `memesd` without a subcommand runs the daemon. Their arguments
 //! are part of memesd's command line, so they are declared with it, in [`super::config`].
 
@@ -23,6 +25,18 @@ pub fn run(command: &Command, args: &DaemonArgs) -> Result<()> {
 }
 
 fn run_export(export: &ExportArgs, args: &DaemonArgs) -> Result<()> {
+    if export.data_dir.is_none() {
+        let url = export.store.as_deref().or(args.store.as_deref());
+        let password_file = export
+            .store_password_file
+            .as_deref()
+            .or(args.store_password_file.as_deref());
+        match store::parse(url, password_file, &args.data_dir()) {
+            Ok(Spec::Postgres(config)) => return run_pg_export(*config, export, args),
+            Err(why) if export.store.is_some() => bail!(why),
+            _ => {}
+        }
+    }
     let dir = match &export.data_dir {
         Some(dir) => dir.clone(),
         None => match store::parse(args.store.as_deref(), None, &args.data_dir()) {
@@ -50,7 +64,25 @@ fn run_export(export: &ExportArgs, args: &DaemonArgs) -> Result<()> {
     let report = runtime
         .block_on(store.audit())
         .context("auditing the ledger")?;
-    let mut out: Box<dyn Write> = match &export.out {
+    let mut out = export_output(export)?;
+    let counts = file::export::export(&store, &report, &mut out).map_err(anyhow::Error::msg)?;
+    drop(out);
+    sync_output(export)?;
+    store.close().context("closing the ledger")?;
+    eprintln!(
+        "memesd: exported {} transactions ({} entries, {} accounts, {} idempotency keys) from {}",
+        counts.transactions,
+        counts.entries,
+        counts.accounts,
+        counts.keys,
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Where an export goes: `--out` (created 0600) or stdout.
+fn export_output(export: &ExportArgs) -> Result<Box<dyn Write>> {
+    Ok(match &export.out {
         Some(path) => Box::new(BufWriter::with_capacity(
             1 << 20,
             std::fs::OpenOptions::new()
@@ -62,22 +94,47 @@ fn run_export(export: &ExportArgs, args: &DaemonArgs) -> Result<()> {
                 .with_context(|| format!("creating {}", path.display()))?,
         )),
         None => Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock())),
-    };
-    let counts = file::export::export(&store, &report, &mut out).map_err(anyhow::Error::msg)?;
-    drop(out);
+    })
+}
+
+/// Makes an export written to `--out` durable.
+fn sync_output(export: &ExportArgs) -> Result<()> {
     if let Some(path) = &export.out {
         std::fs::File::open(path)
             .and_then(|f| f.sync_all())
             .with_context(|| format!("flushing {}", path.display()))?;
     }
-    store.close().context("closing the ledger")?;
+    Ok(())
+}
+
+/// `memesd export` of a PostgreSQL database's ledger: from one snapshot, while hosts serve it.
+fn run_pg_export(config: PgConfig, export: &ExportArgs, args: &DaemonArgs) -> Result<()> {
+    let config = PgConfig {
+        welcome_tokens: args.welcome_tokens,
+        pool_size: 1,
+        writers: 1,
+        application_name: "memesd export",
+        ..config
+    };
+    let target = pg::describe(&config.url);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let mut out = export_output(export)?;
+    let counts = runtime.block_on(async {
+        let store = PgStore::open(config)
+            .await
+            .context("opening the ledger in PostgreSQL")?;
+        let exported = pg::export::export(&store, &mut out).await;
+        store.close().await;
+        exported.map_err(anyhow::Error::msg)
+    })?;
+    drop(out);
+    sync_output(export)?;
     eprintln!(
-        "memesd: exported {} transactions ({} entries, {} accounts, {} idempotency keys) from {}",
-        counts.transactions,
-        counts.entries,
-        counts.accounts,
-        counts.keys,
-        dir.display()
+        "memesd: exported {} transactions ({} entries, {} accounts, {} idempotency keys) from {target}",
+        counts.transactions, counts.entries, counts.accounts, counts.keys
     );
     Ok(())
 }

@@ -302,6 +302,10 @@ mod tests {
             ErrorCode::InvalidArgument
         );
         assert_eq!(
+            code(r#"{"op":"balance","user":"u","at":"yesterday"}"#),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
             code(r#"{"op":"entitle","user":"u","tier":"gold"}"#),
             ErrorCode::BadRequest
         );
@@ -321,7 +325,8 @@ mod tests {
         assert_eq!(
             req.unwrap(),
             Request::Balance(BalanceRequest {
-                user: "a\"b\\cé".into()
+                user: "a\"b\\cé".into(),
+                at: None,
             })
         );
     }
@@ -358,6 +363,14 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&Request::Status(StatusRequest {})).unwrap(),
             r#"{"op":"status"}"#
+        );
+        let at = Request::Balance(BalanceRequest {
+            user: "u1".into(),
+            at: Some("2026-12-01T00:00:00Z".into()),
+        });
+        assert_eq!(
+            serde_json::to_string(&at).unwrap(),
+            r#"{"op":"balance","user":"u1","at":"2026-12-01T00:00:00Z"}"#
         );
     }
 

@@ -586,9 +586,21 @@ impl Service {
         &self,
         request: BalanceRequest,
     ) -> Result<(BalanceData, Commit), ServiceError> {
+        let at = request.at_ms()?;
         let user = request.user;
-        let (account, stale, commit) = self.store.read_account(&user).await?;
-        let tier = account.tier_at(now_ms());
+        let now = now_ms();
+        let (account, lots, stale, commit) = match at {
+            None => {
+                let (account, stale, commit) = self.store.read_account(&user).await?;
+                (account, None, stale, commit)
+            }
+            Some(at) => {
+                let (past, stale) = self.store.account_at(&user, at).await?;
+                let lots = past.lots.iter().map(protocol::LotView::from).collect();
+                (past.account, Some(lots), stale, Commit::done())
+            }
+        };
+        let tier = account.tier_at(at.unwrap_or(now));
         let data = BalanceData {
             user_id: user,
             balance: account.balance,
@@ -598,6 +610,9 @@ impl Service {
                 .filter(|_| tier == Tier::Premium)
                 .map(protocol::format_instant),
             stale,
+            at: at.map(protocol::format_instant),
+            projected: at.is_some_and(|at| at > now),
+            lots,
         };
         Ok((data, commit))
     }

@@ -836,8 +836,14 @@ impl Model {
     }
 }
 
-/// Random operations and reopenings agree, step by step, with [`Model`].
-pub fn agrees_with_a_simple_model<S: Subject>(subject: S, cases: u32) {
+/// Runs `case` on `cases` random lists of steps (`steps`), one runtime for all; a failure
+/// panics with the smallest list that still fails.
+pub fn property<S: Subject, T: std::fmt::Debug, F: Future<Output = Result<(), TestCaseError>>>(
+    subject: S,
+    cases: u32,
+    steps: impl Strategy<Value = Vec<T>>,
+    case: impl Fn(Arc<S>, Vec<T>) -> F,
+) {
     let subject = Arc::new(subject);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -849,12 +855,19 @@ pub fn agrees_with_a_simple_model<S: Subject>(subject: S, cases: u32) {
         failure_persistence: None,
         ..ProptestConfig::default()
     };
-    proptest!(config, |(ops in proptest::collection::vec(op(), 1..60))| {
-        runtime.block_on(model_case(&subject, ops))?;
-    });
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    if let Err(failure) = runner.run(&steps, |ops| runtime.block_on(case(subject.clone(), ops))) {
+        panic!("{failure}");
+    }
 }
 
-async fn model_case<S: Subject>(subject: &Arc<S>, ops: Vec<Op>) -> Result<(), TestCaseError> {
+/// Random operations and reopenings agree, step by step, with [`Model`].
+pub fn agrees_with_a_simple_model<S: Subject>(subject: S, cases: u32) {
+    let steps = proptest::collection::vec(op(), 1..60);
+    property(subject, cases, steps, model_case);
+}
+
+async fn model_case<S: Subject>(subject: Arc<S>, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let place = subject.place().await;
     let mut store = subject.open(&place).await;
     let mut model = Model::default();
@@ -1243,6 +1256,212 @@ pub mod lots {
             assert_eq!(entries(&*store).await, 0);
         }
     }
+
+    /// One step of [`the_past_view_is_the_history_then`]: the clock moves on by `after` ms,
+    /// then a change.
+    #[derive(Debug, Clone)]
+    pub enum PastOp {
+        Credit {
+            after: i64,
+            amount: i64,
+            expires_in: Option<i64>,
+            priority: u8,
+            promo: bool,
+        },
+        Charge {
+            after: i64,
+            cost: u64,
+        },
+        Deduct {
+            after: i64,
+            amount: i64,
+        },
+        Entitle {
+            after: i64,
+            premium: bool,
+        },
+    }
+
+    fn past_op() -> impl Strategy<Value = PastOp> {
+        let after = 0i64..3_000;
+        prop_oneof![
+            4 => (after.clone(), 1i64..100, proptest::option::of(1i64..8_000), 0u8..3, any::<bool>())
+                .prop_map(|(after, amount, expires_in, priority, promo)| PastOp::Credit {
+                    after,
+                    amount,
+                    expires_in,
+                    priority: priority * 50,
+                    promo,
+                }),
+            4 => (after.clone(), 0u64..120).prop_map(|(after, cost)| PastOp::Charge { after, cost }),
+            1 => (after.clone(), 1i64..60).prop_map(|(after, amount)| PastOp::Deduct { after, amount }),
+            1 => (after, any::<bool>()).prop_map(|(after, premium)| PastOp::Entitle { after, premium }),
+        ]
+    }
+
+    /// The account at `t` as the store reads it: balance, tier, lots (id, remaining); `None`
+    /// for no account then.
+    async fn past(
+        store: &dyn TokenStore,
+        user: &str,
+        t: i64,
+    ) -> Option<(u64, Tier, Vec<(u64, u64)>)> {
+        match store.account_at(user, t).await {
+            Ok((past, stale)) => {
+                assert_eq!(stale, None);
+                let lots = past.lots.iter().map(|l| (l.id, l.remaining)).collect();
+                Some((past.account.balance, past.account.tier_at(t), lots))
+            }
+            Err(StoreError::UnknownUser(_)) => None,
+            Err(error) => panic!("reading {user:?} at {t}: {error}"),
+        }
+    }
+
+    /// For random histories (credits with and without expiry, charges, deductions,
+    /// entitlements, the clock moving on between them): the balance at each entry's time (and
+    /// just before it) is the history's running balance there; a lot is in the past view
+    /// until the instant before its expiry, with what was left of it then, and gone at its
+    /// expiry; before the first entry there is no account; reading changes nothing.
+    pub fn the_past_view_is_the_history_then<S: Subject>(subject: S, cases: u32) {
+        let steps = proptest::collection::vec(past_op(), 1..30);
+        property(subject, cases, steps, past_case);
+    }
+
+    async fn past_case<S: Subject>(subject: Arc<S>, ops: Vec<PastOp>) -> Result<(), TestCaseError> {
+        let place = subject.place().await;
+        let now = Arc::new(AtomicI64::new(1_000_000));
+        let store = open(&*subject, &place, &now, None).await;
+        let step = |after: i64| now.fetch_add(after, Ordering::SeqCst) + after;
+        // Expiries by lot id, from the lots the store held right after each credit.
+        let mut expiries: HashMap<u64, i64> = HashMap::new();
+        for op in ops {
+            // Refusals (too few tokens, a deduction before the account) are part of a
+            // random history: they write nothing, which the checks below see.
+            match op {
+                PastOp::Credit {
+                    after,
+                    amount,
+                    expires_in,
+                    priority,
+                    promo,
+                } => {
+                    let at = step(after);
+                    let kind = match promo {
+                        true => LotKind::Promo,
+                        false => LotKind::Paid,
+                    };
+                    let terms = terms(expires_in.map(|e| at + e), priority, kind);
+                    if credit(&*store, "u", amount, terms).await.is_ok()
+                        && let Some(expires) = terms.expires_at
+                    {
+                        let (lots, _) = store.lots("u").await.unwrap();
+                        let newest = lots.iter().map(|l| l.id).max().unwrap();
+                        expiries.insert(newest, expires);
+                    }
+                }
+                PastOp::Charge { after, cost } => {
+                    step(after);
+                    let _ = charge(&*store, "u", cost).await;
+                }
+                PastOp::Deduct { after, amount } => {
+                    step(after);
+                    let _ = topup(&*store, "u", -amount).await;
+                }
+                PastOp::Entitle { after, premium } => {
+                    step(after);
+                    let tier = match premium {
+                        true => Tier::Premium,
+                        false => Tier::Free,
+                    };
+                    let (_, commit) = store.entitle("u", tier, None).await.unwrap();
+                    commit.wait().await.unwrap();
+                }
+            }
+        }
+        let entries_before = entries(&*store).await;
+        let accounts_before = store.stats().await.unwrap().accounts;
+        let history = match balance(&*store, "u").await {
+            Some(_) => whole_history(&*store, "u", 7).await,
+            // Every change refused: no account, no history.
+            None => Vec::new(),
+        };
+        let time = |e: &crate::domain::HistoryEntry| {
+            e.time.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+        };
+        // The history's running balance and tier at `t`: its last entry by then.
+        let running = |t: i64| {
+            let upto: Vec<_> = history.iter().filter(|e| time(e) <= t).collect();
+            let tier = upto.iter().rev().find_map(|e| e.tier).unwrap_or(Tier::Free);
+            upto.last().map(|e| (e.balance, tier))
+        };
+        for entry in &history {
+            let t = time(entry);
+            for t in [t - 1, t] {
+                let got = past(&*store, "u", t).await;
+                let expected = running(t);
+                prop_assert_eq!(
+                    got.as_ref().map(|(balance, tier, _)| (*balance, *tier)),
+                    expected,
+                    "at {} (entry {})",
+                    t,
+                    entry.seq
+                );
+                if let Some((balance, _, lots)) = &got {
+                    prop_assert_eq!(lots.iter().map(|(_, left)| left).sum::<u64>(), *balance);
+                }
+            }
+        }
+        // Each lot with an expiry: in the view the instant before it with what the debits
+        // by then left of it, and gone at it.
+        for (&lot, &expires) in &expiries {
+            let opened = history
+                .iter()
+                .find(|e| e.lot == Some(lot))
+                .expect("the credit");
+            let taken: u64 = history
+                .iter()
+                .filter(|e| e.kind != EntryKind::Expire && time(e) < expires)
+                .flat_map(|e| &e.from)
+                .filter(|take| take.lot == lot)
+                .map(|take| take.tokens)
+                .sum();
+            let left = opened.delta as u64 - taken;
+            let before = past(&*store, "u", expires - 1).await.expect("an account");
+            let held = before.2.iter().find(|(id, _)| *id == lot).map(|(_, l)| *l);
+            prop_assert_eq!(
+                held,
+                (left > 0).then_some(left),
+                "lot {} before its expiry",
+                lot
+            );
+            let at = past(&*store, "u", expires).await.expect("an account");
+            prop_assert!(
+                at.2.iter().all(|(id, _)| *id != lot),
+                "lot {} at its expiry",
+                lot
+            );
+        }
+        if let Some(first) = history.first() {
+            prop_assert_eq!(past(&*store, "u", time(first) - 1).await, None);
+            // Far ahead: only what never expires.
+            let ahead = past(&*store, "u", i64::MAX / 2).await.expect("an account");
+            let (lots, _) = store.lots("u").await.unwrap();
+            let lasting: u64 = lots
+                .iter()
+                .filter(|l| l.expires_at.is_none())
+                .map(|l| l.remaining)
+                .sum();
+            prop_assert_eq!(ahead.0, lasting);
+        }
+        prop_assert_eq!(past(&*store, "nobody", i64::MAX / 2).await, None);
+        prop_assert_eq!(
+            entries(&*store).await,
+            entries_before,
+            "reads write nothing"
+        );
+        prop_assert_eq!(store.stats().await.unwrap().accounts, accounts_before);
+        Ok(())
+    }
 }
 
 /// Runs every lot test of [`lots`] on one subject.
@@ -1269,6 +1488,10 @@ macro_rules! lots_suite {
             #[test]
             fn bad_terms_change_nothing() {
                 run($subject, lots::bad_terms_change_nothing);
+            }
+            #[test]
+            fn the_past_view_is_the_history_then() {
+                lots::the_past_view_is_the_history_then($subject, 12);
             }
         }
     };
@@ -1529,6 +1752,74 @@ pub mod holds {
         let _ = LotTerms::default();
     }
 
+    /// The balance at an instant (`account_at`) leaves out what a hold held then, counts what
+    /// a capture or a void gave back from when it did, and what an expired hold gave back
+    /// from its expiry, before its `release` entry is written and after.
+    pub async fn the_past_view_leaves_out_what_was_held_then<S: Subject>(subject: Arc<S>) {
+        let place = subject.place().await;
+        let now = Arc::new(AtomicI64::new(1_000));
+        let store = open(&*subject, &place, &now).await;
+        let at = |t: i64| {
+            let store = store.clone();
+            async move {
+                match store.account_at("u", t).await {
+                    Ok((past, _)) => {
+                        let lots: u64 = past.lots.iter().map(|lot| lot.remaining).sum();
+                        assert_eq!(
+                            lots, past.account.balance,
+                            "at {t}: the lots are the balance"
+                        );
+                        Some(past.account.balance)
+                    }
+                    Err(StoreError::UnknownUser(_)) => None,
+                    Err(error) => panic!("reading u at {t}: {error}"),
+                }
+            }
+        };
+        // The welcome grant (150) and a paid lot of 10 at 1_000.
+        credit(&*store, "u", 10, terms(None, 10, LotKind::Paid))
+            .await
+            .unwrap();
+        now.store(2_000, Ordering::SeqCst);
+        hold(&*store, "u", 20, 3_000).await.unwrap();
+        now.store(3_000, Ordering::SeqCst);
+        let second = hold(&*store, "u", 5, 60_000).await.unwrap();
+        now.store(4_000, Ordering::SeqCst);
+        end(
+            &*store,
+            second.id,
+            None,
+            HoldEnd::Capture { amount: Some(2) },
+        )
+        .await
+        .unwrap();
+        now.store(6_000, Ordering::SeqCst);
+        let before = entries(&*store).await;
+        let expected = [
+            (999, None),
+            (1_000, Some(160)),
+            (1_999, Some(160)),
+            (2_000, Some(140)),
+            (3_000, Some(135)),
+            (3_999, Some(135)),
+            (4_000, Some(138)),
+            (4_999, Some(138)),
+            // The first hold expired at 5_000: its release is not written yet.
+            (5_000, Some(158)),
+            (6_000, Some(158)),
+        ];
+        for (t, balance) in expected {
+            assert_eq!(at(t).await, balance, "at {t}");
+        }
+        assert_eq!(entries(&*store).await, before, "reading writes nothing");
+        // The next change writes the release (dated 5_000, made at 7_000): the past is the same.
+        now.store(7_000, Ordering::SeqCst);
+        assert_eq!(charge(&*store, "u", 1).await, Ok(157));
+        for (t, balance) in expected.into_iter().chain([(7_000, Some(157))]) {
+            assert_eq!(at(t).await, balance, "at {t}, the release written");
+        }
+    }
+
     pub async fn racing_holds_and_charges_never_take_what_is_held<S: Subject>(subject: Arc<S>) {
         let place = subject.place().await;
         let store: Arc<dyn TokenStore> = subject.open(&place).await;
@@ -1592,6 +1883,10 @@ macro_rules! holds_suite {
                     $subject,
                     holds::a_hold_expires_at_exactly_its_expiry_and_reads_see_it_back,
                 );
+            }
+            #[test]
+            fn the_past_view_leaves_out_what_was_held_then() {
+                run($subject, holds::the_past_view_leaves_out_what_was_held_then);
             }
             #[test]
             fn racing_holds_and_charges_never_take_what_is_held() {

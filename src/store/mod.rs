@@ -440,6 +440,16 @@ pub trait TokenStore: Send + Sync + 'static {
     }
     /// The lots an account can spend now, in burn order; `UnknownUser` if it has none.
     async fn lots(&self, user: &str) -> Result<(Vec<Lot>, Commit), StoreError>;
+    /// An account as it was at `at` (milliseconds since the epoch), its balance, tier and
+    /// spendable lots then: its entries recorded by then replayed by the rules
+    /// ([`rules::account_at`]); after its last entry, what expiry alone leaves of it at `at`.
+    /// `UnknownUser` if it had no entry by then. Reads only, and only what is durable. Like
+    /// [`TokenStore::read_account`], it may come from a standby and then says so.
+    async fn account_at(
+        &self,
+        user: &str,
+        at: i64,
+    ) -> Result<(rules::Past, Option<Stale>), StoreError>;
     /// Sets an account's tier (opening it if needed).
     async fn entitle(
         &self,

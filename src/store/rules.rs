@@ -33,7 +33,9 @@
 //!   account, before the change itself;
 //! - a ledger written before lots: an account's balance is one never-expiring paid lot, id 0
 //!   ([`carried_over`]): the welcome grant's part cannot be told apart once charges were
-//!   taken from one undivided balance.
+//!   taken from one undivided balance;
+//! - an account at a past instant ([`account_at`]) is its entries recorded by then, replayed
+//!   onto its lots by the same rule the audit reads them with, and judged at that instant.
 //!
 //! Holds (two-phase spending, [`decide_lots`] too):
 //! - a hold takes its tokens from the spendable lots in [`burn_order`], as a charge would, and
@@ -276,6 +278,13 @@ pub fn burn_order(a: &Lot, b: &Lot) -> Ordering {
         .then_with(|| a.id.cmp(&b.id))
 }
 
+/// Puts `lots` in [`burn_order`] (usually they already are: kept lots are).
+fn sort_lots(lots: &mut [Lot]) {
+    if !lots.is_sorted_by(|a, b| burn_order(a, b).is_lt()) {
+        lots.sort_by(burn_order);
+    }
+}
+
 /// The balance at `t`: the sum of the lots spendable then. What every read answers.
 pub fn balance_at(lots: &[Lot], t: i64) -> u64 {
     lots.iter()
@@ -507,7 +516,8 @@ pub fn decide_lots(
         .filter(|hold| hold.state == HoldState::Open)
         .cloned()
         .collect();
-    let mut postings = Vec::new();
+    // Room for the usual change (a charge, or a welcome grant and a charge) without growing.
+    let mut postings = Vec::with_capacity(2);
     let mut ended = Vec::new();
     let mut view = before.map(|(account, _)| *account);
     if let Some(account) = &mut view {
@@ -628,7 +638,7 @@ pub fn decide_lots(
         lots.extend(posting.lot);
         postings.push(posting);
     }
-    lots.sort_by(burn_order);
+    sort_lots(&mut lots);
     Ok(LotDecision {
         postings,
         lots,
@@ -736,7 +746,7 @@ fn burn(
     tokens: u64,
     now: i64,
 ) -> Result<Vec<LotTake>, StoreError> {
-    lots.sort_by(burn_order);
+    sort_lots(&mut lots[..]);
     let mut left = tokens;
     let mut taken = Vec::new();
     for lot in lots.iter_mut().filter(|lot| spendable(lot, now)) {
@@ -1039,6 +1049,76 @@ fn replay_lot_entry(
         }
     }
     Ok(())
+}
+
+/// One recorded entry of an account, as [`account_at`] replays it: what
+/// [`replay_lots`] reads, and the tier an `entitle` entry set.
+#[derive(Debug, Clone, Copy)]
+pub struct Step<'a> {
+    pub seq: u64,
+    /// When the change that recorded it was made (milliseconds since the epoch): for an
+    /// expiry, the change that wrote it, not its `expires_at`.
+    pub time: i64,
+    pub entry: Entry,
+    pub recorded: Recorded<'a>,
+    /// The tier an `entitle` entry set, and until when.
+    pub entitled: Option<(Tier, Option<i64>)>,
+}
+
+/// An account as it was at an instant: its balance and tier then, and the lots it could
+/// spend then, in burn order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Past {
+    pub account: AccountView,
+    pub lots: Vec<Lot>,
+}
+
+/// An account as it was at `t`, from its recorded entries (oldest first): those recorded by
+/// `t` replayed onto its lots ([`replay_lots`]), then judged at `t` ([`view_at`],
+/// [`spendable_lots`]), so a lot that had expired by `t` is not counted even where its
+/// `expire` entry was written later; what a hold held at `t` is not counted, what a hold
+/// expired by `t` gave back is ([`settled_lots`]). The entries taken are the ledger's order up to the
+/// first recorded after `t` (two hosts' clocks may stamp a later entry a little earlier; the
+/// ledger's order is what the lots followed). `None`: no entry by `t`, no account then. A
+/// `t` after the last entry judges the lots as they are at `t`: what would be left if nothing
+/// else happened but expiry.
+pub fn account_at<'a>(
+    steps: impl IntoIterator<Item = Step<'a>>,
+    t: i64,
+) -> Result<Option<Past>, String> {
+    let mut lots = Vec::new();
+    let mut holds = Vec::new();
+    let mut account: Option<AccountView> = None;
+    for step in steps {
+        if step.time > t {
+            break;
+        }
+        replay_lots(
+            &mut lots,
+            &mut holds,
+            &step.entry,
+            step.recorded,
+            step.seq,
+            step.time,
+        )
+        .map_err(|fault| format!("seq {}: {fault}", step.seq))?;
+        let view = account.get_or_insert(AccountView {
+            balance: 0,
+            tier: Tier::Free,
+            until: None,
+        });
+        view.balance = step.entry.balance;
+        if let Some((tier, until)) = step.entitled {
+            view.tier = tier;
+            view.until = until;
+        }
+    }
+    // What a hold open at `t` held is in no lot then (nor in the balance); what one expired
+    // by `t` gave back is, even where its `release` entry was written later.
+    Ok(account.map(|account| Past {
+        account: view_at(&account, &lots, &holds, t),
+        lots: spendable_lots(&settled_lots(&lots, &holds, t), t),
+    }))
 }
 
 /// What a request with an idempotency key meets: the key is new, or it names this very

@@ -371,6 +371,54 @@ test("a double click on a top-up charges once", async () => {
   await close(page);
 });
 
+test("an admin tops up a lot that expires, and the lots show in the order they are spent", async () => {
+  const page = await open();
+  await signIn(page, daemon.adminKey);
+  await page.fill("#lookup-user", "lots1");
+  await page.press("#lookup-user", "Enter");
+  await waitText(page, "#lots-rows", /No tokens to spend/);
+  await page.fill("#amount", "20");
+  await page.fill("#reason", "trial credit");
+  await page.fill("#expires-in", "30d");
+  await page.fill("#priority", "10");
+  await page.check("#promo");
+  await page.click("#topup-button");
+  // The welcome grant (2 tokens here) opened the account first.
+  await waitText(page, "#topup-message", /Topped up 20 tokens for lots1\. New balance: 22 tokens/);
+  const lots = daemon.memes("lots", "--user", "lots1").lots;
+  assert.equal(lots.length, 2, JSON.stringify(lots));
+  const [trial, welcome] = lots;
+  assert.deepEqual([trial.amount, trial.priority, trial.kind], [20, 10, "promo"]);
+  const expires = Date.parse(trial.expires_at) - Date.now();
+  assert.ok(Math.abs(expires - 30 * 86_400_000) < 60_000, `expires in 30 days: ${trial.expires_at}`);
+  // The page lists them as memesd does, in burn order: the lower priority first.
+  const rows = () =>
+    page.locator("#lots-rows tr").evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((td) => td.textContent)));
+  await waitText(page, "#lots-rows", /#\d+/);
+  let shown = await rows();
+  assert.equal(shown.length, 2, JSON.stringify(shown));
+  assert.deepEqual(shown[0].slice(0, 4), [`#${trial.id}`, "Promotional", "20", "20"]);
+  assert.notEqual(shown[0][4], "never");
+  assert.equal(shown[0][5], "10");
+  assert.deepEqual(shown[1], [`#${welcome.id}`, "Promotional", "2", "2", "never", "50"]);
+  // The history says which lot a credit opened and which lots a charge took from.
+  await waitText(page, "#history-rows", new RegExp(`opened lot #${trial.id}`));
+  await page.fill("#amount", "-21");
+  await page.click("#topup-button");
+  await waitText(page, "#topup-message", /Deducted 21 tokens for lots1\. New balance: 1 token\./);
+  await waitText(page, "#history-rows", new RegExp(`from lot #${trial.id} \\(20\\), lot #${welcome.id} \\(1\\)`));
+  shown = await rows();
+  assert.deepEqual(shown.map((row) => row[0] + ":" + row[2]), [`#${welcome.id}:1`]);
+  // Terms on a deduction are memesd's to refuse, and change nothing.
+  await page.fill("#amount", "-1");
+  await page.fill("#expires-in", "1d");
+  await page.click("#topup-button");
+  await waitText(page, "#topup-message", /expiry, priority or promo/);
+  assert.equal(daemon.memes("balance", "--user", "lots1").balance, 1);
+  await shot(page, "lots");
+  await close(page);
+});
+
 /** Records the Idempotency-Key of every POST /v1/memes the page sends. */
 function memeKeys(page) {
   const keys = [];

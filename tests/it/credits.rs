@@ -130,3 +130,127 @@ fn the_welcome_grant_expires_when_memesd_says() {
     daemon.memes(&["get", "--user", "w2"]);
     assert_eq!(daemon.balance("w2"), Some(149));
 }
+
+/// `balance --at` (the socket's `at`, `GET /v1/users/{user}/balance?at=`): at each entry's
+/// time the balance is the history's running balance there, with the lots spendable then;
+/// before the first entry there is no account (and asking opens none); a lot is counted until
+/// its expiry and not at it; after now, what expiry alone leaves; a time that is not RFC 3339
+/// is refused. The three ways answer alike.
+#[test]
+fn the_balance_at_any_time_is_the_history_then() {
+    let daemon = Daemon::start_http(&[]);
+    let api = crate::http::Api::new(&daemon);
+    daemon.memes(&["get", "--user", "p1"]);
+    daemon.memes(&[
+        "topup",
+        "--user",
+        "p1",
+        "--amount",
+        "40",
+        "--expires-in",
+        "1s",
+        "--priority",
+        "10",
+    ]);
+    daemon.memes(&["get", "--user", "p1"]);
+    std::thread::sleep(Duration::from_millis(1_100));
+    daemon.memes(&["topup", "--user", "p1", "--amount", "-20"]);
+    let history = daemon.memes_json(&["history", "--user", "p1"]);
+    let entries = history.as_array().expect("a list of entries");
+    let kinds: Vec<&str> = entries
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["welcome", "charge", "topup", "charge", "expire", "deduct"],
+        "{history}"
+    );
+    let ms = |e: &Value| instant(&e["time"]).as_millisecond();
+    let running = |t: i64| {
+        entries
+            .iter()
+            .rfind(|e| ms(e) <= t)
+            .map(|e| e["balance"].as_u64().unwrap())
+    };
+    let mut conn = daemon.connect();
+    for entry in entries {
+        let t = ms(entry);
+        for t in [t - 1, t] {
+            let at = jiff::Timestamp::from_millisecond(t).unwrap().to_string();
+            let cli = daemon.memes(&["--json", "balance", "--user", "p1", "--at", &at]);
+            let socket =
+                conn.request(&json!({"op": "balance", "user": "p1", "at": at}).to_string());
+            let http = api.get(&format!("/v1/users/p1/balance?at={at}"), Some("p1"));
+            match running(t) {
+                Some(balance) => {
+                    assert_eq!(cli.code, 0, "{}", cli.stderr);
+                    let data = cli.json();
+                    assert_eq!(data["balance"], balance, "at {at}: {data}");
+                    assert_eq!(data["at"], json!(at), "{data}");
+                    let lots: u64 = data["lots"]
+                        .as_array()
+                        .expect("the lots then")
+                        .iter()
+                        .map(|lot| lot["remaining"].as_u64().unwrap())
+                        .sum();
+                    assert_eq!(lots, balance, "{data}");
+                    assert_eq!(socket["data"], data, "the socket answers alike");
+                    assert_eq!(http.ok(), data, "HTTP answers alike");
+                }
+                None => {
+                    assert_eq!(
+                        cli.code, 5,
+                        "no account before the first entry: {}",
+                        cli.stdout
+                    );
+                    crate::harness::assert_error(&socket, "not_found");
+                    http.problem(404, "not_found");
+                }
+            }
+        }
+    }
+    // The top-up's lot: counted the instant before its expiry, gone at it.
+    let topup = &entries[2];
+    let lot = topup["lot"].as_u64().expect("the lot it opened");
+    let expired = &entries[4];
+    let expiry = instant(&expired["time"]);
+    let lots_at = |t: jiff::Timestamp| {
+        let data = daemon.memes_json(&["balance", "--user", "p1", "--at", &t.to_string()]);
+        data["lots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["id"].as_u64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let just_before = expiry - jiff::SignedDuration::from_millis(1);
+    assert!(lots_at(just_before).contains(&lot));
+    assert!(!lots_at(expiry).contains(&lot));
+
+    // After now: the projected view, said so.
+    let ahead = daemon.memes_json(&["balance", "--user", "p1", "--at", "2999-01-01T00:00:00Z"]);
+    assert_eq!(ahead["balance"], daemon.balance("p1").unwrap(), "{ahead}");
+    assert_eq!(ahead["projected"], true, "{ahead}");
+    let table = daemon.memes(&["balance", "--user", "p1", "--at", "2999-01-01T00:00:00Z"]);
+    assert!(table.stdout.contains("projected"), "{}", table.stdout);
+
+    // Refused and read-only.
+    let bad = conn.request(r#"{"op":"balance","user":"p1","at":"yesterday"}"#);
+    crate::harness::assert_error(&bad, "invalid_argument");
+    api.get("/v1/users/p1/balance?at=yesterday", Some("p1"))
+        .problem(400, "invalid_argument");
+    api.get("/v1/users/p1/balance?at=", Some("p1"))
+        .problem(400, "invalid_argument");
+    let nobody = daemon.memes(&[
+        "balance",
+        "--user",
+        "nobody",
+        "--at",
+        "2999-01-01T00:00:00Z",
+    ]);
+    assert_eq!(nobody.code, 5, "{}", nobody.stdout);
+    assert_eq!(daemon.balance("nobody"), None, "asking opened no account");
+    let audit = daemon.memes(&["audit"]);
+    assert_eq!(audit.code, 0, "{}{}", audit.stdout, audit.stderr);
+}

@@ -156,7 +156,12 @@ impl Daemon {
             .env_remove("MEMES_SOCKET")
             .env_remove("MEMES_DATA_DIR")
             .env_remove("MEMES_STORE")
-            .env("MEMES_LOG", "info")
+            // A test's daemons log at info, unless told otherwise (MEMES_TEST_LOG=debug to
+            // see what a failing test's memesd did; its log is printed on failure).
+            .env(
+                "MEMES_LOG",
+                std::env::var("MEMES_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         command

@@ -2,7 +2,7 @@
 //! afterwards every balance, history entry and stored idempotent reply reads the same, and
 //! the audit passes. Always file store → PostgreSQL, whatever `MEMES_TEST_STORE` says.
 
-use crate::harness::{Daemon, MEMESD, TestDatabase};
+use crate::harness::{Daemon, MEMESD, TestDatabase, run_memes};
 use serde_json::{Value, json};
 use std::process::{Command, Output};
 
@@ -83,7 +83,7 @@ fn an_exported_file_ledger_imports_into_postgres_and_reads_the_same() {
         String::from_utf8_lossy(&exported.stderr)
     );
     let stream = std::fs::read_to_string(&export).unwrap();
-    assert!(stream.starts_with(r#"{"format":"memes-ledger","version":3,"source":{"#));
+    assert!(stream.starts_with(r#"{"format":"memes-ledger","version":4,"source":{"#));
     assert!(
         stream
             .trim_end()
@@ -180,6 +180,158 @@ fn an_exported_file_ledger_imports_into_postgres_and_reads_the_same() {
         .map(|e| e["seq"].as_u64().unwrap())
         .collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+}
+
+/// `memes audit --export FILE`, offline: the export of a real ledger (credits with and
+/// without expiry, an expiry, charges across lots, deductions, keys, an entitlement), from
+/// the store `MEMES_TEST_STORE` names, passes; an amount edited, a line removed, two lines
+/// swapped, the stream cut short are each reported at their line, with exit 1; an import
+/// refuses each, and loads the sound one.
+#[test]
+fn an_export_is_audited_offline_and_any_tampering_is_named_by_its_line() {
+    let mut daemon = Daemon::start();
+    let data_dir = daemon.data_dir.to_str().unwrap().to_string();
+    let mut conn = daemon.connect();
+    for (i, user) in USERS.iter().enumerate() {
+        for request in [
+            json!({"op": "get", "user": user}),
+            json!({"op": "topup", "user": user, "amount": 40 + i, "expires_in": "1s", "priority": 10}),
+            json!({"op": "topup", "user": user, "amount": 7, "idempotency_key": format!("pay-{i}")}),
+            json!({"op": "get", "user": user, "count": 3}),
+        ] {
+            let reply = conn.request(&request.to_string());
+            assert_eq!(reply["ok"], true, "{request}: {reply}");
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    for user in USERS {
+        // Writes the expiry of what is left of the 1s lot, then takes from the rest.
+        let reply = conn.request(&json!({"op": "topup", "user": user, "amount": -5}).to_string());
+        assert_eq!(reply["ok"], true, "{reply}");
+    }
+    daemon.memes_json(&["entitle", "--user", "bob", "--tier", "premium"]);
+    let export = daemon.dir.path().join("ledger.ndjson");
+    let out = export.to_str().unwrap();
+    let exported = match &daemon.database {
+        // From a snapshot, while the host serves.
+        Some(database) => memesd(&["export", "--store", &database.url, "--out", out]),
+        None => {
+            let status = daemon.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
+            assert_eq!(status.code(), Some(0));
+            memesd(&["export", "--data-dir", &data_dir, "--out", out])
+        }
+    };
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    let stream = std::fs::read_to_string(&export).unwrap();
+    assert!(stream.contains(r#""kind":"expire""#), "{stream}");
+    // A request's entries in one line (from PostgreSQL too, which keeps entries only).
+    assert!(
+        stream.contains(r#""entries":[{"kind":"welcome","delta":150,"balance":150,"lot":{"kind":"promo"}},{"kind":"charge","#),
+        "{stream}"
+    );
+
+    // No daemon: the CLI alone.
+    let audit = |path: &std::path::Path| {
+        run_memes(
+            None,
+            &["--json", "audit", "--export", path.to_str().unwrap()],
+            &[],
+        )
+    };
+    let sound = audit(&export);
+    assert_eq!(sound.code, 0, "{}{}", sound.stdout, sound.stderr);
+    let report = sound.json();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(
+        (report["version"].clone(), report["accounts"].clone()),
+        (json!(4), json!(4))
+    );
+    let table = run_memes(None, &["audit", "--export", export.to_str().unwrap()], &[]);
+    assert_eq!(table.code, 0, "{}", table.stdout);
+    assert!(
+        table
+            .stdout
+            .contains("chain of line hashes and every sum hold"),
+        "{}",
+        table.stdout
+    );
+
+    let lines: Vec<&str> = stream.lines().collect();
+    let last = lines.len(); // the end line's number
+    // Line numbers from 1 (the header); the first line of bob's with the 41-token top-up.
+    let topup = lines
+        .iter()
+        .position(|l| l.contains(r#""kind":"topup","delta":41,"#))
+        .expect("bob's top-up")
+        + 1;
+    let edited = lines[topup - 1].replace(r#""delta":41,"#, r#""delta":42,"#);
+    let mut cases: Vec<(&str, Vec<String>, usize)> = Vec::new();
+    let mut with = |what, change: &dyn Fn(&mut Vec<String>), line| {
+        let mut changed: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        change(&mut changed);
+        cases.push((what, changed, line));
+    };
+    with(
+        "an amount edited",
+        &|l| l[topup - 1] = edited.clone(),
+        topup,
+    );
+    with("a line removed", &|l| drop(l.remove(4)), 5);
+    with("two lines swapped", &|l| l.swap(6, 7), 7);
+    with(
+        "the last transaction removed",
+        &|l| drop(l.remove(last - 2)),
+        last - 1,
+    );
+    with("cut short", &|l| l.truncate(last - 3), last - 2);
+    let database = TestDatabase::create();
+    for (what, changed, line) in cases {
+        let path = daemon.dir.path().join("tampered.ndjson");
+        std::fs::write(&path, changed.join("\n") + "\n").unwrap();
+        let run = audit(&path);
+        assert_eq!(run.code, 1, "{what}: {}{}", run.stdout, run.stderr);
+        let report = run.json();
+        assert_eq!(report["ok"], false, "{what}: {report}");
+        let problem = report["discrepancy"].as_str().unwrap();
+        assert!(
+            problem.starts_with(&format!("line {line}: ")),
+            "{what}: expected line {line}: {problem}"
+        );
+        let table = run_memes(None, &["audit", "--export", path.to_str().unwrap()], &[]);
+        assert_eq!(table.code, 1, "{what}");
+        assert!(
+            table
+                .stdout
+                .contains(&format!("Audit FAILED: {}: line {line}: ", path.display())),
+            "{}",
+            table.stdout
+        );
+        // The import reads the same stream and refuses it.
+        let imported = memesd(&[
+            "import",
+            "--store",
+            &database.url,
+            "--in",
+            path.to_str().unwrap(),
+        ]);
+        assert!(!imported.status.success(), "{what}: imported");
+    }
+    let imported = memesd(&[
+        "import",
+        "--store",
+        &database.url,
+        "--in",
+        export.to_str().unwrap(),
+    ]);
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
 }
 
 /// A password in the connection string, in any of its three forms, reaches neither the log

@@ -400,6 +400,7 @@ fn check_ledger(client: &mut Client, args: &BenchArgs) -> Result<(), Failure> {
     let first = format!("{}0", args.user_prefix);
     let balance = Request::Balance(BalanceRequest {
         user: first.clone(),
+        at: None,
     });
     let prepared = client.call_as::<serde_json::Value>(&balance)?.is_ok();
     if accounts == 0 || prepared {

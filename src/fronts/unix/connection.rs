@@ -187,6 +187,7 @@ pub async fn handle(
             let id = incoming.id.map(ToOwned::to_owned);
             let op = Op::of(&request);
             let slow = matches!(&request, Request::Get(get) if get.generate)
+                || matches!(&request, Request::Balance(balance) if balance.at.is_some())
                 || matches!(op, Op::History | Op::Audit | Op::Reload);
             let answer = match tracing::enabled!(tracing::Level::DEBUG) {
                 // Whatever the service logs about this request names it.

@@ -86,6 +86,7 @@ fn transaction(record: RecordIn<'_>) -> Transaction<'_> {
         reason,
         tier,
         until,
+        prev_sha256: None,
     }
 }
 

@@ -1,9 +1,10 @@
 //! A user's history, read from the journal by following the `prev` chain of their lines
 //! backwards from the newest one. Needs no index in memory beyond each account's latest
-//! offset, and reads only that user's lines however long the journal is.
+//! offset, and reads only that user's lines however long the journal is. An account at a
+//! past instant is read the same way, every line of the user's, and replayed by the rules.
 
-use super::record::RecordIn;
-use crate::domain::{HistoryCursor, HistoryEntry, HistoryPage, format_instant};
+use super::record::{RecordIn, RecordedEntry};
+use crate::domain::{EntryKind, HistoryCursor, HistoryEntry, HistoryPage, Tier, format_instant};
 use crate::store::rules;
 use std::fs::File;
 use std::io;
@@ -27,6 +28,28 @@ pub fn read_line_at(file: &File, offset: u64, buf: &mut Vec<u8>) -> io::Result<(
         }
         buf.extend_from_slice(&chunk[..read]);
     }
+}
+
+/// The line of `user`'s at `offset`, read into `buf`, checked to be theirs and to point
+/// backwards; what is wrong with it otherwise.
+fn read_users_line<'b>(
+    file: &File,
+    user: &str,
+    offset: u64,
+    buf: &'b mut Vec<u8>,
+) -> Result<RecordIn<'b>, String> {
+    read_line_at(file, offset, buf).map_err(|e| e.to_string())?;
+    let record = RecordIn::parse(buf)?;
+    if record.user != user {
+        return Err(format!(
+            "expected a line of {user:?}, found one of {:?}",
+            record.user
+        ));
+    }
+    if record.prev.is_some_and(|prev| prev >= offset) {
+        return Err("prev does not point backwards".into());
+    }
+    Ok(record)
 }
 
 /// Where a history page continues: the journal line to read next and the sequence number
@@ -79,17 +102,7 @@ pub fn read_history(
             true => HistoryError::NotTheUsersLine(at),
             false => HistoryError::Corrupt(format!("journal offset {at}: {what}")),
         };
-        read_line_at(file, at, &mut buf).map_err(|e| corrupt(e.to_string()))?;
-        let record = RecordIn::parse(&buf).map_err(corrupt)?;
-        if record.user != user {
-            return Err(corrupt(format!(
-                "expected a line of {user:?}, found one of {:?}",
-                record.user
-            )));
-        }
-        if record.prev.is_some_and(|prev| prev >= at) {
-            return Err(corrupt("prev does not point backwards".into()));
-        }
+        let record = read_users_line(file, user, at, &mut buf).map_err(corrupt)?;
         let time = format_instant(record.time);
         for (i, entry) in record.entries.iter().enumerate().rev() {
             let seq = record.seq + i as u64;
@@ -152,4 +165,51 @@ pub fn read_history(
         // A file store has no standby: every page it reads is current.
         stale: None,
     })
+}
+
+/// `user`'s account as it was at `t` ([`rules::account_at`]), from every line of theirs, the
+/// chain followed back from the line at `from` (their newest). `None`: no entry by `t`.
+pub fn read_account_at(
+    file: &File,
+    user: &str,
+    from: u64,
+    t: i64,
+) -> Result<Option<rules::Past>, HistoryError> {
+    struct Line {
+        seq: u64,
+        time: i64,
+        entries: Vec<RecordedEntry>,
+        entitled: Option<(Tier, Option<i64>)>,
+    }
+    let mut newest_first = Vec::new();
+    let mut buf = Vec::with_capacity(1024);
+    let mut offset = Some(from);
+    while let Some(at) = offset {
+        let record = read_users_line(file, user, at, &mut buf)
+            .map_err(|what| HistoryError::Corrupt(format!("journal offset {at}: {what}")))?;
+        newest_first.push(Line {
+            seq: record.seq,
+            time: record.time,
+            entitled: record.tier.map(|tier| (tier, record.until)),
+            entries: record.entries,
+        });
+        offset = record.prev;
+    }
+    let steps = newest_first.iter().rev().flat_map(|line| {
+        let own = line.entries.len().saturating_sub(1);
+        line.entries
+            .iter()
+            .enumerate()
+            .map(move |(i, entry)| rules::Step {
+                seq: line.seq + i as u64,
+                time: line.time,
+                entry: entry.entry(),
+                recorded: entry.recorded(),
+                // A tier belongs to the line's own entry, not to a welcome grant before it.
+                entitled: line
+                    .entitled
+                    .filter(|_| i == own && entry.kind == EntryKind::Entitle),
+            })
+    });
+    rules::account_at(steps, t).map_err(HistoryError::Corrupt)
 }

@@ -99,6 +99,12 @@ impl Account {
     pub fn lots(&self) -> Vec<Lot> {
         self.lots.to_vec(self.balance)
     }
+
+    /// Its lots, in burn order, borrowed: the inline one is placed in `one` (no allocation,
+    /// for a change that only reads them).
+    pub fn lots_in<'a>(&'a self, one: &'a mut Option<Lot>) -> &'a [Lot] {
+        self.lots.as_slice(self.balance, one)
+    }
 }
 
 /// An account's lots, kept small: most accounts hold one lot that never expires (a ledger
@@ -126,15 +132,21 @@ pub enum Lots {
 impl Lots {
     /// The lots of an account with this `balance`, in burn order.
     pub fn to_vec(&self, balance: u64) -> Vec<Lot> {
+        self.as_slice(balance, &mut None).to_vec()
+    }
+
+    /// The lots of an account with this `balance`, in burn order, borrowed: the inline one
+    /// is placed in `one`.
+    pub fn as_slice<'a>(&'a self, balance: u64, one: &'a mut Option<Lot>) -> &'a [Lot] {
         match self {
-            Lots::None => Vec::new(),
+            Lots::None => &[],
             &Lots::One {
                 id,
                 amount,
                 effective_at,
                 priority,
                 kind,
-            } => vec![Lot {
+            } => std::slice::from_ref(one.insert(Lot {
                 id,
                 amount,
                 remaining: balance,
@@ -142,8 +154,8 @@ impl Lots {
                 expires_at: None,
                 priority,
                 kind,
-            }],
-            Lots::Many(lots) => lots.to_vec(),
+            })),
+            Lots::Many(lots) => lots,
         }
     }
 
@@ -466,7 +478,8 @@ impl Ledger {
             return Ok(Outcome::Replayed(reply));
         }
         let existing = self.accounts.get_full(transaction.user);
-        let before = existing.map(|(_, _, account)| (account.view(), account.lots()));
+        let mut one = None;
+        let before = existing.map(|(_, _, account)| (account.view(), account.lots_in(&mut one)));
         let mut holds =
             existing.map_or_else(Vec::new, |(_, _, account)| account.open_holds(&self.holds));
         if let Some(id) = transaction.hold
@@ -477,7 +490,7 @@ impl Ledger {
         }
         let decision = rules::decide_lots(
             transaction.user,
-            before.as_ref().map(|(view, lots)| (view, lots.as_slice())),
+            before.as_ref().map(|(view, lots)| (view, *lots)),
             &holds,
             transaction.change,
             self.welcome,
@@ -500,11 +513,10 @@ impl Ledger {
             }
             _ => None,
         };
-        let entries: Vec<RecordedEntry> = decision
-            .postings
-            .into_iter()
-            .map(RecordedEntry::from)
-            .collect();
+        // Into a new vector: collecting in place would shrink the postings' allocation to
+        // fit (a realloc per change, dearer than an allocation).
+        let mut entries: Vec<RecordedEntry> = Vec::with_capacity(decision.postings.len());
+        entries.extend(decision.postings.into_iter().map(RecordedEntry::from));
         let changed = Changed {
             balance: after.balance,
             welcome,

@@ -33,7 +33,7 @@ use journal::{JournalFile, Queue, Shared, State, WriterConfig, run_writer};
 use ledger::{Account, Ledger, Undo};
 use recovery::{JOURNAL_FILE, RecoveryStats};
 
-use crate::domain::{AccountView, AuditReport, HistoryCursor, HistoryPage, Lot, Tier};
+use crate::domain::{AccountView, AuditReport, HistoryCursor, HistoryPage, Lot, Stale, Tier};
 use crate::lockfile;
 use crate::store::{
     Changed, ChargeRequest, Clock, Commit, EndHold, HoldChange, Idempotency, OpenError, Outcome,
@@ -423,6 +423,28 @@ impl TokenStore for FileStore {
                 .lots_at(user, now)
                 .ok_or_else(|| StoreError::UnknownUser(user.to_string()))
         })
+    }
+
+    async fn account_at(
+        &self,
+        user: &str,
+        at: i64,
+    ) -> Result<(crate::store::rules::Past, Option<Stale>), StoreError> {
+        let (account, commit) = self.kept_account(user)?;
+        commit.wait().await?;
+        let (reader, owner, from) = (self.reader.clone(), user.to_string(), account.last);
+        let read = self
+            .reads
+            .run(move || Ok(history::read_account_at(&reader, &owner, from, at)))
+            .await?;
+        match read {
+            Ok(Some(past)) => Ok((past, None)),
+            Ok(None) => Err(StoreError::UnknownUser(user.to_string())),
+            Err(history::HistoryError::NotTheUsersLine(offset)) => Err(StoreError::Internal(
+                format!("journal offset {offset}: not a line of user {user:?}"),
+            )),
+            Err(history::HistoryError::Corrupt(what)) => Err(StoreError::Internal(what)),
+        }
     }
 
     async fn entitle(

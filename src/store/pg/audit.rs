@@ -15,7 +15,7 @@
 //! decided in Rust, as the file store's audit does) and the `lots` table holds exactly what
 //! the ledger derives. Stops at the first discrepancy, which the report names.
 
-use crate::domain::{AuditReport, Entry, Lot, LotTerms};
+use crate::domain::{AuditReport, Entry, Lot, LotTake, LotTerms};
 use crate::store::rules::{self, Recorded};
 use futures_util::TryStreamExt;
 use std::collections::VecDeque;
@@ -196,7 +196,7 @@ pub async fn check(
 
 /// Rows of one query, fetched a chunk at a time through a portal (two such queries are read
 /// side by side in one transaction).
-struct Chunked<'t> {
+pub(super) struct Chunked<'t> {
     transaction: &'t Transaction<'t>,
     portal: Portal,
     rows: VecDeque<Row>,
@@ -204,7 +204,7 @@ struct Chunked<'t> {
 }
 
 impl<'t> Chunked<'t> {
-    async fn new(
+    pub(super) async fn new(
         transaction: &'t Transaction<'t>,
         query: &str,
     ) -> Result<Chunked<'t>, tokio_postgres::Error> {
@@ -227,7 +227,7 @@ impl<'t> Chunked<'t> {
         Ok(self.rows.front())
     }
 
-    async fn next(&mut self) -> Result<Option<Row>, tokio_postgres::Error> {
+    pub(super) async fn next(&mut self) -> Result<Option<Row>, tokio_postgres::Error> {
         self.peek().await?;
         Ok(self.rows.pop_front())
     }
@@ -270,27 +270,80 @@ async fn replay(transaction: &Transaction<'_>) -> Result<Option<String>, tokio_p
 
 /// Replays one row of [`REPLAY`] onto its user's lots.
 fn replay_row(row: &Row, lots: &mut Vec<Lot>) -> Result<(), String> {
-    let seq = row.get::<_, i64>(1) as u64;
-    let entry = Entry {
-        kind: super::kind_from(row.get(3))?,
-        delta: row.get(4),
-        balance: super::balance_from(row.get(5)),
-    };
-    let opened = row.get::<_, Option<&str>>(6).map(|kind| LotTerms {
-        expires_at: row.get(7),
-        priority: row.get::<_, Option<i16>>(8).unwrap_or(0).clamp(0, 100) as u8,
-        kind: super::columns::lot_kind_from(kind),
-    });
-    let from = super::columns::takes_from(row.get(10), row.get(11));
-    let recorded = Recorded {
-        opened,
-        from: &from,
-        at: row.get(9),
-        hold: None,
-        captured: None,
-    };
+    let read = ReplayRow::read(row)?;
     // Holds are not kept on PostgreSQL yet (`PgStore::hold` refuses them): none is open.
-    rules::replay_lots(lots, &mut Vec::new(), &entry, recorded, seq, row.get(2)).map(|_| ())
+    rules::replay_lots(
+        lots,
+        &mut Vec::new(),
+        &read.entry,
+        read.recorded(),
+        read.seq,
+        read.time,
+    )
+    .map(|_| ())
+}
+
+/// An entry as a row of [`REPLAY`]'s columns holds it (user_id first), with what it says
+/// about lots: what [`rules::replay_lots`] reads. Also read by the past view, whose query
+/// has the same columns.
+pub(super) struct ReplayRow {
+    pub seq: u64,
+    pub time: i64,
+    pub entry: Entry,
+    opened: Option<LotTerms>,
+    from: Vec<LotTake>,
+    at: Option<i64>,
+}
+
+impl ReplayRow {
+    pub fn read(row: &Row) -> Result<ReplayRow, String> {
+        Ok(ReplayRow {
+            seq: row.get::<_, i64>(1) as u64,
+            time: row.get(2),
+            entry: Entry {
+                kind: super::kind_from(row.get(3))?,
+                delta: row.get(4),
+                balance: super::balance_from(row.get(5)),
+            },
+            opened: row.get::<_, Option<&str>>(6).map(|kind| LotTerms {
+                expires_at: row.get(7),
+                priority: row.get::<_, Option<i16>>(8).unwrap_or(0).clamp(0, 100) as u8,
+                kind: super::columns::lot_kind_from(kind),
+            }),
+            from: super::columns::takes_from(row.get(10), row.get(11)),
+            at: row.get(9),
+        })
+    }
+
+    /// The entry as a ledger records it (what a dump carries).
+    pub fn recorded_entry(self) -> crate::store::recorded::RecordedEntry {
+        crate::store::recorded::RecordedEntry {
+            kind: self.entry.kind,
+            delta: self.entry.delta,
+            balance: self.entry.balance,
+            at: self.at,
+            lot: self
+                .opened
+                .map(|terms| crate::store::recorded::TermsRecord {
+                    expires_at: terms.expires_at,
+                    priority: terms.priority,
+                    kind: terms.kind,
+                }),
+            from: self.from,
+            hold: None,
+            captured: None,
+        }
+    }
+
+    pub fn recorded(&self) -> Recorded<'_> {
+        Recorded {
+            opened: self.opened,
+            from: &self.from,
+            at: self.at,
+            hold: None,
+            captured: None,
+        }
+    }
 }
 
 /// Compares the lots the ledger derives for `user` with the `lots` table's, reading the

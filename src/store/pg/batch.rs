@@ -261,6 +261,16 @@ async fn commit(
             writable.store(false, Ordering::Relaxed);
             break StoreError::Unavailable(why);
         }
+        if connection
+            .as_ref()
+            .is_some_and(|held| !primary.usable(Object::metrics(held).created))
+        {
+            // Made before a connection in use broke (the primary died, froze or was cut
+            // off, or failed over): it may lead to that server, and a frozen one would hold
+            // this batch to its deadline. The pool's own check sees only connections it
+            // hands out; this writer has held its one since.
+            discard(connection);
+        }
         attempt += 1;
         let id = commit_id();
         let mut committing = None;

@@ -25,6 +25,8 @@
 //!   saying how fresh they are.
 //! - [`batch`]: group commit: lock in user order, decide, write with few round trips.
 //! - [`audit`]: the ledger's invariants, checked by SQL over the whole database.
+//! - [`export`]: the database's ledger written as a [dump](crate::store::dump) (`memesd
+//!   export --store`).
 //! - [`import`]: a [dump](crate::store::dump) of a ledger loaded into the database
 //!   (`memesd import`).
 //! - [`testing`]: a throwaway cluster for tests (not used by memesd).
@@ -32,6 +34,7 @@
 pub mod audit;
 pub mod batch;
 mod columns;
+pub mod export;
 pub mod import;
 pub mod migrate;
 pub mod primary;
@@ -787,6 +790,31 @@ async fn account_row(
     Ok(client.query(&statement, &[&user]).await?)
 }
 
+/// A user's entries in the ledger's order up to the first made after `at` (what
+/// [`rules::account_at`] replays), in the columns of the audit's replay
+/// ([`audit::ReplayRow`]), then the tier and its end an `entitle` entry set.
+async fn past_rows(
+    client: deadpool_postgres::Object,
+    user: &str,
+    at: i64,
+) -> Result<Vec<tokio_postgres::Row>, ReadError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT e.user_id, e.seq, e.time_ms, e.kind, e.delta, e.balance,
+                    e.lot_kind, e.lot_expires_ms, e.lot_priority, e.at_ms,
+                    (SELECT array_agg(lot ORDER BY ord) FROM lot_takes AS t WHERE t.seq = e.seq),
+                    (SELECT array_agg(tokens ORDER BY ord) FROM lot_takes AS t WHERE t.seq = e.seq),
+                    CASE WHEN e.kind = 'entitle' THEN e.tier END, e.until_ms
+             FROM entries AS e
+             WHERE e.user_id = $1
+               AND e.seq < coalesce((SELECT min(seq) FROM entries
+                                     WHERE user_id = $1 AND time_ms > $2), 9223372036854775807)
+             ORDER BY e.seq",
+        )
+        .await?;
+    Ok(client.query(&statement, &[&user, &at]).await?)
+}
+
 /// An account as [`account_row`] read it, with its lots; `UnknownUser` if there was none.
 fn account_from(
     user: &str,
@@ -955,6 +983,40 @@ impl TokenStore for PgStore {
             stale,
             Commit::done(),
         ))
+    }
+
+    async fn account_at(
+        &self,
+        user: &str,
+        at: i64,
+    ) -> Result<(rules::Past, Option<Stale>), StoreError> {
+        let (rows, stale) = self
+            .read_anywhere("reading an account's past", "history", |client| {
+                past_rows(client, user, at)
+            })
+            .await?;
+        let read = rows
+            .iter()
+            .map(|row| {
+                let entitled = row
+                    .get::<_, Option<&str>>(12)
+                    .map(|tier| (tier_from(tier), row.get::<_, Option<i64>>(13)));
+                audit::ReplayRow::read(row).map(|read| (read, entitled))
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(StoreError::Internal)?;
+        let steps = read.iter().map(|(read, entitled)| rules::Step {
+            seq: read.seq,
+            time: read.time,
+            entry: read.entry,
+            recorded: read.recorded(),
+            entitled: *entitled,
+        });
+        match rules::account_at(steps, at) {
+            Ok(Some(past)) => Ok((past, stale)),
+            Ok(None) => Err(StoreError::UnknownUser(user.to_string())),
+            Err(fault) => Err(StoreError::Internal(format!("user {user:?}: {fault}"))),
+        }
     }
 
     async fn entitle(

@@ -339,27 +339,40 @@ pub(super) async fn first_to_connect(
     let mut last_error = None;
     for endpoint in hosts {
         let label = endpoint.label();
-        let one = one_host(config, &endpoint);
-        match tokio::time::timeout(per_host, one.connect(NoTls)).await {
-            Ok(Ok((client, connection))) => {
-                let task = tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!("PostgreSQL connection ended: {error}");
-                    }
-                });
-                return Ok((client, task, label));
+        match connect_one(config, &endpoint, per_host).await {
+            Ok((client, task)) => return Ok((client, task, label)),
+            Err((what, error)) => {
+                tried.push((label, what));
+                last_error = error.or(last_error);
             }
-            Ok(Err(error)) => {
-                tried.push((label, describe(&error)));
-                last_error = Some(error);
-            }
-            Err(_) => tried.push((
-                label,
-                format!("no answer within {per_host:?} (down, frozen or cut off)"),
-            )),
         }
     }
     Err(last_error)
+}
+
+/// One host's attempt within `per_host`: the connection, or what the host did (and the
+/// driver's error, unless it never answered).
+async fn connect_one(
+    config: &Config,
+    endpoint: &Endpoint,
+    per_host: Duration,
+) -> Result<(Client, tokio::task::JoinHandle<()>), (String, Option<tokio_postgres::Error>)> {
+    let one = one_host(config, endpoint);
+    match tokio::time::timeout(per_host, one.connect(NoTls)).await {
+        Ok(Ok((client, connection))) => {
+            let task = tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!("PostgreSQL connection ended: {error}");
+                }
+            });
+            Ok((client, task))
+        }
+        Ok(Err(error)) => Err((describe(&error), Some(error))),
+        Err(_) => Err((
+            format!("no answer within {per_host:?} (down, frozen or cut off)"),
+            None,
+        )),
+    }
 }
 
 impl deadpool_postgres::Connect for Connector {
@@ -377,13 +390,61 @@ impl deadpool_postgres::Connect for Connector {
 
 /// Looks for a primary while none is known (the writers refuse changes meanwhile and do not
 /// try themselves), until the store closes.
+///
+/// Every host is asked at once, each again as soon as it answered (at most every
+/// [`PROBE_EVERY`]), rather than in turn as [`Connector`] does: a frozen or cut-off old
+/// primary takes its whole timeout to fail, and asked in turn it would hold back, at every
+/// round, the standby that has just been promoted (a failover test saw writes resume 5 s
+/// after the promotion).
 pub async fn probe(connector: Connector, config: Config) {
+    let hosts = endpoints(&config);
+    let mut ticks = tokio::time::interval(PROBE_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut asking = futures_util::stream::FuturesUnordered::new();
+    // Which hosts have an attempt under way, and each host's last failure this outage.
+    let mut under_way = vec![false; hosts.len()];
+    let mut failures: Vec<Option<(String, String)>> = vec![None; hosts.len()];
     loop {
-        tokio::time::sleep(PROBE_EVERY).await;
-        if let Some((without, _)) = connector.primary.unknown() {
-            crate::telemetry::store_without_primary(without);
-            // The connection is only a test: dropping it closes it.
-            let _ = connector.connect(&config).await;
+        tokio::select! {
+            _ = ticks.tick() => {
+                let Some((without, _)) = connector.primary.unknown() else {
+                    // A writer's own connection found one: forget this outage's attempts.
+                    asking.clear();
+                    under_way.fill(false);
+                    failures.fill(None);
+                    continue;
+                };
+                crate::telemetry::store_without_primary(without);
+                for (i, endpoint) in hosts.iter().enumerate() {
+                    if !std::mem::replace(&mut under_way[i], true) {
+                        let (config, endpoint) = (&config, endpoint.clone());
+                        let per_host = connector.per_host;
+                        asking.push(async move {
+                            (i, connect_one(config, &endpoint, per_host).await)
+                        });
+                    }
+                }
+            }
+            Some((i, outcome)) = futures_util::StreamExt::next(&mut asking) => {
+                under_way[i] = false;
+                match outcome {
+                    // The connection is only a test: dropping it closes it.
+                    Ok(_) => {
+                        let tried: Vec<_> = failures.iter().flatten().cloned().collect();
+                        connector.primary.found(hosts[i].label(), &tried);
+                        asking.clear();
+                        under_way.fill(false);
+                        failures.fill(None);
+                    }
+                    Err((what, _)) => {
+                        failures[i] = Some((hosts[i].label(), what));
+                        if failures.iter().all(Option::is_some) {
+                            let tried: Vec<_> = failures.iter().flatten().cloned().collect();
+                            connector.primary.none_found(&tried);
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -392,7 +392,10 @@ const KINDS = {
   topup: "Top-up",
   deduct: "Deduction",
   entitle: "Entitlement",
+  expire: "Expiry",
 };
+
+const LOT_KINDS = { paid: "Paid", promo: "Promotional" };
 
 function details(entry) {
   const parts = [];
@@ -401,42 +404,78 @@ function details(entry) {
   }
   if (entry.tier) parts.push(entry.until ? `${entry.tier} until ${localTime(entry.until)}` : entry.tier);
   if (entry.reason) parts.push(entry.reason);
+  if (entry.lot !== undefined) parts.push(`opened lot #${entry.lot}`);
+  if (entry.from && entry.from.length) {
+    parts.push(`from ${entry.from.map((take) => `lot #${take.lot} (${take.tokens})`).join(", ")}`);
+  }
   // Idempotency keys matter to whoever reconciles payments, not to the user.
   if (entry.key && state.who && state.who.kind === "admin") parts.push(`key ${entry.key}`);
   return parts.join(" · ");
 }
 
-function renderHistory(entries) {
-  const rows = $("history-rows");
+/** Fills a table body with one row per item (`cells` gives each row's [text, class] pairs),
+ * or one row saying `empty` across `columns` columns. */
+function fillRows(rows, items, cells, columns, empty) {
   rows.replaceChildren();
-  for (const entry of [...entries].reverse()) {
+  for (const item of items) {
     const tr = document.createElement("tr");
-    const cells = [
+    for (const [text, kind] of cells(item)) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      if (kind) td.className = kind;
+      tr.append(td);
+    }
+    rows.append(tr);
+  }
+  if (items.length === 0) {
+    const tr = document.createElement("tr");
+    const td = document.createElement("td");
+    td.colSpan = columns;
+    td.className = "empty";
+    td.textContent = empty;
+    tr.append(td);
+    rows.append(tr);
+  }
+  return rows;
+}
+
+/** The spendable lots as memesd lists them: already in burn order. */
+function renderLots(lots) {
+  fillRows(
+    $("lots-rows"),
+    lots,
+    (lot) => [
+      [`#${lot.id}`, ""],
+      [LOT_KINDS[lot.kind] || lot.kind, ""],
+      [String(lot.remaining), "num"],
+      [String(lot.amount), "num"],
+      [lot.expires_at ? localTime(lot.expires_at) : "never", ""],
+      [String(lot.priority), "num"],
+    ],
+    6,
+    "No tokens to spend.",
+  );
+}
+
+function renderHistory(entries) {
+  const ordered = [...entries].reverse();
+  const rows = fillRows(
+    $("history-rows"),
+    ordered,
+    (entry) => [
       [String(entry.seq), ""],
       [localTime(entry.time), ""],
       [KINDS[entry.kind] || entry.kind, ""],
       [entry.delta > 0 ? `+${entry.delta}` : entry.delta < 0 ? `−${-entry.delta}` : "0", "num"],
       [String(entry.balance), "num"],
       [details(entry), "details"],
-    ];
-    for (const [text, kind] of cells) {
-      const td = document.createElement("td");
-      td.textContent = text;
-      if (kind) td.className = kind;
-      tr.append(td);
-    }
-    tr.dataset.kind = entry.kind;
-    rows.append(tr);
-  }
-  if (entries.length === 0) {
-    const tr = document.createElement("tr");
-    const td = document.createElement("td");
-    td.colSpan = 6;
-    td.className = "empty";
-    td.textContent = "No entries.";
-    tr.append(td);
-    rows.append(tr);
-  }
+    ],
+    6,
+    "No entries.",
+  );
+  ordered.forEach((entry, i) => {
+    rows.children[i].dataset.kind = entry.kind;
+  });
 }
 
 function renderChart(entries) {
@@ -464,8 +503,9 @@ async function loadAccount() {
   const query = new URLSearchParams({ limit: String(pageSize) });
   if (before) query.set("before", before);
   try {
-    const [account, page, recent] = await Promise.all([
+    const [account, lots, page, recent] = await Promise.all([
       api("GET", userPath(user, "balance")),
+      api("GET", userPath(user, "lots")),
       api("GET", userPath(user, `history?${query}`)),
       api("GET", userPath(user, `history?limit=${CHART_ENTRIES}`)),
     ]);
@@ -477,12 +517,14 @@ async function loadAccount() {
       : account.tier;
     $("balance-tier").className = account.tier === "premium" ? "badge premium" : "badge";
     if (state.who.kind === "user") showTier(account.tier);
+    renderLots(lots.lots);
     state.next = page.next || null;
     renderHistory(page.entries);
     renderChart(recent.entries);
   } catch (error) {
     if (user !== state.subject) return;
     state.next = null;
+    renderLots([]);
     renderHistory([]);
     renderChart([]);
     $("balance-tier").textContent = "";
@@ -569,6 +611,13 @@ async function topUp() {
   const key = form.dataset.key;
   const body = { amount };
   if (reason) body.reason = reason;
+  // The lot's terms as typed: whether they fit (a deduction has none, an expiry must be a
+  // duration) is memesd's to say.
+  const expiresIn = $("expires-in").value.trim();
+  if (expiresIn) body.expires_in = expiresIn;
+  const priority = $("priority").value.trim();
+  if (priority) body.priority = Number(priority);
+  if ($("promo").checked) body.promo = true;
   say(message, amount > 0 ? "Topping up…" : "Deducting…");
   try {
     const data = await api("POST", userPath(state.subject, "topups"), {

@@ -205,6 +205,18 @@ pub struct EntitlementBody {
     pub until: Option<String>,
 }
 
+/// `GET /v1/users/{user}/balance`'s query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BalanceQuery {
+    /// An instant (RFC 3339): the balance, tier and spendable lots as they were then; after
+    /// now, what expiry alone would leave by then. Absent: now. (Empty is not absent: it is
+    /// not a time, and refused.)
+    #[param(format = DateTime)]
+    #[serde(default)]
+    pub at: Option<String>,
+}
+
 /// `GET /v1/users/{user}/history`'s query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -13,8 +13,8 @@ use super::super::problem::{Problem, Problems};
 use super::super::schema::{IdempotencyKey, UserId};
 use super::super::similar;
 use super::types::{
-    CaptureBody, EntitlementBody, HistoryQuery, HoldBody, MemesBody, MemesQuery, SearchQuery,
-    TopupBody, VoidBody, WebhookEvent,
+    BalanceQuery, CaptureBody, EntitlementBody, HistoryQuery, HoldBody, MemesBody, MemesQuery,
+    SearchQuery, TopupBody, VoidBody, WebhookEvent,
 };
 use super::{
     Headers, Parsed, data_response, fresh_response, idempotency_key, no_store, parse_json, subject,
@@ -167,17 +167,19 @@ pub async fn search(
 
 /// `GET /v1/users/{user}/balance`.
 #[utoipa::path(get, path = "/v1/users/{user}/balance", tag = "users",
-    params(("user" = UserId, Path, description = "The user id")),
-    responses((status = 200, description = "Balance and tier", body = BalanceData), Problems),
+    params(("user" = UserId, Path, description = "The user id"), BalanceQuery),
+    responses((status = 200, description = "Balance and tier, now or at `at`", body = BalanceData), Problems),
     security(("bearer" = [])))]
 pub async fn balance(
     State(http): State<Http>,
     headers: Headers,
     Parsed(Path(user)): Parsed<Path<String>>,
+    Parsed(Query(params)): Parsed<Query<BalanceQuery>>,
 ) -> Result<Response, Problem> {
     let caller = http.caller(headers.authorization())?;
     let request = BalanceRequest {
         user: subject(&caller, Some(user))?,
+        at: params.at,
     };
     Ok(fresh_response(
         &http.service.balance(&caller, request).await?,
