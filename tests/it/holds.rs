@@ -34,6 +34,37 @@ fn audit_passes(daemon: &Daemon) {
     assert_eq!(audit["ok"], true, "{audit}");
 }
 
+/// Stops the daemon, exports its file ledger (version 4: hold entries, chained) and checks
+/// the export offline with `memes audit --export`, which replays every hold and its end.
+fn export_audits_offline(daemon: &mut Daemon) {
+    let stopped = daemon.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(stopped.code(), Some(0));
+    let export = daemon.dir.path().join("ledger.ndjson");
+    let exported = std::process::Command::new(env!("CARGO_BIN_EXE_memesd"))
+        .args(["export", "--data-dir"])
+        .arg(&daemon.data_dir)
+        .arg("--out")
+        .arg(&export)
+        .env_remove("MEMES_STORE")
+        .env_remove("MEMES_DATA_DIR")
+        .output()
+        .expect("run memesd export");
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    let stream = std::fs::read_to_string(&export).unwrap();
+    assert!(stream.contains(r#""version":4"#), "{stream}");
+    let audit = crate::harness::run_memes(
+        None,
+        &["--json", "audit", "--export", export.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(audit.code, 0, "{}{}\n{stream}", audit.stdout, audit.stderr);
+    assert_eq!(audit.json()["version"], 4);
+}
+
 #[test]
 fn a_hold_drops_the_balance_at_once_and_ends_once_captured_or_voided() {
     let mut daemon = Daemon::start_file();
@@ -118,6 +149,7 @@ fn a_hold_drops_the_balance_at_once_and_ends_once_captured_or_voided() {
     assert_eq!(daemon.memes(&["capture", &id]).code, 7);
     assert_eq!(entries(&daemon, "h1"), expected);
     audit_passes(&daemon);
+    export_audits_offline(&mut daemon);
 }
 
 #[test]
@@ -158,6 +190,7 @@ fn a_hold_expires_at_its_ttl_even_if_nothing_ran_and_cannot_be_captured_after() 
     daemon.restart();
     assert_eq!(daemon.balance("h2"), Some(148));
     audit_passes(&daemon);
+    export_audits_offline(&mut daemon);
 }
 
 #[test]
