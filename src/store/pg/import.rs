@@ -186,7 +186,7 @@ pub async fn import(
                 counted(entries, "entry")
             ));
         }
-        tx.batch_execute("TRUNCATE idempotency_keys, lot_takes, lots, entries, accounts")
+        tx.batch_execute("TRUNCATE idempotency_keys, lot_takes, lots, holds, entries, accounts")
             .await
             .map_err(db("emptying the database"))?;
     }

@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("migrations/0002_commits.sql"),
     ),
     (3, "0003_lots", include_str!("migrations/0003_lots.sql")),
+    (4, "0004_holds", include_str!("migrations/0004_holds.sql")),
 ];
 
 /// The key of the advisory lock held while migrating ("memes" in ASCII).

@@ -176,11 +176,14 @@ impl PgConfig {
         // estimates each array's length anew, so it planned every batch again (up to 160 µs
         // for the write on copies, more than the write itself for small batches). A generic
         // plan is made once per connection, and again when the tables' statistics change.
+        // `memes.schema`: the schema this memesd knows, which a ledger's triggers read to
+        // refuse the changes of a memesd that knows too little (0004_holds).
         let session = format!(
             "-c statement_timeout={} -c idle_in_transaction_session_timeout={} \
-             -c plan_cache_mode=force_generic_plan",
+             -c plan_cache_mode=force_generic_plan -c memes.schema={}",
             self.statement_timeout.as_millis().max(1),
-            (self.change_deadline * 4).as_millis().max(1)
+            (self.change_deadline * 4).as_millis().max(1),
+            migrate::known_version()
         );
         let options = match config.get_options() {
             Some(given) => format!("{given} {session}"),

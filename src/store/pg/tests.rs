@@ -69,18 +69,32 @@ fn the_database_refuses_wrong_states_even_if_the_code_were_wrong() {
         store.close().await;
     });
     let refused = [
+        // As memesd's connections say, the schema they know (0004_holds).
         (
-            "UPDATE accounts SET balance = -1, version = version + 1 WHERE user_id = 'u'",
+            "SET memes.schema = 4; UPDATE accounts SET balance = -1, version = version + 1 WHERE user_id = 'u'",
             "accounts_balance_check",
         ),
         (
-            "UPDATE accounts SET balance = 9007199254740992, version = version + 1 WHERE user_id = 'u'",
+            "SET memes.schema = 4; UPDATE accounts SET balance = 9007199254740992, version = version + 1 WHERE user_id = 'u'",
             "accounts_balance_check1",
         ),
         // A memesd from before lots changes balances without the version: refused.
         (
-            "UPDATE accounts SET balance = 7 WHERE user_id = 'u'",
+            "SET memes.schema = 4; UPDATE accounts SET balance = 7 WHERE user_id = 'u'",
             "a memesd from before lots",
+        ),
+        // A memesd from before holds does not say it knows them: refused.
+        (
+            "UPDATE accounts SET balance = 7, version = version + 1 WHERE user_id = 'u'",
+            "a memesd from before holds",
+        ),
+        (
+            "INSERT INTO entries (time_ms, user_id, kind, delta, balance) VALUES (0, 'u', 'hold', -5, 150)",
+            "entries_hold_check",
+        ),
+        (
+            "INSERT INTO entries (time_ms, user_id, kind, delta, balance, hold_id) VALUES (0, 'u', 'charge', -5, 150, 1)",
+            "entries_hold_check",
         ),
         (
             "INSERT INTO accounts (user_id, balance) VALUES ('old', 150)",
