@@ -72,8 +72,14 @@ pub enum Change {
     Topup { amount: i64, terms: LotTerms },
     /// A tier, optionally until an instant (milliseconds since the epoch).
     Entitle { tier: Tier, until: Option<i64> },
-    /// Tokens set aside from the lots for `ttl_ms` milliseconds.
-    Hold { amount: u64, ttl_ms: i64 },
+    /// Tokens set aside from the lots for `ttl_ms` milliseconds. `id`: the hold's id when the
+    /// store drew it before deciding (PostgreSQL numbers entries only as it writes them, but
+    /// a stored reply names the hold); `None`: the seq of its entry (the file store).
+    Hold {
+        amount: u64,
+        ttl_ms: i64,
+        id: Option<u64>,
+    },
     /// A hold ended by spending `amount` of its tokens (all if `None`); the rest goes back.
     Capture { hold: u64, amount: Option<u64> },
     /// A hold ended by giving all its tokens back.
@@ -502,7 +508,7 @@ pub fn decide_lots(
     if let Some(terms) = &terms {
         check_terms(terms, now)?;
     }
-    if let Change::Hold { amount, ttl_ms } = change {
+    if let Change::Hold { amount, ttl_ms, .. } = change {
         check_ttl(ttl_ms)?;
         if amount == 0 {
             return Err(StoreError::Invalid(
@@ -617,7 +623,16 @@ pub fn decide_lots(
             (EntryKind::Charge | EntryKind::Deduct, _, _) if entry.delta < 0 => {
                 posting.from = burn(user, &mut lots, entry.delta.unsigned_abs(), now)?;
             }
-            (EntryKind::Hold, _, Change::Hold { amount, ttl_ms }) => {
+            (
+                EntryKind::Hold,
+                _,
+                Change::Hold {
+                    amount,
+                    ttl_ms,
+                    id: drawn,
+                },
+            ) => {
+                let id = drawn.unwrap_or(id);
                 let was = lots.clone();
                 posting.from = burn(user, &mut lots, amount, now)?;
                 let expires_at = now.saturating_add(ttl_ms);
@@ -1940,7 +1955,14 @@ mod tests {
         }
 
         fn hold(&mut self, amount: u64, ttl_ms: i64, now: i64) -> Result<u64, StoreError> {
-            let decision = self.apply(Change::Hold { amount, ttl_ms }, now)?;
+            let decision = self.apply(
+                Change::Hold {
+                    amount,
+                    ttl_ms,
+                    id: None,
+                },
+                now,
+            )?;
             Ok(decision.holds.last().unwrap().id)
         }
     }
@@ -2120,6 +2142,38 @@ mod tests {
             ]
         );
         assert_eq!(held.view.balance, 1);
+    }
+
+    /// A hold whose id the store drew before deciding (PostgreSQL) carries that id, not its
+    /// entry's seq, and is ended by it.
+    #[test]
+    fn a_hold_decided_with_a_drawn_id_carries_it() {
+        let lots = [lot(1, 10, None, 50, LotKind::Paid)];
+        let hold = Change::Hold {
+            amount: 4,
+            ttl_ms: 1_000,
+            id: Some(7_000),
+        };
+        let decide = |view: &AccountView, lots: &[Lot], holds: &[Hold], change, now| {
+            decide_lots(
+                "u",
+                Some((view, lots)),
+                holds,
+                change,
+                Welcome::default(),
+                now,
+                100,
+            )
+        };
+        let held = decide(&account(10), &lots, &[], hold, 0).unwrap();
+        assert_eq!(held.postings[0].hold, Some(7_000));
+        assert_eq!((held.holds[0].id, held.after.balance), (7_000, 6));
+        let void = Change::Void { hold: 7_000 };
+        let voided = decide(&held.after, &held.lots, &held.holds, void, 1).unwrap();
+        assert_eq!(
+            (voided.postings[0].hold, voided.after.balance),
+            (Some(7_000), 10)
+        );
     }
 
     #[test]

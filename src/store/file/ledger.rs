@@ -414,9 +414,11 @@ impl Ledger {
         let transaction = Transaction {
             user: change.user,
             hold: None,
+            // Its entry's seq: known here, as the ledger numbers entries as it decides.
             change: Change::Hold {
                 amount: change.amount,
                 ttl_ms: change.ttl_ms,
+                id: None,
             },
             memes: &[],
             reason: None,
