@@ -371,10 +371,18 @@ fn check_lots(ops: &[Op], user: &str, entries: &[Value], host: &Daemon) {
             _ => {}
         }
     }
-    // The balance and the lots, read together (one connection, nothing else running).
+    // The balance and the lots as of one instant: nothing else runs, but lots go on
+    // expiring, so the lots are read before and after the balance until they agree.
     let mut conn = host.connect();
-    let balance = conn.request(&json!({"op": "balance", "user": user}).to_string());
-    let reply = conn.request(&json!({"op": "lots", "user": user}).to_string());
+    let mut read = |op: &str| conn.request(&json!({"op": op, "user": user}).to_string());
+    let (balance, reply) = (0..50)
+        .find_map(|_| {
+            let before = read("lots");
+            let balance = read("balance");
+            let after = read("lots");
+            (before["data"]["lots"] == after["data"]["lots"]).then_some((balance, after))
+        })
+        .unwrap_or_else(|| panic!("{user}'s lots kept changing while read"));
     if reply["error"]["code"] == "not_found" {
         return;
     }
