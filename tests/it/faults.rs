@@ -48,6 +48,14 @@ pub fn client(
         let user = format!("{users}-{}", r % 4);
         let change = match (r >> 8) % 3 {
             0 => Change::Charge,
+            // One credit in four opens a lot that expires within the test, of a random
+            // priority and kind: charges then span lots and meet expiries.
+            1 if (r >> 40).is_multiple_of(4) => Change::Credit {
+                amount: 1 + (r >> 16) as i64 % 20,
+                expires_in_ms: 500 + (r >> 44) % 2_500,
+                priority: ((r >> 24) % 101) as u8,
+                promo: (r >> 56).is_multiple_of(2),
+            },
             1 => Change::Topup(1 + (r >> 16) as i64 % 20),
             _ => Change::Topup(-1 - (r >> 16) as i64 % 5),
         };

@@ -10,10 +10,16 @@
 //!   entry cannot name its operation, so they are counted);
 //! - every idempotency key is on at most one entry, and every acknowledged reply for one key
 //!   is identical;
-//! - no balance is ever negative, each entry's balance is the previous one plus its delta,
-//!   and the last one is the account's balance;
+//! - no balance is ever negative, and each entry's balance is the previous one plus its
+//!   delta;
 //! - charges equal deliveries: each charge entry takes one token per meme it names;
-//! - and `memes audit` passes.
+//! - the lots add up: each credit opens a lot (numbered by its entry), each debit and expiry
+//!   names the lots it took from and takes what its delta says, never more than a lot holds
+//!   and never from an expired lot; what the checker's replay leaves in each lot is what
+//!   `lots` lists now, and the account's balance is the last entry's less what is left in
+//!   the lots that expired since (a read never counts an expired lot; its `expire` entry
+//!   comes with the account's next change);
+//! - and `memes audit` passes (which replays the burn order and the expiries).
 //!
 //! A violation panics with the operations around it (that user's, ordered by invocation).
 //! It does not inject faults or drive load: the tests do.
@@ -31,6 +37,14 @@ pub enum Change {
     Charge,
     /// `topup` of this amount (may be negative).
     Topup(i64),
+    /// A top-up that opens a lot with terms: it expires this long after it is made, is spent
+    /// by this priority (0-100), and is promotional or paid.
+    Credit {
+        amount: i64,
+        expires_in_ms: u64,
+        priority: u8,
+        promo: bool,
+    },
 }
 
 /// How an operation ended, as the client saw it.
@@ -70,6 +84,16 @@ impl Op {
             Change::Topup(amount) => json!({
                 "op": "topup", "user": self.user, "amount": amount,
                 "reason": self.reason,
+            }),
+            Change::Credit {
+                amount,
+                expires_in_ms,
+                priority,
+                promo,
+            } => json!({
+                "op": "topup", "user": self.user, "amount": amount,
+                "reason": self.reason, "expires_in": format!("{expires_in_ms}ms"),
+                "priority": priority, "promo": promo,
             }),
         };
         if let Some(key) = &self.key {
@@ -191,7 +215,8 @@ impl History {
         for (user, user_ops) in &by_user {
             let entries = ledger_history(host, user);
             verdict.entries += entries.len();
-            check_entries(&ops, user, &entries, host);
+            check_entries(&ops, user, &entries);
+            check_lots(&ops, user, &entries, host);
             check_topups(&ops, user, user_ops, &entries);
             check_charges(&ops, user, user_ops, &entries);
             for entry in &entries {
@@ -248,9 +273,9 @@ fn ledger_history(host: &Daemon, user: &str) -> Vec<Value> {
     pages.into_iter().rev().flatten().collect()
 }
 
-/// Balances: never negative, each the previous plus its delta, the last the account's;
-/// charges take one token per meme delivered.
-fn check_entries(ops: &[Op], user: &str, entries: &[Value], host: &Daemon) {
+/// Balances: never negative, each the previous plus its delta; charges take one token per
+/// meme delivered.
+fn check_entries(ops: &[Op], user: &str, entries: &[Value]) {
     let mut balance: i64 = 0;
     for entry in entries {
         let delta = entry["delta"].as_i64().unwrap();
@@ -277,14 +302,128 @@ fn check_entries(ops: &[Op], user: &str, entries: &[Value], host: &Daemon) {
         }
         balance = after;
     }
-    if let Some(stored) = host.balance(user)
-        && stored as i64 != balance
-    {
+}
+
+/// The lots, replayed from the entries: credits open them, debits and expiries take what
+/// they say from the lots they name; then compared with what `lots` lists.
+fn check_lots(ops: &[Op], user: &str, entries: &[Value], host: &Daemon) {
+    // Lot id → what is left of it, and whether it has expired.
+    let mut lots: BTreeMap<u64, (u64, bool)> = BTreeMap::new();
+    for entry in entries {
+        let delta = entry["delta"].as_i64().unwrap();
+        let takes = entry["from"].as_array().map_or(&[][..], Vec::as_slice);
+        match entry["kind"].as_str().unwrap() {
+            "welcome" | "topup" if delta > 0 => {
+                let seq = entry["seq"].as_u64().unwrap();
+                if entry["lot"].as_u64() != Some(seq) {
+                    fail(
+                        ops,
+                        user,
+                        &format!("a credit that opens no lot of its own: {entry}"),
+                    );
+                }
+                lots.insert(seq, (delta as u64, false));
+            }
+            "charge" | "deduct" | "expire" => {
+                let mut taken = 0;
+                for take in takes {
+                    let (id, tokens) = (
+                        take["lot"].as_u64().unwrap(),
+                        take["tokens"].as_u64().unwrap(),
+                    );
+                    let Some((left, expired)) = lots.get_mut(&id) else {
+                        fail(
+                            ops,
+                            user,
+                            &format!("takes from lot {id}, never opened: {entry}"),
+                        );
+                    };
+                    if *expired || tokens == 0 || tokens > *left {
+                        fail(
+                            ops,
+                            user,
+                            &format!(
+                                "takes {tokens} from lot {id}, which holds {left} (expired: {expired}): {entry}"
+                            ),
+                        );
+                    }
+                    *left -= tokens;
+                    taken += tokens as i64;
+                    if entry["kind"] == "expire" {
+                        if *left != 0 {
+                            fail(
+                                ops,
+                                user,
+                                &format!("an expiry that leaves tokens in lot {id}: {entry}"),
+                            );
+                        }
+                        *expired = true;
+                    }
+                }
+                if taken != -delta {
+                    fail(
+                        ops,
+                        user,
+                        &format!("takes {taken} from its lots for a delta of {delta}: {entry}"),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    // The balance and the lots as of one instant: nothing else runs, but lots go on
+    // expiring, so the lots are read before and after the balance until they agree.
+    let mut conn = host.connect();
+    let mut read = |op: &str| conn.request(&json!({"op": op, "user": user}).to_string());
+    let (balance, reply) = (0..50)
+        .find_map(|_| {
+            let before = read("lots");
+            let balance = read("balance");
+            let after = read("lots");
+            (before["data"]["lots"] == after["data"]["lots"]).then_some((balance, after))
+        })
+        .unwrap_or_else(|| panic!("{user}'s lots kept changing while read"));
+    if reply["error"]["code"] == "not_found" {
+        return;
+    }
+    assert_eq!(reply["ok"], true, "lots of {user}: {reply}");
+    let balance = balance["data"]["balance"].as_u64().expect("a balance");
+    let listed = reply["data"]["lots"].as_array().unwrap();
+    // Lots with tokens left that `lots` no longer lists expired since the last change.
+    let expired_since: u64 = lots
+        .iter()
+        .filter(|(id, (left, expired))| {
+            *left > 0 && !expired && !listed.iter().any(|lot| lot["id"] == **id)
+        })
+        .map(|(_, (left, _))| left)
+        .sum();
+    let last = entries
+        .last()
+        .map_or(0, |entry| entry["balance"].as_u64().unwrap());
+    if balance + expired_since != last {
         fail(
             ops,
             user,
-            &format!("the account says {stored}, its entries {balance}"),
+            &format!(
+                "the account says {balance}; its entries say {last}, less {expired_since} in lots expired since"
+            ),
         );
+    }
+    for lot in listed {
+        let (id, remaining) = (
+            lot["id"].as_u64().unwrap(),
+            lot["remaining"].as_u64().unwrap(),
+        );
+        if lots.get(&id).map(|(left, _)| *left) != Some(remaining) {
+            fail(
+                ops,
+                user,
+                &format!(
+                    "lot {id} holds {remaining}; its entries leave {:?}",
+                    lots.get(&id)
+                ),
+            );
+        }
     }
 }
 
@@ -299,9 +438,9 @@ fn check_topups(ops: &[Op], user: &str, user_ops: &[&Op], entries: &[Value]) {
         }
     }
     for op in user_ops {
-        let Change::Topup(_) = op.change else {
+        if !matches!(op.change, Change::Topup(_) | Change::Credit { .. }) {
             continue;
-        };
+        }
         let times = found.get(&op.reason).copied().unwrap_or(0);
         let wrong = match (&op.outcome, &op.key) {
             // A keyed top-up may be a retry, replayed from the entry of the first operation
@@ -402,6 +541,60 @@ fn fail(ops: &[Op], user: &str, violation: &str) -> ! {
         shown.len(),
         shown.join("\n")
     );
+}
+
+/// The lots' accounting can fail too: a debit from a lot never opened, one that takes more
+/// than its delta says, more than a lot holds, or from an expired lot.
+#[test]
+fn the_checker_catches_lots_that_do_not_add_up() {
+    let daemon = Daemon::start();
+    let credit = json!({"seq": 1, "kind": "topup", "delta": 5, "balance": 5, "lot": 1});
+    let expiry = json!({"seq": 2, "kind": "expire", "delta": -5, "balance": 0,
+                        "from": [{"lot": 1, "tokens": 5}]});
+    let judge = |entries: Vec<Value>| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            check_lots(&[], "nobody", &entries, &daemon)
+        }))
+        .map_err(|panic| match panic.downcast::<String>() {
+            Ok(message) => *message,
+            Err(_) => "a panic".into(),
+        })
+    };
+    let charge =
+        |from: Value| json!({"seq": 3, "kind": "charge", "delta": -2, "balance": 3, "from": from});
+    assert_eq!(
+        judge(vec![
+            credit.clone(),
+            charge(json!([{"lot": 1, "tokens": 2}]))
+        ]),
+        Ok(())
+    );
+    let cases = [
+        (
+            vec![credit.clone(), charge(json!([{"lot": 7, "tokens": 2}]))],
+            "never opened",
+        ),
+        (
+            vec![credit.clone(), charge(json!([{"lot": 1, "tokens": 1}]))],
+            "for a delta of -2",
+        ),
+        (
+            vec![credit.clone(), charge(json!([{"lot": 1, "tokens": 6}]))],
+            "which holds 5",
+        ),
+        (
+            vec![
+                credit.clone(),
+                expiry,
+                charge(json!([{"lot": 1, "tokens": 2}])),
+            ],
+            "expired: true",
+        ),
+    ];
+    for (entries, says) in cases {
+        let failure = judge(entries).unwrap_err();
+        assert!(failure.contains(says), "{failure}");
+    }
 }
 
 /// The checker can fail: a change acknowledged but absent, and one refused but present, are
