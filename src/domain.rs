@@ -284,6 +284,10 @@ pub enum EntryKind {
     Void,
     /// A hold expired: all it held went back, dated its `expires_at`.
     Release,
+    /// (Part of) a charge given back by an admin: to the lots the charge took it from (a
+    /// part whose lot has expired expires at once); the entry names the charge it
+    /// `reverses`.
+    Refund,
 }
 
 impl EntryKind {
@@ -299,6 +303,7 @@ impl EntryKind {
             EntryKind::Capture => "capture",
             EntryKind::Void => "void",
             EntryKind::Release => "release",
+            EntryKind::Refund => "refund",
         }
     }
 }
@@ -460,6 +465,13 @@ pub struct HistoryEntry {
     /// The hold a `hold`, `capture`, `void` or `release` entry is about (its id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold: Option<u64>,
+    /// The entry a `refund` reverses (its seq).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverses: Option<u64>,
+    /// Tokens of that entry a `refund` reversed: its delta, plus what expired at once
+    /// because the lot it went back to had expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refunded: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
 }

@@ -55,6 +55,9 @@ pub enum StoreError {
     /// No hold with this id (or none of the user the request named).
     #[error("no hold {0}{1}")]
     UnknownHold(u64, String),
+    /// No ledger entry with this seq (or none of the user the request named).
+    #[error("no entry {0}{1}")]
+    UnknownEntry(u64, String),
     /// The hold expired: its tokens went back at its expiry.
     #[error("hold {hold} expired at {at}: its tokens went back; nothing changed")]
     HoldExpired { hold: u64, at: String },
@@ -109,7 +112,9 @@ impl StoreError {
     pub fn code(&self) -> ErrorCode {
         match self {
             StoreError::InsufficientTokens { .. } => ErrorCode::InsufficientTokens,
-            StoreError::UnknownUser(_) | StoreError::UnknownHold(..) => ErrorCode::NotFound,
+            StoreError::UnknownUser(_)
+            | StoreError::UnknownHold(..)
+            | StoreError::UnknownEntry(..) => ErrorCode::NotFound,
             StoreError::HoldExpired { .. } => ErrorCode::HoldExpired,
             StoreError::HoldClosed { .. } => ErrorCode::HoldClosed,
             StoreError::IdempotencyConflict { .. } => ErrorCode::IdempotencyConflict,

@@ -6,12 +6,15 @@
 //! `lot` (the terms of the lot it opened, whose id is the entry's seq and whose amount is its
 //! delta: `{}` for the defaults), a debit's or an expiry's `from` (`[[lot id, tokens],…]`),
 //! an expiry's `at` (its lot's `expires_at`); a hold's entries name their `hold` (a hold's
-//! `at` is its expiry, a release's the same instant), a capture what it `captured`. Entries written before lots have none of these;
+//! `at` is its expiry, a release's the same instant), a capture what it `captured`; a refund
+//! names the charge it `reverses`, what it `refunded` of it, what went back `from` lot by lot
+//! and, for each lot it re-opened (emptied since the charge), the lot as it was (`reopened`:
+//! `[{"id","amount","effective_at", its terms},…]`). Entries written before lots have none of these;
 //! readers judge them by the migration rule ([`super::rules::carried_over`]).
 //!
 //! This module owns the shape; what the entries mean is [`super::rules`]'.
 
-use crate::domain::{DEFAULT_PRIORITY, Entry, EntryKind, LotKind, LotTake, LotTerms};
+use crate::domain::{DEFAULT_PRIORITY, Entry, EntryKind, Lot, LotKind, LotTake, LotTerms};
 use crate::store::rules::{Posting, Recorded};
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +41,16 @@ pub struct RecordedEntry {
     /// What a capture spent (tokens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub captured: Option<u64>,
+    /// The charge a refund reverses (its seq).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverses: Option<u64>,
+    /// Tokens of that charge a refund reversed (its delta, plus what expired at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refunded: Option<u64>,
+    /// The lots a refund re-opened, as they were (their `remaining` is not recorded: it is
+    /// what `from` gives each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "reopened")]
+    pub reopened: Vec<Lot>,
 }
 
 impl RecordedEntry {
@@ -52,6 +65,9 @@ impl RecordedEntry {
             from: Vec::new(),
             hold: None,
             captured: None,
+            reverses: None,
+            refunded: None,
+            reopened: Vec::new(),
         }
     }
 
@@ -62,6 +78,7 @@ impl RecordedEntry {
             || !self.from.is_empty()
             || self.at.is_some()
             || self.hold.is_some()
+            || self.reverses.is_some()
             || self.kind == EntryKind::Expire
     }
 
@@ -90,6 +107,9 @@ impl RecordedEntry {
             at: self.at,
             hold: self.hold,
             captured: self.captured,
+            reverses: self.reverses,
+            refunded: self.refunded,
+            reopened: &self.reopened,
         }
     }
 }
@@ -106,6 +126,9 @@ impl From<Posting> for RecordedEntry {
             from: posting.from,
             hold: posting.hold,
             captured: posting.captured,
+            reverses: posting.reverses,
+            refunded: posting.refunded,
+            reopened: posting.reopened,
             ..RecordedEntry::plain(posting.entry)
         }
     }
@@ -145,6 +168,51 @@ fn is_default_priority(priority: &u8) -> bool {
 
 fn is_paid(kind: &LotKind) -> bool {
     *kind == LotKind::Paid
+}
+
+/// `reopened` as `[{"id","amount","effective_at", terms as [`TermsRecord`]},…]`.
+mod reopened {
+    use super::TermsRecord;
+    use crate::domain::Lot;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Reopened {
+        id: u64,
+        amount: u64,
+        effective_at: i64,
+        #[serde(flatten)]
+        terms: TermsRecord,
+    }
+
+    pub fn serialize<S: Serializer>(lots: &[Lot], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(lots.iter().map(|lot| Reopened {
+            id: lot.id,
+            amount: lot.amount,
+            effective_at: lot.effective_at,
+            terms: TermsRecord {
+                expires_at: lot.expires_at,
+                priority: lot.priority,
+                kind: lot.kind,
+            },
+        }))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Lot>, D::Error> {
+        let lots = Vec::<Reopened>::deserialize(deserializer)?;
+        Ok(lots
+            .into_iter()
+            .map(|lot| Lot {
+                id: lot.id,
+                amount: lot.amount,
+                remaining: 0,
+                effective_at: lot.effective_at,
+                expires_at: lot.terms.expires_at,
+                priority: lot.terms.priority,
+                kind: lot.terms.kind,
+            })
+            .collect())
+    }
 }
 
 /// `from` as `[[lot, tokens],…]`: short, as most lines have one.

@@ -51,6 +51,16 @@
 //! - a capture or a void of a hold that has expired, ended, or is not the user's is refused and
 //!   changes nothing.
 //!
+//! Refunds ([`decide_refund`]):
+//! - a refund reverses (part of) a `charge` entry of the account: never more than the charge
+//!   took minus what was refunded of it already; all that is left of it unless told less;
+//! - its tokens go back to the lots the charge took them from, the last taken first (the
+//!   reverse of burn order), each lot re-opened as it was if it was emptied meanwhile; a part
+//!   whose lot has expired by then expires at once (refunded, but not back in the balance),
+//!   as a hold's does ([`give_back`]);
+//! - the entry names the charge it `reverses` and how many of its tokens it `refunded`;
+//!   the audit checks each refund against its charge ([`Refundable`]).
+//!
 //! The clock is an argument (`now`, milliseconds since the epoch): the store reads its
 //! clock, the tests move theirs.
 
@@ -208,7 +218,9 @@ pub fn check_entry(before: Option<u64>, entry: &Entry) -> Result<u64, String> {
         EntryKind::Charge => entry.delta <= 0,
         EntryKind::Deduct | EntryKind::Expire | EntryKind::Hold => entry.delta < 0,
         EntryKind::Entitle => entry.delta == 0,
-        EntryKind::Capture | EntryKind::Void | EntryKind::Release => entry.delta >= 0,
+        EntryKind::Capture | EntryKind::Void | EntryKind::Release | EntryKind::Refund => {
+            entry.delta >= 0
+        }
     };
     if !sign_fits {
         return Err(format!(
@@ -353,9 +365,15 @@ pub fn settled_lots(lots: &[Lot], holds: &[Hold], t: i64) -> Vec<Lot> {
 /// was if it was emptied meanwhile, except a part whose lot has expired by `at`, which expires
 /// at once. What went back, lot by lot.
 pub fn give_back(lots: &mut Vec<Lot>, hold: &Hold, keep: u64, at: i64) -> Vec<LotTake> {
+    give_back_parts(lots, &hold.parts, keep, at)
+}
+
+/// [`give_back`] of `parts` (lots as they were, each holding what was taken from it, in the
+/// order they were taken): all but the first `keep` tokens go back.
+fn give_back_parts(lots: &mut Vec<Lot>, parts: &[Lot], keep: u64, at: i64) -> Vec<LotTake> {
     let mut spent = keep;
     let mut back = Vec::new();
-    for part in &hold.parts {
+    for part in parts {
         let kept = spent.min(part.remaining);
         spent -= kept;
         let tokens = part.remaining - kept;
@@ -451,6 +469,30 @@ pub struct Posting {
     pub hold: Option<u64>,
     /// What a capture spent (tokens).
     pub captured: Option<u64>,
+    /// The charge a refund reverses (its seq).
+    pub reverses: Option<u64>,
+    /// Tokens of that charge a refund reversed (its delta, plus what expired at once).
+    pub refunded: Option<u64>,
+    /// The lots a refund re-opened, as they were (`remaining`: what came back to each): an
+    /// emptied lot is no longer in the account, and a reader needs its terms.
+    pub reopened: Vec<Lot>,
+}
+
+impl Posting {
+    /// An entry that did nothing to the lots (yet).
+    pub fn plain(entry: Entry) -> Posting {
+        Posting {
+            entry,
+            at: None,
+            lot: None,
+            from: Vec::new(),
+            hold: None,
+            captured: None,
+            reverses: None,
+            refunded: None,
+            reopened: Vec::new(),
+        }
+    }
 }
 
 /// What a change does to an account and its lots when it is allowed.
@@ -579,6 +621,9 @@ pub fn decide_lots(
             from: back,
             hold: Some(id),
             captured: (kind == EntryKind::Capture).then_some(keep),
+            reverses: None,
+            refunded: None,
+            reopened: Vec::new(),
         });
         ended.push(hold);
         lots.sort_by(burn_order);
@@ -609,6 +654,9 @@ pub fn decide_lots(
             from: Vec::new(),
             hold: None,
             captured: None,
+            reverses: None,
+            refunded: None,
+            reopened: Vec::new(),
         };
         match (entry.kind, terms, change) {
             (EntryKind::Welcome, _, _) if entry.delta > 0 => {
@@ -663,6 +711,131 @@ pub fn decide_lots(
     })
 }
 
+/// An entry a refund is asked to reverse, as its store read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reversed {
+    /// Its seq.
+    pub seq: u64,
+    /// The account it is in.
+    pub user: String,
+    pub kind: EntryKind,
+    /// Its delta (a charge's is negative).
+    pub delta: i64,
+    /// The lots it took from, in the order it took them (burn order), each as it was then,
+    /// `remaining` being what it took ([`parts_of`]); empty for an entry recorded before lots.
+    pub parts: Vec<Lot>,
+    /// Tokens refunded of it already.
+    pub refunded: u64,
+}
+
+/// Decides a refund at `now` of `amount` tokens (all that is left if `None`) of the entry
+/// `reversed`, asked with `named` as its user (if the request named one), for its account
+/// (`before`, with its open `holds`). Expired lots and holds end first, as in
+/// [`decide_lots`]; then the refund gives back, the last taken first, to the lots the charge
+/// took from ([`give_back`]'s rule: an emptied lot re-opens as it was, a part whose lot has
+/// expired expires at once). Refused, changing nothing: an entry of another user than the
+/// one named (as if there were none), anything but a charge, a charge recorded before lots,
+/// a refund of 0 or of more than is left of the charge.
+pub fn decide_refund(
+    named: Option<&str>,
+    before: Option<(&AccountView, &[Lot])>,
+    holds: &[Hold],
+    reversed: &Reversed,
+    amount: Option<u64>,
+    now: i64,
+) -> Result<LotDecision, StoreError> {
+    let user = reversed.user.as_str();
+    if named.is_some_and(|named| named != user) {
+        let of = named.map(|named| format!(" of user {named:?}"));
+        return Err(StoreError::UnknownEntry(
+            reversed.seq,
+            of.unwrap_or_default(),
+        ));
+    }
+    let id = reversed.seq;
+    if reversed.kind != EntryKind::Charge {
+        return Err(StoreError::Invalid(format!(
+            "entry {id} is a {}: only a charge can be refunded",
+            reversed.kind.as_str()
+        )));
+    }
+    let charged = reversed.delta.unsigned_abs();
+    if charged > 0 && reversed.parts.is_empty() {
+        return Err(StoreError::Invalid(format!(
+            "entry {id} was recorded before lots: it names no lot to give its tokens back to"
+        )));
+    }
+    let left = charged.saturating_sub(reversed.refunded);
+    let amount = amount.unwrap_or(left);
+    if left == 0 {
+        return Err(StoreError::Invalid(format!(
+            "entry {id} charged {charged} tokens, all refunded already: nothing is left to refund"
+        )));
+    }
+    if amount == 0 || amount > left {
+        return Err(StoreError::Invalid(format!(
+            "entry {id} charged {charged} tokens, {} refunded already: a refund gives back 1 to {left}",
+            reversed.refunded
+        )));
+    }
+    let Some((account, lots)) = before else {
+        return Err(StoreError::UnknownUser(user.to_string()));
+    };
+    let mut account = *account;
+    let mut lots = lots.to_vec();
+    let mut open: Vec<Hold> = holds
+        .iter()
+        .filter(|hold| hold.state == HoldState::Open)
+        .cloned()
+        .collect();
+    let mut postings = Vec::with_capacity(1);
+    let mut ended = Vec::new();
+    settle(
+        user,
+        &mut account,
+        &mut lots,
+        &mut open,
+        now,
+        &mut postings,
+        &mut ended,
+    )?;
+    let held: Vec<u64> = lots.iter().map(|lot| lot.id).collect();
+    let parts = refundable_parts(&reversed.parts, left);
+    let back = give_back_parts(&mut lots, &parts, left - amount, now);
+    let tokens: u64 = back.iter().map(|take| take.tokens).sum();
+    account.balance = apply_delta(user, account.balance, tokens as i128)?;
+    let reopened = back
+        .iter()
+        .filter(|take| !held.contains(&take.lot))
+        .filter_map(|take| {
+            let was = parts.iter().find(|part| part.id == take.lot)?;
+            Some(Lot {
+                remaining: take.tokens,
+                ..*was
+            })
+        })
+        .collect();
+    postings.push(Posting {
+        from: back,
+        reverses: Some(id),
+        refunded: Some(amount),
+        reopened,
+        ..Posting::plain(Entry {
+            kind: EntryKind::Refund,
+            delta: tokens as i64,
+            balance: account.balance,
+        })
+    });
+    lots.sort_by(burn_order);
+    Ok(LotDecision {
+        postings,
+        lots,
+        opens: false,
+        after: account,
+        holds: ended,
+    })
+}
+
 /// Ends, in time order, what has ended by `now` since the account's last change: each lot
 /// expired by then (an `expire` entry, dated its `expires_at`) and each open hold expired by
 /// then (a `release` entry, dated its `expires_at`, giving back what it held). A lot that
@@ -713,6 +886,9 @@ fn settle(
                     }],
                     hold: None,
                     captured: None,
+                    reverses: None,
+                    refunded: None,
+                    reopened: Vec::new(),
                 });
             }
             (_, Some((at, id))) => {
@@ -733,6 +909,9 @@ fn settle(
                     from: back,
                     hold: Some(id),
                     captured: None,
+                    reverses: None,
+                    refunded: None,
+                    reopened: Vec::new(),
                 });
                 ended.push(hold);
             }
@@ -741,8 +920,9 @@ fn settle(
     }
 }
 
-/// The parts of a hold: each lot it took from as it was (`was`), holding what was taken.
-fn parts_of(was: &[Lot], taken: &[LotTake]) -> Vec<Lot> {
+/// The parts of a hold or a charge: each lot it took from as it was (`was`), holding what
+/// was taken, in the order taken.
+pub fn parts_of(was: &[Lot], taken: &[LotTake]) -> Vec<Lot> {
     taken
         .iter()
         .filter_map(|take| {
@@ -828,6 +1008,12 @@ pub struct Recorded<'a> {
     pub hold: Option<u64>,
     /// What a capture spent.
     pub captured: Option<u64>,
+    /// The charge a refund reverses.
+    pub reverses: Option<u64>,
+    /// Tokens of it a refund reversed.
+    pub refunded: Option<u64>,
+    /// The lots a refund re-opened, as they were.
+    pub reopened: &'a [Lot],
 }
 
 /// Replays one recorded entry (number `seq`, made at `time`) onto its account's lots,
@@ -852,6 +1038,16 @@ pub fn replay_lots(
     let changed = match entry.kind {
         EntryKind::Hold | EntryKind::Capture | EntryKind::Void | EntryKind::Release => {
             Some(replay_hold(lots, holds, entry, recorded, seq, time)?)
+        }
+        EntryKind::Refund => {
+            if let Some(hold) = holds.iter().find(|hold| hold.expires_at <= time) {
+                return Err(format!(
+                    "hold {} expired at {} but is still open when this entry was made ({time})",
+                    hold.id, hold.expires_at
+                ));
+            }
+            replay_refund(lots, entry, recorded, seq, time)?;
+            None
         }
         _ => {
             // An expiry is dated its lot's expiry: a hold expiring at that instant or later
@@ -984,6 +1180,193 @@ fn replay_hold(
     hold.captured = keep;
     hold.state = state;
     Ok(hold)
+}
+
+/// [`replay_lots`] for a refund: what it gave back goes to each lot it names, which must be
+/// spendable then, the account's own or one it re-opened as it was (then within what the
+/// lot was credited); its delta is what went back, at most what it says it refunded. That it
+/// fits the charge it reverses is [`Refundable`]'s to check: a reader that starts from a
+/// checkpoint has not seen the charge.
+fn replay_refund(
+    lots: &mut Vec<Lot>,
+    entry: &Entry,
+    recorded: Recorded,
+    seq: u64,
+    time: i64,
+) -> Result<(), String> {
+    let (Some(charge), Some(refunded)) = (recorded.reverses, recorded.refunded) else {
+        return Err("a refund entry names no charge it reverses, or not what it refunded".into());
+    };
+    let back: u64 = recorded.from.iter().map(|take| take.tokens).sum();
+    if charge >= seq || refunded == 0 || entry.delta < 0 || back != entry.delta as u64 {
+        return Err(format!(
+            "a refund of {refunded} tokens of entry {charge} gives back {:?} ({:+})",
+            recorded.from, entry.delta
+        ));
+    }
+    if back > refunded {
+        return Err(format!(
+            "a refund gives back {back} tokens but refunds {refunded}"
+        ));
+    }
+    if let Some(lot) = lots.iter().find(|lot| expired(lot, time)) {
+        return Err(format!(
+            "lot {} expired at {:?} but is still held when this entry was made ({time})",
+            lot.id, lot.expires_at
+        ));
+    }
+    for reopened in recorded.reopened {
+        if !recorded.from.iter().any(|take| take.lot == reopened.id) {
+            return Err(format!(
+                "re-opens lot {}, which it gives nothing",
+                reopened.id
+            ));
+        }
+    }
+    for take in recorded.from {
+        let lot = match lots.iter_mut().find(|lot| lot.id == take.lot) {
+            Some(lot) => lot,
+            None => {
+                let Some(was) = recorded.reopened.iter().find(|lot| lot.id == take.lot) else {
+                    return Err(format!(
+                        "gives {} tokens back to lot {}, which the account does not hold and it does not re-open",
+                        take.tokens, take.lot
+                    ));
+                };
+                if expired(was, time) || was.priority > MAX_PRIORITY {
+                    return Err(format!("re-opens lot {} as {was:?} at {time}", was.id));
+                }
+                lots.push(Lot {
+                    remaining: 0,
+                    ..*was
+                });
+                lots.last_mut().expect("pushed")
+            }
+        };
+        lot.remaining += take.tokens;
+        if take.tokens == 0 || lot.remaining > lot.amount {
+            return Err(format!(
+                "gives {} tokens back to lot {}, which then holds {} of {}",
+                take.tokens, lot.id, lot.remaining, lot.amount
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What a reader of a whole ledger remembers of its charges, to check each refund against
+/// the charge it reverses: a refund names a charge of its own account, refunds at most what
+/// is left of it, and gives back only what [`decide_refund`] would have (its parts, the last
+/// taken first; a part it leaves out expired at once). For the audits, which read every entry
+/// from the first; a charge recorded before lots (naming none) cannot be refunded.
+#[derive(Debug, Default)]
+pub struct Refundable {
+    charges: std::collections::HashMap<u64, ChargeLeft>,
+}
+
+/// A charge as [`Refundable`] remembers it.
+#[derive(Debug)]
+struct ChargeLeft {
+    user: Box<str>,
+    /// What it took, lot by lot, in the order it took them.
+    takes: Box<[LotTake]>,
+    /// Tokens not refunded yet.
+    left: u64,
+}
+
+impl Refundable {
+    /// Notes entry `seq` of `user` once [`replay_lots`] accepted it: remembers a charge,
+    /// checks a refund.
+    pub fn note(
+        &mut self,
+        user: &str,
+        seq: u64,
+        entry: &Entry,
+        recorded: Recorded,
+    ) -> Result<(), String> {
+        match entry.kind {
+            EntryKind::Charge if !recorded.from.is_empty() => {
+                self.charges.insert(
+                    seq,
+                    ChargeLeft {
+                        user: user.into(),
+                        takes: recorded.from.into(),
+                        left: entry.delta.unsigned_abs(),
+                    },
+                );
+                Ok(())
+            }
+            EntryKind::Refund => {
+                let charge = recorded.reverses.unwrap_or(0);
+                let refunded = recorded.refunded.unwrap_or(0);
+                let Some(left) = self
+                    .charges
+                    .get_mut(&charge)
+                    .filter(|left| *left.user == *user)
+                else {
+                    return Err(format!(
+                        "refunds entry {charge}, which is no charge of user {user:?} naming its lots"
+                    ));
+                };
+                if refunded == 0 || refunded > left.left {
+                    return Err(format!(
+                        "refunds {refunded} tokens of entry {charge}, which has {} left to refund",
+                        left.left
+                    ));
+                }
+                let parts: Vec<Lot> = left
+                    .takes
+                    .iter()
+                    .map(|take| Lot {
+                        id: take.lot,
+                        amount: take.tokens,
+                        remaining: take.tokens,
+                        effective_at: 0,
+                        expires_at: None,
+                        priority: 0,
+                        kind: LotKind::Paid,
+                    })
+                    .collect();
+                let expected = give_back_parts(
+                    &mut Vec::new(),
+                    &refundable_parts(&parts, left.left),
+                    left.left - refunded,
+                    0,
+                );
+                let mut rest = expected.iter();
+                if !recorded
+                    .from
+                    .iter()
+                    .all(|take| rest.any(|expected| expected == take))
+                {
+                    return Err(format!(
+                        "refunds {refunded} tokens of entry {charge} giving back {:?}, but its parts give back {expected:?} (less only what expired)",
+                        recorded.from
+                    ));
+                }
+                left.left -= refunded;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What is left to refund of a charge's `parts` (in the order taken) when `left` tokens of it
+/// are: the first `left` tokens (refunds give back the last taken first).
+fn refundable_parts(parts: &[Lot], left: u64) -> Vec<Lot> {
+    let mut room = left;
+    parts
+        .iter()
+        .filter_map(|part| {
+            let tokens = part.remaining.min(room);
+            room -= tokens;
+            (tokens > 0).then_some(Lot {
+                remaining: tokens,
+                ..*part
+            })
+        })
+        .collect()
 }
 
 /// [`replay_lots`] for every entry but a hold's.
@@ -1243,7 +1626,13 @@ pub fn key_fits_entry(stored: &str, user: &str, kind: EntryKind) -> Result<(), S
                 matches!(scope, "admins" | "webhook")
                     && matches!(kind, EntryKind::Topup | EntryKind::Deduct)
                     || scope == "admins"
-                        && matches!(kind, EntryKind::Hold | EntryKind::Capture | EntryKind::Void)
+                        && matches!(
+                            kind,
+                            EntryKind::Hold
+                                | EntryKind::Capture
+                                | EntryKind::Void
+                                | EntryKind::Refund
+                        )
             }
         },
     };
@@ -1929,6 +2318,7 @@ mod tests {
                     at: posting.at,
                     hold: posting.hold,
                     captured: posting.captured,
+                    ..Recorded::default()
                 };
                 let (lots, holds) = &mut self.replayed;
                 replay_lots(
@@ -2262,6 +2652,308 @@ mod tests {
         };
         let error = replay_lots(&mut lots, &mut holds, &charge, recorded, 200, 1_000).unwrap_err();
         assert!(error.contains("still open"), "{error}");
+    }
+
+    /// An account that charges and refunds, every decision replayed as a reader would
+    /// (its lots by `replay_lots`, each refund against its charge by `Refundable`).
+    struct Refunding {
+        view: AccountView,
+        lots: Vec<Lot>,
+        next_seq: u64,
+        replayed: Vec<Lot>,
+        charges: Vec<Reversed>,
+        audit: Refundable,
+    }
+
+    impl Refunding {
+        fn new(lots: &[Lot]) -> Refunding {
+            let balance = lots.iter().map(|l| l.remaining).sum();
+            Refunding {
+                view: account(balance),
+                lots: lots.to_vec(),
+                next_seq: 100,
+                replayed: lots.to_vec(),
+                charges: Vec::new(),
+                audit: Refundable::default(),
+            }
+        }
+
+        fn record(&mut self, decision: &LotDecision, now: i64) {
+            for (i, posting) in decision.postings.iter().enumerate() {
+                let seq = self.next_seq + i as u64;
+                let recorded = Recorded {
+                    from: &posting.from,
+                    at: posting.at,
+                    reverses: posting.reverses,
+                    refunded: posting.refunded,
+                    reopened: &posting.reopened,
+                    ..Recorded::default()
+                };
+                replay_lots(
+                    &mut self.replayed,
+                    &mut Vec::new(),
+                    &posting.entry,
+                    recorded,
+                    seq,
+                    now,
+                )
+                .unwrap();
+                self.audit.note("u", seq, &posting.entry, recorded).unwrap();
+            }
+            self.next_seq += decision.postings.len() as u64;
+            self.view = decision.after;
+            self.lots = decision.lots.clone();
+            self.replayed.sort_by(burn_order);
+            assert_eq!(self.replayed, self.lots, "the replay derives the same lots");
+        }
+
+        /// Charges `cost`; the charge's index in `charges`.
+        fn charge(&mut self, cost: u64, now: i64) -> usize {
+            let was = self.lots.clone();
+            let decision = decide_lots(
+                "u",
+                Some((&self.view, &self.lots)),
+                &[],
+                Change::Charge { cost },
+                Welcome::default(),
+                now,
+                self.next_seq,
+            )
+            .unwrap();
+            let posting = decision.postings.last().unwrap();
+            self.charges.push(Reversed {
+                seq: self.next_seq + decision.postings.len() as u64 - 1,
+                user: "u".into(),
+                kind: EntryKind::Charge,
+                delta: posting.entry.delta,
+                parts: parts_of(&was, &posting.from),
+                refunded: 0,
+            });
+            self.record(&decision, now);
+            self.charges.len() - 1
+        }
+
+        fn refund(
+            &mut self,
+            charge: usize,
+            amount: Option<u64>,
+            now: i64,
+        ) -> Result<LotDecision, StoreError> {
+            let decision = decide_refund(
+                Some("u"),
+                Some((&self.view, &self.lots)),
+                &[],
+                &self.charges[charge],
+                amount,
+                now,
+            )?;
+            self.charges[charge].refunded += decision.postings.last().unwrap().refunded.unwrap();
+            self.record(&decision, now);
+            Ok(decision)
+        }
+    }
+
+    #[test]
+    fn a_refund_gives_back_the_last_taken_first_to_the_lots_it_came_from() {
+        let lots = [
+            lot(1, 10, None, 10, LotKind::Promo),
+            lot(2, 10, None, 50, LotKind::Paid),
+        ];
+        let mut account = Refunding::new(&lots);
+        let charge = account.charge(15, 10);
+        assert_eq!(account.view.balance, 5);
+        assert_eq!(account.lots.len(), 1, "lot 1 is emptied");
+        // 3 back: the last taken were lot 2's.
+        let decision = account.refund(charge, Some(3), 20).unwrap();
+        let posting = decision.postings.last().unwrap();
+        assert_eq!(
+            (
+                posting.entry.kind,
+                posting.entry.delta,
+                posting.entry.balance
+            ),
+            (EntryKind::Refund, 3, 8)
+        );
+        assert_eq!(posting.from, [LotTake { lot: 2, tokens: 3 }]);
+        assert_eq!(
+            (posting.reverses, posting.refunded),
+            (Some(102 - 2), Some(3))
+        );
+        assert!(posting.reopened.is_empty());
+        // All that is left (12): lot 2's other 2, then lot 1's 10, re-opened as it was.
+        let decision = account.refund(charge, None, 30).unwrap();
+        let posting = decision.postings.last().unwrap();
+        assert_eq!(
+            posting.from,
+            [
+                LotTake { lot: 1, tokens: 10 },
+                LotTake { lot: 2, tokens: 2 }
+            ]
+        );
+        assert_eq!(posting.refunded, Some(12));
+        assert_eq!(posting.reopened, [lots[0]]);
+        let mut expected = lots.to_vec();
+        expected.sort_by(burn_order);
+        assert_eq!(account.lots, expected);
+        assert_eq!(account.view.balance, 20);
+        // Nothing is left: refused, nothing changes.
+        let error = account.refund(charge, Some(1), 40).unwrap_err();
+        assert_eq!(error.code(), ErrorCode::InvalidArgument);
+        assert!(error.to_string().contains("nothing is left"), "{error}");
+        assert_eq!(account.view.balance, 20);
+    }
+
+    #[test]
+    fn a_refund_to_an_expired_lot_expires_at_once() {
+        let lots = [
+            lot(1, 10, Some(1_000), 50, LotKind::Paid),
+            lot(2, 10, None, 50, LotKind::Paid),
+        ];
+        let mut account = Refunding::new(&lots);
+        let charge = account.charge(12, 10);
+        assert_eq!(account.view.balance, 8);
+        // At 2_000 lot 1 has expired (it was emptied: no expire entry). Refund 5: the last
+        // 2 taken go back to lot 2, the 3 before them were lot 1's and expire at once.
+        let decision = account.refund(charge, Some(5), 2_000).unwrap();
+        let posting = decision.postings.last().unwrap();
+        assert_eq!(posting.from, [LotTake { lot: 2, tokens: 2 }]);
+        assert_eq!((posting.entry.delta, posting.refunded), (2, Some(5)));
+        assert_eq!(account.view.balance, 10);
+        // What is left (7) was all lot 1's: refunded, nothing comes back.
+        let decision = account.refund(charge, None, 2_000).unwrap();
+        let posting = decision.postings.last().unwrap();
+        assert_eq!((posting.entry.delta, posting.refunded), (0, Some(7)));
+        assert!(posting.from.is_empty());
+        assert_eq!(account.view.balance, 10);
+    }
+
+    #[test]
+    fn a_refund_after_a_lot_expired_writes_the_expiry_first() {
+        let lots = [
+            lot(1, 10, Some(1_000), 50, LotKind::Paid),
+            lot(2, 10, None, 50, LotKind::Paid),
+        ];
+        let mut account = Refunding::new(&lots);
+        let charge = account.charge(4, 10);
+        let decision = account.refund(charge, None, 1_500).unwrap();
+        let kinds: Vec<EntryKind> = decision.postings.iter().map(|p| p.entry.kind).collect();
+        assert_eq!(kinds, [EntryKind::Expire, EntryKind::Refund]);
+        assert_eq!(decision.postings[1].entry.delta, 0, "lot 1 had expired");
+        assert_eq!(account.view.balance, 10);
+    }
+
+    #[test]
+    fn bad_refunds_are_refused_and_change_nothing() {
+        let lots = [lot(1, 10, None, 50, LotKind::Paid)];
+        let mut account = Refunding::new(&lots);
+        let charge = account.charge(4, 10);
+        let reversed = account.charges[charge].clone();
+        let before = Some((&account.view, &account.lots[..]));
+        let refuse = |named: Option<&str>, reversed: &Reversed, amount| {
+            decide_refund(named, before, &[], reversed, amount, 20).unwrap_err()
+        };
+        assert_eq!(
+            refuse(Some("v"), &reversed, None),
+            StoreError::UnknownEntry(reversed.seq, " of user \"v\"".into())
+        );
+        for amount in [Some(0), Some(5)] {
+            let error = refuse(None, &reversed, amount);
+            assert_eq!(error.code(), ErrorCode::InvalidArgument, "{error}");
+            assert!(error.to_string().contains("1 to 4"), "{error}");
+        }
+        let topup = Reversed {
+            kind: EntryKind::Topup,
+            delta: 4,
+            parts: Vec::new(),
+            ..reversed.clone()
+        };
+        assert!(
+            refuse(None, &topup, None)
+                .to_string()
+                .contains("only a charge")
+        );
+        let legacy = Reversed {
+            parts: Vec::new(),
+            ..reversed.clone()
+        };
+        assert!(
+            refuse(None, &legacy, None)
+                .to_string()
+                .contains("before lots")
+        );
+        let spent = Reversed {
+            refunded: 4,
+            ..reversed.clone()
+        };
+        assert!(
+            refuse(None, &spent, None)
+                .to_string()
+                .contains("nothing is left")
+        );
+    }
+
+    #[test]
+    fn the_audit_refuses_a_refund_its_charge_does_not_allow() {
+        let lots = [lot(1, 10, None, 50, LotKind::Paid)];
+        let mut account = Refunding::new(&lots);
+        let charge = account.charge(4, 10);
+        let seq = account.charges[charge].seq;
+        let refund = |refunded: u64, back: u64, reverses: u64| {
+            (
+                Entry {
+                    kind: EntryKind::Refund,
+                    delta: back as i64,
+                    balance: 6 + back,
+                },
+                vec![LotTake {
+                    lot: 1,
+                    tokens: back,
+                }],
+                reverses,
+                refunded,
+            )
+        };
+        let check = |audit: &mut Refundable, user: &str, (entry, from, reverses, refunded)| {
+            let from: Vec<LotTake> = from;
+            let recorded = Recorded {
+                from: &from,
+                reverses: Some(reverses),
+                refunded: Some(refunded),
+                ..Recorded::default()
+            };
+            audit.note(user, 200, &entry, recorded)
+        };
+        let audit = &mut account.audit;
+        assert!(
+            check(audit, "u", refund(5, 5, seq))
+                .unwrap_err()
+                .contains("4 left")
+        );
+        assert!(
+            check(audit, "v", refund(1, 1, seq)).is_err(),
+            "another user's"
+        );
+        assert!(
+            check(audit, "u", refund(1, 1, seq - 1)).is_err(),
+            "not a charge"
+        );
+        check(audit, "u", refund(3, 3, seq)).unwrap();
+        assert!(
+            check(audit, "u", refund(2, 2, seq))
+                .unwrap_err()
+                .contains("1 left")
+        );
+        // The replay refuses a refund that gives back more than the lot was credited.
+        let mut lots = account.replayed.clone();
+        let (entry, from, reverses, refunded) = refund(7, 7, seq);
+        let recorded = Recorded {
+            from: &from,
+            reverses: Some(reverses),
+            refunded: Some(refunded),
+            ..Recorded::default()
+        };
+        let error = replay_lots(&mut lots, &mut Vec::new(), &entry, recorded, 200, 20);
+        assert!(error.unwrap_err().contains("of 10"));
     }
 
     #[test]

@@ -141,6 +141,8 @@ pub fn read_history(
                 lot: entry.lot.map(|_| seq),
                 from: entry.from.clone(),
                 hold: entry.hold,
+                reverses: entry.reverses,
+                refunded: entry.refunded,
             });
         }
         if next.is_some() {

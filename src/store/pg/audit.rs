@@ -332,6 +332,9 @@ impl ReplayRow {
             from: self.from,
             hold: None,
             captured: None,
+            reverses: None,
+            refunded: None,
+            reopened: Vec::new(),
         }
     }
 
@@ -340,8 +343,7 @@ impl ReplayRow {
             opened: self.opened,
             from: &self.from,
             at: self.at,
-            hold: None,
-            captured: None,
+            ..Recorded::default()
         }
     }
 }

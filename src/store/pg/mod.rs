@@ -1117,6 +1117,8 @@ impl TokenStore for PgStore {
                 lot: row.get::<_, bool>(10).then_some(seq),
                 from,
                 hold: None,
+                reverses: None,
+                refunded: None,
             });
         }
         newest_first.reverse();
