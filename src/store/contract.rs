@@ -1902,6 +1902,360 @@ macro_rules! holds_suite {
 // PostgreSQL keeps no holds yet (it refuses them): it joins this suite when it does.
 holds_suite!(file_store_holds, FileSubject);
 
+/// Refunds: (part of) a charge given back to the lots it came from, never more than is left
+/// of it.
+pub mod refunds {
+    use super::lots::{credit, held, terms};
+    use super::*;
+    use crate::domain::LotKind;
+    use crate::store::{Clock, KeyedAs, RefundChange, Refunded};
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    async fn open<S: Subject>(
+        subject: &S,
+        place: &S::Place,
+        now: &Arc<AtomicI64>,
+    ) -> Arc<S::Store> {
+        let now = now.clone();
+        let clock = Clock::from_fn(move || now.load(Ordering::SeqCst));
+        subject.open_with(place, clock, None).await
+    }
+
+    pub async fn refund(
+        store: &dyn TokenStore,
+        entry: u64,
+        user: Option<&str>,
+        amount: Option<u64>,
+    ) -> Result<Refunded, StoreError> {
+        let change = RefundChange {
+            entry,
+            user,
+            amount,
+            keyed: None,
+        };
+        let (outcome, commit) = store.refund(change).await?;
+        commit.wait().await?;
+        match outcome {
+            Outcome::Applied(refunded) => Ok(refunded),
+            Outcome::Replayed(_) => panic!("unkeyed"),
+        }
+    }
+
+    /// The seq of `user`'s latest entry.
+    async fn last_seq(store: &dyn TokenStore, user: &str) -> u64 {
+        let page = store.history(user, 1, None).await.expect("history");
+        page.entries.last().expect("an entry").seq
+    }
+
+    fn code<T: std::fmt::Debug>(result: Result<T, StoreError>) -> ErrorCode {
+        result.expect_err("refused").code()
+    }
+
+    pub async fn a_refund_gives_back_where_the_charge_took_never_more_than_is_left<S: Subject>(
+        subject: Arc<S>,
+    ) {
+        let place = subject.place().await;
+        let now = Arc::new(AtomicI64::new(1_000));
+        let store = open(&*subject, &place, &now).await;
+        // seq 1 the welcome grant (promo, 150), 2 a paid lot of 10 at priority 10.
+        credit(&*store, "u", 10, terms(None, 10, LotKind::Paid))
+            .await
+            .unwrap();
+        now.store(2_000, Ordering::SeqCst);
+        assert_eq!(charge(&*store, "u", 15).await, Ok(145));
+        let charged = last_seq(&*store, "u").await;
+        assert_eq!(
+            held(&*store, "u").await,
+            [(1, 145, None, 50, LotKind::Promo)]
+        );
+        now.store(3_000, Ordering::SeqCst);
+        // 3 back: the last taken were lot 1's.
+        let first = refund(&*store, charged, Some("u"), Some(3)).await.unwrap();
+        assert_eq!(
+            (
+                first.balance,
+                first.reverses,
+                first.refunded,
+                first.returned,
+                first.left
+            ),
+            (148, charged, 3, 3, 12)
+        );
+        assert_eq!(
+            held(&*store, "u").await,
+            [(1, 148, None, 50, LotKind::Promo)]
+        );
+        // All that is left, without naming the user: lot 1's other 2, and lot 2's 10, re-opened
+        // as it was.
+        now.store(4_000, Ordering::SeqCst);
+        let rest = refund(&*store, charged, None, None).await.unwrap();
+        assert_eq!(
+            (rest.balance, rest.refunded, rest.returned, rest.left),
+            (160, 12, 12, 0)
+        );
+        assert_eq!(
+            held(&*store, "u").await,
+            [
+                (2, 10, None, 10, LotKind::Paid),
+                (1, 150, None, 50, LotKind::Promo)
+            ]
+        );
+        // Nothing is left: refused, nothing changes.
+        let written = entries(&*store).await;
+        assert_eq!(
+            code(refund(&*store, charged, Some("u"), Some(1)).await),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(entries(&*store).await, written);
+        // History names what each refund reverses.
+        let history = whole_history(&*store, "u", 10).await;
+        let refunds: Vec<_> = history
+            .iter()
+            .filter(|e| e.kind == EntryKind::Refund)
+            .map(|e| (e.seq, e.delta, e.reverses, e.refunded, e.from.len()))
+            .collect();
+        assert_eq!(
+            refunds,
+            [
+                (first.refund, 3, Some(charged), Some(3), 1),
+                (rest.refund, 12, Some(charged), Some(12), 2)
+            ]
+        );
+        // The past view replays the refunds.
+        let (past, _) = store.account_at("u", 3_500).await.unwrap();
+        assert_eq!(past.account.balance, 148);
+        assert!(store.audit().await.unwrap().ok);
+        // They are kept across a reopen.
+        subject.close(store).await;
+        let store = open(&*subject, &place, &now).await;
+        assert_eq!(balance(&*store, "u").await, Some(160));
+        assert_eq!(
+            code(refund(&*store, charged, None, Some(1)).await),
+            ErrorCode::InvalidArgument
+        );
+        let (past, _) = store.account_at("u", 2_500).await.unwrap();
+        assert_eq!(past.account.balance, 145);
+        assert!(store.audit().await.unwrap().ok);
+    }
+
+    pub async fn a_part_whose_lot_expired_expires_at_once<S: Subject>(subject: Arc<S>) {
+        let place = subject.place().await;
+        let now = Arc::new(AtomicI64::new(1_000));
+        let store = open(&*subject, &place, &now).await;
+        // Lot 2: 10 tokens at priority 0, until 5_000.
+        credit(&*store, "u", 10, terms(Some(5_000), 0, LotKind::Paid))
+            .await
+            .unwrap();
+        assert_eq!(charge(&*store, "u", 12).await, Ok(148));
+        let charged = last_seq(&*store, "u").await;
+        now.store(6_000, Ordering::SeqCst);
+        // 5 back: lot 1's 2 return, 3 of lot 2's expire at once.
+        let part = refund(&*store, charged, Some("u"), Some(5)).await.unwrap();
+        assert_eq!(
+            (part.balance, part.refunded, part.returned, part.left),
+            (150, 5, 2, 7)
+        );
+        let rest = refund(&*store, charged, Some("u"), None).await.unwrap();
+        assert_eq!(
+            (rest.balance, rest.refunded, rest.returned, rest.left),
+            (150, 7, 0, 0)
+        );
+        assert_eq!(
+            held(&*store, "u").await,
+            [(1, 150, None, 50, LotKind::Promo)]
+        );
+        assert!(store.audit().await.unwrap().ok);
+    }
+
+    pub async fn bad_refunds_change_nothing<S: Subject>(subject: Arc<S>) {
+        let place = subject.place().await;
+        let now = Arc::new(AtomicI64::new(1_000));
+        let store = open(&*subject, &place, &now).await;
+        // Lines of many users, so that finding an entry's user has some searching to do.
+        for i in 0..200u64 {
+            charge(&*store, &format!("user-{i}"), 1 + i % 7)
+                .await
+                .unwrap();
+        }
+        credit(&*store, "u", 10, terms(None, 50, LotKind::Paid))
+            .await
+            .unwrap();
+        let topped = last_seq(&*store, "u").await;
+        charge(&*store, "u", 4).await.unwrap();
+        let charged = last_seq(&*store, "u").await;
+        for i in 200..400u64 {
+            charge(&*store, &format!("user-{i}"), 1 + i % 7)
+                .await
+                .unwrap();
+        }
+        let (written, before) = (entries(&*store).await, balance(&*store, "u").await);
+        for (bad, expected) in [
+            (
+                refund(&*store, topped, None, None).await,
+                ErrorCode::InvalidArgument,
+            ),
+            (
+                refund(&*store, charged, None, Some(5)).await,
+                ErrorCode::InvalidArgument,
+            ),
+            (
+                refund(&*store, charged, None, Some(0)).await,
+                ErrorCode::InvalidArgument,
+            ),
+            (
+                refund(&*store, charged, Some("user-3"), None).await,
+                ErrorCode::NotFound,
+            ),
+            (
+                refund(&*store, charged, Some("nobody"), None).await,
+                ErrorCode::NotFound,
+            ),
+            (
+                refund(&*store, 999_999, None, None).await,
+                ErrorCode::NotFound,
+            ),
+            (refund(&*store, 0, None, None).await, ErrorCode::NotFound),
+        ] {
+            assert_eq!(code(bad), expected);
+        }
+        assert_eq!(entries(&*store).await, written);
+        assert_eq!(balance(&*store, "u").await, before);
+        // Every charge is found by its seq alone, and refunded to its own user.
+        for i in [0u64, 1, 99, 199, 200, 399] {
+            let user = format!("user-{i}");
+            let seq = last_seq(&*store, &user).await;
+            let done = refund(&*store, seq, None, None).await.unwrap();
+            assert_eq!(
+                (done.balance, done.refunded),
+                (WELCOME, 1 + i % 7),
+                "{user}"
+            );
+        }
+        assert!(store.audit().await.unwrap().ok);
+    }
+
+    pub async fn keys_replay_a_refund_and_refuse_another<S: Subject>(subject: Arc<S>) {
+        let place = subject.place().await;
+        let now = Arc::new(AtomicI64::new(1_000));
+        let store = open(&*subject, &place, &now).await;
+        charge(&*store, "u", 10).await.unwrap();
+        let charged = last_seq(&*store, "u").await;
+        let keyed = |fingerprint: &'static str| {
+            Some(KeyedAs {
+                idem: Idempotency {
+                    key: "admins\u{1f}r1",
+                    fingerprint,
+                },
+                reply: Box::new(|refunded: Refunded| {
+                    StoredReply::parse(format!("{{\"new_balance\":{}}}", refunded.balance)).unwrap()
+                }),
+            })
+        };
+        let send = |amount: u64, fingerprint: &'static str| {
+            let store = store.clone();
+            async move {
+                let change = RefundChange {
+                    entry: charged,
+                    user: None,
+                    amount: Some(amount),
+                    keyed: keyed(fingerprint),
+                };
+                let (outcome, commit) = store.refund(change).await?;
+                commit.wait().await?;
+                Ok::<_, StoreError>(outcome)
+            }
+        };
+        assert!(matches!(
+            send(4, "refund 4").await.unwrap(),
+            Outcome::Applied(Refunded { balance: 144, .. })
+        ));
+        match send(4, "refund 4").await.unwrap() {
+            Outcome::Replayed(reply) => assert_eq!(reply.as_str(), r#"{"new_balance":144}"#),
+            other => panic!("expected a replay, got {other:?}"),
+        }
+        assert_eq!(
+            code(send(5, "refund 5").await),
+            ErrorCode::IdempotencyConflict
+        );
+        assert_eq!(balance(&*store, "u").await, Some(144));
+        assert!(store.audit().await.unwrap().ok);
+    }
+
+    pub async fn racing_refunds_of_one_charge_give_back_at_most_all_of_it<S: Subject>(
+        subject: Arc<S>,
+    ) {
+        let place = subject.place().await;
+        let now = Arc::new(AtomicI64::new(1_000));
+        let store = open(&*subject, &place, &now).await;
+        charge(&*store, "r", 5).await.unwrap();
+        let charged = last_seq(&*store, "r").await;
+        let racers: Vec<_> = (0..12)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    if i % 3 == 0 {
+                        charge(&*store, "r", 1).await.map(|_| false)
+                    } else {
+                        refund(&*store, charged, Some("r"), Some(1))
+                            .await
+                            .map(|_| true)
+                    }
+                })
+            })
+            .collect();
+        let mut refunded = 0;
+        for racer in racers {
+            match racer.await.unwrap() {
+                Ok(true) => refunded += 1,
+                Ok(false) => {}
+                Err(error) => assert_eq!(error.code(), ErrorCode::InvalidArgument, "{error}"),
+            }
+        }
+        assert_eq!(refunded, 5, "exactly what the charge took");
+        assert_eq!(balance(&*store, "r").await, Some(WELCOME - 4));
+        assert!(store.audit().await.unwrap().ok);
+    }
+}
+
+/// Runs every refund test of [`refunds`] on one subject.
+macro_rules! refunds_suite {
+    ($name:ident, $subject:expr) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn a_refund_gives_back_where_the_charge_took_never_more_than_is_left() {
+                run(
+                    $subject,
+                    refunds::a_refund_gives_back_where_the_charge_took_never_more_than_is_left,
+                );
+            }
+            #[test]
+            fn a_part_whose_lot_expired_expires_at_once() {
+                run($subject, refunds::a_part_whose_lot_expired_expires_at_once);
+            }
+            #[test]
+            fn bad_refunds_change_nothing() {
+                run($subject, refunds::bad_refunds_change_nothing);
+            }
+            #[test]
+            fn keys_replay_a_refund_and_refuse_another() {
+                run($subject, refunds::keys_replay_a_refund_and_refuse_another);
+            }
+            #[test]
+            fn racing_refunds_of_one_charge_give_back_at_most_all_of_it() {
+                run(
+                    $subject,
+                    refunds::racing_refunds_of_one_charge_give_back_at_most_all_of_it,
+                );
+            }
+        }
+    };
+}
+
+// PostgreSQL keeps no refunds yet (it refuses them): it joins this suite when it does.
+refunds_suite!(file_store_refunds, FileSubject);
+
 /// A file ledger written before lots: journal lines and a version 1 checkpoint.
 mod file_lots {
     use super::lots::*;

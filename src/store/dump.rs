@@ -15,12 +15,15 @@
 //! with `"prev_sha256"`, the SHA-256 (hex) of the previous line's exact bytes (without its
 //! newline), the header's being [`GENESIS`]; so editing, removing, adding or reordering any
 //! line breaks the chain at that line, which every reader of version 3 on refuses ([`audit`]
-//! also checks every sum, offline). Version 4, written now, is version 3 plus holds: the
+//! also checks every sum, offline). Version 4 is version 3 plus holds: the
 //! `hold`, `capture`, `void` and `release` entry kinds, each naming its `hold` (a capture what
 //! it `captured`); a version 3 reader would fail on them mid-stream, so it refuses version 4 by
-//! its header, and a stream of an earlier version that names a hold is refused:
+//! its header, and a stream of an earlier version that names a hold is refused. Version 5,
+//! written now, is version 4 plus refunds: the `refund` entry kind, naming the charge it
+//! `reverses`, what it `refunded` and the lots it `reopened`; a version 4 reader refuses it
+//! by its header, and a stream of an earlier version with a refund entry is refused:
 //!
-//! - a header, `{"format":"memes-ledger","version":4,"source":{"host":…,"dir":…},"prev_sha256":GENESIS}`
+//! - a header, `{"format":"memes-ledger","version":5,"source":{"host":…,"dir":…},"prev_sha256":GENESIS}`
 //!   (the source names the ledger exported, so that an import can mark it as moved);
 //! - one line per [`Transaction`]: everything one request changed for one user, with its
 //!   sequence number, time, entries (kind, delta and balance after), and the memes, key,
@@ -48,13 +51,15 @@ use std::path::{Path, PathBuf};
 
 /// The stream's format name and the version written.
 pub const FORMAT: &str = "memes-ledger";
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 /// The oldest version read (entries that name no lots).
 pub const OLDEST_VERSION: u32 = 1;
 /// The first version whose lines are chained (each carries the previous line's hash).
 pub const CHAINED_VERSION: u32 = 3;
 /// The first version whose entries may name holds.
 pub const HOLDS_VERSION: u32 = 4;
+/// The first version whose entries may be refunds.
+pub const REFUNDS_VERSION: u32 = 5;
 /// The `prev_sha256` of a chained stream's first line, its header: nothing came before it.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -416,6 +421,14 @@ impl<R: BufRead> Reader<R> {
                 self.version
             ));
         }
+        if self.version < REFUNDS_VERSION
+            && transaction.entries.iter().any(|e| e.reverses.is_some())
+        {
+            return Err(format!(
+                "line {line_no}: a version {} stream names no refunds, but this entry does",
+                self.version
+            ));
+        }
         if transaction.seq < self.next_seq {
             return Err(format!(
                 "line {line_no}: sequence number {} does not follow {}",
@@ -550,7 +563,7 @@ mod tests {
     /// the lots), each ending with the previous line's hash (version 3), holds' entries
     /// allowed. Export files users keep must stay readable.
     #[test]
-    fn writes_the_version_4_stream_and_reads_it_back() {
+    fn writes_the_version_5_stream_and_reads_it_back() {
         let reply = RawValue::from_string(r#"{"user_id":"b","new_balance":7}"#.into()).unwrap();
         let stream = dump(&[
             Transaction {
@@ -599,18 +612,18 @@ mod tests {
         assert_eq!(
             text,
             chain(&[
-                r#"{"format":"memes-ledger","version":4,"source":{"host":"h","dir":"/d"}}"#,
+                r#"{"format":"memes-ledger","version":5,"source":{"host":"h","dir":"/d"}}"#,
                 r#"{"seq":1,"time":10,"user":"a\"1","entries":[{"kind":"welcome","delta":150,"balance":150,"lot":{"kind":"promo"}},{"kind":"charge","delta":-1,"balance":149,"from":[[1,1]]}],"memes":["grumpy-cat"]}"#,
                 r#"{"seq":3,"time":11,"user":"b","entries":[{"kind":"topup","delta":7,"balance":7}],"key":"u:b:k","fp":"fp","reply":{"user_id":"b","new_balance":7},"reason":"stripe","tier":"premium","until":99}"#,
                 r#"{"end":{"transactions":2,"entries":3,"accounts":2,"keys":1}}"#,
             ])
         );
         assert!(text.starts_with(
-            r#"{"format":"memes-ledger","version":4,"source":{"host":"h","dir":"/d"},"prev_sha256":"0000000000000000000000000000000000000000000000000000000000000000"}"#
+            r#"{"format":"memes-ledger","version":5,"source":{"host":"h","dir":"/d"},"prev_sha256":"0000000000000000000000000000000000000000000000000000000000000000"}"#
         ));
         let mut reader = Reader::open(&stream[..]).unwrap();
         assert_eq!(reader.source().unwrap().host, "h");
-        assert_eq!(reader.version(), 4);
+        assert_eq!(reader.version(), 5);
         let first = reader.read().unwrap().unwrap();
         assert_eq!((first.user.as_ref(), first.final_balance()), ("a\"1", 149));
         assert_eq!(first.entries[1].from, [LotTake { lot: 1, tokens: 1 }]);
@@ -688,6 +701,17 @@ mod tests {
         );
         let v4 = chain(&[r#"{"format":"memes-ledger","version":4}"#, held, end]);
         assert_eq!(read_all(v4.as_bytes()).unwrap(), [(1, "a".into())]);
+        let refunded = r#"{"seq":1,"time":10,"user":"a","entries":[{"kind":"welcome","delta":150,"balance":150,"lot":{"kind":"promo"}},{"kind":"charge","delta":-5,"balance":145,"from":[[1,5]]},{"kind":"refund","delta":5,"balance":150,"from":[[1,5]],"reverses":2,"refunded":5}]}"#;
+        let end = r#"{"end":{"transactions":1,"entries":3,"accounts":1,"keys":0}}"#;
+        let v4 = chain(&[r#"{"format":"memes-ledger","version":4}"#, refunded, end]);
+        assert!(
+            read_all(v4.as_bytes())
+                .unwrap_err()
+                .starts_with("line 2: a version 4 stream names no refunds")
+        );
+        let v5 = chain(&[r#"{"format":"memes-ledger","version":5}"#, refunded, end]);
+        assert_eq!(read_all(v5.as_bytes()).unwrap(), [(1, "a".into())]);
+        assert!(audit::audit(v5.as_bytes()).is_ok());
     }
 
     /// Any line edited, removed, added or moved breaks the chain at that line, which every
@@ -747,7 +771,7 @@ mod tests {
                 .contains("line 1: the chain is broken")
         );
         // Relabelled as an unchained version, it would skip the chain: refused.
-        let relabelled = text.replacen("\"version\":4", "\"version\":2", 1);
+        let relabelled = text.replacen("\"version\":5", "\"version\":2", 1);
         assert!(
             read_all(relabelled.as_bytes())
                 .unwrap_err()
@@ -769,8 +793,8 @@ mod tests {
         assert!(refusal(String::new()).contains("empty"));
         assert!(refusal("{}\n".into()).contains("no header"));
         assert!(
-            refusal(r#"{"format":"memes-ledger","version":5}"#.into())
-                .contains("reads memes-ledger versions 1 to 4")
+            refusal(r#"{"format":"memes-ledger","version":6}"#.into())
+                .contains("reads memes-ledger versions 1 to 5")
         );
         assert!(refusal(lines[..2].join("\n")).contains("cut short"));
         assert!(refusal(format!("{stream}{}\n", lines[1])).contains("after the end"));

@@ -285,12 +285,15 @@ impl HoldSummary {
 /// Builds the reply `data` that a keyed change stores for its retries, given what the change
 /// did. Called inside the change's transaction: once, or again if a store retries that
 /// transaction (a deadlock, a serialization failure), with what the retry decided.
-pub type ReplyBuilder = Box<dyn Fn(Changed) -> StoredReply + Send + Sync>;
+pub type ReplyBuilder<T = Changed> = Box<dyn Fn(T) -> StoredReply + Send + Sync>;
 
 /// A keyed change: its key and the reply to store with it.
-pub struct Keyed<'a> {
+pub type Keyed<'a> = KeyedAs<'a, Changed>;
+
+/// A keyed change whose reply is made from a `T`.
+pub struct KeyedAs<'a, T> {
     pub idem: Idempotency<'a>,
-    pub reply: ReplyBuilder,
+    pub reply: ReplyBuilder<T>,
 }
 
 /// The result of a change that may carry an idempotency key.
@@ -362,6 +365,33 @@ pub struct EndHold<'a> {
     pub keyed: Option<Keyed<'a>>,
 }
 
+/// A refund of entry `entry` (a charge), which must be `user`'s when a user is named:
+/// `amount` tokens of it, all that is left of it if `None`.
+pub struct RefundChange<'a> {
+    pub entry: u64,
+    pub user: Option<&'a str>,
+    /// Tokens.
+    pub amount: Option<u64>,
+    pub keyed: Option<KeyedAs<'a, Refunded>>,
+}
+
+/// What an applied refund did, as its reply tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refunded {
+    /// Tokens after the refund.
+    pub balance: u64,
+    /// The refund entry's seq.
+    pub refund: u64,
+    /// The entry it reversed (its seq).
+    pub reverses: u64,
+    /// Tokens of that entry it reversed.
+    pub refunded: u64,
+    /// Tokens that went back to the lots (a part whose lot had expired expired instead).
+    pub returned: u64,
+    /// Tokens of that entry left to refund after it.
+    pub left: u64,
+}
+
 /// What readiness probes and metric scrapes read, often: cheap whatever the ledger's length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreHealth {
@@ -430,6 +460,18 @@ pub trait TokenStore: Send + Sync + 'static {
     /// stored under the key.
     async fn end_hold(&self, change: EndHold<'_>)
     -> Result<(Outcome<Changed>, Commit), StoreError>;
+    /// Refunds (part of) a charge: what the refund did, or the reply stored under the key.
+    /// A store that keeps no refunds yet refuses it, changing nothing.
+    async fn refund(
+        &self,
+        change: RefundChange<'_>,
+    ) -> Result<(Outcome<Refunded>, Commit), StoreError> {
+        let _ = change;
+        Err(StoreError::Invalid(format!(
+            "refunds are not kept by the {} store yet; nothing changed",
+            self.kind()
+        )))
+    }
     /// An account's current state; `UnknownUser` if it has none. What a change is decided
     /// on (a delivery's tier, say) reads this: never a standby's copy.
     async fn account(&self, user: &str) -> Result<(AccountView, Commit), StoreError>;

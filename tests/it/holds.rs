@@ -55,7 +55,7 @@ fn export_audits_offline(daemon: &mut Daemon) {
         String::from_utf8_lossy(&exported.stderr)
     );
     let stream = std::fs::read_to_string(&export).unwrap();
-    assert!(stream.contains(r#""version":4"#), "{stream}");
+    assert!(stream.contains(r#""version":5"#), "{stream}");
     let audit = crate::harness::run_memes(
         None,
         &["--json", "audit", "--export", export.to_str().unwrap()],

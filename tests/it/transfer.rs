@@ -83,7 +83,7 @@ fn an_exported_file_ledger_imports_into_postgres_and_reads_the_same() {
         String::from_utf8_lossy(&exported.stderr)
     );
     let stream = std::fs::read_to_string(&export).unwrap();
-    assert!(stream.starts_with(r#"{"format":"memes-ledger","version":4,"source":{"#));
+    assert!(stream.starts_with(r#"{"format":"memes-ledger","version":5,"source":{"#));
     assert!(
         stream
             .trim_end()

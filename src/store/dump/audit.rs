@@ -4,7 +4,8 @@
 //! ([`rules::check_entry`]: the welcome grant first and once, signs, never below zero, the
 //! balance after it) and its account's lots ([`rules::replay_lots`], [`rules::check_lots`]:
 //! credits open lots, debits take from them in burn order, expiries at `expires_at`; a hold
-//! takes as a debit does and ends once, giving back what its parts say), and every
+//! takes as a debit does and ends once, giving back what its parts say; a refund reverses a
+//! charge of its account, never more than is left of it: [`rules::Refundable`]), and every
 //! idempotency key once, on an entry it fits ([`rules::key_fits_entry`]).
 //!
 //! The first problem stops it, named with its line number (1 is the header): an edited,
@@ -30,6 +31,7 @@ pub fn audit<R: BufRead>(input: R) -> Result<Audited, String> {
     // Per account: its balance, its lots and its open holds.
     let mut accounts: HashMap<String, (u64, Vec<Lot>, Vec<Hold>)> = HashMap::new();
     let mut keys: HashSet<String> = HashSet::new();
+    let mut refundable = rules::Refundable::default();
     while let Some((line, transaction)) = reader.read_numbered()? {
         let user = transaction.user.as_ref();
         let at = |fault: String| {
@@ -54,6 +56,9 @@ pub fn audit<R: BufRead>(input: R) -> Result<Audited, String> {
                 transaction.time,
             )
             .map_err(here)?;
+            refundable
+                .note(user, seq, &entry.entry(), entry.recorded())
+                .map_err(here)?;
             *held = balance;
         }
         let (balance, lots, holds) = account.expect("a transaction has entries");

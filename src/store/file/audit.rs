@@ -9,7 +9,9 @@
 //! end names a start inside its own batch; every entry's lots follow from the account's by
 //! [`rules::replay_lots`] (a credit opens one, a debit takes from them in burn order, an
 //! expiry takes a lot's remainder at its `expires_at`, nothing is spent from an expired lot)
-//! and add up to its balance, none negative. Then [`compare_with_memory`] compares what the
+//! and add up to its balance, none negative; every refund reverses a charge of its own
+//! account, never more than is left of it, giving back what the rules would
+//! ([`rules::Refundable`]). Then [`compare_with_memory`] compares what the
 //! journal derives with what the daemon holds: every account's balance, lots (which must add
 //! up to it), latest line and tier, and every idempotency key with its fingerprint and stored reply (missing, extra or
 //! altered). The daemon's state comes from a checkpoint plus the journal after it, so this
@@ -76,6 +78,7 @@ pub fn scan(path: &Path, upto: u64) -> io::Result<JournalScan> {
         lots: HashMap::new(),
         open: HashMap::new(),
         holds: HashMap::new(),
+        refundable: rules::Refundable::default(),
         next_seq: 1,
         batch_floor: 0,
     };
@@ -131,6 +134,8 @@ struct Replay {
     lots: HashMap<Box<str>, Vec<Lot>>,
     open: HashMap<Box<str>, Vec<Hold>>,
     holds: HashMap<u64, Hold>,
+    /// Every charge, to check the refunds that reverse it.
+    refundable: rules::Refundable,
     next_seq: u64,
     /// The end of the last batch end line: where the current batch began at the earliest.
     batch_floor: u64,
@@ -160,6 +165,7 @@ impl Replay {
             lots,
             open,
             holds,
+            refundable,
             next_seq,
             ..
         } = self;
@@ -178,6 +184,9 @@ impl Replay {
             if let Some(hold) = changed {
                 holds.insert(hold.id, hold);
             }
+            refundable
+                .note(user, seq, &entry.entry(), recorded)
+                .map_err(|fault| format!("seq {seq}: user {user:?}: {fault}"))?;
         }
         report.welcomes += u64::from(before.is_none());
         report.entries += record.entries.len() as u64;

@@ -3,8 +3,10 @@
 //! offset, and reads only that user's lines however long the journal is. An account at a
 //! past instant is read the same way, every line of the user's, and replayed by the rules.
 
-use super::record::{RecordIn, RecordedEntry};
-use crate::domain::{EntryKind, HistoryCursor, HistoryEntry, HistoryPage, Tier, format_instant};
+use super::record::{JournalLine, RecordIn, RecordedEntry};
+use crate::domain::{
+    EntryKind, HistoryCursor, HistoryEntry, HistoryPage, Lot, LotTake, Tier, format_instant,
+};
 use crate::store::rules;
 use std::fs::File;
 use std::io;
@@ -214,4 +216,155 @@ pub fn read_account_at(
             })
     });
     rules::account_at(steps, t).map_err(HistoryError::Corrupt)
+}
+
+/// The user whose line holds entry `seq`, found in the journal's first `end` bytes (complete
+/// lines, numbered in order) by bisection: `None` if no line holds it.
+pub fn user_of_entry(file: &File, end: u64, seq: u64) -> Result<Option<String>, HistoryError> {
+    let corrupt =
+        |at: u64| move |what: String| HistoryError::Corrupt(format!("journal offset {at}: {what}"));
+    let mut buf = Vec::with_capacity(1024);
+    // The line holding `seq`, if any, starts in lo..hi.
+    let (mut lo, mut hi) = (0u64, end);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let Some(mut at) =
+            line_start_from(file, mid, hi).map_err(|e| corrupt(mid)(e.to_string()))?
+        else {
+            hi = mid;
+            continue;
+        };
+        // The first transaction line from `at` on (batch end lines hold no entries).
+        let record = loop {
+            if at >= hi {
+                break None;
+            }
+            read_line_at(file, at, &mut buf).map_err(|e| corrupt(at)(e.to_string()))?;
+            let len = buf.len() as u64 + 1;
+            match JournalLine::parse(&buf).map_err(corrupt(at))? {
+                JournalLine::BatchEnd(_) => at += len,
+                JournalLine::Transaction(record) => {
+                    break Some((record.seq, record.next_seq(), record.user.into_owned(), len));
+                }
+            }
+        };
+        match record {
+            None => hi = mid,
+            // Between `mid` and `at` only batch ends start: the line holding `seq` is earlier.
+            Some((first, _, _, _)) if seq < first => hi = mid,
+            Some((_, next, user, _)) if seq < next => return Ok(Some(user)),
+            Some((_, _, _, len)) => lo = at + len,
+        }
+    }
+    Ok(None)
+}
+
+/// The offset of the first line that starts at or after `from` and before `end`, if any.
+fn line_start_from(file: &File, from: u64, end: u64) -> io::Result<Option<u64>> {
+    if from == 0 {
+        return Ok((end > 0).then_some(0));
+    }
+    let mut chunk = [0u8; 1024];
+    let mut at = from - 1;
+    while at < end {
+        let read = file.read_at(&mut chunk, at)?;
+        if read == 0 {
+            return Ok(None);
+        }
+        if let Some(newline) = chunk[..read].iter().position(|b| *b == b'\n') {
+            let start = at + newline as u64 + 1;
+            return Ok((start < end).then_some(start));
+        }
+        at += read as u64;
+    }
+    Ok(None)
+}
+
+/// Entry `seq` of `user`, as a refund reverses it ([`rules::Reversed`]), read from their
+/// lines, the chain followed back from the line at `from` (their newest): what it took from
+/// which lots, each lot as it was (from `held`, the account's lots now, or else from the
+/// entry that opened it), and what the refunds after it gave back of it. `None` when no line
+/// of theirs holds it.
+pub fn read_reversed(
+    file: &File,
+    user: &str,
+    from: u64,
+    seq: u64,
+    held: &[Lot],
+) -> Result<Option<rules::Reversed>, HistoryError> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut offset = Some(from);
+    let mut refunded = 0u64;
+    let mut found: Option<(EntryKind, i64, Vec<LotTake>)> = None;
+    let mut was: Vec<Lot> = Vec::new();
+    while let Some(at) = offset {
+        let record = read_users_line(file, user, at, &mut buf)
+            .map_err(|what| HistoryError::Corrupt(format!("journal offset {at}: {what}")))?;
+        for (i, entry) in record.entries.iter().enumerate().rev() {
+            let here = record.seq + i as u64;
+            match &found {
+                None if here > seq => {
+                    if entry.kind == EntryKind::Refund && entry.reverses == Some(seq) {
+                        refunded += entry.refunded.unwrap_or(0);
+                    }
+                }
+                None if here == seq => {
+                    found = Some((entry.kind, entry.delta, entry.from.clone()));
+                    for take in &entry.from {
+                        if let Some(lot) = held.iter().find(|lot| lot.id == take.lot) {
+                            was.push(*lot);
+                        }
+                    }
+                }
+                None => return Ok(None),
+                Some((_, _, takes)) => {
+                    let wanted = |id: u64| {
+                        takes.iter().any(|t| t.lot == id) && !was.iter().any(|l| l.id == id)
+                    };
+                    if let Some(terms) = entry.lot
+                        && wanted(here)
+                    {
+                        let terms = terms.terms();
+                        was.push(Lot {
+                            id: here,
+                            amount: entry.delta.unsigned_abs(),
+                            remaining: 0,
+                            effective_at: record.time,
+                            expires_at: terms.expires_at,
+                            priority: terms.priority,
+                            kind: terms.kind,
+                        });
+                    } else if !entry.names_lots() && entry.delta != 0 && wanted(0) {
+                        // The newest entry before lots: lot 0 is its balance (carried over).
+                        was.extend(rules::carried_over(entry.balance));
+                    }
+                }
+            }
+        }
+        if let Some((_, _, takes)) = &found
+            && takes
+                .iter()
+                .all(|take| was.iter().any(|lot| lot.id == take.lot))
+        {
+            break;
+        }
+        offset = record.prev;
+    }
+    let Some((kind, delta, takes)) = found else {
+        return Ok(None);
+    };
+    let parts = rules::parts_of(&was, &takes);
+    if parts.len() != takes.len() {
+        return Err(HistoryError::Corrupt(format!(
+            "entry {seq} of user {user:?} takes from lots {takes:?}, not all of which its account's lines open"
+        )));
+    }
+    Ok(Some(rules::Reversed {
+        seq,
+        user: user.to_string(),
+        kind,
+        delta,
+        parts,
+        refunded,
+    }))
 }

@@ -9,10 +9,10 @@
 
 use super::record::{RecordIn, RecordOut, RecordedEntry};
 use crate::domain::{AccountView, Hold, HoldState, Lot, LotKind, Tier};
-use crate::store::rules::{self, Change, KeyUse, Welcome};
+use crate::store::rules::{self, Change, KeyUse, LotDecision, Reversed, Welcome};
 use crate::store::{
-    Changed, ChargeRequest, EndHold, HoldChange, HoldEnd, HoldSummary, Idempotency, Keyed, Outcome,
-    StoreError, StoredReply, TopupChange,
+    Changed, ChargeRequest, EndHold, HoldChange, HoldEnd, HoldSummary, Idempotency, KeyedAs,
+    Outcome, RefundChange, Refunded, StoreError, StoredReply, TopupChange,
 };
 use indexmap::IndexMap;
 
@@ -199,14 +199,26 @@ pub enum Undo {
 }
 
 /// A change to one account, as the public operations describe it.
-struct Transaction<'a> {
+struct Transaction<'a, T = Changed> {
     user: &'a str,
     /// The hold a capture or a void names.
     hold: Option<u64>,
-    change: Change,
+    what: What<'a>,
     memes: &'a [&'a str],
     reason: Option<&'a str>,
-    keyed: Option<Keyed<'a>>,
+    keyed: Option<KeyedAs<'a, T>>,
+}
+
+/// What a transaction asks the rules to decide.
+enum What<'a> {
+    /// A change [`rules::decide_lots`] decides.
+    Change(Change),
+    /// A refund of `reversed` ([`rules::decide_refund`]).
+    Refund {
+        reversed: &'a Reversed,
+        named: Option<&'a str>,
+        amount: Option<u64>,
+    },
 }
 
 /// Accounts, keys, and the journal position they correspond to.
@@ -349,7 +361,7 @@ impl Ledger {
         let transaction = Transaction {
             user: request.user,
             hold: None,
-            change: Change::Charge { cost: request.cost },
+            what: What::Change(Change::Charge { cost: request.cost }),
             memes: request.memes,
             reason: None,
             keyed: request.keyed,
@@ -370,10 +382,10 @@ impl Ledger {
         let transaction = Transaction {
             user: change.user,
             hold: None,
-            change: Change::Topup {
+            what: What::Change(Change::Topup {
                 amount: change.amount,
                 terms: change.terms,
-            },
+            }),
             memes: &[],
             reason: change.reason,
             keyed: change.keyed,
@@ -394,7 +406,7 @@ impl Ledger {
         let transaction = Transaction {
             user,
             hold: None,
-            change: Change::Entitle { tier, until },
+            what: What::Change(Change::Entitle { tier, until }),
             memes: &[],
             reason: None,
             keyed: None,
@@ -415,11 +427,11 @@ impl Ledger {
             user: change.user,
             hold: None,
             // Its entry's seq: known here, as the ledger numbers entries as it decides.
-            change: Change::Hold {
+            what: What::Change(Change::Hold {
                 amount: change.amount,
                 ttl_ms: change.ttl_ms,
                 id: None,
-            },
+            }),
             memes: &[],
             reason: None,
             keyed: change.keyed,
@@ -451,18 +463,72 @@ impl Ledger {
         let transaction = Transaction {
             user: &owner,
             hold: Some(change.hold),
-            change: match change.end {
+            what: What::Change(match change.end {
                 HoldEnd::Capture { amount } => Change::Capture {
                     hold: change.hold,
                     amount,
                 },
                 HoldEnd::Void => Change::Void { hold: change.hold },
-            },
+            }),
             memes: change.memes,
             reason: None,
             keyed: change.keyed,
         };
         self.transact(transaction, now_ms, out, undo)
+    }
+
+    /// Refunds (part of) `reversed`, as read from the journal by a reader that started from
+    /// its user's latest line at `last`. `None` when the account has changed since (the
+    /// reader must read again: what it read may be out of date; `change` is left as it was);
+    /// the stored reply when the key names this very request.
+    pub fn refund(
+        &mut self,
+        change: &mut RefundChange,
+        reversed: &Reversed,
+        last: u64,
+        now_ms: i64,
+        out: &mut Vec<u8>,
+        undo: &mut Vec<Undo>,
+    ) -> Result<Option<Outcome<Refunded>>, StoreError> {
+        if let Some(keyed) = &change.keyed
+            && let Some(reply) = self.replay(&keyed.idem)?
+        {
+            return Ok(Some(Outcome::Replayed(reply)));
+        }
+        if self
+            .accounts
+            .get(reversed.user.as_str())
+            .is_none_or(|account| account.last != last)
+        {
+            return Ok(None);
+        }
+        let transaction = Transaction {
+            user: &reversed.user,
+            hold: None,
+            what: What::Refund {
+                reversed,
+                named: change.user,
+                amount: change.amount,
+            },
+            memes: &[],
+            reason: None,
+            keyed: change.keyed.take(),
+        };
+        let left = reversed.delta.unsigned_abs() - reversed.refunded;
+        let summarize = |changed: Changed, decision: &LotDecision, first_seq: u64| {
+            let posting = decision.postings.last().expect("a refund posts its entry");
+            let refunded = posting.refunded.unwrap_or(0);
+            Refunded {
+                balance: changed.balance,
+                refund: first_seq + decision.postings.len() as u64 - 1,
+                reverses: reversed.seq,
+                refunded,
+                returned: posting.entry.delta.unsigned_abs(),
+                left: left - refunded,
+            }
+        };
+        self.transact_as(transaction, now_ms, out, undo, summarize)
+            .map(Some)
     }
 
     /// Decides a change by the rules and, if allowed, encodes its journal line into `out`,
@@ -474,6 +540,20 @@ impl Ledger {
         out: &mut Vec<u8>,
         undo: &mut Vec<Undo>,
     ) -> Result<Outcome<Changed>, StoreError> {
+        self.transact_as(transaction, now_ms, out, undo, |changed, _, _| changed)
+    }
+
+    /// [`Ledger::transact`], its outcome described by `summarize` (given what changed, the
+    /// decision and the seq of its first entry), which is also what a key's reply is made
+    /// from.
+    fn transact_as<T: Copy>(
+        &mut self,
+        transaction: Transaction<'_, T>,
+        now_ms: i64,
+        out: &mut Vec<u8>,
+        undo: &mut Vec<Undo>,
+        summarize: impl FnOnce(Changed, &LotDecision, u64) -> T,
+    ) -> Result<Outcome<T>, StoreError> {
         if let Some(keyed) = &transaction.keyed
             && let Some(reply) = self.replay(&keyed.idem)?
         {
@@ -490,19 +570,31 @@ impl Ledger {
         {
             holds.push(hold.clone());
         }
-        let decision = rules::decide_lots(
-            transaction.user,
-            before.as_ref().map(|(view, lots)| (view, *lots)),
-            &holds,
-            transaction.change,
-            self.welcome,
-            now_ms,
-            self.next_seq,
-        )?;
+        let before = before.as_ref().map(|(view, lots)| (view, *lots));
+        let change = match transaction.what {
+            What::Change(change) => Some(change),
+            What::Refund { .. } => None,
+        };
+        let decision = match transaction.what {
+            What::Change(change) => rules::decide_lots(
+                transaction.user,
+                before,
+                &holds,
+                change,
+                self.welcome,
+                now_ms,
+                self.next_seq,
+            )?,
+            What::Refund {
+                reversed,
+                named,
+                amount,
+            } => rules::decide_refund(named, before, &holds, reversed, amount, now_ms)?,
+        };
         let welcome = decision.welcome();
         let after = decision.after;
-        let hold = match transaction.change {
-            Change::Hold { .. } | Change::Capture { .. } | Change::Void { .. } => {
+        let hold = match change {
+            Some(Change::Hold { .. } | Change::Capture { .. } | Change::Void { .. }) => {
                 let last = decision.postings.last().map_or(0, |p| p.entry.delta);
                 let returned = match last > 0 {
                     true => last as u64,
@@ -515,21 +607,25 @@ impl Ledger {
             }
             _ => None,
         };
+        let changed = summarize(
+            Changed {
+                balance: after.balance,
+                welcome,
+                hold,
+            },
+            &decision,
+            self.next_seq,
+        );
         // Into a new vector: collecting in place would shrink the postings' allocation to
         // fit (a realloc per change, dearer than an allocation).
         let mut entries: Vec<RecordedEntry> = Vec::with_capacity(decision.postings.len());
         entries.extend(decision.postings.into_iter().map(RecordedEntry::from));
-        let changed = Changed {
-            balance: after.balance,
-            welcome,
-            hold,
-        };
         let keyed = transaction
             .keyed
             .map(|keyed| (keyed.idem, (keyed.reply)(changed)));
         let offset = self.end;
-        let tier = match transaction.change {
-            Change::Entitle { tier, until } => Some((tier, until)),
+        let tier = match change {
+            Some(Change::Entitle { tier, until }) => Some((tier, until)),
             _ => None,
         };
         let line_len = RecordOut {
@@ -750,6 +846,7 @@ impl Ledger {
 mod tests {
     use super::*;
     use crate::domain::MAX_BALANCE;
+    use crate::store::Keyed;
 
     struct Harness {
         ledger: Ledger,

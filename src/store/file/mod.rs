@@ -37,7 +37,8 @@ use crate::domain::{AccountView, AuditReport, HistoryCursor, HistoryPage, Lot, S
 use crate::lockfile;
 use crate::store::{
     Changed, ChargeRequest, Clock, Commit, EndHold, HoldChange, Idempotency, OpenError, Outcome,
-    StoreError, StoreHealth, StoreStats, StoredReply, TokenStore, TopupChange,
+    RefundChange, Refunded, StoreError, StoreHealth, StoreStats, StoredReply, TokenStore,
+    TopupChange,
 };
 use std::fs::File;
 use std::io;
@@ -405,6 +406,58 @@ impl TokenStore for FileStore {
         change: EndHold<'_>,
     ) -> Result<(Outcome<Changed>, Commit), StoreError> {
         self.mutate(|ledger, now, out, undo| ledger.end_hold(change, now, out, undo))
+    }
+
+    async fn refund(
+        &self,
+        change: RefundChange<'_>,
+    ) -> Result<(Outcome<Refunded>, Commit), StoreError> {
+        let (entry, named) = (change.entry, change.user);
+        let unknown = || {
+            let of = named.map(|user| format!(" of user {user:?}"));
+            StoreError::UnknownEntry(entry, of.unwrap_or_default())
+        };
+        let corrupt = |e: history::HistoryError| match e {
+            history::HistoryError::NotTheUsersLine(at) => {
+                StoreError::Internal(format!("journal offset {at}: not the line expected"))
+            }
+            history::HistoryError::Corrupt(what) => StoreError::Internal(what),
+        };
+        let user = match change.user {
+            Some(user) => user.to_string(),
+            None => {
+                let (end, commit) = self.read(|ledger| Ok(ledger.end()))?;
+                commit.wait().await?;
+                let reader = self.reader.clone();
+                self.reads
+                    .run(move || Ok(history::user_of_entry(&reader, end, entry)))
+                    .await?
+                    .map_err(corrupt)?
+                    .ok_or_else(unknown)?
+            }
+        };
+        // The entry and its refunds are read from the journal without the lock; the refund is
+        // decided under it, on what was read, only if the account has not changed since
+        // (another refund of the same entry, say): otherwise it is read again.
+        let mut change = change;
+        loop {
+            let (account, commit) = self.kept_account(&user).map_err(|_| unknown())?;
+            commit.wait().await?;
+            let (reader, owner, last) = (self.reader.clone(), user.clone(), account.last);
+            let held = account.lots();
+            let reversed = self
+                .reads
+                .run(move || Ok(history::read_reversed(&reader, &owner, last, entry, &held)))
+                .await?
+                .map_err(corrupt)?
+                .ok_or_else(unknown)?;
+            let (outcome, commit) = self.mutate(|ledger, now, out, undo| {
+                ledger.refund(&mut change, &reversed, last, now, out, undo)
+            })?;
+            if let Some(outcome) = outcome {
+                return Ok((outcome, commit));
+            }
+        }
     }
 
     async fn account(&self, user: &str) -> Result<(AccountView, Commit), StoreError> {

@@ -1028,6 +1028,9 @@ fn every_checkpoint_taken_under_load_recovers_exactly_with_the_journal_after_it(
                     if i % 3 == 0 {
                         hold_and_end(&store, &user, i % 2 == 0);
                     }
+                    if i % 5 == 0 {
+                        charge_and_refund(&store, &format!("refunded-{w}"));
+                    }
                 }
             })
         })
@@ -1046,6 +1049,13 @@ fn every_checkpoint_taken_under_load_recovers_exactly_with_the_journal_after_it(
         (0..state.ledger.accounts_len())
             .map(|i| state.ledger.account_at(i).unwrap())
             .map(|(user, account)| (user.to_string(), account.balance))
+            .collect()
+    };
+    let final_lots: Vec<(String, Vec<crate::domain::Lot>)> = {
+        let state = store.shared.lock();
+        (0..state.ledger.accounts_len())
+            .map(|i| state.ledger.account_at(i).unwrap())
+            .map(|(user, account)| (user.to_string(), account.lots()))
             .collect()
     };
     let final_holds = store.shared.lock().ledger.holds().clone();
@@ -1078,6 +1088,9 @@ fn every_checkpoint_taken_under_load_recovers_exactly_with_the_journal_after_it(
             );
         }
         assert_eq!(*state.ledger.holds(), final_holds);
+        for (user, lots) in &final_lots {
+            assert_eq!(state.ledger.account(user).unwrap().lots(), *lots, "{user}");
+        }
     }
     assert!(
         fuzzy > 0,
@@ -1119,6 +1132,97 @@ fn hold_and_end(store: &FileStore, user: &str, capture: bool) {
     };
     let (_, commit) = block(store.end_hold(change)).unwrap();
     commit.wait_blocking().unwrap();
+}
+
+/// Charges `user` 3 tokens and refunds them in two refunds (1, then the 2 left).
+fn charge_and_refund(store: &FileStore, user: &str) {
+    charge(store, user, 3).unwrap();
+    let seq = last_seq(store, user);
+    for amount in [Some(1), None] {
+        let change = RefundChange {
+            entry: seq,
+            user: None,
+            amount,
+            keyed: None,
+        };
+        let (_, commit) = block(store.refund(change)).unwrap();
+        commit.wait_blocking().unwrap();
+    }
+}
+
+/// The seq of `user`'s latest entry.
+fn last_seq(store: &FileStore, user: &str) -> u64 {
+    let page = block(store.history(user, 1, None)).unwrap();
+    page.entries.last().unwrap().seq
+}
+
+#[test]
+fn refunds_after_a_checkpoint_replay_onto_it_reopening_their_lots() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), config()).unwrap();
+    let change = TopupChange {
+        user: "a",
+        amount: 10,
+        terms: crate::domain::LotTerms {
+            priority: 10,
+            ..Default::default()
+        },
+        reason: None,
+        keyed: None,
+    };
+    block(store.topup(change))
+        .unwrap()
+        .1
+        .wait_blocking()
+        .unwrap();
+    // Lot 2 (priority 10) is emptied, 2 taken from lot 1.
+    assert_eq!(charge(&store, "a", 12), Ok(148));
+    let seq = last_seq(&store, "a");
+    store.checkpoint_now().unwrap().unwrap();
+    let change = RefundChange {
+        entry: seq,
+        user: Some("a"),
+        amount: Some(11),
+        keyed: None,
+    };
+    block(store.refund(change))
+        .unwrap()
+        .1
+        .wait_blocking()
+        .unwrap();
+    let lots = store.shared.lock().ledger.account("a").unwrap().lots();
+    assert_eq!(
+        lots.iter().map(|l| (l.id, l.remaining)).collect::<Vec<_>>(),
+        [(2, 9), (1, 150)]
+    );
+    drop(store);
+    // As a crash leaves it: the refund is replayed onto the checkpoint, re-opening lot 2.
+    let store = FileStore::open(dir.path(), config()).unwrap();
+    assert_eq!(store.recovery_stats().replayed_lines, 1);
+    assert_eq!(
+        store.shared.lock().ledger.account("a").unwrap().lots(),
+        lots
+    );
+    assert!(audit(&store).ok);
+    // What is left of the charge (1) is known after the restart.
+    let change = RefundChange {
+        entry: seq,
+        user: None,
+        amount: Some(2),
+        keyed: None,
+    };
+    assert_eq!(
+        block(store.refund(change)).unwrap_err().code(),
+        crate::domain::ErrorCode::InvalidArgument
+    );
+    drop(store);
+    // A refund line giving back more than it says stops start-up.
+    let line = edit_journal_line(dir.path(), r#""kind":"refund""#, "[2,9]", "[2,11]");
+    assert_refused(
+        dir.path(),
+        line,
+        "a refund of 11 tokens of entry 3 gives back",
+    );
 }
 
 /// A ledger whose checkpoint covers all of it: keys "k1" (u1 +7) and "k2" (u2 +7), and

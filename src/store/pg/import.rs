@@ -210,6 +210,12 @@ pub async fn import(
                     entry.kind.as_str()
                 ));
             }
+            if entry.reverses.is_some() {
+                return Err(format!(
+                    "seq {seq} (user {:?}): a refund entry: refunds are not kept on PostgreSQL yet",
+                    record.user
+                ));
+            }
             rules::replay_lots(
                 &mut account.lots,
                 &mut Vec::new(),
