@@ -52,6 +52,9 @@ _memes() {
             memes,lots)
                 cmd="memes__subcmd__lots"
                 ;;
+            memes,refund)
+                cmd="memes__subcmd__refund"
+                ;;
             memes,reload)
                 cmd="memes__subcmd__reload"
                 ;;
@@ -121,6 +124,9 @@ _memes() {
             memes__subcmd__help,lots)
                 cmd="memes__subcmd__help__subcmd__lots"
                 ;;
+            memes__subcmd__help,refund)
+                cmd="memes__subcmd__help__subcmd__refund"
+                ;;
             memes__subcmd__help,reload)
                 cmd="memes__subcmd__help__subcmd__reload"
                 ;;
@@ -152,7 +158,7 @@ _memes() {
 
     case "${cmd}" in
         memes)
-            opts="-h -V --socket --url --json --color --help --version get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help"
+            opts="-h -V --socket --url --json --color --help --version get topup balance lots hold capture void refund history search similar entitle audit reload status stop bench completions admin-key help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -606,7 +612,7 @@ _memes() {
             return 0
             ;;
         memes__subcmd__help)
-            opts="get topup balance lots hold capture void history search similar entitle audit reload status stop bench completions admin-key help"
+            opts="get topup balance lots hold capture void refund history search similar entitle audit reload status stop bench completions admin-key help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -788,6 +794,20 @@ _memes() {
             return 0
             ;;
         memes__subcmd__help__subcmd__lots)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        memes__subcmd__help__subcmd__refund)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -983,6 +1003,52 @@ _memes() {
             fi
             case "${prev}" in
                 --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        memes__subcmd__refund)
+            opts="-h --entry --amount --user --key --idempotency-key --socket --url --json --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --entry)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --amount)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idempotency-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

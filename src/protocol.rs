@@ -89,6 +89,7 @@ macro_rules! for_each_op {
             "hold" => Hold(HoldRequest) at POST "/v1/users/{user}/holds" for Admins,
             "capture" => Capture(CaptureRequest) at POST "/v1/holds/{hold}/capture" for Admins,
             "void" => Void(VoidRequest) at POST "/v1/holds/{hold}/void" for Admins,
+            "refund" => Refund(RefundRequest) at POST "/v1/entries/{entry}/refund" for Admins,
             "status" => Status(StatusRequest) at GET "/v1/status" for Anyone,
             "search" => Search(SearchRequest) at GET "/v1/search" for Anyone,
             "similar" => Similar(SimilarRequest) at GET "/v1/memes/{id}/similar" for Anyone,
@@ -315,6 +316,24 @@ pub struct VoidRequest {
     pub idempotency_key: Option<String>,
 }
 
+/// `refund`: give back (part of) a charge, to the lots it took the tokens from (the last
+/// taken first; a part whose lot has expired expires at once), never more than the charge
+/// took minus what was refunded of it already. Its ledger entry names the charge it
+/// `reverses`. Admin only.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RefundRequest {
+    /// The charge's entry (its `seq`, as `history` shows it).
+    pub entry: u64,
+    /// Tokens to give back (1 to what is left of the charge); absent: all that is left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<u64>,
+    /// The user the entry must belong to; refused (not found) if it is another's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
 /// `balance`: an account's balance and tier, now or at an instant.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct BalanceRequest {
@@ -460,6 +479,7 @@ about_no_account!(
     HoldRequest,
     CaptureRequest,
     VoidRequest,
+    RefundRequest,
     StatusRequest,
     SearchRequest,
     SimilarRequest,
@@ -639,6 +659,19 @@ impl VoidRequest {
     pub fn validate(&self) -> Result<(), ErrorBody> {
         if let Some(user) = &self.user {
             validate_user(user)?;
+        }
+        validate_key(self.idempotency_key.as_deref())
+    }
+}
+
+impl RefundRequest {
+    /// Checks every field against its limits.
+    pub fn validate(&self) -> Result<(), ErrorBody> {
+        if let Some(user) = &self.user {
+            validate_user(user)?;
+        }
+        if let Some(amount) = self.amount {
+            validate_hold_amount(amount)?;
         }
         validate_key(self.idempotency_key.as_deref())
     }
@@ -986,6 +1019,28 @@ pub struct HoldData {
     pub returned: u64,
     /// When the hold expires, or expired (RFC 3339).
     pub expires_at: String,
+    /// The account's balance after the request.
+    pub new_balance: u64,
+    /// True when this is the stored reply of an earlier request with the same idempotency
+    /// key, sent again: nothing was changed this time.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub replayed: bool,
+}
+
+/// `refund` reply data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RefundData {
+    /// The refund's own ledger entry (its seq).
+    pub refund: u64,
+    /// The charge it reversed (its entry's seq).
+    pub reverses: u64,
+    /// Tokens of the charge it reversed.
+    pub refunded: u64,
+    /// Tokens that went back to the lots: `refunded` less what expired at once (the part
+    /// whose lot had expired).
+    pub returned: u64,
+    /// Tokens of the charge still refundable after it.
+    pub left: u64,
     /// The account's balance after the request.
     pub new_balance: u64,
     /// True when this is the stored reply of an earlier request with the same idempotency

@@ -41,6 +41,7 @@ pub fn run(args: &HistoryArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
     ]);
     for entry in &entries {
         let details = match (&entry.reason, entry.memes.is_empty(), entry.tier) {
+            _ if entry.reverses.is_some() => refund_details(entry),
             (Some(reason), _, _) => reason.clone(),
             (None, false, _) => entry.memes.join(", "),
             (None, true, Some(tier)) => match &entry.until {
@@ -61,6 +62,19 @@ pub fn run(args: &HistoryArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
     }
     println!("{table}");
     Ok(Exit::Success)
+}
+
+/// What a refund entry's row says: the entry it reverses, and what of it expired at once.
+fn refund_details(entry: &HistoryEntry) -> String {
+    let reverses = entry.reverses.unwrap_or_default();
+    let refunded = entry.refunded.unwrap_or_default();
+    let back = entry.delta.unsigned_abs();
+    match refunded.saturating_sub(back) {
+        0 => format!("reverses {reverses}"),
+        expired => format!(
+            "reverses {reverses}: {refunded} refunded, {expired} expired at once (their lot had expired)"
+        ),
+    }
 }
 
 /// A ledger time as the table shows it: always three digits of milliseconds, so that a

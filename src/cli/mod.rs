@@ -16,6 +16,7 @@ pub mod history;
 pub mod hold;
 pub mod lots;
 pub mod output;
+pub mod refund;
 pub mod reload;
 pub mod remote;
 pub mod search;
@@ -104,6 +105,8 @@ pub enum Command {
     Capture(capture::CaptureArgs),
     /// End a hold by giving all of it back (admins)
     Void(void::VoidArgs),
+    /// Give back (part of) a charge, to the lots it came from (admins)
+    Refund(refund::RefundArgs),
     /// Show a user's ledger entries, oldest first
     History(history::HistoryArgs),
     /// Browse ranked matches for a query, by its words and its meaning, free of charge
@@ -304,6 +307,7 @@ pub fn main() -> ExitCode {
         Command::Hold(args) => hold::run(&args, &mut ctx),
         Command::Capture(args) => capture::run(&args, &mut ctx),
         Command::Void(args) => void::run(&args, &mut ctx),
+        Command::Refund(args) => refund::run(&args, &mut ctx),
         Command::History(args) => history::run(&args, &mut ctx),
         Command::Search(args) => search::run(&args, &mut ctx),
         Command::Similar(args) => similar::run(&args, &mut ctx),

@@ -10,7 +10,9 @@
 //! fingerprint already stored for it. The idempotency key itself, credentials and the reply's
 //! presentation (`inline`) are not part of it: a retry may differ in them.
 
-use super::{CaptureRequest, GetRequest, HoldRequest, Op, TopupRequest, VoidRequest};
+use super::{
+    CaptureRequest, GetRequest, HoldRequest, Op, RefundRequest, TopupRequest, VoidRequest,
+};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
@@ -172,6 +174,33 @@ impl VoidRequest {
             hold: *hold,
             user: user.as_deref(),
             amount: None,
+        })
+    }
+}
+
+impl RefundRequest {
+    /// This request's canonical form (see the module).
+    pub fn fingerprint(&self) -> String {
+        let RefundRequest {
+            entry,
+            amount,
+            user,
+            idempotency_key: _,
+        } = self;
+        #[derive(Serialize)]
+        struct Refund<'a> {
+            op: &'static str,
+            entry: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            user: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            amount: Option<u64>,
+        }
+        canonical(&Refund {
+            op: Op::Refund.as_str(),
+            entry: *entry,
+            user: user.as_deref(),
+            amount: *amount,
         })
     }
 }
@@ -374,5 +403,26 @@ mod tests {
         );
         assert_eq!(recorded(r#"{"op":"dance","user":"c"}"#), None);
         assert_eq!(recorded("topup c 5"), None);
+    }
+
+    /// A refund's canonical form is frozen: the entry, then what is optional; the key is not
+    /// in it.
+    #[test]
+    fn a_refunds_fingerprint_is_its_entry_user_and_amount() {
+        let refund = RefundRequest {
+            entry: 42,
+            amount: Some(3),
+            user: Some("bob".into()),
+            idempotency_key: Some("k".into()),
+        };
+        assert_eq!(
+            refund.fingerprint(),
+            r#"{"op":"refund","entry":42,"user":"bob","amount":3}"#
+        );
+        let all = RefundRequest {
+            entry: 42,
+            ..RefundRequest::default()
+        };
+        assert_eq!(all.fingerprint(), r#"{"op":"refund","entry":42}"#);
     }
 }

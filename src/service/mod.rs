@@ -37,13 +37,13 @@ use crate::premium::claims::Claims;
 use crate::protocol::{
     self, AuditRequest, BalanceData, BalanceRequest, CaptureRequest, EntitleData, EntitleRequest,
     GetRequest, HistoryData, HistoryRequest, HoldData, HoldRequest, Location, LotsData,
-    LotsRequest, ReloadData, ReloadRequest, Request, SearchRequest, SimilarRequest, StatusData,
-    StatusRequest, TopupData, TopupRequest, VoidRequest,
+    LotsRequest, RefundData, RefundRequest, ReloadData, ReloadRequest, Request, SearchRequest,
+    SimilarRequest, StatusData, StatusRequest, TopupData, TopupRequest, VoidRequest,
 };
 use crate::store::rules::{self, KeyOwner};
 use crate::store::{
-    Changed, Commit, EndHold, HoldChange, HoldEnd, Idempotency, Keyed, Outcome, StoreError,
-    StoredReply, TokenStore, TopupChange,
+    Changed, Commit, EndHold, HoldChange, HoldEnd, Idempotency, Keyed, KeyedAs, Outcome,
+    RefundChange, Refunded, StoreError, StoredReply, TokenStore, TopupChange,
 };
 use crate::telemetry::{self, Tokens};
 use arc_swap::ArcSwap;
@@ -175,6 +175,9 @@ impl Handled for BalanceRequest {
 impl Handled for HoldRequest {
     type Reply = Stored<HoldData>;
 }
+impl Handled for RefundRequest {
+    type Reply = Stored<RefundData>;
+}
 impl Handled for CaptureRequest {
     type Reply = Stored<HoldData>;
 }
@@ -294,6 +297,7 @@ impl Service {
             Request::Hold(hold) => self.held(hold).await.map(Reply::Hold),
             Request::Capture(capture) => self.captured(capture).await.map(Reply::Capture),
             Request::Void(void) => self.voided(void).await.map(Reply::Void),
+            Request::Refund(refund) => self.refunded(refund).await.map(Reply::Refund),
             Request::Status(_) => Answer::ready(self.status_now().await.map(Reply::Status)),
             Request::Search(search) => Answer::ready(Ok(Reply::Search(self.found(search)))),
             Request::Similar(similar) => Answer::ready(self.nearest(similar).map(Reply::Similar)),
@@ -377,6 +381,16 @@ impl Service {
     ) -> Result<Stored<HoldData>, ServiceError> {
         self.admit(caller, &request)?;
         self.voided(request).await.settle().await
+    }
+
+    /// `refund`: (part of) a charge given back, once the change is durable.
+    pub async fn refund(
+        &self,
+        caller: &Caller,
+        request: RefundRequest,
+    ) -> Result<Stored<RefundData>, ServiceError> {
+        self.admit(caller, &request)?;
+        self.refunded(request).await.settle().await
     }
 
     /// `history`: a page of an account's ledger entries.
@@ -543,6 +557,34 @@ impl Service {
             keyed: hold_keyed(key.as_deref(), &fingerprint),
         };
         hold_answer(self.store.hold(change).await)
+    }
+
+    async fn refunded(&self, request: RefundRequest) -> Answer<Stored<RefundData>> {
+        let fingerprint = request.fingerprint();
+        // The admins' own key, as a hold op's.
+        let key = hold_key(request.idempotency_key.as_deref());
+        let change = RefundChange {
+            entry: request.entry,
+            user: request.user.as_deref(),
+            amount: request.amount,
+            keyed: key.as_deref().map(|key| KeyedAs {
+                idem: Idempotency {
+                    key,
+                    fingerprint: &fingerprint,
+                },
+                reply: Box::new(|refunded| StoredReply::record(&refund_data(refunded))),
+            }),
+        };
+        match self.store.refund(change).await {
+            Ok((Outcome::Applied(refunded), commit)) => {
+                Answer::pending(Stored::Fresh(refund_data(refunded)), commit)
+            }
+            Ok((Outcome::Replayed(stored), commit)) => match stored.replay() {
+                Ok(replayed) => Answer::pending(Stored::Replayed(replayed), commit),
+                Err(error) => Answer::ready(Err(error.into())),
+            },
+            Err(error) => Answer::ready(Err(error.into())),
+        }
     }
 
     async fn captured(&self, request: CaptureRequest) -> Answer<Stored<HoldData>> {
@@ -860,6 +902,19 @@ fn hold_data(changed: Changed) -> HoldData {
         returned: hold.returned,
         expires_at: protocol::format_instant(hold.expires_at),
         new_balance: changed.balance,
+        replayed: false,
+    }
+}
+
+/// A refund's reply, from what it did.
+fn refund_data(refunded: Refunded) -> RefundData {
+    RefundData {
+        refund: refunded.refund,
+        reverses: refunded.reverses,
+        refunded: refunded.refunded,
+        returned: refunded.returned,
+        left: refunded.left,
+        new_balance: refunded.balance,
         replayed: false,
     }
 }

@@ -62,7 +62,7 @@ fn export_audits_offline(daemon: &mut Daemon) {
         &[],
     );
     assert_eq!(audit.code, 0, "{}{}\n{stream}", audit.stdout, audit.stderr);
-    assert_eq!(audit.json()["version"], 4);
+    assert_eq!(audit.json()["version"], 5);
 }
 
 #[test]

@@ -25,6 +25,7 @@ mod operations;
 mod premium;
 mod protocol;
 mod proxy;
+mod refunds;
 mod release;
 mod replicated;
 mod semantic;

@@ -187,6 +187,18 @@ pub struct CaptureBody {
     pub user: Option<String>,
 }
 
+/// `POST /v1/entries/{entry}/refund`'s body (optional).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundBody {
+    /// Tokens to give back (1 to what is left of the charge); absent: all that is left.
+    #[schema(value_type = Option<Amount>)]
+    #[serde(default, deserialize_with = "integral_option")]
+    pub amount: Option<i64>,
+    /// The user the entry must belong to.
+    pub user: Option<String>,
+}
+
 /// `POST /v1/holds/{hold}/void`'s body (optional).
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -14,7 +14,7 @@ use super::super::schema::{IdempotencyKey, UserId};
 use super::super::similar;
 use super::types::{
     BalanceQuery, CaptureBody, EntitlementBody, HistoryQuery, HoldBody, MemesBody, MemesQuery,
-    SearchQuery, TopupBody, VoidBody, WebhookEvent,
+    RefundBody, SearchQuery, TopupBody, VoidBody, WebhookEvent,
 };
 use super::{
     Headers, Parsed, data_response, fresh_response, idempotency_key, no_store, parse_json, subject,
@@ -24,8 +24,8 @@ use crate::domain::AuditReport;
 use crate::domain::ErrorCode;
 use crate::protocol::{
     AuditRequest, BalanceRequest, CaptureRequest, EntitleRequest, GetData, GetRequest,
-    HistoryRequest, HoldData, HoldRequest, MemeView, Op, ReloadRequest, SearchRequest,
-    StatusRequest, TopupData, TopupRequest, VoidRequest,
+    HistoryRequest, HoldData, HoldRequest, MemeView, Op, RefundData, RefundRequest, ReloadRequest,
+    SearchRequest, StatusRequest, TopupData, TopupRequest, VoidRequest,
 };
 #[allow(unused_imports, reason = "named in the OpenAPI annotations")]
 use crate::protocol::{
@@ -61,6 +61,7 @@ pub fn handler(op: Op) -> MethodRouter<Http> {
         Op::Hold => on(method, hold),
         Op::Capture => on(method, capture),
         Op::Void => on(method, void),
+        Op::Refund => on(method, refund),
         Op::Status => on(method, status),
         Op::Search => on(method, search),
         Op::Similar => on(method, similar::similar),
@@ -86,6 +87,7 @@ pub fn handler(op: Op) -> MethodRouter<Http> {
     hold,
     capture,
     void,
+    refund,
     entitle,
     audit,
     reload,
@@ -328,7 +330,32 @@ pub async fn void(
     Ok(data_response(&voided, voided.is_replay()))
 }
 
-/// A hold's amount as a body gave it: a positive number of tokens.
+/// `POST /v1/entries/{entry}/refund` (admin keys).
+#[utoipa::path(post, path = "/v1/entries/{entry}/refund", tag = "admin",
+    params(("entry" = u64, Path, description = "The charge's entry (its seq in the history)"),
+        ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Makes a retry safe")),
+    request_body(content = Option<RefundBody>),
+    responses((status = 200, description = "Refunded: back to the lots the charge took from", body = RefundData), Problems),
+    security(("bearer" = [])))]
+pub async fn refund(
+    State(http): State<Http>,
+    headers: Headers,
+    Parsed(Path(entry)): Parsed<Path<u64>>,
+    body: Body,
+) -> Result<Response, Problem> {
+    let caller = http.caller(headers.authorization())?;
+    let body: RefundBody = http.optional_json_body(body).await?;
+    let request = RefundRequest {
+        entry,
+        amount: body.amount.map(hold_amount).transpose()?,
+        user: body.user,
+        idempotency_key: idempotency_key(headers.idempotency_key())?,
+    };
+    let refunded = http.service.refund(&caller, request).await?;
+    Ok(data_response(&refunded, refunded.is_replay()))
+}
+
+/// A hold's (or a refund's) amount as a body gave it: a positive number of tokens.
 fn hold_amount(amount: i64) -> Result<u64, Problem> {
     u64::try_from(amount).map_err(|_| {
         Problem::new(
