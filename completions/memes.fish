@@ -131,7 +131,7 @@ always\t''
 never\t''"
 complete -c memes -n "__fish_memes_using_subcommand void" -l json -d 'Print the reply\'s data (or the error) as one JSON document on stdout, for scripts'
 complete -c memes -n "__fish_memes_using_subcommand void" -s h -l help -d 'Print help'
-complete -c memes -n "__fish_memes_using_subcommand refund" -l entry -d 'The charge\'s entry, its seq as `memes history` shows it' -r
+complete -c memes -n "__fish_memes_using_subcommand refund" -l entry -d 'The charge\'s (or a hold\'s capture\'s) entry, its seq as `memes history` shows it' -r
 complete -c memes -n "__fish_memes_using_subcommand refund" -l amount -d 'Tokens to give back (at most what is left of the charge); default: all that is left' -r
 complete -c memes -n "__fish_memes_using_subcommand refund" -l user -d 'Refuse unless the entry is this user\'s' -r
 complete -c memes -n "__fish_memes_using_subcommand refund" -l idempotency-key -l key -d 'Makes retries safe: the same key with the same refund refunds once' -r

@@ -316,13 +316,13 @@ pub struct VoidRequest {
     pub idempotency_key: Option<String>,
 }
 
-/// `refund`: give back (part of) a charge, to the lots it took the tokens from (the last
-/// taken first; a part whose lot has expired expires at once), never more than the charge
-/// took minus what was refunded of it already. Its ledger entry names the charge it
+/// `refund`: give back (part of) a charge or a hold's capture, to the lots it took the tokens
+/// from (the last taken first; a part whose lot has expired expires at once), never more than
+/// it spent minus what was refunded of it already. Its ledger entry names the entry it
 /// `reverses`. Admin only.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RefundRequest {
-    /// The charge's entry (its `seq`, as `history` shows it).
+    /// The charge's (or capture's) entry: its `seq`, as `history` shows it.
     pub entry: u64,
     /// Tokens to give back (1 to what is left of the charge); absent: all that is left.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -9,7 +9,7 @@ use clap::Args;
 
 #[derive(Debug, Args)]
 pub struct RefundArgs {
-    /// The charge's entry, its seq as `memes history` shows it
+    /// The charge's (or a hold's capture's) entry, its seq as `memes history` shows it
     #[arg(long, value_name = "ID")]
     pub entry: u64,
     /// Tokens to give back (at most what is left of the charge); default: all that is left

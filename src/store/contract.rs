@@ -2181,6 +2181,56 @@ pub mod refunds {
         assert!(store.audit().await.unwrap().ok);
     }
 
+    pub async fn a_capture_is_refunded_as_a_charge_is<S: Subject>(subject: Arc<S>) {
+        use crate::store::HoldEnd;
+        let place = subject.place().await;
+        let now = Arc::new(AtomicI64::new(1_000));
+        let store = open(&*subject, &place, &now).await;
+        // seq 1 the welcome grant (promo, 150), 2 a paid lot of 10 at priority 10.
+        credit(&*store, "u", 10, terms(None, 10, LotKind::Paid))
+            .await
+            .unwrap();
+        let set_aside = super::holds::hold(&*store, "u", 15, 60_000).await.unwrap();
+        // It spends lot 2's 10 and 2 of lot 1's; 3 go back to lot 1.
+        let (_, after) = super::holds::end(
+            &*store,
+            set_aside.id,
+            None,
+            HoldEnd::Capture { amount: Some(12) },
+        )
+        .await
+        .unwrap();
+        assert_eq!(after, 148);
+        let captured = last_seq(&*store, "u").await;
+        // 5 back, the last spent first: lot 1's 2, then 3 of lot 2's, re-opening it.
+        let part = refund(&*store, captured, Some("u"), Some(5)).await.unwrap();
+        assert_eq!(
+            (part.balance, part.refunded, part.returned, part.left),
+            (153, 5, 5, 7)
+        );
+        assert_eq!(
+            held(&*store, "u").await,
+            [
+                (2, 3, None, 10, LotKind::Paid),
+                (1, 150, None, 50, LotKind::Promo)
+            ]
+        );
+        // The hold entry itself is no refund's.
+        assert_eq!(
+            code(refund(&*store, set_aside.id, None, None).await),
+            ErrorCode::InvalidArgument
+        );
+        subject.close(store).await;
+        let store = open(&*subject, &place, &now).await;
+        let rest = refund(&*store, captured, None, None).await.unwrap();
+        assert_eq!((rest.balance, rest.refunded, rest.left), (160, 7, 0));
+        assert_eq!(
+            code(refund(&*store, captured, None, None).await),
+            ErrorCode::InvalidArgument
+        );
+        assert!(store.audit().await.unwrap().ok);
+    }
+
     pub async fn racing_refunds_of_one_charge_give_back_at_most_all_of_it<S: Subject>(
         subject: Arc<S>,
     ) {
@@ -2241,6 +2291,10 @@ macro_rules! refunds_suite {
             #[test]
             fn keys_replay_a_refund_and_refuse_another() {
                 run($subject, refunds::keys_replay_a_refund_and_refuse_another);
+            }
+            #[test]
+            fn a_capture_is_refunded_as_a_charge_is() {
+                run($subject, refunds::a_capture_is_refunded_as_a_charge_is);
             }
             #[test]
             fn racing_refunds_of_one_charge_give_back_at_most_all_of_it() {

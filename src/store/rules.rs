@@ -52,8 +52,9 @@
 //!   changes nothing.
 //!
 //! Refunds ([`decide_refund`]):
-//! - a refund reverses (part of) a `charge` entry of the account: never more than the charge
-//!   took minus what was refunded of it already; all that is left of it unless told less;
+//! - a refund reverses (part of) a `charge` entry of the account, or a hold's `capture` (of
+//!   what it spent: the first tokens its hold took, [`captured_parts`]): never more than it
+//!   spent minus what was refunded of it already; all that is left of it unless told less;
 //! - its tokens go back to the lots the charge took them from, the last taken first (the
 //!   reverse of burn order), each lot re-opened as it was if it was emptied meanwhile; a part
 //!   whose lot has expired by then expires at once (refunded, but not back in the balance),
@@ -719,10 +720,11 @@ pub struct Reversed {
     /// The account it is in.
     pub user: String,
     pub kind: EntryKind,
-    /// Its delta (a charge's is negative).
-    pub delta: i64,
-    /// The lots it took from, in the order it took them (burn order), each as it was then,
-    /// `remaining` being what it took ([`parts_of`]); empty for an entry recorded before lots.
+    /// Tokens it spent: a charge's (minus) delta, a capture's `captured`.
+    pub spent: u64,
+    /// The lots it spent from, in the order it took them (burn order), each as it was then,
+    /// `remaining` being what it spent ([`parts_of`]; a capture's, [`captured_parts`]); empty
+    /// for a charge recorded before lots.
     pub parts: Vec<Lot>,
     /// Tokens refunded of it already.
     pub refunded: u64,
@@ -734,8 +736,9 @@ pub struct Reversed {
 /// [`decide_lots`]; then the refund gives back, the last taken first, to the lots the charge
 /// took from ([`give_back`]'s rule: an emptied lot re-opens as it was, a part whose lot has
 /// expired expires at once). Refused, changing nothing: an entry of another user than the
-/// one named (as if there were none), anything but a charge, a charge recorded before lots,
-/// a refund of 0 or of more than is left of the charge.
+/// one named (as if there were none), anything but a charge or a hold's capture (which spent
+/// the first `captured` tokens of the hold's parts: [`captured_parts`]), a charge recorded
+/// before lots, a refund of 0 or of more than is left of the charge.
 pub fn decide_refund(
     named: Option<&str>,
     before: Option<(&AccountView, &[Lot])>,
@@ -753,13 +756,13 @@ pub fn decide_refund(
         ));
     }
     let id = reversed.seq;
-    if reversed.kind != EntryKind::Charge {
+    if !matches!(reversed.kind, EntryKind::Charge | EntryKind::Capture) {
         return Err(StoreError::Invalid(format!(
-            "entry {id} is a {}: only a charge can be refunded",
+            "entry {id} is a {}: only a charge (or a hold's capture) can be refunded",
             reversed.kind.as_str()
         )));
     }
-    let charged = reversed.delta.unsigned_abs();
+    let charged = reversed.spent;
     if charged > 0 && reversed.parts.is_empty() {
         return Err(StoreError::Invalid(format!(
             "entry {id} was recorded before lots: it names no lot to give its tokens back to"
@@ -1262,6 +1265,8 @@ fn replay_refund(
 #[derive(Debug, Default)]
 pub struct Refundable {
     charges: std::collections::HashMap<u64, ChargeLeft>,
+    /// What each open hold took, lot by lot: a capture spends the first of it.
+    holds: std::collections::HashMap<u64, Box<[LotTake]>>,
 }
 
 /// A charge as [`Refundable`] remembers it.
@@ -1296,6 +1301,43 @@ impl Refundable {
                 );
                 Ok(())
             }
+            EntryKind::Hold => {
+                if let Some(hold) = recorded.hold {
+                    self.holds.insert(hold, recorded.from.into());
+                }
+                Ok(())
+            }
+            EntryKind::Void | EntryKind::Release => {
+                recorded.hold.map(|hold| self.holds.remove(&hold));
+                Ok(())
+            }
+            EntryKind::Capture => {
+                let took = recorded.hold.and_then(|hold| self.holds.remove(&hold));
+                let captured = recorded.captured.unwrap_or(0);
+                if let Some(took) = took {
+                    let mut room = captured;
+                    let takes: Box<[LotTake]> = took
+                        .iter()
+                        .filter_map(|take| {
+                            let tokens = take.tokens.min(room);
+                            room -= tokens;
+                            (tokens > 0).then_some(LotTake {
+                                lot: take.lot,
+                                tokens,
+                            })
+                        })
+                        .collect();
+                    self.charges.insert(
+                        seq,
+                        ChargeLeft {
+                            user: user.into(),
+                            takes,
+                            left: captured,
+                        },
+                    );
+                }
+                Ok(())
+            }
             EntryKind::Refund => {
                 let charge = recorded.reverses.unwrap_or(0);
                 let refunded = recorded.refunded.unwrap_or(0);
@@ -1305,7 +1347,7 @@ impl Refundable {
                     .filter(|left| *left.user == *user)
                 else {
                     return Err(format!(
-                        "refunds entry {charge}, which is no charge of user {user:?} naming its lots"
+                        "refunds entry {charge}, which is no charge or capture of user {user:?} naming its lots"
                     ));
                 };
                 if refunded == 0 || refunded > left.left {
@@ -1350,6 +1392,12 @@ impl Refundable {
             _ => Ok(()),
         }
     }
+}
+
+/// What a capture spent of its hold, lot by lot: the first `captured` tokens of its parts
+/// (what [`give_back`] keeps), as a charge's parts are what it took.
+pub fn captured_parts(hold: &Hold) -> Vec<Lot> {
+    refundable_parts(&hold.parts, hold.captured)
 }
 
 /// What is left to refund of a charge's `parts` (in the order taken) when `left` tokens of it
@@ -2661,6 +2709,7 @@ mod tests {
         lots: Vec<Lot>,
         next_seq: u64,
         replayed: Vec<Lot>,
+        replayed_holds: Vec<Hold>,
         charges: Vec<Reversed>,
         audit: Refundable,
     }
@@ -2673,6 +2722,7 @@ mod tests {
                 lots: lots.to_vec(),
                 next_seq: 100,
                 replayed: lots.to_vec(),
+                replayed_holds: Vec::new(),
                 charges: Vec::new(),
                 audit: Refundable::default(),
             }
@@ -2684,6 +2734,8 @@ mod tests {
                 let recorded = Recorded {
                     from: &posting.from,
                     at: posting.at,
+                    hold: posting.hold,
+                    captured: posting.captured,
                     reverses: posting.reverses,
                     refunded: posting.refunded,
                     reopened: &posting.reopened,
@@ -2691,7 +2743,7 @@ mod tests {
                 };
                 replay_lots(
                     &mut self.replayed,
-                    &mut Vec::new(),
+                    &mut self.replayed_holds,
                     &posting.entry,
                     recorded,
                     seq,
@@ -2725,7 +2777,7 @@ mod tests {
                 seq: self.next_seq + decision.postings.len() as u64 - 1,
                 user: "u".into(),
                 kind: EntryKind::Charge,
-                delta: posting.entry.delta,
+                spent: posting.entry.delta.unsigned_abs(),
                 parts: parts_of(&was, &posting.from),
                 refunded: 0,
             });
@@ -2804,6 +2856,70 @@ mod tests {
     }
 
     #[test]
+    fn a_capture_is_refunded_from_what_it_spent_the_last_spent_first() {
+        let lots = [
+            lot(1, 10, None, 10, LotKind::Paid),
+            lot(2, 10, None, 50, LotKind::Paid),
+        ];
+        let mut account = Refunding::new(&lots);
+        let held = |account: &mut Refunding, change: Change, now: i64| {
+            let decision = decide_lots(
+                "u",
+                Some((&account.view, &account.lots)),
+                &account.replayed_holds.clone(),
+                change,
+                Welcome::default(),
+                now,
+                account.next_seq,
+            )
+            .unwrap();
+            account.record(&decision, now);
+            decision
+        };
+        let hold = held(
+            &mut account,
+            Change::Hold {
+                amount: 15,
+                ttl_ms: 1_000,
+                id: None,
+            },
+            10,
+        )
+        .holds[0]
+            .clone();
+        // The capture spends lot 1's 10 and 2 of lot 2's; 3 go back to lot 2.
+        let capture = held(
+            &mut account,
+            Change::Capture {
+                hold: hold.id,
+                amount: Some(12),
+            },
+            20,
+        );
+        let captured = capture.holds[0].clone();
+        account.charges.push(Reversed {
+            seq: account.next_seq - 1,
+            user: "u".into(),
+            kind: EntryKind::Capture,
+            spent: 12,
+            parts: captured_parts(&captured),
+            refunded: 0,
+        });
+        assert_eq!(account.view.balance, 8);
+        // 4 back: lot 2's 2, then 2 of lot 1's, re-opening it.
+        let decision = account.refund(0, Some(4), 30).unwrap();
+        let posting = decision.postings.last().unwrap();
+        assert_eq!(
+            posting.from,
+            [LotTake { lot: 1, tokens: 2 }, LotTake { lot: 2, tokens: 2 }]
+        );
+        assert_eq!(posting.reopened.len(), 1);
+        assert_eq!(account.view.balance, 12);
+        let error = account.refund(0, Some(9), 40).unwrap_err();
+        assert!(error.to_string().contains("1 to 8"), "{error}");
+    }
+
+    #[test]
     fn a_refund_to_an_expired_lot_expires_at_once() {
         let lots = [
             lot(1, 10, Some(1_000), 50, LotKind::Paid),
@@ -2863,7 +2979,7 @@ mod tests {
         }
         let topup = Reversed {
             kind: EntryKind::Topup,
-            delta: 4,
+            spent: 0,
             parts: Vec::new(),
             ..reversed.clone()
         };

@@ -34,7 +34,7 @@ fn audit_passes(daemon: &Daemon) {
     assert_eq!(audit["ok"], true, "{audit}");
 }
 
-/// Stops the daemon, exports its file ledger (version 4: hold entries, chained) and checks
+/// Stops the daemon, exports its file ledger (version 5: hold entries, chained) and checks
 /// the export offline with `memes audit --export`, which replays every hold and its end.
 fn export_audits_offline(daemon: &mut Daemon) {
     let stopped = daemon.signal_and_wait(nix::sys::signal::Signal::SIGTERM);

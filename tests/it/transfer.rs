@@ -248,7 +248,7 @@ fn an_export_is_audited_offline_and_any_tampering_is_named_by_its_line() {
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(
         (report["version"].clone(), report["accounts"].clone()),
-        (json!(4), json!(4))
+        (json!(5), json!(4))
     );
     let table = run_memes(None, &["audit", "--export", export.to_str().unwrap()], &[]);
     assert_eq!(table.code, 0, "{}", table.stdout);

@@ -188,7 +188,8 @@ pub async fn handle(
             let op = Op::of(&request);
             let slow = matches!(&request, Request::Get(get) if get.generate)
                 || matches!(&request, Request::Balance(balance) if balance.at.is_some())
-                || matches!(op, Op::History | Op::Audit | Op::Reload);
+                // A refund reads the charge and its refunds from the journal, as history does.
+                || matches!(op, Op::History | Op::Audit | Op::Reload | Op::Refund);
             let answer = match tracing::enabled!(tracing::Level::DEBUG) {
                 // Whatever the service logs about this request names it.
                 true => {

@@ -283,19 +283,21 @@ fn line_start_from(file: &File, from: u64, end: u64) -> io::Result<Option<u64>> 
 /// Entry `seq` of `user`, as a refund reverses it ([`rules::Reversed`]), read from their
 /// lines, the chain followed back from the line at `from` (their newest): what it took from
 /// which lots, each lot as it was (from `held`, the account's lots now, or else from the
-/// entry that opened it), and what the refunds after it gave back of it. `None` when no line
-/// of theirs holds it.
+/// entry that opened it), and what the refunds after it gave back of it. A capture's parts
+/// are its hold's, which the caller keeps: they are left empty here, and the hold named.
+/// `None` when no line of theirs holds it.
 pub fn read_reversed(
     file: &File,
     user: &str,
     from: u64,
     seq: u64,
     held: &[Lot],
-) -> Result<Option<rules::Reversed>, HistoryError> {
+) -> Result<Option<(rules::Reversed, Option<u64>)>, HistoryError> {
     let mut buf = Vec::with_capacity(1024);
     let mut offset = Some(from);
     let mut refunded = 0u64;
-    let mut found: Option<(EntryKind, i64, Vec<LotTake>)> = None;
+    // The entry's kind, what it spent, the lots it took from, its hold.
+    let mut found: Option<(EntryKind, u64, Vec<LotTake>, Option<u64>)> = None;
     let mut was: Vec<Lot> = Vec::new();
     while let Some(at) = offset {
         let record = read_users_line(file, user, at, &mut buf)
@@ -308,8 +310,17 @@ pub fn read_reversed(
                         refunded += entry.refunded.unwrap_or(0);
                     }
                 }
+                None if here == seq && entry.kind == EntryKind::Capture => {
+                    let spent = entry.captured.unwrap_or(0);
+                    found = Some((entry.kind, spent, Vec::new(), entry.hold));
+                }
                 None if here == seq => {
-                    found = Some((entry.kind, entry.delta, entry.from.clone()));
+                    let takes = match entry.kind {
+                        EntryKind::Charge => entry.from.clone(),
+                        _ => Vec::new(),
+                    };
+                    let spent = entry.delta.min(0).unsigned_abs();
+                    found = Some((entry.kind, spent, takes, None));
                     for take in &entry.from {
                         if let Some(lot) = held.iter().find(|lot| lot.id == take.lot) {
                             was.push(*lot);
@@ -317,7 +328,7 @@ pub fn read_reversed(
                     }
                 }
                 None => return Ok(None),
-                Some((_, _, takes)) => {
+                Some((_, _, takes, _)) => {
                     let wanted = |id: u64| {
                         takes.iter().any(|t| t.lot == id) && !was.iter().any(|l| l.id == id)
                     };
@@ -341,7 +352,7 @@ pub fn read_reversed(
                 }
             }
         }
-        if let Some((_, _, takes)) = &found
+        if let Some((_, _, takes, _)) = &found
             && takes
                 .iter()
                 .all(|take| was.iter().any(|lot| lot.id == take.lot))
@@ -350,7 +361,7 @@ pub fn read_reversed(
         }
         offset = record.prev;
     }
-    let Some((kind, delta, takes)) = found else {
+    let Some((kind, spent, takes, hold)) = found else {
         return Ok(None);
     };
     let parts = rules::parts_of(&was, &takes);
@@ -359,12 +370,13 @@ pub fn read_reversed(
             "entry {seq} of user {user:?} takes from lots {takes:?}, not all of which its account's lines open"
         )));
     }
-    Ok(Some(rules::Reversed {
+    let reversed = rules::Reversed {
         seq,
         user: user.to_string(),
         kind,
-        delta,
+        spent,
         parts,
         refunded,
-    }))
+    };
+    Ok(Some((reversed, hold)))
 }

@@ -514,7 +514,7 @@ impl Ledger {
             reason: None,
             keyed: change.keyed.take(),
         };
-        let left = reversed.delta.unsigned_abs() - reversed.refunded;
+        let left = reversed.spent.saturating_sub(reversed.refunded);
         let summarize = |changed: Changed, decision: &LotDecision, first_seq: u64| {
             let posting = decision.postings.last().expect("a refund posts its entry");
             let refunded = posting.refunded.unwrap_or(0);

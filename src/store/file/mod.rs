@@ -445,12 +445,22 @@ impl TokenStore for FileStore {
             commit.wait().await?;
             let (reader, owner, last) = (self.reader.clone(), user.clone(), account.last);
             let held = account.lots();
-            let reversed = self
+            let (mut reversed, hold) = self
                 .reads
                 .run(move || Ok(history::read_reversed(&reader, &owner, last, entry, &held)))
                 .await?
                 .map_err(corrupt)?
                 .ok_or_else(unknown)?;
+            if let Some(id) = hold {
+                // A capture spent the first of what its hold took: the hold keeps its parts.
+                let (parts, _) = self.read(|ledger| match ledger.holds().get(&id) {
+                    Some((_, hold)) => Ok(crate::store::rules::captured_parts(hold)),
+                    None => Err(StoreError::Internal(format!(
+                        "entry {entry} captures hold {id}, which the ledger does not keep"
+                    ))),
+                })?;
+                reversed.parts = parts;
+            }
             let (outcome, commit) = self.mutate(|ledger, now, out, undo| {
                 ledger.refund(&mut change, &reversed, last, now, out, undo)
             })?;

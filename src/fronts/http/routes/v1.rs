@@ -332,7 +332,7 @@ pub async fn void(
 
 /// `POST /v1/entries/{entry}/refund` (admin keys).
 #[utoipa::path(post, path = "/v1/entries/{entry}/refund", tag = "admin",
-    params(("entry" = u64, Path, description = "The charge's entry (its seq in the history)"),
+    params(("entry" = u64, Path, description = "The charge's (or capture's) entry: its seq in the history"),
         ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Makes a retry safe")),
     request_body(content = Option<RefundBody>),
     responses((status = 200, description = "Refunded: back to the lots the charge took from", body = RefundData), Problems),
