@@ -109,9 +109,7 @@ impl Service {
         let goods = match request.generate {
             true => {
                 let cost = self.premium_price(&request, claimed_premium).await?;
-                if self.store.keeps_holds() {
-                    held = Some(self.hold_price(&request.user, cost).await?);
-                }
+                held = Some(self.hold_price(&request.user, cost).await?);
                 match Box::pin(self.render(&request, cost, location)).await {
                     Ok(goods) => goods,
                     Err(error) => {

@@ -1899,7 +1899,6 @@ macro_rules! holds_suite {
     };
 }
 
-// PostgreSQL keeps no holds yet (it refuses them): it joins this suite when it does.
 holds_suite!(file_store_holds, FileSubject);
 
 /// A file ledger written before lots: journal lines and a version 1 checkpoint.
@@ -2001,3 +2000,4 @@ impl Subject for PgSubject {
 }
 
 contract_suite!(postgres, PgSubject);
+holds_suite!(postgres_holds, PgSubject);

@@ -416,11 +416,6 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Sets tokens aside in a hold (opening the account, with its welcome grant, if it is
     /// new): the balance after and the hold, or the reply stored under the key.
     async fn hold(&self, change: HoldChange<'_>) -> Result<(Outcome<Changed>, Commit), StoreError>;
-    /// Whether this store keeps holds ([`TokenStore::hold`] and [`TokenStore::end_hold`]
-    /// refuse them otherwise): PostgreSQL does not yet.
-    fn keeps_holds(&self) -> bool {
-        true
-    }
     /// Captures or voids a hold: the balance after and the hold as it ended, or the reply
     /// stored under the key.
     async fn end_hold(&self, change: EndHold<'_>)

@@ -11,8 +11,8 @@ use super::record::{RecordIn, RecordOut, RecordedEntry};
 use crate::domain::{AccountView, Hold, HoldState, Lot, LotKind, Tier};
 use crate::store::rules::{self, Change, KeyUse, Welcome};
 use crate::store::{
-    Changed, ChargeRequest, EndHold, HoldChange, HoldEnd, HoldSummary, Idempotency, Keyed, Outcome,
-    StoreError, StoredReply, TopupChange,
+    Changed, ChargeRequest, EndHold, HoldChange, HoldEnd, Idempotency, Keyed, Outcome, StoreError,
+    StoredReply, TopupChange,
 };
 use indexmap::IndexMap;
 
@@ -501,20 +501,7 @@ impl Ledger {
         )?;
         let welcome = decision.welcome();
         let after = decision.after;
-        let hold = match transaction.change {
-            Change::Hold { .. } | Change::Capture { .. } | Change::Void { .. } => {
-                let last = decision.postings.last().map_or(0, |p| p.entry.delta);
-                let returned = match last > 0 {
-                    true => last as u64,
-                    false => 0,
-                };
-                decision
-                    .holds
-                    .last()
-                    .map(|hold| HoldSummary::of(hold, returned))
-            }
-            _ => None,
-        };
+        let hold = decision.hold(transaction.change);
         // Into a new vector: collecting in place would shrink the postings' allocation to
         // fit (a realloc per change, dearer than an allocation).
         let mut entries: Vec<RecordedEntry> = Vec::with_capacity(decision.postings.len());
