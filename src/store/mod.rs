@@ -433,8 +433,9 @@ pub trait TokenStore: Send + Sync + 'static {
         let (account, commit) = self.account(user).await?;
         Ok((account, None, commit))
     }
-    /// The lots an account can spend now, in burn order; `UnknownUser` if it has none.
-    async fn lots(&self, user: &str) -> Result<(Vec<Lot>, Commit), StoreError>;
+    /// The lots an account can spend now, in burn order, and its holds open now, oldest
+    /// first; `UnknownUser` if it has none.
+    async fn lots(&self, user: &str) -> Result<(Vec<Lot>, Vec<Hold>, Commit), StoreError>;
     /// An account as it was at `at` (milliseconds since the epoch), its balance, tier and
     /// spendable lots then: its entries recorded by then replayed by the rules
     /// ([`rules::account_at`]); after its last entry, what expiry alone leaves of it at `at`.

@@ -91,6 +91,20 @@ fn a_hold_drops_the_balance_at_once_and_ends_once_captured_or_voided() {
     assert_eq!(held["new_balance"], 139);
     assert_eq!(daemon.balance("h1"), Some(139), "the balance drops at once");
     let id = held["hold"].as_u64().expect("the hold's id").to_string();
+    // `lots` lists the open hold beside the lots it took from.
+    let listed = daemon.memes_json(&["lots", "--user", "h1"]);
+    assert_eq!(listed["holds"][0]["hold"].to_string(), id, "{listed}");
+    assert_eq!(listed["holds"][0]["amount"], 10, "{listed}");
+    assert_eq!(
+        listed["holds"][0]["expires_at"], held["expires_at"],
+        "{listed}"
+    );
+    let table = daemon.memes(&["lots", "--user", "h1"]);
+    assert!(
+        table.stdout.contains("Held until captured"),
+        "{}",
+        table.stdout
+    );
 
     let captured = daemon.memes_json(&["capture", &id, "--amount", "4"]);
     assert_eq!(
@@ -102,6 +116,8 @@ fn a_hold_drops_the_balance_at_once_and_ends_once_captured_or_voided() {
         (json!("captured"), json!(4), json!(6))
     );
     assert_eq!(daemon.balance("h1"), Some(145));
+    let listed = daemon.memes_json(&["lots", "--user", "h1"]);
+    assert_eq!(listed["holds"], json!([]), "ended: {listed}");
     // Exactly one end: a second capture, or a void, is refused (exit 7) and changes nothing.
     for again in [vec!["capture", id.as_str()], vec!["void", id.as_str()]] {
         let refused = daemon.memes(&again);

@@ -77,10 +77,13 @@ impl Account {
         }
     }
 
-    /// Its lots spendable at `now`, in burn order, with what holds expired by then gave back.
-    pub fn lots_at(&self, holds: &HoldMap, now: i64) -> Vec<Lot> {
-        let lots = rules::settled_lots(&self.lots(), &self.open_holds(holds), now);
-        rules::spendable_lots(&lots, now)
+    /// Its lots spendable at `now`, in burn order, with what holds expired by then gave back;
+    /// and its holds still open then.
+    pub fn lots_at(&self, holds: &HoldMap, now: i64) -> (Vec<Lot>, Vec<Hold>) {
+        let mut open = self.open_holds(holds);
+        let lots = rules::settled_lots(&self.lots(), &open, now);
+        open.retain(|hold| rules::hold_state_at(hold, now) == HoldState::Open);
+        (rules::spendable_lots(&lots, now), open)
     }
 
     /// Its open holds, from the ledger's.
@@ -280,8 +283,8 @@ impl Ledger {
             .map(|account| account.view_at(&self.holds, now))
     }
 
-    /// `user`'s lots spendable at `now`, in burn order.
-    pub fn lots_at(&self, user: &str, now: i64) -> Option<Vec<Lot>> {
+    /// `user`'s lots spendable at `now`, in burn order, and their holds open then.
+    pub fn lots_at(&self, user: &str, now: i64) -> Option<(Vec<Lot>, Vec<Hold>)> {
         self.accounts
             .get(user)
             .map(|account| account.lots_at(&self.holds, now))

@@ -44,8 +44,8 @@ pub mod standby;
 pub mod testing;
 
 use crate::domain::{
-    AccountView, AuditReport, EntryKind, HistoryCursor, HistoryEntry, HistoryPage, Hold, Lot,
-    Stale, Tier, format_instant,
+    AccountView, AuditReport, EntryKind, HistoryCursor, HistoryEntry, HistoryPage, Hold, HoldState,
+    Lot, Stale, Tier, format_instant,
 };
 use crate::store::rules::{self, Change, KeyUse};
 use crate::store::{
@@ -1011,16 +1011,17 @@ impl TokenStore for PgStore {
         Ok((rules::view_at(&account, &lots, &holds, now), Commit::done()))
     }
 
-    async fn lots(&self, user: &str) -> Result<(Vec<Lot>, Commit), StoreError> {
+    async fn lots(&self, user: &str) -> Result<(Vec<Lot>, Vec<Hold>, Commit), StoreError> {
         let rows = self
             .read("reading an account's lots", |client| {
                 account_row(client, user)
             })
             .await?;
-        let (_, lots, holds) = account_from(user, rows)?;
+        let (_, lots, mut holds) = account_from(user, rows)?;
         let now = self.config.clock.now();
         let lots = rules::settled_lots(&lots, &holds, now);
-        Ok((rules::spendable_lots(&lots, now), Commit::done()))
+        holds.retain(|hold| rules::hold_state_at(hold, now) == HoldState::Open);
+        Ok((rules::spendable_lots(&lots, now), holds, Commit::done()))
     }
 
     async fn read_account(
