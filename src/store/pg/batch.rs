@@ -662,40 +662,44 @@ const LOCK: &str = "SELECT user_id, balance, tier, until_ms, version FROM accoun
                     WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE";
 /// Sent right behind [`LOCK`] in the same round trip, so it runs once the rows are locked
 /// and reads the lots as the last change left them (columns as [`lot_from`] reads them,
-/// then how many lots the account holds in all). An account with more than [`ALL_LOTS`]
-/// lots is read in part, so that a charge does not carry thousands of lots through the
-/// batch: the lots expired by the batch's last time ($3, they leave first), those opened
-/// after its first time ($4: stamped later than a change of the batch, and spendable to it
-/// all the same, see [`rules::spendable`]; all of them are read), and the shortest run in
-/// burn order ([`rules::burn_order`], the same keys) of the others that covers every token
-/// the batch's changes of that user could take ($2, per user of $1). Whatever times the
-/// batch's changes have between $4 and $3, each burn then stops inside what was read. An
-/// account whose batch ends a hold (a capture or a void: its need is the most there is, or
-/// an open hold expired by $3) is read whole: what goes back may go to any lot.
+/// then how many lots the account holds, counted up to one more than [`ALL_LOTS`]). An
+/// account with more than [`ALL_LOTS`] lots is read in part, so that a change neither
+/// carries thousands of lots through the batch nor makes the database scan them: the lots
+/// expired by the batch's last time ($3, they leave first), and the first of the others in
+/// burn order ([`rules::burn_order`], the same keys) that can cover every token the batch's
+/// changes of that user could take ($2, per user of $1): as many lots as tokens, since a lot
+/// holds at least one. A lot that has not expired by $3 is spendable at every time of the
+/// batch ([`rules::spendable`]), so each burn stops inside what was read. Both parts are
+/// index ranges (schema version 5, `0005_lots_read_in_part.sql`): a top-up reads no lot, a
+/// charge of one token one. An account whose batch ends a hold (a capture or a void: its
+/// need is the most there is, or an open hold expired by $3) is read whole: what goes back
+/// may go to any lot.
 static LOTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let columns = "user_id, id, amount, remaining, effective_ms, expires_ms, priority, kind";
     format!(
-        "SELECT user_id, id, amount, remaining, effective_ms, expires_ms, priority, kind, total
-         FROM (
-            SELECT l.user_id, l.id, l.amount, l.remaining, l.effective_ms, l.expires_ms,
-                   l.priority, l.kind, n.need,
-                   count(*) OVER (PARTITION BY l.user_id) AS total,
-                   coalesce(sum(l.remaining)
-                                FILTER (WHERE (l.expires_ms IS NULL OR l.expires_ms > $3)
-                                          AND l.effective_ms <= $4)
-                                OVER (PARTITION BY l.user_id
-                                      ORDER BY l.priority, l.expires_ms IS NULL, l.expires_ms,
-                                               l.kind <> 'promo', l.effective_ms, l.id
-                                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
-                            0) AS ahead
-            FROM lots AS l
-                 JOIN (SELECT u, CASE WHEN EXISTS (SELECT 1 FROM holds AS h
-                                                  WHERE h.user_id = u AND h.state = 'open'
-                                                    AND h.expires_ms <= $3)
-                                      THEN 9223372036854775807 ELSE need END
-                       FROM unnest($1::text[], $2::bigint[]) AS x (u, need)) AS n (u, need)
-                 ON n.u = l.user_id
-         ) AS x
-         WHERE total <= {ALL_LOTS} OR expires_ms <= $3 OR effective_ms > $4 OR ahead < need"
+        "SELECT l.*, k.total
+         FROM (SELECT x.u, CASE WHEN EXISTS (SELECT 1 FROM holds AS h
+                                            WHERE h.user_id = x.u AND h.state = 'open'
+                                              AND h.expires_ms <= $3)
+                                THEN 9223372036854775807 ELSE x.need END
+               FROM unnest($1::text[], $2::bigint[]) AS x (u, need)) AS n (u, need)
+         CROSS JOIN LATERAL (
+             SELECT count(*) AS total
+             FROM (SELECT 1 FROM lots WHERE user_id = n.u LIMIT {more}) AS c
+         ) AS k
+         CROSS JOIN LATERAL (
+             SELECT {columns} FROM lots WHERE user_id = n.u AND k.total <= {ALL_LOTS}
+             UNION ALL
+             SELECT {columns} FROM lots
+             WHERE user_id = n.u AND k.total > {ALL_LOTS} AND expires_ms <= $3
+             UNION ALL
+             (SELECT {columns} FROM lots
+              WHERE user_id = n.u AND k.total > {ALL_LOTS}
+                AND (expires_ms IS NULL OR expires_ms > $3)
+              ORDER BY priority, expires_ms IS NULL, expires_ms, kind <> 'promo', effective_ms, id
+              LIMIT n.need)
+         ) AS l",
+        more = ALL_LOTS + 1,
     )
 });
 const KEYS: &str = "SELECT key, fingerprint, reply FROM idempotency_keys WHERE key = ANY($1)";
@@ -966,8 +970,14 @@ impl Copies {
         for user in users {
             match accounts.get(user).cloned().flatten() {
                 // An account with open holds is decided on locked rows, where its holds are
-                // read with it.
-                Some(held) if held.complete && held.holds.is_empty() && !moved.contains(*user) => {
+                // read with it; so is one that has grown past ALL_LOTS lots, where only the
+                // lots its batch may touch are read (a copy would carry them all).
+                Some(held)
+                    if held.complete
+                        && held.lots.len() <= ALL_LOTS as usize
+                        && held.holds.is_empty()
+                        && !moved.contains(*user) =>
+                {
                     if self.rows.len() >= COPIES && !self.rows.contains_key(*user) {
                         self.rows.clear();
                     }
@@ -1138,7 +1148,7 @@ async fn lock_and_read<'b>(
         .into_iter()
         .collect();
     let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&users];
-    // Every token each user's changes could take, and the batch's first and last times.
+    // Every token each user's changes could take, and the batch's last time.
     let needs: Vec<i64> = users
         .iter()
         .map(|user| {
@@ -1157,9 +1167,7 @@ async fn lock_and_read<'b>(
         })
         .collect();
     let last = batch.iter().map(|p| p.time_ms).max().unwrap_or(0);
-    let first = batch.iter().map(|p| p.time_ms).min().unwrap_or(0);
-    let lots_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
-        [&users, &needs, &last, &first];
+    let lots_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&users, &needs, &last];
     let holds_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&users, &named];
     let (begun, locked, lots, stored_keys, open_holds, drawn) = tokio::join!(
         client.batch_execute("BEGIN"),
@@ -1219,7 +1227,7 @@ async fn lock_and_read<'b>(
         }
         before.existing.insert(user);
     }
-    // How many lots each account holds in all, where any were read.
+    // How many lots each account holds (up to one more than ALL_LOTS), where any were read.
     let mut totals: HashMap<&str, i64> = HashMap::new();
     for row in &lots {
         let user: &str = row.get(0);
@@ -1233,7 +1241,7 @@ async fn lock_and_read<'b>(
         held.lots.sort_by(rules::burn_order);
         // An account with a balance holds lots: none read means they were all left out.
         held.complete = match totals.get(user) {
-            Some(total) => held.lots.len() as i64 == *total,
+            Some(total) => *total <= ALL_LOTS,
             None => held.view.balance == 0,
         };
     }
