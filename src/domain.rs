@@ -407,7 +407,8 @@ impl HoldState {
 /// `store::rules::decide_lots`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hold {
-    /// The sequence number of its `hold` entry.
+    /// Its id, unique in its ledger: the sequence number of its `hold` entry on the file
+    /// store; drawn from a sequence of its own on PostgreSQL.
     pub id: u64,
     /// Tokens held.
     pub amount: u64,

@@ -1077,11 +1077,38 @@ pub struct BalanceData {
 }
 
 /// `lots` reply data: the spendable lots, in burn order (the next charge takes from the
-/// first).
+/// first), and the holds open now, whose tokens are in no lot until they end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LotsData {
     pub user_id: String,
     pub lots: Vec<LotView>,
+    /// Holds open now, oldest first.
+    #[serde(default)]
+    pub holds: Vec<OpenHoldView>,
+}
+
+/// An open hold: tokens set aside until it is captured, voided or expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OpenHoldView {
+    /// The hold's id (what `capture` and `void` name).
+    pub hold: u64,
+    /// Tokens held.
+    pub amount: u64,
+    /// When it was made (RFC 3339).
+    pub created_at: String,
+    /// When it expires, its tokens going back, unless it ends before (RFC 3339).
+    pub expires_at: String,
+}
+
+impl From<&crate::domain::Hold> for OpenHoldView {
+    fn from(hold: &crate::domain::Hold) -> OpenHoldView {
+        OpenHoldView {
+            hold: hold.id,
+            amount: hold.amount,
+            created_at: format_instant(hold.created_at),
+            expires_at: format_instant(hold.expires_at),
+        }
+    }
 }
 
 /// One lot: tokens credited together, what is left of them, and when they may be spent.

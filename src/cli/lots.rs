@@ -1,10 +1,11 @@
-//! `memes lots`: the lots a user's balance is made of, in the order they are spent.
+//! `memes lots`: the lots a user's balance is made of, in the order they are spent, and the
+//! holds that set tokens aside from them.
 
 use super::exit::Exit;
 use super::output::{self, tokens};
 use super::remote::{Call, ToCall};
 use super::{Ctx, Failure};
-use crate::protocol::{LotView, LotsData, LotsRequest, Request};
+use crate::protocol::{LotView, LotsData, LotsRequest, OpenHoldView, Request};
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -23,12 +24,29 @@ pub fn run(args: &LotsArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
         output::print_json(&raw);
         return Ok(Exit::Success);
     }
-    if data.lots.is_empty() {
-        println!("{} has no tokens to spend.", data.user_id);
-        return Ok(Exit::Success);
+    match data.lots.is_empty() {
+        true => println!("{} has no tokens to spend.", data.user_id),
+        false => print_lots(&data.lots),
     }
-    print_lots(&data.lots);
+    if !data.holds.is_empty() {
+        print_holds(&data.holds);
+    }
     Ok(Exit::Success)
+}
+
+/// Open holds as a table: their tokens are in no lot until they end.
+fn print_holds(holds: &[OpenHoldView]) {
+    let mut table = output::table();
+    table.set_header(vec!["Hold", "Held", "Expires", "Since"]);
+    for hold in holds {
+        table.add_row(vec![
+            hold.hold.to_string(),
+            tokens(hold.amount),
+            hold.expires_at.clone(),
+            hold.created_at.clone(),
+        ]);
+    }
+    println!("Held until captured, voided or expired:\n{table}");
 }
 
 /// Lots as a table, one row each, in the order given.

@@ -6,9 +6,9 @@
 //! who can pay for it) — and only then charged. The store decides the charge by the rules
 //! of the money; a refused charge delivers nothing, and a failure before the charge charges
 //! nothing. A generated image, which costs a render before it can be charged, goes through a
-//! hold where the store keeps holds: its price is held before the render (so no concurrent
-//! charge can take it), captured once the image is made, voided if the render fails. The
-//! memes a user was given are remembered (for variety) once the charge is durable.
+//! hold: its price is held before the render (so no concurrent charge can take it), captured
+//! once the image is made, voided if the render fails. The memes a user was given are
+//! remembered (for variety) once the charge is durable.
 
 use super::reply::{Delivery, GetReply};
 use super::{Answer, Caller, Service, ServiceError};
@@ -109,9 +109,7 @@ impl Service {
         let goods = match request.generate {
             true => {
                 let cost = self.premium_price(&request, claimed_premium).await?;
-                if self.store.keeps_holds() {
-                    held = Some(self.hold_price(&request.user, cost).await?);
-                }
+                held = Some(self.hold_price(&request.user, cost).await?);
                 match Box::pin(self.render(&request, cost, location)).await {
                     Ok(goods) => goods,
                     Err(error) => {

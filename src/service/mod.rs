@@ -616,10 +616,11 @@ impl Service {
     }
 
     async fn lots_of(&self, request: LotsRequest) -> Result<(LotsData, Commit), ServiceError> {
-        let (lots, commit) = self.store.lots(&request.user).await?;
+        let (lots, holds, commit) = self.store.lots(&request.user).await?;
         let data = LotsData {
             user_id: request.user,
             lots: lots.iter().map(protocol::LotView::from).collect(),
+            holds: holds.iter().map(protocol::OpenHoldView::from).collect(),
         };
         Ok((data, commit))
     }

@@ -1099,7 +1099,7 @@ pub mod lots {
         store: &dyn TokenStore,
         user: &str,
     ) -> Vec<(u64, u64, Option<i64>, u8, LotKind)> {
-        let (lots, commit) = store.lots(user).await.expect("lots");
+        let (lots, _, commit) = store.lots(user).await.expect("lots");
         commit.wait().await.unwrap();
         lots.iter()
             .map(|l| (l.id, l.remaining, l.expires_at, l.priority, l.kind))
@@ -1354,7 +1354,7 @@ pub mod lots {
                     if credit(&*store, "u", amount, terms).await.is_ok()
                         && let Some(expires) = terms.expires_at
                     {
-                        let (lots, _) = store.lots("u").await.unwrap();
+                        let (lots, _, _) = store.lots("u").await.unwrap();
                         let newest = lots.iter().map(|l| l.id).max().unwrap();
                         expiries.insert(newest, expires);
                     }
@@ -1445,7 +1445,7 @@ pub mod lots {
             prop_assert_eq!(past(&*store, "u", time(first) - 1).await, None);
             // Far ahead: only what never expires.
             let ahead = past(&*store, "u", i64::MAX / 2).await.expect("an account");
-            let (lots, _) = store.lots("u").await.unwrap();
+            let (lots, _, _) = store.lots("u").await.unwrap();
             let lasting: u64 = lots
                 .iter()
                 .filter(|l| l.expires_at.is_none())
@@ -1564,6 +1564,15 @@ pub mod holds {
         result.expect_err("refused").code()
     }
 
+    /// A user's holds open now, as `lots` lists them: (id, amount, expires_at).
+    async fn open_holds(store: &dyn TokenStore, user: &str) -> Vec<(u64, u64, i64)> {
+        let (_, holds, _) = store.lots(user).await.expect("lots");
+        holds
+            .iter()
+            .map(|hold| (hold.id, hold.amount, hold.expires_at))
+            .collect()
+    }
+
     pub async fn a_hold_ends_once_and_gives_back_where_it_took<S: Subject>(subject: Arc<S>) {
         let place = subject.place().await;
         let now = Arc::new(AtomicI64::new(1_000));
@@ -1587,6 +1596,7 @@ pub mod holds {
             [(1, 145, None, 50, LotKind::Promo)],
             "lot 2 is emptied first, then lot 1"
         );
+        assert_eq!(open_holds(&*store, "u").await, [(first.id, 15, 61_000)]);
         // A charge cannot take what is held.
         assert_eq!(
             code(charge(&*store, "u", 146).await),
@@ -1606,6 +1616,7 @@ pub mod holds {
             (HoldState::Captured, 12, 3)
         );
         assert_eq!(after, 148);
+        assert_eq!(open_holds(&*store, "u").await, [], "ended");
         for again in [HoldEnd::Capture { amount: None }, HoldEnd::Void] {
             assert_eq!(
                 code(end(&*store, first.id, None, again).await),
@@ -1710,10 +1721,12 @@ pub mod holds {
         assert_eq!(taken.expires_at, 10_000);
         now.store(9_999, Ordering::SeqCst);
         assert_eq!(balance(&*store, "u").await, Some(140));
+        assert_eq!(open_holds(&*store, "u").await, [(taken.id, 20, 10_000)]);
         // At its expiry, with nothing run: the part from lot 1 is back, the part from lot 2
         // (expired at 5_000) is gone.
         now.store(10_000, Ordering::SeqCst);
         assert_eq!(balance(&*store, "u").await, Some(150));
+        assert_eq!(open_holds(&*store, "u").await, [], "expired");
         assert_eq!(
             held(&*store, "u").await,
             [(1, 150, None, 50, LotKind::Promo)]
@@ -1899,7 +1912,6 @@ macro_rules! holds_suite {
     };
 }
 
-// PostgreSQL keeps no holds yet (it refuses them): it joins this suite when it does.
 holds_suite!(file_store_holds, FileSubject);
 
 /// Refunds: (part of) a charge given back to the lots it came from, never more than is left
@@ -2409,3 +2421,4 @@ impl Subject for PgSubject {
 }
 
 contract_suite!(postgres, PgSubject);
+holds_suite!(postgres_holds, PgSubject);

@@ -451,11 +451,6 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Sets tokens aside in a hold (opening the account, with its welcome grant, if it is
     /// new): the balance after and the hold, or the reply stored under the key.
     async fn hold(&self, change: HoldChange<'_>) -> Result<(Outcome<Changed>, Commit), StoreError>;
-    /// Whether this store keeps holds ([`TokenStore::hold`] and [`TokenStore::end_hold`]
-    /// refuse them otherwise): PostgreSQL does not yet.
-    fn keeps_holds(&self) -> bool {
-        true
-    }
     /// Captures or voids a hold: the balance after and the hold as it ended, or the reply
     /// stored under the key.
     async fn end_hold(&self, change: EndHold<'_>)
@@ -485,8 +480,9 @@ pub trait TokenStore: Send + Sync + 'static {
         let (account, commit) = self.account(user).await?;
         Ok((account, None, commit))
     }
-    /// The lots an account can spend now, in burn order; `UnknownUser` if it has none.
-    async fn lots(&self, user: &str) -> Result<(Vec<Lot>, Commit), StoreError>;
+    /// The lots an account can spend now, in burn order, and its holds open now, oldest
+    /// first; `UnknownUser` if it has none.
+    async fn lots(&self, user: &str) -> Result<(Vec<Lot>, Vec<Hold>, Commit), StoreError>;
     /// An account as it was at `at` (milliseconds since the epoch), its balance, tier and
     /// spendable lots then: its entries recorded by then replayed by the rules
     /// ([`rules::account_at`]); after its last entry, what expiry alone leaves of it at `at`.

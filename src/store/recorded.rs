@@ -34,8 +34,8 @@ pub struct RecordedEntry {
     /// void or a release gave back.
     #[serde(default, skip_serializing_if = "Vec::is_empty", with = "takes")]
     pub from: Vec<LotTake>,
-    /// The hold a hold, capture, void or release entry is about (a hold's own id is its seq;
-    /// its `at` is its expiry).
+    /// The hold a hold, capture, void or release entry is about (a hold entry's `at` is the
+    /// hold's expiry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold: Option<u64>,
     /// What a capture spent (tokens).

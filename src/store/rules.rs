@@ -65,7 +65,7 @@
 //! The clock is an argument (`now`, milliseconds since the epoch): the store reads its
 //! clock, the tests move theirs.
 
-use super::StoreError;
+use super::{HoldSummary, StoreError};
 use crate::domain::{
     AccountView, DEFAULT_PRIORITY, Entry, EntryKind, Hold, HoldState, Lot, LotKind, LotTake,
     LotTerms, MAX_BALANCE, MAX_HOLD_TTL_MS, MAX_PRIORITY, Tier,
@@ -520,6 +520,22 @@ impl LotDecision {
             .iter()
             .find(|p| p.entry.kind == EntryKind::Welcome && p.entry.delta > 0)
             .map(|p| p.entry.delta as u64)
+    }
+
+    /// The hold a hold, a capture or a void (`change`) made or ended, as its reply tells it:
+    /// as the change left it, with what the change gave back. None for any other change (one
+    /// that only released expired holds on its way).
+    pub fn hold(&self, change: Change) -> Option<HoldSummary> {
+        match change {
+            Change::Hold { .. } | Change::Capture { .. } | Change::Void { .. } => {
+                let own = self.postings.last().map_or(0, |p| p.entry.delta);
+                let returned = own.max(0) as u64;
+                self.holds
+                    .last()
+                    .map(|hold| HoldSummary::of(hold, returned))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -1104,10 +1120,15 @@ fn replay_hold(
     }
     if entry.kind == EntryKind::Hold {
         let expires_at = recorded.at.ok_or("a hold entry has no expiry")?;
-        if id != seq || expires_at <= time || expires_at - time > MAX_HOLD_TTL_MS {
+        if expires_at <= time || expires_at - time > MAX_HOLD_TTL_MS {
             return Err(format!(
                 "hold {id} (entry {seq}, made at {time}) expires at {expires_at}"
             ));
+        }
+        // Ids are the store's (the file store's is its entry's seq, PostgreSQL's from its own
+        // sequence): what the rules can tell is that no open hold has it already.
+        if holds.iter().any(|hold| hold.id == id) {
+            return Err(format!("hold {id} (entry {seq}) is opened twice"));
         }
         if let Some(hold) = holds.iter().find(|hold| hold.expires_at <= time) {
             return Err(format!(

@@ -419,6 +419,46 @@ test("an admin tops up a lot that expires, and the lots show in the order they a
   await close(page);
 });
 
+test("an admin sees a user's open holds and captures one and voids another from the console", async () => {
+  daemon.memes("topup", "--user", "held1", "--amount", "30");
+  const first = daemon.memes("hold", "--user", "held1", "--amount", "7", "--ttl", "10m");
+  const second = daemon.memes("hold", "--user", "held1", "--amount", "5", "--ttl", "10m");
+  const page = await open();
+  await signIn(page, daemon.adminKey);
+  await page.fill("#lookup-user", "held1");
+  await page.press("#lookup-user", "Enter");
+  // 2 (welcome) + 30 - 7 - 5: what is held is not in the balance, and each hold is listed.
+  await waitText(page, "#balance", /^20 tokens$/);
+  const rows = () =>
+    page.locator("#holds-rows tr").evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((td) => td.textContent)));
+  await waitText(page, "#holds-rows", new RegExp(`#${second.hold}`));
+  let shown = await rows();
+  assert.deepEqual(
+    shown.map((row) => row.slice(0, 2)),
+    [
+      [`#${first.hold}`, "7"],
+      [`#${second.hold}`, "5"],
+    ],
+  );
+  await page.click(`button[aria-label="Capture hold ${first.hold}"]`);
+  await waitText(page, "#holds-message", new RegExp(`Captured hold #${first.hold}: 7 tokens spent\. New balance: 20 tokens`));
+  await page.click(`button[aria-label="Void hold ${second.hold}"]`);
+  await waitText(page, "#holds-message", new RegExp(`Voided hold #${second.hold}: 5 tokens went back\. New balance: 25 tokens`));
+  await waitText(page, "#holds-rows", /Nothing held/);
+  await waitText(page, "#balance", /^25 tokens$/);
+  const kinds = daemon.memes("history", "--user", "held1").map((entry) => entry.kind);
+  assert.deepEqual(kinds.slice(-4), ["hold", "hold", "capture", "void"]);
+  // The user sees their holds but has no buttons to end them: holds are an admin's.
+  daemon.memes("hold", "--user", "held1", "--amount", "1", "--ttl", "10m");
+  const user = await open();
+  await signIn(user, "held1");
+  await waitText(user, "#holds-rows", /#\d+/);
+  assert.equal(await user.locator("#holds-rows button").count(), 0);
+  await shot(page, "holds");
+  await close(user);
+  await close(page);
+});
+
 /** Records the Idempotency-Key of every POST /v1/memes the page sends. */
 function memeKeys(page) {
   const keys = [];
@@ -430,9 +470,12 @@ function memeKeys(page) {
   return keys;
 }
 
-/** The ledger's charges of `user`, newest first. */
+/** What the ledger charged `user`: charges, and captures (a generated image's price, held
+ * before the render), newest first. */
 function charges(user) {
-  return daemon.memes("history", "--user", user).filter((entry) => entry.kind === "charge");
+  return daemon
+    .memes("history", "--user", user)
+    .filter((entry) => entry.kind === "charge" || entry.kind === "capture");
 }
 
 /**

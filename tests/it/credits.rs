@@ -45,7 +45,7 @@ fn the_documented_lines_for_top_up_terms_and_lots_answer_as_documented() {
         json!({"id": 16, "ok": true, "data": {"user_id": "u1", "lots": [
             {"amount": 30, "remaining": 30, "priority": 10, "kind": "promo"},
             {"amount": 150, "remaining": 149, "priority": 50, "kind": "promo"},
-        ]}}),
+        ], "holds": []}}),
         "burn order: the priority 10 lot first; the welcome grant, charged once, never expires"
     );
     let (effective, expires) = &times[0];

@@ -1,8 +1,8 @@
 //! Holds (issue 26): `memes hold`, `capture` and `void` through the real binaries, on the
 //! socket (NDJSON and the CLI) and over HTTP: the balance drops at once, exactly one end,
 //! expiry at the ttl whatever ran, idempotent keys, refusals that change nothing, the
-//! entries in history, the audit, and a restart. Holds are kept on the file store only for
-//! now: PostgreSQL refuses them (the last test), so the others run on the file store.
+//! entries in history, the audit, a restart, and an export that audits offline (and, from
+//! PostgreSQL, imports into a fresh database). On the store `MEMES_TEST_STORE` names.
 
 use crate::harness::{Daemon, assert_error};
 use crate::http::{AdminKey, Api};
@@ -34,21 +34,31 @@ fn audit_passes(daemon: &Daemon) {
     assert_eq!(audit["ok"], true, "{audit}");
 }
 
-/// Stops the daemon, exports its file ledger (version 5: hold entries, chained) and checks
-/// the export offline with `memes audit --export`, which replays every hold and its end.
+/// Exports the daemon's ledger (version 5: hold entries, chained) and checks the export
+/// offline with `memes audit --export`, which replays every hold and its end. A file ledger
+/// is exported once the daemon has stopped; PostgreSQL's from a snapshot while it serves,
+/// and the export is then imported into a fresh database, whose import audits the holds it
+/// rebuilt (each in its one state, with its parts) before it commits.
 fn export_audits_offline(daemon: &mut Daemon) {
-    let stopped = daemon.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
-    assert_eq!(stopped.code(), Some(0));
     let export = daemon.dir.path().join("ledger.ndjson");
-    let exported = std::process::Command::new(env!("CARGO_BIN_EXE_memesd"))
-        .args(["export", "--data-dir"])
-        .arg(&daemon.data_dir)
-        .arg("--out")
-        .arg(&export)
-        .env_remove("MEMES_STORE")
-        .env_remove("MEMES_DATA_DIR")
-        .output()
-        .expect("run memesd export");
+    let out = export.to_str().unwrap();
+    let memesd = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_memesd"))
+            .args(args)
+            .env_remove("MEMES_STORE")
+            .env_remove("MEMES_DATA_DIR")
+            .output()
+            .expect("run memesd")
+    };
+    let exported = match &daemon.database {
+        Some(database) => memesd(&["export", "--store", &database.url, "--out", out]),
+        None => {
+            let stopped = daemon.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
+            assert_eq!(stopped.code(), Some(0));
+            let data_dir = daemon.data_dir.to_str().unwrap().to_string();
+            memesd(&["export", "--data-dir", &data_dir, "--out", out])
+        }
+    };
     assert!(
         exported.status.success(),
         "{}",
@@ -56,18 +66,22 @@ fn export_audits_offline(daemon: &mut Daemon) {
     );
     let stream = std::fs::read_to_string(&export).unwrap();
     assert!(stream.contains(r#""version":5"#), "{stream}");
-    let audit = crate::harness::run_memes(
-        None,
-        &["--json", "audit", "--export", export.to_str().unwrap()],
-        &[],
-    );
+    assert!(stream.contains(r#""kind":"hold""#), "{stream}");
+    let audit = crate::harness::run_memes(None, &["--json", "audit", "--export", out], &[]);
     assert_eq!(audit.code, 0, "{}{}\n{stream}", audit.stdout, audit.stderr);
     assert_eq!(audit.json()["version"], 5);
+    if daemon.database.is_some() {
+        let fresh = crate::harness::TestDatabase::create();
+        let imported = memesd(&["import", "--store", &fresh.url, "--in", out]);
+        let said = String::from_utf8_lossy(&imported.stderr);
+        assert!(imported.status.success(), "{said}");
+        assert!(said.contains("audit passed"), "{said}");
+    }
 }
 
 #[test]
 fn a_hold_drops_the_balance_at_once_and_ends_once_captured_or_voided() {
-    let mut daemon = Daemon::start_file();
+    let mut daemon = Daemon::start();
     daemon.memes(&["get", "--user", "h1"]);
     let held = daemon.memes_json(&["hold", "--user", "h1", "--amount", "10", "--ttl", "5m"]);
     assert_eq!(
@@ -77,6 +91,20 @@ fn a_hold_drops_the_balance_at_once_and_ends_once_captured_or_voided() {
     assert_eq!(held["new_balance"], 139);
     assert_eq!(daemon.balance("h1"), Some(139), "the balance drops at once");
     let id = held["hold"].as_u64().expect("the hold's id").to_string();
+    // `lots` lists the open hold beside the lots it took from.
+    let listed = daemon.memes_json(&["lots", "--user", "h1"]);
+    assert_eq!(listed["holds"][0]["hold"].to_string(), id, "{listed}");
+    assert_eq!(listed["holds"][0]["amount"], 10, "{listed}");
+    assert_eq!(
+        listed["holds"][0]["expires_at"], held["expires_at"],
+        "{listed}"
+    );
+    let table = daemon.memes(&["lots", "--user", "h1"]);
+    assert!(
+        table.stdout.contains("Held until captured"),
+        "{}",
+        table.stdout
+    );
 
     let captured = daemon.memes_json(&["capture", &id, "--amount", "4"]);
     assert_eq!(
@@ -88,6 +116,8 @@ fn a_hold_drops_the_balance_at_once_and_ends_once_captured_or_voided() {
         (json!("captured"), json!(4), json!(6))
     );
     assert_eq!(daemon.balance("h1"), Some(145));
+    let listed = daemon.memes_json(&["lots", "--user", "h1"]);
+    assert_eq!(listed["holds"], json!([]), "ended: {listed}");
     // Exactly one end: a second capture, or a void, is refused (exit 7) and changes nothing.
     for again in [vec!["capture", id.as_str()], vec!["void", id.as_str()]] {
         let refused = daemon.memes(&again);
@@ -154,7 +184,7 @@ fn a_hold_drops_the_balance_at_once_and_ends_once_captured_or_voided() {
 
 #[test]
 fn a_hold_expires_at_its_ttl_even_if_nothing_ran_and_cannot_be_captured_after() {
-    let mut daemon = Daemon::start_file();
+    let mut daemon = Daemon::start();
     daemon.memes(&["get", "--user", "h2"]);
     let held = daemon.memes_json(&["hold", "--user", "h2", "--amount", "20", "--ttl", "2s"]);
     let id = held["hold"].as_u64().unwrap().to_string();
@@ -195,7 +225,7 @@ fn a_hold_expires_at_its_ttl_even_if_nothing_ran_and_cannot_be_captured_after() 
 
 #[test]
 fn hold_ops_are_idempotent_by_key_and_bad_input_changes_nothing() {
-    let daemon = Daemon::start_file();
+    let daemon = Daemon::start();
     let mut conn = daemon.connect();
     conn.request(r#"{"op":"get","user":"h3"}"#);
     conn.request(r#"{"op":"get","user":"other"}"#);
@@ -267,7 +297,7 @@ fn hold_ops_are_idempotent_by_key_and_bad_input_changes_nothing() {
 #[test]
 fn holds_over_http_answer_their_statuses() {
     let admin = AdminKey::new("ops");
-    let daemon = Daemon::start_file_with(&["--http", "127.0.0.1:0", "--admin-keys", admin.path()]);
+    let daemon = Daemon::start_with(&["--http", "127.0.0.1:0", "--admin-keys", admin.path()]);
     let api = Api::new(&daemon);
     daemon.memes(&["get", "--user", "h4"]);
     let key = Some(admin.key.as_str());
@@ -310,19 +340,6 @@ fn holds_over_http_answer_their_statuses() {
     audit_passes(&daemon);
 }
 
-#[test]
-fn postgresql_refuses_holds_for_now_and_changes_nothing() {
-    if crate::harness::test_store() != crate::harness::TestStore::Postgres {
-        return;
-    }
-    let daemon = Daemon::start();
-    daemon.memes(&["get", "--user", "h5"]);
-    let refused = daemon.memes(&["hold", "--user", "h5", "--amount", "1", "--ttl", "1m"]);
-    assert_eq!(refused.code, 2, "{}", refused.stderr);
-    assert!(refused.stderr.contains("PostgreSQL"), "{}", refused.stderr);
-    assert_eq!(daemon.balance("h5"), Some(149));
-}
-
 /// A generated meme goes through a hold: its price is held before the render, captured (with
 /// the image named) once it is made, voided when the render fails; nothing is charged for a
 /// failed render, and the audit passes.
@@ -334,7 +351,7 @@ fn a_generated_meme_holds_its_price_and_a_failed_render_voids_it() {
             .join(name);
         format!("sh {}", script.display())
     };
-    let failing = Daemon::start_file_with(&["--generator-cmd", &generator("fail.sh")]);
+    let failing = Daemon::start_with(&["--generator-cmd", &generator("fail.sh")]);
     failing.memes_json(&["entitle", "--user", "p1", "--tier", "premium"]);
     let run = failing.memes(&["get", "--user", "p1", "--generate", "--query", "x"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
@@ -349,7 +366,7 @@ fn a_generated_meme_holds_its_price_and_a_failed_render_voids_it() {
     );
     audit_passes(&failing);
 
-    let daemon = Daemon::start_file_with(&["--generator-cmd", &generator("tiny-png.sh")]);
+    let daemon = Daemon::start_with(&["--generator-cmd", &generator("tiny-png.sh")]);
     daemon.memes_json(&["entitle", "--user", "p2", "--tier", "premium"]);
     let got = daemon.memes_json(&["get", "--user", "p2", "--generate", "--query", "hello"]);
     assert_eq!(

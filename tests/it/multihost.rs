@@ -315,3 +315,98 @@ fn an_idempotent_generated_meme_replayed_by_another_host_is_the_same_image() {
     assert_eq!(read(first), read(again), "byte-identical on both hosts");
     assert_eq!(b.balance("prem"), Some(145), "charged once");
 }
+
+/// Holds from three hosts at once on one account, each ended twice at the same moment
+/// through two other hosts (a capture and a void: a double click, or two workers), while
+/// other clients buy memes from the same tokens: every hold ends exactly once, no charge
+/// takes what a hold set aside, and the balance is the welcome grant less exactly what was
+/// captured and charged.
+#[test]
+fn holds_ended_twice_at_once_through_other_hosts_end_once_and_charges_never_take_them() {
+    const HOLDERS: usize = 6;
+    const ROUNDS: usize = 8;
+    const BUYERS: usize = 6;
+    const GETS: usize = 15;
+    let cluster = Hosts::start(3, &[]);
+    let hosts = &cluster.hosts;
+    hosts[0].memes_json(&["topup", "--user", "held", "--amount", "50"]);
+    let start = Arc::new(Barrier::new(HOLDERS + BUYERS));
+    let (captured, charged) = (AtomicU64::new(0), AtomicU64::new(0));
+    std::thread::scope(|scope| {
+        let holders: Vec<_> = (0..HOLDERS)
+            .map(|holder| {
+                let (start, captured) = (start.clone(), &captured);
+                scope.spawn(move || {
+                    let mut own = hosts[holder % 3].connect();
+                    let mut capturer = hosts[(holder + 1) % 3].connect();
+                    let mut voider = hosts[(holder + 2) % 3].connect();
+                    start.wait();
+                    for round in 0..ROUNDS {
+                        let hold = json!({"op": "hold", "user": "held", "amount": 4, "ttl": "1m"});
+                        let held = ask(&mut own, &hold).expect("a reply");
+                        if held["ok"] != true {
+                            assert_eq!(held["error"]["code"], "insufficient_tokens", "{held}");
+                            continue;
+                        }
+                        let id = held["data"]["hold"].as_u64().unwrap();
+                        let capture = json!({"op": "capture", "hold": id, "amount": 1 + round % 4});
+                        let void = json!({"op": "void", "hold": id, "user": "held"});
+                        // Both ends at once, through two other hosts.
+                        let (by_capture, by_void) = std::thread::scope(|both| {
+                            let c = both.spawn(|| ask(&mut capturer, &capture).expect("a reply"));
+                            let v = both.spawn(|| ask(&mut voider, &void).expect("a reply"));
+                            (c.join().unwrap(), v.join().unwrap())
+                        });
+                        let ended: Vec<&Value> = [&by_capture, &by_void]
+                            .into_iter()
+                            .filter(|reply| reply["ok"] == true)
+                            .collect();
+                        assert_eq!(ended.len(), 1, "{by_capture}\n{by_void}");
+                        let loser = [&by_capture, &by_void]
+                            .into_iter()
+                            .find(|reply| reply["ok"] != true)
+                            .unwrap();
+                        assert_eq!(loser["error"]["code"], "hold_closed", "{loser}");
+                        if by_capture["ok"] == true {
+                            assert_eq!(by_capture["data"]["state"], "captured", "{by_capture}");
+                            let spent = by_capture["data"]["captured"].as_u64().unwrap();
+                            captured.fetch_add(spent, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for buyer in 0..BUYERS {
+            let (start, charged) = (start.clone(), &charged);
+            scope.spawn(move || {
+                let mut conn = hosts[buyer % 3].connect();
+                start.wait();
+                for _ in 0..GETS {
+                    let reply = ask(&mut conn, &json!({"op": "get", "user": "held"})).unwrap();
+                    match reply["ok"].as_bool() {
+                        Some(true) => {
+                            let cost = reply["data"]["charged"].as_u64().unwrap();
+                            charged.fetch_add(cost, Ordering::Relaxed);
+                        }
+                        _ => {
+                            assert_eq!(reply["error"]["code"], "insufficient_tokens", "{reply}")
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(3));
+                }
+            });
+        }
+        for holder in holders {
+            holder.join().unwrap();
+        }
+    });
+    let spent = captured.load(Ordering::Relaxed) + charged.load(Ordering::Relaxed);
+    assert!(
+        captured.load(Ordering::Relaxed) > 0,
+        "some holds were captured"
+    );
+    for host in hosts {
+        assert_eq!(host.balance("held"), Some(200 - spent));
+    }
+    audit_passes(&hosts[1]);
+}

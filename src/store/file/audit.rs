@@ -23,7 +23,7 @@ use super::journal::Shared;
 use super::ledger::Ledger;
 use super::record::{JournalLine, RecordIn};
 use super::verify::{self, Derived};
-use crate::domain::{AuditReport, Hold, Lot, Tier};
+use crate::domain::{AuditReport, EntryKind, Hold, Lot, Tier};
 use crate::store::rules;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -178,6 +178,13 @@ impl Replay {
         for (i, entry) in record.entries.iter().enumerate() {
             let seq = record.seq + i as u64;
             let recorded = entry.recorded();
+            // The file store numbers a hold by the entry that made it.
+            if entry.kind == EntryKind::Hold && recorded.hold != Some(seq) {
+                return Err(format!(
+                    "seq {seq}: user {user:?}: a hold entry names hold {:?}, not its own seq",
+                    recorded.hold
+                ));
+            }
             let changed =
                 rules::replay_lots(held, open, &entry.entry(), recorded, seq, record.time)
                     .map_err(|fault| format!("seq {seq}: user {user:?}: {fault}"))?;

@@ -11,8 +11,8 @@ use super::record::{RecordIn, RecordOut, RecordedEntry};
 use crate::domain::{AccountView, Hold, HoldState, Lot, LotKind, Tier};
 use crate::store::rules::{self, Change, KeyUse, LotDecision, Reversed, Welcome};
 use crate::store::{
-    Changed, ChargeRequest, EndHold, HoldChange, HoldEnd, HoldSummary, Idempotency, KeyedAs,
-    Outcome, RefundChange, Refunded, StoreError, StoredReply, TopupChange,
+    Changed, ChargeRequest, EndHold, HoldChange, HoldEnd, Idempotency, KeyedAs, Outcome,
+    RefundChange, Refunded, StoreError, StoredReply, TopupChange,
 };
 use indexmap::IndexMap;
 
@@ -77,10 +77,13 @@ impl Account {
         }
     }
 
-    /// Its lots spendable at `now`, in burn order, with what holds expired by then gave back.
-    pub fn lots_at(&self, holds: &HoldMap, now: i64) -> Vec<Lot> {
-        let lots = rules::settled_lots(&self.lots(), &self.open_holds(holds), now);
-        rules::spendable_lots(&lots, now)
+    /// Its lots spendable at `now`, in burn order, with what holds expired by then gave back;
+    /// and its holds still open then.
+    pub fn lots_at(&self, holds: &HoldMap, now: i64) -> (Vec<Lot>, Vec<Hold>) {
+        let mut open = self.open_holds(holds);
+        let lots = rules::settled_lots(&self.lots(), &open, now);
+        open.retain(|hold| rules::hold_state_at(hold, now) == HoldState::Open);
+        (rules::spendable_lots(&lots, now), open)
     }
 
     /// Its open holds, from the ledger's.
@@ -292,8 +295,8 @@ impl Ledger {
             .map(|account| account.view_at(&self.holds, now))
     }
 
-    /// `user`'s lots spendable at `now`, in burn order.
-    pub fn lots_at(&self, user: &str, now: i64) -> Option<Vec<Lot>> {
+    /// `user`'s lots spendable at `now`, in burn order, and their holds open then.
+    pub fn lots_at(&self, user: &str, now: i64) -> Option<(Vec<Lot>, Vec<Hold>)> {
         self.accounts
             .get(user)
             .map(|account| account.lots_at(&self.holds, now))
@@ -593,20 +596,7 @@ impl Ledger {
         };
         let welcome = decision.welcome();
         let after = decision.after;
-        let hold = match change {
-            Some(Change::Hold { .. } | Change::Capture { .. } | Change::Void { .. }) => {
-                let last = decision.postings.last().map_or(0, |p| p.entry.delta);
-                let returned = match last > 0 {
-                    true => last as u64,
-                    false => 0,
-                };
-                decision
-                    .holds
-                    .last()
-                    .map(|hold| HoldSummary::of(hold, returned))
-            }
-            _ => None,
-        };
+        let hold = change.and_then(|change| decision.hold(change));
         let changed = summarize(
             Changed {
                 balance: after.balance,

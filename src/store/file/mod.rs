@@ -33,7 +33,7 @@ use journal::{JournalFile, Queue, Shared, State, WriterConfig, run_writer};
 use ledger::{Account, Ledger, Undo};
 use recovery::{JOURNAL_FILE, RecoveryStats};
 
-use crate::domain::{AccountView, AuditReport, HistoryCursor, HistoryPage, Lot, Stale, Tier};
+use crate::domain::{AccountView, AuditReport, HistoryCursor, HistoryPage, Hold, Lot, Stale, Tier};
 use crate::lockfile;
 use crate::store::{
     Changed, ChargeRequest, Clock, Commit, EndHold, HoldChange, Idempotency, OpenError, Outcome,
@@ -479,13 +479,14 @@ impl TokenStore for FileStore {
         })
     }
 
-    async fn lots(&self, user: &str) -> Result<(Vec<Lot>, Commit), StoreError> {
+    async fn lots(&self, user: &str) -> Result<(Vec<Lot>, Vec<Hold>, Commit), StoreError> {
         let now = self.clock.now();
-        self.read(|ledger| {
+        let ((lots, holds), commit) = self.read(|ledger| {
             ledger
                 .lots_at(user, now)
                 .ok_or_else(|| StoreError::UnknownUser(user.to_string()))
-        })
+        })?;
+        Ok((lots, holds, commit))
     }
 
     async fn account_at(

@@ -13,9 +13,10 @@
 //! [`rules::replay_lots`] (a credit opens one, a debit takes from them in burn order, an
 //! expiry takes a lot's remainder at its `expires_at`, nothing is spent from an expired lot:
 //! decided in Rust, as the file store's audit does) and the `lots` table holds exactly what
-//! the ledger derives. Stops at the first discrepancy, which the report names.
+//! the ledger derives; so does the `holds` table (each hold in the one state its entries
+//! leave it, with the parts it took). Stops at the first discrepancy, which the report names.
 
-use crate::domain::{AuditReport, Entry, Lot, LotTake, LotTerms};
+use crate::domain::{AuditReport, Entry, Hold, Lot, LotTake, LotTerms};
 use crate::store::rules::{self, Recorded};
 use futures_util::TryStreamExt;
 use std::collections::VecDeque;
@@ -38,7 +39,10 @@ WHERE running < 0
    OR (kind = 'welcome') <> (n = 1)
    OR NOT CASE kind WHEN 'welcome' THEN delta >= 0 WHEN 'topup' THEN delta >= 0
                     WHEN 'charge' THEN delta <= 0 WHEN 'deduct' THEN delta < 0
-                    WHEN 'entitle' THEN delta = 0 WHEN 'expire' THEN delta < 0 ELSE false END
+                    WHEN 'entitle' THEN delta = 0 WHEN 'expire' THEN delta < 0
+                    WHEN 'hold' THEN delta < 0
+                    WHEN 'capture' THEN delta >= 0 WHEN 'void' THEN delta >= 0
+                    WHEN 'release' THEN delta >= 0 ELSE false END
 ORDER BY seq
 LIMIT 1";
 
@@ -88,7 +92,8 @@ const REPLAY: &str = "
 SELECT e.user_id, e.seq, e.time_ms, e.kind, e.delta, e.balance,
        e.lot_kind, e.lot_expires_ms, e.lot_priority, e.at_ms,
        (SELECT array_agg(lot ORDER BY ord) FROM lot_takes AS t WHERE t.seq = e.seq),
-       (SELECT array_agg(tokens ORDER BY ord) FROM lot_takes AS t WHERE t.seq = e.seq)
+       (SELECT array_agg(tokens ORDER BY ord) FROM lot_takes AS t WHERE t.seq = e.seq),
+       e.hold_id, e.captured
 FROM entries AS e
 ORDER BY e.user_id COLLATE \"C\", e.seq";
 
@@ -97,6 +102,14 @@ ORDER BY e.user_id COLLATE \"C\", e.seq";
 const HELD_LOTS: &str = "
 SELECT user_id, id, amount, remaining, effective_ms, expires_ms, priority, kind
 FROM lots ORDER BY user_id COLLATE \"C\", id";
+
+/// Every hold with its parts, in the order of [`REPLAY`]'s users, then by id and in burn order
+/// (columns as [`super::holds::HOLDS`] has them).
+const HELD_HOLDS: &str = "
+SELECT h.user_id, h.id, h.amount, h.captured, h.created_ms, h.expires_ms, h.state,
+       p.lot, p.amount, p.tokens, p.effective_ms, p.expires_ms, p.priority, p.kind
+FROM holds AS h JOIN hold_parts AS p ON p.hold_id = h.id
+ORDER BY h.user_id COLLATE \"C\", h.id, p.ord";
 
 /// Rows fetched at a time by the replay: a ledger of any size in bounded memory.
 const CHUNK: i32 = 2_000;
@@ -233,54 +246,76 @@ impl<'t> Chunked<'t> {
     }
 }
 
-/// Replays every user's entries onto their lots ([`rules::replay_lots`]) and compares what
-/// they derive with the `lots` table: the first entry that breaks a rule of the lots, or the
-/// first account whose lots are not what its ledger derives.
+/// Replays every user's entries onto their lots and holds ([`rules::replay_lots`]) and
+/// compares what they derive with the `lots` and `holds` tables: the first entry that breaks
+/// a rule of the lots or the holds, or the first account whose lots or holds (each in its
+/// one state, with the parts it took) are not what its ledger derives.
 async fn replay(transaction: &Transaction<'_>) -> Result<Option<String>, tokio_postgres::Error> {
     let mut entries = Chunked::new(transaction, REPLAY).await?;
     let mut held = Chunked::new(transaction, HELD_LOTS).await?;
+    let mut kept_holds = Chunked::new(transaction, HELD_HOLDS).await?;
     let mut user: Option<String> = None;
-    let mut lots: Vec<Lot> = Vec::new();
+    let mut derived = Derived::default();
     while let Some(row) = entries.next().await? {
         let owner: &str = row.get(0);
         if user.as_deref() != Some(owner) {
             if let Some(done) = &user
-                && let Some(problem) = compare(&mut held, done, &mut lots).await?
+                && let Some(problem) =
+                    compare(&mut held, &mut kept_holds, done, &mut derived).await?
             {
                 return Ok(Some(problem));
             }
             user = Some(owner.to_string());
-            lots.clear();
+            derived = Derived::default();
         }
         let seq: i64 = row.get(1);
-        if let Err(fault) = replay_row(&row, &mut lots) {
+        if let Err(fault) = derived.replay(&row) {
             return Ok(Some(format!("seq {seq}: user {owner:?}: {fault}")));
         }
     }
     if let Some(done) = &user
-        && let Some(problem) = compare(&mut held, done, &mut lots).await?
+        && let Some(problem) = compare(&mut held, &mut kept_holds, done, &mut derived).await?
     {
         return Ok(Some(problem));
     }
-    Ok(held.next().await?.map(|row| {
+    if let Some(row) = held.next().await? {
         let owner: String = row.get(0);
-        format!("user {owner:?}: lots held without a ledger entry")
+        return Ok(Some(format!(
+            "user {owner:?}: lots kept without a ledger entry"
+        )));
+    }
+    Ok(kept_holds.next().await?.map(|row| {
+        let owner: String = row.get(0);
+        format!("user {owner:?}: holds kept without a ledger entry")
     }))
 }
 
-/// Replays one row of [`REPLAY`] onto its user's lots.
-fn replay_row(row: &Row, lots: &mut Vec<Lot>) -> Result<(), String> {
-    let read = ReplayRow::read(row)?;
-    // Holds are not kept on PostgreSQL yet (`PgStore::hold` refuses them): none is open.
-    rules::replay_lots(
-        lots,
-        &mut Vec::new(),
-        &read.entry,
-        read.recorded(),
-        read.seq,
-        read.time,
-    )
-    .map(|_| ())
+/// What one user's entries derive: their lots, their open holds, and every hold they made as
+/// it is now (by id).
+#[derive(Default)]
+struct Derived {
+    lots: Vec<Lot>,
+    open: Vec<Hold>,
+    holds: std::collections::BTreeMap<u64, Hold>,
+}
+
+impl Derived {
+    /// Replays one row of [`REPLAY`].
+    fn replay(&mut self, row: &Row) -> Result<(), String> {
+        let read = ReplayRow::read(row)?;
+        let changed = rules::replay_lots(
+            &mut self.lots,
+            &mut self.open,
+            &read.entry,
+            read.recorded(),
+            read.seq,
+            read.time,
+        )?;
+        if let Some(hold) = changed {
+            self.holds.insert(hold.id, hold);
+        }
+        Ok(())
+    }
 }
 
 /// An entry as a row of [`REPLAY`]'s columns holds it (user_id first), with what it says
@@ -293,6 +328,8 @@ pub(super) struct ReplayRow {
     opened: Option<LotTerms>,
     from: Vec<LotTake>,
     at: Option<i64>,
+    hold: Option<u64>,
+    captured: Option<u64>,
 }
 
 impl ReplayRow {
@@ -312,6 +349,8 @@ impl ReplayRow {
             }),
             from: super::columns::takes_from(row.get(10), row.get(11)),
             at: row.get(9),
+            hold: row.get::<_, Option<i64>>(12).map(|id| id as u64),
+            captured: row.get::<_, Option<i64>>(13).map(|tokens| tokens as u64),
         })
     }
 
@@ -330,8 +369,8 @@ impl ReplayRow {
                     kind: terms.kind,
                 }),
             from: self.from,
-            hold: None,
-            captured: None,
+            hold: self.hold,
+            captured: self.captured,
             reverses: None,
             refunded: None,
             reopened: Vec::new(),
@@ -343,36 +382,69 @@ impl ReplayRow {
             opened: self.opened,
             from: &self.from,
             at: self.at,
+            hold: self.hold,
+            captured: self.captured,
             ..Recorded::default()
         }
     }
 }
 
-/// Compares the lots the ledger derives for `user` with the `lots` table's, reading the
-/// table's rows up to and including that user's.
+/// Compares the lots and holds the ledger derives for `user` with the `lots` and `holds`
+/// tables', reading the tables' rows up to and including that user's.
 async fn compare(
     held: &mut Chunked<'_>,
+    kept_holds: &mut Chunked<'_>,
     user: &str,
-    derived: &mut [Lot],
+    derived: &mut Derived,
 ) -> Result<Option<String>, tokio_postgres::Error> {
-    let mut table = Vec::new();
-    while let Some(row) = held.peek().await? {
+    let table: Vec<Lot> = match rows_of(held, user, "lots").await? {
+        Ok(rows) => rows
+            .iter()
+            .map(|row| super::columns::lot_from(row, 1))
+            .collect(),
+        Err(problem) => return Ok(Some(problem)),
+    };
+    derived.lots.sort_by_key(|lot| lot.id);
+    if table != derived.lots {
+        return Ok(Some(format!(
+            "user {user:?}: the lots table holds {table:?} but the ledger derives {:?}",
+            derived.lots
+        )));
+    }
+    let kept: Vec<Hold> = match rows_of(kept_holds, user, "holds").await? {
+        Ok(rows) => super::holds::holds_from(&rows, 0)
+            .into_iter()
+            .map(|(_, hold)| hold)
+            .collect(),
+        Err(problem) => return Ok(Some(problem)),
+    };
+    let made: Vec<&Hold> = derived.holds.values().collect();
+    Ok(kept.iter().ne(made.iter().copied()).then(|| {
+        format!("user {user:?}: the holds table keeps {kept:?} but the ledger derives {made:?}")
+    }))
+}
+
+/// The rows of a table in user order (user_id first) up to and including `user`'s: theirs,
+/// or the problem if an earlier user's are there (kept without a ledger entry).
+async fn rows_of(
+    table: &mut Chunked<'_>,
+    user: &str,
+    what: &str,
+) -> Result<Result<Vec<Row>, String>, tokio_postgres::Error> {
+    let mut rows = Vec::new();
+    while let Some(row) = table.peek().await? {
         let owner: &str = row.get(0);
         if owner > user {
             break;
         }
         if owner < user {
-            return Ok(Some(format!(
-                "user {owner:?}: lots held without a ledger entry"
+            return Ok(Err(format!(
+                "user {owner:?}: {what} kept without a ledger entry"
             )));
         }
-        table.push(super::columns::lot_from(row, 1));
-        held.next().await?;
+        rows.extend(table.next().await?);
     }
-    derived.sort_by_key(|lot| lot.id);
-    Ok((table != derived).then(|| {
-        format!("user {user:?}: the lots table holds {table:?} but the ledger derives {derived:?}")
-    }))
+    Ok(Ok(rows))
 }
 
 /// The first keyed entry that does not fit its key's owner.

@@ -44,6 +44,15 @@
 //! is what a batch on copies compares (a balance can come back to the same number with
 //! other lots).
 //!
+//! Holds ([`super::holds`]): the locking path reads each locked account's open holds (with
+//! what they took from which lot), and the holds the batch's captures and voids name whatever
+//! their state, in its first round trip, and draws from the `hold_ids` sequence an id for
+//! each hold the batch makes (a stored reply names it before the write). The write statement
+//! inserts the holds made and updates those ended, naming their entries by seq as it numbers
+//! them. A batch with a hold, a capture or a void always takes the locking path, and an
+//! account with open holds is never kept as a copy: the next change of it may have to release
+//! one that expired, giving back to lots, all of which it then reads.
+//!
 //! Failures: a deadlock, a serialization failure or a unique violation (another host opened
 //! the same new account, or used the same new key, at the same moment) rolls the batch back
 //! and decides it again on fresh rows, a bounded number of times. A lost connection before
@@ -62,12 +71,13 @@
 //! succeeded or its commit id was found.
 
 use super::columns::{EntryColumns, Extras, KeyColumns, LotColumns, lot_from};
+use super::holds::{self, HoldColumns};
 use super::primary::Primary;
 use super::{PgConfig, db_error, lock};
-use crate::domain::{AccountView, Lot};
+use crate::domain::{AccountView, EntryKind, Hold, HoldState, Lot};
 use crate::store::recorded::RecordedEntry;
 use crate::store::rules::{self, Change, KeyUse, Welcome};
-use crate::store::{Changed, Outcome, ReplyBuilder, StoreError, StoredReply};
+use crate::store::{Changed, HoldSummary, Outcome, ReplyBuilder, StoreError, StoredReply};
 use crate::telemetry;
 use deadpool_postgres::{Object, Pool};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -101,8 +111,9 @@ pub struct OwnedKey {
 /// What a committed change did.
 #[derive(Debug, Clone)]
 pub enum Applied {
-    /// Applied: the account after it, and the welcome grant if the change opened it.
-    Account(AccountView, Option<u64>),
+    /// Applied: the account after it, the welcome grant if the change opened it, and the
+    /// hold it made or ended.
+    Account(AccountView, Option<u64>, Option<HoldSummary>),
     /// Its key was used before for the same request: the reply stored then.
     Replayed(StoredReply),
 }
@@ -110,10 +121,10 @@ pub enum Applied {
 impl Applied {
     pub fn into_outcome(self) -> Outcome<Changed> {
         match self {
-            Applied::Account(account, welcome) => Outcome::Applied(Changed {
+            Applied::Account(account, welcome, hold) => Outcome::Applied(Changed {
                 balance: account.balance,
                 welcome,
-                hold: None,
+                hold,
             }),
             Applied::Replayed(reply) => Outcome::Replayed(reply),
         }
@@ -430,7 +441,7 @@ fn answers(
 /// the commit id to look up later, and what the change did if the batch committed.
 fn unconfirmed(why: &str, id: &str, decision: Option<&Result<Applied, StoreError>>) -> String {
     let if_committed = match decision {
-        Some(Ok(Applied::Account(account, _))) => {
+        Some(Ok(Applied::Account(account, ..))) => {
             format!(
                 "; if it did, this change was applied (balance {})",
                 account.balance
@@ -551,11 +562,14 @@ fn classify(error: &tokio_postgres::Error, client_closed: bool, sent_commit: boo
 /// a real one, and it sorts after every lot opened before (as the seq it stands for will).
 pub const PROVISIONAL: u64 = 1 << 62;
 
-/// An account as a batch holds it: its row, its lots (in burn order) and its version.
+/// An account as a batch holds it: its row, its lots (in burn order), its open holds and its
+/// version.
 #[derive(Debug, Clone)]
 pub struct Held {
     pub view: AccountView,
     pub lots: Vec<Lot>,
+    /// Open holds (an account with any is never kept as a copy: see [`Copies`]).
+    pub holds: Vec<Hold>,
     /// Bumped by every change (0: a new account).
     pub version: i64,
     /// False when only the lots the batch may touch were read (an account with more than
@@ -577,6 +591,8 @@ struct Rows {
     entries: EntryColumns,
     // Keys first used in this batch.
     keys: KeyColumns,
+    // Holds opened and ended.
+    holds: HoldColumns,
     // Lots opened, lots whose remainder changed, lots gone.
     opened: LotColumns,
     respent: (Vec<String>, Vec<i64>, Vec<i64>),
@@ -646,33 +662,44 @@ const LOCK: &str = "SELECT user_id, balance, tier, until_ms, version FROM accoun
                     WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE";
 /// Sent right behind [`LOCK`] in the same round trip, so it runs once the rows are locked
 /// and reads the lots as the last change left them (columns as [`lot_from`] reads them,
-/// then how many lots the account holds in all). An account with more than [`ALL_LOTS`]
-/// lots is read in part, so that a charge does not carry thousands of lots through the
-/// batch: the lots expired by the batch's last time ($3, they leave first), those opened
-/// after its first time ($4: stamped later than a change of the batch, and spendable to it
-/// all the same, see [`rules::spendable`]; all of them are read), and the shortest run in
-/// burn order ([`rules::burn_order`], the same keys) of the others that covers every token
-/// the batch's changes of that user could take ($2, per user of $1). Whatever times the
-/// batch's changes have between $4 and $3, each burn then stops inside what was read.
+/// then how many lots the account holds, counted up to one more than [`ALL_LOTS`]). An
+/// account with more than [`ALL_LOTS`] lots is read in part, so that a change neither
+/// carries thousands of lots through the batch nor makes the database scan them: the lots
+/// expired by the batch's last time ($3, they leave first), and the first of the others in
+/// burn order ([`rules::burn_order`], the same keys) that can cover every token the batch's
+/// changes of that user could take ($2, per user of $1): as many lots as tokens, since a lot
+/// holds at least one. A lot that has not expired by $3 is spendable at every time of the
+/// batch ([`rules::spendable`]), so each burn stops inside what was read. Both parts are
+/// index ranges (schema version 5, `0005_lots_read_in_part.sql`): a top-up reads no lot, a
+/// charge of one token one. An account whose batch ends a hold (a capture or a void: its
+/// need is the most there is, or an open hold expired by $3) is read whole: what goes back
+/// may go to any lot.
 static LOTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let columns = "user_id, id, amount, remaining, effective_ms, expires_ms, priority, kind";
     format!(
-        "SELECT user_id, id, amount, remaining, effective_ms, expires_ms, priority, kind, total
-         FROM (
-            SELECT l.user_id, l.id, l.amount, l.remaining, l.effective_ms, l.expires_ms,
-                   l.priority, l.kind, n.need,
-                   count(*) OVER (PARTITION BY l.user_id) AS total,
-                   coalesce(sum(l.remaining)
-                                FILTER (WHERE (l.expires_ms IS NULL OR l.expires_ms > $3)
-                                          AND l.effective_ms <= $4)
-                                OVER (PARTITION BY l.user_id
-                                      ORDER BY l.priority, l.expires_ms IS NULL, l.expires_ms,
-                                               l.kind <> 'promo', l.effective_ms, l.id
-                                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
-                            0) AS ahead
-            FROM lots AS l JOIN unnest($1::text[], $2::bigint[]) AS n (u, need)
-                 ON n.u = l.user_id
-         ) AS x
-         WHERE total <= {ALL_LOTS} OR expires_ms <= $3 OR effective_ms > $4 OR ahead < need"
+        "SELECT l.*, k.total
+         FROM (SELECT x.u, CASE WHEN EXISTS (SELECT 1 FROM holds AS h
+                                            WHERE h.user_id = x.u AND h.state = 'open'
+                                              AND h.expires_ms <= $3)
+                                THEN 9223372036854775807 ELSE x.need END
+               FROM unnest($1::text[], $2::bigint[]) AS x (u, need)) AS n (u, need)
+         CROSS JOIN LATERAL (
+             SELECT count(*) AS total
+             FROM (SELECT 1 FROM lots WHERE user_id = n.u LIMIT {more}) AS c
+         ) AS k
+         CROSS JOIN LATERAL (
+             SELECT {columns} FROM lots WHERE user_id = n.u AND k.total <= {ALL_LOTS}
+             UNION ALL
+             SELECT {columns} FROM lots
+             WHERE user_id = n.u AND k.total > {ALL_LOTS} AND expires_ms <= $3
+             UNION ALL
+             (SELECT {columns} FROM lots
+              WHERE user_id = n.u AND k.total > {ALL_LOTS}
+                AND (expires_ms IS NULL OR expires_ms > $3)
+              ORDER BY priority, expires_ms IS NULL, expires_ms, kind <> 'promo', effective_ms, id
+              LIMIT n.need)
+         ) AS l",
+        more = ALL_LOTS + 1,
     )
 });
 const KEYS: &str = "SELECT key, fingerprint, reply FROM idempotency_keys WHERE key = ANY($1)";
@@ -681,8 +708,9 @@ const KEYS: &str = "SELECT key, fingerprint, reply FROM idempotency_keys WHERE k
 /// CTEs `numbered` (each entry row's seq, drawn in row order: only for the users `updated`
 /// when `only_updated`, i.e. after their rows are locked), `appended`, `taken`,
 /// `lots_opened`, `respent`, `gone`. `e` is the number of the first entries parameter: ten
-/// entry columns, then the commit id, four lot columns, four take columns, eight columns of
-/// lots opened, three of lots respent, two of lots gone.
+/// entry columns, then the commit id, six lot and hold columns, four take columns, eight
+/// columns of lots opened ([`opened_lot_ids`]), three of lots respent, two of lots gone
+/// (up to [`after_lots`]).
 fn entries_and_lots(e: usize, only_updated: bool) -> String {
     let p = PROVISIONAL;
     let filter = |column: &str| match only_updated {
@@ -693,7 +721,7 @@ fn entries_and_lots(e: usize, only_updated: bool) -> String {
         true => format!("AND {column} IN (SELECT user_id FROM updated)"),
         false => String::new(),
     };
-    let (lot, take, opened, respent, gone) = (e + 11, e + 15, e + 19, e + 27, e + 30);
+    let (lot, take, opened, respent, gone) = (e + 11, e + 17, e + 21, e + 29, e + 32);
     format!(
         "numbered AS (
         SELECT x.n, nextval('entries_seq') AS seq
@@ -702,12 +730,15 @@ fn entries_and_lots(e: usize, only_updated: bool) -> String {
         ORDER BY x.n
     ), appended AS (
         INSERT INTO entries (seq, time_ms, user_id, kind, delta, balance, key, reason, memes, tier,
-                             until_ms, lot_expires_ms, lot_priority, lot_kind, at_ms)
-        SELECT s.seq, t, u, k, d, b, key, r, coalesce(m::text[], '{{}}'), tier, until, le, lp, lk, at
+                             until_ms, lot_expires_ms, lot_priority, lot_kind, at_ms, hold_id,
+                             captured)
+        SELECT s.seq, t, u, k, d, b, key, r, coalesce(m::text[], '{{}}'), tier, until, le, lp, lk,
+               at, h, c
         FROM unnest(${e}::bigint[], ${u}::text[], ${k}::text[], ${d}::bigint[], ${b}::bigint[],
                     ${key}::text[], ${r}::text[], ${m}::text[], ${tier}::text[], ${until}::bigint[],
-                    ${lot}::bigint[], ${lp}::smallint[], ${lk}::text[], ${at}::bigint[])
-             WITH ORDINALITY AS x (t, u, k, d, b, key, r, m, tier, until, le, lp, lk, at, n)
+                    ${lot}::bigint[], ${lp}::smallint[], ${lk}::text[], ${at}::bigint[],
+                    ${hold}::bigint[], ${captured}::bigint[])
+             WITH ORDINALITY AS x (t, u, k, d, b, key, r, m, tier, until, le, lp, lk, at, h, c, n)
         JOIN numbered AS s ON s.n = x.n
     ), taken AS (
         INSERT INTO lot_takes (seq, ord, lot, tokens)
@@ -744,6 +775,8 @@ fn entries_and_lots(e: usize, only_updated: bool) -> String {
         lp = lot + 1,
         lk = lot + 2,
         at = lot + 3,
+        hold = lot + 4,
+        captured = lot + 5,
         to = take + 1,
         tl = take + 2,
         tt = take + 3,
@@ -764,11 +797,41 @@ fn entries_and_lots(e: usize, only_updated: bool) -> String {
     )
 }
 
+/// The parameter of the lots-opened ids in [`entries_and_lots`] from `e` (what the write
+/// returns the drawn seqs of).
+fn opened_lot_ids(e: usize) -> usize {
+    e + 22
+}
+
+/// The first parameter after those of [`entries_and_lots`] from `e`.
+fn after_lots(e: usize) -> usize {
+    e + 34
+}
+
+/// An entry's row number in the batch as its seq ([`holds::write`]): the `numbered` row.
+const ENTRY_SEQ: holds::Mapping = holds::Mapping {
+    value: |_, alias| format!("{alias}.seq"),
+    join: |column, alias, optional| {
+        let join = if optional { "LEFT JOIN" } else { "JOIN" };
+        format!("{join} numbered AS {alias} ON {alias}.n = {column}")
+    },
+};
+
+/// A lot id as the lot's: a provisional one ([`PROVISIONAL`] plus its entry's row number) as
+/// the seq drawn for that entry.
+const LOT_ID: holds::Mapping = holds::Mapping {
+    value: |column, alias| format!("coalesce({alias}.seq, {column})"),
+    join: |column, alias, _| {
+        format!("LEFT JOIN numbered AS {alias} ON {alias}.n = {column} - {PROVISIONAL}")
+    },
+};
+
 /// Every row a batch writes, in one statement: new accounts ($1–$4), changed accounts
 /// ($5–$8), new keys ($9–$11), the entries ($12–$21, numbered in row order), the batch's
-/// commit id ($22), and the lots ([`entries_and_lots`]). Returns the seq drawn for each lot
-/// opened (row number, seq). A new account that another host opened meanwhile is a unique
-/// violation: the batch is decided again.
+/// commit id ($22), the lots ([`entries_and_lots`]) and the holds opened and ended
+/// ([`holds::write`]). Returns the seq drawn for each lot opened (row number, seq). A new
+/// account that another host opened meanwhile is a unique violation: the batch is decided
+/// again.
 static WRITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH opened AS (
@@ -786,11 +849,13 @@ static WRITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         SELECT * FROM unnest($9::text[], $10::text[], $11::text[])
     ), recorded AS (
         INSERT INTO commits (id) VALUES ($22)
-    ), {}
+    ), {}, {}
     SELECT s.n, s.seq FROM numbered AS s
-    WHERE s.n IN (SELECT i - {p} FROM unnest($32::bigint[]) AS i)",
+    WHERE s.n IN (SELECT i - {p} FROM unnest(${ids}::bigint[]) AS i)",
         entries_and_lots(12, false),
+        holds::write(after_lots(12), &ENTRY_SEQ, &LOT_ID),
         p = PROVISIONAL,
+        ids = opened_lot_ids(12),
     )
 });
 
@@ -803,6 +868,11 @@ struct Before<'b> {
     accounts: HashMap<&'b str, Option<Held>>,
     existing: HashSet<String>,
     known_keys: HashMap<String, (String, StoredReply)>,
+    /// The holds the batch's captures and voids name, with their owners, as the batch has
+    /// left them so far.
+    named: HashMap<u64, (String, Hold)>,
+    /// Hold ids drawn for the batch's holds, taken in request order (from the back).
+    hold_ids: Vec<u64>,
 }
 
 /// A batch decided on copies, in one statement. Update each changed account ($3–$6, in user
@@ -836,9 +906,10 @@ static WRITE_ON_COPIES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
     SELECT user_id, NULL::bigint, NULL::bigint FROM moved
     UNION ALL
     SELECT NULL, s.n, s.seq FROM numbered AS s
-    WHERE s.n IN (SELECT i - {p} FROM unnest($28::bigint[]) AS i)",
+    WHERE s.n IN (SELECT i - {p} FROM unnest(${ids}::bigint[]) AS i)",
         entries_and_lots(8, true),
         p = PROVISIONAL,
+        ids = opened_lot_ids(8),
     )
 });
 
@@ -863,12 +934,21 @@ pub const LOCKING_AFTER_A_MISS: Duration = Duration::from_secs(1);
 
 impl Copies {
     /// The batch's accounts as copied, if it can be decided on copies: every user's account
-    /// is copied, no change carries a key, and no copy was found stale lately.
+    /// is copied, no change carries a key or is about a hold (a hold's id is drawn, and the
+    /// hold a capture or a void names is read, on the locking path), and no copy was found
+    /// stale lately.
     fn cover<'b>(&self, batch: &[Pending], users: &[&'b str]) -> Option<HashMap<&'b str, Held>> {
         let cooling = self
             .locking_until
             .is_some_and(|until| Instant::now() < until);
-        if cooling || batch.iter().any(|p| p.keyed.is_some()) {
+        let locking = |p: &Pending| {
+            p.keyed.is_some()
+                || matches!(
+                    p.change,
+                    Change::Hold { .. } | Change::Capture { .. } | Change::Void { .. }
+                )
+        };
+        if cooling || batch.iter().any(locking) {
             return None;
         }
         users
@@ -889,7 +969,15 @@ impl Copies {
         }
         for user in users {
             match accounts.get(user).cloned().flatten() {
-                Some(held) if held.complete && !moved.contains(*user) => {
+                // An account with open holds is decided on locked rows, where its holds are
+                // read with it; so is one that has grown past ALL_LOTS lots, where only the
+                // lots its batch may touch are read (a copy would carry them all).
+                Some(held)
+                    if held.complete
+                        && held.lots.len() <= ALL_LOTS as usize
+                        && held.holds.is_empty()
+                        && !moved.contains(*user) =>
+                {
                     if self.rows.len() >= COPIES && !self.rows.contains_key(*user) {
                         self.rows.clear();
                     }
@@ -937,6 +1025,8 @@ async fn attempt_batch(
                 .collect(),
             existing: users.iter().map(|user| user.to_string()).collect(),
             known_keys: HashMap::new(),
+            named: HashMap::new(),
+            hold_ids: Vec::new(),
         },
         None => lock_and_read(client, batch, &users).await?,
     };
@@ -952,8 +1042,7 @@ async fn attempt_batch(
         now = now.max(pending.time_ms);
         results.push(decide(
             pending,
-            &mut before.accounts,
-            &mut before.known_keys,
+            &mut before,
             &mut rows,
             &mut touched,
             config.welcome,
@@ -1033,12 +1122,24 @@ async fn lock_and_read<'b>(
     users: &[&'b str],
 ) -> Result<Before<'b>, Failure> {
     let fail = |e: tokio_postgres::Error| classify(&e, client.is_closed(), false);
-    let (lock, lots_query, keys_query) = tokio::try_join!(
+    let (lock, lots_query, keys_query, holds_query) = tokio::try_join!(
         client.prepare_cached(LOCK),
         client.prepare_cached(&LOTS),
-        client.prepare_cached(KEYS)
+        client.prepare_cached(KEYS),
+        client.prepare_cached(holds::HOLDS),
     )
     .map_err(fail)?;
+    let named: Vec<i64> = batch
+        .iter()
+        .filter_map(|p| match p.change {
+            Change::Capture { hold, .. } | Change::Void { hold } => Some(hold as i64),
+            _ => None,
+        })
+        .collect();
+    let new_holds = batch
+        .iter()
+        .filter(|p| matches!(p.change, Change::Hold { .. }))
+        .count() as i64;
     let keys: Vec<&str> = batch
         .iter()
         .filter_map(|p| p.keyed.as_ref())
@@ -1047,7 +1148,7 @@ async fn lock_and_read<'b>(
         .into_iter()
         .collect();
     let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&users];
-    // Every token each user's changes could take, and the batch's first and last times.
+    // Every token each user's changes could take, and the batch's last time.
     let needs: Vec<i64> = users
         .iter()
         .map(|user| {
@@ -1058,16 +1159,17 @@ async fn lock_and_read<'b>(
                     Change::Charge { cost } => i64::try_from(cost).unwrap_or(i64::MAX),
                     Change::Topup { amount, .. } => amount.min(0).saturating_neg(),
                     Change::Hold { amount, .. } => i64::try_from(amount).unwrap_or(i64::MAX),
-                    Change::Entitle { .. } | Change::Capture { .. } | Change::Void { .. } => 0,
+                    // What goes back may go to any lot: read them all.
+                    Change::Capture { .. } | Change::Void { .. } => i64::MAX,
+                    Change::Entitle { .. } => 0,
                 })
                 .fold(0i64, i64::saturating_add)
         })
         .collect();
     let last = batch.iter().map(|p| p.time_ms).max().unwrap_or(0);
-    let first = batch.iter().map(|p| p.time_ms).min().unwrap_or(0);
-    let lots_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
-        [&users, &needs, &last, &first];
-    let (begun, locked, lots, stored_keys) = tokio::join!(
+    let lots_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&users, &needs, &last];
+    let holds_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&users, &named];
+    let (begun, locked, lots, stored_keys, open_holds, drawn) = tokio::join!(
         client.batch_execute("BEGIN"),
         client.query(&lock, &lock_params),
         client.query(&lots_query, &lots_params),
@@ -1077,11 +1179,21 @@ async fn lock_and_read<'b>(
                 false => client.query(&keys_query, &[&keys]).await,
             }
         },
+        client.query(&holds_query, &holds_params),
+        async {
+            match new_holds {
+                0 => Ok(Vec::new()),
+                n => {
+                    let draw = "SELECT nextval('hold_ids') FROM generate_series(1, $1::bigint)";
+                    client.query(draw, &[&n]).await
+                }
+            }
+        },
     );
     let read = begun
         .and(locked)
-        .and_then(|locked| lots.and_then(|lots| stored_keys.map(|keys| (locked, lots, keys))));
-    let (locked, lots, stored_keys) = match read {
+        .and_then(|locked| Ok((locked, lots?, stored_keys?, open_holds?, drawn?)));
+    let (locked, lots, stored_keys, open_holds, drawn) = match read {
         Ok(read) => read,
         Err(error) => return Err(rollback(client, fail(error)).await),
     };
@@ -1089,6 +1201,13 @@ async fn lock_and_read<'b>(
         accounts: users.iter().map(|user| (*user, None)).collect(),
         existing: HashSet::new(),
         known_keys: HashMap::new(),
+        named: HashMap::new(),
+        // Taken from the back, in request order.
+        hold_ids: drawn
+            .iter()
+            .rev()
+            .map(|row| row.get::<_, i64>(0) as u64)
+            .collect(),
     };
     for row in &locked {
         let user: String = row.get(0);
@@ -1099,6 +1218,7 @@ async fn lock_and_read<'b>(
                 until: row.get(3),
             },
             lots: Vec::new(),
+            holds: Vec::new(),
             version: row.get(4),
             complete: true,
         };
@@ -1107,7 +1227,7 @@ async fn lock_and_read<'b>(
         }
         before.existing.insert(user);
     }
-    // How many lots each account holds in all, where any were read.
+    // How many lots each account holds (up to one more than ALL_LOTS), where any were read.
     let mut totals: HashMap<&str, i64> = HashMap::new();
     for row in &lots {
         let user: &str = row.get(0);
@@ -1121,9 +1241,19 @@ async fn lock_and_read<'b>(
         held.lots.sort_by(rules::burn_order);
         // An account with a balance holds lots: none read means they were all left out.
         held.complete = match totals.get(user) {
-            Some(total) => held.lots.len() as i64 == *total,
+            Some(total) => *total <= ALL_LOTS,
             None => held.view.balance == 0,
         };
+    }
+    for (owner, hold) in holds::holds_from(&open_holds, 0) {
+        if hold.state == HoldState::Open
+            && let Some(Some(held)) = before.accounts.get_mut(owner.as_str())
+        {
+            held.holds.push(hold.clone());
+        }
+        if named.contains(&(hold.id as i64)) {
+            before.named.insert(hold.id, (owner, hold));
+        }
     }
     for row in &stored_keys {
         let reply = StoredReply::parse(row.get(2)).map_err(|e| Failure::Refused(e.to_string()));
@@ -1165,6 +1295,7 @@ async fn write_locked(
         .chain(rows.entries.params())
         .chain([&id as &(dyn tokio_postgres::types::ToSql + Sync)])
         .chain(rows.lot_params())
+        .chain(rows.holds.params())
         .collect();
     let (written, committed) =
         tokio::join!(client.query(write, &params), client.batch_execute("COMMIT"),);
@@ -1273,8 +1404,7 @@ async fn rollback(client: &Object, failure: Failure) -> Failure {
 /// Decides one change on the batch's state so far, at `now`, and records what to write.
 fn decide<'b>(
     pending: &'b Pending,
-    accounts: &mut HashMap<&'b str, Option<Held>>,
-    known_keys: &mut HashMap<String, (String, StoredReply)>,
+    before: &mut Before<'b>,
     rows: &mut Rows,
     touched: &mut Vec<&'b str>,
     welcome: Welcome,
@@ -1282,7 +1412,7 @@ fn decide<'b>(
 ) -> Result<Applied, StoreError> {
     if let Some(keyed) = &pending.keyed
         && let Some((fingerprint, reply)) =
-            rules::find_key(&keyed.key, |key| known_keys.get(key), |(fp, _)| fp)
+            rules::find_key(&keyed.key, |key| before.known_keys.get(key), |(fp, _)| fp)
     {
         return match rules::check_key(&keyed.key, Some(fingerprint), &keyed.fingerprint)? {
             KeyUse::Replay => Ok(Applied::Replayed(reply.clone())),
@@ -1290,24 +1420,75 @@ fn decide<'b>(
         };
     }
     let user = pending.user.as_str();
-    let held = accounts.get(user).and_then(Option::as_ref);
+    let held = before.accounts.get(user).and_then(Option::as_ref);
+    // Its open holds, and the one a capture or a void names if it is the user's, whatever
+    // its state (the rules tell an ended hold from an unknown one).
+    let mut holds = held.map_or_else(Vec::new, |held| held.holds.clone());
+    let change = match pending.change {
+        Change::Hold { amount, ttl_ms, .. } => Change::Hold {
+            amount,
+            ttl_ms,
+            id: Some(
+                before
+                    .hold_ids
+                    .pop()
+                    .ok_or_else(|| StoreError::Internal("a hold without a drawn id".into()))?,
+            ),
+        },
+        Change::Capture { hold: id, .. } | Change::Void { hold: id } => {
+            if !holds.iter().any(|hold| hold.id == id)
+                && let Some((owner, hold)) = before.named.get(&id)
+                && owner == user
+            {
+                holds.push(hold.clone());
+            }
+            pending.change
+        }
+        change => change,
+    };
     // Lots opened here are numbered by their entry's row in the batch until the write
     // draws their seq.
-    let first = PROVISIONAL + rows.entries.len() as u64 + 1;
+    let first_row = rows.entries.len() as u64 + 1;
     let decision = rules::decide_lots(
         user,
         held.map(|held| (&held.view, &held.lots[..])),
-        // Holds are not kept on PostgreSQL yet: `PgStore::hold` refuses them before here.
-        &[],
-        pending.change,
+        &holds,
+        change,
         welcome,
         now,
-        first,
+        PROVISIONAL + first_row,
     )?;
     let version = held.map_or(0, |held| held.version);
     let complete = held.is_none_or(|held| held.complete);
     let after = decision.after;
     let welcome = decision.welcome();
+    let hold = decision.hold(change);
+    // The holds the change opened or ended, each with the row of the entry that did it.
+    let mut open: Vec<Hold> = holds
+        .into_iter()
+        .filter(|hold| hold.state == HoldState::Open)
+        .collect();
+    for changed in &decision.holds {
+        let made = |p: &rules::Posting| {
+            p.hold == Some(changed.id)
+                && (changed.state == HoldState::Open) == (p.entry.kind == EntryKind::Hold)
+        };
+        let index = decision.postings.iter().position(made).unwrap_or(0);
+        let row = (first_row + index as u64) as i64;
+        open.retain(|hold| hold.id != changed.id);
+        match changed.state {
+            HoldState::Open => {
+                rows.holds.opened(user, changed, row);
+                open.push(changed.clone());
+            }
+            _ => {
+                rows.holds.ended(changed, row);
+                if let Some((_, named)) = before.named.get_mut(&changed.id) {
+                    *named = changed.clone();
+                }
+            }
+        }
+    }
     let entries: Vec<RecordedEntry> = decision
         .postings
         .into_iter()
@@ -1337,21 +1518,24 @@ fn decide<'b>(
         let reply = (keyed.reply)(Changed {
             balance: after.balance,
             welcome,
-            hold: None,
+            hold,
         });
         rows.keys
             .push(&keyed.key, &keyed.fingerprint, reply.as_str());
-        known_keys.insert(keyed.key.clone(), (keyed.fingerprint.clone(), reply));
+        before
+            .known_keys
+            .insert(keyed.key.clone(), (keyed.fingerprint.clone(), reply));
     }
-    accounts.insert(
+    before.accounts.insert(
         user,
         Some(Held {
             view: after,
             lots: decision.lots,
+            holds: open,
             version,
             complete,
         }),
     );
     touched.push(user);
-    Ok(Applied::Account(after, welcome))
+    Ok(Applied::Account(after, welcome, hold))
 }

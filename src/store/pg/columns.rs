@@ -26,6 +26,8 @@ pub struct EntryColumns {
     lot_priority: Vec<Option<i16>>,
     lot_kind: Vec<Option<&'static str>>,
     at: Vec<Option<i64>>,
+    hold: Vec<Option<i64>>,
+    captured: Vec<Option<i64>>,
     /// `lot_takes` rows: the entry's row number, the take's place in its `from`, lot, tokens.
     take_row: Vec<i64>,
     take_ord: Vec<i32>,
@@ -83,6 +85,9 @@ impl EntryColumns {
         self.lot_priority.push(terms.map(|t| i16::from(t.priority)));
         self.lot_kind.push(terms.map(|t| t.kind.as_str()));
         self.at.push(entry.at);
+        self.hold.push(entry.hold.map(|id| id as i64));
+        self.captured
+            .push(entry.captured.map(|tokens| tokens as i64));
         let row = self.user.len() as i64;
         for (ord, take) in entry.from.iter().enumerate() {
             self.take_row.push(row);
@@ -101,13 +106,16 @@ impl EntryColumns {
         self.user.len()
     }
 
-    /// The lot columns as statement parameters: lot_expires_ms, lot_priority, lot_kind, at_ms.
-    pub fn lot_params(&self) -> [&(dyn ToSql + Sync); 4] {
+    /// The lot and hold columns as statement parameters: lot_expires_ms, lot_priority,
+    /// lot_kind, at_ms, hold_id, captured.
+    pub fn lot_params(&self) -> [&(dyn ToSql + Sync); 6] {
         [
             &self.lot_expires,
             &self.lot_priority,
             &self.lot_kind,
             &self.at,
+            &self.hold,
+            &self.captured,
         ]
     }
 

@@ -26,7 +26,7 @@ SELECT e.user_id, e.seq, e.time_ms, e.kind, e.delta, e.balance,
        e.lot_kind, e.lot_expires_ms, e.lot_priority, e.at_ms,
        (SELECT array_agg(lot ORDER BY ord) FROM lot_takes AS t WHERE t.seq = e.seq),
        (SELECT array_agg(tokens ORDER BY ord) FROM lot_takes AS t WHERE t.seq = e.seq),
-       e.key, e.reason, e.memes, e.tier, e.until_ms, k.fingerprint, k.reply
+       e.hold_id, e.captured, e.key, e.reason, e.memes, e.tier, e.until_ms, k.fingerprint, k.reply
 FROM entries AS e LEFT JOIN idempotency_keys AS k ON k.key = e.key
 ORDER BY e.seq";
 
@@ -126,18 +126,21 @@ pub async fn export(store: &PgStore, out: &mut dyn Write) -> Result<Counts, Stri
             until: None,
         });
         request.entries.push(read.recorded_entry());
-        if matches!(kind, EntryKind::Welcome | EntryKind::Expire) {
+        if matches!(
+            kind,
+            EntryKind::Welcome | EntryKind::Expire | EntryKind::Release
+        ) {
             // A request's own entry follows.
             continue;
         }
-        request.key = row.get(12);
-        request.reason = row.get(13);
-        request.memes = row.get::<_, Option<Vec<String>>>(14).unwrap_or_default();
-        request.tier = row.get::<_, Option<&str>>(15).map(tier_from);
-        request.until = row.get(16);
-        request.fp = row.get(17);
+        request.key = row.get(14);
+        request.reason = row.get(15);
+        request.memes = row.get::<_, Option<Vec<String>>>(16).unwrap_or_default();
+        request.tier = row.get::<_, Option<&str>>(17).map(tier_from);
+        request.until = row.get(18);
+        request.fp = row.get(19);
         request.reply = row
-            .get::<_, Option<String>>(18)
+            .get::<_, Option<String>>(20)
             .map(RawValue::from_string)
             .transpose()
             .map_err(|e| format!("seq {seq}: a stored reply that is not JSON: {e}"))?;

@@ -13,11 +13,13 @@
 //! ([`rules::replay_lots`], which also refuses an entry that breaks them); entries that name
 //! no lots (a version 1 dump, or lines written before lots) leave the balance as one
 //! carried-over lot. What each entry did to lots is kept with it (`lot_*`, `at_ms`,
-//! `lot_takes`), so history reads the same.
+//! `lot_takes`), so history reads the same. Holds likewise: each is what its entries leave it
+//! (open, or ended once), with the parts it took, and keeps its id.
 
 use super::columns::{EntryColumns, Extras, KeyColumns, LotColumns};
+use super::holds::{self, HoldColumns};
 use super::{PgStore, audit, db_error};
-use crate::domain::{AuditReport, Lot};
+use crate::domain::{AuditReport, Hold, HoldState, Lot};
 use crate::store::dump::{Counts, Reader, Source, Transaction};
 use crate::store::rules;
 use std::collections::HashMap;
@@ -36,14 +38,15 @@ pub struct Imported {
 const CHUNK: usize = 10_000;
 
 const ENTRIES: &str = "INSERT INTO entries (seq, time_ms, user_id, kind, delta, balance, key, reason, memes, tier, until_ms,
-                         lot_expires_ms, lot_priority, lot_kind, at_ms)
+                         lot_expires_ms, lot_priority, lot_kind, at_ms, hold_id, captured)
     SELECT s, t, u, k, d, b, key, r,
            coalesce(m::text[], '{}'),
-           tier, until, le, lp, lk, at
+           tier, until, le, lp, lk, at, h, c
     FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
                 $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[],
-                $12::bigint[], $13::smallint[], $14::text[], $15::bigint[])
-         AS x (s, t, u, k, d, b, key, r, m, tier, until, le, lp, lk, at)";
+                $12::bigint[], $13::smallint[], $14::text[], $15::bigint[], $16::bigint[],
+                $17::bigint[])
+         AS x (s, t, u, k, d, b, key, r, m, tier, until, le, lp, lk, at, h, c)";
 /// `lot_takes` rows: the entry's row number in the chunk ($1) names its seq among the
 /// chunk's ($5).
 const TAKES: &str = "INSERT INTO lot_takes (seq, ord, lot, tokens)
@@ -124,6 +127,7 @@ struct Final {
     tier: crate::domain::Tier,
     until: Option<i64>,
     lots: Vec<Lot>,
+    open: Vec<Hold>,
 }
 
 /// Refuses to replace a ledger that memesd hosts are serving: they would go on deciding
@@ -186,45 +190,50 @@ pub async fn import(
                 counted(entries, "entry")
             ));
         }
-        tx.batch_execute("TRUNCATE idempotency_keys, lot_takes, lots, holds, entries, accounts")
-            .await
-            .map_err(db("emptying the database"))?;
+        tx.batch_execute(
+            "TRUNCATE idempotency_keys, lot_takes, lots, hold_parts, holds, entries, accounts",
+        )
+        .await
+        .map_err(db("emptying the database"))?;
     }
 
     let mut dump = Reader::open(input)?;
     let mut buffer = Buffer::default();
     let mut accounts: HashMap<String, Final> = HashMap::new();
+    let mut holds = HoldColumns::default();
     while let Some(record) = dump.read()? {
         let account = accounts.entry(record.user.to_string()).or_insert(Final {
             balance: 0,
             tier: crate::domain::Tier::Free,
             until: None,
             lots: Vec::new(),
+            open: Vec::new(),
         });
         for (i, entry) in record.entries.iter().enumerate() {
             let seq = record.seq + i as u64;
-            if entry.hold.is_some() {
-                return Err(format!(
-                    "seq {seq} (user {:?}): a {} entry: holds are not kept on PostgreSQL yet",
-                    record.user,
-                    entry.kind.as_str()
-                ));
-            }
             if entry.reverses.is_some() {
                 return Err(format!(
                     "seq {seq} (user {:?}): a refund entry: refunds are not kept on PostgreSQL yet",
                     record.user
                 ));
             }
-            rules::replay_lots(
+            let changed = rules::replay_lots(
                 &mut account.lots,
-                &mut Vec::new(),
+                &mut account.open,
                 &entry.entry(),
                 entry.recorded(),
                 seq,
                 record.time,
             )
             .map_err(|e| format!("seq {seq} (user {:?}): {e}", record.user))?;
+            // A hold as its last entry leaves it, named by the entries that made and ended it.
+            match changed {
+                Some(hold) if hold.state == HoldState::Open => {
+                    holds.opened(&record.user, &hold, seq as i64);
+                }
+                Some(hold) => holds.ended(&hold, seq as i64),
+                None => {}
+            }
         }
         account.balance = record.final_balance();
         if let Some(tier) = record.tier {
@@ -266,6 +275,19 @@ pub async fn import(
         tiers.clear();
         untils.clear();
     }
+    if !holds.is_empty() {
+        let statement = format!(
+            "WITH {} SELECT 1",
+            holds::write(1, &holds::AS_IS, &holds::AS_IS)
+        );
+        tx.execute(statement.as_str(), &holds.params())
+            .await
+            .map_err(db("writing holds"))?;
+        // Holds made from now on are numbered after the imported ones.
+        tx.execute("SELECT setval('hold_ids', max(id)) FROM holds", &[])
+            .await
+            .map_err(db("setting the hold sequence"))?;
+    }
     if next_seq > 1 {
         tx.execute(
             "SELECT setval('entries_seq', $1)",
@@ -289,7 +311,9 @@ pub async fn import(
     // after an import plan the batch writer's statements for empty tables (sequential scans
     // of every account per batch) until autovacuum gets round to these tables.
     client
-        .batch_execute("ANALYZE accounts, entries, idempotency_keys, lots, lot_takes")
+        .batch_execute(
+            "ANALYZE accounts, entries, idempotency_keys, lots, lot_takes, holds, hold_parts",
+        )
         .await
         .map_err(db("analyzing the imported tables"))?;
     Ok(Imported {

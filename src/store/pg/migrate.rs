@@ -21,6 +21,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (3, "0003_lots", include_str!("migrations/0003_lots.sql")),
     (4, "0004_holds", include_str!("migrations/0004_holds.sql")),
+    (
+        5,
+        "0005_lots_read_in_part",
+        include_str!("migrations/0005_lots_read_in_part.sql"),
+    ),
 ];
 
 /// The key of the advisory lock held while migrating ("memes" in ASCII).

@@ -35,6 +35,7 @@ pub mod audit;
 pub mod batch;
 mod columns;
 pub mod export;
+mod holds;
 pub mod import;
 pub mod migrate;
 pub mod primary;
@@ -43,12 +44,12 @@ pub mod standby;
 pub mod testing;
 
 use crate::domain::{
-    AccountView, AuditReport, EntryKind, HistoryCursor, HistoryEntry, HistoryPage, Lot, Stale,
-    Tier, format_instant,
+    AccountView, AuditReport, EntryKind, HistoryCursor, HistoryEntry, HistoryPage, Hold, HoldState,
+    Lot, Stale, Tier, format_instant,
 };
 use crate::store::rules::{self, Change, KeyUse};
 use crate::store::{
-    Changed, ChargeRequest, Commit, EndHold, HoldChange, Idempotency, Outcome, StoreError,
+    Changed, ChargeRequest, Commit, EndHold, HoldChange, HoldEnd, Idempotency, Outcome, StoreError,
     StoreHealth, StoreStats, StoredReply, TokenStore, TopupChange, Unreachable,
 };
 use batch::{Applied, Pending};
@@ -750,6 +751,10 @@ pub fn kind_from(text: &str) -> Result<EntryKind, String> {
         "topup" => EntryKind::Topup,
         "deduct" => EntryKind::Deduct,
         "entitle" => EntryKind::Entitle,
+        "hold" => EntryKind::Hold,
+        "capture" => EntryKind::Capture,
+        "void" => EntryKind::Void,
+        "release" => EntryKind::Release,
         other => return Err(format!("unknown entry kind {other:?}")),
     })
 }
@@ -776,8 +781,11 @@ pub fn array_literal<S: AsRef<str>>(items: &[S]) -> String {
     out
 }
 
-/// Reads an account's row and its lots (one row per lot, the account's columns on each; one
-/// row with no lot for an account without), on whichever server `client` is connected to.
+/// Reads an account's row with its lots (one row per lot, the account's columns on each; one
+/// row with no lot for an account without), then its open holds' parts (one row per part,
+/// the account's columns NULL, the hold's from column 10 on as [`holds::HOLDS`] has them), on
+/// whichever server `client` is connected to. One statement, so one snapshot: a hold ended
+/// between two reads would be counted twice or not at all.
 async fn account_row(
     client: deadpool_postgres::Object,
     user: &str,
@@ -785,9 +793,20 @@ async fn account_row(
     let statement = client
         .prepare_cached(
             "SELECT a.balance, a.tier, a.until_ms,
-                    l.id, l.amount, l.remaining, l.effective_ms, l.expires_ms, l.priority, l.kind
+                    l.id, l.amount, l.remaining, l.effective_ms, l.expires_ms, l.priority, l.kind,
+                    NULL AS owner, NULL::bigint AS hold, NULL::bigint, NULL::bigint, NULL::bigint,
+                    NULL::bigint, NULL, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint,
+                    NULL::bigint, NULL::smallint, NULL, NULL::int AS ord
              FROM accounts AS a LEFT JOIN lots AS l USING (user_id)
-             WHERE a.user_id = $1",
+             WHERE a.user_id = $1
+             UNION ALL
+             SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                    h.user_id, h.id, h.amount, h.captured, h.created_ms, h.expires_ms, h.state,
+                    p.lot, p.amount, p.tokens, p.effective_ms, p.expires_ms, p.priority, p.kind,
+                    p.ord
+             FROM holds AS h JOIN hold_parts AS p ON p.hold_id = h.id
+             WHERE h.user_id = $1 AND h.state = 'open'
+             ORDER BY hold NULLS FIRST, ord",
         )
         .await?;
     Ok(client.query(&statement, &[&user]).await?)
@@ -807,7 +826,7 @@ async fn past_rows(
                     e.lot_kind, e.lot_expires_ms, e.lot_priority, e.at_ms,
                     (SELECT array_agg(lot ORDER BY ord) FROM lot_takes AS t WHERE t.seq = e.seq),
                     (SELECT array_agg(tokens ORDER BY ord) FROM lot_takes AS t WHERE t.seq = e.seq),
-                    CASE WHEN e.kind = 'entitle' THEN e.tier END, e.until_ms
+                    e.hold_id, e.captured, CASE WHEN e.kind = 'entitle' THEN e.tier END, e.until_ms
              FROM entries AS e
              WHERE e.user_id = $1
                AND e.seq < coalesce((SELECT min(seq) FROM entries
@@ -818,11 +837,12 @@ async fn past_rows(
     Ok(client.query(&statement, &[&user, &at]).await?)
 }
 
-/// An account as [`account_row`] read it, with its lots; `UnknownUser` if there was none.
+/// An account as [`account_row`] read it, with its lots and its open holds; `UnknownUser` if
+/// there was none.
 fn account_from(
     user: &str,
     rows: Vec<tokio_postgres::Row>,
-) -> Result<(AccountView, Vec<Lot>), StoreError> {
+) -> Result<(AccountView, Vec<Lot>, Vec<Hold>), StoreError> {
     let row = rows
         .first()
         .ok_or_else(|| StoreError::UnknownUser(user.to_string()))?;
@@ -831,12 +851,19 @@ fn account_from(
         tier: tier_from(row.get(1)),
         until: row.get(2),
     };
-    let lots = rows
+    let (accounts, parts): (Vec<_>, Vec<_>) = rows
+        .iter()
+        .partition(|row| row.get::<_, Option<i64>>(11).is_none());
+    let lots = accounts
         .iter()
         .filter(|row| row.get::<_, Option<i64>>(3).is_some())
         .map(|row| columns::lot_from(row, 3))
         .collect();
-    Ok((account, lots))
+    let holds = holds::holds_from(parts, 10)
+        .into_iter()
+        .map(|(_, hold)| hold)
+        .collect();
+    Ok((account, lots, holds))
 }
 
 fn balance_from(value: i64) -> u64 {
@@ -852,14 +879,6 @@ fn parse_cursor(cursor: &HistoryCursor) -> Option<i64> {
         return None;
     }
     text.parse::<i64>().ok().filter(|seq| *seq > 0)
-}
-
-/// The refusal of a hold op: PostgreSQL keeps no holds yet (schema 3 has no table for
-/// them); nothing changed.
-fn holds_not_kept() -> StoreError {
-    StoreError::Invalid(
-        "holds are not kept on PostgreSQL yet: this memesd keeps them on its file store only; nothing changed".into(),
-    )
 }
 
 #[async_trait::async_trait]
@@ -932,42 +951,77 @@ impl TokenStore for PgStore {
 
     /// Judged at the store's clock: lots that expired since the account's last change are
     /// not counted (their `expire` entries come with its next change).
-    async fn hold(
-        &self,
-        _change: HoldChange<'_>,
-    ) -> Result<(Outcome<Changed>, Commit), StoreError> {
-        Err(holds_not_kept())
+    async fn hold(&self, change: HoldChange<'_>) -> Result<(Outcome<Changed>, Commit), StoreError> {
+        let hold = Change::Hold {
+            amount: change.amount,
+            ttl_ms: change.ttl_ms,
+            // Drawn by the batch writer.
+            id: None,
+        };
+        let applied = self
+            .change(change.user, hold, &[], None, change.keyed)
+            .await?;
+        Ok((applied.into_outcome(), Commit::done()))
     }
 
     async fn end_hold(
         &self,
-        _change: EndHold<'_>,
+        change: EndHold<'_>,
     ) -> Result<(Outcome<Changed>, Commit), StoreError> {
-        Err(holds_not_kept())
-    }
-
-    fn keeps_holds(&self) -> bool {
-        false
+        if let Some(keyed) = &change.keyed
+            && let Some((reply, commit)) = self.replay(keyed.idem).await?
+        {
+            return Ok((Outcome::Replayed(reply), commit));
+        }
+        // The account to lock is the hold's owner: the one named (the batch refuses a hold
+        // that is not theirs), or else whoever it is.
+        let owner = match change.user {
+            Some(user) => user.to_string(),
+            None => self
+                .read("finding a hold's owner", |client| async move {
+                    let statement = client
+                        .prepare_cached("SELECT user_id FROM holds WHERE id = $1")
+                        .await?;
+                    let id = i64::try_from(change.hold).unwrap_or(-1);
+                    let row = client.query_opt(&statement, &[&id]).await?;
+                    Ok(row.map(|row| row.get::<_, String>(0)))
+                })
+                .await?
+                .ok_or_else(|| StoreError::UnknownHold(change.hold, String::new()))?,
+        };
+        let end = match change.end {
+            HoldEnd::Capture { amount } => Change::Capture {
+                hold: change.hold,
+                amount,
+            },
+            HoldEnd::Void => Change::Void { hold: change.hold },
+        };
+        let applied = self
+            .change(&owner, end, change.memes, None, change.keyed)
+            .await?;
+        Ok((applied.into_outcome(), Commit::done()))
     }
 
     async fn account(&self, user: &str) -> Result<(AccountView, Commit), StoreError> {
         let rows = self
             .read("reading an account", |client| account_row(client, user))
             .await?;
-        let (account, lots) = account_from(user, rows)?;
+        let (account, lots, holds) = account_from(user, rows)?;
         let now = self.config.clock.now();
-        Ok((rules::view_at(&account, &lots, &[], now), Commit::done()))
+        Ok((rules::view_at(&account, &lots, &holds, now), Commit::done()))
     }
 
-    async fn lots(&self, user: &str) -> Result<(Vec<Lot>, Commit), StoreError> {
+    async fn lots(&self, user: &str) -> Result<(Vec<Lot>, Vec<Hold>, Commit), StoreError> {
         let rows = self
             .read("reading an account's lots", |client| {
                 account_row(client, user)
             })
             .await?;
-        let (_, lots) = account_from(user, rows)?;
+        let (_, lots, mut holds) = account_from(user, rows)?;
         let now = self.config.clock.now();
-        Ok((rules::spendable_lots(&lots, now), Commit::done()))
+        let lots = rules::settled_lots(&lots, &holds, now);
+        holds.retain(|hold| rules::hold_state_at(hold, now) == HoldState::Open);
+        Ok((rules::spendable_lots(&lots, now), holds, Commit::done()))
     }
 
     async fn read_account(
@@ -979,10 +1033,10 @@ impl TokenStore for PgStore {
                 account_row(client, user)
             })
             .await?;
-        let (account, lots) = account_from(user, rows)?;
+        let (account, lots, holds) = account_from(user, rows)?;
         let now = self.config.clock.now();
         Ok((
-            rules::view_at(&account, &lots, &[], now),
+            rules::view_at(&account, &lots, &holds, now),
             stale,
             Commit::done(),
         ))
@@ -1002,8 +1056,8 @@ impl TokenStore for PgStore {
             .iter()
             .map(|row| {
                 let entitled = row
-                    .get::<_, Option<&str>>(12)
-                    .map(|tier| (tier_from(tier), row.get::<_, Option<i64>>(13)));
+                    .get::<_, Option<&str>>(14)
+                    .map(|tier| (tier_from(tier), row.get::<_, Option<i64>>(15)));
                 audit::ReplayRow::read(row).map(|read| (read, entitled))
             })
             .collect::<Result<Vec<_>, String>>()
@@ -1033,7 +1087,7 @@ impl TokenStore for PgStore {
             until: until_ms,
         };
         match self.change(user, change, &[], None, None).await? {
-            Applied::Account(account, _) => Ok((account, Commit::done())),
+            Applied::Account(account, ..) => Ok((account, Commit::done())),
             Applied::Replayed(_) => Err(StoreError::Internal(
                 "an entitlement was replayed without a key".into(),
             )),
@@ -1063,10 +1117,12 @@ impl TokenStore for PgStore {
                     .await?;
                 let page = client
                     .prepare_cached(
-                        "SELECT seq, coalesce(at_ms, time_ms), kind, delta, balance, key, reason, memes,
+                        "SELECT seq, CASE WHEN kind = 'hold' THEN time_ms ELSE coalesce(at_ms, time_ms) END,
+                                kind, delta, balance, key, reason, memes,
                                 tier, until_ms, lot_kind IS NOT NULL,
                                 (SELECT array_agg(lot ORDER BY ord) FROM lot_takes AS t WHERE t.seq = e.seq),
-                                (SELECT array_agg(tokens ORDER BY ord) FROM lot_takes AS t WHERE t.seq = e.seq)
+                                (SELECT array_agg(tokens ORDER BY ord) FROM lot_takes AS t WHERE t.seq = e.seq),
+                                hold_id
                          FROM entries AS e WHERE user_id = $1 AND seq < $2
                          ORDER BY seq DESC LIMIT $3",
                     )
@@ -1116,7 +1172,7 @@ impl TokenStore for PgStore {
                 until: row.get::<_, Option<i64>>(9).map(format_instant),
                 lot: row.get::<_, bool>(10).then_some(seq),
                 from,
-                hold: None,
+                hold: row.get::<_, Option<i64>>(13).map(|id| id as u64),
                 reverses: None,
                 refunded: None,
             });

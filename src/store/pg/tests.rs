@@ -209,7 +209,7 @@ fn a_ledger_from_before_lots_migrates_each_balance_to_one_lot() {
     runtime().block_on(async {
         let opened = futures_util::future::join_all((0..3).map(|_| open(&db))).await;
         let store = &opened[0];
-        let (lots, _) = store.lots("a").await.unwrap();
+        let (lots, _, _) = store.lots("a").await.unwrap();
         assert_eq!(
             lots,
             rules::carried_over(149).into_iter().collect::<Vec<_>>()
@@ -218,7 +218,7 @@ fn a_ledger_from_before_lots_migrates_each_balance_to_one_lot() {
         assert!(store.audit().await.unwrap().ok);
         assert_eq!(charge(store, "a", 9).await, Ok(140));
         assert_eq!(topup(&opened[1], "a", 5).await, Ok(145));
-        let (lots, _) = store.lots("a").await.unwrap();
+        let (lots, _, _) = store.lots("a").await.unwrap();
         let held: Vec<(u64, u64)> = lots.iter().map(|l| (l.id, l.remaining)).collect();
         assert_eq!(
             held,
@@ -702,12 +702,18 @@ fn an_account_with_many_lots_is_charged_in_burn_order_from_the_lots_read() {
             assert_eq!(changed.balance, balance);
         }
         assert!(store.audit().await.unwrap().ok);
+        // Past ALL_LOTS lots the account is never decided on a copy (which would carry, clone
+        // and sort every lot in each batch): only on locked rows, reading what it may touch.
+        let on_copies = || store.tally().on_copies.load(Ordering::Relaxed);
         for step in 0..8i64 {
             // Time moves on: some lots expire between the steps.
             now.store(1_000_000 + 1_000 * step + 500, Ordering::SeqCst);
             let (view, _) = store.account("many").await.unwrap();
-            let (lots, _) = store.lots("many").await.unwrap();
+            let (lots, _, _) = store.lots("many").await.unwrap();
             assert_eq!(view.balance, lots.iter().map(|l| l.remaining).sum::<u64>());
+            // A step spends far fewer lots than this: it stays past ALL_LOTS throughout.
+            let many = lots.len() > 2 * batch::ALL_LOTS as usize;
+            let copied = on_copies();
             // Eight charges at once (they share batches), and a deduction.
             let charges = (0..8u64).map(|k| {
                 let store = store.clone();
@@ -738,6 +744,9 @@ fn an_account_with_many_lots_is_charged_in_burn_order_from_the_lots_read() {
             }
             let report = store.audit().await.unwrap();
             assert!(report.ok, "step {step}: {:?}", report.discrepancy);
+            if many {
+                assert_eq!(on_copies(), copied, "step {step}: decided on a copy");
+            }
         }
         // Spend all that is left; then one more token is refused.
         let (left, _) = store.account("many").await.unwrap();

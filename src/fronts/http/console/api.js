@@ -115,6 +115,9 @@ export function describe(error, now = new Date(), { deduction = false } = {}) {
       return `Not found: ${detail}.`;
     case "idempotency_conflict":
       return `Conflict: ${detail}.`;
+    case "hold_expired":
+    case "hold_closed":
+      return `Already over: ${detail}.`;
     case "bad_request":
     case "invalid_argument":
     case "payload_too_large":

@@ -457,6 +457,60 @@ function renderLots(lots) {
   );
 }
 
+/** The holds open now. An admin may end one here: capture all it holds, or void it. */
+function renderHolds(holds) {
+  const rows = fillRows(
+    $("holds-rows"),
+    holds,
+    (hold) => [
+      [`#${hold.hold}`, ""],
+      [String(hold.amount), "num"],
+      [localTime(hold.created_at), ""],
+      [localTime(hold.expires_at), ""],
+      ["", "ends"],
+    ],
+    5,
+    "Nothing held.",
+  );
+  if (!(state.who && state.who.kind === "admin")) return;
+  holds.forEach((hold, i) => {
+    const cell = rows.children[i].lastElementChild;
+    for (const [label, end] of [["Capture", "capture"], ["Void", "void"]]) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "secondary";
+      button.textContent = label;
+      button.setAttribute("aria-label", `${label} hold ${hold.hold}`);
+      button.addEventListener("click", () => withButton(button, () => endHold(hold, end)));
+      cell.append(button);
+    }
+  });
+}
+
+/** Captures all a hold holds, or voids it, and says what happened to its tokens. */
+async function endHold(hold, end) {
+  const message = $("holds-message");
+  say(message, end === "capture" ? "Capturing…" : "Voiding…");
+  try {
+    const data = await api("POST", `/v1/holds/${hold.hold}/${end}`, {
+      body: { user: state.subject },
+      headers: { "Idempotency-Key": newKey() },
+    });
+    const back = data.returned ? ` ${tokens(data.returned)} went back.` : "";
+    say(
+      message,
+      end === "capture"
+        ? `Captured hold #${data.hold}: ${tokens(data.captured)} spent.${back} New balance: ${tokens(data.new_balance)}.`
+        : `Voided hold #${data.hold}:${back || " nothing went back."} New balance: ${tokens(data.new_balance)}.`,
+      "ok",
+    );
+  } catch (error) {
+    say(message, describe(error), "error");
+  }
+  resetPages();
+  await loadAccount();
+}
+
 function renderHistory(entries) {
   const ordered = [...entries].reverse();
   const rows = fillRows(
@@ -518,6 +572,7 @@ async function loadAccount() {
     $("balance-tier").className = account.tier === "premium" ? "badge premium" : "badge";
     if (state.who.kind === "user") showTier(account.tier);
     renderLots(lots.lots);
+    renderHolds(lots.holds || []);
     state.next = page.next || null;
     renderHistory(page.entries);
     renderChart(recent.entries);
@@ -525,6 +580,7 @@ async function loadAccount() {
     if (user !== state.subject) return;
     state.next = null;
     renderLots([]);
+    renderHolds([]);
     renderHistory([]);
     renderChart([]);
     $("balance-tier").textContent = "";

@@ -191,7 +191,7 @@ pub async fn balance(
 /// `GET /v1/users/{user}/lots`.
 #[utoipa::path(get, path = "/v1/users/{user}/lots", tag = "users",
     params(("user" = UserId, Path, description = "The user id")),
-    responses((status = 200, description = "The spendable lots, in the order they are spent", body = LotsData), Problems),
+    responses((status = 200, description = "The spendable lots, in the order they are spent, and the holds open now", body = LotsData), Problems),
     security(("bearer" = [])))]
 pub async fn lots(
     State(http): State<Http>,

@@ -2,9 +2,10 @@
 -- taken from its lots in burn order as a debit's are (its `lot_takes` rows, under its entry's
 -- seq), and ends once: captured, voided, or expired at `expires_ms` (a 'release' entry,
 -- written with the account's next change, dated `at_ms`). What goes back returns to the lots
--- named by the hold's takes, whose terms are those of the entries that opened them. The
--- rules are Rust's (src/store/rules.rs); these tables keep their outcome, and the
--- constraints are the second line.
+-- it came from, re-opened as they were if they were emptied meanwhile: `hold_parts` keeps
+-- each such lot's terms with what the hold took of it. The rules are Rust's
+-- (src/store/rules.rs); these tables keep their outcome, and the constraints are the second
+-- line.
 --
 -- Applied in one transaction with its record in memes_schema, under the migration lock.
 
@@ -30,6 +31,21 @@ CREATE TABLE holds (
 );
 -- What a change reads with the account it locks: its open holds.
 CREATE INDEX holds_open ON holds (user_id) WHERE state = 'open';
+
+-- What a hold took from each lot, with the lot as it was (its terms, and its amount), so that
+-- what goes back re-opens a lot emptied since exactly as it was: in burn order (`ord`).
+CREATE TABLE hold_parts (
+    hold_id      bigint   NOT NULL REFERENCES holds (id),
+    ord          int      NOT NULL CHECK (ord > 0),
+    lot          bigint   NOT NULL CHECK (lot >= 0),
+    tokens       bigint   NOT NULL CHECK (tokens > 0),
+    amount       bigint   NOT NULL CHECK (amount >= tokens),
+    effective_ms bigint   NOT NULL,
+    expires_ms   bigint,
+    priority     smallint NOT NULL CHECK (priority BETWEEN 0 AND 100),
+    kind         text     NOT NULL CHECK (kind IN ('paid', 'promo')),
+    PRIMARY KEY (hold_id, ord)
+);
 
 -- A hold's entries name it (`hold_id`); a capture says what it spent (`captured`).
 ALTER TABLE entries
@@ -66,6 +82,7 @@ DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'memes_app') THEN
         GRANT SELECT, INSERT, UPDATE ON holds TO memes_app;
+        GRANT SELECT, INSERT ON hold_parts TO memes_app;
         GRANT USAGE ON SEQUENCE hold_ids TO memes_app;
     END IF;
 END
