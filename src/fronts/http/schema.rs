@@ -72,6 +72,24 @@ impl PartialSchema for Amount {
 
 impl ToSchema for Amount {}
 
+/// A number of tokens to set aside, spend or give back: 1 to 10^12.
+pub struct Tokens;
+
+impl PartialSchema for Tokens {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(1))
+            .maximum(Some(MAX_AMOUNT))
+            .description(Some("Tokens: 1 to 10^12"))
+            .examples([10])
+            .into()
+    }
+}
+
+impl ToSchema for Tokens {}
+
 /// An idempotency key, or a payment provider's event id: 1 to 255 characters, no control
 /// characters.
 pub struct IdempotencyKey;

@@ -126,7 +126,8 @@ impl Http {
         let bytes = self.read_body(body).await?;
         match bytes.trim_ascii().is_empty() {
             true => Ok(T::default()),
-            false => parse_json(&bytes),
+            // `null` is no body too: the document says the body is optional (nullable).
+            false => parse_json::<Option<T>>(&bytes).map(Option::unwrap_or_default),
         }
     }
 }

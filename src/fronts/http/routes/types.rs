@@ -2,7 +2,7 @@
 //! OpenAPI document see them, and the lenient number and empty-parameter readers they share.
 //! Shapes only: what a value means is the service's to decide.
 
-use super::super::schema::{self, Amount, IdempotencyKey, UserId};
+use super::super::schema::{self, Amount, IdempotencyKey, Tokens, UserId};
 use crate::domain::Tier;
 use crate::protocol::Location;
 use serde::{Deserialize, Serialize};
@@ -168,7 +168,7 @@ pub struct TopupBody {
 #[serde(deny_unknown_fields)]
 pub struct HoldBody {
     /// Tokens to set aside (taken from the lots in burn order).
-    #[schema(value_type = Amount)]
+    #[schema(value_type = Tokens)]
     #[serde(deserialize_with = "integral")]
     pub amount: i64,
     /// How long the hold lasts (`5m`, `30s`; more than 0, at most 7 days).
@@ -180,10 +180,11 @@ pub struct HoldBody {
 #[serde(deny_unknown_fields)]
 pub struct CaptureBody {
     /// Tokens to spend (1 to what the hold holds); absent: all. The rest goes back.
-    #[schema(value_type = Option<Amount>)]
+    #[schema(value_type = Option<Tokens>)]
     #[serde(default, deserialize_with = "integral_option")]
     pub amount: Option<i64>,
     /// The user the hold must belong to.
+    #[schema(value_type = Option<UserId>)]
     pub user: Option<String>,
 }
 
@@ -192,10 +193,11 @@ pub struct CaptureBody {
 #[serde(deny_unknown_fields)]
 pub struct RefundBody {
     /// Tokens to give back (1 to what is left of the charge); absent: all that is left.
-    #[schema(value_type = Option<Amount>)]
+    #[schema(value_type = Option<Tokens>)]
     #[serde(default, deserialize_with = "integral_option")]
     pub amount: Option<i64>,
     /// The user the entry must belong to.
+    #[schema(value_type = Option<UserId>)]
     pub user: Option<String>,
 }
 
@@ -204,6 +206,7 @@ pub struct RefundBody {
 #[serde(deny_unknown_fields)]
 pub struct VoidBody {
     /// The user the hold must belong to.
+    #[schema(value_type = Option<UserId>)]
     pub user: Option<String>,
 }
 
