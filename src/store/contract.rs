@@ -2319,7 +2319,6 @@ macro_rules! refunds_suite {
     };
 }
 
-// PostgreSQL keeps no refunds yet (it refuses them): it joins this suite when it does.
 refunds_suite!(file_store_refunds, FileSubject);
 
 /// A file ledger written before lots: journal lines and a version 1 checkpoint.
@@ -2422,3 +2421,4 @@ impl Subject for PgSubject {
 
 contract_suite!(postgres, PgSubject);
 holds_suite!(postgres_holds, PgSubject);
+refunds_suite!(postgres_refunds, PgSubject);

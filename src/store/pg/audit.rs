@@ -42,7 +42,8 @@ WHERE running < 0
                     WHEN 'entitle' THEN delta = 0 WHEN 'expire' THEN delta < 0
                     WHEN 'hold' THEN delta < 0
                     WHEN 'capture' THEN delta >= 0 WHEN 'void' THEN delta >= 0
-                    WHEN 'release' THEN delta >= 0 ELSE false END
+                    WHEN 'release' THEN delta >= 0
+                    WHEN 'refund' THEN delta >= 0 ELSE false END
 ORDER BY seq
 LIMIT 1";
 
@@ -87,15 +88,29 @@ const SCOPED_KEYS: &str =
     "SELECT seq, key, user_id, kind FROM entries WHERE strpos(key, chr(31)) > 0 ORDER BY seq";
 
 /// Every entry with what it says about lots, user by user (in byte order, as Rust compares
-/// strings) and in `seq` order within a user, for [`rules::replay_lots`].
-const REPLAY: &str = "
-SELECT e.user_id, e.seq, e.time_ms, e.kind, e.delta, e.balance,
-       e.lot_kind, e.lot_expires_ms, e.lot_priority, e.at_ms,
-       (SELECT array_agg(lot ORDER BY ord) FROM lot_takes AS t WHERE t.seq = e.seq),
-       (SELECT array_agg(tokens ORDER BY ord) FROM lot_takes AS t WHERE t.seq = e.seq),
-       e.hold_id, e.captured
-FROM entries AS e
-ORDER BY e.user_id COLLATE \"C\", e.seq";
+/// strings) and in `seq` order within a user, for [`rules::replay_lots`]: the columns
+/// [`ReplayRow`] reads, which the past view and the export read too.
+static REPLAY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM entries AS e ORDER BY e.user_id COLLATE \"C\", e.seq",
+        replay_columns()
+    )
+});
+
+/// The columns of an entry `e` that [`ReplayRow::read`] reads, [`REPLAY_COLUMNS`] of them.
+pub(super) fn replay_columns() -> String {
+    format!(
+        "e.user_id, e.seq, e.time_ms, e.kind, e.delta, e.balance,
+         e.lot_kind, e.lot_expires_ms, e.lot_priority, e.at_ms,
+         (SELECT array_agg(lot ORDER BY ord) FROM lot_takes AS t WHERE t.seq = e.seq),
+         (SELECT array_agg(tokens ORDER BY ord) FROM lot_takes AS t WHERE t.seq = e.seq),
+         e.hold_id, e.captured, {}",
+        super::refunds::REPLAY_COLUMNS
+    )
+}
+
+/// How many columns [`replay_columns`] names: a query's own columns come after them.
+pub(super) const REPLAY_COLUMNS: usize = 17;
 
 /// Every lot, in the order of [`REPLAY`]'s users, then by id (columns as
 /// [`super::columns::lot_from`] reads them, from 1).
@@ -251,7 +266,7 @@ impl<'t> Chunked<'t> {
 /// a rule of the lots or the holds, or the first account whose lots or holds (each in its
 /// one state, with the parts it took) are not what its ledger derives.
 async fn replay(transaction: &Transaction<'_>) -> Result<Option<String>, tokio_postgres::Error> {
-    let mut entries = Chunked::new(transaction, REPLAY).await?;
+    let mut entries = Chunked::new(transaction, &REPLAY).await?;
     let mut held = Chunked::new(transaction, HELD_LOTS).await?;
     let mut kept_holds = Chunked::new(transaction, HELD_HOLDS).await?;
     let mut user: Option<String> = None;
@@ -290,13 +305,15 @@ async fn replay(transaction: &Transaction<'_>) -> Result<Option<String>, tokio_p
     }))
 }
 
-/// What one user's entries derive: their lots, their open holds, and every hold they made as
-/// it is now (by id).
+/// What one user's entries derive: their lots, their open holds, every hold they made as it
+/// is now (by id), and their charges as refunds may reverse them (a refund is of its own
+/// account's charge, so they are remembered user by user).
 #[derive(Default)]
 struct Derived {
     lots: Vec<Lot>,
     open: Vec<Hold>,
     holds: std::collections::BTreeMap<u64, Hold>,
+    charges: rules::Refundable,
 }
 
 impl Derived {
@@ -311,6 +328,8 @@ impl Derived {
             read.seq,
             read.time,
         )?;
+        self.charges
+            .note(row.get(0), read.seq, &read.entry, read.recorded())?;
         if let Some(hold) = changed {
             self.holds.insert(hold.id, hold);
         }
@@ -330,6 +349,9 @@ pub(super) struct ReplayRow {
     at: Option<i64>,
     hold: Option<u64>,
     captured: Option<u64>,
+    reverses: Option<u64>,
+    refunded: Option<u64>,
+    reopened: Vec<Lot>,
 }
 
 impl ReplayRow {
@@ -351,6 +373,9 @@ impl ReplayRow {
             at: row.get(9),
             hold: row.get::<_, Option<i64>>(12).map(|id| id as u64),
             captured: row.get::<_, Option<i64>>(13).map(|tokens| tokens as u64),
+            reverses: row.get::<_, Option<i64>>(14).map(|seq| seq as u64),
+            refunded: row.get::<_, Option<i64>>(15).map(|tokens| tokens as u64),
+            reopened: super::refunds::reopened_from(row.get(16))?,
         })
     }
 
@@ -371,9 +396,9 @@ impl ReplayRow {
             from: self.from,
             hold: self.hold,
             captured: self.captured,
-            reverses: None,
-            refunded: None,
-            reopened: Vec::new(),
+            reverses: self.reverses,
+            refunded: self.refunded,
+            reopened: self.reopened,
         }
     }
 
@@ -384,7 +409,9 @@ impl ReplayRow {
             at: self.at,
             hold: self.hold,
             captured: self.captured,
-            ..Recorded::default()
+            reverses: self.reverses,
+            refunded: self.refunded,
+            reopened: &self.reopened,
         }
     }
 }

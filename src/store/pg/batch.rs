@@ -73,11 +73,14 @@
 use super::columns::{EntryColumns, Extras, KeyColumns, LotColumns, lot_from};
 use super::holds::{self, HoldColumns};
 use super::primary::Primary;
+use super::refunds;
 use super::{PgConfig, db_error, lock};
 use crate::domain::{AccountView, EntryKind, Hold, HoldState, Lot};
 use crate::store::recorded::RecordedEntry;
 use crate::store::rules::{self, Change, KeyUse, Welcome};
-use crate::store::{Changed, HoldSummary, Outcome, ReplyBuilder, StoreError, StoredReply};
+use crate::store::{
+    Changed, HoldSummary, Outcome, Refunded, ReplyBuilder, StoreError, StoredReply,
+};
 use crate::telemetry;
 use deadpool_postgres::{Object, Pool};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -91,7 +94,7 @@ use tokio_postgres::error::SqlState;
 /// A change waiting for its batch.
 pub struct Pending {
     pub user: String,
-    pub change: Change,
+    pub change: Asked,
     pub memes: Vec<String>,
     pub reason: Option<String>,
     pub keyed: Option<OwnedKey>,
@@ -101,11 +104,32 @@ pub struct Pending {
     pub done: oneshot::Sender<Result<Applied, StoreError>>,
 }
 
+/// What a pending change asks the rules to decide.
+#[derive(Debug, Clone, Copy)]
+pub enum Asked {
+    /// A change [`rules::decide_lots`] decides.
+    Change(Change),
+    /// A refund of entry `entry` ([`rules::decide_refund`]): `amount` tokens of it (all that
+    /// is left if `None`); `named` when the request named the pending change's user (the
+    /// entry must then be theirs).
+    Refund {
+        entry: u64,
+        named: bool,
+        amount: Option<u64>,
+    },
+}
+
 /// A change's idempotency key, owned so it can cross to the writer task.
 pub struct OwnedKey {
     pub key: String,
     pub fingerprint: String,
-    pub reply: ReplyBuilder,
+    pub reply: Reply,
+}
+
+/// How a keyed change's reply is made: from the account it changed, or from a refund.
+pub enum Reply {
+    Changed(ReplyBuilder),
+    Refunded(ReplyBuilder<Refunded>),
 }
 
 /// What a committed change did.
@@ -114,19 +138,36 @@ pub enum Applied {
     /// Applied: the account after it, the welcome grant if the change opened it, and the
     /// hold it made or ended.
     Account(AccountView, Option<u64>, Option<HoldSummary>),
+    /// A refund applied (its `refund` seq provisional until the batch is written).
+    Refunded(Refunded),
     /// Its key was used before for the same request: the reply stored then.
     Replayed(StoredReply),
 }
 
 impl Applied {
-    pub fn into_outcome(self) -> Outcome<Changed> {
+    /// A change's outcome (a refund's is [`Applied::into_refunded`]).
+    pub fn into_outcome(self) -> Result<Outcome<Changed>, StoreError> {
         match self {
-            Applied::Account(account, welcome, hold) => Outcome::Applied(Changed {
+            Applied::Account(account, welcome, hold) => Ok(Outcome::Applied(Changed {
                 balance: account.balance,
                 welcome,
                 hold,
-            }),
-            Applied::Replayed(reply) => Outcome::Replayed(reply),
+            })),
+            Applied::Replayed(reply) => Ok(Outcome::Replayed(reply)),
+            Applied::Refunded(_) => Err(StoreError::Internal(
+                "a change was answered as a refund".into(),
+            )),
+        }
+    }
+
+    /// A refund's outcome.
+    pub fn into_refunded(self) -> Result<Outcome<Refunded>, StoreError> {
+        match self {
+            Applied::Refunded(refunded) => Ok(Outcome::Applied(refunded)),
+            Applied::Replayed(reply) => Ok(Outcome::Replayed(reply)),
+            Applied::Account(..) => Err(StoreError::Internal(
+                "a refund was answered as another change".into(),
+            )),
         }
     }
 }
@@ -351,11 +392,19 @@ async fn commit(
                 // Whatever it was, what was copied may no longer be what is stored.
                 lock(copies).rows.clear();
                 match look_up(pool, primary, &id, deadline).await {
-                    Ok(Some(moved)) => {
+                    Ok(Some((moved, refunds))) => {
                         tracing::info!(
                             "batch {id}: the reply to its COMMIT was lost ({why}); it is committed"
                         );
                         writable.store(true, Ordering::Relaxed);
+                        let mut decided = decided;
+                        // Its refunds, in row order, as the commit row keeps their seqs.
+                        let rows = decided.iter().filter_map(|result| match result {
+                            Ok(Applied::Refunded(refunded)) => Some(refunded.refund - PROVISIONAL),
+                            _ => None,
+                        });
+                        let drawn: Drawn = rows.zip(refunds).collect();
+                        name_refunds(&mut decided, &drawn);
                         return answers(batch, decided, &moved);
                     }
                     Ok(None) => {
@@ -447,6 +496,12 @@ fn unconfirmed(why: &str, id: &str, decision: Option<&Result<Applied, StoreError
                 account.balance
             )
         }
+        Some(Ok(Applied::Refunded(refunded))) => {
+            format!(
+                "; if it did, this refund was applied (balance {})",
+                refunded.balance
+            )
+        }
         Some(Ok(Applied::Replayed(_))) => "; either way this was a replay of a keyed change".into(),
         Some(Err(error)) => format!("; either way this change was refused: {error}"),
         None => String::new(),
@@ -456,19 +511,46 @@ fn unconfirmed(why: &str, id: &str, decision: Option<&Result<Applied, StoreError
     )
 }
 
+/// Puts the seqs the write drew for refund entries (`drawn`: row number → seq) in place of
+/// their provisional ones: in what each refund answers, and in a reply replayed from a key
+/// that a refund of the same batch used first.
+fn name_refunds(results: &mut [Result<Applied, StoreError>], drawn: &Drawn) {
+    let mut named = Vec::new();
+    for result in results.iter_mut() {
+        if let Ok(Applied::Refunded(refunded)) = result
+            && let Some(row) = refunded.refund.checked_sub(PROVISIONAL)
+            && let Some(seq) = drawn.get(&row)
+        {
+            named.push((refunded.refund.to_string(), seq.to_string()));
+            refunded.refund = *seq;
+        }
+    }
+    for result in results.iter_mut() {
+        if let Ok(Applied::Replayed(reply)) = result
+            && let Some((provisional, seq)) = named
+                .iter()
+                .find(|(provisional, _)| reply.as_str().contains(provisional.as_str()))
+            && let Ok(renamed) = StoredReply::parse(reply.as_str().replace(provisional, seq))
+        {
+            *reply = renamed;
+        }
+    }
+}
+
 /// How long a lookup waits before asking again (while no primary is known, or after a
 /// failed attempt).
 const LOOK_AGAIN: Duration = Duration::from_millis(100);
 
 /// Learns whether the batch with commit id `id` committed, from whichever server is now the
-/// primary, before `deadline`: `Some(moved)` if it did, `None` if it did not (and now never
-/// will: its id is fenced), an error if nobody could say in time.
+/// primary, before `deadline`: `Some((moved, refunds))` if it did (the seqs of its refund
+/// entries in row order), `None` if it did not (and now never will: its id is fenced), an
+/// error if nobody could say in time.
 async fn look_up(
     pool: &Pool,
     primary: &Primary,
     id: &str,
     deadline: tokio::time::Instant,
-) -> Result<Option<HashSet<String>>, String> {
+) -> Result<Option<Committed>, String> {
     let mut last = String::from("no primary was found");
     loop {
         if primary.unknown().is_none() {
@@ -490,7 +572,7 @@ async fn look_up(
 /// One lookup: insert the id fenced. If that succeeds the batch never committed (and its own
 /// insert, should it still be in progress somewhere, was waited for or will conflict); if it
 /// conflicts, the row says whether a batch or an earlier lookup put it there.
-async fn fence(pool: &Pool, id: &str) -> Result<Option<HashSet<String>>, String> {
+async fn fence(pool: &Pool, id: &str) -> Result<Option<Committed>, String> {
     let client = pool.get().await.map_err(|e| super::pool_failure(&e))?;
     let fenced = client
         .execute(
@@ -504,14 +586,26 @@ async fn fence(pool: &Pool, id: &str) -> Result<Option<HashSet<String>>, String>
     }
     // A statement of its own: under READ COMMITTED it sees the row the insert conflicted with.
     let row = client
-        .query_one("SELECT fenced, moved FROM commits WHERE id = $1", &[&id])
+        .query_one(
+            "SELECT fenced, moved, refunds FROM commits WHERE id = $1",
+            &[&id],
+        )
         .await
         .map_err(|e| db_error(&e))?;
     match row.get::<_, bool>(0) {
         true => Ok(None),
-        false => Ok(Some(row.get::<_, Vec<String>>(1).into_iter().collect())),
+        false => Ok(Some((
+            row.get::<_, Vec<String>>(1).into_iter().collect(),
+            row.get::<_, Vec<i64>>(2)
+                .into_iter()
+                .map(|seq| seq as u64)
+                .collect(),
+        ))),
     }
 }
+
+/// What a committed batch's commit row says: the users it moved, the seqs of its refunds.
+type Committed = (HashSet<String>, Vec<u64>);
 
 /// Takes a connection out of the pool for good (it is closed when dropped).
 fn discard(connection: &mut Option<Object>) {
@@ -589,8 +683,12 @@ struct Rows {
     changed: Columns4,
     // Entries, in the order they are numbered.
     entries: EntryColumns,
-    // Keys first used in this batch.
+    // Keys first used in this batch, and for each the row of the refund entry its reply
+    // names (by its provisional seq, which the write replaces by the drawn one).
     keys: KeyColumns,
+    key_names: Vec<Option<i64>>,
+    // The rows of the refund entries, whose seqs the write returns.
+    refunds: Vec<i64>,
     // Holds opened and ended.
     holds: HoldColumns,
     // Lots opened, lots whose remainder changed, lots gone.
@@ -708,9 +806,9 @@ const KEYS: &str = "SELECT key, fingerprint, reply FROM idempotency_keys WHERE k
 /// CTEs `numbered` (each entry row's seq, drawn in row order: only for the users `updated`
 /// when `only_updated`, i.e. after their rows are locked), `appended`, `taken`,
 /// `lots_opened`, `respent`, `gone`. `e` is the number of the first entries parameter: ten
-/// entry columns, then the commit id, six lot and hold columns, four take columns, eight
-/// columns of lots opened ([`opened_lot_ids`]), three of lots respent, two of lots gone
-/// (up to [`after_lots`]).
+/// entry columns, then the commit id, eight lot, hold and refund columns, four take columns,
+/// eight columns of lots opened ([`opened_lot_ids`]), three of lots respent, two of lots
+/// gone (up to [`after_lots`]).
 fn entries_and_lots(e: usize, only_updated: bool) -> String {
     let p = PROVISIONAL;
     let filter = |column: &str| match only_updated {
@@ -721,7 +819,7 @@ fn entries_and_lots(e: usize, only_updated: bool) -> String {
         true => format!("AND {column} IN (SELECT user_id FROM updated)"),
         false => String::new(),
     };
-    let (lot, take, opened, respent, gone) = (e + 11, e + 17, e + 21, e + 29, e + 32);
+    let (lot, take, opened, respent, gone) = (e + 11, e + 19, e + 23, e + 31, e + 34);
     format!(
         "numbered AS (
         SELECT x.n, nextval('entries_seq') AS seq
@@ -731,14 +829,16 @@ fn entries_and_lots(e: usize, only_updated: bool) -> String {
     ), appended AS (
         INSERT INTO entries (seq, time_ms, user_id, kind, delta, balance, key, reason, memes, tier,
                              until_ms, lot_expires_ms, lot_priority, lot_kind, at_ms, hold_id,
-                             captured)
+                             captured, reverses, refunded)
         SELECT s.seq, t, u, k, d, b, key, r, coalesce(m::text[], '{{}}'), tier, until, le, lp, lk,
-               at, h, c
+               at, h, c, rv, rf
         FROM unnest(${e}::bigint[], ${u}::text[], ${k}::text[], ${d}::bigint[], ${b}::bigint[],
                     ${key}::text[], ${r}::text[], ${m}::text[], ${tier}::text[], ${until}::bigint[],
                     ${lot}::bigint[], ${lp}::smallint[], ${lk}::text[], ${at}::bigint[],
-                    ${hold}::bigint[], ${captured}::bigint[])
-             WITH ORDINALITY AS x (t, u, k, d, b, key, r, m, tier, until, le, lp, lk, at, h, c, n)
+                    ${hold}::bigint[], ${captured}::bigint[], ${reverses}::bigint[],
+                    ${refunded}::bigint[])
+             WITH ORDINALITY
+             AS x (t, u, k, d, b, key, r, m, tier, until, le, lp, lk, at, h, c, rv, rf, n)
         JOIN numbered AS s ON s.n = x.n
     ), taken AS (
         INSERT INTO lot_takes (seq, ord, lot, tokens)
@@ -777,6 +877,8 @@ fn entries_and_lots(e: usize, only_updated: bool) -> String {
         at = lot + 3,
         hold = lot + 4,
         captured = lot + 5,
+        reverses = lot + 6,
+        refunded = lot + 7,
         to = take + 1,
         tl = take + 2,
         tt = take + 3,
@@ -800,12 +902,12 @@ fn entries_and_lots(e: usize, only_updated: bool) -> String {
 /// The parameter of the lots-opened ids in [`entries_and_lots`] from `e` (what the write
 /// returns the drawn seqs of).
 fn opened_lot_ids(e: usize) -> usize {
-    e + 22
+    e + 24
 }
 
 /// The first parameter after those of [`entries_and_lots`] from `e`.
 fn after_lots(e: usize) -> usize {
-    e + 34
+    e + 36
 }
 
 /// An entry's row number in the batch as its seq ([`holds::write`]): the `numbered` row.
@@ -828,11 +930,15 @@ const LOT_ID: holds::Mapping = holds::Mapping {
 
 /// Every row a batch writes, in one statement: new accounts ($1–$4), changed accounts
 /// ($5–$8), new keys ($9–$11), the entries ($12–$21, numbered in row order), the batch's
-/// commit id ($22), the lots ([`entries_and_lots`]) and the holds opened and ended
-/// ([`holds::write`]). Returns the seq drawn for each lot opened (row number, seq). A new
-/// account that another host opened meanwhile is a unique violation: the batch is decided
-/// again.
+/// commit id ($22), the lots ([`entries_and_lots`]), the holds opened and ended
+/// ([`holds::write`]), then the rows of the refund entries, the refund row each new key's
+/// reply names, and the lots refunds re-opened ([`after_holds`] on). A stored reply that
+/// names a refund names it by its provisional seq, replaced here by the drawn one; the commit
+/// row keeps the refunds' seqs, for a batch whose COMMIT reply is lost. Returns the seq drawn
+/// for each lot opened and each refund (row number, seq). A new account that another host
+/// opened meanwhile is a unique violation: the batch is decided again.
 static WRITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let refunds = after_holds();
     format!(
         "WITH opened AS (
         INSERT INTO accounts (user_id, balance, tier, until_ms, version)
@@ -844,20 +950,48 @@ static WRITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         FROM unnest($5::text[], $6::bigint[], $7::text[], $8::bigint[])
              AS u (user_id, balance, tier, until_ms)
         WHERE a.user_id = u.user_id
-    ), keyed AS (
+    ), {}, {}, keyed AS (
         INSERT INTO idempotency_keys (key, fingerprint, reply)
-        SELECT * FROM unnest($9::text[], $10::text[], $11::text[])
+        SELECT x.key, x.fp,
+               CASE WHEN s.seq IS NULL THEN x.reply
+                    ELSE replace(x.reply, ({p} + x.n)::text, s.seq::text) END
+        FROM unnest($9::text[], $10::text[], $11::text[], ${names}::bigint[])
+             AS x (key, fp, reply, n)
+        LEFT JOIN numbered AS s ON s.n = x.n
     ), recorded AS (
-        INSERT INTO commits (id) VALUES ($22)
-    ), {}, {}
+        INSERT INTO commits (id, refunds)
+        SELECT $22, array(SELECT s.seq FROM numbered AS s
+                          WHERE s.n = ANY(${refunds}::bigint[]) ORDER BY s.n)
+    ), reopened AS (
+        INSERT INTO reopened_lots (seq, lot, amount, effective_ms, expires_ms, priority, kind)
+        SELECT s.seq, y.l, y.a, y.ef, y.ex, y.pr, y.k
+        FROM unnest(${r0}::bigint[], ${r1}::bigint[], ${r2}::bigint[], ${r3}::bigint[],
+                    ${r4}::bigint[], ${r5}::smallint[], ${r6}::text[])
+             AS y (n, l, a, ef, ex, pr, k)
+        JOIN numbered AS s ON s.n = y.n
+    )
     SELECT s.n, s.seq FROM numbered AS s
-    WHERE s.n IN (SELECT i - {p} FROM unnest(${ids}::bigint[]) AS i)",
+    WHERE s.n IN (SELECT i - {p} FROM unnest(${ids}::bigint[]) AS i)
+       OR s.n = ANY(${refunds}::bigint[])",
         entries_and_lots(12, false),
         holds::write(after_lots(12), &ENTRY_SEQ, &LOT_ID),
         p = PROVISIONAL,
         ids = opened_lot_ids(12),
+        names = refunds + 1,
+        r0 = refunds + 2,
+        r1 = refunds + 3,
+        r2 = refunds + 4,
+        r3 = refunds + 5,
+        r4 = refunds + 6,
+        r5 = refunds + 7,
+        r6 = refunds + 8,
     )
 });
+
+/// The first parameter of [`WRITE`] after the holds': the rows of the refund entries.
+fn after_holds() -> usize {
+    after_lots(12) + HoldColumns::PARAMS
+}
 
 /// What a batch's change got: `None` when it was decided on a copy of its account that
 /// turned out stale, so it is decided again in the next batch.
@@ -873,6 +1007,9 @@ struct Before<'b> {
     named: HashMap<u64, (String, Hold)>,
     /// Hold ids drawn for the batch's holds, taken in request order (from the back).
     hold_ids: Vec<u64>,
+    /// The entries the batch's refunds reverse, by seq, with what the batch refunded of
+    /// them so far (or why one could not be read).
+    reversed: HashMap<u64, Result<rules::Reversed, String>>,
 }
 
 /// A batch decided on copies, in one statement. Update each changed account ($3–$6, in user
@@ -934,9 +1071,9 @@ pub const LOCKING_AFTER_A_MISS: Duration = Duration::from_secs(1);
 
 impl Copies {
     /// The batch's accounts as copied, if it can be decided on copies: every user's account
-    /// is copied, no change carries a key or is about a hold (a hold's id is drawn, and the
-    /// hold a capture or a void names is read, on the locking path), and no copy was found
-    /// stale lately.
+    /// is copied, no change carries a key or is about a hold or a refund (a hold's id is
+    /// drawn, and the hold a capture or a void names and the entry a refund reverses are
+    /// read, on the locking path), and no copy was found stale lately.
     fn cover<'b>(&self, batch: &[Pending], users: &[&'b str]) -> Option<HashMap<&'b str, Held>> {
         let cooling = self
             .locking_until
@@ -945,7 +1082,9 @@ impl Copies {
             p.keyed.is_some()
                 || matches!(
                     p.change,
-                    Change::Hold { .. } | Change::Capture { .. } | Change::Void { .. }
+                    Asked::Change(
+                        Change::Hold { .. } | Change::Capture { .. } | Change::Void { .. }
+                    ) | Asked::Refund { .. }
                 )
         };
         if cooling || batch.iter().any(locking) {
@@ -1027,6 +1166,7 @@ async fn attempt_batch(
             known_keys: HashMap::new(),
             named: HashMap::new(),
             hold_ids: Vec::new(),
+            reversed: HashMap::new(),
         },
         None => lock_and_read(client, batch, &users).await?,
     };
@@ -1080,7 +1220,8 @@ async fn attempt_batch(
             write_locked(client, &write, &rows, attempt.id).await?,
         ),
     };
-    let results = attempt.committing.take().expect("decided");
+    let mut results = attempt.committing.take().expect("decided");
+    name_refunds(&mut results, &drawn);
     // The accounts as committed: their new version, their lots with the seqs drawn.
     let mut accounts = before.accounts;
     for user in &touched {
@@ -1115,31 +1256,43 @@ async fn attempt_batch(
 }
 
 /// Round trip 1 of the locking path: begin, lock the batch's accounts in user order, read
-/// their lots, read its keys.
+/// their lots, open holds and keys, and the entries its refunds reverse.
 async fn lock_and_read<'b>(
     client: &Object,
     batch: &'b [Pending],
     users: &[&'b str],
 ) -> Result<Before<'b>, Failure> {
     let fail = |e: tokio_postgres::Error| classify(&e, client.is_closed(), false);
-    let (lock, lots_query, keys_query, holds_query) = tokio::try_join!(
+    let (lock, lots_query, keys_query, holds_query, reversed_query) = tokio::try_join!(
         client.prepare_cached(LOCK),
         client.prepare_cached(&LOTS),
         client.prepare_cached(KEYS),
         client.prepare_cached(holds::HOLDS),
+        client.prepare_cached(refunds::REVERSED),
     )
     .map_err(fail)?;
     let named: Vec<i64> = batch
         .iter()
         .filter_map(|p| match p.change {
-            Change::Capture { hold, .. } | Change::Void { hold } => Some(hold as i64),
+            Asked::Change(Change::Capture { hold, .. } | Change::Void { hold }) => {
+                Some(hold as i64)
+            }
             _ => None,
         })
         .collect();
     let new_holds = batch
         .iter()
-        .filter(|p| matches!(p.change, Change::Hold { .. }))
+        .filter(|p| matches!(p.change, Asked::Change(Change::Hold { .. })))
         .count() as i64;
+    let reversed: Vec<i64> = batch
+        .iter()
+        .filter_map(|p| match p.change {
+            Asked::Refund { entry, .. } => i64::try_from(entry).ok(),
+            _ => None,
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let keys: Vec<&str> = batch
         .iter()
         .filter_map(|p| p.keyed.as_ref())
@@ -1156,12 +1309,18 @@ async fn lock_and_read<'b>(
                 .iter()
                 .filter(|p| p.user == *user)
                 .map(|p| match p.change {
-                    Change::Charge { cost } => i64::try_from(cost).unwrap_or(i64::MAX),
-                    Change::Topup { amount, .. } => amount.min(0).saturating_neg(),
-                    Change::Hold { amount, .. } => i64::try_from(amount).unwrap_or(i64::MAX),
-                    // What goes back may go to any lot: read them all.
-                    Change::Capture { .. } | Change::Void { .. } => i64::MAX,
-                    Change::Entitle { .. } => 0,
+                    Asked::Change(Change::Charge { cost }) => {
+                        i64::try_from(cost).unwrap_or(i64::MAX)
+                    }
+                    Asked::Change(Change::Topup { amount, .. }) => amount.min(0).saturating_neg(),
+                    Asked::Change(Change::Hold { amount, .. }) => {
+                        i64::try_from(amount).unwrap_or(i64::MAX)
+                    }
+                    // What goes back may go to any lot, and a lot not read would be taken
+                    // for one emptied: read them all.
+                    Asked::Change(Change::Capture { .. } | Change::Void { .. })
+                    | Asked::Refund { .. } => i64::MAX,
+                    Asked::Change(Change::Entitle { .. }) => 0,
                 })
                 .fold(0i64, i64::saturating_add)
         })
@@ -1169,7 +1328,7 @@ async fn lock_and_read<'b>(
     let last = batch.iter().map(|p| p.time_ms).max().unwrap_or(0);
     let lots_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&users, &needs, &last];
     let holds_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&users, &named];
-    let (begun, locked, lots, stored_keys, open_holds, drawn) = tokio::join!(
+    let (begun, locked, lots, stored_keys, open_holds, drawn, reversed_rows) = tokio::join!(
         client.batch_execute("BEGIN"),
         client.query(&lock, &lock_params),
         client.query(&lots_query, &lots_params),
@@ -1189,14 +1348,28 @@ async fn lock_and_read<'b>(
                 }
             }
         },
+        async {
+            match reversed.is_empty() {
+                true => Ok(Vec::new()),
+                false => client.query(&reversed_query, &[&reversed]).await,
+            }
+        },
     );
-    let read = begun
-        .and(locked)
-        .and_then(|locked| Ok((locked, lots?, stored_keys?, open_holds?, drawn?)));
-    let (locked, lots, stored_keys, open_holds, drawn) = match read {
+    let read = begun.and(locked).and_then(|locked| {
+        Ok((
+            locked,
+            lots?,
+            stored_keys?,
+            open_holds?,
+            drawn?,
+            reversed_rows?,
+        ))
+    });
+    let (locked, lots, stored_keys, open_holds, drawn, reversed_rows) = match read {
         Ok(read) => read,
         Err(error) => return Err(rollback(client, fail(error)).await),
     };
+    let reversed = refunds::reversed_from(&reversed_rows);
     let mut before = Before {
         accounts: users.iter().map(|user| (*user, None)).collect(),
         existing: HashSet::new(),
@@ -1208,6 +1381,7 @@ async fn lock_and_read<'b>(
             .rev()
             .map(|row| row.get::<_, i64>(0) as u64)
             .collect(),
+        reversed: reversed.into_iter().collect(),
     };
     for row in &locked {
         let user: String = row.get(0);
@@ -1296,6 +1470,11 @@ async fn write_locked(
         .chain([&id as &(dyn tokio_postgres::types::ToSql + Sync)])
         .chain(rows.lot_params())
         .chain(rows.holds.params())
+        .chain([
+            &rows.refunds as &(dyn tokio_postgres::types::ToSql + Sync),
+            &rows.key_names,
+        ])
+        .chain(rows.entries.reopened_params())
         .collect();
     let (written, committed) =
         tokio::join!(client.query(write, &params), client.batch_execute("COMMIT"),);
@@ -1419,50 +1598,79 @@ fn decide<'b>(
             KeyUse::New => unreachable!("a stored key is never new"),
         };
     }
+    if let Some(keyed) = &pending.keyed
+        && matches!(pending.change, Asked::Refund { .. })
+            != matches!(keyed.reply, Reply::Refunded(_))
+    {
+        return Err(StoreError::Internal(
+            "a reply made for another change".into(),
+        ));
+    }
     let user = pending.user.as_str();
     let held = before.accounts.get(user).and_then(Option::as_ref);
     // Its open holds, and the one a capture or a void names if it is the user's, whatever
     // its state (the rules tell an ended hold from an unknown one).
     let mut holds = held.map_or_else(Vec::new, |held| held.holds.clone());
-    let change = match pending.change {
-        Change::Hold { amount, ttl_ms, .. } => Change::Hold {
-            amount,
-            ttl_ms,
-            id: Some(
-                before
-                    .hold_ids
-                    .pop()
-                    .ok_or_else(|| StoreError::Internal("a hold without a drawn id".into()))?,
-            ),
-        },
-        Change::Capture { hold: id, .. } | Change::Void { hold: id } => {
-            if !holds.iter().any(|hold| hold.id == id)
-                && let Some((owner, hold)) = before.named.get(&id)
-                && owner == user
-            {
-                holds.push(hold.clone());
-            }
-            pending.change
-        }
-        change => change,
-    };
-    // Lots opened here are numbered by their entry's row in the batch until the write
-    // draws their seq.
+    // Entries are numbered by their row in the batch until the write draws their seq: so
+    // are the lots they open, and a refund's reply names its entry so.
     let first_row = rows.entries.len() as u64 + 1;
-    let decision = rules::decide_lots(
-        user,
-        held.map(|held| (&held.view, &held.lots[..])),
-        &holds,
-        change,
-        welcome,
-        now,
-        PROVISIONAL + first_row,
-    )?;
+    let account = held.map(|held| (&held.view, &held.lots[..]));
+    let (change, decision) = match pending.change {
+        Asked::Refund {
+            entry,
+            named,
+            amount,
+        } => {
+            let reversed = match before.reversed.get(&entry) {
+                Some(Ok(reversed)) => reversed,
+                Some(Err(broken)) => return Err(StoreError::Internal(broken.clone())),
+                None => {
+                    let of = named.then(|| format!(" of user {user:?}"));
+                    return Err(StoreError::UnknownEntry(entry, of.unwrap_or_default()));
+                }
+            };
+            let named = named.then_some(user);
+            let decision = rules::decide_refund(named, account, &holds, reversed, amount, now)?;
+            (None, decision)
+        }
+        Asked::Change(change) => {
+            let change =
+                match change {
+                    Change::Hold { amount, ttl_ms, .. } => Change::Hold {
+                        amount,
+                        ttl_ms,
+                        id: Some(before.hold_ids.pop().ok_or_else(|| {
+                            StoreError::Internal("a hold without a drawn id".into())
+                        })?),
+                    },
+                    Change::Capture { hold: id, .. } | Change::Void { hold: id } => {
+                        if !holds.iter().any(|hold| hold.id == id)
+                            && let Some((owner, hold)) = before.named.get(&id)
+                            && owner == user
+                        {
+                            holds.push(hold.clone());
+                        }
+                        change
+                    }
+                    change => change,
+                };
+            let decision = rules::decide_lots(
+                user,
+                account,
+                &holds,
+                change,
+                welcome,
+                now,
+                PROVISIONAL + first_row,
+            )?;
+            (Some(change), decision)
+        }
+    };
     let version = held.map_or(0, |held| held.version);
     let complete = held.is_none_or(|held| held.complete);
     let after = decision.after;
     let welcome = decision.welcome();
-    let hold = decision.hold(change);
+    let hold = change.and_then(|change| decision.hold(change));
     // The holds the change opened or ended, each with the row of the entry that did it.
     let mut open: Vec<Hold> = holds
         .into_iter()
@@ -1489,6 +1697,30 @@ fn decide<'b>(
             }
         }
     }
+    // A refund: what it did, its entry (the last) named by its row until the write, and
+    // what the batch has refunded of the entry so far, for the batch's next refund of it.
+    let refunded = match pending.change {
+        Asked::Refund { entry, .. } => {
+            let posting = decision.postings.last().expect("a refund posts its entry");
+            let row = first_row + decision.postings.len() as u64 - 1;
+            let refunded = posting.refunded.unwrap_or(0);
+            let Some(Ok(reversed)) = before.reversed.get_mut(&entry) else {
+                unreachable!("decided on it above");
+            };
+            let left = reversed.spent - reversed.refunded - refunded;
+            reversed.refunded += refunded;
+            rows.refunds.push(row as i64);
+            Some(Refunded {
+                balance: after.balance,
+                refund: PROVISIONAL + row,
+                reverses: entry,
+                refunded,
+                returned: posting.entry.delta.unsigned_abs(),
+                left,
+            })
+        }
+        Asked::Change(_) => None,
+    };
     let entries: Vec<RecordedEntry> = decision
         .postings
         .into_iter()
@@ -1499,7 +1731,7 @@ fn decide<'b>(
         false => Some(super::array_literal(&pending.memes)),
     };
     let (tier, until) = match pending.change {
-        Change::Entitle { tier, until } => (Some(tier), until),
+        Asked::Change(Change::Entitle { tier, until }) => (Some(tier), until),
         _ => (None, None),
     };
     rows.entries.push_request(
@@ -1515,13 +1747,20 @@ fn decide<'b>(
         },
     );
     if let Some(keyed) = &pending.keyed {
-        let reply = (keyed.reply)(Changed {
-            balance: after.balance,
-            welcome,
-            hold,
-        });
+        let reply = match (&keyed.reply, refunded) {
+            (Reply::Refunded(reply), Some(refunded)) => reply(refunded),
+            (Reply::Changed(reply), _) => reply(Changed {
+                balance: after.balance,
+                welcome,
+                hold,
+            }),
+            (Reply::Refunded(_), None) => unreachable!("checked above"),
+        };
+        // A refund's reply names its entry by its provisional seq, which the write replaces.
+        let names = refunded.map(|refunded| (refunded.refund - PROVISIONAL) as i64);
         rows.keys
             .push(&keyed.key, &keyed.fingerprint, reply.as_str());
+        rows.key_names.push(names);
         before
             .known_keys
             .insert(keyed.key.clone(), (keyed.fingerprint.clone(), reply));
@@ -1537,5 +1776,8 @@ fn decide<'b>(
         }),
     );
     touched.push(user);
-    Ok(Applied::Account(after, welcome, hold))
+    Ok(match refunded {
+        Some(refunded) => Applied::Refunded(refunded),
+        None => Applied::Account(after, welcome, hold),
+    })
 }

@@ -28,11 +28,16 @@ pub struct EntryColumns {
     at: Vec<Option<i64>>,
     hold: Vec<Option<i64>>,
     captured: Vec<Option<i64>>,
+    reverses: Vec<Option<i64>>,
+    refunded: Vec<Option<i64>>,
     /// `lot_takes` rows: the entry's row number, the take's place in its `from`, lot, tokens.
     take_row: Vec<i64>,
     take_ord: Vec<i32>,
     take_lot: Vec<i64>,
     take_tokens: Vec<i64>,
+    /// `reopened_lots` rows: the refund entry's row number, and the lot as it was.
+    reopened_row: Vec<i64>,
+    reopened: LotColumns,
 }
 
 /// What a request's own entry carries beyond its amounts. A request that opens an account
@@ -88,12 +93,20 @@ impl EntryColumns {
         self.hold.push(entry.hold.map(|id| id as i64));
         self.captured
             .push(entry.captured.map(|tokens| tokens as i64));
+        self.reverses.push(entry.reverses.map(|seq| seq as i64));
+        self.refunded
+            .push(entry.refunded.map(|tokens| tokens as i64));
         let row = self.user.len() as i64;
         for (ord, take) in entry.from.iter().enumerate() {
             self.take_row.push(row);
             self.take_ord.push(ord as i32 + 1);
             self.take_lot.push(take.lot as i64);
             self.take_tokens.push(take.tokens as i64);
+        }
+        for lot in &entry.reopened {
+            self.reopened_row.push(row);
+            // The lots columns' user stands unused: a re-opened lot is its refund's user's.
+            self.reopened.push(user, lot);
         }
     }
 
@@ -106,9 +119,9 @@ impl EntryColumns {
         self.user.len()
     }
 
-    /// The lot and hold columns as statement parameters: lot_expires_ms, lot_priority,
-    /// lot_kind, at_ms, hold_id, captured.
-    pub fn lot_params(&self) -> [&(dyn ToSql + Sync); 6] {
+    /// The lot, hold and refund columns as statement parameters: lot_expires_ms,
+    /// lot_priority, lot_kind, at_ms, hold_id, captured, reverses, refunded.
+    pub fn lot_params(&self) -> [&(dyn ToSql + Sync); 8] {
         [
             &self.lot_expires,
             &self.lot_priority,
@@ -116,7 +129,29 @@ impl EntryColumns {
             &self.at,
             &self.hold,
             &self.captured,
+            &self.reverses,
+            &self.refunded,
         ]
+    }
+
+    /// The `reopened_lots` rows as statement parameters: the refund's row number (1-based),
+    /// then lot id, amount, effective_ms, expires_ms, priority, kind.
+    pub fn reopened_params(&self) -> [&(dyn ToSql + Sync); 7] {
+        let [_, id, amount, _, effective, expires, priority, kind] = self.reopened.params();
+        [
+            &self.reopened_row,
+            id,
+            amount,
+            effective,
+            expires,
+            priority,
+            kind,
+        ]
+    }
+
+    /// Whether any refund re-opened a lot.
+    pub fn reopens(&self) -> bool {
+        !self.reopened_row.is_empty()
     }
 
     /// The `lot_takes` rows as statement parameters: entry row number (1-based), ord, lot,
@@ -256,4 +291,18 @@ pub fn takes_from(lots: Option<Vec<i64>>, tokens: Option<Vec<i64>>) -> Vec<LotTa
             tokens: tokens as u64,
         })
         .collect()
+}
+
+/// A lot whose id is known, the rest of it from columns amount, effective_ms, expires_ms,
+/// priority, kind from `first` on (a part's or a re-opened lot's), holding nothing yet.
+pub fn lot_from_at(row: &tokio_postgres::Row, id: u64, first: usize) -> Lot {
+    Lot {
+        id,
+        amount: row.get::<_, i64>(first) as u64,
+        remaining: 0,
+        effective_at: row.get(first + 1),
+        expires_at: row.get(first + 2),
+        priority: row.get::<_, i16>(first + 3).clamp(0, 100) as u8,
+        kind: lot_kind_from(row.get(first + 4)),
+    }
 }

@@ -20,15 +20,15 @@ use std::borrow::Cow;
 use std::io::Write;
 
 /// Every entry in `seq` order: first the columns of the audit's replay ([`ReplayRow`]), then
-/// what a request's own entry carries.
-const ENTRIES: &str = "
-SELECT e.user_id, e.seq, e.time_ms, e.kind, e.delta, e.balance,
-       e.lot_kind, e.lot_expires_ms, e.lot_priority, e.at_ms,
-       (SELECT array_agg(lot ORDER BY ord) FROM lot_takes AS t WHERE t.seq = e.seq),
-       (SELECT array_agg(tokens ORDER BY ord) FROM lot_takes AS t WHERE t.seq = e.seq),
-       e.hold_id, e.captured, e.key, e.reason, e.memes, e.tier, e.until_ms, k.fingerprint, k.reply
-FROM entries AS e LEFT JOIN idempotency_keys AS k ON k.key = e.key
-ORDER BY e.seq";
+/// what a request's own entry carries (from [`audit::REPLAY_COLUMNS`] on).
+static ENTRIES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {}, e.key, e.reason, e.memes, e.tier, e.until_ms, k.fingerprint, k.reply
+         FROM entries AS e LEFT JOIN idempotency_keys AS k ON k.key = e.key
+         ORDER BY e.seq",
+        audit::replay_columns()
+    )
+});
 
 /// A transaction being gathered, owned.
 struct Request {
@@ -101,7 +101,7 @@ pub async fn export(store: &PgStore, out: &mut dyn Write) -> Result<Counts, Stri
         ));
     }
     let mut dump = Writer::start(out, None).map_err(|e| format!("writing the export: {e}"))?;
-    let mut rows = Chunked::new(&transaction, ENTRIES)
+    let mut rows = Chunked::new(&transaction, &ENTRIES)
         .await
         .map_err(db("reading the entries"))?;
     let mut pending: Option<Request> = None;
@@ -133,14 +133,17 @@ pub async fn export(store: &PgStore, out: &mut dyn Write) -> Result<Counts, Stri
             // A request's own entry follows.
             continue;
         }
-        request.key = row.get(14);
-        request.reason = row.get(15);
-        request.memes = row.get::<_, Option<Vec<String>>>(16).unwrap_or_default();
-        request.tier = row.get::<_, Option<&str>>(17).map(tier_from);
-        request.until = row.get(18);
-        request.fp = row.get(19);
+        let own = audit::REPLAY_COLUMNS;
+        request.key = row.get(own);
+        request.reason = row.get(own + 1);
+        request.memes = row
+            .get::<_, Option<Vec<String>>>(own + 2)
+            .unwrap_or_default();
+        request.tier = row.get::<_, Option<&str>>(own + 3).map(tier_from);
+        request.until = row.get(own + 4);
+        request.fp = row.get(own + 5);
         request.reply = row
-            .get::<_, Option<String>>(20)
+            .get::<_, Option<String>>(own + 6)
             .map(RawValue::from_string)
             .transpose()
             .map_err(|e| format!("seq {seq}: a stored reply that is not JSON: {e}"))?;

@@ -136,9 +136,12 @@ impl HoldColumns {
         self.id.is_empty() && self.end_id.is_empty()
     }
 
+    /// How many parameters [`HoldColumns::params`] gives.
+    pub const PARAMS: usize = 22;
+
     /// The columns as statement parameters, in the order [`write`] numbers them: nine of holds
     /// opened, nine of their parts, four of holds ended.
-    pub fn params(&self) -> [&(dyn ToSql + Sync); 22] {
+    pub fn params(&self) -> [&(dyn ToSql + Sync); Self::PARAMS] {
         [
             &self.id,
             &self.user,

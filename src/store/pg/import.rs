@@ -14,7 +14,9 @@
 //! no lots (a version 1 dump, or lines written before lots) leave the balance as one
 //! carried-over lot. What each entry did to lots is kept with it (`lot_*`, `at_ms`,
 //! `lot_takes`), so history reads the same. Holds likewise: each is what its entries leave it
-//! (open, or ended once), with the parts it took, and keeps its id.
+//! (open, or ended once), with the parts it took, and keeps its id. A refund keeps what it
+//! reverses and refunded, and the lots it re-opened (`reopened_lots`); the audit before
+//! COMMIT checks each against its charge.
 
 use super::columns::{EntryColumns, Extras, KeyColumns, LotColumns};
 use super::holds::{self, HoldColumns};
@@ -38,21 +40,30 @@ pub struct Imported {
 const CHUNK: usize = 10_000;
 
 const ENTRIES: &str = "INSERT INTO entries (seq, time_ms, user_id, kind, delta, balance, key, reason, memes, tier, until_ms,
-                         lot_expires_ms, lot_priority, lot_kind, at_ms, hold_id, captured)
+                         lot_expires_ms, lot_priority, lot_kind, at_ms, hold_id, captured,
+                         reverses, refunded)
     SELECT s, t, u, k, d, b, key, r,
            coalesce(m::text[], '{}'),
-           tier, until, le, lp, lk, at, h, c
+           tier, until, le, lp, lk, at, h, c, rv, rf
     FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
                 $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[],
                 $12::bigint[], $13::smallint[], $14::text[], $15::bigint[], $16::bigint[],
-                $17::bigint[])
-         AS x (s, t, u, k, d, b, key, r, m, tier, until, le, lp, lk, at, h, c)";
+                $17::bigint[], $18::bigint[], $19::bigint[])
+         AS x (s, t, u, k, d, b, key, r, m, tier, until, le, lp, lk, at, h, c, rv, rf)";
 /// `lot_takes` rows: the entry's row number in the chunk ($1) names its seq among the
 /// chunk's ($5).
 const TAKES: &str = "INSERT INTO lot_takes (seq, ord, lot, tokens)
     SELECT s.seq, y.o, y.l, y.k
     FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[]) AS y (n, o, l, k)
     JOIN unnest($5::bigint[]) WITH ORDINALITY AS s (seq, n) ON s.n = y.n";
+/// `reopened_lots` rows: the refund's row number in the chunk ($1) names its seq among the
+/// chunk's ($8).
+const REOPENED: &str =
+    "INSERT INTO reopened_lots (seq, lot, amount, effective_ms, expires_ms, priority, kind)
+    SELECT s.seq, y.l, y.a, y.ef, y.ex, y.pr, y.k
+    FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
+                $6::smallint[], $7::text[]) AS y (n, l, a, ef, ex, pr, k)
+    JOIN unnest($8::bigint[]) WITH ORDINALITY AS s (seq, n) ON s.n = y.n";
 const LOTS: &str =
     "INSERT INTO lots (user_id, id, amount, remaining, effective_ms, expires_ms, priority, kind)
     SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
@@ -111,6 +122,11 @@ impl Buffer {
                 let mut takes: Vec<_> = self.entries.take_params().into_iter().collect();
                 takes.push(&self.seq);
                 tx.execute(TAKES, &takes).await.map_err(db)?;
+            }
+            if self.entries.reopens() {
+                let mut reopened: Vec<_> = self.entries.reopened_params().into_iter().collect();
+                reopened.push(&self.seq);
+                tx.execute(REOPENED, &reopened).await.map_err(db)?;
             }
         }
         if !self.keys.is_empty() {
@@ -191,7 +207,8 @@ pub async fn import(
             ));
         }
         tx.batch_execute(
-            "TRUNCATE idempotency_keys, lot_takes, lots, hold_parts, holds, entries, accounts",
+            "TRUNCATE idempotency_keys, lot_takes, reopened_lots, lots, hold_parts, holds, entries,
+                      accounts",
         )
         .await
         .map_err(db("emptying the database"))?;
@@ -211,12 +228,6 @@ pub async fn import(
         });
         for (i, entry) in record.entries.iter().enumerate() {
             let seq = record.seq + i as u64;
-            if entry.reverses.is_some() {
-                return Err(format!(
-                    "seq {seq} (user {:?}): a refund entry: refunds are not kept on PostgreSQL yet",
-                    record.user
-                ));
-            }
             let changed = rules::replay_lots(
                 &mut account.lots,
                 &mut account.open,
@@ -312,7 +323,8 @@ pub async fn import(
     // of every account per batch) until autovacuum gets round to these tables.
     client
         .batch_execute(
-            "ANALYZE accounts, entries, idempotency_keys, lots, lot_takes, holds, hold_parts",
+            "ANALYZE accounts, entries, idempotency_keys, lots, lot_takes, holds, hold_parts,
+                     reopened_lots",
         )
         .await
         .map_err(db("analyzing the imported tables"))?;

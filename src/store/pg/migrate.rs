@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0005_lots_read_in_part",
         include_str!("migrations/0005_lots_read_in_part.sql"),
     ),
+    (
+        6,
+        "0006_refunds",
+        include_str!("migrations/0006_refunds.sql"),
+    ),
 ];
 
 /// The key of the advisory lock held while migrating ("memes" in ASCII).

@@ -24,6 +24,8 @@
 //! - [`standby`]: `balance` and `history` from a standby while no primary can be reached,
 //!   saying how fresh they are.
 //! - [`batch`]: group commit: lock in user order, decide, write with few round trips.
+//! - `holds`, `refunds`: the rows holds and refunds keep, read and written for the batch,
+//!   the audit and the export.
 //! - [`audit`]: the ledger's invariants, checked by SQL over the whole database.
 //! - [`export`]: the database's ledger written as a [dump](crate::store::dump) (`memesd
 //!   export --store`).
@@ -39,6 +41,7 @@ mod holds;
 pub mod import;
 pub mod migrate;
 pub mod primary;
+mod refunds;
 pub mod standby;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
@@ -49,10 +52,11 @@ use crate::domain::{
 };
 use crate::store::rules::{self, Change, KeyUse};
 use crate::store::{
-    Changed, ChargeRequest, Commit, EndHold, HoldChange, HoldEnd, Idempotency, Outcome, StoreError,
-    StoreHealth, StoreStats, StoredReply, TokenStore, TopupChange, Unreachable,
+    Changed, ChargeRequest, Commit, EndHold, HoldChange, HoldEnd, Idempotency, Outcome,
+    RefundChange, Refunded, StoreError, StoreHealth, StoreStats, StoredReply, TokenStore,
+    TopupChange, Unreachable,
 };
-use batch::{Applied, Pending};
+use batch::{Applied, Asked, OwnedKey, Pending, Reply};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -507,17 +511,32 @@ impl PgStore {
         reason: Option<&str>,
         keyed: Option<crate::store::Keyed<'_>>,
     ) -> Result<Applied, StoreError> {
+        let keyed = keyed.map(|k| OwnedKey {
+            key: k.idem.key.to_string(),
+            fingerprint: k.idem.fingerprint.to_string(),
+            reply: Reply::Changed(k.reply),
+        });
+        self.submit(user, Asked::Change(change), memes, reason, keyed)
+            .await
+    }
+
+    /// Hands what a change asks to the batch writer and waits until it is committed (or
+    /// refused).
+    async fn submit(
+        &self,
+        user: &str,
+        change: Asked,
+        memes: &[&str],
+        reason: Option<&str>,
+        keyed: Option<OwnedKey>,
+    ) -> Result<Applied, StoreError> {
         let (done, answer) = oneshot::channel();
         let pending = Pending {
             user: user.to_string(),
             change,
             memes: memes.iter().map(|m| m.to_string()).collect(),
             reason: reason.map(str::to_string),
-            keyed: keyed.map(|k| batch::OwnedKey {
-                key: k.idem.key.to_string(),
-                fingerprint: k.idem.fingerprint.to_string(),
-                reply: k.reply,
-            }),
+            keyed,
             time_ms: self.config.clock.now(),
             asked: Instant::now(),
             done,
@@ -755,6 +774,7 @@ pub fn kind_from(text: &str) -> Result<EntryKind, String> {
         "capture" => EntryKind::Capture,
         "void" => EntryKind::Void,
         "release" => EntryKind::Release,
+        "refund" => EntryKind::Refund,
         other => return Err(format!("unknown entry kind {other:?}")),
     })
 }
@@ -812,6 +832,19 @@ async fn account_row(
     Ok(client.query(&statement, &[&user]).await?)
 }
 
+/// The query of [`past_rows`].
+static PAST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {}, CASE WHEN e.kind = 'entitle' THEN e.tier END, e.until_ms
+         FROM entries AS e
+         WHERE e.user_id = $1
+           AND e.seq < coalesce((SELECT min(seq) FROM entries
+                                 WHERE user_id = $1 AND time_ms > $2), 9223372036854775807)
+         ORDER BY e.seq",
+        audit::replay_columns()
+    )
+});
+
 /// A user's entries in the ledger's order up to the first made after `at` (what
 /// [`rules::account_at`] replays), in the columns of the audit's replay
 /// ([`audit::ReplayRow`]), then the tier and its end an `entitle` entry set.
@@ -820,20 +853,7 @@ async fn past_rows(
     user: &str,
     at: i64,
 ) -> Result<Vec<tokio_postgres::Row>, ReadError> {
-    let statement = client
-        .prepare_cached(
-            "SELECT e.user_id, e.seq, e.time_ms, e.kind, e.delta, e.balance,
-                    e.lot_kind, e.lot_expires_ms, e.lot_priority, e.at_ms,
-                    (SELECT array_agg(lot ORDER BY ord) FROM lot_takes AS t WHERE t.seq = e.seq),
-                    (SELECT array_agg(tokens ORDER BY ord) FROM lot_takes AS t WHERE t.seq = e.seq),
-                    e.hold_id, e.captured, CASE WHEN e.kind = 'entitle' THEN e.tier END, e.until_ms
-             FROM entries AS e
-             WHERE e.user_id = $1
-               AND e.seq < coalesce((SELECT min(seq) FROM entries
-                                     WHERE user_id = $1 AND time_ms > $2), 9223372036854775807)
-             ORDER BY e.seq",
-        )
-        .await?;
+    let statement = client.prepare_cached(&PAST).await?;
     Ok(client.query(&statement, &[&user, &at]).await?)
 }
 
@@ -891,7 +911,7 @@ impl TokenStore for PgStore {
         let applied = self
             .change(request.user, change, request.memes, None, request.keyed)
             .await?;
-        let outcome = applied.into_outcome().map(|changed| changed.balance);
+        let outcome = applied.into_outcome()?.map(|changed| changed.balance);
         Ok((outcome, Commit::done()))
     }
 
@@ -911,7 +931,7 @@ impl TokenStore for PgStore {
                 change.keyed,
             )
             .await?;
-        Ok((applied.into_outcome(), Commit::done()))
+        Ok((applied.into_outcome()?, Commit::done()))
     }
 
     async fn replay(
@@ -961,7 +981,7 @@ impl TokenStore for PgStore {
         let applied = self
             .change(change.user, hold, &[], None, change.keyed)
             .await?;
-        Ok((applied.into_outcome(), Commit::done()))
+        Ok((applied.into_outcome()?, Commit::done()))
     }
 
     async fn end_hold(
@@ -999,7 +1019,50 @@ impl TokenStore for PgStore {
         let applied = self
             .change(&owner, end, change.memes, None, change.keyed)
             .await?;
-        Ok((applied.into_outcome(), Commit::done()))
+        Ok((applied.into_outcome()?, Commit::done()))
+    }
+
+    /// Decided by the batch writer under the account's row lock, on the entry, its lots and
+    /// the refunds of it read after that lock was granted: refunds of one charge through
+    /// any number of hosts never give back more than it spent.
+    async fn refund(
+        &self,
+        change: RefundChange<'_>,
+    ) -> Result<(Outcome<Refunded>, Commit), StoreError> {
+        if let Some(keyed) = &change.keyed
+            && let Some((reply, commit)) = self.replay(keyed.idem).await?
+        {
+            return Ok((Outcome::Replayed(reply), commit));
+        }
+        let entry = change.entry;
+        // The account to lock is the entry's owner: the one named (the batch refuses an entry
+        // that is not theirs), or else whoever it is.
+        let owner = match change.user {
+            Some(user) => user.to_string(),
+            None => self
+                .read("finding an entry's owner", |client| async move {
+                    let statement = client
+                        .prepare_cached("SELECT user_id FROM entries WHERE seq = $1")
+                        .await?;
+                    let seq = i64::try_from(entry).unwrap_or(-1);
+                    let row = client.query_opt(&statement, &[&seq]).await?;
+                    Ok(row.map(|row| row.get::<_, String>(0)))
+                })
+                .await?
+                .ok_or_else(|| StoreError::UnknownEntry(entry, String::new()))?,
+        };
+        let asked = Asked::Refund {
+            entry,
+            named: change.user.is_some(),
+            amount: change.amount,
+        };
+        let keyed = change.keyed.map(|k| OwnedKey {
+            key: k.idem.key.to_string(),
+            fingerprint: k.idem.fingerprint.to_string(),
+            reply: Reply::Refunded(k.reply),
+        });
+        let applied = self.submit(&owner, asked, &[], None, keyed).await?;
+        Ok((applied.into_refunded()?, Commit::done()))
     }
 
     async fn account(&self, user: &str) -> Result<(AccountView, Commit), StoreError> {
@@ -1055,9 +1118,10 @@ impl TokenStore for PgStore {
         let read = rows
             .iter()
             .map(|row| {
+                let at = audit::REPLAY_COLUMNS;
                 let entitled = row
-                    .get::<_, Option<&str>>(14)
-                    .map(|tier| (tier_from(tier), row.get::<_, Option<i64>>(15)));
+                    .get::<_, Option<&str>>(at)
+                    .map(|tier| (tier_from(tier), row.get::<_, Option<i64>>(at + 1)));
                 audit::ReplayRow::read(row).map(|read| (read, entitled))
             })
             .collect::<Result<Vec<_>, String>>()
@@ -1088,8 +1152,8 @@ impl TokenStore for PgStore {
         };
         match self.change(user, change, &[], None, None).await? {
             Applied::Account(account, ..) => Ok((account, Commit::done())),
-            Applied::Replayed(_) => Err(StoreError::Internal(
-                "an entitlement was replayed without a key".into(),
+            Applied::Replayed(_) | Applied::Refunded(_) => Err(StoreError::Internal(
+                "an entitlement was answered as another change".into(),
             )),
         }
     }
@@ -1122,7 +1186,7 @@ impl TokenStore for PgStore {
                                 tier, until_ms, lot_kind IS NOT NULL,
                                 (SELECT array_agg(lot ORDER BY ord) FROM lot_takes AS t WHERE t.seq = e.seq),
                                 (SELECT array_agg(tokens ORDER BY ord) FROM lot_takes AS t WHERE t.seq = e.seq),
-                                hold_id
+                                hold_id, reverses, refunded
                          FROM entries AS e WHERE user_id = $1 AND seq < $2
                          ORDER BY seq DESC LIMIT $3",
                     )
@@ -1173,8 +1237,8 @@ impl TokenStore for PgStore {
                 lot: row.get::<_, bool>(10).then_some(seq),
                 from,
                 hold: row.get::<_, Option<i64>>(13).map(|id| id as u64),
-                reverses: None,
-                refunded: None,
+                reverses: row.get::<_, Option<i64>>(14).map(|seq| seq as u64),
+                refunded: row.get::<_, Option<i64>>(15).map(|tokens| tokens as u64),
             });
         }
         newest_first.reverse();
