@@ -410,3 +410,71 @@ fn holds_ended_twice_at_once_through_other_hosts_end_once_and_charges_never_take
     }
     audit_passes(&hosts[1]);
 }
+
+/// Refunds of one charge through three hosts at the same moment: each host decides on the
+/// refunds of it read under the account's row lock, so together they never give back more
+/// than it spent, and the balance and the audit agree.
+#[test]
+fn one_charge_refunded_at_once_through_three_hosts_gives_back_at_most_what_it_spent() {
+    const ROUNDS: usize = 10;
+    const REFUNDERS: usize = 6;
+    let cluster = Hosts::start(3, &[]);
+    let hosts = &cluster.hosts;
+    hosts[0].memes_json(&["topup", "--user", "refunded", "--amount", "100"]);
+    let mut charges = Vec::new();
+    let (mut spent, mut refunded) = (0, 0);
+    for round in 0..ROUNDS {
+        let mut buyer = hosts[round % 3].connect();
+        let get = json!({"op": "get", "user": "refunded", "count": 3});
+        let got = ask(&mut buyer, &get).expect("a reply");
+        assert_eq!(got["ok"], true, "{got}");
+        let cost = got["data"]["charged"].as_u64().unwrap();
+        spent += cost;
+        let newest = hosts[0].memes_json(&["history", "--user", "refunded", "--limit", "1"]);
+        assert_eq!(newest[0]["kind"], "charge", "{newest}");
+        let charge = newest[0]["seq"].as_u64().unwrap();
+        // Two tokens each, all at once, through every host: more than the charge altogether.
+        let start = Barrier::new(REFUNDERS);
+        let replies: Vec<Value> = std::thread::scope(|scope| {
+            let refunders: Vec<_> = (0..REFUNDERS)
+                .map(|i| {
+                    let (host, start) = (&hosts[i % 3], &start);
+                    scope.spawn(move || {
+                        let mut conn = host.connect();
+                        let refund = json!({"op": "refund", "entry": charge, "amount": 2});
+                        start.wait();
+                        ask(&mut conn, &refund).expect("a reply")
+                    })
+                })
+                .collect();
+            refunders.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let mut given = 0;
+        for reply in &replies {
+            match reply["ok"].as_bool() {
+                Some(true) => given += reply["data"]["refunded"].as_u64().unwrap(),
+                _ => assert_eq!(reply["error"]["code"], "invalid_argument", "{reply}"),
+            }
+        }
+        // As serial execution would: two at a time while two are left, the rest refused.
+        let fitted = (cost / 2 * 2).min(2 * REFUNDERS as u64);
+        assert_eq!(given, fitted, "a charge of {cost}: {replies:?}");
+        refunded += given;
+        charges.push((charge, cost - given));
+    }
+    for host in hosts {
+        assert_eq!(host.balance("refunded"), Some(250 - spent + refunded));
+    }
+    // What is left of each charge, refunded through another host: each charge in full.
+    for (i, (charge, left)) in charges.into_iter().enumerate() {
+        let rest = hosts[i % 3].memes(&["refund", "--entry", &charge.to_string()]);
+        match left {
+            0 => assert_eq!(rest.code, 2, "{}", rest.stderr),
+            _ => assert_eq!(rest.code, 0, "{}", rest.stderr),
+        }
+    }
+    for host in hosts {
+        assert_eq!(host.balance("refunded"), Some(250));
+    }
+    audit_passes(&hosts[2]);
+}

@@ -1,10 +1,11 @@
 //! Refunds (issue 26): `memes refund` through the real binaries, on the socket (NDJSON and
 //! the CLI) and over HTTP: (part of) a charge goes back to the lots it came from, never more
 //! than is left of it; idempotent keys; refusals that change nothing; the entry in history;
-//! the audit, a restart after SIGTERM and kill -9, and the offline audit of an export.
-//! Refunds are kept on the file store only for now: PostgreSQL refuses them (the last test).
+//! the audit, a restart after SIGTERM and kill -9, and the offline audit of an export (which,
+//! from PostgreSQL, also imports into a fresh database). On the store `MEMES_TEST_STORE`
+//! names; the last test moves a file ledger with refunds to PostgreSQL, whatever it says.
 
-use crate::harness::{Daemon, assert_error};
+use crate::harness::{Daemon, TestDatabase, assert_error};
 use crate::http::{AdminKey, Api};
 use serde_json::{Value, json};
 
@@ -48,9 +49,55 @@ fn audit_passes(daemon: &Daemon) {
     assert_eq!(audit["ok"], true, "{audit}");
 }
 
+fn memesd(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_memesd"))
+        .args(args)
+        .env_remove("MEMES_STORE")
+        .env_remove("MEMES_DATA_DIR")
+        .output()
+        .expect("run memesd")
+}
+
+/// Exports the daemon's ledger to a file in its directory: a file ledger once the daemon
+/// has stopped, PostgreSQL's from a snapshot while it serves. The path and the stream.
+fn export(daemon: &mut Daemon) -> (std::path::PathBuf, String) {
+    let export = daemon.dir.path().join("ledger.ndjson");
+    let out = export.to_str().unwrap().to_string();
+    let exported = match &daemon.database {
+        Some(database) => memesd(&["export", "--store", &database.url, "--out", &out]),
+        None => {
+            let stopped = daemon.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
+            assert_eq!(stopped.code(), Some(0));
+            let data_dir = daemon.data_dir.to_str().unwrap().to_string();
+            memesd(&["export", "--data-dir", &data_dir, "--out", &out])
+        }
+    };
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    let stream = std::fs::read_to_string(&export).unwrap();
+    (export, stream)
+}
+
+/// Imports an export into a fresh PostgreSQL database: the import's own audit, run before
+/// it commits, checks every refund against its charge.
+fn import(export: &std::path::Path) -> (TestDatabase, std::process::Output) {
+    let fresh = TestDatabase::create();
+    let imported = memesd(&[
+        "import",
+        "--store",
+        &fresh.url,
+        "--in",
+        export.to_str().unwrap(),
+    ]);
+    (fresh, imported)
+}
+
 #[test]
 fn a_refund_gives_back_to_the_lots_the_charge_took_from_never_more_than_is_left() {
-    let mut daemon = Daemon::start_file();
+    let mut daemon = Daemon::start();
     // Lot 1 the welcome grant (150, priority 50); lot 2 a top-up of 3 at priority 10, spent
     // first.
     daemon.memes(&["topup", "--user", "r1", "--amount", "3", "--priority", "10"]);
@@ -124,6 +171,9 @@ fn a_refund_gives_back_to_the_lots_the_charge_took_from_never_more_than_is_left(
     let again = daemon.memes_json(&keyed);
     assert_eq!(again["replayed"], true, "{again}");
     assert_eq!(again["refund"], first["refund"]);
+    // The reply, first and replayed, names the refund's own entry.
+    let (written, _) = last_entry(&daemon, "r1");
+    assert_eq!(first["refund"], json!(written), "{first}");
     let conflict = daemon.memes(&["refund", "--entry", &entry, "--amount", "2", "--key", "rk1"]);
     assert_eq!(conflict.code, 7, "{}", conflict.stderr);
     assert_eq!(daemon.balance("r1"), Some(after_charge + 2));
@@ -178,26 +228,15 @@ fn a_refund_gives_back_to_the_lots_the_charge_took_from_never_more_than_is_left(
     audit_passes(&daemon);
 
     // The export (version 5) passes the offline audit, which checks every refund against
-    // its charge.
-    let stopped = daemon.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
-    assert_eq!(stopped.code(), Some(0));
-    let export = daemon.dir.path().join("ledger.ndjson");
-    let exported = std::process::Command::new(env!("CARGO_BIN_EXE_memesd"))
-        .args(["export", "--data-dir"])
-        .arg(&daemon.data_dir)
-        .arg("--out")
-        .arg(&export)
-        .env_remove("MEMES_STORE")
-        .env_remove("MEMES_DATA_DIR")
-        .output()
-        .expect("run memesd export");
-    assert!(
-        exported.status.success(),
-        "{}",
-        String::from_utf8_lossy(&exported.stderr)
-    );
-    let stream = std::fs::read_to_string(&export).unwrap();
+    // its charge; from PostgreSQL, it imports into a fresh database too.
+    let (export, stream) = export(&mut daemon);
     assert!(stream.contains(r#""kind":"refund""#), "{stream}");
+    if daemon.database.is_some() {
+        let (_fresh, imported) = import(&export);
+        let said = String::from_utf8_lossy(&imported.stderr);
+        assert!(imported.status.success(), "{said}");
+        assert!(said.contains("audit passed"), "{said}");
+    }
     let audit = crate::harness::run_memes(
         None,
         &["--json", "audit", "--export", export.to_str().unwrap()],
@@ -221,12 +260,17 @@ fn a_refund_gives_back_to_the_lots_the_charge_took_from_never_more_than_is_left(
         &[],
     );
     assert_eq!(audit.code, 1, "{}{}", audit.stdout, audit.stderr);
+    let (_fresh, imported) = import(&forged_path);
+    assert!(
+        !imported.status.success(),
+        "a forged refund is not imported"
+    );
 }
 
 #[test]
 fn refunds_over_the_socket_and_http_answer_their_statuses() {
     let admin = AdminKey::new("ops");
-    let daemon = Daemon::start_file_with(&["--http", "127.0.0.1:0", "--admin-keys", admin.path()]);
+    let daemon = Daemon::start_with(&["--http", "127.0.0.1:0", "--admin-keys", admin.path()]);
     let api = Api::new(&daemon);
     let mut conn = daemon.connect();
     conn.request(r#"{"op":"get","user":"r2","count":4}"#);
@@ -288,20 +332,58 @@ fn refunds_over_the_socket_and_http_answer_their_statuses() {
     audit_passes(&daemon);
 }
 
+/// A file ledger whose refunds re-opened a lot moves to PostgreSQL (export, import): history
+/// and lots read the same, and the refunds go on there from what was refunded before.
 #[test]
-fn postgresql_refuses_refunds_for_now_and_changes_nothing() {
-    if crate::harness::test_store() != crate::harness::TestStore::Postgres {
-        return;
-    }
-    let daemon = Daemon::start();
-    daemon.memes(&["get", "--user", "r3"]);
-    let (charge, _) = last_entry(&daemon, "r3");
-    let refused = daemon.memes(&["refund", "--entry", &charge.to_string()]);
-    assert_eq!(refused.code, 2, "{}", refused.stderr);
-    assert!(
-        refused.stderr.contains("refunds are not kept"),
-        "{}",
-        refused.stderr
+fn a_file_ledger_with_refunds_moves_to_postgresql_and_its_refunds_go_on_there() {
+    let mut daemon = Daemon::start_file();
+    // Lot 2: 3 tokens at priority 10, spent first; the charge empties it.
+    daemon.memes(&["topup", "--user", "m1", "--amount", "3", "--priority", "10"]);
+    let got = daemon.memes(&["get", "--user", "m1", "--count", "5"]);
+    assert_eq!(got.code, 0, "{}", got.stderr);
+    let (charge, delta) = last_entry(&daemon, "m1");
+    let cost = delta.unsigned_abs();
+    assert!(cost > 3 + 1, "the charge spans both lots: {delta}");
+    let entry = charge.to_string();
+    // Lot 1's share and 1 of lot 2's back: lot 2 re-opens (holding 1 of its 3).
+    let back = (cost - 3 + 1).to_string();
+    let part = daemon.memes_json(&[
+        "refund", "--entry", &entry, "--amount", &back, "--key", "mk",
+    ]);
+    assert_eq!(part["left"], 2, "{part}");
+    let read = |daemon: &Daemon| {
+        (
+            daemon.memes_json(&["history", "--user", "m1"]),
+            lots(daemon, "m1"),
+        )
+    };
+    let before = read(&daemon);
+    assert_eq!(before.1, [(2, 1), (1, 150)]);
+
+    let (export, _) = export(&mut daemon);
+    let (database, imported) = import(&export);
+    let said = String::from_utf8_lossy(&imported.stderr);
+    assert!(imported.status.success(), "{said}");
+    assert!(said.contains("audit passed"), "{said}");
+    let on_postgres = Daemon::start_on(database, &[]);
+    assert_eq!(read(&on_postgres), before, "the same ledger, read back");
+    // The key still replays; what is left is what the file store left.
+    let again = on_postgres.memes_json(&[
+        "refund", "--entry", &entry, "--amount", &back, "--key", "mk",
+    ]);
+    assert_eq!(
+        (again["replayed"].clone(), again["refund"].clone()),
+        (json!(true), part["refund"].clone())
     );
-    assert_eq!(daemon.balance("r3"), Some(149));
+    let too_much = on_postgres.memes(&["refund", "--entry", &entry, "--amount", "5"]);
+    assert_eq!(too_much.code, 2, "{}", too_much.stderr);
+    let rest = on_postgres.memes_json(&["refund", "--entry", &entry]);
+    assert_eq!(
+        (rest["refunded"].clone(), rest["left"].clone()),
+        (json!(2), json!(0)),
+        "{rest}"
+    );
+    assert_eq!(lots(&on_postgres, "m1"), [(2, 3), (1, 150)]);
+    assert_eq!(on_postgres.balance("m1"), Some(153));
+    audit_passes(&on_postgres);
 }

@@ -6,7 +6,7 @@
 use super::testing::{TestDatabase, cluster};
 use super::tests::runtime;
 use super::*;
-use crate::store::{Idempotency, Keyed, TopupChange};
+use crate::store::{Idempotency, Keyed, KeyedAs, RefundChange, Refunded, TopupChange};
 use std::io::{BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -201,4 +201,82 @@ fn a_connection_cut_around_commit_is_answered_by_what_the_ledger_holds() {
                  THEN RAISE EXCEPTION 'not exactly once'; END IF; END $$",
     );
     assert!(rows.is_ok(), "{rows:?}");
+}
+
+/// The seq of `user`'s newest entry.
+async fn newest(store: &PgStore, user: &str) -> u64 {
+    let page = store.history(user, 1, None).await.expect("history");
+    page.entries.last().expect("an entry").seq
+}
+
+/// A refund of entry `entry` (1 token); keyed, its stored reply names the refund's entry.
+async fn refund(store: &PgStore, entry: u64, key: Option<&str>) -> String {
+    let change = RefundChange {
+        entry,
+        user: None,
+        amount: Some(1),
+        keyed: key.map(|key| KeyedAs {
+            idem: Idempotency {
+                key,
+                fingerprint: "refund 1",
+            },
+            reply: Box::new(|refunded: Refunded| {
+                let refund = refunded.refund;
+                StoredReply::parse(format!("{{\"refund\":{refund}}}")).unwrap()
+            }),
+        }),
+    };
+    match store.refund(change).await {
+        Ok((Outcome::Applied(refunded), _)) => format!("applied {}", refunded.refund),
+        Ok((Outcome::Replayed(reply), _)) => format!("replayed {}", reply.as_str()),
+        Err(error) => format!("error {error}"),
+    }
+}
+
+/// A refund's reply names its entry, whose seq is drawn only as the batch writes: a COMMIT
+/// whose reply was lost is looked up, and the commit row names the refunds it wrote.
+#[test]
+fn a_refund_cut_after_commit_names_the_entry_it_wrote() {
+    let db = TestDatabase::create();
+    let cutter = Cutter::start(cluster().socket_dir().join(".s.PGSQL.5432"));
+    let url = format!(
+        "host={} user=postgres dbname={}",
+        cutter.dir().display(),
+        db.name
+    );
+    runtime().block_on(async {
+        let store = PgStore::open(PgConfig {
+            pool_size: 4,
+            ..PgConfig::new(url)
+        })
+        .await
+        .expect("opens");
+        let request = ChargeRequest {
+            user: "r",
+            cost: 5,
+            memes: &["m"],
+            keyed: None,
+        };
+        let (_, commit) = store.charge(request).await.expect("charged");
+        commit.wait().await.expect("committed");
+        let charged = newest(&store, "r").await;
+        for key in [None, Some("rk")] {
+            cutter.arm(Cut::After);
+            let answer = refund(&store, charged, key).await;
+            assert_eq!(
+                answer,
+                format!("applied {}", newest(&store, "r").await),
+                "{key:?}"
+            );
+        }
+        let written = newest(&store, "r").await;
+        assert_eq!(
+            refund(&store, charged, Some("rk")).await,
+            format!(r#"replayed {{"refund":{written}}}"#)
+        );
+        assert_eq!(cutter.cuts.load(Ordering::SeqCst), 2, "the cuts happened");
+        let report = store.audit().await.expect("audits");
+        assert!(report.ok, "{report:?}");
+        store.close().await;
+    });
 }

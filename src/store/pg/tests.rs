@@ -762,3 +762,147 @@ fn an_account_with_many_lots_is_charged_in_burn_order_from_the_lots_read() {
         store.close().await;
     });
 }
+
+/// Refunds of one charge under one key, asked at once: one applies, the others replay its
+/// reply, whose refund seq (drawn in the write) is the entry's, whether the replay was
+/// decided in the same batch or read from the table after.
+#[test]
+fn a_refund_key_repeated_at_once_replays_the_entry_it_wrote() {
+    use crate::store::{KeyedAs, RefundChange, Refunded};
+    let db = TestDatabase::create();
+    runtime().block_on(async {
+        let store = open(&db).await;
+        charge(&store, "k", 6).await.unwrap();
+        let charged = store.history("k", 1, None).await.unwrap().entries[0].seq;
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let change = RefundChange {
+                        entry: charged,
+                        user: Some("k"),
+                        amount: Some(2),
+                        keyed: Some(KeyedAs {
+                            idem: crate::store::Idempotency {
+                                key: "refund once",
+                                fingerprint: "refund 2",
+                            },
+                            reply: Box::new(|refunded: Refunded| {
+                                let refund = refunded.refund;
+                                StoredReply::parse(format!("{{\"refund\":{refund}}}")).unwrap()
+                            }),
+                        }),
+                    };
+                    match store.refund(change).await.unwrap().0 {
+                        Outcome::Applied(refunded) => {
+                            (true, format!("{{\"refund\":{}}}", refunded.refund))
+                        }
+                        Outcome::Replayed(reply) => (false, reply.as_str().to_string()),
+                    }
+                })
+            })
+            .collect();
+        let mut replies = Vec::new();
+        for task in tasks {
+            replies.push(task.await.unwrap());
+        }
+        let written = store.history("k", 1, None).await.unwrap().entries[0].clone();
+        assert_eq!(written.kind, EntryKind::Refund);
+        assert_eq!(replies.iter().filter(|(applied, _)| *applied).count(), 1);
+        let expected = format!("{{\"refund\":{}}}", written.seq);
+        assert!(
+            replies.iter().all(|(_, reply)| *reply == expected),
+            "{replies:?}"
+        );
+        assert_eq!(store.account("k").await.unwrap().0.balance, WELCOME - 4);
+        assert!(store.audit().await.unwrap().ok);
+        store.close().await;
+    });
+}
+
+/// A charge from lot 0 (the balance carried over from before lots, which no entry opened)
+/// is refunded after lot 0 was emptied: it re-opens as it was, the refund keeps its terms,
+/// and the export imports into a fresh database that audits it. A charge from before lots
+/// names no lot to give back to: refused.
+#[test]
+fn a_refund_re_opens_lot_zero_as_it_was_carried_over() {
+    let db = TestDatabase::create();
+    for (version, name, migration) in &migrate::MIGRATIONS[..2] {
+        if *version == 1 {
+            sql(
+                &db,
+                "CREATE TABLE memes_schema (version integer PRIMARY KEY, name text NOT NULL,
+                                            applied_at timestamptz NOT NULL DEFAULT now())",
+            )
+            .unwrap();
+        }
+        sql(&db, migration).unwrap();
+        sql(
+            &db,
+            &format!("INSERT INTO memes_schema (version, name) VALUES ({version}, '{name}')"),
+        )
+        .unwrap();
+    }
+    sql(
+        &db,
+        "INSERT INTO accounts (user_id, balance) VALUES ('a', 149);
+         INSERT INTO entries (time_ms, user_id, kind, delta, balance) VALUES
+             (10, 'a', 'welcome', 150, 150), (10, 'a', 'charge', -1, 149)",
+    )
+    .unwrap();
+    runtime().block_on(async {
+        let store = open(&db).await;
+        let refund = |entry: u64, amount: Option<u64>| {
+            let store = store.clone();
+            async move {
+                let change = crate::store::RefundChange {
+                    entry,
+                    user: None,
+                    amount,
+                    keyed: None,
+                };
+                match store.refund(change).await?.0 {
+                    Outcome::Applied(refunded) => Ok::<_, StoreError>(refunded),
+                    Outcome::Replayed(_) => panic!("unkeyed"),
+                }
+            }
+        };
+        let refused = refund(2, None).await.unwrap_err();
+        assert!(refused.to_string().contains("before lots"), "{refused}");
+        // A top-up (lot 3), then a charge that empties lot 0 and takes 1 of lot 3.
+        topup(&store, "a", 5).await.unwrap();
+        assert_eq!(charge(&store, "a", 150).await, Ok(4));
+        let charged = store.history("a", 1, None).await.unwrap().entries[0].seq;
+        let (lots, _, _) = store.lots("a").await.unwrap();
+        assert!(lots.iter().all(|lot| lot.id != 0), "lot 0 is emptied");
+        // 1 to lot 3, then 9 to lot 0, re-opened as it was carried over.
+        let done = refund(charged, Some(10)).await.unwrap();
+        assert_eq!((done.balance, done.returned, done.left), (14, 10, 140));
+        let (lots, _, _) = store.lots("a").await.unwrap();
+        let was = rules::carried_over(149).expect("a lot 0");
+        assert!(
+            lots.contains(&Lot {
+                remaining: 9,
+                ..was
+            }),
+            "{lots:?}"
+        );
+        assert!(store.audit().await.unwrap().ok);
+        // The refund keeps lot 0's terms; an export of it imports whole.
+        let mut dump = Vec::new();
+        export::export(&store, &mut dump).await.unwrap();
+        let text = String::from_utf8(dump.clone()).unwrap();
+        assert!(
+            text.contains(r#""reopened":[{"id":0,"amount":149"#),
+            "{text}"
+        );
+        let fresh = TestDatabase::create();
+        let copy = open(&fresh).await;
+        let imported = import::import(&copy, &mut &dump[..], false).await.unwrap();
+        assert!(imported.audit.ok, "{:?}", imported.audit);
+        assert_eq!(copy.lots("a").await.unwrap().0, lots);
+        assert_eq!(refund(charged, None).await.unwrap().left, 0);
+        store.close().await;
+        copy.close().await;
+    });
+}
