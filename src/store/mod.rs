@@ -455,18 +455,12 @@ pub trait TokenStore: Send + Sync + 'static {
     /// stored under the key.
     async fn end_hold(&self, change: EndHold<'_>)
     -> Result<(Outcome<Changed>, Commit), StoreError>;
-    /// Refunds (part of) a charge: what the refund did, or the reply stored under the key.
-    /// A store that keeps no refunds yet refuses it, changing nothing.
+    /// Refunds (part of) a charge or a capture ([`rules::decide_refund`]): what the refund
+    /// did, or the reply stored under the key.
     async fn refund(
         &self,
         change: RefundChange<'_>,
-    ) -> Result<(Outcome<Refunded>, Commit), StoreError> {
-        let _ = change;
-        Err(StoreError::Invalid(format!(
-            "refunds are not kept by the {} store yet; nothing changed",
-            self.kind()
-        )))
-    }
+    ) -> Result<(Outcome<Refunded>, Commit), StoreError>;
     /// An account's current state; `UnknownUser` if it has none. What a change is decided
     /// on (a delivery's tier, say) reads this: never a standby's copy.
     async fn account(&self, user: &str) -> Result<(AccountView, Commit), StoreError>;
