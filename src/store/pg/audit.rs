@@ -14,7 +14,9 @@
 //! expiry takes a lot's remainder at its `expires_at`, nothing is spent from an expired lot:
 //! decided in Rust, as the file store's audit does) and the `lots` table holds exactly what
 //! the ledger derives; so does the `holds` table (each hold in the one state its entries
-//! leave it, with the parts it took). Stops at the first discrepancy, which the report names.
+//! leave it, with the parts it took); each refund reverses a charge or a capture of its own
+//! account, never more than is left of it, giving back what the rules say
+//! ([`rules::Refundable`]). Stops at the first discrepancy, which the report names.
 
 use crate::domain::{AuditReport, Entry, Hold, Lot, LotTake, LotTerms};
 use crate::store::rules::{self, Recorded};

@@ -53,6 +53,16 @@
 //! account with open holds is never kept as a copy: the next change of it may have to release
 //! one that expired, giving back to lots, all of which it then reads.
 //!
+//! Refunds ([`super::refunds`]): the locking path reads, in its first round trip and behind
+//! the account's lock, the entry each refund names with the lots it took (each as it was)
+//! and the sum already refunded of it, and reads the account's lots whole (what goes back may
+//! re-open any lot). Refunds of one charge by two hosts therefore run one after the other,
+//! the second reading the first's entry; within a batch, each refund adds to what the next
+//! one of the same charge sees. A refund's entry is numbered only in the write, but its reply
+//! (stored with its key) names it: it is decided with a provisional seq ([`PROVISIONAL`]
+//! plus its row), which the write replaces in the stored reply and returns, and which the
+//! batch's commit row keeps for a lookup after a lost COMMIT reply.
+//!
 //! Failures: a deadlock, a serialization failure or a unique violation (another host opened
 //! the same new account, or used the same new key, at the same moment) rolls the batch back
 //! and decides it again on fresh rows, a bounded number of times. A lost connection before

@@ -4,9 +4,11 @@
 //! each balance is made of: one row per lot with tokens left, read with its account under
 //! the account's lock, written in the same transaction as the entries), `entries` (the
 //! ledger, append-only, numbered by a global sequence, with each credit's lot terms and each
-//! expiry's date), `lot_takes` (what each debit or expiry took from which lot),
-//! `idempotency_keys` (fingerprint and stored reply per key), `commits` (each batch's commit
-//! id, to resolve a lost COMMIT reply). Every change is decided by [`crate::store::rules`] on
+//! expiry's date, and each refund's charge and tokens), `lot_takes` (what each debit, expiry
+//! or hold took from which lot, and what each refund or end of a hold gave back),
+//! `holds`/`hold_parts` (holds, with what they took), `reopened_lots` (lots refunds
+//! re-opened, as they were), `idempotency_keys` (fingerprint and stored reply per key),
+//! `commits` (each batch's commit id, to resolve a lost COMMIT reply). Every change is decided by [`crate::store::rules`] on
 //! rows locked in the database; CHECK and UNIQUE constraints refuse a wrong state a second
 //! time. Reads judge lots at the store's clock ([`PgConfig::clock`]): a lot that expired
 //! since its account's last change is not counted, and its `expire` entry comes with that
