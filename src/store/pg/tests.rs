@@ -763,17 +763,35 @@ fn an_account_with_many_lots_is_charged_in_burn_order_from_the_lots_read() {
     });
 }
 
-/// Refunds of one charge under one key, asked at once: one applies, the others replay its
-/// reply, whose refund seq (drawn in the write) is the entry's, whether the replay was
-/// decided in the same batch or read from the table after.
+/// Refunds of one charge under one key, asked at once and decided in one batch: one applies,
+/// the others replay its reply, whose refund seq (drawn in the write) is the entry's, though
+/// they were decided before it was drawn.
 #[test]
-fn a_refund_key_repeated_at_once_replays_the_entry_it_wrote() {
+fn a_refund_key_repeated_within_one_batch_replays_the_entry_it_wrote() {
     use crate::store::{KeyedAs, RefundChange, Refunded};
     let db = TestDatabase::create();
     runtime().block_on(async {
-        let store = open(&db).await;
+        // One writer, held up by a row lock while the refunds queue: they make one batch.
+        let config = PgConfig {
+            welcome_tokens: WELCOME,
+            pool_size: 4,
+            writers: 1,
+            ..PgConfig::new(db.url.clone())
+        };
+        let store = Arc::new(PgStore::open(config).await.expect("opens"));
         charge(&store, "k", 6).await.unwrap();
+        topup(&store, "blocker", 1).await.unwrap();
         let charged = store.history("k", 1, None).await.unwrap().entries[0].seq;
+        let holder = store.pool().get().await.unwrap();
+        holder
+            .batch_execute("BEGIN; SELECT 1 FROM accounts WHERE user_id = 'blocker' FOR UPDATE")
+            .await
+            .unwrap();
+        let blocked = {
+            let store = store.clone();
+            tokio::spawn(async move { topup(&store, "blocker", 1).await })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let tasks: Vec<_> = (0..16)
             .map(|_| {
                 let store = store.clone();
@@ -802,6 +820,9 @@ fn a_refund_key_repeated_at_once_replays_the_entry_it_wrote() {
                 })
             })
             .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        holder.batch_execute("COMMIT").await.unwrap();
+        assert_eq!(blocked.await.unwrap(), Ok(WELCOME + 2));
         let mut replies = Vec::new();
         for task in tasks {
             replies.push(task.await.unwrap());
