@@ -410,7 +410,9 @@ async fn commit(
                         let mut decided = decided;
                         // Its refunds, in row order, as the commit row keeps their seqs.
                         let rows = decided.iter().filter_map(|result| match result {
-                            Ok(Applied::Refunded(refunded)) => Some(refunded.refund - PROVISIONAL),
+                            Ok(Applied::Refunded(refunded)) => {
+                                refunded.refund.checked_sub(PROVISIONAL)
+                            }
                             _ => None,
                         });
                         let drawn: Drawn = rows.zip(refunds).collect();
