@@ -457,6 +457,17 @@ fn a_role_granted_by_the_migration_can_add_to_the_ledger_but_never_change_it() {
         let store = PgStore::open(app).await.expect("memes_app runs memesd");
         assert_eq!(topup(&store, "u", 5).await, Ok(WELCOME + 5));
         assert_eq!(charge(&store, "u", 1).await, Ok(WELCOME + 4));
+        // A charge that empties every lot, refunded: the lots re-open (`reopened_lots`).
+        assert_eq!(charge(&store, "u", WELCOME + 4).await, Ok(0));
+        let charged = store.history("u", 1, None).await.unwrap().entries[0].seq;
+        let change = crate::store::RefundChange {
+            entry: charged,
+            user: None,
+            amount: None,
+            keyed: None,
+        };
+        let (refunded, _) = store.refund(change).await.expect("memes_app refunds");
+        assert!(matches!(refunded, Outcome::Applied(r) if r.balance == WELCOME + 4));
         assert!(store.audit().await.unwrap().ok);
         store.close().await;
     });
@@ -469,6 +480,7 @@ fn a_role_granted_by_the_migration_can_add_to_the_ledger_but_never_change_it() {
         "DELETE FROM entries",
         "TRUNCATE entries",
         "DELETE FROM idempotency_keys",
+        "DELETE FROM reopened_lots",
         "DROP TABLE entries",
     ] {
         let refused = as_app(statement);
