@@ -7,6 +7,12 @@
 -- (src/store/rules.rs); these tables keep their outcome, and the constraints are the second
 -- line.
 --
+-- What a refund needs to re-open a lot as it was is read from what the ledger keeps already
+-- (the `lots` row while the lot is held, else the credit that opened it; a capture's hold
+-- parts; for lot 0, the balance its account's newest entry before lots records, which is
+-- what rules::carried_over made of it): so a charge writes nothing more than before, and only
+-- the refund, which may re-open a lot whose row is gone, keeps its terms.
+--
 -- Columns on `entries` rather than a side table: like a capture's `captured`, each is one
 -- number that the audit, the export and history read with every entry, and a refund is
 -- decided on the sum already refunded of its charge (read with the index below).
@@ -49,9 +55,11 @@ CREATE TRIGGER reopened_lots_append_only BEFORE UPDATE OR DELETE ON reopened_lot
 -- (see 0002_commits.sql).
 ALTER TABLE commits ADD COLUMN refunds bigint[] NOT NULL DEFAULT '{}';
 
--- A host from before refunds (schema version 5) may go on changing balances while this
--- applies: what it writes is still right (it only never refunds), so no trigger refuses it,
--- unlike holds (0004), whose expiries an older host would not release.
+-- A host from before refunds (schema version 5) that is still running may go on changing
+-- balances: what it writes is still right (it only never refunds), so no trigger refuses it,
+-- unlike holds (0004), whose expiries an older host would not release. Its reads of a refund
+-- entry (history, the audit) fail, naming the unknown kind, until it is upgraded; a new one
+-- refuses to start on this schema.
 
 DO $$
 BEGIN
