@@ -855,6 +855,41 @@ pub fn decide_refund(
     })
 }
 
+/// A charge of `cost` tokens as [`decide_lots`] decides it, in the case nearly every charge
+/// is: an account with no open hold and no lot expired by `now`, whose first lot in burn order
+/// holds more than `cost`. Nothing ends first, the charge takes from that lot alone and
+/// empties none, so a store can apply it where it keeps the lots (lowering one lot's
+/// `remaining`) without copying them. The charge's entry and what it took; `None` in any
+/// other case (a charge of 0 too), which [`decide_lots`] decides.
+pub fn quick_charge(
+    account: &AccountView,
+    lots: &[Lot],
+    holds: &[Hold],
+    cost: u64,
+    now: i64,
+) -> Option<(Entry, LotTake)> {
+    let first = lots.first()?;
+    let quick = cost > 0
+        && first.remaining > cost
+        && !holds.iter().any(|hold| hold.state == HoldState::Open)
+        && !lots.iter().any(|lot| expired(lot, now));
+    if !quick {
+        return None;
+    }
+    debug_assert!(lots.is_sorted_by(|a, b| burn_order(a, b).is_lt()));
+    let entry = Entry {
+        kind: EntryKind::Charge,
+        delta: -(cost as i64),
+        // Never short (the first lot alone holds more): left to decide_lots if it were.
+        balance: account.balance.checked_sub(cost)?,
+    };
+    let take = LotTake {
+        lot: first.id,
+        tokens: cost,
+    };
+    Some((entry, take))
+}
+
 /// Ends, in time order, what has ended by `now` since the account's last change: each lot
 /// expired by then (an `expire` entry, dated its `expires_at`) and each open hold expired by
 /// then (a `release` entry, dated its `expires_at`, giving back what it held). A lot that
@@ -2036,6 +2071,65 @@ mod tests {
             now,
             100,
         )
+    }
+
+    proptest::proptest! {
+        /// Whenever the quick charge applies, it is exactly what decide_lots decides: one
+        /// charge entry, taking from the first lot alone, which it leaves non-empty.
+        #[test]
+        fn a_quick_charge_is_what_decide_lots_decides(
+            specs in proptest::collection::vec(
+                (1u64..50, proptest::option::of(0i64..20), 0u8..3, proptest::bool::ANY),
+                1..6,
+            ),
+            held in proptest::option::of((1u64..5, proptest::bool::ANY)),
+            cost in 0u64..60,
+            now in 0i64..20,
+        ) {
+            let mut lots: Vec<Lot> = specs
+                .iter()
+                .enumerate()
+                .map(|(i, &(remaining, expires_at, priority, promo))| {
+                    let kind = if promo { LotKind::Promo } else { LotKind::Paid };
+                    lot(i as u64 + 1, remaining, expires_at, priority * 25, kind)
+                })
+                .collect();
+            lots.sort_by(burn_order);
+            let holds: Vec<Hold> = held
+                .iter()
+                .map(|&(amount, open)| Hold {
+                    id: 50,
+                    amount,
+                    captured: 0,
+                    parts: vec![lot(60, amount, None, 50, LotKind::Paid)],
+                    created_at: 0,
+                    expires_at: 30,
+                    state: if open { HoldState::Open } else { HoldState::Captured },
+                })
+                .collect();
+            let balance = lots.iter().map(|l| l.remaining).sum();
+            let view = account(balance);
+            let Some((entry, take)) = quick_charge(&view, &lots, &holds, cost, now) else {
+                return Ok(());
+            };
+            let decision = decide_lots(
+                "u",
+                Some((&view, &lots)),
+                &holds,
+                Change::Charge { cost },
+                Welcome::default(),
+                now,
+                100,
+            )
+            .expect("a quick charge is allowed");
+            proptest::prop_assert_eq!(decision.postings.len(), 1);
+            proptest::prop_assert_eq!(decision.postings[0].entry, entry);
+            proptest::prop_assert_eq!(&decision.postings[0].from, &vec![take]);
+            let mut expected = lots.clone();
+            expected[0].remaining -= cost;
+            proptest::prop_assert_eq!(decision.lots, expected);
+            proptest::prop_assert_eq!(decision.after.balance, entry.balance);
+        }
     }
 
     #[test]

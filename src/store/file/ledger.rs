@@ -8,7 +8,7 @@
 //! change touches nothing: not the buffer, not memory.
 
 use super::record::{RecordIn, RecordOut, RecordedEntry};
-use crate::domain::{AccountView, Hold, HoldState, Lot, LotKind, Tier};
+use crate::domain::{AccountView, Hold, HoldState, Lot, LotKind, LotTake, Tier};
 use crate::store::rules::{self, Change, KeyUse, LotDecision, Reversed, Welcome};
 use crate::store::{
     Changed, ChargeRequest, EndHold, HoldChange, HoldEnd, Idempotency, KeyedAs, Outcome,
@@ -96,6 +96,27 @@ impl Account {
                 ..hold.clone()
             })
             .collect()
+    }
+
+    /// Takes `take` from one of its lots, where it is kept, leaving it non-empty (as
+    /// [`rules::quick_charge`] decides).
+    fn take(&mut self, take: LotTake) {
+        self.balance -= take.tokens;
+        if let Lots::Many(lots) = &mut self.lots
+            && let Some(lot) = lots.iter_mut().find(|lot| lot.id == take.lot)
+        {
+            lot.remaining -= take.tokens;
+        }
+    }
+
+    /// Gives back what [`Account::take`] took.
+    fn give(&mut self, take: LotTake) {
+        self.balance += take.tokens;
+        if let Lots::Many(lots) = &mut self.lots
+            && let Some(lot) = lots.iter_mut().find(|lot| lot.id == take.lot)
+        {
+            lot.remaining += take.tokens;
+        }
     }
 
     /// Its lots, in burn order.
@@ -193,6 +214,14 @@ pub enum Undo {
     Opened,
     /// The account at `index` looked like `before`.
     Changed { index: usize, before: Account },
+    /// The account at `index` was charged `tokens` from its lot `lot`, in place; its latest
+    /// line was at `last`.
+    Charged {
+        index: usize,
+        lot: u64,
+        tokens: u64,
+        last: u64,
+    },
     /// The last idempotency key was added by the change.
     Keyed,
     /// The last hold was made by the change.
@@ -361,6 +390,15 @@ impl Ledger {
         out: &mut Vec<u8>,
         undo: &mut Vec<Undo>,
     ) -> Result<Outcome<u64>, StoreError> {
+        if let Some(keyed) = &request.keyed
+            && let Some(reply) = self.replay(&keyed.idem)?
+        {
+            return Ok(Outcome::Replayed(reply));
+        }
+        let request = match self.charge_in_place(request, now_ms, out, undo) {
+            Ok(balance) => return Ok(Outcome::Applied(balance)),
+            Err(request) => request,
+        };
         let transaction = Transaction {
             user: request.user,
             hold: None,
@@ -371,6 +409,73 @@ impl Ledger {
         };
         self.transact(transaction, now_ms, out, undo)
             .map(|outcome| outcome.map(|changed| changed.balance))
+    }
+
+    /// A charge in the rules' quick case ([`rules::quick_charge`]: no open hold, nothing
+    /// expired, the first lot holds more than the cost), applied where the account keeps its
+    /// lots: that lot's remainder (for an account of one inline lot, the balance) goes down,
+    /// and no lot is copied, nor the account. The balance after; the request back when the
+    /// quick case does not apply (or the key was used: [`Ledger::charge`] replays first).
+    fn charge_in_place<'r>(
+        &mut self,
+        request: ChargeRequest<'r>,
+        now_ms: i64,
+        out: &mut Vec<u8>,
+        undo: &mut Vec<Undo>,
+    ) -> Result<u64, ChargeRequest<'r>> {
+        let Some(index) = self.accounts.get_index_of(request.user) else {
+            return Err(request);
+        };
+        let account = &self.accounts[index];
+        let mut one = None;
+        let lots = account.lots_in(&mut one);
+        let quick = match account.holds.is_empty() {
+            true => rules::quick_charge(&account.view(), lots, &[], request.cost, now_ms),
+            false => None,
+        };
+        let Some((entry, take)) = quick else {
+            return Err(request);
+        };
+        let changed = Changed {
+            balance: entry.balance,
+            welcome: None,
+            hold: None,
+        };
+        let keyed = request
+            .keyed
+            .map(|keyed| (keyed.idem, (keyed.reply)(changed)));
+        let entries = [RecordedEntry {
+            from: vec![take],
+            ..RecordedEntry::plain(entry)
+        }];
+        let line_len = RecordOut {
+            seq: self.next_seq,
+            time: now_ms,
+            user: request.user,
+            prev: Some(account.last),
+            entries: &entries,
+            memes: request.memes,
+            key: keyed.as_ref().map(|(idem, _)| idem.key),
+            fp: keyed.as_ref().map(|(idem, _)| idem.fingerprint),
+            reply: keyed.as_ref().map(|(_, reply)| reply.as_json()),
+            reason: None,
+            tier: None,
+            until: None,
+        }
+        .encode(out);
+        let account = &mut self.accounts[index];
+        undo.push(Undo::Charged {
+            index,
+            lot: take.lot,
+            tokens: take.tokens,
+            last: account.last,
+        });
+        account.take(take);
+        account.last = self.end;
+        self.keep_key(keyed, undo);
+        self.end += line_len;
+        self.next_seq += 1;
+        Ok(entry.balance)
     }
 
     /// Adds (`amount` > 0) or deducts (`amount` < 0) tokens. Returns the balance after, and
@@ -678,6 +783,14 @@ impl Ledger {
                 }
             }
         }
+        self.keep_key(keyed, undo);
+        self.end += line_len;
+        self.next_seq += entries.len() as u64;
+        Ok(Outcome::Applied(changed))
+    }
+
+    /// Keeps a change's idempotency key with the reply it got, if it has one.
+    fn keep_key(&mut self, keyed: Option<(Idempotency, StoredReply)>, undo: &mut Vec<Undo>) {
         if let Some((idem, reply)) = keyed {
             undo.push(Undo::Keyed);
             self.keys.insert(
@@ -688,9 +801,6 @@ impl Ledger {
                 },
             );
         }
-        self.end += line_len;
-        self.next_seq += entries.len() as u64;
-        Ok(Outcome::Applied(changed))
     }
 
     /// Takes back changes that never reached the disk, newest first, and moves the journal
@@ -702,6 +812,16 @@ impl Ledger {
                     self.accounts.pop();
                 }
                 Undo::Changed { index, before } => self.accounts[index] = before,
+                Undo::Charged {
+                    index,
+                    lot,
+                    tokens,
+                    last,
+                } => {
+                    let account = &mut self.accounts[index];
+                    account.give(LotTake { lot, tokens });
+                    account.last = last;
+                }
                 Undo::Keyed => {
                     self.keys.pop();
                 }
@@ -1009,6 +1129,85 @@ mod tests {
         assert!(h.ledger.account("new").is_none());
         assert_eq!(h.ledger.keys_len(), 0);
         assert_eq!((h.ledger.end(), h.ledger.next_seq()), (end, next_seq));
+    }
+
+    /// A charge applied in place writes the journal line, and leaves the account, exactly as
+    /// the full decision would: on an account of one inline lot, on one of several lots, with
+    /// a key; and is undone exactly.
+    #[test]
+    fn a_charge_in_place_is_the_full_decision() {
+        let keyed = || {
+            Some(Keyed {
+                idem: Idempotency {
+                    key: "k",
+                    fingerprint: "f",
+                },
+                reply: Box::new(|changed: Changed| {
+                    StoredReply::parse(changed.balance.to_string()).unwrap()
+                }),
+            })
+        };
+        let mut quick = Harness::new();
+        let mut full = Harness::new();
+        for h in [&mut quick, &mut full] {
+            h.charge("one", 1).unwrap();
+            h.topup("many", 5).unwrap();
+            h.undo.clear();
+        }
+        let (end, next_seq) = (quick.ledger.end(), quick.ledger.next_seq());
+        let before: Vec<Account> = ["one", "many"]
+            .map(|user| quick.ledger.account(user).unwrap().clone())
+            .into();
+        for (user, key) in [("one", None), ("many", None), ("many", keyed())] {
+            let charge = |keyed| ChargeRequest {
+                user,
+                cost: 2,
+                memes: &["m"],
+                keyed,
+            };
+            let undone = quick.undo.len();
+            let applied = quick
+                .ledger
+                .charge(charge(key), 7, &mut quick.journal, &mut quick.undo)
+                .unwrap();
+            assert!(
+                matches!(quick.undo[undone..], [Undo::Charged { .. }, ..]),
+                "{user}: charged in place"
+            );
+            let key = if quick.undo.len() > undone + 1 {
+                keyed()
+            } else {
+                None
+            };
+            let transaction = Transaction {
+                user,
+                hold: None,
+                what: What::Change(Change::Charge { cost: 2 }),
+                memes: &["m"],
+                reason: None,
+                keyed: key,
+            };
+            let decided = full
+                .ledger
+                .transact(transaction, 7, &mut full.journal, &mut full.undo)
+                .unwrap();
+            let (Outcome::Applied(balance), Outcome::Applied(changed)) = (applied, decided) else {
+                panic!("{user}: both applied");
+            };
+            assert_eq!(balance, changed.balance);
+            assert_eq!(quick.ledger.account(user), full.ledger.account(user));
+        }
+        assert_eq!(quick.lines(), full.lines());
+        assert_eq!(
+            (quick.ledger.end(), quick.ledger.next_seq()),
+            (full.ledger.end(), full.ledger.next_seq())
+        );
+        let steps: Vec<Undo> = quick.undo.drain(..).rev().collect();
+        quick.ledger.undo(steps.into_iter(), end, next_seq);
+        for (user, before) in ["one", "many"].into_iter().zip(before) {
+            assert_eq!(*quick.ledger.account(user).unwrap(), before);
+        }
+        assert_eq!(quick.ledger.keys_len(), 0);
     }
 
     #[test]
