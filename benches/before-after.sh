@@ -7,6 +7,9 @@
 #   benches/before-after.sh BEFORE_DIR AFTER_DIR [ROUNDS] [OPEN_RATE] [OPEN_SECS]
 #
 # BEFORE_DIR and AFTER_DIR hold memesd (and AFTER_DIR memes and memes-bench, which drive both).
+# ONE_LOT=1 leaves every bench user one lot (a deduction empties its welcome grant), as
+# issue 26's "a charge for a user with one lot" asks; by default each holds two (the welcome
+# grant, charged first, and --prepare's top-up).
 # BEFORE_FLAGS and AFTER_FLAGS add memesd flags to either, so one build can be measured
 # against itself with a feature on, e.g. metrics:
 #
@@ -28,6 +31,10 @@ start() { # name dir [memesd flags...]
   pids+=($!)
   until "$after/memes" --socket "$work/$1.sock" status >/dev/null 2>&1; do sleep 0.02; done
   bench "$work/$1.sock" --prepare --users 10000 -n 1 -c 1 >/dev/null 2>&1
+  if [ -n "${ONE_LOT:-}" ]; then # empty the welcome grant: one lot left, --prepare's top-up
+    bench "$work/$1.sock" --users 10000 -n 10000 -c 1 -d 64 \
+      --template '{"id":{id},"op":"topup","user":"{user}","amount":-150}' >/dev/null 2>&1
+  fi
 }
 "$Y/limitd" --socket "$work/limitd.sock" --journal "$work/limitd.ndjson" 2>/dev/null &
 pids+=($!)

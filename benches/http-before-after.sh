@@ -10,7 +10,7 @@
 #   benches/http-before-after.sh BEFORE_DIR AFTER_DIR [ROUNDS] [OPEN_RATE] [OPEN_SECS]
 #
 # BEFORE_DIR and AFTER_DIR hold memesd (and AFTER_DIR memes and memes-bench, which drive
-# all three).
+# all three). ONE_LOT=1 leaves every bench user one lot, as benches/before-after.sh does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 before=$1 after=$2 rounds=${3:-3} rate=${4:-10000} secs=${5:-15}
@@ -34,6 +34,10 @@ for build in before after; do
   pids+=($!) pid[$build]=$!
   until "$after/memes" --socket "$work/$build.sock" status >/dev/null 2>&1; do sleep 0.02; done
   "$after/memes" --socket "$work/$build.sock" bench --prepare --users 10000 -n 1 -c 1 >/dev/null 2>&1
+  if [ -n "${ONE_LOT:-}" ]; then # empty the welcome grant: one lot left, --prepare's top-up
+    "$after/memes" --socket "$work/$build.sock" bench --users 10000 -n 10000 -c 1 -d 64 \
+      --template '{"id":{id},"op":"topup","user":"{user}","amount":-150}' >/dev/null 2>&1
+  fi
 done
 # A new user starts at 150 tokens on limitd-http: it is started afresh for every load.
 start_limitd() {

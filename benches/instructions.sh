@@ -14,7 +14,8 @@
 #               each time: the dearest case for search by meaning)
 # LOTS=K (default 2) gives every bench user K lots before anything is counted: the welcome
 # grant, --prepare's top-up and K-2 top-ups of 1 token (spent after the first two; a build
-# before lots just adds them to the balance). Prints instructions per request. Needs valgrind
+# before lots just adds them to the balance). LOTS=1 leaves --prepare's top-up alone: a
+# deduction of 150 tokens empties the welcome grant (a build before lots just deducts them). Prints instructions per request. Needs valgrind
 # (callgrind, callgrind_control).
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: benches/instructions.sh DIR..." >&2; exit 2; }
@@ -22,6 +23,7 @@ n=${N:-1000}
 lots=${LOTS:-2}
 users=1000
 topup='{"id":{id},"op":"topup","user":"{user}","amount":1}'
+deduct_welcome='{"id":{id},"op":"topup","user":"{user}","amount":-150}'
 work=$(mktemp -d /tmp/memes-instr.XXXXXX)
 pid=
 # shellcheck disable=SC2317  # called by the trap
@@ -53,7 +55,9 @@ for dir in "$@"; do
   until "$dir/memes" --socket "$work/s.sock" status >/dev/null 2>&1; do sleep 0.2; done
   bench() { "$dir/memes" --socket "$work/s.sock" bench --users "$users" "$@" >/dev/null; }
   bench --prepare -n 1 -c 1
-  if [ "$lots" -gt 2 ]; then
+  if [ "$lots" -eq 1 ]; then
+    bench -n "$users" -c 1 -d 64 --template "$deduct_welcome"
+  elif [ "$lots" -gt 2 ]; then
     # One connection takes the users in turn: each gets LOTS-2 top-ups.
     bench -n $((users * (lots - 2))) -c 1 -d 64 --template "$topup"
   fi
