@@ -1833,6 +1833,94 @@ pub mod holds {
         }
     }
 
+    /// What a settle writes (alone, as memesd's expirer asks for it): what is due by then,
+    /// dated when it ended, once; nothing when nothing is due, however often it is asked,
+    /// by however many at once.
+    pub async fn a_settle_writes_what_is_due_once_and_nothing_else<S: Subject>(subject: Arc<S>) {
+        async fn settled(store: &dyn TokenStore, user: &str) -> u64 {
+            let (written, commit) = store.settle(user).await.expect("a settle");
+            commit.wait().await.unwrap();
+            written
+        }
+        let place = subject.place().await;
+        let now = Arc::new(AtomicI64::new(1_000));
+        let store = open(&*subject, &place, &now).await;
+        // seq 1 the welcome grant (150), 2 a lot of 10 expiring at 5_000, spent first; 4 of
+        // it held until 3_000. "v" has nothing that expires.
+        credit(&*store, "u", 10, terms(Some(5_000), 10, LotKind::Paid))
+            .await
+            .unwrap();
+        credit(&*store, "v", 10, LotTerms::default()).await.unwrap();
+        hold(&*store, "u", 4, 2_000).await.unwrap();
+        let nobody: Vec<String> = Vec::new();
+        assert_eq!(store.due(10).await.unwrap(), nobody, "nothing due yet");
+        let before = entries(&*store).await;
+        assert_eq!(
+            settled(&*store, "u").await,
+            0,
+            "nothing due: nothing written"
+        );
+        assert_eq!(settled(&*store, "v").await, 0);
+        assert_eq!(entries(&*store).await, before);
+        assert_eq!(code(store.settle("ghost").await), ErrorCode::NotFound);
+        assert!(
+            store.stats().await.unwrap().accounts == 2,
+            "a settle opens nothing"
+        );
+
+        now.store(3_000, Ordering::SeqCst);
+        assert_eq!(store.due(10).await.unwrap(), ["u"]);
+        assert_eq!(settled(&*store, "u").await, 1, "the hold's release");
+        assert_eq!(store.due(10).await.unwrap(), nobody);
+        // Asked by many at once after the lot's expiry: one expire entry.
+        now.store(6_000, Ordering::SeqCst);
+        assert_eq!(store.due(10).await.unwrap(), ["u"]);
+        let racers: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { settled(&*store, "u").await })
+            })
+            .collect();
+        let mut written = 0;
+        for racer in racers {
+            written += racer.await.unwrap();
+        }
+        assert_eq!(written, 1, "the expiry, written once");
+        assert_eq!(store.due(10).await.unwrap(), nobody);
+        assert_eq!(balance(&*store, "u").await, Some(150));
+        let history = whole_history(&*store, "u", 100).await;
+        let kinds: Vec<_> = history
+            .iter()
+            .map(|e| (e.kind, e.delta, e.balance))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (EntryKind::Welcome, 150, 150),
+                (EntryKind::Topup, 10, 160),
+                (EntryKind::Hold, -4, 156),
+                (EntryKind::Release, 4, 160),
+                (EntryKind::Expire, -10, 150),
+            ]
+        );
+        use crate::domain::format_instant;
+        assert_eq!(
+            (history[3].time.as_str(), history[4].time.as_str()),
+            (
+                format_instant(3_000).as_str(),
+                format_instant(5_000).as_str()
+            ),
+            "each dated when it ended"
+        );
+        assert!(store.audit().await.unwrap().ok);
+        subject.close(store).await;
+        let store = open(&*subject, &place, &now).await;
+        assert_eq!(balance(&*store, "u").await, Some(150));
+        assert_eq!(store.due(10).await.unwrap(), nobody);
+        assert_eq!(settled(&*store, "u").await, 0);
+        assert!(store.audit().await.unwrap().ok);
+    }
+
     pub async fn racing_holds_and_charges_never_take_what_is_held<S: Subject>(subject: Arc<S>) {
         let place = subject.place().await;
         let store: Arc<dyn TokenStore> = subject.open(&place).await;
@@ -1900,6 +1988,13 @@ macro_rules! holds_suite {
             #[test]
             fn the_past_view_leaves_out_what_was_held_then() {
                 run($subject, holds::the_past_view_leaves_out_what_was_held_then);
+            }
+            #[test]
+            fn a_settle_writes_what_is_due_once_and_nothing_else() {
+                run(
+                    $subject,
+                    holds::a_settle_writes_what_is_due_once_and_nothing_else,
+                );
             }
             #[test]
             fn racing_holds_and_charges_never_take_what_is_held() {

@@ -503,6 +503,15 @@ pub trait TokenStore: Send + Sync + 'static {
         limit: usize,
         before: Option<&HistoryCursor>,
     ) -> Result<HistoryPage, StoreError>;
+    /// Up to `limit` accounts in which something has ended by now that the ledger has not
+    /// written yet: a lot past its `expires_at`, an open hold past its. What memesd's
+    /// expirer settles; cheap however many accounts there are (an index by expiry).
+    async fn due(&self, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// Writes the `expire` and `release` entries due by now in `user`'s account, exactly as
+    /// its next change would write them first ([`rules::Change::Settle`]), and nothing else:
+    /// how many it wrote. Nothing due (written already, by this host or another): 0, nothing
+    /// written, not an error. `UnknownUser` if the account does not exist.
+    async fn settle(&self, user: &str) -> Result<(u64, Commit), StoreError>;
     /// Checks the whole ledger's invariants against its stored balances.
     async fn audit(&self) -> Result<AuditReport, StoreError>;
     /// Every count, for `status`. On PostgreSQL, counting the entries reads the whole table,

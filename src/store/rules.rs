@@ -30,7 +30,8 @@
 //! - expiry is absolute: at `expires_at` a lot's remainder leaves the balance whatever ran.
 //!   A read judges lots at its own time ([`balance_at`]), so it never counts an expired lot;
 //!   the ledger records an `expire` entry, dated `expires_at`, in the next change of that
-//!   account, before the change itself;
+//!   account, before the change itself, or on its own ([`Change::Settle`], which memesd's
+//!   expirer asks for shortly after `expires_at`), whichever comes first;
 //! - a ledger written before lots: an account's balance is one never-expiring paid lot, id 0
 //!   ([`carried_over`]): the welcome grant's part cannot be told apart once charges were
 //!   taken from one undivided balance;
@@ -47,7 +48,7 @@
 //!   ([`give_back`]);
 //! - expiry is absolute, as a lot's is: a read after `expires_at` counts what went back
 //!   ([`settled_lots`]); the ledger records a `release` entry, dated `expires_at`, in the next
-//!   change of that account, in time order with the lots' expiries;
+//!   change of that account (or a [`Change::Settle`]), in time order with the lots' expiries;
 //! - a capture or a void of a hold that has expired, ended, or is not the user's is refused and
 //!   changes nothing.
 //!
@@ -95,6 +96,10 @@ pub enum Change {
     Capture { hold: u64, amount: Option<u64> },
     /// A hold ended by giving all its tokens back.
     Void { hold: u64 },
+    /// Nothing but what has ended by now: the `expire` and `release` entries every change
+    /// writes first ([`decide_lots`]), written on their own (memesd's expirer, shortly after
+    /// an expiry). Nothing due: no entry, and no error.
+    Settle,
 }
 
 /// What a change does when it is allowed.
@@ -157,6 +162,12 @@ pub fn decide(
         // What a hold gives back is decided by `decide_lots`, which never asks here.
         Change::Capture { .. } => (EntryKind::Capture, 0),
         Change::Void { .. } => (EntryKind::Void, 0),
+        // A settle records only what `decide_lots` ends before a change: nothing of its own.
+        Change::Settle => {
+            return Err(StoreError::Internal(
+                "a settle has no entry of its own to decide".into(),
+            ));
+        }
     };
     let balance = apply_delta(user, start.balance, delta)?;
     let mut after = AccountView { balance, ..start };
@@ -359,6 +370,18 @@ pub fn settled_lots(lots: &[Lot], holds: &[Hold], t: i64) -> Vec<Lot> {
     }
     lots.sort_by(burn_order);
     lots
+}
+
+/// When something of an account ends next: the earliest `expires_at` of its lots and of its
+/// open holds (`None`: nothing ever will). From then on a [`Change::Settle`] writes entries;
+/// before it, none.
+pub fn due_at(lots: &[Lot], holds: &[Hold]) -> Option<i64> {
+    let lots = lots.iter().filter_map(|lot| lot.expires_at);
+    let holds = holds
+        .iter()
+        .filter(|hold| hold.state == HoldState::Open)
+        .map(|hold| hold.expires_at);
+    lots.chain(holds).min()
 }
 
 /// Gives back, at `at`, what `hold` holds beyond the first `keep` tokens (those its capture
@@ -595,6 +618,20 @@ pub fn decide_lots(
             &mut postings,
             &mut ended,
         )?;
+    }
+    if change == Change::Settle {
+        // Never opens an account: there is nothing to end in one that does not exist.
+        let Some(account) = view else {
+            return Err(StoreError::UnknownUser(user.to_string()));
+        };
+        lots.sort_by(burn_order);
+        return Ok(LotDecision {
+            postings,
+            lots,
+            opens: false,
+            after: account,
+            holds: ended,
+        });
     }
     if let Change::Capture { hold: id, .. } | Change::Void { hold: id } = change {
         let Some(account) = &mut view else {
@@ -2518,6 +2555,53 @@ mod tests {
             )?;
             Ok(decision.holds.last().unwrap().id)
         }
+    }
+
+    #[test]
+    fn a_settle_writes_what_has_ended_by_then_and_nothing_else() {
+        let lots = [
+            lot(1, 10, None, 50, LotKind::Paid),
+            lot(2, 5, Some(1_000), 50, LotKind::Paid),
+        ];
+        let mut held = Held::new(&lots);
+        // Takes 4 of lot 2's 5 (the soonest expiry), until 510.
+        held.hold(4, 500, 10).unwrap();
+        assert_eq!(due_at(&held.lots, &held.holds), Some(510));
+        let quiet = held.apply(Change::Settle, 509).unwrap();
+        assert!(quiet.postings.is_empty(), "nothing due: no entry");
+        assert_eq!((held.view.balance, held.lots.len()), (11, 2));
+        let settled = held.apply(Change::Settle, 2_000).unwrap();
+        let written: Vec<_> = settled
+            .postings
+            .iter()
+            .map(|p| (p.entry.kind, p.entry.delta, p.entry.balance, p.at))
+            .collect();
+        assert_eq!(
+            written,
+            [
+                (EntryKind::Release, 4, 15, Some(510)),
+                (EntryKind::Expire, -5, 10, Some(1_000)),
+            ],
+            "the hold gives back first, then lot 2 expires whole, each dated when it ended"
+        );
+        assert!(!settled.opens);
+        assert_eq!(held.holds[0].state, HoldState::Expired);
+        assert_eq!(due_at(&held.lots, &held.holds), None);
+        let again = held.apply(Change::Settle, 3_000).unwrap();
+        assert!(again.postings.is_empty(), "what was written is not again");
+        assert_eq!(held.view.balance, 10);
+    }
+
+    #[test]
+    fn a_settle_never_opens_an_account() {
+        let welcome = Welcome {
+            tokens: 150,
+            expires_in: None,
+        };
+        assert_eq!(
+            decide_lots("ghost", None, &[], Change::Settle, welcome, 0, 1),
+            Err(StoreError::UnknownUser("ghost".into()))
+        );
     }
 
     #[test]

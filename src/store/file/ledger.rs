@@ -15,6 +15,7 @@ use crate::store::{
     RefundChange, Refunded, StoreError, StoredReply, TopupChange,
 };
 use indexmap::IndexMap;
+use std::collections::{BTreeSet, HashMap};
 
 /// Accounts by user id, in creation order. foldhash is several times faster than SipHash on
 /// short keys; its per-process random seed keeps user-chosen ids from being aimed at buckets.
@@ -122,6 +123,17 @@ impl Account {
     /// Its lots, in burn order.
     pub fn lots(&self) -> Vec<Lot> {
         self.lots.to_vec(self.balance)
+    }
+
+    /// When something of it ends next ([`rules::due_at`]): a lot's expiry or an open
+    /// hold's. No allocation for an account without open holds (most of them).
+    pub fn due_at(&self, holds: &HoldMap) -> Option<i64> {
+        let mut one = None;
+        let lots = self.lots_in(&mut one);
+        match self.holds.is_empty() {
+            true => rules::due_at(lots, &[]),
+            false => rules::due_at(lots, &self.open_holds(holds)),
+        }
     }
 
     /// Its lots, in burn order, borrowed: the inline one is placed in `one` (no allocation,
@@ -259,6 +271,13 @@ pub struct Ledger {
     accounts: AccountMap,
     keys: KeyMap,
     holds: HoldMap,
+    /// The accounts in which something will end (a lot's expiry, an open hold's), by when
+    /// ([`Account::due_at`]) then by index: what the expirer asks for is a range at the front,
+    /// whatever the number of accounts. Kept exact wherever an account changes (a change, its
+    /// undo, a replayed line), so it holds only accounts with an expiry to come or unwritten.
+    due: BTreeSet<(i64, usize)>,
+    /// Each indexed account's entry in `due`, by index (to move it when the account changes).
+    due_of: HashMap<usize, i64, foldhash::fast::RandomState>,
     /// Sequence number of the next entry.
     next_seq: u64,
     /// Journal length in bytes once every applied change is written.
@@ -274,6 +293,8 @@ impl Ledger {
             accounts: AccountMap::default(),
             keys: KeyMap::default(),
             holds: HoldMap::default(),
+            due: BTreeSet::new(),
+            due_of: HashMap::default(),
             next_seq: 1,
             end: 0,
             welcome,
@@ -289,14 +310,52 @@ impl Ledger {
         keys: KeyMap,
         holds: HoldMap,
     ) -> Ledger {
-        Ledger {
+        let mut ledger = Ledger {
             accounts,
             keys,
             holds,
+            due: BTreeSet::new(),
+            due_of: HashMap::default(),
             next_seq,
             end,
             welcome,
+        };
+        for index in 0..ledger.accounts.len() {
+            ledger.index_due(index);
         }
+        ledger
+    }
+
+    /// Puts the account at `index` where it now belongs in `due` (out of it if nothing of it
+    /// will end, or if there is no such account any more).
+    fn index_due(&mut self, index: usize) {
+        let due = self
+            .accounts
+            .get_index(index)
+            .and_then(|(_, account)| account.due_at(&self.holds));
+        let was = match due {
+            Some(at) => self.due_of.insert(index, at),
+            None => self.due_of.remove(&index),
+        };
+        if was != due {
+            if let Some(at) = was {
+                self.due.remove(&(at, index));
+            }
+            if let Some(at) = due {
+                self.due.insert((at, index));
+            }
+        }
+    }
+
+    /// Up to `limit` users in whose account something has ended by `now` that no line has
+    /// written yet, the longest due first.
+    pub fn due(&self, now: i64, limit: usize) -> Vec<Box<str>> {
+        self.due
+            .range(..=(now, usize::MAX))
+            .take(limit)
+            .filter_map(|&(_, index)| self.accounts.get_index(index))
+            .map(|(user, _)| user.clone())
+            .collect()
     }
 
     pub fn account(&self, user: &str) -> Option<&Account> {
@@ -470,6 +529,7 @@ impl Ledger {
             tokens: take.tokens,
             last: account.last,
         });
+        // No lot comes or goes: the account's place in `due` is unchanged.
         account.take(take);
         account.last = self.end;
         self.keep_key(keyed, undo);
@@ -545,6 +605,28 @@ impl Ledger {
             keyed: change.keyed,
         };
         self.transact(transaction, now_ms, out, undo)
+    }
+
+    /// Writes what has ended by `now` in `user`'s account ([`Change::Settle`]): how many
+    /// entries (0: nothing was due, and no line is written).
+    pub fn settle(
+        &mut self,
+        user: &str,
+        now_ms: i64,
+        out: &mut Vec<u8>,
+        undo: &mut Vec<Undo>,
+    ) -> Result<u64, StoreError> {
+        let transaction = Transaction {
+            user,
+            hold: None,
+            what: What::Change(Change::Settle),
+            memes: &[],
+            reason: None,
+            keyed: None,
+        };
+        let before = self.next_seq;
+        self.transact(transaction, now_ms, out, undo)?;
+        Ok(self.next_seq - before)
     }
 
     /// Captures or voids a hold.
@@ -711,6 +793,14 @@ impl Ledger {
             &decision,
             self.next_seq,
         );
+        if decision.postings.is_empty() {
+            // A settle that found nothing due: no line. (Were the account indexed as due, it
+            // would be asked about again and again: index it anew.)
+            if let Some((index, _, _)) = existing {
+                self.index_due(index);
+            }
+            return Ok(Outcome::Applied(changed));
+        }
         // Into a new vector: collecting in place would shrink the postings' allocation to
         // fit (a realloc per change, dearer than an allocation).
         let mut entries: Vec<RecordedEntry> = Vec::with_capacity(decision.postings.len());
@@ -750,6 +840,7 @@ impl Ledger {
                 open.push(hold.id);
             }
         }
+        let index = existing.map_or(self.accounts.len(), |(index, _, _)| index);
         let account = Account {
             balance: after.balance,
             last: offset,
@@ -783,6 +874,8 @@ impl Ledger {
                 }
             }
         }
+        // Once its holds are in the map: an open one's expiry counts.
+        self.index_due(index);
         self.keep_key(keyed, undo);
         self.end += line_len;
         self.next_seq += entries.len() as u64;
@@ -808,10 +901,18 @@ impl Ledger {
     pub fn undo(&mut self, steps: impl Iterator<Item = Undo>, end: u64, next_seq: u64) {
         for step in steps {
             match step {
+                // An account's own steps come after its holds' (they are undone newest
+                // first): the holds are back as they were when its expiries are indexed again.
                 Undo::Opened => {
                     self.accounts.pop();
+                    self.index_due(self.accounts.len());
                 }
-                Undo::Changed { index, before } => self.accounts[index] = before,
+                Undo::Changed { index, before } => {
+                    self.accounts[index] = before;
+                    self.index_due(index);
+                }
+                // In place, leaving its lot non-empty (rules::quick_charge): no lot came or
+                // went, so its place in `due` is unchanged.
                 Undo::Charged {
                     index,
                     lot,
@@ -898,6 +999,9 @@ impl Ledger {
         if let Some(tier) = record.tier {
             account.tier = tier;
             account.until = record.until;
+        }
+        if let Some(index) = self.accounts.get_index_of(record.user.as_ref()) {
+            self.index_due(index);
         }
         if let (Some(key), Some(fp), Some(reply)) = (&record.key, &record.fp, record.reply) {
             self.keys.insert(
@@ -1208,6 +1312,68 @@ mod tests {
             assert_eq!(*quick.ledger.account(user).unwrap(), before);
         }
         assert_eq!(quick.ledger.keys_len(), 0);
+    }
+
+    #[test]
+    fn the_due_index_follows_changes_and_their_undo() {
+        let mut h = Harness::new();
+        h.topup("a", 5).unwrap();
+        assert!(
+            h.ledger.due(i64::MAX, 10).is_empty(),
+            "nothing ever expires"
+        );
+        h.undo.clear();
+        let (end, next_seq) = (h.ledger.end(), h.ledger.next_seq());
+        let expiring = TopupChange {
+            user: "a",
+            amount: 3,
+            terms: crate::domain::LotTerms {
+                expires_at: Some(100),
+                ..Default::default()
+            },
+            reason: None,
+            keyed: None,
+        };
+        h.ledger
+            .topup(expiring, 0, &mut h.journal, &mut h.undo)
+            .unwrap();
+        let held = HoldChange {
+            user: "b",
+            amount: 1,
+            ttl_ms: 50,
+            keyed: None,
+        };
+        h.ledger.hold(held, 0, &mut h.journal, &mut h.undo).unwrap();
+        let due = |h: &Harness, now| -> Vec<String> {
+            h.ledger
+                .due(now, 10)
+                .into_iter()
+                .map(String::from)
+                .collect()
+        };
+        assert!(due(&h, 49).is_empty());
+        assert_eq!(due(&h, 50), ["b"]);
+        assert_eq!(due(&h, 100), ["b", "a"], "the longest due first");
+        // Taken back (the journal could not be written): nothing of them is due.
+        let steps: Vec<Undo> = h.undo.drain(..).rev().collect();
+        h.ledger.undo(steps.into_iter(), end, next_seq);
+        assert!(due(&h, i64::MAX).is_empty());
+        let again = HoldChange {
+            user: "a",
+            amount: 1,
+            ttl_ms: 50,
+            keyed: None,
+        };
+        h.ledger
+            .hold(again, 0, &mut h.journal, &mut h.undo)
+            .unwrap();
+        assert_eq!(due(&h, 50), ["a"]);
+        let written = h.ledger.settle("a", 60, &mut h.journal, &mut h.undo);
+        assert_eq!(written, Ok(1), "the release");
+        assert!(due(&h, i64::MAX).is_empty());
+        let lines = h.lines().len();
+        assert_eq!(h.ledger.settle("a", 70, &mut h.journal, &mut h.undo), Ok(0));
+        assert_eq!(h.lines().len(), lines, "nothing due: no line");
     }
 
     #[test]

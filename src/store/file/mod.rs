@@ -566,6 +566,19 @@ impl TokenStore for FileStore {
         })
     }
 
+    /// From the ledger's index of accounts by their next expiry: a range at its front.
+    async fn due(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let now = self.clock.now();
+        let (due, _) = self.read(|ledger| Ok(ledger.due(now, limit)))?;
+        Ok(due.into_iter().map(String::from).collect())
+    }
+
+    /// Through the journal like any change (group-committed with the others; the commit
+    /// resolves once the entries are durable).
+    async fn settle(&self, user: &str) -> Result<(u64, Commit), StoreError> {
+        self.mutate(|ledger, now, out, undo| ledger.settle(user, now, out, undo))
+    }
+
     async fn audit(&self) -> Result<AuditReport, StoreError> {
         self.shared.barrier().wait().await?;
         let (shared, path) = (self.shared.clone(), self.dir.join(JOURNAL_FILE));

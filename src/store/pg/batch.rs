@@ -150,6 +150,9 @@ pub enum Applied {
     Account(AccountView, Option<u64>, Option<HoldSummary>),
     /// A refund applied (its `refund` seq provisional until the batch is written).
     Refunded(Refunded),
+    /// A settle ([`Change::Settle`]): how many entries it wrote (0: nothing was due, and
+    /// nothing of the account was written).
+    Settled(u64),
     /// Its key was used before for the same request: the reply stored then.
     Replayed(StoredReply),
 }
@@ -164,8 +167,8 @@ impl Applied {
                 hold,
             })),
             Applied::Replayed(reply) => Ok(Outcome::Replayed(reply)),
-            Applied::Refunded(_) => Err(StoreError::Internal(
-                "a change was answered as a refund".into(),
+            Applied::Refunded(_) | Applied::Settled(_) => Err(StoreError::Internal(
+                "a change was answered as a refund or a settle".into(),
             )),
         }
     }
@@ -175,8 +178,18 @@ impl Applied {
         match self {
             Applied::Refunded(refunded) => Ok(Outcome::Applied(refunded)),
             Applied::Replayed(reply) => Ok(Outcome::Replayed(reply)),
-            Applied::Account(..) => Err(StoreError::Internal(
+            Applied::Account(..) | Applied::Settled(_) => Err(StoreError::Internal(
                 "a refund was answered as another change".into(),
+            )),
+        }
+    }
+
+    /// A settle's outcome: the entries it wrote.
+    pub fn into_settled(self) -> Result<u64, StoreError> {
+        match self {
+            Applied::Settled(entries) => Ok(entries),
+            _ => Err(StoreError::Internal(
+                "a settle was answered as another change".into(),
             )),
         }
     }
@@ -513,6 +526,9 @@ fn unconfirmed(why: &str, id: &str, decision: Option<&Result<Applied, StoreError
                 "; if it did, this refund was applied (balance {})",
                 refunded.balance
             )
+        }
+        Some(Ok(Applied::Settled(entries))) => {
+            format!("; if it did, this settle wrote {entries} entries")
         }
         Some(Ok(Applied::Replayed(_))) => "; either way this was a replay of a keyed change".into(),
         Some(Err(error)) => format!("; either way this change was refused: {error}"),
@@ -1332,7 +1348,9 @@ async fn lock_and_read<'b>(
                     // for one emptied: read them all.
                     Asked::Change(Change::Capture { .. } | Change::Void { .. })
                     | Asked::Refund { .. } => i64::MAX,
-                    Asked::Change(Change::Entitle { .. }) => 0,
+                    // Only what has ended: the lots expired by the batch's time are read
+                    // anyway, and an account with an expired hold whole.
+                    Asked::Change(Change::Entitle { .. } | Change::Settle) => 0,
                 })
                 .fold(0i64, i64::saturating_add)
         })
@@ -1678,6 +1696,11 @@ fn decide<'b>(
             (Some(change), decision)
         }
     };
+    if change == Some(Change::Settle) && decision.postings.is_empty() {
+        // Nothing was due (another host or writer may have written it already): the account
+        // is left as it is, not even its version bumped.
+        return Ok(Applied::Settled(0));
+    }
     let version = held.map_or(0, |held| held.version);
     let complete = held.is_none_or(|held| held.complete);
     let after = decision.after;
@@ -1738,6 +1761,7 @@ fn decide<'b>(
         .into_iter()
         .map(RecordedEntry::from)
         .collect();
+    let entries_written = entries.len() as u64;
     let memes = match pending.memes.is_empty() {
         true => None,
         false => Some(super::array_literal(&pending.memes)),
@@ -1788,8 +1812,9 @@ fn decide<'b>(
         }),
     );
     touched.push(user);
-    Ok(match refunded {
-        Some(refunded) => Applied::Refunded(refunded),
-        None => Applied::Account(after, welcome, hold),
+    Ok(match (refunded, change) {
+        (Some(refunded), _) => Applied::Refunded(refunded),
+        (None, Some(Change::Settle)) => Applied::Settled(entries_written),
+        (None, _) => Applied::Account(after, welcome, hold),
     })
 }

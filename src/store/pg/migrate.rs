@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0006_refunds",
         include_str!("migrations/0006_refunds.sql"),
     ),
+    (
+        7,
+        "0007_expiries_due",
+        include_str!("migrations/0007_expiries_due.sql"),
+    ),
 ];
 
 /// The key of the advisory lock held while migrating ("memes" in ASCII).

@@ -12,7 +12,7 @@
 //! rows locked in the database; CHECK and UNIQUE constraints refuse a wrong state a second
 //! time. Reads judge lots at the store's clock ([`PgConfig::clock`]): a lot that expired
 //! since its account's last change is not counted, and its `expire` entry comes with that
-//! account's next change.
+//! account's next change or memesd's expirer ([`TokenStore::settle`]), whichever is first.
 //!
 //! Changes go through [`batch`]: one task per host gathers concurrent requests into one
 //! transaction (group commit at the application) and answers each only after COMMIT, so
@@ -888,6 +888,17 @@ fn account_from(
     Ok((account, lots, holds))
 }
 
+/// The accounts with a lot or an open hold whose expiry ($1) has passed, at most $2 of them,
+/// the longest due first: index ranges (schema version 7, `0007_expiries_due.sql`).
+const DUE: &str = "SELECT user_id FROM (
+        (SELECT user_id, expires_ms FROM lots WHERE expires_ms <= $1
+         ORDER BY expires_ms LIMIT $2)
+        UNION ALL
+        (SELECT user_id, expires_ms FROM holds WHERE state = 'open' AND expires_ms <= $1
+         ORDER BY expires_ms LIMIT $2)
+    ) AS due
+    GROUP BY user_id ORDER BY min(expires_ms) LIMIT $2";
+
 fn balance_from(value: i64) -> u64 {
     // The CHECK constraints keep it within 0..=MAX_BALANCE.
     value.max(0) as u64
@@ -1154,9 +1165,9 @@ impl TokenStore for PgStore {
         };
         match self.change(user, change, &[], None, None).await? {
             Applied::Account(account, ..) => Ok((account, Commit::done())),
-            Applied::Replayed(_) | Applied::Refunded(_) => Err(StoreError::Internal(
-                "an entitlement was answered as another change".into(),
-            )),
+            Applied::Replayed(_) | Applied::Refunded(_) | Applied::Settled(_) => Err(
+                StoreError::Internal("an entitlement was answered as another change".into()),
+            ),
         }
     }
 
@@ -1249,6 +1260,25 @@ impl TokenStore for PgStore {
             next,
             stale,
         })
+    }
+
+    async fn due(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let now = self.config.clock.now();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read("finding the expiries due", |client| async move {
+            let statement = client.prepare_cached(DUE).await?;
+            let rows = client.query(&statement, &[&now, &limit]).await?;
+            Ok(rows.iter().map(|row| row.get(0)).collect())
+        })
+        .await
+    }
+
+    /// Decided by the batch writer under the account's row lock (or on this host's copy,
+    /// written only if the row is still that copy), like any change: of hosts that settle
+    /// the same account at once, the first writes what was due and the others find nothing.
+    async fn settle(&self, user: &str) -> Result<(u64, Commit), StoreError> {
+        let applied = self.change(user, Change::Settle, &[], None, None).await?;
+        Ok((applied.into_settled()?, Commit::done()))
     }
 
     async fn audit(&self) -> Result<AuditReport, StoreError> {
