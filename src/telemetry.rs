@@ -135,6 +135,10 @@ fn describe() {
         "memes_store_changes_waiting",
         "Changes handed to the PostgreSQL store's writers and not answered yet"
     );
+    describe_counter!(
+        "memes_expiries_written_total",
+        "Expire and release entries the expirer wrote (shortly after their instant, not with an account's next change)"
+    );
     describe_gauge!("memes_accounts", "Accounts in the ledger");
     describe_gauge!("memes_catalogue_memes", "Memes in the catalogue in service");
     describe_gauge!(
@@ -404,6 +408,14 @@ pub fn claims_cache(hit: bool) {
             metrics::counter!("memes_claims_cache_total", "result" => result)
         })
         .increment(1);
+}
+
+/// Expire and release entries the expirer wrote (durable).
+pub fn expiries_written(entries: u64) {
+    static COUNTER: OnceLock<Counter> = OnceLock::new();
+    COUNTER
+        .get_or_init(|| metrics::counter!("memes_expiries_written_total"))
+        .increment(entries);
 }
 
 /// How tokens moved.

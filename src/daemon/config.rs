@@ -52,6 +52,13 @@ pub struct DaemonArgs {
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub welcome_expires: Option<Duration>,
 
+    /// How often the ledger's expirer looks for lots and holds that have expired, and writes
+    /// their `expire` and `release` entries (dated when they expired) without waiting for the
+    /// account's next change. `off` (or `0`) leaves them to the next change
+    #[arg(long, default_value = "1s", value_parser = parse_expire_every, value_name = "DURATION",
+          allow_negative_numbers = true)]
+    pub expire_every: Duration,
+
     /// Tokens charged per delivered meme (1 to 2^53 - 1)
     #[arg(long, default_value_t = 1, value_name = "N", allow_negative_numbers = true,
           value_parser = value_parser!(u64).range(1..=MAX_BALANCE))]
@@ -350,6 +357,19 @@ fn parse_leeway(text: &str) -> Result<Duration, String> {
     Ok(leeway)
 }
 
+/// `--expire-every`: a duration, or `off` / `0` (the expirer does not run: `Duration::ZERO`).
+/// At most an hour: expiries written that late serve no one who waits for them.
+fn parse_expire_every(text: &str) -> Result<Duration, String> {
+    let every = match text {
+        "off" | "0" => return Ok(Duration::ZERO),
+        _ => parse_duration(text)?,
+    };
+    match every <= Duration::from_secs(3600) {
+        true => Ok(every),
+        false => Err("must be at most an hour (1h), or off".to_string()),
+    }
+}
+
 fn parse_mode(text: &str) -> Result<u32, String> {
     let mode = u32::from_str_radix(text.trim_start_matches("0o"), 8)
         .map_err(|_| format!("{text:?} is not an octal mode like 600 or 660"))?;
@@ -417,6 +437,30 @@ mod tests {
         assert!(parse_leeway("soon").is_err());
         let args = DaemonArgs::try_parse_from(["memesd"]).unwrap();
         assert_eq!(args.claims_leeway, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_expirer_runs_every_second_unless_told_otherwise_or_off() {
+        let every = |args: &[&str]| {
+            let mut all = vec!["memesd"];
+            all.extend_from_slice(args);
+            DaemonArgs::try_parse_from(all).map(|args| args.expire_every)
+        };
+        assert_eq!(every(&[]).unwrap(), Duration::from_secs(1));
+        assert_eq!(
+            every(&["--expire-every", "250ms"]).unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            every(&["--expire-every", "5"]).unwrap(),
+            Duration::from_secs(5)
+        );
+        assert_eq!(every(&["--expire-every", "off"]).unwrap(), Duration::ZERO);
+        assert_eq!(every(&["--expire-every", "0"]).unwrap(), Duration::ZERO);
+        for wrong in ["-1", "2h", "soon"] {
+            let error = refusal(&["--expire-every", wrong]);
+            assert!(error.contains("--expire-every"), "{wrong}: {error}");
+        }
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! memesd as a whole: its command line ([`config`]), the data directory's permissions
 //! ([`datadir`]), and the wiring: [`build`] opens the store and builds the service,
 //! [`serve`] runs the fronts on the listeners it is given until the shutdown future it is
-//! given resolves, and [`run`] does both with memesd's own sockets and signals, then shuts
-//! down in the order that keeps every acknowledged change (flush the store, then remove the
+//! given resolves, and [`run`] does both with memesd's own sockets and signals (and the
+//! [`expirer`], which writes expiries as they happen), then shuts down in the order that
+//! keeps every acknowledged change (stop the expirer, flush the store, then remove the
 //! socket).
 
 pub mod config;
 pub mod config_file;
 pub mod datadir;
+pub mod expirer;
 pub mod logging;
 pub mod systemd;
 #[cfg(test)]
@@ -194,6 +196,14 @@ pub fn run(args: DaemonArgs) -> Result<()> {
         // Signals that came during start-up are acted on from here, after READY=1, so
         // systemd sees them in order.
         let reloader = tokio::spawn(reload_on_sighup(service.clone(), hangup));
+        let expiring = CancellationToken::new();
+        let expirer = (!args.expire_every.is_zero()).then(|| {
+            tokio::spawn(expirer::run(
+                store.clone(),
+                args.expire_every,
+                expiring.clone(),
+            ))
+        });
         let shutdown = async {
             shutdown_signal(terminate, interrupt).await;
             systemd::notify_stopping();
@@ -207,6 +217,11 @@ pub fn run(args: DaemonArgs) -> Result<()> {
         };
         serve(service.clone(), fronts, shutdown).await;
         reloader.abort();
+        // Before the store closes: a round under way finishes (what it wrote is durable).
+        expiring.cancel();
+        if let Some(expirer) = expirer {
+            let _ = expirer.await;
+        }
         anyhow::Ok(bound)
     });
     drop(service);

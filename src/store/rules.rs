@@ -357,7 +357,7 @@ pub fn hold_state_at(hold: &Hold, t: i64) -> HoldState {
 
 /// An account's lots at `t` once the open holds expired by then have given back what they
 /// held, at their expiry, in time order (what reads judge; the `release` entries are written
-/// with the account's next change).
+/// later, by a [`Change::Settle`] or with the account's next change).
 pub fn settled_lots(lots: &[Lot], holds: &[Hold], t: i64) -> Vec<Lot> {
     let mut lots = lots.to_vec();
     let mut ended: Vec<&Hold> = holds

@@ -62,11 +62,12 @@ fn the_documented_lines_for_top_up_terms_and_lots_answer_as_documented() {
 }
 
 /// `memesd --welcome-expires`: what is left of the welcome grant leaves the balance at its
-/// expiry, whether or not anything runs then; the account's next change records it as an
-/// `expire` entry dated at the expiry, and the audit passes.
+/// expiry, whether or not anything runs then; without the expirer (`--expire-every off`;
+/// tests/it/expirer.rs has it on) the account's next change records it as an `expire` entry
+/// dated at the expiry, and the audit passes.
 #[test]
 fn the_welcome_grant_expires_when_memesd_says() {
-    let daemon = Daemon::start_with(&["--welcome-expires", "2s"]);
+    let daemon = Daemon::start_with(&["--welcome-expires", "2s", "--expire-every", "off"]);
     daemon.memes(&["get", "--user", "w1"]);
     assert_eq!(daemon.balance("w1"), Some(149));
     let lots = daemon.memes_json(&["lots", "--user", "w1"]);

@@ -18,7 +18,7 @@
 //!   and never from an expired lot; what the checker's replay leaves in each lot is what
 //!   `lots` lists now, and the account's balance is the last entry's less what is left in
 //!   the lots that expired since (a read never counts an expired lot; its `expire` entry
-//!   comes with the account's next change);
+//!   may not be written yet);
 //! - and `memes audit` passes (which replays the burn order and the expiries).
 //!
 //! A violation panics with the operations around it (that user's, ordered by invocation).

@@ -184,7 +184,9 @@ fn a_hold_drops_the_balance_at_once_and_ends_once_captured_or_voided() {
 
 #[test]
 fn a_hold_expires_at_its_ttl_even_if_nothing_ran_and_cannot_be_captured_after() {
-    let mut daemon = Daemon::start();
+    // Without the expirer, so that the next change writes the release (tests/it/expirer.rs
+    // has it on).
+    let mut daemon = Daemon::start_with(&["--expire-every", "off"]);
     daemon.memes(&["get", "--user", "h2"]);
     let held = daemon.memes_json(&["hold", "--user", "h2", "--amount", "20", "--ttl", "2s"]);
     let id = held["hold"].as_u64().unwrap().to_string();

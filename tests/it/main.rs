@@ -8,6 +8,7 @@ mod checkpoints;
 mod cli;
 mod console;
 mod credits;
+mod expirer;
 mod failover;
 mod faults;
 mod flood;

@@ -478,3 +478,64 @@ fn one_charge_refunded_at_once_through_three_hosts_gives_back_at_most_what_it_sp
     }
     audit_passes(&hosts[2]);
 }
+
+/// Every host runs the expirer (`--expire-every`), and each sees the same accounts due at
+/// the same instant: each lot is written off exactly once, and so is each hold released.
+#[test]
+fn three_expirers_on_one_database_write_each_expiry_exactly_once() {
+    const USERS: usize = 24;
+    let cluster = Hosts::start(3, &["--expire-every", "50ms"]);
+    let hosts = &cluster.hosts;
+    // One instant for them all, so that every host finds them due in the same rounds.
+    let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2)).to_string();
+    for user in 0..USERS {
+        let mut conn = hosts[user % hosts.len()].connect();
+        let credit = json!({"op": "topup", "user": format!("e{user}"), "amount": 10,
+                            "expires_at": at});
+        let reply = ask(&mut conn, &credit).expect("a reply");
+        assert_eq!(reply["ok"], true, "{reply}");
+        let held = json!({"op": "hold", "user": format!("e{user}"), "amount": 5,
+                          "ttl": "2s"});
+        let reply = ask(&mut conn, &held).expect("a reply");
+        assert_eq!(reply["ok"], true, "{reply}");
+    }
+    let kinds = |host: &Daemon, user: &str| -> Vec<String> {
+        let history = host.memes_json(&["history", "--user", user]);
+        history
+            .as_array()
+            .expect("a list of entries")
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for user in 0..USERS {
+        let user = format!("e{user}");
+        while kinds(&hosts[0], &user).len() < 5 {
+            assert!(
+                Instant::now() < deadline,
+                "{user}: {:?}",
+                kinds(&hosts[0], &user)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // Many more rounds of every host: still once.
+    std::thread::sleep(Duration::from_millis(500));
+    for index in 0..USERS {
+        let user = format!("e{index}");
+        let mut written = kinds(&hosts[index % hosts.len()], &user);
+        // The hold's release and the lot's expiry may be in either order (the hold took
+        // from the lot first, and gives back to it before it expires, or expires after).
+        written[3..].sort();
+        assert_eq!(
+            written,
+            ["welcome", "topup", "hold", "expire", "release"],
+            "{user}"
+        );
+        for host in hosts {
+            assert_eq!(host.balance(&user), Some(150), "{user}");
+        }
+    }
+    audit_passes(&hosts[1]);
+}

@@ -30,8 +30,8 @@ pub type HoldMap = IndexMap<u64, (Box<str>, Hold), foldhash::fast::RandomState>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     /// Tokens: what the lots hold, as of the account's latest line (a lot that expired since
-    /// is still in it until the next change writes its expiry; reads judge lots at their own
-    /// time, see [`Account::view_at`]).
+    /// is still in it until its expiry is written, by the expirer or the next change; reads
+    /// judge lots at their own time, see [`Account::view_at`]).
     pub balance: u64,
     /// Byte offset in the journal of this account's latest transaction line.
     pub last: u64,
@@ -41,8 +41,8 @@ pub struct Account {
     pub until: Option<i64>,
     /// What the balance is made of.
     pub lots: Lots,
-    /// The ids of its open holds (as recorded: one past its expiry stays until the next
-    /// change writes its release), whose tokens are out of the lots.
+    /// The ids of its open holds (as recorded: one past its expiry stays until its release
+    /// is written, by the expirer or the next change), whose tokens are out of the lots.
     pub holds: Box<[u64]>,
 }
 

@@ -983,7 +983,7 @@ impl TokenStore for PgStore {
     }
 
     /// Judged at the store's clock: lots that expired since the account's last change are
-    /// not counted (their `expire` entries come with its next change).
+    /// not counted (their `expire` entries may not be written yet).
     async fn hold(&self, change: HoldChange<'_>) -> Result<(Outcome<Changed>, Commit), StoreError> {
         let hold = Change::Hold {
             amount: change.amount,
