@@ -1354,6 +1354,11 @@ mod tests {
         assert!(due(&h, 49).is_empty());
         assert_eq!(due(&h, 50), ["b"]);
         assert_eq!(due(&h, 100), ["b", "a"], "the longest due first");
+        // A charge in place (from the expiring lot, which it leaves non-empty) moves nothing.
+        let undone = h.undo.len();
+        h.charge("a", 1).unwrap();
+        assert!(matches!(h.undo[undone..], [Undo::Charged { .. }]));
+        assert_eq!(due(&h, 100), ["b", "a"]);
         // Taken back (the journal could not be written): nothing of them is due.
         let steps: Vec<Undo> = h.undo.drain(..).rev().collect();
         h.ledger.undo(steps.into_iter(), end, next_seq);
