@@ -63,6 +63,12 @@
 //! plus its row), which the write replaces in the stored reply and returns, and which the
 //! batch's commit row keeps for a lookup after a lost COMMIT reply.
 //!
+//! Settles ([`Change::Settle`], what memesd's expirer asks for): decided like any change, on
+//! the locked rows (the lots expired by the batch's time are read, an account with an expired
+//! hold whole) or on a copy (written only if the row is still that copy). One that finds
+//! nothing due writes nothing of its account, not even its version: of the hosts that settle
+//! an account at once, the first writes what was due and the others find nothing.
+//!
 //! Failures: a deadlock, a serialization failure or a unique violation (another host opened
 //! the same new account, or used the same new key, at the same moment) rolls the batch back
 //! and decides it again on fresh rows, a bounded number of times. A lost connection before
