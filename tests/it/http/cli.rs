@@ -526,3 +526,59 @@ fn lots_with_their_terms_are_listed_alike_on_both_fronts() {
     assert_eq!(socket.json()["lots"].as_array().unwrap().len(), 3);
     assert_eq!(twins.socket.balance("lotty"), Some(173));
 }
+
+/// `hold`, `capture`, `void` and `refund` over HTTP (the hold or the entry in the path; the
+/// amount and the user in the body; the key as a header) answer as on the socket: success,
+/// replay and refusal alike, and leave the same balances.
+#[test]
+fn holds_and_refunds_over_http_are_the_same_as_on_the_socket() {
+    fn expiry(value: &mut Value) {
+        value.as_object_mut().unwrap().remove("expires_at");
+    }
+    let twins = Twins::start();
+    twins.same(&["topup", "--user", "u7", "--amount", "20"], as_is);
+    twins.same(&["get", "--user", "u7", "--query", "cats"], as_is);
+    let hold = |twins: &Twins| {
+        let args = [
+            "--json", "hold", "--user", "u7", "--amount", "5", "--ttl", "5m",
+        ];
+        twins.same(&args, expiry);
+        twins
+            .socket
+            .memes(&["--json", "lots", "--user", "u7"])
+            .json()["holds"][0]["hold"]
+            .as_u64()
+            .expect("the hold is open")
+            .to_string()
+    };
+    let captured = hold(&twins);
+    let capture = ["capture", &captured, "--amount", "3", "--user", "u7"];
+    assert_eq!(twins.same(&capture, as_is), 0);
+    assert_ne!(twins.same(&capture, as_is), 0, "a hold ends once");
+    let voided = hold(&twins);
+    assert_eq!(twins.same(&["void", &voided, "--user", "u7"], as_is), 0);
+    assert_ne!(twins.same(&["void", &voided], as_is), 0, "a hold ends once");
+
+    let entries = twins
+        .socket
+        .memes(&["--json", "history", "--user", "u7"])
+        .json();
+    let charge = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["kind"] == "charge")
+        .expect("the get's charge")["seq"]
+        .to_string();
+    let refund = [
+        "refund", "--entry", &charge, "--amount", "1", "--user", "u7", "--key", "r1",
+    ];
+    assert_eq!(twins.same(&refund, as_is), 0);
+    assert_eq!(twins.same(&refund, as_is), 0, "replayed");
+    assert_ne!(
+        twins.same(&["refund", "--entry", &charge], as_is),
+        0,
+        "nothing left"
+    );
+    assert_eq!(twins.socket.balance("u7"), twins.http.balance("u7"));
+}
