@@ -51,15 +51,11 @@ pub fn run(args: &CaptureArgs, ctx: &mut Ctx) -> Result<Exit, Failure> {
 /// `Idempotency-Key` header.
 impl ToCall for CaptureRequest {
     fn fill(&self, call: &mut Call) {
-        let mut body = serde_json::json!({});
-        if let Some(amount) = self.amount {
-            body["amount"] = amount.into();
-        }
-        if let Some(user) = &self.user {
-            body["user"] = user.as_str().into();
-        }
-        call.at(&self.hold.to_string());
-        call.body = Some(body);
-        call.idempotency_key = self.idempotency_key.clone();
+        call.change_of(
+            self.hold,
+            self.amount,
+            self.user.as_deref(),
+            self.idempotency_key.clone(),
+        );
     }
 }

@@ -80,6 +80,27 @@ impl Call {
         self.path = self.route.path_with(&encode(segment));
     }
 
+    /// A change to what `id` names in the path (a hold, an entry): `amount` and `user`, when
+    /// given, in the body; the key as the `Idempotency-Key` header.
+    pub fn change_of(
+        &mut self,
+        id: u64,
+        amount: Option<u64>,
+        user: Option<&str>,
+        idempotency_key: Option<String>,
+    ) {
+        let mut body = serde_json::json!({});
+        if let Some(amount) = amount {
+            body["amount"] = amount.into();
+        }
+        if let Some(user) = user {
+            body["user"] = user.into();
+        }
+        self.at(&id.to_string());
+        self.body = Some(body);
+        self.idempotency_key = idempotency_key;
+    }
+
     /// Appends the given query parameters (values already encoded) to the path, in order.
     pub fn query<const N: usize>(&mut self, parameters: [(&str, Option<String>); N]) {
         add_query(&mut self.path, parameters);
